@@ -1,0 +1,78 @@
+#include "event_log.h"
+
+#include <arpa/inet.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "compiled_policy.h"
+#include "op25b_classifier.h"
+
+namespace sekisho {
+
+namespace {
+std::string address(uint8_t version, const uint8_t* bytes) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    inet_ntop(version == 4 ? AF_INET : AF_INET6, bytes, buf, sizeof buf);
+    return buf;
+}
+}  // namespace
+
+std::string event_to_json(const event_record& e) {
+    const bool v4 = e.ip_version == 4;
+    nlohmann::json j = {
+        {"time_ns", e.time_ns},
+        {"type", e.type == event_type::op25b_block ? "op25b_block" : "op25b_monitor"},
+        {"reason", to_string(static_cast<block_reason>(e.reason))},
+        {"action", e.type == event_type::op25b_block ? to_string(static_cast<op25b_action>(e.action)) : "forward"},
+        {"ingress", to_string(static_cast<ingress>(e.ingress))},
+        {"src", address(v4 ? 4 : 6, e.src)},
+        {"dst", address(v4 ? 4 : 6, e.dst)},
+        {"src_port", e.src_port},
+        {"dst_port", e.dst_port},
+        {"tcp_flags", e.tcp_flags},
+        {"generation", e.generation},
+        {"worker", e.worker},
+    };
+    return j.dump();
+}
+
+event_log::event_log(const std::string& path) {
+    if (path == "-") {
+        out_ = stdout;
+        owned_ = false;
+        return;
+    }
+    out_ = std::fopen(path.c_str(), "a");
+    if (out_ == nullptr) throw std::runtime_error("cannot open event log " + path + ": " + std::strerror(errno));
+    owned_ = true;
+}
+
+event_log::~event_log() {
+    if (owned_) std::fclose(out_);
+    else std::fflush(out_);
+}
+
+size_t event_log::drain(const std::vector<event_ring*>& rings) {
+    event_record batch[64];
+    size_t total = 0;
+    for (event_ring* ring : rings) {
+        unsigned n;
+        while ((n = ring->pop(batch, 64)) > 0) {
+            for (unsigned i = 0; i < n; ++i) {
+                const std::string line = event_to_json(batch[i]) + "\n";
+                if (std::fwrite(line.data(), 1, line.size(), out_) == line.size())
+                    ++written_;
+                else
+                    ++write_errors_;
+            }
+            total += n;
+        }
+    }
+    if (total && std::fflush(out_) != 0) ++write_errors_;
+    return total;
+}
+
+}  // namespace sekisho

@@ -1,0 +1,70 @@
+// One Sekisho data-plane instance as the control plane sees it: the mbuf
+// pool, the published policy, and per worker its counters, event ring and
+// pipeline. Live mode and replay both build one; they differ only in where
+// bursts come from and go to.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event_log.h"
+#include "event_ring.h"
+#include "pipeline.h"
+#include "policy.h"
+#include "policy_store.h"
+#include "worker_counters.h"
+
+struct rte_mempool;
+
+namespace sekisho {
+
+struct gateway_config {
+    unsigned workers = 1;
+    unsigned mbufs = 16384;
+    unsigned event_ring_capacity = 8192;
+    std::string events_path = "-";
+    bool packet_clock = false;   // replay: capture timestamps are the clock
+};
+
+class gateway {
+public:
+    // Needs an initialised EAL. Throws std::runtime_error on resource failure.
+    gateway(const policy& pol, const gateway_config& config);
+    ~gateway();
+    gateway(const gateway&) = delete;
+    gateway& operator=(const gateway&) = delete;
+
+    unsigned workers() const { return config_.workers; }
+    rte_mempool* pool() { return pool_; }
+    policy_store& store() { return *store_; }
+    pipeline& pipe(unsigned w) { return *pipelines_[w]; }
+    // Blocks 0..workers-1 belong to the workers; block `workers` to the
+    // control thread (replay transmits from it).
+    worker_counters& counters(unsigned block) { return *counters_[block]; }
+    std::vector<const worker_counters*> all_counters() const;
+    uint64_t generation() const { return store_->current()->generation(); }
+    const policy& active_policy() const { return policy_; }
+
+    // Compiles `pol` as the next generation and publishes it (RCU); returns
+    // the new generation. A compile failure throws and leaves the running
+    // policy in place.
+    uint64_t apply(const policy& pol);
+
+    size_t drain_events() { return log_->drain(rings_raw_); }
+    const event_log& events() const { return *log_; }
+
+private:
+    gateway_config config_;
+    policy policy_;
+    rte_mempool* pool_ = nullptr;
+    std::unique_ptr<policy_store> store_;
+    std::vector<std::unique_ptr<worker_counters>> counters_;
+    std::vector<std::unique_ptr<event_ring>> rings_;
+    std::vector<event_ring*> rings_raw_;
+    std::vector<std::unique_ptr<pipeline>> pipelines_;
+    std::unique_ptr<event_log> log_;
+};
+
+}  // namespace sekisho

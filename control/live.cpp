@@ -1,0 +1,149 @@
+#include "live.h"
+
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+
+#include "counters_report.h"
+#include "eal_session.h"
+#include "gateway.h"
+#include "ports.h"
+#include "worker.h"
+
+namespace sekisho {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+std::atomic<bool> reload_requested{false};
+
+extern "C" void on_stop_signal(int) { stop_requested.store(true); }
+extern "C" void on_reload_signal(int) { reload_requested.store(true); }
+
+uint16_t resolve_port(const std::string& vdev_name, std::optional<unsigned> id, unsigned fallback) {
+    if (!vdev_name.empty()) {
+        uint16_t port = 0;
+        if (rte_eth_dev_get_port_by_name(vdev_name.c_str(), &port) != 0)
+            throw std::runtime_error("DPDK did not create port " + vdev_name);
+        return port;
+    }
+    const unsigned want = id.value_or(fallback);
+    if (!rte_eth_dev_is_valid_port(static_cast<uint16_t>(want)))
+        throw std::runtime_error("no DPDK port " + std::to_string(want) + " (" +
+                                 std::to_string(rte_eth_dev_count_avail()) +
+                                 " available); give --access-if/--core-if or EAL arguments that create the ports");
+    return static_cast<uint16_t>(want);
+}
+
+}  // namespace
+
+int run_live(const live_options& opt) {
+    policy pol = load_policy_file(opt.policy_path);
+    if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
+        throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
+    if (opt.access_if.empty() != opt.core_if.empty())
+        throw std::runtime_error("--access-if and --core-if go together");
+
+    eal_request req;
+    req.workers = opt.workers;
+    req.explicit_args = opt.eal_args;
+    std::string access_name, core_name;
+    if (!opt.access_if.empty()) {
+        access_name = "net_af_packet_access";
+        core_name = "net_af_packet_core";
+        const std::string q = ",qpairs=" + std::to_string(opt.workers);
+        req.vdevs = {access_name + ",iface=" + opt.access_if + q, core_name + ",iface=" + opt.core_if + q};
+    }
+    eal_session eal("sekishod", req);
+    if (rte_lcore_count() < opt.workers + 1)
+        throw std::runtime_error("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; " +
+                                 std::to_string(opt.workers + 1) + " needed (control + workers)");
+
+    const uint16_t port[ingress_count] = {resolve_port(access_name, opt.access_port, 0),
+                                          resolve_port(core_name, opt.core_port, 1)};
+    if (port[0] == port[1]) throw std::runtime_error("the access and core ports must differ");
+
+    gateway_config cfg;
+    cfg.workers = opt.workers;
+    cfg.mbufs = 8192 + opt.workers * 2 * 4096;
+    cfg.events_path = opt.events_path;
+    gateway gw(pol, cfg);
+
+    for (unsigned side = 0; side < ingress_count; ++side) {
+        port_setup s;
+        s.port_id = port[side];
+        s.rx_queues = s.tx_queues = static_cast<uint16_t>(opt.workers);
+        s.side = static_cast<ingress>(side);
+        start_port(s, gw.pool());
+    }
+
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGHUP, on_reload_signal);
+
+    std::atomic<bool> stop_workers{false};
+    std::vector<live_worker> workers(opt.workers);
+    unsigned next = 0;
+    unsigned lcore;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        if (next == opt.workers) break;
+        live_worker& w = workers[next];
+        w.id = next;
+        w.port[0] = port[0];
+        w.port[1] = port[1];
+        w.queue = static_cast<uint16_t>(next);
+        w.pipe = &gw.pipe(next);
+        w.store = &gw.store();
+        w.counters = &gw.counters(next);
+        w.stop = &stop_workers;
+        rte_eal_remote_launch(run_live_worker, &w, lcore);
+        ++next;
+    }
+    std::cerr << "sekishod: forwarding " << port_name(port[0]) << " (access) <-> " << port_name(port[1])
+              << " (core) with " << opt.workers << " worker" << (opt.workers == 1 ? "" : "s") << ", policy "
+              << opt.policy_path << " generation " << gw.generation() << " (" << to_string(pol.mode) << ", "
+              << to_string(pol.action) << ")" << std::endl;
+
+    while (!stop_requested.load()) {
+        gw.drain_events();
+        if (reload_requested.exchange(false)) {
+            try {
+                const uint64_t g = gw.apply(load_policy_file(opt.policy_path));
+                std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
+                          << std::endl;
+            } catch (const std::exception& e) {
+                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << gw.generation()
+                          << " keeps running:\n" << e.what() << std::endl;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+
+    stop_workers.store(true);
+    rte_eal_mp_wait_lcore();
+    gw.drain_events();
+    for (uint16_t p : port) stop_port(p);
+
+    nlohmann::json report = counters_json(gw.all_counters());
+    report["mode"] = "live";
+    report["policy"] = opt.policy_path;
+    report["generation"] = gw.generation();
+    report["events"]["written"] = gw.events().written();
+    report["events"]["write_errors"] = gw.events().write_errors();
+    if (!opt.summary_path.empty()) {
+        std::ofstream f(opt.summary_path);
+        f << report.dump(2) << "\n";
+        if (!f) throw std::runtime_error("cannot write " + opt.summary_path);
+    }
+    std::cerr << "sekishod: stopped. " << human_summary(report);
+    return 0;
+}
+
+}  // namespace sekisho

@@ -1,0 +1,22 @@
+// Live mode: sekishod between an access port and a core port.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sekisho {
+
+struct live_options {
+    std::string policy_path;
+    std::string access_if, core_if;        // Linux interfaces via net_af_packet
+    std::optional<unsigned> access_port, core_port;  // or DPDK port ids
+    unsigned workers = 1;
+    std::string events_path = "-";
+    std::string summary_path;              // counters as JSON at exit
+    std::vector<std::string> eal_args;     // replaces the default EAL arguments
+};
+
+int run_live(const live_options& options);
+
+}  // namespace sekisho

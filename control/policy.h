@@ -1,0 +1,66 @@
+// The operator's policy: the model of the YAML file and its validation.
+//
+// Every key is documented in docs/policy.md. Errors name the file and line:
+// "policy.yaml:12: subscribers.dynamic[2]: '198.51.100.1/24' has host bits set".
+// All errors of a file are collected and reported together.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "compiled_policy.h"
+
+namespace sekisho {
+
+struct ip_prefix {
+    uint8_t family = 4;                 // 4 or 6
+    uint8_t length = 0;                 // prefix length in bits
+    std::array<uint8_t, 16> bytes{};    // network order; IPv4 in the first 4
+    int line = 0;                       // where the policy declared it
+
+    uint32_t v4() const {
+        return static_cast<uint32_t>(bytes[0]) << 24 | static_cast<uint32_t>(bytes[1]) << 16 |
+               static_cast<uint32_t>(bytes[2]) << 8 | bytes[3];
+    }
+    std::string to_string() const;
+    bool operator==(const ip_prefix& o) const {
+        return family == o.family && length == o.length && bytes == o.bytes;
+    }
+};
+
+// Parses "198.51.100.0/24", "2001:db8::/32", or a bare address (a host
+// prefix). On failure returns nullopt and sets `error`.
+std::optional<ip_prefix> parse_prefix(std::string_view text, std::string& error);
+
+struct policy {
+    std::string source = "<policy>";   // file name used in messages
+    int version = 1;
+    std::vector<uint16_t> smtp_ports{25};            // blocked by OP25B
+    std::vector<uint16_t> submission_ports{587, 465};
+    std::vector<ip_prefix> dynamic_ranges;
+    std::vector<ip_prefix> static_ranges;
+    uint8_t ipv6_prefix_length = 56;
+    std::vector<ip_prefix> relays;
+    op25b_mode mode = op25b_mode::enforce;
+    op25b_action action = op25b_action::reset;
+};
+
+class policy_error : public std::runtime_error {
+public:
+    explicit policy_error(std::vector<std::string> errors);
+    const std::vector<std::string>& errors() const { return errors_; }
+
+private:
+    std::vector<std::string> errors_;
+};
+
+// Throw policy_error with every problem found, each as "name:line: message".
+policy load_policy_file(const std::string& path);
+policy load_policy_text(const std::string& text, const std::string& name);
+
+}  // namespace sekisho

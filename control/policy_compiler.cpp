@@ -1,0 +1,54 @@
+#include "policy_compiler.h"
+
+#include <string>
+
+namespace sekisho {
+
+namespace {
+
+policy_capacity size_tables(const policy& pol) {
+    policy_capacity cap;
+    auto count = [&](const ip_prefix& p) {
+        if (p.family == 4) {
+            ++cap.subscriber_prefixes4;
+            if (p.length > 24) ++cap.tbl8_groups4;
+        } else {
+            ++cap.subscriber_prefixes6;
+            if (p.length > 24) cap.tbl8_groups6 += (p.length - 24 + 7) / 8;
+        }
+    };
+    for (const auto& p : pol.dynamic_ranges) count(p);
+    for (const auto& p : pol.static_ranges) count(p);
+    for (const auto& p : pol.relays) (p.family == 4 ? cap.relay_prefixes4 : cap.relay_prefixes6)++;
+    return cap;
+}
+
+}  // namespace
+
+std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation) {
+    auto out = std::make_unique<compiled_policy>(generation, size_tables(pol));
+    // Longest prefix wins inside the table, so a static /28 inside a dynamic
+    // /24 exempts exactly its 16 addresses whatever the insertion order.
+    auto add = [&](const ip_prefix& p, subscriber_class c) {
+        if (p.family == 4)
+            out->add_subscriber4(p.v4(), p.length, c);
+        else
+            out->add_subscriber6(p.bytes.data(), p.length, c);
+    };
+    for (const auto& p : pol.dynamic_ranges) add(p, subscriber_class::dynamic);
+    for (const auto& p : pol.static_ranges) add(p, subscriber_class::static_);
+    for (const auto& p : pol.relays) {
+        if (p.family == 4)
+            out->add_relay4(p.v4(), p.length);
+        else
+            out->add_relay6(p.bytes.data(), p.length);
+    }
+    for (uint16_t port : pol.smtp_ports) out->set_blocked_port(port);
+    out->set_mode(pol.mode);
+    out->set_action(pol.action);
+    out->set_ipv6_prefix_length(pol.ipv6_prefix_length);
+    out->set_description(pol.source);
+    return out;
+}
+
+}  // namespace sekisho

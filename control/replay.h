@@ -1,0 +1,31 @@
+// Replay mode: the live pipeline over net_pcap, for "what would this policy
+// do to this traffic" before a rollout, and for our own acceptance checks.
+//
+//   sekishod --replay CAPTURE --policy POLICY --out DIR [--workers N]
+//
+// CAPTURE holds both directions (a mirror port). A frame whose source address
+// is in the policy's subscriber ranges (dynamic or static), or that carries no
+// readable IP source, enters from the access side; every other frame from the
+// core side. Writes DIR/to-core.pcap, DIR/to-access.pcap (every frame that
+// left each port, injected RSTs included), DIR/summary.json and
+// DIR/events.jsonl. Capture timestamps are the clock.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sekisho {
+
+struct replay_options {
+    std::string capture;
+    std::string policy_path;
+    std::string out_dir;
+    unsigned workers = 1;
+    std::vector<std::string> eal_args;   // replaces the default EAL arguments
+};
+
+// Returns the process exit code. Throws policy_error for a bad policy and
+// std::runtime_error for anything else that stops the replay.
+int run_replay(const replay_options& options);
+
+}  // namespace sekisho

@@ -1,0 +1,130 @@
+// sekishod: the Sekisho gateway daemon (data plane + control plane).
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "live.h"
+#include "policy.h"
+#include "replay.h"
+
+namespace {
+
+constexpr const char* usage_text = R"(usage:
+  sekishod --check-policy FILE
+  sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
+  sekishod --policy FILE (--access-if IF --core-if IF | [--access-port ID --core-port ID])
+           [--workers N] [--events FILE] [--summary FILE] [-- EAL-ARGS...]
+
+  --check-policy FILE  validate a policy; print every error as file:line: message
+  --replay CAPTURE     run the pipeline over a pcap (both directions, as from a mirror port)
+  --out DIR            replay output: to-core.pcap, to-access.pcap, summary.json, events.jsonl
+  --policy FILE        the policy (docs/policy.md)
+  --workers N          worker lcores (default 1)
+  --access-if IF       Linux interface on the subscriber side (net_af_packet)
+  --core-if IF         Linux interface on the Internet side (net_af_packet)
+  --access-port ID     DPDK port on the subscriber side (default 0)
+  --core-port ID       DPDK port on the Internet side (default 1)
+  --events FILE        JSON-lines event log (default: standard output)
+  --summary FILE       write the counters as JSON at exit
+  -- EAL-ARGS          DPDK EAL arguments, replacing Sekisho's defaults
+
+exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy
+signals (live): SIGINT/SIGTERM stop cleanly, SIGHUP reloads the policy file
+)";
+
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+unsigned parse_unsigned(const std::string& flag, const std::string& value) {
+    try {
+        size_t used = 0;
+        const unsigned long v = std::stoul(value, &used);
+        if (used != value.size() || v > 65535) throw std::invalid_argument(value);
+        return static_cast<unsigned>(v);
+    } catch (const std::exception&) {
+        throw usage_error(flag + ": '" + value + "' is not a number");
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    std::string check_policy, replay_capture, out_dir;
+    sekisho::live_options live;
+    bool have_workers = false;
+    std::vector<std::string> eal_args;
+    try {
+        for (size_t i = 0; i < args.size(); ++i) {
+            const std::string& a = args[i];
+            auto value = [&]() -> const std::string& {
+                if (i + 1 >= args.size()) throw usage_error(a + " needs a value");
+                return args[++i];
+            };
+            if (a == "--") {
+                eal_args.assign(args.begin() + static_cast<long>(i) + 1, args.end());
+                break;
+            } else if (a == "-h" || a == "--help") {
+                std::cout << usage_text;
+                return 0;
+            } else if (a == "--check-policy") {
+                check_policy = value();
+            } else if (a == "--replay") {
+                replay_capture = value();
+            } else if (a == "--out") {
+                out_dir = value();
+            } else if (a == "--policy") {
+                live.policy_path = value();
+            } else if (a == "--workers") {
+                live.workers = parse_unsigned(a, value());
+                have_workers = true;
+            } else if (a == "--access-if") {
+                live.access_if = value();
+            } else if (a == "--core-if") {
+                live.core_if = value();
+            } else if (a == "--access-port") {
+                live.access_port = parse_unsigned(a, value());
+            } else if (a == "--core-port") {
+                live.core_port = parse_unsigned(a, value());
+            } else if (a == "--events") {
+                live.events_path = value();
+            } else if (a == "--summary") {
+                live.summary_path = value();
+            } else {
+                throw usage_error("unknown argument '" + a + "'");
+            }
+        }
+
+        if (!check_policy.empty()) {
+            const sekisho::policy p = sekisho::load_policy_file(check_policy);
+            std::cout << check_policy << ": ok (" << p.dynamic_ranges.size() << " dynamic, "
+                      << p.static_ranges.size() << " static, " << p.relays.size() << " relay prefixes; op25b "
+                      << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << ")\n";
+            return 0;
+        }
+        if (live.policy_path.empty()) throw usage_error("--policy is required");
+        if (!replay_capture.empty()) {
+            if (out_dir.empty()) throw usage_error("--replay needs --out DIR");
+            sekisho::replay_options r;
+            r.capture = replay_capture;
+            r.policy_path = live.policy_path;
+            r.out_dir = out_dir;
+            r.workers = have_workers ? live.workers : 1;
+            r.eal_args = eal_args;
+            return sekisho::run_replay(r);
+        }
+        live.eal_args = eal_args;
+        return sekisho::run_live(live);
+    } catch (const usage_error& e) {
+        std::cerr << "sekishod: " << e.what() << "\n" << usage_text;
+        return 2;
+    } catch (const sekisho::policy_error& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "sekishod: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,80 @@
+// The compiled policy: the one immutable snapshot the workers read.
+//
+// Built off the data path (control/policy_compiler.cpp fills it from the
+// operator's policy), published through policy_store (RCU), never modified
+// once published. Everything a worker needs to judge a packet is here, so a
+// packet is always judged by exactly one generation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+struct rte_fib;
+struct rte_fib6;
+
+namespace sekisho {
+
+enum class subscriber_class : uint8_t { none = 0, dynamic = 1, static_ = 2 };
+enum class op25b_mode : uint8_t { enforce = 0, monitor = 1 };
+enum class op25b_action : uint8_t { drop = 0, reset = 1 };
+
+const char* to_string(subscriber_class c);
+const char* to_string(op25b_mode m);
+const char* to_string(op25b_action a);
+
+// Sizes the tables before prefixes are added.
+struct policy_capacity {
+    uint32_t subscriber_prefixes4 = 0, subscriber_prefixes6 = 0;
+    uint32_t relay_prefixes4 = 0, relay_prefixes6 = 0;
+    uint32_t tbl8_groups4 = 0;  // prefixes longer than /24 need one each
+    uint32_t tbl8_groups6 = 0;  // one per 8 bits beyond /24, per prefix
+};
+
+class compiled_policy {
+public:
+    // Allocates the lookup tables (DPDK memory). Throws std::runtime_error.
+    compiled_policy(uint64_t generation, const policy_capacity& cap);
+    ~compiled_policy();
+    compiled_policy(const compiled_policy&) = delete;
+    compiled_policy& operator=(const compiled_policy&) = delete;
+
+    // Construction (control plane only, before publication). Throw on failure.
+    void add_subscriber4(uint32_t prefix, uint8_t depth, subscriber_class c);
+    void add_subscriber6(const uint8_t prefix[16], uint8_t depth, subscriber_class c);
+    void add_relay4(uint32_t prefix, uint8_t depth);
+    void add_relay6(const uint8_t prefix[16], uint8_t depth);
+    void set_blocked_port(uint16_t port) { blocked_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
+    void set_mode(op25b_mode m) { mode_ = m; }
+    void set_action(op25b_action a) { action_ = a; }
+    void set_ipv6_prefix_length(uint8_t l) { ipv6_prefix_length_ = l; }
+    void set_description(std::string d) { description_ = std::move(d); }
+
+    // Data path: lock-free, allocation-free lookups.
+    bool is_blocked_port(uint16_t port) const {
+        return (blocked_ports_[port >> 6] >> (port & 63)) & 1;
+    }
+    subscriber_class subscriber4(uint32_t addr) const;
+    subscriber_class subscriber6(const uint8_t addr[16]) const;
+    bool is_relay4(uint32_t addr) const;
+    bool is_relay6(const uint8_t addr[16]) const;
+
+    uint64_t generation() const { return generation_; }
+    op25b_mode mode() const { return mode_; }
+    op25b_action action() const { return action_; }
+    uint8_t ipv6_prefix_length() const { return ipv6_prefix_length_; }
+    const std::string& description() const { return description_; }
+
+private:
+    uint64_t generation_;
+    op25b_mode mode_ = op25b_mode::enforce;
+    op25b_action action_ = op25b_action::reset;
+    uint8_t ipv6_prefix_length_ = 56;
+    uint64_t blocked_ports_[65536 / 64] = {};
+    rte_fib* subscribers4_ = nullptr;
+    rte_fib6* subscribers6_ = nullptr;
+    rte_fib* relays4_ = nullptr;
+    rte_fib6* relays6_ = nullptr;
+    std::string description_;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,46 @@
+// Events from the data plane: fixed-size records on a per-worker lock-free
+// ring (single producer: the worker; single consumer: the control thread).
+// A full ring drops the event and counts it (worker_counters.events_ring_full);
+// nothing blocks the packet path.
+#pragma once
+
+#include <cstdint>
+
+struct rte_ring;
+
+namespace sekisho {
+
+enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2 };
+
+struct event_record {
+    uint64_t time_ns;        // packet clock (capture time in replay)
+    uint64_t generation;     // policy generation that judged the packet
+    event_type type;
+    uint8_t reason;          // block_reason
+    uint8_t ip_version;
+    uint8_t ingress;
+    uint8_t action;          // op25b_action applied (enforce) or would apply
+    uint8_t worker;
+    uint8_t tcp_flags;
+    uint8_t reserved;
+    uint16_t src_port, dst_port;
+    uint8_t src[16], dst[16];  // IPv4 in the first four bytes, network order
+};
+static_assert(sizeof(event_record) % 4 == 0, "rte_ring element size must be a multiple of 4");
+
+class event_ring {
+public:
+    // Creates a ring holding `capacity` events (rounded up to a power of two).
+    event_ring(const char* name, unsigned capacity);
+    ~event_ring();
+    event_ring(const event_ring&) = delete;
+    event_ring& operator=(const event_ring&) = delete;
+
+    bool push(const event_record& e);                 // worker side
+    unsigned pop(event_record* out, unsigned max);     // control side
+
+private:
+    rte_ring* ring_;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,160 @@
+#include "pipeline.h"
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_prefetch.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "tcp_reset.h"
+
+namespace sekisho {
+
+packet_clock packet_clock::live() {
+    packet_clock c;
+    c.tsc_hz = rte_get_tsc_hz();
+    c.tsc_base = rte_rdtsc();
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c.wall_base_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    return c;
+}
+
+packet_clock packet_clock::from_packet_timestamps() {
+    packet_clock c = live();
+    int offset = -1;
+    uint64_t flag = 0;
+    if (rte_mbuf_dyn_rx_timestamp_register(&offset, &flag) == 0) {
+        c.timestamp_offset = offset;
+        c.timestamp_flag = flag;
+    }
+    return c;
+}
+
+uint64_t packet_clock::now_ns(const rte_mbuf* m) const {
+    if (timestamp_offset >= 0 && (m->ol_flags & timestamp_flag))
+        return *RTE_MBUF_DYNFIELD(m, timestamp_offset, const rte_mbuf_timestamp_t*) * 1000;
+    const uint64_t cycles = rte_rdtsc() - tsc_base;
+    return wall_base_ns + cycles / tsc_hz * 1000000000ull + cycles % tsc_hz * 1000000000ull / tsc_hz;
+}
+
+pipeline::pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
+                   event_ring* events, const packet_clock& clock)
+    : worker_id_(worker_id), reply_pool_(reply_pool), counters_(counters), events_(events),
+      clock_(clock) {}
+
+void pipeline::emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
+                          block_reason reason, const rte_mbuf* m) {
+    if (events_ == nullptr) return;
+    event_record e{};
+    e.time_ns = clock_.now_ns(m);
+    e.generation = policy.generation();
+    e.type = policy.mode() == op25b_mode::enforce ? event_type::op25b_block : event_type::op25b_monitor;
+    e.reason = static_cast<uint8_t>(reason);
+    e.ip_version = p.ip_version;
+    e.ingress = static_cast<uint8_t>(in);
+    e.action = static_cast<uint8_t>(policy.action());
+    e.worker = static_cast<uint8_t>(worker_id_);
+    e.tcp_flags = p.tcp_flags;
+    e.src_port = p.src_port;
+    e.dst_port = p.dst_port;
+    if (p.ip_version == 4) {
+        std::memcpy(e.src, p.frame + p.l3_offset + 12, 4);
+        std::memcpy(e.dst, p.frame + p.l3_offset + 16, 4);
+    } else {
+        std::memcpy(e.src, p.src6(), 16);
+        std::memcpy(e.dst, p.dst6(), 16);
+    }
+    if (events_->push(e))
+        counters_.events_emitted.add();
+    else
+        counters_.events_ring_full.add();
+}
+
+void pipeline::send_reset(const parsed_packet& p, ingress in, burst_output& out) {
+    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
+    rte_mbuf* r = rte_pktmbuf_alloc(reply_pool_);
+    if (r == nullptr) {
+        pc.reset_failures.add();
+        return;
+    }
+    uint8_t* data = rte_pktmbuf_mtod(r, uint8_t*);
+    const uint16_t len = build_tcp_reset(p, data);
+    if (len == 0) {  // not a complete segment, or itself a reset
+        rte_pktmbuf_free(r);
+        return;
+    }
+    r->data_len = len;
+    r->pkt_len = len;
+    out.reply[out.n_reply++] = r;
+    pc.resets_sent.add();
+}
+
+void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkts, uint16_t n,
+                       burst_output& out) {
+    constexpr uint16_t prefetch_ahead = 3;
+    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
+    rte_mbuf* dropped[burst_size];
+    uint16_t n_dropped = 0;
+    uint64_t rx_bytes = 0;
+    const uint16_t forwarded_before = out.n_forward;
+    const bool enforce = policy.mode() == op25b_mode::enforce;
+
+    for (uint16_t i = 0; i < n && i < prefetch_ahead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
+        rte_mbuf* m = pkts[i];
+        rx_bytes += m->pkt_len;
+
+        // Headers are read from the first segment only; a frame whose headers
+        // spill into a second segment parses as truncated.
+        parsed_packet p;
+        parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p);
+        if (p.kind == frame_kind::non_ip) pc.non_ip.add();
+        if (p.fragment) pc.fragments.add();
+
+        const op25b_outcome outcome = classify_op25b(p, in, policy);
+        if (p.kind == frame_kind::malformed) {
+            pc.malformed.add();
+            counters_.malformed_by_reason[static_cast<unsigned>(p.error)].add();
+        }
+        switch (outcome) {
+        case op25b_outcome::pass:
+            out.forward[out.n_forward++] = m;
+            continue;
+        case op25b_outcome::drop_malformed:
+            pc.malformed_dropped.add();
+            dropped[n_dropped++] = m;
+            continue;
+        case op25b_outcome::block_port:
+        case op25b_outcome::block_incomplete_fragment:
+            break;
+        }
+
+        const block_reason reason = outcome == op25b_outcome::block_port
+                                        ? block_reason::op25b_port
+                                        : block_reason::op25b_incomplete_fragment;
+        (*counters_.blocked_by_dst_port)[p.dst_port].add();
+        emit_event(policy, p, in, reason, m);
+        if (!enforce) {
+            pc.monitored.add();
+            counters_.monitored_by_reason[static_cast<unsigned>(reason)].add();
+            out.forward[out.n_forward++] = m;
+            continue;
+        }
+        pc.blocked.add();
+        counters_.blocked_by_reason[static_cast<unsigned>(reason)].add();
+        if (policy.action() == op25b_action::reset) send_reset(p, in, out);
+        dropped[n_dropped++] = m;
+    }
+
+    pc.rx_packets.add(n);
+    pc.rx_bytes.add(rx_bytes);
+    pc.forwarded.add(out.n_forward - forwarded_before);
+    if (n_dropped) rte_pktmbuf_free_bulk(dropped, n_dropped);
+}
+
+}  // namespace sekisho

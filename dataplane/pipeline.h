@@ -1,0 +1,67 @@
+// The per-worker packet pipeline: parse -> classify -> act, one burst at a time.
+//
+// The same code runs in live mode (worker.cpp, bursts from NIC queues), in
+// replay (control/replay.cpp, bursts from a capture through net_pcap) and in
+// the benchmark (pre-built mbufs in memory). It never locks, never allocates
+// from the heap, never makes a system call: the only allocation is an mbuf
+// from the worker's pool for an injected RST.
+#pragma once
+
+#include <cstdint>
+
+#include "compiled_policy.h"
+#include "event_ring.h"
+#include "op25b_classifier.h"
+#include "worker_counters.h"
+
+struct rte_mbuf;
+struct rte_mempool;
+
+namespace sekisho {
+
+constexpr uint16_t burst_size = 32;
+
+struct burst_output {
+    rte_mbuf* forward[burst_size];   // to the other port, unchanged
+    uint16_t n_forward = 0;
+    rte_mbuf* reply[burst_size];     // injected replies, back out of the ingress port
+    uint16_t n_reply = 0;
+};
+
+// Where "now" comes from. In replay the capture's timestamps are the clock, so
+// time-based decisions replay deterministically; live, the TSC.
+struct packet_clock {
+    int timestamp_offset = -1;   // mbuf dynfield (microseconds, net_pcap); -1: live
+    uint64_t timestamp_flag = 0;
+    uint64_t tsc_hz = 1;
+    uint64_t tsc_base = 0;
+    uint64_t wall_base_ns = 0;
+
+    static packet_clock live();
+    static packet_clock from_packet_timestamps();  // call after rte_eal_init
+    uint64_t now_ns(const rte_mbuf* m) const;
+};
+
+class pipeline {
+public:
+    pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
+             event_ring* events, const packet_clock& clock);
+
+    // Judges `n` (<= burst_size) frames received on `in`. Frames that pass go
+    // to out.forward, RSTs to out.reply; frames that do not pass are freed.
+    void process(const compiled_policy& policy, ingress in, rte_mbuf** pkts, uint16_t n,
+                 burst_output& out);
+
+private:
+    void emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
+                    block_reason reason, const rte_mbuf* m);
+    void send_reset(const parsed_packet& p, ingress in, burst_output& out);
+
+    unsigned worker_id_;
+    rte_mempool* reply_pool_;
+    worker_counters& counters_;
+    event_ring* events_;
+    packet_clock clock_;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,25 @@
+// Live-mode worker lcore: its own RX/TX queue on both ports, one burst loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "pipeline.h"
+#include "policy_store.h"
+
+namespace sekisho {
+
+struct live_worker {
+    unsigned id = 0;                   // also the RCU reader id and queue index
+    uint16_t port[ingress_count] = {};  // port id by side (access, core)
+    uint16_t queue = 0;
+    pipeline* pipe = nullptr;
+    policy_store* store = nullptr;
+    worker_counters* counters = nullptr;
+    const std::atomic<bool>* stop = nullptr;
+};
+
+// rte_eal_remote_launch entry point; `arg` is a live_worker*.
+int run_live_worker(void* arg);
+
+}  // namespace sekisho

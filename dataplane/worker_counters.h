@@ -1,0 +1,57 @@
+// Per-worker counters: one writer (the worker), any number of readers.
+//
+// Each worker owns one cache-aligned block; it updates with plain relaxed
+// stores (no read-modify-write, no lock, no shared cache line). Readers sum the
+// blocks of all workers with relaxed loads (see counters_snapshot), so the
+// totals are exact once the workers have stopped and never torn while running.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "op25b_classifier.h"
+#include "packet_parser.h"
+
+namespace sekisho {
+
+class counter {
+public:
+    void add(uint64_t n = 1) { std::atomic_ref<uint64_t>(v_).store(v_ + n, std::memory_order_relaxed); }
+    uint64_t load() const {
+        return std::atomic_ref<const uint64_t>(v_).load(std::memory_order_relaxed);
+    }
+
+private:
+    alignas(8) uint64_t v_ = 0;
+};
+
+// Counters of one port (access or core) as seen by one worker.
+struct port_counters {
+    counter rx_packets, rx_bytes;        // frames received on this port
+    counter tx_packets, tx_bytes;        // frames that left through this port
+    counter forwarded;                   // received here, sent on unchanged
+    counter blocked;                     // received here, stopped (enforce)
+    counter monitored;                   // received here, would block, sent on
+    counter malformed;                   // received here and malformed
+    counter malformed_dropped;           // ... and therefore not sent on
+    counter resets_sent;                 // RSTs sent out through this port
+    counter reset_failures;              // RST wanted but no mbuf for it
+    counter tx_full_drops;               // meant for this port, TX queue full
+    counter non_ip, fragments;           // traffic mix
+};
+
+struct alignas(64) worker_counters {
+    std::array<port_counters, ingress_count> port;
+    std::array<counter, parse_error_count> malformed_by_reason;
+    std::array<counter, block_reason_count> blocked_by_reason;
+    std::array<counter, block_reason_count> monitored_by_reason;
+    counter events_emitted, events_ring_full;
+    counter busy_polls, idle_polls;
+    // Blocks (enforce) and would-blocks (monitor) by TCP destination port.
+    std::unique_ptr<std::array<counter, 65536>> blocked_by_dst_port =
+        std::make_unique<std::array<counter, 65536>>();
+};
+
+}  // namespace sekisho
