@@ -68,7 +68,22 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         if (n) by_port[std::to_string(port)] = n;
     }
 
+    // Per worker: the load spread and each worker's share of the verdicts.
+    json per_worker = json::array();
+    for (const worker_counters* x : w) {
+        if (x == w.back() && w.size() > 1) break;  // the control block only transmits (replay)
+        uint64_t rx = 0, fwd = 0, blk = 0;
+        for (const auto& p : x->port) {
+            rx += p.rx_packets.load();
+            fwd += p.forwarded.load();
+            blk += p.blocked.load();
+        }
+        per_worker.push_back({{"rx_packets", rx}, {"forwarded", fwd}, {"blocked", blk},
+                              {"busy_polls", x->busy_polls.load()}, {"idle_polls", x->idle_polls.load()}});
+    }
+
     return {
+        {"per_worker", per_worker},
         {"frames_in", totals[0]},
         {"forwarded", totals[1]},
         {"blocked", totals[2]},
@@ -82,7 +97,6 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         {"op25b_by_dst_port", by_port},
         {"events", {{"emitted", sum(w, [](const worker_counters& x) -> const counter& { return x.events_emitted; })},
                     {"ring_full", sum(w, [](const worker_counters& x) -> const counter& { return x.events_ring_full; })}}},
-        {"workers", w.size()},
     };
 }
 

@@ -56,10 +56,17 @@ int run_live(const live_options& opt) {
     req.explicit_args = opt.eal_args;
     std::string access_name, core_name;
     if (!opt.access_if.empty()) {
-        access_name = "net_af_packet_access";
-        core_name = "net_af_packet_core";
-        const std::string q = ",qpairs=" + std::to_string(opt.workers);
-        req.vdevs = {access_name + ",iface=" + opt.access_if + q, core_name + ",iface=" + opt.core_if + q};
+        std::string queues;
+        if (opt.if_driver == "af_packet") {
+            queues = ",qpairs=" + std::to_string(opt.workers);
+        } else if (opt.if_driver == "af_xdp") {
+            queues = ",start_queue=0,queue_count=" + std::to_string(opt.workers);
+        } else {
+            throw std::runtime_error("--if-driver: '" + opt.if_driver + "' is not one of: af_packet, af_xdp");
+        }
+        access_name = "net_" + opt.if_driver + "_access";
+        core_name = "net_" + opt.if_driver + "_core";
+        req.vdevs = {access_name + ",iface=" + opt.access_if + queues, core_name + ",iface=" + opt.core_if + queues};
     }
     eal_session eal("sekishod", req);
     if (rte_lcore_count() < opt.workers + 1)
@@ -133,6 +140,7 @@ int run_live(const live_options& opt) {
 
     nlohmann::json report = counters_json(gw.all_counters());
     report["mode"] = "live";
+    report["workers"] = opt.workers;
     report["policy"] = opt.policy_path;
     report["generation"] = gw.generation();
     report["events"]["written"] = gw.events().written();

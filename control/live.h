@@ -9,7 +9,8 @@ namespace sekisho {
 
 struct live_options {
     std::string policy_path;
-    std::string access_if, core_if;        // Linux interfaces via net_af_packet
+    std::string access_if, core_if;        // Linux interfaces, through if_driver
+    std::string if_driver = "af_packet";   // af_packet | af_xdp
     std::optional<unsigned> access_port, core_port;  // or DPDK port ids
     unsigned workers = 1;
     std::string events_path = "-";

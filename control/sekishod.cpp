@@ -13,7 +13,7 @@ namespace {
 constexpr const char* usage_text = R"(usage:
   sekishod --check-policy FILE
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
-  sekishod --policy FILE (--access-if IF --core-if IF | [--access-port ID --core-port ID])
+  sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
            [--workers N] [--events FILE] [--summary FILE] [-- EAL-ARGS...]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
@@ -23,6 +23,7 @@ constexpr const char* usage_text = R"(usage:
   --workers N          worker lcores (default 1)
   --access-if IF       Linux interface on the subscriber side (net_af_packet)
   --core-if IF         Linux interface on the Internet side (net_af_packet)
+  --if-driver D        PMD for --access-if/--core-if: af_packet (default) or af_xdp
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
   --events FILE        JSON-lines event log (default: standard output)
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
                 live.access_if = value();
             } else if (a == "--core-if") {
                 live.core_if = value();
+            } else if (a == "--if-driver") {
+                live.if_driver = value();
             } else if (a == "--access-port") {
                 live.access_port = parse_unsigned(a, value());
             } else if (a == "--core-port") {
