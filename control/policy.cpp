@@ -205,10 +205,15 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
         r.check_keys(ports, "ports", {"smtp", "submission"});
         if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
         if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
+        // Either list may be the default; point at the one the operator wrote.
+        const bool explicit_submission = static_cast<bool>(ports["submission"]);
         for (uint16_t p : pol.smtp_ports)
             if (std::find(pol.submission_ports.begin(), pol.submission_ports.end(), p) != pol.submission_ports.end())
-                r.error(ports["submission"], "ports.submission",
-                        "port " + std::to_string(p) + " is also in ports.smtp (a port is blocked or it is not)");
+                r.error(explicit_submission ? ports["submission"] : ports["smtp"],
+                        explicit_submission ? "ports.submission" : "ports.smtp",
+                        "port " + std::to_string(p) + " is in both ports.smtp and ports.submission" +
+                            (explicit_submission ? "" : " (default [587, 465])") +
+                            "; a port is blocked or it is not");
     }
 
     if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) {

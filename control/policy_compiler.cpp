@@ -1,25 +1,33 @@
 #include "policy_compiler.h"
 
 #include <string>
+#include <unordered_set>
 
 namespace sekisho {
 
 namespace {
 
+// Second-level groups, counted the way DPDK reserves them: rte_fib's DIR-24-8
+// takes one per distinct /24 holding longer prefixes (a /24 full of /32s needs
+// one group); rte_fib6's trie reserves per prefix.
 policy_capacity size_tables(const policy& pol) {
     policy_capacity cap;
+    std::unordered_set<uint32_t> groups4;
     auto count = [&](const ip_prefix& p) {
         if (p.family == 4) {
             ++cap.subscriber_prefixes4;
-            if (p.length > 24) ++cap.tbl8_groups4;
-        } else {
-            ++cap.subscriber_prefixes6;
-            if (p.length > 24) cap.tbl8_groups6 += (p.length - 24 + 7) / 8;
+            if (p.length > 24) groups4.insert(p.v4() >> 8);
+            return;
         }
+        // rte_fib6's trie reserves groups per prefix, not per shared
+        // ancestor: one per byte of depth beyond /24 (its own upper bound).
+        ++cap.subscriber_prefixes6;
+        if (p.length > 24) cap.tbl8_groups6 += (p.length - 24 + 7) / 8;
     };
     for (const auto& p : pol.dynamic_ranges) count(p);
     for (const auto& p : pol.static_ranges) count(p);
     for (const auto& p : pol.relays) (p.family == 4 ? cap.relay_prefixes4 : cap.relay_prefixes6)++;
+    cap.tbl8_groups4 = static_cast<uint32_t>(groups4.size());
     return cap;
 }
 

@@ -39,10 +39,12 @@ rte_fib* make_fib4(const char* kind, uint64_t generation, uint32_t routes, uint3
     conf.default_nh = 0;
     conf.max_routes = static_cast<int>(routes + 16);
     if (dense) {
-        // DIR-24-8 with 1-byte next hops: 16 MiB, two memory reads per lookup.
+        // DIR-24-8: at most two memory reads per lookup. The entry width bounds
+        // the number of tbl8 groups (half the largest next hop): 2-byte entries
+        // (32 MiB) hold 32767 groups, 4-byte entries (64 MiB) far more.
         conf.type = RTE_FIB_DIR24_8;
-        conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_1B;
         conf.dir24_8.num_tbl8 = tbl8 + 16;
+        conf.dir24_8.nh_sz = conf.dir24_8.num_tbl8 <= 32767 ? RTE_FIB_DIR24_8_2B : RTE_FIB_DIR24_8_4B;
     } else {
         // A handful of relay prefixes: the RIB tree alone, no 16 MiB table.
         conf.type = RTE_FIB_DUMMY;
@@ -59,8 +61,8 @@ rte_fib6* make_fib6(const char* kind, uint64_t generation, uint32_t routes, uint
     conf.max_routes = static_cast<int>(routes + 16);
     if (dense) {
         conf.type = RTE_FIB6_TRIE;
-        conf.trie.nh_sz = RTE_FIB6_TRIE_2B;
         conf.trie.num_tbl8 = tbl8 + 16;
+        conf.trie.nh_sz = conf.trie.num_tbl8 <= 32767 ? RTE_FIB6_TRIE_2B : RTE_FIB6_TRIE_4B;
     } else {
         conf.type = RTE_FIB6_DUMMY;
     }

@@ -26,8 +26,11 @@ const char* to_string(op25b_action a);
 struct policy_capacity {
     uint32_t subscriber_prefixes4 = 0, subscriber_prefixes6 = 0;
     uint32_t relay_prefixes4 = 0, relay_prefixes6 = 0;
-    uint32_t tbl8_groups4 = 0;  // prefixes longer than /24 need one each
-    uint32_t tbl8_groups6 = 0;  // one per 8 bits beyond /24, per prefix
+    // Second-level groups the tables need: IPv4, one per distinct /24 that
+    // holds a longer prefix; IPv6, one per byte of depth beyond /24, per
+    // prefix (what rte_fib6's trie reserves).
+    uint32_t tbl8_groups4 = 0;
+    uint32_t tbl8_groups6 = 0;
 };
 
 class compiled_policy {

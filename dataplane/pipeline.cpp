@@ -126,6 +126,10 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
             out.forward[out.n_forward++] = m;
             continue;
         case op25b_outcome::drop_malformed:
+            if (!enforce) {  // monitor mode changes no traffic at all
+                out.forward[out.n_forward++] = m;
+                continue;
+            }
             pc.malformed_dropped.add();
             dropped[n_dropped++] = m;
             continue;

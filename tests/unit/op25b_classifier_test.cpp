@@ -1,0 +1,415 @@
+// classify_op25b on a policy compiled from YAML: frames x ingress -> outcome.
+// Runs under eal_test_main.cpp (the lookup tables live in DPDK memory).
+#include "op25b_classifier.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../support/frame_builder.h"
+#include "packet_parser.h"
+#include "policy.h"
+#include "policy_compiler.h"
+
+namespace sekisho {
+namespace {
+
+using test::bytes;
+using test::frame_builder;
+namespace t = test;
+
+// Table names derive from the generation: keep them unique in this binary.
+uint64_t next_generation() {
+    static uint64_t g = 1000;
+    return ++g;
+}
+
+constexpr const char* policy_text = R"(version: 1
+ports:
+  smtp: [25]
+  submission: [587, 465]
+subscribers:
+  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
+  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
+relays: [203.0.113.10/32, "2001:db8:25::10/128"]
+)";
+
+std::unique_ptr<compiled_policy> compile(const std::string& text) {
+    return compile_policy(load_policy_text(text, "test.yaml"), next_generation());
+}
+
+// Addresses: dynamic, static (inside the dynamic range), neither, MX, relay.
+constexpr const char* dyn4 = "198.51.100.7";
+constexpr const char* static4 = "198.51.100.130";
+constexpr const char* other4 = "192.0.2.7";
+constexpr const char* mx4 = "203.0.113.25";
+constexpr const char* relay4 = "203.0.113.10";
+constexpr const char* dyn6 = "2001:db8:100::7";
+constexpr const char* static6 = "2001:db8:1ff::7";
+constexpr const char* other6 = "2001:db8:ffff::7";
+constexpr const char* mx6 = "2001:db8:25::25";
+constexpr const char* relay6 = "2001:db8:25::10";
+
+constexpr uint8_t syn = t::tcp_flags_syn, ack = t::tcp_flags_ack, rst = t::tcp_flags_rst, psh = t::tcp_flags_psh;
+
+frame_builder tcp4(const char* src, const char* dst, uint16_t dport, uint8_t flags = syn) {
+    return frame_builder().ipv4(src, dst).tcp(40000, dport).flags(flags).seq(1).ack(flags & ack ? 2 : 0);
+}
+frame_builder tcp6(const char* src, const char* dst, uint16_t dport, uint8_t flags = syn) {
+    return frame_builder().ipv6(src, dst).tcp(40000, dport).flags(flags).seq(1).ack(flags & ack ? 2 : 0);
+}
+
+struct classify_case {
+    std::string name;
+    bytes frame;
+    ingress in;
+    op25b_outcome outcome;
+};
+std::ostream& operator<<(std::ostream& os, const classify_case& c) { return os << c.name; }
+
+const ingress A = ingress::access, C = ingress::core;
+const op25b_outcome pass = op25b_outcome::pass, block = op25b_outcome::block_port,
+                    block_frag = op25b_outcome::block_incomplete_fragment, drop = op25b_outcome::drop_malformed;
+
+std::vector<classify_case> cases() {
+    std::vector<classify_case> v;
+    // --- IPv4 ------------------------------------------------------------------
+    v.push_back({"v4_dynamic_syn_to_mx25", tcp4(dyn4, mx4, 25).build(), A, block});
+    v.push_back({"v4_dynamic_ack_to_mx25", tcp4(dyn4, mx4, 25, ack | psh).payload(20).build(), A, block});
+    v.push_back({"v4_dynamic_rst_to_mx25", tcp4(dyn4, mx4, 25, rst).build(), A, block});
+    v.push_back({"v4_dynamic_to_relay25", tcp4(dyn4, relay4, 25).build(), A, pass});
+    v.push_back({"v4_dynamic_to_other_host_next_to_relay", tcp4(dyn4, "203.0.113.11", 25).build(), A, block});
+    v.push_back({"v4_dynamic_to_587", tcp4(dyn4, mx4, 587).build(), A, pass});
+    v.push_back({"v4_dynamic_to_465", tcp4(dyn4, mx4, 465).build(), A, pass});
+    v.push_back({"v4_dynamic_to_2525_not_blocked_by_default", tcp4(dyn4, mx4, 2525).build(), A, pass});
+    v.push_back({"v4_dynamic_from_port_25_to_high_port", frame_builder().ipv4(dyn4, mx4).tcp(25, 40000).flags(syn | ack).build(), A, pass});
+    v.push_back({"v4_static_to_mx25", tcp4(static4, mx4, 25).build(), A, pass});
+    v.push_back({"v4_static_first_of_28", tcp4("198.51.100.128", mx4, 25).build(), A, pass});
+    v.push_back({"v4_static_last_of_28", tcp4("198.51.100.143", mx4, 25).build(), A, pass});
+    v.push_back({"v4_dynamic_just_below_28", tcp4("198.51.100.127", mx4, 25).build(), A, block});
+    v.push_back({"v4_dynamic_just_above_28", tcp4("198.51.100.144", mx4, 25).build(), A, block});
+    v.push_back({"v4_dynamic_last_of_24", tcp4("198.51.100.255", mx4, 25).build(), A, block});
+    v.push_back({"v4_non_subscriber", tcp4(other4, mx4, 25).build(), A, pass});
+    v.push_back({"v4_next_24_non_subscriber", tcp4("198.51.101.7", mx4, 25).build(), A, pass});
+    v.push_back({"v4_dynamic_syn_from_core", tcp4(dyn4, mx4, 25).build(), C, pass});
+    v.push_back({"v4_mx_to_dynamic_from_core", frame_builder().ipv4(mx4, dyn4).tcp(40000, 25).flags(syn).build(), C, pass});
+    v.push_back({"v4_dynamic_udp_25", frame_builder().ipv4(dyn4, mx4).udp(40000, 25).build(), A, pass});
+    v.push_back({"v4_first_fragment_whole_tcp_to_25",
+                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(24).build(), A, block});
+    v.push_back({"v4_first_fragment_whole_tcp_to_587",
+                 tcp4(dyn4, mx4, 587).payload(100).ipv4_fragment(0, true).fragment_bytes(24).build(), A, pass});
+    v.push_back({"v4_tiny_fragment_dynamic",
+                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
+    v.push_back({"v4_tiny_fragment_dynamic_any_port",
+                 tcp4(dyn4, mx4, 443).payload(100).ipv4_fragment(0, true).fragment_bytes(16).build(), A, block_frag});
+    v.push_back({"v4_tiny_fragment_dynamic_to_relay",
+                 tcp4(dyn4, relay4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
+    v.push_back({"v4_tiny_fragment_static",
+                 tcp4(static4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, pass});
+    v.push_back({"v4_tiny_fragment_non_subscriber",
+                 tcp4(other4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, pass});
+    v.push_back({"v4_tiny_fragment_from_core",
+                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), C, pass});
+    v.push_back({"v4_later_fragment_dynamic",
+                 frame_builder().ipv4(dyn4, mx4).ip_protocol(6).payload(64).ipv4_fragment(3, false).build(), A, pass});
+    v.push_back({"v4_overlap_fragment_dynamic",
+                 frame_builder().ipv4(dyn4, mx4).ip_protocol(6).payload(64).ipv4_fragment(1, true).build(), A, drop});
+    v.push_back({"v4_malformed_from_access", tcp4(dyn4, mx4, 25).ipv4_ihl(4).build(), A, drop});
+    v.push_back({"v4_malformed_non_subscriber_from_access", tcp4(other4, mx4, 443).ipv4_total_length(200).build(), A, drop});
+    v.push_back({"v4_malformed_from_core", tcp4(dyn4, mx4, 25).ipv4_ihl(4).build(), C, pass});
+    v.push_back({"v4_truncated_tcp_from_access", tcp4(dyn4, mx4, 25).payload(30).fragment_bytes(10).build(), A, drop});
+    v.push_back({"three_vlan_tags_from_access", tcp4(dyn4, mx4, 25).vlan(1).vlan(2).vlan(3).build(), A, drop});
+    v.push_back({"three_vlan_tags_from_core", tcp4(dyn4, mx4, 25).vlan(1).vlan(2).vlan(3).build(), C, pass});
+    v.push_back({"arp_from_access", frame_builder().ethertype(0x0806).payload(28, 0).build(), A, pass});
+    v.push_back({"pppoe_lcp_from_access", frame_builder().pppoe(5).ppp_protocol(0xc021).payload({1, 1, 0, 4}).build(), A, pass});
+
+    // --- Encapsulations ------------------------------------------------------------
+    v.push_back({"vlan_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).vlan(100).build(), A, block});
+    v.push_back({"qinq_88a8_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).vlan(100, 0x88a8).vlan(200).build(), A, block});
+    v.push_back({"qinq_9100_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).vlan(100, 0x9100).vlan(200).build(), A, block});
+    v.push_back({"pppoe_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).pppoe(0x10).build(), A, block});
+    v.push_back({"pppoe_compressed_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).pppoe(0x10, true).build(), A, block});
+    v.push_back({"vlan_pppoe_v4_dynamic_to_25", tcp4(dyn4, mx4, 25, ack).vlan(100).pppoe(0x10).build(), A, block});
+    v.push_back({"qinq_pppoe_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).vlan(1, 0x88a8).vlan(2).pppoe(3).build(), A, block});
+    v.push_back({"vlan_pppoe_v4_dynamic_to_relay", tcp4(dyn4, relay4, 25).vlan(100).pppoe(0x10).build(), A, pass});
+    v.push_back({"pppoe_v4_static_to_25", tcp4(static4, mx4, 25).pppoe(0x10).build(), A, pass});
+    v.push_back({"vlan_tiny_fragment_dynamic",
+                 tcp4(dyn4, mx4, 25).vlan(7).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
+
+    // --- IPv6 ------------------------------------------------------------------------
+    v.push_back({"v6_dynamic_syn_to_mx25", tcp6(dyn6, mx6, 25).build(), A, block});
+    v.push_back({"v6_dynamic_ack_to_mx25", tcp6(dyn6, mx6, 25, ack).payload(10).build(), A, block});
+    v.push_back({"v6_dynamic_top_of_40", tcp6("2001:db8:1fe:ffff:ffff:ffff:ffff:ffff", mx6, 25).build(), A, block});
+    v.push_back({"v6_dynamic_to_relay", tcp6(dyn6, relay6, 25).build(), A, pass});
+    v.push_back({"v6_dynamic_to_relay_neighbour", tcp6(dyn6, "2001:db8:25::11", 25).build(), A, block});
+    v.push_back({"v6_dynamic_to_587", tcp6(dyn6, mx6, 587).build(), A, pass});
+    v.push_back({"v6_static_to_25", tcp6(static6, mx6, 25).build(), A, pass});
+    v.push_back({"v6_static_end_of_48", tcp6("2001:db8:1ff:ffff:ffff:ffff:ffff:ffff", mx6, 25).build(), A, pass});
+    v.push_back({"v6_outside_40", tcp6("2001:db8:200::1", mx6, 25).build(), A, pass});
+    v.push_back({"v6_non_subscriber", tcp6(other6, mx6, 25).build(), A, pass});
+    v.push_back({"v6_dynamic_from_core", tcp6(dyn6, mx6, 25).build(), C, pass});
+    v.push_back({"v6_dynamic_with_ext_chain_to_25", tcp6(dyn6, mx6, 25).hop_by_hop().dest_options().routing().build(), A, block});
+    v.push_back({"v6_first_fragment_whole_chain_to_25",
+                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options().payload(100).fragment_bytes(8 + 20).build(),
+                 A, block});
+    v.push_back({"v6_incomplete_chain_dynamic",
+                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
+                 A, block_frag});
+    v.push_back({"v6_incomplete_tcp_dynamic",
+                 tcp6(dyn6, mx6, 25).fragment_header(0, true).payload(100).fragment_bytes(8).build(), A, block_frag});
+    v.push_back({"v6_incomplete_chain_static",
+                 tcp6(static6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
+                 A, pass});
+    v.push_back({"v6_incomplete_chain_from_core",
+                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
+                 C, pass});
+    v.push_back({"v6_later_fragment_dynamic",
+                 frame_builder().ipv6(dyn6, mx6).fragment_header(8, true).ip_protocol(6).payload(64).build(), A, pass});
+    v.push_back({"v6_chain_too_long_from_access",
+                 tcp6(dyn6, mx6, 443).dest_options().dest_options().dest_options().dest_options().dest_options()
+                     .dest_options().dest_options().dest_options().dest_options().build(), A, drop});
+    v.push_back({"v6_malformed_from_access", tcp6(dyn6, mx6, 25).ipv6_payload_length(100).build(), A, drop});
+    v.push_back({"v6_malformed_from_core", tcp6(dyn6, mx6, 25).ipv6_payload_length(100).build(), C, pass});
+    v.push_back({"v6_dynamic_icmp", frame_builder().ipv6(dyn6, mx6).icmp(128).build(), A, pass});
+    return v;
+}
+
+class op25b_table : public ::testing::TestWithParam<classify_case> {
+protected:
+    static void SetUpTestSuite() { policy_ = compile(policy_text).release(); }
+    static void TearDownTestSuite() {
+        delete policy_;
+        policy_ = nullptr;
+    }
+    static compiled_policy* policy_;
+};
+compiled_policy* op25b_table::policy_ = nullptr;
+
+TEST_P(op25b_table, outcome) {
+    const classify_case& c = GetParam();
+    parsed_packet p;
+    parse_frame(c.frame.data(), static_cast<uint32_t>(c.frame.size()), p);
+    EXPECT_EQ(static_cast<int>(classify_op25b(p, c.in, *policy_)), static_cast<int>(c.outcome))
+        << "kind " << static_cast<int>(p.kind) << " error " << to_string(p.error);
+}
+
+INSTANTIATE_TEST_SUITE_P(all, op25b_table, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<classify_case>& i) { return i.param.name; });
+
+TEST(op25b_classifier, source_class) {
+    auto pol = compile(policy_text);
+    auto cls = [&](const bytes& f) {
+        parsed_packet p;
+        parse_frame(f.data(), static_cast<uint32_t>(f.size()), p);
+        return source_class(p, *pol);
+    };
+    EXPECT_EQ(cls(tcp4(dyn4, mx4, 80).build()), subscriber_class::dynamic);
+    EXPECT_EQ(cls(tcp4(static4, mx4, 80).build()), subscriber_class::static_);
+    EXPECT_EQ(cls(tcp4(other4, mx4, 80).build()), subscriber_class::none);
+    EXPECT_EQ(cls(tcp6(dyn6, mx6, 80).build()), subscriber_class::dynamic);
+    EXPECT_EQ(cls(tcp6(static6, mx6, 80).build()), subscriber_class::static_);
+    EXPECT_EQ(cls(tcp6(other6, mx6, 80).build()), subscriber_class::none);
+    EXPECT_EQ(cls(frame_builder().ethertype(0x0806).payload(28, 0).build()), subscriber_class::none);
+    EXPECT_TRUE(pol->is_relay4(t::ip4_host(relay4)));
+    EXPECT_FALSE(pol->is_relay4(t::ip4_host(mx4)));
+    EXPECT_TRUE(pol->is_relay6(t::ip6(relay6).data()));
+    EXPECT_FALSE(pol->is_relay6(t::ip6(mx6).data()));
+}
+
+TEST(op25b_classifier, custom_blocked_ports) {
+    std::string text = policy_text;
+    text.replace(text.find("smtp: [25]"), 10, "smtp: [25, 2525]");
+    auto pol = compile(text);
+    EXPECT_TRUE(pol->is_blocked_port(25));
+    EXPECT_TRUE(pol->is_blocked_port(2525));
+    EXPECT_FALSE(pol->is_blocked_port(587));
+    EXPECT_FALSE(pol->is_blocked_port(2526));
+    EXPECT_FALSE(pol->is_blocked_port(0));
+    EXPECT_FALSE(pol->is_blocked_port(65535));
+    auto outcome = [&](const bytes& f, ingress in = ingress::access) {
+        parsed_packet p;
+        parse_frame(f.data(), static_cast<uint32_t>(f.size()), p);
+        return classify_op25b(p, in, *pol);
+    };
+    EXPECT_EQ(outcome(tcp4(dyn4, mx4, 2525).build()), block);
+    EXPECT_EQ(outcome(tcp4(dyn4, mx4, 25).build()), block);
+    EXPECT_EQ(outcome(tcp6(dyn6, mx6, 2525).build()), block);
+    EXPECT_EQ(outcome(tcp4(dyn4, mx4, 587).build()), pass);
+    EXPECT_EQ(outcome(tcp4(dyn4, relay4, 2525).build()), pass);
+    EXPECT_EQ(outcome(tcp4(static4, mx4, 2525).build()), pass);
+    EXPECT_EQ(outcome(tcp4(dyn4, mx4, 2525).build(), ingress::core), pass);
+
+    // Port 25 no longer listed: not blocked.
+    std::string only_2525 = policy_text;
+    only_2525.replace(only_2525.find("smtp: [25]"), 10, "smtp: [2525]");
+    auto pol2 = compile(only_2525);
+    EXPECT_FALSE(pol2->is_blocked_port(25));
+    EXPECT_TRUE(pol2->is_blocked_port(2525));
+}
+
+TEST(op25b_classifier, compiled_policy_settings) {
+    std::string text = policy_text;
+    text += "op25b:\n  mode: monitor\n  action: drop\n";
+    auto pol = compile(text);
+    EXPECT_EQ(pol->mode(), op25b_mode::monitor);
+    EXPECT_EQ(pol->action(), op25b_action::drop);
+    EXPECT_EQ(pol->ipv6_prefix_length(), 56);
+    EXPECT_EQ(pol->description(), "test.yaml");
+    EXPECT_GT(pol->generation(), 1000u);
+}
+
+// The insertion order must not matter: the longest prefix wins.
+TEST(op25b_classifier, static_before_dynamic_longest_prefix_wins) {
+    policy_capacity cap;
+    cap.subscriber_prefixes4 = 2;
+    cap.subscriber_prefixes6 = 2;
+    cap.tbl8_groups4 = 1;
+    cap.tbl8_groups6 = 8;
+    compiled_policy pol(next_generation(), cap);
+    pol.add_subscriber4(t::ip4_host("198.51.100.128"), 28, subscriber_class::static_);
+    pol.add_subscriber4(t::ip4_host("198.51.100.0"), 24, subscriber_class::dynamic);
+    pol.add_subscriber6(t::ip6("2001:db8:1ff::").data(), 48, subscriber_class::static_);
+    pol.add_subscriber6(t::ip6("2001:db8:100::").data(), 40, subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.130")), subscriber_class::static_);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.7")), subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber6(t::ip6("2001:db8:1ff::1").data()), subscriber_class::static_);
+    EXPECT_EQ(pol.subscriber6(t::ip6("2001:db8:100::1").data()), subscriber_class::dynamic);
+}
+
+// At least 1M dynamic prefixes: every 16th /24 of the IPv4 space (2^20 of
+// them, 198.51.100.0/24 among them), plus a static /32 inside that one.
+TEST(op25b_classifier, one_million_dynamic_prefixes) {
+    constexpr uint32_t n = 1u << 20;
+    constexpr uint32_t phase = 0xc63364 % 16;  // 198.51.100.0/24 is /24 number 0xc63364
+    policy_capacity cap;
+    cap.subscriber_prefixes4 = n + 1;
+    cap.tbl8_groups4 = 1;
+    compiled_policy pol(next_generation(), cap);
+    for (uint32_t i = 0; i < n; ++i) pol.add_subscriber4((i * 16 + phase) << 8, 24, subscriber_class::dynamic);
+    pol.add_subscriber4(t::ip4_host("198.51.100.77"), 32, subscriber_class::static_);
+
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.77")), subscriber_class::static_);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.76")), subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.78")), subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.0")), subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.100.255")), subscriber_class::dynamic);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.101.1")), subscriber_class::none);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("198.51.99.1")), subscriber_class::none);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("192.0.2.1")), subscriber_class::none);
+    EXPECT_EQ(pol.subscriber4(t::ip4_host("203.0.113.1")), subscriber_class::none);
+    // A sample of the generated prefixes and their neighbours.
+    for (uint32_t i = 0; i < n; i += 4099) {
+        const uint32_t base = (i * 16 + phase) << 8;
+        EXPECT_EQ(pol.subscriber4(base), subscriber_class::dynamic) << i;
+        EXPECT_EQ(pol.subscriber4(base | 0xff), subscriber_class::dynamic) << i;
+        EXPECT_EQ(pol.subscriber4(base + 0x100), subscriber_class::none) << i;
+    }
+
+    // And the classifier over that table.
+    pol.set_blocked_port(25);
+    auto outcome = [&](const char* src) {
+        const bytes f = tcp4(src, mx4, 25).build();
+        parsed_packet p;
+        parse_frame(f.data(), static_cast<uint32_t>(f.size()), p);
+        return classify_op25b(p, ingress::access, pol);
+    };
+    EXPECT_EQ(outcome("198.51.100.76"), block);
+    EXPECT_EQ(outcome("198.51.100.77"), pass);
+    EXPECT_EQ(outcome("192.0.2.1"), pass);
+}
+
+}  // namespace
+}  // namespace sekisho
+
+namespace sekisho {
+namespace {
+
+// Edge prefix lengths compile and match: /0 (everything), /32 and /128 hosts.
+TEST(op25b_classifier, edge_prefix_lengths) {
+    auto pol = compile(R"(version: 1
+subscribers:
+  dynamic: [0.0.0.0/0, "::/0"]
+  static: [192.0.2.1/32, "2001:db8::1/128"]
+relays: [203.0.113.0/24, "2001:db8:25::/48"]
+)");
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("198.51.100.1")), subscriber_class::dynamic);
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("192.0.2.1")), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("192.0.2.2")), subscriber_class::dynamic);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8::1").data()), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8::2").data()), subscriber_class::dynamic);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8:ffff::2").data()), subscriber_class::dynamic);
+    EXPECT_TRUE(pol->is_relay4(t::ip4_host("203.0.113.200")));
+    EXPECT_FALSE(pol->is_relay4(t::ip4_host("198.51.100.200")));
+    EXPECT_TRUE(pol->is_relay6(t::ip6("2001:db8:25:0:1::9").data()));
+    EXPECT_FALSE(pol->is_relay6(t::ip6("2001:db8:26::9").data()));
+}
+
+// Static hosts inside a dynamic range, within what the tables take today.
+TEST(op25b_classifier, long_prefixes_compile) {
+    std::string text = "version: 1\nsubscribers:\n  dynamic: [198.51.100.0/24, \"2001:db8::/32\"]\n  static:\n";
+    for (int i = 0; i < 100; ++i) text += "    - 198.51.100." + std::to_string(i) + "/32\n";
+    char buf[64];
+    for (int i = 0; i < 2000; ++i) {
+        snprintf(buf, sizeof buf, "    - \"2001:db8:%x:%x::/64\"\n", i * 7 % 65536, i);
+        text += buf;
+    }
+    std::unique_ptr<compiled_policy> pol;
+    try { pol = compile(text); } catch (const std::exception& e) { FAIL() << e.what(); }
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("198.51.100.9")), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("198.51.100.100")), subscriber_class::dynamic);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8:7:1::5").data()), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8:7:2::5").data()), subscriber_class::dynamic);
+}
+
+// Table sizing: DIR-24-8 stores a tbl8 index in a next-hop-sized entry, so the
+// entry width bounds the group count (1-byte entries: 127 groups; this once
+// failed from 112 static /32s). 128 hosts in one /24 need one group.
+TEST(op25b_classifier, many_static_ipv4_hosts_compile) {
+    std::string text = "version: 1\nsubscribers:\n  dynamic: [198.51.100.0/24]\n  static:\n";
+    for (int i = 0; i < 128; ++i) text += "    - 198.51.100." + std::to_string(i) + "/32\n";
+    std::unique_ptr<compiled_policy> pol;
+    ASSERT_NO_THROW(pol = compile(text));
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("198.51.100.50")), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber4(t::ip4_host("198.51.100.200")), subscriber_class::dynamic);
+}
+
+// IPv6: the trie reserves one group per byte beyond /24, per prefix; past
+// 32767 groups the table switches to 4-byte entries (this once failed from
+// 2520 static /128s).
+// Static hosts in 40,000 distinct /24s: more groups than 2-byte entries hold.
+TEST(op25b_classifier, static_hosts_in_many_slash24s_compile) {
+    policy pol;
+    std::string why;
+    pol.dynamic_ranges.push_back(*parse_prefix("198.0.0.0/8", why));
+    for (uint32_t i = 0; i < 40000; ++i) {
+        ip_prefix p;
+        p.family = 4;
+        p.length = 32;
+        const uint32_t a = (198u << 24) | (i << 8) | 7u;
+        p.bytes = {static_cast<uint8_t>(a >> 24), static_cast<uint8_t>(a >> 16), static_cast<uint8_t>(a >> 8),
+                   static_cast<uint8_t>(a)};
+        pol.static_ranges.push_back(p);
+    }
+    std::unique_ptr<compiled_policy> c;
+    try { c = compile_policy(pol, next_generation()); } catch (const std::exception& e) { FAIL() << e.what(); }
+    EXPECT_EQ(c->subscriber4((198u << 24) | (39999u << 8) | 7u), subscriber_class::static_);
+    EXPECT_EQ(c->subscriber4((198u << 24) | (39999u << 8) | 8u), subscriber_class::dynamic);
+}
+
+TEST(op25b_classifier, many_static_ipv6_hosts_compile) {
+    std::string text = "version: 1\nsubscribers:\n  dynamic: [\"2001:db8:100::/40\"]\n  static:\n";
+    char buf[64];
+    for (int i = 1; i <= 2600; ++i) {
+        snprintf(buf, sizeof buf, "    - \"2001:db8:1ff::%x\"\n", i);
+        text += buf;
+    }
+    std::unique_ptr<compiled_policy> pol;
+    ASSERT_NO_THROW(pol = compile(text));
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8:1ff::a").data()), subscriber_class::static_);
+    EXPECT_EQ(pol->subscriber6(t::ip6("2001:db8:1ff::1:0").data()), subscriber_class::dynamic);
+}
+
+}  // namespace
+}  // namespace sekisho
