@@ -1,0 +1,691 @@
+// OP25B benchmark: pushes pre-built mbuf bursts through the worker pipeline in
+// memory (no I/O) with 1M dynamic IPv4 prefixes, for
+//   (a) non-mail traffic, and
+//   (b) a mix with 10% SMTP SYNs (half from dynamic sources: blocked and
+//       answered with a RST; half from static sources: passed), IPv4 and IPv6,
+// and runs a do-nothing forwarder over the same mbufs in the same run. The
+// variants are interleaved (null, nonmail, null, mixed, mixed/drop, ...) for
+// several repetitions; each figure is the median over the repetitions.
+//
+// The pipeline frees the mbufs it blocks. So that the same mbufs can be pushed
+// again and again, every burst raises the refcount of its mbufs to 2 before
+// the call and sets it back to 1 afterwards (a free then only decrements it);
+// the null forwarder pays exactly the same bookkeeping. RST mbufs the pipeline
+// injects are freed after each burst (what the TX path would do).
+//
+// Human-readable lines first; the last line is one JSON object.
+//
+// Options: --packets N    per run (default 64M)
+//          --reps N       repetitions (default 5)
+//          --prefixes N   dynamic IPv4 /24s (default 1,000,000)
+//          --frames N     frames per set (default 4096)
+//          --encap E      plain | vlan | pppoe | mixed (default: mixed, 60/20/20)
+//          --pages P      thp (default): the frame mbufs on transparent huge
+//                         pages, as on a hugepage deployment; 4k: in the EAL's
+//                         --no-huge memory, one mbuf per 4 KiB page, where TLB
+//                         misses dominate both the pipeline and the null run.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
+#include <rte_mempool.h>
+
+#include <arpa/inet.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "compiled_policy.h"
+#include "event_ring.h"
+#include "pipeline.h"
+// GCC 12 at -O3 (buildtype=release) reports false -Warray-bounds and
+// -Wstringop-overread in the vector inserts of frame_builder::build_l4().
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overread"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#include "tests/support/frame_builder.h"
+#pragma GCC diagnostic pop
+#include "worker_counters.h"
+
+namespace {
+
+using namespace sekisho;
+using sekisho::test::frame_builder;
+
+// Frames per set (--frames, a multiple of burst_size): large enough that the
+// branch predictor cannot learn the sequence, small enough to stay in L2.
+unsigned frames_per_set = 4096;
+constexpr uint32_t multiplier = 2654435761u;  // odd: a bijection on the /24 space
+
+struct options {
+    uint64_t packets = 64ull << 20;
+    unsigned reps = 5;
+    uint32_t prefixes = 1000000;
+    unsigned frames = 4096;
+    std::string encap = "mixed";
+    bool thp = true;
+};
+
+// ---------------------------------------------------------------- addresses --
+
+// The i-th dynamic /24 (host order, host part zero); distinct for i < 2^24 and
+// spread over the whole IPv4 space.
+uint32_t dynamic24(uint32_t i) { return ((i * multiplier) & 0xffffffu) << 8; }
+
+// Static exemptions: a /28 inside each of the first `static28_count` dynamic
+// /24s (at .128/28), the longest-prefix case (tbl8).
+constexpr uint32_t static28_count = 1000;
+
+std::string ip4_string(uint32_t host_order) {
+    in_addr a{};
+    a.s_addr = htonl(host_order);
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &a, buf, sizeof buf);
+    return buf;
+}
+
+std::string ip6_string(const std::array<uint8_t, 16>& b) {
+    char buf[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, b.data(), buf, sizeof buf);
+    return buf;
+}
+
+// IPv6: dynamic pools 2400:<k>00::/40 (k < 64), static /56 customers inside
+// them at 2400:<k>00:<j>00::/56 for j in 0x80..0x8f (byte 5 of the address).
+constexpr unsigned dynamic6_count = 64, static6_per_pool = 16;
+
+std::array<uint8_t, 16> v6_dynamic_pool(unsigned k) {
+    std::array<uint8_t, 16> a{};
+    a[0] = 0x24;
+    a[1] = 0x00;
+    a[2] = static_cast<uint8_t>(k);
+    a[3] = 0x00;
+    return a;
+}
+std::array<uint8_t, 16> v6_static56(unsigned k, unsigned j) {
+    auto a = v6_dynamic_pool(k);
+    a[5] = static_cast<uint8_t>(0x80 + j);  // the /40 is bytes 0-4, the /56 bytes 0-6
+    return a;
+}
+
+// --------------------------------------------------------------- the policy --
+
+std::unique_ptr<compiled_policy> build_policy(uint32_t prefixes, double& seconds) {
+    policy_capacity cap;
+    cap.subscriber_prefixes4 = prefixes + static28_count + 16;
+    cap.tbl8_groups4 = static28_count;  // one per /24 holding a longer prefix
+    cap.subscriber_prefixes6 = dynamic6_count * (1 + static6_per_pool);
+    cap.tbl8_groups6 = dynamic6_count * ((40 - 24 + 7) / 8 + static6_per_pool * ((56 - 24 + 7) / 8));
+    cap.relay_prefixes4 = 4;
+    cap.relay_prefixes6 = 4;
+
+    const auto t0 = std::chrono::steady_clock::now();
+    auto p = std::make_unique<compiled_policy>(1, cap);
+    for (uint32_t i = 0; i < prefixes; ++i) p->add_subscriber4(dynamic24(i), 24, subscriber_class::dynamic);
+    for (uint32_t i = 0; i < static28_count; ++i)
+        p->add_subscriber4(dynamic24(i) | 0x80, 28, subscriber_class::static_);
+    for (unsigned k = 0; k < dynamic6_count; ++k) {
+        p->add_subscriber6(v6_dynamic_pool(k).data(), 40, subscriber_class::dynamic);
+        for (unsigned j = 0; j < static6_per_pool; ++j)
+            p->add_subscriber6(v6_static56(k, j).data(), 56, subscriber_class::static_);
+    }
+    // The ISP's own submission relays (not hit by the traffic below).
+    p->add_relay4(test::ip4_host("192.0.2.25"), 32);
+    p->add_relay4(test::ip4_host("192.0.2.26"), 32);
+    p->add_relay6(test::ip6("2001:db8:25::25").data(), 128);
+    p->set_blocked_port(25);
+    p->set_mode(op25b_mode::enforce);
+    p->set_action(op25b_action::reset);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return p;
+}
+
+// --------------------------------------------------------------- the frames --
+
+struct frame_set {
+    std::vector<rte_mbuf*> mbufs;
+    uint64_t smtp_dynamic = 0, smtp_static = 0;  // per pass
+    uint64_t bytes = 0;
+};
+
+class traffic {
+public:
+    traffic(uint32_t prefixes, std::string encap) : prefixes_(prefixes), encap_(std::move(encap)) {}
+
+    // A subscriber source address inside a dynamic /24, outside its static /28.
+    std::string dynamic_src4() {
+        const uint32_t i = pick(prefixes_);
+        uint32_t host = 1 + pick(126);  // .1 - .126: below the .128/28
+        return ip4_string(dynamic24(i) | host);
+    }
+    std::string static_src4() {
+        const uint32_t i = pick(std::min(static28_count, prefixes_));
+        return ip4_string(dynamic24(i) | 0x80 | (1 + pick(14)));
+    }
+    std::string dynamic_src6() {
+        auto a = v6_dynamic_pool(pick(dynamic6_count));
+        a[5] = static_cast<uint8_t>(pick(0x80));  // outside the static /56s
+        a[6] = static_cast<uint8_t>(pick(256));
+        a[15] = static_cast<uint8_t>(1 + pick(254));
+        return ip6_string(a);
+    }
+    std::string static_src6() {
+        auto a = v6_static56(pick(dynamic6_count), pick(static6_per_pool));
+        a[7] = static_cast<uint8_t>(pick(256));
+        a[15] = static_cast<uint8_t>(1 + pick(254));
+        return ip6_string(a);
+    }
+    // Somewhere on the Internet, not a relay.
+    std::string remote4() { return ip4_string(0x0b000000u + pick(0x40000000u)); }
+    std::string remote6() {
+        std::array<uint8_t, 16> a{};
+        a[0] = 0x2a;
+        a[1] = 0x03;
+        for (unsigned b = 2; b < 16; ++b) a[b] = static_cast<uint8_t>(pick(256));
+        return ip6_string(a);
+    }
+
+    // Layer 2, --encap: plain Ethernet, one VLAN tag, PPPoE session, or
+    // "mixed": 60% plain, 20% VLAN, 20% PPPoE, in random order.
+    void encapsulate(frame_builder& f) {
+        if (encap_ == "vlan") f.vlan(100);
+        if (encap_ == "pppoe") f.pppoe(static_cast<uint16_t>(1 + pick(60000)));
+        if (encap_ != "mixed") return;
+        const uint32_t r = pick(100);
+        if (r < 20)
+            f.vlan(static_cast<uint16_t>(100 + pick(100)));
+        else if (r < 40)
+            f.pppoe(static_cast<uint16_t>(1 + pick(60000)));
+    }
+
+    // Non-mail: 60% IPv4 / 40% IPv6; 75% TCP (443, 80), 25% UDP (443, 53);
+    // 60% minimum-size, 15% 100-600 bytes, 25% full-size frames.
+    test::bytes nonmail() {
+        frame_builder f;
+        encapsulate(f);
+        const bool v4 = pick(100) < 60;
+        const bool dyn = pick(100) < 80;
+        if (v4)
+            f.ipv4(dyn ? dynamic_src4() : static_src4(), remote4());
+        else
+            f.ipv6(dyn ? dynamic_src6() : static_src6(), remote6());
+        const uint16_t sport = static_cast<uint16_t>(32768 + pick(28000));
+        if (pick(100) < 75) {
+            f.tcp(sport, pick(100) < 70 ? 443 : 80)
+                .flags(pick(100) < 5 ? test::tcp_flags_syn : test::tcp_flags_ack)
+                .seq(static_cast<uint32_t>(rng_()))
+                .ack(static_cast<uint32_t>(rng_()));
+        } else {
+            f.udp(sport, pick(100) < 80 ? 443 : 53);
+        }
+        const uint32_t size_class = pick(100);
+        const size_t header = f.build().size();
+        size_t target = 60;
+        if (size_class >= 85)
+            target = 1514;
+        else if (size_class >= 60)
+            target = 100 + pick(500);
+        if (target > header) f.payload(target - header);
+        f.pad_to(60);
+        return f.build();
+    }
+
+    // An SMTP SYN (with the usual 20 bytes of options) to port 25.
+    test::bytes smtp_syn(bool dynamic_source, bool v4) {
+        frame_builder f;
+        encapsulate(f);
+        if (v4)
+            f.ipv4(dynamic_source ? dynamic_src4() : static_src4(), remote4());
+        else
+            f.ipv6(dynamic_source ? dynamic_src6() : static_src6(), remote6());
+        f.tcp(static_cast<uint16_t>(32768 + pick(28000)), 25)
+            .flags(test::tcp_flags_syn)
+            .seq(static_cast<uint32_t>(rng_()))
+            .tcp_options({2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7})
+            .pad_to(60);
+        return f.build();
+    }
+
+    std::mt19937_64& rng() { return rng_; }
+
+private:
+    uint32_t pick(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
+
+    uint32_t prefixes_;
+    std::string encap_;
+    std::mt19937_64 rng_{20261123};
+};
+
+// A pktmbuf pool on transparent huge pages. Without hugepages the EAL's
+// memory is in 4 KiB pages and each mbuf takes most of one, so a few thousand
+// frames miss the TLB on every packet (a page walk, two-dimensional in a VM):
+// that would dominate both the pipeline and the null forwarder and measure
+// nothing a hugepage deployment sees. Falls back to the EAL's memory.
+struct thp_region {
+    void* addr = nullptr;
+    size_t len = 0;
+    ~thp_region() {
+        if (addr) munmap(addr, len);
+    }
+};
+
+rte_mempool* frame_pool(const char* name, unsigned n, bool want_thp, thp_region& region, bool& on_thp) {
+    constexpr size_t huge = 2u << 20;
+    const uint32_t elt = sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE;
+    on_thp = false;
+    if (!want_thp) {  // exactly what the gateway does, in --no-huge memory
+        rte_mempool* mp = rte_pktmbuf_pool_create(name, n, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+        if (mp == nullptr) throw std::runtime_error("cannot create mbuf pool");
+        return mp;
+    }
+    // NO_IOVA_CONTIG: no device does DMA here, so objects may straddle 4 KiB
+    // pages (otherwise the mempool gives each 2.3 KiB mbuf a page of its own).
+    rte_mempool* mp = rte_mempool_create_empty(name, n, elt, 256, sizeof(rte_pktmbuf_pool_private),
+                                               SOCKET_ID_ANY, RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+    if (mp == nullptr) throw std::runtime_error("cannot create mbuf pool");
+    if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), nullptr) != 0)
+        throw std::runtime_error("cannot set mempool ops");
+    rte_pktmbuf_pool_private priv{};
+    priv.mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE;
+    priv.mbuf_priv_size = 0;
+    rte_pktmbuf_pool_init(mp, &priv);
+
+    rte_mempool_objsz sz{};
+    rte_mempool_calc_obj_size(elt, 0, &sz);
+    const size_t per_page = huge / sz.total_size;  // objects do not straddle pages
+    const size_t want = (n + per_page - 1) / per_page * huge;
+    void* raw = mmap(nullptr, want + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int populated = -1;
+    if (raw != MAP_FAILED) {
+        region.addr = raw;
+        region.len = want + huge;
+        auto* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) & ~(huge - 1));
+        on_thp = madvise(aligned, want, MADV_HUGEPAGE) == 0;
+        std::memset(aligned, 0, want);  // fault it in now (as huge pages if granted)
+        populated = rte_mempool_populate_virt(mp, aligned, want, huge, nullptr, nullptr);
+    }
+    if (populated < static_cast<int>(n)) {  // no THP memory: the EAL's own
+        on_thp = false;
+        if (rte_mempool_populate_default(mp) < 0) throw std::runtime_error("cannot populate mbuf pool");
+    }
+    rte_mempool_obj_iter(mp, rte_pktmbuf_init, nullptr);
+    return mp;
+}
+
+// Whether the mapping at `addr` is backed by huge pages (AnonHugePages > 0).
+bool backed_by_huge_pages(const void* addr) {
+    std::ifstream in("/proc/self/smaps");
+    std::string line;
+    const auto a = reinterpret_cast<uintptr_t>(addr);
+    bool inside = false;
+    while (std::getline(in, line)) {
+        unsigned long lo = 0, hi = 0;
+        if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find('-')) {
+            inside = a >= lo && a < hi;
+            continue;
+        }
+        unsigned long kb = 0;
+        if (inside && std::sscanf(line.c_str(), "AnonHugePages: %lu kB", &kb) == 1) return kb > 0;
+    }
+    return false;
+}
+
+rte_mbuf* to_mbuf(rte_mempool* pool, const test::bytes& frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    if (m == nullptr) throw std::runtime_error("mbuf pool exhausted");
+    char* d = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
+    if (d == nullptr) throw std::runtime_error("frame larger than an mbuf");
+    std::memcpy(d, frame.data(), frame.size());
+    return m;
+}
+
+frame_set make_set(rte_mempool* pool, traffic& t, bool with_smtp) {
+    struct entry {
+        test::bytes frame;
+        int smtp;  // 0 none, 1 dynamic, 2 static
+    };
+    std::vector<entry> frames;
+    frames.reserve(frames_per_set);
+    const unsigned smtp = with_smtp ? frames_per_set / 10 : 0;  // 10%
+    for (unsigned i = 0; i < smtp; ++i) {
+        const bool dynamic_source = i % 2 == 0;
+        const bool v4 = i % 4 < 2;  // both families, both classes
+        frames.push_back({t.smtp_syn(dynamic_source, v4), dynamic_source ? 1 : 2});
+    }
+    while (frames.size() < frames_per_set) frames.push_back({t.nonmail(), 0});
+    std::shuffle(frames.begin(), frames.end(), t.rng());  // no pattern for the branch predictor
+
+    frame_set s;
+    for (const auto& e : frames) {
+        s.mbufs.push_back(to_mbuf(pool, e.frame));
+        s.bytes += e.frame.size();
+        if (e.smtp == 1) ++s.smtp_dynamic;
+        if (e.smtp == 2) ++s.smtp_static;
+    }
+    return s;
+}
+
+// ------------------------------------------------------------------ the runs --
+
+// The do-nothing forwarder: for each packet, reads its length (as RX stats
+// would) and its Ethernet type from the first cache line of the frame (as any
+// forwarder that looks at the L2 header must), and passes the pointer on to
+// out.forward, unchanged. Not inlined, like pipeline::process.
+uint64_t null_sink = 0;
+[[gnu::noinline]] void null_forward(rte_mbuf** pkts, uint16_t n, burst_output& out) {
+    uint64_t acc = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+        acc += m->pkt_len + (static_cast<uint32_t>(d[12]) << 8 | d[13]);
+        out.forward[out.n_forward++] = m;
+    }
+    null_sink += acc;
+}
+
+struct run_result {
+    uint64_t packets = 0;
+    uint64_t cycles = 0;
+    double seconds(uint64_t hz) const { return static_cast<double>(cycles) / static_cast<double>(hz); }
+    double mpps(uint64_t hz) const { return static_cast<double>(packets) / seconds(hz) / 1e6; }
+    double cycles_per_packet() const { return static_cast<double>(cycles) / static_cast<double>(packets); }
+};
+
+// Pushes `passes` times the whole set through `fn` in bursts of 32.
+template <class F>
+run_result run(frame_set& s, uint64_t passes, event_ring* events, F&& fn) {
+    rte_mbuf** const all = s.mbufs.data();
+    burst_output out;
+    uint64_t forwarded = 0, excluded = 0;
+    event_record drained[256];
+    const uint64_t start = rte_rdtsc_precise();
+    for (uint64_t p = 0; p < passes; ++p) {
+        for (unsigned off = 0; off < frames_per_set; off += burst_size) {
+            rte_mbuf** b = all + off;
+            for (unsigned i = 0; i < burst_size; ++i) rte_mbuf_refcnt_set(b[i], 2);
+            out.n_forward = out.n_reply = 0;
+            fn(b, burst_size, out);
+            for (unsigned i = 0; i < burst_size; ++i) rte_mbuf_refcnt_set(b[i], 1);
+            if (out.n_reply) rte_pktmbuf_free_bulk(out.reply, out.n_reply);
+            forwarded += out.n_forward;
+        }
+        if (events != nullptr) {
+            // The event consumer is the control thread's work, on another
+            // core: drain the ring but keep the time out of the figure.
+            const uint64_t t = rte_rdtsc();
+            while (events->pop(drained, 256) != 0) {
+            }
+            excluded += rte_rdtsc() - t;
+        }
+    }
+    const uint64_t end = rte_rdtsc_precise();
+    null_sink += forwarded;
+    return {passes * frames_per_set, end - start - excluded};
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double spread(const std::vector<double>& v) {  // (max - min) / median
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return (*hi - *lo) / median(v);
+}
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) {
+                std::string m = line.substr(colon + 1);
+                m.erase(0, m.find_first_not_of(" \t"));
+                return m;
+            }
+        }
+    }
+    return "unknown";
+}
+
+std::string json_escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '"' || c == '\\') o += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20) o += c;
+    }
+    return o;
+}
+
+struct counter_view {
+    uint64_t rx, forwarded, blocked, resets, reset_failures, malformed, events, events_full;
+};
+counter_view read_counters(const worker_counters& c) {
+    const port_counters& a = c.port[static_cast<unsigned>(ingress::access)];
+    return {a.rx_packets.load(), a.forwarded.load(),      a.blocked.load(),   a.resets_sent.load(),
+            a.reset_failures.load(), a.malformed.load(), c.events_emitted.load(), c.events_ring_full.load()};
+}
+
+// Checks what one pipeline run did against what the frame set must produce.
+bool check(const char* name, const counter_view& before, const counter_view& after, uint64_t packets,
+           uint64_t expect_blocked, bool expect_resets) {
+    const uint64_t rx = after.rx - before.rx, fwd = after.forwarded - before.forwarded,
+                   blocked = after.blocked - before.blocked, resets = after.resets - before.resets,
+                   rfail = after.reset_failures - before.reset_failures,
+                   malformed = after.malformed - before.malformed,
+                   events = after.events - before.events, full = after.events_full - before.events_full;
+    const uint64_t expect_resets_n = expect_resets ? expect_blocked : 0;
+    const bool ok = rx == packets && blocked == expect_blocked && fwd == packets - expect_blocked &&
+                    resets == expect_resets_n && rfail == 0 && malformed == 0 &&
+                    events == expect_blocked && full == 0;
+    if (!ok)
+        std::fprintf(stderr,
+                     "FAIL %s: rx %lu (want %lu) forwarded %lu (want %lu) blocked %lu (want %lu) "
+                     "resets %lu (want %lu) reset_failures %lu malformed %lu events %lu ring_full %lu\n",
+                     name, rx, packets, fwd, packets - expect_blocked, blocked, expect_blocked, resets,
+                     expect_resets_n, rfail, malformed, events, full);
+    return ok;
+}
+
+int bench_main(const options& opt) {
+    const uint64_t hz = rte_get_tsc_hz();
+    const std::string cpu = cpu_model();
+    std::printf("op25b bench: cpu \"%s\", TSC %.3f GHz, lcore %u\n", cpu.c_str(), static_cast<double>(hz) / 1e9,
+                rte_lcore_id());
+
+    double compile_s = 0;
+    auto policy = build_policy(opt.prefixes, compile_s);
+    std::printf("policy: %u dynamic IPv4 /24s + %u static /28s, %u IPv6 dynamic /40s + %u static /56s, "
+                "3 relays: built in %.2f s\n",
+                opt.prefixes, static28_count, dynamic6_count, dynamic6_count * static6_per_pool, compile_s);
+
+    thp_region frames_mem, replies_mem;
+    bool frames_thp = false, replies_thp = false;
+    rte_mempool* pool = frame_pool("bench_frames", 2 * frames_per_set + 512, opt.thp, frames_mem, frames_thp);
+    rte_mempool* reply_pool = frame_pool("bench_replies", 4095, opt.thp, replies_mem, replies_thp);
+    frames_thp = frames_thp && backed_by_huge_pages(frames_mem.addr);
+    replies_thp = replies_thp && backed_by_huge_pages(replies_mem.addr);
+    std::printf("mbufs: frames on %s, RST mbufs on %s; lookup tables in the EAL's 4 KiB pages (--no-huge)\n",
+                frames_thp ? "transparent huge pages"
+                : opt.thp  ? "4 KiB pages (no THP granted)"
+                           : "4 KiB pages (--pages 4k)",
+                replies_thp ? "transparent huge pages" : "4 KiB pages");
+
+    traffic t(opt.prefixes, opt.encap);
+    frame_set nonmail = make_set(pool, t, false);
+    frame_set mixed = make_set(pool, t, true);
+    std::printf("frames: %u per set, mean %lu bytes (non-mail) / %lu bytes (mixed: %lu SMTP SYNs from "
+                "dynamic, %lu from static sources)\n",
+                frames_per_set, nonmail.bytes / frames_per_set, mixed.bytes / frames_per_set,
+                mixed.smtp_dynamic, mixed.smtp_static);
+
+    worker_counters counters;
+    event_ring events("bench_events", 4096);
+    pipeline pipe(0, reply_pool, counters, &events, packet_clock::live());
+
+    const uint64_t passes = std::max<uint64_t>(1, opt.packets / frames_per_set);
+    const uint64_t packets = passes * frames_per_set;
+    std::printf("runs: %lu packets each, %u repetitions, interleaved\n", packets, opt.reps);
+
+    auto null_fn = [](rte_mbuf** b, uint16_t n, burst_output& out) { null_forward(b, n, out); };
+    auto pipe_fn = [&](rte_mbuf** b, uint16_t n, burst_output& out) {
+        pipe.process(*policy, ingress::access, b, n, out);
+    };
+
+    // Warm-up (caches, branch predictors, mempool caches) and a first check.
+    bool ok = true;
+    {
+        auto c0 = read_counters(counters);
+        run(mixed, 2, &events, pipe_fn);
+        ok &= check("warm-up mixed", c0, read_counters(counters), 2 * frames_per_set, 2 * mixed.smtp_dynamic, true);
+        run(nonmail, 2, &events, pipe_fn);
+        run(nonmail, 2, nullptr, null_fn);
+    }
+
+    std::vector<double> null_mpps, nonmail_mpps, mixed_mpps, mixed_drop_mpps, null_mixed_mpps;
+    std::vector<double> ratio_nonmail, ratio_mixed, cpp_nonmail, cpp_mixed, cpp_mixed_drop, cpp_null;
+    for (unsigned r = 0; r < opt.reps && ok; ++r) {
+        const run_result n1 = run(nonmail, passes, nullptr, null_fn);
+
+        auto c0 = read_counters(counters);
+        const run_result a = run(nonmail, passes, &events, pipe_fn);
+        ok &= check("nonmail", c0, read_counters(counters), packets, 0, false);
+
+        const run_result n2 = run(mixed, passes, nullptr, null_fn);
+
+        policy->set_action(op25b_action::reset);
+        c0 = read_counters(counters);
+        const run_result b = run(mixed, passes, &events, pipe_fn);
+        ok &= check("mixed", c0, read_counters(counters), packets, passes * mixed.smtp_dynamic, true);
+
+        policy->set_action(op25b_action::drop);
+        c0 = read_counters(counters);
+        const run_result d = run(mixed, passes, &events, pipe_fn);
+        ok &= check("mixed/drop", c0, read_counters(counters), packets, passes * mixed.smtp_dynamic, false);
+        policy->set_action(op25b_action::reset);
+
+        null_mpps.push_back(n1.mpps(hz));
+        null_mixed_mpps.push_back(n2.mpps(hz));
+        nonmail_mpps.push_back(a.mpps(hz));
+        mixed_mpps.push_back(b.mpps(hz));
+        mixed_drop_mpps.push_back(d.mpps(hz));
+        ratio_nonmail.push_back(a.mpps(hz) / n1.mpps(hz));
+        ratio_mixed.push_back(b.mpps(hz) / n2.mpps(hz));
+        cpp_null.push_back(n1.cycles_per_packet());
+        cpp_nonmail.push_back(a.cycles_per_packet());
+        cpp_mixed.push_back(b.cycles_per_packet());
+        cpp_mixed_drop.push_back(d.cycles_per_packet());
+        std::printf("rep %u: null %.2f Mpps (%.1f cyc/pkt) | nonmail %.2f Mpps (%.1f) | mixed %.2f Mpps (%.1f) "
+                    "| mixed/drop %.2f Mpps (%.1f)\n",
+                    r + 1, n1.mpps(hz), n1.cycles_per_packet(), a.mpps(hz), a.cycles_per_packet(), b.mpps(hz),
+                    b.cycles_per_packet(), d.mpps(hz), d.cycles_per_packet());
+        std::fflush(stdout);
+    }
+    if (!ok) {
+        std::fprintf(stderr, "op25b bench: the pipeline did not do what the frames require; no figures\n");
+        return 1;
+    }
+
+    const double m_null = median(null_mpps), m_nonmail = median(nonmail_mpps), m_mixed = median(mixed_mpps);
+    const double m_rn = median(ratio_nonmail), m_rm = median(ratio_mixed), m_cpp = median(cpp_mixed);
+    std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt; %.2f Mpps over the mixed set)\n",
+                opt.reps, m_null, median(cpp_null), median(null_mixed_mpps));
+    std::printf("median of %u: non-mail %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f (goal >= 0.8)\n", opt.reps,
+                m_nonmail, median(cpp_nonmail), m_rn);
+    std::printf("median of %u: mixed/reset %.2f Mpps (%.1f cycles/pkt, goal <= 100), ratio to null %.3f\n",
+                opt.reps, m_mixed, m_cpp, m_rm);
+    std::printf("median of %u: mixed/drop %.2f Mpps (%.1f cycles/pkt)\n", opt.reps, median(mixed_drop_mpps),
+                median(cpp_mixed_drop));
+    std::printf("pipeline cost over the null forwarder: %.1f cycles/pkt non-mail, %.1f mixed/reset\n",
+                median(cpp_nonmail) - median(cpp_null), m_cpp - median(cpp_null));
+    std::printf("spread (max-min)/median: null %.1f%%, non-mail %.1f%%, mixed %.1f%%\n", 100 * spread(null_mpps),
+                100 * spread(nonmail_mpps), 100 * spread(mixed_mpps));
+    std::printf("{\"bench\":\"op25b\",\"mpps_nonmail\":%.3f,\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,"
+                "\"ratio_nonmail\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,\"cpu\":\"%s\"}\n",
+                m_nonmail, m_mixed, m_null, m_rn, m_rm, m_cpp, json_escape(cpu).c_str());
+
+    for (rte_mbuf* m : nonmail.mbufs) rte_pktmbuf_free(m);
+    for (rte_mbuf* m : mixed.mbufs) rte_pktmbuf_free(m);
+    policy.reset();
+    rte_mempool_free(pool);
+    rte_mempool_free(reply_pool);
+    return 0;
+}
+
+bool parse_options(int argc, char** argv, options& opt) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (i + 1 >= argc) return false;
+        if (a == "--pages") {
+            const std::string v = argv[++i];
+            if (v != "thp" && v != "4k") return false;
+            opt.thp = v == "thp";
+            continue;
+        }
+        if (a == "--encap") {
+            opt.encap = argv[++i];
+            if (opt.encap != "plain" && opt.encap != "vlan" && opt.encap != "pppoe" && opt.encap != "mixed")
+                return false;
+            continue;
+        }
+        const uint64_t v = std::strtoull(argv[++i], nullptr, 10);
+        if (a == "--packets" && v > 0)
+            opt.packets = v;
+        else if (a == "--reps" && v > 0)
+            opt.reps = static_cast<unsigned>(v);
+        else if (a == "--prefixes" && v > 0 && v <= (1u << 24) - static28_count)
+            opt.prefixes = static_cast<uint32_t>(v);
+        else if (a == "--frames" && v >= 320 && v <= 65536 && v % burst_size == 0)
+            opt.frames = static_cast<unsigned>(v);
+        else
+            return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options opt;
+    const bool parsed = parse_options(argc, argv, opt);
+    frames_per_set = opt.frames;
+    if (!parsed) {
+        std::fprintf(stderr,
+                     "usage: %s [--packets N] [--reps N] [--prefixes N] [--frames N]\n"
+                     "       [--encap plain|vlan|pppoe|mixed] [--pages thp|4k]\n",
+                     argv[0]);
+        return 2;
+    }
+    char prog[] = "op25b-bench";
+    char a1[] = "--no-huge", a2[] = "-m", a3[] = "2048", a4[] = "--no-shconf", a5[] = "--no-pci", a6[] = "-l",
+         a7[] = "0", a8[] = "--no-telemetry", a9[] = "--log-level=lib.eal:error";
+    char* eal_argv[] = {prog, a1, a2, a3, a4, a5, a6, a7, a8, a9, nullptr};
+    if (rte_eal_init(9, eal_argv) < 0) {
+        std::fprintf(stderr, "EAL initialisation failed\n");
+        return 1;
+    }
+    int rc;
+    try {
+        rc = bench_main(opt);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "op25b bench: %s\n", e.what());
+        rc = 1;
+    }
+    rte_eal_cleanup();
+    return rc;
+}
