@@ -107,20 +107,9 @@ EOF
 }
 # ---------------------------------------------------------------------------------------------
 
-cat >"$TMP/policy.yaml" <<'EOF'
-version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-  ipv6_prefix_length: 56
-relays: [203.0.113.10/32, "2001:db8:25::10/128"]
-op25b:
-  mode: enforce
-  action: reset
-EOF
+# The shipped example policy is the one under test (dynamic 198.51.100.0/24 and
+# 2001:db8:100::/40, static /28 and /48 inside them, relays .10 and ::10).
+cp "$here/../../configs/op25b-enforce.yaml" "$TMP/policy.yaml"
 
 netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "SMTP/TCP sinks did not start"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../support/frame_builder.h"
+#include "../support/lab_policy.h"
 #include "packet_parser.h"
 #include "policy.h"
 #include "policy_compiler.h"
@@ -20,37 +21,16 @@ using test::bytes;
 using test::frame_builder;
 namespace t = test;
 
-// Table names derive from the generation: keep them unique in this binary.
-uint64_t next_generation() {
-    static uint64_t g = 1000;
-    return ++g;
-}
-
-constexpr const char* policy_text = R"(version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-relays: [203.0.113.10/32, "2001:db8:25::10/128"]
-)";
+using test::next_generation;
+constexpr const char* policy_text = test::lab_policy_text;
 
 std::unique_ptr<compiled_policy> compile(const std::string& text) {
     return compile_policy(load_policy_text(text, "test.yaml"), next_generation());
 }
 
 // Addresses: dynamic, static (inside the dynamic range), neither, MX, relay.
-constexpr const char* dyn4 = "198.51.100.7";
-constexpr const char* static4 = "198.51.100.130";
-constexpr const char* other4 = "192.0.2.7";
-constexpr const char* mx4 = "203.0.113.25";
-constexpr const char* relay4 = "203.0.113.10";
-constexpr const char* dyn6 = "2001:db8:100::7";
-constexpr const char* static6 = "2001:db8:1ff::7";
-constexpr const char* other6 = "2001:db8:ffff::7";
-constexpr const char* mx6 = "2001:db8:25::25";
-constexpr const char* relay6 = "2001:db8:25::10";
+using test::dyn4, test::static4, test::other4, test::mx4, test::relay4;
+using test::dyn6, test::static6, test::other6, test::mx6, test::relay6;
 
 constexpr uint8_t syn = t::tcp_flags_syn, ack = t::tcp_flags_ack, rst = t::tcp_flags_rst, psh = t::tcp_flags_psh;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../support/frame_builder.h"
+#include "../support/lab_policy.h"
 #include "event_ring.h"
 #include "packet_parser.h"
 #include "policy.h"
@@ -27,32 +28,22 @@ using test::bytes;
 using test::frame_builder;
 namespace t = test;
 
-uint64_t next_generation() {
-    static uint64_t g = 2000;
-    return ++g;
-}
+using test::next_generation;
 std::string unique_name(const char* base) {
     static unsigned n = 0;
     return std::string(base) + std::to_string(++n);
 }
 
-constexpr const char* dyn4 = "198.51.100.7";
-constexpr const char* static4 = "198.51.100.130";
-constexpr const char* mx4 = "203.0.113.25";
-constexpr const char* relay4 = "203.0.113.10";
-constexpr const char* dyn6 = "2001:db8:100::7";
-constexpr const char* mx6 = "2001:db8:25::25";
+using test::dyn4;
+using test::dyn6;
+using test::mx4;
+using test::mx6;
+using test::relay4;
+using test::static4;
 constexpr uint8_t syn = t::tcp_flags_syn, ack = t::tcp_flags_ack, rst = t::tcp_flags_rst;
 
 std::unique_ptr<compiled_policy> compile(const char* mode, const char* action) {
-    const std::string text = std::string(R"(version: 1
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-relays: [203.0.113.10/32, "2001:db8:25::10/128"]
-op25b:
-  mode: )") + mode + "\n  action: " + action + "\n";
-    return compile_policy(load_policy_text(text, "pipeline.yaml"), next_generation());
+    return compile_policy(load_policy_text(test::lab_policy(mode, action), "pipeline.yaml"), next_generation());
 }
 
 uint64_t wall_ns() {
