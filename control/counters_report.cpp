@@ -31,6 +31,7 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
             {"forwarded", field(&port_counters::forwarded)},
             {"blocked", field(&port_counters::blocked)},
             {"monitored", field(&port_counters::monitored)},
+            {"limited", field(&port_counters::limited)},
             {"malformed", field(&port_counters::malformed)},
             {"malformed_dropped", field(&port_counters::malformed_dropped)},
             {"resets_sent", field(&port_counters::resets_sent)},
@@ -68,6 +69,31 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         if (n) by_port[std::to_string(port)] = n;
     }
 
+    // SMTP tracking and limits.
+    auto mail = [&](counter worker_counters::mail_counters::*c) {
+        return sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.*c; });
+    };
+    using mc = worker_counters::mail_counters;
+    json smtp = {
+        {"flows_created", mail(&mc::flows_created)},
+        {"flows_ended", mail(&mc::flows_ended)},
+        {"flows_expired", mail(&mc::flows_expired)},
+        {"flow_table_full", mail(&mc::flow_table_full)},
+        {"subscriber_state_full", mail(&mc::subscriber_state_full)},
+        {"uninspectable", mail(&mc::uninspectable)},
+        {"tls", mail(&mc::tls)},
+        {"commands", mail(&mc::commands)},
+        {"messages", mail(&mc::messages)},
+        {"recipients", mail(&mc::recipients)},
+        {"rejected_recipients", mail(&mc::rejected_recipients)},
+        {"tempfails_sent", mail(&mc::tempfails_sent)},
+        {"resets_sent", mail(&mc::resets_sent)},
+        {"syns_dropped", mail(&mc::syns_dropped)},
+    };
+    json limit_hits = json::array();
+    for (unsigned i = 0; i < max_limits; ++i)
+        limit_hits.push_back(sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.limit_hits[i]; }));
+
     // Per worker: the load spread and each worker's share of the verdicts.
     json per_worker = json::array();
     for (const worker_counters* x : w) {
@@ -84,6 +110,10 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
 
     return {
         {"per_worker", per_worker},
+        {"smtp", smtp},
+        {"limit_hits_by_index", limit_hits},
+        {"limited", sum(w, [](const worker_counters& x) -> const counter& { return x.port[0].limited; }) +
+                        sum(w, [](const worker_counters& x) -> const counter& { return x.port[1].limited; })},
         {"frames_in", totals[0]},
         {"forwarded", totals[1]},
         {"blocked", totals[2]},

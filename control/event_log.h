@@ -11,7 +11,17 @@
 
 namespace sekisho {
 
-std::string event_to_json(const event_record& e);
+class account_registry;
+struct policy;
+
+// What turns ids in an event into names: the policy's limit names and the
+// account registry. Either may be null (ids are printed then).
+struct event_names {
+    const policy* pol = nullptr;
+    const account_registry* accounts = nullptr;
+};
+
+std::string event_to_json(const event_record& e, const event_names& names = {});
 
 class event_log {
 public:
@@ -22,7 +32,7 @@ public:
     event_log& operator=(const event_log&) = delete;
 
     // Moves whatever the rings hold into the log; returns events written.
-    size_t drain(const std::vector<event_ring*>& rings);
+    size_t drain(const std::vector<event_ring*>& rings, const event_names& names = {});
     uint64_t written() const { return written_; }
     uint64_t write_errors() const { return write_errors_; }
 

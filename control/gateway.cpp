@@ -4,6 +4,8 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include <algorithm>
+#include <array>
 #include <stdexcept>
 
 #include "policy_compiler.h"
@@ -18,19 +20,39 @@ gateway::gateway(const policy& pol, const gateway_config& config) : config_(conf
     store_ = std::make_unique<policy_store>(config.workers);
     store_->publish(compile_policy(pol, 1));
 
+    // Subscriber identity and limit state. Their sizes come from the policy
+    // the daemon starts with (tracking.*); changing them needs a restart.
+    accounts_ = std::make_unique<account_registry>(pol.tracking.max_accounts);
+    subscribers_ = std::make_unique<subscriber_table>("sk_subscribers", pol.tracking.max_bindings, store_->qsbr());
+    accounts_->apply_groups(pol);
+    for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
+
+    mail_state mail;
+    mail.subscribers = subscribers_.get();
+    mail.accounts = accounts_->records();
+    mail.max_accounts = accounts_->capacity() + 1;
+    mail.flows = pol.tracking.flows_per_worker;
+    mail.subscriber_records = pol.tracking.subscribers_per_worker;
+    mail.flow_idle_timeout_ns = pol.tracking.flow_idle_timeout_ns;
+
     const packet_clock clock = config.packet_clock ? packet_clock::from_packet_timestamps() : packet_clock::live();
     for (unsigned w = 0; w <= config.workers; ++w) counters_.push_back(std::make_unique<worker_counters>());
     for (unsigned w = 0; w < config.workers; ++w) {
         const std::string name = "sk_events_" + std::to_string(w);
         rings_.push_back(std::make_unique<event_ring>(name.c_str(), config.event_ring_capacity));
         rings_raw_.push_back(rings_.back().get());
-        pipelines_.push_back(std::make_unique<pipeline>(w, pool_, *counters_[w], rings_.back().get(), clock));
+        trackers_.push_back(std::make_unique<mail_tracker>(w, mail, pool_, *counters_[w], rings_.back().get()));
+        pipelines_.push_back(std::make_unique<pipeline>(w, pool_, *counters_[w], rings_.back().get(), clock,
+                                                        trackers_.back().get()));
     }
     log_ = std::make_unique<event_log>(config.events_path);
 }
 
 gateway::~gateway() {
     pipelines_.clear();
+    trackers_.clear();
+    subscribers_.reset();
+    accounts_.reset();
     rings_.clear();
     store_.reset();
     rte_mempool_free(pool_);
@@ -40,8 +62,58 @@ uint64_t gateway::apply(const policy& pol) {
     const uint64_t next = generation() + 1;
     auto compiled = compile_policy(pol, next);
     store_->publish(std::move(compiled));  // returns the old snapshot, freed here
+    accounts_->apply_groups(pol);
+    for (const static_binding& b : policy_.bindings) unbind(b.prefix);
+    for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
     policy_ = pol;
     return next;
+}
+
+namespace {
+// The table keys one prefix stands for: /32s for IPv4, subscriber prefixes
+// (ipv6_prefix_length) for IPv6; a longer prefix maps to the one holding it.
+template <typename F>
+uint32_t for_each_key(const ip_prefix& p, uint8_t ipv6_prefix_length, F f) {
+    const unsigned unit = p.family == 4 ? 32 : ipv6_prefix_length;
+    const unsigned len = std::min<unsigned>(p.length, unit);
+    if (unit - len > 16)
+        throw std::runtime_error(p.to_string() + " is too wide to bind (" + std::to_string(1u << (unit - len)) +
+                                 " subscribers); bind at most 65536 at a time");
+    const uint32_t count = 1u << (unit - len);
+    for (uint32_t i = 0; i < count; ++i) {
+        std::array<uint8_t, 16> a = p.bytes;
+        for (unsigned bit = 0; bit < unit - len; ++bit)  // fill the host bits from i
+            if ((i >> bit) & 1) a[(unit - 1 - bit) / 8] |= static_cast<uint8_t>(0x80u >> ((unit - 1 - bit) % 8));
+        if (p.family == 4)
+            f(subscriber_key::v4(static_cast<uint32_t>(a[0]) << 24 | static_cast<uint32_t>(a[1]) << 16 |
+                                 static_cast<uint32_t>(a[2]) << 8 | a[3]));
+        else
+            f(subscriber_key::v6(a.data(), static_cast<uint8_t>(unit)));
+    }
+    return count;
+}
+}  // namespace
+
+uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) {
+    const uint32_t id = accounts_->id_of(account);
+    if (id == 0)
+        throw std::runtime_error("account registry full (" + std::to_string(accounts_->capacity()) +
+                                 " accounts): cannot bind " + prefix.to_string());
+    return for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) {
+        if (!subscribers_->bind(k, id))
+            throw std::runtime_error("subscriber table full (" + std::to_string(subscribers_->capacity()) +
+                                     " bindings): cannot bind " + prefix.to_string());
+    });
+}
+
+uint32_t gateway::unbind(const ip_prefix& prefix) {
+    return for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
+}
+
+uint64_t gateway::tracked_flows() const {
+    uint64_t n = 0;
+    for (const auto& t : trackers_) n += t->flows();
+    return n;
 }
 
 std::vector<const worker_counters*> gateway::all_counters() const {

@@ -9,11 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "account_registry.h"
 #include "event_log.h"
 #include "event_ring.h"
+#include "mail_tracker.h"
 #include "pipeline.h"
 #include "policy.h"
 #include "policy_store.h"
+#include "subscriber_table.h"
 #include "worker_counters.h"
 
 struct rte_mempool;
@@ -52,7 +55,18 @@ public:
     // policy in place.
     uint64_t apply(const policy& pol);
 
-    size_t drain_events() { return log_->drain(rings_raw_); }
+    size_t drain_events() { return log_->drain(rings_raw_, event_names{&policy_, accounts_.get()}); }
+
+    // Binds an address or prefix to an account in the data-plane table: an
+    // IPv4 prefix or an IPv6 prefix shorter than ipv6_prefix_length becomes
+    // one entry per /32 or per subscriber prefix (at most 65536). Returns the
+    // number of entries written; throws std::runtime_error if the prefix is
+    // too wide, the account registry or the table is full.
+    uint32_t bind(const ip_prefix& prefix, const std::string& account);
+    uint32_t unbind(const ip_prefix& prefix);
+    subscriber_table& subscribers() { return *subscribers_; }
+    account_registry& accounts() { return *accounts_; }
+    uint64_t tracked_flows() const;
     const event_log& events() const { return *log_; }
 
 private:
@@ -63,6 +77,9 @@ private:
     std::vector<std::unique_ptr<worker_counters>> counters_;
     std::vector<std::unique_ptr<event_ring>> rings_;
     std::vector<event_ring*> rings_raw_;
+    std::unique_ptr<account_registry> accounts_;
+    std::unique_ptr<subscriber_table> subscribers_;
+    std::vector<std::unique_ptr<mail_tracker>> trackers_;
     std::vector<std::unique_ptr<pipeline>> pipelines_;
     std::unique_ptr<event_log> log_;
 };

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -28,6 +29,24 @@ std::string ip_prefix::to_string() const {
     char buf[INET6_ADDRSTRLEN] = {};
     inet_ntop(family == 4 ? AF_INET : AF_INET6, bytes.data(), buf, sizeof buf);
     return std::string(buf) + "/" + std::to_string(length);
+}
+
+std::optional<uint64_t> parse_duration(std::string_view text) {
+    size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    if (digits == 0 || digits > 12) return std::nullopt;
+    uint64_t value = 0;
+    std::from_chars(text.data(), text.data() + digits, value);
+    const std::string_view unit = text.substr(digits);
+    uint64_t scale;
+    if (unit == "ms") scale = 1'000'000ull;
+    else if (unit == "s") scale = 1'000'000'000ull;
+    else if (unit == "m") scale = 60'000'000'000ull;
+    else if (unit == "h") scale = 3'600'000'000'000ull;
+    else if (unit == "d") scale = 86'400'000'000'000ull;
+    else return std::nullopt;
+    if (value == 0) return std::nullopt;
+    return value * scale;
 }
 
 std::optional<ip_prefix> parse_prefix(std::string_view text, std::string& error) {
@@ -165,6 +184,22 @@ public:
         return out;
     }
 
+    std::optional<uint64_t> duration(const YAML::Node& n, const std::string& path) {
+        if (n.IsScalar())
+            if (auto d = parse_duration(n.Scalar())) return d;
+        error(n, path, (n.IsScalar() ? "'" + n.Scalar() + "'" : std::string("value")) +
+                           " is not a duration (a positive number with ms, s, m, h or d, e.g. 10m)");
+        return std::nullopt;
+    }
+
+    std::optional<std::string> name(const YAML::Node& n, const std::string& path) {
+        if (!n.IsScalar() || n.Scalar().empty()) {
+            error(n, path, "expected a non-empty name");
+            return std::nullopt;
+        }
+        return n.Scalar();
+    }
+
     template <typename E>
     std::optional<E> choice(const YAML::Node& n, const std::string& path,
                             const std::vector<std::pair<std::string, E>>& options) {
@@ -186,6 +221,173 @@ private:
     std::vector<std::string> errors_;
 };
 
+void read_bindings(policy_reader& r, const YAML::Node& list, policy& pol) {
+    if (!list.IsSequence()) {
+        r.error(list, "subscribers.bindings", "expected a list of {prefix: ..., account: ...}");
+        return;
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+        const YAML::Node b = list[i];
+        const std::string path = "subscribers.bindings[" + std::to_string(i) + "]";
+        if (!r.is_map(b, path)) continue;
+        r.check_keys(b, path, {"prefix", "account"});
+        static_binding sb;
+        sb.line = b.Mark().line + 1;
+        if (!b["prefix"] || !b["account"]) {
+            r.error(b, path, "needs both prefix and account");
+            continue;
+        }
+        std::string why;
+        auto p = b["prefix"].IsScalar() ? parse_prefix(b["prefix"].Scalar(), why) : std::nullopt;
+        if (!p) {
+            r.error(b["prefix"], path + ".prefix", why.empty() ? "expected an address or prefix" : why);
+            continue;
+        }
+        auto account = r.name(b["account"], path + ".account");
+        if (!account) continue;
+        sb.prefix = *p;
+        sb.prefix.line = sb.line;
+        sb.account = *account;
+        pol.bindings.push_back(std::move(sb));
+    }
+}
+
+void read_account_groups(policy_reader& r, const YAML::Node& map, policy& pol) {
+    if (!r.is_map(map, "account_groups")) return;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+        const std::string group = it->first.Scalar();
+        const std::string path = "account_groups." + group;
+        if (!it->second.IsSequence()) {
+            r.error(it->second, path, "expected a list of account names");
+            continue;
+        }
+        std::vector<std::string> members;
+        for (size_t i = 0; i < it->second.size(); ++i)
+            if (auto n = r.name(it->second[i], path + "[" + std::to_string(i) + "]")) members.push_back(*n);
+        pol.account_groups.emplace_back(group, std::move(members));
+    }
+    if (pol.account_groups.size() > max_account_groups)
+        r.error(map, "account_groups", std::to_string(pol.account_groups.size()) + " groups; at most " +
+                                           std::to_string(max_account_groups));
+}
+
+void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
+    constexpr size_t max_limits = 16;
+    if (!list.IsSequence()) {
+        r.error(list, "limits", "expected a list of limits");
+        return;
+    }
+    if (list.size() > max_limits)
+        r.error(list, "limits", std::to_string(list.size()) + " limits; at most " + std::to_string(max_limits));
+    for (size_t i = 0; i < list.size(); ++i) {
+        const YAML::Node l = list[i];
+        const std::string path = "limits[" + std::to_string(i) + "]";
+        if (!r.is_map(l, path)) continue;
+        r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
+                               "cooldown"});
+        limit_rule rule;
+        rule.line = l.Mark().line + 1;
+        bool ok = true;
+        if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
+            rule.name = *n;
+            for (char c : rule.name)
+                if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
+                    r.error(l["name"], path + ".name", "'" + rule.name + "': use letters, digits, '-' and '_' only");
+                    ok = false;
+                    break;
+                }
+            for (const auto& other : pol.limits)
+                if (other.name == rule.name) {
+                    r.error(l["name"], path + ".name",
+                            "'" + rule.name + "' is already the name of the limit at line " + std::to_string(other.line));
+                    ok = false;
+                }
+        } else {
+            if (!l["name"]) r.error(l, path, "needs a name");
+            ok = false;
+        }
+        if (!l["measure"]) {
+            r.error(l, path, "needs a measure (connections, messages, recipients, recipients_per_message, "
+                             "rejected_recipients)");
+            ok = false;
+        } else if (auto m = r.choice<limit_measure>(l["measure"], path + ".measure",
+                                                    {{"connections", limit_measure::connections},
+                                                     {"messages", limit_measure::messages},
+                                                     {"recipients", limit_measure::recipients},
+                                                     {"recipients_per_message", limit_measure::recipients_per_message},
+                                                     {"rejected_recipients", limit_measure::rejected_recipients}})) {
+            rule.measure = *m;
+        } else {
+            ok = false;
+        }
+        if (l["applies_to"]) {
+            const std::string a = l["applies_to"].IsScalar() ? l["applies_to"].Scalar() : "";
+            bool known = a == "any" || a == "dynamic" || a == "static";
+            if (a.rfind("group:", 0) == 0) {
+                const std::string g = a.substr(6);
+                for (const auto& [group, members] : pol.account_groups) known = known || group == g;
+                if (!known) r.error(l["applies_to"], path + ".applies_to", "no account group '" + g + "' in account_groups");
+                else rule.applies_to = a;
+            } else if (!known) {
+                r.error(l["applies_to"], path + ".applies_to", "'" + a + "' is not one of: any, dynamic, static, group:NAME");
+            } else {
+                rule.applies_to = a;
+            }
+        }
+        if (l["scope"])
+            if (auto sc = r.choice<limit_scope>(l["scope"], path + ".scope",
+                                                {{"address", limit_scope::address},
+                                                 {"prefix", limit_scope::prefix},
+                                                 {"account", limit_scope::account}}))
+                rule.scope = *sc;
+        if (!l["max"]) {
+            r.error(l, path, "needs max");
+            ok = false;
+        } else if (auto m = r.integer(l["max"], path + ".max", 1, 1'000'000'000)) {
+            rule.max = static_cast<uint32_t>(*m);
+        }
+        const bool per_message = rule.measure == limit_measure::recipients_per_message;
+        if (l["window"]) {
+            if (per_message && ok)
+                r.error(l["window"], path + ".window", "recipients_per_message counts within one message: no window");
+            else if (auto d = r.duration(l["window"], path + ".window"))
+                rule.window_ns = *d;
+        } else if (!per_message && ok) {
+            r.error(l, path, "needs a window (e.g. 1s, 10m, 1h)");
+        }
+        rule.burst = rule.max;
+        if (l["burst"]) {
+            if (rule.measure != limit_measure::connections && ok)
+                r.error(l["burst"], path + ".burst", "burst applies to measure connections only");
+            else if (auto b = r.integer(l["burst"], path + ".burst", 1, 1'000'000'000))
+                rule.burst = static_cast<uint32_t>(*b);
+        }
+        rule.action = rule.measure == limit_measure::connections ? limit_action::drop_syn : limit_action::tempfail;
+        if (l["action"])
+            if (auto a = r.choice<limit_action>(l["action"], path + ".action",
+                                                {{"drop-syn", limit_action::drop_syn},
+                                                 {"reset", limit_action::reset},
+                                                 {"tempfail", limit_action::tempfail},
+                                                 {"monitor", limit_action::monitor}})) {
+                if (*a == limit_action::drop_syn && rule.measure != limit_measure::connections && ok)
+                    r.error(l["action"], path + ".action", "drop-syn applies to measure connections only");
+                else
+                    rule.action = *a;
+            }
+        if (l["cooldown"])
+            if (auto d = r.duration(l["cooldown"], path + ".cooldown")) rule.cooldown_ns = *d;
+        pol.limits.push_back(std::move(rule));
+    }
+    size_t account_scoped = 0, subscriber_scoped = 0;
+    for (const auto& l : pol.limits) (l.scope == limit_scope::account ? account_scoped : subscriber_scoped)++;
+    if (account_scoped > max_account_limit_slots)
+        r.error(list, "limits", std::to_string(account_scoped) + " limits with scope account; at most " +
+                                    std::to_string(max_account_limit_slots));
+    if (subscriber_scoped > max_subscriber_limit_slots)
+        r.error(list, "limits", std::to_string(subscriber_scoped) + " limits with scope address or prefix; at most " +
+                                    std::to_string(max_subscriber_limit_slots));
+}
+
 policy read_policy(const YAML::Node& root, const std::string& name) {
     policy pol;
     pol.source = name;
@@ -193,7 +395,8 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
 
     if (!root.IsDefined() || root.IsNull()) throw policy_error({name + ":1: the policy is empty"});
     if (!r.is_map(root, "")) throw policy_error(r.take_errors());
-    r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b"});
+    r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b", "account_groups", "limits",
+                            "tracking"});
 
     if (const auto v = root["version"]) {
         if (auto n = r.integer(v, "version", 1, 1)) pol.version = static_cast<int>(*n);
@@ -202,9 +405,10 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
     }
 
     if (const auto ports = root["ports"]; ports && r.is_map(ports, "ports")) {
-        r.check_keys(ports, "ports", {"smtp", "submission"});
+        r.check_keys(ports, "ports", {"smtp", "submission", "implicit_tls"});
         if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
         if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
+        if (ports["implicit_tls"]) pol.implicit_tls_ports = r.ports(ports["implicit_tls"], "ports.implicit_tls");
         // Either list may be the default; point at the one the operator wrote.
         const bool explicit_submission = static_cast<bool>(ports["submission"]);
         for (uint16_t p : pol.smtp_ports)
@@ -217,7 +421,8 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
     }
 
     if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) {
-        r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length"});
+        r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length", "bindings"});
+        if (const auto b = subs["bindings"]) read_bindings(r, b, pol);
         if (subs["dynamic"]) pol.dynamic_ranges = r.prefixes(subs["dynamic"], "subscribers.dynamic");
         if (subs["static"]) pol.static_ranges = r.prefixes(subs["static"], "subscribers.static");
         if (subs["ipv6_prefix_length"])
@@ -243,6 +448,24 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
             if (auto a = r.choice<op25b_action>(op["action"], "op25b.action",
                                                 {{"reset", op25b_action::reset}, {"drop", op25b_action::drop}}))
                 pol.action = *a;
+    }
+
+    if (const auto groups = root["account_groups"]) read_account_groups(r, groups, pol);
+    if (const auto limits = root["limits"]) read_limits(r, limits, pol);
+    if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) {
+        r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",
+                                     "max_bindings", "max_accounts"});
+        auto count = [&](const char* key, uint32_t& into, long long lo, long long hi) {
+            if (t[key])
+                if (auto v = r.integer(t[key], std::string("tracking.") + key, lo, hi)) into = static_cast<uint32_t>(*v);
+        };
+        count("flows_per_worker", pol.tracking.flows_per_worker, 64, 1 << 26);
+        count("subscribers_per_worker", pol.tracking.subscribers_per_worker, 64, 1 << 26);
+        count("max_bindings", pol.tracking.max_bindings, 64, 1 << 28);
+        count("max_accounts", pol.tracking.max_accounts, 64, 1 << 28);
+        if (t["flow_idle_timeout"])
+            if (auto d = r.duration(t["flow_idle_timeout"], "tracking.flow_idle_timeout"))
+                pol.tracking.flow_idle_timeout_ns = *d;
     }
 
     auto errors = r.take_errors();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "compiled_policy.h"
+#include "mail_limits.h"
 
 namespace sekisho {
 
@@ -37,6 +38,37 @@ struct ip_prefix {
 // prefix). On failure returns nullopt and sets `error`.
 std::optional<ip_prefix> parse_prefix(std::string_view text, std::string& error);
 
+struct limit_rule {
+    std::string name;
+    std::string applies_to = "any";   // any | dynamic | static | group:NAME
+    limit_scope scope = limit_scope::address;
+    limit_measure measure = limit_measure::messages;
+    uint32_t max = 0;
+    uint64_t window_ns = 0;           // not used by recipients_per_message
+    uint32_t burst = 1;               // connections only
+    limit_action action = limit_action::tempfail;
+    uint64_t cooldown_ns = 0;
+    int line = 0;
+};
+
+// An address or prefix bound to an account without RADIUS.
+struct static_binding {
+    ip_prefix prefix;
+    std::string account;
+    int line = 0;
+};
+
+struct tracking_config {
+    uint32_t flows_per_worker = 65536;
+    uint64_t flow_idle_timeout_ns = 300'000'000'000ull;
+    uint32_t subscribers_per_worker = 262144;
+    uint32_t max_bindings = 1u << 20;
+    uint32_t max_accounts = 1u << 20;
+};
+
+// Parses "500ms", "30s", "10m", "1h", "90d" into nanoseconds.
+std::optional<uint64_t> parse_duration(std::string_view text);
+
 struct policy {
     std::string source = "<policy>";   // file name used in messages
     int version = 1;
@@ -48,6 +80,11 @@ struct policy {
     std::vector<ip_prefix> relays;
     op25b_mode mode = op25b_mode::enforce;
     op25b_action action = op25b_action::reset;
+    std::vector<uint16_t> implicit_tls_ports{465};   // TLS from the first byte
+    std::vector<static_binding> bindings;
+    std::vector<std::pair<std::string, std::vector<std::string>>> account_groups;
+    std::vector<limit_rule> limits;
+    tracking_config tracking;
 };
 
 class policy_error : public std::runtime_error {

@@ -1,5 +1,6 @@
 #include "policy_compiler.h"
 
+#include <cstdio>
 #include <string>
 #include <unordered_set>
 
@@ -51,7 +52,39 @@ std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t gene
         else
             out->add_relay6(p.bytes.data(), p.length);
     }
-    for (uint16_t port : pol.smtp_ports) out->set_blocked_port(port);
+    for (uint16_t port : pol.smtp_ports) {
+        out->set_blocked_port(port);
+        out->set_mail_port(port);
+    }
+    for (uint16_t port : pol.submission_ports) out->set_mail_port(port);
+    for (uint16_t port : pol.implicit_tls_ports) out->set_implicit_tls_port(port);
+    unsigned subscriber_slot = 0, account_slot = 0;
+    for (const limit_rule& r : pol.limits) {
+        compiled_limit l;
+        std::snprintf(l.name, sizeof l.name, "%s", r.name.c_str());
+        l.measure = r.measure;
+        l.scope = r.scope;
+        l.action = r.action;
+        l.max = r.max;
+        l.window_ns = r.window_ns;
+        l.cooldown_ns = r.cooldown_ns;
+        if (r.measure == limit_measure::connections) {
+            l.gcra_interval_ns = r.window_ns / r.max;
+            l.gcra_tolerance_ns = l.gcra_interval_ns * (r.burst - 1);
+        }
+        if (r.applies_to == "dynamic") l.target = limit_target::dynamic;
+        else if (r.applies_to == "static") l.target = limit_target::static_;
+        else if (r.applies_to.rfind("group:", 0) == 0) {
+            l.target = limit_target::group;
+            for (size_t g = 0; g < pol.account_groups.size(); ++g)
+                if (pol.account_groups[g].first == r.applies_to.substr(6)) l.group = static_cast<uint8_t>(g);
+        }
+        // The policy reader bounds the slot counts; recipients_per_message
+        // keeps its count in the flow and needs no slot.
+        if (r.scope == limit_scope::account) l.slot = static_cast<uint8_t>(account_slot++);
+        else l.slot = static_cast<uint8_t>(subscriber_slot++);
+        out->add_limit(l);
+    }
     out->set_mode(pol.mode);
     out->set_action(pol.action);
     out->set_ipv6_prefix_length(pol.ipv6_prefix_length);

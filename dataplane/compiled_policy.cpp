@@ -111,6 +111,32 @@ void compiled_policy::add_relay6(const uint8_t prefix[16], uint8_t depth) {
     if (rte_fib6_add(relays6_, prefix, depth, 1) != 0) fail("cannot add IPv6 relay prefix");
 }
 
+void compiled_policy::add_limit(const compiled_limit& l) {
+    if (limit_count_ == max_limits) throw std::runtime_error("more than 16 limits");
+    limits_[limit_count_++] = l;
+    if (l.target == limit_target::group)
+        group_limited_[static_cast<unsigned>(l.measure)] |= uint32_t{1} << l.group;
+    const uint64_t lifetime = l.window_ns + l.cooldown_ns +
+                              (l.measure == limit_measure::connections ? l.gcra_tolerance_ns + l.gcra_interval_ns : 0);
+    state_lifetime_ns_ = std::max(state_lifetime_ns_, lifetime);
+}
+
+bool compiled_policy::limit_applies(unsigned i, subscriber_class c, uint32_t groups) const {
+    const compiled_limit& l = limits_[i];
+    switch (l.target) {
+    case limit_target::group: return (groups >> l.group) & 1;
+    case limit_target::dynamic:
+        if (c != subscriber_class::dynamic) return false;
+        break;
+    case limit_target::static_:
+        if (c != subscriber_class::static_) return false;
+        break;
+    case limit_target::any: break;
+    }
+    // An account group with its own limit of this measure is governed by it.
+    return (groups & group_limited_[static_cast<unsigned>(l.measure)]) == 0;
+}
+
 subscriber_class compiled_policy::subscriber4(uint32_t addr) const {
     uint64_t nh = 0;
     rte_fib_lookup_bulk(subscribers4_, &addr, &nh, 1);

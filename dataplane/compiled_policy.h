@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mail_limits.h"
+
 struct rte_fib;
 struct rte_fib6;
 
@@ -51,11 +53,26 @@ public:
     void set_action(op25b_action a) { action_ = a; }
     void set_ipv6_prefix_length(uint8_t l) { ipv6_prefix_length_ = l; }
     void set_description(std::string d) { description_ = std::move(d); }
+    void set_mail_port(uint16_t port) { mail_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
+    void set_implicit_tls_port(uint16_t port) { tls_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
+    // Appends a limit (at most max_limits). Group-target limits suppress the
+    // class/any limits of the same measure for accounts in that group.
+    void add_limit(const compiled_limit& l);
 
     // Data path: lock-free, allocation-free lookups.
     bool is_blocked_port(uint16_t port) const {
         return (blocked_ports_[port >> 6] >> (port & 63)) & 1;
     }
+    // SMTP session tracking applies to TCP on these ports (smtp + submission).
+    bool is_mail_port(uint16_t port) const { return (mail_ports_[port >> 6] >> (port & 63)) & 1; }
+    bool is_implicit_tls_port(uint16_t port) const { return (tls_ports_[port >> 6] >> (port & 63)) & 1; }
+    unsigned limit_count() const { return limit_count_; }
+    const compiled_limit& limit(unsigned i) const { return limits_[i]; }
+    bool has_limits() const { return limit_count_ != 0; }
+    // Does limit `i` apply to a subscriber of class `c` whose account is in `groups`?
+    bool limit_applies(unsigned i, subscriber_class c, uint32_t groups) const;
+    // How long subscriber limit state must be kept after its last use.
+    uint64_t state_lifetime_ns() const { return state_lifetime_ns_; }
     subscriber_class subscriber4(uint32_t addr) const;
     subscriber_class subscriber6(const uint8_t addr[16]) const;
     bool is_relay4(uint32_t addr) const;
@@ -73,6 +90,12 @@ private:
     op25b_action action_ = op25b_action::reset;
     uint8_t ipv6_prefix_length_ = 56;
     uint64_t blocked_ports_[65536 / 64] = {};
+    uint64_t mail_ports_[65536 / 64] = {};
+    uint64_t tls_ports_[65536 / 64] = {};
+    compiled_limit limits_[max_limits];
+    unsigned limit_count_ = 0;
+    uint32_t group_limited_[5] = {};   // per measure: groups with their own limit
+    uint64_t state_lifetime_ns_ = 0;
     rte_fib* subscribers4_ = nullptr;
     rte_fib6* subscribers6_ = nullptr;
     rte_fib* relays4_ = nullptr;

@@ -10,21 +10,23 @@ struct rte_ring;
 
 namespace sekisho {
 
-enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2 };
+enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3 };
 
 struct event_record {
     uint64_t time_ns;        // packet clock (capture time in replay)
     uint64_t generation;     // policy generation that judged the packet
     event_type type;
-    uint8_t reason;          // block_reason
+    uint8_t reason;          // block_reason, or the limit's index in the policy
     uint8_t ip_version;
     uint8_t ingress;
-    uint8_t action;          // op25b_action applied (enforce) or would apply
+    uint8_t action;          // op25b_action, or limit_action
     uint8_t worker;
     uint8_t tcp_flags;
     uint8_t reserved;
     uint16_t src_port, dst_port;
     uint8_t src[16], dst[16];  // IPv4 in the first four bytes, network order
+    uint32_t account;          // account id (0: unbound), limit events
+    uint32_t count;            // the count that tripped the limit
 };
 static_assert(sizeof(event_record) % 4 == 0, "rte_ring element size must be a multiple of 4");
 

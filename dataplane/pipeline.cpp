@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "mail_tracker.h"
 #include "tcp_reset.h"
 
 namespace sekisho {
@@ -41,9 +42,9 @@ uint64_t packet_clock::now_ns(const rte_mbuf* m) const {
 }
 
 pipeline::pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
-                   event_ring* events, const packet_clock& clock)
+                   event_ring* events, const packet_clock& clock, mail_tracker* mail)
     : worker_id_(worker_id), reply_pool_(reply_pool), counters_(counters), events_(events),
-      clock_(clock) {}
+      clock_(clock), mail_(mail) {}
 
 void pipeline::emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
                           block_reason reason, const rte_mbuf* m) {
@@ -99,7 +100,7 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
     rte_mbuf* dropped[burst_size];
     uint16_t n_dropped = 0;
     uint64_t rx_bytes = 0;
-    const uint16_t forwarded_before = out.n_forward;
+    uint16_t forwarded = 0;   // received frames sent on (out.forward also holds injections)
     const bool enforce = policy.mode() == op25b_mode::enforce;
 
     for (uint16_t i = 0; i < n && i < prefetch_ahead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
@@ -123,11 +124,19 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
         }
         switch (outcome) {
         case op25b_outcome::pass:
+            if (mail_ != nullptr && mail_tracker::wants(p, in, policy) &&
+                !mail_->handle(policy, p, in, clock_.now_ns(m), out)) {
+                pc.limited.add();
+                dropped[n_dropped++] = m;
+                continue;
+            }
             out.forward[out.n_forward++] = m;
+            ++forwarded;
             continue;
         case op25b_outcome::drop_malformed:
             if (!enforce) {  // monitor mode changes no traffic at all
                 out.forward[out.n_forward++] = m;
+                ++forwarded;
                 continue;
             }
             pc.malformed_dropped.add();
@@ -147,6 +156,7 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
             pc.monitored.add();
             counters_.monitored_by_reason[static_cast<unsigned>(reason)].add();
             out.forward[out.n_forward++] = m;
+            ++forwarded;
             continue;
         }
         pc.blocked.add();
@@ -155,9 +165,10 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
         dropped[n_dropped++] = m;
     }
 
+    if (mail_ != nullptr && n) mail_->sweep(policy, clock_.now_ns(pkts[n - 1]));
     pc.rx_packets.add(n);
     pc.rx_bytes.add(rx_bytes);
-    pc.forwarded.add(out.n_forward - forwarded_before);
+    pc.forwarded.add(forwarded);
     if (n_dropped) rte_pktmbuf_free_bulk(dropped, n_dropped);
 }
 

@@ -20,13 +20,18 @@ struct rte_mempool;
 namespace sekisho {
 
 constexpr uint16_t burst_size = 32;
+// Each received frame yields at most itself plus two injected segments (e.g.
+// a 421 to the client and an RST to the server), one on each list.
+constexpr uint16_t burst_output_capacity = 2 * burst_size;
 
 struct burst_output {
-    rte_mbuf* forward[burst_size];   // to the other port, unchanged
+    rte_mbuf* forward[burst_output_capacity];   // to the other port (passed frames, injections)
     uint16_t n_forward = 0;
-    rte_mbuf* reply[burst_size];     // injected replies, back out of the ingress port
+    rte_mbuf* reply[burst_output_capacity];     // injected segments, back out of the ingress port
     uint16_t n_reply = 0;
 };
+
+class mail_tracker;
 
 // Where "now" comes from. In replay the capture's timestamps are the clock, so
 // time-based decisions replay deterministically; live, the TSC.
@@ -45,7 +50,7 @@ struct packet_clock {
 class pipeline {
 public:
     pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
-             event_ring* events, const packet_clock& clock);
+             event_ring* events, const packet_clock& clock, mail_tracker* mail = nullptr);
 
     // Judges `n` (<= burst_size) frames received on `in`. Frames that pass go
     // to out.forward, RSTs to out.reply; frames that do not pass are freed.
@@ -62,6 +67,7 @@ private:
     worker_counters& counters_;
     event_ring* events_;
     packet_clock clock_;
+    mail_tracker* mail_;
 };
 
 }  // namespace sekisho

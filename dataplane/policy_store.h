@@ -32,6 +32,9 @@ public:
     void register_reader(unsigned reader_id);
     void unregister_reader(unsigned reader_id);
     void quiescent(unsigned reader_id);
+    // The workers' RCU state, for other lock-free tables they read (the
+    // subscriber table reclaims deleted entries after the same grace period).
+    rte_rcu_qsbr* qsbr() const { return qsbr_; }
 
 private:
     rte_rcu_qsbr* qsbr_;

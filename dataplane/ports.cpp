@@ -31,6 +31,15 @@ void start_port(const port_setup& s, rte_mempool* pool) {
                                  std::to_string(s.rx_queues) + " needed (one per worker)");
 
     rte_eth_conf conf{};
+    // A key repeating every 16 bits makes Toeplitz symmetric: the hash of
+    // (S, 0) equals that of (0, S), so a subscriber's address hashed as the
+    // access port's source and as the core port's destination picks the
+    // same queue on both ports.
+    static uint8_t symmetric_key[40];
+    for (size_t i = 0; i < sizeof symmetric_key; i += 2) {
+        symmetric_key[i] = 0x6d;
+        symmetric_key[i + 1] = 0x5a;
+    }
     if (s.rx_queues > 1) {
         const uint64_t wanted = RTE_ETH_RSS_IP |
             (s.side == ingress::access ? RTE_ETH_RSS_L3_SRC_ONLY : RTE_ETH_RSS_L3_DST_ONLY);
@@ -38,6 +47,10 @@ void start_port(const port_setup& s, rte_mempool* pool) {
         if (hf != 0) {
             conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            if (info.hash_key_size == sizeof symmetric_key) {
+                conf.rx_adv_conf.rss_conf.rss_key = symmetric_key;
+                conf.rx_adv_conf.rss_conf.rss_key_len = sizeof symmetric_key;
+            }
         }
     }
     rc = rte_eth_dev_configure(s.port_id, s.rx_queues, s.tx_queues, &conf);

@@ -21,4 +21,21 @@ constexpr uint16_t tcp_reset_max_len = 14 + 8 + 8 + 40 + 20;
 // or 0 if `p` is not a complete TCP segment or is itself a reset.
 uint16_t build_tcp_reset(const parsed_packet& p, uint8_t* out);
 
+// A segment Sekisho injects into the connection `p` belongs to, either back
+// toward p's sender (addresses, ports and MACs swapped) or onward toward p's
+// destination (as if p's sender had sent it), through p's encapsulation.
+struct tcp_segment_spec {
+    bool to_sender = true;
+    uint32_t seq = 0, ack = 0;
+    uint8_t flags = 0;
+    const uint8_t* payload = nullptr;
+    uint16_t payload_len = 0;
+};
+constexpr uint16_t tcp_segment_max_header = tcp_reset_max_len;
+
+// Writes the frame to `out` (room for tcp_segment_max_header + payload_len,
+// and at least 60 bytes); returns its length, 0 if `p` is not a complete
+// TCP segment.
+uint16_t build_tcp_segment(const parsed_packet& p, const tcp_segment_spec& spec, uint8_t* out);
+
 }  // namespace sekisho

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "mail_limits.h"
 #include "op25b_classifier.h"
 #include "packet_parser.h"
 
@@ -34,6 +35,7 @@ struct port_counters {
     counter forwarded;                   // received here, sent on unchanged
     counter blocked;                     // received here, stopped (enforce)
     counter monitored;                   // received here, would block, sent on
+    counter limited;                     // received here, stopped by a send-rate limit
     counter malformed;                   // received here and malformed
     counter malformed_dropped;           // ... and therefore not sent on
     counter resets_sent;                 // RSTs sent out through this port
@@ -48,6 +50,17 @@ struct alignas(64) worker_counters {
     std::array<counter, block_reason_count> blocked_by_reason;
     std::array<counter, block_reason_count> monitored_by_reason;
     counter events_emitted, events_ring_full;
+    // SMTP session tracking and limits.
+    struct mail_counters {
+        counter flows_created, flows_ended, flows_expired;
+        counter flow_table_full;            // connection not tracked: table full
+        counter subscriber_state_full;      // limits not applied: state table full
+        counter uninspectable;              // gap, out of order, or protocol desync
+        counter tls;                        // STARTTLS or implicit TLS: opaque
+        counter commands, messages, recipients, rejected_recipients;
+        counter tempfails_sent, resets_sent, syns_dropped;
+        std::array<counter, max_limits> limit_hits;
+    } mail;
     counter busy_polls, idle_polls;
     // Blocks (enforce) and would-blocks (monitor) by TCP destination port.
     std::unique_ptr<std::array<counter, 65536>> blocked_by_dst_port =

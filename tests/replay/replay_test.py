@@ -69,6 +69,9 @@ def frames(path):
         return [bytes(p) for p in r]
 
 
+frames_of = frames
+
+
 class DemoReplay(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -269,6 +272,138 @@ class BadInput(unittest.TestCase):
             proc = run_replay(bogus, os.path.join(ROOT, "configs/op25b-enforce.yaml"),
                               os.path.join(tmp, "o"), expect_rc=1)
             self.assertIn("bogus.pcap", proc.stderr)
+
+
+LIMITS_POLICY = """version: 1
+ports:
+  smtp: [25]
+  submission: [587, 465]
+subscribers:
+  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
+  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
+  bindings:
+    - {prefix: 198.51.100.7, account: alice@example.jp}
+    - {prefix: 198.51.100.8, account: alice@example.jp}
+relays: [203.0.113.10/32]
+limits:
+  - name: msgs-per-account
+    scope: account
+    measure: messages
+    max: 5
+    window: 1h
+    action: tempfail
+"""
+
+
+def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000):
+    """One complete SMTP session (greeting to 221 and FIN), with correct
+    sequence numbers, as (timestamp, frame) pairs."""
+    cmac, smac = "00:00:5e:00:53:01", "00:00:5e:00:53:02"
+    c_seq, s_seq = isn, server_isn
+    out = []
+    t = t0
+
+    def c(flags, data=b""):
+        nonlocal c_seq, t
+        t += 0.001
+        out.append(Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
+                   TCP(sport=client_port, dport=587, flags=flags, seq=c_seq, ack=s_seq) / Raw(data) if data else
+                   Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
+                   TCP(sport=client_port, dport=587, flags=flags, seq=c_seq, ack=s_seq))
+        out[-1].time = t
+        c_seq += len(data) + (1 if "S" in flags or "F" in flags else 0)
+
+    def s(flags, data=b""):
+        nonlocal s_seq, t
+        t += 0.001
+        pkt = Ether(src=smac, dst=cmac) / IP(src=server, dst=client) / \
+            TCP(sport=587, dport=client_port, flags=flags, seq=s_seq, ack=c_seq)
+        out.append(pkt / Raw(data) if data else pkt)
+        out[-1].time = t
+        s_seq += len(data) + (1 if "S" in flags or "F" in flags else 0)
+
+    out.append(Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
+               TCP(sport=client_port, dport=587, flags="S", seq=c_seq))
+    out[-1].time = t
+    c_seq += 1
+    s("SA")
+    c("A")
+    s("PA", b"220 mx.example.net ESMTP\r\n")
+    c("PA", b"EHLO client.example.jp\r\n")
+    s("PA", b"250-mx.example.net\r\n250 PIPELINING\r\n")
+    c("PA", b"MAIL FROM:<a@example.jp>\r\n")
+    s("PA", b"250 2.1.0 Ok\r\n")
+    c("PA", b"RCPT TO:<b@example.net>\r\n")
+    s("PA", b"250 2.1.5 Ok\r\n")
+    c("PA", b"DATA\r\n")
+    s("PA", b"354 End data with <CR><LF>.<CR><LF>\r\n")
+    c("PA", b"Subject: hello\r\n\r\nbody\r\n.\r\n")
+    s("PA", b"250 2.0.0 Ok: queued\r\n")
+    c("PA", b"QUIT\r\n")
+    s("PA", b"221 2.0.0 Bye\r\n")
+    c("FA")
+    s("FA")
+    c("A")
+    return out
+
+
+class LimitsReplay(unittest.TestCase):
+    """Limits judged on the capture's clock: the same counts with 1 and 2
+    workers, and a new window allows again."""
+
+    def run_case(self, workers):
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = os.path.join(tmp, "limits.yaml")
+            with open(policy, "w") as f:
+                f.write(LIMITS_POLICY)
+            frames = []
+            t0 = 1795400000.0
+            # 8 messages in the first hour, alternating alice's two addresses,
+            # then 2 more in the next hour.
+            for i in range(8):
+                frames += smtp_session("198.51.100.7" if i % 2 == 0 else "198.51.100.8", 40000 + i,
+                                       "203.0.113.25", t0 + 60 * i)
+            for i in range(2):
+                frames += smtp_session("198.51.100.8", 41000 + i, "203.0.113.25", t0 + 3600 + 60 * i)
+            cap = os.path.join(tmp, "limits.pcap")
+            wrpcap(cap, frames)
+            out = os.path.join(tmp, "out")
+            run_replay(cap, policy, out, workers)
+            with open(os.path.join(out, "summary.json")) as f:
+                summary = json.load(f)
+            with open(os.path.join(out, "events.jsonl")) as f:
+                events = [json.loads(l) for l in f]
+            to_access = [Ether(b) for b in frames_of(os.path.join(out, "to-access.pcap"))]
+            to_core = [Ether(b) for b in frames_of(os.path.join(out, "to-core.pcap"))]
+            return summary, events, to_access, to_core, frames
+
+    def test_account_limit_over_two_addresses(self):
+        s, events, to_access, to_core, frames = self.run_case(1)
+        self.assertEqual(s["smtp"]["messages"], 10)
+        self.assertEqual(s["smtp"]["tempfails_sent"], 3, "messages 6, 7, 8 of the first hour")
+        self.assertEqual([e["count"] for e in events], [6, 6, 6])
+        self.assertEqual({e["account"] for e in events}, {"alice@example.jp"})
+        tempfails = [p for p in to_access if Raw in p and p[Raw].load.startswith(b"421 4.7.0")]
+        self.assertEqual(len(tempfails), 3)
+        for p in tempfails:
+            # Answers the refused MAIL FROM in the server's name: its seq is the
+            # client's ack, its ack covers the MAIL FROM line, and it closes.
+            mail = [f for f in frames if TCP in f and f[TCP].sport == p[TCP].dport and Raw in f
+                    and f[Raw].load.startswith(b"MAIL FROM")][0]
+            self.assertEqual(p[TCP].seq, mail[TCP].ack)
+            self.assertEqual(p[TCP].ack, mail[TCP].seq + len(mail[Raw].load))
+            self.assertTrue(p[TCP].flags.F)
+            self.assertEqual((p[IP].src, p[IP].dst), (mail[IP].dst, mail[IP].src))
+        resets = [p for p in to_core if p[TCP].flags.R]
+        self.assertEqual(len(resets), 3)
+        # Nothing of a refused MAIL FROM reaches the server.
+        self.assertEqual(len([p for p in to_core if Raw in p and p[Raw].load.startswith(b"MAIL FROM")]), 7)
+
+    def test_two_workers_count_the_same(self):
+        one = self.run_case(1)[0]
+        two = self.run_case(2)[0]
+        for key in ("frames_in", "forwarded", "limited", "smtp", "limit_hits_by_index"):
+            self.assertEqual(one[key], two[key], key)
 
 
 class CheckPolicy(unittest.TestCase):

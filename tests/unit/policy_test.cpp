@@ -119,14 +119,14 @@ TEST(policy, missing_file) {
 
 TEST(policy, unknown_top_level_key) {
     EXPECT_EQ(errors_of("version: 1\n\ncolour: blue\n"),
-              strings{"p.yaml:3: colour: unknown key (expected one of: version, ports, subscribers, relays, op25b)"});
+              strings{"p.yaml:3: colour: unknown key (expected one of: version, ports, subscribers, relays, op25b, account_groups, limits, tracking)"});
 }
 
 TEST(policy, unknown_nested_keys) {
     EXPECT_EQ(errors_of("version: 1\nports:\n  smtp: [25]\n  smpt: [25]\n"),
-              strings{"p.yaml:4: ports.smpt: unknown key (expected one of: smtp, submission)"});
+              strings{"p.yaml:4: ports.smpt: unknown key (expected one of: smtp, submission, implicit_tls)"});
     EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  dynamics: []\n"),
-              strings{"p.yaml:3: subscribers.dynamics: unknown key (expected one of: dynamic, static, ipv6_prefix_length)"});
+              strings{"p.yaml:3: subscribers.dynamics: unknown key (expected one of: dynamic, static, ipv6_prefix_length, bindings)"});
     EXPECT_EQ(errors_of("version: 1\nop25b:\n  mode: enforce\n  actoin: drop\n"),
               strings{"p.yaml:4: op25b.actoin: unknown key (expected one of: mode, action)"});
 }
@@ -276,7 +276,7 @@ op25b:
 )");
     EXPECT_EQ(e, (strings{
                      "p.yaml:3: ports.smtp[1]: 99999 is out of range (1 to 65535)",
-                     "p.yaml:6: subscribers.colour: unknown key (expected one of: dynamic, static, ipv6_prefix_length)",
+                     "p.yaml:6: subscribers.colour: unknown key (expected one of: dynamic, static, ipv6_prefix_length, bindings)",
                      "p.yaml:5: subscribers.dynamic[0]: '198.51.100.1/24' has host bits set (did you mean 198.51.100.0/24?)",
                      "p.yaml:7: relays[0]: 'not-an-address' is not an IPv4 or IPv6 address or prefix",
                      "p.yaml:9: op25b.mode: 'loud' is not one of: enforce, monitor",
@@ -322,6 +322,125 @@ TEST(parse_prefix, garbage) {
     std::string err;
     parse_prefix("198.51.100.77/28", err);
     EXPECT_EQ(err, "'198.51.100.77/28' has host bits set (did you mean 198.51.100.64/28?)");
+}
+
+}  // namespace
+}  // namespace sekisho
+
+// --- limits, bindings, account groups, tracking ---
+namespace sekisho {
+namespace {
+
+constexpr const char* limits_policy = R"(version: 1
+subscribers:
+  dynamic: [198.51.100.0/24]
+  bindings:
+    - {prefix: 198.51.100.7, account: alice@example.jp}
+    - {prefix: "2001:db8:100:100::/56", account: bob@example.jp}
+account_groups:
+  newsletters: [news@example.jp]
+limits:
+  - name: conn-rate
+    applies_to: dynamic
+    measure: connections
+    max: 5
+    window: 1s
+    burst: 10
+  - name: msgs
+    scope: account
+    measure: messages
+    max: 100
+    window: 1h
+    cooldown: 10m
+  - name: news-msgs
+    applies_to: group:newsletters
+    scope: account
+    measure: messages
+    max: 10000
+    window: 1d
+    action: monitor
+  - name: rcpt-per-msg
+    measure: recipients_per_message
+    max: 50
+    action: reset
+tracking:
+  flows_per_worker: 1024
+  flow_idle_timeout: 2m
+)";
+
+TEST(policy_limits, parsed_with_defaults) {
+    const policy p = load_policy_text(limits_policy, "p.yaml");
+    ASSERT_EQ(p.limits.size(), 4u);
+    const limit_rule& conn = p.limits[0];
+    EXPECT_EQ(conn.name, "conn-rate");
+    EXPECT_EQ(conn.applies_to, "dynamic");
+    EXPECT_EQ(conn.scope, limit_scope::address);
+    EXPECT_EQ(conn.measure, limit_measure::connections);
+    EXPECT_EQ(conn.max, 5u);
+    EXPECT_EQ(conn.window_ns, 1'000'000'000ull);
+    EXPECT_EQ(conn.burst, 10u);
+    EXPECT_EQ(conn.action, limit_action::drop_syn) << "connections default to drop-syn";
+    EXPECT_EQ(conn.line, 10);
+    const limit_rule& msgs = p.limits[1];
+    EXPECT_EQ(msgs.scope, limit_scope::account);
+    EXPECT_EQ(msgs.action, limit_action::tempfail) << "other measures default to tempfail";
+    EXPECT_EQ(msgs.cooldown_ns, 600'000'000'000ull);
+    EXPECT_EQ(p.limits[2].applies_to, "group:newsletters");
+    EXPECT_EQ(p.limits[3].window_ns, 0u);
+    ASSERT_EQ(p.bindings.size(), 2u);
+    EXPECT_EQ(p.bindings[0].account, "alice@example.jp");
+    EXPECT_EQ(p.bindings[1].prefix.to_string(), "2001:db8:100:100::/56");
+    ASSERT_EQ(p.account_groups.size(), 1u);
+    EXPECT_EQ(p.account_groups[0].second, strings{"news@example.jp"});
+    EXPECT_EQ(p.tracking.flows_per_worker, 1024u);
+    EXPECT_EQ(p.tracking.flow_idle_timeout_ns, 120'000'000'000ull);
+}
+
+TEST(policy_limits, errors_name_the_line) {
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: mails\n    max: 1\n    window: 1h\n"),
+              strings{"p.yaml:4: limits[0].measure: 'mails' is not one of: connections, messages, recipients, "
+                      "recipients_per_message, rejected_recipients"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: messages\n    max: 1\n"),
+              strings{"p.yaml:3: limits[0]: needs a window (e.g. 1s, 10m, 1h)"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: messages\n    max: 1\n    window: 1y\n"),
+              strings{"p.yaml:6: limits[0].window: '1y' is not a duration (a positive number with ms, s, m, h "
+                      "or d, e.g. 10m)"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: messages\n    max: 1\n    window: 1h\n"
+                        "    action: drop-syn\n"),
+              strings{"p.yaml:7: limits[0].action: drop-syn applies to measure connections only"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: messages\n    max: 1\n    window: 1h\n"
+                        "    burst: 4\n"),
+              strings{"p.yaml:7: limits[0].burst: burst applies to measure connections only"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    applies_to: group:vip\n    measure: messages\n"
+                        "    max: 1\n    window: 1h\n"),
+              strings{"p.yaml:4: limits[0].applies_to: no account group 'vip' in account_groups"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a b\n    measure: messages\n    max: 1\n    window: 1h\n"),
+              strings{"p.yaml:3: limits[0].name: 'a b': use letters, digits, '-' and '_' only"});
+    EXPECT_EQ(errors_of("version: 1\nlimits:\n  - name: a\n    measure: recipients_per_message\n    max: 1\n"
+                        "    window: 1h\n"),
+              strings{"p.yaml:6: limits[0].window: recipients_per_message counts within one message: no window"});
+    EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  bindings:\n    - {prefix: 198.51.100.7}\n"),
+              strings{"p.yaml:4: subscribers.bindings[0]: needs both prefix and account"});
+}
+
+TEST(policy_limits, duplicate_names_and_slot_bounds) {
+    std::string text = "version: 1\nlimits:\n";
+    for (int i = 0; i < 5; ++i)
+        text += "  - {name: acct" + std::to_string(i) + ", scope: account, measure: messages, max: 1, window: 1h}\n";
+    text += "  - {name: acct0, measure: messages, max: 1, window: 1h}\n";
+    const strings e = errors_of(text);
+    ASSERT_EQ(e.size(), 2u);
+    EXPECT_EQ(e[0], "p.yaml:8: limits[5].name: 'acct0' is already the name of the limit at line 3");
+    EXPECT_EQ(e[1], "p.yaml:3: limits: 5 limits with scope account; at most 4");
+}
+
+TEST(policy_limits, durations) {
+    EXPECT_EQ(parse_duration("500ms"), 500'000'000ull);
+    EXPECT_EQ(parse_duration("90d"), 90ull * 86'400'000'000'000ull);
+    EXPECT_FALSE(parse_duration("0s"));
+    EXPECT_FALSE(parse_duration("10"));
+    EXPECT_FALSE(parse_duration("s"));
+    EXPECT_FALSE(parse_duration("-1s"));
 }
 
 }  // namespace

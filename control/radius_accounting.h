@@ -1,0 +1,269 @@
+// RADIUS accounting (RFC 2866) as the source of subscriber bindings: the
+// packet parser, the authenticators, the client list and the UDP listener.
+//
+// Every datagram is untrusted. The parser bounds-checks each field and
+// returns a precise error ("attribute 8 (Framed-IP-Address) at offset 26:
+// length 9 runs past the end of the packet (6 octets left)"); it never reads
+// outside the span it is given. Shared secrets never appear in a message,
+// an exception or a log line.
+//
+// The listener is driven by its owner's loop (poll_once(), non-blocking):
+//
+//   datagram ─► known client? ─► header sane? ─► code 4? ─► Request Authenticator
+//     ─► attributes ─► binding_update ─► apply callback ─► true: Accounting-Response
+//
+// Each arrow that fails drops the datagram silently (RFC 2866: no negative
+// response exists) and counts it by reason. The response is sent only after
+// the callback returned true: to the NAS a response means "the record is
+// stored", so an update that could not be applied is left for the NAS to
+// retransmit.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "binding.h"
+#include "policy.h"
+
+namespace sekisho::radius {
+
+constexpr uint8_t code_accounting_request = 4;
+constexpr uint8_t code_accounting_response = 5;
+constexpr size_t header_size = 20;          // Code, Identifier, Length, Authenticator
+constexpr size_t max_packet_size = 4096;    // RFC 2865 3
+
+// The attribute types Sekisho reads (RFC 2865, 2866, 3162, 4818).
+enum attribute_type : uint8_t {
+    attr_user_name = 1,
+    attr_nas_ip_address = 4,
+    attr_framed_ip_address = 8,
+    attr_nas_identifier = 32,
+    attr_proxy_state = 33,
+    attr_acct_status_type = 40,
+    attr_acct_delay_time = 41,
+    attr_acct_session_id = 44,
+    attr_acct_session_time = 46,
+    attr_event_timestamp = 55,
+    attr_nas_ipv6_address = 95,
+    attr_framed_ipv6_prefix = 97,
+    attr_delegated_ipv6_prefix = 123,
+};
+
+// Acct-Status-Type values that change bindings. Others (Tunnel-*, Failed)
+// are valid, acknowledged and otherwise ignored.
+enum class acct_status : uint32_t {
+    start = 1,
+    stop = 2,
+    interim_update = 3,
+    accounting_on = 7,
+    accounting_off = 8,
+};
+
+// The binding kind of an Acct-Status-Type, or nullopt for the others.
+std::optional<binding_kind> binding_kind_of(uint32_t status_type);
+
+// "Framed-IP-Address" for 8, "" for types this file does not know.
+const char* attribute_name(uint8_t type);
+
+using authenticator = std::array<uint8_t, 16>;
+
+// A value or the reason there is none.
+template <typename T>
+class result {
+public:
+    result(T value) : value_(std::move(value)) {}   // NOLINT: implicit on purpose
+    static result failure(std::string why) {
+        result r;
+        r.error_ = std::move(why);
+        return r;
+    }
+    bool ok() const { return value_.has_value(); }
+    explicit operator bool() const { return ok(); }
+    const T& value() const { return *value_; }
+    const T& operator*() const { return *value_; }
+    const T* operator->() const { return &*value_; }
+    const std::string& error() const { return error_; }
+
+private:
+    result() = default;
+    std::optional<T> value_;
+    std::string error_;
+};
+
+struct packet_header {
+    uint8_t code = 0;
+    uint8_t identifier = 0;
+    uint16_t length = 0;   // the Length field; octets after it are padding
+    authenticator auth{};
+};
+
+// The attributes of one Accounting-Request. Text values are the raw octets
+// (untrusted; to_binding_update escapes them). Single-valued attributes
+// that appear twice make the packet malformed.
+struct accounting_request {
+    packet_header header;
+    std::optional<uint32_t> status_type;
+    std::optional<std::string> user_name;
+    std::optional<std::string> session_id;
+    std::optional<std::string> nas_identifier;
+    std::optional<ip_prefix> framed_ip;    // /32
+    std::optional<ip_prefix> nas_ip;       // /32
+    std::optional<ip_prefix> nas_ipv6;     // /128
+    std::vector<ip_prefix> framed_ipv6_prefixes;      // may repeat (RFC 3162)
+    std::vector<ip_prefix> delegated_ipv6_prefixes;   // may repeat (RFC 4818)
+    std::optional<uint32_t> event_timestamp;
+    std::optional<uint32_t> delay_time;
+    std::optional<uint32_t> session_time;
+    // Every Proxy-State attribute (type, length, value), in order: a proxy
+    // needs them back in the response (RFC 2865 5.33).
+    std::vector<uint8_t> proxy_state;
+};
+
+// Checks the fixed header of a datagram: at least 20 octets, 20 <= Length
+// <= 4096, Length <= the octets received. Any code.
+result<packet_header> parse_header(std::span<const uint8_t> datagram);
+
+// The whole Accounting-Request: header, Code 4, every attribute within
+// Length (each 2 <= length <= what is left; the known ones with their RFC
+// sizes and formats). Does not check the authenticator.
+result<accounting_request> parse_accounting_request(std::span<const uint8_t> datagram);
+
+// MD5(Code + Identifier + Length + 16 zero octets + attributes + secret)
+// over the first Length octets of `packet` (RFC 2866 3). `packet` must have
+// passed parse_header.
+authenticator request_authenticator(std::span<const uint8_t> packet, std::string_view secret);
+
+// Compares the packet's Request Authenticator with the expected one in
+// constant time (CRYPTO_memcmp).
+bool verify_request_authenticator(std::span<const uint8_t> packet, std::string_view secret);
+
+// The Accounting-Response (Code 5) to `request`: same Identifier,
+// `attributes` (already encoded: the request's Proxy-State), Response
+// Authenticator MD5(Code + Identifier + Length + Request Authenticator +
+// attributes + secret).
+std::vector<uint8_t> build_accounting_response(const packet_header& request, std::span<const uint8_t> attributes,
+                                               std::string_view secret);
+
+// The update a request means, or why it means none: Acct-Status-Type missing
+// or not a binding kind; Start/Interim/Stop without Acct-Session-Id; no
+// NAS-IP-Address, NAS-IPv6-Address or NAS-Identifier (RFC 2866 4.1).
+// `receive_time` (Unix seconds) is the event time when the packet has no
+// Event-Timestamp.
+result<binding_update> to_binding_update(const accounting_request& request, int64_t receive_time);
+
+// "alice\x01" for the octets a,l,i,c,e,0x01: valid UTF-8 passes unchanged
+// except control characters and backslash, which are escaped.
+std::string escape_text(std::string_view octets);
+
+// ---------------------------------------------------------------- clients
+
+struct client {
+    ip_prefix address;        // a host or a prefix
+    std::string name;         // for log lines; the address when not given
+    std::string secret;       // never printed
+    int line = 0;
+};
+
+// The NASes allowed to send accounting, each with its shared secret.
+class client_table {
+public:
+    client_table() = default;
+    explicit client_table(std::vector<client> clients);
+    // Longest prefix containing the source address (IPv4-mapped IPv6
+    // sources match IPv4 entries); nullptr for an unknown source.
+    const client* find(const sockaddr_storage& source) const;
+    const client* find(const ip_prefix& host) const;
+    size_t size() const { return clients_.size(); }
+
+private:
+    std::vector<client> clients_;   // longest prefix first
+};
+
+// Reads
+//   clients:
+//     - address: 192.0.2.1            # or a prefix: 192.0.2.0/28, "2001:db8::/64"
+//       secret: "a long random string"
+//       name: bng-1                   # optional
+// Throws policy_error listing every problem as "file:line: message". No
+// message contains a secret.
+client_table load_clients_file(const std::string& path);
+client_table load_clients_text(const std::string& text, const std::string& name);
+
+// ---------------------------------------------------------------- listener
+
+struct listener_config {
+    std::string address = "127.0.0.1";   // "192.0.2.1", "::1", "[::1]", "0.0.0.0", "::"
+    uint16_t port = 1813;                 // 0: the kernel picks one (see port())
+    int receive_buffer_bytes = 0;         // SO_RCVBUF; 0 keeps the system default
+    size_t max_datagrams_per_poll = 256;  // poll_once() returns after this many
+};
+
+struct listener_counters {
+    uint64_t received = 0;            // datagrams read
+    uint64_t accepted = 0;            // applied and answered
+    uint64_t ignored = 0;             // authentic, Acct-Status-Type not a binding event: answered, not applied
+    uint64_t unknown_client = 0;      // source not in the client table
+    uint64_t malformed = 0;           // header, attributes, or a required attribute missing
+    uint64_t unsupported_code = 0;    // a RADIUS code other than Accounting-Request
+    uint64_t bad_authenticator = 0;   // Request Authenticator does not match the client's secret
+    uint64_t apply_failed = 0;        // the callback returned false or threw: not answered
+    uint64_t send_failed = 0;         // applied, but the response could not be sent
+    uint64_t receive_errors = 0;      // recvfrom failures other than "nothing to read"
+    // Applied updates by kind.
+    uint64_t starts = 0, interims = 0, stops = 0, accounting_ons = 0, accounting_offs = 0;
+};
+
+class accounting_listener {
+public:
+    // Called for each authentic binding update; true means it is stored and
+    // the NAS may be answered. An exception counts as false.
+    using apply_fn = std::function<bool(const binding_update&)>;
+    // One line per dropped datagram or failure: source, reason, identifier.
+    using log_fn = std::function<void(const std::string&)>;
+    // Unix seconds; the receive time of packets without Event-Timestamp.
+    using clock_fn = std::function<int64_t()>;
+
+    // Opens and binds the non-blocking UDP socket. Throws std::runtime_error
+    // ("radius: cannot bind 127.0.0.1:1813: Address already in use").
+    accounting_listener(const listener_config& config, client_table clients, apply_fn apply, log_fn log = {},
+                        clock_fn clock = {});
+    ~accounting_listener();
+    accounting_listener(const accounting_listener&) = delete;
+    accounting_listener& operator=(const accounting_listener&) = delete;
+
+    // Handles the datagrams waiting on the socket (at most
+    // max_datagrams_per_poll); never blocks. Returns how many it read.
+    size_t poll_once();
+
+    int fd() const { return fd_; }                 // for poll()/epoll in the owner's loop
+    uint16_t port() const { return port_; }        // the bound port
+    const std::string& local() const { return local_; }   // "127.0.0.1:1813", "[::1]:1813"
+    const listener_counters& counters() const { return counters_; }
+    // SIGHUP: new clients and secrets, same socket.
+    void replace_clients(client_table clients) { clients_ = std::move(clients); }
+
+private:
+    void handle(std::span<const uint8_t> datagram, size_t received, const sockaddr_storage& from, socklen_t from_len);
+    void drop(uint64_t& counter, const std::string& source, const std::string& why);
+
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::string local_;
+    size_t max_per_poll_;
+    client_table clients_;
+    apply_fn apply_;
+    log_fn log_;
+    clock_fn clock_;
+    listener_counters counters_;
+    std::vector<uint8_t> buffer_;
+};
+
+}  // namespace sekisho::radius

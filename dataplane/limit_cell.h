@@ -1,0 +1,66 @@
+// One limit's state for one subscriber, in a single 64-bit word updated by
+// compare-and-swap: exact when several workers share it (account scope), and
+// uncontended when one worker owns it (address and prefix scopes).
+//
+// Two algorithms, both deterministic functions of the packet clock:
+//  - rate (connections per second): GCRA, the "virtual scheduling" form of a
+//    token bucket (ITU-T I.371). The word holds the theoretical arrival time;
+//    a request conforms when now >= tat - burst_tolerance.
+//  - count per fixed window (messages, recipients, rejected recipients per
+//    window): windows are aligned to multiples of the window length since the
+//    epoch, so a replay counts exactly as the live run did. The word holds
+//    (window index << 32 | count).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace sekisho {
+
+struct limit_cell {
+    uint64_t word = 0;
+    uint64_t cooldown_until_ns = 0;  // after a hit, the limit stays tripped until then
+
+    std::atomic_ref<uint64_t> atomic() { return std::atomic_ref<uint64_t>(word); }
+};
+static_assert(sizeof(limit_cell) == 16);
+
+// GCRA: `interval_ns` = window / max (one conforming request every interval),
+// `tolerance_ns` = (burst - 1) * interval. Returns true if the request conforms
+// (and books it); false if it exceeds the rate (nothing booked).
+inline bool gcra_take(limit_cell& c, uint64_t now_ns, uint64_t interval_ns, uint64_t tolerance_ns) {
+    auto w = c.atomic();
+    uint64_t tat = w.load(std::memory_order_relaxed);
+    for (;;) {
+        const uint64_t base = tat > now_ns ? tat : now_ns;
+        if (base - now_ns > tolerance_ns) return false;
+        if (w.compare_exchange_weak(tat, base + interval_ns, std::memory_order_relaxed)) return true;
+    }
+}
+
+// Fixed window: adds `n` to the current window's count if the result stays
+// within `max`; returns the count after the attempt and whether it was booked.
+struct window_result {
+    uint32_t count;
+    bool booked;
+};
+inline window_result window_add(limit_cell& c, uint64_t now_ns, uint64_t window_ns, uint32_t max, uint32_t n = 1) {
+    auto w = c.atomic();
+    const uint64_t index = (now_ns / window_ns) & 0xffffffffull;
+    uint64_t old = w.load(std::memory_order_relaxed);
+    for (;;) {
+        const uint32_t count = (old >> 32) == index ? static_cast<uint32_t>(old) : 0;
+        if (static_cast<uint64_t>(count) + n > max) return {count, false};
+        const uint64_t next = index << 32 | (count + n);
+        if (w.compare_exchange_weak(old, next, std::memory_order_relaxed)) return {count + n, true};
+    }
+}
+
+inline bool in_cooldown(limit_cell& c, uint64_t now_ns) {
+    return std::atomic_ref<uint64_t>(c.cooldown_until_ns).load(std::memory_order_relaxed) > now_ns;
+}
+inline void start_cooldown(limit_cell& c, uint64_t until_ns) {
+    std::atomic_ref<uint64_t>(c.cooldown_until_ns).store(until_ns, std::memory_order_relaxed);
+}
+
+}  // namespace sekisho

@@ -1,0 +1,33 @@
+#include "mail_limits.h"
+
+namespace sekisho {
+
+const char* to_string(limit_measure m) {
+    switch (m) {
+    case limit_measure::connections: return "connections";
+    case limit_measure::messages: return "messages";
+    case limit_measure::recipients: return "recipients";
+    case limit_measure::recipients_per_message: return "recipients_per_message";
+    case limit_measure::rejected_recipients: return "rejected_recipients";
+    }
+    return "unknown";
+}
+const char* to_string(limit_scope s) {
+    switch (s) {
+    case limit_scope::address: return "address";
+    case limit_scope::prefix: return "prefix";
+    case limit_scope::account: return "account";
+    }
+    return "unknown";
+}
+const char* to_string(limit_action a) {
+    switch (a) {
+    case limit_action::drop_syn: return "drop-syn";
+    case limit_action::reset: return "reset";
+    case limit_action::tempfail: return "tempfail";
+    case limit_action::monitor: return "monitor";
+    }
+    return "unknown";
+}
+
+}  // namespace sekisho
