@@ -645,7 +645,50 @@ size_t accounting_listener::poll_once() {
         const size_t size = static_cast<size_t>(got);
         handle(std::span<const uint8_t>(buffer_.data(), std::min(size, buffer_.size())), size, from, from_len);
     }
+    finish_batch();
     return n;
+}
+
+void accounting_listener::finish_batch() {
+    if (pending_.empty()) return;
+    std::vector<pending_response> batch;
+    batch.swap(pending_);
+    bool committed = false;
+    std::string why = "the batch could not be stored";
+    try {
+        committed = commit_();
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    if (!committed) {
+        counters_.apply_failed += batch.size();
+        if (log_)
+            log_("radius " + local_ + ": " + std::to_string(batch.size()) +
+                 " accounting updates not answered, the NASes will retransmit: " + why);
+        return;
+    }
+    for (const auto& r : batch) respond(r);
+}
+
+void accounting_listener::respond(const pending_response& r) {
+    const ssize_t sent = ::sendto(fd_, r.response.data(), r.response.size(), 0,
+                                  reinterpret_cast<const sockaddr*>(&r.to), r.to_len);
+    if (sent != static_cast<ssize_t>(r.response.size())) {
+        const std::string err = sent < 0 ? std::strerror(errno) : "short send";
+        return drop(counters_.send_failed, r.source, "the Accounting-Response could not be sent: " + err + r.ident);
+    }
+    if (!r.kind) {
+        ++counters_.ignored;
+        return;
+    }
+    ++counters_.accepted;
+    switch (*r.kind) {
+        case binding_kind::start: ++counters_.starts; break;
+        case binding_kind::interim: ++counters_.interims; break;
+        case binding_kind::stop: ++counters_.stops; break;
+        case binding_kind::accounting_on: ++counters_.accounting_ons; break;
+        case binding_kind::accounting_off: ++counters_.accounting_offs; break;
+    }
 }
 
 void accounting_listener::drop(uint64_t& counter, const std::string& source, const std::string& why) {
@@ -677,7 +720,6 @@ void accounting_listener::handle(std::span<const uint8_t> d, size_t received, co
     if (!request->status_type) return drop(counters_.malformed, source, "no Acct-Status-Type (40)" + ident);
 
     const auto kind = binding_kind_of(*request->status_type);
-    bool ignored = false;
     if (kind) {
         const auto update = to_binding_update(*request, clock_());
         if (!update) return drop(counters_.malformed, source, update.error() + ident);
@@ -692,29 +734,13 @@ void accounting_listener::handle(std::span<const uint8_t> d, size_t received, co
             return drop(counters_.apply_failed, source,
                         std::string(to_string(*kind)) + " of session '" + update->session_id +
                             "' not answered, the NAS will retransmit: " + why + ident);
-    } else {
-        ignored = true;   // e.g. Tunnel-Start or Failed: stored nowhere, nothing to store
     }
-
-    const auto response = build_accounting_response(*header, request->proxy_state, c->secret);
-    const ssize_t sent = ::sendto(fd_, response.data(), response.size(), 0, reinterpret_cast<const sockaddr*>(&from),
-                                  from_len);
-    if (sent != static_cast<ssize_t>(response.size())) {
-        const std::string err = sent < 0 ? std::strerror(errno) : "short send";
-        return drop(counters_.send_failed, source, "the Accounting-Response could not be sent: " + err + ident);
-    }
-    if (ignored) {
-        ++counters_.ignored;
-        return;
-    }
-    ++counters_.accepted;
-    switch (*kind) {
-        case binding_kind::start: ++counters_.starts; break;
-        case binding_kind::interim: ++counters_.interims; break;
-        case binding_kind::stop: ++counters_.stops; break;
-        case binding_kind::accounting_on: ++counters_.accounting_ons; break;
-        case binding_kind::accounting_off: ++counters_.accounting_offs; break;
-    }
+    // Other status types (Tunnel-Start, Failed, ...) have nothing to store:
+    // answered so the NAS stops retransmitting.
+    pending_response r{build_accounting_response(*header, request->proxy_state, c->secret), from, from_len, kind,
+                       source, ident};
+    if (commit_ && kind) pending_.push_back(std::move(r));
+    else respond(r);
 }
 
 }  // namespace sekisho::radius

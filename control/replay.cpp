@@ -105,6 +105,20 @@ uint16_t port_by_name(const std::string& name) {
     return id;
 }
 
+// The worker that owns a frame's subscriber. A bound subscriber goes by its
+// account, so every address of one account is judged by one worker in
+// capture order: account-scope limits then count exactly as with one worker.
+uint64_t replay_affinity(gateway& gw, const parsed_packet& p, ingress side, const compiled_policy& policy) {
+    if (p.ip_version == 4 || p.ip_version == 6) {
+        const subscriber_key key =
+            p.ip_version == 4 ? subscriber_key::v4(side == ingress::access ? p.src4 : p.dst4)
+                              : subscriber_key::v6(side == ingress::access ? p.src6() : p.dst6(),
+                                                   policy.ipv6_prefix_length());
+        if (const uint32_t account = gw.subscribers().lookup(key)) return account * 0x9e3779b97f4a7c15ull >> 17;
+    }
+    return subscriber_key_hash(p, side, policy.ipv6_prefix_length());
+}
+
 }  // namespace
 
 int run_replay(const replay_options& opt) {
@@ -203,8 +217,7 @@ int run_replay(const replay_options& opt) {
             const bool from_access = p.ip_version == 0 || source_class(p, policy) != subscriber_class::none;
             const ingress side = from_access ? ingress::access : ingress::core;
             m->port = static_cast<uint16_t>(side);
-            const unsigned w =
-                static_cast<unsigned>(subscriber_key_hash(p, side, policy.ipv6_prefix_length()) % opt.workers);
+            const unsigned w = static_cast<unsigned>(replay_affinity(gw, p, side, policy) % opt.workers);
             while (rte_ring_sp_enqueue(workers[w]->in, m) != 0) drain_outputs();
         }
         drain_outputs();

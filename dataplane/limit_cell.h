@@ -46,9 +46,13 @@ struct window_result {
 };
 inline window_result window_add(limit_cell& c, uint64_t now_ns, uint64_t window_ns, uint32_t max, uint32_t n = 1) {
     auto w = c.atomic();
-    const uint64_t index = (now_ns / window_ns) & 0xffffffffull;
     uint64_t old = w.load(std::memory_order_relaxed);
     for (;;) {
+        // Workers' clocks differ a little (and a lot in a replay with several
+        // workers): an event older than the cell's window counts in that
+        // newer window instead of restarting an old one.
+        uint64_t index = (now_ns / window_ns) & 0xffffffffull;
+        if (static_cast<int32_t>(static_cast<uint32_t>(old >> 32) - static_cast<uint32_t>(index)) > 0) index = old >> 32;
         const uint32_t count = (old >> 32) == index ? static_cast<uint32_t>(old) : 0;
         if (static_cast<uint64_t>(count) + n > max) return {count, false};
         const uint64_t next = index << 32 | (count + n);

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "binding_history.h"
 #include "radius_accounting.h"
@@ -60,14 +61,25 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     try {
         binding_history history(db_path);
+        // As sekishod will: collect a poll's updates, store them in one
+        // transaction, and only then let the listener answer the NASes.
+        std::vector<binding_update> batch;
         auto apply = [&](const binding_update& u) {
-            history.apply(u);
-            std::cerr << "applied " << to_string(u.kind) << " session '" << u.session_id << "' account '" << u.account
-                      << "' nas '" << u.nas() << "' at " << u.event_time << "\n";
+            batch.push_back(u);
+            return true;
+        };
+        auto commit = [&] {
+            std::vector<binding_update> updates;
+            updates.swap(batch);
+            history.apply(updates);
+            for (const auto& u : updates)
+                std::cerr << "applied " << to_string(u.kind) << " session '" << u.session_id << "' account '"
+                          << u.account << "' nas '" << u.nas() << "' at " << u.event_time << "\n";
             return true;
         };
         auto log = [](const std::string& line) { std::cerr << line << "\n"; };
         radius::accounting_listener listener(config, radius::load_clients_file(clients_path), apply, log);
+        listener.set_commit(commit);
         std::cout << nlohmann::json{{"listening", listener.local()}, {"port", listener.port()}}.dump() << std::endl;
 
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

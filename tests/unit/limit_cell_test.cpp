@@ -58,6 +58,18 @@ TEST(limit_cell, windows_are_aligned_to_the_epoch) {
     EXPECT_TRUE(window_add(c, 120 * s, window, 1).booked) << "a new window starts at 120 s";
 }
 
+// A worker whose clock lags (another worker already moved the shared cell to
+// the next window) counts in the newer window instead of resetting it.
+TEST(limit_cell, late_event_counts_in_the_newer_window) {
+    limit_cell c;
+    const uint64_t window = 60 * s;
+    EXPECT_TRUE(window_add(c, 125 * s, window, 2).booked);   // window [120 s, 180 s): 1
+    const window_result late = window_add(c, 119 * s, window, 2);
+    EXPECT_TRUE(late.booked);
+    EXPECT_EQ(late.count, 2u) << "counted in [120 s, 180 s), not in a fresh [60 s, 120 s)";
+    EXPECT_FALSE(window_add(c, 118 * s, window, 2).booked);
+}
+
 TEST(limit_cell, cooldown) {
     limit_cell c;
     EXPECT_FALSE(in_cooldown(c, 10 * s));

@@ -925,6 +925,65 @@ TEST_F(listener_fixture, poll_once_never_blocks_and_respects_its_budget) {
     EXPECT_EQ(calls, 5u);
 }
 
+TEST_F(listener_fixture, batch_is_answered_only_after_commit) {
+    auto l = make();
+    std::vector<std::string> events;
+    size_t commits = 0;
+    bool commit_ok = true;
+    bool commit_throws = false;
+    l->set_commit([&] {
+        ++commits;
+        if (commit_throws) throw std::runtime_error("history.db: commit (COMMIT): disk I/O error");
+        return commit_ok;
+    });
+    nas_socket nas;
+    auto send_three = [&](uint8_t first_id) {
+        std::vector<bytes> reqs;
+        for (uint8_t i = 0; i < 3; ++i) {
+            packet p = full_start();
+            p.id = static_cast<uint8_t>(first_id + i);
+            reqs.push_back(p.finish(secret));
+            nas.send(reqs.back(), l->port());
+        }
+        // All three are queued on loopback before the listener reads.
+        pollfd p{l->fd(), POLLIN, 0};
+        ::poll(&p, 1, 1000);
+        return reqs;
+    };
+
+    const auto reqs = send_three(10);
+    EXPECT_EQ(l->poll_once(), 3u);
+    EXPECT_EQ(commits, 1u) << "one commit per poll";
+    EXPECT_EQ(applied.size(), 3u);
+    for (const auto& req : reqs) expect_response_to(req, nas.receive());
+    EXPECT_EQ(l->counters().accepted, 3u);
+
+    commit_ok = false;
+    send_three(20);
+    EXPECT_EQ(l->poll_once(), 3u);
+    EXPECT_FALSE(nas.receive(200)) << "not committed: nothing answered";
+    EXPECT_EQ(l->counters().apply_failed, 3u);
+    commit_throws = true;
+    send_three(30);
+    EXPECT_EQ(l->poll_once(), 3u);
+    EXPECT_FALSE(nas.receive(200));
+    EXPECT_EQ(l->counters().apply_failed, 6u);
+    EXPECT_NE(log.back().find("3 accounting updates not answered, the NASes will retransmit: history.db: commit (COMMIT): "
+                              "disk I/O error"),
+              std::string::npos)
+        << log.back();
+    EXPECT_EQ(l->counters().accepted, 3u);
+
+    // A poll with nothing applied commits nothing; ignored status types are
+    // answered at once.
+    const size_t before = commits;
+    const bytes failed = packet().add(40, u32(15)).add(44, text("s1")).add(4, v4("192.0.2.1")).finish(secret);
+    nas.send(failed, l->port());
+    pump(*l);
+    EXPECT_EQ(commits, before);
+    expect_response_to(failed, nas.receive());
+}
+
 TEST(radius_listener, setup_errors) {
     listener_config c;
     c.address = "localhost";
