@@ -110,6 +110,15 @@ uint32_t gateway::unbind(const ip_prefix& prefix) {
     return for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
 }
 
+uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account) {
+    const uint32_t id = accounts_->id_of(account);
+    uint32_t n = 0;
+    for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) {
+        if (subscribers_->lookup(k) == id && subscribers_->unbind(k)) ++n;
+    });
+    return n;
+}
+
 uint64_t gateway::tracked_flows() const {
     uint64_t n = 0;
     for (const auto& t : trackers_) n += t->flows();

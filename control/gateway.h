@@ -64,6 +64,8 @@ public:
     // too wide, the account registry or the table is full.
     uint32_t bind(const ip_prefix& prefix, const std::string& account);
     uint32_t unbind(const ip_prefix& prefix);
+    // Unbinds only the entries still bound to `account`.
+    uint32_t unbind(const ip_prefix& prefix, const std::string& account);
     subscriber_table& subscribers() { return *subscribers_; }
     account_registry& accounts() { return *accounts_; }
     uint64_t tracked_flows() const;

@@ -15,6 +15,7 @@
 #include "eal_session.h"
 #include "gateway.h"
 #include "ports.h"
+#include "subscriber_identity.h"
 #include "worker.h"
 
 namespace sekisho {
@@ -82,6 +83,12 @@ int run_live(const live_options& opt) {
     cfg.mbufs = 8192 + opt.workers * 2 * 4096;
     cfg.events_path = opt.events_path;
     gateway gw(pol, cfg);
+    subscriber_identity identity(gw, pol.identity, [](const std::string& line) {
+        std::cerr << "sekishod: " << line << std::endl;
+    });
+    if (identity.bindings_restored())
+        std::cerr << "sekishod: restored " << identity.bindings_restored() << " open bindings from "
+                  << pol.identity.history_database << std::endl;
 
     for (unsigned side = 0; side < ingress_count; ++side) {
         port_setup s;
@@ -120,6 +127,7 @@ int run_live(const live_options& opt) {
 
     while (!stop_requested.load()) {
         gw.drain_events();
+        identity.poll();
         if (reload_requested.exchange(false)) {
             try {
                 const uint64_t g = gw.apply(load_policy_file(opt.policy_path));
@@ -145,6 +153,18 @@ int run_live(const live_options& opt) {
     report["generation"] = gw.generation();
     report["events"]["written"] = gw.events().written();
     report["events"]["write_errors"] = gw.events().write_errors();
+    report["subscribers"] = {{"bindings", gw.subscribers().size()},
+                             {"accounts", gw.accounts().size()},
+                             {"restored_from_history", identity.bindings_restored()},
+                             {"apply_errors", identity.apply_errors()}};
+    if (const auto* rc = identity.radius_counters())
+        report["radius"] = {{"received", rc->received},           {"accepted", rc->accepted},
+                            {"ignored", rc->ignored},             {"unknown_client", rc->unknown_client},
+                            {"malformed", rc->malformed},         {"unsupported_code", rc->unsupported_code},
+                            {"bad_authenticator", rc->bad_authenticator}, {"apply_failed", rc->apply_failed},
+                            {"send_failed", rc->send_failed},     {"starts", rc->starts},
+                            {"interims", rc->interims},           {"stops", rc->stops},
+                            {"accounting_ons", rc->accounting_ons}, {"accounting_offs", rc->accounting_offs}};
     if (!opt.summary_path.empty()) {
         std::ofstream f(opt.summary_path);
         f << report.dump(2) << "\n";

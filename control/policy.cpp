@@ -396,7 +396,7 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
     if (!root.IsDefined() || root.IsNull()) throw policy_error({name + ":1: the policy is empty"});
     if (!r.is_map(root, "")) throw policy_error(r.take_errors());
     r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b", "account_groups", "limits",
-                            "tracking"});
+                            "tracking", "radius", "history"});
 
     if (const auto v = root["version"]) {
         if (auto n = r.integer(v, "version", 1, 1)) pol.version = static_cast<int>(*n);
@@ -450,6 +450,22 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
                 pol.action = *a;
     }
 
+    if (const auto radius = root["radius"]; radius && r.is_map(radius, "radius")) {
+        r.check_keys(radius, "radius", {"listen", "clients_file"});
+        if (radius["listen"])
+            if (auto v = r.name(radius["listen"], "radius.listen")) pol.identity.radius_listen = *v;
+        if (radius["clients_file"])
+            if (auto v = r.name(radius["clients_file"], "radius.clients_file")) pol.identity.radius_clients_file = *v;
+        if (pol.identity.radius_listen.empty() != pol.identity.radius_clients_file.empty())
+            r.error(radius, "radius", "listen and clients_file go together");
+    }
+    if (const auto history = root["history"]; history && r.is_map(history, "history")) {
+        r.check_keys(history, "history", {"database", "retention"});
+        if (history["database"])
+            if (auto v = r.name(history["database"], "history.database")) pol.identity.history_database = *v;
+        if (history["retention"])
+            if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
+    }
     if (const auto groups = root["account_groups"]) read_account_groups(r, groups, pol);
     if (const auto limits = root["limits"]) read_limits(r, limits, pol);
     if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) {

@@ -66,6 +66,14 @@ struct tracking_config {
     uint32_t max_accounts = 1u << 20;
 };
 
+// Where subscriber identity comes from and where its history goes.
+struct identity_config {
+    std::string radius_listen;        // "127.0.0.1:1813", "[::1]:1813"; empty: no listener
+    std::string radius_clients_file;  // NAS addresses and shared secrets (never in the policy)
+    std::string history_database;     // SQLite file; empty: no history
+    uint64_t history_retention_ns = 90ull * 86'400'000'000'000ull;
+};
+
 // Parses "500ms", "30s", "10m", "1h", "90d" into nanoseconds.
 std::optional<uint64_t> parse_duration(std::string_view text);
 
@@ -85,6 +93,7 @@ struct policy {
     std::vector<std::pair<std::string, std::vector<std::string>>> account_groups;
     std::vector<limit_rule> limits;
     tracking_config tracking;
+    identity_config identity;
 };
 
 class policy_error : public std::runtime_error {

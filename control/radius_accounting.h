@@ -14,9 +14,11 @@
 //
 // Each arrow that fails drops the datagram silently (RFC 2866: no negative
 // response exists) and counts it by reason. The response is sent only after
-// the callback returned true: to the NAS a response means "the record is
+// the callback returned true (and, with set_commit(), after the poll's
+// commit returned true): to the NAS a response means "the record is
 // stored", so an update that could not be applied is left for the NAS to
-// retransmit.
+// retransmit. Retransmissions are applied again; the binding history makes
+// that a no-op.
 #pragma once
 
 #include <sys/socket.h>

@@ -7,16 +7,21 @@
 #include "live.h"
 #include "policy.h"
 #include "replay.h"
+#include "whois.h"
 
 namespace {
 
 constexpr const char* usage_text = R"(usage:
   sekishod --check-policy FILE
+  sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
            [--workers N] [--events FILE] [--summary FILE] [-- EAL-ARGS...]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
+  --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
+                       2026-11-23T12:00:00Z; default now), from the binding history
+                       (--history DB, or the policy's history.database); exit 3 if nobody
   --replay CAPTURE     run the pipeline over a pcap (both directions, as from a mirror port)
   --out DIR            replay output: to-core.pcap, to-access.pcap, summary.json, events.jsonl
   --policy FILE        the policy (docs/policy.md)
@@ -30,7 +35,7 @@ constexpr const char* usage_text = R"(usage:
   --summary FILE       write the counters as JSON at exit
   -- EAL-ARGS          DPDK EAL arguments, replacing Sekisho's defaults
 
-exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy
+exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy, 3 whois found nothing
 signals (live): SIGINT/SIGTERM stop cleanly, SIGHUP reloads the policy file
 )";
 
@@ -54,6 +59,7 @@ unsigned parse_unsigned(const std::string& flag, const std::string& value) {
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     std::string check_policy, replay_capture, out_dir;
+    sekisho::whois_options whois;
     sekisho::live_options live;
     bool have_workers = false;
     std::vector<std::string> eal_args;
@@ -72,6 +78,14 @@ int main(int argc, char** argv) {
                 return 0;
             } else if (a == "--check-policy") {
                 check_policy = value();
+            } else if (a == "--whois") {
+                whois.address = value();
+            } else if (a == "--at") {
+                whois.at = value();
+            } else if (a == "--history") {
+                whois.history_path = value();
+            } else if (a == "--json") {
+                whois.json = true;
             } else if (a == "--replay") {
                 replay_capture = value();
             } else if (a == "--out") {
@@ -106,6 +120,13 @@ int main(int argc, char** argv) {
                       << p.static_ranges.size() << " static, " << p.relays.size() << " relay prefixes; op25b "
                       << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << ")\n";
             return 0;
+        }
+        if (!whois.address.empty()) {
+            if (whois.history_path.empty() && !live.policy_path.empty())
+                whois.history_path = sekisho::load_policy_file(live.policy_path).identity.history_database;
+            if (whois.history_path.empty())
+                throw usage_error("--whois needs --history DB, or a --policy with history.database");
+            return sekisho::run_whois(whois);
         }
         if (live.policy_path.empty()) throw usage_error("--policy is required");
         if (!replay_capture.empty()) {

@@ -81,11 +81,9 @@ public:
         t_.counters_.mail.commands.add();
         if (c.cmd == smtp_command::mail) {
             t_.counters_.mail.messages.add();
-            if (ctx_.flow) ctx_.flow->recipients_in_message = 0;
             merge(t_.check(policy_, limit_measure::messages, ctx_));
         } else if (c.cmd == smtp_command::rcpt) {
             t_.counters_.mail.recipients.add();
-            if (ctx_.flow) ++ctx_.flow->recipients_in_message;
             merge(t_.check(policy_, limit_measure::recipients, ctx_));
             merge(t_.check(policy_, limit_measure::recipients_per_message, ctx_));
         }
@@ -102,6 +100,9 @@ private:
         if (a == limit_action::monitor) return;  // check() returns monitor when nothing acts
         if (!ctx_.tripped || severity(a) > severity(ctx_.pending)) ctx_.pending = a;
         ctx_.tripped = true;
+        // The segment will not be delivered: what follows in it (pipelined
+        // commands) must not be counted either.
+        if (ctx_.flow) ctx_.flow->smtp.stop();
     }
     mail_tracker& t_;
     const compiled_policy& policy_;
@@ -161,7 +162,7 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
         uint32_t count = 0;
         bool exceeded;
         if (m == limit_measure::recipients_per_message) {
-            count = ctx.flow ? ctx.flow->recipients_in_message : 0;
+            count = ctx.flow ? ctx.flow->smtp.message_recipients() : 0;
             exceeded = count > l.max;
         } else {
             limit_cell* cell = cell_for(l, ctx);

@@ -54,7 +54,6 @@ struct mail_flow {
     uint64_t last_seen_ns = 0;
     uint32_t account = 0;
     uint32_t client_next = 0, server_next = 0;   // next expected sequence numbers
-    uint16_t recipients_in_message = 0;
     subscriber_class cls = subscriber_class::none;
     bool have_client = false, have_server = false;
     bool tempfail_greeting = false;  // a connections limit with action tempfail tripped

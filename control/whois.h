@@ -1,0 +1,26 @@
+// "Who held address X at time T": the abuse desk's first question, answered
+// from the binding history (read-only, safe beside a running sekishod).
+//
+//   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace sekisho {
+
+struct whois_options {
+    std::string address;          // an address or a prefix
+    std::string at;               // Unix seconds or ISO 8601 UTC (2026-11-23T12:00:00Z); empty: now
+    std::string history_path;
+    bool json = false;
+};
+
+// Parses Unix seconds or "YYYY-MM-DDTHH:MM:SS[Z]" (UTC).
+std::optional<int64_t> parse_time(const std::string& text);
+
+// Prints the bindings; returns 0 if some binding matched, 3 if none, throws
+// std::runtime_error / binding_history_error on bad input or a bad store.
+int run_whois(const whois_options& options);
+
+}  // namespace sekisho
