@@ -118,7 +118,11 @@ int main(int argc, char** argv) {
             const sekisho::policy p = sekisho::load_policy_file(check_policy);
             std::cout << check_policy << ": ok (" << p.dynamic_ranges.size() << " dynamic, "
                       << p.static_ranges.size() << " static, " << p.relays.size() << " relay prefixes; op25b "
-                      << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << ")\n";
+                      << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << "; "
+                      << p.limits.size() << " limits, " << p.bindings.size() << " static bindings"
+                      << (p.identity.radius_listen.empty() ? "" : "; RADIUS on " + p.identity.radius_listen)
+                      << (p.identity.history_database.empty() ? "" : "; history " + p.identity.history_database)
+                      << ")\n";
             return 0;
         }
         if (!whois.address.empty()) {
