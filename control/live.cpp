@@ -9,11 +9,14 @@
 #include <iostream>
 #include <memory>
 #include <stdexcept>
+#include <chrono>
+#include <rte_mempool.h>
 #include <thread>
 
 #include "counters_report.h"
 #include "eal_session.h"
 #include "gateway.h"
+#include "metrics.h"
 #include "ports.h"
 #include "subscriber_identity.h"
 #include "worker.h"
@@ -82,7 +85,10 @@ int run_live(const live_options& opt) {
     cfg.workers = opt.workers;
     cfg.mbufs = 8192 + opt.workers * 2 * 4096;
     cfg.events_path = opt.events_path;
+    const auto compile_started = std::chrono::steady_clock::now();
     gateway gw(pol, cfg);
+    const double first_apply_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - compile_started).count();
     subscriber_identity identity(gw, pol.identity, [](const std::string& line) {
         std::cerr << "sekishod: " << line << std::endl;
     });
@@ -96,6 +102,45 @@ int run_live(const live_options& opt) {
         s.rx_queues = s.tx_queues = static_cast<uint16_t>(opt.workers);
         s.side = static_cast<ingress>(side);
         start_port(s, gw.pool());
+    }
+
+    std::unique_ptr<metrics_exporter> metrics;
+    const double started_at = static_cast<double>(std::time(nullptr));
+    auto snapshot = [&] {
+        control_snapshot c;
+        c.generation = gw.generation();
+        for (const auto& l : gw.active_policy().limits) c.limit_names.push_back(l.name);
+        c.bindings = gw.subscribers().size();
+        c.binding_capacity = gw.subscribers().capacity();
+        c.accounts = gw.accounts().size();
+        c.account_capacity = gw.accounts().capacity();
+        c.flows = gw.tracked_flows();
+        c.flow_capacity = static_cast<uint64_t>(pol.tracking.flows_per_worker) * opt.workers;
+        c.mbufs_in_use = rte_mempool_in_use_count(gw.pool());
+        c.mbufs_total = gw.pool()->size;
+        c.events_written = gw.events().written();
+        c.event_write_errors = gw.events().write_errors();
+        if (const auto* rc = identity.radius_counters()) {
+            c.radius = true;
+            c.radius_results = {{"accepted", rc->accepted},
+                                {"ignored", rc->ignored},
+                                {"unknown_client", rc->unknown_client},
+                                {"malformed", rc->malformed},
+                                {"unsupported_code", rc->unsupported_code},
+                                {"bad_authenticator", rc->bad_authenticator},
+                                {"apply_failed", rc->apply_failed},
+                                {"send_failed", rc->send_failed},
+                                {"receive_error", rc->receive_errors}};
+        }
+        c.bindings_restored = identity.bindings_restored();
+        c.binding_apply_errors = identity.apply_errors();
+        c.start_time_seconds = started_at;
+        return c;
+    };
+    if (!opt.metrics_address.empty()) {
+        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, gw);
+        metrics->observe_apply(first_apply_seconds);
+        metrics->update(snapshot());
     }
 
     std::signal(SIGINT, on_stop_signal);
@@ -125,12 +170,16 @@ int run_live(const live_options& opt) {
               << opt.policy_path << " generation " << gw.generation() << " (" << to_string(pol.mode) << ", "
               << to_string(pol.action) << ")" << std::endl;
 
+    uint64_t loops = 0;
     while (!stop_requested.load()) {
         gw.drain_events();
         identity.poll();
         if (reload_requested.exchange(false)) {
             try {
+                const auto t0 = std::chrono::steady_clock::now();
                 const uint64_t g = gw.apply(load_policy_file(opt.policy_path));
+                if (metrics)
+                    metrics->observe_apply(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
                 std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
                           << std::endl;
             } catch (const std::exception& e) {
@@ -138,6 +187,7 @@ int run_live(const live_options& opt) {
                           << " keeps running:\n" << e.what() << std::endl;
             }
         }
+        if (metrics && ++loops % 20 == 0) metrics->update(snapshot());  // every ~200 ms
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
 

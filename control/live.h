@@ -15,6 +15,7 @@ struct live_options {
     unsigned workers = 1;
     std::string events_path = "-";
     std::string summary_path;              // counters as JSON at exit
+    std::string metrics_address;           // Prometheus exposer, e.g. 127.0.0.1:9108; empty: none
     std::vector<std::string> eal_args;     // replaces the default EAL arguments
 };
 

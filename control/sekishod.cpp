@@ -16,7 +16,7 @@ constexpr const char* usage_text = R"(usage:
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
-           [--workers N] [--events FILE] [--summary FILE] [-- EAL-ARGS...]
+           [--workers N] [--events FILE] [--summary FILE] [--metrics ADDR:PORT] [-- EAL-ARGS...]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
@@ -33,6 +33,7 @@ constexpr const char* usage_text = R"(usage:
   --core-port ID       DPDK port on the Internet side (default 1)
   --events FILE        JSON-lines event log (default: standard output)
   --summary FILE       write the counters as JSON at exit
+  --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics
   -- EAL-ARGS          DPDK EAL arguments, replacing Sekisho's defaults
 
 exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy, 3 whois found nothing
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
                 live.events_path = value();
             } else if (a == "--summary") {
                 live.summary_path = value();
+            } else if (a == "--metrics") {
+                live.metrics_address = value();
             } else {
                 throw usage_error("unknown argument '" + a + "'");
             }

@@ -1,0 +1,62 @@
+// Prometheus metrics, pulled by the server from prometheus-cpp's exposer.
+//
+// Data-plane counters are read at scrape time straight from the workers'
+// counter blocks (lock-free, relaxed loads). Control-plane values (policy
+// generation, limit names, table sizes, RADIUS counters, apply durations) are
+// copied by the control thread into a snapshot under a mutex: the scraper
+// thread never touches control-plane objects. Names follow Prometheus
+// conventions (sekisho_ prefix, _total for counters, base units); labels are
+// bounded: port, verdict, reason, limit (bounded by the policy), worker,
+// table, result. No per-address or per-account label. docs/metrics.md lists
+// them all.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace sekisho {
+
+class gateway;
+
+// What the control thread knows and the scraper may show.
+struct control_snapshot {
+    uint64_t generation = 0;
+    std::vector<std::string> limit_names;   // index = position in the policy
+    uint64_t bindings = 0, binding_capacity = 0, accounts = 0, account_capacity = 0;
+    uint64_t flows = 0, flow_capacity = 0;
+    uint64_t mbufs_in_use = 0, mbufs_total = 0;
+    uint64_t events_written = 0, event_write_errors = 0;
+    bool radius = false;
+    // RADIUS datagrams by result (listener_counters), in a fixed order.
+    std::vector<std::pair<std::string, uint64_t>> radius_results;
+    uint64_t bindings_restored = 0, binding_apply_errors = 0;
+    double start_time_seconds = 0;
+};
+
+class metrics_exporter {
+public:
+    // Listens on `address` ("127.0.0.1:9108"); throws std::runtime_error.
+    metrics_exporter(const std::string& address, const gateway& gw);
+    ~metrics_exporter();
+
+    // Control thread.
+    void update(control_snapshot snapshot);
+    void observe_apply(double seconds);
+
+    // The exposition text (also what the exposer serves); for tests.
+    std::string render() const;
+
+private:
+    class collector;
+    std::shared_ptr<collector> collector_;
+    std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# metrics_e2e.sh - Prometheus monitoring end to end: a live sekishod serves /metrics, promtool
+# checks the exposition, the real Prometheus server (Debian package) scrapes it, and a query
+# returns the counters this test's traffic produced (one blocked SMTP connection, pings).
+# Also checks the shipped alert rules with promtool.
+#
+# Usage (root):  tests/e2e/metrics_e2e.sh PATH/TO/sekishod SOURCE_ROOT
+# Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
+set -u
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/netlab.sh
+source "$here/netlab.sh"
+
+sekishod="${1:-}"
+root="${2:-$here/../..}"
+netlab_can_run || exit 77
+for t in prometheus promtool curl swaks /usr/bin/python3; do
+  command -v "$t" >/dev/null 2>&1 || { echo "metrics_e2e: '$t' not found (skipping)" >&2; exit 77; }
+done
+[ -x "$sekishod" ] || { echo "metrics_e2e: sekishod not executable: '$sekishod'" >&2; exit 1; }
+sekishod="$(realpath "$sekishod")"
+
+TMP=""
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  netlab_down
+  if [ -n "${KEEP_TMP:-}" ]; then echo "metrics_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+TMP="$(mktemp -d /tmp/sekisho-metrics.XXXXXX)" || exit 1
+NETLAB_LOGDIR="$TMP/logs"
+
+passed=0
+failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+abort() {
+  echo "metrics_e2e: $*" >&2
+  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+  exit 1
+}
+
+# The shipped alert rules are valid.
+if promtool check rules "$root/configs/prometheus/sekisho-alerts.yml" >"$TMP/rules.log" 2>&1; then
+  pass "promtool check rules: $(grep -o 'SUCCESS.*' "$TMP/rules.log" | head -n 1)"
+else
+  fail "promtool check rules"; sed 's/^/    /' "$TMP/rules.log"
+fi
+
+# The example OP25B policy plus a RADIUS listener and a limit, so every metric family is exposed.
+cp "$root/configs/op25b-enforce.yaml" "$TMP/policy.yaml"
+printf 'clients:\n  - address: 127.0.0.1\n    secret: "metrics-e2e-secret"\n' >"$TMP/clients.yaml"
+cat >>"$TMP/policy.yaml" <<EOF
+radius:
+  listen: 127.0.0.1:1813
+  clients_file: $TMP/clients.yaml
+limits:
+  - {name: msgs, scope: account, measure: messages, max: 100, window: 1h}
+EOF
+
+netlab_up --gateway || abort "lab setup failed"
+netlab_start_sinks || abort "sinks"
+metrics_port=9108
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
+  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port"
+daemon_pid=$NETLAB_LAST_PID
+deadline=$(($(date +%s) + 20))
+until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
+  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
+  [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
+  sleep 0.2
+done
+
+# Traffic: one SMTP connection OP25B blocks, and pings.
+timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 25 --timeout 5 \
+  --from a@example.com --to b@example.net >"$TMP/swaks.log" 2>&1
+netlab_exec_sub ping -c 3 -i 0.2 "$NETLAB_MX_V4" >/dev/null 2>&1
+
+netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$TMP/metrics.txt" || abort "cannot fetch /metrics"
+if [ "$(grep -c '^sekisho_' "$TMP/metrics.txt")" -gt 20 ] && promtool check metrics <"$TMP/metrics.txt" >"$TMP/promtool.log" 2>&1; then
+  pass "promtool check metrics: $(grep -c '^sekisho_' "$TMP/metrics.txt") sekisho_ samples, no problem"
+else
+  fail "promtool check metrics"; head -n 20 "$TMP/promtool.log" | sed 's/^/    /'
+fi
+
+# Every metric the shipped dashboard and alert rules use is one sekishod exports.
+missing="$(/usr/bin/python3 - "$TMP/metrics.txt" "$root/configs/grafana/sekisho-dashboard.json" \
+  "$root/configs/prometheus/sekisho-alerts.yml" <<'EOF'
+import re, sys
+exported = set(re.findall(r"^(sekisho_[a-z0-9_]+)", open(sys.argv[1]).read(), re.M))
+used = set()
+for path in sys.argv[2:]:
+    used |= set(re.findall(r"sekisho_[a-z0-9_]+", open(path).read()))
+print(" ".join(sorted(n for n in used if n not in exported and n.rsplit("_", 1)[0] not in exported
+                      and n != "sekisho_gateway")))
+EOF
+)"
+if [ -z "$missing" ]; then pass "dashboard and alert rules use only exported metrics"; else
+  fail "dashboard/alerts use metrics sekishod does not export: $missing"; fi
+
+# The real Prometheus server, in the gateway's namespace, scraping every second.
+cat >"$TMP/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $root/configs/prometheus/sekisho-alerts.yml
+scrape_configs:
+  - job_name: sekisho
+    static_configs:
+      - targets: ['127.0.0.1:$metrics_port']
+EOF
+netlab_spawn gw "$NETLAB_LOGDIR/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
+  --storage.tsdb.path="$TMP/tsdb" --web.listen-address=127.0.0.1:9090
+query() { # PROMQL -> the first sample's value, or nothing
+  netlab_exec_gw curl -sf --get "http://127.0.0.1:9090/api/v1/query" --data-urlencode "query=$1" |
+    /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
+}
+blocked=""
+for ((i = 0; i < 60; i++)); do
+  blocked="$(query 'sum(sekisho_op25b_blocks_total{reason="op25b_port",mode="enforce"})' 2>/dev/null)"
+  [ -n "$blocked" ] && break
+  sleep 0.5
+done
+if [ "$blocked" = 1 ]; then pass "Prometheus query: sekisho_op25b_blocks_total = 1 (the blocked swaks)"; else
+  fail "Prometheus query for blocks returned '$blocked'"; fi
+fwd="$(query 'sum(sekisho_packets_total{verdict="forwarded"})')"
+if [ -n "$fwd" ] && [ "${fwd%.*}" -ge 12 ]; then pass "Prometheus query: $fwd frames forwarded (pings and ARP)"; else
+  fail "forwarded frames: '$fwd'"; fi
+gen="$(query 'sekisho_policy_generation')"
+if [ "$gen" = 1 ]; then pass "sekisho_policy_generation = 1"; else fail "policy generation '$gen'"; fi
+up="$(query 'up{job="sekisho"}')"
+if [ "$up" = 1 ]; then pass "target up"; else fail "target up = '$up'"; fi
+
+kill -TERM "$daemon_pid"
+for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+if wait "$daemon_pid"; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+
+echo "metrics_e2e: $passed passed, $failed failed"
+[ "$failed" = 0 ]
