@@ -30,6 +30,23 @@ const std::string* account_registry::name_of(uint32_t id) const {
     return id == 0 || id >= names_.size() ? nullptr : &names_[id];
 }
 
+void account_registry::set_suspended(uint32_t id, bool suspended) {
+    if (id == 0 || id > capacity_) return;
+    std::atomic_ref<uint32_t>(records_[id].suspended).store(suspended ? 1 : 0, std::memory_order_relaxed);
+}
+
+bool account_registry::suspended(uint32_t id) const {
+    if (id == 0 || id > capacity_) return false;
+    return std::atomic_ref<uint32_t>(records_[id].suspended).load(std::memory_order_relaxed) != 0;
+}
+
+std::vector<uint32_t> account_registry::suspended_ids() const {
+    std::vector<uint32_t> out;
+    for (uint32_t id = 1; id < names_.size(); ++id)
+        if (suspended(id)) out.push_back(id);
+    return out;
+}
+
 void account_registry::apply_groups(const policy& pol) {
     std::vector<uint32_t> masks(names_.size(), 0);
     for (size_t g = 0; g < pol.account_groups.size(); ++g)

@@ -30,6 +30,12 @@ public:
     uint32_t capacity() const { return capacity_; }
     account_record* records() { return records_; }
 
+    // 利用停止: every SMTP connection from a suspended account is refused.
+    // Takes effect at the workers' next connection or segment of that account.
+    void set_suspended(uint32_t id, bool suspended);
+    bool suspended(uint32_t id) const;
+    std::vector<uint32_t> suspended_ids() const;
+
     // Sets every account's group bits from the policy's account_groups.
     void apply_groups(const policy& pol);
 

@@ -89,6 +89,7 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         {"tempfails_sent", mail(&mc::tempfails_sent)},
         {"resets_sent", mail(&mc::resets_sent)},
         {"syns_dropped", mail(&mc::syns_dropped)},
+        {"suspended_refused", mail(&mc::suspended_refused)},
     };
     json limit_hits = json::array();
     for (unsigned i = 0; i < max_limits; ++i)

@@ -24,6 +24,20 @@ std::string address(uint8_t version, const uint8_t* bytes) {
 
 std::string event_to_json(const event_record& e, const event_names& names) {
     const bool v4 = e.ip_version == 4;
+    if (e.type == event_type::account_suspended) {
+        const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;
+        return nlohmann::json{{"time_ns", e.time_ns},
+                              {"type", "account_suspended"},
+                              {"action", "reset"},
+                              {"subscriber", address(v4 ? 4 : 6, e.src)},
+                              {"server", address(v4 ? 4 : 6, e.dst)},
+                              {"subscriber_port", e.src_port},
+                              {"server_port", e.dst_port},
+                              {"account", account ? nlohmann::json(*account) : nlohmann::json(e.account)},
+                              {"generation", e.generation},
+                              {"worker", e.worker}}
+            .dump();
+    }
     if (e.type == event_type::limit_exceeded) {
         const limit_rule* rule = names.pol && e.reason < names.pol->limits.size() ? &names.pol->limits[e.reason] : nullptr;
         const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;

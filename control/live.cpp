@@ -6,6 +6,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -13,6 +14,8 @@
 #include <rte_mempool.h>
 #include <thread>
 
+#include "api_server.h"
+#include "control_api.h"
 #include "counters_report.h"
 #include "eal_session.h"
 #include "gateway.h"
@@ -143,6 +146,37 @@ int run_live(const live_options& opt) {
         metrics->update(snapshot());
     }
 
+    std::string policy_text;
+    {
+        std::ifstream in(opt.policy_path);
+        std::ostringstream t;
+        t << in.rdbuf();
+        policy_text = t.str();
+    }
+    std::unique_ptr<api_server> api;
+    control_context cc;
+    cc.gw = &gw;
+    cc.identity = &identity;
+    cc.policy_path = opt.policy_path;
+    cc.events_path = opt.events_path;
+    cc.port_names[0] = port_name(port[0]);
+    cc.port_names[1] = port_name(port[1]);
+    cc.workers = opt.workers;
+    cc.started = std::chrono::steady_clock::now();
+    if (metrics) cc.observe_apply = [&](double s) { metrics->observe_apply(s); };
+    if (!opt.api_socket.empty() || !opt.api_tcp.empty()) {
+        api_config ac;
+        ac.unix_path = opt.api_socket;
+        ac.unix_group = opt.api_group;
+        ac.tcp_listen = opt.api_tcp;
+        ac.tls_cert_file = opt.api_cert;
+        ac.tls_key_file = opt.api_key;
+        ac.token_file = opt.api_token_file;
+        api = std::make_unique<api_server>(ac);
+        cc.server = api.get();
+    }
+    control_api control(cc, policy_text);
+
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGTERM, on_stop_signal);
     std::signal(SIGHUP, on_reload_signal);
@@ -174,12 +208,14 @@ int run_live(const live_options& opt) {
     while (!stop_requested.load()) {
         gw.drain_events();
         identity.poll();
+        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
         if (reload_requested.exchange(false)) {
             try {
-                const auto t0 = std::chrono::steady_clock::now();
-                const uint64_t g = gw.apply(load_policy_file(opt.policy_path));
-                if (metrics)
-                    metrics->observe_apply(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                std::ifstream in(opt.policy_path);
+                if (!in) throw std::runtime_error("cannot read " + opt.policy_path);
+                std::ostringstream t;
+                t << in.rdbuf();
+                const uint64_t g = control.apply_text(t.str(), opt.policy_path, false).generation;
                 std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
                           << std::endl;
             } catch (const std::exception& e) {

@@ -16,6 +16,10 @@ struct live_options {
     std::string events_path = "-";
     std::string summary_path;              // counters as JSON at exit
     std::string metrics_address;           // Prometheus exposer, e.g. 127.0.0.1:9108; empty: none
+    std::string api_socket;                // control API Unix socket; empty: none
+    std::string api_group;                 // group owning the socket (mode 0660)
+    std::string api_tcp;                   // control API over TLS, ADDRESS:PORT; empty: none
+    std::string api_cert, api_key, api_token_file;
     std::vector<std::string> eal_args;     // replaces the default EAL arguments
 };
 

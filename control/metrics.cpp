@@ -139,6 +139,7 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
         {"message", &mc::messages},               {"recipient", &mc::recipients},
         {"rejected_recipient", &mc::rejected_recipients}, {"tempfail_sent", &mc::tempfails_sent},
         {"reset_sent", &mc::resets_sent},         {"syn_dropped", &mc::syns_dropped},
+        {"suspended_refused", &mc::suspended_refused},
     };
     for (const auto& [kind, c] : smtp_kinds) add(smtp, {{"kind", kind}}, mail(c));
     out.push_back(std::move(smtp));

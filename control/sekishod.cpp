@@ -34,6 +34,9 @@ constexpr const char* usage_text = R"(usage:
   --events FILE        JSON-lines event log (default: standard output)
   --summary FILE       write the counters as JSON at exit
   --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics
+  --api-socket PATH    serve the control API (docs/api.md) on a Unix socket, mode 0660
+  --api-group GROUP    group owning the API socket
+  --api-tcp ADDR:PORT  also serve the API over TLS; needs --api-cert, --api-key, --api-token-file
   -- EAL-ARGS          DPDK EAL arguments, replacing Sekisho's defaults
 
 exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy, 3 whois found nothing
@@ -112,6 +115,18 @@ int main(int argc, char** argv) {
                 live.summary_path = value();
             } else if (a == "--metrics") {
                 live.metrics_address = value();
+            } else if (a == "--api-socket") {
+                live.api_socket = value();
+            } else if (a == "--api-group") {
+                live.api_group = value();
+            } else if (a == "--api-tcp") {
+                live.api_tcp = value();
+            } else if (a == "--api-cert") {
+                live.api_cert = value();
+            } else if (a == "--api-key") {
+                live.api_key = value();
+            } else if (a == "--api-token-file") {
+                live.api_token_file = value();
             } else {
                 throw usage_error("unknown argument '" + a + "'");
             }

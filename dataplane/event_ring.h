@@ -10,7 +10,7 @@ struct rte_ring;
 
 namespace sekisho {
 
-enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3 };
+enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3, account_suspended = 4 };
 
 struct event_record {
     uint64_t time_ns;        // packet clock (capture time in replay)

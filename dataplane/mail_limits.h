@@ -55,7 +55,7 @@ struct compiled_limit {
 // Shared, one per account id (0 = unbound, never used).
 struct alignas(64) account_record {
     uint32_t groups = 0;      // bit per account group (control plane writes)
-    uint32_t suspended = 0;   // reserved for account suspension (control API)
+    uint32_t suspended = 0;   // 利用停止: nonzero refuses every SMTP connection (control API)
     limit_cell cells[max_account_limit_slots];
 };
 

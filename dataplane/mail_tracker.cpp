@@ -167,20 +167,27 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
         } else {
             limit_cell* cell = cell_for(l, ctx);
             if (cell == nullptr) continue;  // state table full: fail open, counted
-            if (in_cooldown(*cell, ctx.now_ns)) {
+            const bool cooling = in_cooldown(*cell, ctx.now_ns);
+            if (cooling) {
                 exceeded = true;
             } else if (m == limit_measure::connections) {
                 exceeded = !gcra_take(*cell, ctx.now_ns, l.gcra_interval_ns, l.gcra_tolerance_ns);
+            } else if (l.action == limit_action::monitor) {
+                // Nothing is refused: keep counting past max so events carry the real count.
+                count = window_add(*cell, ctx.now_ns, l.window_ns, UINT32_MAX).count;
+                exceeded = count > l.max;
             } else {
                 const window_result w = window_add(*cell, ctx.now_ns, l.window_ns, l.max);
                 count = w.booked ? w.count : w.count + 1;
                 exceeded = !w.booked;
             }
-            if (exceeded && l.cooldown_ns) start_cooldown(*cell, ctx.now_ns + l.cooldown_ns);
+            // A refusal inside the cooldown does not extend it: a client retrying
+            // more often than the cooldown must still get through after it.
+            if (exceeded && !cooling && l.cooldown_ns) start_cooldown(*cell, ctx.now_ns + l.cooldown_ns);
         }
         if (!exceeded) continue;
         counters_.mail.limit_hits[i].add();
-        emit(policy, i, ctx, count);
+        emit(policy, event_type::limit_exceeded, i, ctx, count);
         if (l.action != limit_action::monitor && (!acted || severity(l.action) > severity(result))) {
             result = l.action;
             acted = true;
@@ -189,17 +196,19 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
     return result;
 }
 
-void mail_tracker::emit(const compiled_policy& policy, unsigned limit, const context& ctx, uint32_t count) {
+void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx,
+                        uint32_t count) {
     if (events_ == nullptr) return;
     const parsed_packet& p = ctx.p;
     event_record e{};
     e.time_ns = ctx.now_ns;
     e.generation = policy.generation();
-    e.type = event_type::limit_exceeded;
+    e.type = type;
     e.reason = static_cast<uint8_t>(limit);
     e.ip_version = p.ip_version;
     e.ingress = static_cast<uint8_t>(ctx.in);
-    e.action = static_cast<uint8_t>(policy.limit(limit).action);
+    e.action = static_cast<uint8_t>(type == event_type::limit_exceeded ? policy.limit(limit).action
+                                                                        : limit_action::reset);
     e.worker = static_cast<uint8_t>(worker_id_);
     e.tcp_flags = p.tcp_flags;
     // Always subscriber first: src = subscriber, dst = server.
@@ -353,6 +362,8 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
                 counters_.mail.flow_table_full.add();
             else
                 counters_.mail.flows_created.add();
+        } else if (!f->terminated && f->have_client && p.tcp_seq + 1 == f->client_next) {
+            return true;  // a retransmitted SYN: the same connection, counted once
         } else {
             *f = mail_flow{};  // a new connection on a recycled 4-tuple
         }
@@ -374,8 +385,27 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         ctx.cls = f->cls;
     }
     ctx.flow = f;
-    if (ctx.account != 0 && ctx.account < state_.max_accounts)
-        ctx.groups = std::atomic_ref<uint32_t>(state_.accounts[ctx.account].groups).load(std::memory_order_relaxed);
+    if (ctx.account != 0 && ctx.account < state_.max_accounts) {
+        account_record& acct = state_.accounts[ctx.account];
+        ctx.groups = std::atomic_ref<uint32_t>(acct.groups).load(std::memory_order_relaxed);
+        // 利用停止: a suspended account's connections are refused with a reset,
+        // new ones at the SYN, established ones at their next client segment.
+        if (from_client && std::atomic_ref<uint32_t>(acct.suspended).load(std::memory_order_relaxed) &&
+            !(f && f->terminated) && !(flags & tcp_flag::rst)) {
+            counters_.mail.suspended_refused.add();
+            emit(policy, event_type::account_suspended, 0, ctx, 0);
+            if (syn_only) {
+                inject(p, true, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, nullptr, out.reply, out.n_reply);
+                if (f) {
+                    flows_.erase(key);
+                    counters_.mail.flows_ended.add();
+                }
+            } else {
+                act(policy, limit_action::reset, ctx, out);
+            }
+            return false;
+        }
+    }
 
     if (from_client && syn_only) {
         if (!policy.has_limits()) return true;

@@ -103,7 +103,7 @@ private:
 
     limit_action check(const compiled_policy& policy, limit_measure m, context& ctx);
     limit_cell* cell_for(const compiled_limit& l, context& ctx);
-    void emit(const compiled_policy& policy, unsigned limit, const context& ctx, uint32_t count);
+    void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count);
     bool act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out);
     void inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
                 const char* text, rte_mbuf** list, uint16_t& n);

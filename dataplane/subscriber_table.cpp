@@ -66,6 +66,10 @@ bool subscriber_table::unbind(const subscriber_key& key) { return rte_hash_del_k
 
 uint32_t subscriber_table::size() const { return static_cast<uint32_t>(rte_hash_count(hash_)); }
 
+bool subscriber_table::iterate(const void** key, void** data, uint32_t* next) const {
+    return rte_hash_iterate(hash_, key, data, next) >= 0;
+}
+
 uint32_t subscriber_table::lookup(const subscriber_key& key) const {
     void* data = nullptr;
     if (rte_hash_lookup_data(hash_, &key, &data) < 0) return 0;

@@ -47,10 +47,21 @@ public:
     uint32_t size() const;
     uint32_t capacity() const { return capacity_; }
 
+    // Control thread: calls f(key, account_id) for each binding (at most `max`).
+    template <typename F>
+    void for_each(F f, uint32_t max = UINT32_MAX) const {
+        uint32_t next = 0, n = 0;
+        const void* key;
+        void* data;
+        while (n++ < max && iterate(&key, &data, &next))
+            f(*static_cast<const subscriber_key*>(key), static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data)));
+    }
+
     // Workers: 0 when unbound.
     uint32_t lookup(const subscriber_key& key) const;
 
 private:
+    bool iterate(const void** key, void** data, uint32_t* next) const;
     rte_hash* hash_;
     uint32_t capacity_;
 };

@@ -59,6 +59,7 @@ struct alignas(64) worker_counters {
         counter tls;                        // STARTTLS or implicit TLS: opaque
         counter commands, messages, recipients, rejected_recipients;
         counter tempfails_sent, resets_sent, syns_dropped;
+        counter suspended_refused;          // connections of suspended accounts refused
         std::array<counter, max_limits> limit_hits;
     } mail;
     counter busy_polls, idle_polls;

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   meson ninja-build pkg-config g++ clang llvm
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libxdp-dev xdp-tools bpftool
-  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-cpp-dev nlohmann-json3-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-cpp-dev nlohmann-json3-dev libmicrohttpd-dev libcurl4-openssl-dev
   libsqlite3-dev libssl-dev
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
   prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl

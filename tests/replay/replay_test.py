@@ -295,56 +295,111 @@ limits:
 """
 
 
-def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000):
-    """One complete SMTP session (greeting to 221 and FIN), with correct
-    sequence numbers, as (timestamp, frame) pairs."""
-    cmac, smac = "00:00:5e:00:53:01", "00:00:5e:00:53:02"
+CMAC, SMAC = "00:00:5e:00:53:01", "00:00:5e:00:53:02"   # subscriber side, server side
+
+
+def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000, *, port=587, messages=1,
+                 rcpts=1, rcpt_replies=(), body=(b"Subject: hello\r\n\r\nbody\r\n.\r\n",), starttls=False,
+                 gap=None, stop_after=None):
+    """One complete SMTP session (SYN, greeting ... 221 and FIN), with correct
+    sequence numbers, as a list of frames carrying their capture time (.time).
+    IPv6 when `client` is an IPv6 address.
+
+    port: the server port (465: implicit TLS, the same bytes as if they were
+      inside TLS: Sekisho must not parse them).
+    messages, rcpts: messages in the session, RCPT TO per message.
+    rcpt_replies: the server's reply to each RCPT of a message (default 250);
+      a message without an accepted recipient is abandoned with RSET.
+    body: the message content, one client segment per item.
+    starttls: EHLO advertises STARTTLS, the client sends it, the server
+      answers 220; the rest of the dialogue goes on as if inside TLS.
+    gap: the first client segment whose payload starts with these bytes is
+      left out of the capture; its sequence space is still used (a lost segment).
+    stop_after: the session ends after the first frame whose payload starts
+      with these bytes (what a limit's action replaces is not generated).
+    """
+    ip = IPv6 if ":" in client else IP
     c_seq, s_seq = isn, server_isn
     out = []
     t = t0
+    done = False
+    gap_left = gap
+
+    def emit(frame, data):
+        nonlocal done
+        if done:
+            return
+        frame.time = t
+        out.append(frame)
+        if stop_after is not None and data.startswith(stop_after):
+            done = True
 
     def c(flags, data=b""):
-        nonlocal c_seq, t
+        nonlocal c_seq, t, gap_left
         t += 0.001
-        out.append(Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
-                   TCP(sport=client_port, dport=587, flags=flags, seq=c_seq, ack=s_seq) / Raw(data) if data else
-                   Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
-                   TCP(sport=client_port, dport=587, flags=flags, seq=c_seq, ack=s_seq))
-        out[-1].time = t
+        pkt = Ether(src=CMAC, dst=SMAC) / ip(src=client, dst=server) / \
+            TCP(sport=client_port, dport=port, flags=flags, seq=c_seq, ack=s_seq if "A" in flags else 0)
+        if gap_left is not None and data.startswith(gap_left):
+            gap_left = None  # lost: never seen by the gateway
+        else:
+            emit(pkt / Raw(data) if data else pkt, data)
         c_seq += len(data) + (1 if "S" in flags or "F" in flags else 0)
 
     def s(flags, data=b""):
         nonlocal s_seq, t
         t += 0.001
-        pkt = Ether(src=smac, dst=cmac) / IP(src=server, dst=client) / \
-            TCP(sport=587, dport=client_port, flags=flags, seq=s_seq, ack=c_seq)
-        out.append(pkt / Raw(data) if data else pkt)
-        out[-1].time = t
+        pkt = Ether(src=SMAC, dst=CMAC) / ip(src=server, dst=client) / \
+            TCP(sport=port, dport=client_port, flags=flags, seq=s_seq, ack=c_seq)
+        emit(pkt / Raw(data) if data else pkt, data)
         s_seq += len(data) + (1 if "S" in flags or "F" in flags else 0)
 
-    out.append(Ether(src=cmac, dst=smac) / IP(src=client, dst=server) /
-               TCP(sport=client_port, dport=587, flags="S", seq=c_seq))
-    out[-1].time = t
-    c_seq += 1
+    t -= 0.001  # the SYN is at t0
+    c("S")
     s("SA")
     c("A")
     s("PA", b"220 mx.example.net ESMTP\r\n")
     c("PA", b"EHLO client.example.jp\r\n")
-    s("PA", b"250-mx.example.net\r\n250 PIPELINING\r\n")
-    c("PA", b"MAIL FROM:<a@example.jp>\r\n")
-    s("PA", b"250 2.1.0 Ok\r\n")
-    c("PA", b"RCPT TO:<b@example.net>\r\n")
-    s("PA", b"250 2.1.5 Ok\r\n")
-    c("PA", b"DATA\r\n")
-    s("PA", b"354 End data with <CR><LF>.<CR><LF>\r\n")
-    c("PA", b"Subject: hello\r\n\r\nbody\r\n.\r\n")
-    s("PA", b"250 2.0.0 Ok: queued\r\n")
+    s("PA", b"250-mx.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n" if starttls
+      else b"250-mx.example.net\r\n250 PIPELINING\r\n")
+    if starttls:
+        c("PA", b"STARTTLS\r\n")
+        s("PA", b"220 2.0.0 Ready to start TLS\r\n")
+    for m in range(messages):
+        c("PA", b"MAIL FROM:<a@example.jp>\r\n")
+        s("PA", b"250 2.1.0 Ok\r\n")
+        accepted = 0
+        for r in range(rcpts):
+            c("PA", b"RCPT TO:<r%d@example.net>\r\n" % (r + 1))
+            reply = rcpt_replies[r] if r < len(rcpt_replies) else b"250 2.1.5 Ok\r\n"
+            s("PA", reply)
+            accepted += reply.startswith(b"2")
+        if accepted:
+            c("PA", b"DATA\r\n")
+            s("PA", b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            for segment in body:
+                c("PA", segment)
+            s("PA", b"250 2.0.0 Ok: queued\r\n")
+        else:
+            c("PA", b"RSET\r\n")
+            s("PA", b"250 2.0.0 Ok\r\n")
     c("PA", b"QUIT\r\n")
     s("PA", b"221 2.0.0 Bye\r\n")
     c("FA")
     s("FA")
     c("A")
     return out
+
+
+def follow(frame, flags, seq, ack, data=b"", t=None):
+    """A frame from the sender of `frame`, in the same connection, at t
+    (default: 1 ms after `frame`)."""
+    ip = IP if IP in frame else IPv6
+    pkt = Ether(src=frame[Ether].src, dst=frame[Ether].dst) / ip(src=frame[ip].src, dst=frame[ip].dst) / \
+        TCP(sport=frame[TCP].sport, dport=frame[TCP].dport, flags=flags, seq=seq, ack=ack)
+    if data:
+        pkt = pkt / Raw(data)
+    pkt.time = frame.time + 0.001 if t is None else t
+    return pkt
 
 
 class LimitsReplay(unittest.TestCase):
@@ -404,6 +459,519 @@ class LimitsReplay(unittest.TestCase):
         two = self.run_case(2)[0]
         for key in ("frames_in", "forwarded", "limited", "smtp", "limit_hits_by_index"):
             self.assertEqual(one[key], two[key], key)
+
+
+# --- Limit actions, frame by frame -------------------------------------------
+
+BASE = 1795399200.0  # an hour boundary, so a multiple of every window used below
+MX4, MX6 = "203.0.113.25", "2001:db8:25::25"
+TEMPFAIL = b"421 4.7.0 Too much mail from your connection, try again later\r\n"
+REJECT = b"550 5.1.1 <r%d@example.net>: Recipient address rejected\r\n"
+
+
+def limits_policy(limits, bindings=(), groups=None):
+    """The lab's subscriber ranges with these limits (dicts), static bindings
+    ((prefix, account) pairs) and account groups. JSON is YAML."""
+    lines = ["version: 1", "ports:", "  smtp: [25]", "  submission: [587, 465]", "subscribers:",
+             '  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]',
+             '  static: [198.51.100.128/28, "2001:db8:1ff::/48"]', "  ipv6_prefix_length: 56"]
+    if bindings:
+        lines.append("  bindings:")
+        lines += ["    - " + json.dumps({"prefix": p, "account": a}) for p, a in bindings]
+    lines.append("relays: [203.0.113.10/32]")
+    if groups:
+        lines.append("account_groups:")
+        lines += [f"  {g}: {json.dumps(m)}" for g, m in groups.items()]
+    lines.append("limits:")
+    lines += ["  - " + json.dumps(l) for l in limits]
+    return "\n".join(lines) + "\n"
+
+
+class Scenario:
+    """A capture and the limits it exercises. `bind`: the subscriber prefixes
+    the mixed run binds to accounts of a group of its own, so that in a capture
+    mixing every scenario each limit governs only its own scenario's traffic."""
+
+    def __init__(self, name, limits, frames, bind=(), bindings=(), groups=None, **marks):
+        self.name, self.limits, self.frames = name, limits, frames
+        self.bind, self.bindings, self.groups = list(bind), list(bindings), dict(groups or {})
+        self.marks = marks
+
+    def policy(self):
+        return limits_policy(self.limits, self.bindings, self.groups)
+
+
+def first(frames, prefix, sport=None):
+    """The first frame whose payload starts with prefix (from port sport)."""
+    return next(f for f in frames if Raw in f and f[Raw].load.startswith(prefix)
+                and (sport is None or f[TCP].sport == sport))
+
+
+def scenario_conn_drop():
+    c = "198.51.100.11"
+    frames, dropped = [], []
+    # 5 connections within 0.5 s (3 allowed: the burst), then 4 more 11 s
+    # later, when the bucket has refilled: 3 pass again.
+    for phase, (t, n) in enumerate(((BASE + 100, 5), (BASE + 111, 4))):
+        for i in range(n):
+            s = smtp_session(c, 40100 + 10 * phase + i, MX4, t + 0.1 * i)
+            if i >= 3:  # the client's SYN is dropped: no answer, nothing else
+                s = s[:1]
+                dropped.append(s[0])
+            frames += s
+    return Scenario("conn_drop", [{"name": "conn-drop", "measure": "connections", "max": 3, "window": "10s",
+                                   "burst": 3, "action": "drop-syn"}], frames, bind=[c], dropped=dropped)
+
+
+def scenario_conn_reset():
+    c = "198.51.100.12"
+    ok = smtp_session(c, 40200, MX4, BASE + 200)
+    syn = smtp_session(c, 40201, MX4, BASE + 200.5)[0]
+    return Scenario("conn_reset", [{"name": "conn-reset", "measure": "connections", "max": 1, "window": "10s",
+                                    "action": "reset"}], ok + [syn], bind=[c], syn=syn)
+
+
+def scenario_conn_tempfail():
+    c = "198.51.100.13"
+    ok = smtp_session(c, 40300, MX4, BASE + 300)
+    refused = smtp_session(c, 40301, MX4, BASE + 300.5, stop_after=b"220 ")
+    syn, greeting = refused[0], refused[-1]
+    # The client got the 421 and a FIN: it acknowledges both and closes.
+    fin = follow(refused[2], "FA", seq=refused[2][TCP].seq, ack=greeting[TCP].seq + len(TEMPFAIL) + 1,
+                 t=greeting.time + 0.001)
+    return Scenario("conn_tempfail", [{"name": "conn-tempfail", "measure": "connections", "max": 1,
+                                       "window": "10s", "action": "tempfail"}],
+                    ok + refused + [fin], bind=[c], greeting=greeting, fin=fin)
+
+
+def scenario_rcpt_per_message():
+    c = "198.51.100.14"
+    ok = smtp_session(c, 40400, MX4, BASE + 400, messages=2, rcpts=2)   # 2 per message: fine
+    refused = smtp_session(c, 40401, MX4, BASE + 401, rcpts=3, stop_after=b"RCPT TO:<r3@")
+    return Scenario("rcpt_per_message", [{"name": "rcpt-per-msg", "measure": "recipients_per_message", "max": 2}],
+                    ok + refused, bind=[c], rcpt=refused[-1])
+
+
+def scenario_rejected():
+    c = "198.51.100.15"
+    s = smtp_session(c, 40500, MX4, BASE + 500, rcpts=2, rcpt_replies=[REJECT % 1, REJECT % 2],
+                     stop_after=(REJECT % 2)[:14])
+    return Scenario("rejected", [{"name": "rejected", "measure": "rejected_recipients", "max": 1, "window": "1h"}],
+                    s, bind=[c], first_550=first(s, (REJECT % 1)[:14]), reply=s[-1])
+
+
+def scenario_rcpt_reset():
+    c = "198.51.100.16"
+    ok = smtp_session(c, 40600, MX4, BASE + 600, rcpts=2)
+    refused = smtp_session(c, 40601, MX4, BASE + 601, stop_after=b"RCPT TO:")   # the window's third
+    return Scenario("rcpt_reset", [{"name": "rcpt-reset", "measure": "recipients", "scope": "address", "max": 2,
+                                    "window": "1h", "action": "reset"}], ok + refused, bind=[c], rcpt=refused[-1])
+
+
+def scenario_monitor():
+    c = "198.51.100.17"
+    frames = [f for i in range(3) for f in smtp_session(c, 40700 + i, MX4, BASE + 700 + i)]
+    return Scenario("monitor", [{"name": "msgs-monitor", "measure": "messages", "max": 1, "window": "1h",
+                                 "action": "monitor"}], frames, bind=[c])
+
+
+def scenario_cooldown():
+    c, hour = "198.51.100.18", BASE + 3600
+    a = smtp_session(c, 40800, MX4, hour - 120)
+    b = smtp_session(c, 40801, MX4, hour - 60, stop_after=b"MAIL")  # the hit: cooldown until hour + 540
+    d = smtp_session(c, 40802, MX4, hour + 60, stop_after=b"MAIL")  # new window, still cooling down
+    e = smtp_session(c, 40803, MX4, hour + 720)                      # 10 min after either refusal
+    f = smtp_session(c, 40804, MX4, hour + 780, stop_after=b"MAIL")  # the window's second
+    return Scenario("cooldown", [{"name": "msgs-cooldown", "measure": "messages", "scope": "account", "max": 1,
+                                  "window": "1h", "cooldown": "10m"}], a + b + d + e + f, bind=[c],
+                    refused=[b[-1], d[-1], f[-1]], passed=[first(a, b"MAIL"), first(e, b"MAIL")])
+
+
+def scenario_ipv6_prefix():
+    a1, a2, other = "2001:db8:100:1::7", "2001:db8:100:2::8", "2001:db8:100:100::9"   # a1, a2: one /56
+    s1 = smtp_session(a1, 40900, MX6, BASE + 900)
+    s2 = smtp_session(a2, 40901, MX6, BASE + 901)
+    s3 = smtp_session(a1, 40902, MX6, BASE + 902, stop_after=b"MAIL")
+    s4 = smtp_session(other, 40903, MX6, BASE + 903)
+    return Scenario("ipv6_prefix", [{"name": "msgs-prefix", "measure": "messages", "scope": "prefix", "max": 2,
+                                     "window": "1h"}], s1 + s2 + s3 + s4,
+                    bind=["2001:db8:100::/56", "2001:db8:100:100::/56"], mail=s3[-1], a1=a1, other=other)
+
+
+def scenario_groups():
+    bob, carol = "198.51.100.131", "198.51.100.132"   # static customers, port 25
+    frames = []
+    for i in range(4):   # the bulk group's own limit: 3 per hour
+        frames += smtp_session(bob, 41000 + i, MX4, BASE + 1000 + i, port=25,
+                               stop_after=b"MAIL" if i == 3 else None)
+    for i in range(2):   # the class limit: 1 per hour
+        frames += smtp_session(carol, 41010 + i, MX4, BASE + 1010 + i, port=25,
+                               stop_after=b"MAIL" if i == 1 else None)
+    return Scenario("groups", [
+        {"name": "msgs-static", "applies_to": "static", "scope": "account", "measure": "messages", "max": 1,
+         "window": "1h"},
+        {"name": "msgs-bulk", "applies_to": "group:bulk", "scope": "account", "measure": "messages", "max": 3,
+         "window": "1h"}], frames,
+        bindings=[(bob, "bob@example.jp"), (carol, "carol@example.jp")], groups={"bulk": ["bob@example.jp"]},
+        bob=bob, carol=carol)
+
+
+def scenario_uninspectable():
+    gap, tls, implicit = "198.51.100.19", "198.51.100.20", "198.51.100.21"
+    frames = smtp_session(gap, 41100, MX4, BASE + 1100, messages=2, gap=b"Subject:",
+                          body=(b"Subject: hello\r\n\r\n", b"body\r\n.\r\n"))
+    frames += smtp_session(tls, 41101, MX4, BASE + 1101, messages=2, starttls=True)
+    frames += smtp_session(implicit, 41102, MX4, BASE + 1102, messages=2, port=465)
+    # A limit that two counted messages of one subscriber would trip.
+    return Scenario("uninspectable", [{"name": "msgs-seen", "measure": "messages", "scope": "account", "max": 1,
+                                       "window": "1h", "action": "monitor"}], frames, bind=[gap, tls, implicit])
+
+
+SCENARIOS = [scenario_conn_drop, scenario_conn_reset, scenario_conn_tempfail, scenario_rcpt_per_message,
+             scenario_rejected, scenario_rcpt_reset, scenario_monitor, scenario_cooldown, scenario_ipv6_prefix,
+             scenario_groups, scenario_uninspectable]
+
+
+def mixed_scenario(scenarios):
+    """Every scenario in one capture (frames interleaved by time) under one
+    policy: each scenario's subscribers bound to accounts of its own group,
+    each limit applying to that group only (unless it says otherwise)."""
+    limits, bindings, groups, frames = [], [], {}, []
+    for sc in scenarios:
+        bindings += sc.bindings
+        groups.update(sc.groups)
+        if sc.bind:
+            members = [f"{sc.name}-{i}@example.jp" for i in range(len(sc.bind))]
+            bindings += list(zip(sc.bind, members))
+            groups[sc.name] = members
+        limits += [l if "applies_to" in l else dict(l, applies_to="group:" + sc.name) for l in sc.limits]
+        frames += sc.frames
+    frames.sort(key=lambda f: float(f.time))
+    return Scenario("mixed", limits, frames, bindings=bindings, groups=groups)
+
+
+class Run:
+    """One replay: summary, limit events, output frames (bytes)."""
+
+    def __init__(self, frames, policy_text, workers):
+        self.frames = frames
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = os.path.join(tmp, "policy.yaml")
+            with open(policy, "w") as f:
+                f.write(policy_text)
+            cap = os.path.join(tmp, "in.pcap")
+            wrpcap(cap, frames)
+            out = os.path.join(tmp, "out")
+            run_replay(cap, policy, out, workers)
+            with open(os.path.join(out, "summary.json")) as f:
+                self.summary = json.load(f)
+            with open(os.path.join(out, "events.jsonl")) as f:
+                self.events = [json.loads(l) for l in f]
+            self.to_access = frames_of(os.path.join(out, "to-access.pcap"))
+            self.to_core = frames_of(os.path.join(out, "to-core.pcap"))
+        self.hits = [e for e in self.events if e["type"] == "limit_exceeded"]
+        self.smtp = self.summary["smtp"]
+
+
+_runs = {}
+
+
+def replay_scenario(sc, workers=1):
+    key = (sc.name, workers)
+    if key not in _runs:
+        _runs[key] = Run(sc.frames, sc.policy(), workers)
+    return _runs[key]
+
+
+_scenarios = {}
+
+
+def scenario(make):
+    if make not in _scenarios:
+        _scenarios[make] = make()
+    return _scenarios[make]
+
+
+def payload_of(pkt):
+    tcp = pkt[TCP]
+    l4 = pkt[IP].len - pkt[IP].ihl * 4 if IP in pkt else pkt[IPv6].plen
+    return bytes(tcp)[tcp.dataofs * 4:l4]
+
+
+class LimitActionsReplay(unittest.TestCase):
+    """Each limit action on generated SMTP sessions, checked in summary.json,
+    events.jsonl and both output captures frame by frame."""
+
+    maxDiff = None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def run_scenario(self, make, workers=1):
+        sc = scenario(make)
+        r = replay_scenario(sc, workers)
+        s = r.summary
+        self.assertEqual(s["frames_in"], len(sc.frames))
+        self.assertEqual(s["blocked"] + s["malformed_dropped"], 0)
+        self.assertEqual(s["forwarded"] + s["limited"], s["frames_in"], "every frame forwarded or limited")
+        return sc, r
+
+    def assert_hits(self, r, expected, limits):
+        """expected: (limit, action, subscriber, account, count or None)."""
+        got = [(e["limit"], e["action"], e["subscriber"], e["account"], e["count"]) for e in r.hits]
+        self.assertEqual(len(got), len(expected), got)
+        for g, w in zip(got, expected):
+            self.assertEqual(g[:4], w[:4])
+            if w[4] is not None:
+                self.assertEqual(g[4], w[4], g)
+        by_index = [sum(1 for e in expected if e[0] == l["name"]) for l in limits]
+        self.assertEqual(r.summary["limit_hits_by_index"][:len(limits)], by_index)
+        self.assertEqual(sum(r.summary["limit_hits_by_index"]), len(expected))
+
+    def assert_wire(self, r, drop=(), to_access=(), to_core=()):
+        """Frame by frame: every captured frame not in `drop` leaves on the
+        other side byte for byte, in capture order, and the only other frames
+        are the injections listed as (trigger frame, expected fields), each
+        right after what was forwarded before its trigger."""
+        dropped = {id(f) for f in drop}
+        index = {id(f): i for i, f in enumerate(r.frames)}
+        inputs = {bytes(f) for f in r.frames}
+        self.assertEqual(r.summary["limited"], len(dropped))
+        for name, actual, from_subscriber, injections in (("to-core", r.to_core, True, to_core),
+                                                          ("to-access", r.to_access, False, to_access)):
+            expect = [bytes(f) for f in r.frames if from_access(f) == from_subscriber and id(f) not in dropped]
+            passed, injected = [], []
+            for b in actual:
+                if b in inputs:
+                    passed.append(b)
+                else:
+                    injected.append((len(passed), Ether(b)))
+            if passed != expect:
+                i = next((k for k, (a, e) in enumerate(zip(passed, expect)) if a != e), min(len(passed), len(expect)))
+                self.fail(f"{name}: forwarded frames differ at {i} of {len(expect)} expected, {len(passed)} sent: "
+                          f"{Ether(passed[i]).summary() if i < len(passed) else '-'} / "
+                          f"{Ether(expect[i]).summary() if i < len(expect) else '-'}")
+            self.assertEqual(len(injected), len(injections),
+                             f"{name}: injected {[p.summary() for _, p in injected]}")
+            for (pos, pkt), (trigger, want) in zip(injected, injections):
+                before = [f for f in r.frames[:index[id(trigger)]]
+                          if from_access(f) == from_subscriber and id(f) not in dropped]
+                self.assertEqual(pos, len(before), f"{name}: {pkt.summary()} out of place")
+                self.check_segment(pkt, trigger, **want)
+
+    def check_segment(self, pkt, trigger, to_client, seq, ack, flags, payload=b""):
+        ip = IP if IP in trigger else IPv6
+        self.assertIn(ip, pkt)
+        if from_access(trigger):
+            client, server = (trigger[ip].src, trigger[TCP].sport), (trigger[ip].dst, trigger[TCP].dport)
+        else:
+            client, server = (trigger[ip].dst, trigger[TCP].dport), (trigger[ip].src, trigger[TCP].sport)
+        src, dst = (server, client) if to_client else (client, server)
+        self.assertEqual(((pkt[ip].src, pkt[TCP].sport), (pkt[ip].dst, pkt[TCP].dport)), (src, dst))
+        self.assertEqual((pkt[Ether].src, pkt[Ether].dst), (SMAC, CMAC) if to_client else (CMAC, SMAC))
+        self.assertEqual(set(str(pkt[TCP].flags)), set(flags), pkt.summary())
+        self.assertEqual((pkt[TCP].seq, pkt[TCP].ack), (seq, ack), pkt.summary())
+        self.assertEqual(payload_of(pkt), payload)
+        fresh = Ether(bytes(pkt))
+        del fresh[TCP].chksum
+        if ip is IP:
+            del fresh[IP].chksum
+            self.assertEqual(Ether(bytes(fresh))[IP].chksum, pkt[IP].chksum, "IPv4 checksum")
+        self.assertEqual(Ether(bytes(fresh))[TCP].chksum, pkt[TCP].chksum, "TCP checksum")
+
+    @staticmethod
+    def tempfail_for_client_segment(seg):
+        """The 421 that answers a refused client segment in the server's name,
+        and the RST that ends the server's side."""
+        n = len(seg[Raw].load)
+        return ((seg, dict(to_client=True, seq=seg[TCP].ack, ack=seg[TCP].seq + n, flags="FPA", payload=TEMPFAIL)),
+                (seg, dict(to_client=False, seq=seg[TCP].seq, ack=0, flags="R")))
+
+    # -- 1-3: connections ------------------------------------------------------
+
+    def test_connections_drop_syn(self):
+        sc, r = self.run_scenario(scenario_conn_drop)
+        dropped = sc.marks["dropped"]
+        self.assertEqual(len(dropped), 3)
+        self.assert_wire(r, drop=dropped)   # no RST: nothing injected anywhere
+        self.assertEqual(r.smtp["syns_dropped"], 3)
+        self.assertEqual((r.smtp["resets_sent"], r.summary["resets_sent"], r.smtp["tempfails_sent"]), (0, 0, 0))
+        self.assertEqual(r.smtp["messages"], 6, "the 3 + 3 connections allowed each send their message")
+        self.assert_hits(r, [("conn-drop", "drop-syn", "198.51.100.11", None, None)] * 3, sc.limits)
+        syns = [f for f in (Ether(b) for b in r.to_core) if f[TCP].flags == "S"]
+        self.assertEqual([f[TCP].sport for f in syns], [40100, 40101, 40102, 40110, 40111, 40112])
+
+    def test_connections_reset(self):
+        sc, r = self.run_scenario(scenario_conn_reset)
+        syn = sc.marks["syn"]
+        self.assert_wire(r, drop=[syn], to_access=[(syn, dict(to_client=True, seq=0, ack=syn[TCP].seq + 1,
+                                                              flags="RA"))])
+        self.assertEqual((r.smtp["resets_sent"], r.smtp["syns_dropped"]), (1, 0))
+        self.assert_hits(r, [("conn-reset", "reset", "198.51.100.12", None, None)], sc.limits)
+
+    def test_connections_tempfail_replaces_greeting(self):
+        sc, r = self.run_scenario(scenario_conn_tempfail)
+        g, fin = sc.marks["greeting"], sc.marks["fin"]
+        # SYN, SYN-ACK and ACK pass; the greeting becomes the 421 at its
+        # sequence number; the server is reset; the client's closing FIN is
+        # answered by an RST (its server side is gone) and goes no further.
+        self.assert_wire(r, drop=[g, fin],
+                         to_access=[(g, dict(to_client=True, seq=g[TCP].seq, ack=g[TCP].ack, flags="FPA",
+                                             payload=TEMPFAIL)),
+                                    (fin, dict(to_client=True, seq=fin[TCP].ack, ack=0, flags="R"))],
+                         to_core=[(g, dict(to_client=False, seq=g[TCP].ack, ack=0, flags="R"))])
+        self.assertEqual(r.smtp["tempfails_sent"], 1)
+        self.assert_hits(r, [("conn-tempfail", "tempfail", "198.51.100.13", None, None)], sc.limits)
+
+    def test_syn_retransmission_is_not_a_new_connection(self):
+        # A retransmission of a tracked connection's SYN (same 4-tuple, same
+        # ISN: a lost SYN-ACK, or a server slower than the client's 1 s RTO) is
+        # the same connection: not charged to the connections limit again.
+        # (It once was, and the subscriber's only connection was refused.)
+        c = "198.51.100.22"
+        s = smtp_session(c, 42000, MX4, BASE + 1201)
+        syn = s[0].copy()
+        syn.time = BASE + 1200   # the original; s[0] is its retransmission 1 s later
+        frames = [syn] + s
+        limits = [{"name": "conn-reset", "measure": "connections", "max": 1, "window": "10s", "action": "reset"}]
+        r = Run(frames, limits_policy(limits), 1)
+        self.assertEqual(r.hits, [])
+        self.assert_wire(r)
+        self.assertEqual(r.smtp["messages"], 1)
+
+    # -- 4-6: recipients -------------------------------------------------------
+
+    def test_recipients_per_message_tempfail(self):
+        sc, r = self.run_scenario(scenario_rcpt_per_message)
+        rcpt = sc.marks["rcpt"]
+        to_client, to_server = self.tempfail_for_client_segment(rcpt)
+        self.assert_wire(r, drop=[rcpt], to_access=[to_client], to_core=[to_server])
+        sent = [p[Raw].load for p in (Ether(b) for b in r.to_core) if Raw in p and p[TCP].sport == 40401]
+        self.assertIn(b"RCPT TO:<r1@example.net>\r\n", sent)
+        self.assertIn(b"RCPT TO:<r2@example.net>\r\n", sent)
+        self.assertEqual((r.smtp["recipients"], r.smtp["tempfails_sent"]), (7, 1))
+        self.assert_hits(r, [("rcpt-per-msg", "tempfail", "198.51.100.14", None, 3)], sc.limits)
+
+    def test_rejected_recipients_replaces_the_550(self):
+        sc, r = self.run_scenario(scenario_rejected)
+        reply = sc.marks["reply"]
+        self.assertIn(bytes(sc.marks["first_550"]), r.to_access)
+        self.assert_wire(r, drop=[reply],
+                         to_access=[(reply, dict(to_client=True, seq=reply[TCP].seq, ack=reply[TCP].ack,
+                                                 flags="FPA", payload=TEMPFAIL))],
+                         to_core=[(reply, dict(to_client=False, seq=reply[TCP].ack, ack=0, flags="R"))])
+        self.assertEqual((r.smtp["rejected_recipients"], r.smtp["tempfails_sent"]), (2, 1))
+        self.assert_hits(r, [("rejected", "tempfail", "198.51.100.15", None, 2)], sc.limits)
+
+    def test_recipients_window_reset_both_ends(self):
+        sc, r = self.run_scenario(scenario_rcpt_reset)
+        rcpt = sc.marks["rcpt"]
+        self.assert_wire(r, drop=[rcpt],
+                         to_access=[(rcpt, dict(to_client=True, seq=rcpt[TCP].ack, ack=0, flags="R"))],
+                         to_core=[(rcpt, dict(to_client=False, seq=rcpt[TCP].seq, ack=0, flags="R"))])
+        self.assertEqual((r.smtp["resets_sent"], r.smtp["tempfails_sent"]), (1, 0))
+        self.assert_hits(r, [("rcpt-reset", "reset", "198.51.100.16", None, 3)], sc.limits)
+
+    # -- 7-8: monitor, cooldown ------------------------------------------------
+
+    def test_monitor_forwards_byte_for_byte(self):
+        sc, r = self.run_scenario(scenario_monitor)
+        self.assert_wire(r)
+        self.assertEqual(r.to_core, [bytes(f) for f in sc.frames if from_access(f)])
+        self.assertEqual(r.to_access, [bytes(f) for f in sc.frames if not from_access(f)])
+        self.assertEqual(r.smtp["messages"], 3)
+        self.assertEqual((r.smtp["tempfails_sent"], r.smtp["resets_sent"], r.summary["limited"]), (0, 0, 0))
+        # One event per message over the limit. Their count is not checked past
+        # the first: a monitored message is not booked in the window (as a
+        # refused one is not), so every hit reports max + 1.
+        self.assert_hits(r, [("msgs-monitor", "monitor", "198.51.100.17", None, 2),
+                             ("msgs-monitor", "monitor", "198.51.100.17", None, None)], sc.limits)
+
+    def test_cooldown_outlasts_the_window(self):
+        sc, r = self.run_scenario(scenario_cooldown)
+        refused = sc.marks["refused"]
+        to_access, to_core = [], []
+        for mail in refused:
+            a, c = self.tempfail_for_client_segment(mail)
+            to_access.append(a)
+            to_core.append(c)
+        self.assert_wire(r, drop=refused, to_access=to_access, to_core=to_core)
+        for mail in sc.marks["passed"]:
+            self.assertIn(bytes(mail), r.to_core)
+        self.assertEqual((r.smtp["messages"], r.smtp["tempfails_sent"]), (5, 3))
+        # The refusal in the new window comes from the cooldown alone: its
+        # window had counted nothing yet.
+        self.assert_hits(r, [("msgs-cooldown", "tempfail", "198.51.100.18", None, 2),
+                             ("msgs-cooldown", "tempfail", "198.51.100.18", None, None),
+                             ("msgs-cooldown", "tempfail", "198.51.100.18", None, 2)], sc.limits)
+        self.assertEqual([e["time_ns"] for e in r.hits], [int(round(float(m.time) * 1e6)) * 1000 for m in refused])
+
+    # -- 9-10: scopes and targets ----------------------------------------------
+
+    def test_ipv6_prefix_scope(self):
+        sc, r = self.run_scenario(scenario_ipv6_prefix)
+        mail = sc.marks["mail"]
+        to_client, to_server = self.tempfail_for_client_segment(mail)
+        self.assert_wire(r, drop=[mail], to_access=[to_client], to_core=[to_server])
+        self.assertEqual(r.smtp["messages"], 4)
+        self.assert_hits(r, [("msgs-prefix", "tempfail", sc.marks["a1"], None, 3)], sc.limits)
+        other = [p for p in (Ether(b) for b in r.to_core) if p[IPv6].src == sc.marks["other"] and Raw in p]
+        self.assertIn(b"MAIL FROM:<a@example.jp>\r\n", [p[Raw].load for p in other])
+
+    def test_group_limit_replaces_class_limit(self):
+        sc, r = self.run_scenario(scenario_groups)
+        bob, carol = sc.marks["bob"], sc.marks["carol"]
+        mails = [f for f in sc.frames if Raw in f and f[Raw].load.startswith(b"MAIL")]
+        refused = [mails[3], mails[5]]
+        to_access, to_core = zip(*(self.tempfail_for_client_segment(m) for m in refused))
+        self.assert_wire(r, drop=refused, to_access=to_access, to_core=to_core)
+        self.assertEqual(r.summary["blocked"], 0, "static: not subject to OP25B on port 25")
+        self.assertEqual(r.smtp["messages"], 6)
+        # bob (group bulk): 3 messages pass although the class limit is 1;
+        # the 4th trips the group's limit. carol: the class limit.
+        self.assert_hits(r, [("msgs-bulk", "tempfail", bob, "bob@example.jp", 4),
+                             ("msgs-static", "tempfail", carol, "carol@example.jp", 2)], sc.limits)
+
+    # -- 11: what cannot be inspected is not counted ---------------------------
+
+    def test_uninspectable_and_tls_not_counted(self):
+        sc, r = self.run_scenario(scenario_uninspectable)
+        self.assert_wire(r)   # fail open: everything forwarded as is
+        self.assertEqual(r.smtp["uninspectable"], 1, "the sequence gap")
+        self.assertEqual(r.smtp["tls"], 2, "STARTTLS and port 465")
+        # gap session: EHLO, MAIL, RCPT, DATA before the gap, nothing after;
+        # STARTTLS session: EHLO, STARTTLS; port 465: nothing.
+        self.assertEqual((r.smtp["commands"], r.smtp["messages"], r.smtp["recipients"]), (6, 1, 1))
+        self.assertEqual(r.hits, [], "the second message of each session was not counted")
+        self.assertEqual(r.smtp["flows_created"], 3)
+
+    # -- 12: workers ------------------------------------------------------------
+
+    def test_mixed_capture_one_and_two_workers(self):
+        scenarios = [scenario(make) for make in SCENARIOS]
+        mixed = mixed_scenario(scenarios)
+        one, two = Run(mixed.frames, mixed.policy(), 1), Run(mixed.frames, mixed.policy(), 2)
+        self.assertEqual(two.summary["workers"], 2)
+        # flows_expired depends on when each worker's sweep runs.
+        smtp = lambda r: {k: v for k, v in r.smtp.items() if k != "flows_expired"}
+        for key in ("frames_in", "forwarded", "limited", "blocked", "resets_sent", "limit_hits_by_index"):
+            self.assertEqual(one.summary[key], two.summary[key], key)
+        self.assertEqual(smtp(one), smtp(two))
+        strip = lambda r: sorted(json.dumps({k: v for k, v in e.items() if k != "worker"}, sort_keys=True)
+                                 for e in r.events)
+        self.assertEqual(strip(one), strip(two))
+        self.assertEqual(sorted(one.to_core), sorted(two.to_core))
+        self.assertEqual(sorted(one.to_access), sorted(two.to_access))
+        # Each limit governed only its own scenario: the mix adds up to the
+        # scenarios replayed alone.
+        alone = [replay_scenario(sc) for sc in scenarios]
+        key = lambda e: (e["limit"], e["action"], e["subscriber"], e["count"])
+        self.assertEqual(sorted(map(key, one.hits)), sorted(key(e) for a in alone for e in a.hits))
+        for k in smtp(one):
+            if k not in ("flows_ended",):
+                self.assertEqual(one.smtp[k], sum(a.smtp[k] for a in alone), k)
+        self.assertEqual(one.summary["limited"], sum(a.summary["limited"] for a in alone))
+        self.assertEqual(sorted(one.to_core), sorted(b for a in alone for b in a.to_core))
+        self.assertEqual(sorted(one.to_access), sorted(b for a in alone for b in a.to_access))
 
 
 class CheckPolicy(unittest.TestCase):

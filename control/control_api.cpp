@@ -1,0 +1,477 @@
+#include "control_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "counters_report.h"
+#include "gateway.h"
+#include "policy_compiler.h"
+#include "subscriber_identity.h"
+#include "whois.h"
+
+namespace sekisho {
+
+namespace {
+
+using nlohmann::json;
+
+api_response ok(const json& j) { return {200, j.dump()}; }
+api_response error(int status, const std::string& message) { return {status, json{{"error", message}}.dump()}; }
+
+std::string arg(const api_request& r, const std::string& key, const std::string& fallback = "") {
+    auto it = r.query.find(key);
+    return it == r.query.end() ? fallback : it->second;
+}
+
+// A JSON body, or why not.
+std::optional<json> body_json(const api_request& r, std::string& why) {
+    try {
+        json j = json::parse(r.body);
+        if (!j.is_object()) {
+            why = "the body must be a JSON object";
+            return std::nullopt;
+        }
+        return j;
+    } catch (const json::parse_error& e) {
+        why = std::string("the body is not JSON: ") + e.what();
+        return std::nullopt;
+    }
+}
+
+std::optional<std::string> string_field(const json& j, const char* field, std::string& why) {
+    if (!j.contains(field) || !j[field].is_string() || j[field].get<std::string>().empty()) {
+        why = std::string("field '") + field + "': a non-empty string is required";
+        return std::nullopt;
+    }
+    return j[field].get<std::string>();
+}
+
+std::optional<uint64_t> unsigned_arg(const api_request& r, const std::string& key, uint64_t fallback, uint64_t max,
+                                     std::string& why) {
+    const std::string v = arg(r, key);
+    if (v.empty()) return fallback;
+    try {
+        size_t used = 0;
+        const unsigned long long n = std::stoull(v, &used);
+        if (used != v.size() || n > max) throw std::out_of_range(v);
+        return n;
+    } catch (const std::exception&) {
+        why = "argument '" + key + "': '" + v + "' is not a number from 0 to " + std::to_string(max);
+        return std::nullopt;
+    }
+}
+
+json prefix_diff(const std::vector<ip_prefix>& before, const std::vector<ip_prefix>& after) {
+    std::set<std::string> a, b;
+    for (const auto& p : before) a.insert(p.to_string());
+    for (const auto& p : after) b.insert(p.to_string());
+    json added = json::array(), removed = json::array();
+    for (const auto& p : b)
+        if (!a.count(p)) added.push_back(p);
+    for (const auto& p : a)
+        if (!b.count(p)) removed.push_back(p);
+    return {{"added", added}, {"removed", removed}};
+}
+
+json policy_diff(const policy& a, const policy& b) {
+    json d = json::object();
+    auto lists = [&](const char* name, const std::vector<ip_prefix>& x, const std::vector<ip_prefix>& y) {
+        json pd = prefix_diff(x, y);
+        if (!pd["added"].empty() || !pd["removed"].empty()) d[name] = pd;
+    };
+    lists("subscribers.dynamic", a.dynamic_ranges, b.dynamic_ranges);
+    lists("subscribers.static", a.static_ranges, b.static_ranges);
+    lists("relays", a.relays, b.relays);
+    if (a.smtp_ports != b.smtp_ports) d["ports.smtp"] = {{"before", a.smtp_ports}, {"after", b.smtp_ports}};
+    if (a.submission_ports != b.submission_ports)
+        d["ports.submission"] = {{"before", a.submission_ports}, {"after", b.submission_ports}};
+    if (a.mode != b.mode) d["op25b.mode"] = {{"before", to_string(a.mode)}, {"after", to_string(b.mode)}};
+    if (a.action != b.action) d["op25b.action"] = {{"before", to_string(a.action)}, {"after", to_string(b.action)}};
+    std::map<std::string, const limit_rule*> la, lb;
+    for (const auto& l : a.limits) la[l.name] = &l;
+    for (const auto& l : b.limits) lb[l.name] = &l;
+    json added = json::array(), removed = json::array(), changed = json::array();
+    for (const auto& [name, l] : lb) {
+        auto it = la.find(name);
+        if (it == la.end()) added.push_back(name);
+        else if (it->second->max != l->max || it->second->window_ns != l->window_ns || it->second->action != l->action ||
+                 it->second->scope != l->scope || it->second->measure != l->measure ||
+                 it->second->applies_to != l->applies_to || it->second->burst != l->burst ||
+                 it->second->cooldown_ns != l->cooldown_ns)
+            changed.push_back(name);
+    }
+    for (const auto& [name, l] : la)
+        if (!lb.count(name)) removed.push_back(name);
+    if (!added.empty() || !removed.empty() || !changed.empty())
+        d["limits"] = {{"added", added}, {"removed", removed}, {"changed", changed}};
+    if (a.bindings.size() != b.bindings.size()) d["subscribers.bindings"] = {{"before", a.bindings.size()}, {"after", b.bindings.size()}};
+    return d;
+}
+
+// The event log (current file, and the last rotated one), as JSON objects,
+// oldest first. Reads at most the last 64 MiB of each file.
+std::vector<json> read_events(const std::string& path) {
+    std::vector<json> out;
+    for (const std::string& p : {path + ".1", path}) {
+        std::ifstream in(p);
+        if (!in) continue;
+        in.seekg(0, std::ios::end);
+        const auto size = static_cast<long long>(in.tellg());
+        const long long start = std::max(0LL, size - (64LL << 20));
+        in.seekg(start);
+        std::string line;
+        if (start > 0) std::getline(in, line);  // a partial first line
+        while (std::getline(in, line)) {
+            if (line.empty()) continue;
+            try {
+                out.push_back(json::parse(line));
+            } catch (const json::parse_error&) {
+                // a line cut by a crash: skip it
+            }
+        }
+    }
+    return out;
+}
+
+std::string subscriber_of(const json& e) {
+    if (e.contains("subscriber") && e["subscriber"].is_string()) return e["subscriber"];
+    if (e.contains("src") && e["src"].is_string()) return e["src"];
+    return "";
+}
+
+int64_t event_seconds(const json& e) {
+    const uint64_t ns = e.value("first_ns", e.value("time_ns", uint64_t{0}));
+    return static_cast<int64_t>(ns / 1'000'000'000ull);
+}
+
+uint64_t event_count(const json& e) { return e.value("count", uint64_t{1}); }
+
+}  // namespace
+
+control_api::control_api(control_context ctx, std::string policy_text)
+    : ctx_(std::move(ctx)), text_(std::move(policy_text)) {}
+
+control_api::applied control_api::apply_text(const std::string& text, const std::string& source, bool dry_run) {
+    const policy next = load_policy_text(text, source);
+    const auto t0 = std::chrono::steady_clock::now();
+    applied a{};
+    a.diff_json = policy_diff(ctx_.gw->active_policy(), next).dump();
+    if (dry_run) {
+        // Compile into a throwaway snapshot: proves the tables can be built.
+        compile_policy(next, (uint64_t{1} << 48) + ++dry_runs_);
+        a.generation = ctx_.gw->generation();
+    } else {
+        a.generation = ctx_.gw->apply(next);
+        previous_text_ = text_;
+        text_ = text;
+    }
+    a.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!dry_run && ctx_.observe_apply) ctx_.observe_apply(a.compile_seconds);
+    return a;
+}
+
+api_response control_api::handle(const api_request& r) {
+    const std::string& m = r.method;
+    const std::string& p = r.path;
+    if (p == "/v1/status" && m == "GET") return status();
+    if (p == "/v1/policy" && m == "GET") return policy_show();
+    if (p == "/v1/policy" && m == "POST") return policy_apply(r);
+    if (p == "/v1/policy/rollback" && m == "POST") return policy_rollback();
+    if (p == "/v1/bindings" && m == "GET") return bindings_list(r);
+    if (p == "/v1/bindings" && m == "POST") return bindings_add(r);
+    if (p == "/v1/bindings" && m == "DELETE") return bindings_del(r);
+    if (p == "/v1/whois" && m == "GET") return whois(r);
+    if (p == "/v1/accounts" && m == "GET") return accounts_list(r);
+    if (p == "/v1/accounts/suspend" && m == "POST") return account_suspend(r, true);
+    if (p == "/v1/accounts/resume" && m == "POST") return account_suspend(r, false);
+    if (p == "/v1/events" && m == "GET") return events(r);
+    if (p == "/v1/report" && m == "GET") return report(r);
+    if (p == "/v1/top" && m == "GET") return top(r);
+    return error(404, "no endpoint " + m + " " + p + " (see docs/api.md)");
+}
+
+api_response control_api::status() {
+    gateway& gw = *ctx_.gw;
+    const json c = counters_json(gw.all_counters());
+    const policy& pol = gw.active_policy();
+    uint64_t tx_full = 0;
+    for (const char* side : {"access", "core"}) tx_full += c["ports"][side]["tx_full_drops"].get<uint64_t>();
+    return ok({
+        {"generation", gw.generation()},
+        {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},
+        {"workers", ctx_.workers},
+        {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
+        {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol.mode)}, {"op25b_action", to_string(pol.action)},
+                    {"limits", pol.limits.size()}, {"rollback_available", !previous_text_.empty()}}},
+        {"frames", {{"in", c["frames_in"]}, {"forwarded", c["forwarded"]}, {"blocked", c["blocked"]},
+                    {"monitored", c["monitored"]}, {"limited", c["limited"]},
+                    {"malformed_dropped", c["malformed_dropped"]}, {"tx_full_drops", tx_full}}},
+        {"smtp", {{"flows", gw.tracked_flows()}, {"messages", c["smtp"]["messages"]},
+                  {"tempfails_sent", c["smtp"]["tempfails_sent"]}}},
+        {"subscribers", {{"bindings", gw.subscribers().size()}, {"accounts", gw.accounts().size()},
+                         {"suspended", gw.accounts().suspended_ids().size()}}},
+        {"events", {{"written", gw.events().written()}, {"write_errors", gw.events().write_errors()},
+                    {"ring_full", c["events"]["ring_full"]}}},
+        {"api", {{"requests", ctx_.server ? ctx_.server->requests() : 0},
+                 {"unauthorised", ctx_.server ? ctx_.server->unauthorised() : 0}}},
+    });
+}
+
+api_response control_api::policy_show() {
+    return ok({{"generation", ctx_.gw->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
+}
+
+api_response control_api::policy_apply(const api_request& r) {
+    const bool dry_run = arg(r, "dry_run") == "1" || arg(r, "dry_run") == "true";
+    if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
+    try {
+        const applied a = apply_text(r.body, "policy", dry_run);
+        return ok({{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
+                   {"diff", json::parse(a.diff_json)}});
+    } catch (const policy_error& e) {
+        return {422, json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}}.dump()};
+    } catch (const std::exception& e) {
+        return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
+    }
+}
+
+api_response control_api::policy_rollback() {
+    if (previous_text_.empty()) return error(409, "no previous policy to return to");
+    try {
+        const std::string back = previous_text_;
+        const applied a = apply_text(back, "policy (rollback)", false);
+        return ok({{"generation", a.generation}, {"rolled_back", true}, {"diff", json::parse(a.diff_json)}});
+    } catch (const std::exception& e) {
+        return error(500, std::string("rollback failed, the running policy is unchanged: ") + e.what());
+    }
+}
+
+api_response control_api::bindings_list(const api_request& r) {
+    std::string why;
+    const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
+    if (!limit) return error(400, why);
+    const std::string account = arg(r, "account");
+    json out = json::array();
+    auto& reg = ctx_.gw->accounts();
+    ctx_.gw->subscribers().for_each([&](const subscriber_key& k, uint32_t id) {
+        const std::string* name = reg.name_of(id);
+        if (!account.empty() && (name == nullptr || *name != account)) return;
+        if (out.size() >= *limit) return;
+        ip_prefix p;
+        p.family = k.family;
+        p.length = k.length;
+        std::copy(std::begin(k.addr), std::end(k.addr), p.bytes.begin());
+        out.push_back({{"prefix", p.to_string()}, {"account", name ? *name : ""}});
+    });
+    return ok({{"bindings", out}, {"total", ctx_.gw->subscribers().size()}});
+}
+
+api_response control_api::bindings_add(const api_request& r) {
+    std::string why;
+    const auto j = body_json(r, why);
+    if (!j) return error(400, why);
+    const auto prefix_text = string_field(*j, "prefix", why);
+    if (!prefix_text) return error(400, why);
+    const auto account = string_field(*j, "account", why);
+    if (!account) return error(400, why);
+    const auto prefix = parse_prefix(*prefix_text, why);
+    if (!prefix) return error(400, "field 'prefix': " + why);
+    try {
+        const uint32_t n = ctx_.gw->bind(*prefix, *account);
+        return ok({{"bound", n}, {"prefix", prefix->to_string()}, {"account", *account}});
+    } catch (const std::exception& e) {
+        return error(409, e.what());
+    }
+}
+
+api_response control_api::bindings_del(const api_request& r) {
+    std::string why;
+    const std::string text = arg(r, "prefix");
+    if (text.empty()) return error(400, "argument 'prefix' is required");
+    const auto prefix = parse_prefix(text, why);
+    if (!prefix) return error(400, "argument 'prefix': " + why);
+    try {
+        const uint32_t n = ctx_.gw->unbind(*prefix);
+        return ok({{"unbound", n}, {"prefix", prefix->to_string()}});
+    } catch (const std::exception& e) {
+        return error(400, e.what());
+    }
+}
+
+api_response control_api::whois(const api_request& r) {
+    std::string why;
+    const std::string text = arg(r, "address");
+    if (text.empty()) return error(400, "argument 'address' is required");
+    const auto address = parse_prefix(text, why);
+    if (!address) return error(400, "argument 'address': " + why);
+    int64_t at = std::time(nullptr);
+    if (const std::string t = arg(r, "at"); !t.empty()) {
+        const auto parsed = parse_time(t);
+        if (!parsed) return error(400, "argument 'at': '" + t + "' is not Unix seconds or YYYY-MM-DDTHH:MM:SSZ");
+        at = *parsed;
+    }
+    json bindings = json::array();
+    if (ctx_.identity && ctx_.identity->history()) {
+        for (const auto& b : ctx_.identity->history()->who_held(*address, at))
+            bindings.push_back({{"address", b.address.to_string()}, {"account", b.account}, {"session_id", b.session_id},
+                                {"nas", b.nas}, {"start", b.start},
+                                {"stop", b.stop ? json(*b.stop) : json(nullptr)}, {"stop_cause", b.stop_cause}});
+    }
+    // The data plane's current binding, also for static ones.
+    const subscriber_key key = address->family == 4 ? subscriber_key::v4(address->v4())
+                                                    : subscriber_key::v6(address->bytes.data(),
+                                                                         ctx_.gw->active_policy().ipv6_prefix_length);
+    const std::string* current = ctx_.gw->accounts().name_of(ctx_.gw->subscribers().lookup(key));
+    // That subscriber's events within an hour of `at`.
+    json events = json::array();
+    std::map<std::string, uint64_t> counts;
+    const std::string who = address->family == 4 ? address->to_string().substr(0, address->to_string().find('/')) : "";
+    if (ctx_.events_path != "-")
+        for (const json& e : read_events(ctx_.events_path)) {
+            const std::string s = subscriber_of(e);
+            bool match = !who.empty() ? s == who : false;
+            if (address->family == 6 && !s.empty()) {
+                std::string w;
+                if (auto sp = parse_prefix(s, w))
+                    match = sp->family == 6 && std::equal(sp->bytes.begin(), sp->bytes.begin() + address->length / 8,
+                                                          address->bytes.begin());
+            }
+            if (!match || std::llabs(event_seconds(e) - at) > 3600) continue;
+            counts[e.value("type", "?")] += event_count(e);
+            if (events.size() < 200) events.push_back(e);
+        }
+    return ok({{"query", {{"address", address->to_string()}, {"at", at}}},
+               {"bindings", bindings},
+               {"bound_now", current ? json(*current) : json(nullptr)},
+               {"events_within_1h", counts},
+               {"events", events}});
+}
+
+api_response control_api::account_suspend(const api_request& r, bool suspend) {
+    std::string why;
+    const auto j = body_json(r, why);
+    if (!j) return error(400, why);
+    const auto account = string_field(*j, "account", why);
+    if (!account) return error(400, why);
+    auto& reg = ctx_.gw->accounts();
+    const uint32_t id = reg.id_of(*account);
+    if (id == 0) return error(409, "the account registry is full");
+    reg.set_suspended(id, suspend);
+    return ok({{"account", *account}, {"suspended", suspend}});
+}
+
+api_response control_api::accounts_list(const api_request& r) {
+    auto& reg = ctx_.gw->accounts();
+    json out = json::array();
+    const bool only_suspended = arg(r, "suspended") == "1" || arg(r, "suspended") == "true";
+    if (only_suspended) {
+        for (uint32_t id : reg.suspended_ids()) out.push_back({{"account", *reg.name_of(id)}, {"suspended", true}});
+    } else {
+        for (uint32_t id = 1; id <= reg.size() && out.size() < 10000; ++id)
+            out.push_back({{"account", *reg.name_of(id)}, {"suspended", reg.suspended(id)}});
+    }
+    return ok({{"accounts", out}, {"total", reg.size()}});
+}
+
+api_response control_api::events(const api_request& r) {
+    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
+    std::string why;
+    const auto n = unsigned_arg(r, "n", 50, 100000, why);
+    if (!n) return error(400, why);
+    const auto since = unsigned_arg(r, "since_ns", 0, UINT64_MAX, why);
+    if (!since) return error(400, why);
+    const std::string type = arg(r, "type"), subscriber = arg(r, "subscriber"), account = arg(r, "account");
+    std::vector<json> all = read_events(ctx_.events_path);
+    json out = json::array();
+    for (auto it = all.rbegin(); it != all.rend() && out.size() < *n; ++it) {
+        const json& e = *it;
+        if (e.value("time_ns", uint64_t{0}) <= *since) continue;
+        if (!type.empty() && e.value("type", "") != type) continue;
+        if (!subscriber.empty() && subscriber_of(e) != subscriber) continue;
+        if (!account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == account)) continue;
+        out.push_back(e);
+    }
+    std::reverse(out.begin(), out.end());
+    return ok({{"events", out}});
+}
+
+api_response control_api::report(const api_request& r) {
+    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
+    int64_t since = 0, until = std::time(nullptr);
+    for (auto [key, into] : {std::pair<const char*, int64_t*>{"since", &since}, {"until", &until}}) {
+        if (const std::string t = arg(r, key); !t.empty()) {
+            const auto parsed = parse_time(t);
+            if (!parsed) return error(400, std::string("argument '") + key + "': '" + t + "' is not a time");
+            *into = *parsed;
+        }
+    }
+    if (since > until) return error(400, "argument 'since' is after 'until'");
+    const std::string format = arg(r, "format", "json");
+    if (format != "json" && format != "csv") return error(400, "argument 'format': json or csv");
+    struct row {
+        std::string account;
+        std::map<std::string, uint64_t> by_type;
+        uint64_t total = 0;
+        int64_t first = INT64_MAX, last = 0;
+    };
+    std::map<std::string, row> rows;
+    for (const json& e : read_events(ctx_.events_path)) {
+        const int64_t t = event_seconds(e);
+        if (t < since || t > until) continue;
+        row& rw = rows[subscriber_of(e)];
+        if (e.contains("account") && e["account"].is_string()) rw.account = e["account"];
+        const uint64_t c = event_count(e);
+        rw.by_type[e.value("type", "?")] += c;
+        rw.total += c;
+        rw.first = std::min(rw.first, t);
+        rw.last = std::max(rw.last, t);
+    }
+    if (format == "csv") {
+        std::ostringstream o;
+        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,first_seen,last_seen\n";
+        for (const auto& [addr, rw] : rows) {
+            auto get = [&](const char* k) { auto it = rw.by_type.find(k); return it == rw.by_type.end() ? 0 : it->second; };
+            o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
+              << get("limit_exceeded") << "," << get("account_suspended") << "," << rw.first << "," << rw.last << "\n";
+        }
+        return {200, o.str(), "text/csv"};
+    }
+    json out = json::array();
+    for (const auto& [addr, rw] : rows)
+        out.push_back({{"source_address", addr}, {"account", rw.account}, {"events", rw.total}, {"by_type", rw.by_type},
+                       {"first_seen", rw.first}, {"last_seen", rw.last}});
+    return ok({{"since", since}, {"until", until}, {"sources", out}});
+}
+
+api_response control_api::top(const api_request& r) {
+    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
+    const std::string window_text = arg(r, "window", "1h");
+    const auto window = parse_duration(window_text);
+    if (!window) return error(400, "argument 'window': '" + window_text + "' is not a duration");
+    const std::string by = arg(r, "by", "events");
+    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended")
+        return error(400, "argument 'by': events, op25b_block, limit_exceeded or account_suspended");
+    const int64_t since = std::time(nullptr) - static_cast<int64_t>(*window / 1'000'000'000ull);
+    std::map<std::string, std::pair<std::string, uint64_t>> score;
+    for (const json& e : read_events(ctx_.events_path)) {
+        if (event_seconds(e) < since) continue;
+        if (by != "events" && e.value("type", "") != by) continue;
+        auto& s = score[subscriber_of(e)];
+        if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
+        s.second += event_count(e);
+    }
+    std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+    json out = json::array();
+    for (size_t i = 0; i < v.size() && i < 20; ++i)
+        out.push_back({{"subscriber", v[i].first}, {"account", v[i].second.first}, {"count", v[i].second.second}});
+    return ok({{"window", window_text}, {"by", by}, {"top", out}});
+}
+
+}  // namespace sekisho

@@ -1,0 +1,68 @@
+// The control API's endpoints (docs/api.md), answered on the control thread.
+//
+// Every request is validated: a bad body or argument gets 400 with a precise
+// error naming the field, never a partial change; a bad policy gets 422 with
+// every "file:line: message". Changes are atomic: a policy is validated and
+// compiled off the data path, then swapped by RCU.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "api_server.h"
+
+namespace sekisho {
+
+class gateway;
+class subscriber_identity;
+
+struct control_context {
+    gateway* gw = nullptr;
+    subscriber_identity* identity = nullptr;
+    std::string policy_path;
+    std::string events_path;                 // "-" when events go to stdout
+    std::string port_names[2];
+    unsigned workers = 1;
+    std::chrono::steady_clock::time_point started;
+    std::function<void(double)> observe_apply;   // metrics hook, may be empty
+    const api_server* server = nullptr;
+};
+
+class control_api {
+public:
+    control_api(control_context ctx, std::string policy_text);
+
+    api_response handle(const api_request& request);
+
+    // SIGHUP and the API share one apply path: validate, compile, publish,
+    // remember the previous text for rollback. Throws policy_error /
+    // std::runtime_error, leaving the running policy in place.
+    struct applied {
+        uint64_t generation;
+        double compile_seconds;
+        std::string diff_json;
+    };
+    applied apply_text(const std::string& text, const std::string& source, bool dry_run);
+
+private:
+    api_response status();
+    api_response policy_show();
+    api_response policy_apply(const api_request& r);
+    api_response policy_rollback();
+    api_response bindings_list(const api_request& r);
+    api_response bindings_add(const api_request& r);
+    api_response bindings_del(const api_request& r);
+    api_response whois(const api_request& r);
+    api_response account_suspend(const api_request& r, bool suspend);
+    api_response accounts_list(const api_request& r);
+    api_response events(const api_request& r);
+    api_response report(const api_request& r);
+    api_response top(const api_request& r);
+
+    control_context ctx_;
+    std::string text_, previous_text_;
+    uint64_t dry_runs_ = 0;
+};
+
+}  // namespace sekisho
