@@ -164,7 +164,9 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     a.diff_json = policy_diff(ctx_.gw->active_policy(), next).dump();
     if (dry_run) {
         // Compile into a throwaway snapshot: proves the tables can be built.
-        compile_policy(next, (uint64_t{1} << 48) + ++dry_runs_);
+        // Table names carry the generation and DPDK bounds names to 32 bytes:
+        // dry runs count from 2^30, far above any real generation.
+        compile_policy(next, (uint64_t{1} << 30) + ++dry_runs_);
         a.generation = ctx_.gw->generation();
     } else {
         a.generation = ctx_.gw->apply(next);

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# cli_e2e.sh - every sekishoctl command against a live sekishod (control API on a Unix socket
+# and over TLS with a bearer token), with bad input for each, unauthorised clients on both
+# transports, and 100 policy applies in a row under continuous traffic without a lost packet.
+#
+# Usage (root):  tests/e2e/cli_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl SOURCE_ROOT
+# Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
+set -u
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/netlab.sh
+source "$here/netlab.sh"
+
+sekishod="${1:-}"
+ctl="${2:-}"
+root="${3:-$here/../..}"
+netlab_can_run || exit 77
+for t in swaks openssl setpriv /usr/bin/python3; do
+  command -v "$t" >/dev/null 2>&1 || { echo "cli_e2e: '$t' not found (skipping)" >&2; exit 77; }
+done
+[ -x "$sekishod" ] && [ -x "$ctl" ] || { echo "cli_e2e: binaries not executable" >&2; exit 1; }
+sekishod="$(realpath "$sekishod")"
+ctl="$(realpath "$ctl")"
+root="$(realpath "$root")"
+
+TMP=""
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  netlab_down
+  if [ -n "${KEEP_TMP:-}" ]; then echo "cli_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+TMP="$(mktemp -d /tmp/sekisho-cli.XXXXXX)" || exit 1
+chmod 755 "$TMP"
+NETLAB_LOGDIR="$TMP/logs"
+
+passed=0
+failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+abort() {
+  echo "cli_e2e: $*" >&2
+  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+  exit 1
+}
+
+sock="$TMP/api.sock"
+# ctl_expect RC DESCRIPTION ARGS...: runs sekishoctl on the socket, checks its exit code; output in $out.
+ctl_expect() {
+  local want="$1" what="$2"
+  shift 2
+  out="$(timeout 30 "$ctl" --socket "$sock" "$@" 2>&1)"
+  local rc=$?
+  if [ "$rc" = "$want" ]; then pass "$what (exit $rc)"; else
+    fail "$what: exit $rc, expected $want"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
+}
+contains() { # DESCRIPTION NEEDLE: the last output contains NEEDLE
+  if echo "$out" | grep -qF -- "$2"; then pass "$1"; else fail "$1: no '$2' in"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
+}
+
+# TLS material and token for the TCP listener.
+openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout "$TMP/api.key" -out "$TMP/api.crt" -days 1 >/dev/null 2>&1 || abort "openssl"
+printf 'token-%s-%s-%s\n' "$RANDOM" "$RANDOM" "$RANDOM" >"$TMP/token"
+printf 'wrong-token-0123456789\n' >"$TMP/wrong-token"
+
+cp "$root/configs/op25b-enforce.yaml" "$TMP/policy.yaml"
+cat >>"$TMP/policy.yaml" <<'EOF'
+limits:
+  - {name: msgs, scope: account, measure: messages, max: 100, window: 1h}
+EOF
+sed 's/mode: enforce/mode: monitor/' "$TMP/policy.yaml" >"$TMP/policy-monitor.yaml"
+printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: block\n' >"$TMP/bad.yaml"
+
+netlab_up --gateway || abort "lab setup failed"
+netlab_start_sinks || abort "sinks"
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
+  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" \
+  --api-socket "$sock" --api-tcp 127.0.0.1:8443 --api-cert "$TMP/api.crt" --api-key "$TMP/api.key" \
+  --api-token-file "$TMP/token"
+daemon_pid=$NETLAB_LAST_PID
+deadline=$(($(date +%s) + 20))
+until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1 && [ -S "$sock" ]; do
+  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
+  [ "$(date +%s)" -lt "$deadline" ] || abort "gateway not up"
+  sleep 0.2
+done
+
+# Traffic for the event-based commands: a blocked SMTP connection from 198.51.100.7.
+timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 25 --timeout 5 \
+  --from a@example.com --to b@example.net >/dev/null 2>&1
+sleep 0.3
+
+# status
+ctl_expect 0 "status" status
+contains "status shows generation 1" "generation 1"
+ctl_expect 0 "status --json" status --json
+if echo "$out" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["generation"]==1 and j["frames"]["blocked"]>=1'; then
+  pass "status --json: generation 1, the block counted"; else fail "status --json content"; fi
+ctl_expect 2 "status with a stray argument" status extra
+
+# policy
+ctl_expect 0 "policy show" policy show
+contains "policy show prints the YAML" "op25b:"
+ctl_expect 0 "policy diff (monitor)" policy diff "$TMP/policy-monitor.yaml"
+contains "diff names op25b.mode" "op25b.mode"
+ctl_expect 4 "policy apply of an invalid policy is rejected" policy apply "$TMP/bad.yaml"
+contains "with file:line errors" "policy:3: subscribers.dynamic[0]"
+ctl_expect 0 "policy apply --dry-run" policy apply "$TMP/policy-monitor.yaml" --dry-run
+ctl_expect 0 "status after dry-run" status --json
+echo "$out" | grep -q '"generation":1' && pass "dry-run left generation 1" || fail "dry-run changed the generation"
+ctl_expect 2 "policy apply of a missing file" policy apply "$TMP/nope.yaml"
+ctl_expect 0 "policy apply (monitor)" policy apply "$TMP/policy-monitor.yaml"
+contains "applied as generation 2" "generation 2"
+ctl_expect 0 "policy rollback" policy rollback
+contains "rolled back to a new generation 3" "generation 3"
+ctl_expect 2 "policy with an unknown verb" policy frobnicate
+
+# bindings
+ctl_expect 0 "bindings add" bindings add 198.51.100.7 alice@example.jp
+ctl_expect 0 "bindings add IPv6 /56" bindings add "2001:db8:100:1100::/56" alice@example.jp
+ctl_expect 4 "bindings add with a bad prefix" bindings add 198.51.100.300 alice@example.jp
+ctl_expect 4 "bindings add with host bits set" bindings add 198.51.100.1/24 alice@example.jp
+ctl_expect 0 "bindings list --account" bindings list --account alice@example.jp
+contains "the binding is listed" "198.51.100.7/32"
+ctl_expect 4 "bindings list with a bad limit" bindings list --limit many
+ctl_expect 0 "bindings del" bindings del "2001:db8:100:1100::/56"
+ctl_expect 2 "bindings add without an account" bindings add 198.51.100.8
+
+# whois (the live binding; no history configured)
+ctl_expect 0 "whois" whois 198.51.100.7
+contains "whois shows the current binding" "bound now to alice@example.jp"
+contains "whois shows the OP25B event" "op25b_block"
+ctl_expect 4 "whois with a bad time" whois 198.51.100.7 --at yesterday
+ctl_expect 3 "whois of an unbound address" whois 203.0.113.99
+
+# accounts
+ctl_expect 0 "account suspend" account suspend alice@example.jp
+ctl_expect 0 "account list --suspended" account list --suspended
+contains "the suspended account is listed" "alice@example.jp"
+# 利用停止: alice's SMTP to the relay (allowed by OP25B) is refused at once.
+start=$(date +%s%N)
+timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server 203.0.113.10 --port 25 --timeout 5 \
+  --from a@example.jp --to b@example.net >"$TMP/suspended.log" 2>&1
+rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+if [ "$rc" != 0 ] && [ "$ms" -lt 3000 ]; then pass "suspended account refused at once (${ms} ms)"; else
+  fail "suspended account: swaks exit $rc after $ms ms"; fi
+ctl_expect 0 "account resume" account resume alice@example.jp
+if timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server 203.0.113.10 --port 25 --timeout 5 \
+  --from a@example.jp --to b@example.net >/dev/null 2>&1; then pass "resumed account delivers"; else fail "resumed account"; fi
+ctl_expect 4 "account suspend with an empty name" account suspend ""
+ctl_expect 2 "account with an unknown verb" account delete alice@example.jp
+
+# events, top, report
+ctl_expect 0 "events tail" events tail -n 10
+contains "events tail shows account_suspended" "account_suspended"
+ctl_expect 0 "events tail --type --json" events tail --type op25b_block --json
+contains "filtered to op25b_block" '"type":"op25b_block"'
+ctl_expect 4 "events tail with a bad -n" events tail -n lots
+timeout 3 "$ctl" --socket "$sock" events tail -f --type op25b_block >"$TMP/follow.log" 2>&1
+grep -q op25b_block "$TMP/follow.log" && pass "events tail -f follows (stopped after 3 s)" || fail "events tail -f printed nothing"
+ctl_expect 0 "top" top --window 1h
+contains "top lists 198.51.100.7" "198.51.100.7"
+ctl_expect 4 "top with a bad window" top --window forever
+ctl_expect 0 "report csv" report --since 0 --format csv
+contains "report has the CSV header" "source_address,account,events,op25b_blocks"
+contains "report names the offending source" "198.51.100.7,"
+ctl_expect 4 "report with since after until" report --since 2000000000 --until 1000000000
+ctl_expect 2 "an unknown command" frobnicate
+
+# Unauthorised clients: a user who may not open the socket; TCP without or with a wrong token.
+out="$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$ctl" --socket "$sock" status 2>&1)"
+rc=$?
+if [ "$rc" = 1 ] && echo "$out" | grep -qi "cannot reach"; then pass "user nobody cannot use the 0660 socket"; else
+  fail "unprivileged socket access: exit $rc: $out"; fi
+tls() { netlab_exec_gw timeout 30 "$ctl" --url https://127.0.0.1:8443 --cacert "$TMP/api.crt" "$@"; }
+out="$(tls --token-file "$TMP/wrong-token" status 2>&1)"; rc=$?
+[ "$rc" = 5 ] && pass "TLS with a wrong token: unauthorised (exit 5)" || fail "TLS wrong token: exit $rc: $out"
+out="$(tls status 2>&1)"; rc=$?
+[ "$rc" = 5 ] && pass "TLS without a token: unauthorised (exit 5)" || fail "TLS no token: exit $rc: $out"
+out="$(tls --token-file "$TMP/token" status --json 2>&1)"; rc=$?
+[ "$rc" = 0 ] && echo "$out" | grep -q '"unauthorised":2' && pass "TLS with the token works; 2 unauthorised counted" ||
+  fail "TLS with token: exit $rc: $out"
+# A client that connects and never sends does not stall the API.
+netlab_exec_gw python3 -c "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('$sock'); time.sleep(4)" &
+idle_pid=$!
+sleep 0.5
+ctl_expect 0 "API answers while a silent client holds a connection" status
+wait "$idle_pid" 2>/dev/null
+
+# 100 applies in a row under continuous traffic: no packet lost.
+netlab_exec_sub ping -c 1500 -i 0.004 -q "$NETLAB_MX_V4" >"$TMP/ping.log" 2>&1 &
+ping_pid=$!
+applies_ok=0
+for ((i = 0; i < 100; i++)); do
+  f="$TMP/policy.yaml"
+  [ $((i % 2)) = 0 ] && f="$TMP/policy-monitor.yaml"
+  "$ctl" --socket "$sock" policy apply "$f" >/dev/null 2>&1 && applies_ok=$((applies_ok + 1))
+done
+wait "$ping_pid"
+loss="$(grep -o '[0-9.]*% packet loss' "$TMP/ping.log")"
+if [ "$applies_ok" = 100 ] && [ "$loss" = "0% packet loss" ]; then
+  pass "100 policy applies under a 250 pps ping: all applied, $loss ($(grep -o '[0-9]* received' "$TMP/ping.log"))"
+else
+  fail "100 applies: $applies_ok applied, $loss"
+fi
+ctl_expect 0 "status after the applies" status --json
+echo "$out" | grep -q '"generation":103' && pass "generation 103 (3 + 100)" || fail "generation after applies: $out"
+
+kill -TERM "$daemon_pid"
+for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+if wait "$daemon_pid"; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+[ ! -e "$sock" ] && pass "the API socket was removed at exit" || fail "API socket left behind"
+
+echo "cli_e2e: $passed passed, $failed failed"
+[ "$failed" = 0 ]
