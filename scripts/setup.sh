@@ -9,7 +9,7 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-cpp-dev nlohmann-json3-dev libmicrohttpd-dev libcurl4-openssl-dev
   libsqlite3-dev libssl-dev
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
-  prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl
+  prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl openssl
 )
 
 missing=()
