@@ -91,6 +91,22 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         {"syns_dropped", mail(&mc::syns_dropped)},
         {"suspended_refused", mail(&mc::suspended_refused)},
     };
+    using ic = worker_counters::inspection_counters;
+    auto insp = [&](counter ic::*c) {
+        return sum(w, [&](const worker_counters& x) -> const counter& { return x.inspection.*c; });
+    };
+    json inspection = {
+        {"messages", insp(&ic::messages)},
+        {"table_full", insp(&ic::table_full)},
+        {"header_fields", insp(&ic::header_fields)},
+        {"body_bytes", insp(&ic::body_bytes)},
+        {"rule_matches", insp(&ic::rule_matches)},
+        {"stream_overflow", insp(&ic::stream_overflow)},
+        {"stream_errors", insp(&ic::stream_errors)},
+        {"campaign_recipients", insp(&ic::campaign_recipients)},
+        {"campaign_subscribers", insp(&ic::campaign_subscribers)},
+        {"verdicts_acted", insp(&ic::verdicts_acted)},
+    };
     json limit_hits = json::array();
     for (unsigned i = 0; i < max_limits; ++i)
         limit_hits.push_back(sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.limit_hits[i]; }));
@@ -112,6 +128,7 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
     return {
         {"per_worker", per_worker},
         {"smtp", smtp},
+        {"inspection", inspection},
         {"limit_hits_by_index", limit_hits},
         {"limited", sum(w, [](const worker_counters& x) -> const counter& { return x.port[0].limited; }) +
                         sum(w, [](const worker_counters& x) -> const counter& { return x.port[1].limited; })},

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <ctime>
 #include <stdexcept>
 
 #include "policy_compiler.h"
@@ -18,7 +19,7 @@ gateway::gateway(const policy& pol, const gateway_config& config) : config_(conf
         throw std::runtime_error(std::string("cannot create the mbuf pool (") + std::to_string(config.mbufs) +
                                  " mbufs): " + rte_strerror(rte_errno) + "; give EAL more memory (-m)");
     store_ = std::make_unique<policy_store>(config.workers);
-    store_->publish(compile_policy(pol, 1));
+    store_->publish(compile_policy(pol, 1, config.workers));
 
     // Subscriber identity and limit state. Their sizes come from the policy
     // the daemon starts with (tracking.*); changing them needs a restart.
@@ -26,6 +27,9 @@ gateway::gateway(const policy& pol, const gateway_config& config) : config_(conf
     subscribers_ = std::make_unique<subscriber_table>("sk_subscribers", pol.tracking.max_bindings, store_->qsbr());
     accounts_->apply_groups(pol);
     for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
+
+    // Bulk-campaign counts are shared by the workers (lock-free).
+    campaigns_ = std::make_unique<campaign_table>(1u << 16, 1u << 18);
 
     mail_state mail;
     mail.subscribers = subscribers_.get();
@@ -41,16 +45,38 @@ gateway::gateway(const policy& pol, const gateway_config& config) : config_(conf
         const std::string name = "sk_events_" + std::to_string(w);
         rings_.push_back(std::make_unique<event_ring>(name.c_str(), config.event_ring_capacity));
         rings_raw_.push_back(rings_.back().get());
-        trackers_.push_back(std::make_unique<mail_tracker>(w, mail, pool_, *counters_[w], rings_.back().get()));
+        inspectors_.push_back(std::make_unique<content_inspector>(w, pol.inspection.flows_per_worker, campaigns_.get(),
+                                                                  *counters_[w]));
+        trackers_.push_back(std::make_unique<mail_tracker>(w, mail, pool_, *counters_[w], rings_.back().get(),
+                                                           inspectors_.back().get()));
         pipelines_.push_back(std::make_unique<pipeline>(w, pool_, *counters_[w], rings_.back().get(), clock,
                                                         trackers_.back().get()));
     }
-    log_ = std::make_unique<event_log>(config.events_path);
+    // The event log: the policy's events section; --events overrides the file.
+    // Replay writes one line per event into its output directory: no
+    // aggregation, no rotation (docs/events.md). Live, an aggregation window
+    // also closes by the wall clock when no later event arrives.
+    events_config ev = pol.events;
+    if (!config.events_path.empty()) ev.file = config.events_path;
+    if (config.packet_clock) {
+        ev.aggregate_window_ns = 0;
+        ev.rotate_bytes = 0;
+        ev.rotate_interval_ns = 0;
+        log_ = std::make_unique<event_log>(ev);
+    } else {
+        log_ = std::make_unique<event_log>(ev, [] {
+            timespec ts{};
+            clock_gettime(CLOCK_REALTIME, &ts);
+            return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+        });
+    }
 }
 
 gateway::~gateway() {
     pipelines_.clear();
     trackers_.clear();
+    inspectors_.clear();
+    campaigns_.reset();
     subscribers_.reset();
     accounts_.reset();
     rings_.clear();
@@ -60,7 +86,7 @@ gateway::~gateway() {
 
 uint64_t gateway::apply(const policy& pol) {
     const uint64_t next = generation() + 1;
-    auto compiled = compile_policy(pol, next);
+    auto compiled = compile_policy(pol, next, config_.workers);
     store_->publish(std::move(compiled));  // returns the old snapshot, freed here
     accounts_->apply_groups(pol);
     for (const static_binding& b : policy_.bindings) unbind(b.prefix);

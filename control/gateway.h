@@ -11,6 +11,8 @@
 
 #include "account_registry.h"
 #include "event_log.h"
+#include "campaign_table.h"
+#include "content_inspector.h"
 #include "event_ring.h"
 #include "mail_tracker.h"
 #include "pipeline.h"
@@ -27,7 +29,7 @@ struct gateway_config {
     unsigned workers = 1;
     unsigned mbufs = 16384;
     unsigned event_ring_capacity = 8192;
-    std::string events_path = "-";
+    std::string events_path = "-";   // empty: the policy's events.file
     bool packet_clock = false;   // replay: capture timestamps are the clock
 };
 
@@ -56,6 +58,9 @@ public:
     uint64_t apply(const policy& pol);
 
     size_t drain_events() { return log_->drain(rings_raw_, event_names{&policy_, accounts_.get()}); }
+    // At exit, after the workers stopped and the last drain_events(): writes
+    // the events still in an aggregation window.
+    void flush_events() { log_->flush_all(); }
 
     // Binds an address or prefix to an account in the data-plane table: an
     // IPv4 prefix or an IPv6 prefix shorter than ipv6_prefix_length becomes
@@ -81,6 +86,8 @@ private:
     std::vector<event_ring*> rings_raw_;
     std::unique_ptr<account_registry> accounts_;
     std::unique_ptr<subscriber_table> subscribers_;
+    std::unique_ptr<campaign_table> campaigns_;
+    std::vector<std::unique_ptr<content_inspector>> inspectors_;
     std::vector<std::unique_ptr<mail_tracker>> trackers_;
     std::vector<std::unique_ptr<pipeline>> pipelines_;
     std::unique_ptr<event_log> log_;

@@ -123,6 +123,9 @@ int run_live(const live_options& opt) {
         c.mbufs_total = gw.pool()->size;
         c.events_written = gw.events().written();
         c.event_write_errors = gw.events().write_errors();
+        c.events_aggregated = gw.events().counters().aggregated;
+        c.event_io_errors = gw.events().counters().io_errors;
+        c.event_rotations = gw.events().counters().rotations;
         if (const auto* rc = identity.radius_counters()) {
             c.radius = true;
             c.radius_results = {{"accepted", rc->accepted},
@@ -158,7 +161,7 @@ int run_live(const live_options& opt) {
     cc.gw = &gw;
     cc.identity = &identity;
     cc.policy_path = opt.policy_path;
-    cc.events_path = opt.events_path;
+    cc.events_path = gw.events().path();
     cc.port_names[0] = port_name(port[0]);
     cc.port_names[1] = port_name(port[1]);
     cc.workers = opt.workers;
@@ -230,6 +233,7 @@ int run_live(const live_options& opt) {
     stop_workers.store(true);
     rte_eal_mp_wait_lcore();
     gw.drain_events();
+    gw.flush_events();   // what aggregation windows still hold
     for (uint16_t p : port) stop_port(p);
 
     nlohmann::json report = counters_json(gw.all_counters());
@@ -239,6 +243,15 @@ int run_live(const live_options& opt) {
     report["generation"] = gw.generation();
     report["events"]["written"] = gw.events().written();
     report["events"]["write_errors"] = gw.events().write_errors();
+    {
+        const event_log_counters& ec = gw.events().counters();
+        report["events"]["lines"] = ec.lines;
+        report["events"]["io_errors"] = ec.io_errors;
+        report["events"]["aggregated"] = ec.aggregated;
+        report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
+        report["events"]["rotations"] = ec.rotations;
+        report["events"]["pending"] = ec.pending;
+    }
     report["subscribers"] = {{"bindings", gw.subscribers().size()},
                              {"accounts", gw.accounts().size()},
                              {"restored_from_history", identity.bindings_restored()},

@@ -13,7 +13,7 @@ struct live_options {
     std::string if_driver = "af_packet";   // af_packet | af_xdp
     std::optional<unsigned> access_port, core_port;  // or DPDK port ids
     unsigned workers = 1;
-    std::string events_path = "-";
+    std::string events_path;               // empty: the policy's events.file; "-": stdout
     std::string summary_path;              // counters as JSON at exit
     std::string metrics_address;           // Prometheus exposer, e.g. 127.0.0.1:9108; empty: none
     std::string api_socket;                // control API Unix socket; empty: none

@@ -159,6 +159,13 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     const control_snapshot& s = snapshot_;
     add(events, {{"outcome", "written"}}, static_cast<double>(s.events_written));
     add(events, {{"outcome", "write_error"}}, static_cast<double>(s.event_write_errors));
+    add(events, {{"outcome", "aggregated"}}, static_cast<double>(s.events_aggregated));
+    auto log_io = family("sekisho_event_log_io_errors_total", "Failed writes, fsyncs, renames or opens of the event log.", MetricType::Counter);
+    add(log_io, {}, static_cast<double>(s.event_io_errors));
+    out.push_back(std::move(log_io));
+    auto rotations = family("sekisho_event_log_rotations_total", "Event log rotations.", MetricType::Counter);
+    add(rotations, {}, static_cast<double>(s.event_rotations));
+    out.push_back(std::move(rotations));
     out.push_back(std::move(events));
 
     auto hits = family("sekisho_limit_hits_total", "Send-rate limit hits, by limit (names from the policy).", MetricType::Counter);

@@ -1,5 +1,8 @@
 #include "policy.h"
 
+#include "content_rules_yaml.h"
+#include "sender_signals.h"
+
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
@@ -214,6 +217,7 @@ public:
     }
 
     std::vector<std::string> take_errors() { return std::move(errors_); }
+    void add_error(std::string e) { errors_.push_back(std::move(e)); }
     const std::string& name() const { return name_; }
 
 private:
@@ -388,6 +392,186 @@ void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
                                     std::to_string(max_subscriber_limit_slots));
 }
 
+void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
+    inspection_settings& in = pol.inspection;
+    pol.inspection_line = n.Mark().line + 1;
+    r.check_keys(n, "inspection", {"enabled", "max_body_bytes", "flows_per_worker", "rules", "signals", "campaign",
+                                   "message_actions", "subscriber_actions"});
+    in.enabled = true;
+    if (n["enabled"]) {
+        if (n["enabled"].IsScalar() && (n["enabled"].Scalar() == "true" || n["enabled"].Scalar() == "false"))
+            in.enabled = n["enabled"].Scalar() == "true";
+        else
+            r.error(n["enabled"], "inspection.enabled", "expected true or false");
+    }
+    if (n["rules"]) {
+        std::vector<std::string> errors;
+        pol.content_rules = parse_content_rules(n["rules"], r.name(), errors, "inspection.rules");
+        for (auto& e : errors) r.add_error(std::move(e));
+    }
+    if (n["max_body_bytes"])
+        if (auto v = r.integer(n["max_body_bytes"], "inspection.max_body_bytes", 0, 16 << 20))
+            in.max_body_bytes = static_cast<uint32_t>(*v);
+    if (n["flows_per_worker"])
+        if (auto v = r.integer(n["flows_per_worker"], "inspection.flows_per_worker", 16, 1 << 22))
+            in.flows_per_worker = static_cast<uint32_t>(*v);
+    auto windowed = [&](const YAML::Node& w, const std::string& path, windowed_score& into) {
+        if (!r.is_map(w, path)) return;
+        r.check_keys(w, path, {"max", "window", "score"});
+        if (!w["max"] || !w["window"] || !w["score"]) {
+            r.error(w, path, "needs max, window and score");
+            return;
+        }
+        if (auto v = r.integer(w["max"], path + ".max", 1, 1'000'000'000)) into.max = static_cast<uint32_t>(*v);
+        if (auto d = r.duration(w["window"], path + ".window")) into.window_ns = *d;
+        if (auto v = r.integer(w["score"], path + ".score", -1000, 1000)) into.score = static_cast<int32_t>(*v);
+    };
+    if (const auto s = n["signals"]; s && r.is_map(s, "inspection.signals")) {
+        r.check_keys(s, "inspection.signals",
+                     {"from_mismatch", "ehlo_ip_literal", "ehlo_bare_ip", "ehlo_not_fqdn", "sender_domains"});
+        auto score = [&](const char* key, int32_t& into) {
+            if (s[key])
+                if (auto v = r.integer(s[key], std::string("inspection.signals.") + key, -1000, 1000))
+                    into = static_cast<int32_t>(*v);
+        };
+        score("from_mismatch", in.from_mismatch);
+        score("ehlo_ip_literal", in.ehlo_ip_literal);
+        score("ehlo_bare_ip", in.ehlo_bare_ip);
+        score("ehlo_not_fqdn", in.ehlo_not_fqdn);
+        if (s["sender_domains"]) {
+            windowed(s["sender_domains"], "inspection.signals.sender_domains", in.sender_domains);
+            if (in.sender_domains.max > sender_domain_set::capacity)
+                r.error(s["sender_domains"]["max"], "inspection.signals.sender_domains.max",
+                        std::to_string(in.sender_domains.max) + " is above " +
+                            std::to_string(sender_domain_set::capacity) + ", the distinct domains tracked per subscriber");
+        }
+    }
+    if (const auto c = n["campaign"]; c && r.is_map(c, "inspection.campaign")) {
+        r.check_keys(c, "inspection.campaign", {"recipients", "subscribers"});
+        if (c["recipients"]) windowed(c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
+        if (c["subscribers"]) windowed(c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
+    }
+    auto thresholds = [&](const YAML::Node& list, const std::string& path, score_threshold* into, unsigned& count,
+                          bool per_message) {
+        if (!list.IsSequence()) {
+            r.error(list, path, "expected a list of {score: N, action: A}");
+            return;
+        }
+        if (list.size() > max_score_thresholds)
+            r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
+        for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
+            const YAML::Node t = list[i];
+            const std::string tp = path + "[" + std::to_string(i) + "]";
+            if (!r.is_map(t, tp)) continue;
+            r.check_keys(t, tp, {"score", "action"});
+            score_threshold st;
+            if (!t["score"] || !t["action"]) {
+                r.error(t, tp, "needs score and action");
+                continue;
+            }
+            if (auto v = r.integer(t["score"], tp + ".score", 1, 1'000'000)) st.score = static_cast<int32_t>(*v);
+            auto a = per_message ? r.choice<score_action>(t["action"], tp + ".action",
+                                                          {{"event", score_action::event},
+                                                           {"tighten", score_action::tighten},
+                                                           {"tempfail", score_action::tempfail},
+                                                           {"reset", score_action::reset},
+                                                           {"quarantine", score_action::quarantine}})
+                                 : r.choice<score_action>(t["action"], tp + ".action",
+                                                          {{"event", score_action::event},
+                                                           {"tighten", score_action::tighten},
+                                                           {"quarantine", score_action::quarantine}});
+            if (a) st.action = *a;
+            if (count && into[count - 1].score >= st.score)
+                r.error(t["score"], tp + ".score", "thresholds must increase");
+            into[count++] = st;
+        }
+    };
+    if (n["message_actions"])
+        thresholds(n["message_actions"], "inspection.message_actions", in.message_actions, in.message_action_count, true);
+    if (const auto sa = n["subscriber_actions"]; sa && r.is_map(sa, "inspection.subscriber_actions")) {
+        r.check_keys(sa, "inspection.subscriber_actions", {"window", "thresholds"});
+        if (sa["window"])
+            if (auto d = r.duration(sa["window"], "inspection.subscriber_actions.window")) in.subscriber_window_ns = *d;
+        if (sa["thresholds"])
+            thresholds(sa["thresholds"], "inspection.subscriber_actions.thresholds", in.subscriber_actions,
+                       in.subscriber_action_count, false);
+    }
+}
+
+// "100MB", "64KB", "1GB" (binary multiples), a plain number of bytes, or 0.
+std::optional<uint64_t> parse_bytes(std::string_view text) {
+    size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    if (digits == 0 || digits > 12) return std::nullopt;
+    uint64_t value = 0;
+    std::from_chars(text.data(), text.data() + digits, value);
+    const std::string_view unit = text.substr(digits);
+    if (unit.empty() || unit == "B") return value;
+    if (unit == "KB") return value << 10;
+    if (unit == "MB") return value << 20;
+    if (unit == "GB") return value << 30;
+    return std::nullopt;
+}
+
+void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
+    events_config& ev = pol.events;
+    r.check_keys(n, "events", {"file", "rotate_bytes", "rotate_interval", "keep", "fsync", "fsync_interval",
+                               "aggregate_window"});
+    // A duration, or 0 ("0", "0s") where 0 switches the feature off.
+    auto duration_or_zero = [&](const YAML::Node& v, const std::string& path) -> std::optional<uint64_t> {
+        if (v.IsScalar() && !v.Scalar().empty() && v.Scalar()[0] == '0') {
+            const std::string unit = v.Scalar().substr(1);
+            if (unit.empty() || unit == "ms" || unit == "s" || unit == "m" || unit == "h" || unit == "d") return 0;
+        }
+        if (v.IsScalar())
+            if (auto d = parse_duration(v.Scalar())) return d;
+        r.error(v, path, (v.IsScalar() ? "'" + v.Scalar() + "'" : std::string("value")) +
+                             " is not a duration (0, or a positive number with ms, s, m, h or d, e.g. 10s)");
+        return std::nullopt;
+    };
+    if (n["file"])
+        if (auto v = r.name(n["file"], "events.file")) ev.file = *v;
+    if (const auto b = n["rotate_bytes"]) {
+        const auto v = b.IsScalar() ? parse_bytes(b.Scalar()) : std::nullopt;
+        if (!v)
+            r.error(b, "events.rotate_bytes", (b.IsScalar() ? "'" + b.Scalar() + "'" : std::string("value")) +
+                                                  " is not a size (bytes, or a number with KB, MB or GB, e.g. 100MB; "
+                                                  "0: no size rotation)");
+        else if (*v != 0 && *v < 4096)
+            r.error(b, "events.rotate_bytes", "'" + b.Scalar() + "' is below 4KB (0: no size rotation)");
+        else
+            ev.rotate_bytes = *v;
+    }
+    if (n["rotate_interval"])
+        if (auto d = duration_or_zero(n["rotate_interval"], "events.rotate_interval")) {
+            if (*d != 0 && *d < 1'000'000'000ull)
+                r.error(n["rotate_interval"], "events.rotate_interval", "below 1s (0: no time rotation)");
+            else
+                ev.rotate_interval_ns = *d;
+        }
+    if (n["keep"])
+        if (auto v = r.integer(n["keep"], "events.keep", 0, 1000)) ev.keep = static_cast<uint32_t>(*v);
+    if (n["fsync"])
+        if (auto f = r.choice<events_fsync>(n["fsync"], "events.fsync",
+                                            {{"never", events_fsync::never},
+                                             {"rotate", events_fsync::rotate},
+                                             {"interval", events_fsync::interval},
+                                             {"every", events_fsync::every}}))
+            ev.fsync = *f;
+    if (n["fsync_interval"]) {
+        if (auto d = r.duration(n["fsync_interval"], "events.fsync_interval")) ev.fsync_interval_ns = *d;
+        if (ev.fsync != events_fsync::interval)
+            r.error(n["fsync_interval"], "events.fsync_interval", "applies to fsync: interval only");
+    }
+    if (n["aggregate_window"])
+        if (auto d = duration_or_zero(n["aggregate_window"], "events.aggregate_window")) {
+            if (*d > 3'600'000'000'000ull)
+                r.error(n["aggregate_window"], "events.aggregate_window", "above 1h (events would wait that long)");
+            else
+                ev.aggregate_window_ns = *d;
+        }
+}
+
 policy read_policy(const YAML::Node& root, const std::string& name) {
     policy pol;
     pol.source = name;
@@ -396,7 +580,7 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
     if (!root.IsDefined() || root.IsNull()) throw policy_error({name + ":1: the policy is empty"});
     if (!r.is_map(root, "")) throw policy_error(r.take_errors());
     r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b", "account_groups", "limits",
-                            "tracking", "radius", "history"});
+                            "tracking", "radius", "history", "inspection", "events"});
 
     if (const auto v = root["version"]) {
         if (auto n = r.integer(v, "version", 1, 1)) pol.version = static_cast<int>(*n);
@@ -466,7 +650,9 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
         if (history["retention"])
             if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
     }
+    if (const auto ev = root["events"]; ev && r.is_map(ev, "events")) read_events(r, ev, pol);
     if (const auto groups = root["account_groups"]) read_account_groups(r, groups, pol);
+    if (const auto insp = root["inspection"]; insp && r.is_map(insp, "inspection")) read_inspection(r, insp, pol);
     if (const auto limits = root["limits"]) read_limits(r, limits, pol);
     if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) {
         r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "compiled_policy.h"
+#include "content_rules.h"
+#include "inspection_policy.h"
 #include "mail_limits.h"
 
 namespace sekisho {
@@ -74,6 +76,20 @@ struct identity_config {
     uint64_t history_retention_ns = 90ull * 86'400'000'000'000ull;
 };
 
+// The event log (events: section, docs/events.md).
+enum class events_fsync : uint8_t { never, rotate, interval, every };
+
+struct events_config {
+    std::string file = "/var/log/sekisho/events.jsonl";  // "-": standard output
+    uint64_t rotate_bytes = 100ull << 20;                // 0: no size rotation
+    uint64_t rotate_interval_ns = 86'400'000'000'000ull;  // 0: no time rotation
+    uint32_t keep = 14;                                  // rotated files kept (FILE.1 ... FILE.keep)
+    events_fsync fsync = events_fsync::interval;
+    uint64_t fsync_interval_ns = 1'000'000'000ull;
+    uint64_t aggregate_window_ns = 10'000'000'000ull;    // 0: one line per event
+    uint32_t max_pending = 65536;                        // aggregation keys held at once (not in the policy)
+};
+
 // Parses "500ms", "30s", "10m", "1h", "90d" into nanoseconds.
 std::optional<uint64_t> parse_duration(std::string_view text);
 
@@ -94,6 +110,10 @@ struct policy {
     std::vector<limit_rule> limits;
     tracking_config tracking;
     identity_config identity;
+    events_config events;
+    inspection_settings inspection;
+    std::vector<content_rule> content_rules;   // inspection.rules
+    int inspection_line = 0;   // where the inspection section starts (0: absent)
 };
 
 class policy_error : public std::runtime_error {

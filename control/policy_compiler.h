@@ -10,7 +10,9 @@
 
 namespace sekisho {
 
-// Throws std::runtime_error if the tables cannot be built (out of memory).
-std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation);
+// Throws std::runtime_error if the tables cannot be built (out of memory),
+// policy_error if the content rules do not compile (each rule's id, line and
+// Hyperscan's message). `workers`: one Hyperscan working set each.
+std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers = 1);
 
 }  // namespace sekisho

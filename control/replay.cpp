@@ -249,6 +249,15 @@ int run_replay(const replay_options& opt) {
     report["workers"] = opt.workers;
     report["events"]["written"] = gw.events().written();
     report["events"]["write_errors"] = gw.events().write_errors();
+    {
+        const event_log_counters& ec = gw.events().counters();
+        report["events"]["lines"] = ec.lines;
+        report["events"]["io_errors"] = ec.io_errors;
+        report["events"]["aggregated"] = ec.aggregated;
+        report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
+        report["events"]["rotations"] = ec.rotations;
+        report["events"]["pending"] = ec.pending;
+    }
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};
     {
         std::ofstream f(out_dir + "/summary.json");

@@ -31,7 +31,8 @@ constexpr const char* usage_text = R"(usage:
   --if-driver D        PMD for --access-if/--core-if: af_packet (default) or af_xdp
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
-  --events FILE        JSON-lines event log (default: standard output)
+  --events FILE        JSON-lines event log (default: the policy's events.file,
+                       /var/log/sekisho/events.jsonl; "-": standard output)
   --summary FILE       write the counters as JSON at exit
   --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics
   --api-socket PATH    serve the control API (docs/api.md) on a Unix socket, mode 0660

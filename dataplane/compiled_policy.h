@@ -7,8 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "content_scan_state.h"
+#include "inspection_policy.h"
 #include "mail_limits.h"
 
 struct rte_fib;
@@ -55,6 +59,14 @@ public:
     void set_description(std::string d) { description_ = std::move(d); }
     void set_mail_port(uint16_t port) { mail_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
     void set_implicit_tls_port(uint16_t port) { tls_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
+    // Content inspection: settings, the compiled rules (may be empty) and one
+    // Hyperscan working set per worker.
+    void set_inspection(const inspection_settings& s, std::shared_ptr<const content_rule_set> rules,
+                        std::vector<content_scan_state> per_worker) {
+        inspection_ = s;
+        rules_ = std::move(rules);
+        scan_states_ = std::move(per_worker);
+    }
     // Appends a limit (at most max_limits). Group-target limits suppress the
     // class/any limits of the same measure for accounts in that group.
     void add_limit(const compiled_limit& l);
@@ -69,6 +81,14 @@ public:
     unsigned limit_count() const { return limit_count_; }
     const compiled_limit& limit(unsigned i) const { return limits_[i]; }
     bool has_limits() const { return limit_count_ != 0; }
+    const inspection_settings& inspection() const { return inspection_; }
+    // The account group "tightened" (score action tighten), or -1.
+    int tightened_group() const { return tightened_group_; }
+    void set_tightened_group(int g) { tightened_group_ = g; }
+    const content_rule_set* content_rules() const { return rules_.get(); }
+    content_scan_state* scan_state(unsigned worker) const {
+        return worker < scan_states_.size() ? &scan_states_[worker] : nullptr;
+    }
     // Does limit `i` apply to a subscriber of class `c` whose account is in `groups`?
     bool limit_applies(unsigned i, subscriber_class c, uint32_t groups) const;
     // How long subscriber limit state must be kept after its last use.
@@ -96,6 +116,10 @@ private:
     unsigned limit_count_ = 0;
     uint32_t group_limited_[5] = {};   // per measure: groups with their own limit
     uint64_t state_lifetime_ns_ = 0;
+    inspection_settings inspection_;
+    int tightened_group_ = -1;
+    std::shared_ptr<const content_rule_set> rules_;
+    mutable std::vector<content_scan_state> scan_states_;   // each used by its worker only
     rte_fib* subscribers4_ = nullptr;
     rte_fib6* subscribers6_ = nullptr;
     rte_fib* relays4_ = nullptr;

@@ -10,7 +10,9 @@ struct rte_ring;
 
 namespace sekisho {
 
-enum class event_type : uint8_t { op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3, account_suspended = 4 };
+enum class event_type : uint8_t {
+    op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3, account_suspended = 4, content_verdict = 5
+};
 
 struct event_record {
     uint64_t time_ns;        // packet clock (capture time in replay)
@@ -27,6 +29,14 @@ struct event_record {
     uint8_t src[16], dst[16];  // IPv4 in the first four bytes, network order
     uint32_t account;          // account id (0: unbound), limit events
     uint32_t count;            // the count that tripped the limit
+    // content_verdict: the message's score, matched rule indices, fingerprint,
+    // sender signal bits. Never message text.
+    int32_t score;
+    uint64_t fingerprint;
+    uint16_t rules[8];
+    uint8_t rule_count;
+    uint8_t signals;
+    uint8_t reserved2[2];
 };
 static_assert(sizeof(event_record) % 4 == 0, "rte_ring element size must be a multiple of 4");
 

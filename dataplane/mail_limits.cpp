@@ -1,5 +1,7 @@
 #include "mail_limits.h"
 
+#include "inspection_policy.h"
+
 namespace sekisho {
 
 const char* to_string(limit_measure m) {
@@ -26,6 +28,17 @@ const char* to_string(limit_action a) {
     case limit_action::reset: return "reset";
     case limit_action::tempfail: return "tempfail";
     case limit_action::monitor: return "monitor";
+    }
+    return "unknown";
+}
+
+const char* to_string(score_action a) {
+    switch (a) {
+    case score_action::event: return "event";
+    case score_action::tighten: return "tighten";
+    case score_action::tempfail: return "tempfail";
+    case score_action::reset: return "reset";
+    case score_action::quarantine: return "quarantine";
     }
     return "unknown";
 }

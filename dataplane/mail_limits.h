@@ -59,10 +59,4 @@ struct alignas(64) account_record {
     limit_cell cells[max_account_limit_slots];
 };
 
-// Per worker, one per subscriber key (address or prefix).
-struct subscriber_record {
-    limit_cell cells[max_subscriber_limit_slots];
-    uint64_t last_seen_ns = 0;
-};
-
 }  // namespace sekisho

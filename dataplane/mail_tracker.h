@@ -21,6 +21,8 @@
 
 #include "bounded_table.h"
 #include "compiled_policy.h"
+#include "content_inspector.h"
+#include "sender_signals.h"
 #include "event_ring.h"
 #include "mail_limits.h"
 #include "op25b_classifier.h"
@@ -74,7 +76,7 @@ struct mail_state {
 class mail_tracker {
 public:
     mail_tracker(unsigned worker_id, const mail_state& state, rte_mempool* pool, worker_counters& counters,
-                 event_ring* events);
+                 event_ring* events, content_inspector* inspector = nullptr);
 
     // Is this segment for the tracker? (TCP on a mail port, server side.)
     static bool wants(const parsed_packet& p, ingress in, const compiled_policy& policy) {
@@ -96,6 +98,8 @@ public:
 private:
     struct subscriber_limits {
         limit_cell cells[max_subscriber_limit_slots + max_account_limit_slots];
+        limit_cell content_score;          // inspection: the subscriber's score in its window
+        sender_domain_set sender_domains;  // inspection: distinct MAIL FROM domains
         uint64_t last_seen_ns = 0;
     };
     struct context;          // one segment's view: keys, account, flow
@@ -104,6 +108,9 @@ private:
     limit_action check(const compiled_policy& policy, limit_measure m, context& ctx);
     limit_cell* cell_for(const compiled_limit& l, context& ctx);
     void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count);
+    void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);
+    limit_action judge_message(const compiled_policy& policy, context& ctx);
+    subscriber_limits* prefix_record(context& ctx);
     bool act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out);
     void inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
                 const char* text, rte_mbuf** list, uint16_t& n);
@@ -114,8 +121,10 @@ private:
     rte_mempool* pool_;
     worker_counters& counters_;
     event_ring* events_;
+    content_inspector* inspector_;
     bounded_table<flow_key, mail_flow> flows_;
     bounded_table<subscriber_key, subscriber_limits> subscribers_;
+    uint64_t next_sweep_ns_ = 0;
 };
 
 }  // namespace sekisho

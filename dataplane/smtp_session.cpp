@@ -516,6 +516,7 @@ void smtp_session::end_line(smtp_observer& obs) {
         info.null_sender = info.cmd == smtp_command::mail && !info.bad_syntax && (f & cf_null_path);
         info.domain_hash = (f & cf_at) ? domain : 0;
         if (info.cmd == smtp_command::mail) {
+            flags_ &= static_cast<uint16_t>(~f_message_open);  // a new transaction: BDAT starts afresh
             ++messages_;
             message_recipients_ = 0;
             sender_hash_ = info.domain_hash;
@@ -532,6 +533,7 @@ void smtp_session::end_line(smtp_observer& obs) {
         info.bdat_size = c_number_;
         info.bdat_last = f & cf_last;
         break;
+    case smtp_command::rset: flags_ &= static_cast<uint16_t>(~f_message_open); break;
     case smtp_command::noop:
     case smtp_command::vrfy:
     case smtp_command::other: ++other_commands_; break;
@@ -548,6 +550,10 @@ void smtp_session::end_line(smtp_observer& obs) {
     }
     obs.on_command(info);
     if ((f & cf_name_ready) && inspecting()) obs.on_auth_name(auth_name(), auth_name_truncated());
+    if (info.cmd == smtp_command::bdat && !(flags_ & f_message_open) && inspecting()) {
+        flags_ |= f_message_open;  // the first chunk of a message
+        obs.on_message_start();
+    }
     // A zero-length chunk ends here (BDAT 0 LAST ends the message).
     if (c_mode_ == client_mode::bdat && c_number_ == 0 && inspecting()) client_chunk(nullptr, 0, 0, obs);
 }
@@ -630,11 +636,20 @@ void smtp_session::name_byte(uint8_t b) {
 
 // --- client: message content ---------------------------------------------------
 
+// Content is delivered in runs straight from the caller's buffer: everything but
+// the first '.' of each line (dot-stuffing, or the end marker) and the final
+// ".CRLF". A CR right after a line's leading dot is held back (it is content only
+// if no LF follows); it is known to be a CR, so holding it costs no buffer.
 size_t smtp_session::client_data(const uint8_t* p, size_t i, size_t n, smtp_observer& obs) {
+    static constexpr uint8_t held_cr = '\r';
+    size_t run = i;  // content [run, i) not yet delivered
     while (i < n) {
         if (c_data_state_ == data_state::mid_line) {
             const void* cr = std::memchr(p + i, '\r', n - i);
-            if (!cr) return n;
+            if (!cr) {
+                i = n;
+                break;
+            }
             i = static_cast<size_t>(static_cast<const uint8_t*>(cr) - p) + 1;
             c_data_state_ = data_state::cr;
             continue;
@@ -645,34 +660,54 @@ size_t smtp_session::client_data(const uint8_t* p, size_t i, size_t n, smtp_obse
             c_data_state_ = c == '\n' ? data_state::line_start : c == '\r' ? data_state::cr : data_state::mid_line;
             break;
         case data_state::line_start:
-            c_data_state_ = c == '.' ? data_state::dot : c == '\r' ? data_state::cr : data_state::mid_line;
+            if (c == '.') {  // never content: a dot-stuffed line's first dot, or the end marker
+                if (i - 1 > run) {
+                    obs.on_content(p + run, i - 1 - run);
+                    if (!inspecting()) return i;
+                }
+                run = i;
+                c_data_state_ = data_state::dot;
+            } else {
+                c_data_state_ = c == '\r' ? data_state::cr : data_state::mid_line;
+            }
             break;
         case data_state::dot:  // ".." is a dot-stuffed content line
-            c_data_state_ = c == '\r' ? data_state::dot_cr : data_state::mid_line;
+            if (c == '\r') {
+                run = i;  // hold the CR: ".CRLF" ends the message
+                c_data_state_ = data_state::dot_cr;
+            } else {
+                c_data_state_ = data_state::mid_line;
+            }
             break;
         case data_state::dot_cr:
             if (c == '\n') {
                 c_mode_ = client_mode::line;
                 c_data_state_ = data_state::mid_line;
+                flags_ &= static_cast<uint16_t>(~f_message_open);
                 if (push_pending(static_cast<uint8_t>(smtp_command::data) | kind_end_of_data)) obs.on_message_end();
                 return i;
             }
+            obs.on_content(&held_cr, 1);  // ".\rX": the CR was content after all
+            if (!inspecting()) return i;
+            run = i - 1;
             c_data_state_ = c == '\r' ? data_state::cr : data_state::mid_line;
             break;
         default: c_data_state_ = data_state::mid_line; break;
         }
     }
+    if (i > run) obs.on_content(p + run, i - run);
     return i;
 }
 
-size_t smtp_session::client_chunk(const uint8_t*, size_t i, size_t n, smtp_observer& obs) {
+size_t smtp_session::client_chunk(const uint8_t* p, size_t i, size_t n, smtp_observer& obs) {
     const size_t take = n - i < c_number_ ? n - i : c_number_;
+    if (take) obs.on_content(p + i, take);
     i += take;
     c_number_ -= static_cast<uint32_t>(take);
-    if (c_number_ == 0) {
+    if (c_number_ == 0 && inspecting()) {
         c_mode_ = client_mode::line;
         if (flags_ & f_chunk_last) {
-            flags_ &= static_cast<uint16_t>(~f_chunk_last);
+            flags_ &= static_cast<uint16_t>(~(f_chunk_last | f_message_open));
             obs.on_message_end();
         }
     }
@@ -801,6 +836,10 @@ void smtp_session::final_reply(uint16_t code, smtp_observer& obs) {
     }
     if (opens_tls) flags_ |= f_tls;
     obs.on_reply(r);
+    if (opens_data && inspecting()) {
+        flags_ |= f_message_open;
+        obs.on_message_start();
+    }
 }
 
 }  // namespace sekisho

@@ -121,6 +121,15 @@ class smtp_observer {
 public:
     virtual void on_command(const smtp_command_info& c) = 0;
     virtual void on_reply(const smtp_reply_info& r) = 0;
+    // The client's message content begins: right after the 354 to DATA (before any content byte),
+    // or at the first BDAT command of a message (after its on_command).
+    virtual void on_message_start() {}
+    // Message content, exactly as the receiving server stores it, in order, split anywhere (a call
+    // per run of bytes; never empty). DATA: every byte after the 354 up to the terminating ".CRLF"
+    // line, the CRLF that ends the last line included (RFC 5321 4.1.1.4: it belongs to the
+    // message), dot-stuffing undone (the first '.' of a line is dropped, RFC 5321 4.5.2); an empty
+    // message (".CRLF" right after the 354) has no content. BDAT: the chunk bytes as sent.
+    virtual void on_content(const uint8_t* /*data*/, size_t /*len*/) {}
     // The client finished a message: CRLF.CRLF after DATA, or the last byte of the BDAT LAST chunk.
     virtual void on_message_end() {}
     // AUTH PLAIN/LOGIN sent a user name in clear (base64): PLAIN's authcid, or its authzid if the
@@ -192,7 +201,8 @@ private:
     static constexpr uint16_t f_tls = 1 << 0, f_uninspectable = 1 << 1, f_stopped = 1 << 2,
                               f_greeting_seen = 1 << 3, f_pregreet = 1 << 4, f_authenticated = 1 << 5,
                               f_auth_response_due = 1 << 6, f_helo_seen = 1 << 7,
-                              f_name_truncated = 1 << 8, f_chunk_last = 1 << 9;
+                              f_name_truncated = 1 << 8, f_chunk_last = 1 << 9,
+                              f_message_open = 1 << 10;  // on_message_start() sent, no end yet
     static constexpr uint8_t h_ip_literal = 1, h_bare_ip = 2, h_not_fqdn = 4;
 
     void desync(smtp_desync why);

@@ -62,6 +62,17 @@ struct alignas(64) worker_counters {
         counter suspended_refused;          // connections of suspended accounts refused
         std::array<counter, max_limits> limit_hits;
     } mail;
+    // Content inspection (only where the policy enables it).
+    struct inspection_counters {
+        counter messages;            // messages inspected
+        counter table_full;          // messages not inspected: inspection table full (fail open)
+        counter header_fields, body_bytes;
+        counter rule_matches;        // rules that matched, summed over messages
+        counter stream_overflow;     // body stream state larger than a record holds (fail open)
+        counter stream_errors;
+        counter campaign_recipients, campaign_subscribers;   // campaign thresholds reached
+        counter verdicts_acted;      // messages refused or accounts acted on by score
+    } inspection;
     counter busy_polls, idle_polls;
     // Blocks (enforce) and would-blocks (monitor) by TCP destination port.
     std::unique_ptr<std::array<counter, 65536>> blocked_by_dst_port =

@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev libssl-dev
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
   prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl openssl
+  spamassassin
 )
 
 missing=()

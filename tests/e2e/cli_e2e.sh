@@ -71,6 +71,8 @@ cp "$root/configs/op25b-enforce.yaml" "$TMP/policy.yaml"
 cat >>"$TMP/policy.yaml" <<'EOF'
 limits:
   - {name: msgs, scope: account, measure: messages, max: 100, window: 1h}
+events:
+  aggregate_window: 0s   # the test reads events while the daemon runs
 EOF
 sed 's/mode: enforce/mode: monitor/' "$TMP/policy.yaml" >"$TMP/policy-monitor.yaml"
 printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: block\n' >"$TMP/bad.yaml"

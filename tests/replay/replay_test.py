@@ -436,7 +436,7 @@ class LimitsReplay(unittest.TestCase):
         s, events, to_access, to_core, frames = self.run_case(1)
         self.assertEqual(s["smtp"]["messages"], 10)
         self.assertEqual(s["smtp"]["tempfails_sent"], 3, "messages 6, 7, 8 of the first hour")
-        self.assertEqual([e["count"] for e in events], [6, 6, 6])
+        self.assertEqual([e["measured"] for e in events], [6, 6, 6])
         self.assertEqual({e["account"] for e in events}, {"alice@example.jp"})
         tempfails = [p for p in to_access if Raw in p and p[Raw].load.startswith(b"421 4.7.0")]
         self.assertEqual(len(tempfails), 3)
@@ -717,7 +717,7 @@ class LimitActionsReplay(unittest.TestCase):
 
     def assert_hits(self, r, expected, limits):
         """expected: (limit, action, subscriber, account, count or None)."""
-        got = [(e["limit"], e["action"], e["subscriber"], e["account"], e["count"]) for e in r.hits]
+        got = [(e["limit"], e["action"], e["subscriber"], e["account"], e["measured"]) for e in r.hits]
         self.assertEqual(len(got), len(expected), got)
         for g, w in zip(got, expected):
             self.assertEqual(g[:4], w[:4])
@@ -964,7 +964,7 @@ class LimitActionsReplay(unittest.TestCase):
         # Each limit governed only its own scenario: the mix adds up to the
         # scenarios replayed alone.
         alone = [replay_scenario(sc) for sc in scenarios]
-        key = lambda e: (e["limit"], e["action"], e["subscriber"], e["count"])
+        key = lambda e: (e["limit"], e["action"], e["subscriber"], e["measured"])
         self.assertEqual(sorted(map(key, one.hits)), sorted(key(e) for a in alone for e in a.hits))
         for k in smtp(one):
             if k not in ("flows_ended",):
@@ -972,6 +972,103 @@ class LimitActionsReplay(unittest.TestCase):
         self.assertEqual(one.summary["limited"], sum(a.summary["limited"] for a in alone))
         self.assertEqual(sorted(one.to_core), sorted(b for a in alone for b in a.to_core))
         self.assertEqual(sorted(one.to_access), sorted(b for a in alone for b in a.to_access))
+
+
+CONTENT_POLICY = """version: 1
+ports:
+  smtp: [25]
+  submission: [587, 465]
+subscribers:
+  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
+  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
+relays: [203.0.113.10/32]
+inspection:
+  max_body_bytes: 65536
+  rules:
+    - {id: blackword-deai, pattern: "出会い", flags: [utf8], where: body, score: 10}
+    - {id: subject-unsolicited, pattern: "未承諾広告", flags: [utf8], where: "header:subject", score: 10}
+  message_actions:
+    - {score: 10, action: tempfail}
+"""
+
+
+def b64(data):
+    import base64
+    return base64.b64encode(data).decode()
+
+
+class ContentReplay(unittest.TestCase):
+    """Content rules on decoded messages: ISO-2022-JP in RFC 2047 and base64,
+    UTF-8 quoted-printable; the end-of-data marker of a refused message never
+    reaches the server; a clean message passes untouched."""
+
+    def test_japanese_blackwords_decoded(self):
+        import quopri
+        subject = "=?ISO-2022-JP?B?" + b64("【未承諾広告】お得な情報".encode("iso-2022-jp")) + "?="
+        messages = {
+            "iso2022-subject": (f"Subject: {subject}\r\nFrom: a@example.jp\r\n\r\nhello\r\n").encode(),
+            "utf8-qp-body": (b"Subject: hi\r\nFrom: a@example.jp\r\nMIME-Version: 1.0\r\n"
+                             b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                             + quopri.encodestring("素敵な出会いがあります".encode("utf-8")) + b"\r\n"),
+            "iso2022-b64-body": (b"Subject: hi\r\nFrom: a@example.jp\r\nMIME-Version: 1.0\r\n"
+                                 b"Content-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                                 + b64("今すぐ出会い系へ".encode("iso-2022-jp")).encode() + b"\r\n"),
+            "clean": (b"Subject: meeting\r\nFrom: a@example.jp\r\n\r\nSee you at ten.\r\n"),
+        }
+        frames = []
+        for i, (name, content) in enumerate(messages.items()):
+            frames += smtp_session("198.51.100.7", 45000 + i, MX4, BASE + 10 * i, body=(content, b".\r\n"))
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = os.path.join(tmp, "p.yaml")
+            with open(policy, "w") as f:
+                f.write(CONTENT_POLICY)
+            cap = os.path.join(tmp, "c.pcap")
+            wrpcap(cap, frames)
+            out = os.path.join(tmp, "out")
+            run_replay(cap, policy, out)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            with open(os.path.join(out, "events.jsonl")) as f:
+                events = [json.loads(l) for l in f]
+            to_core = [Ether(b) for b in frames_of(os.path.join(out, "to-core.pcap"))]
+            to_access = [Ether(b) for b in frames_of(os.path.join(out, "to-access.pcap"))]
+        verdicts = {e["subscriber_port"]: e for e in events if e["type"] == "content_verdict"}
+        self.assertEqual(sorted(verdicts), [45000, 45001, 45002], events)
+        self.assertEqual(verdicts[45000]["rules"], ["subject-unsolicited"])
+        self.assertEqual(verdicts[45001]["rules"], ["blackword-deai"])
+        self.assertEqual(verdicts[45002]["rules"], ["blackword-deai"])
+        for v in verdicts.values():
+            self.assertEqual((v["score"], v["action"]), (10, "tempfail"))
+            self.assertRegex(v["fingerprint"], "^[0-9a-f]{16}$")
+        # The refused messages' end-of-data marker never reached the server;
+        # the clean one's did, and the client of each refused one got the 421.
+        ends = [p[TCP].sport for p in to_core if Raw in p and p[Raw].load == b".\r\n"]
+        self.assertEqual(ends, [45003])
+        refusals = [p[TCP].dport for p in to_access if Raw in p and p[Raw].load.startswith(b"421 4.7.0")]
+        self.assertEqual(sorted(refusals), [45000, 45001, 45002])
+        self.assertEqual(s["smtp"]["tempfails_sent"], 3)
+        self.assertEqual(s["inspection"]["messages"], 4)
+        # Nothing of the message text is in the events.
+        text = json.dumps(events, ensure_ascii=False)
+        for word in ("出会い", "未承諾", "hello", "ten."):
+            self.assertNotIn(word, text)
+
+    def test_inspection_off_reads_nothing(self):
+        policy_text = CONTENT_POLICY.replace("inspection:\n", "inspection:\n  enabled: false\n")
+        frames = smtp_session("198.51.100.7", 46000, MX4, BASE,
+                              body=("Subject: x\r\n\r\n出会い\r\n".encode("utf-8"), b".\r\n"))
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = os.path.join(tmp, "p.yaml")
+            with open(policy, "w") as f:
+                f.write(policy_text)
+            cap = os.path.join(tmp, "c.pcap")
+            wrpcap(cap, frames)
+            out = os.path.join(tmp, "out")
+            run_replay(cap, policy, out)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+        self.assertEqual(s["inspection"]["messages"], 0)
+        self.assertEqual(s["smtp"]["tempfails_sent"], 0)
 
 
 class CheckPolicy(unittest.TestCase):

@@ -119,7 +119,7 @@ TEST(policy, missing_file) {
 
 TEST(policy, unknown_top_level_key) {
     EXPECT_EQ(errors_of("version: 1\n\ncolour: blue\n"),
-              strings{"p.yaml:3: colour: unknown key (expected one of: version, ports, subscribers, relays, op25b, account_groups, limits, tracking, radius, history)"});
+              strings{"p.yaml:3: colour: unknown key (expected one of: version, ports, subscribers, relays, op25b, account_groups, limits, tracking, radius, history, inspection, events)"});
 }
 
 TEST(policy, unknown_nested_keys) {

@@ -1,7 +1,8 @@
 // smtp_session: real transcripts fed whole, split at every byte boundary and a
 // byte at a time (same observations each way); PIPELINING, multi-line replies,
 // STARTTLS and implicit TLS, BDAT, AUTH PLAIN/LOGIN (name kept, password
-// never), bounded long lines, EHLO flags, every desync reason; random valid
+// never), bounded long lines, EHLO flags, every desync reason; message content
+// (dot-stuffing undone, BDAT chunks) identical however split; random valid
 // sessions with random segmentation, and random bytes behind a guard page.
 #include "smtp_session.h"
 
@@ -55,9 +56,11 @@ std::string base64(std::string_view in) {
     return out;
 }
 
-// Writes every observation as one line of text.
+// Writes every observation as one line of text; message content apart, one string per message.
 struct recorder : smtp_observer {
     strings log;
+    strings contents;  // on_message_start opens one, on_content appends to it
+    bool open = false;
     std::function<void(const smtp_command_info&)> command_hook;
 
     void on_command(const smtp_command_info& c) override {
@@ -81,7 +84,20 @@ struct recorder : smtp_observer {
         if (r.intermediate) s += " more";
         log.push_back(s);
     }
-    void on_message_end() override { log.push_back("end"); }
+    void on_message_start() override {
+        contents.emplace_back();
+        open = true;
+    }
+    void on_content(const uint8_t* data, size_t len) override {
+        EXPECT_GT(len, 0u);
+        EXPECT_TRUE(open) << "content outside a message";
+        if (contents.empty()) contents.emplace_back();
+        contents.back().append(reinterpret_cast<const char*>(data), len);
+    }
+    void on_message_end() override {
+        log.push_back("end");
+        open = false;
+    }
     void on_auth_name(std::string_view name, bool truncated) override {
         log.push_back("name " + std::string(name) + (truncated ? " truncated" : ""));
     }
@@ -129,11 +145,14 @@ size_t feed(smtp_session& s, dir d, std::string_view bytes, smtp_observer& obs) 
 struct outcome {
     strings log;
     std::string state;
+    strings contents;
     bool operator==(const outcome&) const = default;
 };
 std::ostream& operator<<(std::ostream& os, const outcome& o) {
     for (const auto& l : o.log) os << l << " | ";
-    return os << o.state;
+    os << o.state;
+    for (const auto& c : o.contents) os << " | content " << testing::PrintToString(c);
+    return os;
 }
 
 // Piece lengths for one step: (step index, offset of the step in its direction's stream, length).
@@ -154,7 +173,7 @@ outcome run(const transcript& t, const splitter& split, bool implicit_tls = fals
         EXPECT_EQ(at, st.bytes.size());
         off += st.bytes.size();
     }
-    return {r.log, summary(s)};
+    return {r.log, summary(s), r.contents};
 }
 
 outcome run_whole(const transcript& t, bool implicit_tls = false) {
@@ -248,6 +267,12 @@ TEST(smtp_session, reference_session_every_split_and_byte_at_a_time) {
     expect_segmentation_invariant(reference_session(), true);
 }
 
+TEST(smtp_session, reference_session_content) {
+    const outcome o = run_whole(reference_session());
+    EXPECT_EQ(o.contents, (strings{"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: test\r\n\r\nHello.\r\n"
+                                   ".a dot-stuffed line, not the end\r\n"}));
+}
+
 TEST(smtp_session, session_facts) {
     smtp_session s;
     recorder r;
@@ -333,6 +358,7 @@ TEST(smtp_session, pipelining) {
     EXPECT_EQ(o.state,
               "messages=2 accepted=2 rcpt=3 rejected=1 msg_rcpt=1 other=0 long=0 pending=0 tls=0 "
               "uninspectable=0(none) in_data=0 auth=0 name=");
+    EXPECT_EQ(o.contents, (strings{"Subject: x\r\n\r\nbody\r\n", ""}));
     expect_segmentation_invariant(pipelined_session(), false);
 }
 
@@ -504,7 +530,21 @@ TEST(smtp_session, bdat_chunks_are_skipped_exactly) {
     EXPECT_EQ(o.state,
               "messages=1 accepted=1 rcpt=1 rejected=0 msg_rcpt=1 other=0 long=0 pending=0 tls=0 "
               "uninspectable=0(none) in_data=0 auth=0 name=");
+    // Chunk bytes as sent (no dot-stuffing in BDAT), one message across chunks; BDAT 0 LAST is an empty one.
+    EXPECT_EQ(o.contents, (strings{chunk1 + chunk2, ""}));
     expect_segmentation_invariant(bdat_session(), false);
+}
+
+TEST(smtp_session, bdat_message_restarts_after_rset_or_mail) {
+    smtp_session s;
+    recorder r;
+    feed(s, dir::server, "220 mx\r\n", r);
+    feed(s, dir::client, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 3\r\nabcRSET\r\n", r);
+    feed(s, dir::client, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 2\r\ndeBDAT 1 LAST\r\nf", r);
+    feed(s, dir::client, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 1\r\ngMAIL FROM:<>\r\n", r);
+    feed(s, dir::client, "RCPT TO:<b@example.org>\r\nBDAT 1 LAST\r\nh", r);
+    EXPECT_EQ(r.contents, (strings{"abc", "def", "g", "h"}));
+    EXPECT_TRUE(s.inspecting());
 }
 
 TEST(smtp_session, bdat_in_data_while_chunk_pending) {
@@ -847,6 +887,60 @@ TEST(smtp_session, only_crlf_dot_crlf_ends_data) {
     }
 }
 
+// Message content: the first '.' of every line is dropped (dot-stuffing, RFC 5321 4.5.2), the
+// ".CRLF" end line is not content, the CRLF that ends the last line is; anything may be split anywhere.
+transcript content_session(const std::string& wire) {
+    return {
+        S("220 mx.example.net\r\n"),
+        C("EHLO client.example.com\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"),
+        S("250-mx.example.net\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n354 go\r\n"),
+        C(wire),
+        S("250 queued\r\n"),
+    };
+}
+
+TEST(smtp_session, data_content_is_unstuffed_at_every_split) {
+    const struct {
+        std::string wire, content;
+    } cases[] = {
+        {".\r\n", ""},                                         // empty message
+        {"\r\n.\r\n", "\r\n"},                                 // one empty line
+        {"x\r\n.\r\n", "x\r\n"},
+        {"..\r\n.\r\n", ".\r\n"},                               // a line that is one dot
+        {"...\r\n..x\r\n.y\r\n.\r\n", "..\r\n.x\r\ny\r\n"},     // unstuffed; a lone leading dot dropped too
+        {".\rX\r\n.\r\r\n.\r\n", "\rX\r\n\r\r\n"},                 // ".CR" not followed by LF: content
+        {"a.\r\n.b\r\n\r\r\n..\r\n.\r\n", "a.\r\nb\r\n\r\r\n.\r\n"},
+        {raw("Subject: t\r\n\r\n\0\xff\n.\n\r\n.\r\n"), raw("Subject: t\r\n\r\n\0\xff\n.\n\r\n")},
+    };
+    for (const auto& c : cases) {
+        const transcript t = content_session(c.wire);
+        const outcome o = run_whole(t);
+        EXPECT_EQ(o.contents, strings{c.content}) << testing::PrintToString(c.wire);
+        EXPECT_EQ(o.log.back(), "R 250 data eod") << testing::PrintToString(c.wire);
+        expect_segmentation_invariant(t, false);
+    }
+}
+
+TEST(smtp_session, observer_can_stop_in_content) {
+    struct stopper : recorder {
+        smtp_session* s = nullptr;
+        void on_content(const uint8_t* d, size_t n) override {
+            recorder::on_content(d, n);
+            s->stop();
+        }
+    } r;
+    smtp_session s;
+    r.s = &s;
+    feed(s, dir::server, "220 mx\r\n", r);
+    feed(s, dir::client, "DATA\r\n", r);
+    feed(s, dir::server, "354 go\r\n", r);
+    const std::string seg = "ab\r\n..c\r\n.\r\n";
+    const uint8_t* p = guard().place(reinterpret_cast<const uint8_t*>(seg.data()), seg.size());
+    EXPECT_EQ(s.feed_client(p, seg.size(), r), 5u);  // "ab\r\n" and the dropped dot
+    EXPECT_EQ(r.contents, strings{"ab\r\n"});
+    EXPECT_TRUE(s.stopped());
+}
+
 TEST(smtp_session, unsolicited_421_is_not_a_desync) {
     smtp_session s;
     recorder r;
@@ -906,6 +1000,7 @@ TEST(smtp_session, observer_can_stop_at_a_command) {
 
 struct expected_counts {
     uint32_t messages = 0, accepted = 0, recipients = 0, rejected = 0;
+    strings contents;
 };
 
 transcript random_session(std::mt19937& rng, expected_counts& e) {
@@ -952,8 +1047,10 @@ transcript random_session(std::mt19937& rng, expected_counts& e) {
             if (!pipelined) flush();
         }
         if (bdat) {
+            e.contents.emplace_back();
             for (uint32_t chunks = 1 + pick(3); chunks > 0; --chunks) {
                 const std::string body = bytes(pick(300));
+                e.contents.back() += body;
                 cmds += "BDAT " + std::to_string(body.size()) + (chunks == 1 ? " LAST" : "") + "\r\n" + body;
                 const bool ok = chunks > 1 || pick(4);
                 replies += ok ? "250 ok\r\n" : "552 too big\r\n";
@@ -970,9 +1067,11 @@ transcript random_session(std::mt19937& rng, expected_counts& e) {
                 replies += "354 go ahead\r\n";
                 flush();
                 std::string body;
+                e.contents.emplace_back();
                 for (uint32_t lines = pick(20); lines > 0; --lines) {
                     const std::string line = bytes(pick(60), true);
                     body += (line.empty() || line[0] != '.' ? "" : ".") + line + "\r\n";  // dot-stuffing
+                    e.contents.back() += line + "\r\n";
                 }
                 std::string end = body + ".\r\n";
                 std::string next_replies;
@@ -1002,6 +1101,7 @@ TEST(smtp_session, random_valid_sessions_any_segmentation) {
         ASSERT_EQ(whole.state.rfind(want.str(), 0), 0u) << "iteration " << iter << ": " << whole.state;
         ASSERT_NE(whole.state.find("pending=0 tls=0 uninspectable=0(none) in_data=0"), std::string::npos)
             << "iteration " << iter << ": " << whole.state;
+        ASSERT_EQ(whole.contents, e.contents) << "iteration " << iter;
         const outcome split = run(t, [&](size_t, size_t, size_t len) {
             std::vector<size_t> pieces;
             while (len) {

@@ -1,0 +1,273 @@
+#include "content_inspector.h"
+
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "campaign_table.h"
+#include "mail_tracker.h"
+
+namespace sekisho {
+
+struct content_inspector::state {
+    mail_decoder decoder;
+    message_fingerprint fingerprint;
+    uint64_t last_seen_ns = 0;
+    int32_t score = 0;
+    uint64_t seen_low = 0;                   // rule ids < 64 already scored
+    uint16_t rules[inspection_max_rule_hits] = {};
+    uint8_t rule_count = 0;
+    bool from_mismatch = false;
+    uint32_t sender_domain_hash = 0;
+    uint8_t header_name_len = 0;
+    uint16_t header_value_len = 0;
+    char header_name[content_header_name_max] = {};
+    uint8_t header_value[inspection_header_value_max] = {};
+    uint16_t body_stream_len = 0;            // 0: the body stream has not started
+    bool body_stream_lost = false;           // state did not fit: body not scanned further
+    uint8_t body_stream[inspection_body_stream_max] = {};
+};
+
+namespace {
+
+struct match_context {
+    const content_rule_set* rules;
+    void* state;
+    void (*add)(void* state, const content_rule_set& rules, unsigned id);
+};
+
+int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) {
+    auto* m = static_cast<match_context*>(ctx);
+    m->add(m->state, *m->rules, id);
+    return 0;  // keep scanning: every rule may add its score
+}
+
+}  // namespace
+
+// Receives the decoder's output for one segment's worth of message bytes.
+class content_inspector::sink : public mail_decoder_sink {
+public:
+    sink(content_inspector& ci, const compiled_policy& p, state& s) : ci_(ci), p_(p), s_(s) {}
+    ~sink() { finish_body(); }
+
+    void on_header(std::string_view name, const uint8_t* utf8, size_t len, bool field_end) override {
+        if (s_.header_value_len == 0 && s_.header_name_len == 0) {
+            const size_t n = std::min(name.size(), sizeof s_.header_name);
+            std::memcpy(s_.header_name, name.data(), n);
+            s_.header_name_len = static_cast<uint8_t>(n);
+        }
+        const size_t room = sizeof s_.header_value - s_.header_value_len;
+        const size_t n = std::min(len, room);
+        std::memcpy(s_.header_value + s_.header_value_len, utf8, n);
+        s_.header_value_len = static_cast<uint16_t>(s_.header_value_len + n);
+        if (field_end) {
+            ci_.scan_header(p_, s_);
+            s_.header_name_len = 0;
+            s_.header_value_len = 0;
+        }
+    }
+
+    void on_body(const uint8_t* utf8, size_t len) override {
+        s_.fingerprint.feed(utf8, len);
+        const content_rule_set* rules = p_.content_rules();
+        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
+        if (rules == nullptr || ws == nullptr || s_.body_stream_lost) return;
+        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
+        if (stream == nullptr) return;
+        match_context mc = context(*rules);
+        if (!expanded_) {
+            hs_error_t rc;
+            if (s_.body_stream_len == 0)
+                rc = hs_reset_stream(stream, 0, ws->scratch.get(), nullptr, nullptr);  // a fresh message
+            else
+                rc = hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s_.body_stream),
+                                                s_.body_stream_len, ws->scratch.get(), nullptr, nullptr);
+            if (rc != HS_SUCCESS) {
+                s_.body_stream_lost = true;
+                ci_.counters_.inspection.stream_errors.add();
+                return;
+            }
+            expanded_ = true;
+        }
+        hs_scan_stream(stream, reinterpret_cast<const char*>(utf8), static_cast<unsigned>(len), 0,
+                       ws->scratch.get(), on_match, &mc);
+        ci_.counters_.inspection.body_bytes.add(len);
+    }
+
+    // Keeps the body stream in the message's own memory until the next segment.
+    void finish_body() {
+        if (!expanded_) return;
+        expanded_ = false;
+        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
+        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
+        size_t used = 0;
+        if (hs_compress_stream(stream, reinterpret_cast<char*>(s_.body_stream), sizeof s_.body_stream, &used) !=
+            HS_SUCCESS) {
+            s_.body_stream_lost = true;  // larger than the record holds: fail open, counted
+            ci_.counters_.inspection.stream_overflow.add();
+            return;
+        }
+        s_.body_stream_len = static_cast<uint16_t>(used);
+    }
+
+    // End of the message: matches anchored at the end of the body.
+    void end_body() {
+        const content_rule_set* rules = p_.content_rules();
+        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
+        if (rules == nullptr || ws == nullptr || s_.body_stream_lost || (!expanded_ && s_.body_stream_len == 0)) return;
+        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
+        if (stream == nullptr) return;
+        match_context mc = context(*rules);
+        if (!expanded_ && hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s_.body_stream),
+                                                     s_.body_stream_len, ws->scratch.get(), nullptr,
+                                                     nullptr) != HS_SUCCESS)
+            return;
+        expanded_ = false;
+        hs_reset_stream(stream, 0, ws->scratch.get(), on_match, &mc);
+    }
+
+    match_context context(const content_rule_set& rules) { return {&rules, &s_, &add_rule}; }
+
+    static void add_rule(void* st, const content_rule_set& rules, unsigned id) {
+        state& s = *static_cast<state*>(st);
+        if (id < 64) {
+            if (s.seen_low >> id & 1) return;
+            s.seen_low |= uint64_t{1} << id;
+        } else {
+            for (unsigned i = 0; i < s.rule_count; ++i)
+                if (s.rules[i] == id) return;
+        }
+        s.score += rules.rule(id).score;
+        if (s.rule_count < inspection_max_rule_hits) s.rules[s.rule_count++] = static_cast<uint16_t>(id);
+    }
+
+private:
+    content_inspector& ci_;
+    const compiled_policy& p_;
+    state& s_;
+    bool expanded_ = false;
+};
+
+content_inspector::content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns,
+                                     worker_counters& counters)
+    : worker_id_(worker_id),
+      campaigns_(campaigns),
+      counters_(counters),
+      table_(new bounded_table<flow_key, state>(("sk_inspect_" + std::to_string(worker_id)).c_str(), capacity)) {
+    converters_.open_all();  // iconv_open allocates: never on the data path
+}
+
+content_inspector::~content_inspector() { delete table_; }
+
+void content_inspector::scan_header(const compiled_policy& p, state& s) {
+    counters_.inspection.header_fields.add();
+    const std::string_view name(s.header_name, s.header_name_len);
+    if (name == "from")
+        s.from_mismatch = from_mismatch(s.sender_domain_hash,
+                                        header_from_domain(std::string_view(
+                                            reinterpret_cast<const char*>(s.header_value), s.header_value_len)));
+    const content_rule_set* rules = p.content_rules();
+    content_scan_state* ws = p.scan_state(worker_id_);
+    if (rules == nullptr || ws == nullptr) return;
+    match_context mc{rules, &s, &sink::add_rule};
+    auto scan = [&](hs_stream_t* stream, std::initializer_list<std::pair<const void*, size_t>> parts) {
+        if (stream == nullptr) return;
+        hs_reset_stream(stream, 0, ws->scratch.get(), nullptr, nullptr);
+        for (const auto& [data, len] : parts)
+            hs_scan_stream(stream, static_cast<const char*>(data), static_cast<unsigned>(len), 0, ws->scratch.get(),
+                           on_match, &mc);
+        hs_reset_stream(stream, 0, ws->scratch.get(), on_match, &mc);  // end-anchored matches
+    };
+    scan(ws->streams[static_cast<unsigned>(content_db::headers)].get(),
+         {{name.data(), name.size()}, {": ", 2}, {s.header_value, s.header_value_len}});
+    const int h = rules->header_index(name);
+    if (h >= 0) scan(ws->header_streams[static_cast<unsigned>(h)].get(), {{s.header_value, s.header_value_len}});
+}
+
+void content_inspector::message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns) {
+    if (!active(p)) return;
+    state* s = table_->find(key);
+    if (s == nullptr) s = table_->insert(key);
+    if (s == nullptr) {
+        counters_.inspection.table_full.add();  // fail open: this message is not inspected
+        return;
+    }
+    *s = state{};
+    s->decoder.reset(p.inspection().max_body_bytes);
+    s->last_seen_ns = now_ns;
+    counters_.inspection.messages.add();
+}
+
+void content_inspector::content(const compiled_policy& p, const flow_key& key, const uint8_t* data, size_t len,
+                                uint64_t now_ns) {
+    if (!active(p)) return;
+    state* s = table_->find(key);
+    if (s == nullptr) return;
+    s->last_seen_ns = now_ns;
+    sink out(*this, p, *s);
+    s->decoder.feed(data, len, out, converters_);
+}
+
+message_verdict content_inspector::message_end(const compiled_policy& p, const flow_key& key,
+                                               const message_context& ctx) {
+    message_verdict v;
+    if (!active(p)) return v;
+    state* s = table_->find(key);
+    const inspection_settings& in = p.inspection();
+    if (s != nullptr) {
+        {
+            sink out(*this, p, *s);
+            s->decoder.finish(out, converters_);
+            out.end_body();
+        }
+        v.score = s->score;
+        std::memcpy(v.rules, s->rules, sizeof v.rules);
+        v.rule_count = s->rule_count;
+        v.fingerprint = s->fingerprint.fingerprint();
+        if (s->from_mismatch && in.from_mismatch) {
+            v.score += in.from_mismatch;
+            v.signals |= 1u << static_cast<unsigned>(sender_signal::from_mismatch);
+        }
+        table_->erase(key);
+    }
+    auto signal = [&](bool fired, int32_t points, sender_signal which) {
+        if (fired && points) {
+            v.score += points;
+            v.signals |= 1u << static_cast<unsigned>(which);
+        }
+    };
+    signal(ctx.helo_ip_literal, in.ehlo_ip_literal, sender_signal::ehlo_ip_literal);
+    signal(ctx.helo_bare_ip, in.ehlo_bare_ip, sender_signal::ehlo_bare_ip);
+    signal(ctx.helo_not_fqdn, in.ehlo_not_fqdn, sender_signal::ehlo_not_fqdn);
+    signal(in.sender_domains.max && ctx.distinct_sender_domains > in.sender_domains.max, in.sender_domains.score,
+           sender_signal::sender_domains);
+    if (campaigns_ != nullptr && v.fingerprint != 0 && (in.campaign_recipients.max || in.campaign_subscribers.max)) {
+        const uint64_t window = in.campaign_subscribers.max ? in.campaign_subscribers.window_ns
+                                                            : in.campaign_recipients.window_ns;
+        const campaign_counts c = campaigns_->observe(v.fingerprint, ctx.subscriber_hash, ctx.recipients, ctx.now_ns, window);
+        if (in.campaign_recipients.max && c.subscriber_recipients > in.campaign_recipients.max) {
+            v.score += in.campaign_recipients.score;
+            counters_.inspection.campaign_recipients.add();
+        }
+        if (in.campaign_subscribers.max && c.subscribers > in.campaign_subscribers.max) {
+            v.score += in.campaign_subscribers.score;
+            counters_.inspection.campaign_subscribers.add();
+        }
+    }
+    for (unsigned i = in.message_action_count; i-- > 0;)
+        if (v.score >= in.message_actions[i].score) {
+            v.action = in.message_actions[i].action;
+            v.act = true;
+            break;
+        }
+    if (v.rule_count) counters_.inspection.rule_matches.add(v.rule_count);
+    return v;
+}
+
+void content_inspector::abandon(const flow_key& key) { table_->erase(key); }
+
+void content_inspector::sweep(uint64_t now_ns, uint64_t idle_ns) {
+    table_->sweep(16, [&](const state& s) { return s.last_seen_ns + idle_ns < now_ns; });
+}
+
+}  // namespace sekisho

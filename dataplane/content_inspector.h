@@ -1,0 +1,82 @@
+// Content inspection of outbound messages, where the policy enables it.
+//
+// Fed by mail_tracker from smtp_session's content callbacks: the message
+// bytes as the server will store them are decoded (mail_decoder: MIME,
+// base64/QP, RFC 2047, charsets to UTF-8), scanned with Hyperscan in stream
+// mode (header fields and body), fingerprinted for bulk-campaign counting,
+// and scored together with the sender signals. The verdict is reached while
+// the segment carrying the end-of-data marker is being handled, so a blocked
+// message's marker never reaches the server.
+//
+// State: one record per message being inspected in the worker's bounded
+// table (inspection.flows_per_worker); the body's Hyperscan stream is kept
+// compressed in it between segments. A full table, or a rule set whose stream
+// state does not fit the record, fails open (counted). Only rule ids, scores,
+// counts and fingerprints leave this class: never message text.
+#pragma once
+
+#include <cstdint>
+
+#include "bounded_table.h"
+#include "compiled_policy.h"
+#include "event_ring.h"
+#include "mail_decoder.h"
+#include "message_fingerprint.h"
+#include "sender_signals.h"
+#include "worker_counters.h"
+
+namespace sekisho {
+
+class campaign_table;
+struct flow_key;
+
+constexpr unsigned inspection_max_rule_hits = 8;     // rule ids kept per message (more are counted)
+constexpr size_t inspection_body_stream_max = 1024;  // compressed body stream state per message
+constexpr size_t inspection_header_value_max = 512;  // decoded header field value scanned
+
+struct message_verdict {
+    int32_t score = 0;
+    score_action action = score_action::event;
+    bool act = false;               // a threshold was reached
+    uint64_t fingerprint = 0;
+    uint16_t rules[inspection_max_rule_hits] = {};
+    uint8_t rule_count = 0;
+    uint32_t signals = 0;           // sender_signal bits
+};
+
+// What the inspector needs to know about the session at the end of a message.
+struct message_context {
+    uint64_t now_ns = 0;
+    uint64_t subscriber_hash = 0;   // subscriber key hash (campaign counting)
+    uint32_t recipients = 0;        // RCPT TO of this message
+    uint32_t sender_domain_hash = 0;
+    bool helo_ip_literal = false, helo_bare_ip = false, helo_not_fqdn = false;
+    uint32_t distinct_sender_domains = 0;   // in the subscriber's window (0: not tracked)
+};
+
+class content_inspector {
+public:
+    content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns, worker_counters& counters);
+    ~content_inspector();
+
+    bool active(const compiled_policy& p) const { return p.inspection().enabled; }
+    void message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns);
+    void content(const compiled_policy& p, const flow_key& key, const uint8_t* data, size_t len, uint64_t now_ns);
+    // Ends the message: the verdict (score, threshold action) of what was seen.
+    message_verdict message_end(const compiled_policy& p, const flow_key& key, const message_context& ctx);
+    void abandon(const flow_key& key);   // the session ended mid-message
+    void sweep(uint64_t now_ns, uint64_t idle_ns);
+
+private:
+    struct state;
+    class sink;
+    void scan_header(const compiled_policy& p, state& s);
+
+    unsigned worker_id_;
+    campaign_table* campaigns_;
+    worker_counters& counters_;
+    charset_converters converters_;
+    bounded_table<flow_key, state>* table_;
+};
+
+}  // namespace sekisho

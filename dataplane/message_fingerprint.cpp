@@ -1,0 +1,374 @@
+// Streaming body fingerprint: normalise, shingle, one-permutation MinHash.
+// The choices and their robustness are described in message_fingerprint.h.
+#include "message_fingerprint.h"
+
+namespace sekisho {
+namespace {
+
+constexpr uint32_t fnv_prime = 16777619u;
+constexpr uint32_t step(uint32_t h, uint32_t v) { return (h ^ v) * fnv_prime; }
+
+// Distinct starting points, so a word, a URL host and an address domain with
+// the same letters are different tokens.
+constexpr uint32_t seed_word = 2166136261u;
+constexpr uint32_t seed_host = 0x9e3779b9u;
+constexpr uint32_t seed_email = 0x85ebca6bu;
+// Words never contain '#' or '~': these cannot be the hash of a real word's letters.
+constexpr uint32_t token_number = step(seed_word, '#');
+constexpr uint32_t token_long = step(seed_word, '~');
+constexpr uint32_t token_end = 0xffffffffu;  // closes the one shingle of a very short message
+constexpr uint8_t max_word_bytes = 40;
+
+constexpr uint32_t word_hash(std::string_view w) {
+    uint32_t h = seed_word;
+    for (char c : w) h = step(h, static_cast<uint8_t>(c));
+    return h;
+}
+constexpr uint32_t hash_http = word_hash("http");
+constexpr uint32_t hash_https = word_hash("https");
+
+constexpr uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static_assert(fingerprint_shingle_tokens == 3);
+constexpr uint64_t shingle_hash(uint32_t a, uint32_t b, uint32_t c) {
+    return mix64(mix64(static_cast<uint64_t>(a) << 32 | b) + c);
+}
+
+constexpr bool is_alpha(uint8_t c) { return c >= 'a' && c <= 'z'; }
+constexpr bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+constexpr uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? static_cast<uint8_t>(c + 32) : c; }
+// Joins two word characters; dropped at a word's ends.
+constexpr bool is_joiner(uint8_t c) {
+    return c == '.' || c == ',' || c == '-' || c == '_' || c == '\'' || c == '+' || c == '%';
+}
+// Ends a URL's path/query/fragment (RFC 3986 never allows these unescaped).
+constexpr bool ends_url(uint8_t c) {
+    return c <= ' ' || c == 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`' || c == '{' ||
+           c == '}' || c == '|' || c == '\\' || c == '^';
+}
+
+// Invisible characters used to break words up: read as nothing.
+constexpr bool is_ignorable(uint32_t cp) {
+    return cp == 0xad || (cp >= 0x300 && cp <= 0x36f) || cp == 0x34f || cp == 0x180e ||
+           (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0xfe00 && cp <= 0xfe0f) ||
+           cp == 0xfeff || (cp >= 0xe0100 && cp <= 0xe01ef);
+}
+// Letters of alphabetic scripts that write words with spaces: part of a word.
+constexpr bool is_word_letter(uint32_t cp) {
+    return (cp >= 0xc0 && cp <= 0x24f && cp != 0xd7 && cp != 0xf7) || (cp >= 0x370 && cp <= 0x52f);
+}
+constexpr uint32_t lower_letter(uint32_t cp) {
+    if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7) || (cp >= 0x391 && cp <= 0x3a9) || (cp >= 0x410 && cp <= 0x42f))
+        return cp + 0x20;
+    return cp;
+}
+// Spaces and punctuation: separate tokens.
+constexpr bool is_separator(uint32_t cp) {
+    return cp < 0xc0 ||                          // C1 controls, NBSP, Latin-1 punctuation and signs
+           (cp >= 0x2000 && cp <= 0x206f) ||     // general punctuation, typographic spaces and quotes
+           (cp >= 0x3000 && cp <= 0x3004) ||     // ideographic space, 、。〃
+           (cp >= 0x3008 && cp <= 0x301f) ||     // CJK brackets 「」『』【】 ...
+           cp == 0x30fb ||                       // katakana middle dot
+           (cp >= 0xfe10 && cp <= 0xfe6f) ||     // vertical, small and compatibility forms
+           cp == 0xff00 || (cp >= 0xff5f && cp <= 0xff65);  // full-width brackets, half-width punctuation
+}
+
+}  // namespace
+
+void message_fingerprint::feed(const uint8_t* data, size_t len) {
+    for (size_t i = 0; i < len; ++i) byte(data[i]);
+}
+
+void message_fingerprint::byte(uint8_t c) {
+    if (utf8_need_) {
+        if ((c & 0xc0) == 0x80) {
+            cp_ = cp_ << 6 | (c & 0x3fu);
+            if (--utf8_need_ == 0) code_point(cp_);
+            return;
+        }
+        utf8_need_ = 0;
+        code_point(0x80);  // a truncated sequence: a separator; c starts afresh
+    }
+    if (c < 0x80) {
+        ascii(c);
+        if (c == '\n') line_end();
+    } else if ((c & 0xe0) == 0xc0) {
+        cp_ = c & 0x1fu;
+        utf8_need_ = 1;
+    } else if ((c & 0xf0) == 0xe0) {
+        cp_ = c & 0x0fu;
+        utf8_need_ = 2;
+    } else if ((c & 0xf8) == 0xf0) {
+        cp_ = c & 0x07u;
+        utf8_need_ = 3;
+    } else {
+        code_point(0x80);  // a stray continuation byte or an invalid lead byte
+    }
+}
+
+void message_fingerprint::code_point(uint32_t cp) {
+    if (cp >= 0xff01 && cp <= 0xff5e) {  // full-width ASCII
+        ascii(static_cast<uint8_t>(cp - 0xfee0));
+        return;
+    }
+    if (is_ignorable(cp)) return;
+    // Anything else non-ASCII ends a URL or an address.
+    switch (mode_) {
+    case mode::text: break;
+    case mode::scheme_colon:
+    case mode::scheme_slash: end_word(); break;
+    case mode::host:
+    case mode::email_domain: end_host(); break;
+    case mode::url_rest: break;
+    }
+    mode_ = mode::text;
+    if (is_word_letter(cp)) {
+        if (word_len_ == 0) {
+            word_ = seed_word;
+            word_flags_ = 0;
+        }
+        word_ = step(word_, lower_letter(cp));
+        word_alnum_ = word_;
+        if (word_len_ < 255) ++word_len_;
+    } else if (is_separator(cp)) {
+        end_word();
+    } else {  // kana, kanji, hangul, other scripts, symbols, emoji: one token each
+        end_word();
+        emit(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+    }
+}
+
+void message_fingerprint::ascii(uint8_t c) {
+    c = lower(c);
+    for (;;) {
+        switch (mode_) {
+        case mode::text:
+            if (is_alpha(c) || is_digit(c)) {
+                if (word_len_ == 0) {
+                    word_ = seed_word;
+                    word_flags_ = 0;
+                }
+                if (is_digit(c)) word_flags_ |= w_digit;
+                word_ = step(word_, c);
+                word_alnum_ = word_;
+                if (word_len_ < 255) ++word_len_;
+            } else if (word_len_ > 0 && is_joiner(c)) {
+                word_ = step(word_, c);
+                if (word_len_ < 255) ++word_len_;
+            } else if (c == '@' && word_len_ > 0) {
+                // user@domain: the local part (often the recipient's name) is dropped.
+                word_len_ = 0;
+                word_ = word_alnum_ = seed_email;
+                word_flags_ = 0;
+                mode_ = mode::email_domain;
+            } else if (c == ':' && word_len_ > 0 && word_ == word_alnum_ &&
+                       ((word_len_ == 4 && word_ == hash_http) || (word_len_ == 5 && word_ == hash_https))) {
+                mode_ = mode::scheme_colon;  // the word waits: a URL drops it, anything else emits it
+            } else {
+                end_word();
+            }
+            return;
+        case mode::scheme_colon:
+            if (c == '/') {
+                mode_ = mode::scheme_slash;
+                return;
+            }
+            end_word();
+            mode_ = mode::text;
+            continue;  // the ':' separated; c starts afresh
+        case mode::scheme_slash:
+            if (c == '/') {
+                word_len_ = 0;
+                word_ = word_alnum_ = seed_host;
+                word_flags_ = 0;
+                mode_ = mode::host;
+                return;
+            }
+            end_word();
+            mode_ = mode::text;
+            continue;
+        case mode::host:
+        case mode::email_domain:
+            if (is_digit(c)) {
+                if (!(word_flags_ & w_in_digits)) word_ = step(word_, '#');
+                word_flags_ |= w_in_digits;
+                word_alnum_ = word_;
+                if (word_len_ < 255) ++word_len_;
+                return;
+            }
+            if (is_alpha(c) || c == '.' || c == '-' || c == '_') {
+                word_flags_ &= static_cast<uint8_t>(~w_in_digits);
+                word_ = step(word_, c);
+                if (is_alpha(c)) word_alnum_ = word_;
+                if (word_len_ < 255) ++word_len_;
+                return;
+            }
+            end_host();
+            if (mode_ == mode::host && (c == '/' || c == '?' || c == '#' || c == ':')) {
+                mode_ = mode::url_rest;
+                return;
+            }
+            mode_ = mode::text;
+            continue;
+        case mode::url_rest:
+            if (!ends_url(c)) return;
+            mode_ = mode::text;
+            continue;
+        }
+    }
+}
+
+void message_fingerprint::end_word() {
+    if (word_len_ == 0) return;
+    const uint32_t token = (word_flags_ & w_digit) ? token_number : word_len_ > max_word_bytes ? token_long : word_alnum_;
+    word_len_ = 0;
+    emit(token);
+}
+
+// A URL host or an address domain (possibly empty: "user@ ..." still drops the user).
+void message_fingerprint::end_host() {
+    const uint32_t token = word_alnum_;
+    word_len_ = 0;
+    emit(token);
+}
+
+// The first line's tokens wait in lead_ until it ends (a greeting: dropped) or
+// grows too long for one (text: shingled).
+void message_fingerprint::emit(uint32_t token) {
+    if (!lead_done_) {
+        if (lead_count_ < fingerprint_lead_tokens) {
+            lead_[lead_count_++] = token;
+            return;
+        }
+        lead_done_ = true;
+        const unsigned n = lead_count_;
+        lead_count_ = 0;
+        for (unsigned i = 0; i < n; ++i) shingle(lead_[i]);
+    }
+    shingle(token);
+}
+
+// The first line ends: if it was short, it is dropped, but kept in lead_ in
+// case too little follows (restore_lead).
+void message_fingerprint::line_end() {
+    if (lead_done_ || lead_count_ == 0) return;  // no first line yet: blank lines before it
+    lead_done_ = true;
+}
+
+void message_fingerprint::shingle(uint32_t token) {
+    if (lead_count_ > 0 && tokens_ < fingerprint_shingle_tokens - 1) head_[tokens_] = token;
+    if (tokens_ != UINT32_MAX) ++tokens_;
+    if (tokens_ >= fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token));
+    prev_[0] = prev_[1];
+    prev_[1] = token;
+}
+
+// Too little followed a dropped first line: shingle it after all, as if it had
+// never been dropped. The shingles missing are those ending within the first
+// line or the first two tokens after it.
+void message_fingerprint::restore_lead() {
+    constexpr unsigned k = fingerprint_shingle_tokens - 1;
+    uint32_t seq[fingerprint_lead_tokens + k];
+    const unsigned n = lead_count_, after = tokens_ < k ? tokens_ : k;
+    for (unsigned i = 0; i < n; ++i) seq[i] = lead_[i];
+    for (unsigned i = 0; i < after; ++i) seq[n + i] = head_[i];
+    const unsigned len = n + after;
+    for (unsigned p = k; p < len; ++p) add_shingle(shingle_hash(seq[p - 2], seq[p - 1], seq[p]));
+    if (after < k) {  // the last tokens of the message are in the first line
+        prev_[0] = len >= 2 ? seq[len - 2] : 0;
+        prev_[1] = seq[len - 1];
+    }
+    tokens_ += n;
+    lead_count_ = 0;
+}
+
+void message_fingerprint::add_shingle(uint64_t h) {
+    const unsigned bin = static_cast<unsigned>(h >> 60);
+    static_assert(fingerprint_bins == 16);
+    const uint32_t v = static_cast<uint32_t>(h) | 1u;  // never 0: 0 is an empty bin
+    if (v > bins_[bin]) bins_[bin] = v;
+}
+
+// What the end of the text would do: close the open token; a message shorter
+// than one shingle gets one shingle of what it has.
+void message_fingerprint::flush() {
+    switch (mode_) {
+    case mode::text:
+    case mode::scheme_colon:
+    case mode::scheme_slash: end_word(); break;
+    case mode::host:
+    case mode::email_domain: end_host(); break;
+    case mode::url_rest: break;
+    }
+    mode_ = mode::text;
+    utf8_need_ = 0;
+    if (!lead_done_) {  // a message of one short line: it is all there is
+        lead_done_ = true;
+        const unsigned n = lead_count_;
+        lead_count_ = 0;
+        for (unsigned i = 0; i < n; ++i) shingle(lead_[i]);
+    } else if (lead_count_ > 0 && tokens_ < fingerprint_greeting_rest) {
+        restore_lead();
+    }
+    if (tokens_ > 0 && tokens_ < fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token_end));
+}
+
+message_signature message_fingerprint::signature() const {
+    message_fingerprint f = *this;
+    f.flush();
+    message_signature s;
+    unsigned filled = 0;
+    for (uint32_t b : f.bins_) filled += b != 0;
+    if (filled == 0) return s;
+    // Rotation densification: an empty bin takes the next non-empty bin's value
+    // to its right (circularly), mixed with the distance so that two empty bins
+    // borrowing from one bin differ.
+    for (unsigned j = 0; j < fingerprint_bins; ++j) {
+        if (f.bins_[j]) {
+            s.bin[j] = f.bins_[j];
+            continue;
+        }
+        unsigned d = 1;
+        while (!f.bins_[(j + d) % fingerprint_bins]) ++d;
+        s.bin[j] = static_cast<uint32_t>(mix64(static_cast<uint64_t>(d) << 32 | f.bins_[(j + d) % fingerprint_bins])) | 1u;
+    }
+    return s;
+}
+
+uint64_t message_fingerprint::band_hash(const message_signature& s) {
+    uint64_t h = 0x6a09e667f3bcc908ull;
+    for (unsigned i = 0; i < fingerprint_band_bins; ++i) h = mix64(h ^ s.bin[i]) + i;
+    return h ? h : 1;
+}
+
+uint32_t message_fingerprint::tokens() const {
+    message_fingerprint f = *this;
+    f.flush();
+    return f.tokens_;
+}
+
+uint64_t message_fingerprint::fingerprint() const {
+    message_fingerprint f = *this;
+    f.flush();
+    if (f.tokens_ < fingerprint_min_tokens) return 0;
+    return band_hash(f.signature());
+}
+
+unsigned matching_bins(const message_signature& a, const message_signature& b) {
+    if (a.empty() || b.empty()) return 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < fingerprint_bins; ++i) n += a.bin[i] == b.bin[i];
+    return n;
+}
+
+double similarity(const message_signature& a, const message_signature& b) {
+    return static_cast<double>(matching_bins(a, b)) / fingerprint_bins;
+}
+
+}  // namespace sekisho

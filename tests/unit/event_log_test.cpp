@@ -1,0 +1,510 @@
+// The event log: per-subscriber aggregation (count, first_ns, last_ns; the
+// window by the events' own clock; the bounded key set), rotation by size and
+// by time with `keep`, fsync policies, write errors on a full disk (/dev/full)
+// counted and never thrown, and the policy's events section.
+#include "event_log.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "op25b_classifier.h"
+
+namespace sekisho {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr uint64_t s = 1'000'000'000ull;
+constexpr uint64_t t0 = 1'795'438'783ull * s;   // 2026-11-22
+
+event_record block(const char* src, uint64_t time_ns, uint64_t generation = 1,
+                   event_type type = event_type::op25b_block, uint8_t reason = 0) {
+    event_record e{};
+    e.time_ns = time_ns;
+    e.generation = generation;
+    e.type = type;
+    e.reason = reason;
+    e.ip_version = 4;
+    e.ingress = static_cast<uint8_t>(ingress::access);
+    e.action = static_cast<uint8_t>(op25b_action::reset);
+    e.src_port = 40000;
+    e.dst_port = 25;
+    e.tcp_flags = 2;
+    inet_pton(AF_INET, src, e.src);
+    inet_pton(AF_INET, "203.0.113.25", e.dst);
+    return e;
+}
+
+event_record limit_hit(const char* src, uint64_t time_ns, uint32_t measured) {
+    event_record e = block(src, time_ns, 1, event_type::limit_exceeded, 0);
+    e.action = static_cast<uint8_t>(limit_action::tempfail);
+    e.dst_port = 587;
+    e.count = measured;
+    return e;
+}
+
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        std::string t = (fs::temp_directory_path() / "sekisho-events-XXXXXX").string();
+        path = mkdtemp(t.data());
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+std::vector<json> lines_of(const fs::path& p) {
+    std::vector<json> out;
+    std::ifstream in(p);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line));  // throws on a partial line
+    return out;
+}
+
+// A log that aggregates over `window` and never rotates or syncs.
+events_config aggregating(const fs::path& file, uint64_t window = 10 * s) {
+    events_config c;
+    c.file = file.string();
+    c.rotate_bytes = 0;
+    c.rotate_interval_ns = 0;
+    c.fsync = events_fsync::never;
+    c.aggregate_window_ns = window;
+    return c;
+}
+
+void add(event_log& log, const event_record& e) { log.add(&e, 1); }
+
+void expect_balanced(const event_log& log) {
+    const auto& c = log.counters();
+    EXPECT_EQ(c.received, c.written + c.write_errors + c.pending);
+}
+
+TEST(EventLog, WithoutAggregationEachEventIsOneLineWithCountOne) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    {
+        event_log log(aggregating(f, 0));
+        add(log, block("198.51.100.7", t0));
+        add(log, block("198.51.100.7", t0 + 1));
+        add(log, limit_hit("198.51.100.8", t0 + 2, 6));
+        EXPECT_EQ(log.written(), 3u);
+        EXPECT_EQ(log.counters().lines, 3u);
+        expect_balanced(log);
+    }
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0]["type"], "op25b_block");
+    EXPECT_EQ(lines[0]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[0]["time_ns"], t0);
+    EXPECT_EQ(lines[0]["count"], 1);
+    EXPECT_FALSE(lines[0].contains("first_ns"));
+    EXPECT_FALSE(lines[0].contains("last_ns"));
+    // A limit hit: the limit's own count is `measured`; `count` counts events.
+    EXPECT_EQ(lines[2]["type"], "limit_exceeded");
+    EXPECT_EQ(lines[2]["measured"], 6);
+    EXPECT_EQ(lines[2]["count"], 1);
+    EXPECT_EQ(lines[2]["subscriber"], "198.51.100.8");
+}
+
+TEST(EventLog, TheSameKeyWithinTheWindowIsOneLineWithACount) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    for (int i = 0; i < 5; ++i) {
+        event_record e = block("198.51.100.7", t0 + static_cast<uint64_t>(i) * s);
+        e.src_port = static_cast<uint16_t>(40000 + i);
+        add(log, e);
+    }
+    EXPECT_EQ(log.written(), 0u) << "the window is still open";
+    EXPECT_EQ(log.counters().pending, 5u);
+    expect_balanced(log);
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0]["count"], 5);
+    EXPECT_EQ(lines[0]["first_ns"], t0);
+    EXPECT_EQ(lines[0]["last_ns"], t0 + 4 * s);
+    EXPECT_EQ(lines[0]["time_ns"], t0);
+    EXPECT_EQ(lines[0]["src_port"], 40000) << "the other fields are the first event's";
+    EXPECT_EQ(log.written(), 5u);
+    EXPECT_EQ(log.counters().lines, 1u);
+    EXPECT_EQ(log.counters().aggregated, 4u);
+    EXPECT_EQ(log.counters().pending, 0u);
+    expect_balanced(log);
+}
+
+TEST(EventLog, DifferentSubscribersTypesReasonsAndGenerationsAreNotMerged) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    add(log, block("198.51.100.7", t0));
+    add(log, block("198.51.100.7", t0 + 1));                       // merged with the first
+    add(log, block("198.51.100.8", t0 + 2));                       // another subscriber
+    add(log, block("198.51.100.7", t0 + 3, 2));                    // another generation
+    add(log, block("198.51.100.7", t0 + 4, 1, event_type::op25b_monitor));
+    add(log, block("198.51.100.7", t0 + 5, 1, event_type::op25b_block,
+                   static_cast<uint8_t>(block_reason::op25b_incomplete_fragment)));
+    event_record drop = block("198.51.100.7", t0 + 6);
+    drop.action = static_cast<uint8_t>(op25b_action::drop);
+    add(log, drop);
+    add(log, limit_hit("198.51.100.7", t0 + 7, 6));
+    add(log, limit_hit("198.51.100.7", t0 + 8, 7));                // merged: same limit, action
+    event_record v6 = block("198.51.100.7", t0 + 9);
+    v6.ip_version = 6;
+    inet_pton(AF_INET6, "2001:db8::7", v6.src);
+    add(log, v6);
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 8u);
+    uint64_t total = 0;
+    for (const auto& l : lines) total += l["count"].get<uint64_t>();
+    EXPECT_EQ(total, 10u) << "the counts always sum to the events";
+    EXPECT_EQ(lines[0]["count"], 2);
+    EXPECT_EQ(lines[0]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[1]["src"], "198.51.100.8");
+    EXPECT_EQ(lines[6]["type"], "limit_exceeded");
+    EXPECT_EQ(lines[6]["count"], 2);
+    EXPECT_EQ(lines[6]["measured"], 6) << "the first hit's count";
+    EXPECT_EQ(log.counters().aggregated, 2u);
+}
+
+TEST(EventLog, TheWindowEndsByTheEventsOwnClock) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f, 10 * s));
+    add(log, block("198.51.100.7", t0));
+    add(log, block("198.51.100.7", t0 + 10 * s - 1));   // the last nanosecond of the window
+    add(log, block("198.51.100.8", t0 + 5 * s));
+    EXPECT_EQ(log.written(), 0u);
+    // Any event at or after the window's end closes it, whoever it is from.
+    add(log, block("198.51.100.9", t0 + 10 * s));
+    EXPECT_EQ(log.written(), 2u);
+    {
+        const auto lines = lines_of(f);
+        ASSERT_EQ(lines.size(), 1u);
+        EXPECT_EQ(lines[0]["count"], 2);
+        EXPECT_EQ(lines[0]["last_ns"], t0 + 10 * s - 1);
+    }
+    add(log, block("198.51.100.7", t0 + 10 * s));        // a new window for .7
+    add(log, block("198.51.100.7", t0 + 16 * s));        // closes .8's (opened at t0+5s)
+    EXPECT_EQ(log.written(), 3u);
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 4u);
+    EXPECT_EQ(lines[1]["src"], "198.51.100.8");
+    EXPECT_EQ(lines[1]["count"], 1);
+    EXPECT_EQ(lines[3]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[3]["count"], 2);
+    EXPECT_EQ(lines[3]["first_ns"], t0 + 10 * s);
+    expect_balanced(log);
+}
+
+TEST(EventLog, ALiveClockClosesWindowsWithoutNewEvents) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    uint64_t now = t0;
+    event_log log(aggregating(f, 10 * s), [&] { return now; });
+    add(log, block("198.51.100.7", t0));
+    add(log, block("198.51.100.7", t0 + s));
+    log.drain({});
+    EXPECT_EQ(log.written(), 0u);
+    now = t0 + 10 * s;
+    log.drain({});   // no rings, no events: the clock alone closes the window
+    EXPECT_EQ(log.written(), 2u);
+    EXPECT_EQ(lines_of(f).size(), 1u);
+}
+
+TEST(EventLog, PendingKeysAreBoundedAndOverflowIsCounted) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    events_config c = aggregating(f, 60 * s);
+    c.max_pending = 4;
+    event_log log(c);
+    char addr[32];
+    for (int i = 1; i <= 10; ++i) {
+        std::snprintf(addr, sizeof addr, "198.51.100.%d", i);
+        add(log, block(addr, t0 + static_cast<uint64_t>(i)));
+        EXPECT_LE(log.counters().pending, 4u);
+    }
+    EXPECT_EQ(log.counters().aggregation_overflow, 6u);
+    EXPECT_EQ(log.written(), 6u) << "the oldest windows were closed early";
+    const auto early = lines_of(f);
+    ASSERT_EQ(early.size(), 6u);
+    EXPECT_EQ(early[0]["src"], "198.51.100.1");
+    add(log, block("198.51.100.10", t0 + 20));   // still open: merged
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 10u);
+    EXPECT_EQ(lines.back()["src"], "198.51.100.10");
+    EXPECT_EQ(lines.back()["count"], 2);
+    expect_balanced(log);
+}
+
+TEST(EventLog, RotatesBySizeAndKeepsTheNewestFiles) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    events_config c = aggregating(f, 0);
+    c.rotate_bytes = 1000;
+    c.keep = 3;
+    event_log log(c);
+    for (int i = 0; i < 60; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    log.flush_all();
+    EXPECT_GE(log.counters().rotations, 4u);
+    EXPECT_EQ(log.counters().io_errors, 0u);
+    EXPECT_EQ(log.written(), 60u);
+    for (const char* suffix : {"", ".1", ".2", ".3"}) {
+        const fs::path p = f.string() + suffix;
+        ASSERT_TRUE(fs::exists(p)) << p;
+        EXPECT_LE(fs::file_size(p), 1000u) << p;
+        EXPECT_FALSE(lines_of(p).empty()) << p;
+    }
+    EXPECT_FALSE(fs::exists(f.string() + ".4")) << "older than keep: deleted";
+    // The newest events are in the current file, older ones in .1, .2, .3.
+    const auto current = lines_of(f);
+    EXPECT_EQ(current.back()["time_ns"], t0 + 59);
+    const auto one = lines_of(f.string() + ".1");
+    const auto two = lines_of(f.string() + ".2");
+    EXPECT_EQ(one.back()["time_ns"].get<uint64_t>() + 1, current.front()["time_ns"].get<uint64_t>());
+    EXPECT_EQ(two.back()["time_ns"].get<uint64_t>() + 1, one.front()["time_ns"].get<uint64_t>());
+}
+
+TEST(EventLog, RotatesByTimeSinceTheFileWasOpened) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    uint64_t mono = 1000 * s;
+    events_config c = aggregating(f, 0);
+    c.rotate_interval_ns = 60 * s;
+    c.keep = 2;
+    event_log log(c, nullptr, [&] { return mono; });
+    add(log, block("198.51.100.7", t0));
+    mono += 59 * s;
+    log.drain({});
+    EXPECT_EQ(log.counters().rotations, 0u);
+    mono += s;
+    log.drain({});
+    EXPECT_EQ(log.counters().rotations, 1u);
+    EXPECT_EQ(fs::file_size(f), 0u);
+    ASSERT_EQ(lines_of(f.string() + ".1").size(), 1u);
+    // An empty file is not rotated: its interval starts again.
+    mono += 120 * s;
+    log.drain({});
+    EXPECT_EQ(log.counters().rotations, 1u);
+    add(log, block("198.51.100.7", t0 + 1));
+    mono += 60 * s;
+    add(log, block("198.51.100.7", t0 + 2));   // rotates first, then goes into the new file
+    EXPECT_EQ(log.counters().rotations, 2u);
+    EXPECT_EQ(lines_of(f.string() + ".2").front()["time_ns"], t0);
+    EXPECT_EQ(lines_of(f.string() + ".1").front()["time_ns"], t0 + 1);
+    EXPECT_EQ(lines_of(f).front()["time_ns"], t0 + 2);
+    mono += 60 * s;
+    log.drain({});
+    EXPECT_EQ(log.counters().rotations, 3u);
+    EXPECT_FALSE(fs::exists(f.string() + ".3")) << "keep: 2";
+    EXPECT_EQ(lines_of(f.string() + ".2").front()["time_ns"], t0 + 1);
+}
+
+TEST(EventLog, KeepZeroDeletesTheRotatedFile) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    events_config c = aggregating(f, 0);
+    c.rotate_bytes = 4096;
+    c.keep = 0;
+    event_log log(c);
+    for (int i = 0; i < 100; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    EXPECT_GE(log.counters().rotations, 1u);
+    EXPECT_FALSE(fs::exists(f.string() + ".1"));
+    EXPECT_LE(fs::file_size(f), 4096u);
+}
+
+TEST(EventLog, RotationDeletesFilesAboveKeepLeftByAnEarlierLargerKeep) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    for (int i = 1; i <= 5; ++i) std::ofstream(f.string() + "." + std::to_string(i)) << "{}\n";
+    events_config c = aggregating(f, 0);
+    c.rotate_bytes = 4096;
+    c.keep = 2;
+    event_log log(c);
+    for (int i = 0; i < 40; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    ASSERT_GE(log.counters().rotations, 1u);
+    EXPECT_TRUE(fs::exists(f.string() + ".2"));
+    for (int i = 3; i <= 5; ++i) EXPECT_FALSE(fs::exists(f.string() + "." + std::to_string(i))) << i;
+}
+
+TEST(EventLog, EveryFsyncPolicyWrites) {
+    for (events_fsync mode : {events_fsync::never, events_fsync::rotate, events_fsync::interval, events_fsync::every}) {
+        temp_dir d;
+        const fs::path f = d.path / "events.jsonl";
+        events_config c = aggregating(f, 0);
+        c.fsync = mode;
+        c.fsync_interval_ns = 1;
+        c.rotate_bytes = 4096;
+        event_log log(c);
+        for (int i = 0; i < 50; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+        log.flush_all();
+        EXPECT_EQ(log.written(), 50u);
+        EXPECT_EQ(log.counters().io_errors, 0u);
+        EXPECT_GE(log.counters().rotations, 1u);
+    }
+}
+
+// /dev/full: every write fails with ENOSPC, as on a full disk.
+TEST(EventLog, AFullDiskIsCountedNeverThrown) {
+    events_config c = aggregating("/dev/full", 0);
+    c.fsync = events_fsync::every;
+    c.rotate_bytes = 4096;
+    event_log log(c);
+    for (int i = 0; i < 100; ++i) EXPECT_NO_THROW(add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i))));
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.counters().lines, 0u);
+    EXPECT_EQ(log.write_errors(), 100u);
+    EXPECT_GE(log.counters().io_errors, 100u);
+    EXPECT_EQ(log.counters().rotations, 0u) << "not a regular file";
+    expect_balanced(log);
+}
+
+TEST(EventLog, AFullDiskLosesAggregatedEventsByTheirCount) {
+    event_log log(aggregating("/dev/full", 10 * s));
+    for (int i = 0; i < 7; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    EXPECT_NO_THROW(log.flush_all());
+    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.write_errors(), 7u);
+    EXPECT_EQ(log.counters().io_errors, 1u);
+    expect_balanced(log);
+}
+
+TEST(EventLog, KeepsTryingAfterTheFileCannotBeReopened) {
+    temp_dir d;
+    const fs::path dir = d.path / "log";
+    fs::create_directory(dir);
+    const fs::path f = dir / "events.jsonl";
+    events_config c = aggregating(f, 0);
+    c.rotate_bytes = 4096;
+    event_log log(c);
+    add(log, block("198.51.100.7", t0));
+    fs::remove_all(dir);   // rotation can neither rename nor reopen now
+    for (int i = 1; i < 40; ++i) EXPECT_NO_THROW(add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i))));
+    EXPECT_GE(log.counters().rotations, 1u);
+    EXPECT_GT(log.write_errors(), 0u);
+    EXPECT_GT(log.counters().io_errors, 0u);
+    expect_balanced(log);
+    const uint64_t before = log.written();
+    fs::create_directory(dir);
+    add(log, block("198.51.100.7", t0 + 100));
+    EXPECT_EQ(log.written(), before + 1);
+    ASSERT_EQ(lines_of(f).size(), 1u);
+    EXPECT_EQ(lines_of(f)[0]["time_ns"], t0 + 100);
+    expect_balanced(log);
+}
+
+TEST(EventLog, AnUnopenableFileThrowsAtStart) {
+    EXPECT_THROW(event_log("/nonexistent-dir/events.jsonl"), std::runtime_error);
+}
+
+// The policy's events section.
+
+std::vector<std::string> errors_of(const std::string& text) {
+    try {
+        load_policy_text(text, "p.yaml");
+    } catch (const policy_error& e) {
+        return e.errors();
+    }
+    ADD_FAILURE() << "accepted:\n" << text;
+    return {};
+}
+
+TEST(EventsPolicy, Defaults) {
+    const policy p = load_policy_text("version: 1\n", "p.yaml");
+    EXPECT_EQ(p.events.file, "/var/log/sekisho/events.jsonl");
+    EXPECT_EQ(p.events.rotate_bytes, 100ull << 20);
+    EXPECT_EQ(p.events.rotate_interval_ns, 86400 * s);
+    EXPECT_EQ(p.events.keep, 14u);
+    EXPECT_EQ(p.events.fsync, events_fsync::interval);
+    EXPECT_EQ(p.events.fsync_interval_ns, s);
+    EXPECT_EQ(p.events.aggregate_window_ns, 10 * s);
+}
+
+TEST(EventsPolicy, EveryKey) {
+    const policy p = load_policy_text(R"(version: 1
+events:
+  file: /var/log/sekisho/ev.jsonl
+  rotate_bytes: 64KB
+  rotate_interval: 1h
+  keep: 3
+  fsync: interval
+  fsync_interval: 500ms
+  aggregate_window: 30s
+)", "p.yaml");
+    EXPECT_EQ(p.events.file, "/var/log/sekisho/ev.jsonl");
+    EXPECT_EQ(p.events.rotate_bytes, 64u << 10);
+    EXPECT_EQ(p.events.rotate_interval_ns, 3600 * s);
+    EXPECT_EQ(p.events.keep, 3u);
+    EXPECT_EQ(p.events.fsync_interval_ns, s / 2);
+    EXPECT_EQ(p.events.aggregate_window_ns, 30 * s);
+
+    const policy q = load_policy_text(R"(version: 1
+events: {file: "-", rotate_bytes: 0, rotate_interval: 0s, keep: 0, fsync: every, aggregate_window: 0s}
+)", "p.yaml");
+    EXPECT_EQ(q.events.file, "-");
+    EXPECT_EQ(q.events.rotate_bytes, 0u);
+    EXPECT_EQ(q.events.rotate_interval_ns, 0u);
+    EXPECT_EQ(q.events.keep, 0u);
+    EXPECT_EQ(q.events.fsync, events_fsync::every);
+    EXPECT_EQ(q.events.aggregate_window_ns, 0u);
+    EXPECT_EQ(load_policy_text("version: 1\nevents: {rotate_bytes: 2GB, fsync: never}\n", "p.yaml").events.rotate_bytes,
+              2ull << 30);
+    EXPECT_EQ(load_policy_text("version: 1\nevents: {fsync: rotate}\n", "p.yaml").events.fsync, events_fsync::rotate);
+}
+
+TEST(EventsPolicy, ErrorsNameTheLineAndKey) {
+    const auto e = errors_of(R"(version: 1
+events:
+  file: ""
+  rotate_bytes: 10XB
+  rotate_interval: fast
+  keep: -1
+  fsync: sometimes
+  aggregate_window: 2h
+  colour: blue
+)");
+    ASSERT_EQ(e.size(), 7u) << ::testing::PrintToString(e);
+    auto has = [&](const std::string& text) {
+        for (const auto& x : e)
+            if (x.find(text) != std::string::npos) return true;
+        return false;
+    };
+    EXPECT_TRUE(has("p.yaml:3: events.file: expected a non-empty name")) << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:4: events.rotate_bytes: '10XB' is not a size")) << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:5: events.rotate_interval: 'fast' is not a duration")) << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:6: events.keep: -1 is out of range (0 to 1000)")) << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:7: events.fsync: 'sometimes' is not one of: never, rotate, interval, every"))
+        << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:8: events.aggregate_window: above 1h")) << ::testing::PrintToString(e);
+    EXPECT_TRUE(has("p.yaml:9: events.colour: unknown key")) << ::testing::PrintToString(e);
+
+    const auto f = errors_of("version: 1\nevents:\n  fsync: never\n  fsync_interval: 1s\n  rotate_bytes: 100\n");
+    ASSERT_EQ(f.size(), 2u) << ::testing::PrintToString(f);
+    EXPECT_NE(f[0].find("p.yaml:5: events.rotate_bytes: '100' is below 4KB"), std::string::npos) << f[0];
+    EXPECT_NE(f[1].find("p.yaml:4: events.fsync_interval: applies to fsync: interval only"), std::string::npos) << f[1];
+
+    const auto g = errors_of("version: 1\nevents: [1]\n");
+    ASSERT_EQ(g.size(), 1u);
+    EXPECT_NE(g[0].find("p.yaml:2: events: expected a mapping"), std::string::npos) << g[0];
+    const auto h = errors_of("version: 1\nevents: {rotate_interval: 500ms, fsync_interval: 0s}\n");
+    ASSERT_EQ(h.size(), 2u) << ::testing::PrintToString(h);
+    EXPECT_NE(h[0].find("events.rotate_interval: below 1s"), std::string::npos) << h[0];
+    EXPECT_NE(h[1].find("events.fsync_interval: '0s' is not a duration"), std::string::npos) << h[1];
+}
+
+}  // namespace
+}  // namespace sekisho
