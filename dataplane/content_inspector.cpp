@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "campaign_table.h"
+#include "content_rules.h"
 #include "mail_tracker.h"
 
 namespace sekisho {
@@ -29,6 +30,9 @@ struct content_inspector::state {
 };
 
 namespace {
+
+static_assert(static_cast<unsigned>(content_action::event) - 1 == static_cast<unsigned>(score_action::event) &&
+              static_cast<unsigned>(content_action::quarantine) - 1 == static_cast<unsigned>(score_action::quarantine));
 
 struct match_context {
     const content_rule_set* rules;
@@ -259,6 +263,15 @@ message_verdict content_inspector::message_end(const compiled_policy& p, const f
             v.action = in.message_actions[i].action;
             v.act = true;
             break;
+        }
+    // A rule's own action applies when it matched, whatever the score.
+    if (const content_rule_set* rules = p.content_rules())
+        for (unsigned i = 0; i < v.rule_count; ++i) {
+            const content_action ra = rules->rule(v.rules[i]).action;
+            if (ra == content_action::none) continue;
+            const auto a = static_cast<score_action>(static_cast<unsigned>(ra) - 1);  // same order, no "none"
+            if (!v.act || static_cast<unsigned>(a) > static_cast<unsigned>(v.action)) v.action = a;
+            v.act = true;
         }
     if (v.rule_count) counters_.inspection.rule_matches.add(v.rule_count);
     return v;

@@ -7,7 +7,8 @@
 
 namespace sekisho {
 
-// What a score (a message's, or a subscriber's over a window) leads to.
+// What a score (a message's, or a subscriber's over a window) leads to. The
+// order matches content_action's after its `none` (a rule's own action).
 enum class score_action : uint8_t {
     event,        // an event with rule ids, score and fingerprint; nothing else
     tighten,      // the subscriber's account joins the reserved group "tightened"
