@@ -10,42 +10,16 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/netlab.sh
 source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
 
-sekishod="${1:-}"
 ctl="${2:-}"
 root="${3:-$here/../..}"
-netlab_can_run || exit 77
-for t in swaks openssl setpriv /usr/bin/python3; do
-  command -v "$t" >/dev/null 2>&1 || { echo "cli_e2e: '$t' not found (skipping)" >&2; exit 77; }
-done
-[ -x "$sekishod" ] && [ -x "$ctl" ] || { echo "cli_e2e: binaries not executable" >&2; exit 1; }
-sekishod="$(realpath "$sekishod")"
+e2e_begin cli_e2e "${1:-}" swaks openssl setpriv /usr/bin/python3
+[ -x "$ctl" ] || { echo "cli_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
+sekishod="$SEKISHOD"
 ctl="$(realpath "$ctl")"
 root="$(realpath "$root")"
-
-TMP=""
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  netlab_down
-  if [ -n "${KEEP_TMP:-}" ]; then echo "cli_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-TMP="$(mktemp -d /tmp/sekisho-cli.XXXXXX)" || exit 1
-chmod 755 "$TMP"
-NETLAB_LOGDIR="$TMP/logs"
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-abort() {
-  echo "cli_e2e: $*" >&2
-  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
 
 sock="$TMP/api.sock"
 # ctl_expect RC DESCRIPTION ARGS...: runs sekishoctl on the socket, checks its exit code; output in $out.
@@ -213,10 +187,7 @@ fi
 ctl_expect 0 "status after the applies" status --json
 echo "$out" | grep -q '"generation":103' && pass "generation 103 (3 + 100)" || fail "generation after applies: $out"
 
-kill -TERM "$daemon_pid"
-for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-if wait "$daemon_pid"; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
 [ ! -e "$sock" ] && pass "the API socket was removed at exit" || fail "API socket left behind"
 
-echo "cli_e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+e2e_end

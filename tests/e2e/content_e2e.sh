@@ -12,38 +12,10 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/netlab.sh
 source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
 
-sekishod="${1:-}"
-netlab_can_run || exit 77
-for t in swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source iconv base64 /usr/bin/python3; do
-  command -v "$t" >/dev/null 2>&1 || { echo "content_e2e: '$t' not found (skipping)" >&2; exit 77; }
-done
-[ -x "$sekishod" ] || { echo "content_e2e: sekishod not executable: '$sekishod'" >&2; exit 1; }
-sekishod="$(realpath "$sekishod")"
-
-TMP=""
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  netlab_down
-  if [ -n "${KEEP_TMP:-}" ]; then echo "content_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-TMP="$(mktemp -d /tmp/sekisho-content.XXXXXX)" || exit 1
-chmod 755 "$TMP"
-NETLAB_LOGDIR="$TMP/logs"
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-abort() {
-  echo "content_e2e: $*" >&2
-  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
+e2e_begin content_e2e "${1:-${SEKISHOD:-}}" swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source iconv base64 /usr/bin/python3
 
 cat >"$TMP/policy.yaml" <<'EOF'
 version: 1
@@ -71,15 +43,8 @@ mkdir -p "$TMP/mx" && chmod 777 "$TMP/mx"
 netlab_spawn up "$NETLAB_LOGDIR/sink.log" /usr/sbin/smtp-sink -u nobody -d "$TMP/mx/%M%S." "$NETLAB_MX_V4:587" 64 ||
   abort "smtp-sink"
 netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "sink not listening"
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" --summary "$TMP/summary.json"
-daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 20))
-until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
-  sleep 0.2
-done
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" \
+  --events "$TMP/events.jsonl" --summary "$TMP/summary.json"
 delivered() { find "$TMP/mx" -type f | wc -l; }
 
 # send NAME HEADERS BODY: swaks with the given MIME headers and (already encoded) body.
@@ -112,9 +77,7 @@ ip netns exec "$NETLAB_NS_SUB" /usr/sbin/smtp-source -m 1 -s 1 -r 30 -l 2048 -f 
   -t rcpt@example.net "$NETLAB_MX_V4:587" >"$TMP/burst.log" 2>&1
 sleep 0.5
 
-kill -TERM "$daemon_pid"
-for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-wait "$daemon_pid" && pass "sekishod exited 0" || fail "sekishod exit status"
+e2e_stop_sekishod && pass "sekishod exited 0" || fail "sekishod exit status"
 
 /usr/bin/python3 - "$TMP/events.jsonl" "$TMP/summary.json" <<'PY' && pass "events: the rule on the two, the campaign on the burst, no text" || fail "events"
 import json, sys
@@ -130,5 +93,4 @@ assert s["inspection"]["campaign_recipients"] == 1 and s["inspection"]["messages
 print("content verdicts:", len(verdicts))
 PY
 
-echo "content_e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+e2e_end

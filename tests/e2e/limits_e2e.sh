@@ -16,38 +16,11 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/netlab.sh
 source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
 
-sekishod="${1:-${SEKISHOD:-}}"
 workers="${2:-1}"
-netlab_can_run || exit 77
-for t in swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/python3; do
-  command -v "$t" >/dev/null 2>&1 || { echo "limits_e2e: '$t' not found (skipping)" >&2; exit 77; }
-done
-[ -x "$sekishod" ] || { echo "limits_e2e: sekishod not executable: '$sekishod'" >&2; exit 1; }
-sekishod="$(realpath "$sekishod")"
-
-TMP=""
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  netlab_down
-  if [ -n "${KEEP_TMP:-}" ]; then echo "limits_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-TMP="$(mktemp -d /tmp/sekisho-limits.XXXXXX)" || exit 1
-NETLAB_LOGDIR="$TMP/logs"
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-abort() {
-  echo "limits_e2e: $*" >&2
-  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
+e2e_begin limits_e2e "${1:-${SEKISHOD:-}}" swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/python3
 
 cat >"$TMP/policy.yaml" <<'EOF'
 version: 1
@@ -87,7 +60,7 @@ done
 
 # Sinks: an accepting one on the MX's submission port, dumping each message to a file, and one
 # on the relay's submission port that rejects every RCPT TO with a 5xx.
-chmod 755 "$TMP" && mkdir -p "$TMP/mx" && chmod 777 "$TMP/mx"   # smtp-sink writes as nobody
+mkdir -p "$TMP/mx" && chmod 777 "$TMP/mx"   # smtp-sink writes as nobody
 netlab_spawn up "$NETLAB_LOGDIR/sink-mx.log" /usr/sbin/smtp-sink -u nobody -d "$TMP/mx/%M%S." \
   "$NETLAB_MX_V4:587" 64 || abort "smtp-sink"
 netlab_spawn up "$NETLAB_LOGDIR/sink-reject.log" /usr/sbin/smtp-sink -u nobody -f RCPT \
@@ -95,16 +68,8 @@ netlab_spawn up "$NETLAB_LOGDIR/sink-reject.log" /usr/sbin/smtp-sink -u nobody -
 netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "MX sink not listening"
 netlab_wait_listen up "$NETLAB_RELAY_V4" 587 5 || abort "rejecting sink not listening"
 
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-  --access-if acc0 --core-if core0 --workers "$workers" \
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" --workers "$workers" \
   --events "$TMP/events.jsonl" --summary "$TMP/summary.json"
-daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 20))
-until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
-  sleep 0.2
-done
 echo "limits_e2e: gateway forwards ($workers worker(s))"
 
 # from ADDR: the source the kernel picks for the upstream subnet (smtp-source cannot bind).
@@ -156,9 +121,7 @@ else
   fail "third rejected recipient: no 421"; tail -n 8 "$TMP/reject-3.log" | sed 's/^/    /'
 fi
 
-kill -TERM "$daemon_pid"
-for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-if wait "$daemon_pid"; then pass "sekishod exited 0 after SIGTERM"; else fail "sekishod exit status $?"; fi
+if e2e_stop_sekishod; then pass "sekishod exited 0 after SIGTERM"; else fail "sekishod exit status $?"; fi
 
 /usr/bin/python3 - "$TMP/summary.json" "$TMP/events.jsonl" <<'EOF' && pass "summary and events agree" || fail "summary/events check"
 import json, sys
@@ -177,5 +140,4 @@ assert s["smtp"]["messages"] == 11, s["smtp"]   # 3 + 3 (the last refused) + 2 s
 print("limit events:", len(limit_events), "tempfails:", s["smtp"]["tempfails_sent"])
 EOF
 
-echo "limits_e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+e2e_end

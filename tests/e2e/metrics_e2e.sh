@@ -11,38 +11,11 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/netlab.sh
 source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
 
-sekishod="${1:-}"
 root="${2:-$here/../..}"
-netlab_can_run || exit 77
-for t in prometheus promtool curl swaks /usr/bin/python3; do
-  command -v "$t" >/dev/null 2>&1 || { echo "metrics_e2e: '$t' not found (skipping)" >&2; exit 77; }
-done
-[ -x "$sekishod" ] || { echo "metrics_e2e: sekishod not executable: '$sekishod'" >&2; exit 1; }
-sekishod="$(realpath "$sekishod")"
-
-TMP=""
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  netlab_down
-  if [ -n "${KEEP_TMP:-}" ]; then echo "metrics_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-TMP="$(mktemp -d /tmp/sekisho-metrics.XXXXXX)" || exit 1
-NETLAB_LOGDIR="$TMP/logs"
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-abort() {
-  echo "metrics_e2e: $*" >&2
-  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
+e2e_begin metrics_e2e "${1:-${SEKISHOD:-}}" prometheus promtool curl swaks /usr/bin/python3
 
 # The shipped alert rules are valid.
 if promtool check rules "$root/configs/prometheus/sekisho-alerts.yml" >"$TMP/rules.log" 2>&1; then
@@ -65,15 +38,8 @@ EOF
 netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "sinks"
 metrics_port=9108
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port"
-daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 20))
-until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
-  sleep 0.2
-done
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" \
+  --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port"
 
 # Traffic: one SMTP connection OP25B blocks, and pings.
 timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 25 --timeout 5 \
@@ -136,9 +102,6 @@ if [ "$gen" = 1 ]; then pass "sekisho_policy_generation = 1"; else fail "policy 
 up="$(query 'up{job="sekisho"}')"
 if [ "$up" = 1 ]; then pass "target up"; else fail "target up = '$up'"; fi
 
-kill -TERM "$daemon_pid"
-for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-if wait "$daemon_pid"; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
 
-echo "metrics_e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+e2e_end

@@ -12,39 +12,10 @@ set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/netlab.sh
 source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
 
-sekishod="${1:-${SEKISHOD:-}}"
-netlab_can_run || exit 77
-for t in radclient /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/python3; do
-  command -v "$t" >/dev/null 2>&1 || { echo "radius_e2e: '$t' not found (skipping)" >&2; exit 77; }
-done
-[ -x "$sekishod" ] || { echo "radius_e2e: sekishod not executable: '$sekishod'" >&2; exit 1; }
-sekishod="$(realpath "$sekishod")"
-
-TMP=""
-daemon_pid=""
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  netlab_down
-  if [ -n "${KEEP_TMP:-}" ]; then echo "radius_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-TMP="$(mktemp -d /tmp/sekisho-radius.XXXXXX)" || exit 1
-chmod 755 "$TMP"
-NETLAB_LOGDIR="$TMP/logs"
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-abort() {
-  echo "radius_e2e: $*" >&2
-  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
+e2e_begin radius_e2e "${1:-${SEKISHOD:-}}" radclient /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/python3
 
 secret="e2e-$RANDOM-$RANDOM-shared-secret"
 printf '%s' "$secret" >"$TMP/secret"
@@ -87,21 +58,9 @@ netlab_spawn up "$NETLAB_LOGDIR/sink-mx.log" /usr/sbin/smtp-sink -u nobody -d "$
 netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "MX sink not listening"
 
 start_daemon() { # LOG SUMMARY
-  netlab_spawn gw "$1" "$sekishod" --policy "$TMP/policy.yaml" --access-if acc0 --core-if core0 \
-    --events "$TMP/events.jsonl" --summary "$2"
-  daemon_pid=$NETLAB_LAST_PID
-  local deadline=$(($(date +%s) + 20))
-  until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
-    kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
-    [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
-    sleep 0.2
-  done
+  e2e_start_sekishod "$1" --policy "$TMP/policy.yaml" --events "$TMP/events.jsonl" --summary "$2"
 }
-stop_daemon() {
-  kill -TERM "$daemon_pid"
-  for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-  wait "$daemon_pid"
-}
+stop_daemon() { e2e_stop_sekishod; }
 
 acct() { # SECRETFILE ATTRIBUTES: radclient in the gateway's namespace, one try
   echo "$2" | timeout 20 ip netns exec "$NETLAB_NS_GW" radclient -x -r 1 -t 2 -S "$1" 127.0.0.1:1813 acct 2>&1
@@ -142,16 +101,16 @@ fi
 if [ "$dave" = 3 ]; then pass "dave on .9: 3 of 3 delivered"; else fail "dave: $dave delivered, want 3"; fi
 
 # The abuse desk's question, answered while the daemon runs.
-w="$("$sekishod" --whois 198.51.100.8 --policy "$TMP/policy.yaml" --json)"
+w="$("$SEKISHOD" --whois 198.51.100.8 --policy "$TMP/policy.yaml" --json)"
 if echo "$w" | /usr/bin/python3 -c 'import json,sys; b=json.load(sys.stdin)["bindings"]; assert len(b)==1 and b[0]["account"]=="carol@example.jp" and b[0]["session_id"]=="c2" and b[0]["stop"] is None, b'; then
   pass "whois 198.51.100.8 now: carol@example.jp, session c2, open"
 else
   fail "whois 198.51.100.8: $w"
 fi
 expect_response "Stop carol on .7" "Acct-Status-Type = Stop, User-Name = \"carol@example.jp\", Acct-Session-Id = \"c1\", Framed-IP-Address = 198.51.100.7, NAS-IP-Address = 192.0.2.1, Event-Timestamp = $now, Acct-Session-Time = 60"
-"$sekishod" --whois 198.51.100.7 --at "$((now + 10))" --history "$TMP/bindings.sqlite" >"$TMP/whois-after.txt"
+"$SEKISHOD" --whois 198.51.100.7 --at "$((now + 10))" --history "$TMP/bindings.sqlite" >"$TMP/whois-after.txt"
 rc_after=$?
-"$sekishod" --whois 198.51.100.7 --at "$((now - 30))" --history "$TMP/bindings.sqlite" >"$TMP/whois-during.txt"
+"$SEKISHOD" --whois 198.51.100.7 --at "$((now - 30))" --history "$TMP/bindings.sqlite" >"$TMP/whois-during.txt"
 rc_during=$?
 if [ "$rc_after" = 3 ] && [ "$rc_during" = 0 ] && grep -q "carol@example.jp" "$TMP/whois-during.txt"; then
   pass "whois 198.51.100.7: carol during the session, nobody after its Stop (exit 3)"
@@ -175,5 +134,4 @@ s = json.load(open(sys.argv[1]))["subscribers"]
 assert s["restored_from_history"] == 2 and s["bindings"] == 2, s
 EOF
 
-echo "radius_e2e: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+e2e_end

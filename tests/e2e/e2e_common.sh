@@ -1,0 +1,77 @@
+# e2e_common.sh - what every end-to-end test script shares, sourced after netlab.sh:
+# the temporary directory and cleanup (namespaces and processes go even on failure or signal),
+# PASS/FAIL accounting, and starting/stopping sekishod in the lab's gateway namespace.
+#
+#   e2e_begin NAME SEKISHOD TOOL...   skip (77) without namespaces or a tool; sets TMP, SEKISHOD
+#   pass / fail MESSAGE               count a check
+#   abort MESSAGE                     print the lab's logs and exit 1
+#   e2e_start_sekishod LOG ARGS...    sekishod --access-if acc0 --core-if core0 ARGS in gw, until a
+#                                     ping crosses the gateway; sets daemon_pid
+#   e2e_stop_sekishod                 SIGTERM and wait (its exit status is the return value)
+#   e2e_end                           print the totals; the script's exit status
+# Set KEEP_TMP=1 to keep the temporary directory.
+
+passed=0
+failed=0
+TMP=""
+daemon_pid=""
+
+_e2e_cleanup() {
+  local rc=$?
+  trap '' INT TERM # finish cleaning up even if signalled again
+  netlab_down
+  if [ -n "${KEEP_TMP:-}" ]; then echo "$E2E_NAME: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+
+e2e_begin() {
+  E2E_NAME="$1"
+  SEKISHOD="$2"
+  shift 2
+  netlab_can_run || exit 77
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || { echo "$E2E_NAME: '$t' not found (skipping)" >&2; exit 77; }
+  done
+  [ -x "$SEKISHOD" ] || { echo "$E2E_NAME: sekishod not executable: '$SEKISHOD'" >&2; exit 1; }
+  SEKISHOD="$(realpath "$SEKISHOD")"
+  trap _e2e_cleanup EXIT
+  trap 'exit 1' INT TERM
+  TMP="$(mktemp -d "/tmp/sekisho-$E2E_NAME.XXXXXX")" || exit 1
+  chmod 755 "$TMP" # smtp-sink runs as nobody and writes below it
+  NETLAB_LOGDIR="$TMP/logs"
+}
+
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+abort() {
+  echo "$E2E_NAME: $*" >&2
+  local f
+  for f in "$NETLAB_LOGDIR"/*.log; do [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }; done
+  exit 1
+}
+
+e2e_start_sekishod() {
+  local log="$1"
+  shift
+  netlab_spawn gw "$log" "$SEKISHOD" --access-if acc0 --core-if core0 "$@"
+  daemon_pid=$NETLAB_LAST_PID
+  local deadline=$(($(date +%s) + 20))
+  until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
+    kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod exited early"
+    [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
+    sleep 0.2
+  done
+}
+
+e2e_stop_sekishod() {
+  local i
+  kill -TERM "$daemon_pid"
+  for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$daemon_pid"
+}
+
+e2e_end() {
+  echo "$E2E_NAME: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
+}
