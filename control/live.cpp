@@ -113,6 +113,7 @@ int run_live(const live_options& opt) {
         control_snapshot c;
         c.generation = gw.generation();
         for (const auto& l : gw.active_policy().limits) c.limit_names.push_back(l.name);
+        for (const auto& r : gw.active_policy().content_rules) c.rule_ids.push_back(r.id);
         c.bindings = gw.subscribers().size();
         c.binding_capacity = gw.subscribers().capacity();
         c.accounts = gw.accounts().size();

@@ -174,6 +174,14 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
             sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.limit_hits[i]; }));
     out.push_back(std::move(hits));
 
+    auto rule_matches = family("sekisho_rule_matches_total", "Messages each content rule matched (ids from the policy).", MetricType::Counter);
+    for (size_t i = 0; i < s.rule_ids.size() && i < 8192; ++i) {
+        uint64_t n = 0;
+        for (const worker_counters* x : w) n += (*x->rule_matches)[i].load();
+        add(rule_matches, {{"rule", s.rule_ids[i]}}, static_cast<double>(n));
+    }
+    out.push_back(std::move(rule_matches));
+
     auto generation = family("sekisho_policy_generation", "Generation of the policy the workers run.", MetricType::Gauge);
     add(generation, {}, static_cast<double>(s.generation));
     out.push_back(std::move(generation));

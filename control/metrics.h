@@ -29,6 +29,7 @@ class gateway;
 struct control_snapshot {
     uint64_t generation = 0;
     std::vector<std::string> limit_names;   // index = position in the policy
+    std::vector<std::string> rule_ids;      // content rules, index = position in the policy
     uint64_t bindings = 0, binding_capacity = 0, accounts = 0, account_capacity = 0;
     uint64_t flows = 0, flow_capacity = 0;
     uint64_t mbufs_in_use = 0, mbufs_total = 0;

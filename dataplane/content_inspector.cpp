@@ -31,6 +31,7 @@ struct content_inspector::state {
 
 namespace {
 
+static_assert(content_rules_max <= 8192, "worker_counters::rule_matches has 8192 slots");
 static_assert(static_cast<unsigned>(content_action::event) - 1 == static_cast<unsigned>(score_action::event) &&
               static_cast<unsigned>(content_action::quarantine) - 1 == static_cast<unsigned>(score_action::quarantine));
 
@@ -274,6 +275,7 @@ message_verdict content_inspector::message_end(const compiled_policy& p, const f
             v.act = true;
         }
     if (v.rule_count) counters_.inspection.rule_matches.add(v.rule_count);
+    for (unsigned i = 0; i < v.rule_count; ++i) (*counters_.rule_matches)[v.rules[i]].add();
     return v;
 }
 

@@ -73,6 +73,8 @@ struct alignas(64) worker_counters {
         counter campaign_recipients, campaign_subscribers;   // campaign thresholds reached
         counter verdicts_acted;      // messages refused or accounts acted on by score
     } inspection;
+    // Messages each content rule matched, by rule index (the first 8 rules of a message).
+    std::unique_ptr<std::array<counter, 8192>> rule_matches = std::make_unique<std::array<counter, 8192>>();
     counter busy_polls, idle_polls;
     // Blocks (enforce) and would-blocks (monitor) by TCP destination port.
     std::unique_ptr<std::array<counter, 65536>> blocked_by_dst_port =

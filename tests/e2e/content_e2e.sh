@@ -44,7 +44,7 @@ netlab_spawn up "$NETLAB_LOGDIR/sink.log" /usr/sbin/smtp-sink -u nobody -d "$TMP
   abort "smtp-sink"
 netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "sink not listening"
 e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" \
-  --events "$TMP/events.jsonl" --summary "$TMP/summary.json"
+  --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics 127.0.0.1:9108
 delivered() { find "$TMP/mx" -type f | wc -l; }
 
 # send NAME HEADERS BODY: swaks with the given MIME headers and (already encoded) body.
@@ -76,6 +76,9 @@ done
 ip netns exec "$NETLAB_NS_SUB" /usr/sbin/smtp-source -m 1 -s 1 -r 30 -l 2048 -f sender@example.jp \
   -t rcpt@example.net "$NETLAB_MX_V4:587" >"$TMP/burst.log" 2>&1
 sleep 0.5
+
+metric="$(netlab_exec_gw curl -sf http://127.0.0.1:9108/metrics | grep '^sekisho_rule_matches_total{rule="blackword-deai"}')"
+[ "${metric##* }" = 2 ] && pass "metrics: $metric" || fail "rule match metric: '$metric'"
 
 e2e_stop_sekishod && pass "sekishod exited 0" || fail "sekishod exit status"
 
