@@ -457,16 +457,20 @@ api_response control_api::top(const api_request& r) {
     const auto window = parse_duration(window_text);
     if (!window) return error(400, "argument 'window': '" + window_text + "' is not a duration");
     const std::string by = arg(r, "by", "events");
-    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended")
-        return error(400, "argument 'by': events, op25b_block, limit_exceeded or account_suspended");
+    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended" && by != "score")
+        return error(400, "argument 'by': events, op25b_block, limit_exceeded, account_suspended or score");
     const int64_t since = std::time(nullptr) - static_cast<int64_t>(*window / 1'000'000'000ull);
     std::map<std::string, std::pair<std::string, uint64_t>> score;
     for (const json& e : read_events(ctx_.events_path)) {
         if (event_seconds(e) < since) continue;
-        if (by != "events" && e.value("type", "") != by) continue;
+        const bool by_score = by == "score";
+        if (by_score ? e.value("type", "") != "content_verdict" : (by != "events" && e.value("type", "") != by))
+            continue;
         auto& s = score[subscriber_of(e)];
         if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
-        s.second += event_count(e);
+        // by score: the content verdicts' scores (negative scores count as 0)
+        s.second += by_score ? static_cast<uint64_t>(std::max<int64_t>(0, e.value("score", int64_t{0}))) * event_count(e)
+                             : event_count(e);
     }
     std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });

@@ -36,7 +36,7 @@ commands:
   account suspend|resume ACCOUNT           利用停止: refuse every SMTP connection of ACCOUNT
   account list [--suspended]
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
-  top [--window 1h] [--by events|op25b_block|limit_exceeded]
+  top [--window 1h] [--by events|op25b_block|limit_exceeded|score]
   report [--since TIME] [--until TIME] [--format csv|json]
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected, 5 unauthorised
@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
             }
         }
         if (cmd == "top") {
-            want(1, "top [--window 1h] [--by events|op25b_block|limit_exceeded]");
+            want(1, "top [--window 1h] [--by events|op25b_block|limit_exceeded|score]");
             check_flags({"--window", "--by"});
             const std::string q = "/v1/top?window=" + escape(flag("--window") ? *flag("--window") : "1h") +
                                   "&by=" + escape(flag("--by") ? *flag("--by") : "events");
