@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/base64.h"
 #include "../support/guarded_buffer.h"
 #include "smtp_session.h"
 
@@ -50,24 +51,7 @@ std::string encode(const char* charset, std::string_view utf8) {
     return out;
 }
 
-std::string base64(std::string_view in) {
-    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8 |
-                           static_cast<uint8_t>(in[i + 2]);
-        out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
-    }
-    if (in.size() - i == 1) {
-        const uint32_t v = static_cast<uint8_t>(in[i]) << 16;
-        out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
-    } else if (in.size() - i == 2) {
-        const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8;
-        out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
-    }
-    return out;
-}
+using test::base64;
 
 // Base64 body lines of 76 characters, each ending in CRLF.
 std::string base64_lines(std::string_view in) {
