@@ -189,7 +189,8 @@ void content_inspector::scan_header(const compiled_policy& p, state& s) {
     if (h >= 0) scan(ws->header_streams[static_cast<unsigned>(h)].get(), {{s.header_value, s.header_value_len}});
 }
 
-void content_inspector::message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns) {
+void content_inspector::message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns,
+                                      uint32_t sender_domain_hash) {
     if (!active(p)) return;
     state* s = table_->find(key);
     if (s == nullptr) s = table_->insert(key);
@@ -200,6 +201,7 @@ void content_inspector::message_start(const compiled_policy& p, const flow_key& 
     *s = state{};
     s->decoder.reset(p.inspection().max_body_bytes);
     s->last_seen_ns = now_ns;
+    s->sender_domain_hash = sender_domain_hash;
     counters_.inspection.messages.add();
 }
 

@@ -60,7 +60,9 @@ public:
     ~content_inspector();
 
     bool active(const compiled_policy& p) const { return p.inspection().enabled; }
-    void message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns);
+    // sender_domain_hash: the MAIL FROM domain (smtp_session::sender_hash), for
+    // the from_mismatch signal, checked when the header From is decoded.
+    void message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns, uint32_t sender_domain_hash);
     void content(const compiled_policy& p, const flow_key& key, const uint8_t* data, size_t len, uint64_t now_ns);
     // Ends the message: the verdict (score, threshold action) of what was seen.
     message_verdict message_end(const compiled_policy& p, const flow_key& key, const message_context& ctx);

@@ -97,7 +97,8 @@ public:
         }
     }
     void on_message_start() override {
-        if (t_.inspector_ && ctx_.flow) t_.inspector_->message_start(policy_, ctx_.key, ctx_.now_ns);
+        if (t_.inspector_ && ctx_.flow)
+            t_.inspector_->message_start(policy_, ctx_.key, ctx_.now_ns, ctx_.flow->smtp.sender_hash());
     }
     void on_content(const uint8_t* data, size_t len) override {
         if (t_.inspector_ && ctx_.flow) t_.inspector_->content(policy_, ctx_.key, data, len, ctx_.now_ns);
