@@ -1053,6 +1053,26 @@ class ContentReplay(unittest.TestCase):
         for word in ("出会い", "未承諾", "hello", "ten."):
             self.assertNotIn(word, text)
 
+    def test_from_mismatch_signal(self):
+        policy_text = CONTENT_POLICY.replace("  message_actions:", "  signals:\n    from_mismatch: 3\n  message_actions:")
+        frames = smtp_session("198.51.100.7", 47000, MX4, BASE,
+                              body=(b"Subject: x\r\nFrom: Bank <support@bank.example.org>\r\n\r\nhi\r\n", b".\r\n"))
+        frames += smtp_session("198.51.100.7", 47001, MX4, BASE + 10,
+                               body=(b"Subject: x\r\nFrom: A <a@example.jp>\r\n\r\nhi\r\n", b".\r\n"))
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = os.path.join(tmp, "p.yaml")
+            with open(policy, "w") as f:
+                f.write(policy_text)
+            cap = os.path.join(tmp, "c.pcap")
+            wrpcap(cap, frames)
+            out = os.path.join(tmp, "out")
+            run_replay(cap, policy, out)
+            with open(os.path.join(out, "events.jsonl")) as f:
+                verdicts = [json.loads(l) for l in f if '"content_verdict"' in l]
+        # MAIL FROM is a@example.jp: the forged From scores, the aligned one does not.
+        self.assertEqual([(v["subscriber_port"], v["signals"], v["score"]) for v in verdicts],
+                         [(47000, ["from_mismatch"], 3)])
+
     def test_inspection_off_reads_nothing(self):
         policy_text = CONTENT_POLICY.replace("inspection:\n", "inspection:\n  enabled: false\n")
         frames = smtp_session("198.51.100.7", 46000, MX4, BASE,
