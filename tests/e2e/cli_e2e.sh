@@ -168,9 +168,15 @@ sleep 0.5
 ctl_expect 0 "API answers while a silent client holds a connection" status
 wait "$idle_pid" 2>/dev/null
 
-# 100 applies in a row under continuous traffic: no packet lost.
+# 100 applies in a row under continuous traffic: no packet lost. The policies alternate
+# between enforce (odd generations: 1, 3 and every apply of policy.yaml) and monitor (even), and
+# SMTP connection attempts to port 25 run throughout: every OP25B event must be judged by one
+# generation, i.e. op25b_block exactly when its generation is odd.
 netlab_exec_sub ping -c 1500 -i 0.004 -q "$NETLAB_MX_V4" >"$TMP/ping.log" 2>&1 &
 ping_pid=$!
+netlab_exec_sub bash -c 'for i in $(seq 400); do timeout 1 bash -c "exec 3<>/dev/tcp/$0/25" 2>/dev/null; sleep 0.01; done' \
+  "$NETLAB_MX_V4" &
+syn_pid=$!
 applies_ok=0
 for ((i = 0; i < 100; i++)); do
   f="$TMP/policy.yaml"
@@ -178,11 +184,25 @@ for ((i = 0; i < 100; i++)); do
   "$ctl" --socket "$sock" policy apply "$f" >/dev/null 2>&1 && applies_ok=$((applies_ok + 1))
 done
 wait "$ping_pid"
+wait "$syn_pid"
 loss="$(grep -o '[0-9.]*% packet loss' "$TMP/ping.log")"
 if [ "$applies_ok" = 100 ] && [ "$loss" = "0% packet loss" ]; then
   pass "100 policy applies under a 250 pps ping: all applied, $loss ($(grep -o '[0-9]* received' "$TMP/ping.log"))"
 else
   fail "100 applies: $applies_ok applied, $loss"
+fi
+if /usr/bin/python3 - "$TMP/events.jsonl" <<'PY'; then
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"op25b_' in l]
+mixed = [e for e in ev if (e["type"] == "op25b_block") != (e["generation"] % 2 == 1)]
+gens = {e["generation"] for e in ev}
+assert not mixed, mixed[:3]
+assert len(gens) >= 10 and any(g % 2 == 0 for g in gens), sorted(gens)
+print(f"{len(ev)} OP25B verdicts over {len(gens)} generations, none mixed")
+PY
+  pass "every OP25B verdict during the applies matches its generation's mode"
+else
+  fail "a verdict was judged by a mix of two generations (or too few generations seen)"
 fi
 ctl_expect 0 "status after the applies" status --json
 echo "$out" | grep -q '"generation":103' && pass "generation 103 (3 + 100)" || fail "generation after applies: $out"
