@@ -138,26 +138,33 @@ mail_tracker::mail_tracker(unsigned worker_id, const mail_state& state, rte_memp
       flows_(("sk_flows_" + std::to_string(worker_id)).c_str(), state.flows),
       subscribers_(("sk_sublim_" + std::to_string(worker_id)).c_str(), state.subscriber_records) {}
 
-limit_cell* mail_tracker::cell_for(const compiled_limit& l, context& ctx) {
-    auto record = [&](const subscriber_key& key, subscriber_limits*& cached, bool& looked) -> subscriber_limits* {
-        if (!looked) {
-            looked = true;
-            cached = subscribers_.find(key);
-            if (cached == nullptr) {
-                cached = subscribers_.insert(key);
-                if (cached == nullptr) counters_.mail.subscriber_state_full.add();
-            }
-            if (cached) cached->last_seen_ns = ctx.now_ns;
+// The worker's limit record for `key`, looked up (and created) once per segment.
+mail_tracker::subscriber_limits* mail_tracker::record(context& ctx, const subscriber_key& key,
+                                                      subscriber_limits*& cached, bool& looked) {
+    if (!looked) {
+        looked = true;
+        cached = subscribers_.find(key);
+        if (cached == nullptr) {
+            cached = subscribers_.insert(key);
+            if (cached == nullptr) counters_.mail.subscriber_state_full.add();
         }
-        return cached;
-    };
+        if (cached) cached->last_seen_ns = ctx.now_ns;
+    }
+    return cached;
+}
+
+mail_tracker::subscriber_limits* mail_tracker::prefix_record(context& ctx) {
+    return record(ctx, ctx.prefix, ctx.prefix_state, ctx.prefix_looked);
+}
+
+limit_cell* mail_tracker::cell_for(const compiled_limit& l, context& ctx) {
     switch (l.scope) {
     case limit_scope::address: {
-        subscriber_limits* r = record(ctx.address, ctx.address_state, ctx.address_looked);
+        subscriber_limits* r = record(ctx, ctx.address, ctx.address_state, ctx.address_looked);
         return r ? &r->cells[l.slot] : nullptr;
     }
     case limit_scope::prefix: {
-        subscriber_limits* r = record(ctx.prefix, ctx.prefix_state, ctx.prefix_looked);
+        subscriber_limits* r = prefix_record(ctx);
         return r ? &r->cells[l.slot] : nullptr;
     }
     case limit_scope::account:
@@ -165,24 +172,11 @@ limit_cell* mail_tracker::cell_for(const compiled_limit& l, context& ctx) {
             return &state_.accounts[ctx.account].cells[l.slot];
         // An unbound address is its own subscriber, keyed by its prefix.
         {
-            subscriber_limits* r = record(ctx.prefix, ctx.prefix_state, ctx.prefix_looked);
+            subscriber_limits* r = prefix_record(ctx);
             return r ? &r->cells[max_subscriber_limit_slots + l.slot] : nullptr;
         }
     }
     return nullptr;
-}
-
-mail_tracker::subscriber_limits* mail_tracker::prefix_record(context& ctx) {
-    if (!ctx.prefix_looked) {
-        ctx.prefix_looked = true;
-        ctx.prefix_state = subscribers_.find(ctx.prefix);
-        if (ctx.prefix_state == nullptr) {
-            ctx.prefix_state = subscribers_.insert(ctx.prefix);
-            if (ctx.prefix_state == nullptr) counters_.mail.subscriber_state_full.add();
-        }
-        if (ctx.prefix_state) ctx.prefix_state->last_seen_ns = ctx.now_ns;
-    }
-    return ctx.prefix_state;
 }
 
 // The end of a message (before its end-of-data marker goes on): its content
@@ -241,31 +235,15 @@ limit_action mail_tracker::judge_message(const compiled_policy& policy, context&
 
 void mail_tracker::emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v,
                                 score_action a) {
-    if (events_ == nullptr) return;
-    const parsed_packet& p = ctx.p;
-    event_record e{};
-    e.time_ns = ctx.now_ns;
-    e.generation = policy.generation();
-    e.type = event_type::content_verdict;
-    e.ip_version = p.ip_version;
-    e.ingress = static_cast<uint8_t>(ctx.in);
+    event_record e = new_event(policy, event_type::content_verdict, ctx);
     e.action = static_cast<uint8_t>(a);
-    e.worker = static_cast<uint8_t>(worker_id_);
-    e.src_port = ctx.key.subscriber_port;
-    e.dst_port = ctx.key.server_port;
-    std::memcpy(e.src, ctx.key.subscriber, 16);
-    std::memcpy(e.dst, ctx.key.server, 16);
-    e.account = ctx.account;
     e.count = ctx.flow ? ctx.flow->smtp.message_recipients() : 0;
     e.score = v.score;
     e.fingerprint = v.fingerprint;
     std::memcpy(e.rules, v.rules, sizeof e.rules);
     e.rule_count = v.rule_count;
     e.signals = static_cast<uint8_t>(v.signals);
-    if (events_->push(e))
-        counters_.events_emitted.add();
-    else
-        counters_.events_ring_full.add();
+    push(e);
 }
 
 limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m, context& ctx) {
@@ -311,36 +289,41 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
     return result;
 }
 
-void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx,
-                        uint32_t count) {
-    if (events_ == nullptr) return;
-    const parsed_packet& p = ctx.p;
+// The fields every event of this tracker has, subscriber first: src is the
+// subscriber, dst the server, whichever way the segment went.
+event_record mail_tracker::new_event(const compiled_policy& policy, event_type type, const context& ctx) const {
     event_record e{};
     e.time_ns = ctx.now_ns;
     e.generation = policy.generation();
     e.type = type;
-    e.reason = static_cast<uint8_t>(limit);
-    e.ip_version = p.ip_version;
+    e.ip_version = ctx.p.ip_version;
     e.ingress = static_cast<uint8_t>(ctx.in);
-    e.action = static_cast<uint8_t>(type == event_type::limit_exceeded ? policy.limit(limit).action
-                                                                        : limit_action::reset);
     e.worker = static_cast<uint8_t>(worker_id_);
-    e.tcp_flags = p.tcp_flags;
-    // Always subscriber first: src = subscriber, dst = server.
-    const bool from_subscriber = ctx.in == ingress::access;
-    e.src_port = from_subscriber ? p.src_port : p.dst_port;
-    e.dst_port = from_subscriber ? p.dst_port : p.src_port;
-    const unsigned alen = p.ip_version == 4 ? 4 : 16;
-    const uint8_t* src = p.ip_version == 4 ? p.frame + p.l3_offset + 12 : p.src6();
-    const uint8_t* dst = p.ip_version == 4 ? p.frame + p.l3_offset + 16 : p.dst6();
-    std::memcpy(e.src, from_subscriber ? src : dst, alen);
-    std::memcpy(e.dst, from_subscriber ? dst : src, alen);
+    e.tcp_flags = ctx.p.tcp_flags;
+    e.src_port = ctx.key.subscriber_port;
+    e.dst_port = ctx.key.server_port;
+    std::memcpy(e.src, ctx.key.subscriber, sizeof e.src);
+    std::memcpy(e.dst, ctx.key.server, sizeof e.dst);
     e.account = ctx.account;
-    e.count = count;
+    return e;
+}
+
+void mail_tracker::push(const event_record& e) {
+    if (events_ == nullptr) return;
     if (events_->push(e))
         counters_.events_emitted.add();
     else
         counters_.events_ring_full.add();
+}
+
+void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx,
+                        uint32_t count) {
+    event_record e = new_event(policy, type, ctx);
+    e.reason = static_cast<uint8_t>(limit);
+    e.action = static_cast<uint8_t>(type == event_type::limit_exceeded ? policy.limit(limit).action
+                                                                        : limit_action::reset);
+    e.count = count;
+    push(e);
 }
 
 void mail_tracker::inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,

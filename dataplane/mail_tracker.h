@@ -110,7 +110,10 @@ private:
     void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count);
     void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);
     limit_action judge_message(const compiled_policy& policy, context& ctx);
+    subscriber_limits* record(context& ctx, const subscriber_key& key, subscriber_limits*& cached, bool& looked);
     subscriber_limits* prefix_record(context& ctx);
+    event_record new_event(const compiled_policy& policy, event_type type, const context& ctx) const;
+    void push(const event_record& e);
     bool act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out);
     void inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
                 const char* text, rte_mbuf** list, uint16_t& n);
