@@ -26,12 +26,31 @@ std::string address(uint8_t version, const uint8_t* bytes) {
     inet_ntop(version == 4 ? AF_INET : AF_INET6, bytes, buf, sizeof buf);
     return buf;
 }
+
+// The fields of the mail tracker's events (limit, suspension, content): the
+// subscriber first, the server second, and the account by name. An unknown
+// account is null, or its id where `account_id_fallback`.
+nlohmann::json mail_event(const event_record& e, const char* type, const event_names& names,
+                          bool account_id_fallback = false) {
+    const uint8_t v = e.ip_version == 4 ? 4 : 6;
+    const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;
+    return {{"time_ns", e.time_ns},
+            {"type", type},
+            {"subscriber", address(v, e.src)},
+            {"server", address(v, e.dst)},
+            {"subscriber_port", e.src_port},
+            {"server_port", e.dst_port},
+            {"account", account                ? nlohmann::json(*account)
+                        : account_id_fallback ? nlohmann::json(e.account)
+                                              : nlohmann::json(nullptr)},
+            {"generation", e.generation},
+            {"worker", e.worker}};
+}
 }  // namespace
 
 std::string event_to_json(const event_record& e, const event_names& names) {
     const bool v4 = e.ip_version == 4;
     if (e.type == event_type::content_verdict) {
-        const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;
         nlohmann::json rules = nlohmann::json::array();
         for (unsigned i = 0; i < e.rule_count && i < 8; ++i) {
             if (names.pol && e.rules[i] < names.pol->content_rules.size())
@@ -44,54 +63,26 @@ std::string event_to_json(const event_record& e, const event_names& names) {
             if (e.signals >> b & 1) signals.push_back(to_string(static_cast<sender_signal>(b)));
         char fp[17];
         std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(e.fingerprint));
-        return nlohmann::json{{"time_ns", e.time_ns},
-                              {"type", "content_verdict"},
-                              {"action", to_string(static_cast<score_action>(e.action))},
-                              {"score", e.score},
-                              {"rules", rules},
-                              {"signals", signals},
-                              {"fingerprint", fp},
-                              {"recipients", e.count},
-                              {"subscriber", address(v4 ? 4 : 6, e.src)},
-                              {"server", address(v4 ? 4 : 6, e.dst)},
-                              {"subscriber_port", e.src_port},
-                              {"server_port", e.dst_port},
-                              {"account", account ? nlohmann::json(*account) : nlohmann::json(nullptr)},
-                              {"generation", e.generation},
-                              {"worker", e.worker}}
-            .dump();
+        nlohmann::json j = mail_event(e, "content_verdict", names);
+        j["action"] = to_string(static_cast<score_action>(e.action));
+        j["score"] = e.score;
+        j["rules"] = rules;
+        j["signals"] = signals;
+        j["fingerprint"] = fp;
+        j["recipients"] = e.count;
+        return j.dump();
     }
     if (e.type == event_type::account_suspended) {
-        const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;
-        return nlohmann::json{{"time_ns", e.time_ns},
-                              {"type", "account_suspended"},
-                              {"action", "reset"},
-                              {"subscriber", address(v4 ? 4 : 6, e.src)},
-                              {"server", address(v4 ? 4 : 6, e.dst)},
-                              {"subscriber_port", e.src_port},
-                              {"server_port", e.dst_port},
-                              {"account", account ? nlohmann::json(*account) : nlohmann::json(e.account)},
-                              {"generation", e.generation},
-                              {"worker", e.worker}}
-            .dump();
+        nlohmann::json j = mail_event(e, "account_suspended", names, true);
+        j["action"] = "reset";
+        return j.dump();
     }
     if (e.type == event_type::limit_exceeded) {
         const limit_rule* rule = names.pol && e.reason < names.pol->limits.size() ? &names.pol->limits[e.reason] : nullptr;
-        const std::string* account = names.accounts ? names.accounts->name_of(e.account) : nullptr;
-        nlohmann::json j = {
-            {"time_ns", e.time_ns},
-            {"type", "limit_exceeded"},
-            {"limit", rule ? nlohmann::json(rule->name) : nlohmann::json(e.reason)},
-            {"action", to_string(static_cast<limit_action>(e.action))},
-            {"subscriber", address(v4 ? 4 : 6, e.src)},
-            {"server", address(v4 ? 4 : 6, e.dst)},
-            {"subscriber_port", e.src_port},
-            {"server_port", e.dst_port},
-            {"account", account ? nlohmann::json(*account) : nlohmann::json(nullptr)},
-            {"measured", e.count},
-            {"generation", e.generation},
-            {"worker", e.worker},
-        };
+        nlohmann::json j = mail_event(e, "limit_exceeded", names);
+        j["limit"] = rule ? nlohmann::json(rule->name) : nlohmann::json(e.reason);
+        j["action"] = to_string(static_cast<limit_action>(e.action));
+        j["measured"] = e.count;
         if (rule) {
             j["measure"] = to_string(rule->measure);
             j["scope"] = to_string(rule->scope);
