@@ -407,30 +407,17 @@ class LimitsReplay(unittest.TestCase):
     workers, and a new window allows again."""
 
     def run_case(self, workers):
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = os.path.join(tmp, "limits.yaml")
-            with open(policy, "w") as f:
-                f.write(LIMITS_POLICY)
-            frames = []
-            t0 = 1795400000.0
-            # 8 messages in the first hour, alternating alice's two addresses,
-            # then 2 more in the next hour.
-            for i in range(8):
-                frames += smtp_session("198.51.100.7" if i % 2 == 0 else "198.51.100.8", 40000 + i,
-                                       "203.0.113.25", t0 + 60 * i)
-            for i in range(2):
-                frames += smtp_session("198.51.100.8", 41000 + i, "203.0.113.25", t0 + 3600 + 60 * i)
-            cap = os.path.join(tmp, "limits.pcap")
-            wrpcap(cap, frames)
-            out = os.path.join(tmp, "out")
-            run_replay(cap, policy, out, workers)
-            with open(os.path.join(out, "summary.json")) as f:
-                summary = json.load(f)
-            with open(os.path.join(out, "events.jsonl")) as f:
-                events = [json.loads(l) for l in f]
-            to_access = [Ether(b) for b in frames_of(os.path.join(out, "to-access.pcap"))]
-            to_core = [Ether(b) for b in frames_of(os.path.join(out, "to-core.pcap"))]
-            return summary, events, to_access, to_core, frames
+        frames = []
+        t0 = 1795400000.0
+        # 8 messages in the first hour, alternating alice's two addresses,
+        # then 2 more in the next hour.
+        for i in range(8):
+            frames += smtp_session("198.51.100.7" if i % 2 == 0 else "198.51.100.8", 40000 + i,
+                                   "203.0.113.25", t0 + 60 * i)
+        for i in range(2):
+            frames += smtp_session("198.51.100.8", 41000 + i, "203.0.113.25", t0 + 3600 + 60 * i)
+        r = Run(frames, LIMITS_POLICY, workers)
+        return (r.summary, r.events, [Ether(b) for b in r.to_access], [Ether(b) for b in r.to_core], frames)
 
     def test_account_limit_over_two_addresses(self):
         s, events, to_access, to_core, frames = self.run_case(1)
@@ -1018,20 +1005,9 @@ class ContentReplay(unittest.TestCase):
         frames = []
         for i, (name, content) in enumerate(messages.items()):
             frames += smtp_session("198.51.100.7", 45000 + i, MX4, BASE + 10 * i, body=(content, b".\r\n"))
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = os.path.join(tmp, "p.yaml")
-            with open(policy, "w") as f:
-                f.write(CONTENT_POLICY)
-            cap = os.path.join(tmp, "c.pcap")
-            wrpcap(cap, frames)
-            out = os.path.join(tmp, "out")
-            run_replay(cap, policy, out)
-            with open(os.path.join(out, "summary.json")) as f:
-                s = json.load(f)
-            with open(os.path.join(out, "events.jsonl")) as f:
-                events = [json.loads(l) for l in f]
-            to_core = [Ether(b) for b in frames_of(os.path.join(out, "to-core.pcap"))]
-            to_access = [Ether(b) for b in frames_of(os.path.join(out, "to-access.pcap"))]
+        r = Run(frames, CONTENT_POLICY, 1)
+        s, events = r.summary, r.events
+        to_core, to_access = [Ether(b) for b in r.to_core], [Ether(b) for b in r.to_access]
         verdicts = {e["subscriber_port"]: e for e in events if e["type"] == "content_verdict"}
         self.assertEqual(sorted(verdicts), [45000, 45001, 45002], events)
         self.assertEqual(verdicts[45000]["rules"], ["subject-unsolicited"])
@@ -1059,16 +1035,7 @@ class ContentReplay(unittest.TestCase):
                               body=(b"Subject: x\r\nFrom: Bank <support@bank.example.org>\r\n\r\nhi\r\n", b".\r\n"))
         frames += smtp_session("198.51.100.7", 47001, MX4, BASE + 10,
                                body=(b"Subject: x\r\nFrom: A <a@example.jp>\r\n\r\nhi\r\n", b".\r\n"))
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = os.path.join(tmp, "p.yaml")
-            with open(policy, "w") as f:
-                f.write(policy_text)
-            cap = os.path.join(tmp, "c.pcap")
-            wrpcap(cap, frames)
-            out = os.path.join(tmp, "out")
-            run_replay(cap, policy, out)
-            with open(os.path.join(out, "events.jsonl")) as f:
-                verdicts = [json.loads(l) for l in f if '"content_verdict"' in l]
+        verdicts = [e for e in Run(frames, policy_text, 1).events if e["type"] == "content_verdict"]
         # MAIL FROM is a@example.jp: the forged From scores, the aligned one does not.
         self.assertEqual([(v["subscriber_port"], v["signals"], v["score"]) for v in verdicts],
                          [(47000, ["from_mismatch"], 3)])
@@ -1077,16 +1044,7 @@ class ContentReplay(unittest.TestCase):
         policy_text = CONTENT_POLICY.replace("inspection:\n", "inspection:\n  enabled: false\n")
         frames = smtp_session("198.51.100.7", 46000, MX4, BASE,
                               body=("Subject: x\r\n\r\n出会い\r\n".encode("utf-8"), b".\r\n"))
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = os.path.join(tmp, "p.yaml")
-            with open(policy, "w") as f:
-                f.write(policy_text)
-            cap = os.path.join(tmp, "c.pcap")
-            wrpcap(cap, frames)
-            out = os.path.join(tmp, "out")
-            run_replay(cap, policy, out)
-            with open(os.path.join(out, "summary.json")) as f:
-                s = json.load(f)
+        s = Run(frames, policy_text, 1).summary
         self.assertEqual(s["inspection"]["messages"], 0)
         self.assertEqual(s["smtp"]["tempfails_sent"], 0)
 
