@@ -9,6 +9,7 @@
 
 #include "op25b_classifier.h"
 #include "packet_parser.h"
+#include "subscriber_table.h"
 
 namespace sekisho {
 
@@ -22,15 +23,11 @@ inline uint64_t subscriber_key_hash(const parsed_packet& p, ingress in, uint8_t 
     };
     if (p.ip_version == 4) return mix(in == ingress::access ? p.src4 : p.dst4);
     if (p.ip_version == 6) {
-        const uint8_t* a = in == ingress::access ? p.src6() : p.dst6();
+        // The subscriber is its delegated prefix: the key keeps only those bits.
+        const subscriber_key k = subscriber_key::v6(in == ingress::access ? p.src6() : p.dst6(), ipv6_prefix_length);
         uint64_t hi, lo;
-        // Keep only the prefix bits (in network byte order, so mask bytes).
-        uint8_t masked[16];
-        std::memcpy(masked, a, 16);
-        for (unsigned bit = ipv6_prefix_length; bit < 128; ++bit)
-            masked[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
-        std::memcpy(&hi, masked, 8);
-        std::memcpy(&lo, masked + 8, 8);
+        std::memcpy(&hi, k.addr, 8);
+        std::memcpy(&lo, k.addr + 8, 8);
         return mix(hi ^ mix(lo));
     }
     return 0;  // non-IP: worker 0
