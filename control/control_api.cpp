@@ -152,6 +152,31 @@ int64_t event_seconds(const json& e) {
 
 uint64_t event_count(const json& e) { return e.value("count", uint64_t{1}); }
 
+// mail_session lines are a subscriber's SMTP activity, not an offence: they
+// feed the SMTP counters, never the event counts.
+bool is_session(const json& e) { return e.value("type", "") == "mail_session"; }
+
+// A subscriber's SMTP activity summed over mail_session lines.
+struct smtp_counters {
+    uint64_t sessions = 0, tls_sessions = 0, messages = 0, recipients = 0, rejected_recipients = 0;
+    void add(const json& e) {
+        const uint64_t n = event_count(e);
+        sessions += n;
+        if (e.value("tls", false)) tls_sessions += n;
+        messages += e.value("messages", uint64_t{0});
+        recipients += e.value("recipients", uint64_t{0});
+        rejected_recipients += e.value("rejected_recipients", uint64_t{0});
+    }
+    uint64_t get(const std::string& what) const {
+        return what == "sessions" ? sessions : what == "messages" ? messages : what == "recipients" ? recipients
+                                                                                                       : rejected_recipients;
+    }
+    json to_json() const {
+        return {{"sessions", sessions}, {"tls_sessions", tls_sessions}, {"messages", messages},
+                {"recipients", recipients}, {"rejected_recipients", rejected_recipients}};
+    }
+};
+
 }  // namespace
 
 control_api::control_api(control_context ctx, std::string policy_text)
@@ -330,9 +355,10 @@ api_response control_api::whois(const api_request& r) {
                                                     : subscriber_key::v6(address->bytes.data(),
                                                                          ctx_.gw->active_policy().ipv6_prefix_length);
     const std::string* current = ctx_.gw->accounts().name_of(ctx_.gw->subscribers().lookup(key));
-    // That subscriber's events within an hour of `at`.
+    // That subscriber's events and SMTP counters within an hour of `at`.
     json events = json::array();
     std::map<std::string, uint64_t> counts;
+    smtp_counters smtp;
     const std::string who = address->family == 4 ? address->to_string().substr(0, address->to_string().find('/')) : "";
     if (ctx_.events_path != "-")
         for (const json& e : read_events(ctx_.events_path)) {
@@ -345,12 +371,17 @@ api_response control_api::whois(const api_request& r) {
                                                           address->bytes.begin());
             }
             if (!match || std::llabs(event_seconds(e) - at) > 3600) continue;
+            if (is_session(e)) {
+                smtp.add(e);
+                continue;
+            }
             counts[e.value("type", "?")] += event_count(e);
             if (events.size() < 200) events.push_back(e);
         }
     return ok({{"query", {{"address", address->to_string()}, {"at", at}}},
                {"bindings", bindings},
                {"bound_now", current ? json(*current) : json(nullptr)},
+               {"smtp_within_1h", smtp.to_json()},
                {"events_within_1h", counts},
                {"events", events}});
 }
@@ -423,9 +454,14 @@ api_response control_api::report(const api_request& r) {
         int64_t first = INT64_MAX, last = 0;
     };
     std::map<std::string, row> rows;
+    std::map<std::string, uint64_t> messages;   // every subscriber's, kept for the offending ones
     for (const json& e : read_events(ctx_.events_path)) {
         const int64_t t = event_seconds(e);
         if (t < since || t > until) continue;
+        if (is_session(e)) {
+            messages[subscriber_of(e)] += e.value("messages", uint64_t{0});
+            continue;
+        }
         row& rw = rows[subscriber_of(e)];
         if (e.contains("account") && e["account"].is_string()) rw.account = e["account"];
         const uint64_t c = event_count(e);
@@ -436,18 +472,19 @@ api_response control_api::report(const api_request& r) {
     }
     if (format == "csv") {
         std::ostringstream o;
-        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,first_seen,last_seen\n";
+        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen\n";
         for (const auto& [addr, rw] : rows) {
             auto get = [&](const char* k) { auto it = rw.by_type.find(k); return it == rw.by_type.end() ? 0 : it->second; };
             o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
-              << get("limit_exceeded") << "," << get("account_suspended") << "," << rw.first << "," << rw.last << "\n";
+              << get("limit_exceeded") << "," << get("account_suspended") << "," << messages[addr] << "," << rw.first
+              << "," << rw.last << "\n";
         }
         return {200, o.str(), "text/csv"};
     }
     json out = json::array();
     for (const auto& [addr, rw] : rows)
         out.push_back({{"source_address", addr}, {"account", rw.account}, {"events", rw.total}, {"by_type", rw.by_type},
-                       {"first_seen", rw.first}, {"last_seen", rw.last}});
+                       {"messages", messages[addr]}, {"first_seen", rw.first}, {"last_seen", rw.last}});
     return ok({{"since", since}, {"until", until}, {"sources", out}});
 }
 
@@ -456,21 +493,34 @@ api_response control_api::top(const api_request& r) {
     const std::string window_text = arg(r, "window", "1h");
     const auto window = parse_duration(window_text);
     if (!window) return error(400, "argument 'window': '" + window_text + "' is not a duration");
-    const std::string by = arg(r, "by", "events");
-    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended" && by != "score")
-        return error(400, "argument 'by': events, op25b_block, limit_exceeded, account_suspended or score");
+    const std::string by = arg(r, "by", "messages");
+    const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
+    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended" &&
+        by != "score" && !by_smtp)
+        return error(400, "argument 'by': messages, recipients, rejected_recipients, sessions, events, op25b_block, "
+                          "limit_exceeded, account_suspended or score");
     const int64_t since = std::time(nullptr) - static_cast<int64_t>(*window / 1'000'000'000ull);
     std::map<std::string, std::pair<std::string, uint64_t>> score;
     for (const json& e : read_events(ctx_.events_path)) {
         if (event_seconds(e) < since) continue;
-        const bool by_score = by == "score";
-        if (by_score ? e.value("type", "") != "content_verdict" : (by != "events" && e.value("type", "") != by))
-            continue;
+        const std::string type = e.value("type", "");
+        uint64_t add;
+        if (by_smtp) {
+            if (type != "mail_session") continue;
+            smtp_counters c;
+            c.add(e);
+            add = c.get(by);
+        } else if (by == "score") {
+            if (type != "content_verdict") continue;
+            // the content verdicts' scores (negative scores count as 0)
+            add = static_cast<uint64_t>(std::max<int64_t>(0, e.value("score", int64_t{0}))) * event_count(e);
+        } else {
+            if (type == "mail_session" || (by != "events" && type != by)) continue;
+            add = event_count(e);
+        }
         auto& s = score[subscriber_of(e)];
         if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
-        // by score: the content verdicts' scores (negative scores count as 0)
-        s.second += by_score ? static_cast<uint64_t>(std::max<int64_t>(0, e.value("score", int64_t{0}))) * event_count(e)
-                             : event_count(e);
+        s.second += add;
     }
     std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });

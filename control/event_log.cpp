@@ -72,6 +72,20 @@ std::string event_to_json(const event_record& e, const event_names& names) {
         j["recipients"] = e.count;
         return j.dump();
     }
+    if (e.type == event_type::mail_session) {
+        // One subscriber's SMTP sessions; the log adds the summed counts
+        // (messages, recipients, rejected_recipients) after merging.
+        nlohmann::json j = {{"time_ns", e.time_ns},
+                            {"type", "mail_session"},
+                            {"subscriber", address(e.ip_version == 4 ? 4 : 6, e.src)},
+                            {"account", names.accounts && names.accounts->name_of(e.account)
+                                            ? nlohmann::json(*names.accounts->name_of(e.account))
+                                            : nlohmann::json(nullptr)},
+                            {"tls", (e.action & session_bits::tls) != 0},
+                            {"generation", e.generation},
+                            {"worker", e.worker}};
+        return j.dump();
+    }
     if (e.type == event_type::account_suspended) {
         nlohmann::json j = mail_event(e, "account_suspended", names, true);
         j["action"] = "reset";
@@ -198,10 +212,19 @@ void event_log::add(const event_record* events, size_t n, const event_names& nam
     poll();
 }
 
+void event_log::session_totals::add(const event_record& e) {
+    messages += e.count;
+    recipients += e.recipients;
+    rejected_recipients += e.rejected_recipients;
+}
+
 void event_log::ingest(const event_record& e, const event_names& names) {
     ++c_.received;
+    const bool session = e.type == event_type::mail_session;
     if (config_.aggregate_window_ns == 0) {
-        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns);
+        session_totals t;
+        t.add(e);
+        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &t : nullptr);
         return;
     }
     if (e.time_ns > event_now_) event_now_ = e.time_ns;
@@ -216,6 +239,7 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     if (auto it = windows_.find(k); it != windows_.end()) {
         open_window& w = it->second;
         ++w.count;
+        if (session) w.sessions.add(e);
         w.first_ns = std::min(w.first_ns, e.time_ns);
         w.last_ns = std::max(w.last_ns, e.time_ns);
         ++c_.aggregated;
@@ -229,7 +253,8 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     const uint64_t end = e.time_ns + config_.aggregate_window_ns;
     const std::pair<uint64_t, uint64_t> order{end < e.time_ns ? UINT64_MAX : end, ++sequence_};
     order_.emplace(order, k);
-    windows_.emplace(k, open_window{event_to_json(e, names), e.time_ns, e.time_ns, 1, order});
+    auto [it, inserted] = windows_.emplace(k, open_window{event_to_json(e, names), e.time_ns, e.time_ns, 1, {}, order});
+    if (session) it->second.sessions.add(e);
     ++c_.pending;
 }
 
@@ -241,15 +266,21 @@ void event_log::close_due() {
 void event_log::close_window(std::unordered_map<agg_key, open_window, agg_key_hash>::iterator it) {
     open_window& w = it->second;
     c_.pending -= w.count;
-    queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns);
+    const bool session = it->first.type == static_cast<uint8_t>(event_type::mail_session);
+    queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr);
     order_.erase(w.order);
     windows_.erase(it);
 }
 
-void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns) {
+void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
+                           const session_totals* sessions) {
     // The object's closing brace, then the aggregation fields.
     json.pop_back();
     queue_ += json;
+    if (sessions)
+        queue_ += ",\"messages\":" + std::to_string(sessions->messages) +
+                  ",\"recipients\":" + std::to_string(sessions->recipients) +
+                  ",\"rejected_recipients\":" + std::to_string(sessions->rejected_recipients);
     queue_ += ",\"count\":" + std::to_string(count);
     if (count > 1) queue_ += ",\"first_ns\":" + std::to_string(first_ns) + ",\"last_ns\":" + std::to_string(last_ns);
     queue_ += "}\n";

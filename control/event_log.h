@@ -89,16 +89,23 @@ private:
     struct agg_key_hash {
         size_t operator()(const agg_key& k) const;
     };
+    // mail_session events: what the merged sessions carried, summed.
+    struct session_totals {
+        uint64_t messages = 0, recipients = 0, rejected_recipients = 0;
+        void add(const event_record& e);
+    };
     struct open_window {
         std::string json;   // the first event, without the aggregation fields
         uint64_t first_ns, last_ns, count;
+        session_totals sessions;
         std::pair<uint64_t, uint64_t> order;  // (deadline, sequence): key into order_
     };
 
     void ingest(const event_record& e, const event_names& names);
     void close_due();                                // windows whose end has passed
     void close_window(std::unordered_map<agg_key, open_window, agg_key_hash>::iterator it);
-    void queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns);
+    void queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
+                    const session_totals* sessions);
     void poll();                                     // write queued lines, rotate, fsync as due
     void write_queued();
     void write_chunk(size_t from_line, size_t to_line);

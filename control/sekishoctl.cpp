@@ -32,11 +32,11 @@ commands:
   bindings list [--account A] [--limit N]  address/prefix -> account bindings
   bindings add PREFIX ACCOUNT              bind statically
   bindings del PREFIX                      unbind
-  whois ADDRESS [--at TIME]                who held ADDRESS at TIME, its events around then
+  whois ADDRESS [--at TIME]                who held ADDRESS at TIME, its SMTP counters and events around then
   account suspend|resume ACCOUNT           利用停止: refuse every SMTP connection of ACCOUNT
   account list [--suspended]
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
-  top [--window 1h] [--by events|op25b_block|limit_exceeded|score]
+  top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected, 5 unauthorised
@@ -335,6 +335,10 @@ int main(int argc, char** argv) {
                               << ") from " << iso(b["start"].get<int64_t>()) << " to "
                               << (b["stop"].is_null() ? std::string("now") : iso(b["stop"].get<int64_t>())) << "\n";
                 if (!j["bound_now"].is_null()) std::cout << "bound now to " << j["bound_now"].get<std::string>() << "\n";
+                const json& m = j["smtp_within_1h"];
+                std::cout << "SMTP within an hour: " << m["sessions"] << " sessions (" << m["tls_sessions"]
+                          << " TLS), " << m["messages"] << " messages, " << m["recipients"] << " recipients, "
+                          << m["rejected_recipients"] << " rejected\n";
                 std::cout << "events within an hour: " << j["events_within_1h"].dump() << "\n";
                 for (const auto& e : j["events"]) print_event(e);
             });
@@ -392,10 +396,10 @@ int main(int argc, char** argv) {
             }
         }
         if (cmd == "top") {
-            want(1, "top [--window 1h] [--by events|op25b_block|limit_exceeded|score]");
+            want(1, "top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]");
             check_flags({"--window", "--by"});
             const std::string q = "/v1/top?window=" + escape(flag("--window") ? *flag("--window") : "1h") +
-                                  "&by=" + escape(flag("--by") ? *flag("--by") : "events");
+                                  "&by=" + escape(flag("--by") ? *flag("--by") : "messages");
             return show(cl.call("GET", q), [](const json& j) {
                 std::cout << std::left << std::setw(40) << "SUBSCRIBER" << std::setw(32) << "ACCOUNT" << "COUNT\n";
                 for (const auto& t : j["top"])

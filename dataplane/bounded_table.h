@@ -27,7 +27,7 @@ public:
     uint32_t capacity() const { return capacity_; }
 
     // Visits up to `budget` slots from a rotating position and removes the
-    // records for which `expired(record)` holds. Cheap enough to call every
+    // records for which `expired(record)` (or `expired(key, record)`) holds. Cheap enough to call every
     // burst; returns how many it removed.
     template <typename Pred>
     uint32_t sweep(uint32_t budget, Pred expired);

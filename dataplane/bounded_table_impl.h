@@ -1,6 +1,8 @@
 // Template definitions for bounded_table.h.
 #pragma once
 
+#include <type_traits>
+
 #include <rte_errno.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -66,7 +68,12 @@ uint32_t bounded_table<Key, Record>::sweep(uint32_t budget, Pred expired) {
     for (uint32_t i = 0; i < budget; ++i) {
         slot& s = slots_[hand_];
         hand_ = hand_ + 1 == n ? 0 : hand_ + 1;
-        if (s.used && expired(s.record)) {
+        bool gone;
+        if constexpr (std::is_invocable_v<Pred, const Key&, const Record&>)
+            gone = s.used && expired(s.key, s.record);
+        else
+            gone = s.used && expired(s.record);
+        if (gone) {
             rte_hash_del_key(hash_, &s.key);
             s.used = false;
             --used_;

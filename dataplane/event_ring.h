@@ -11,8 +11,15 @@ struct rte_ring;
 namespace sekisho {
 
 enum class event_type : uint8_t {
-    op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3, account_suspended = 4, content_verdict = 5
+    op25b_block = 1, op25b_monitor = 2, limit_exceeded = 3, account_suspended = 4, content_verdict = 5,
+    mail_session = 6   // an SMTP connection ended: what it carried (the abuse desk's counters)
 };
+
+// mail_session: `action` carries these bits; `count` the messages (MAIL FROM),
+// `recipients` and `rejected_recipients` the RCPT TOs and their 5xx replies.
+namespace session_bits {
+constexpr uint8_t tls = 1;  // went TLS (STARTTLS or port 465): later commands were not seen
+}
 
 struct event_record {
     uint64_t time_ns;        // packet clock (capture time in replay)
@@ -37,6 +44,9 @@ struct event_record {
     uint8_t rule_count;
     uint8_t signals;
     uint8_t reserved2[2];
+    // mail_session
+    uint32_t recipients;
+    uint32_t rejected_recipients;
 };
 static_assert(sizeof(event_record) % 4 == 0, "rte_ring element size must be a multiple of 4");
 

@@ -85,6 +85,7 @@ public:
         t_.counters_.mail.commands.add();
         if (c.cmd == smtp_command::mail) {
             t_.counters_.mail.messages.add();
+            if (ctx_.flow) ++ctx_.flow->messages;
             const windowed_score& sd = policy_.inspection().sender_domains;
             if (policy_.inspection().enabled && sd.max && c.domain_hash)
                 if (subscriber_limits* rec = t_.prefix_record(ctx_))
@@ -92,6 +93,7 @@ public:
             merge(t_.check(policy_, limit_measure::messages, ctx_));
         } else if (c.cmd == smtp_command::rcpt) {
             t_.counters_.mail.recipients.add();
+            if (ctx_.flow) ++ctx_.flow->recipients;
             merge(t_.check(policy_, limit_measure::recipients, ctx_));
             merge(t_.check(policy_, limit_measure::recipients_per_message, ctx_));
         }
@@ -109,6 +111,7 @@ public:
     void on_reply(const smtp_reply_info& r) override {
         if (r.to == smtp_command::rcpt && !r.greeting && r.code >= 500 && r.code < 600) {
             t_.counters_.mail.rejected_recipients.add();
+            if (ctx_.flow) ++ctx_.flow->rejected_recipients;
             merge(t_.check(policy_, limit_measure::rejected_recipients, ctx_));
         }
     }
@@ -308,6 +311,34 @@ event_record mail_tracker::new_event(const compiled_policy& policy, event_type t
     return e;
 }
 
+void mail_tracker::report_session(const compiled_policy& policy, const flow_key& key, const mail_flow& f,
+                                  uint64_t now_ns) {
+    if (!f.have_server) return;  // never established (refused, dropped SYN, no answer): no session
+    event_record e{};
+    e.time_ns = now_ns;
+    e.generation = policy.generation();
+    e.type = event_type::mail_session;
+    e.ip_version = key.family;
+    e.ingress = static_cast<uint8_t>(ingress::access);
+    e.worker = static_cast<uint8_t>(worker_id_);
+    e.src_port = key.subscriber_port;
+    e.dst_port = key.server_port;
+    std::memcpy(e.src, key.subscriber, sizeof e.src);
+    std::memcpy(e.dst, key.server, sizeof e.dst);
+    e.account = f.account;
+    e.action = f.smtp.tls() ? session_bits::tls : 0;
+    e.count = f.messages;
+    e.recipients = f.recipients;
+    e.rejected_recipients = f.rejected_recipients;
+    push(e);
+}
+
+void mail_tracker::end_flow(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns) {
+    report_session(policy, key, f, now_ns);
+    flows_.erase(key);  // `f` is gone from here on
+    counters_.mail.flows_ended.add();
+}
+
 void mail_tracker::push(const event_record& e) {
     if (events_ == nullptr) return;
     if (events_->push(e))
@@ -495,10 +526,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
             emit(policy, event_type::account_suspended, 0, ctx, 0);
             if (syn_only) {
                 inject(p, true, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, nullptr, out.reply, out.n_reply);
-                if (f) {
-                    flows_.erase(key);
-                    counters_.mail.flows_ended.add();
-                }
+                if (f) end_flow(policy, key, *f, now_ns);
             } else {
                 act(policy, limit_action::reset, ctx, out);
             }
@@ -511,10 +539,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         const limit_action a = check(policy, limit_measure::connections, ctx);
         if (a == limit_action::monitor) return true;
         const bool pass = act(policy, a, ctx, out);
-        if (!pass && f) {
-            flows_.erase(key);
-            counters_.mail.flows_ended.add();
-        }
+        if (!pass && f) end_flow(policy, key, *f, now_ns);
         return pass;
     }
 
@@ -524,10 +549,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         // still talking gets a reset too.
         if (from_client && !(flags & tcp_flag::rst))
             inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, out.reply, out.n_reply);
-        if (flags & (tcp_flag::rst | tcp_flag::fin)) {
-            flows_.erase(key);
-            counters_.mail.flows_ended.add();
-        }
+        if (flags & (tcp_flag::rst | tcp_flag::fin)) end_flow(policy, key, *f, now_ns);
         return false;
     }
     if (!from_client && (flags & tcp_flag::syn) && (flags & tcp_flag::ack)) {
@@ -549,14 +571,10 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         if (inspector_) inspector_->abandon(key);
     }
     if (flags & tcp_flag::rst) {
-        flows_.erase(key);
-        counters_.mail.flows_ended.add();
+        end_flow(policy, key, *f, now_ns);
     } else if (flags & tcp_flag::fin) {
         (from_client ? f->client_fin : f->server_fin) = true;
-        if (f->client_fin && f->server_fin) {
-            flows_.erase(key);
-            counters_.mail.flows_ended.add();
-        }
+        if (f->client_fin && f->server_fin) end_flow(policy, key, *f, now_ns);
     }
     return pass;
 }
@@ -569,8 +587,11 @@ void mail_tracker::sweep(const compiled_policy& policy, uint64_t now_ns) {
     if (now_ns < next_sweep_ns_) return;
     next_sweep_ns_ = now_ns + 1'000'000;
     const uint64_t idle = state_.flow_idle_timeout_ns;
-    counters_.mail.flows_expired.add(
-        flows_.sweep(32, [&](const mail_flow& f) { return f.last_seen_ns + idle < now_ns; }));
+    counters_.mail.flows_expired.add(flows_.sweep(32, [&](const flow_key& key, const mail_flow& f) {
+        if (f.last_seen_ns + idle >= now_ns) return false;
+        report_session(policy, key, f, now_ns);
+        return true;
+    }));
     uint64_t lifetime = policy.state_lifetime_ns();
     if (policy.inspection().enabled)
         lifetime = std::max({lifetime, policy.inspection().subscriber_window_ns,

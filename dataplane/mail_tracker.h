@@ -12,7 +12,8 @@
 //  - applies the limit's action on the segment that tripped it: drop-syn,
 //    reset (RST both ways), tempfail (the client gets "421 4.7.0" with correct
 //    TCP sequence numbers and a FIN, the server an RST), or monitor;
-//  - raises an event for every limit hit.
+//  - raises an event for every limit hit, and one mail_session event when a
+//    connection ends (closed, reset, refused or idle) with what it carried.
 //
 // One instance per worker; no locks (account cells are updated by CAS).
 #pragma once
@@ -61,6 +62,8 @@ struct mail_flow {
     bool tempfail_greeting = false;  // a connections limit with action tempfail tripped
     bool terminated = false;         // Sekisho ended this session
     bool client_fin = false, server_fin = false;
+    // What the session carried, for its mail_session event.
+    uint32_t messages = 0, recipients = 0, rejected_recipients = 0;
 };
 
 // Where the shared and per-worker state is.
@@ -118,6 +121,9 @@ private:
     void inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
                 const char* text, rte_mbuf** list, uint16_t& n);
     void feed(mail_flow& f, const parsed_packet& p, ingress in, observer& obs);
+    // Removes the flow and reports what it carried (mail_session event).
+    void end_flow(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns);
+    void report_session(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns);
 
     unsigned worker_id_;
     mail_state state_;

@@ -128,6 +128,16 @@ if [ "$rc" != 0 ] && [ "$ms" -lt 3000 ]; then pass "suspended account refused at
 ctl_expect 0 "account resume" account resume alice@example.jp
 if timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server 203.0.113.10 --port 25 --timeout 5 \
   --from a@example.jp --to b@example.net >/dev/null 2>&1; then pass "resumed account delivers"; else fail "resumed account"; fi
+# A second message, to two recipients, over submission: alice's SMTP counters are 2 sessions,
+# 2 messages, 3 recipients (the refused and the OP25B-blocked attempts were no sessions).
+timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 587 --timeout 5 \
+  --from a@example.jp --to b@example.net,c@example.net >/dev/null 2>&1 || fail "submission to two recipients"
+sleep 0.5
+ctl_expect 0 "whois shows the SMTP counters" whois 198.51.100.7
+contains "whois counts alice's sessions, messages and recipients" "SMTP within an hour: 2 sessions (0 TLS), 2 messages, 3 recipients, 0 rejected"
+ctl_expect 0 "whois --json" whois 198.51.100.7 --json
+if echo "$out" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["smtp_within_1h"]; assert (j["sessions"], j["messages"], j["recipients"]) == (2, 2, 3), j'; then
+  pass "whois --json: smtp_within_1h"; else fail "whois --json smtp_within_1h"; echo "$out" | head -c 600; fi
 ctl_expect 4 "account suspend with an empty name" account suspend ""
 ctl_expect 2 "account with an unknown verb" account delete alice@example.jp
 
@@ -140,7 +150,15 @@ ctl_expect 4 "events tail with a bad -n" events tail -n lots
 timeout 3 "$ctl" --socket "$sock" events tail -f --type op25b_block >"$TMP/follow.log" 2>&1
 grep -q op25b_block "$TMP/follow.log" && pass "events tail -f follows (stopped after 3 s)" || fail "events tail -f printed nothing"
 ctl_expect 0 "top" top --window 1h
-contains "top lists 198.51.100.7" "198.51.100.7"
+contains "top (by messages) lists 198.51.100.7" "198.51.100.7"
+ctl_expect 0 "top --by messages --json" top --by messages --json
+if echo "$out" | /usr/bin/python3 -c 'import json,sys; t=json.load(sys.stdin)["top"]; assert t[0]["subscriber"]=="198.51.100.7" and t[0]["count"]==2 and t[0]["account"]=="alice@example.jp", t'; then
+  pass "top --by messages: alice's 2 messages"; else fail "top --by messages"; echo "$out" | head -c 600; fi
+ctl_expect 0 "top --by recipients --json" top --by recipients --json
+echo "$out" | grep -q '"count":3' && pass "top --by recipients: 3" || fail "top --by recipients"
+ctl_expect 0 "top --by op25b_block" top --by op25b_block
+contains "top by blocks lists 198.51.100.7" "198.51.100.7"
+ctl_expect 4 "top by an unknown measure" top --by bytes
 ctl_expect 4 "top with a bad window" top --window forever
 ctl_expect 0 "report csv" report --since 0 --format csv
 contains "report has the CSV header" "source_address,account,events,op25b_blocks"

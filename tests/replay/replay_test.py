@@ -132,6 +132,12 @@ class DemoReplay(unittest.TestCase):
         # One event per blocked frame, carrying the 5-tuple and no payload.
         with open(os.path.join(out, "events.jsonl")) as f:
             events = [json.loads(line) for line in f]
+        # The sessions OP25B let through (relay, submission) report what they carried.
+        sessions = [e for e in events if e["type"] == "mail_session"]
+        self.assertGreater(len(sessions), 0)
+        self.assertEqual(sum(e["messages"] for e in sessions), s["smtp"]["messages"])
+        self.assertEqual(sum(e["recipients"] for e in sessions), s["smtp"]["recipients"])
+        events = [e for e in events if e["type"] != "mail_session"]
         self.assertEqual(len(events), len(blocked))
         self.assertEqual({e["type"] for e in events}, {"op25b_block"})
         self.assertEqual({(e["src"], e["dst"], e["dst_port"]) for e in events},
@@ -149,7 +155,8 @@ class DemoReplay(unittest.TestCase):
         to_core = frames(os.path.join(out, "to-core.pcap"))
         self.assertEqual(to_core, [bytes(p) for p in self.packets if from_access(p)])
         with open(os.path.join(out, "events.jsonl")) as f:
-            self.assertEqual({json.loads(l)["type"] for l in f}, {"op25b_monitor"})
+            # monitor lets port 25 through: those sessions are followed and reported too
+            self.assertEqual({json.loads(l)["type"] for l in f}, {"op25b_monitor", "mail_session"})
 
     def test_drop_sends_no_reset(self):
         out, s, _ = self.replay("op25b-drop.yaml")
@@ -417,7 +424,8 @@ class LimitsReplay(unittest.TestCase):
         for i in range(2):
             frames += smtp_session("198.51.100.8", 41000 + i, "203.0.113.25", t0 + 3600 + 60 * i)
         r = Run(frames, LIMITS_POLICY, workers)
-        return (r.summary, r.events, [Ether(b) for b in r.to_access], [Ether(b) for b in r.to_core], frames)
+        self.last_run = r
+        return (r.summary, r.hits, [Ether(b) for b in r.to_access], [Ether(b) for b in r.to_core], frames)
 
     def test_account_limit_over_two_addresses(self):
         s, events, to_access, to_core, frames = self.run_case(1)
@@ -440,6 +448,25 @@ class LimitsReplay(unittest.TestCase):
         self.assertEqual(len(resets), 3)
         # Nothing of a refused MAIL FROM reaches the server.
         self.assertEqual(len([p for p in to_core if Raw in p and p[Raw].load.startswith(b"MAIL FROM")]), 7)
+
+    def test_sessions_report_what_they_carried(self):
+        # One mail_session event per connection (replay does not aggregate),
+        # with its MAIL FROMs (refused ones too: they were attempted) and
+        # recipients, under the account that held the address.
+        self.run_case(1)
+        sessions = self.last_run.sessions
+        self.assertEqual(len(sessions), 10, sessions)
+        by_subscriber = {}
+        for e in sessions:
+            by_subscriber[e["subscriber"]] = by_subscriber.get(e["subscriber"], 0) + 1
+            self.assertIn((e["messages"], e["recipients"], e["rejected_recipients"], e["tls"]),
+                          [(1, 1, 0, False), (1, 0, 0, False)], e)
+            self.assertEqual(e["account"], "alice@example.jp")
+            self.assertNotIn("server", e, "a session line is the subscriber's activity, not a 5-tuple")
+        self.assertEqual(by_subscriber, {"198.51.100.7": 4, "198.51.100.8": 6})
+        # the three tempfailed sessions ended at their MAIL FROM: no recipient
+        self.assertEqual(sum(e["recipients"] for e in sessions), 7)
+        self.assertEqual(sum(e["messages"] for e in sessions), self.last_run.summary["smtp"]["messages"])
 
     def test_two_workers_count_the_same(self):
         one = self.run_case(1)[0]
@@ -657,6 +684,7 @@ class Run:
             self.to_access = frames_of(os.path.join(out, "to-access.pcap"))
             self.to_core = frames_of(os.path.join(out, "to-core.pcap"))
         self.hits = [e for e in self.events if e["type"] == "limit_exceeded"]
+        self.sessions = [e for e in self.events if e["type"] == "mail_session"]
         self.smtp = self.summary["smtp"]
 
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -49,6 +50,17 @@ event_record limit_hit(const char* src, uint64_t time_ns, uint32_t measured) {
     e.action = static_cast<uint8_t>(limit_action::tempfail);
     e.dst_port = 587;
     e.count = measured;
+    return e;
+}
+
+event_record session(const char* src, uint64_t time_ns, uint32_t messages, uint32_t recipients, uint32_t rejected,
+                     bool tls = false) {
+    event_record e = block(src, time_ns, 1, event_type::mail_session, 0);
+    e.action = tls ? session_bits::tls : 0;
+    e.dst_port = 587;
+    e.count = messages;
+    e.recipients = recipients;
+    e.rejected_recipients = rejected;
     return e;
 }
 
@@ -142,6 +154,49 @@ TEST(EventLog, TheSameKeyWithinTheWindowIsOneLineWithACount) {
     EXPECT_EQ(log.counters().aggregated, 4u);
     EXPECT_EQ(log.counters().pending, 0u);
     expect_balanced(log);
+}
+
+TEST(EventLog, MergedSessionsSumWhatTheyCarried) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    {
+        event_log log(aggregating(f));
+        add(log, session("198.51.100.7", t0, 2, 40, 3));
+        add(log, session("198.51.100.7", t0 + s, 1, 10, 0));
+        add(log, session("198.51.100.7", t0 + 2 * s, 0, 0, 0, true));   // TLS: a line of its own
+        add(log, session("198.51.100.8", t0 + 3 * s, 5, 5, 5));
+        log.flush_all();
+        expect_balanced(log);
+    }
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 3u);
+    std::map<std::pair<std::string, bool>, json> by;
+    for (const json& l : lines) by[{l["subscriber"], l["tls"]}] = l;
+    const auto key = [](const char* subscriber, bool tls) { return std::pair<std::string, bool>(subscriber, tls); };
+    const json& a = by[key("198.51.100.7", false)];
+    EXPECT_EQ(a["type"], "mail_session");
+    EXPECT_EQ(a["count"], 2) << "sessions";
+    EXPECT_EQ(a["messages"], 3);
+    EXPECT_EQ(a["recipients"], 50);
+    EXPECT_EQ(a["rejected_recipients"], 3);
+    EXPECT_FALSE(a.contains("server")) << "merged sessions went to different servers: none is named";
+    EXPECT_EQ(by[key("198.51.100.7", true)]["count"], 1);
+    EXPECT_EQ(by[key("198.51.100.8", false)]["rejected_recipients"], 5);
+}
+
+TEST(EventLog, AnUnmergedSessionCarriesItsOwnCounts) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    {
+        event_log log(aggregating(f, 0));
+        add(log, session("192.0.2.9", t0, 4, 9, 1));
+    }
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0]["count"], 1);
+    EXPECT_EQ(lines[0]["messages"], 4);
+    EXPECT_EQ(lines[0]["recipients"], 9);
+    EXPECT_EQ(lines[0]["rejected_recipients"], 1);
 }
 
 TEST(EventLog, DifferentSubscribersTypesReasonsAndGenerationsAreNotMerged) {
