@@ -69,7 +69,7 @@ uint32_t bounded_table<Key, Record>::sweep(uint32_t budget, Pred expired) {
         slot& s = slots_[hand_];
         hand_ = hand_ + 1 == n ? 0 : hand_ + 1;
         bool gone;
-        if constexpr (std::is_invocable_v<Pred, const Key&, const Record&>)
+        if constexpr (std::is_invocable_v<Pred, const Key&, Record&>)
             gone = s.used && expired(s.key, s.record);
         else
             gone = s.used && expired(s.record);

@@ -311,9 +311,16 @@ event_record mail_tracker::new_event(const compiled_policy& policy, event_type t
     return e;
 }
 
-void mail_tracker::report_session(const compiled_policy& policy, const flow_key& key, const mail_flow& f,
-                                  uint64_t now_ns) {
-    if (!f.have_server) return;  // never established (refused, dropped SYN, no answer): no session
+// Sekisho ended the session: it is over now, whatever the client does later.
+void mail_tracker::terminate(const compiled_policy& policy, context& ctx) {
+    ctx.flow->terminated = true;
+    report_session(policy, ctx.key, *ctx.flow, ctx.now_ns);
+}
+
+void mail_tracker::report_session(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns) {
+    // Never established (refused, dropped SYN, no answer): no session. Once only.
+    if (!f.have_server || f.reported) return;
+    f.reported = true;
     event_record e{};
     e.time_ns = now_ns;
     e.generation = policy.generation();
@@ -333,7 +340,7 @@ void mail_tracker::report_session(const compiled_policy& policy, const flow_key&
     push(e);
 }
 
-void mail_tracker::end_flow(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns) {
+void mail_tracker::end_flow(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns) {
     report_session(policy, key, f, now_ns);
     flows_.erase(key);  // `f` is gone from here on
     counters_.mail.flows_ended.add();
@@ -417,7 +424,7 @@ bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& c
             inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, to_server, n_server);
         }
         counters_.mail.resets_sent.add();
-        if (ctx.flow) ctx.flow->terminated = true;
+        if (ctx.flow) terminate(policy, ctx);
         return false;
     case limit_action::tempfail:
         if (syn_only) {
@@ -438,7 +445,7 @@ bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& c
             inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, to_server, n_server);
         }
         counters_.mail.tempfails_sent.add();
-        if (ctx.flow) ctx.flow->terminated = true;
+        if (ctx.flow) terminate(policy, ctx);
         return false;
     }
     return true;
@@ -495,6 +502,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         } else if (!f->terminated && f->have_client && p.tcp_seq + 1 == f->client_next) {
             return true;  // a retransmitted SYN: the same connection, counted once
         } else {
+            report_session(policy, key, *f, now_ns);  // the old one's end was not seen
             *f = mail_flow{};  // a new connection on a recycled 4-tuple
         }
         ctx.account = state_.subscribers ? state_.subscribers->lookup(ctx.prefix) : 0;
@@ -587,7 +595,7 @@ void mail_tracker::sweep(const compiled_policy& policy, uint64_t now_ns) {
     if (now_ns < next_sweep_ns_) return;
     next_sweep_ns_ = now_ns + 1'000'000;
     const uint64_t idle = state_.flow_idle_timeout_ns;
-    counters_.mail.flows_expired.add(flows_.sweep(32, [&](const flow_key& key, const mail_flow& f) {
+    counters_.mail.flows_expired.add(flows_.sweep(32, [&](const flow_key& key, mail_flow& f) {
         if (f.last_seen_ns + idle >= now_ns) return false;
         report_session(policy, key, f, now_ns);
         return true;

@@ -64,6 +64,7 @@ struct mail_flow {
     bool client_fin = false, server_fin = false;
     // What the session carried, for its mail_session event.
     uint32_t messages = 0, recipients = 0, rejected_recipients = 0;
+    bool reported = false;           // its mail_session event is out
 };
 
 // Where the shared and per-worker state is.
@@ -122,8 +123,9 @@ private:
                 const char* text, rte_mbuf** list, uint16_t& n);
     void feed(mail_flow& f, const parsed_packet& p, ingress in, observer& obs);
     // Removes the flow and reports what it carried (mail_session event).
-    void end_flow(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns);
-    void report_session(const compiled_policy& policy, const flow_key& key, const mail_flow& f, uint64_t now_ns);
+    void end_flow(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns);
+    void report_session(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns);
+    void terminate(const compiled_policy& policy, context& ctx);
 
     unsigned worker_id_;
     mail_state state_;

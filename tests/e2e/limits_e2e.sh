@@ -137,7 +137,15 @@ assert msgs[0]["measured"] == 6 and msgs[0]["max"] == 5, msgs   # the count it w
 assert len(rej) == 1 and rej[0]["account"] == "bob@example.jp", rej
 assert s["smtp"]["tempfails_sent"] == 2, s["smtp"]
 assert s["smtp"]["messages"] == 11, s["smtp"]   # 3 + 3 (the last refused) + 2 smtp-source, 3 swaks
-print("limit events:", len(limit_events), "tempfails:", s["smtp"]["tempfails_sent"])
+# Every session reported what it carried: the sessions' messages add up to the summary's,
+# alice's under her account.
+sessions = [e for e in events if e["type"] == "mail_session"]
+assert sum(e["messages"] for e in sessions) == s["smtp"]["messages"], sessions
+assert sum(e["recipients"] for e in sessions) == s["smtp"]["recipients"], sessions
+alice = sum(e["messages"] for e in sessions if e["account"] == "alice@example.jp")
+assert alice == 6, sessions   # 3 + 3 (the last refused, but attempted)
+print("limit events:", len(limit_events), "tempfails:", s["smtp"]["tempfails_sent"],
+      "sessions:", sum(e["count"] for e in sessions))
 EOF
 
 e2e_end
