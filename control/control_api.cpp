@@ -188,10 +188,7 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     applied a{};
     a.diff_json = policy_diff(ctx_.gw->active_policy(), next).dump();
     if (dry_run) {
-        // Compile into a throwaway snapshot: proves the tables can be built.
-        // Table names carry the generation and DPDK bounds names to 32 bytes:
-        // dry runs count from 2^30, far above any real generation.
-        compile_policy(next, (uint64_t{1} << 30) + ++dry_runs_);
+        ctx_.gw->dry_run(next);  // a throwaway snapshot: proves the tables can be built
         a.generation = ctx_.gw->generation();
     } else {
         a.generation = ctx_.gw->apply(next);
@@ -263,6 +260,8 @@ api_response control_api::policy_apply(const api_request& r) {
                    {"diff", json::parse(a.diff_json)}});
     } catch (const policy_error& e) {
         return {422, json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}}.dump()};
+    } catch (const rule_compile_timeout& e) {
+        return error(409, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }

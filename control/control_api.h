@@ -62,7 +62,6 @@ private:
 
     control_context ctx_;
     std::string text_, previous_text_;
-    uint64_t dry_runs_ = 0;
 };
 
 }  // namespace sekisho

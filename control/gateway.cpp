@@ -86,13 +86,25 @@ gateway::~gateway() {
 
 uint64_t gateway::apply(const policy& pol) {
     const uint64_t next = generation() + 1;
-    auto compiled = compile_policy(pol, next, config_.workers);
+    auto rules = pol.inspection.enabled
+                     ? rule_compiler_.compile(pol.content_rules, pol.source, pol.content_compile_timeout_ns)
+                     : nullptr;
+    auto compiled = compile_policy(pol, next, config_.workers, std::move(rules));
     store_->publish(std::move(compiled));  // returns the old snapshot, freed here
     accounts_->apply_groups(pol);
     for (const static_binding& b : policy_.bindings) unbind(b.prefix);
     for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
     policy_ = pol;
     return next;
+}
+
+void gateway::dry_run(const policy& pol) {
+    auto rules = pol.inspection.enabled
+                     ? rule_compiler_.compile(pol.content_rules, pol.source, pol.content_compile_timeout_ns)
+                     : nullptr;
+    // Table names carry the generation and DPDK bounds names to 32 bytes:
+    // dry runs count from 2^30, far above any real generation.
+    compile_policy(pol, (uint64_t{1} << 30) + ++dry_runs_, 1, std::move(rules));
 }
 
 namespace {

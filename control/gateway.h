@@ -12,6 +12,7 @@
 #include "account_registry.h"
 #include "event_log.h"
 #include "campaign_table.h"
+#include "content_rules_compile.h"
 #include "content_inspector.h"
 #include "event_ring.h"
 #include "mail_tracker.h"
@@ -54,8 +55,12 @@ public:
 
     // Compiles `pol` as the next generation and publishes it (RCU); returns
     // the new generation. A compile failure throws and leaves the running
-    // policy in place.
+    // policy in place; so does a content rule compile that overruns
+    // inspection.compile_timeout (rule_compile_timeout).
     uint64_t apply(const policy& pol);
+    // Compiles `pol` into a throwaway snapshot (the same bounds): proves it
+    // would apply.
+    void dry_run(const policy& pol);
 
     size_t drain_events() { return log_->drain(rings_raw_, event_names{&policy_, accounts_.get()}); }
     // At exit, after the workers stopped and the last drain_events(): writes
@@ -81,6 +86,8 @@ private:
     policy policy_;
     rte_mempool* pool_ = nullptr;
     std::unique_ptr<policy_store> store_;
+    content_rules_compiler rule_compiler_;
+    uint64_t dry_runs_ = 0;
     std::vector<std::unique_ptr<worker_counters>> counters_;
     std::vector<std::unique_ptr<event_ring>> rings_;
     std::vector<event_ring*> rings_raw_;

@@ -395,8 +395,8 @@ void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
 void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
     inspection_settings& in = pol.inspection;
     pol.inspection_line = n.Mark().line + 1;
-    r.check_keys(n, "inspection", {"enabled", "max_body_bytes", "flows_per_worker", "rules", "signals", "campaign",
-                                   "message_actions", "subscriber_actions"});
+    r.check_keys(n, "inspection", {"enabled", "max_body_bytes", "flows_per_worker", "rules", "compile_timeout",
+                                   "signals", "campaign", "message_actions", "subscriber_actions"});
     in.enabled = true;
     if (n["enabled"]) {
         if (n["enabled"].IsScalar() && (n["enabled"].Scalar() == "true" || n["enabled"].Scalar() == "false"))
@@ -409,6 +409,8 @@ void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
         pol.content_rules = parse_content_rules(n["rules"], r.name(), errors, "inspection.rules");
         for (auto& e : errors) r.add_error(std::move(e));
     }
+    if (n["compile_timeout"])
+        if (auto d = r.duration(n["compile_timeout"], "inspection.compile_timeout")) pol.content_compile_timeout_ns = *d;
     if (n["max_body_bytes"])
         if (auto v = r.integer(n["max_body_bytes"], "inspection.max_body_bytes", 0, 16 << 20))
             in.max_body_bytes = static_cast<uint32_t>(*v);

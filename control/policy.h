@@ -113,6 +113,7 @@ struct policy {
     events_config events;
     inspection_settings inspection;
     std::vector<content_rule> content_rules;   // inspection.rules
+    uint64_t content_compile_timeout_ns = 60'000'000'000ull;   // inspection.compile_timeout (applies only)
     int inspection_line = 0;   // where the inspection section starts (0: absent)
 };
 

@@ -35,6 +35,17 @@ policy_capacity size_tables(const policy& pol) {
 }  // namespace
 
 std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers) {
+    std::shared_ptr<const content_rule_set> rules;
+    if (pol.inspection.enabled && !pol.content_rules.empty()) {
+        std::vector<std::string> errors;
+        rules = compile_content_rules(pol.content_rules, pol.source, errors, "inspection.rules");
+        if (!rules) throw policy_error(std::move(errors));
+    }
+    return compile_policy(pol, generation, workers, std::move(rules));
+}
+
+std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers,
+                                                std::shared_ptr<const content_rule_set> rules) {
     auto out = std::make_unique<compiled_policy>(generation, size_tables(pol));
     // Longest prefix wins inside the table, so a static /28 inside a dynamic
     // /24 exempts exactly its 16 addresses whatever the insertion order.
@@ -86,14 +97,9 @@ std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t gene
         out->add_limit(l);
     }
     if (pol.inspection.enabled) {
-        std::shared_ptr<const content_rule_set> rules;
         std::vector<content_scan_state> states;
-        if (!pol.content_rules.empty()) {
-            std::vector<std::string> errors;
-            rules = compile_content_rules(pol.content_rules, pol.source, errors, "inspection.rules");
-            if (!rules) throw policy_error(std::move(errors));
+        if (rules)
             for (unsigned w = 0; w < workers; ++w) states.push_back(content_scan_state::make(*rules));
-        }
         out->set_inspection(pol.inspection, std::move(rules), std::move(states));
     }
     for (size_t g = 0; g < pol.account_groups.size(); ++g)

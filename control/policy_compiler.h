@@ -15,4 +15,10 @@ namespace sekisho {
 // Hyperscan's message). `workers`: one Hyperscan working set each.
 std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers = 1);
 
+// The same with the content rules already compiled (content_rules_compiler:
+// bounded in time on a thread of its own); `rules` may be null when the
+// policy has none.
+std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers,
+                                                std::shared_ptr<const content_rule_set> rules);
+
 }  // namespace sekisho

@@ -94,6 +94,27 @@ contains "applied as generation 2" "generation 2"
 ctl_expect 0 "policy rollback" policy rollback
 contains "rolled back to a new generation 3" "generation 3"
 ctl_expect 2 "policy with an unknown verb" policy frobnicate
+# A content rule set that cannot compile within its compile_timeout: the apply is refused,
+# the running generation stays, and the next rule compile is refused while the abandoned
+# one still runs (policies without rules apply as usual).
+{
+  grep -v '^events:\|aggregate_window' "$TMP/policy.yaml"
+  printf 'inspection:\n  compile_timeout: 20ms\n  rules:\n'
+  for i in $(seq 0 29); do
+    printf '    - {id: heavy-%d, pattern: "[a-m]{%d,90}%s[^z]{%d,70}[0-9]{2,40}x", score: 1}\n' \
+      "$i" $((5 + i % 17)) "$(printf "\\x$(printf %x $((97 + i % 26)))")" $((3 + i % 11))
+  done
+} >"$TMP/heavy.yaml"
+{
+  grep -v '^events:\|aggregate_window' "$TMP/policy.yaml"
+  printf 'inspection:\n  rules:\n    - {id: light, pattern: "blackword", score: 1}\n'
+} >"$TMP/light.yaml"
+ctl_expect 4 "policy apply of rules that overrun compile_timeout" policy apply "$TMP/heavy.yaml"
+contains "named as the compile timeout" "did not compile within inspection.compile_timeout"
+ctl_expect 4 "a rule compile while the abandoned one runs is refused" policy apply "$TMP/light.yaml"
+contains "saying it is still running" "still running"
+ctl_expect 0 "status after the refused applies" status --json
+echo "$out" | grep -q '"generation":3' && pass "the running generation stayed 3" || fail "generation changed"
 
 # bindings
 ctl_expect 0 "bindings add" bindings add 198.51.100.7 alice@example.jp
