@@ -99,6 +99,7 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         {"messages", insp(&ic::messages)},
         {"table_full", insp(&ic::table_full)},
         {"header_fields", insp(&ic::header_fields)},
+        {"envelope_lines", insp(&ic::envelope_lines)},
         {"body_bytes", insp(&ic::body_bytes)},
         {"rule_matches", insp(&ic::rule_matches)},
         {"stream_overflow", insp(&ic::stream_overflow)},

@@ -10,14 +10,23 @@
 
 namespace sekisho {
 
-struct content_inspector::state {
-    mail_decoder decoder;
-    message_fingerprint fingerprint;
-    uint64_t last_seen_ns = 0;
+// The rules a message has matched so far, and its score from them.
+struct rule_hits {
     int32_t score = 0;
     uint64_t seen_low = 0;                   // rule ids < 64 already scored
     uint16_t rules[inspection_max_rule_hits] = {};
     uint8_t rule_count = 0;
+};
+
+// One message being inspected; with envelope rules, one session (it then
+// lives from the EHLO to the session's end, between messages too).
+struct content_inspector::state {
+    mail_decoder decoder;
+    message_fingerprint fingerprint;
+    uint64_t last_seen_ns = 0;
+    rule_hits hits;                          // this message's
+    rule_hits session_hits;                  // the session's EHLO/HELO: every message starts with them
+    bool envelope_line_open = false;         // an envelope argument is being collected (header_value)
     bool from_mismatch = false;
     uint32_t sender_domain_hash = 0;
     uint8_t header_name_len = 0;
@@ -45,6 +54,18 @@ int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void
     auto* m = static_cast<match_context*>(ctx);
     m->add(m->state, *m->rules, id);
     return 0;  // keep scanning: every rule may add its score
+}
+
+// Scans one whole unit (a header field, an envelope argument) with the
+// worker's stream for that database: `^` and `$` anchor to the unit.
+void scan_whole(const content_scan_state& ws, hs_stream_t* stream, match_context& mc,
+                std::initializer_list<std::pair<const void*, size_t>> parts) {
+    if (stream == nullptr) return;
+    hs_reset_stream(stream, 0, ws.scratch.get(), nullptr, nullptr);
+    for (const auto& [data, len] : parts)
+        hs_scan_stream(stream, static_cast<const char*>(data), static_cast<unsigned>(len), 0, ws.scratch.get(),
+                       on_match, &mc);
+    hs_reset_stream(stream, 0, ws.scratch.get(), on_match, &mc);  // end-anchored matches
 }
 
 }  // namespace
@@ -134,7 +155,7 @@ public:
     match_context context(const content_rule_set& rules) { return {&rules, &s_, &add_rule}; }
 
     static void add_rule(void* st, const content_rule_set& rules, unsigned id) {
-        state& s = *static_cast<state*>(st);
+        rule_hits& s = static_cast<state*>(st)->hits;
         if (id < 64) {
             if (s.seen_low >> id & 1) return;
             s.seen_low |= uint64_t{1} << id;
@@ -175,18 +196,57 @@ void content_inspector::scan_header(const compiled_policy& p, state& s) {
     content_scan_state* ws = p.scan_state(worker_id_);
     if (rules == nullptr || ws == nullptr) return;
     match_context mc{rules, &s, &sink::add_rule};
-    auto scan = [&](hs_stream_t* stream, std::initializer_list<std::pair<const void*, size_t>> parts) {
-        if (stream == nullptr) return;
-        hs_reset_stream(stream, 0, ws->scratch.get(), nullptr, nullptr);
-        for (const auto& [data, len] : parts)
-            hs_scan_stream(stream, static_cast<const char*>(data), static_cast<unsigned>(len), 0, ws->scratch.get(),
-                           on_match, &mc);
-        hs_reset_stream(stream, 0, ws->scratch.get(), on_match, &mc);  // end-anchored matches
-    };
-    scan(ws->streams[static_cast<unsigned>(content_db::headers)].get(),
-         {{name.data(), name.size()}, {": ", 2}, {s.header_value, s.header_value_len}});
+    scan_whole(*ws, ws->streams[static_cast<unsigned>(content_db::headers)].get(), mc,
+               {{name.data(), name.size()}, {": ", 2}, {s.header_value, s.header_value_len}});
     const int h = rules->header_index(name);
-    if (h >= 0) scan(ws->header_streams[static_cast<unsigned>(h)].get(), {{s.header_value, s.header_value_len}});
+    if (h >= 0)
+        scan_whole(*ws, ws->header_streams[static_cast<unsigned>(h)].get(), mc, {{s.header_value, s.header_value_len}});
+}
+
+void content_inspector::scan_envelope(const compiled_policy& p, state& s, smtp_command cmd) {
+    counters_.inspection.envelope_lines.add();
+    const content_rule_set* rules = p.content_rules();
+    content_scan_state* ws = p.scan_state(worker_id_);
+    match_context mc{rules, &s, &sink::add_rule};
+    const char* verb = cmd == smtp_command::ehlo ? "EHLO " : cmd == smtp_command::helo ? "HELO "
+                       : cmd == smtp_command::mail ? "MAIL " : "RCPT ";
+    scan_whole(*ws, ws->streams[static_cast<unsigned>(content_db::envelope)].get(), mc,
+               {{verb, 5}, {s.header_value, s.header_value_len}});
+}
+
+void content_inspector::envelope(const compiled_policy& p, const flow_key& key, smtp_command cmd,
+                                 const uint8_t* data, size_t len, bool line_end, uint64_t now_ns) {
+    if (!active(p)) return;
+    const content_scan_state* ws = p.scan_state(worker_id_);
+    if (p.content_rules() == nullptr || ws == nullptr || !ws->streams[static_cast<unsigned>(content_db::envelope)])
+        return;  // no envelope rules: no state
+    state* s = table_->find(key);
+    if (s == nullptr) {
+        s = table_->insert(key);
+        if (s == nullptr) {
+            counters_.inspection.table_full.add();  // fail open
+            return;
+        }
+        *s = state{};
+    }
+    s->last_seen_ns = now_ns;
+    if (!s->envelope_line_open) {  // the line's first bytes
+        s->envelope_line_open = true;
+        s->header_value_len = 0;
+        if (cmd == smtp_command::ehlo || cmd == smtp_command::helo)
+            s->session_hits = s->hits = rule_hits{};   // EHLO resets the session (RFC 5321 4.1.4)
+        else if (cmd == smtp_command::mail)
+            s->hits = s->session_hits;                 // a new transaction
+    }
+    // Arguments are at most 512 bytes by RFC 5321; the rest of a longer one is not scanned.
+    const size_t n = std::min(len, sizeof s->header_value - s->header_value_len);
+    if (n) std::memcpy(s->header_value + s->header_value_len, data, n);
+    s->header_value_len = static_cast<uint16_t>(s->header_value_len + n);
+    if (!line_end) return;
+    scan_envelope(p, *s, cmd);
+    s->envelope_line_open = false;
+    s->header_value_len = 0;
+    if (cmd == smtp_command::ehlo || cmd == smtp_command::helo) s->session_hits = s->hits;
 }
 
 void content_inspector::message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns,
@@ -198,7 +258,11 @@ void content_inspector::message_start(const compiled_policy& p, const flow_key& 
         counters_.inspection.table_full.add();  // fail open: this message is not inspected
         return;
     }
+    // A state opened by the envelope keeps what the envelope matched.
+    const rule_hits hits = s->hits, session_hits = s->session_hits;
     *s = state{};
+    s->hits = hits;
+    s->session_hits = session_hits;
     s->decoder.reset(p.inspection().max_body_bytes);
     s->last_seen_ns = now_ns;
     s->sender_domain_hash = sender_domain_hash;
@@ -227,15 +291,20 @@ message_verdict content_inspector::message_end(const compiled_policy& p, const f
             s->decoder.finish(out, converters_);
             out.end_body();
         }
-        v.score = s->score;
-        std::memcpy(v.rules, s->rules, sizeof v.rules);
-        v.rule_count = s->rule_count;
+        v.score = s->hits.score;
+        std::memcpy(v.rules, s->hits.rules, sizeof v.rules);
+        v.rule_count = s->hits.rule_count;
         v.fingerprint = s->fingerprint.fingerprint();
         if (s->from_mismatch && in.from_mismatch) {
             v.score += in.from_mismatch;
             v.signals |= 1u << static_cast<unsigned>(sender_signal::from_mismatch);
         }
-        table_->erase(key);
+        const content_scan_state* ws = p.scan_state(worker_id_);
+        if (ws && ws->streams[static_cast<unsigned>(content_db::envelope)]) {
+            s->hits = s->session_hits;   // the session goes on: its EHLO counts for the next message
+        } else {
+            table_->erase(key);
+        }
     }
     auto signal = [&](bool fired, int32_t points, sender_signal which) {
         if (fired && points) {

@@ -23,6 +23,7 @@
 #include "mail_decoder.h"
 #include "message_fingerprint.h"
 #include "sender_signals.h"
+#include "smtp_session.h"
 #include "worker_counters.h"
 
 namespace sekisho {
@@ -64,6 +65,12 @@ public:
     // the from_mismatch signal, checked when the header From is decoded.
     void message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns, uint32_t sender_domain_hash);
     void content(const compiled_policy& p, const flow_key& key, const uint8_t* data, size_t len, uint64_t now_ns);
+    // An envelope command's argument (smtp_observer::on_envelope), for `where: envelope` rules:
+    // at its line end, "VERB argument" is scanned with the envelope database. The hits of the
+    // session's EHLO/HELO count for each of its messages; MAIL FROM and RCPT TO for the
+    // transaction they open. No rules for the envelope: nothing is kept.
+    void envelope(const compiled_policy& p, const flow_key& key, smtp_command cmd, const uint8_t* data, size_t len,
+                  bool line_end, uint64_t now_ns);
     // Ends the message: the verdict (score, threshold action) of what was seen.
     message_verdict message_end(const compiled_policy& p, const flow_key& key, const message_context& ctx);
     void abandon(const flow_key& key);   // the session ended mid-message
@@ -73,6 +80,7 @@ private:
     struct state;
     class sink;
     void scan_header(const compiled_policy& p, state& s);
+    void scan_envelope(const compiled_policy& p, state& s, smtp_command cmd);
 
     unsigned worker_id_;
     campaign_table* campaigns_;

@@ -102,6 +102,10 @@ public:
         if (t_.inspector_ && ctx_.flow)
             t_.inspector_->message_start(policy_, ctx_.key, ctx_.now_ns, ctx_.flow->smtp.sender_hash());
     }
+    void on_envelope(smtp_command cmd, const uint8_t* data, size_t len, bool line_end) override {
+        if (t_.inspector_ && ctx_.flow)
+            t_.inspector_->envelope(policy_, ctx_.key, cmd, data, len, line_end, ctx_.now_ns);
+    }
     void on_content(const uint8_t* data, size_t len) override {
         if (t_.inspector_ && ctx_.flow) t_.inspector_->content(policy_, ctx_.key, data, len, ctx_.now_ns);
     }
@@ -342,6 +346,7 @@ void mail_tracker::report_session(const compiled_policy& policy, const flow_key&
 
 void mail_tracker::end_flow(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns) {
     report_session(policy, key, f, now_ns);
+    if (inspector_) inspector_->abandon(key);   // a message or session state left behind
     flows_.erase(key);  // `f` is gone from here on
     counters_.mail.flows_ended.add();
 }

@@ -89,7 +89,13 @@ constexpr uint32_t cf_cr = 1u << 0,            // the previous byte was CR
     cf_last = 1u << 17,                        // BDAT LAST
     cf_response = 1u << 18,                    // this line answers a 334 (not a command)
     cf_name_ready = 1u << 19,                  // a whole user name was decoded in this line
-    cf_helo_done = 1u << 20;                   // the EHLO argument was read
+    cf_helo_done = 1u << 20,                   // the EHLO argument was read
+    cf_envelope = 1u << 21,                    // an envelope command's argument is being handed on
+    cf_envelope_done = 1u << 22;               // its CR was seen: the argument is complete
+
+bool is_envelope(smtp_command c) {
+    return c == smtp_command::ehlo || c == smtp_command::helo || c == smtp_command::mail || c == smtp_command::rcpt;
+}
 
 // What decoded AUTH bytes are.
 namespace name_phase {
@@ -217,6 +223,17 @@ size_t smtp_session::client_line(const uint8_t* p, size_t i, size_t n, smtp_obse
         default: break;  // a password or another mechanism's data: not decoded
         }
     }
+    // The argument of an envelope command (EHLO/HELO, MAIL, RCPT) goes to
+    // on_envelope as it arrives: from the byte after the verb's space to the
+    // CR, one call per run of this segment.
+    size_t envelope_from = (c_flags_ & cf_envelope) && !(c_flags_ & cf_envelope_done) ? i : SIZE_MAX;
+    auto hand_on = [&](size_t end, bool line_end) {
+        if (envelope_from != SIZE_MAX && end > envelope_from)
+            obs.on_envelope(static_cast<smtp_command>(c_cmd_), p + envelope_from, end - envelope_from, line_end);
+        else if (line_end && (c_flags_ & cf_envelope))
+            obs.on_envelope(static_cast<smtp_command>(c_cmd_), nullptr, 0, true);
+        envelope_from = SIZE_MAX;
+    };
     while (i < n) {
         const uint8_t c = p[i++];
         if (c_line_len_ != UINT16_MAX) ++c_line_len_;
@@ -225,19 +242,31 @@ size_t smtp_session::client_line(const uint8_t* p, size_t i, size_t n, smtp_obse
                 desync(smtp_desync::bare_lf);
                 return i;
             }
+            hand_on(i - 1, true);
             end_line(obs);
             return i;
         }
         if (c == '\r') {
             // CR ends what the line says; anything between a bare CR and the LF is ignored.
+            if (!(c_flags_ & cf_envelope_done)) {
+                hand_on(i - 1, false);
+                if (c_flags_ & cf_envelope) c_flags_ |= cf_envelope_done;
+            }
             end_token();
             c_state_ = arg_state::skip;
             c_flags_ |= cf_cr;
             continue;
         }
         c_flags_ &= ~cf_cr;
+        const bool in_verb = c_state_ == arg_state::verb;
         line_byte(c);
+        if (in_verb && c_state_ != arg_state::verb && is_envelope(static_cast<smtp_command>(c_cmd_)) &&
+            !(c_flags_ & cf_envelope)) {
+            c_flags_ |= cf_envelope;
+            envelope_from = i;  // the byte after the verb's space
+        }
     }
+    hand_on(n, false);
     return i;
 }
 

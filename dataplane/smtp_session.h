@@ -136,6 +136,11 @@ public:
     // authcid is empty; LOGIN's first response. At most smtp_max_auth_name bytes; `truncated` if it
     // was longer. Whether it authenticated is the reply to AUTH (2xx; smtp_session::authenticated()).
     virtual void on_auth_name(std::string_view /*name*/, bool /*truncated*/) {}
+    // The argument of an envelope command (EHLO, HELO, MAIL, RCPT): the bytes after the verb and
+    // its space up to the CR, as sent, in order, split anywhere (a call per run of a segment's
+    // bytes); the last call of a line has `line_end` (and may be empty), and comes before that
+    // line's on_command. Only while the session is inspectable (not after STARTTLS).
+    virtual void on_envelope(smtp_command /*cmd*/, const uint8_t* /*data*/, size_t /*len*/, bool /*line_end*/) {}
 
 protected:
     ~smtp_observer() = default;

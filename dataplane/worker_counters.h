@@ -67,6 +67,7 @@ struct alignas(64) worker_counters {
         counter messages;            // messages inspected
         counter table_full;          // messages not inspected: inspection table full (fail open)
         counter header_fields, body_bytes;
+        counter envelope_lines;      // EHLO/HELO/MAIL/RCPT arguments scanned (envelope rules)
         counter rule_matches;        // rules that matched, summed over messages
         counter stream_overflow;     // body stream state larger than a record holds (fail open)
         counter stream_errors;

@@ -307,7 +307,7 @@ CMAC, SMAC = "00:00:5e:00:53:01", "00:00:5e:00:53:02"   # subscriber side, serve
 
 def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000, *, port=587, messages=1,
                  rcpts=1, rcpt_replies=(), body=(b"Subject: hello\r\n\r\nbody\r\n.\r\n",), starttls=False,
-                 gap=None, stop_after=None):
+                 gap=None, stop_after=None, ehlo=b"client.example.jp", senders=None):
     """One complete SMTP session (SYN, greeting ... 221 and FIN), with correct
     sequence numbers, as a list of frames carrying their capture time (.time).
     IPv6 when `client` is an IPv6 address.
@@ -324,6 +324,9 @@ def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000, *, 
       left out of the capture; its sequence space is still used (a lost segment).
     stop_after: the session ends after the first frame whose payload starts
       with these bytes (what a limit's action replaces is not generated).
+    ehlo: the EHLO argument.
+    senders: per message, the MAIL FROM line as a tuple of client segments
+      (default: one segment, <a@example.jp>).
     """
     ip = IPv6 if ":" in client else IP
     c_seq, s_seq = isn, server_isn
@@ -365,14 +368,15 @@ def smtp_session(client, client_port, server, t0, isn=1000, server_isn=5000, *, 
     s("SA")
     c("A")
     s("PA", b"220 mx.example.net ESMTP\r\n")
-    c("PA", b"EHLO client.example.jp\r\n")
+    c("PA", b"EHLO " + ehlo + b"\r\n")
     s("PA", b"250-mx.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n" if starttls
       else b"250-mx.example.net\r\n250 PIPELINING\r\n")
     if starttls:
         c("PA", b"STARTTLS\r\n")
         s("PA", b"220 2.0.0 Ready to start TLS\r\n")
     for m in range(messages):
-        c("PA", b"MAIL FROM:<a@example.jp>\r\n")
+        for segment in (senders[m] if senders else (b"MAIL FROM:<a@example.jp>\r\n",)):
+            c("PA", segment)
         s("PA", b"250 2.1.0 Ok\r\n")
         accepted = 0
         for r in range(rcpts):
@@ -1056,6 +1060,26 @@ class ContentReplay(unittest.TestCase):
         text = json.dumps(events, ensure_ascii=False)
         for word in ("出会い", "未承諾", "hello", "ten."):
             self.assertNotIn(word, text)
+
+    def test_envelope_rules(self):
+        # The EHLO rule counts for both messages of the session; the MAIL FROM
+        # rule for the first only, even with its line split across segments.
+        policy = CONTENT_POLICY.replace(
+            "  message_actions:\n    - {score: 10, action: tempfail}\n",
+            '    - {id: ehlo-dynamic, pattern: "^EHLO [^ ]*\\\\.dyn\\\\.", where: envelope, score: 3}\n'
+            '    - {id: sender-spam, pattern: "^MAIL FROM:<[^>]*@spam\\\\.example>", flags: [caseless], '
+            'where: envelope, score: 5}\n'
+            "  message_actions:\n    - {score: 100, action: tempfail}\n")
+        frames = smtp_session("198.51.100.7", 46000, MX4, BASE, messages=2, ehlo=b"pc-42.dyn.example.jp",
+                              senders=[(b"MAIL FROM:<bot@SP", b"AM.example>\r\n"), (b"MAIL FROM:<a@example.jp>\r\n",)])
+        frames += smtp_session("198.51.100.8", 46001, MX4, BASE + 10)   # neither rule
+        r = Run(frames, policy, 1)
+        verdicts = [e for e in r.events if e["type"] == "content_verdict"]
+        self.assertEqual([(v["subscriber_port"], sorted(v["rules"]), v["score"]) for v in verdicts],
+                         [(46000, ["ehlo-dynamic", "sender-spam"], 8), (46000, ["ehlo-dynamic"], 3)], verdicts)
+        # EHLO + 2 × (MAIL, RCPT), then EHLO, MAIL, RCPT
+        self.assertEqual(r.summary["inspection"]["envelope_lines"], 5 + 3)
+        self.assertNotIn("spam.example", json.dumps(r.events).lower())
 
     def test_from_mismatch_signal(self):
         policy_text = CONTENT_POLICY.replace("  message_actions:", "  signals:\n    from_mismatch: 3\n  message_actions:")

@@ -44,10 +44,30 @@ using test::base64;
 struct recorder : smtp_observer {
     strings log;
     strings contents;  // on_message_start opens one, on_content appends to it
+    strings envelopes; // "verb argument" per envelope line, from on_envelope
+    std::string envelope_line;
+    smtp_command envelope_done = smtp_command::none;   // the line on_envelope just completed
     bool open = false;
     std::function<void(const smtp_command_info&)> command_hook;
 
+    void on_envelope(smtp_command cmd, const uint8_t* data, size_t len, bool line_end) override {
+        EXPECT_TRUE(cmd == smtp_command::ehlo || cmd == smtp_command::helo || cmd == smtp_command::mail ||
+                    cmd == smtp_command::rcpt)
+            << to_string(cmd);
+        EXPECT_TRUE(len > 0 || line_end) << "an empty call that does not end the line";
+        if (len) envelope_line.append(reinterpret_cast<const char*>(data), len);
+        if (line_end) {
+            envelopes.push_back(std::string(to_string(cmd)) + " " + envelope_line);
+            envelope_line.clear();
+            envelope_done = cmd;
+        }
+    }
     void on_command(const smtp_command_info& c) override {
+        if (c.cmd == smtp_command::ehlo || c.cmd == smtp_command::helo || c.cmd == smtp_command::mail ||
+            c.cmd == smtp_command::rcpt) {
+            EXPECT_TRUE(envelope_done == c.cmd || envelope_line.empty()) << "on_envelope's line end comes first";
+        }
+        envelope_done = smtp_command::none;
         std::string s = "C " + std::string(to_string(c.cmd));
         if (c.domain_hash) s += " h=" + hex(c.domain_hash);
         if (c.cmd == smtp_command::bdat) s += " " + std::to_string(c.bdat_size);
@@ -130,12 +150,14 @@ struct outcome {
     strings log;
     std::string state;
     strings contents;
+    strings envelopes;
     bool operator==(const outcome&) const = default;
 };
 std::ostream& operator<<(std::ostream& os, const outcome& o) {
     for (const auto& l : o.log) os << l << " | ";
     os << o.state;
     for (const auto& c : o.contents) os << " | content " << testing::PrintToString(c);
+    for (const auto& e : o.envelopes) os << " | envelope " << testing::PrintToString(e);
     return os;
 }
 
@@ -157,7 +179,7 @@ outcome run(const transcript& t, const splitter& split, bool implicit_tls = fals
         EXPECT_EQ(at, st.bytes.size());
         off += st.bytes.size();
     }
-    return {r.log, summary(s), r.contents};
+    return {r.log, summary(s), r.contents, r.envelopes};
 }
 
 outcome run_whole(const transcript& t, bool implicit_tls = false) {
@@ -255,6 +277,22 @@ TEST(smtp_session, reference_session_content) {
     const outcome o = run_whole(reference_session());
     EXPECT_EQ(o.contents, (strings{"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: test\r\n\r\nHello.\r\n"
                                    ".a dot-stuffed line, not the end\r\n"}));
+}
+
+TEST(smtp_session, envelope_arguments_are_handed_on_at_every_split) {
+    // EHLO, MAIL and RCPT arguments as sent (parameters too), nothing of DATA, QUIT or the content.
+    const outcome o = run_whole(reference_session());
+    EXPECT_EQ(o.envelopes, (strings{"ehlo client.example.com", "mail FROM:<alice@Example.COM> SIZE=120",
+                                    "rcpt TO:<bob@example.org>", "rcpt TO:<nobody@example.org>"}));
+    // Bare CR ends the argument; an argument-less verb hands on nothing; AUTH never.
+    const transcript t = {
+        S("220 mx\r\n"),
+        C("HELO  two  spaces\r\nMAIL FROM:<a@b.c>\rjunk\r\nRCPT\r\nAUTH PLAIN " + base64(std::string("\0u\0pw", 5)) +
+          "\r\n"),
+    };
+    const outcome o2 = run_whole(t);
+    EXPECT_EQ(o2.envelopes, (strings{"helo  two  spaces", "mail FROM:<a@b.c>"}));
+    expect_segmentation_invariant(t, false);
 }
 
 TEST(smtp_session, session_facts) {
