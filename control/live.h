@@ -9,6 +9,8 @@ namespace sekisho {
 
 struct live_options {
     std::string policy_path;
+    std::string backend = "dpdk";          // dpdk | xdp (control/xdp_live.cpp)
+    std::string xdp_mode = "native";       // xdp: native | generic
     std::string access_if, core_if;        // Linux interfaces, through if_driver
     std::string if_driver = "af_packet";   // af_packet | af_xdp
     std::optional<unsigned> access_port, core_port;  // or DPDK port ids

@@ -51,7 +51,7 @@ double sum(const std::vector<const worker_counters*>& w, F field) {
 
 class metrics_exporter::collector : public prometheus::Collectable {
 public:
-    explicit collector(const gateway& gw) : gw_(gw) {}
+    explicit collector(counter_source counters) : counters_(std::move(counters)) {}
 
     void update(control_snapshot s) {
         std::lock_guard lock(mutex_);
@@ -68,7 +68,7 @@ public:
     std::vector<MetricFamily> Collect() const override;
 
 private:
-    const gateway& gw_;
+    counter_source counters_;
     mutable std::mutex mutex_;
     control_snapshot snapshot_;
     uint64_t apply_count_ = 0;
@@ -77,7 +77,7 @@ private:
 };
 
 std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
-    const auto w = gw_.all_counters();
+    const auto w = counters_();
     std::vector<MetricFamily> out;
 
     // Per port and verdict.
@@ -228,7 +228,10 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
 }
 
 metrics_exporter::metrics_exporter(const std::string& address, const gateway& gw)
-    : collector_(std::make_shared<collector>(gw)) {
+    : metrics_exporter(address, [&gw] { return gw.all_counters(); }) {}
+
+metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)
+    : collector_(std::make_shared<collector>(std::move(counters))) {
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(address);
     } catch (const std::exception& e) {

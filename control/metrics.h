@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,6 +25,11 @@ class Exposer;
 namespace sekisho {
 
 class gateway;
+struct worker_counters;
+
+// The counter blocks a scrape sums: the workers' (DPDK) or one per CPU (XDP),
+// and last the control thread's.
+using counter_source = std::function<std::vector<const worker_counters*>()>;
 
 // What the control thread knows and the scraper may show.
 struct control_snapshot {
@@ -46,6 +52,9 @@ class metrics_exporter {
 public:
     // Listens on `address` ("127.0.0.1:9108"); throws std::runtime_error.
     metrics_exporter(const std::string& address, const gateway& gw);
+    // Any backend: `counters` is called on the scraper thread; the blocks it
+    // returns must stay valid and be written with relaxed stores only.
+    metrics_exporter(const std::string& address, counter_source counters);
     ~metrics_exporter();
 
     // Control thread.

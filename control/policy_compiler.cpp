@@ -34,6 +34,29 @@ policy_capacity size_tables(const policy& pol) {
 
 }  // namespace
 
+compiled_limit compile_limit(const limit_rule& r, const policy& pol) {
+    compiled_limit l;
+    std::snprintf(l.name, sizeof l.name, "%s", r.name.c_str());
+    l.measure = r.measure;
+    l.scope = r.scope;
+    l.action = r.action;
+    l.max = r.max;
+    l.window_ns = r.window_ns;
+    l.cooldown_ns = r.cooldown_ns;
+    if (r.measure == limit_measure::connections) {
+        l.gcra_interval_ns = r.window_ns / r.max;
+        l.gcra_tolerance_ns = l.gcra_interval_ns * (r.burst - 1);
+    }
+    if (r.applies_to == "dynamic") l.target = limit_target::dynamic;
+    else if (r.applies_to == "static") l.target = limit_target::static_;
+    else if (r.applies_to.rfind("group:", 0) == 0) {
+        l.target = limit_target::group;
+        for (size_t g = 0; g < pol.account_groups.size(); ++g)
+            if (pol.account_groups[g].first == r.applies_to.substr(6)) l.group = static_cast<uint8_t>(g);
+    }
+    return l;
+}
+
 std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers) {
     std::shared_ptr<const content_rule_set> rules;
     if (pol.inspection.enabled && !pol.content_rules.empty()) {
@@ -71,25 +94,7 @@ std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t gene
     for (uint16_t port : pol.implicit_tls_ports) out->set_implicit_tls_port(port);
     unsigned subscriber_slot = 0, account_slot = 0;
     for (const limit_rule& r : pol.limits) {
-        compiled_limit l;
-        std::snprintf(l.name, sizeof l.name, "%s", r.name.c_str());
-        l.measure = r.measure;
-        l.scope = r.scope;
-        l.action = r.action;
-        l.max = r.max;
-        l.window_ns = r.window_ns;
-        l.cooldown_ns = r.cooldown_ns;
-        if (r.measure == limit_measure::connections) {
-            l.gcra_interval_ns = r.window_ns / r.max;
-            l.gcra_tolerance_ns = l.gcra_interval_ns * (r.burst - 1);
-        }
-        if (r.applies_to == "dynamic") l.target = limit_target::dynamic;
-        else if (r.applies_to == "static") l.target = limit_target::static_;
-        else if (r.applies_to.rfind("group:", 0) == 0) {
-            l.target = limit_target::group;
-            for (size_t g = 0; g < pol.account_groups.size(); ++g)
-                if (pol.account_groups[g].first == r.applies_to.substr(6)) l.group = static_cast<uint8_t>(g);
-        }
+        compiled_limit l = compile_limit(r, pol);
         // The policy reader bounds the slot counts; recipients_per_message
         // keeps its count in the flow and needs no slot.
         if (r.scope == limit_scope::account) l.slot = static_cast<uint8_t>(account_slot++);

@@ -13,6 +13,11 @@ namespace sekisho {
 // Throws std::runtime_error if the tables cannot be built (out of memory),
 // policy_error if the content rules do not compile (each rule's id, line and
 // Hyperscan's message). `workers`: one Hyperscan working set each.
+// One limit of the policy as the data plane evaluates it (GCRA parameters for
+// connections, target, slot left 0). Shared by compile_policy and the XDP
+// backend so both run the same arithmetic.
+compiled_limit compile_limit(const limit_rule& rule, const policy& pol);
+
 std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t generation, unsigned workers = 1);
 
 // The same with the content rules already compiled (content_rules_compiler:

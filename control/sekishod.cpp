@@ -8,6 +8,7 @@
 #include "policy.h"
 #include "replay.h"
 #include "whois.h"
+#include "xdp_live.h"
 
 namespace {
 
@@ -17,6 +18,8 @@ constexpr const char* usage_text = R"(usage:
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
            [--workers N] [--events FILE] [--summary FILE] [--metrics ADDR:PORT] [-- EAL-ARGS...]
+  sekishod --backend xdp --policy FILE --access-if IF [--core-if IF] [--xdp-mode native|generic]
+           [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
@@ -29,6 +32,9 @@ constexpr const char* usage_text = R"(usage:
   --access-if IF       Linux interface on the subscriber side (net_af_packet)
   --core-if IF         Linux interface on the Internet side (net_af_packet)
   --if-driver D        PMD for --access-if/--core-if: af_packet (default) or af_xdp
+  --backend B          dpdk (default: the DPDK data plane) or xdp (an XDP program on
+                       --access-if and --core-if; the kernel forwards; docs/xdp.md)
+  --xdp-mode M         xdp: native (in the driver, default) or generic (any interface)
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
   --events FILE        JSON-lines event log (default: the policy's events.file,
@@ -67,6 +73,7 @@ int main(int argc, char** argv) {
     sekisho::whois_options whois;
     sekisho::live_options live;
     bool have_workers = false;
+    bool have_xdp_mode = false;
     std::vector<std::string> eal_args;
     try {
         for (size_t i = 0; i < args.size(); ++i) {
@@ -100,6 +107,13 @@ int main(int argc, char** argv) {
             } else if (a == "--workers") {
                 live.workers = parse_unsigned(a, value());
                 have_workers = true;
+            } else if (a == "--backend") {
+                live.backend = value();
+                if (live.backend != "dpdk" && live.backend != "xdp")
+                    throw usage_error("--backend: '" + live.backend + "' is not one of: dpdk, xdp");
+            } else if (a == "--xdp-mode") {
+                live.xdp_mode = value();
+                have_xdp_mode = true;
             } else if (a == "--access-if") {
                 live.access_if = value();
             } else if (a == "--core-if") {
@@ -163,6 +177,16 @@ int main(int argc, char** argv) {
             return sekisho::run_replay(r);
         }
         live.eal_args = eal_args;
+        if (live.backend == "xdp") {
+            if (have_workers) throw usage_error("--workers does not apply to --backend xdp (every CPU that receives runs it)");
+            if (live.if_driver != "af_packet") throw usage_error("--if-driver does not apply to --backend xdp");
+            try {
+                return sekisho::run_xdp_live(live);
+            } catch (const std::invalid_argument& e) {
+                throw usage_error(e.what());
+            }
+        }
+        if (have_xdp_mode) throw usage_error("--xdp-mode needs --backend xdp");
         return sekisho::run_live(live);
     } catch (const usage_error& e) {
         std::cerr << "sekishod: " << e.what() << "\n" << usage_text;

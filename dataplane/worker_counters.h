@@ -20,6 +20,9 @@ namespace sekisho {
 class counter {
 public:
     void add(uint64_t n = 1) { std::atomic_ref<uint64_t>(v_).store(v_ + n, std::memory_order_relaxed); }
+    // For blocks that mirror counters kept elsewhere (the XDP program's
+    // per-CPU map, copied by the control thread): same single writer rule.
+    void set(uint64_t n) { std::atomic_ref<uint64_t>(v_).store(n, std::memory_order_relaxed); }
     uint64_t load() const {
         return std::atomic_ref<const uint64_t>(v_).load(std::memory_order_relaxed);
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../support/frame_builder.h"
+#include "../support/frame_corpus.h"
 #include "../support/lab_policy.h"
 #include "packet_parser.h"
 #include "policy.h"
@@ -29,132 +30,13 @@ std::unique_ptr<compiled_policy> compile(const std::string& text) {
 }
 
 // Addresses: dynamic, static (inside the dynamic range), neither, MX, relay.
+using test::op25b_corpus::classify_case;
+using test::op25b_corpus::cases;
+using test::op25b_corpus::tcp4;
+using test::op25b_corpus::tcp6;
+using namespace test::op25b_corpus;  // A, C, pass, block, ... and the flag constants
 using test::dyn4, test::static4, test::other4, test::mx4, test::relay4;
 using test::dyn6, test::static6, test::other6, test::mx6, test::relay6;
-
-constexpr uint8_t syn = t::tcp_flags_syn, ack = t::tcp_flags_ack, rst = t::tcp_flags_rst, psh = t::tcp_flags_psh;
-
-frame_builder tcp4(const char* src, const char* dst, uint16_t dport, uint8_t flags = syn) {
-    return frame_builder().ipv4(src, dst).tcp(40000, dport).flags(flags).seq(1).ack(flags & ack ? 2 : 0);
-}
-frame_builder tcp6(const char* src, const char* dst, uint16_t dport, uint8_t flags = syn) {
-    return frame_builder().ipv6(src, dst).tcp(40000, dport).flags(flags).seq(1).ack(flags & ack ? 2 : 0);
-}
-
-struct classify_case {
-    std::string name;
-    bytes frame;
-    ingress in;
-    op25b_outcome outcome;
-};
-std::ostream& operator<<(std::ostream& os, const classify_case& c) { return os << c.name; }
-
-const ingress A = ingress::access, C = ingress::core;
-const op25b_outcome pass = op25b_outcome::pass, block = op25b_outcome::block_port,
-                    block_frag = op25b_outcome::block_incomplete_fragment, drop = op25b_outcome::drop_malformed;
-
-std::vector<classify_case> cases() {
-    std::vector<classify_case> v;
-    // --- IPv4 ------------------------------------------------------------------
-    v.push_back({"v4_dynamic_syn_to_mx25", tcp4(dyn4, mx4, 25).build(), A, block});
-    v.push_back({"v4_dynamic_ack_to_mx25", tcp4(dyn4, mx4, 25, ack | psh).payload(20).build(), A, block});
-    v.push_back({"v4_dynamic_rst_to_mx25", tcp4(dyn4, mx4, 25, rst).build(), A, block});
-    v.push_back({"v4_dynamic_to_relay25", tcp4(dyn4, relay4, 25).build(), A, pass});
-    v.push_back({"v4_dynamic_to_other_host_next_to_relay", tcp4(dyn4, "203.0.113.11", 25).build(), A, block});
-    v.push_back({"v4_dynamic_to_587", tcp4(dyn4, mx4, 587).build(), A, pass});
-    v.push_back({"v4_dynamic_to_465", tcp4(dyn4, mx4, 465).build(), A, pass});
-    v.push_back({"v4_dynamic_to_2525_not_blocked_by_default", tcp4(dyn4, mx4, 2525).build(), A, pass});
-    v.push_back({"v4_dynamic_from_port_25_to_high_port", frame_builder().ipv4(dyn4, mx4).tcp(25, 40000).flags(syn | ack).build(), A, pass});
-    v.push_back({"v4_static_to_mx25", tcp4(static4, mx4, 25).build(), A, pass});
-    v.push_back({"v4_static_first_of_28", tcp4("198.51.100.128", mx4, 25).build(), A, pass});
-    v.push_back({"v4_static_last_of_28", tcp4("198.51.100.143", mx4, 25).build(), A, pass});
-    v.push_back({"v4_dynamic_just_below_28", tcp4("198.51.100.127", mx4, 25).build(), A, block});
-    v.push_back({"v4_dynamic_just_above_28", tcp4("198.51.100.144", mx4, 25).build(), A, block});
-    v.push_back({"v4_dynamic_last_of_24", tcp4("198.51.100.255", mx4, 25).build(), A, block});
-    v.push_back({"v4_non_subscriber", tcp4(other4, mx4, 25).build(), A, pass});
-    v.push_back({"v4_next_24_non_subscriber", tcp4("198.51.101.7", mx4, 25).build(), A, pass});
-    v.push_back({"v4_dynamic_syn_from_core", tcp4(dyn4, mx4, 25).build(), C, pass});
-    v.push_back({"v4_mx_to_dynamic_from_core", frame_builder().ipv4(mx4, dyn4).tcp(40000, 25).flags(syn).build(), C, pass});
-    v.push_back({"v4_dynamic_udp_25", frame_builder().ipv4(dyn4, mx4).udp(40000, 25).build(), A, pass});
-    v.push_back({"v4_first_fragment_whole_tcp_to_25",
-                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(24).build(), A, block});
-    v.push_back({"v4_first_fragment_whole_tcp_to_587",
-                 tcp4(dyn4, mx4, 587).payload(100).ipv4_fragment(0, true).fragment_bytes(24).build(), A, pass});
-    v.push_back({"v4_tiny_fragment_dynamic",
-                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
-    v.push_back({"v4_tiny_fragment_dynamic_any_port",
-                 tcp4(dyn4, mx4, 443).payload(100).ipv4_fragment(0, true).fragment_bytes(16).build(), A, block_frag});
-    v.push_back({"v4_tiny_fragment_dynamic_to_relay",
-                 tcp4(dyn4, relay4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
-    v.push_back({"v4_tiny_fragment_static",
-                 tcp4(static4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, pass});
-    v.push_back({"v4_tiny_fragment_non_subscriber",
-                 tcp4(other4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, pass});
-    v.push_back({"v4_tiny_fragment_from_core",
-                 tcp4(dyn4, mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), C, pass});
-    v.push_back({"v4_later_fragment_dynamic",
-                 frame_builder().ipv4(dyn4, mx4).ip_protocol(6).payload(64).ipv4_fragment(3, false).build(), A, pass});
-    v.push_back({"v4_overlap_fragment_dynamic",
-                 frame_builder().ipv4(dyn4, mx4).ip_protocol(6).payload(64).ipv4_fragment(1, true).build(), A, drop});
-    v.push_back({"v4_malformed_from_access", tcp4(dyn4, mx4, 25).ipv4_ihl(4).build(), A, drop});
-    v.push_back({"v4_malformed_non_subscriber_from_access", tcp4(other4, mx4, 443).ipv4_total_length(200).build(), A, drop});
-    v.push_back({"v4_malformed_from_core", tcp4(dyn4, mx4, 25).ipv4_ihl(4).build(), C, pass});
-    v.push_back({"v4_truncated_tcp_from_access", tcp4(dyn4, mx4, 25).payload(30).fragment_bytes(10).build(), A, drop});
-    v.push_back({"three_vlan_tags_from_access", tcp4(dyn4, mx4, 25).vlan(1).vlan(2).vlan(3).build(), A, drop});
-    v.push_back({"three_vlan_tags_from_core", tcp4(dyn4, mx4, 25).vlan(1).vlan(2).vlan(3).build(), C, pass});
-    v.push_back({"arp_from_access", frame_builder().ethertype(0x0806).payload(28, 0).build(), A, pass});
-    v.push_back({"pppoe_lcp_from_access", frame_builder().pppoe(5).ppp_protocol(0xc021).payload({1, 1, 0, 4}).build(), A, pass});
-
-    // --- Encapsulations ------------------------------------------------------------
-    v.push_back({"vlan_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).vlan(100).build(), A, block});
-    v.push_back({"qinq_88a8_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).vlan(100, 0x88a8).vlan(200).build(), A, block});
-    v.push_back({"qinq_9100_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).vlan(100, 0x9100).vlan(200).build(), A, block});
-    v.push_back({"pppoe_v4_dynamic_to_25", tcp4(dyn4, mx4, 25).pppoe(0x10).build(), A, block});
-    v.push_back({"pppoe_compressed_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).pppoe(0x10, true).build(), A, block});
-    v.push_back({"vlan_pppoe_v4_dynamic_to_25", tcp4(dyn4, mx4, 25, ack).vlan(100).pppoe(0x10).build(), A, block});
-    v.push_back({"qinq_pppoe_v6_dynamic_to_25", tcp6(dyn6, mx6, 25).vlan(1, 0x88a8).vlan(2).pppoe(3).build(), A, block});
-    v.push_back({"vlan_pppoe_v4_dynamic_to_relay", tcp4(dyn4, relay4, 25).vlan(100).pppoe(0x10).build(), A, pass});
-    v.push_back({"pppoe_v4_static_to_25", tcp4(static4, mx4, 25).pppoe(0x10).build(), A, pass});
-    v.push_back({"vlan_tiny_fragment_dynamic",
-                 tcp4(dyn4, mx4, 25).vlan(7).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build(), A, block_frag});
-
-    // --- IPv6 ------------------------------------------------------------------------
-    v.push_back({"v6_dynamic_syn_to_mx25", tcp6(dyn6, mx6, 25).build(), A, block});
-    v.push_back({"v6_dynamic_ack_to_mx25", tcp6(dyn6, mx6, 25, ack).payload(10).build(), A, block});
-    v.push_back({"v6_dynamic_top_of_40", tcp6("2001:db8:1fe:ffff:ffff:ffff:ffff:ffff", mx6, 25).build(), A, block});
-    v.push_back({"v6_dynamic_to_relay", tcp6(dyn6, relay6, 25).build(), A, pass});
-    v.push_back({"v6_dynamic_to_relay_neighbour", tcp6(dyn6, "2001:db8:25::11", 25).build(), A, block});
-    v.push_back({"v6_dynamic_to_587", tcp6(dyn6, mx6, 587).build(), A, pass});
-    v.push_back({"v6_static_to_25", tcp6(static6, mx6, 25).build(), A, pass});
-    v.push_back({"v6_static_end_of_48", tcp6("2001:db8:1ff:ffff:ffff:ffff:ffff:ffff", mx6, 25).build(), A, pass});
-    v.push_back({"v6_outside_40", tcp6("2001:db8:200::1", mx6, 25).build(), A, pass});
-    v.push_back({"v6_non_subscriber", tcp6(other6, mx6, 25).build(), A, pass});
-    v.push_back({"v6_dynamic_from_core", tcp6(dyn6, mx6, 25).build(), C, pass});
-    v.push_back({"v6_dynamic_with_ext_chain_to_25", tcp6(dyn6, mx6, 25).hop_by_hop().dest_options().routing().build(), A, block});
-    v.push_back({"v6_first_fragment_whole_chain_to_25",
-                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options().payload(100).fragment_bytes(8 + 20).build(),
-                 A, block});
-    v.push_back({"v6_incomplete_chain_dynamic",
-                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
-                 A, block_frag});
-    v.push_back({"v6_incomplete_tcp_dynamic",
-                 tcp6(dyn6, mx6, 25).fragment_header(0, true).payload(100).fragment_bytes(8).build(), A, block_frag});
-    v.push_back({"v6_incomplete_chain_static",
-                 tcp6(static6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
-                 A, pass});
-    v.push_back({"v6_incomplete_chain_from_core",
-                 tcp6(dyn6, mx6, 25).fragment_header(0, true).dest_options(3).payload(100).fragment_bytes(16).build(),
-                 C, pass});
-    v.push_back({"v6_later_fragment_dynamic",
-                 frame_builder().ipv6(dyn6, mx6).fragment_header(8, true).ip_protocol(6).payload(64).build(), A, pass});
-    v.push_back({"v6_chain_too_long_from_access",
-                 tcp6(dyn6, mx6, 443).dest_options().dest_options().dest_options().dest_options().dest_options()
-                     .dest_options().dest_options().dest_options().dest_options().build(), A, drop});
-    v.push_back({"v6_malformed_from_access", tcp6(dyn6, mx6, 25).ipv6_payload_length(100).build(), A, drop});
-    v.push_back({"v6_malformed_from_core", tcp6(dyn6, mx6, 25).ipv6_payload_length(100).build(), C, pass});
-    v.push_back({"v6_dynamic_icmp", frame_builder().ipv6(dyn6, mx6).icmp(128).build(), A, pass});
-    return v;
-}
 
 class op25b_table : public ::testing::TestWithParam<classify_case> {
 protected:

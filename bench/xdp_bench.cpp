@@ -1,0 +1,194 @@
+// The XDP benchmark (issue 6, item 5): ns per packet through the XDP program
+// with BPF_PROG_TEST_RUN against the DPDK classifier on the same frames, in
+// one run.
+//
+// Frames: a mixed set of 16 (IPv4/IPv6, plain/VLAN/QinQ/PPPoE, dynamic and
+// static sources, ports 25/587/443, a relay, a tiny fragment, ARP). Policy:
+// configs/op25b-drop.yaml (enforce, drop). Drop rather than reset because
+// BPF_PROG_TEST_RUN repeats on one buffer: a frame the program rewrote into
+// an RST would be judged as that RST from the second repeat on.
+//   XDP:  per frame, one BPF_PROG_TEST_RUN with repeat = N (>= 1e6); the
+//         kernel reports the mean ns per run (program + the test loop's own
+//         few ns). Blocked frames emit an event per run until the ring buffer
+//         is full, then count ring_full, as a flood would in production.
+//   DPDK: per frame, N x (parse_frame + classify_op25b) on the compiled policy
+//         (rte_fib/rte_fib6), timed with steady_clock: the classifier the DPDK
+//         data plane runs for the same decision (no mbufs, no counters).
+// Each figure is the median of --reps interleaved repetitions; the mean over
+// the frames is ns per packet of the mixed set. Last line: JSON.
+#include <bpf/bpf.h>
+#include <net/if.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_support.h"
+#include "op25b_classifier.h"
+#include "packet_parser.h"
+#include "policy.h"
+#include "policy_compiler.h"
+#include "tests/support/frame_builder.h"
+#include "tests/support/lab_policy.h"
+#include "xdp_backend.h"
+
+#ifndef SEKISHO_SOURCE_ROOT
+#error "SEKISHO_SOURCE_ROOT must name the source tree (bench/meson.build sets it)"
+#endif
+
+namespace {
+
+using namespace sekisho;
+using test::frame_builder;
+namespace t = test;
+
+struct bench_frame {
+    const char* name;
+    std::vector<uint8_t> bytes;
+};
+
+std::vector<bench_frame> frames() {
+    constexpr uint8_t ack = t::tcp_flags_ack;
+    auto v4 = [&](const char* s, const char* d, uint16_t port, uint8_t fl = t::tcp_flags_syn) {
+        return frame_builder().ipv4(s, d).tcp(40000, port).flags(fl).seq(1).ack(fl & ack ? 2 : 0);
+    };
+    auto v6 = [&](const char* s, const char* d, uint16_t port, uint8_t fl = t::tcp_flags_syn) {
+        return frame_builder().ipv6(s, d).tcp(40000, port).flags(fl).seq(1).ack(fl & ack ? 2 : 0);
+    };
+    return {
+        {"v4 dyn SYN MX:25 (block)", v4(t::dyn4, t::mx4, 25).pad_to(60).build()},
+        {"v4 dyn ACK MX:443", v4(t::dyn4, t::mx4, 443, ack).payload(1200).build()},
+        {"v4 dyn ACK MX:443 #2", v4(t::dyn4, t::mx4, 443, ack).payload(400).build()},
+        {"v4 dyn SYN relay:25", v4(t::dyn4, t::relay4, 25).pad_to(60).build()},
+        {"v4 dyn SYN MX:587", v4(t::dyn4, t::mx4, 587).pad_to(60).build()},
+        {"v4 static SYN MX:25", v4(t::static4, t::mx4, 25).pad_to(60).build()},
+        {"v4 other ACK :80", v4(t::other4, t::mx4, 80, ack).payload(600).build()},
+        {"vlan v4 dyn ACK MX:25 (block)", v4(t::dyn4, t::mx4, 25, ack).vlan(100).payload(200).build()},
+        {"qinq pppoe v4 dyn ACK :443", v4(t::dyn4, t::mx4, 443, ack).vlan(1, 0x88a8).vlan(2).pppoe(7).payload(800).build()},
+        {"pppoe v4 dyn SYN MX:25 (block)", v4(t::dyn4, t::mx4, 25).pppoe(7).build()},
+        {"v4 tiny fragment (block)", v4(t::dyn4, t::mx4, 25).payload(100).ipv4_fragment(0, true).fragment_bytes(8).build()},
+        {"v4 UDP :53", frame_builder().ipv4(t::dyn4, t::mx4).udp(5353, 53).payload(60).build()},
+        {"v6 dyn SYN MX:25 (block)", v6(t::dyn6, t::mx6, 25).build()},
+        {"v6 dyn ACK MX:443 ext chain", v6(t::dyn6, t::mx6, 443, ack).hop_by_hop().dest_options().payload(1000).build()},
+        {"v6 static SYN MX:25", v6(t::static6, t::mx6, 25).build()},
+        {"ARP", frame_builder().ethertype(0x0806).payload(28, 0).pad_to(60).build()},
+    };
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+int run(unsigned long repeat, unsigned reps) {
+    const std::string path = std::string(SEKISHO_SOURCE_ROOT) + "/configs/op25b-drop.yaml";
+    const policy pol = load_policy_text(read_file(path), path);
+    xdp_backend backend;
+    const uint64_t gen = backend.apply(pol);
+    backend.set_interface_role(if_nametoindex("lo"), ingress::access);
+    const auto compiled = compile_policy(pol, gen);
+    const auto set = frames();
+    const std::string cpu = bench::cpu_model();
+    std::printf("xdp bench: cpu \"%s\", %zu frames, %lu runs per frame per repetition, %u repetitions, policy %s\n",
+                cpu.c_str(), set.size(), repeat, reps, path.c_str());
+
+    std::vector<std::vector<double>> xdp_ns(set.size()), dpdk_ns(set.size());
+    std::vector<uint32_t> xdp_action(set.size());
+    std::vector<op25b_outcome> dpdk_outcome(set.size());
+    for (unsigned r = 0; r < reps; ++r) {
+        for (size_t i = 0; i < set.size(); ++i) {
+            const auto& f = set[i].bytes;
+            bpf_test_run_opts o{};
+            o.sz = sizeof o;
+            o.data_in = f.data();
+            o.data_size_in = static_cast<__u32>(f.size());
+            o.repeat = static_cast<int>(repeat);
+            if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
+                throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
+            xdp_ns[i].push_back(static_cast<double>(o.duration));
+            xdp_action[i] = o.retval;
+            backend.drain_events([](const event_record&) {});
+
+            const uint32_t len = static_cast<uint32_t>(f.size());
+            op25b_outcome last = op25b_outcome::pass;
+            const auto t0 = std::chrono::steady_clock::now();
+            for (unsigned long k = 0; k < repeat; ++k) {
+                parsed_packet p;
+                parse_frame(f.data(), len, p);
+                last = classify_op25b(p, ingress::access, *compiled);
+                bench::null_sink += static_cast<uint64_t>(last);
+            }
+            const auto t1 = std::chrono::steady_clock::now();
+            dpdk_ns[i].push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(repeat));
+            dpdk_outcome[i] = last;
+        }
+    }
+
+    // Both must have decided the same (drop policy: block/malformed = XDP_DROP).
+    bool agree = true;
+    double xdp_sum = 0, dpdk_sum = 0;
+    std::printf("%-34s %-8s %10s %10s %7s\n", "frame", "verdict", "xdp ns", "dpdk ns", "ratio");
+    for (size_t i = 0; i < set.size(); ++i) {
+        const bool dpdk_drops = dpdk_outcome[i] != op25b_outcome::pass;
+        const bool xdp_drops = xdp_action[i] == 1;
+        if (dpdk_drops != xdp_drops || (xdp_action[i] != 1 && xdp_action[i] != 2)) agree = false;
+        const double x = bench::median(xdp_ns[i]), d = bench::median(dpdk_ns[i]);
+        xdp_sum += x;
+        dpdk_sum += d;
+        std::printf("%-34s %-8s %10.1f %10.1f %7.2f\n", set[i].name, xdp_drops ? "drop" : "pass", x, d, x / d);
+    }
+    if (!agree) {
+        std::fprintf(stderr, "xdp bench: XDP and DPDK verdicts differ on the bench frames; no figures\n");
+        return 1;
+    }
+    const double xdp_mean = xdp_sum / static_cast<double>(set.size());
+    const double dpdk_mean = dpdk_sum / static_cast<double>(set.size());
+    std::printf("mean over the %zu frames: XDP %.1f ns/pkt (BPF_PROG_TEST_RUN, %.2f Mpps on one core), "
+                "DPDK classifier %.1f ns/pkt (%.2f Mpps); XDP/DPDK ratio %.2f\n",
+                set.size(), xdp_mean, 1e3 / xdp_mean, dpdk_mean, 1e3 / dpdk_mean, xdp_mean / dpdk_mean);
+    std::printf("{\"bench\":\"xdp\",\"xdp_ns_per_pkt\":%.2f,\"dpdk_classifier_ns_per_pkt\":%.2f,\"ratio_xdp_to_dpdk\":%.3f,"
+                "\"repeat\":%lu,\"reps\":%u,\"frames\":%zu,\"cpu\":\"%s\"}\n",
+                xdp_mean, dpdk_mean, xdp_mean / dpdk_mean, repeat, reps, set.size(), bench::json_escape(cpu).c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    unsigned long repeat = 1'000'000;
+    unsigned reps = 3;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--repeat" && i + 1 < argc) {
+            repeat = std::stoul(argv[++i]);
+        } else if (a == "--reps" && i + 1 < argc) {
+            reps = static_cast<unsigned>(std::stoul(argv[++i]));
+        } else {
+            std::fprintf(stderr, "usage: %s [--repeat N (>= 1000000)] [--reps N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (repeat < 1'000'000 || repeat > 2'000'000'000ul || reps == 0) {
+        std::fprintf(stderr, "xdp bench: --repeat must be between 1e6 and 2e9, --reps at least 1\n");
+        return 2;
+    }
+    if (!bench::init_eal("xdp-bench", 512)) {
+        std::fprintf(stderr, "EAL initialisation failed\n");
+        return 1;
+    }
+    int rc;
+    try {
+        rc = run(repeat, reps);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "xdp bench: %s\n", e.what());
+        rc = 1;
+    }
+    rte_eal_cleanup();
+    return rc;
+}

@@ -1,0 +1,179 @@
+#include "xdp_live.h"
+
+#include <linux/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "counters_report.h"
+#include "event_log.h"
+#include "metrics.h"
+#include "policy.h"
+#include "worker_counters.h"
+#include "xdp_backend.h"
+#include "xdp_counters.h"
+
+namespace sekisho {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+std::atomic<bool> reload_requested{false};
+
+extern "C" void on_xdp_stop_signal(int) { stop_requested.store(true); }
+extern "C" void on_xdp_reload_signal(int) { reload_requested.store(true); }
+
+uint64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void warn_skipped(const std::vector<std::string>& skipped) {
+    for (const auto& s : skipped) std::cerr << "sekishod: xdp: " << s << std::endl;
+}
+
+}  // namespace
+
+int run_xdp_live(const live_options& opt) {
+    if (opt.access_if.empty()) throw std::invalid_argument("--backend xdp needs --access-if IF");
+    if (opt.access_port || opt.core_port)
+        throw std::invalid_argument("--access-port/--core-port are DPDK ports; --backend xdp takes --access-if/--core-if");
+    if (!opt.api_socket.empty() || !opt.api_tcp.empty())
+        throw std::invalid_argument("the control API (--api-socket, --api-tcp) is served by --backend dpdk only; "
+                                    "reload an XDP policy with SIGHUP");
+    if (!opt.eal_args.empty()) throw std::invalid_argument("EAL arguments (after --) do not apply to --backend xdp");
+    xdp_attach_mode mode;
+    if (opt.xdp_mode == "native") mode = xdp_attach_mode::native;
+    else if (opt.xdp_mode == "generic") mode = xdp_attach_mode::generic;
+    else throw std::invalid_argument("--xdp-mode: '" + opt.xdp_mode + "' is not one of: native, generic");
+
+    policy pol = load_policy_file(opt.policy_path);
+    const auto started = std::chrono::steady_clock::now();
+    xdp_backend backend(pol.tracking.subscribers_per_worker);
+    std::vector<std::string> skipped;
+    backend.apply(pol, &skipped);
+    warn_skipped(skipped);
+    const double first_apply_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+    events_config ev = pol.events;
+    if (!opt.events_path.empty()) ev.file = opt.events_path;
+    event_log log(ev, realtime_ns);
+
+    // One counter block per CPU (the program's per-CPU map), then the control
+    // thread's, as the DPDK backend has one per worker and one for control.
+    const size_t cpus = backend.read_counters().size();
+    std::vector<std::unique_ptr<worker_counters>> blocks;
+    for (size_t i = 0; i <= cpus; ++i) blocks.push_back(std::make_unique<worker_counters>());
+    std::vector<const worker_counters*> block_ptrs;
+    for (const auto& b : blocks) block_ptrs.push_back(b.get());
+    auto refresh_counters = [&] {
+        const auto per_cpu = backend.read_counters();
+        for (size_t i = 0; i < per_cpu.size() && i < cpus; ++i) copy_xdp_counters(per_cpu[i], *blocks[i]);
+    };
+
+    std::unique_ptr<metrics_exporter> metrics;
+    const double started_at = static_cast<double>(std::time(nullptr));
+    auto snapshot = [&] {
+        control_snapshot c;
+        c.generation = backend.generation();
+        for (const auto& l : pol.limits) c.limit_names.push_back(l.name);
+        c.events_written = log.written();
+        c.event_write_errors = log.write_errors();
+        c.events_aggregated = log.counters().aggregated;
+        c.event_io_errors = log.counters().io_errors;
+        c.event_rotations = log.counters().rotations;
+        c.start_time_seconds = started_at;
+        return c;
+    };
+    if (!opt.metrics_address.empty()) {
+        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, [&block_ptrs] { return block_ptrs; });
+        metrics->observe_apply(first_apply_seconds);
+        metrics->update(snapshot());
+    }
+
+    std::signal(SIGINT, on_xdp_stop_signal);
+    std::signal(SIGTERM, on_xdp_stop_signal);
+    std::signal(SIGHUP, on_xdp_reload_signal);
+
+    // From here on every exit path detaches (xdp_backend's destructor).
+    backend.attach(opt.access_if, ingress::access, mode);
+    if (!opt.core_if.empty()) backend.attach(opt.core_if, ingress::core, mode);
+    std::cerr << "sekishod: xdp " << to_string(mode) << " on " << opt.access_if << " (access)"
+              << (opt.core_if.empty() ? "" : ", " + opt.core_if + " (core)") << ", policy " << opt.policy_path
+              << " generation " << backend.generation() << " (" << to_string(pol.mode) << ", "
+              << to_string(pol.action) << ")" << std::endl;
+
+    const event_names names{&pol, nullptr};
+    std::vector<event_record> batch;
+    auto drain = [&] {
+        batch.clear();
+        backend.drain_events([&](const event_record& e) { batch.push_back(e); });
+        log.add(batch.data(), batch.size(), names);   // also closes due windows, rotates, fsyncs
+    };
+    uint64_t loops = 0;
+    while (!stop_requested.load()) {
+        drain();
+        if (reload_requested.exchange(false)) {
+            try {
+                const auto t0 = std::chrono::steady_clock::now();
+                policy next = load_policy_file(opt.policy_path);
+                const uint64_t g = backend.apply(next, &skipped);
+                warn_skipped(skipped);
+                drain();   // events of the old generation name its limits
+                pol = std::move(next);
+                if (metrics)
+                    metrics->observe_apply(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
+                          << std::endl;
+            } catch (const std::exception& e) {
+                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << backend.generation()
+                          << " keeps running:\n" << e.what() << std::endl;
+            }
+        }
+        if (++loops % 20 == 0) {   // every ~200 ms
+            refresh_counters();
+            if (metrics) metrics->update(snapshot());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+
+    backend.detach_all();
+    drain();
+    refresh_counters();
+    log.flush_all();
+
+    nlohmann::json report = counters_json(block_ptrs);
+    report["mode"] = "live";
+    report["backend"] = "xdp";
+    report["xdp_mode"] = to_string(mode);
+    report["policy"] = opt.policy_path;
+    report["generation"] = backend.generation();
+    {
+        const event_log_counters& ec = log.counters();
+        report["events"]["written"] = log.written();
+        report["events"]["write_errors"] = log.write_errors();
+        report["events"]["lines"] = ec.lines;
+        report["events"]["io_errors"] = ec.io_errors;
+        report["events"]["aggregated"] = ec.aggregated;
+        report["events"]["rotations"] = ec.rotations;
+    }
+    if (!opt.summary_path.empty()) {
+        std::ofstream f(opt.summary_path);
+        f << report.dump(2) << "\n";
+        if (!f) throw std::runtime_error("cannot write " + opt.summary_path);
+    }
+    std::cerr << "sekishod: stopped, XDP program detached. " << human_summary(report);
+    return 0;
+}
+
+}  // namespace sekisho
