@@ -86,6 +86,7 @@ int run_live(const live_options& opt) {
 
     gateway_config cfg;
     cfg.workers = opt.workers;
+    cfg.event_ring_capacity = pol.events.ring_size;
     cfg.mbufs = 8192 + opt.workers * 2 * 4096;
     cfg.events_path = opt.events_path;
     const auto compile_started = std::chrono::steady_clock::now();
@@ -142,6 +143,15 @@ int run_live(const live_options& opt) {
         c.bindings_restored = identity.bindings_restored();
         c.binding_apply_errors = identity.apply_errors();
         c.start_time_seconds = started_at;
+        c.port_stats = true;
+        for (unsigned side = 0; side < ingress_count; ++side) {
+            rte_eth_stats st{};
+            if (rte_eth_stats_get(port[side], &st) != 0) continue;
+            c.rx_missed[side] = st.imissed;
+            c.rx_nombuf[side] = st.rx_nombuf;
+            c.rx_errors[side] = st.ierrors;
+            c.tx_errors[side] = st.oerrors;
+        }
         return c;
     };
     if (!opt.metrics_address.empty()) {

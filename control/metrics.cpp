@@ -144,6 +144,28 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     for (const auto& [kind, c] : smtp_kinds) add(smtp, {{"kind", kind}}, mail(c));
     out.push_back(std::move(smtp));
 
+    // Content inspection: messages inspected, and where it failed open.
+    using ic = worker_counters::inspection_counters;
+    auto insp = [&](counter ic::*c) {
+        return sum(w, [&](const worker_counters& x) -> const counter& { return x.inspection.*c; });
+    };
+    auto inspection = family("sekisho_inspection_events_total",
+                             "Content inspection, by kind: messages inspected, envelope lines and header fields "
+                             "scanned, and the fail-open cases (table_full, stream_overflow, stream_error).",
+                             MetricType::Counter);
+    const std::pair<const char*, counter ic::*> insp_kinds[] = {
+        {"message", &ic::messages},           {"table_full", &ic::table_full},
+        {"header_field", &ic::header_fields}, {"envelope_line", &ic::envelope_lines},
+        {"stream_overflow", &ic::stream_overflow}, {"stream_error", &ic::stream_errors},
+        {"campaign_recipients", &ic::campaign_recipients}, {"campaign_subscribers", &ic::campaign_subscribers},
+        {"verdict_acted", &ic::verdicts_acted},
+    };
+    for (const auto& [kind, c] : insp_kinds) add(inspection, {{"kind", kind}}, insp(c));
+    out.push_back(std::move(inspection));
+    auto inspected_bytes = family("sekisho_inspection_body_bytes_total", "Decoded body bytes scanned.", MetricType::Counter);
+    add(inspected_bytes, {}, insp(&ic::body_bytes));
+    out.push_back(std::move(inspected_bytes));
+
     auto events = family("sekisho_events_total", "Data-plane events, by outcome.", MetricType::Counter);
     add(events, {{"outcome", "emitted"}}, sum(w, [](const worker_counters& x) -> const counter& { return x.events_emitted; }));
     add(events, {{"outcome", "ring_full"}}, sum(w, [](const worker_counters& x) -> const counter& { return x.events_ring_full; }));
@@ -167,6 +189,23 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     add(rotations, {}, static_cast<double>(s.event_rotations));
     out.push_back(std::move(rotations));
     out.push_back(std::move(events));
+
+    if (s.port_stats) {
+        auto rx_drops = family("sekisho_port_rx_dropped_total",
+                               "Frames the port lost before a worker saw them: missed (RX queue full: the workers "
+                               "did not keep up), nombuf (no mbuf), errors (bad frames).",
+                               MetricType::Counter);
+        auto tx_errors = family("sekisho_port_tx_errors_total", "Frames the port failed to send.", MetricType::Counter);
+        for (unsigned side = 0; side < 2; ++side) {
+            const std::string port = to_string(static_cast<ingress>(side));
+            add(rx_drops, {{"port", port}, {"reason", "missed"}}, static_cast<double>(s.rx_missed[side]));
+            add(rx_drops, {{"port", port}, {"reason", "nombuf"}}, static_cast<double>(s.rx_nombuf[side]));
+            add(rx_drops, {{"port", port}, {"reason", "errors"}}, static_cast<double>(s.rx_errors[side]));
+            add(tx_errors, {{"port", port}}, static_cast<double>(s.tx_errors[side]));
+        }
+        out.push_back(std::move(rx_drops));
+        out.push_back(std::move(tx_errors));
+    }
 
     auto hits = family("sekisho_limit_hits_total", "Send-rate limit hits, by limit (names from the policy).", MetricType::Counter);
     for (size_t i = 0; i < s.limit_names.size() && i < max_limits; ++i)

@@ -46,6 +46,10 @@ struct control_snapshot {
     std::vector<std::pair<std::string, uint64_t>> radius_results;
     uint64_t bindings_restored = 0, binding_apply_errors = 0;
     double start_time_seconds = 0;
+    // The ports' own drop counters (rte_eth_stats), by side (access, core):
+    // frames the NIC or its driver lost before a worker saw them.
+    bool port_stats = false;
+    uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
 };
 
 class metrics_exporter {

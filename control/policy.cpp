@@ -518,7 +518,7 @@ std::optional<uint64_t> parse_bytes(std::string_view text) {
 void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
     events_config& ev = pol.events;
     r.check_keys(n, "events", {"file", "rotate_bytes", "rotate_interval", "keep", "fsync", "fsync_interval",
-                               "aggregate_window"});
+                               "aggregate_window", "ring_size"});
     // A duration, or 0 ("0", "0s") where 0 switches the feature off.
     auto duration_or_zero = [&](const YAML::Node& v, const std::string& path) -> std::optional<uint64_t> {
         if (v.IsScalar() && !v.Scalar().empty() && v.Scalar()[0] == '0') {
@@ -572,6 +572,8 @@ void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
             else
                 ev.aggregate_window_ns = *d;
         }
+    if (n["ring_size"])
+        if (auto v = r.integer(n["ring_size"], "events.ring_size", 1, 1 << 22)) ev.ring_size = static_cast<uint32_t>(*v);
 }
 
 policy read_policy(const YAML::Node& root, const std::string& name) {

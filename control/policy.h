@@ -88,6 +88,7 @@ struct events_config {
     uint64_t fsync_interval_ns = 1'000'000'000ull;
     uint64_t aggregate_window_ns = 10'000'000'000ull;    // 0: one line per event
     uint32_t max_pending = 65536;                        // aggregation keys held at once (not in the policy)
+    uint32_t ring_size = 8192;                           // events each worker's ring holds (read at start)
 };
 
 // Parses "500ms", "30s", "10m", "1h", "90d" into nanoseconds.

@@ -145,6 +145,7 @@ int run_replay(const replay_options& opt) {
 
     gateway_config cfg;
     cfg.workers = opt.workers;
+    cfg.event_ring_capacity = pol.events.ring_size;
     cfg.mbufs = 8192 + opt.workers * (input_ring_size + output_ring_size);
     cfg.events_path = out_dir + "/events.jsonl";
     cfg.packet_clock = true;

@@ -222,11 +222,10 @@ void content_inspector::envelope(const compiled_policy& p, const flow_key& key, 
         return;  // no envelope rules: no state
     state* s = table_->find(key);
     if (s == nullptr) {
+        // Full: fail open, the envelope is not scanned. Counted once per
+        // message, when message_start cannot get a record either.
         s = table_->insert(key);
-        if (s == nullptr) {
-            counters_.inspection.table_full.add();  // fail open
-            return;
-        }
+        if (s == nullptr) return;
         *s = state{};
     }
     s->last_seen_ns = now_ns;

@@ -1122,5 +1122,72 @@ class CheckPolicy(unittest.TestCase):
             self.assertIn(f"{path}:6: relay: unknown key", proc.stderr)
 
 
+class OverloadReplay(unittest.TestCase):
+    """Tables and rings driven past their sizes, deterministically: OP25B is
+    still enforced, other traffic still forwarded byte for byte, what cannot be
+    tracked fails open, and every overflow is counted (docs/reliability.md)."""
+
+    def udp(self, src, t, i):
+        f = Ether(src=CMAC, dst=SMAC) / IP(src=src, dst=MX4) / UDP(sport=5000 + i, dport=53) / Raw(b"q%d" % i)
+        f.time = t
+        return f
+
+    def syn25(self, src, sport, t):
+        f = Ether(src=CMAC, dst=SMAC) / IP(src=src, dst=MX4) / TCP(sport=sport, dport=25, flags="S", seq=1)
+        f.time = t
+        return f
+
+    def test_event_ring_full(self):
+        # A ring of one event and 3000 OP25B blocks between drains: most events
+        # are lost, each counted; every block still happens.
+        policy = limits_policy([]).replace("limits:\n", "") + "events:\n  ring_size: 1\n"
+        frames = []
+        for i in range(3000):
+            frames.append(self.syn25("198.51.100.7", 20000 + i, BASE + i * 1e-4))
+            if i % 10 == 0:
+                frames.append(self.udp("198.51.100.7", BASE + i * 1e-4 + 5e-5, i))
+        r = Run(frames, policy, 1)
+        s = r.summary
+        self.assertEqual(s["blocked"], 3000)
+        blocks = [e for e in r.events if e["type"] == "op25b_block"]
+        self.assertGreater(s["events"]["ring_full"], 0)
+        self.assertEqual(len(blocks), s["events"]["emitted"])
+        self.assertEqual(s["events"]["emitted"] + s["events"]["ring_full"], 3000)
+        print(f"\n  overload: events emitted {s['events']['emitted']}, ring_full {s['events']['ring_full']} of 3000",
+              file=sys.stderr)
+        udp_in = [bytes(f) for f in frames if UDP in f]
+        self.assertEqual([f for f in r.to_core if Ether(f).haslayer(UDP)], udp_in)
+
+    def test_flow_and_subscriber_tables_full(self):
+        # 64 flows and 64 subscriber records per worker; 100 subscribers open
+        # an SMTP session each at once, then a second one: a 1-per-hour
+        # connection limit stops the second of those that have a record, the
+        # rest pass (fail open) and are counted; port 25 stays blocked.
+        policy = limits_policy([{"name": "one-per-hour", "scope": "address", "measure": "connections", "max": 1,
+                                 "window": "1h", "burst": 1, "action": "drop-syn"}])
+        policy = policy.replace("relays:", "tracking:\n  flows_per_worker: 64\n  subscribers_per_worker: 64\nrelays:")
+        frames = []
+        clients = ["198.51.100.%d" % (10 + i) for i in range(100)]
+        for rnd in range(2):
+            for i, c in enumerate(clients):
+                frames += smtp_session(c, 41000 + rnd, MX4, BASE + rnd * 10 + i * 1e-5)  # all open at once
+        for i, c in enumerate(clients[:5]):
+            frames.append(self.syn25(c, 42000, BASE + 30 + i * 1e-3))
+            frames.append(self.udp(c, BASE + 30.5 + i * 1e-3, i))
+        frames.sort(key=lambda f: f.time)
+        r = Run(frames, policy, 1)
+        s = r.summary
+        self.assertEqual(s["blocked"], 5, "OP25B still enforced")
+        self.assertGreater(s["smtp"]["flow_table_full"], 0)
+        self.assertGreater(s["smtp"]["subscriber_state_full"], 0)
+        limited = s["limit_hits_by_index"][0]
+        self.assertGreater(limited, 0, "subscribers with a record are limited")
+        self.assertLess(limited, 100, "subscribers without one pass (fail open)")
+        print(f"\n  overload: flow_table_full {s['smtp']['flow_table_full']}, subscriber_state_full "
+              f"{s['smtp']['subscriber_state_full']}, limited {limited} of 100", file=sys.stderr)
+        udp_in = [bytes(f) for f in frames if UDP in f]
+        self.assertEqual([f for f in r.to_core if Ether(f).haslayer(UDP)], udp_in)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
