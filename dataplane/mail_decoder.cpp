@@ -125,6 +125,14 @@ struct base64_table {
 };
 constexpr base64_table b64;
 
+struct hex_table {
+    int8_t v[256];
+    constexpr hex_table() : v() {
+        for (int c = 0; c < 256; ++c) v[c] = is_hex(static_cast<uint8_t>(c)) ? static_cast<int8_t>(hex_value(static_cast<uint8_t>(c))) : -1;
+    }
+};
+constexpr hex_table hex_digit;
+
 constexpr uint8_t replacement[3] = {0xEF, 0xBF, 0xBD};  // U+FFFD
 constexpr uint8_t crlf[2] = {'\r', '\n'};
 constexpr uint8_t dashes[2] = {'-', '-'};
@@ -1092,6 +1100,33 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
         };
         size_t i = 0;
         while (i < n) {
+            if (xstate_ == qp::normal && qp_ws_n_ == 0) {
+                // Fast path: literal bytes and whole =XX escapes, straight into dec. Whitespace
+                // (held: it may be trailing), '=' without two hex digits in this piece, and
+                // everything after them go through the state machine below, byte by byte.
+                size_t d = x.dec_len;
+                while (i < n) {
+                    const uint8_t c = p[i];
+                    uint8_t b = c;
+                    if (c == '=') {
+                        if (i + 2 >= n || (hex_digit.v[p[i + 1]] | hex_digit.v[p[i + 2]]) < 0) break;
+                        b = static_cast<uint8_t>(hex_digit.v[p[i + 1]] << 4 | hex_digit.v[p[i + 2]]);
+                        i += 3;
+                    } else if (is_wsp(c)) {
+                        break;
+                    } else {
+                        ++i;
+                    }
+                    if (d == sizeof x.dec) {
+                        x.dec_len = d;
+                        dec_flush(x);
+                        d = x.dec_len;
+                    }
+                    x.dec[d++] = b;
+                }
+                x.dec_len = d;
+                if (i == n) break;
+            }
             const uint8_t c = p[i];
             switch (xstate_) {
             case qp::normal:

@@ -813,6 +813,44 @@ TEST(mail_decoder, random_bytes_never_crash) {
     }
 }
 
+// The body decoders' fast paths (whole base64 quads, whole =XX escapes, runs of
+// ISO-2022-JP / Shift_JIS / EUC-JP characters) against the byte-at-a-time path:
+// random bodies of each transfer encoding and Japanese charset, valid and not,
+// decode the same whole, byte by byte and in random pieces.
+TEST(mail_decoder, random_bodies_fast_and_bytewise_agree) {
+    std::mt19937 rng(77);
+    const std::vector<std::string> qp_tokens = {
+        "abc", " ", "\t", "  \t", "=", "=3D", "=E3=81=82", "=e3=81=82", "=ZZ", "=4", "=\r\n", " =\r\n", "\r\n", " \r\n",
+        "\n", "x=", "==", "=20", "=0D=0A", "\xe6\x97\xa5", "\x1b$B", "\x1b(B", "F|K\\", "%F", "\x82\xa0", "\xa4\xa2",
+        "\x8f\xb0\xa1", "\x8e\xb1"};
+    const std::vector<std::string> raw_tokens = {
+        "abc ", "\r\n", "\x1b$B", "\x1b$@", "\x1b(B", "\x1b(J", "\x1b(I", "\x1b$(D", "\x1b$(Q", "\x1b", "\x1b$", "$B",
+        "F|K\\8l", "%\"%K", "!!", "-!", "y!", "1", "\x7f", "\x0e", "\x82\xa0", "\x88\x9f", "\x81", "\xfc\xfc", "\xa0",
+        "\xa4\xa2", "\xb0\xa1", "\x8e\xb1", "\x8f\xb0\xa1", "\x8f", "\xad\xa1", "\xf5\xa1", "\xe6\x97\xa5", "\xff"};
+    const std::vector<std::string> charsets = {"iso-2022-jp", "shift_jis", "euc-jp", "utf-8", "us-ascii"};
+    const std::vector<std::string> ctes = {"quoted-printable", "base64", "8bit"};
+    for (int iter = 0; iter < 1500; ++iter) {
+        const std::string& cte = ctes[rng() % ctes.size()];
+        std::string raw;
+        for (int n = static_cast<int>(rng() % 80); n > 0; --n) {
+            const auto& toks = cte == "quoted-printable" ? qp_tokens : raw_tokens;
+            raw += rng() % 7 == 0 ? std::string(1, static_cast<char>(rng())) : toks[rng() % toks.size()];
+        }
+        const std::string body = cte == "base64" ? base64_lines(raw) + (rng() % 3 == 0 ? "!=QQ" : "") : raw;
+        const std::string msg = "Content-Type: text/plain; charset=" + charsets[rng() % charsets.size()] +
+                                "\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + body;
+        std::vector<size_t> pieces;
+        for (size_t left = msg.size(); left;) {
+            const size_t n = std::min<size_t>(left, 1 + rng() % (rng() % 2 ? 5 : 200));
+            pieces.push_back(n);
+            left -= n;
+        }
+        const result whole = decode(msg);
+        ASSERT_EQ(decode(msg, pieces), whole) << testing::PrintToString(msg);
+        ASSERT_EQ(decode_bytewise(msg), whole) << testing::PrintToString(msg);
+    }
+}
+
 TEST(mail_decoder, feed_after_finish_and_reuse) {
     mail_decoder d;
     recorder r;
