@@ -38,10 +38,12 @@
 // ISO-2022-JP, an ASCII superset: old Japanese mail often sends raw
 // ISO-2022-JP headers and bodies without declaring it, and readers show it.
 // ISO-2022-JP is decoded here (escape sequences ESC ( B / ( J / ( I,
-// ESC $ @ / $ B / $ ( D), its JIS X 0208 / 0212 / kana characters rewritten to
-// EUC-JP and converted by glibc iconv "EUC-JP-MS" (which has the NEC and IBM
-// extensions, e.g. circled digits, that mail in the wild uses and glibc's own
-// "ISO-2022-JP" rejects). The shift state is our own few bytes (mode, a
+// ESC $ @ / $ B / $ ( D), its JIS X 0208 / 0212 / kana characters converted
+// as glibc iconv "EUC-JP-MS" converts their EUC-JP form (which has the NEC and
+// IBM extensions, e.g. circled digits, that mail in the wild uses and glibc's
+// own "ISO-2022-JP" rejects): through a table of every such character's UTF-8,
+// filled once per process from that converter (charset_converters), so no
+// iconv call per character. The shift state is our own few bytes (mode, a
 // partial escape sequence, a pending first byte), so it survives any split
 // and needs no per-flow iconv_t. All three Japanese charsets thus use the
 // Microsoft (= WHATWG) mapping: JIS 0x2141 is U+FF5E FULLWIDTH TILDE, not
@@ -61,8 +63,10 @@
 //
 // Throughput (one core, -O2, 1 MiB bodies fed in 1460-byte pieces): 7-bit or
 // UTF-8 text 3.5-8 GB/s, base64 UTF-8 ~0.8 GB/s, skipped base64 attachment
-// ~2.5 GB/s, Japanese charsets ~100-130 MB/s (glibc iconv's own speed; the
-// body cap bounds it to well under a millisecond per message).
+// ~2.5 GB/s, Shift_JIS and EUC-JP ~100-130 MB/s (glibc iconv's own speed; the
+// body cap bounds it to well under a millisecond per message); ISO-2022-JP,
+// table-driven, several times faster (not re-measured with this harness;
+// bench/content_bench gives it through the whole inspected path).
 #pragma once
 
 #include <cstddef>
@@ -135,8 +139,14 @@ private:
     friend class mail_decoder;
     void* get(mail_charset c);  // iconv_t, or nullptr
 
+    // JIS X 0208 / 0212 / kana to UTF-8, read from the EUC-JP converter once per process
+    // (mail_decoder.cpp: jis_table); nullptr when glibc lacks it.
+    const void* jis_table();
+
     void* cd_[mail_charset_count] = {};
     bool tried_[mail_charset_count] = {};
+    const void* jis_ = nullptr;
+    bool jis_tried_ = false;
 };
 
 class mail_decoder {

@@ -851,6 +851,45 @@ TEST(mail_decoder, random_bodies_fast_and_bytewise_agree) {
     }
 }
 
+// ISO-2022-JP is converted through a table read once from glibc's EUC-JP-MS converter: every
+// JIS X 0208 and JIS X 0212 code and every half-width kana decodes as that converter converts
+// the character's EUC-JP form on its own (U+FFFD where it has none).
+TEST(mail_decoder, iso2022jp_table_matches_iconv) {
+    const iconv_t cd = iconv_open("UTF-8", "EUC-JP-MS");
+    ASSERT_NE(cd, reinterpret_cast<iconv_t>(-1));
+    auto one = [cd](std::string euc) {
+        iconv(cd, nullptr, nullptr, nullptr, nullptr);
+        char out[16];
+        char* in = euc.data();
+        char* o = out;
+        size_t il = euc.size(), ol = sizeof out;
+        if (iconv(cd, &in, &il, &o, &ol) == static_cast<size_t>(-1) || il != 0) return std::string("\uFFFD");
+        return std::string(out, sizeof out - ol);
+    };
+    std::string jis0208 = "\x1b$B", want0208, jis0212 = "\x1b$(D", want0212, kana = "\x1b(I", wantkana;
+    for (int r = 0x21; r <= 0x7e; ++r)
+        for (int c = 0x21; c <= 0x7e; ++c) {
+            const std::string rc = {static_cast<char>(r), static_cast<char>(c)};
+            const std::string euc = {static_cast<char>(r | 0x80), static_cast<char>(c | 0x80)};
+            jis0208 += rc;
+            want0208 += one(euc);
+            jis0212 += rc;
+            want0212 += one("\x8f" + euc);
+        }
+    for (int c = 0x21; c <= 0x5f; ++c) {
+        kana += static_cast<char>(c);
+        wantkana += one({'\x8e', static_cast<char>(c | 0x80)});
+    }
+    iconv_close(cd);
+    auto body = [](const std::string& text) {
+        return decode("Content-Type: text/plain; charset=iso-2022-jp\r\n\r\n" + text + "\x1b(B", 1u << 20).body();
+    };
+    EXPECT_EQ(body(jis0208), want0208);
+    EXPECT_EQ(body(jis0212), want0212);
+    EXPECT_EQ(body(kana), wantkana);
+    EXPECT_GT(want0208.size(), 3u * 8000);
+}
+
 TEST(mail_decoder, feed_after_finish_and_reuse) {
     mail_decoder d;
     recorder r;
