@@ -345,6 +345,71 @@ void message_fingerprint::flush() {
     if (tokens_ > 0 && tokens_ < fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token_end));
 }
 
+// The fast path once the first line is settled (every token is shingled at
+// once): the state it touches lives in locals, so the compiler keeps it in
+// registers instead of reloading it after every store (the input bytes may
+// alias the object). Returns where it stopped: at the end, or at a byte it
+// leaves to feed()'s slower paths.
+size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) {
+    uint32_t w = word_, walnum = word_alnum_, p0 = prev_[0], p1 = prev_[1], tokens = tokens_;
+    unsigned wlen = word_len_;
+    uint8_t flags = word_flags_;
+    uint32_t bins[fingerprint_bins];
+    for (unsigned k = 0; k < fingerprint_bins; ++k) bins[k] = bins_[k];
+    auto push = [&](uint32_t token) {
+        if (tokens != UINT32_MAX) ++tokens;
+        if (tokens >= fingerprint_shingle_tokens) {
+            const uint64_t h = shingle_hash(p0, p1, token);
+            const unsigned bin = static_cast<unsigned>(h >> 60);
+            const uint32_t v = static_cast<uint32_t>(h) | 1u;
+            if (v > bins[bin]) bins[bin] = v;
+        }
+        p0 = p1;
+        p1 = token;
+    };
+    auto end_word = [&] {
+        if (wlen == 0) return;
+        push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
+        wlen = 0;
+    };
+    while (i < len) {
+        const uint8_t c = data[i];
+        const uint8_t cls = fast_class.cls[c];
+        if (cls == fc_alnum || cls == fc_digit) {
+            if (wlen == 0) {
+                w = seed_word;
+                flags = 0;
+            }
+            if (cls == fc_digit) flags |= w_digit;
+            w = step(w, fast_class.low[c]);
+            walnum = w;
+            if (wlen < 255) ++wlen;
+            ++i;
+        } else if (cls == fc_sep) {
+            end_word();
+            ++i;
+        } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
+            const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
+            if (!is_plain_cjk(cp)) break;
+            end_word();
+            push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            cp_ = cp;
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    word_ = w;
+    word_alnum_ = walnum;
+    word_len_ = static_cast<uint8_t>(wlen);
+    word_flags_ = flags;
+    prev_[0] = p0;
+    prev_[1] = p1;
+    tokens_ = tokens;
+    for (unsigned k = 0; k < fingerprint_bins; ++k) bins_[k] = bins[k];
+    return i;
+}
+
 // The common cases in a tight loop: in text mode, runs of ASCII letters and
 // digits, ASCII separators, and whole 3-byte UTF-8 sequences of kana and CJK
 // ideographs. Everything else (URLs, addresses, joiners, other code points,
@@ -357,6 +422,10 @@ void message_fingerprint::feed(const uint8_t* data, size_t len) {
         if (utf8_need_ != 0 || mode_ != mode::text) {
             byte(data[i++]);
             continue;
+        }
+        if (lead_done_ && (lead_count_ == 0 || tokens_ >= fingerprint_shingle_tokens - 1)) {
+            i = hot_loop(data, i, len);
+            if (i == len) break;
         }
         const uint8_t c = data[i];
         const uint8_t cls = fast_class.cls[c];
