@@ -80,7 +80,7 @@ constexpr bool is_separator(uint32_t cp) {
 }
 
 // What the feed() fast path does with an ASCII byte in text mode.
-enum : uint8_t { fc_other = 0, fc_alnum, fc_digit, fc_sep };
+enum : uint8_t { fc_other = 0, fc_alnum, fc_digit, fc_sep, fc_joiner };
 struct fast_class_table {
     uint8_t cls[256];
     uint8_t low[256];
@@ -91,7 +91,8 @@ struct fast_class_table {
             if (c >= 0x80) cls[c] = fc_other;  // UTF-8: the 3-byte fast path or byte()
             else if (is_digit(l)) cls[c] = fc_digit;
             else if (is_alpha(l)) cls[c] = fc_alnum;
-            else if (is_joiner(l) || l == '@' || l == ':') cls[c] = fc_other;  // depend on context: byte()
+            else if (is_joiner(l)) cls[c] = fc_joiner;  // the hot loop only; feed()'s other paths: byte()
+            else if (l == '@' || l == ':') cls[c] = fc_other;  // depend on context: byte()
             else cls[c] = fc_sep;
         }
     }
@@ -388,11 +389,27 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
         } else if (cls == fc_sep) {
             end_word();
             ++i;
+        } else if (cls == fc_joiner) {  // inside a word: part of it; elsewhere: nothing
+            if (wlen > 0) {
+                w = step(w, c);
+                if (wlen < 255) ++wlen;
+            }
+            ++i;
         } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
+            // As code_point() reads a 3-byte code point in text mode (never a word letter).
             const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
-            if (!is_plain_cjk(cp)) break;
-            end_word();
-            push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            if (is_plain_cjk(cp)) {
+                end_word();
+                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            } else if (cp >= 0xff01 && cp <= 0xff5e) {
+                break;  // full-width ASCII: read as ASCII, by code_point()
+            } else if (is_ignorable(cp)) {
+            } else if (is_separator(cp)) {
+                end_word();
+            } else {
+                end_word();
+                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            }
             cp_ = cp;
             i += 3;
         } else {
