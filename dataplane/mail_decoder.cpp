@@ -458,7 +458,8 @@ size_t mail_decoder::mid_line(io& x, const uint8_t* p, size_t i, size_t n) {
         // Quoted-printable and header lines need their line breaks one by one.
         const uint8_t* l = static_cast<const uint8_t*>(lf);
         const uint8_t* const e = p + n;
-        while (l + 1 < e && (!depth_ || l[1] != '-')) {
+        if (!depth_) l = static_cast<const uint8_t*>(memrchr(l, '\n', static_cast<size_t>(e - l)));  // the last one
+        while (depth_ && l + 1 < e && l[1] != '-') {
             l = static_cast<const uint8_t*>(std::memchr(l + 1, '\n', static_cast<size_t>(e - l - 1)));
             if (!l) break;
         }
