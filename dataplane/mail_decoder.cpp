@@ -295,7 +295,73 @@ const jis_table_t* build_jis_table(const iconv_names& names) {
     }
     return nullptr;
 }
+// Shift_JIS (CP932) and EUC-JP (EUC-JP-MS), stateless: a byte that is a character alone, and the
+// double-byte characters, as the charset's own converter converts each on its own. Anything the
+// table does not hold as one clean character (invalid or unusual sequences, a lead byte at the end
+// of a piece) is left to iconv, so the output is exactly iconv's. Shift_JIS: 95 KiB; EUC-JP reuses
+// the ISO-2022-JP table (its pair array stays untouched BSS). Shared read-only by every worker.
+struct mb_table_t {
+    mail_charset cs;
+    jis_utf8 single[256];        // jis_by_iconv: not a character alone
+    jis_utf8 pair[124 * 189];    // Shift_JIS: leads 0x81-0xfc x trails 0x40-0xfc (EUC-JP: jis_table_t)
+    const jis_table_t* euc;      // EUC-JP: JIS X 0208 / 0212 / kana, same converter
+};
+
+const mb_table_t* build_mb_table(mail_charset c, const jis_table_t* jis) {
+    static mb_table_t sjis_table, euc_table;
+    mb_table_t& t = c == mail_charset::sjis ? sjis_table : euc_table;
+    const iconv_names names = iconv_name(c);
+    for (const char* name : {names.first, names.second}) {
+        if (!name) continue;
+        const iconv_t cd = iconv_open("UTF-8", name);
+        if (cd == reinterpret_cast<iconv_t>(-1)) continue;
+        t.cs = c;
+        for (unsigned b = 0; b < 256; ++b) {
+            const uint8_t one[1] = {static_cast<uint8_t>(b)};
+            jis_fill(cd, one, 1, t.single[b]);
+            if (t.single[b].len == 0) t.single[b].len = jis_by_iconv;  // invalid alone: iconv decides
+        }
+        if (c == mail_charset::sjis) {
+            for (unsigned l = 0; l < 124; ++l)
+                for (unsigned r = 0; r < 189; ++r) {
+                    const uint8_t two[2] = {static_cast<uint8_t>(0x81 + l), static_cast<uint8_t>(0x40 + r)};
+                    jis_utf8& e = t.pair[l * 189 + r];
+                    jis_fill(cd, two, 2, e);
+                    if (e.len == 0) e.len = jis_by_iconv;
+                }
+        }
+        t.euc = jis;
+        iconv_close(cd);
+        return &t;
+    }
+    return nullptr;
+}
 }  // namespace
+
+const void* charset_converters::mb_table(mail_charset c) {
+    if (c == mail_charset::sjis) {
+        if (!sjis_tried_) {
+            sjis_tried_ = true;
+            if (get(c)) {
+                static const mb_table_t* shared = build_mb_table(c, nullptr);
+                sjis_ = shared;
+            }
+        }
+        return sjis_;
+    }
+    if (c == mail_charset::eucjp) {
+        if (!eucjp_tried_) {
+            eucjp_tried_ = true;
+            const auto* jis = static_cast<const jis_table_t*>(jis_table());
+            if (get(c) && jis) {
+                static const mb_table_t* shared = build_mb_table(c, jis);
+                eucjp_ = shared;
+            }
+        }
+        return eucjp_;
+    }
+    return nullptr;
+}
 
 const void* charset_converters::jis_table() {
     if (!jis_tried_) {
@@ -313,6 +379,8 @@ bool charset_converters::available(mail_charset c) {
     case mail_charset::raw:
     case mail_charset::utf8: return true;
     case mail_charset::jis: return get(mail_charset::eucjp) != nullptr && (jis_table(), true);
+    case mail_charset::sjis:
+    case mail_charset::eucjp: return get(c) != nullptr && (mb_table(c), true);
     default: return get(c) != nullptr;
     }
 }
@@ -1552,6 +1620,12 @@ void mail_decoder::iconv_convert(io& x, const uint8_t* p, size_t n) {
         }
     }
     if (!n) return;
+    if (const void* t = x.cv.mb_table(conv_.charset)) {
+        const size_t k = mb_table_run(x, t, p, n);
+        p += k;
+        n -= k;
+        if (!n) return;
+    }
     const size_t rest = iconv_run(x, cd, p, n);
     if (rest <= sizeof conv_.carry) {
         std::memcpy(conv_.carry, p + n - rest, rest);
@@ -1559,6 +1633,44 @@ void mail_decoder::iconv_convert(io& x, const uint8_t* p, size_t n) {
     } else {
         put(x, replacement, sizeof replacement);
     }
+}
+
+// Converts the whole, clean characters at the start of p by table; returns the bytes used. Stops at
+// the first byte the table leaves to iconv (which then goes on from there, as before).
+size_t mail_decoder::mb_table_run(io& x, const void* table, const uint8_t* p, size_t n) {
+    const auto& t = *static_cast<const mb_table_t*>(table);
+    size_t i = 0;
+    while (i < n) {
+        const uint8_t b = p[i];
+        const jis_utf8* e = &t.single[b];
+        size_t used = 1;
+        if (e->len == jis_by_iconv) {
+            if (i + 1 >= n) break;
+            const uint8_t b1 = p[i + 1];
+            if (t.cs == mail_charset::sjis) {
+                if (b < 0x81 || b > 0xfc || b1 < 0x40 || b1 > 0xfc) break;
+                e = &t.pair[(b - 0x81) * 189 + (b1 - 0x40)];
+                used = 2;
+            } else if (b >= 0xa1 && b <= 0xfe && b1 >= 0xa1 && b1 <= 0xfe) {
+                e = &t.euc->x0208[(b - 0xa1) * 94 + (b1 - 0xa1)];
+                used = 2;
+            } else if (b == 0x8e && b1 >= 0xa1 && b1 <= 0xdf) {
+                e = &t.euc->kana[b1 - 0xa1];
+                used = 2;
+            } else if (b == 0x8f && i + 2 < n && b1 >= 0xa1 && b1 <= 0xfe && p[i + 2] >= 0xa1 && p[i + 2] <= 0xfe) {
+                e = &t.euc->x0212[(b1 - 0xa1) * 94 + (p[i + 2] - 0xa1)];
+                used = 3;
+            } else {
+                break;
+            }
+            if (e->len == 0 || e->len == jis_by_iconv) break;  // invalid or unusual: iconv's business
+        }
+        if (x.cap() - x.out_len < 3) flush_out(x);
+        std::memcpy(x.out + x.out_len, e->b, 3);
+        x.out_len += e->len;
+        i += used;
+    }
+    return i;
 }
 
 // --- output ----------------------------------------------------------------------------------------

@@ -890,6 +890,50 @@ TEST(mail_decoder, iso2022jp_table_matches_iconv) {
     EXPECT_GT(want0208.size(), 3u * 8000);
 }
 
+// Shift_JIS and EUC-JP go through tables read once from their glibc converters (iconv for what
+// the tables leave): every character those converters accept, all in one body, decodes as iconv
+// converts the whole body, whole and in odd-sized pieces (characters split across them).
+TEST(mail_decoder, shift_jis_and_euc_jp_tables_match_iconv) {
+    for (const char* cs : {"CP932", "EUC-JP-MS"}) {
+        const iconv_t cd = iconv_open("UTF-8", cs);
+        ASSERT_NE(cd, reinterpret_cast<iconv_t>(-1)) << cs;
+        auto ok = [cd](std::string in) {
+            iconv(cd, nullptr, nullptr, nullptr, nullptr);
+            char out[16];
+            char* ip = in.data();
+            char* op = out;
+            size_t il = in.size(), ol = sizeof out;
+            return iconv(cd, &ip, &il, &op, &ol) != static_cast<size_t>(-1) && il == 0;
+        };
+        std::string text;
+        for (int b = 0; b < 256; ++b)
+            if (b != '\r' && b != '\n' && ok(std::string(1, static_cast<char>(b)))) text += static_cast<char>(b);
+        for (int a = 0x80; a < 256; ++a)
+            for (int b = 0x40; b < 256; ++b) {
+                const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+                if (!ok(std::string(1, static_cast<char>(a))) && ok(two)) text += two;
+            }
+        std::string want(text.size() * 3, '\0');
+        char* ip = text.data();
+        char* op = want.data();
+        size_t il = text.size(), ol = want.size();
+        iconv(cd, nullptr, nullptr, nullptr, nullptr);
+        ASSERT_NE(iconv(cd, &ip, &il, &op, &ol), static_cast<size_t>(-1)) << cs;
+        want.resize(want.size() - ol);
+        iconv_close(cd);
+        const std::string msg = std::string("Content-Type: text/plain; charset=") +
+                                (cs[0] == 'C' ? "shift_jis" : "euc-jp") + "\r\n\r\n" + text;
+        EXPECT_EQ(decode(msg, 1u << 22).body(), want) << cs;
+        std::vector<size_t> pieces;
+        for (size_t left = msg.size(), k = 1; left; k = k % 13 + 2) {
+            pieces.push_back(std::min(left, k));
+            left -= pieces.back();
+        }
+        EXPECT_EQ(decode(msg, pieces, 1u << 22).body(), want) << cs;
+        EXPECT_GT(want.size(), 3u * 7000) << cs;
+    }
+}
+
 TEST(mail_decoder, feed_after_finish_and_reuse) {
     mail_decoder d;
     recorder r;
