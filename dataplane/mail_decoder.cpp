@@ -125,6 +125,14 @@ struct base64_table {
 };
 constexpr base64_table b64;
 
+struct hex_table {
+    int8_t v[256];
+    constexpr hex_table() : v() {
+        for (int c = 0; c < 256; ++c) v[c] = is_hex(static_cast<uint8_t>(c)) ? static_cast<int8_t>(hex_value(static_cast<uint8_t>(c))) : -1;
+    }
+};
+constexpr hex_table hex_digit;
+
 constexpr uint8_t replacement[3] = {0xEF, 0xBF, 0xBD};  // U+FFFD
 constexpr uint8_t crlf[2] = {'\r', '\n'};
 constexpr uint8_t dashes[2] = {'-', '-'};
@@ -231,11 +239,148 @@ void* charset_converters::get(mail_charset c) {
     return cd_[i];
 }
 
+// Every JIS character ISO-2022-JP can name, as UTF-8, converted once by the same glibc converter
+// that converts EUC-JP (so the mapping is exactly iconv's): ISO-2022-JP then needs no iconv call per
+// character. 71 KiB, shared read-only by every worker.
+namespace {
+struct jis_utf8 {
+    uint8_t len;   // 0: not a character (U+FFFD); jis_by_iconv: iconv must convert it
+    uint8_t b[3];
+};
+constexpr uint8_t jis_by_iconv = 0xff;
+struct jis_table_t {
+    jis_utf8 x0208[94 * 94];  // [(row - 0x21) * 94 + cell - 0x21]
+    jis_utf8 x0212[94 * 94];
+    jis_utf8 kana[63];        // 0x21-0x5f
+};
+
+void jis_fill(iconv_t cd, const uint8_t* euc, size_t n, jis_utf8& e) {
+    iconv(cd, nullptr, nullptr, nullptr, nullptr);
+    char in[3], out[16];
+    std::memcpy(in, euc, n);
+    char* ip = in;
+    char* op = out;
+    size_t il = n, ol = sizeof out;
+    const size_t r = iconv(cd, &ip, &il, &op, &ol);
+    const size_t len = sizeof out - ol;
+    if (r != static_cast<size_t>(-1) && il == 0 && len >= 1 && len <= 3) {
+        e.len = static_cast<uint8_t>(len);
+        std::memcpy(e.b, out, len);
+    } else if (r == static_cast<size_t>(-1) && errno == EILSEQ && len == 0) {
+        e.len = 0;
+    } else {
+        e.len = jis_by_iconv;  // anything unusual: leave it to iconv, as before
+    }
+}
+
+const jis_table_t* build_jis_table(const iconv_names& names) {
+    static jis_table_t table;
+    for (const char* name : {names.first, names.second}) {
+        if (!name) continue;
+        const iconv_t cd = iconv_open("UTF-8", name);
+        if (cd == reinterpret_cast<iconv_t>(-1)) continue;
+        for (unsigned r = 0; r < 94; ++r)
+            for (unsigned c = 0; c < 94; ++c) {
+                const uint8_t two[2] = {static_cast<uint8_t>(0xa1 + r), static_cast<uint8_t>(0xa1 + c)};
+                const uint8_t three[3] = {0x8f, two[0], two[1]};
+                jis_fill(cd, two, 2, table.x0208[r * 94 + c]);
+                jis_fill(cd, three, 3, table.x0212[r * 94 + c]);
+            }
+        for (unsigned c = 0; c < 63; ++c) {
+            const uint8_t two[2] = {0x8e, static_cast<uint8_t>(0xa1 + c)};
+            jis_fill(cd, two, 2, table.kana[c]);
+        }
+        iconv_close(cd);
+        return &table;
+    }
+    return nullptr;
+}
+// Shift_JIS (CP932) and EUC-JP (EUC-JP-MS), stateless: a byte that is a character alone, and the
+// double-byte characters, as the charset's own converter converts each on its own. Anything the
+// table does not hold as one clean character (invalid or unusual sequences, a lead byte at the end
+// of a piece) is left to iconv, so the output is exactly iconv's. Shift_JIS: 95 KiB; EUC-JP reuses
+// the ISO-2022-JP table (its pair array stays untouched BSS). Shared read-only by every worker.
+struct mb_table_t {
+    mail_charset cs;
+    jis_utf8 single[256];        // jis_by_iconv: not a character alone
+    jis_utf8 pair[124 * 189];    // Shift_JIS: leads 0x81-0xfc x trails 0x40-0xfc (EUC-JP: jis_table_t)
+    const jis_table_t* euc;      // EUC-JP: JIS X 0208 / 0212 / kana, same converter
+};
+
+const mb_table_t* build_mb_table(mail_charset c, const jis_table_t* jis) {
+    static mb_table_t sjis_table, euc_table;
+    mb_table_t& t = c == mail_charset::sjis ? sjis_table : euc_table;
+    const iconv_names names = iconv_name(c);
+    for (const char* name : {names.first, names.second}) {
+        if (!name) continue;
+        const iconv_t cd = iconv_open("UTF-8", name);
+        if (cd == reinterpret_cast<iconv_t>(-1)) continue;
+        t.cs = c;
+        for (unsigned b = 0; b < 256; ++b) {
+            const uint8_t one[1] = {static_cast<uint8_t>(b)};
+            jis_fill(cd, one, 1, t.single[b]);
+            if (t.single[b].len == 0) t.single[b].len = jis_by_iconv;  // invalid alone: iconv decides
+        }
+        if (c == mail_charset::sjis) {
+            for (unsigned l = 0; l < 124; ++l)
+                for (unsigned r = 0; r < 189; ++r) {
+                    const uint8_t two[2] = {static_cast<uint8_t>(0x81 + l), static_cast<uint8_t>(0x40 + r)};
+                    jis_utf8& e = t.pair[l * 189 + r];
+                    jis_fill(cd, two, 2, e);
+                    if (e.len == 0) e.len = jis_by_iconv;
+                }
+        }
+        t.euc = jis;
+        iconv_close(cd);
+        return &t;
+    }
+    return nullptr;
+}
+}  // namespace
+
+const void* charset_converters::mb_table(mail_charset c) {
+    if (c == mail_charset::sjis) {
+        if (!sjis_tried_) {
+            sjis_tried_ = true;
+            if (get(c)) {
+                static const mb_table_t* shared = build_mb_table(c, nullptr);
+                sjis_ = shared;
+            }
+        }
+        return sjis_;
+    }
+    if (c == mail_charset::eucjp) {
+        if (!eucjp_tried_) {
+            eucjp_tried_ = true;
+            const auto* jis = static_cast<const jis_table_t*>(jis_table());
+            if (get(c) && jis) {
+                static const mb_table_t* shared = build_mb_table(c, jis);
+                eucjp_ = shared;
+            }
+        }
+        return eucjp_;
+    }
+    return nullptr;
+}
+
+const void* charset_converters::jis_table() {
+    if (!jis_tried_) {
+        jis_tried_ = true;
+        if (get(mail_charset::eucjp)) {
+            static const jis_table_t* shared = build_jis_table(iconv_name(mail_charset::eucjp));
+            jis_ = shared;
+        }
+    }
+    return jis_;
+}
+
 bool charset_converters::available(mail_charset c) {
     switch (c) {
     case mail_charset::raw:
     case mail_charset::utf8: return true;
-    case mail_charset::jis: return get(mail_charset::eucjp) != nullptr;
+    case mail_charset::jis: return get(mail_charset::eucjp) != nullptr && (jis_table(), true);
+    case mail_charset::sjis:
+    case mail_charset::eucjp: return get(c) != nullptr && (mb_table(c), true);
     default: return get(c) != nullptr;
     }
 }
@@ -381,7 +526,8 @@ size_t mail_decoder::mid_line(io& x, const uint8_t* p, size_t i, size_t n) {
         // Quoted-printable and header lines need their line breaks one by one.
         const uint8_t* l = static_cast<const uint8_t*>(lf);
         const uint8_t* const e = p + n;
-        while (l + 1 < e && (!depth_ || l[1] != '-')) {
+        if (!depth_) l = static_cast<const uint8_t*>(memrchr(l, '\n', static_cast<size_t>(e - l)));  // the last one
+        while (depth_ && l + 1 < e && l[1] != '-') {
             l = static_cast<const uint8_t*>(std::memchr(l + 1, '\n', static_cast<size_t>(e - l - 1)));
             if (!l) break;
         }
@@ -1092,6 +1238,33 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
         };
         size_t i = 0;
         while (i < n) {
+            if (xstate_ == qp::normal && qp_ws_n_ == 0) {
+                // Fast path: literal bytes and whole =XX escapes, straight into dec. Whitespace
+                // (held: it may be trailing), '=' without two hex digits in this piece, and
+                // everything after them go through the state machine below, byte by byte.
+                size_t d = x.dec_len;
+                while (i < n) {
+                    const uint8_t c = p[i];
+                    uint8_t b = c;
+                    if (c == '=') {
+                        if (i + 2 >= n || (hex_digit.v[p[i + 1]] | hex_digit.v[p[i + 2]]) < 0) break;
+                        b = static_cast<uint8_t>(hex_digit.v[p[i + 1]] << 4 | hex_digit.v[p[i + 2]]);
+                        i += 3;
+                    } else if (is_wsp(c)) {
+                        break;
+                    } else {
+                        ++i;
+                    }
+                    if (d == sizeof x.dec) {
+                        x.dec_len = d;
+                        dec_flush(x);
+                        d = x.dec_len;
+                    }
+                    x.dec[d++] = b;
+                }
+                x.dec_len = d;
+                if (i == n) break;
+            }
             const uint8_t c = p[i];
             switch (xstate_) {
             case qp::normal:
@@ -1235,8 +1408,28 @@ void mail_decoder::convert_end(io& x) {
 
 // ISO-2022-JP: ASCII runs are copied; double-byte characters are rewritten to EUC-JP (JIS X 0208
 // row/cell | 0x80, JIS X 0212 behind 0x8F, half-width kana behind 0x8E) and converted by iconv.
+// With the table (charset_converters::jis_table), characters go straight to UTF-8; without it, or
+// for a character the table leaves to iconv, through the EUC-JP buffer as described.
 void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
-    auto euc = [&x, this](uint8_t a, uint8_t b, uint8_t c, size_t k) {
+    const auto* table = static_cast<const jis_table_t*>(x.cv.jis_table());
+    auto euc = [&x, this, table](uint8_t a, uint8_t b, uint8_t c, size_t k) {
+        if (table) {
+            const jis_utf8& e = a == 0x8e   ? table->kana[b - 0xa1]
+                                : a == 0x8f ? table->x0212[(b - 0xa1) * 94 + (c - 0xa1)]
+                                            : table->x0208[(a - 0xa1) * 94 + (b - 0xa1)];
+            if (e.len != jis_by_iconv) {
+                euc_flush(x);
+                if (x.cap() - x.out_len < 3) flush_out(x);
+                if (e.len == 0) {
+                    std::memcpy(x.out + x.out_len, replacement, 3);
+                    x.out_len += 3;
+                } else {
+                    std::memcpy(x.out + x.out_len, e.b, 3);  // len <= 3; the rest is overwritten or unused
+                    x.out_len += e.len;
+                }
+                return;
+            }
+        }
         if (x.euc_len + 3 > sizeof x.euc) euc_flush(x);
         x.euc[x.euc_len] = a;
         x.euc[x.euc_len + 1] = b;
@@ -1245,6 +1438,23 @@ void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
     };
     size_t i = 0;
     while (i < n) {
+        if (table && conv_.mode == jm::x0208 && !conv_.esc && !conv_.lead && x.euc_len == 0) {
+            // Runs of whole JIS X 0208 characters.
+            while (i + 1 < n && p[i] - 0x21u < 0x5eu && p[i + 1] - 0x21u < 0x5eu) {
+                const jis_utf8& e = table->x0208[(p[i] - 0x21) * 94 + (p[i + 1] - 0x21)];
+                if (e.len == jis_by_iconv) break;
+                if (x.cap() - x.out_len < 3) flush_out(x);
+                if (e.len == 0) {
+                    std::memcpy(x.out + x.out_len, replacement, 3);
+                    x.out_len += 3;
+                } else {
+                    std::memcpy(x.out + x.out_len, e.b, 3);
+                    x.out_len += e.len;
+                }
+                i += 2;
+            }
+            if (i == n) break;
+        }
         if (conv_.esc) {
             bool consumed = true;
             jis_escape(x, p[i], consumed);
@@ -1410,6 +1620,12 @@ void mail_decoder::iconv_convert(io& x, const uint8_t* p, size_t n) {
         }
     }
     if (!n) return;
+    if (const void* t = x.cv.mb_table(conv_.charset)) {
+        const size_t k = mb_table_run(x, t, p, n);
+        p += k;
+        n -= k;
+        if (!n) return;
+    }
     const size_t rest = iconv_run(x, cd, p, n);
     if (rest <= sizeof conv_.carry) {
         std::memcpy(conv_.carry, p + n - rest, rest);
@@ -1417,6 +1633,44 @@ void mail_decoder::iconv_convert(io& x, const uint8_t* p, size_t n) {
     } else {
         put(x, replacement, sizeof replacement);
     }
+}
+
+// Converts the whole, clean characters at the start of p by table; returns the bytes used. Stops at
+// the first byte the table leaves to iconv (which then goes on from there, as before).
+size_t mail_decoder::mb_table_run(io& x, const void* table, const uint8_t* p, size_t n) {
+    const auto& t = *static_cast<const mb_table_t*>(table);
+    size_t i = 0;
+    while (i < n) {
+        const uint8_t b = p[i];
+        const jis_utf8* e = &t.single[b];
+        size_t used = 1;
+        if (e->len == jis_by_iconv) {
+            if (i + 1 >= n) break;
+            const uint8_t b1 = p[i + 1];
+            if (t.cs == mail_charset::sjis) {
+                if (b < 0x81 || b > 0xfc || b1 < 0x40 || b1 > 0xfc) break;
+                e = &t.pair[(b - 0x81) * 189 + (b1 - 0x40)];
+                used = 2;
+            } else if (b >= 0xa1 && b <= 0xfe && b1 >= 0xa1 && b1 <= 0xfe) {
+                e = &t.euc->x0208[(b - 0xa1) * 94 + (b1 - 0xa1)];
+                used = 2;
+            } else if (b == 0x8e && b1 >= 0xa1 && b1 <= 0xdf) {
+                e = &t.euc->kana[b1 - 0xa1];
+                used = 2;
+            } else if (b == 0x8f && i + 2 < n && b1 >= 0xa1 && b1 <= 0xfe && p[i + 2] >= 0xa1 && p[i + 2] <= 0xfe) {
+                e = &t.euc->x0212[(b1 - 0xa1) * 94 + (p[i + 2] - 0xa1)];
+                used = 3;
+            } else {
+                break;
+            }
+            if (e->len == 0 || e->len == jis_by_iconv) break;  // invalid or unusual: iconv's business
+        }
+        if (x.cap() - x.out_len < 3) flush_out(x);
+        std::memcpy(x.out + x.out_len, e->b, 3);
+        x.out_len += e->len;
+        i += used;
+    }
+    return i;
 }
 
 // --- output ----------------------------------------------------------------------------------------

@@ -79,11 +79,38 @@ constexpr bool is_separator(uint32_t cp) {
            cp == 0xff00 || (cp >= 0xff5f && cp <= 0xff65);  // full-width brackets, half-width punctuation
 }
 
-}  // namespace
+// What the feed() fast path does with an ASCII byte in text mode.
+enum : uint8_t { fc_other = 0, fc_alnum, fc_digit, fc_sep, fc_joiner };
+struct fast_class_table {
+    uint8_t cls[256];
+    uint8_t low[256];
+    constexpr fast_class_table() : cls(), low() {
+        for (int c = 0; c < 256; ++c) {
+            low[c] = lower(static_cast<uint8_t>(c));
+            const uint8_t l = low[c];
+            if (c >= 0x80) cls[c] = fc_other;  // UTF-8: the 3-byte fast path or byte()
+            else if (is_digit(l)) cls[c] = fc_digit;
+            else if (is_alpha(l)) cls[c] = fc_alnum;
+            else if (is_joiner(l)) cls[c] = fc_joiner;  // the hot loop only; feed()'s other paths: byte()
+            else if (l == '@' || l == ':') cls[c] = fc_other;  // depend on context: byte()
+            else cls[c] = fc_sep;
+        }
+    }
+};
+constexpr fast_class_table fast_class;
 
-void message_fingerprint::feed(const uint8_t* data, size_t len) {
-    for (size_t i = 0; i < len; ++i) byte(data[i]);
+// Code points that are one token each whatever their neighbours (kana and
+// CJK ideographs): not ignorable, not word letters, not separators.
+constexpr bool is_plain_cjk(uint32_t cp) { return cp >= 0x3040 && cp < 0xa000 && cp != 0x30fb; }
+constexpr bool plain_cjk_checked() {
+    for (uint32_t cp = 0x3040; cp < 0xa000; ++cp)
+        if (cp != 0x30fb && (is_separator(cp) || is_ignorable(cp) || is_word_letter(cp) || (cp >= 0xff01 && cp <= 0xff5e)))
+            return false;
+    return true;
 }
+static_assert(plain_cjk_checked());
+
+}  // namespace
 
 void message_fingerprint::byte(uint8_t c) {
     if (utf8_need_) {
@@ -224,7 +251,7 @@ void message_fingerprint::ascii(uint8_t c) {
     }
 }
 
-void message_fingerprint::end_word() {
+[[gnu::always_inline]] inline void message_fingerprint::end_word() {
     if (word_len_ == 0) return;
     const uint32_t token = (word_flags_ & w_digit) ? token_number : word_len_ > max_word_bytes ? token_long : word_alnum_;
     word_len_ = 0;
@@ -240,7 +267,7 @@ void message_fingerprint::end_host() {
 
 // The first line's tokens wait in lead_ until it ends (a greeting: dropped) or
 // grows too long for one (text: shingled).
-void message_fingerprint::emit(uint32_t token) {
+[[gnu::always_inline]] inline void message_fingerprint::emit(uint32_t token) {
     if (!lead_done_) {
         if (lead_count_ < fingerprint_lead_tokens) {
             lead_[lead_count_++] = token;
@@ -261,7 +288,7 @@ void message_fingerprint::line_end() {
     lead_done_ = true;
 }
 
-void message_fingerprint::shingle(uint32_t token) {
+[[gnu::always_inline]] inline void message_fingerprint::shingle(uint32_t token) {
     if (lead_count_ > 0 && tokens_ < fingerprint_shingle_tokens - 1) head_[tokens_] = token;
     if (tokens_ != UINT32_MAX) ++tokens_;
     if (tokens_ >= fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token));
@@ -288,7 +315,7 @@ void message_fingerprint::restore_lead() {
     lead_count_ = 0;
 }
 
-void message_fingerprint::add_shingle(uint64_t h) {
+[[gnu::always_inline]] inline void message_fingerprint::add_shingle(uint64_t h) {
     const unsigned bin = static_cast<unsigned>(h >> 60);
     static_assert(fingerprint_bins == 16);
     const uint32_t v = static_cast<uint32_t>(h) | 1u;  // never 0: 0 is an empty bin
@@ -317,6 +344,151 @@ void message_fingerprint::flush() {
         restore_lead();
     }
     if (tokens_ > 0 && tokens_ < fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token_end));
+}
+
+// The fast path once the first line is settled (every token is shingled at
+// once): the state it touches lives in locals, so the compiler keeps it in
+// registers instead of reloading it after every store (the input bytes may
+// alias the object). Returns where it stopped: at the end, or at a byte it
+// leaves to feed()'s slower paths.
+size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) {
+    uint32_t w = word_, walnum = word_alnum_, p0 = prev_[0], p1 = prev_[1], tokens = tokens_;
+    unsigned wlen = word_len_;
+    uint8_t flags = word_flags_;
+    uint32_t bins[fingerprint_bins];
+    for (unsigned k = 0; k < fingerprint_bins; ++k) bins[k] = bins_[k];
+    auto push = [&](uint32_t token) {
+        if (tokens != UINT32_MAX) ++tokens;
+        if (tokens >= fingerprint_shingle_tokens) {
+            const uint64_t h = shingle_hash(p0, p1, token);
+            const unsigned bin = static_cast<unsigned>(h >> 60);
+            const uint32_t v = static_cast<uint32_t>(h) | 1u;
+            if (v > bins[bin]) bins[bin] = v;
+        }
+        p0 = p1;
+        p1 = token;
+    };
+    auto end_word = [&] {
+        if (wlen == 0) return;
+        push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
+        wlen = 0;
+    };
+    while (i < len) {
+        const uint8_t c = data[i];
+        const uint8_t cls = fast_class.cls[c];
+        if (cls == fc_alnum || cls == fc_digit) {
+            if (wlen == 0) {
+                w = seed_word;
+                flags = 0;
+            }
+            if (cls == fc_digit) flags |= w_digit;
+            w = step(w, fast_class.low[c]);
+            walnum = w;
+            if (wlen < 255) ++wlen;
+            ++i;
+        } else if (cls == fc_sep) {
+            end_word();
+            ++i;
+        } else if (cls == fc_joiner) {  // inside a word: part of it; elsewhere: nothing
+            if (wlen > 0) {
+                w = step(w, c);
+                if (wlen < 255) ++wlen;
+            }
+            ++i;
+        } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
+            // As code_point() reads a 3-byte code point in text mode (never a word letter).
+            const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
+            if (is_plain_cjk(cp)) {
+                end_word();
+                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            } else if (cp >= 0xff01 && cp <= 0xff5e) {
+                break;  // full-width ASCII: read as ASCII, by code_point()
+            } else if (is_ignorable(cp)) {
+            } else if (is_separator(cp)) {
+                end_word();
+            } else {
+                end_word();
+                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            }
+            cp_ = cp;
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    word_ = w;
+    word_alnum_ = walnum;
+    word_len_ = static_cast<uint8_t>(wlen);
+    word_flags_ = flags;
+    prev_[0] = p0;
+    prev_[1] = p1;
+    tokens_ = tokens;
+    for (unsigned k = 0; k < fingerprint_bins; ++k) bins_[k] = bins[k];
+    return i;
+}
+
+// The common cases in a tight loop: in text mode, runs of ASCII letters and
+// digits, ASCII separators, and whole 3-byte UTF-8 sequences of kana and CJK
+// ideographs. Everything else (URLs, addresses, joiners, other code points,
+// sequences split across pieces, invalid UTF-8) goes byte by byte through
+// byte(). Both read the same: the result does not depend on the path (tests
+// compare a whole feed with a byte-by-byte one).
+void message_fingerprint::feed(const uint8_t* data, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        if (utf8_need_ != 0 || mode_ != mode::text) {
+            byte(data[i++]);
+            continue;
+        }
+        if (lead_done_ && (lead_count_ == 0 || tokens_ >= fingerprint_shingle_tokens - 1)) {
+            i = hot_loop(data, i, len);
+            if (i == len) break;
+        }
+        const uint8_t c = data[i];
+        const uint8_t cls = fast_class.cls[c];
+        if (cls == fc_alnum || cls == fc_digit) {
+            uint32_t w = word_;
+            uint8_t flags = word_flags_;
+            unsigned n = word_len_;
+            if (n == 0) {
+                w = seed_word;
+                flags = 0;
+            }
+            size_t j = i;
+            do {
+                const uint8_t b = data[j];
+                if (fast_class.cls[b] == fc_digit) flags |= w_digit;
+                w = step(w, fast_class.low[b]);
+                ++n;
+                ++j;
+            } while (j < len && static_cast<unsigned>(fast_class.cls[data[j]] - fc_alnum) < 2u);
+            word_ = word_alnum_ = w;
+            word_flags_ = flags;
+            word_len_ = static_cast<uint8_t>(n < 255 ? n : 255);
+            i = j;
+            continue;
+        }
+        if (cls == fc_sep) {
+            end_word();
+            if (c == '\n') line_end();
+            ++i;
+            continue;
+        }
+        if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
+            const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
+            cp_ = cp;
+            i += 3;
+            if (is_plain_cjk(cp)) {
+                end_word();
+                emit(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+            } else {
+                code_point(cp);
+            }
+            continue;
+        }
+        byte(c);
+        ++i;
+    }
 }
 
 message_signature message_fingerprint::signature() const {

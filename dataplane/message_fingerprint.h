@@ -122,6 +122,7 @@ private:
     };
     static constexpr uint8_t w_digit = 1, w_in_digits = 2, w_scheme = 4;
 
+    size_t hot_loop(const uint8_t* data, size_t i, size_t len);
     void byte(uint8_t c);
     void code_point(uint32_t cp);
     void ascii(uint8_t c);

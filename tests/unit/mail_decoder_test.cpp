@@ -813,6 +813,127 @@ TEST(mail_decoder, random_bytes_never_crash) {
     }
 }
 
+// The body decoders' fast paths (whole base64 quads, whole =XX escapes, runs of
+// ISO-2022-JP / Shift_JIS / EUC-JP characters) against the byte-at-a-time path:
+// random bodies of each transfer encoding and Japanese charset, valid and not,
+// decode the same whole, byte by byte and in random pieces.
+TEST(mail_decoder, random_bodies_fast_and_bytewise_agree) {
+    std::mt19937 rng(77);
+    const std::vector<std::string> qp_tokens = {
+        "abc", " ", "\t", "  \t", "=", "=3D", "=E3=81=82", "=e3=81=82", "=ZZ", "=4", "=\r\n", " =\r\n", "\r\n", " \r\n",
+        "\n", "x=", "==", "=20", "=0D=0A", "\xe6\x97\xa5", "\x1b$B", "\x1b(B", "F|K\\", "%F", "\x82\xa0", "\xa4\xa2",
+        "\x8f\xb0\xa1", "\x8e\xb1"};
+    const std::vector<std::string> raw_tokens = {
+        "abc ", "\r\n", "\x1b$B", "\x1b$@", "\x1b(B", "\x1b(J", "\x1b(I", "\x1b$(D", "\x1b$(Q", "\x1b", "\x1b$", "$B",
+        "F|K\\8l", "%\"%K", "!!", "-!", "y!", "1", "\x7f", "\x0e", "\x82\xa0", "\x88\x9f", "\x81", "\xfc\xfc", "\xa0",
+        "\xa4\xa2", "\xb0\xa1", "\x8e\xb1", "\x8f\xb0\xa1", "\x8f", "\xad\xa1", "\xf5\xa1", "\xe6\x97\xa5", "\xff"};
+    const std::vector<std::string> charsets = {"iso-2022-jp", "shift_jis", "euc-jp", "utf-8", "us-ascii"};
+    const std::vector<std::string> ctes = {"quoted-printable", "base64", "8bit"};
+    for (int iter = 0; iter < 1500; ++iter) {
+        const std::string& cte = ctes[rng() % ctes.size()];
+        std::string raw;
+        for (int n = static_cast<int>(rng() % 80); n > 0; --n) {
+            const auto& toks = cte == "quoted-printable" ? qp_tokens : raw_tokens;
+            raw += rng() % 7 == 0 ? std::string(1, static_cast<char>(rng())) : toks[rng() % toks.size()];
+        }
+        const std::string body = cte == "base64" ? base64_lines(raw) + (rng() % 3 == 0 ? "!=QQ" : "") : raw;
+        const std::string msg = "Content-Type: text/plain; charset=" + charsets[rng() % charsets.size()] +
+                                "\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + body;
+        std::vector<size_t> pieces;
+        for (size_t left = msg.size(); left;) {
+            const size_t n = std::min<size_t>(left, 1 + rng() % (rng() % 2 ? 5 : 200));
+            pieces.push_back(n);
+            left -= n;
+        }
+        const result whole = decode(msg);
+        ASSERT_EQ(decode(msg, pieces), whole) << testing::PrintToString(msg);
+        ASSERT_EQ(decode_bytewise(msg), whole) << testing::PrintToString(msg);
+    }
+}
+
+// ISO-2022-JP is converted through a table read once from glibc's EUC-JP-MS converter: every
+// JIS X 0208 and JIS X 0212 code and every half-width kana decodes as that converter converts
+// the character's EUC-JP form on its own (U+FFFD where it has none).
+TEST(mail_decoder, iso2022jp_table_matches_iconv) {
+    const iconv_t cd = iconv_open("UTF-8", "EUC-JP-MS");
+    ASSERT_NE(cd, reinterpret_cast<iconv_t>(-1));
+    auto one = [cd](std::string euc) {
+        iconv(cd, nullptr, nullptr, nullptr, nullptr);
+        char out[16];
+        char* in = euc.data();
+        char* o = out;
+        size_t il = euc.size(), ol = sizeof out;
+        if (iconv(cd, &in, &il, &o, &ol) == static_cast<size_t>(-1) || il != 0) return std::string("\uFFFD");
+        return std::string(out, sizeof out - ol);
+    };
+    std::string jis0208 = "\x1b$B", want0208, jis0212 = "\x1b$(D", want0212, kana = "\x1b(I", wantkana;
+    for (int r = 0x21; r <= 0x7e; ++r)
+        for (int c = 0x21; c <= 0x7e; ++c) {
+            const std::string rc = {static_cast<char>(r), static_cast<char>(c)};
+            const std::string euc = {static_cast<char>(r | 0x80), static_cast<char>(c | 0x80)};
+            jis0208 += rc;
+            want0208 += one(euc);
+            jis0212 += rc;
+            want0212 += one("\x8f" + euc);
+        }
+    for (int c = 0x21; c <= 0x5f; ++c) {
+        kana += static_cast<char>(c);
+        wantkana += one({'\x8e', static_cast<char>(c | 0x80)});
+    }
+    iconv_close(cd);
+    auto body = [](const std::string& text) {
+        return decode("Content-Type: text/plain; charset=iso-2022-jp\r\n\r\n" + text + "\x1b(B", 1u << 20).body();
+    };
+    EXPECT_EQ(body(jis0208), want0208);
+    EXPECT_EQ(body(jis0212), want0212);
+    EXPECT_EQ(body(kana), wantkana);
+    EXPECT_GT(want0208.size(), 3u * 8000);
+}
+
+// Shift_JIS and EUC-JP go through tables read once from their glibc converters (iconv for what
+// the tables leave): every character those converters accept, all in one body, decodes as iconv
+// converts the whole body, whole and in odd-sized pieces (characters split across them).
+TEST(mail_decoder, shift_jis_and_euc_jp_tables_match_iconv) {
+    for (const char* cs : {"CP932", "EUC-JP-MS"}) {
+        const iconv_t cd = iconv_open("UTF-8", cs);
+        ASSERT_NE(cd, reinterpret_cast<iconv_t>(-1)) << cs;
+        auto ok = [cd](std::string in) {
+            iconv(cd, nullptr, nullptr, nullptr, nullptr);
+            char out[16];
+            char* ip = in.data();
+            char* op = out;
+            size_t il = in.size(), ol = sizeof out;
+            return iconv(cd, &ip, &il, &op, &ol) != static_cast<size_t>(-1) && il == 0;
+        };
+        std::string text;
+        for (int b = 0; b < 256; ++b)
+            if (b != '\r' && b != '\n' && ok(std::string(1, static_cast<char>(b)))) text += static_cast<char>(b);
+        for (int a = 0x80; a < 256; ++a)
+            for (int b = 0x40; b < 256; ++b) {
+                const std::string two = {static_cast<char>(a), static_cast<char>(b)};
+                if (!ok(std::string(1, static_cast<char>(a))) && ok(two)) text += two;
+            }
+        std::string want(text.size() * 3, '\0');
+        char* ip = text.data();
+        char* op = want.data();
+        size_t il = text.size(), ol = want.size();
+        iconv(cd, nullptr, nullptr, nullptr, nullptr);
+        ASSERT_NE(iconv(cd, &ip, &il, &op, &ol), static_cast<size_t>(-1)) << cs;
+        want.resize(want.size() - ol);
+        iconv_close(cd);
+        const std::string msg = std::string("Content-Type: text/plain; charset=") +
+                                (cs[0] == 'C' ? "shift_jis" : "euc-jp") + "\r\n\r\n" + text;
+        EXPECT_EQ(decode(msg, 1u << 22).body(), want) << cs;
+        std::vector<size_t> pieces;
+        for (size_t left = msg.size(), k = 1; left; k = k % 13 + 2) {
+            pieces.push_back(std::min(left, k));
+            left -= pieces.back();
+        }
+        EXPECT_EQ(decode(msg, pieces, 1u << 22).body(), want) << cs;
+        EXPECT_GT(want.size(), 3u * 7000) << cs;
+    }
+}
+
 TEST(mail_decoder, feed_after_finish_and_reuse) {
     mail_decoder d;
     recorder r;

@@ -138,6 +138,37 @@ TEST(message_fingerprint, same_at_every_split) {
     EXPECT_EQ(bytewise.tokens(), whole.tokens());
 }
 
+// feed() reads common text in a fast loop and the rest byte by byte: random
+// mixes of every kind of token read the same whole, byte by byte and in
+// random pieces.
+TEST(message_fingerprint, fast_path_reads_like_bytewise) {
+    const std::vector<std::string> parts = {
+        "Hello", "WORLD", "a1b2", "1,000", "e-mail", "end.", " ", "  ", "\r\n", "\n", "\t", "!", "?", ":", "@",
+        "user@Example.COM", "http://Host42.example.jp/path?q=1#x", "https://a.b/", "http:", "https:/x", "mailto:x",
+        "\u3053\u3093\u306b\u3061\u306f", "\u4f1a\u8b70", "\u30fb", "\u3001\u3002", "\uff21\uff42\uff11", "\u200b",
+        "caf\u00e9", "\u0410\u0411", "\U0001F600", "\xe3\x81", "\xff", "\x80", "\xed\xa0\x80", "\xef\xbf\xbd",
+        "\uac00", "\u00ad", "x'y", "a+b%", "__", "...", std::string(50, 'z'), "\u3000"};
+    std::mt19937_64 rng(11);
+    for (int round = 0; round < 300; ++round) {
+        std::string m;
+        const size_t n = rng() % 200;
+        for (size_t k = 0; k < n; ++k) m += parts[rng() % parts.size()];
+        const message_fingerprint whole = of(m);
+        message_fingerprint bytewise, pieces;
+        for (char c : m) bytewise.feed(std::string_view(&c, 1));
+        for (size_t i = 0; i < m.size();) {
+            const size_t k = std::min<size_t>(1 + rng() % 9, m.size() - i);
+            pieces.feed(std::string_view(m).substr(i, k));
+            i += k;
+        }
+        for (const message_fingerprint* f : {&bytewise, &pieces}) {
+            ASSERT_EQ(f->tokens(), whole.tokens()) << m;
+            ASSERT_EQ(f->fingerprint(), whole.fingerprint()) << m;
+            ASSERT_EQ(matching_bins(f->signature(), whole.signature()), whole.signature().empty() ? 0u : fingerprint_bins) << m;
+        }
+    }
+}
+
 TEST(message_fingerprint, reading_does_not_disturb_feeding) {
     const std::string m = personalised("Taro", "Xy7Q2", "12345", "2024-05-01", "taro");
     message_fingerprint f;
