@@ -438,7 +438,9 @@ api_response control_api::report(const api_request& r) {
         std::ostringstream o;
         o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,first_seen,last_seen\n";
         for (const auto& [addr, rw] : rows) {
-            auto get = [&](const char* k) { auto it = rw.by_type.find(k); return it == rw.by_type.end() ? 0 : it->second; };
+            // A plain reference to capture: clang 14 cannot capture structured bindings (P1091R3, clang 16).
+            const row& r = rw;
+            auto get = [&r](const char* k) { auto it = r.by_type.find(k); return it == r.by_type.end() ? 0 : it->second; };
             o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
               << get("limit_exceeded") << "," << get("account_suspended") << "," << rw.first << "," << rw.last << "\n";
         }
