@@ -13,7 +13,7 @@ namespace {
 
 using nlohmann::json;
 
-api_response error(int status, const std::string& message) { return {status, json{{"error", message}}.dump()}; }
+api_response error(int status, const std::string& message) { return api_error(status, message); }
 
 std::string arg(const api_request& r, const std::string& key, const std::string& fallback = "") {
     auto it = r.query.find(key);
@@ -90,6 +90,10 @@ std::optional<ip_prefix> prefix_value(const std::string& text, const std::string
 }
 
 }  // namespace
+
+std::string api_json_text(const nlohmann::json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+api_response api_error(int status, const std::string& message) { return {status, api_json_text(json{{"error", message}})}; }
 
 const char* to_string(api_endpoint e) {
     switch (e) {

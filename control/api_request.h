@@ -7,6 +7,8 @@
 // feeds untrusted requests to.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +64,13 @@ struct api_command {
     uint64_t window_ns = 0;            // top
     std::string by = "events";         // top: events, op25b_block, limit_exceeded, account_suspended, score
 };
+
+// The JSON text the API sends: bytes that are not UTF-8 (a client's path or argument echoed in an
+// error, a policy's comments) become U+FFFD, where nlohmann::json's dump() would throw and turn a
+// 400/404 into a 500.
+std::string api_json_text(const nlohmann::json& j);
+// {"error": message} with `status`.
+api_response api_error(int status, const std::string& message);
 
 // Validates `r` for its endpoint at time `now` (Unix seconds, the default of
 // whois' `at` and report's `until`). Returns the command, or the error

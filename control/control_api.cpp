@@ -22,8 +22,8 @@ namespace {
 
 using nlohmann::json;
 
-api_response ok(const json& j) { return {200, j.dump()}; }
-api_response error(int status, const std::string& message) { return {status, json{{"error", message}}.dump()}; }
+api_response ok(const json& j) { return {200, api_json_text(j)}; }
+api_response error(int status, const std::string& message) { return api_error(status, message); }
 
 
 json prefix_diff(const std::vector<ip_prefix>& before, const std::vector<ip_prefix>& after) {
@@ -120,7 +120,7 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     const policy next = load_policy_text(text, source);
     const auto t0 = std::chrono::steady_clock::now();
     applied a{};
-    a.diff_json = policy_diff(ctx_.gw->active_policy(), next).dump();
+    a.diff_json = api_json_text(policy_diff(ctx_.gw->active_policy(), next));
     if (dry_run) {
         // Compile into a throwaway snapshot: proves the tables can be built.
         // Table names carry the generation and DPDK bounds names to 32 bytes:
@@ -201,7 +201,7 @@ api_response control_api::policy_apply(const api_command& c, const std::string& 
         return ok({{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
                    {"diff", json::parse(a.diff_json)}});
     } catch (const policy_error& e) {
-        return {422, json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}}.dump()};
+        return {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }

@@ -102,5 +102,16 @@ TEST(api_request, bodies) {
     EXPECT_TRUE(accepted(req("POST", "/v1/policy", {{"dry_run", "true"}}, "version: 1\n")).dry_run);
 }
 
+// Found by the control_api fuzz target: a path or argument that is not UTF-8, echoed in the error
+// message, made nlohmann::json's dump() throw, so the daemon answered 500 instead of 404/400.
+TEST(api_request, error_bodies_are_json_whatever_the_bytes) {
+    const auto [status, message] = refused(req("POST", "/v1/bind\xff\xfeings"));
+    EXPECT_EQ(status, 404);
+    EXPECT_EQ(message, "no endpoint POST /v1/bind\xef\xbf\xbd\xef\xbf\xbdings (see docs/api.md)");
+    EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "\xc3"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "1\x80h"}})).first, 400);
+    EXPECT_EQ(api_json_text(nlohmann::json{{"text", "# comment \xe3\x81\n"}}), "{\"text\":\"# comment \xef\xbf\xbd\\n\"}");
+}
+
 }  // namespace
 }  // namespace sekisho
