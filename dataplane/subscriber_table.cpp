@@ -1,36 +1,14 @@
 #include "subscriber_table.h"
 
+#include "key_hash.h"
+
 #include <rte_errno.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 
 #include <stdexcept>
 #include <string>
 
 namespace sekisho {
-
-uint32_t subscriber_key_hash(const void* key, uint32_t length, uint32_t init) {
-    const auto* p = static_cast<const uint8_t*>(key);
-    for (; length >= 8; p += 8, length -= 8) {
-        uint64_t v;
-        std::memcpy(&v, p, 8);
-        init = rte_hash_crc_8byte(v, init);
-    }
-    if (length & 4) {
-        uint32_t v;
-        std::memcpy(&v, p, 4);
-        init = rte_hash_crc_4byte(v, init);
-        p += 4;
-    }
-    if (length & 2) {
-        uint16_t v;
-        std::memcpy(&v, p, 2);
-        init = rte_hash_crc_2byte(v, init);
-        p += 2;
-    }
-    if (length & 1) init = rte_hash_crc_1byte(*p, init);
-    return init;
-}
 
 subscriber_key subscriber_key::v4(uint32_t a) {
     subscriber_key k;
@@ -60,7 +38,7 @@ subscriber_table::subscriber_table(const char* name, uint32_t capacity, rte_rcu_
     // rte_hash needs headroom: cuckoo displacement fails well before 100% load.
     params.entries = capacity + capacity / 4 + 64;
     params.key_len = sizeof(subscriber_key);
-    params.hash_func = subscriber_key_hash;   // rte_hash_crc() itself loads misaligned keys (UB)
+    params.hash_func = key_hash_crc;   // not rte_hash_crc: it loads misaligned keys (key_hash.h)
     params.socket_id = SOCKET_ID_ANY;
     params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
     hash_ = rte_hash_create(&params);

@@ -34,11 +34,6 @@ struct subscriber_key {
 };
 static_assert(sizeof(subscriber_key) == 20);
 
-// The table's hash: CRC32-C exactly as rte_hash_crc() computes it, but with memcpy
-// loads, so defined for a key at any address (subscriber_key has alignment 1;
-// rte_hash_crc() dereferences it as uint64_t*, a misaligned load UBSan reports).
-uint32_t subscriber_key_hash(const void* key, uint32_t length, uint32_t init);
-
 class subscriber_table {
 public:
     subscriber_table(const char* name, uint32_t capacity, rte_rcu_qsbr* qsbr);
