@@ -76,7 +76,7 @@ def packets():
 
 # ---------------------------------------------------------------- smtp_session
 def smtp_records(steps, implicit_tls=False):
-    """steps: ("C"|"S", bytes); each as records of <= 127 bytes (header = len << 1 | dir)."""
+    """steps: ("C"|"S", bytes); each as records of <= 126 bytes (header = len << 1 | dir; 0xfe is a gap)."""
     out = bytearray([1 if implicit_tls else 0])
     for d, data in steps:
         if d == "GAP":
@@ -84,8 +84,8 @@ def smtp_records(steps, implicit_tls=False):
             continue
         data = data.encode() if isinstance(data, str) else data
         bit = 0 if d == "C" else 1
-        for i in range(0, max(len(data), 1), 127):
-            chunk = data[i:i + 127]
+        for i in range(0, max(len(data), 1), 126):
+            chunk = data[i:i + 126]
             out.append(len(chunk) << 1 | bit)
             out += chunk
     return bytes(out)

@@ -4,7 +4,7 @@
 //
 // Input: byte 0 picks implicit TLS (bit 0); then records of one header byte
 // (bit 0: 0 = client->server, 1 = server->client; bits 1-7: length 0..127;
-// a header of 0xfe marks a gap instead) followed by that many bytes, fed as
+// except 0xfe, which marks a gap instead: client records are 0..126 bytes) followed by that many bytes, fed as
 // one segment. The last record may be short. Invariants: the return offset,
 // the observer contract (no empty content, content only after a message start
 // and before its end, the user name bound), counters that only grow and agree.
