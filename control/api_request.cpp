@@ -34,7 +34,9 @@ std::optional<json> body_json(const api_request& r, std::string& why) {
             return std::nullopt;
         }
         return j;
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and also out_of_range for a number beyond a double (1e999): both are the
+        // client's body, not a server failure.
         why = std::string("the body is not JSON: ") + e.what();
         return std::nullopt;
     }
