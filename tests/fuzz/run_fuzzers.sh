@@ -6,8 +6,8 @@
 # SECONDS per target: the argument, else $FUZZ_SECONDS, else 60. BUILD_DIR: the
 # argument, else $FUZZ_BUILD, else build-fuzz. Targets run one after the other
 # (the machine has 2 cores), each from a working corpus in
-# BUILD_DIR/fuzz-corpus/<target> seeded from tests/fuzz/corpus/<target> (the
-# source tree is never written), with tests/fuzz/dict/<target>.dict if present.
+# BUILD_DIR/fuzz-corpus/<target> seeded from tests/fuzz/corpus/<target> and
+# tests/fuzz/regressions/<target> (the source tree is never written), with tests/fuzz/dict/<target>.dict if present.
 #
 # Prints one parseable line per target and a closing line:
 #   fuzz: target=NAME result=pass|fail execs=N seconds=S execs_per_sec=R corpus=N new_units=N peak_rss_mb=N
@@ -52,7 +52,9 @@ for t in "${targets[@]}"; do
         -artifact_prefix="$artifacts/" -max_len=8192)
   [ -f "tests/fuzz/dict/$t.dict" ] && args+=(-dict="tests/fuzz/dict/$t.dict")
   start=$(date +%s.%N)
-  "$build/tests/fuzz/${t}_fuzz" "${args[@]}" "$work" "tests/fuzz/corpus/$t" > "$log" 2>&1
+  seeds=("tests/fuzz/corpus/$t")
+  [ -d "tests/fuzz/regressions/$t" ] && seeds+=("tests/fuzz/regressions/$t")   # past findings seed too
+  "$build/tests/fuzz/${t}_fuzz" "${args[@]}" "$work" "${seeds[@]}" > "$log" 2>&1
   rc=$?
   end=$(date +%s.%N)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
