@@ -32,7 +32,10 @@ std::string read_file(const std::string& path, const char* what) {
     return s.str();
 }
 
-std::string error_body(const std::string& message) { return nlohmann::json{{"error", message}}.dump(); }
+// Messages may carry bytes that are not UTF-8: replaced (U+FFFD), never a throw.
+std::string error_body(const std::string& message) {
+    return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 struct connection_state {
     std::string body;

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "api_request.h"
 #include "counters_report.h"
 #include "gateway.h"
 #include "policy_compiler.h"
@@ -21,51 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-api_response ok(const json& j) { return {200, j.dump()}; }
-api_response error(int status, const std::string& message) { return {status, json{{"error", message}}.dump()}; }
+api_response ok(const json& j) { return {200, api_json_text(j)}; }
+api_response error(int status, const std::string& message) { return api_error(status, message); }
 
-std::string arg(const api_request& r, const std::string& key, const std::string& fallback = "") {
-    auto it = r.query.find(key);
-    return it == r.query.end() ? fallback : it->second;
-}
-
-// A JSON body, or why not.
-std::optional<json> body_json(const api_request& r, std::string& why) {
-    try {
-        json j = json::parse(r.body);
-        if (!j.is_object()) {
-            why = "the body must be a JSON object";
-            return std::nullopt;
-        }
-        return j;
-    } catch (const json::parse_error& e) {
-        why = std::string("the body is not JSON: ") + e.what();
-        return std::nullopt;
-    }
-}
-
-std::optional<std::string> string_field(const json& j, const char* field, std::string& why) {
-    if (!j.contains(field) || !j[field].is_string() || j[field].get<std::string>().empty()) {
-        why = std::string("field '") + field + "': a non-empty string is required";
-        return std::nullopt;
-    }
-    return j[field].get<std::string>();
-}
-
-std::optional<uint64_t> unsigned_arg(const api_request& r, const std::string& key, uint64_t fallback, uint64_t max,
-                                     std::string& why) {
-    const std::string v = arg(r, key);
-    if (v.empty()) return fallback;
-    try {
-        size_t used = 0;
-        const unsigned long long n = std::stoull(v, &used);
-        if (used != v.size() || n > max) throw std::out_of_range(v);
-        return n;
-    } catch (const std::exception&) {
-        why = "argument '" + key + "': '" + v + "' is not a number from 0 to " + std::to_string(max);
-        return std::nullopt;
-    }
-}
 
 json prefix_diff(const std::vector<ip_prefix>& before, const std::vector<ip_prefix>& after) {
     std::set<std::string> a, b;
@@ -186,7 +145,7 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     const policy next = load_policy_text(text, source);
     const auto t0 = std::chrono::steady_clock::now();
     applied a{};
-    a.diff_json = policy_diff(ctx_.gw->active_policy(), next).dump();
+    a.diff_json = api_json_text(policy_diff(ctx_.gw->active_policy(), next));
     if (dry_run) {
         ctx_.gw->dry_run(next);  // a throwaway snapshot: proves the tables can be built
         a.generation = ctx_.gw->generation();
@@ -201,23 +160,29 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
 }
 
 api_response control_api::handle(const api_request& r) {
-    const std::string& m = r.method;
-    const std::string& p = r.path;
-    if (p == "/v1/status" && m == "GET") return status();
-    if (p == "/v1/policy" && m == "GET") return policy_show();
-    if (p == "/v1/policy" && m == "POST") return policy_apply(r);
-    if (p == "/v1/policy/rollback" && m == "POST") return policy_rollback();
-    if (p == "/v1/bindings" && m == "GET") return bindings_list(r);
-    if (p == "/v1/bindings" && m == "POST") return bindings_add(r);
-    if (p == "/v1/bindings" && m == "DELETE") return bindings_del(r);
-    if (p == "/v1/whois" && m == "GET") return whois(r);
-    if (p == "/v1/accounts" && m == "GET") return accounts_list(r);
-    if (p == "/v1/accounts/suspend" && m == "POST") return account_suspend(r, true);
-    if (p == "/v1/accounts/resume" && m == "POST") return account_suspend(r, false);
-    if (p == "/v1/events" && m == "GET") return events(r);
-    if (p == "/v1/report" && m == "GET") return report(r);
-    if (p == "/v1/top" && m == "GET") return top(r);
-    return error(404, "no endpoint " + m + " " + p + " (see docs/api.md)");
+    const auto endpoint = api_endpoint_of(r.method, r.path);
+    if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
+        return error(404, "events go to standard output; start sekishod with --events FILE");
+    auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
+    if (auto* refused = std::get_if<api_response>(&parsed)) return std::move(*refused);
+    const api_command& c = std::get<api_command>(parsed);
+    switch (c.endpoint) {
+        case api_endpoint::status: return status();
+        case api_endpoint::policy_show: return policy_show();
+        case api_endpoint::policy_apply: return policy_apply(c, r.body);
+        case api_endpoint::policy_rollback: return policy_rollback();
+        case api_endpoint::bindings_list: return bindings_list(c);
+        case api_endpoint::bindings_add: return bindings_add(c);
+        case api_endpoint::bindings_del: return bindings_del(c);
+        case api_endpoint::whois: return whois(c);
+        case api_endpoint::accounts_list: return accounts_list(c);
+        case api_endpoint::account_suspend: return account_suspend(c, true);
+        case api_endpoint::account_resume: return account_suspend(c, false);
+        case api_endpoint::events: return events(c);
+        case api_endpoint::report: return report(c);
+        case api_endpoint::top: return top(c);
+    }
+    return error(500, "unhandled endpoint");
 }
 
 api_response control_api::status() {
@@ -251,15 +216,14 @@ api_response control_api::policy_show() {
     return ok({{"generation", ctx_.gw->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
 }
 
-api_response control_api::policy_apply(const api_request& r) {
-    const bool dry_run = arg(r, "dry_run") == "1" || arg(r, "dry_run") == "true";
-    if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
+api_response control_api::policy_apply(const api_command& c, const std::string& text) {
+    const bool dry_run = c.dry_run;
     try {
-        const applied a = apply_text(r.body, "policy", dry_run);
+        const applied a = apply_text(text, "policy", dry_run);
         return ok({{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
                    {"diff", json::parse(a.diff_json)}});
     } catch (const policy_error& e) {
-        return {422, json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}}.dump()};
+        return {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
     } catch (const rule_compile_timeout& e) {
         return error(409, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     } catch (const std::exception& e) {
@@ -278,17 +242,14 @@ api_response control_api::policy_rollback() {
     }
 }
 
-api_response control_api::bindings_list(const api_request& r) {
-    std::string why;
-    const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
-    if (!limit) return error(400, why);
-    const std::string account = arg(r, "account");
+api_response control_api::bindings_list(const api_command& c) {
+    const std::string& account = c.account;
     json out = json::array();
     auto& reg = ctx_.gw->accounts();
     ctx_.gw->subscribers().for_each([&](const subscriber_key& k, uint32_t id) {
         const std::string* name = reg.name_of(id);
         if (!account.empty() && (name == nullptr || *name != account)) return;
-        if (out.size() >= *limit) return;
+        if (out.size() >= c.limit) return;
         ip_prefix p;
         p.family = k.family;
         p.length = k.length;
@@ -298,76 +259,53 @@ api_response control_api::bindings_list(const api_request& r) {
     return ok({{"bindings", out}, {"total", ctx_.gw->subscribers().size()}});
 }
 
-api_response control_api::bindings_add(const api_request& r) {
-    std::string why;
-    const auto j = body_json(r, why);
-    if (!j) return error(400, why);
-    const auto prefix_text = string_field(*j, "prefix", why);
-    if (!prefix_text) return error(400, why);
-    const auto account = string_field(*j, "account", why);
-    if (!account) return error(400, why);
-    const auto prefix = parse_prefix(*prefix_text, why);
-    if (!prefix) return error(400, "field 'prefix': " + why);
+api_response control_api::bindings_add(const api_command& c) {
     try {
-        const uint32_t n = ctx_.gw->bind(*prefix, *account);
-        return ok({{"bound", n}, {"prefix", prefix->to_string()}, {"account", *account}});
+        const uint32_t n = ctx_.gw->bind(c.prefix, c.account);
+        return ok({{"bound", n}, {"prefix", c.prefix.to_string()}, {"account", c.account}});
     } catch (const std::exception& e) {
         return error(409, e.what());
     }
 }
 
-api_response control_api::bindings_del(const api_request& r) {
-    std::string why;
-    const std::string text = arg(r, "prefix");
-    if (text.empty()) return error(400, "argument 'prefix' is required");
-    const auto prefix = parse_prefix(text, why);
-    if (!prefix) return error(400, "argument 'prefix': " + why);
+api_response control_api::bindings_del(const api_command& c) {
     try {
-        const uint32_t n = ctx_.gw->unbind(*prefix);
-        return ok({{"unbound", n}, {"prefix", prefix->to_string()}});
+        const uint32_t n = ctx_.gw->unbind(c.prefix);
+        return ok({{"unbound", n}, {"prefix", c.prefix.to_string()}});
     } catch (const std::exception& e) {
         return error(400, e.what());
     }
 }
 
-api_response control_api::whois(const api_request& r) {
-    std::string why;
-    const std::string text = arg(r, "address");
-    if (text.empty()) return error(400, "argument 'address' is required");
-    const auto address = parse_prefix(text, why);
-    if (!address) return error(400, "argument 'address': " + why);
-    int64_t at = std::time(nullptr);
-    if (const std::string t = arg(r, "at"); !t.empty()) {
-        const auto parsed = parse_time(t);
-        if (!parsed) return error(400, "argument 'at': '" + t + "' is not Unix seconds or YYYY-MM-DDTHH:MM:SSZ");
-        at = *parsed;
-    }
+api_response control_api::whois(const api_command& c) {
+    const ip_prefix& address = c.prefix;
+    const int64_t at = c.at;
     json bindings = json::array();
     if (ctx_.identity && ctx_.identity->history()) {
-        for (const auto& b : ctx_.identity->history()->who_held(*address, at))
+        for (const auto& b : ctx_.identity->history()->who_held(address, at))
             bindings.push_back({{"address", b.address.to_string()}, {"account", b.account}, {"session_id", b.session_id},
                                 {"nas", b.nas}, {"start", b.start},
                                 {"stop", b.stop ? json(*b.stop) : json(nullptr)}, {"stop_cause", b.stop_cause}});
     }
     // The data plane's current binding, also for static ones.
-    const subscriber_key key = address->family == 4 ? subscriber_key::v4(address->v4())
-                                                    : subscriber_key::v6(address->bytes.data(),
+    const subscriber_key key = address.family == 4 ? subscriber_key::v4(address.v4())
+                                                    : subscriber_key::v6(address.bytes.data(),
                                                                          ctx_.gw->active_policy().ipv6_prefix_length);
     const std::string* current = ctx_.gw->accounts().name_of(ctx_.gw->subscribers().lookup(key));
     // That subscriber's events and SMTP counters within an hour of `at`.
     json events = json::array();
     std::map<std::string, uint64_t> counts;
     smtp_counters smtp;
-    const std::string who = address->family == 4 ? address->to_string().substr(0, address->to_string().find('/')) : "";
+    const std::string who = address.family == 4 ? address.to_string().substr(0, address.to_string().find('/')) : "";
     if (ctx_.events_path != "-")
         for (const json& e : read_events(ctx_.events_path)) {
             const std::string s = subscriber_of(e);
             bool match = !who.empty() ? s == who : false;
-            if (address->family == 6 && !s.empty()) {
+            if (address.family == 6 && !s.empty()) {
                 std::string w;
                 if (auto sp = parse_prefix(s, w))
-                    match = sp->family == 6 && std::equal(sp->bytes.begin(), sp->bytes.begin() + address->length / 8,
-                                                          address->bytes.begin());
+                    match = sp->family == 6 && std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8,
+                                                          address.bytes.begin());
             }
             if (!match || std::llabs(event_seconds(e) - at) > 3600) continue;
             if (is_session(e)) {
@@ -377,7 +315,7 @@ api_response control_api::whois(const api_request& r) {
             counts[e.value("type", "?")] += event_count(e);
             if (events.size() < 200) events.push_back(e);
         }
-    return ok({{"query", {{"address", address->to_string()}, {"at", at}}},
+    return ok({{"query", {{"address", address.to_string()}, {"at", at}}},
                {"bindings", bindings},
                {"bound_now", current ? json(*current) : json(nullptr)},
                {"smtp_within_1h", smtp.to_json()},
@@ -385,24 +323,18 @@ api_response control_api::whois(const api_request& r) {
                {"events", events}});
 }
 
-api_response control_api::account_suspend(const api_request& r, bool suspend) {
-    std::string why;
-    const auto j = body_json(r, why);
-    if (!j) return error(400, why);
-    const auto account = string_field(*j, "account", why);
-    if (!account) return error(400, why);
+api_response control_api::account_suspend(const api_command& c, bool suspend) {
     auto& reg = ctx_.gw->accounts();
-    const uint32_t id = reg.id_of(*account);
+    const uint32_t id = reg.id_of(c.account);
     if (id == 0) return error(409, "the account registry is full");
     reg.set_suspended(id, suspend);
-    return ok({{"account", *account}, {"suspended", suspend}});
+    return ok({{"account", c.account}, {"suspended", suspend}});
 }
 
-api_response control_api::accounts_list(const api_request& r) {
+api_response control_api::accounts_list(const api_command& c) {
     auto& reg = ctx_.gw->accounts();
     json out = json::array();
-    const bool only_suspended = arg(r, "suspended") == "1" || arg(r, "suspended") == "true";
-    if (only_suspended) {
+    if (c.only_suspended) {
         for (uint32_t id : reg.suspended_ids()) out.push_back({{"account", *reg.name_of(id)}, {"suspended", true}});
     } else {
         for (uint32_t id = 1; id <= reg.size() && out.size() < 10000; ++id)
@@ -411,19 +343,13 @@ api_response control_api::accounts_list(const api_request& r) {
     return ok({{"accounts", out}, {"total", reg.size()}});
 }
 
-api_response control_api::events(const api_request& r) {
-    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
-    std::string why;
-    const auto n = unsigned_arg(r, "n", 50, 100000, why);
-    if (!n) return error(400, why);
-    const auto since = unsigned_arg(r, "since_ns", 0, UINT64_MAX, why);
-    if (!since) return error(400, why);
-    const std::string type = arg(r, "type"), subscriber = arg(r, "subscriber"), account = arg(r, "account");
+api_response control_api::events(const api_command& c) {
+    const std::string &type = c.type, &subscriber = c.subscriber, &account = c.account;
     std::vector<json> all = read_events(ctx_.events_path);
     json out = json::array();
-    for (auto it = all.rbegin(); it != all.rend() && out.size() < *n; ++it) {
+    for (auto it = all.rbegin(); it != all.rend() && out.size() < c.n; ++it) {
         const json& e = *it;
-        if (e.value("time_ns", uint64_t{0}) <= *since) continue;
+        if (e.value("time_ns", uint64_t{0}) <= c.since_ns) continue;
         if (!type.empty() && e.value("type", "") != type) continue;
         if (!subscriber.empty() && subscriber_of(e) != subscriber) continue;
         if (!account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == account)) continue;
@@ -433,19 +359,9 @@ api_response control_api::events(const api_request& r) {
     return ok({{"events", out}});
 }
 
-api_response control_api::report(const api_request& r) {
-    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
-    int64_t since = 0, until = std::time(nullptr);
-    for (auto [key, into] : {std::pair<const char*, int64_t*>{"since", &since}, {"until", &until}}) {
-        if (const std::string t = arg(r, key); !t.empty()) {
-            const auto parsed = parse_time(t);
-            if (!parsed) return error(400, std::string("argument '") + key + "': '" + t + "' is not a time");
-            *into = *parsed;
-        }
-    }
-    if (since > until) return error(400, "argument 'since' is after 'until'");
-    const std::string format = arg(r, "format", "json");
-    if (format != "json" && format != "csv") return error(400, "argument 'format': json or csv");
+api_response control_api::report(const api_command& c) {
+    const int64_t since = c.since, until = c.until;
+    const std::string format = c.csv ? "csv" : "json";
     struct row {
         std::string account;
         std::map<std::string, uint64_t> by_type;
@@ -473,7 +389,9 @@ api_response control_api::report(const api_request& r) {
         std::ostringstream o;
         o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen\n";
         for (const auto& [addr, rw] : rows) {
-            auto get = [&](const char* k) { auto it = rw.by_type.find(k); return it == rw.by_type.end() ? 0 : it->second; };
+            // A plain reference to capture: clang 14 cannot capture structured bindings (P1091R3, clang 16).
+            const row& r = rw;
+            auto get = [&r](const char* k) { auto it = r.by_type.find(k); return it == r.by_type.end() ? 0 : it->second; };
             o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
               << get("limit_exceeded") << "," << get("account_suspended") << "," << messages[addr] << "," << rw.first
               << "," << rw.last << "\n";
@@ -487,18 +405,11 @@ api_response control_api::report(const api_request& r) {
     return ok({{"since", since}, {"until", until}, {"sources", out}});
 }
 
-api_response control_api::top(const api_request& r) {
-    if (ctx_.events_path == "-") return error(404, "events go to standard output; start sekishod with --events FILE");
-    const std::string window_text = arg(r, "window", "1h");
-    const auto window = parse_duration(window_text);
-    if (!window) return error(400, "argument 'window': '" + window_text + "' is not a duration");
-    const std::string by = arg(r, "by", "messages");
+api_response control_api::top(const api_command& c) {
+    const std::string& window_text = c.window_text;
+    const std::string& by = c.by;
+    const int64_t since = c.since;
     const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
-    if (by != "events" && by != "op25b_block" && by != "limit_exceeded" && by != "account_suspended" &&
-        by != "score" && !by_smtp)
-        return error(400, "argument 'by': messages, recipients, rejected_recipients, sessions, events, op25b_block, "
-                          "limit_exceeded, account_suspended or score");
-    const int64_t since = std::time(nullptr) - static_cast<int64_t>(*window / 1'000'000'000ull);
     std::map<std::string, std::pair<std::string, uint64_t>> score;
     for (const json& e : read_events(ctx_.events_path)) {
         if (event_seconds(e) < since) continue;
@@ -506,9 +417,9 @@ api_response control_api::top(const api_request& r) {
         uint64_t add;
         if (by_smtp) {
             if (type != "mail_session") continue;
-            smtp_counters c;
-            c.add(e);
-            add = c.get(by);
+            smtp_counters sc;
+            sc.add(e);
+            add = sc.get(by);
         } else if (by == "score") {
             if (type != "content_verdict") continue;
             // the content verdicts' scores (negative scores count as 0)

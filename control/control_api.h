@@ -15,6 +15,7 @@
 namespace sekisho {
 
 class gateway;
+struct api_command;
 class subscriber_identity;
 
 struct control_context {
@@ -46,19 +47,20 @@ public:
     applied apply_text(const std::string& text, const std::string& source, bool dry_run);
 
 private:
+    // The endpoints, on requests parse_api_request() (api_request.h) validated.
     api_response status();
     api_response policy_show();
-    api_response policy_apply(const api_request& r);
+    api_response policy_apply(const api_command& c, const std::string& text);
     api_response policy_rollback();
-    api_response bindings_list(const api_request& r);
-    api_response bindings_add(const api_request& r);
-    api_response bindings_del(const api_request& r);
-    api_response whois(const api_request& r);
-    api_response account_suspend(const api_request& r, bool suspend);
-    api_response accounts_list(const api_request& r);
-    api_response events(const api_request& r);
-    api_response report(const api_request& r);
-    api_response top(const api_request& r);
+    api_response bindings_list(const api_command& c);
+    api_response bindings_add(const api_command& c);
+    api_response bindings_del(const api_command& c);
+    api_response whois(const api_command& c);
+    api_response account_suspend(const api_command& c, bool suspend);
+    api_response accounts_list(const api_command& c);
+    api_response events(const api_command& c);
+    api_response report(const api_command& c);
+    api_response top(const api_command& c);
 
     control_context ctx_;
     std::string text_, previous_text_;

@@ -49,6 +49,9 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
     else if (unit == "d") scale = 86'400'000'000'000ull;
     else return std::nullopt;
     if (value == 0) return std::nullopt;
+    // 12 digits of days overflow 64-bit nanoseconds (the limit is ~213503 days): refuse rather than wrap
+    // ("213504d" would otherwise become 3 hours, e.g. as a history retention).
+    if (value > UINT64_MAX / scale) return std::nullopt;
     return value * scale;
 }
 

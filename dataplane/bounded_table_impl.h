@@ -5,10 +5,11 @@
 
 #include <rte_errno.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 
 #include <stdexcept>
 #include <string>
+
+#include "key_hash.h"
 
 namespace sekisho {
 
@@ -19,7 +20,7 @@ bounded_table<Key, Record>::bounded_table(const char* name, uint32_t capacity)
     params.name = name;
     params.entries = capacity + capacity / 4 + 64;  // cuckoo headroom
     params.key_len = sizeof(Key);
-    params.hash_func = rte_hash_crc;
+    params.hash_func = key_hash_crc;   // not rte_hash_crc: it loads misaligned keys (key_hash.h)
     params.socket_id = SOCKET_ID_ANY;
     hash_ = rte_hash_create(&params);
     if (hash_ == nullptr)

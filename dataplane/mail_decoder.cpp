@@ -1705,11 +1705,20 @@ void mail_decoder::flush_out(io& x) {
 void mail_decoder::emit_body(io& x, const uint8_t* p, size_t n) {
     if (flags_ & f_truncated) return;
     const size_t room = body_limit_ - body_bytes_;
-    if (n > room) {
-        size_t cut = room;
-        for (int k = 0; k < 3 && cut > 0 && (p[cut] & 0xC0) == 0x80; ++k) --cut;
-        n = cut;
-        flags_ |= f_truncated;
+    // The cap never splits a UTF-8 character, and where it cuts depends on the text only, not on
+    // where pieces end: a lead byte goes out only if its whole sequence fits, any other byte if it
+    // does. (Looking ahead at the byte after the cap instead gave a different cut when a piece
+    // ended exactly at the cap, and backed over stray continuation bytes after ASCII.)
+    if (n + 3 > room) {
+        for (size_t i = 0; i < n; ++i) {
+            const uint8_t b = p[i];
+            const size_t need = b >= 0xF0 && b <= 0xF7 ? 4 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xC0 && b <= 0xDF ? 2 : 1;
+            if (i + need > room) {
+                n = i;
+                flags_ |= f_truncated;
+                break;
+            }
+        }
     }
     if (!n) return;
     x.sink.on_body(p, n);

@@ -1,8 +1,9 @@
 #include "subscriber_table.h"
 
+#include "key_hash.h"
+
 #include <rte_errno.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 
 #include <stdexcept>
 #include <string>
@@ -37,7 +38,7 @@ subscriber_table::subscriber_table(const char* name, uint32_t capacity, rte_rcu_
     // rte_hash needs headroom: cuckoo displacement fails well before 100% load.
     params.entries = capacity + capacity / 4 + 64;
     params.key_len = sizeof(subscriber_key);
-    params.hash_func = rte_hash_crc;
+    params.hash_func = key_hash_crc;   // not rte_hash_crc: it loads misaligned keys (key_hash.h)
     params.socket_id = SOCKET_ID_ANY;
     params.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
     hash_ = rte_hash_create(&params);

@@ -696,6 +696,30 @@ TEST(mail_decoder, body_cap) {
     EXPECT_FALSE(decode(msg, static_cast<uint32_t>(full.size())).truncated);
 }
 
+// Where the cap cuts depends on the text only, never on where pieces end (found by the
+// mail_decoder fuzz target: a piece ending exactly at the cap kept a byte the whole message
+// dropped, and a stray continuation byte after ASCII pulled the cut back over the ASCII).
+TEST(mail_decoder, body_cap_same_at_every_split) {
+    const std::string utf8 = headers("Content-Type: text/plain; charset=utf-8\r\n\r\n") + ja_text;
+    const std::string stray = "S?bxxo\x87}xxoo\x87}xxo\x87";   // no header block: all body, decoded as ISO-2022-JP
+    for (const std::string& msg : {utf8, stray}) {
+        const std::string full = decode(msg).body();
+        for (uint32_t limit : {1u, 2u, 3u, 4u, 5u, 16u, 17u, 18u, 31u, 32u, 33u, 100u}) {
+            const result whole = decode(msg, limit);
+            EXPECT_LE(whole.body_bytes, limit);
+            EXPECT_EQ(full.substr(0, whole.body_bytes), whole.body()) << limit;
+            EXPECT_EQ(decode(msg, std::vector<size_t>(msg.size(), 1), limit), whole) << "byte at a time, cap " << limit;
+            for (size_t k = 0; k <= msg.size(); ++k)
+                ASSERT_EQ(decode(msg, {k, msg.size() - k}, limit), whole) << "split at " << k << ", cap " << limit;
+        }
+    }
+    // Valid UTF-8 is cut before a character that does not fit whole, and only then.
+    const std::string three = headers("Content-Type: text/plain; charset=utf-8\r\n\r\n") + "ab\xe3\x81\x82" "cd";
+    EXPECT_EQ(decode(three, 4).body(), "ab");
+    EXPECT_EQ(decode(three, 5).body(), "ab\xe3\x81\x82");
+    EXPECT_EQ(decode(stray, 17).body(), "S?bxxo\x87}xxoo\x87}xxo");
+}
+
 TEST(mail_decoder, malformed_transfer_encodings) {
     auto body = [](const std::string& cte, const std::string& content) {
         return decode("Content-Transfer-Encoding: " + cte + "\r\n\r\n" + content).body();

@@ -441,6 +441,12 @@ TEST(policy_limits, durations) {
     EXPECT_FALSE(parse_duration("10"));
     EXPECT_FALSE(parse_duration("s"));
     EXPECT_FALSE(parse_duration("-1s"));
+    // The largest that fits in uint64 nanoseconds, and one more: refused, not wrapped around.
+    EXPECT_EQ(parse_duration("213503d"), 213503ull * 86'400'000'000'000ull);
+    EXPECT_FALSE(parse_duration("213504d"));
+    EXPECT_FALSE(parse_duration("999999999999d"));
+    EXPECT_FALSE(parse_duration("5124096h"));
+    EXPECT_EQ(parse_duration("999999999999ms"), 999'999'999'999ull * 1'000'000ull);
 }
 
 }  // namespace

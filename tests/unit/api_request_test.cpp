@@ -1,0 +1,121 @@
+// The control API's request validation (control/api_request.cpp): endpoints,
+// every argument's bounds, JSON bodies, and error bodies that are valid JSON
+// whatever bytes the client sent.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <variant>
+
+#include "api_request.h"
+
+namespace sekisho {
+namespace {
+
+constexpr int64_t now = 1'795'000'000;
+
+api_request req(std::string method, std::string path, std::map<std::string, std::string> query = {},
+                std::string body = "") {
+    return {std::move(method), std::move(path), std::move(query), std::move(body)};
+}
+
+api_command accepted(const api_request& r) {
+    auto v = parse_api_request(r, now);
+    if (auto* e = std::get_if<api_response>(&v)) {
+        ADD_FAILURE() << r.method << " " << r.path << ": " << e->status << " " << e->body;
+        return {};
+    }
+    return std::get<api_command>(v);
+}
+
+// The refusal's status and its "error" message.
+std::pair<int, std::string> refused(const api_request& r) {
+    auto v = parse_api_request(r, now);
+    if (!std::holds_alternative<api_response>(v)) {
+        ADD_FAILURE() << r.method << " " << r.path << " was accepted";
+        return {0, ""};
+    }
+    const auto& e = std::get<api_response>(v);
+    const auto j = nlohmann::json::parse(e.body);   // throws (fails the test) if not JSON
+    return {e.status, j.at("error").get<std::string>()};
+}
+
+TEST(api_request, endpoints) {
+    EXPECT_EQ(accepted(req("GET", "/v1/status")).endpoint, api_endpoint::status);
+    EXPECT_EQ(accepted(req("POST", "/v1/policy/rollback")).endpoint, api_endpoint::policy_rollback);
+    EXPECT_EQ(accepted(req("POST", "/v1/accounts/resume", {}, R"({"account":"a"})")).endpoint,
+              api_endpoint::account_resume);
+    EXPECT_EQ(refused(req("PUT", "/v1/status")), (std::pair<int, std::string>{404, "no endpoint PUT /v1/status (see docs/api.md)"}));
+    EXPECT_TRUE(reads_event_log(api_endpoint::top));
+    EXPECT_FALSE(reads_event_log(api_endpoint::whois));
+}
+
+TEST(api_request, arguments) {
+    const api_command w = accepted(req("GET", "/v1/whois", {{"address", "198.51.100.7"}}));
+    EXPECT_EQ(w.prefix.to_string(), "198.51.100.7/32");
+    EXPECT_EQ(w.at, now);
+    EXPECT_EQ(accepted(req("GET", "/v1/whois", {{"address", "2001:db8::1"}, {"at", "2026-11-23T12:00:00Z"}})).at,
+              1795435200);
+    EXPECT_EQ(refused(req("GET", "/v1/whois")).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "198.51.100.7"}, {"at", "-9223372036854775808"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "198.51.100.7"}, {"at", "253402300800"}})).first, 400);
+
+    EXPECT_EQ(accepted(req("GET", "/v1/bindings", {{"limit", "1000000"}})).limit, 1'000'000u);
+    for (const char* bad : {"1000001", "-1", " 5", "+5", "5x", "", "99999999999999999999999"}) {
+        if (*bad == 0) continue;   // empty means absent: the default
+        EXPECT_EQ(refused(req("GET", "/v1/bindings", {{"limit", bad}})).second,
+                  std::string("argument 'limit': '") + bad + "' is not a number from 0 to 1000000");
+    }
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"since_ns", "18446744073709551615"}})).since_ns, UINT64_MAX);
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"since_ns", "-1"}})).first, 400);   // stoull would wrap it
+
+    const api_command rep = accepted(req("GET", "/v1/report", {{"since", "100"}, {"format", "csv"}}));
+    EXPECT_EQ(rep.since, 100);
+    EXPECT_EQ(rep.until, now);
+    EXPECT_TRUE(rep.csv);
+    EXPECT_EQ(refused(req("GET", "/v1/report", {{"since", "200"}, {"until", "100"}})).second,
+              "argument 'since' is after 'until'");
+
+    const api_command top = accepted(req("GET", "/v1/top", {{"window", "2h"}, {"by", "score"}}));
+    EXPECT_EQ(top.window_ns, 7'200'000'000'000u);
+    EXPECT_EQ(top.since, now - 7200);
+    EXPECT_EQ(refused(req("GET", "/v1/top", {{"by", "bytes"}})).first, 400);
+}
+
+TEST(api_request, top_window_that_overflows_is_refused) {
+    // 213504 days do not fit in 64-bit nanoseconds; parse_duration used to wrap them to ~3 hours.
+    EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "213504d"}})).second,
+              "argument 'window': '213504d' is not a duration");
+    EXPECT_EQ(accepted(req("GET", "/v1/top", {{"window", "213503d"}})).window_ns, 213503ull * 86'400'000'000'000ull);
+}
+
+TEST(api_request, bodies) {
+    const api_command b = accepted(req("POST", "/v1/bindings", {}, R"({"prefix":"2001:db8:100::/48","account":"x"})"));
+    EXPECT_EQ(b.prefix.to_string(), "2001:db8:100::/48");
+    EXPECT_EQ(b.account, "x");
+    EXPECT_EQ(refused(req("POST", "/v1/bindings", {}, "[1]")).second, "the body must be a JSON object");
+    EXPECT_EQ(refused(req("POST", "/v1/bindings", {}, R"({"prefix":7,"account":"x"})")).second,
+              "field 'prefix': a non-empty string is required");
+    EXPECT_EQ(refused(req("POST", "/v1/bindings", {}, R"({"prefix":"198.51.100.1/24","account":"x"})")).second,
+              "field 'prefix': '198.51.100.1/24' has host bits set (did you mean 198.51.100.0/24?)");
+    EXPECT_EQ(refused(req("POST", "/v1/accounts/suspend", {}, "{")).first, 400);
+    // Found by the control_api fuzz target: a number beyond a double made the JSON parser throw
+    // out_of_range, which body_json() did not catch (answered 500 by the server).
+    EXPECT_EQ(refused(req("POST", "/v1/accounts/suspend", {}, R"({"account": "a", "n": 1e999})")).second,
+              "the body is not JSON: [json.exception.out_of_range.406] number overflow parsing '1e999'");
+    EXPECT_EQ(refused(req("POST", "/v1/policy")).second, "the body must be the policy (YAML text)");
+    EXPECT_TRUE(accepted(req("POST", "/v1/policy", {{"dry_run", "true"}}, "version: 1\n")).dry_run);
+}
+
+// Found by the control_api fuzz target: a path or argument that is not UTF-8, echoed in the error
+// message, made nlohmann::json's dump() throw, so the daemon answered 500 instead of 404/400.
+TEST(api_request, error_bodies_are_json_whatever_the_bytes) {
+    const auto [status, message] = refused(req("POST", "/v1/bind\xff\xfeings"));
+    EXPECT_EQ(status, 404);
+    EXPECT_EQ(message, "no endpoint POST /v1/bind\xef\xbf\xbd\xef\xbf\xbdings (see docs/api.md)");
+    EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "\xc3"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "1\x80h"}})).first, 400);
+    EXPECT_EQ(api_json_text(nlohmann::json{{"text", "# comment \xe3\x81\n"}}), "{\"text\":\"# comment \xef\xbf\xbd\\n\"}");
+}
+
+}  // namespace
+}  // namespace sekisho

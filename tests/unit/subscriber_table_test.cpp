@@ -1,0 +1,65 @@
+// The subscriber table (rte_hash): keys wherever callers build them.
+#include <gtest/gtest.h>
+#include <rte_hash_crc.h>
+
+#include <cstring>
+#include <memory>
+
+#include "bounded_table.h"
+#include "bounded_table_impl.h"
+#include "key_hash.h"
+#include "subscriber_table.h"
+
+namespace sekisho {
+namespace {
+
+// Found under -Dsanitize=true (the replay suite): the tables hashed keys with
+// rte_hash_crc(), which reads them as uint64_t* although subscriber_key and
+// flow_key have alignment 1, so a key at an odd stack or flow-state position
+// was a misaligned load (UBSan: "load of misaligned address ...
+// rte_hash_crc.h:174"). key_hash_crc() gives the same values at any address.
+TEST(subscriber_table, hash_equals_rte_hash_crc_and_reads_any_address) {
+    alignas(8) uint8_t aligned[24] = {};
+    for (uint8_t i = 0; i < sizeof aligned; ++i) aligned[i] = static_cast<uint8_t>(i * 37 + 1);
+    for (uint32_t len : {1u, 2u, 3u, 4u, 7u, 8u, 15u, 20u, 23u, 24u})
+        EXPECT_EQ(key_hash_crc(aligned, len, 0xffffffffu), rte_hash_crc(aligned, len, 0xffffffffu)) << len;
+    uint8_t shifted[32];
+    for (size_t off = 0; off < 8; ++off) {
+        std::memcpy(shifted + off, aligned, 20);
+        EXPECT_EQ(key_hash_crc(shifted + off, 20, 7), rte_hash_crc(aligned, 20, 7)) << off;
+    }
+}
+
+TEST(subscriber_table, lookup_of_a_key_at_an_odd_address) {
+    subscriber_table t("st_test_odd", 64, nullptr);
+    const subscriber_key k = subscriber_key::v4(0xC6336407);   // 198.51.100.7
+    ASSERT_TRUE(t.bind(k, 42));
+    // The same key at every offset within 8 bytes (subscriber_key has alignment 1).
+    alignas(8) uint8_t buf[sizeof(subscriber_key) + 8];
+    for (size_t off = 0; off < 8; ++off) {
+        std::memcpy(buf + off, &k, sizeof k);
+        const auto* at = reinterpret_cast<const subscriber_key*>(buf + off);
+        EXPECT_EQ(t.lookup(*at), 42u) << off;
+    }
+    EXPECT_EQ(t.lookup(subscriber_key::v4(0xC6336408)), 0u);
+    EXPECT_TRUE(t.unbind(k));
+    EXPECT_EQ(t.lookup(k), 0u);
+}
+
+TEST(bounded_table, find_of_a_key_at_an_odd_address) {
+    bounded_table<subscriber_key, uint64_t> t("bt_test_odd", 64);
+    const subscriber_key k = subscriber_key::v4(0xC6336407);
+    uint64_t* r = t.insert(k);
+    ASSERT_NE(r, nullptr);
+    *r = 7;
+    alignas(8) uint8_t buf[sizeof(subscriber_key) + 8];
+    for (size_t off = 0; off < 8; ++off) {
+        std::memcpy(buf + off, &k, sizeof k);
+        const uint64_t* found = t.find(*reinterpret_cast<const subscriber_key*>(buf + off));
+        ASSERT_NE(found, nullptr) << off;
+        EXPECT_EQ(*found, 7u);
+    }
+}
+
+}  // namespace
+}  // namespace sekisho
