@@ -17,15 +17,9 @@ source "$here/e2e_common.sh"
 
 e2e_begin content_e2e "${1:-${SEKISHOD:-}}" swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source iconv base64 /usr/bin/python3
 
-cat >"$TMP/policy.yaml" <<'EOF'
-version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-relays: [203.0.113.10/32]
+{
+  e2e_lab_policy
+  cat <<'EOF'
 events:
   aggregate_window: 0s
 inspection:
@@ -37,6 +31,7 @@ inspection:
     - {score: 5, action: event}
     - {score: 10, action: tempfail}
 EOF
+} >"$TMP/policy.yaml"
 
 netlab_up --gateway || abort "lab setup failed"
 mkdir -p "$TMP/mx" && chmod 777 "$TMP/mx"

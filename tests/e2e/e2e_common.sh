@@ -9,6 +9,8 @@
 #                                     ping crosses the gateway; sets daemon_pid
 #   e2e_stop_sekishod                 SIGTERM and wait (its exit status is the return value)
 #   e2e_end                           print the totals; the script's exit status
+#   e2e_lab_policy                    print the lab's policy preamble (ports, subscriber ranges,
+#                                     relays); a test appends its own sections
 # Set KEEP_TMP=1 to keep the temporary directory.
 
 passed=0
@@ -69,6 +71,19 @@ e2e_stop_sekishod() {
   kill -TERM "$daemon_pid"
   for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
   wait "$daemon_pid"
+}
+
+e2e_lab_policy() {
+  cat <<'EOF'
+version: 1
+ports:
+  smtp: [25]
+  submission: [587, 465]
+subscribers:
+  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
+  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
+relays: [203.0.113.10/32]
+EOF
 }
 
 e2e_end() {

@@ -39,15 +39,9 @@ mkdir -p "$TMP/full"
 mount -t tmpfs -o size=64k tmpfs "$TMP/full" || abort "cannot mount a tmpfs"
 umount_full() { umount "$TMP/full" 2>/dev/null; }
 trap 'rc=$?; umount_full; (exit $rc); _e2e_cleanup' EXIT
-cat >"$TMP/policy.yaml" <<EOF
-version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-relays: [203.0.113.10/32]
+{
+  e2e_lab_policy
+  cat <<EOF
 op25b:
   mode: enforce
   action: reset
@@ -60,6 +54,7 @@ events:
   aggregate_window: 0s
   fsync: every
 EOF
+} >"$TMP/policy.yaml"
 
 netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "sinks"

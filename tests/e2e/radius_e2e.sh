@@ -26,15 +26,9 @@ clients:
     secret: "$secret"
     name: bng-e2e
 EOF
-cat >"$TMP/policy.yaml" <<EOF
-version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-relays: [203.0.113.10/32]
+{
+  e2e_lab_policy
+  cat <<EOF
 radius:
   listen: 127.0.0.1:1813
   clients_file: $TMP/radius-clients.yaml
@@ -49,6 +43,7 @@ limits:
     window: 1h
     action: tempfail
 EOF
+} >"$TMP/policy.yaml"
 
 netlab_up --gateway || abort "lab setup failed"
 for a in 198.51.100.8 198.51.100.9; do netlab_exec_sub ip addr add "$a/24" dev sub0 || abort "addr $a"; done
