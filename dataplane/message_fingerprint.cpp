@@ -289,8 +289,9 @@ void message_fingerprint::line_end() {
 }
 
 [[gnu::always_inline]] inline void message_fingerprint::shingle(uint32_t token) {
+    if (tokens_ >= fingerprint_max_tokens) return;  // the sample is complete
     if (lead_count_ > 0 && tokens_ < fingerprint_shingle_tokens - 1) head_[tokens_] = token;
-    if (tokens_ != UINT32_MAX) ++tokens_;
+    ++tokens_;
     if (tokens_ >= fingerprint_shingle_tokens) add_shingle(shingle_hash(prev_[0], prev_[1], token));
     prev_[0] = prev_[1];
     prev_[1] = token;
@@ -358,7 +359,8 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
     uint32_t bins[fingerprint_bins];
     for (unsigned k = 0; k < fingerprint_bins; ++k) bins[k] = bins_[k];
     auto push = [&](uint32_t token) {
-        if (tokens != UINT32_MAX) ++tokens;
+        if (tokens >= fingerprint_max_tokens) return;  // the sample is complete (as shingle())
+        ++tokens;
         if (tokens >= fingerprint_shingle_tokens) {
             const uint64_t h = shingle_hash(p0, p1, token);
             const unsigned bin = static_cast<unsigned>(h >> 60);
@@ -373,7 +375,7 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
         push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
         wlen = 0;
     };
-    while (i < len) {
+    while (i < len && tokens < fingerprint_max_tokens) {
         const uint8_t c = data[i];
         const uint8_t cls = fast_class.cls[c];
         if (cls == fc_alnum || cls == fc_digit) {
@@ -436,13 +438,14 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
 void message_fingerprint::feed(const uint8_t* data, size_t len) {
     size_t i = 0;
     while (i < len) {
+        if (tokens_ >= fingerprint_max_tokens) return;  // the sample is complete: the rest is not read
         if (utf8_need_ != 0 || mode_ != mode::text) {
             byte(data[i++]);
             continue;
         }
         if (lead_done_ && (lead_count_ == 0 || tokens_ >= fingerprint_shingle_tokens - 1)) {
             i = hot_loop(data, i, len);
-            if (i == len) break;
+            if (i == len || tokens_ >= fingerprint_max_tokens) break;
         }
         const uint8_t c = data[i];
         const uint8_t cls = fast_class.cls[c];

@@ -64,6 +64,13 @@
 //    Messages of fewer than fingerprint_min_tokens = 8 tokens get no
 //    fingerprint (0): too little text to tell bulk from a short reply.
 //
+// 5. Sample: only the first fingerprint_max_tokens = 1024 shingled tokens are
+//    read (about 6 KB of English, 3 KB of Japanese; more than the whole text
+//    of most spam). The 16-bin signature is no more precise with more
+//    shingles; the bound caps the per-message work (every byte was half the
+//    inspected path's time) and makes a random tail appended to bust hashes
+//    irrelevant. feed() returns at once after it; tokens() saturates there.
+//
 // The hash seeds are fixed, so every worker, every gateway and a replay
 // compute the same fingerprint for the same text.
 #pragma once
@@ -81,6 +88,7 @@ constexpr unsigned fingerprint_band_bins = 4;
 constexpr uint32_t fingerprint_min_tokens = 8;
 constexpr unsigned fingerprint_lead_tokens = 6;
 constexpr uint32_t fingerprint_greeting_rest = 24;
+constexpr uint32_t fingerprint_max_tokens = 1024;
 
 // A densified MinHash signature: compare two with similarity().
 struct message_signature {

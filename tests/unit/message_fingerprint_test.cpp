@@ -138,6 +138,32 @@ TEST(message_fingerprint, same_at_every_split) {
     EXPECT_EQ(bytewise.tokens(), whole.tokens());
 }
 
+// Only the first fingerprint_max_tokens tokens are read: whatever follows
+// (another text, a random hash-busting tail) leaves the fingerprint as it is,
+// at every split, while a change within the sample changes it.
+TEST(message_fingerprint, reads_a_bounded_sample) {
+    text_generator g(11);
+    const std::string head = g.english(fingerprint_max_tokens + 5) + g.japanese(200);
+    const message_fingerprint alone = of(head);
+    EXPECT_EQ(alone.tokens(), fingerprint_max_tokens);
+    for (const std::string& tail : {g.english(3000), g.japanese(3000), g.token(5000),
+                                   "https://x.example/" + g.token(40) + " user" + g.number() + "@example.org"}) {
+        const std::string m = head + tail;
+        const message_fingerprint whole = of(m);
+        EXPECT_EQ(whole.fingerprint(), alone.fingerprint());
+        EXPECT_EQ(whole.tokens(), fingerprint_max_tokens);
+        for (size_t cut = 0; cut <= m.size(); cut += 7) {
+            message_fingerprint f;
+            f.feed(std::string_view(m).substr(0, cut));
+            f.feed(std::string_view(m).substr(cut));
+            ASSERT_EQ(matching_bins(f.signature(), whole.signature()), fingerprint_bins) << "cut at " << cut;
+        }
+    }
+    // Within the sample every token counts: a different text there is another message.
+    const std::string other = g.english(fingerprint_max_tokens / 2) + head.substr(head.size() / 2);
+    EXPECT_NE(of(other).fingerprint(), alone.fingerprint());
+}
+
 // feed() reads common text in a fast loop and the rest byte by byte: random
 // mixes of every kind of token read the same whole, byte by byte and in
 // random pieces.
