@@ -139,6 +139,12 @@ bool reads_event_log(api_endpoint e) {
     return e == api_endpoint::events || e == api_endpoint::report || e == api_endpoint::top;
 }
 
+bool needs_accounts(api_endpoint e) {
+    return e == api_endpoint::bindings_list || e == api_endpoint::bindings_add || e == api_endpoint::bindings_del ||
+           e == api_endpoint::accounts_list || e == api_endpoint::account_suspend ||
+           e == api_endpoint::account_resume;
+}
+
 std::variant<api_command, api_response> parse_api_request(const api_request& r, int64_t now) {
     const auto endpoint = api_endpoint_of(r.method, r.path);
     if (!endpoint) return error(404, "no endpoint " + r.method + " " + r.path + " (see docs/api.md)");

@@ -11,7 +11,11 @@
 
 #include "api_request.h"
 #include "counters_report.h"
-#include "gateway.h"
+#include "content_rules_compile.h"
+#include "data_plane.h"
+#include "account_registry.h"
+#include "event_log.h"
+#include "subscriber_table.h"
 #include "policy_compiler.h"
 #include "subscriber_identity.h"
 #include "whois.h"
@@ -145,15 +149,16 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     const policy next = load_policy_text(text, source);
     const auto t0 = std::chrono::steady_clock::now();
     applied a{};
-    a.diff_json = api_json_text(policy_diff(ctx_.gw->active_policy(), next));
+    a.diff_json = api_json_text(policy_diff(ctx_.plane->active_policy(), next));
     if (dry_run) {
-        ctx_.gw->dry_run(next);  // a throwaway snapshot: proves the tables can be built
-        a.generation = ctx_.gw->generation();
+        ctx_.plane->dry_run(next);  // a throwaway snapshot: proves the tables can be built
+        a.generation = ctx_.plane->generation();
     } else {
-        a.generation = ctx_.gw->apply(next);
+        a.generation = ctx_.plane->apply(next);
         previous_text_ = text_;
         text_ = text;
     }
+    a.notes = ctx_.plane->apply_notes();
     a.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!dry_run && ctx_.observe_apply) ctx_.observe_apply(a.compile_seconds);
     return a;
@@ -163,6 +168,9 @@ api_response control_api::handle(const api_request& r) {
     const auto endpoint = api_endpoint_of(r.method, r.path);
     if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
         return error(404, "events go to standard output; start sekishod with --events FILE");
+    if (endpoint && needs_accounts(*endpoint) && (!ctx_.plane->subscriber_bindings() || !ctx_.plane->account_table()))
+        return error(501, std::string("not available with --backend ") + ctx_.plane->backend_name() +
+                              ": it has no subscriber bindings or accounts (docs/xdp.md)");
     auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
     if (auto* refused = std::get_if<api_response>(&parsed)) return std::move(*refused);
     const api_command& c = std::get<api_command>(parsed);
@@ -186,13 +194,18 @@ api_response control_api::handle(const api_request& r) {
 }
 
 api_response control_api::status() {
-    gateway& gw = *ctx_.gw;
+    data_plane& gw = *ctx_.plane;
     const json c = counters_json(gw.all_counters());
     const policy& pol = gw.active_policy();
+    json subscribers = nullptr;   // no account table (XDP)
+    if (subscriber_table* st = gw.subscriber_bindings(); st && gw.account_table())
+        subscribers = {{"bindings", st->size()}, {"accounts", gw.account_table()->size()},
+                       {"suspended", gw.account_table()->suspended_ids().size()}};
     uint64_t tx_full = 0;
     for (const char* side : {"access", "core"}) tx_full += c["ports"][side]["tx_full_drops"].get<uint64_t>();
     return ok({
         {"generation", gw.generation()},
+        {"backend", gw.backend_name()},
         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
@@ -203,8 +216,7 @@ api_response control_api::status() {
                     {"malformed_dropped", c["malformed_dropped"]}, {"tx_full_drops", tx_full}}},
         {"smtp", {{"flows", gw.tracked_flows()}, {"messages", c["smtp"]["messages"]},
                   {"tempfails_sent", c["smtp"]["tempfails_sent"]}}},
-        {"subscribers", {{"bindings", gw.subscribers().size()}, {"accounts", gw.accounts().size()},
-                         {"suspended", gw.accounts().suspended_ids().size()}}},
+        {"subscribers", subscribers},
         {"events", {{"written", gw.events().written()}, {"write_errors", gw.events().write_errors()},
                     {"ring_full", c["events"]["ring_full"]}}},
         {"api", {{"requests", ctx_.server ? ctx_.server->requests() : 0},
@@ -213,15 +225,17 @@ api_response control_api::status() {
 }
 
 api_response control_api::policy_show() {
-    return ok({{"generation", ctx_.gw->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
+    return ok({{"generation", ctx_.plane->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
 }
 
 api_response control_api::policy_apply(const api_command& c, const std::string& text) {
     const bool dry_run = c.dry_run;
     try {
         const applied a = apply_text(text, "policy", dry_run);
-        return ok({{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
-                   {"diff", json::parse(a.diff_json)}});
+        json body = {{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
+                     {"diff", json::parse(a.diff_json)}};
+        if (!a.notes.empty()) body["not_enforced"] = a.notes;
+        return ok(body);
     } catch (const policy_error& e) {
         return {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
     } catch (const rule_compile_timeout& e) {
@@ -245,8 +259,8 @@ api_response control_api::policy_rollback() {
 api_response control_api::bindings_list(const api_command& c) {
     const std::string& account = c.account;
     json out = json::array();
-    auto& reg = ctx_.gw->accounts();
-    ctx_.gw->subscribers().for_each([&](const subscriber_key& k, uint32_t id) {
+    auto& reg = *ctx_.plane->account_table();
+    ctx_.plane->subscriber_bindings()->for_each([&](const subscriber_key& k, uint32_t id) {
         const std::string* name = reg.name_of(id);
         if (!account.empty() && (name == nullptr || *name != account)) return;
         if (out.size() >= c.limit) return;
@@ -256,12 +270,12 @@ api_response control_api::bindings_list(const api_command& c) {
         std::copy(std::begin(k.addr), std::end(k.addr), p.bytes.begin());
         out.push_back({{"prefix", p.to_string()}, {"account", name ? *name : ""}});
     });
-    return ok({{"bindings", out}, {"total", ctx_.gw->subscribers().size()}});
+    return ok({{"bindings", out}, {"total", ctx_.plane->subscriber_bindings()->size()}});
 }
 
 api_response control_api::bindings_add(const api_command& c) {
     try {
-        const uint32_t n = ctx_.gw->bind(c.prefix, c.account);
+        const uint32_t n = ctx_.plane->bind(c.prefix, c.account);
         return ok({{"bound", n}, {"prefix", c.prefix.to_string()}, {"account", c.account}});
     } catch (const std::exception& e) {
         return error(409, e.what());
@@ -270,7 +284,7 @@ api_response control_api::bindings_add(const api_command& c) {
 
 api_response control_api::bindings_del(const api_command& c) {
     try {
-        const uint32_t n = ctx_.gw->unbind(c.prefix);
+        const uint32_t n = ctx_.plane->unbind(c.prefix);
         return ok({{"unbound", n}, {"prefix", c.prefix.to_string()}});
     } catch (const std::exception& e) {
         return error(400, e.what());
@@ -290,8 +304,10 @@ api_response control_api::whois(const api_command& c) {
     // The data plane's current binding, also for static ones.
     const subscriber_key key = address.family == 4 ? subscriber_key::v4(address.v4())
                                                     : subscriber_key::v6(address.bytes.data(),
-                                                                         ctx_.gw->active_policy().ipv6_prefix_length);
-    const std::string* current = ctx_.gw->accounts().name_of(ctx_.gw->subscribers().lookup(key));
+                                                                         ctx_.plane->active_policy().ipv6_prefix_length);
+    const std::string* current = nullptr;
+    if (subscriber_table* st = ctx_.plane->subscriber_bindings(); st && ctx_.plane->account_table())
+        current = ctx_.plane->account_table()->name_of(st->lookup(key));
     // That subscriber's events and SMTP counters within an hour of `at`.
     json events = json::array();
     std::map<std::string, uint64_t> counts;
@@ -324,7 +340,7 @@ api_response control_api::whois(const api_command& c) {
 }
 
 api_response control_api::account_suspend(const api_command& c, bool suspend) {
-    auto& reg = ctx_.gw->accounts();
+    auto& reg = *ctx_.plane->account_table();
     const uint32_t id = reg.id_of(c.account);
     if (id == 0) return error(409, "the account registry is full");
     reg.set_suspended(id, suspend);
@@ -332,7 +348,7 @@ api_response control_api::account_suspend(const api_command& c, bool suspend) {
 }
 
 api_response control_api::accounts_list(const api_command& c) {
-    auto& reg = ctx_.gw->accounts();
+    auto& reg = *ctx_.plane->account_table();
     json out = json::array();
     if (c.only_suspended) {
         for (uint32_t id : reg.suspended_ids()) out.push_back({{"account", *reg.name_of(id)}, {"suspended", true}});

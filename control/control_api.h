@@ -9,22 +9,23 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "api_server.h"
 
 namespace sekisho {
 
-class gateway;
+class data_plane;
 struct api_command;
 class subscriber_identity;
 
 struct control_context {
-    gateway* gw = nullptr;
+    data_plane* plane = nullptr;             // the DPDK gateway or the XDP program
     subscriber_identity* identity = nullptr;
     std::string policy_path;
     std::string events_path;                 // "-" when events go to stdout
-    std::string port_names[2];
-    unsigned workers = 1;
+    std::string port_names[2];               // DPDK ports or XDP interfaces
+    unsigned workers = 1;                    // DPDK workers; XDP: CPUs
     std::chrono::steady_clock::time_point started;
     std::function<void(double)> observe_apply;   // metrics hook, may be empty
     const api_server* server = nullptr;
@@ -43,6 +44,7 @@ public:
         uint64_t generation;
         double compile_seconds;
         std::string diff_json;
+        std::vector<std::string> notes;   // data_plane::apply_notes()
     };
     applied apply_text(const std::string& text, const std::string& source, bool dry_run);
 

@@ -14,6 +14,7 @@
 #include "campaign_table.h"
 #include "content_rules_compile.h"
 #include "content_inspector.h"
+#include "data_plane.h"
 #include "event_ring.h"
 #include "mail_tracker.h"
 #include "pipeline.h"
@@ -34,7 +35,7 @@ struct gateway_config {
     bool packet_clock = false;   // replay: capture timestamps are the clock
 };
 
-class gateway {
+class gateway final : public data_plane {
 public:
     // Needs an initialised EAL. Throws std::runtime_error on resource failure.
     gateway(const policy& pol, const gateway_config& config);
@@ -49,18 +50,19 @@ public:
     // Blocks 0..workers-1 belong to the workers; block `workers` to the
     // control thread (replay transmits from it).
     worker_counters& counters(unsigned block) { return *counters_[block]; }
-    std::vector<const worker_counters*> all_counters() const;
-    uint64_t generation() const { return store_->current()->generation(); }
-    const policy& active_policy() const { return policy_; }
+    std::vector<const worker_counters*> all_counters() const override;
+    const char* backend_name() const override { return "dpdk"; }
+    uint64_t generation() const override { return store_->current()->generation(); }
+    const policy& active_policy() const override { return policy_; }
 
     // Compiles `pol` as the next generation and publishes it (RCU); returns
     // the new generation. A compile failure throws and leaves the running
     // policy in place; so does a content rule compile that overruns
     // inspection.compile_timeout (rule_compile_timeout).
-    uint64_t apply(const policy& pol);
+    uint64_t apply(const policy& pol) override;
     // Compiles `pol` into a throwaway snapshot (the same bounds): proves it
     // would apply.
-    void dry_run(const policy& pol);
+    void dry_run(const policy& pol) override;
 
     size_t drain_events() { return log_->drain(rings_raw_, event_names{&policy_, accounts_.get()}); }
     // At exit, after the workers stopped and the last drain_events(): writes
@@ -72,14 +74,16 @@ public:
     // one entry per /32 or per subscriber prefix (at most 65536). Returns the
     // number of entries written; throws std::runtime_error if the prefix is
     // too wide, the account registry or the table is full.
-    uint32_t bind(const ip_prefix& prefix, const std::string& account);
-    uint32_t unbind(const ip_prefix& prefix);
+    uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
+    uint32_t unbind(const ip_prefix& prefix) override;
     // Unbinds only the entries still bound to `account`.
     uint32_t unbind(const ip_prefix& prefix, const std::string& account);
     subscriber_table& subscribers() { return *subscribers_; }
     account_registry& accounts() { return *accounts_; }
-    uint64_t tracked_flows() const;
-    const event_log& events() const { return *log_; }
+    subscriber_table* subscriber_bindings() override { return subscribers_.get(); }
+    account_registry* account_table() override { return accounts_.get(); }
+    uint64_t tracked_flows() const override;
+    const event_log& events() const override { return *log_; }
 
 private:
     gateway_config config_;

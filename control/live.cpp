@@ -51,6 +51,18 @@ uint16_t resolve_port(const std::string& vdev_name, std::optional<unsigned> id, 
 
 }  // namespace
 
+std::optional<api_config> api_config_of(const live_options& opt) {
+    if (opt.api_socket.empty() && opt.api_tcp.empty()) return std::nullopt;
+    api_config ac;
+    ac.unix_path = opt.api_socket;
+    ac.unix_group = opt.api_group;
+    ac.tcp_listen = opt.api_tcp;
+    ac.tls_cert_file = opt.api_cert;
+    ac.tls_key_file = opt.api_key;
+    ac.token_file = opt.api_token_file;
+    return ac;
+}
+
 int run_live(const live_options& opt) {
     policy pol = load_policy_file(opt.policy_path);
     if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
@@ -160,16 +172,10 @@ int run_live(const live_options& opt) {
         metrics->update(snapshot());
     }
 
-    std::string policy_text;
-    {
-        std::ifstream in(opt.policy_path);
-        std::ostringstream t;
-        t << in.rdbuf();
-        policy_text = t.str();
-    }
+    const std::string policy_text = read_policy_file(opt.policy_path);
     std::unique_ptr<api_server> api;
     control_context cc;
-    cc.gw = &gw;
+    cc.plane = &gw;
     cc.identity = &identity;
     cc.policy_path = opt.policy_path;
     cc.events_path = gw.events().path();
@@ -178,15 +184,8 @@ int run_live(const live_options& opt) {
     cc.workers = opt.workers;
     cc.started = std::chrono::steady_clock::now();
     if (metrics) cc.observe_apply = [&](double s) { metrics->observe_apply(s); };
-    if (!opt.api_socket.empty() || !opt.api_tcp.empty()) {
-        api_config ac;
-        ac.unix_path = opt.api_socket;
-        ac.unix_group = opt.api_group;
-        ac.tcp_listen = opt.api_tcp;
-        ac.tls_cert_file = opt.api_cert;
-        ac.tls_key_file = opt.api_key;
-        ac.token_file = opt.api_token_file;
-        api = std::make_unique<api_server>(ac);
+    if (auto ac = api_config_of(opt)) {
+        api = std::make_unique<api_server>(*ac);
         cc.server = api.get();
     }
     control_api control(cc, policy_text);
@@ -225,11 +224,7 @@ int run_live(const live_options& opt) {
         if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
         if (reload_requested.exchange(false)) {
             try {
-                std::ifstream in(opt.policy_path);
-                if (!in) throw std::runtime_error("cannot read " + opt.policy_path);
-                std::ostringstream t;
-                t << in.rdbuf();
-                const uint64_t g = control.apply_text(t.str(), opt.policy_path, false).generation;
+                const uint64_t g = control.apply_text(read_policy_file(opt.policy_path), opt.policy_path, false).generation;
                 std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
                           << std::endl;
             } catch (const std::exception& e) {

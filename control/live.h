@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "api_server.h"
+
 namespace sekisho {
 
 struct live_options {
@@ -24,6 +26,9 @@ struct live_options {
     std::string api_cert, api_key, api_token_file;
     std::vector<std::string> eal_args;     // replaces the default EAL arguments
 };
+
+// The control API's listener settings, or nullopt when neither --api-socket nor --api-tcp is given.
+std::optional<api_config> api_config_of(const live_options& options);
 
 int run_live(const live_options& options);
 

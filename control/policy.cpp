@@ -696,12 +696,14 @@ policy load_policy_text(const std::string& text, const std::string& name) {
     return read_policy(parse_yaml(text, name), name);
 }
 
-policy load_policy_file(const std::string& path) {
+std::string read_policy_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw policy_error({path + ":0: cannot open the policy file"});
     std::ostringstream text;
     text << in.rdbuf();
-    return load_policy_text(text.str(), path);
+    return text.str();
 }
+
+policy load_policy_file(const std::string& path) { return load_policy_text(read_policy_file(path), path); }
 
 }  // namespace sekisho

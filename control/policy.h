@@ -128,6 +128,8 @@ private:
 };
 
 // Throw policy_error with every problem found, each as "name:line: message".
+// The policy file's text; policy_error "PATH:0: cannot open the policy file" if unreadable.
+std::string read_policy_file(const std::string& path);
 policy load_policy_file(const std::string& path);
 policy load_policy_text(const std::string& text, const std::string& name);
 

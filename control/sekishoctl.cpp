@@ -39,7 +39,8 @@ commands:
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
-exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected, 5 unauthorised
+exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
+            served by this backend), 5 unauthorised
 )";
 
 struct usage_error : std::runtime_error {
@@ -109,7 +110,7 @@ int exit_code_for(long status) {
     if (status >= 200 && status < 300) return 0;
     if (status == 401) return 5;
     if (status == 404) return 3;
-    if (status == 400 || status == 409 || status == 413 || status == 422) return 4;
+    if (status == 400 || status == 409 || status == 413 || status == 422 || status == 501) return 4;
     return 1;
 }
 
@@ -237,9 +238,12 @@ int main(int argc, char** argv) {
             want(1, "status");
             check_flags({});
             return show(cl.call("GET", "/v1/status"), [](const json& j) {
+                const std::string backend = j.value("backend", "dpdk");
                 std::cout << "generation " << j["generation"] << ", up " << static_cast<long>(j["uptime_s"].get<double>())
-                          << " s, " << j["workers"] << " worker(s), ports " << j["ports"]["access"].get<std::string>()
-                          << " (access) <-> " << j["ports"]["core"].get<std::string>() << " (core)\n"
+                          << " s, backend " << backend << ", " << j["workers"]
+                          << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ")
+                          << j["ports"]["access"].get<std::string>() << " (access) <-> "
+                          << j["ports"]["core"].get<std::string>() << " (core)\n"
                           << "policy " << j["policy"]["file"].get<std::string>() << ": op25b "
                           << j["policy"]["op25b_mode"].get<std::string>() << "/" << j["policy"]["op25b_action"].get<std::string>()
                           << ", " << j["policy"]["limits"] << " limits\n"
@@ -247,12 +251,15 @@ int main(int argc, char** argv) {
                           << j["frames"]["blocked"] << ", limited " << j["frames"]["limited"] << ", malformed dropped "
                           << j["frames"]["malformed_dropped"] << ", TX-full drops " << j["frames"]["tx_full_drops"] << "\n"
                           << "smtp flows " << j["smtp"]["flows"] << ", messages " << j["smtp"]["messages"]
-                          << ", tempfails " << j["smtp"]["tempfails_sent"] << "\n"
-                          << "bindings " << j["subscribers"]["bindings"] << ", accounts " << j["subscribers"]["accounts"]
-                          << " (" << j["subscribers"]["suspended"] << " suspended); events written "
-                          << j["events"]["written"] << ", lost " << j["events"]["ring_full"].get<uint64_t>() +
-                                                                          j["events"]["write_errors"].get<uint64_t>()
-                          << "\n";
+                          << ", tempfails " << j["smtp"]["tempfails_sent"] << "\n";
+                const json& subs = j["subscribers"];
+                if (subs.is_object())
+                    std::cout << "bindings " << subs["bindings"] << ", accounts " << subs["accounts"] << " ("
+                              << subs["suspended"] << " suspended); ";
+                else
+                    std::cout << "no bindings or accounts (" << backend << "); ";
+                std::cout << "events written " << j["events"]["written"] << ", lost "
+                          << j["events"]["ring_full"].get<uint64_t>() + j["events"]["write_errors"].get<uint64_t>() << "\n";
             });
         }
         if (cmd == "policy") {
@@ -278,6 +285,10 @@ int main(int argc, char** argv) {
                                 if (j["diff"].empty()) std::cout << "  nothing\n";
                                 for (auto it = j["diff"].begin(); it != j["diff"].end(); ++it)
                                     std::cout << "  " << it.key() << ": " << it.value().dump() << "\n";
+                                if (j.contains("not_enforced")) {
+                                    std::cout << "accepted but not enforced by this backend:\n";
+                                    for (const auto& n : j["not_enforced"]) std::cout << "  " << n.get<std::string>() << "\n";
+                                }
                             });
             }
             if (sub == "rollback") {

@@ -13,13 +13,15 @@
 #include <thread>
 #include <vector>
 
+#include "api_server.h"
+#include "control_api.h"
 #include "counters_report.h"
 #include "event_log.h"
 #include "metrics.h"
 #include "policy.h"
 #include "worker_counters.h"
 #include "xdp_backend.h"
-#include "xdp_counters.h"
+#include "xdp_data_plane.h"
 
 namespace sekisho {
 
@@ -47,16 +49,14 @@ int run_xdp_live(const live_options& opt) {
     if (opt.access_if.empty()) throw std::invalid_argument("--backend xdp needs --access-if IF");
     if (opt.access_port || opt.core_port)
         throw std::invalid_argument("--access-port/--core-port are DPDK ports; --backend xdp takes --access-if/--core-if");
-    if (!opt.api_socket.empty() || !opt.api_tcp.empty())
-        throw std::invalid_argument("the control API (--api-socket, --api-tcp) is served by --backend dpdk only; "
-                                    "reload an XDP policy with SIGHUP");
     if (!opt.eal_args.empty()) throw std::invalid_argument("EAL arguments (after --) do not apply to --backend xdp");
     xdp_attach_mode mode;
     if (opt.xdp_mode == "native") mode = xdp_attach_mode::native;
     else if (opt.xdp_mode == "generic") mode = xdp_attach_mode::generic;
     else throw std::invalid_argument("--xdp-mode: '" + opt.xdp_mode + "' is not one of: native, generic");
 
-    policy pol = load_policy_file(opt.policy_path);
+    const std::string policy_text = read_policy_file(opt.policy_path);
+    policy pol = load_policy_text(policy_text, opt.policy_path);
     const auto started = std::chrono::steady_clock::now();
     xdp_backend backend(pol.tracking.subscribers_per_worker);
     std::vector<std::string> skipped;
@@ -68,25 +68,14 @@ int run_xdp_live(const live_options& opt) {
     events_config ev = pol.events;
     if (!opt.events_path.empty()) ev.file = opt.events_path;
     event_log log(ev, realtime_ns);
-
-    // One counter block per CPU (the program's per-CPU map), then the control
-    // thread's, as the DPDK backend has one per worker and one for control.
-    const size_t cpus = backend.read_counters().size();
-    std::vector<std::unique_ptr<worker_counters>> blocks;
-    for (size_t i = 0; i <= cpus; ++i) blocks.push_back(std::make_unique<worker_counters>());
-    std::vector<const worker_counters*> block_ptrs;
-    for (const auto& b : blocks) block_ptrs.push_back(b.get());
-    auto refresh_counters = [&] {
-        const auto per_cpu = backend.read_counters();
-        for (size_t i = 0; i < per_cpu.size() && i < cpus; ++i) copy_xdp_counters(per_cpu[i], *blocks[i]);
-    };
+    xdp_data_plane plane(backend, pol, skipped, log);
 
     std::unique_ptr<metrics_exporter> metrics;
     const double started_at = static_cast<double>(std::time(nullptr));
     auto snapshot = [&] {
         control_snapshot c;
-        c.generation = backend.generation();
-        for (const auto& l : pol.limits) c.limit_names.push_back(l.name);
+        c.generation = plane.generation();
+        for (const auto& l : plane.active_policy().limits) c.limit_names.push_back(l.name);
         c.events_written = log.written();
         c.event_write_errors = log.write_errors();
         c.events_aggregated = log.counters().aggregated;
@@ -96,10 +85,27 @@ int run_xdp_live(const live_options& opt) {
         return c;
     };
     if (!opt.metrics_address.empty()) {
-        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, [&block_ptrs] { return block_ptrs; });
+        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, [&plane] { return plane.counter_blocks(); });
         metrics->observe_apply(first_apply_seconds);
         metrics->update(snapshot());
     }
+
+    // The control API and SIGHUP share control_api's apply path, as with --backend dpdk.
+    std::unique_ptr<api_server> api;
+    control_context cc;
+    cc.plane = &plane;
+    cc.policy_path = opt.policy_path;
+    cc.events_path = log.path();
+    cc.port_names[0] = opt.access_if;
+    cc.port_names[1] = opt.core_if;
+    cc.workers = static_cast<unsigned>(plane.cpus());
+    cc.started = started;
+    if (metrics) cc.observe_apply = [&](double s) { metrics->observe_apply(s); };
+    if (auto ac = api_config_of(opt)) {
+        api = std::make_unique<api_server>(*ac);
+        cc.server = api.get();
+    }
+    control_api control(cc, policy_text);
 
     std::signal(SIGINT, on_xdp_stop_signal);
     std::signal(SIGTERM, on_xdp_stop_signal);
@@ -110,54 +116,42 @@ int run_xdp_live(const live_options& opt) {
     if (!opt.core_if.empty()) backend.attach(opt.core_if, ingress::core, mode);
     std::cerr << "sekishod: xdp " << to_string(mode) << " on " << opt.access_if << " (access)"
               << (opt.core_if.empty() ? "" : ", " + opt.core_if + " (core)") << ", policy " << opt.policy_path
-              << " generation " << backend.generation() << " (" << to_string(pol.mode) << ", "
+              << " generation " << plane.generation() << " (" << to_string(pol.mode) << ", "
               << to_string(pol.action) << ")" << std::endl;
 
-    const event_names names{&pol, nullptr};
-    std::vector<event_record> batch;
-    auto drain = [&] {
-        batch.clear();
-        backend.drain_events([&](const event_record& e) { batch.push_back(e); });
-        log.add(batch.data(), batch.size(), names);   // also closes due windows, rotates, fsyncs
-    };
     uint64_t loops = 0;
     while (!stop_requested.load()) {
-        drain();
+        plane.drain_events();
+        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
         if (reload_requested.exchange(false)) {
             try {
-                const auto t0 = std::chrono::steady_clock::now();
-                policy next = load_policy_file(opt.policy_path);
-                const uint64_t g = backend.apply(next, &skipped);
-                warn_skipped(skipped);
-                drain();   // events of the old generation name its limits
-                pol = std::move(next);
-                if (metrics)
-                    metrics->observe_apply(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                const uint64_t g = control.apply_text(read_policy_file(opt.policy_path), opt.policy_path, false).generation;
+                warn_skipped(plane.apply_notes());
                 std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
                           << std::endl;
             } catch (const std::exception& e) {
-                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << backend.generation()
+                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << plane.generation()
                           << " keeps running:\n" << e.what() << std::endl;
             }
         }
         if (++loops % 20 == 0) {   // every ~200 ms
-            refresh_counters();
+            plane.refresh_counters();
             if (metrics) metrics->update(snapshot());
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
 
     backend.detach_all();
-    drain();
-    refresh_counters();
+    plane.drain_events();
+    const std::vector<const worker_counters*> blocks = plane.all_counters();
     log.flush_all();
 
-    nlohmann::json report = counters_json(block_ptrs);
+    nlohmann::json report = counters_json(blocks);
     report["mode"] = "live";
     report["backend"] = "xdp";
     report["xdp_mode"] = to_string(mode);
     report["policy"] = opt.policy_path;
-    report["generation"] = backend.generation();
+    report["generation"] = plane.generation();
     {
         const event_log_counters& ec = log.counters();
         report["events"]["written"] = log.written();

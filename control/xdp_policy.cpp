@@ -86,6 +86,17 @@ xdp_policy_image build_xdp_policy_image(const policy& pol, uint64_t generation) 
                    : l.target == limit_target::static_ ? SX_TARGET_STATIC
                                                        : SX_TARGET_ANY;
     }
+    // Sections the XDP path does not serve at all: said once, with where they are.
+    if (pol.inspection.enabled)
+        img.skipped_limits.push_back(pol.source + ":" + std::to_string(pol.inspection_line) +
+                                     ": inspection needs SMTP tracking (DPDK backend only); not done by XDP");
+    if (!pol.identity.radius_listen.empty() || !pol.identity.history_database.empty())
+        img.skipped_limits.push_back(pol.source +
+                                     ": identity (RADIUS accounting, binding history) needs subscriber bindings "
+                                     "(DPDK backend only); not served by XDP");
+    if (!pol.bindings.empty())
+        img.skipped_limits.push_back(pol.source + ": subscribers.bindings need the account table (DPDK backend only); "
+                                     "not used by XDP");
     if (!errors.empty()) throw policy_error(std::move(errors));
     return img;
 }

@@ -22,18 +22,7 @@ ctl="$(realpath "$ctl")"
 root="$(realpath "$root")"
 
 sock="$TMP/api.sock"
-# ctl_expect RC DESCRIPTION ARGS...: runs sekishoctl on the socket, checks its exit code; output in $out.
-ctl_expect() {
-  local want="$1" what="$2"
-  shift 2
-  out="$(timeout 30 "$ctl" --socket "$sock" "$@" 2>&1)"
-  local rc=$?
-  if [ "$rc" = "$want" ]; then pass "$what (exit $rc)"; else
-    fail "$what: exit $rc, expected $want"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
-}
-contains() { # DESCRIPTION NEEDLE: the last output contains NEEDLE
-  if echo "$out" | grep -qF -- "$2"; then pass "$1"; else fail "$1: no '$2' in"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
-}
+# ctl_expect and contains (e2e_common.sh) run sekishoctl on $sock.
 
 # TLS material and token for the TCP listener.
 openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1" \

@@ -11,6 +11,9 @@
 #   e2e_end                           print the totals; the script's exit status
 #   e2e_lab_policy                    print the lab's policy preamble (ports, subscriber ranges,
 #                                     relays); a test appends its own sections
+#   ctl_expect RC DESCRIPTION ARGS... run sekishoctl ($ctl) on the API socket ($sock), check its
+#                                     exit code; its output in $out
+#   contains DESCRIPTION NEEDLE       check that the last $out contains NEEDLE
 # Set KEEP_TMP=1 to keep the temporary directory.
 
 passed=0
@@ -46,6 +49,17 @@ e2e_begin() {
 
 pass() { echo "PASS: $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+ctl_expect() {
+  local want="$1" what="$2"
+  shift 2
+  out="$(timeout 30 "$ctl" --socket "$sock" "$@" 2>&1)"
+  local rc=$?
+  if [ "$rc" = "$want" ]; then pass "$what (exit $rc)"; else
+    fail "$what: exit $rc, expected $want"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
+}
+contains() {
+  if echo "$out" | grep -qF -- "$2"; then pass "$1"; else fail "$1: no '$2' in"; echo "$out" | head -n 8 | sed 's/^/    /'; fi
+}
 abort() {
   echo "$E2E_NAME: $*" >&2
   local f

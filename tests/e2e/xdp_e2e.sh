@@ -2,16 +2,21 @@
 # xdp_e2e.sh - the XDP backend end to end: sekishod --backend xdp on the lab's gateway ports
 # (acc0 access, core0 core), the gateway's Linux bridge forwarding what the program passes.
 #
-# Usage (root):  tests/e2e/xdp_e2e.sh PATH/TO/sekishod generic|native
+# Usage (root):  tests/e2e/xdp_e2e.sh PATH/TO/sekishod generic|native PATH/TO/sekishoctl
 #
 # Checks, with real clients (swaks, smtp-sink, scapy for the SYN flood):
 #   - the program is attached in the requested mode (generic, or native in the veth driver);
 #   - swaks from a dynamic address to MX:25 fails fast (RST by XDP_TX), IPv4 and IPv6;
 #     to the relay on 25, to MX:587 and from a static address it is delivered;
-#   - SIGHUP applies the policy file with a connection limit as generation 2;
+#   - the control API with sekishoctl on the XDP backend: status (backend xdp, counters), an
+#     invalid policy refused with file:line, bindings/accounts refused (501, exit 4), rollback,
+#     dry-run naming what XDP does not enforce, apply; SIGHUP and the API share one apply path;
+#   - SIGHUP applies the policy file with a connection limit as generation 2; the API rolls back
+#     (generation 3) and applies it again (generation 4);
 #   - a SYN flood from one dynamic address to MX:587 beyond the rate is cut to the rate:
 #     the MX sees at most burst + rate x duration SYNs, the rest are counted as limited;
-#   - events.jsonl holds the op25b_block and limit_exceeded events, /metrics the counters;
+#   - events.jsonl holds the op25b_block and limit_exceeded events, /metrics the counters,
+#     sekishoctl top and events read them while the daemon runs;
 #   - SIGTERM: exit 0 and the program is detached from both interfaces.
 set -u
 
@@ -33,9 +38,18 @@ NETLAB_NS_GW="sekisho-gw-${NETLAB_ID}"
 NETLAB_NS_UP="sekisho-up-${NETLAB_ID}"
 
 e2e_begin "xdp_e2e_$mode" "${1:-${SEKISHOD:-}}" swaks tcpdump curl /usr/sbin/smtp-sink /usr/bin/python3
+ctl="${3:-}"
+[ -x "$ctl" ] || { echo "xdp_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
+ctl="$(realpath "$ctl")"
+sock="$TMP/api.sock"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 cp "$here/../../configs/op25b-enforce.yaml" "$TMP/policy.yaml"
+cat >>"$TMP/policy.yaml" <<'EOF'
+events:
+  aggregate_window: 0s   # sekishoctl reads events while the daemon runs
+EOF
+printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: block\n' >"$TMP/bad.yaml"
 netlab_up --direct || abort "lab setup failed"
 # Native XDP_TX on a veth hands the frame to the peer's NAPI, which exists
 # when the peer has GRO on (or an XDP program of its own): docs/xdp.md.
@@ -47,7 +61,8 @@ netlab_start_sinks || abort "SMTP sinks did not start"
 metrics_port=9118
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
   --policy "$TMP/policy.yaml" --access-if acc0 --core-if core0 \
-  --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics "127.0.0.1:$metrics_port"
+  --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics "127.0.0.1:$metrics_port" \
+  --api-socket "$sock"
 daemon_pid=$NETLAB_LAST_PID
 deadline=$(($(date +%s) + 20))
 attached() { netlab_exec_gw ip link show "$1" | head -n 1 | grep -Eq "mtu [0-9]+ $attached_word "; }
@@ -63,7 +78,7 @@ for dev in acc0 core0; do
     fail "no $attached_word program on $dev"
   fi
 done
-until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do
+until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1 && [ -S "$sock" ]; do
   [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
   sleep 0.2
 done
@@ -109,6 +124,32 @@ expect_mail_reset -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_MX_V6" 25
 expect_mail_ok -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_RELAY_V6" 25
 expect_mail_ok -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_MX_V6" 587
 
+# --- The control API on the XDP backend ---------------------------------------------------
+ctl_expect 0 "status" status
+contains "status names the backend" "backend xdp"
+contains "status names the interfaces" "acc0 (access) <-> core0 (core)"
+ctl_expect 0 "status --json" status --json
+if echo "$out" | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["backend"] == "xdp" and j["generation"] == 1, j
+assert j["subscribers"] is None, j["subscribers"]
+assert j["frames"]["blocked"] >= 2 and j["frames"]["forwarded"] > 0, j["frames"]'; then
+  pass "status --json: backend xdp, generation 1, the two blocks counted, no account table"
+else
+  fail "status --json content: $out"
+fi
+ctl_expect 0 "policy show" policy show
+contains "policy show prints the running YAML" "aggregate_window: 0s"
+ctl_expect 4 "policy apply of an invalid policy is refused" policy apply "$TMP/bad.yaml"
+contains "with file:line errors" "policy:3: subscribers.dynamic[0]"
+ctl_expect 4 "bindings list is refused (no account table in XDP)" bindings list
+contains "naming the backend" "not available with --backend xdp"
+ctl_expect 4 "account suspend is refused" account suspend alice@example.jp
+# No RADIUS with XDP, so no holder is known (exit 3, "not found"), but the event log answers.
+ctl_expect 3 "whois: no binding known to the XDP backend" whois "$NETLAB_SUB_V4_DYN"
+contains "whois still shows the address's OP25B blocks from the event log" "op25b_block"
+
 # --- SIGHUP: the same file with a connection limit becomes generation 2 -----------------
 rate=20
 burst=10
@@ -130,13 +171,26 @@ until grep -q "applied as generation 2" "$NETLAB_LOGDIR/sekishod.log"; do
   sleep 0.1
 done
 pass "SIGHUP applied the policy with a connection limit as generation 2"
-if netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep -qx "sekisho_policy_generation 2"; then
-  pass "metrics: sekisho_policy_generation 2"
-else
-  sleep 0.5
-  netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep -qx "sekisho_policy_generation 2" &&
-    pass "metrics: sekisho_policy_generation 2" || fail "metrics do not show generation 2"
-fi
+ctl_expect 0 "policy show after SIGHUP" policy show
+contains "SIGHUP went through the API's apply path (policy show has the limit)" "name: syn-rate"
+ctl_expect 0 "policy rollback" policy rollback
+contains "rolled back as generation 3" "generation 3"
+# What XDP cannot enforce is accepted and named, with where it is.
+cp "$TMP/policy.yaml" "$TMP/policy-msgs.yaml"
+cat >>"$TMP/policy-msgs.yaml" <<EOF
+  - {name: msgs, scope: address, measure: messages, max: 100, window: 1h}
+EOF
+ctl_expect 0 "policy apply --dry-run of a message limit" policy apply "$TMP/policy-msgs.yaml" --dry-run
+contains "the dry run names what XDP does not enforce" "limit 'msgs': measure messages needs SMTP tracking"
+ctl_expect 0 "policy apply (the connection limit again)" policy apply "$TMP/policy.yaml"
+contains "applied as generation 4" "applied as generation 4"
+gen_ok=""
+for _ in 1 2 3 4 5; do
+  if netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep -qx "sekisho_policy_generation 4"; then
+    gen_ok=1; break; fi
+  sleep 0.3
+done
+[ -n "$gen_ok" ] && pass "metrics: sekisho_policy_generation 4" || fail "metrics do not show generation 4"
 
 # --- SYN flood: 400 SYNs from the dynamic address to MX:587 over ~2 s (200/s, 10x the rate) ---
 flood=400
@@ -176,6 +230,11 @@ else
   fail "SYN flood of $flood in '${flood_s}'s: $arrived reached the MX (expected $least..$most)"
 fi
 
+ctl_expect 0 "top --by limit_exceeded" top --by limit_exceeded
+contains "top ranks the flooding address" "$NETLAB_SUB_V4_DYN"
+ctl_expect 0 "events tail --type limit_exceeded" events tail -n 5 --type limit_exceeded
+contains "events tail shows the limit" "syn-rate"
+
 # --- Stop: exit status, detached, summary and events ----------------------------------------
 netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$TMP/metrics.txt" || fail "cannot fetch /metrics"
 e2e_stop_sekishod
@@ -198,7 +257,7 @@ blocks = sum(e.get("count", 1) for e in events if e["type"] == "op25b_block")
 limited = sum(e.get("count", 1) for e in events if e["type"] == "limit_exceeded" and e.get("limit") == "syn-rate")
 print("summary blocked=%s resets=%s limited=%s; events: %d op25b_block, %d limit_exceeded"
       % (summary.get("blocked"), summary.get("resets_sent"), summary.get("limited"), blocks, limited))
-assert summary["backend"] == "xdp" and summary["generation"] == 2
+assert summary["backend"] == "xdp" and summary["generation"] == 4
 assert summary["blocked"] >= 2 and blocks >= 2, "both swaks to MX:25 must be blocked and logged"
 assert summary["resets_sent"] >= 2
 # Every SYN of the flood that did not reach the MX was stopped by the limit (and nothing else).

@@ -1,0 +1,63 @@
+#include "xdp_data_plane.h"
+
+#include <stdexcept>
+
+#include "event_log.h"
+#include "xdp_backend.h"
+#include "xdp_counters.h"
+#include "xdp_policy.h"
+
+namespace sekisho {
+
+xdp_data_plane::xdp_data_plane(xdp_backend& backend, policy running, std::vector<std::string> notes, event_log& log)
+    : backend_(backend), policy_(std::move(running)), notes_(std::move(notes)), log_(log),
+      cpus_(backend.read_counters().size()) {
+    for (size_t i = 0; i <= cpus_; ++i) blocks_.push_back(std::make_unique<worker_counters>());
+}
+
+uint64_t xdp_data_plane::generation() const { return backend_.generation(); }
+
+uint64_t xdp_data_plane::apply(const policy& pol) {
+    std::vector<std::string> notes;
+    const uint64_t g = backend_.apply(pol, &notes);   // throws: the running generation stays
+    drain_events();   // what the old generation reported is named by its policy
+    policy_ = pol;
+    notes_ = std::move(notes);
+    return g;
+}
+
+void xdp_data_plane::dry_run(const policy& pol) {
+    // The same image apply() writes, built and thrown away: the same bounds (policy_error).
+    notes_ = build_xdp_policy_image(pol, backend_.generation() + 1).skipped_limits;
+}
+
+void xdp_data_plane::refresh_counters() const {
+    const auto per_cpu = backend_.read_counters();
+    for (size_t i = 0; i < per_cpu.size() && i < cpus_; ++i) copy_xdp_counters(per_cpu[i], *blocks_[i]);
+}
+
+std::vector<const worker_counters*> xdp_data_plane::all_counters() const {
+    refresh_counters();
+    return counter_blocks();
+}
+
+std::vector<const worker_counters*> xdp_data_plane::counter_blocks() const {
+    std::vector<const worker_counters*> out;
+    for (const auto& b : blocks_) out.push_back(b.get());
+    return out;
+}
+
+void xdp_data_plane::drain_events() {
+    std::vector<event_record> batch;
+    backend_.drain_events([&](const event_record& e) { batch.push_back(e); });
+    log_.add(batch.data(), batch.size(), event_names{&policy_, nullptr});   // also closes due windows, rotates
+}
+
+uint32_t xdp_data_plane::bind(const ip_prefix&, const std::string&) {
+    throw std::logic_error("the XDP data plane has no subscriber bindings");
+}
+uint32_t xdp_data_plane::unbind(const ip_prefix&) {
+    throw std::logic_error("the XDP data plane has no subscriber bindings");
+}
+
+}  // namespace sekisho
