@@ -20,6 +20,7 @@
 #include "eal_session.h"
 #include "gateway.h"
 #include "metrics.h"
+#include "packet_ring_drops.h"
 #include "ports.h"
 #include "subscriber_identity.h"
 #include "worker.h"
@@ -122,6 +123,10 @@ int run_live(const live_options& opt) {
 
     std::unique_ptr<metrics_exporter> metrics;
     const double started_at = static_cast<double>(std::time(nullptr));
+    // net_af_packet (DPDK 22.11) leaves imissed at 0: the kernel's ring drops stand in (packet_ring_drops.h).
+    std::unique_ptr<packet_ring_drops> ring_drops_of_af_packet;
+    if (!opt.access_if.empty() && opt.if_driver == "af_packet")
+        ring_drops_of_af_packet = std::make_unique<packet_ring_drops>(opt.access_if, opt.core_if);
     auto snapshot = [&] {
         control_snapshot c;
         c.generation = gw.generation();
@@ -156,10 +161,12 @@ int run_live(const live_options& opt) {
         c.binding_apply_errors = identity.apply_errors();
         c.start_time_seconds = started_at;
         c.port_stats = true;
+        const std::array<uint64_t, 2> ring_drops = ring_drops_of_af_packet ? ring_drops_of_af_packet->poll()
+                                                                           : std::array<uint64_t, 2>{};
         for (unsigned side = 0; side < ingress_count; ++side) {
             rte_eth_stats st{};
             if (rte_eth_stats_get(port[side], &st) != 0) continue;
-            c.rx_missed[side] = st.imissed;
+            c.rx_missed[side] = st.imissed + ring_drops[side];
             c.rx_nombuf[side] = st.rx_nombuf;
             c.rx_errors[side] = st.ierrors;
             c.tx_errors[side] = st.oerrors;

@@ -192,8 +192,9 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
 
     if (s.port_stats) {
         auto rx_drops = family("sekisho_port_rx_dropped_total",
-                               "Frames the port lost before a worker saw them: missed (RX queue full: the workers "
-                               "did not keep up), nombuf (no mbuf), errors (bad frames).",
+                               "Frames the port lost before a worker saw them: missed (RX queue full, or with "
+                               "net_af_packet the kernel's RX ring full: the workers did not keep up), nombuf (no "
+                               "mbuf), errors (bad frames).",
                                MetricType::Counter);
         auto tx_errors = family("sekisho_port_tx_errors_total", "Frames the port failed to send.", MetricType::Counter);
         for (unsigned side = 0; side < 2; ++side) {

@@ -103,12 +103,26 @@ rx_after=$(metric 'sekisho_packets_total{port="access",verdict="forwarded"}')
 missed=$(metric 'sekisho_port_rx_dropped_total{port="access",reason="missed"}')
 got=$(awk -v a="$rx_after" -v b="$rx_before" 'BEGIN { printf "%d", a - b }')
 echo "overload_e2e: 20000 datagrams sent while the workers were stopped, $got forwarded after; port rx missed $missed_before -> $missed"
-# The overload was real: the ring held far fewer than were sent. The PMD's own loss counter is
-# exported as sekisho_port_rx_dropped_total (net_af_packet and net_af_xdp in DPDK 22.11 leave
-# imissed at 0: docs/reliability.md), so only its presence is checked here.
+# The overload was real: the ring held far fewer than were sent. The loss is counted as
+# reason="missed": with net_af_packet from the kernel's ring drops (packet_ring_drops.h: the
+# 22.11 PMD leaves imissed at 0). Every counted drop is one of those not forwarded; most of
+# them are counted (the rest were lost before the ring: the veth backlog, the sender).
+# net_af_xdp (SEKISHOD_ARGS=--if-driver af_xdp) reports its ring-full drops nowhere in 22.11:
+# there only the overflow itself is checked (docs/reliability.md).
 [ "$got" -lt 20000 ] && pass "the RX ring overflowed ($got of 20000 forwarded)" || fail "no overflow: $got forwarded"
-grep -q '^sekisho_port_rx_dropped_total{port="access",reason="missed"}' "$TMP/metrics.txt" &&
-  pass "sekisho_port_rx_dropped_total is exported" || fail "sekisho_port_rx_dropped_total missing"
+lost=$((20000 - got))
+counted=$(awk -v a="$missed" -v b="$missed_before" 'BEGIN { printf "%d", a - b }')
+case "${SEKISHOD_ARGS:-}" in
+  *af_xdp*)
+    grep -q '^sekisho_port_rx_dropped_total{port="access",reason="missed"}' "$TMP/metrics.txt" &&
+      pass "sekisho_port_rx_dropped_total is exported" || fail "sekisho_port_rx_dropped_total missing" ;;
+  *)
+    if [ "$counted" -le "$lost" ] && [ $((counted * 10)) -ge $((lost * 9)) ]; then
+      pass "the RX loss is counted: missed +$counted of $lost not forwarded"
+    else
+      fail "RX loss counted $counted, not forwarded $lost (expected 90-100% counted)"
+    fi ;;
+esac
 if netlab_exec_sub ping -c 1 -W 2 "$NETLAB_MX_V4" >/dev/null 2>&1; then pass "forwards again after the overload"; else
   fail "no ping after the overload"; fi
 if blocked_to_25; then pass "port 25 still blocked after the overload"; else fail "port 25 got through after the overload"; fi

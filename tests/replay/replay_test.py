@@ -1188,6 +1188,35 @@ class OverloadReplay(unittest.TestCase):
         udp_in = [bytes(f) for f in frames if UDP in f]
         self.assertEqual([f for f in r.to_core if Ether(f).haslayer(UDP)], udp_in)
 
+    def test_stream_state_exhausted(self):
+        # 100 rules with a bounded repeat each (q<i>, then 100-900 of anything, then z): a body
+        # naming every q<i> leaves that many repeats open, and the compressed body stream (what a
+        # message keeps between segments) outgrows its 1024-byte record. That message's body is
+        # not scanned further (fail open: its blackword in the next segment is missed, its end
+        # marker is forwarded) and the overflow is counted; the next message, whose stream stays
+        # small, is inspected and refused as usual; port 25 stays blocked.
+        rules = "".join('    - {id: open-%d, pattern: "q%d.{100,900}z", flags: [dotall], where: body, score: 1}\n'
+                        % (i, i) for i in range(100))
+        policy = CONTENT_POLICY.replace("  rules:\n", "  rules:\n" + rules)
+        head = b"Subject: x\r\nFrom: a@example.jp\r\n\r\n"
+        many_open = " ".join("q%d" % i for i in range(100)).encode() + b"\r\n"
+        frames = smtp_session("198.51.100.7", 48000, MX4, BASE,
+                              body=(head + many_open, "続きは出会いで\r\n".encode("utf-8"), b".\r\n"))
+        frames += smtp_session("198.51.100.7", 48001, MX4, BASE + 10,
+                               body=(head + b"short\r\n", "続きは出会いで\r\n".encode("utf-8"), b".\r\n"))
+        frames.append(self.syn25("198.51.100.7", 48002, BASE + 20))
+        r = Run(frames, policy, 1)
+        s = r.summary
+        self.assertEqual(s["inspection"]["stream_overflow"], 1, s["inspection"])
+        self.assertEqual(s["inspection"]["messages"], 2)
+        verdicts = {e["subscriber_port"]: e for e in r.events if e["type"] == "content_verdict"}
+        self.assertEqual(sorted(verdicts), [48001], r.events)
+        self.assertEqual((verdicts[48001]["rules"], verdicts[48001]["action"]), (["blackword-deai"], "tempfail"))
+        ends = [Ether(b)[TCP].sport for b in r.to_core if Ether(b).haslayer(Raw) and Ether(b)[Raw].load == b".\r\n"]
+        self.assertEqual(ends, [48000], "the overflowed message is forwarded, the other refused")
+        self.assertEqual(s["blocked"], 1, "OP25B still enforced")
+        print(f"\n  overload: stream_overflow {s['inspection']['stream_overflow']} of 2 messages", file=sys.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
