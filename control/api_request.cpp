@@ -139,6 +139,11 @@ bool reads_event_log(api_endpoint e) {
     return e == api_endpoint::events || e == api_endpoint::report || e == api_endpoint::top;
 }
 
+bool changes_state(api_endpoint e) {
+    return e == api_endpoint::policy_apply || e == api_endpoint::policy_rollback || e == api_endpoint::bindings_add ||
+           e == api_endpoint::bindings_del || e == api_endpoint::account_suspend || e == api_endpoint::account_resume;
+}
+
 bool needs_accounts(api_endpoint e) {
     return e == api_endpoint::bindings_list || e == api_endpoint::bindings_add || e == api_endpoint::bindings_del ||
            e == api_endpoint::accounts_list || e == api_endpoint::account_suspend ||

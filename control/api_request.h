@@ -41,6 +41,8 @@ const char* to_string(api_endpoint e);
 std::optional<api_endpoint> api_endpoint_of(const std::string& method, const std::string& path);
 // Endpoints that read the event log (404 when events go to standard output).
 bool reads_event_log(api_endpoint e);
+// Endpoints that change the running state (audited: control_api).
+bool changes_state(api_endpoint e);
 // Endpoints that need the data plane's subscriber bindings and accounts (501 without them).
 bool needs_accounts(api_endpoint e);
 

@@ -1,6 +1,8 @@
 #include "api_server.h"
 
 #include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <sys/socket.h>
@@ -60,6 +62,31 @@ MHD_Result send(MHD_Connection* connection, const api_response& r) {
     return ret;
 }
 
+// Who is on the other end of the connection (api_request::caller).
+std::string caller_of(MHD_Connection* connection, bool tcp) {
+    if (tcp) {
+        const MHD_ConnectionInfo* ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+        if (ci != nullptr && ci->client_addr != nullptr) {
+            const socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+            getnameinfo(ci->client_addr, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+        }
+        return std::string("token from ") + (std::strchr(host, ':') ? "[" + std::string(host) + "]" : host) + ":" + port;
+    }
+    const MHD_ConnectionInfo* ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (ci == nullptr || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return "unix socket (peer unknown)";
+    std::string who = "uid " + std::to_string(cred.uid);
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[1024];
+    if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr)
+        who += " (" + std::string(found->pw_name) + ")";
+    return who + " pid " + std::to_string(cred.pid);
+}
+
 MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, const char* method, const char*,
                       const char* upload_data, size_t* upload_data_size, void** con_cls) {
     auto* ctx = static_cast<listener_context*>(cls);
@@ -88,6 +115,7 @@ MHD_Result on_request(void* cls, MHD_Connection* connection, const char* url, co
     request.method = method;
     request.path = url;
     request.body = std::move(state->body);
+    request.caller = caller_of(connection, ctx->needs_token);
     MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, collect_arg, &request.query);
     return send(connection, ctx->server->submit(std::move(request)));
 }

@@ -27,6 +27,9 @@ struct api_request {
     std::string path;
     std::map<std::string, std::string> query;   // URL arguments
     std::string body;
+    // Who asked: "uid 0 (root) pid 1234" on the Unix socket (SO_PEERCRED), "token from
+    // 192.0.2.1:40000" over TLS; empty for requests made in-process (SIGHUP, tests).
+    std::string caller;
 };
 
 struct api_response {

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <ctime>
+#include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -118,6 +120,8 @@ uint64_t event_count(const json& e) { return e.value("count", uint64_t{1}); }
 // mail_session lines are a subscriber's SMTP activity, not an offence: they
 // feed the SMTP counters, never the event counts.
 bool is_session(const json& e) { return e.value("type", "") == "mail_session"; }
+// api_change lines are the control plane's audit trail: no subscriber did them.
+bool is_audit(const json& e) { return e.value("type", "") == "api_change"; }
 
 // A subscriber's SMTP activity summed over mail_session lines.
 struct smtp_counters {
@@ -164,7 +168,63 @@ control_api::applied control_api::apply_text(const std::string& text, const std:
     return a;
 }
 
+void control_api::reload() {
+    api_response r;
+    try {
+        const applied a = apply_text(read_policy_file(ctx_.policy_path), ctx_.policy_path, false);
+        r = ok({{"generation", a.generation}});
+        std::cerr << "sekishod: SIGHUP: policy " << ctx_.policy_path << " applied as generation " << a.generation
+                  << std::endl;
+        for (const auto& n : a.notes) std::cerr << "sekishod: not enforced by " << ctx_.plane->backend_name() << ": " << n << std::endl;
+    } catch (const policy_error& e) {
+        r = {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
+        std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
+                  << " keeps running:\n" << e.what() << std::endl;
+    } catch (const std::exception& e) {
+        r = error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
+        std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
+                  << " keeps running:\n" << e.what() << std::endl;
+    }
+    audit(nullptr, "policy_reload", "SIGHUP", r);
+}
+
+void control_api::audit(const api_command* c, const std::string& endpoint, const std::string& caller,
+                        const api_response& r) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json rec = {{"time_ns", static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
+                {"type", "api_change"},
+                {"endpoint", endpoint},
+                {"caller", caller.empty() ? "in-process" : caller},
+                {"status", r.status},
+                {"generation", ctx_.plane->generation()}};
+    if (c != nullptr) {
+        if (c->endpoint == api_endpoint::bindings_add || c->endpoint == api_endpoint::bindings_del)
+            rec["prefix"] = c->prefix.to_string();
+        if (!c->account.empty()) rec["account"] = c->account;
+    }
+    if (r.status >= 300) {
+        try {
+            rec["error"] = json::parse(r.body).value("error", "");
+        } catch (const std::exception&) {
+        }
+    }
+    ctx_.plane->audit(api_json_text(rec));
+}
+
 api_response control_api::handle(const api_request& r) {
+    api_response response = answer(r);
+    const auto endpoint = api_endpoint_of(r.method, r.path);
+    if (endpoint && changes_state(*endpoint)) {
+        // A dry run changes nothing; a refused request is audited too (c: null when invalid).
+        auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
+        const api_command* c = std::get_if<api_command>(&parsed);
+        if (c == nullptr || !c->dry_run) audit(c, to_string(*endpoint), r.caller, response);
+    }
+    return response;
+}
+
+api_response control_api::answer(const api_request& r) {
     const auto endpoint = api_endpoint_of(r.method, r.path);
     if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
         return error(404, "events go to standard output; start sekishod with --events FILE");
@@ -388,7 +448,7 @@ api_response control_api::report(const api_command& c) {
     std::map<std::string, uint64_t> messages;   // every subscriber's, kept for the offending ones
     for (const json& e : read_events(ctx_.events_path)) {
         const int64_t t = event_seconds(e);
-        if (t < since || t > until) continue;
+        if (t < since || t > until || is_audit(e)) continue;
         if (is_session(e)) {
             messages[subscriber_of(e)] += e.value("messages", uint64_t{0});
             continue;
@@ -428,7 +488,7 @@ api_response control_api::top(const api_command& c) {
     const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
     std::map<std::string, std::pair<std::string, uint64_t>> score;
     for (const json& e : read_events(ctx_.events_path)) {
-        if (event_seconds(e) < since) continue;
+        if (event_seconds(e) < since || is_audit(e)) continue;
         const std::string type = e.value("type", "");
         uint64_t add;
         if (by_smtp) {

@@ -35,6 +35,7 @@ class control_api {
 public:
     control_api(control_context ctx, std::string policy_text);
 
+    // Answers one request; one that changes something (or tried to) is audited.
     api_response handle(const api_request& request);
 
     // SIGHUP and the API share one apply path: validate, compile, publish,
@@ -48,7 +49,16 @@ public:
     };
     applied apply_text(const std::string& text, const std::string& source, bool dry_run);
 
+    // SIGHUP: applies the policy file again (policy_path) through apply_text(), writes an
+    // api_change record with caller "SIGHUP" and says on standard error what happened.
+    void reload();
+
 private:
+    // The audit trail: every request that changes something (or tried to), and SIGHUP,
+    // as an api_change record in the event log: who, what, the outcome; never a body.
+    void audit(const api_command* c, const std::string& endpoint, const std::string& caller,
+               const api_response& r);
+    api_response answer(const api_request& request);
     // The endpoints, on requests parse_api_request() (api_request.h) validated.
     api_response status();
     api_response policy_show();

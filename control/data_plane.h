@@ -42,6 +42,8 @@ public:
     virtual std::vector<const worker_counters*> all_counters() const = 0;
     virtual uint64_t tracked_flows() const = 0;        // SMTP flows being followed
     virtual const event_log& events() const = 0;
+    // Writes a control-plane record (control_api's audit trail) into the event log.
+    virtual void audit(std::string json_object) = 0;
 
     // Bindings and accounts: nullptr where the data plane has none.
     virtual subscriber_table* subscriber_bindings() { return nullptr; }

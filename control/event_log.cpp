@@ -212,6 +212,12 @@ void event_log::add(const event_record* events, size_t n, const event_names& nam
     poll();
 }
 
+void event_log::add_record(std::string json_object) {
+    ++c_.received;
+    queue_line(std::move(json_object), 1, 0, 0, nullptr);
+    poll();
+}
+
 void event_log::session_totals::add(const event_record& e) {
     messages += e.count;
     recipients += e.recipients;

@@ -69,6 +69,10 @@ public:
     size_t drain(const std::vector<event_ring*>& rings, const event_names& names = {});
     // The same for events from elsewhere (and tests): no ring needed.
     void add(const event_record* events, size_t n, const event_names& names = {});
+    // A control-plane record (an API change: control_api's audit trail), one
+    // line as it is, never aggregated: `json_object` is a serialised JSON
+    // object with at least "type" and "time_ns".
+    void add_record(std::string json_object);
     // Closes every aggregation window and writes it, then fsyncs unless the
     // policy is never: at exit, after the last drain().
     void flush_all();

@@ -84,6 +84,7 @@ public:
     account_registry* account_table() override { return accounts_.get(); }
     uint64_t tracked_flows() const override;
     const event_log& events() const override { return *log_; }
+    void audit(std::string json_object) override { log_->add_record(std::move(json_object)); }
 
 private:
     gateway_config config_;

@@ -229,16 +229,7 @@ int run_live(const live_options& opt) {
         gw.drain_events();
         identity.poll();
         if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
-        if (reload_requested.exchange(false)) {
-            try {
-                const uint64_t g = control.apply_text(read_policy_file(opt.policy_path), opt.policy_path, false).generation;
-                std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
-                          << std::endl;
-            } catch (const std::exception& e) {
-                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << gw.generation()
-                          << " keeps running:\n" << e.what() << std::endl;
-            }
-        }
+        if (reload_requested.exchange(false)) control.reload();
         if (metrics && ++loops % 20 == 0) metrics->update(snapshot());  // every ~200 ms
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

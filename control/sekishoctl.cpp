@@ -150,6 +150,16 @@ std::string iso(int64_t t) {
 
 void print_event(const json& e) {
     const uint64_t ns = e.value("time_ns", uint64_t{0});
+    if (e.value("type", "") == "api_change") {   // the audit trail: who changed what, with what outcome
+        std::cout << iso(static_cast<int64_t>(ns / 1'000'000'000ull)) << "  api_change        "
+                  << e.value("endpoint", "?") << " by " << e.value("caller", "?") << ": " << e.value("status", 0)
+                  << ", generation " << e.value("generation", uint64_t{0});
+        if (e.contains("account")) std::cout << " account=" << e["account"].dump();
+        if (e.contains("prefix")) std::cout << " prefix=" << e["prefix"].dump();
+        if (e.contains("error")) std::cout << " error=" << e["error"].dump();
+        std::cout << "\n";
+        return;
+    }
     std::cout << iso(static_cast<int64_t>(ns / 1'000'000'000ull)) << "  " << std::left << std::setw(17)
               << e.value("type", "?") << " " << std::setw(28)
               << (e.contains("subscriber") ? e["subscriber"].get<std::string>() : e.value("src", "")) << " ";

@@ -53,6 +53,8 @@ void xdp_data_plane::drain_events() {
     log_.add(batch.data(), batch.size(), event_names{&policy_, nullptr});   // also closes due windows, rotates
 }
 
+void xdp_data_plane::audit(std::string json_object) { log_.add_record(std::move(json_object)); }
+
 uint32_t xdp_data_plane::bind(const ip_prefix&, const std::string&) {
     throw std::logic_error("the XDP data plane has no subscriber bindings");
 }

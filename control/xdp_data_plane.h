@@ -40,6 +40,7 @@ public:
     void refresh_counters() const;
     uint64_t tracked_flows() const override { return 0; }   // no SMTP flows in XDP
     const event_log& events() const override { return log_; }
+    void audit(std::string json_object) override;
     uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
     uint32_t unbind(const ip_prefix& prefix) override;
 

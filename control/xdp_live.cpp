@@ -123,17 +123,7 @@ int run_xdp_live(const live_options& opt) {
     while (!stop_requested.load()) {
         plane.drain_events();
         if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
-        if (reload_requested.exchange(false)) {
-            try {
-                const uint64_t g = control.apply_text(read_policy_file(opt.policy_path), opt.policy_path, false).generation;
-                warn_skipped(plane.apply_notes());
-                std::cerr << "sekishod: SIGHUP: policy " << opt.policy_path << " applied as generation " << g
-                          << std::endl;
-            } catch (const std::exception& e) {
-                std::cerr << "sekishod: SIGHUP: policy not applied, generation " << plane.generation()
-                          << " keeps running:\n" << e.what() << std::endl;
-            }
-        }
+        if (reload_requested.exchange(false)) control.reload();
         if (++loops % 20 == 0) {   // every ~200 ms
             plane.refresh_counters();
             if (metrics) metrics->update(snapshot());

@@ -189,6 +189,8 @@ out="$(tls status 2>&1)"; rc=$?
 out="$(tls --token-file "$TMP/token" status --json 2>&1)"; rc=$?
 [ "$rc" = 0 ] && echo "$out" | grep -q '"unauthorised":2' && pass "TLS with the token works; 2 unauthorised counted" ||
   fail "TLS with token: exit $rc: $out"
+out="$(tls --token-file "$TMP/token" account resume bob@example.jp 2>&1)"; rc=$?
+[ "$rc" = 0 ] && pass "a change over TLS with the token" || fail "account resume over TLS: exit $rc: $out"
 # A client that connects and never sends does not stall the API.
 netlab_exec_gw python3 -c "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('$sock'); time.sleep(4)" &
 idle_pid=$!
@@ -235,7 +237,42 @@ fi
 ctl_expect 0 "status after the applies" status --json
 echo "$out" | grep -q '"generation":103' && pass "generation 103 (3 + 100)" || fail "generation after applies: $out"
 
+ctl_expect 0 "events tail --type api_change" events tail -n 200 --type api_change
+contains "the audit trail is in the event log, with the caller" "account_resume by token from 127.0.0.1:"
+ctl_expect 0 "report --json after the changes" report --since 0 --json
+echo "$out" | /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin)["sources"]; assert all(x["source_address"] for x in s), s' &&
+  pass "the audit trail is no offending source in the report" || fail "report lists an empty source: $out"
+kill -HUP "$daemon_pid"
+sleep 0.5
+
 if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
 [ ! -e "$sock" ] && pass "the API socket was removed at exit" || fail "API socket left behind"
+# The audit trail: every change or attempted change, who made it, the outcome; no dry run, no body.
+if /usr/bin/python3 - "$TMP/events.jsonl" <<'PY'; then
+import collections, json, sys
+audit = [json.loads(l) for l in open(sys.argv[1]) if '"api_change"' in l]
+by = collections.Counter((a["endpoint"], a["status"]) for a in audit)
+print("api_change:", dict(by))
+assert by[("policy_apply", 200)] == 101, by            # the monitor apply + the 100 applies; dry runs not audited
+assert by[("policy_apply", 422)] == 1 and by[("policy_apply", 409)] == 2, by
+assert by[("policy_rollback", 200)] == 1, by
+assert by[("bindings_add", 200)] >= 2 and by[("bindings_add", 400)] == 2 and by[("bindings_del", 200)] == 1, by
+assert by[("account_suspend", 200)] == 1 and by[("account_suspend", 400)] == 1, by
+assert by[("account_resume", 200)] == 2, by
+assert by[("policy_reload", 200)] == 1, by              # the SIGHUP
+unix = [a for a in audit if a["endpoint"] != "policy_reload" and not a["caller"].startswith("token")]
+assert all(a["caller"].startswith("uid 0 (root) pid ") for a in unix), {a["caller"] for a in unix}
+tls = [a for a in audit if a["caller"].startswith("token from 127.0.0.1:")]
+assert len(tls) == 1 and tls[0]["endpoint"] == "account_resume" and tls[0]["account"] == "bob@example.jp", tls
+assert [a["caller"] for a in audit if a["endpoint"] == "policy_reload"] == ["SIGHUP"]
+refused = [a for a in audit if a["status"] == 422]
+assert refused[0]["error"].startswith("invalid policy"), refused
+assert all("op25b" not in json.dumps(a) for a in audit), "no policy text in the audit trail"
+assert all(a["generation"] >= 1 and a["time_ns"] > 0 for a in audit)
+PY
+  pass "the audit trail names every change, its caller and outcome"
+else
+  fail "the audit trail (api_change lines)"
+fi
 
 e2e_end

@@ -129,6 +129,28 @@ TEST(EventLog, WithoutAggregationEachEventIsOneLineWithCountOne) {
     EXPECT_EQ(lines[2]["subscriber"], "198.51.100.8");
 }
 
+// The control plane's audit records: written at once as given, never held in a window.
+TEST(EventLog, ARecordIsOneLineAtOnceEvenWhileAggregating) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    add(log, block("198.51.100.7", t0));
+    log.add_record(R"({"time_ns":5,"type":"api_change","endpoint":"account_suspend","caller":"uid 0 (root) pid 1"})");
+    log.add_record(R"({"time_ns":6,"type":"api_change","endpoint":"account_suspend","caller":"uid 0 (root) pid 1"})");
+    EXPECT_EQ(log.written(), 2u) << "the records, not the block in its open window";
+    expect_balanced(log);
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0]["type"], "api_change");
+    EXPECT_EQ(lines[0]["time_ns"], 5);
+    EXPECT_EQ(lines[0]["caller"], "uid 0 (root) pid 1");
+    EXPECT_EQ(lines[0]["count"], 1);
+    EXPECT_EQ(lines[1]["time_ns"], 6) << "two alike records are two lines";
+    EXPECT_EQ(lines[2]["type"], "op25b_block");
+    expect_balanced(log);
+}
+
 TEST(EventLog, TheSameKeyWithinTheWindowIsOneLineWithACount) {
     temp_dir d;
     const fs::path f = d.path / "events.jsonl";
