@@ -213,31 +213,30 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
 }
 
 api_response control_api::handle(const api_request& r) {
-    api_response response = answer(r);
     const auto endpoint = api_endpoint_of(r.method, r.path);
-    if (endpoint && changes_state(*endpoint)) {
-        // A dry run changes nothing; a refused request is audited too (c: null when invalid).
-        auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
-        const api_command* c = std::get_if<api_command>(&parsed);
-        if (c == nullptr || !c->dry_run) audit(c, to_string(*endpoint), r.caller, response);
-    }
+    auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
+    const api_command* c = std::get_if<api_command>(&parsed);
+    api_response response;
+    if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
+        response = error(404, "events go to standard output; start sekishod with --events FILE");
+    else if (endpoint && needs_accounts(*endpoint) && (!ctx_.plane->subscriber_bindings() || !ctx_.plane->account_table()))
+        response = error(501, std::string("not available with --backend ") + ctx_.plane->backend_name() +
+                                  ": it has no subscriber bindings or accounts (docs/xdp.md)");
+    else if (c == nullptr)
+        response = std::move(std::get<api_response>(parsed));   // 400/404: which argument or path is wrong
+    else
+        response = dispatch(*c, r.body);
+    // Audited: what changes state, refusals too (c: null when invalid); a dry run changes nothing.
+    if (endpoint && changes_state(*endpoint) && (c == nullptr || !c->dry_run))
+        audit(c, to_string(*endpoint), r.caller, response);
     return response;
 }
 
-api_response control_api::answer(const api_request& r) {
-    const auto endpoint = api_endpoint_of(r.method, r.path);
-    if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
-        return error(404, "events go to standard output; start sekishod with --events FILE");
-    if (endpoint && needs_accounts(*endpoint) && (!ctx_.plane->subscriber_bindings() || !ctx_.plane->account_table()))
-        return error(501, std::string("not available with --backend ") + ctx_.plane->backend_name() +
-                              ": it has no subscriber bindings or accounts (docs/xdp.md)");
-    auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
-    if (auto* refused = std::get_if<api_response>(&parsed)) return std::move(*refused);
-    const api_command& c = std::get<api_command>(parsed);
+api_response control_api::dispatch(const api_command& c, const std::string& body) {
     switch (c.endpoint) {
         case api_endpoint::status: return status();
         case api_endpoint::policy_show: return policy_show();
-        case api_endpoint::policy_apply: return policy_apply(c, r.body);
+        case api_endpoint::policy_apply: return policy_apply(c, body);
         case api_endpoint::policy_rollback: return policy_rollback();
         case api_endpoint::bindings_list: return bindings_list(c);
         case api_endpoint::bindings_add: return bindings_add(c);

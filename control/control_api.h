@@ -58,8 +58,8 @@ private:
     // as an api_change record in the event log: who, what, the outcome; never a body.
     void audit(const api_command* c, const std::string& endpoint, const std::string& caller,
                const api_response& r);
-    api_response answer(const api_request& request);
     // The endpoints, on requests parse_api_request() (api_request.h) validated.
+    api_response dispatch(const api_command& c, const std::string& body);
     api_response status();
     api_response policy_show();
     api_response policy_apply(const api_command& c, const std::string& text);
