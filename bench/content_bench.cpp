@@ -43,8 +43,9 @@
 //
 // Human-readable lines first; the last line is one JSON object.
 // Options: --reps N (default 7)  --min-ms N per variant per repetition (default 250)
-//          --only inspected|raw|raw-decoded|decode|regex [--seconds S]: run that one
-//          phase for S seconds (default 5) and print its rate, for a profiler.
+//          --only inspected|raw|raw-decoded|decode|regex [--seconds S] [--message NAME]:
+//          run that one phase for S seconds (default 5), over the messages whose name
+//          contains NAME (default all), and print its rate, for a profiler.
 #include <hs/hs.h>
 #include <iconv.h>
 #include <malloc.h>
@@ -498,7 +499,7 @@ int64_t inspector_bytes(uint32_t capacity, worker_counters& wc) {
 
 int main(int argc, char** argv) {
     unsigned reps = 7, min_ms = 250;
-    std::string only;
+    std::string only, only_message;
     double only_seconds = 5;
     static const std::set<std::string> phases = {"inspected", "raw", "raw-decoded", "decode", "regex"};
     for (int i = 1; i < argc; ++i) {
@@ -507,10 +508,11 @@ int main(int argc, char** argv) {
         else if (a == "--min-ms" && i + 1 < argc) min_ms = static_cast<unsigned>(std::atoi(argv[++i]));
         else if (a == "--only" && i + 1 < argc && phases.count(argv[i + 1])) only = argv[++i];
         else if (a == "--seconds" && i + 1 < argc) only_seconds = std::atof(argv[++i]);
+        else if (a == "--message" && i + 1 < argc) only_message = argv[++i];
         else {
             std::fprintf(stderr,
                          "usage: %s [--reps N] [--min-ms N] [--only inspected|raw|raw-decoded|decode|regex "
-                         "[--seconds S]]\n",
+                         "[--seconds S] [--message NAME]]\n",
                          argv[0]);
             return 2;
         }
@@ -676,6 +678,12 @@ int main(int argc, char** argv) {
         };
         if (!only.empty()) {
             const std::chrono::duration<double> t(only_seconds);
+            for (size_t i = msgs.size(); i-- > 0;)
+                if (msgs[i].name.find(only_message) == std::string::npos) {
+                    msgs.erase(msgs.begin() + static_cast<long>(i));
+                    expect.erase(expect.begin() + static_cast<long>(i));
+                    expect_score.erase(expect_score.begin() + static_cast<long>(i));
+                }
             const double g = only == "inspected"     ? rate(pass_inspected, t)
                              : only == "raw"         ? rate(pass_raw, t)
                              : only == "raw-decoded" ? rate(pass_raw_decoded, t)

@@ -2,6 +2,7 @@
 
 #include <iconv.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -243,11 +244,16 @@ void* charset_converters::get(mail_charset c) {
 // that converts EUC-JP (so the mapping is exactly iconv's): ISO-2022-JP then needs no iconv call per
 // character. 71 KiB, shared read-only by every worker.
 namespace {
+// One character's UTF-8. Four bytes, so a converter copies the whole entry with one store and
+// advances by its length (the output buffers have room for the extra byte).
 struct jis_utf8 {
-    uint8_t len;   // 0: not a character (U+FFFD); jis_by_iconv: iconv must convert it
-    uint8_t b[3];
+    uint8_t b[3];  // the UTF-8; U+FFFD for a code that is not a character
+    uint8_t len;   // bytes of b (jis_len_mask), with jis_invalid or jis_by_iconv
 };
-constexpr uint8_t jis_by_iconv = 0xff;
+static_assert(sizeof(jis_utf8) == 4);
+constexpr uint8_t jis_len_mask = 0x03;
+constexpr uint8_t jis_invalid = 0x80;   // not a character: b is U+FFFD, 3 bytes
+constexpr uint8_t jis_by_iconv = 0x40;  // iconv must convert it (b unused)
 struct jis_table_t {
     jis_utf8 x0208[94 * 94];  // [(row - 0x21) * 94 + cell - 0x21]
     jis_utf8 x0212[94 * 94];
@@ -267,7 +273,8 @@ void jis_fill(iconv_t cd, const uint8_t* euc, size_t n, jis_utf8& e) {
         e.len = static_cast<uint8_t>(len);
         std::memcpy(e.b, out, len);
     } else if (r == static_cast<size_t>(-1) && errno == EILSEQ && len == 0) {
-        e.len = 0;
+        e.len = jis_invalid | 3;
+        std::memcpy(e.b, replacement, 3);
     } else {
         e.len = jis_by_iconv;  // anything unusual: leave it to iconv, as before
     }
@@ -319,7 +326,7 @@ const mb_table_t* build_mb_table(mail_charset c, const jis_table_t* jis) {
         for (unsigned b = 0; b < 256; ++b) {
             const uint8_t one[1] = {static_cast<uint8_t>(b)};
             jis_fill(cd, one, 1, t.single[b]);
-            if (t.single[b].len == 0) t.single[b].len = jis_by_iconv;  // invalid alone: iconv decides
+            if (t.single[b].len & jis_invalid) t.single[b].len = jis_by_iconv;  // invalid alone: iconv decides
         }
         if (c == mail_charset::sjis) {
             for (unsigned l = 0; l < 124; ++l)
@@ -327,7 +334,7 @@ const mb_table_t* build_mb_table(mail_charset c, const jis_table_t* jis) {
                     const uint8_t two[2] = {static_cast<uint8_t>(0x81 + l), static_cast<uint8_t>(0x40 + r)};
                     jis_utf8& e = t.pair[l * 189 + r];
                     jis_fill(cd, two, 2, e);
-                    if (e.len == 0) e.len = jis_by_iconv;
+                    if (e.len & jis_invalid) e.len = jis_by_iconv;
                 }
         }
         t.euc = jis;
@@ -395,7 +402,8 @@ size_t charset_converters::open_all() {
 
 struct mail_decoder::io {
     io(mail_decoder_sink& s, charset_converters& c, mail_part t) : sink(s), cv(c), target(t) {}
-    size_t cap() const { return target == mail_part::header ? mail_header_chunk : sizeof out; }
+    static constexpr size_t out_size = 1024;
+    size_t cap() const { return target == mail_part::header ? mail_header_chunk : out_size; }
 
     mail_decoder_sink& sink;
     charset_converters& cv;
@@ -403,7 +411,7 @@ struct mail_decoder::io {
     size_t out_len = 0;      // UTF-8 ready for the sink
     size_t dec_len = 0;      // transfer-decoded bytes waiting for charset conversion
     size_t euc_len = 0;      // ISO-2022-JP characters rewritten to EUC-JP, waiting for iconv
-    uint8_t out[1024];
+    uint8_t out[out_size + 4];  // + the slack of a converter's 4-byte store (jis_utf8)
     uint8_t dec[512];
     uint8_t euc[192];
 };
@@ -1410,23 +1418,22 @@ void mail_decoder::convert_end(io& x) {
 // row/cell | 0x80, JIS X 0212 behind 0x8F, half-width kana behind 0x8E) and converted by iconv.
 // With the table (charset_converters::jis_table), characters go straight to UTF-8; without it, or
 // for a character the table leaves to iconv, through the EUC-JP buffer as described.
+// The shift state (mode, escape sequence in progress, pending first byte) lives in locals while
+// a piece is converted and goes back into conv_ at the end: kept in the object, the byte stores
+// to it and the wider loads of it the compiler merges stalled store forwarding at every byte.
 void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
     const auto* table = static_cast<const jis_table_t*>(x.cv.jis_table());
+    uint8_t mode = conv_.mode, esc = conv_.esc, lead = conv_.lead;
     auto euc = [&x, this, table](uint8_t a, uint8_t b, uint8_t c, size_t k) {
         if (table) {
             const jis_utf8& e = a == 0x8e   ? table->kana[b - 0xa1]
                                 : a == 0x8f ? table->x0212[(b - 0xa1) * 94 + (c - 0xa1)]
                                             : table->x0208[(a - 0xa1) * 94 + (b - 0xa1)];
-            if (e.len != jis_by_iconv) {
+            if (!(e.len & jis_by_iconv)) {
                 euc_flush(x);
                 if (x.cap() - x.out_len < 3) flush_out(x);
-                if (e.len == 0) {
-                    std::memcpy(x.out + x.out_len, replacement, 3);
-                    x.out_len += 3;
-                } else {
-                    std::memcpy(x.out + x.out_len, e.b, 3);  // len <= 3; the rest is overwritten or unused
-                    x.out_len += e.len;
-                }
+                std::memcpy(x.out + x.out_len, &e, 4);
+                x.out_len += e.len & jis_len_mask;
                 return;
             }
         }
@@ -1436,32 +1443,60 @@ void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
         x.euc[x.euc_len + 2] = c;
         x.euc_len += k;
     };
+    auto set_mode = [&](uint8_t m) {
+        if (lead) {  // half a character
+            euc_flush(x);
+            put(x, replacement, sizeof replacement);
+            lead = 0;
+        }
+        mode = m;
+        esc = je::none;
+    };
     size_t i = 0;
     while (i < n) {
-        if (table && conv_.mode == jm::x0208 && !conv_.esc && !conv_.lead && x.euc_len == 0) {
-            // Runs of whole JIS X 0208 characters.
-            while (i + 1 < n && p[i] - 0x21u < 0x5eu && p[i + 1] - 0x21u < 0x5eu) {
-                const jis_utf8& e = table->x0208[(p[i] - 0x21) * 94 + (p[i + 1] - 0x21)];
-                if (e.len == jis_by_iconv) break;
-                if (x.cap() - x.out_len < 3) flush_out(x);
-                if (e.len == 0) {
-                    std::memcpy(x.out + x.out_len, replacement, 3);
-                    x.out_len += 3;
-                } else {
-                    std::memcpy(x.out + x.out_len, e.b, 3);
-                    x.out_len += e.len;
+        if (esc) {  // an escape sequence: ESC ( B / ( J / ( H / ( I, ESC $ @ / $ B, ESC $ ( D / ( B / ( O / ( Q
+            const uint8_t c = p[i];
+            switch (esc) {
+            case je::esc:
+                if (c == '$' || c == '(') {
+                    esc = c == '$' ? je::dollar : je::paren;
+                    ++i;
+                    continue;
                 }
-                i += 2;
+                break;
+            case je::dollar:  // ESC $ @ (JIS C 6226-1978), ESC $ B (JIS X 0208)
+                if (c == 'B' || c == '@') {
+                    set_mode(jm::x0208);
+                    ++i;
+                    continue;
+                }
+                if (c == '(') {
+                    esc = je::dollar_paren;
+                    ++i;
+                    continue;
+                }
+                break;
+            case je::dollar_paren:  // ESC $ ( D (JIS X 0212); JIS X 0213 plane 1 read as JIS X 0208
+                if (c == 'D' || c == 'B' || c == 'O' || c == 'Q') {
+                    set_mode(c == 'D' ? jm::x0212 : jm::x0208);
+                    ++i;
+                    continue;
+                }
+                break;
+            case je::paren:  // ESC ( B (ASCII), ESC ( J (JIS X 0201 Roman, read as ASCII), ESC ( I (kana)
+                if (c == 'B' || c == 'J' || c == 'H' || c == 'I') {
+                    set_mode(c == 'I' ? jm::kana : jm::ascii);
+                    ++i;
+                    continue;
+                }
+                break;
+            default: break;
             }
-            if (i == n) break;
-        }
-        if (conv_.esc) {
-            bool consumed = true;
-            jis_escape(x, p[i], consumed);
-            if (consumed) ++i;
+            // An escape sequence this decoder does not know: dropped, the byte is read as text.
+            esc = je::none;
             continue;
         }
-        if (conv_.mode == jm::ascii) {
+        if (mode == jm::ascii) {
             const void* e = std::memchr(p + i, 0x1b, n - i);
             const size_t end = e ? static_cast<size_t>(static_cast<const uint8_t*>(e) - p) : n;
             if (end > i) {
@@ -1470,85 +1505,72 @@ void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
             }
             i = end;
             if (e) {
-                conv_.esc = je::esc;
+                esc = je::esc;
                 ++i;
             }
             continue;
         }
+        if (table && mode == jm::x0208 && !lead && x.euc_len == 0) {
+            // Runs of whole JIS X 0208 characters: as many at a time as the output has room for,
+            // one table load and one store each.
+            for (;;) {
+                const size_t k = std::min((n - i) / 2, (x.cap() - x.out_len) / 3);
+                if (k == 0) {
+                    if (n - i < 2 || x.out_len == 0) break;
+                    flush_out(x);
+                    continue;
+                }
+                const uint8_t* q = p + i;
+                const uint8_t* const end = q + 2 * k;
+                uint8_t* o = x.out + x.out_len;
+                const jis_utf8* const x0208 = table->x0208;  // a local: the stores through o may alias anything
+                for (; q < end; q += 2) {
+                    const unsigned row = q[0] - 0x21u, cell = q[1] - 0x21u;
+                    if (row >= 94 || cell >= 94) break;
+                    const jis_utf8& e = x0208[row * 94 + cell];
+                    if (e.len & jis_by_iconv) break;
+                    std::memcpy(o, &e, 4);
+                    o += e.len & jis_len_mask;
+                }
+                x.out_len = static_cast<size_t>(o - x.out);
+                i = static_cast<size_t>(q - p);
+                if (q < end) break;  // a byte that does not start a whole character here
+            }
+            if (i == n) break;
+        }
         const uint8_t c = p[i++];
         if (c == 0x1b) {
-            conv_.esc = je::esc;
+            esc = je::esc;
             continue;
         }
         if (c >= 0x21 && c <= 0x7e) {
-            if (conv_.mode == jm::kana) {
+            if (mode == jm::kana) {
                 if (c <= 0x5f) {
                     euc(0x8e, static_cast<uint8_t>(c | 0x80), 0, 2);
                     continue;
                 }
-            } else if (!conv_.lead) {
-                conv_.lead = c;
+            } else if (!lead) {
+                lead = c;
                 continue;
             } else {
-                const uint8_t lead = static_cast<uint8_t>(conv_.lead | 0x80);
-                conv_.lead = 0;
-                if (conv_.mode == jm::x0212) euc(0x8f, lead, static_cast<uint8_t>(c | 0x80), 3);
-                else euc(lead, static_cast<uint8_t>(c | 0x80), 0, 2);
+                const uint8_t first = static_cast<uint8_t>(lead | 0x80);
+                lead = 0;
+                if (mode == jm::x0212) euc(0x8f, first, static_cast<uint8_t>(c | 0x80), 3);
+                else euc(first, static_cast<uint8_t>(c | 0x80), 0, 2);
                 continue;
             }
         }
         // Not a character byte of this set (controls such as CR LF, space, 8-bit): as it is.
         euc_flush(x);
-        if (conv_.lead) {
+        if (lead) {
             put(x, replacement, sizeof replacement);
-            conv_.lead = 0;
+            lead = 0;
         }
         put(x, &c, 1);
     }
-}
-
-void mail_decoder::jis_escape(io& x, uint8_t c, bool& consumed) {
-    switch (conv_.esc) {
-    case je::esc:
-        if (c == '$') {
-            conv_.esc = je::dollar;
-            return;
-        }
-        if (c == '(') {
-            conv_.esc = je::paren;
-            return;
-        }
-        break;
-    case je::dollar:  // ESC $ @ (JIS C 6226-1978), ESC $ B (JIS X 0208)
-        if (c == 'B' || c == '@') return jis_mode(x, jm::x0208);
-        if (c == '(') {
-            conv_.esc = je::dollar_paren;
-            return;
-        }
-        break;
-    case je::dollar_paren:  // ESC $ ( D (JIS X 0212); JIS X 0213 plane 1 read as JIS X 0208
-        if (c == 'D') return jis_mode(x, jm::x0212);
-        if (c == 'B' || c == 'O' || c == 'Q') return jis_mode(x, jm::x0208);
-        break;
-    case je::paren:  // ESC ( B (ASCII), ESC ( J (JIS X 0201 Roman, read as ASCII), ESC ( I (kana)
-        if (c == 'B' || c == 'J' || c == 'H') return jis_mode(x, jm::ascii);
-        if (c == 'I') return jis_mode(x, jm::kana);
-        break;
-    default: break;
-    }
-    // An escape sequence this decoder does not know: dropped, the byte is read as text.
-    conv_.esc = je::none;
-    consumed = false;
-}
-
-void mail_decoder::jis_mode(io& x, uint8_t mode) {
-    if (conv_.lead) {  // half a character
-        euc_flush(x);
-        put(x, replacement, sizeof replacement);
-        conv_.lead = 0;
-    }
     conv_.mode = mode;
-    conv_.esc = je::none;
+    conv_.esc = esc;
+    conv_.lead = lead;
 }
 
 void mail_decoder::euc_flush(io& x) {
@@ -1663,11 +1685,11 @@ size_t mail_decoder::mb_table_run(io& x, const void* table, const uint8_t* p, si
             } else {
                 break;
             }
-            if (e->len == 0 || e->len == jis_by_iconv) break;  // invalid or unusual: iconv's business
+            if (e->len & (jis_invalid | jis_by_iconv)) break;  // invalid or unusual: iconv's business
         }
         if (x.cap() - x.out_len < 3) flush_out(x);
-        std::memcpy(x.out + x.out_len, e->b, 3);
-        x.out_len += e->len;
+        std::memcpy(x.out + x.out_len, e, 4);
+        x.out_len += e->len & jis_len_mask;
         i += used;
     }
     return i;

@@ -241,8 +241,6 @@ private:
     void convert(io& x, const uint8_t* p, size_t n);
     void convert_end(io& x);
     void jis_convert(io& x, const uint8_t* p, size_t n);
-    void jis_escape(io& x, uint8_t c, bool& consumed);
-    void jis_mode(io& x, uint8_t mode);
     void iconv_convert(io& x, const uint8_t* p, size_t n);
     size_t iconv_run(io& x, void* cd, const uint8_t* p, size_t n, bool euc = false);
     size_t mb_table_run(io& x, const void* table, const uint8_t* p, size_t n);
