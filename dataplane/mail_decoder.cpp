@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "decode_kernels.h"
+
 namespace sekisho {
 
 namespace {
@@ -411,8 +413,9 @@ struct mail_decoder::io {
     size_t out_len = 0;      // UTF-8 ready for the sink
     size_t dec_len = 0;      // transfer-decoded bytes waiting for charset conversion
     size_t euc_len = 0;      // ISO-2022-JP characters rewritten to EUC-JP, waiting for iconv
+    static constexpr size_t dec_size = 512;
     uint8_t out[out_size + 4];  // + the slack of a converter's 4-byte store (jis_utf8)
-    uint8_t dec[512];
+    uint8_t dec[dec_size + std::max(kernels::base64_slack, kernels::qp_slack)];  // + the kernels' slack
     uint8_t euc[192];
 };
 
@@ -528,10 +531,10 @@ size_t mail_decoder::mid_line(io& x, const uint8_t* p, size_t i, size_t n) {
         deliver(x, crlf, 1);  // a bare CR is content
     }
     const void* lf = std::memchr(p + i, '\n', n - i);
-    if (lf && (mode_ == m_skip || (mode_ == m_text && cte_ != xfer::qp))) {
+    if (lf && mode_ != m_headers) {
         // Lines followed by one that cannot be a delimiter (no '-' first, or no multipart open)
-        // go as one run: their line breaks are content (identity), or ignored (base64, skipped).
-        // Quoted-printable and header lines need their line breaks one by one.
+        // go as one run: their line breaks are content (identity), ignored (base64, skipped), or
+        // read by text_bytes (quoted-printable). Header lines need their line breaks one by one.
         const uint8_t* l = static_cast<const uint8_t*>(lf);
         const uint8_t* const e = p + n;
         if (!depth_) l = static_cast<const uint8_t*>(memrchr(l, '\n', static_cast<size_t>(e - l)));  // the last one
@@ -971,7 +974,7 @@ void mail_decoder::raw_mode(io& x) {
 
 void mail_decoder::raw_byte(io& x, uint8_t c) {
     raw_mode(x);
-    if (x.dec_len == sizeof x.dec) dec_flush(x);
+    if (x.dec_len == io::dec_size) dec_flush(x);
     x.dec[x.dec_len++] = c;
 }
 
@@ -982,7 +985,7 @@ void mail_decoder::ew_byte(io& x, uint8_t c) {
         ew_hold_[ew_hold_len_++] = b;
     };
     auto put_dec = [&x, this](uint8_t b) {
-        if (x.dec_len == sizeof x.dec) dec_flush(x);
+        if (x.dec_len == io::dec_size) dec_flush(x);
         x.dec[x.dec_len++] = b;
     };
     switch (ew_state_) {
@@ -1198,10 +1201,26 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
         unsigned bits = b64_bits_, nb = b64_n_;
         size_t d = x.dec_len;
         for (size_t i = 0; i < n; ++i) {
+            // A run of alphabet characters: whole blocks of 32 by the SIMD kernel (if the CPU has
+            // one), then quads, then byte by byte.
+            while (nb == 0 && n - i >= kernels::base64_block && b64.v[p[i]] >= 0) {
+                const size_t blocks = std::min((n - i) / kernels::base64_block, (io::dec_size - d) / 24);
+                if (blocks == 0) {  // dec is full
+                    x.dec_len = d;
+                    dec_flush(x);
+                    d = 0;
+                    if (flags_ & f_truncated) return;
+                    continue;
+                }
+                const size_t used = kernels::base64_blocks(p + i, blocks * kernels::base64_block, x.dec + d);
+                d += used / kernels::base64_block * 24;
+                i += used;
+                if (used < blocks * kernels::base64_block) break;
+            }
             while (nb == 0 && i + 4 <= n) {  // four characters at a time
                 const int v0 = b64.v[p[i]], v1 = b64.v[p[i + 1]], v2 = b64.v[p[i + 2]], v3 = b64.v[p[i + 3]];
                 if ((v0 | v1 | v2 | v3) < 0) break;
-                if (d + 3 > sizeof x.dec) {
+                if (d + 3 > io::dec_size) {
                     x.dec_len = d;
                     dec_flush(x);
                     d = 0;
@@ -1224,7 +1243,7 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
             nb += 6;
             if (nb >= 8) {
                 nb -= 8;
-                if (d == sizeof x.dec) {
+                if (d == io::dec_size) {
                     x.dec_len = d;
                     dec_flush(x);
                     d = 0;
@@ -1241,29 +1260,53 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
     }
     case xfer::qp: {
         auto put_dec = [&x, this](uint8_t b) {
-            if (x.dec_len == sizeof x.dec) dec_flush(x);
+            if (x.dec_len == io::dec_size) dec_flush(x);
             x.dec[x.dec_len++] = b;
         };
+        // The text may hold line breaks: runs of lines come in one piece (mid_line). A line
+        // break inside is what text_eol() does at the end of a line; CR LF and LF are literal
+        // bytes when no whitespace is held and no escape is open, which the fast path relies on.
+        const bool blocks = simd_active() >= simd_level::avx512;
         size_t i = 0;
         while (i < n) {
             if (xstate_ == qp::normal && qp_ws_n_ == 0) {
-                // Fast path: literal bytes and whole =XX escapes, straight into dec. Whitespace
-                // (held: it may be trailing), '=' without two hex digits in this piece, and
-                // everything after them go through the state machine below, byte by byte.
+                // Fast path: literal bytes (line breaks too), whole =XX escapes and soft line
+                // breaks, straight into dec, 64 bytes at a time by the SIMD kernel where the
+                // CPU has it. Whitespace that may be trailing (held), '=' without two hex
+                // digits or a line break in this piece, and everything after them go through
+                // the state machine below, byte by byte.
                 size_t d = x.dec_len;
                 while (i < n) {
+                    if (blocks) {
+                        const size_t avail = std::min(n - i, io::dec_size - d + 2);  // output <= input - 2
+                        if (avail >= kernels::qp_lookahead) {
+                            size_t written = 0;
+                            i += kernels::qp_blocks(p + i, avail, x.dec + d, written);
+                            d += written;
+                            if (i == n) break;
+                        }
+                    }
                     const uint8_t c = p[i];
                     uint8_t b = c;
                     if (c == '=') {
-                        if (i + 2 >= n || (hex_digit.v[p[i + 1]] | hex_digit.v[p[i + 2]]) < 0) break;
-                        b = static_cast<uint8_t>(hex_digit.v[p[i + 1]] << 4 | hex_digit.v[p[i + 2]]);
-                        i += 3;
-                    } else if (is_wsp(c)) {
-                        break;
+                        if (i + 2 >= n) break;
+                        const int8_t h1 = hex_digit.v[p[i + 1]], h2 = hex_digit.v[p[i + 2]];
+                        if ((h1 | h2) >= 0) {
+                            b = static_cast<uint8_t>(h1 << 4 | h2);
+                            i += 3;
+                        } else if (p[i + 1] == '\n' || (p[i + 1] == '\r' && p[i + 2] == '\n')) {
+                            i += p[i + 1] == '\n' ? 2 : 3;  // a soft line break
+                            continue;
+                        } else {
+                            break;
+                        }
+                    } else if (is_wsp(c)) {  // literal if what follows is neither whitespace nor a line break
+                        if (i + 1 >= n || is_wsp(p[i + 1]) || p[i + 1] == '\r' || p[i + 1] == '\n') break;
+                        ++i;
                     } else {
                         ++i;
                     }
-                    if (d == sizeof x.dec) {
+                    if (d == io::dec_size) {
                         x.dec_len = d;
                         dec_flush(x);
                         d = x.dec_len;
@@ -1274,6 +1317,12 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
                 if (i == n) break;
             }
             const uint8_t c = p[i];
+            if (c == '\n' || (c == '\r' && i + 1 < n && p[i + 1] == '\n')) {
+                const uint8_t kind = c == '\n' ? 1 : 2;
+                text_eol(x, kind);
+                i += kind;
+                continue;
+            }
             switch (xstate_) {
             case qp::normal:
                 if (c == '=') {
@@ -1328,7 +1377,7 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
 
 void mail_decoder::qp_flush_ws(io& x) {
     for (uint8_t k = 0; k < qp_ws_n_; ++k) {
-        if (x.dec_len == sizeof x.dec) dec_flush(x);
+        if (x.dec_len == io::dec_size) dec_flush(x);
         x.dec[x.dec_len++] = (qp_ws_mask_ >> k) & 1 ? '\t' : ' ';
     }
     qp_ws_n_ = 0;
@@ -1347,7 +1396,7 @@ void mail_decoder::text_eol(io& x, uint8_t kind) {
             return;
         }
         if (xstate_ == qp::eq_hex1) {
-            if (x.dec_len + 2 > sizeof x.dec) dec_flush(x);
+            if (x.dec_len + 2 > io::dec_size) dec_flush(x);
             x.dec[x.dec_len++] = '=';
             x.dec[x.dec_len++] = qp_hex_;
         }
@@ -1355,7 +1404,7 @@ void mail_decoder::text_eol(io& x, uint8_t kind) {
         qp_ws_n_ = 0;  // trailing whitespace dropped
         qp_ws_mask_ = 0;
         for (uint8_t k = 0; k < kind; ++k) {
-            if (x.dec_len == sizeof x.dec) dec_flush(x);
+            if (x.dec_len == io::dec_size) dec_flush(x);
             x.dec[x.dec_len++] = eol[k];
         }
         return;
@@ -1365,7 +1414,7 @@ void mail_decoder::text_eol(io& x, uint8_t kind) {
 
 void mail_decoder::text_end(io& x) {
     if (cte_ == xfer::qp && xstate_ == qp::eq_hex1 && !(flags_ & f_truncated)) {
-        if (x.dec_len + 2 > sizeof x.dec) dec_flush(x);
+        if (x.dec_len + 2 > io::dec_size) dec_flush(x);
         x.dec[x.dec_len++] = '=';
         x.dec[x.dec_len++] = qp_hex_;
     }

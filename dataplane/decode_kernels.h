@@ -1,0 +1,56 @@
+// SIMD kernels of the mail decoder's fast paths (mail_decoder.cpp), and the
+// choice of instruction set they run with.
+//
+// Each kernel does the common case of one step, many bytes at a time, and
+// stops where anything else begins; the decoder's byte-at-a-time code goes on
+// from there. So a kernel never changes what is decoded, only how fast:
+// tests compare every kernel with the scalar path (decode_kernels_test.cpp,
+// and mail_decoder_test.cpp at every simd_level).
+//
+// The instruction set is chosen at run time (CPUID, once per process): the
+// build targets a baseline x86-64 CPU, the kernels are compiled for AVX2 or
+// AVX-512 in functions of their own. Without them (another CPU, or
+// set_simd_limit(simd_level::scalar)) the decoder uses its scalar code only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sekisho {
+
+enum class simd_level : uint8_t {
+    scalar = 0,
+    avx2 = 1,    // AVX2
+    avx512 = 2,  // AVX-512 F, BW, VL, VBMI and VBMI2 (Ice Lake, Sapphire Rapids, Zen 4 and later)
+};
+const char* to_string(simd_level l);
+
+simd_level simd_detected();  // what this CPU has
+simd_level simd_active();    // what the kernels use: the detected level, or less if limited
+// Lowers (or restores, up to what was detected) the level the kernels use, for the whole
+// process. Tests and benches compare levels with it; call it while no worker decodes.
+void set_simd_limit(simd_level l);
+
+namespace kernels {
+
+// Base64: decodes whole blocks of 32 alphabet characters (A-Z a-z 0-9 + /) from in[0, n) into
+// 24 bytes each, and stops before the first block holding any other byte (a line break,
+// padding, junk). Returns the characters used, a multiple of 32; writes 3/4 as many bytes at
+// out, and may write up to 8 bytes beyond them.
+constexpr size_t base64_block = 32;
+constexpr size_t base64_slack = 8;
+size_t base64_blocks(const uint8_t* in, size_t n, uint8_t* out);
+
+// Quoted-printable: decodes from in[0, n) what needs no state: bytes other than '=', SP and
+// TAB as they are (line breaks too), "=XX" with two hex digits as the byte, soft line breaks
+// ("=" CRLF, "=" LF) as nothing, and SP / TAB followed by a byte that is none of SP, TAB, CR,
+// LF as they are. Stops before anything else ('=' otherwise, whitespace that may be trailing
+// or a run of it) and when fewer than qp_lookahead bytes are left, so that every escape it
+// reads is whole. Returns the input bytes used; writes `written` bytes at out (never more than
+// it used), and may write up to qp_slack bytes beyond them. AVX-512 only (0 otherwise).
+constexpr size_t qp_lookahead = 66;
+constexpr size_t qp_slack = 64;
+size_t qp_blocks(const uint8_t* in, size_t n, uint8_t* out, size_t& written);
+
+}  // namespace kernels
+}  // namespace sekisho
