@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <atomic>
+#include <cstring>
 
 namespace sekisho {
 
@@ -89,6 +90,22 @@ namespace {
     return i;
 }
 
+// "\r\n." with AVX2: three loads one byte apart, three compares, one mask.
+[[gnu::target("avx2,bmi")]] size_t find_line_dot_avx2(const uint8_t* p, size_t n) {
+    const __m256i cr = _mm256_set1_epi8('\r'), lf = _mm256_set1_epi8('\n'), dot = _mm256_set1_epi8('.');
+    size_t i = 0;
+    for (; i + 34 <= n; i += 32) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 1));
+        const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 2));
+        const __m256i hit = _mm256_and_si256(_mm256_and_si256(_mm256_cmpeq_epi8(a, cr), _mm256_cmpeq_epi8(b, lf)),
+                                             _mm256_cmpeq_epi8(c, dot));
+        const auto m = static_cast<uint32_t>(_mm256_movemask_epi8(hit));
+        if (m) return i + _tzcnt_u32(m);
+    }
+    return i;  // the rest: the caller's scalar loop
+}
+
 #define SEKISHO_AVX512 gnu::target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,bmi,bmi2,popcnt")
 
 // Hex digit values where the bytes of v are hex digits (is_hex), garbage elsewhere.
@@ -145,6 +162,21 @@ namespace {
 
 }  // namespace
 #endif
+
+size_t find_line_dot(const uint8_t* p, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (simd_active() >= simd_level::avx2) i = find_line_dot_avx2(p, n);
+#endif
+    while (i < n) {
+        const void* cr = std::memchr(p + i, '\r', n - i);
+        if (!cr) return n;
+        const size_t k = static_cast<size_t>(static_cast<const uint8_t*>(cr) - p);
+        if ((k + 1 >= n || p[k + 1] == '\n') && (k + 2 >= n || p[k + 2] == '.')) return k;
+        i = k + 1;
+    }
+    return n;
+}
 
 size_t qp_blocks(const uint8_t* in, size_t n, uint8_t* out, size_t& written) {
     written = 0;

@@ -1,5 +1,6 @@
-// SIMD kernels of the mail decoder's fast paths (mail_decoder.cpp), and the
-// choice of instruction set they run with.
+// SIMD kernels of the mail text path's fast paths (smtp_session.cpp's DATA
+// scanner, mail_decoder.cpp's decoders), and the choice of instruction set
+// they run with.
 //
 // Each kernel does the common case of one step, many bytes at a time, and
 // stops where anything else begins; the decoder's byte-at-a-time code goes on
@@ -32,6 +33,11 @@ simd_level simd_active();    // what the kernels use: the detected level, or les
 void set_simd_limit(simd_level l);
 
 namespace kernels {
+
+// SMTP DATA: the first CR in p[0, n) that may begin a line's leading dot ("\r\n." or, at
+// the end of p, "\r\n" or "\r"): where dot-stuffing or the end-of-data marker can be.
+// Returns n if there is none. (Scalar: memchr; AVX2: 32 bytes at a time.)
+size_t find_line_dot(const uint8_t* p, size_t n);
 
 // Base64: decodes whole blocks of 32 alphabet characters (A-Z a-z 0-9 + /) from in[0, n) into
 // 24 bytes each, and stops before the first block holding any other byte (a line break,

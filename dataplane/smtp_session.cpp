@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "decode_kernels.h"
+
 namespace sekisho {
 
 const char* to_string(smtp_command c) {
@@ -674,12 +676,13 @@ size_t smtp_session::client_data(const uint8_t* p, size_t i, size_t n, smtp_obse
     size_t run = i;  // content [run, i) not yet delivered
     while (i < n) {
         if (c_data_state_ == data_state::mid_line) {
-            const void* cr = std::memchr(p + i, '\r', n - i);
-            if (!cr) {
+            // Only a CR LF '.' changes anything: a CR, LF and other byte lead back to mid_line.
+            const size_t cr = i + kernels::find_line_dot(p + i, n - i);
+            if (cr == n) {
                 i = n;
                 break;
             }
-            i = static_cast<size_t>(static_cast<const uint8_t*>(cr) - p) + 1;
+            i = cr + 1;
             c_data_state_ = data_state::cr;
             continue;
         }

@@ -52,6 +52,37 @@ struct output {
     }
 };
 
+// --- SMTP DATA: "\r\n." -------------------------------------------------------------------------
+
+size_t find_line_dot_model(std::string_view s) {
+    for (size_t k = 0; k < s.size(); ++k)
+        if (s[k] == '\r' && (k + 1 >= s.size() || s[k + 1] == '\n') && (k + 2 >= s.size() || s[k + 2] == '.'))
+            return k;
+    return s.size();
+}
+
+TEST(decode_kernels, find_line_dot) {
+    const std::vector<std::string> tokens = {"a", "xyz ", "\r", "\n", "\r\n", ".", "..", "\r\n.", "\r\r\n.", "\n.",
+                                             "\r.", "\r\nx", "\x80"};
+    at_every_level([&](simd_level) {
+        std::mt19937 rng(3);
+        for (int iter = 0; iter < 20000; ++iter) {
+            std::string in;
+            const int n = static_cast<int>(rng() % 100);
+            for (int k = 0; k < n; ++k) in += tokens[rng() % 8 == 0 ? rng() % tokens.size() : rng() % 2];
+            const uint8_t* p = guard().place(reinterpret_cast<const uint8_t*>(in.data()), in.size());
+            ASSERT_EQ(kernels::find_line_dot(p, in.size()), find_line_dot_model(in)) << testing::PrintToString(in);
+        }
+        // The marker at every position around the 32-byte blocks, and each partial form at the end.
+        for (size_t pos = 0; pos < 100; ++pos)
+            for (const std::string tail : {"\r\n.", "\r\n", "\r", "\r\nX"}) {
+                const std::string in = std::string(pos, 'a') + tail + std::string(rng() % 2 ? 0 : 40, 'b');
+                const uint8_t* p = guard().place(reinterpret_cast<const uint8_t*>(in.data()), in.size());
+                ASSERT_EQ(kernels::find_line_dot(p, in.size()), find_line_dot_model(in)) << testing::PrintToString(in);
+            }
+    });
+}
+
 // --- base64 ------------------------------------------------------------------------------------
 
 int b64_value(uint8_t c) {
