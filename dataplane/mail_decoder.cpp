@@ -404,7 +404,7 @@ size_t charset_converters::open_all() {
 
 struct mail_decoder::io {
     io(mail_decoder_sink& s, charset_converters& c, mail_part t) : sink(s), cv(c), target(t) {}
-    static constexpr size_t out_size = 1024;
+    static constexpr size_t out_size = 4096;
     size_t cap() const { return target == mail_part::header ? mail_header_chunk : out_size; }
 
     mail_decoder_sink& sink;
@@ -413,7 +413,7 @@ struct mail_decoder::io {
     size_t out_len = 0;      // UTF-8 ready for the sink
     size_t dec_len = 0;      // transfer-decoded bytes waiting for charset conversion
     size_t euc_len = 0;      // ISO-2022-JP characters rewritten to EUC-JP, waiting for iconv
-    static constexpr size_t dec_size = 512;
+    static constexpr size_t dec_size = 2048;
     uint8_t out[out_size + 4];  // + the slack of a converter's 4-byte store (jis_utf8)
     uint8_t dec[dec_size + std::max(kernels::base64_slack, kernels::qp_slack)];  // + the kernels' slack
     uint8_t euc[192];
@@ -530,6 +530,19 @@ size_t mail_decoder::mid_line(io& x, const uint8_t* p, size_t i, size_t n) {
         }
         deliver(x, crlf, 1);  // a bare CR is content
     }
+    if (mode_ != m_headers && !depth_) {
+        // A body outside any multipart: no delimiter can follow, so its line breaks need not be
+        // found at all. They are content (identity: CR and LF convert as themselves), ignored
+        // (base64, skipped) or read by text_bytes (quoted-printable, which only needs a CR at
+        // the end held back until it is known whether LF follows): the whole piece in one run.
+        size_t end = n;
+        if (cte_ == xfer::qp && mode_ == m_text && p[end - 1] == '\r') {
+            --end;
+            flags_ |= f_cr_held;
+        }
+        deliver(x, p + i, end - i);
+        return n;
+    }
     const void* lf = std::memchr(p + i, '\n', n - i);
     if (lf && mode_ != m_headers) {
         // Lines followed by one that cannot be a delimiter (no '-' first, or no multipart open)
@@ -537,8 +550,7 @@ size_t mail_decoder::mid_line(io& x, const uint8_t* p, size_t i, size_t n) {
         // read by text_bytes (quoted-printable). Header lines need their line breaks one by one.
         const uint8_t* l = static_cast<const uint8_t*>(lf);
         const uint8_t* const e = p + n;
-        if (!depth_) l = static_cast<const uint8_t*>(memrchr(l, '\n', static_cast<size_t>(e - l)));  // the last one
-        while (depth_ && l + 1 < e && l[1] != '-') {
+        while (l + 1 < e && l[1] != '-') {
             l = static_cast<const uint8_t*>(std::memchr(l + 1, '\n', static_cast<size_t>(e - l - 1)));
             if (!l) break;
         }

@@ -17,7 +17,7 @@
 // - on_part_boundary() when a MIME part (or an embedded message) starts.
 // Output comes in pieces: a header value in chunks of at most
 // mail_header_chunk bytes, the last one with field_end (possibly empty); body
-// text in chunks of up to 1 KiB (UTF-8 and unknown-charset text may come as
+// text in chunks of up to 4 KiB (UTF-8 and unknown-charset text may come as
 // one larger run straight from the input); a UTF-8 character may straddle two
 // pieces. The concatenated output is the same whatever the input segmentation
 // (tests check every split point); where pieces end is not. Callbacks must not
@@ -59,7 +59,7 @@
 // stateless conversions only. Undecodable bytes become U+FFFD.
 //
 // Bounds: no allocation, no exceptions; per-flow state is this object
-// (sizeof(mail_decoder) <= 512, checked below; output buffers, ~1.7 KiB, are
+// (sizeof(mail_decoder) <= 512, checked below; output buffers, ~6.3 KiB, are
 // on the stack of feed()). Work per input byte is bounded. Decoded body text
 // is capped per message (reset(max_body_bytes), default 64 KiB): past the cap
 // body decoding stops (truncated()); structure and headers go on.
