@@ -244,8 +244,9 @@ TEST(message_fingerprint, greeting_line_is_dropped) {
     // A Japanese greeting line: the name and 様.
     EXPECT_EQ(fp("\u5c71\u7530\u592a\u90ce\u69d8\r\n" + body_ja + body_ja),
               fp("\u9234\u6728\u82b1\u5b50\u69d8\r\n" + body_ja + body_ja));
-    // A longer first line is text, and so is the only line of a message.
-    EXPECT_NE(fp("one two three four five six seven\r\n" + body_en), fp("one two three four five six eight\r\n" + body_en));
+    // A longer first line is text (its 7 tokens are shingled), and so is the only line of a message.
+    EXPECT_EQ(of("one two three four five six seven\r\n" + body_en).tokens(), 7 + of(body_en).tokens());
+    EXPECT_EQ(of("Dear Taro Yamada,\r\n" + body_en).tokens(), of(body_en).tokens());
     EXPECT_NE(fp("one two three four five six seven eight"), 0u);
 }
 
