@@ -24,6 +24,7 @@ struct content_inspector::state {
     mail_decoder decoder;
     message_fingerprint fingerprint;
     uint64_t last_seen_ns = 0;
+    uint64_t generation = 0;                 // the policy its rule hits and body stream belong to
     rule_hits hits;                          // this message's
     rule_hits session_hits;                  // the session's EHLO/HELO: every message starts with them
     bool envelope_line_open = false;         // an envelope argument is being collected (header_value)
@@ -69,6 +70,21 @@ void scan_whole(const content_scan_state& ws, hs_stream_t* stream, match_context
 }
 
 }  // namespace
+
+// A new policy took over during the message (or the session, for envelope hits): the rule ids
+// found so far index the old rule set and the body stream was compressed from the old database,
+// which it cannot be expanded against. Inspection goes on under the new policy from here (the
+// decoder and the fingerprint do not depend on it): hits and stream start afresh, counted.
+// Without this, a message straddling a policy apply looked its old rule ids up in the new set.
+void content_inspector::adopt(const compiled_policy& p, state& s) {
+    if (s.generation == p.generation()) return;
+    s.generation = p.generation();
+    s.hits = rule_hits{};
+    s.session_hits = rule_hits{};
+    s.body_stream_len = 0;
+    s.body_stream_lost = false;
+    counters_.inspection.policy_restarts.add();
+}
 
 // Receives the decoder's output for one segment's worth of message bytes.
 class content_inspector::sink : public mail_decoder_sink {
@@ -226,8 +242,9 @@ void content_inspector::envelope(const compiled_policy& p, const flow_key& key, 
         // message, when message_start cannot get a record either.
         s = table_->insert(key);
         if (s == nullptr) return;
-        *s = state{};
+        s->generation = p.generation();  // insert() value-initialises the rest
     }
+    adopt(p, *s);
     s->last_seen_ns = now_ns;
     if (!s->envelope_line_open) {  // the line's first bytes
         s->envelope_line_open = true;
@@ -252,14 +269,19 @@ void content_inspector::message_start(const compiled_policy& p, const flow_key& 
                                       uint32_t sender_domain_hash) {
     if (!active(p)) return;
     state* s = table_->find(key);
-    if (s == nullptr) s = table_->insert(key);
     if (s == nullptr) {
-        counters_.inspection.table_full.add();  // fail open: this message is not inspected
-        return;
+        s = table_->insert(key);
+        if (s == nullptr) {
+            counters_.inspection.table_full.add();  // fail open: this message is not inspected
+            return;
+        }
+        s->generation = p.generation();  // insert() value-initialises the rest
     }
-    // A state opened by the envelope keeps what the envelope matched.
+    // A state opened by the envelope keeps what the envelope matched (under this policy).
+    adopt(p, *s);
     const rule_hits hits = s->hits, session_hits = s->session_hits;
     *s = state{};
+    s->generation = p.generation();
     s->hits = hits;
     s->session_hits = session_hits;
     s->decoder.reset(p.inspection().max_body_bytes);
@@ -273,6 +295,7 @@ void content_inspector::content(const compiled_policy& p, const flow_key& key, c
     if (!active(p)) return;
     state* s = table_->find(key);
     if (s == nullptr) return;
+    adopt(p, *s);
     s->last_seen_ns = now_ns;
     sink out(*this, p, *s);
     s->decoder.feed(data, len, out, converters_);
@@ -285,6 +308,7 @@ message_verdict content_inspector::message_end(const compiled_policy& p, const f
     state* s = table_->find(key);
     const inspection_settings& in = p.inspection();
     if (s != nullptr) {
+        adopt(p, *s);
         {
             sink out(*this, p, *s);
             s->decoder.finish(out, converters_);

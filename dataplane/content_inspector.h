@@ -11,7 +11,9 @@
 // State: one record per message being inspected in the worker's bounded
 // table (inspection.flows_per_worker); the body's Hyperscan stream is kept
 // compressed in it between segments. A full table, or a rule set whose stream
-// state does not fit the record, fails open (counted). Only rule ids, scores,
+// state does not fit the record, fails open (counted). A policy applied during
+// a message takes over from that segment on: the hits so far and the body
+// stream (both of the old rule set) start afresh (inspection.policy_restarts). Only rule ids, scores,
 // counts and fingerprints leave this class: never message text.
 #pragma once
 
@@ -79,6 +81,7 @@ public:
 private:
     struct state;
     class sink;
+    void adopt(const compiled_policy& p, state& s);
     void scan_header(const compiled_policy& p, state& s);
     void scan_envelope(const compiled_policy& p, state& s, smtp_command cmd);
 

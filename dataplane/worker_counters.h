@@ -74,6 +74,7 @@ struct alignas(64) worker_counters {
         counter rule_matches;        // rules that matched, summed over messages
         counter stream_overflow;     // body stream state larger than a record holds (fail open)
         counter stream_errors;
+        counter policy_restarts;     // a policy applied mid-message: its hits and body stream started afresh
         counter campaign_recipients, campaign_subscribers;   // campaign thresholds reached
         counter verdicts_acted;      // messages refused or accounts acted on by score
     } inspection;

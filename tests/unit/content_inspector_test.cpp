@@ -1,0 +1,120 @@
+// content_inspector across a policy apply: a message that starts under one
+// generation and ends under another is judged by the new rule set only (its
+// rule ids and body stream from the old one are not carried over: they index
+// another rule set and another Hyperscan database), counted as a restart; a
+// message wholly under one policy is not disturbed.
+#include "content_inspector.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "compiled_policy.h"
+#include "mail_tracker.h"
+#include "policy.h"
+#include "policy_compiler.h"
+#include "worker_counters.h"
+
+namespace sekisho {
+namespace {
+
+// Six body rules (the last, "old-5", at index 5) or one ("new-0").
+std::string policy_with(const std::string& rules) {
+    return "version: 1\n"
+           "ports:\n  smtp: [25]\n  submission: [587, 465]\n"
+           "subscribers:\n  dynamic: [198.51.100.0/24]\n"
+           "inspection:\n  flows_per_worker: 16\n  rules:\n" +
+           rules;
+}
+const std::string old_rules =
+    "    - {id: old-0, pattern: 'alpha0', where: body, score: 1}\n"
+    "    - {id: old-1, pattern: 'alpha1', where: body, score: 1}\n"
+    "    - {id: old-2, pattern: 'alpha2', where: body, score: 1}\n"
+    "    - {id: old-3, pattern: 'alpha3', where: body, score: 1}\n"
+    "    - {id: old-4, pattern: 'alpha4', where: body, score: 1}\n"
+    "    - {id: old-5, pattern: 'blackword', where: body, score: 7, action: quarantine}\n";
+const std::string new_rules = "    - {id: new-0, pattern: 'blackword|later', where: body, score: 3}\n";
+
+class content_inspector_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        old_policy = compile_policy(load_policy_text(policy_with(old_rules), "old.yaml"), 101);
+        new_policy = compile_policy(load_policy_text(policy_with(new_rules), "new.yaml"), 102);
+        inspector = std::make_unique<content_inspector>(0, 16, nullptr, counters);
+        key.family = 4;
+        key.subscriber_port = 40000;
+        key.server_port = 25;
+        const uint8_t ip[4] = {198, 51, 100, 7};
+        std::memcpy(key.subscriber, ip, 4);
+    }
+    void feed(const compiled_policy& p, std::string_view bytes) {
+        inspector->content(p, key, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ++now);
+    }
+    message_verdict end(const compiled_policy& p) {
+        message_context ctx;
+        ctx.now_ns = ++now;
+        ctx.recipients = 1;
+        return inspector->message_end(p, key, ctx);
+    }
+
+    worker_counters counters;
+    std::unique_ptr<compiled_policy> old_policy, new_policy;
+    std::unique_ptr<content_inspector> inspector;
+    flow_key key{};
+    uint64_t now = 1;
+};
+
+constexpr std::string_view headers = "From: a@example.jp\r\nSubject: hello\r\n\r\n";
+
+TEST_F(content_inspector_test, one_policy_per_message_is_undisturbed) {
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "a blackword in the first segment\r\n");
+    feed(*old_policy, "and more text\r\n");
+    const message_verdict v = end(*old_policy);
+    ASSERT_EQ(v.rule_count, 1u);
+    EXPECT_EQ(v.rules[0], 5u);
+    EXPECT_EQ(v.score, 7);
+    EXPECT_EQ(v.action, score_action::quarantine);
+    EXPECT_EQ(counters.inspection.policy_restarts.load(), 0u);
+}
+
+TEST_F(content_inspector_test, a_policy_applied_mid_message_takes_over) {
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "a blackword in the first segment\r\n");  // old-5 (index 5) matches
+    // The new generation: index 5 does not exist in its one-rule set.
+    feed(*new_policy, "text that comes later\r\n");
+    const message_verdict v = end(*new_policy);
+    ASSERT_EQ(v.rule_count, 1u);
+    EXPECT_EQ(v.rules[0], 0u);  // new-0, from the segment seen under the new policy
+    EXPECT_EQ(v.score, 3);
+    EXPECT_EQ(v.action, score_action::event);
+    EXPECT_FALSE(v.act);
+    EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
+
+    // The next message, wholly under the new policy: no restart, its own match.
+    inspector->message_start(*new_policy, key, ++now, 0);
+    feed(*new_policy, headers);
+    feed(*new_policy, "a blackword again\r\n");
+    const message_verdict w = end(*new_policy);
+    ASSERT_EQ(w.rule_count, 1u);
+    EXPECT_EQ(w.score, 3);
+    EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
+}
+
+TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "a blackword\r\n");
+    const message_verdict v = end(*new_policy);  // the end-of-data segment under the new policy
+    EXPECT_EQ(v.rule_count, 0u);
+    EXPECT_EQ(v.score, 0);
+    EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
+}
+
+}  // namespace
+}  // namespace sekisho
