@@ -277,14 +277,25 @@ TEST(message_fingerprint, short_message_keeps_its_first_line) {
 }
 
 TEST(message_fingerprint, names_in_the_text_stay_similar) {
-    // The name inside a sentence, and a different weekday in a date line.
-    const std::string base = "Hi,\r\n" + body_en + "Taro, this offer is yours. " + body_en;
+    // A name inside a sentence changes 3 shingles of a text's ~100 (J ~ 0.95). 16 bins estimate J
+    // with a standard error of ~0.06, and every comparison against one text shares that text's
+    // hash realisation: what is stable is the mean over many texts, each with another name.
+    text_generator g(5);
     const char* names[] = {"Hanako", "Alice", "Bob Example", "\u5c71\u7530\u592a\u90ce\u69d8"};
-    for (const char* n : names) {
+    double sum = 0, least = 1;
+    const int texts = 80;
+    for (int i = 0; i < texts; ++i) {
+        const std::string base = "Hi,\r\n" + g.english(50) + "Taro, this offer is yours. " + g.english(50);
         std::string other = base;
-        other.replace(other.find("Taro"), 4, n);
-        EXPECT_GE(sim(base, other), 0.75) << n;
+        other.replace(other.find("Taro"), 4, i < 4 ? std::string(names[i]) : g.token(3 + i % 8));
+        const double s = sim(base, other);
+        sum += s;
+        least = std::min(least, s);
+        EXPECT_GE(s, 0.5) << other;
     }
+    EXPECT_GE(sum / texts, 0.85);
+    std::printf("a name in the text: similarity %.3f on average over %d texts, least %.3f\n", sum / texts, texts, least);
+    const std::string base = "Hi,\r\n" + body_en + "Taro, this offer is yours. " + body_en;
     EXPECT_GE(sim("Subject line\r\nDate: Mon, 01 Jan 2024\r\n" + base, "Subject line\r\nDate: Tue, 02 Jan 2024\r\n" + base),
               0.75);
 }
