@@ -34,7 +34,9 @@ struct content_inspector::state {
     uint16_t header_value_len = 0;
     char header_name[content_header_name_max] = {};
     uint8_t header_value[inspection_header_value_max] = {};
-    uint16_t body_stream_len = 0;            // 0: the body stream has not started
+    uint64_t body_id = 0;                    // this message's, unique in the worker (content_scan_state::body_owner)
+    bool body_started = false;               // the body stream has been opened
+    uint16_t body_stream_len = 0;            // compressed in body_stream (when not open in the worker)
     bool body_stream_lost = false;           // state did not fit: body not scanned further
     uint8_t body_stream[inspection_body_stream_max] = {};
 };
@@ -81,9 +83,50 @@ void content_inspector::adopt(const compiled_policy& p, state& s) {
     s.generation = p.generation();
     s.hits = rule_hits{};
     s.session_hits = rule_hits{};
+    s.body_started = false;
     s.body_stream_len = 0;
     s.body_stream_lost = false;
     counters_.inspection.policy_restarts.add();
+}
+
+// The worker's body stream for message s: still open if s had it last, else the other
+// message's stream compressed into that message's record (park) and s's expanded (or opened,
+// for its first body bytes). False (counted) when Hyperscan fails: s's body is not scanned
+// further.
+bool content_inspector::open_body(content_scan_state& ws, state& s) {
+    if (ws.body_owner == &s && ws.body_owner_id == s.body_id) return true;
+    park_body(ws);
+    hs_stream_t* stream = ws.streams[static_cast<unsigned>(content_db::body)].get();
+    const hs_error_t rc = s.body_started ? hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s.body_stream),
+                                                                      s.body_stream_len, ws.scratch.get(), nullptr, nullptr)
+                                         : hs_reset_stream(stream, 0, ws.scratch.get(), nullptr, nullptr);
+    if (rc != HS_SUCCESS) {
+        s.body_stream_lost = true;
+        counters_.inspection.stream_errors.add();
+        return false;
+    }
+    s.body_started = true;
+    ws.body_owner = &s;
+    ws.body_owner_id = s.body_id;
+    return true;
+}
+
+// Keeps the open body stream in its message's own memory, and releases the worker's stream.
+// A record whose message has ended (its id changed, or it serves another message now) gets
+// nothing. A stream larger than the record fails that message open (counted).
+void content_inspector::park_body(content_scan_state& ws) {
+    if (ws.body_owner == nullptr) return;
+    state& o = *static_cast<state*>(ws.body_owner);
+    ws.body_owner = nullptr;
+    if (o.body_id != ws.body_owner_id) return;
+    size_t used = 0;
+    if (hs_compress_stream(ws.streams[static_cast<unsigned>(content_db::body)].get(),
+                           reinterpret_cast<char*>(o.body_stream), sizeof o.body_stream, &used) != HS_SUCCESS) {
+        o.body_stream_lost = true;  // larger than the record holds: fail open, counted
+        counters_.inspection.stream_overflow.add();
+        return;
+    }
+    o.body_stream_len = static_cast<uint16_t>(used);
 }
 
 // Receives the decoder's output for one segment's worth of message bytes.
@@ -118,17 +161,7 @@ public:
         if (stream == nullptr) return;
         match_context mc = context(*rules);
         if (!expanded_) {
-            hs_error_t rc;
-            if (s_.body_stream_len == 0)
-                rc = hs_reset_stream(stream, 0, ws->scratch.get(), nullptr, nullptr);  // a fresh message
-            else
-                rc = hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s_.body_stream),
-                                                s_.body_stream_len, ws->scratch.get(), nullptr, nullptr);
-            if (rc != HS_SUCCESS) {
-                s_.body_stream_lost = true;
-                ci_.counters_.inspection.stream_errors.add();
-                return;
-            }
+            if (!ci_.open_body(*ws, s_)) return;
             expanded_ = true;
         }
         hs_scan_stream(stream, reinterpret_cast<const char*>(utf8), static_cast<unsigned>(len), 0,
@@ -136,36 +169,29 @@ public:
         ci_.counters_.inspection.body_bytes.add(len);
     }
 
-    // Keeps the body stream in the message's own memory until the next segment.
+    // The end of a segment. The stream stays open in the worker for the message's next segment
+    // (it is compressed into the record only when another message needs it) when its whole
+    // state fits the record, so that compressing it later cannot fail where compressing it now
+    // would not; else it goes into the record now (and may not fit: fail open, as before).
     void finish_body() {
         if (!expanded_) return;
         expanded_ = false;
-        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
-        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
-        size_t used = 0;
-        if (hs_compress_stream(stream, reinterpret_cast<char*>(s_.body_stream), sizeof s_.body_stream, &used) !=
-            HS_SUCCESS) {
-            s_.body_stream_lost = true;  // larger than the record holds: fail open, counted
-            ci_.counters_.inspection.stream_overflow.add();
-            return;
-        }
-        s_.body_stream_len = static_cast<uint16_t>(used);
+        const content_rule_set* rules = p_.content_rules();
+        if (rules->stream_size(content_db::body) > sizeof s_.body_stream) ci_.park_body(*p_.scan_state(ci_.worker_id_));
     }
 
-    // End of the message: matches anchored at the end of the body.
+    // End of the message: matches anchored at the end of the body; the stream is released.
     void end_body() {
         const content_rule_set* rules = p_.content_rules();
         content_scan_state* ws = p_.scan_state(ci_.worker_id_);
-        if (rules == nullptr || ws == nullptr || s_.body_stream_lost || (!expanded_ && s_.body_stream_len == 0)) return;
+        if (rules == nullptr || ws == nullptr || s_.body_stream_lost || !s_.body_started) return;
         hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
         if (stream == nullptr) return;
         match_context mc = context(*rules);
-        if (!expanded_ && hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s_.body_stream),
-                                                     s_.body_stream_len, ws->scratch.get(), nullptr,
-                                                     nullptr) != HS_SUCCESS)
-            return;
+        if (!expanded_ && !ci_.open_body(*ws, s_)) return;
         expanded_ = false;
         hs_reset_stream(stream, 0, ws->scratch.get(), on_match, &mc);
+        ws->body_owner = nullptr;
     }
 
     match_context context(const content_rule_set& rules) { return {&rules, &s_, &add_rule}; }
@@ -282,6 +308,7 @@ void content_inspector::message_start(const compiled_policy& p, const flow_key& 
     const rule_hits hits = s->hits, session_hits = s->session_hits;
     *s = state{};
     s->generation = p.generation();
+    s->body_id = ++last_body_id_;
     s->hits = hits;
     s->session_hits = session_hits;
     s->decoder.reset(p.inspection().max_body_bytes);

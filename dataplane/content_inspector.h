@@ -10,7 +10,9 @@
 //
 // State: one record per message being inspected in the worker's bounded
 // table (inspection.flows_per_worker); the body's Hyperscan stream is kept
-// compressed in it between segments. A full table, or a rule set whose stream
+// compressed in it between segments, except that the worker's stream stays
+// open for the message that used it last (a flow's segments often follow each
+// other), and is compressed into its record when another message needs it. A full table, or a rule set whose stream
 // state does not fit the record, fails open (counted). A policy applied during
 // a message takes over from that segment on: the hits so far and the body
 // stream (both of the old rule set) start afresh (inspection.policy_restarts). Only rule ids, scores,
@@ -31,6 +33,7 @@
 namespace sekisho {
 
 class campaign_table;
+struct content_scan_state;
 struct flow_key;
 
 constexpr unsigned inspection_max_rule_hits = 8;     // rule ids kept per message (more are counted)
@@ -82,6 +85,8 @@ private:
     struct state;
     class sink;
     void adopt(const compiled_policy& p, state& s);
+    bool open_body(content_scan_state& ws, state& s);
+    void park_body(content_scan_state& ws);
     void scan_header(const compiled_policy& p, state& s);
     void scan_envelope(const compiled_policy& p, state& s, smtp_command cmd);
 
@@ -90,6 +95,7 @@ private:
     worker_counters& counters_;
     charset_converters converters_;
     bounded_table<flow_key, state>* table_;
+    uint64_t last_body_id_ = 0;
 };
 
 }  // namespace sekisho

@@ -1,8 +1,9 @@
-// content_inspector across a policy apply: a message that starts under one
+// content_inspector: across a policy apply, a message that starts under one
 // generation and ends under another is judged by the new rule set only (its
 // rule ids and body stream from the old one are not carried over: they index
 // another rule set and another Hyperscan database), counted as a restart; a
-// message wholly under one policy is not disturbed.
+// message wholly under one policy is not disturbed. Body streams across
+// segments, of one message at a time and of messages interleaved.
 #include "content_inspector.h"
 
 #include <gtest/gtest.h>
@@ -50,14 +51,21 @@ protected:
         const uint8_t ip[4] = {198, 51, 100, 7};
         std::memcpy(key.subscriber, ip, 4);
     }
-    void feed(const compiled_policy& p, std::string_view bytes) {
-        inspector->content(p, key, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ++now);
+    void feed(const compiled_policy& p, std::string_view bytes) { feed(p, key, bytes); }
+    void feed(const compiled_policy& p, const flow_key& k, std::string_view bytes) {
+        inspector->content(p, k, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ++now);
     }
-    message_verdict end(const compiled_policy& p) {
+    message_verdict end(const compiled_policy& p) { return end(p, key); }
+    message_verdict end(const compiled_policy& p, const flow_key& k) {
         message_context ctx;
         ctx.now_ns = ++now;
         ctx.recipients = 1;
-        return inspector->message_end(p, key, ctx);
+        return inspector->message_end(p, k, ctx);
+    }
+    flow_key other_key(uint16_t port) const {
+        flow_key k = key;
+        k.subscriber_port = port;
+        return k;
     }
 
     worker_counters counters;
@@ -114,6 +122,76 @@ TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
     EXPECT_EQ(v.rule_count, 0u);
     EXPECT_EQ(v.score, 0);
     EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
+}
+
+// The worker's body stream stays open for the message that used it last and is compressed
+// into a message's record when another message needs it: a blackword split across segments is
+// found whether the messages' segments follow each other or interleave, and a message that
+// never saw it is not credited with another's.
+TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
+    // Alone: the stream stays open from one segment to the next.
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "the first half: black");
+    feed(*old_policy, "word, the second half\r\n");
+    message_verdict v = end(*old_policy);
+    ASSERT_EQ(v.rule_count, 1u);
+    EXPECT_EQ(v.rules[0], 5u);
+
+    // Three messages, segment by segment in turn: each one's stream goes into its record and
+    // comes back every time.
+    const flow_key a = other_key(40001), b = other_key(40002), c = other_key(40003);
+    for (const flow_key& k : {a, b, c}) inspector->message_start(*old_policy, k, ++now, 0);
+    for (const flow_key& k : {a, b, c}) feed(*old_policy, k, headers);
+    feed(*old_policy, a, "text then black");
+    feed(*old_policy, b, "other text then bla");
+    feed(*old_policy, c, "a third text then black");
+    feed(*old_policy, a, "word and more\r\n");
+    feed(*old_policy, b, "ckword and more\r\n");
+    feed(*old_policy, c, "bird, no match\r\n");
+    const message_verdict va = end(*old_policy, a), vb = end(*old_policy, b), vc = end(*old_policy, c);
+    ASSERT_EQ(va.rule_count, 1u);
+    EXPECT_EQ(va.rules[0], 5u);
+    ASSERT_EQ(vb.rule_count, 1u);
+    EXPECT_EQ(vb.rules[0], 5u);
+    EXPECT_EQ(vc.rule_count, 0u);
+    EXPECT_EQ(counters.inspection.stream_errors.load(), 0u);
+    EXPECT_EQ(counters.inspection.stream_overflow.load(), 0u);
+
+    // The next message on a key whose record held the open stream starts with a fresh one.
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "black");
+    v = end(*old_policy);
+    EXPECT_EQ(v.rule_count, 0u);
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "word at the start\r\n");
+    v = end(*old_policy);
+    EXPECT_EQ(v.rule_count, 0u) << "no match across two messages";
+
+    // A session that ends mid-message with the stream open; the next message on that key has
+    // the same record (the same key: the same slot) and a fresh stream.
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "black");
+    inspector->abandon(key);
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "word at the start\r\n");
+    v = end(*old_policy);
+    EXPECT_EQ(v.rule_count, 0u) << "no match across an abandoned message and the next";
+
+    // A message that starts again without an end (RSET mid-BDAT): the same record, another
+    // message, a fresh stream.
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "black");
+    inspector->message_start(*old_policy, key, ++now, 0);
+    feed(*old_policy, headers);
+    feed(*old_policy, "word at the start\r\n");
+    v = end(*old_policy);
+    EXPECT_EQ(v.rule_count, 0u) << "no match across a message started again and the one before";
 }
 
 }  // namespace
