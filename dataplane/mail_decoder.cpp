@@ -3,6 +3,7 @@
 #include <iconv.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -253,6 +254,7 @@ struct jis_utf8 {
     uint8_t len;   // bytes of b (jis_len_mask), with jis_invalid or jis_by_iconv
 };
 static_assert(sizeof(jis_utf8) == 4);
+static_assert(std::endian::native == std::endian::little, "an entry read as one word: its len byte on top");
 constexpr uint8_t jis_len_mask = 0x03;
 constexpr uint8_t jis_invalid = 0x80;   // not a character: b is U+FFFD, 3 bytes
 constexpr uint8_t jis_by_iconv = 0x40;  // iconv must convert it (b unused)
@@ -1588,10 +1590,13 @@ void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
                 for (; q < end; q += 2) {
                     const unsigned row = q[0] - 0x21u, cell = q[1] - 0x21u;
                     if (row >= 94 || cell >= 94) break;
-                    const jis_utf8& e = x0208[row * 94 + cell];
-                    if (e.len & jis_by_iconv) break;
+                    // The entry in one load (bytes, then the length byte on top): the compiler read
+                    // the length byte apart, twice, besides the word it stores.
+                    uint32_t e;
+                    std::memcpy(&e, &x0208[row * 94 + cell], 4);
+                    if (e >> 24 & jis_by_iconv) break;
                     std::memcpy(o, &e, 4);
-                    o += e.len & jis_len_mask;
+                    o += e >> 24 & jis_len_mask;
                 }
                 x.out_len = static_cast<size_t>(o - x.out);
                 i = static_cast<size_t>(q - p);
