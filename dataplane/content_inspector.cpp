@@ -89,6 +89,18 @@ void content_inspector::adopt(const compiled_policy& p, state& s) {
     counters_.inspection.policy_restarts.add();
 }
 
+// The key's record, made (under p) if there is none and the table has room; an existing one
+// adopted by p. nullptr: the table is full.
+content_inspector::state* content_inspector::record(const compiled_policy& p, const flow_key& key) {
+    if (state* s = table_->find(key)) {
+        adopt(p, *s);
+        return s;
+    }
+    state* s = table_->insert(key);
+    if (s != nullptr) s->generation = p.generation();  // insert() value-initialises the rest
+    return s;
+}
+
 // The worker's body stream for message s: still open if s had it last, else the other
 // message's stream compressed into that message's record (park) and s's expanded (or opened,
 // for its first body bytes). False (counted) when Hyperscan fails: s's body is not scanned
@@ -262,15 +274,10 @@ void content_inspector::envelope(const compiled_policy& p, const flow_key& key, 
     const content_scan_state* ws = p.scan_state(worker_id_);
     if (p.content_rules() == nullptr || ws == nullptr || !ws->streams[static_cast<unsigned>(content_db::envelope)])
         return;  // no envelope rules: no state
-    state* s = table_->find(key);
-    if (s == nullptr) {
-        // Full: fail open, the envelope is not scanned. Counted once per
-        // message, when message_start cannot get a record either.
-        s = table_->insert(key);
-        if (s == nullptr) return;
-        s->generation = p.generation();  // insert() value-initialises the rest
-    }
-    adopt(p, *s);
+    // Full: fail open, the envelope is not scanned. Counted once per message, when
+    // message_start cannot get a record either.
+    state* s = record(p, key);
+    if (s == nullptr) return;
     s->last_seen_ns = now_ns;
     if (!s->envelope_line_open) {  // the line's first bytes
         s->envelope_line_open = true;
@@ -294,17 +301,12 @@ void content_inspector::envelope(const compiled_policy& p, const flow_key& key, 
 void content_inspector::message_start(const compiled_policy& p, const flow_key& key, uint64_t now_ns,
                                       uint32_t sender_domain_hash) {
     if (!active(p)) return;
-    state* s = table_->find(key);
+    state* s = record(p, key);
     if (s == nullptr) {
-        s = table_->insert(key);
-        if (s == nullptr) {
-            counters_.inspection.table_full.add();  // fail open: this message is not inspected
-            return;
-        }
-        s->generation = p.generation();  // insert() value-initialises the rest
+        counters_.inspection.table_full.add();  // fail open: this message is not inspected
+        return;
     }
     // A state opened by the envelope keeps what the envelope matched (under this policy).
-    adopt(p, *s);
     const rule_hits hits = s->hits, session_hits = s->session_hits;
     *s = state{};
     s->generation = p.generation();

@@ -12,11 +12,12 @@
 // table (inspection.flows_per_worker); the body's Hyperscan stream is kept
 // compressed in it between segments, except that the worker's stream stays
 // open for the message that used it last (a flow's segments often follow each
-// other), and is compressed into its record when another message needs it. A full table, or a rule set whose stream
-// state does not fit the record, fails open (counted). A policy applied during
-// a message takes over from that segment on: the hits so far and the body
-// stream (both of the old rule set) start afresh (inspection.policy_restarts). Only rule ids, scores,
-// counts and fingerprints leave this class: never message text.
+// other), and is compressed into its record when another message needs it. A
+// full table, or a rule set whose stream state does not fit the record, fails
+// open (counted). A policy applied during a message takes over from that
+// segment on: the hits so far and the body stream (both of the old rule set)
+// start afresh (inspection.policy_restarts). Only rule ids, scores, counts and
+// fingerprints leave this class: never message text.
 #pragma once
 
 #include <cstdint>
@@ -84,6 +85,7 @@ public:
 private:
     struct state;
     class sink;
+    state* record(const compiled_policy& p, const flow_key& key);
     void adopt(const compiled_policy& p, state& s);
     bool open_body(content_scan_state& ws, state& s);
     void park_body(content_scan_state& ws);
