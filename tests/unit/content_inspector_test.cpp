@@ -39,6 +39,8 @@ const std::string old_rules =
     "    - {id: old-5, pattern: 'blackword', where: body, score: 7, action: quarantine}\n";
 const std::string new_rules = "    - {id: new-0, pattern: 'blackword|later', where: body, score: 3}\n";
 
+constexpr std::string_view headers = "From: a@example.jp\r\nSubject: hello\r\n\r\n";
+
 class content_inspector_test : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -62,6 +64,12 @@ protected:
         ctx.recipients = 1;
         return inspector->message_end(p, k, ctx);
     }
+    // A message's start, its headers and its first body bytes.
+    void begin(const compiled_policy& p, std::string_view first) {
+        inspector->message_start(p, key, ++now, 0);
+        feed(p, headers);
+        feed(p, first);
+    }
     flow_key other_key(uint16_t port) const {
         flow_key k = key;
         k.subscriber_port = port;
@@ -75,12 +83,8 @@ protected:
     uint64_t now = 1;
 };
 
-constexpr std::string_view headers = "From: a@example.jp\r\nSubject: hello\r\n\r\n";
-
 TEST_F(content_inspector_test, one_policy_per_message_is_undisturbed) {
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "a blackword in the first segment\r\n");
+    begin(*old_policy, "a blackword in the first segment\r\n");
     feed(*old_policy, "and more text\r\n");
     const message_verdict v = end(*old_policy);
     ASSERT_EQ(v.rule_count, 1u);
@@ -91,9 +95,7 @@ TEST_F(content_inspector_test, one_policy_per_message_is_undisturbed) {
 }
 
 TEST_F(content_inspector_test, a_policy_applied_mid_message_takes_over) {
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "a blackword in the first segment\r\n");  // old-5 (index 5) matches
+    begin(*old_policy, "a blackword in the first segment\r\n");  // old-5 (index 5) matches
     // The new generation: index 5 does not exist in its one-rule set.
     feed(*new_policy, "text that comes later\r\n");
     const message_verdict v = end(*new_policy);
@@ -105,9 +107,7 @@ TEST_F(content_inspector_test, a_policy_applied_mid_message_takes_over) {
     EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
 
     // The next message, wholly under the new policy: no restart, its own match.
-    inspector->message_start(*new_policy, key, ++now, 0);
-    feed(*new_policy, headers);
-    feed(*new_policy, "a blackword again\r\n");
+    begin(*new_policy, "a blackword again\r\n");
     const message_verdict w = end(*new_policy);
     ASSERT_EQ(w.rule_count, 1u);
     EXPECT_EQ(w.score, 3);
@@ -115,9 +115,7 @@ TEST_F(content_inspector_test, a_policy_applied_mid_message_takes_over) {
 }
 
 TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "a blackword\r\n");
+    begin(*old_policy, "a blackword\r\n");
     const message_verdict v = end(*new_policy);  // the end-of-data segment under the new policy
     EXPECT_EQ(v.rule_count, 0u);
     EXPECT_EQ(v.score, 0);
@@ -130,9 +128,7 @@ TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
 // never saw it is not credited with another's.
 TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     // Alone: the stream stays open from one segment to the next.
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "the first half: black");
+    begin(*old_policy, "the first half: black");
     feed(*old_policy, "word, the second half\r\n");
     message_verdict v = end(*old_policy);
     ASSERT_EQ(v.rule_count, 1u);
@@ -159,37 +155,25 @@ TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     EXPECT_EQ(counters.inspection.stream_overflow.load(), 0u);
 
     // The next message on a key whose record held the open stream starts with a fresh one.
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "black");
+    begin(*old_policy, "black");
     v = end(*old_policy);
     EXPECT_EQ(v.rule_count, 0u);
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "word at the start\r\n");
+    begin(*old_policy, "word at the start\r\n");
     v = end(*old_policy);
     EXPECT_EQ(v.rule_count, 0u) << "no match across two messages";
 
-    // A session that ends mid-message with the stream open; the next message on that key has
-    // the same record (the same key: the same slot) and a fresh stream.
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "black");
+    // A session that ends mid-message with the stream open; the next message on that key (in
+    // a new record, which may or may not be the old slot) has a fresh stream.
+    begin(*old_policy, "black");
     inspector->abandon(key);
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "word at the start\r\n");
+    begin(*old_policy, "word at the start\r\n");
     v = end(*old_policy);
     EXPECT_EQ(v.rule_count, 0u) << "no match across an abandoned message and the next";
 
     // A message that starts again without an end (RSET mid-BDAT): the same record, another
     // message, a fresh stream.
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "black");
-    inspector->message_start(*old_policy, key, ++now, 0);
-    feed(*old_policy, headers);
-    feed(*old_policy, "word at the start\r\n");
+    begin(*old_policy, "black");
+    begin(*old_policy, "word at the start\r\n");
     v = end(*old_policy);
     EXPECT_EQ(v.rule_count, 0u) << "no match across a message started again and the one before";
 }
