@@ -29,7 +29,11 @@
 //  (c) std::regex: every rule compiled as std::regex (ECMAScript, icase where
 //      the rule is caseless), std::regex_search of each rule over each whole
 //      decoded body (one search per rule per message: a rule scores once);
-//  (d) mail_decoder alone (decoding, output discarded).
+//  (d) mail_decoder alone (decoding, output discarded);
+//  (e) message_fingerprint alone over the decoded bodies, in 1460-byte
+//      pieces. With (b') and (d) it splits (a)'s time per DATA byte into
+//      decoding, fingerprinting, scanning and the rest (SMTP parser, header
+//      fields, the inspector's state and scoring), printed and in the JSON.
 // Throughput of all of them is in message bytes (the DATA content as sent,
 // i.e. encoded) per second, so they are the time to handle the same
 // messages. The corpus: a few generated messages (plain UTF-8 8bit,
@@ -52,7 +56,7 @@
 //
 // Human-readable lines first; the last line is one JSON object.
 // Options: --reps N (default 15)  --min-ms N per variant per repetition (default 120)
-//          --only inspected|interleaved|raw|raw-decoded|decode|regex [--seconds S] [--message NAME]:
+//          --only inspected|interleaved|raw|raw-decoded|decode|fingerprint|regex [--seconds S] [--message NAME]:
 //          run that one phase for S seconds (default 5), over the messages whose name
 //          contains NAME (default all), and print its rate, for a profiler.
 #include <hs/hs.h>
@@ -582,7 +586,7 @@ int main(int argc, char** argv) {
     unsigned reps = 15, min_ms = 120;
     std::string only, only_message;
     double only_seconds = 5;
-    static const std::set<std::string> phases = {"inspected", "interleaved", "raw", "raw-decoded", "decode", "regex"};
+    static const std::set<std::string> phases = {"inspected", "interleaved", "raw", "raw-decoded", "decode", "fingerprint", "regex"};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--reps" && i + 1 < argc) reps = static_cast<unsigned>(std::atoi(argv[++i]));
@@ -592,7 +596,7 @@ int main(int argc, char** argv) {
         else if (a == "--message" && i + 1 < argc) only_message = argv[++i];
         else {
             std::fprintf(stderr,
-                         "usage: %s [--reps N] [--min-ms N] [--only inspected|interleaved|raw|raw-decoded|decode|regex "
+                         "usage: %s [--reps N] [--min-ms N] [--only inspected|interleaved|raw|raw-decoded|decode|fingerprint|regex "
                          "[--seconds S] [--message NAME]]\n",
                          argv[0]);
             return 2;
@@ -703,7 +707,7 @@ int main(int argc, char** argv) {
         uint32_t flow = 0;
         hits h{std::vector<uint8_t>(nrules, 0)};
 
-        std::vector<double> g_whole, g_raw, g_raw_decoded, g_regex, g_decode;
+        std::vector<double> g_whole, g_raw, g_raw_decoded, g_regex, g_decode, g_fingerprint;
         mail_decoder bench_decoder;
         uint64_t sink = 0;
         // One pass over the corpus of each phase; each returns the DATA bytes it handled.
@@ -757,6 +761,20 @@ int main(int argc, char** argv) {
             }
             return bytes;
         };
+        // The fingerprint alone over the decoded bodies, fed as the decoder hands them on.
+        message_fingerprint bench_fingerprint;
+        auto pass_fingerprint = [&] {
+            uint64_t bytes = 0;
+            for (const auto& m : msgs) {
+                bench_fingerprint.reset();
+                const auto* p = reinterpret_cast<const uint8_t*>(m.decoded.data());
+                for (size_t off = 0; off < m.decoded.size(); off += segment)
+                    bench_fingerprint.feed(p + off, std::min(segment, m.decoded.size() - off));
+                sink += bench_fingerprint.fingerprint();
+                bytes += m.wire.size();
+            }
+            return bytes;
+        };
         auto pass_regex = [&] {
             uint64_t bytes = 0;
             for (const auto& m : msgs) {
@@ -786,6 +804,7 @@ int main(int argc, char** argv) {
                              : only == "raw"         ? rate(pass_raw, t)
                              : only == "raw-decoded" ? rate(pass_raw_decoded, t)
                              : only == "decode"      ? rate(pass_decode, t)
+                             : only == "fingerprint" ? rate(pass_fingerprint, t)
                                                      : rate(pass_regex, t);
             std::printf("%s: %.3f Gbps of DATA bytes (%.1f s)%s\n", only.c_str(), g, only_seconds,
                         sink == 0 ? " " : "");
@@ -807,6 +826,7 @@ int main(int argc, char** argv) {
             r_interleaved.push_back(g_interleaved.back() / g_raw.back());
             g_raw_decoded.push_back(rate(pass_raw_decoded, min_t));
             g_decode.push_back(rate(pass_decode, min_t));
+            g_fingerprint.push_back(rate(pass_fingerprint, min_t));
             g_regex.push_back(rate(pass_regex, min_t));
             r_raw.push_back(g_whole.back() / g_raw.back());
             r_raw_decoded.push_back(g_whole.back() / g_raw_decoded.back());
@@ -847,7 +867,12 @@ int main(int argc, char** argv) {
 
         const double whole = bench::median(g_whole), raw = bench::median(g_raw),
                      raw_decoded = bench::median(g_raw_decoded), regex = bench::median(g_regex),
-                     decode = bench::median(g_decode);
+                     decode = bench::median(g_decode), fingerprint = bench::median(g_fingerprint);
+        // Where the inspected path's time goes, per DATA byte, from the parts timed alone in the
+        // same run: decoding, fingerprinting and scanning the decoded text are each needed; the
+        // rest is the SMTP parser, header fields, the inspector's state and scoring.
+        const double t_whole = 1 / whole, t_decode = 1 / decode, t_fingerprint = 1 / fingerprint,
+                     t_scan = 1 / raw_decoded, t_rest = t_whole - t_decode - t_fingerprint - t_scan;
         // Decoding and scanning the decoded text are both needed per byte: even if nothing else
         // cost anything, the inspected path could reach at most raw_decoded / (raw_decoded +
         // decode time) of raw Hyperscan over the decoded text.
@@ -872,6 +897,12 @@ int main(int argc, char** argv) {
                     regex, 100 * bench::spread(g_regex));
         std::printf("mail_decoder alone (no scan, no fingerprint, 1460 B segments): %8.3f Gbps  (spread %.0f%%)\n",
                     decode, 100 * bench::spread(g_decode));
+        std::printf("message_fingerprint alone (decoded bodies, 1460 B pieces):     %8.3f Gbps  (spread %.0f%%)\n",
+                    fingerprint, 100 * bench::spread(g_fingerprint));
+        std::printf("  inspected time per DATA byte, by the parts timed alone: decode %.0f%%, fingerprint %.0f%%, "
+                    "scan of the decoded text %.0f%%, the rest (SMTP parser, header fields, state, score) %.0f%%\n",
+                    100 * t_decode / t_whole, 100 * t_fingerprint / t_whole, 100 * t_scan / t_whole,
+                    100 * t_rest / t_whole);
         std::printf("  (Gbps of SMTP DATA bytes as sent; raw Hyperscan over decoded text in decoded bytes: %.3f Gbps)\n",
                     raw_decoded * static_cast<double>(decoded_bytes) / static_cast<double>(wire_bytes));
         std::printf("ratio inspected/raw over the same bytes %.3f (goal >= 0.7; paired per repetition, range "
@@ -891,6 +922,8 @@ int main(int argc, char** argv) {
         if (sink == 0) std::printf(" \n");
         std::printf("{\"bench\":\"content\",\"gbps_inspected\":%.4f,\"gbps_raw_hyperscan\":%.4f,"
                     "\"gbps_raw_hyperscan_decoded\":%.4f,\"gbps_regex\":%.5f,\"gbps_decode_only\":%.4f,"
+                    "\"gbps_fingerprint_only\":%.4f,\"share_decode\":%.3f,\"share_fingerprint\":%.3f,"
+                    "\"share_scan\":%.3f,\"share_rest\":%.3f,"
                     "\"ratio_raw\":%.4f,\"ratio_raw_min\":%.4f,\"ratio_raw_max\":%.4f,"
                     "\"gbps_inspected_interleaved\":%.4f,\"ratio_raw_interleaved\":%.4f,"
                     "\"ratio_raw_decoded\":%.4f,\"ratio_decoded_ceiling\":%.4f,"
@@ -898,7 +931,8 @@ int main(int argc, char** argv) {
                     "\"body_stream_bytes\":%zu,\"body_stream_compressed\":%zu,\"rules\":%u,\"messages\":%zu,"
                     "\"data_bytes\":%lu,\"decoded_bytes\":%lu,\"reps\":%u,\"kinds\":[%s],\"self_check\":%s,"
                     "\"cpu\":\"%s\"}\n",
-                    whole, raw, raw_decoded, regex, decode, ratio_raw, *ratio_raw_lo, *ratio_raw_hi, interleaved,
+                    whole, raw, raw_decoded, regex, decode, fingerprint, t_decode / t_whole,
+                    t_fingerprint / t_whole, t_scan / t_whole, t_rest / t_whole, ratio_raw, *ratio_raw_lo, *ratio_raw_hi, interleaved,
                     ratio_interleaved,
                     ratio_raw_decoded, ceiling, ratio_regex,
                     bytes_per_flow, table_per_flow,
