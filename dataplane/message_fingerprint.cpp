@@ -2,11 +2,21 @@
 // The choices and their robustness are described in message_fingerprint.h.
 #include "message_fingerprint.h"
 
+#include <immintrin.h>
+
+#include "decode_kernels.h"
+
 namespace sekisho {
 namespace {
 
-constexpr uint32_t fnv_prime = 16777619u;
-constexpr uint32_t step(uint32_t h, uint32_t v) { return (h ^ v) * fnv_prime; }
+// A word's hash is polynomial (Rabin-Karp, mod 2^32): seed * K^n + sum of
+// byte_i * K^(n-1-i). Read byte by byte it is one multiply-add a byte (step),
+// as FNV-1a was; but its value for a whole word can also be computed from all
+// its bytes at once (each times its power of K, summed), which the AVX2 word
+// kernel below does without a branch or a loop per word. Both give the same
+// value, so a word split across pieces hashes as a whole one.
+constexpr uint32_t hash_k = 0x9e3779b1u;  // odd: multiplying by it is a bijection
+constexpr uint32_t step(uint32_t h, uint32_t v) { return h * hash_k + v; }
 
 // Distinct starting points, so a word, a URL host and an address domain with
 // the same letters are different tokens.
@@ -26,6 +36,29 @@ constexpr uint32_t word_hash(std::string_view w) {
 }
 constexpr uint32_t hash_http = word_hash("http");
 constexpr uint32_t hash_https = word_hash("https");
+
+// Powers of K for the word kernel: lanes read from pw + 16 - n weigh a word's
+// n <= 16 bytes K^(n-1) ... K^0 and whatever follows it 0.
+constexpr unsigned kernel_word_max = 16;
+struct word_powers {
+    uint32_t pw[2 * kernel_word_max] = {};      // pw[j] = K^(15-j) for j < 16, then 0
+    uint32_t seed[kernel_word_max + 1] = {};    // seed_word * K^n
+    constexpr word_powers() {
+        uint32_t k = 1;
+        for (unsigned j = kernel_word_max; j-- > 0;) {
+            pw[j] = k;
+            k *= hash_k;
+        }
+        uint32_t h = seed_word;
+        for (unsigned n = 0; n <= kernel_word_max; ++n) {
+            seed[n] = h;
+            h *= hash_k;
+        }
+    }
+};
+alignas(64) constexpr word_powers powers;
+static_assert(powers.seed[4] + 'h' * powers.pw[12] + 't' * powers.pw[13] + 't' * powers.pw[14] + 'p' * powers.pw[15] ==
+              hash_http);
 
 constexpr uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
     x ^= x >> 30;
@@ -109,6 +142,97 @@ constexpr bool plain_cjk_checked() {
     return true;
 }
 static_assert(plain_cjk_checked());
+
+// The hash of a word of 1 to 16 ASCII letters and digits at w (16 bytes
+// readable), as step() would make it from seed_word: letters lowercased, each
+// byte times its power of K, summed.
+[[gnu::target("avx2")]] inline uint32_t word_hash_avx2(const uint8_t* w, unsigned n) {
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(b, _mm_set1_epi8('A' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('Z' + 1), b));
+    b = _mm_or_si128(b, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
+    const __m256i lo = _mm256_cvtepu8_epi32(b), hi = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
+    const __m256i pw_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(powers.pw + kernel_word_max - n));
+    const __m256i pw_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(powers.pw + kernel_word_max + 8 - n));
+    const __m256i sum = _mm256_add_epi32(_mm256_mullo_epi32(lo, pw_lo), _mm256_mullo_epi32(hi, pw_hi));
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+    return powers.seed[n] + static_cast<uint32_t>(_mm_cvtsi128_si32(x));
+}
+
+[[gnu::target("avx2")]] inline __m256i eq(__m256i v, char x) { return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(x)); }
+// Bytes in [lo, hi]; signed compares: bytes >= 0x80 are in no ASCII range.
+[[gnu::target("avx2")]] inline __m256i in(__m256i v, char lo, char hi) {
+    return _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8(static_cast<char>(lo - 1))),
+                            _mm256_cmpgt_epi8(_mm256_set1_epi8(static_cast<char>(hi + 1)), v));
+}
+
+// The fingerprint's ASCII words, 32 bytes at a time (AVX2). Called in text
+// mode at a token boundary (no word open), it reads what the byte loop would
+// read the same way without a branch per byte or per word: separators and
+// joiners (nothing at a boundary), and words of 1 to 16 ASCII letters and
+// digits ended by a separator, possibly after joiners ("end." then a space:
+// the joiners are dropped), each one token (token_number if it has a digit).
+// It stops before anything else: a byte >= 0x80, '@' or ':' (which depend on
+// context), a longer word, one with a joiner inside ("e-mail"), one whose
+// separator it cannot see; and when fewer than 48 bytes are left (a word's 16
+// bytes are loaded from anywhere in the 32) or `room` tokens could not take a
+// window's. Returns the bytes read (a token boundary); the tokens, in order,
+// are at out[0, count).
+[[gnu::target("avx2,bmi,bmi2")]] size_t ascii_words_avx2(const uint8_t* p, size_t n, uint32_t* out, unsigned room,
+                                                          unsigned& count) {
+    constexpr size_t window = 32, readable = window + kernel_word_max;
+    size_t i = 0;
+    unsigned c = 0;
+    while (i + readable <= n && c + window / 2 <= room) {  // a window holds at most 16 words
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
+        const __m256i digit = in(v, '0', '9');
+        const __m256i alnum = _mm256_or_si256(_mm256_or_si256(in(v, 'a', 'z'), in(v, 'A', 'Z')), digit);
+        const __m256i joiner = _mm256_or_si256(
+            _mm256_or_si256(_mm256_or_si256(eq(v, '.'), eq(v, ',')), _mm256_or_si256(eq(v, '-'), eq(v, '_'))),
+            _mm256_or_si256(_mm256_or_si256(eq(v, '\''), eq(v, '+')), eq(v, '%')));
+        const __m256i other = _mm256_or_si256(_mm256_cmpgt_epi8(_mm256_setzero_si256(), v),
+                                              _mm256_or_si256(eq(v, '@'), eq(v, ':')));
+        const uint32_t A = static_cast<uint32_t>(_mm256_movemask_epi8(alnum));
+        const uint32_t D = static_cast<uint32_t>(_mm256_movemask_epi8(digit));
+        const uint32_t J = static_cast<uint32_t>(_mm256_movemask_epi8(joiner));
+        const uint32_t O = static_cast<uint32_t>(_mm256_movemask_epi8(other));
+        const uint32_t S = ~(A | J | O);
+        unsigned pos = 0;
+        for (;;) {
+            const uint32_t items = pos < window ? (A | O) & (~0u << pos) : 0;
+            if (items == 0) {  // separators and joiners to the window's end
+                i += window;
+                break;
+            }
+            const unsigned q = static_cast<unsigned>(_tzcnt_u32(items));
+            if (O >> q & 1) {
+                count = c;
+                return i + q;
+            }
+            const uint32_t after_word = ~A & (~0u << q), after_joiners_from = ~J;
+            const unsigned e = after_word ? static_cast<unsigned>(_tzcnt_u32(after_word)) : window;
+            const uint32_t past = e < window ? after_joiners_from & (~0u << e) : 0;
+            if (past == 0) {  // the word or its joiners reach the window's end: start a window at the word
+                if (q == 0) {
+                    count = c;
+                    return i;
+                }
+                i += q;
+                break;
+            }
+            const unsigned t = static_cast<unsigned>(_tzcnt_u32(past)), len = e - q;
+            if (len > kernel_word_max || !(S >> t & 1)) {
+                count = c;
+                return i + q;
+            }
+            out[c++] = (D >> q) & ((1u << len) - 1) ? token_number : word_hash_avx2(p + i + q, len);
+            pos = t + 1;  // past the separator
+        }
+    }
+    count = c;
+    return i;
+}
 
 }  // namespace
 
@@ -375,8 +499,17 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
         push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
         wlen = 0;
     };
+    const bool simd = simd_active() >= simd_level::avx2;
     while (i < len && tokens < fingerprint_max_tokens) {
         const uint8_t c = data[i];
+        if (simd && wlen == 0 && c < 0x80 && len - i >= 48) {  // ASCII at a token boundary: words in bulk
+            uint32_t found[32];
+            unsigned k = 0;
+            const size_t used = ascii_words_avx2(data + i, len - i, found, 32, k);
+            for (unsigned j = 0; j < k; ++j) push(found[j]);
+            i += used;
+            if (used != 0) continue;
+        }
         const uint8_t cls = fast_class.cls[c];
         if (cls == fc_alnum || cls == fc_digit) {
             if (wlen == 0) {
