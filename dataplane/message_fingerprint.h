@@ -10,7 +10,11 @@
 //
 // 1. Normalisation, byte by byte, into a stream of 32-bit token hashes:
 //    - words: runs of ASCII letters and digits (plus Latin-1/Latin Extended,
-//      Greek and Cyrillic letters), ASCII lowercased (and Latin-1 capitals);
+//      Greek and Cyrillic letters), ASCII lowercased (and Latin-1 capitals),
+//      hashed polynomially mod 2^32 (h * K + byte: the same value read byte
+//      by byte across pieces or, for plain ASCII words of up to 16 bytes, by
+//      an AVX2 kernel from all the word's bytes at once, 32 bytes of text at a
+//      time; where the CPU has no AVX2 the byte loop reads everything);
 //      . , - _ ' + % join two word characters ("e-mail", "1,000", "o'clock")
 //      and are dropped at a word's ends ("end." is "end");
 //    - a word containing any digit is the one token `#`: numbers, dates,
