@@ -2,7 +2,9 @@
 // The choices and their robustness are described in message_fingerprint.h.
 #include "message_fingerprint.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 
 #include "decode_kernels.h"
 
@@ -40,6 +42,9 @@ constexpr uint32_t hash_https = word_hash("https");
 // Powers of K for the word kernel: lanes read from pw + 16 - n weigh a word's
 // n <= 16 bytes K^(n-1) ... K^0 and whatever follows it 0.
 constexpr unsigned kernel_word_max = 16;
+constexpr size_t kernel_window = 32;                                  // text bytes classified at a time
+constexpr size_t kernel_min_bytes = kernel_window + kernel_word_max;  // readable for a window and its words' loads
+constexpr unsigned kernel_window_words = kernel_window / 2;           // a word and its separator: 2 bytes at least
 struct word_powers {
     uint32_t pw[2 * kernel_word_max] = {};      // pw[j] = K^(15-j) for j < 16, then 0
     uint32_t seed[kernel_word_max + 1] = {};    // seed_word * K^n
@@ -143,6 +148,7 @@ constexpr bool plain_cjk_checked() {
 }
 static_assert(plain_cjk_checked());
 
+#if defined(__x86_64__)
 // The hash of a word of 1 to 16 ASCII letters and digits at w (16 bytes
 // readable), as step() would make it from seed_word: letters lowercased, each
 // byte times its power of K, summed.
@@ -160,9 +166,9 @@ static_assert(plain_cjk_checked());
     return powers.seed[n] + static_cast<uint32_t>(_mm_cvtsi128_si32(x));
 }
 
-[[gnu::target("avx2")]] inline __m256i eq(__m256i v, char x) { return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(x)); }
+[[gnu::target("avx2")]] inline __m256i bytes_eq(__m256i v, char x) { return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(x)); }
 // Bytes in [lo, hi]; signed compares: bytes >= 0x80 are in no ASCII range.
-[[gnu::target("avx2")]] inline __m256i in(__m256i v, char lo, char hi) {
+[[gnu::target("avx2")]] inline __m256i bytes_in(__m256i v, char lo, char hi) {
     return _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8(static_cast<char>(lo - 1))),
                             _mm256_cmpgt_epi8(_mm256_set1_epi8(static_cast<char>(hi + 1)), v));
 }
@@ -175,24 +181,25 @@ static_assert(plain_cjk_checked());
 // the joiners are dropped), each one token (token_number if it has a digit).
 // It stops before anything else: a byte >= 0x80, '@' or ':' (which depend on
 // context), a longer word, one with a joiner inside ("e-mail"), one whose
-// separator it cannot see; and when fewer than 48 bytes are left (a word's 16
-// bytes are loaded from anywhere in the 32) or `room` tokens could not take a
-// window's. Returns the bytes read (a token boundary); the tokens, in order,
-// are at out[0, count).
+// separator it cannot see; and when fewer than kernel_min_bytes are left (a
+// word's 16 bytes are loaded from anywhere in the window) or `room` tokens
+// could not take a window's. Returns the bytes read (a token boundary); the
+// tokens, in order, are at out[0, count).
 [[gnu::target("avx2,bmi,bmi2")]] size_t ascii_words_avx2(const uint8_t* p, size_t n, uint32_t* out, unsigned room,
                                                           unsigned& count) {
-    constexpr size_t window = 32, readable = window + kernel_word_max;
+    constexpr size_t window = kernel_window;
     size_t i = 0;
     unsigned c = 0;
-    while (i + readable <= n && c + window / 2 <= room) {  // a window holds at most 16 words
+    while (i + kernel_min_bytes <= n && c + kernel_window_words <= room) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
-        const __m256i digit = in(v, '0', '9');
-        const __m256i alnum = _mm256_or_si256(_mm256_or_si256(in(v, 'a', 'z'), in(v, 'A', 'Z')), digit);
-        const __m256i joiner = _mm256_or_si256(
-            _mm256_or_si256(_mm256_or_si256(eq(v, '.'), eq(v, ',')), _mm256_or_si256(eq(v, '-'), eq(v, '_'))),
-            _mm256_or_si256(_mm256_or_si256(eq(v, '\''), eq(v, '+')), eq(v, '%')));
+        const __m256i digit = bytes_in(v, '0', '9');
+        const __m256i alnum = _mm256_or_si256(_mm256_or_si256(bytes_in(v, 'a', 'z'), bytes_in(v, 'A', 'Z')), digit);
+        const __m256i joiner =
+            _mm256_or_si256(_mm256_or_si256(_mm256_or_si256(bytes_eq(v, '.'), bytes_eq(v, ',')),
+                                            _mm256_or_si256(bytes_eq(v, '-'), bytes_eq(v, '_'))),
+                            _mm256_or_si256(_mm256_or_si256(bytes_eq(v, '\''), bytes_eq(v, '+')), bytes_eq(v, '%')));
         const __m256i other = _mm256_or_si256(_mm256_cmpgt_epi8(_mm256_setzero_si256(), v),
-                                              _mm256_or_si256(eq(v, '@'), eq(v, ':')));
+                                              _mm256_or_si256(bytes_eq(v, '@'), bytes_eq(v, ':')));
         const uint32_t A = static_cast<uint32_t>(_mm256_movemask_epi8(alnum));
         const uint32_t D = static_cast<uint32_t>(_mm256_movemask_epi8(digit));
         const uint32_t J = static_cast<uint32_t>(_mm256_movemask_epi8(joiner));
@@ -210,9 +217,9 @@ static_assert(plain_cjk_checked());
                 count = c;
                 return i + q;
             }
-            const uint32_t after_word = ~A & (~0u << q), after_joiners_from = ~J;
+            const uint32_t after_word = ~A & (~0u << q);
             const unsigned e = after_word ? static_cast<unsigned>(_tzcnt_u32(after_word)) : window;
-            const uint32_t past = e < window ? after_joiners_from & (~0u << e) : 0;
+            const uint32_t past = e < window ? ~J & (~0u << e) : 0;  // the first byte past the word's joiners
             if (past == 0) {  // the word or its joiners reach the window's end: start a window at the word
                 if (q == 0) {
                     count = c;
@@ -233,6 +240,8 @@ static_assert(plain_cjk_checked());
     count = c;
     return i;
 }
+
+#endif  // __x86_64__
 
 }  // namespace
 
@@ -499,17 +508,21 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
         push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
         wlen = 0;
     };
+#if defined(__x86_64__)
     const bool simd = simd_active() >= simd_level::avx2;
+#endif
     while (i < len && tokens < fingerprint_max_tokens) {
         const uint8_t c = data[i];
-        if (simd && wlen == 0 && c < 0x80 && len - i >= 48) {  // ASCII at a token boundary: words in bulk
-            uint32_t found[32];
+#if defined(__x86_64__)
+        if (simd && wlen == 0 && c < 0x80 && len - i >= kernel_min_bytes) {  // ASCII at a token boundary: words in bulk
+            uint32_t found[2 * kernel_window_words];
             unsigned k = 0;
-            const size_t used = ascii_words_avx2(data + i, len - i, found, 32, k);
+            const size_t used = ascii_words_avx2(data + i, len - i, found, 2 * kernel_window_words, k);
             for (unsigned j = 0; j < k; ++j) push(found[j]);
             i += used;
             if (used != 0) continue;
         }
+#endif
         const uint8_t cls = fast_class.cls[c];
         if (cls == fc_alnum || cls == fc_digit) {
             if (wlen == 0) {
