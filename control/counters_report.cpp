@@ -105,6 +105,7 @@ nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
         {"stream_overflow", insp(&ic::stream_overflow)},
         {"stream_errors", insp(&ic::stream_errors)},
         {"policy_restarts", insp(&ic::policy_restarts)},
+        {"body_evictions", insp(&ic::body_evictions)},
         {"campaign_recipients", insp(&ic::campaign_recipients)},
         {"campaign_subscribers", insp(&ic::campaign_subscribers)},
         {"verdicts_acted", insp(&ic::verdicts_acted)},

@@ -157,7 +157,7 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
         {"message", &ic::messages},           {"table_full", &ic::table_full},
         {"header_field", &ic::header_fields}, {"envelope_line", &ic::envelope_lines},
         {"stream_overflow", &ic::stream_overflow}, {"stream_error", &ic::stream_errors},
-        {"policy_restart", &ic::policy_restarts},
+        {"policy_restart", &ic::policy_restarts}, {"body_eviction", &ic::body_evictions},
         {"campaign_recipients", &ic::campaign_recipients}, {"campaign_subscribers", &ic::campaign_subscribers},
         {"verdict_acted", &ic::verdicts_acted},
     };

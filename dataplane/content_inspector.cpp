@@ -34,7 +34,8 @@ struct content_inspector::state {
     uint16_t header_value_len = 0;
     char header_name[content_header_name_max] = {};
     uint8_t header_value[inspection_header_value_max] = {};
-    uint64_t body_id = 0;                    // this message's, unique in the worker (content_scan_state::body_owner)
+    uint64_t body_id = 0;                    // this message's, unique in the worker (body_slot::owner_id)
+    uint8_t body_slot = 0;                   // the worker's open stream it had last (it may have been taken since)
     bool body_started = false;               // the body stream has been opened
     uint16_t body_stream_len = 0;            // compressed in body_stream (when not open in the worker)
     bool body_stream_lost = false;           // state did not fit: body not scanned further
@@ -101,44 +102,54 @@ content_inspector::state* content_inspector::record(const compiled_policy& p, co
     return s;
 }
 
-// The worker's body stream for message s: still open if s had it last, else the other
-// message's stream compressed into that message's record (park) and s's expanded (or opened,
-// for its first body bytes). False (counted) when Hyperscan fails: s's body is not scanned
-// further.
-bool content_inspector::open_body(content_scan_state& ws, state& s) {
-    if (ws.body_owner == &s && ws.body_owner_id == s.body_id) return true;
-    park_body(ws);
-    hs_stream_t* stream = ws.streams[static_cast<unsigned>(content_db::body)].get();
-    const hs_error_t rc = s.body_started ? hs_reset_and_expand_stream(stream, reinterpret_cast<const char*>(s.body_stream),
-                                                                      s.body_stream_len, ws.scratch.get(), nullptr, nullptr)
-                                         : hs_reset_stream(stream, 0, ws.scratch.get(), nullptr, nullptr);
-    if (rc != HS_SUCCESS) {
-        s.body_stream_lost = true;
-        counters_.inspection.stream_errors.add();
-        return false;
+// Message s's open body stream in the worker: the one it had last if no other message has taken
+// it since; else the least recently used one (a free one first), whose message's stream is
+// compressed into that message's record (park), with s's expanded into it (or opened, for its
+// first body bytes). nullptr (counted) when Hyperscan fails: s's body is not scanned further.
+content_scan_state::body_slot* content_inspector::open_body(content_scan_state& ws, state& s) {
+    content_scan_state::body_slot* slot = &ws.body_slots[s.body_slot];
+    if (slot->owner != &s || slot->owner_id != s.body_id) {
+        for (auto& b : ws.body_slots)
+            if (b.last_used < slot->last_used) slot = &b;
+        if (park_body(*slot)) counters_.inspection.body_evictions.add();
+        const hs_error_t rc =
+            s.body_started ? hs_reset_and_expand_stream(slot->stream.get(), reinterpret_cast<const char*>(s.body_stream),
+                                                        s.body_stream_len, ws.scratch.get(), nullptr, nullptr)
+                           : hs_reset_stream(slot->stream.get(), 0, ws.scratch.get(), nullptr, nullptr);
+        if (rc != HS_SUCCESS) {
+            s.body_stream_lost = true;
+            counters_.inspection.stream_errors.add();
+            return nullptr;
+        }
+        s.body_started = true;
+        s.body_slot = static_cast<uint8_t>(slot - ws.body_slots);
+        slot->owner = &s;
+        slot->owner_id = s.body_id;
     }
-    s.body_started = true;
-    ws.body_owner = &s;
-    ws.body_owner_id = s.body_id;
-    return true;
+    slot->last_used = ++ws.body_clock;
+    return slot;
 }
 
-// Keeps the open body stream in its message's own memory, and releases the worker's stream.
-// A record whose message has ended (its id changed, or it serves another message now) gets
-// nothing. A stream larger than the record fails that message open (counted).
-void content_inspector::park_body(content_scan_state& ws) {
-    if (ws.body_owner == nullptr) return;
-    state& o = *static_cast<state*>(ws.body_owner);
-    ws.body_owner = nullptr;
-    if (o.body_id != ws.body_owner_id) return;
+// Keeps an open body stream in its message's own memory, and frees the slot. A record whose
+// message has ended (its id changed, or it serves another message now) gets nothing. A stream
+// larger than the record fails that message open (counted). True: a message's stream was put
+// away (or lost), not a free slot or an ended message's.
+bool content_inspector::park_body(content_scan_state::body_slot& slot) {
+    if (slot.owner == nullptr) return false;
+    state& o = *static_cast<state*>(slot.owner);
+    const uint64_t id = slot.owner_id;
+    slot.owner = nullptr;
+    slot.last_used = 0;
+    if (o.body_id != id) return false;
     size_t used = 0;
-    if (hs_compress_stream(ws.streams[static_cast<unsigned>(content_db::body)].get(),
-                           reinterpret_cast<char*>(o.body_stream), sizeof o.body_stream, &used) != HS_SUCCESS) {
+    if (hs_compress_stream(slot.stream.get(), reinterpret_cast<char*>(o.body_stream), sizeof o.body_stream, &used) !=
+        HS_SUCCESS) {
         o.body_stream_lost = true;  // larger than the record holds: fail open, counted
         counters_.inspection.stream_overflow.add();
-        return;
+        return true;
     }
     o.body_stream_len = static_cast<uint16_t>(used);
+    return true;
 }
 
 // Receives the decoder's output for one segment's worth of message bytes.
@@ -168,42 +179,36 @@ public:
         s_.fingerprint.feed(utf8, len);
         const content_rule_set* rules = p_.content_rules();
         content_scan_state* ws = p_.scan_state(ci_.worker_id_);
-        if (rules == nullptr || ws == nullptr || s_.body_stream_lost) return;
-        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
-        if (stream == nullptr) return;
+        if (rules == nullptr || ws == nullptr || s_.body_stream_lost || !ws->body_slots[0].stream) return;
         match_context mc = context(*rules);
-        if (!expanded_) {
-            if (!ci_.open_body(*ws, s_)) return;
-            expanded_ = true;
-        }
-        hs_scan_stream(stream, reinterpret_cast<const char*>(utf8), static_cast<unsigned>(len), 0,
+        if (slot_ == nullptr && (slot_ = ci_.open_body(*ws, s_)) == nullptr) return;
+        hs_scan_stream(slot_->stream.get(), reinterpret_cast<const char*>(utf8), static_cast<unsigned>(len), 0,
                        ws->scratch.get(), on_match, &mc);
         ci_.counters_.inspection.body_bytes.add(len);
     }
 
     // The end of a segment. The stream stays open in the worker for the message's next segment
-    // (it is compressed into the record only when another message needs it) when its whole
-    // state fits the record, so that compressing it later cannot fail where compressing it now
-    // would not; else it goes into the record now (and may not fit: fail open, as before).
+    // (it is compressed into the record only when another message needs its slot) when its
+    // whole state fits the record, so that compressing it later cannot fail where compressing it
+    // now would not; else it goes into the record now (and may not fit: fail open, as before).
     void finish_body() {
-        if (!expanded_) return;
-        expanded_ = false;
-        const content_rule_set* rules = p_.content_rules();
-        if (rules->stream_size(content_db::body) > sizeof s_.body_stream) ci_.park_body(*p_.scan_state(ci_.worker_id_));
+        if (slot_ == nullptr) return;
+        if (p_.content_rules()->stream_size(content_db::body) > sizeof s_.body_stream) ci_.park_body(*slot_);
+        slot_ = nullptr;
     }
 
-    // End of the message: matches anchored at the end of the body; the stream is released.
+    // End of the message: matches anchored at the end of the body; the slot is freed.
     void end_body() {
         const content_rule_set* rules = p_.content_rules();
         content_scan_state* ws = p_.scan_state(ci_.worker_id_);
         if (rules == nullptr || ws == nullptr || s_.body_stream_lost || !s_.body_started) return;
-        hs_stream_t* stream = ws->streams[static_cast<unsigned>(content_db::body)].get();
-        if (stream == nullptr) return;
+        if (!ws->body_slots[0].stream) return;
         match_context mc = context(*rules);
-        if (!expanded_ && !ci_.open_body(*ws, s_)) return;
-        expanded_ = false;
-        hs_reset_stream(stream, 0, ws->scratch.get(), on_match, &mc);
-        ws->body_owner = nullptr;
+        if (slot_ == nullptr && (slot_ = ci_.open_body(*ws, s_)) == nullptr) return;
+        hs_reset_stream(slot_->stream.get(), 0, ws->scratch.get(), on_match, &mc);
+        slot_->owner = nullptr;
+        slot_->last_used = 0;
+        slot_ = nullptr;
     }
 
     match_context context(const content_rule_set& rules) { return {&rules, &s_, &add_rule}; }
@@ -225,7 +230,7 @@ private:
     content_inspector& ci_;
     const compiled_policy& p_;
     state& s_;
-    bool expanded_ = false;
+    content_scan_state::body_slot* slot_ = nullptr;  // s_'s open stream during this segment
 };
 
 content_inspector::content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns,

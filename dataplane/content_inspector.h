@@ -10,9 +10,10 @@
 //
 // State: one record per message being inspected in the worker's bounded
 // table (inspection.flows_per_worker); the body's Hyperscan stream is kept
-// compressed in it between segments, except that the worker's stream stays
-// open for the message that used it last (a flow's segments often follow each
-// other), and is compressed into its record when another message needs it. A
+// compressed in it between segments, except that the worker keeps the streams
+// of the content_open_bodies messages it served last open (sessions' segments
+// interleave), and compresses one into its record when another message needs
+// its slot (the least recently used; counted, inspection.body_evictions). A
 // full table, or a rule set whose stream state does not fit the record, fails
 // open (counted). A policy applied during a message takes over from that
 // segment on: the hits so far and the body stream (both of the old rule set)
@@ -24,6 +25,7 @@
 
 #include "bounded_table.h"
 #include "compiled_policy.h"
+#include "content_scan_state.h"
 #include "event_ring.h"
 #include "mail_decoder.h"
 #include "message_fingerprint.h"
@@ -34,7 +36,6 @@
 namespace sekisho {
 
 class campaign_table;
-struct content_scan_state;
 struct flow_key;
 
 constexpr unsigned inspection_max_rule_hits = 8;     // rule ids kept per message (more are counted)
@@ -87,8 +88,8 @@ private:
     class sink;
     state* record(const compiled_policy& p, const flow_key& key);
     void adopt(const compiled_policy& p, state& s);
-    bool open_body(content_scan_state& ws, state& s);
-    void park_body(content_scan_state& ws);
+    content_scan_state::body_slot* open_body(content_scan_state& ws, state& s);
+    bool park_body(content_scan_state::body_slot& slot);
     void scan_header(const compiled_policy& p, state& s);
     void scan_envelope(const compiled_policy& p, state& s, smtp_command cmd);
 

@@ -3,9 +3,10 @@
 // policy compiler (control thread) for each worker and owned by the policy
 // snapshot, so a new generation never touches a scratch a worker is using.
 // Flows keep their body stream compressed in their own bounded memory; the
-// worker's body stream holds one message's stream open (body_owner) from one
-// segment to its next, and compresses it into that message's record only when
-// another message needs the stream (content_inspector.cpp).
+// worker keeps the body streams of the content_open_bodies messages it served
+// last open (body_slots), so that a message's next segment is scanned at once, and
+// compresses one into its message's record only when another message needs
+// the stream (the least recently used: content_inspector.cpp).
 #pragma once
 
 #include <hs/hs.h>
@@ -22,14 +23,24 @@ struct hs_stream_closer {
 };
 using hs_stream_ptr = std::unique_ptr<hs_stream_t, hs_stream_closer>;
 
+// Body streams a worker keeps open: as many messages as are inspected at once on a worker whose
+// sessions' segments interleave. 16 streams of a 76-rule set take ~2 KB.
+constexpr unsigned content_open_bodies = 16;
+
 struct content_scan_state {
     hs_scratch_ptr scratch;
-    hs_stream_ptr streams[content_db_count];   // nullptr where the class has no rules
+    hs_stream_ptr streams[content_db_count];   // nullptr where the class has no rules; streams[body] unused
     std::vector<hs_stream_ptr> header_streams; // one per header:NAME database
-    // The message whose body stream is open in streams[body] (content_inspector's record and
-    // that message's id, which tells a record since reused for another message): nullptr, none.
-    void* body_owner = nullptr;
-    uint64_t body_owner_id = 0;
+    // One open body stream and the message it holds: content_inspector's record and that
+    // message's id, which tells a record since reused for another message (owner nullptr: free).
+    struct body_slot {
+        hs_stream_ptr stream;                  // nullptr when the rule set has no body rules
+        void* owner = nullptr;
+        uint64_t owner_id = 0;
+        uint64_t last_used = 0;                // body_clock when it last served; 0: free
+    };
+    body_slot body_slots[content_open_bodies];
+    uint64_t body_clock = 0;
 
     // Throws std::runtime_error when Hyperscan cannot allocate.
     static content_scan_state make(const content_rule_set& rules);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "compiled_policy.h"
 #include "mail_tracker.h"
@@ -46,7 +47,7 @@ protected:
     void SetUp() override {
         old_policy = compile_policy(load_policy_text(policy_with(old_rules), "old.yaml"), 101);
         new_policy = compile_policy(load_policy_text(policy_with(new_rules), "new.yaml"), 102);
-        inspector = std::make_unique<content_inspector>(0, 16, nullptr, counters);
+        inspector = std::make_unique<content_inspector>(0, 64, nullptr, counters);
         key.family = 4;
         key.subscriber_port = 40000;
         key.server_port = 25;
@@ -122,10 +123,10 @@ TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
     EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
 }
 
-// The worker's body stream stays open for the message that used it last and is compressed
-// into a message's record when another message needs it: a blackword split across segments is
-// found whether the messages' segments follow each other or interleave, and a message that
-// never saw it is not credited with another's.
+// The worker keeps the body streams of the messages it served last open and compresses one into
+// its message's record when another message needs its slot: a blackword split across segments
+// is found whether the messages' segments follow each other or interleave, within the open
+// streams or beyond them, and a message that never saw it is not credited with another's.
 TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     // Alone: the stream stays open from one segment to the next.
     begin(*old_policy, "the first half: black");
@@ -134,8 +135,7 @@ TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     ASSERT_EQ(v.rule_count, 1u);
     EXPECT_EQ(v.rules[0], 5u);
 
-    // Three messages, segment by segment in turn: each one's stream goes into its record and
-    // comes back every time.
+    // Three messages, segment by segment in turn: each keeps its open stream.
     const flow_key a = other_key(40001), b = other_key(40002), c = other_key(40003);
     for (const flow_key& k : {a, b, c}) inspector->message_start(*old_policy, k, ++now, 0);
     for (const flow_key& k : {a, b, c}) feed(*old_policy, k, headers);
@@ -151,6 +151,29 @@ TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     ASSERT_EQ(vb.rule_count, 1u);
     EXPECT_EQ(vb.rules[0], 5u);
     EXPECT_EQ(vc.rule_count, 0u);
+    EXPECT_EQ(counters.inspection.body_evictions.load(), 0u);
+
+    // More messages at once than the worker keeps streams open, in turn: each segment finds its
+    // message's slot taken (the least recently used), its stream compressed into its record,
+    // and has it expanded into another slot.
+    constexpr unsigned many = content_open_bodies + 4;
+    std::vector<flow_key> keys;
+    for (unsigned i = 0; i < many; ++i) keys.push_back(other_key(static_cast<uint16_t>(41000 + i)));
+    for (const flow_key& k : keys) inspector->message_start(*old_policy, k, ++now, 0);
+    for (const flow_key& k : keys) feed(*old_policy, k, headers);
+    for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], "text then bla");
+    for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], i % 2 ? "ckbird\r\n" : "ck");
+    for (unsigned i = 0; i < many; i += 2) feed(*old_policy, keys[i], "word and more\r\n");
+    for (unsigned i = 0; i < many; ++i) {
+        const message_verdict vi = end(*old_policy, keys[i]);
+        ASSERT_EQ(vi.rule_count, i % 2 ? 0u : 1u) << "message " << i;
+        if (i % 2 == 0) {
+            EXPECT_EQ(vi.rules[0], 5u);
+        }
+    }
+    // Every segment after the first round found its slot taken: round 2 all `many`, round 3 the
+    // even half but those still open from round 2's last ones.
+    EXPECT_GE(counters.inspection.body_evictions.load(), uint64_t{many});
     EXPECT_EQ(counters.inspection.stream_errors.load(), 0u);
     EXPECT_EQ(counters.inspection.stream_overflow.load(), 0u);
 
