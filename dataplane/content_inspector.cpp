@@ -138,8 +138,7 @@ bool content_inspector::park_body(content_scan_state::body_slot& slot) {
     if (slot.owner == nullptr) return false;
     state& o = *static_cast<state*>(slot.owner);
     const uint64_t id = slot.owner_id;
-    slot.owner = nullptr;
-    slot.last_used = 0;
+    slot.release();
     if (o.body_id != id) return false;
     size_t used = 0;
     if (hs_compress_stream(slot.stream.get(), reinterpret_cast<char*>(o.body_stream), sizeof o.body_stream, &used) !=
@@ -206,8 +205,7 @@ public:
         match_context mc = context(*rules);
         if (slot_ == nullptr && (slot_ = ci_.open_body(*ws, s_)) == nullptr) return;
         hs_reset_stream(slot_->stream.get(), 0, ws->scratch.get(), on_match, &mc);
-        slot_->owner = nullptr;
-        slot_->last_used = 0;
+        slot_->release();
         slot_ = nullptr;
     }
 

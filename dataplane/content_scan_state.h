@@ -38,6 +38,10 @@ struct content_scan_state {
         void* owner = nullptr;
         uint64_t owner_id = 0;
         uint64_t last_used = 0;                // body_clock when it last served; 0: free
+        void release() {
+            owner = nullptr;
+            last_used = 0;
+        }
     };
     body_slot body_slots[content_open_bodies];
     uint64_t body_clock = 0;
