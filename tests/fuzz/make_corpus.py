@@ -238,6 +238,28 @@ def api():
         write("control_api", name, r)
 
 
+# ---------------------------------------------------------- message_fingerprint
+def fingerprint_texts():
+    # Byte 0 seeds the segmentation; the rest is decoded body text (UTF-8, or not).
+    en = ("We are pleased to inform you that your account has been selected for an exclusive reward. "
+          "To claim it, confirm your details within three days using the secure link below.\r\n")
+    ja = "このたびは当サービスをご利用いただき誠にありがとうございます。お客様のアカウントに異常なログインが検出されました。\r\n"
+    texts = {
+        "english": "Dear Taro Yamada,\r\n\r\n" + en * 4,
+        "japanese": "山田太郎様\r\n" + ja * 3,
+        "links_and_addresses": en + "https://rewards.example.com/claim/Xy7Q2?uid=1#top mail taro@example.net, "
+                               "http:not-a-url e-mail 1,000 o'clock end... -lead 'quoted' trail..\r\n",
+        # after a first line, where the AVX2 word kernel reads: words at its 16-byte limit and past it
+        "long_words": "Hello there,\r\n" + en + "abcdefghijklmnoP Abcdefghijklmnopq " + "z" * 50 + " "
+                      + ("word " * 40) + "Q7 x\r\n",
+        "fullwidth_and_invisible": "ＡＢＣ１２ fr\u200bee mo\u00adney caf\u00e9 \u0410\u0411 \U0001F600 " + en,
+        "invalid_utf8": en.encode() + b"\xff\xfe broken \xe3\x81 \xed\xa0\x80 \x80" + en.encode(),
+        "beyond_the_sample": ("lorem ipsum dolor sit amet " * 300),
+    }
+    for i, (name, t) in enumerate(texts.items()):
+        write("message_fingerprint", name, bytes([i * 37 + 1]) + (t if isinstance(t, bytes) else t.encode()))
+
+
 def main():
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
@@ -245,6 +267,7 @@ def main():
     packets()
     smtp()
     mime()
+    fingerprint_texts()
     radius()
     policies()
     api()

@@ -70,12 +70,12 @@ TEST_P(fuzz_inputs, replay_without_crash) {
 }
 
 INSTANTIATE_TEST_SUITE_P(all, fuzz_inputs,
-                         ::testing::Values("packet_parser", "smtp_session", "mail_decoder", "radius", "policy",
-                                           "control_api"),
+                         ::testing::Values("packet_parser", "smtp_session", "mail_decoder", "message_fingerprint",
+                                           "radius", "policy", "control_api"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST(fuzz_inputs, every_compiled_target_is_replayed) {
-    EXPECT_EQ(targets().size(), 6u);
+    EXPECT_EQ(targets().size(), 7u);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${1:-${FUZZ_SECONDS:-60}}"
 build="${2:-${FUZZ_BUILD:-build-fuzz}}"
-targets=(packet_parser smtp_session mail_decoder radius policy control_api)
+targets=(packet_parser smtp_session mail_decoder message_fingerprint radius policy control_api)
 
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
   echo "run_fuzzers: seconds per target must be a positive integer, not '$seconds'" >&2
