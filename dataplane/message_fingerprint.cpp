@@ -543,8 +543,10 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
                 if (wlen < 255) ++wlen;
             }
             ++i;
-        } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
-            // As code_point() reads a 3-byte code point in text mode (never a word letter).
+        } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80 &&
+                   (c != 0xe0 || data[i + 1] >= 0xa0)) {
+            // As code_point() reads a 3-byte code point in text mode (never a word letter: an
+            // overlong sequence, whose code point may be one, is left to byte(), as when it is split).
             const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
             if (is_plain_cjk(cp)) {
                 end_word();
@@ -623,7 +625,8 @@ void message_fingerprint::feed(const uint8_t* data, size_t len) {
             ++i;
             continue;
         }
-        if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80) {
+        if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80 &&
+            (c != 0xe0 || data[i + 1] >= 0xa0)) {  // overlong: byte(), as hot_loop
             const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
             cp_ = cp;
             i += 3;
