@@ -57,7 +57,8 @@
 //
 // Human-readable lines first; the last line is one JSON object.
 // Options: --reps N (default 15)  --min-ms N per variant per repetition (default 120)
-//          --only inspected|interleaved|raw|raw-decoded|decode|fingerprint|regex [--seconds S] [--message NAME]:
+//          --only inspected|interleaved|interleaved-many|raw|raw-decoded|decode|fingerprint|regex
+//          [--seconds S] [--message NAME]:
 //          run that one phase for S seconds (default 5), over the messages whose name
 //          contains NAME (default all), and print its rate, for a profiler.
 #include <hs/hs.h>

@@ -148,6 +148,18 @@ constexpr bool plain_cjk_checked() {
 }
 static_assert(plain_cjk_checked());
 
+// A whole 3-byte UTF-8 sequence at data[i] that the fast paths may read at once: not overlong,
+// since an overlong one's code point (below U+0800) may be a word letter, which byte() reads
+// as part of a word, also when a piece boundary falls inside the sequence.
+inline bool fast_3byte_at(const uint8_t* data, size_t i, size_t len) {
+    const uint8_t c = data[i];
+    return (c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80 &&
+           (c != 0xe0 || data[i + 1] >= 0xa0);
+}
+inline uint32_t code_point_3byte(const uint8_t* p) {
+    return (p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu);
+}
+
 #if defined(__x86_64__)
 // The hash of a word of 1 to 16 ASCII letters and digits at w (16 bytes
 // readable), as step() would make it from seed_word: letters lowercased, each
@@ -543,11 +555,9 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
                 if (wlen < 255) ++wlen;
             }
             ++i;
-        } else if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80 &&
-                   (c != 0xe0 || data[i + 1] >= 0xa0)) {
-            // As code_point() reads a 3-byte code point in text mode (never a word letter: an
-            // overlong sequence, whose code point may be one, is left to byte(), as when it is split).
-            const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
+        } else if (fast_3byte_at(data, i, len)) {
+            // As code_point() reads a 3-byte code point in text mode (never a word letter).
+            const uint32_t cp = code_point_3byte(data + i);
             if (is_plain_cjk(cp)) {
                 end_word();
                 push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
@@ -625,9 +635,8 @@ void message_fingerprint::feed(const uint8_t* data, size_t len) {
             ++i;
             continue;
         }
-        if ((c & 0xf0) == 0xe0 && i + 2 < len && (data[i + 1] & 0xc0) == 0x80 && (data[i + 2] & 0xc0) == 0x80 &&
-            (c != 0xe0 || data[i + 1] >= 0xa0)) {  // overlong: byte(), as hot_loop
-            const uint32_t cp = (c & 0x0fu) << 12 | (data[i + 1] & 0x3fu) << 6 | (data[i + 2] & 0x3fu);
+        if (fast_3byte_at(data, i, len)) {
+            const uint32_t cp = code_point_3byte(data + i);
             cp_ = cp;
             i += 3;
             if (is_plain_cjk(cp)) {
