@@ -57,7 +57,7 @@ namespace {
 // 3. packing: four 6-bit values a b c d become the bytes a<<2|b>>4, b<<4|c>>2, c<<6|d:
 //    pairs by a multiply-add of bytes (a*64 + b), then of words ((a<<6|b)*4096 + (c<<6|d)),
 //    then the three bytes of each 32-bit word in order and the two lanes' 12 bytes together.
-[[gnu::target("avx2")]] size_t base64_avx2(const uint8_t* in, size_t n, uint8_t* out) {
+[[gnu::target("avx2,bmi")]] size_t base64_avx2(const uint8_t* in, size_t n, uint8_t* out, size_t& written) {
     const __m256i lo_bad = _mm256_setr_epi8(0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1a,
                                             0x1b, 0x1b, 0x1b, 0x1a, 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
                                             0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b, 0x1b, 0x1a);
@@ -74,19 +74,37 @@ namespace {
     const __m256i order = _mm256_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1, 2, 1, 0, 6, 5, 4,
                                            10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7);
+    uint8_t* const out0 = out;
     size_t i = 0;
-    for (; i + base64_block <= n; i += base64_block, out += 24) {
+    while (i + base64_block <= n) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(v, 4), nibble);
         const __m256i bad =
             _mm256_and_si256(_mm256_shuffle_epi8(lo_bad, _mm256_and_si256(v, nibble)), _mm256_shuffle_epi8(hi_class, hi));
-        if (!_mm256_testz_si256(bad, bad)) break;
         const __m256i values =
             _mm256_add_epi8(v, _mm256_shuffle_epi8(offset, _mm256_add_epi8(hi, _mm256_cmpeq_epi8(v, slash))));
         const __m256i words = _mm256_madd_epi16(_mm256_maddubs_epi16(values, pair_weights), quad_weights);
         const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(words, order), lanes);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
+        if (_mm256_testz_si256(bad, bad)) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
+            out += 24;
+            i += base64_block;
+            continue;
+        }
+        // A line break after whole quads (a MIME line of 76 characters is two blocks and 19
+        // quads): the quads before it are decoded (each quad's bytes come from its own four
+        // characters only), the break is skipped, and the next block starts after it.
+        const auto invalid = ~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(bad, _mm256_setzero_si256())));
+        const unsigned q = static_cast<unsigned>(__builtin_ctz(invalid));
+        if (q % 4 != 0) break;
+        const size_t at = i + q;
+        const size_t brk = in[at] == '\n' ? 1 : in[at] == '\r' && at + 1 < n && in[at + 1] == '\n' ? 2 : 0;
+        if (brk == 0) break;
+        if (q != 0) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
+        out += q / 4 * 3;
+        i = at + brk;
     }
+    written = static_cast<size_t>(out - out0);
     return i;
 }
 
@@ -189,9 +207,10 @@ size_t qp_blocks(const uint8_t* in, size_t n, uint8_t* out, size_t& written) {
     return 0;
 }
 
-size_t base64_blocks(const uint8_t* in, size_t n, uint8_t* out) {
+size_t base64_blocks(const uint8_t* in, size_t n, uint8_t* out, size_t& written) {
+    written = 0;
 #if defined(__x86_64__)
-    if (simd_active() >= simd_level::avx2) return base64_avx2(in, n, out);
+    if (simd_active() >= simd_level::avx2) return base64_avx2(in, n, out, written);
 #endif
     (void)in;
     (void)n;

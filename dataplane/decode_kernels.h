@@ -39,13 +39,16 @@ namespace kernels {
 // Returns n if there is none. (Scalar: memchr; AVX2: 32 bytes at a time.)
 size_t find_line_dot(const uint8_t* p, size_t n);
 
-// Base64: decodes whole blocks of 32 alphabet characters (A-Z a-z 0-9 + /) from in[0, n) into
-// 24 bytes each, and stops before the first block holding any other byte (a line break,
-// padding, junk). Returns the characters used, a multiple of 32; writes 3/4 as many bytes at
-// out, and may write up to 8 bytes beyond them.
+// Base64: decodes from in[0, n), block by block of 32 bytes: a block of 32 alphabet characters
+// (A-Z a-z 0-9 + /) into 24 bytes; a block whose first byte outside the alphabet ends a
+// multiple of 4 characters and is a line break (CR LF, or LF) into the bytes of the characters
+// before it, the line break skipped (the next block starts after it). It stops before any other
+// block (padding, junk, a line of another length) and when fewer than 32 bytes are left.
+// Returns the input bytes used; writes `written` bytes at out (3/4 of the characters used),
+// and may write up to base64_slack bytes beyond them. AVX2 (0 used otherwise).
 constexpr size_t base64_block = 32;
-constexpr size_t base64_slack = 8;
-size_t base64_blocks(const uint8_t* in, size_t n, uint8_t* out);
+constexpr size_t base64_slack = 32;
+size_t base64_blocks(const uint8_t* in, size_t n, uint8_t* out, size_t& written);
 
 // Quoted-printable: decodes from in[0, n) what needs no state: bytes other than '=', SP and
 // TAB as they are (line breaks too), "=XX" with two hex digits as the byte, soft line breaks

@@ -1215,21 +1215,24 @@ void mail_decoder::text_bytes(io& x, const uint8_t* p, size_t n) {
         unsigned bits = b64_bits_, nb = b64_n_;
         size_t d = x.dec_len;
         for (size_t i = 0; i < n; ++i) {
-            // A run of alphabet characters: whole blocks of 32 by the SIMD kernel (if the CPU has
-            // one), then quads, then byte by byte.
+            // Runs of alphabet characters and the line breaks between them: blocks of 32 by the
+            // SIMD kernel (if the CPU has one), then quads, then byte by byte.
             while (nb == 0 && n - i >= kernels::base64_block && b64.v[p[i]] >= 0) {
-                const size_t blocks = std::min((n - i) / kernels::base64_block, (io::dec_size - d) / 24);
-                if (blocks == 0) {  // dec is full
+                // As much input as dec has room for the output of (3 bytes per 4 characters at most).
+                const size_t room = (io::dec_size - d) / 24 * kernels::base64_block;
+                if (room < kernels::base64_block) {  // dec is full
                     x.dec_len = d;
                     dec_flush(x);
                     d = 0;
                     if (flags_ & f_truncated) return;
                     continue;
                 }
-                const size_t used = kernels::base64_blocks(p + i, blocks * kernels::base64_block, x.dec + d);
-                d += used / kernels::base64_block * 24;
+                const size_t view = std::min(n - i, room);
+                size_t written = 0;
+                const size_t used = kernels::base64_blocks(p + i, view, x.dec + d, written);
+                d += written;
                 i += used;
-                if (used < blocks * kernels::base64_block) break;
+                if (used == 0 || view - used >= kernels::base64_block) break;  // a byte it does not take
             }
             while (nb == 0 && i + 4 <= n) {  // four characters at a time
                 const int v0 = b64.v[p[i]], v1 = b64.v[p[i + 1]], v2 = b64.v[p[i + 2]], v3 = b64.v[p[i + 3]];
@@ -1589,14 +1592,21 @@ void mail_decoder::jis_convert(io& x, const uint8_t* p, size_t n) {
                 const jis_utf8* const x0208 = table->x0208;  // a local: the stores through o may alias anything
                 for (; q < end; q += 2) {
                     const unsigned row = q[0] - 0x21u, cell = q[1] - 0x21u;
-                    if (row >= 94 || cell >= 94) break;
+                    if ((row >= 94) | (cell >= 94)) break;
                     // The entry in one load (bytes, then the length byte on top): the compiler read
                     // the length byte apart, twice, besides the word it stores.
                     uint32_t e;
                     std::memcpy(&e, &x0208[row * 94 + cell], 4);
-                    if (e >> 24 & jis_by_iconv) break;
                     std::memcpy(o, &e, 4);
-                    o += e >> 24 & jis_len_mask;
+                    // Kana and kanji are 3 bytes of UTF-8: o moves by a constant, so the next
+                    // store's address does not wait for this load (a length read from the entry
+                    // chained every character's store to the previous one's load).
+                    if ((e >> 24 & ~jis_invalid) == 3) {
+                        o += 3;
+                        continue;
+                    }
+                    if (e >> 24 & jis_by_iconv) break;
+                    o += e >> 24 & jis_len_mask;  // Latin, Greek, Cyrillic signs: 2 bytes
                 }
                 x.out_len = static_cast<size_t>(o - x.out);
                 i = static_cast<size_t>(q - p);
