@@ -73,10 +73,26 @@ constexpr uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
     return x ^ (x >> 31);
 }
 
+// A shingle's hash is built from the hashes of its two token pairs: (a, b)
+// and (b, c), the second rotated so its high half meets the first's low half.
+// Each pair is one mix64 of the two tokens side by side (a bijection of the
+// pair), so the shingle's 64 bits are as good as a hash of the three tokens,
+// and where tokens come one at a time (the hot loop) the pair (b, c) is
+// hashed once and reused as the next shingle's first pair: one mix64 a token
+// (two multiplies) instead of two of them chained.
 static_assert(fingerprint_shingle_tokens == 3);
+constexpr uint64_t pair_hash(uint32_t a, uint32_t b) { return mix64(static_cast<uint64_t>(a) << 32 | b); }
+constexpr uint64_t shingle_of_pairs(uint64_t ab, uint64_t bc) { return ab ^ (bc << 32 | bc >> 32); }
 constexpr uint64_t shingle_hash(uint32_t a, uint32_t b, uint32_t c) {
-    return mix64(mix64(static_cast<uint64_t>(a) << 32 | b) + c);
+    return shingle_of_pairs(pair_hash(a, b), pair_hash(b, c));
 }
+
+// A code point that is a token by itself (kana, kanji, symbols): the code
+// point, offset so no such token is a small number. Words' tokens are
+// polynomial hashes, spread over all 32-bit values: one equals one of these
+// ~2^17 values with a probability of 2^-15, and would then only read as that
+// character. The pair hash does the mixing.
+constexpr uint32_t char_token(uint32_t cp) { return cp ^ 0x5ca1ab1eu; }
 
 constexpr bool is_alpha(uint8_t c) { return c >= 'a' && c <= 'z'; }
 constexpr bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
@@ -312,7 +328,7 @@ void message_fingerprint::code_point(uint32_t cp) {
         end_word();
     } else {  // kana, kanji, hangul, other scripts, symbols, emoji: one token each
         end_word();
-        emit(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+        emit(char_token(cp));
     }
 }
 
@@ -498,27 +514,35 @@ void message_fingerprint::flush() {
 // alias the object). Returns where it stopped: at the end, or at a byte it
 // leaves to feed()'s slower paths.
 size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) {
-    uint32_t w = word_, walnum = word_alnum_, p0 = prev_[0], p1 = prev_[1], tokens = tokens_;
+    uint32_t w = word_, walnum = word_alnum_, tokens = tokens_;
     unsigned wlen = word_len_;
     uint8_t flags = word_flags_;
     uint32_t bins[fingerprint_bins];
     for (unsigned k = 0; k < fingerprint_bins; ++k) bins[k] = bins_[k];
+    // The last two tokens side by side, as pair_hash() reads them, in one 64-bit variable: a
+    // token shifts in at the bottom. (As two 32-bit ones, GCC spilled the newer and reloaded it
+    // 64 bits wide from a 32-bit store, which store forwarding does not serve: a stall a token.)
+    uint64_t last2 = static_cast<uint64_t>(prev_[0]) << 32 | prev_[1];
+    uint64_t pair = mix64(last2);  // pair_hash of the last two tokens: the next shingle's first pair
+    // No lambda here calls another: when one captured the other, GCC kept all these locals in
+    // memory, each token's work chained through stores and reloads.
     auto push = [&](uint32_t token) {
         if (tokens >= fingerprint_max_tokens) return;  // the sample is complete (as shingle())
         ++tokens;
+        last2 = last2 << 32 | token;
+        const uint64_t next = mix64(last2);
         if (tokens >= fingerprint_shingle_tokens) {
-            const uint64_t h = shingle_hash(p0, p1, token);
+            const uint64_t h = shingle_of_pairs(pair, next);
             const unsigned bin = static_cast<unsigned>(h >> 60);
             const uint32_t v = static_cast<uint32_t>(h) | 1u;
             if (v > bins[bin]) bins[bin] = v;
         }
-        p0 = p1;
-        p1 = token;
+        pair = next;
     };
-    auto end_word = [&] {
-        if (wlen == 0) return;
-        push((flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum);
+    auto take_word = [&] {  // the open word's token; the word is closed
+        const uint32_t t = (flags & w_digit) ? token_number : wlen > max_word_bytes ? token_long : walnum;
         wlen = 0;
+        return t;
     };
 #if defined(__x86_64__)
     const bool simd = simd_active() >= simd_level::avx2;
@@ -547,7 +571,7 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
             if (wlen < 255) ++wlen;
             ++i;
         } else if (cls == fc_sep) {
-            end_word();
+            if (wlen != 0) push(take_word());
             ++i;
         } else if (cls == fc_joiner) {  // inside a word: part of it; elsewhere: nothing
             if (wlen > 0) {
@@ -559,18 +583,17 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
             // As code_point() reads a 3-byte code point in text mode (never a word letter).
             const uint32_t cp = code_point_3byte(data + i);
             if (is_plain_cjk(cp)) {
-                end_word();
-                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+                if (wlen != 0) push(take_word());
+                push(char_token(cp));
             } else if (cp >= 0xff01 && cp <= 0xff5e) {
                 break;  // full-width ASCII: read as ASCII, by code_point()
             } else if (is_ignorable(cp)) {
             } else if (is_separator(cp)) {
-                end_word();
+                if (wlen != 0) push(take_word());
             } else {
-                end_word();
-                push(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+                if (wlen != 0) push(take_word());
+                push(char_token(cp));
             }
-            cp_ = cp;
             i += 3;
         } else {
             break;
@@ -580,8 +603,8 @@ size_t message_fingerprint::hot_loop(const uint8_t* data, size_t i, size_t len) 
     word_alnum_ = walnum;
     word_len_ = static_cast<uint8_t>(wlen);
     word_flags_ = flags;
-    prev_[0] = p0;
-    prev_[1] = p1;
+    prev_[0] = static_cast<uint32_t>(last2 >> 32);
+    prev_[1] = static_cast<uint32_t>(last2);
     tokens_ = tokens;
     for (unsigned k = 0; k < fingerprint_bins; ++k) bins_[k] = bins[k];
     return i;
@@ -637,11 +660,10 @@ void message_fingerprint::feed(const uint8_t* data, size_t len) {
         }
         if (fast_3byte_at(data, i, len)) {
             const uint32_t cp = code_point_3byte(data + i);
-            cp_ = cp;
             i += 3;
             if (is_plain_cjk(cp)) {
                 end_word();
-                emit(static_cast<uint32_t>(mix64(cp ^ 0x5ca1ab1e00000000ull)));
+                emit(char_token(cp));
             } else {
                 code_point(cp);
             }

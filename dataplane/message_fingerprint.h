@@ -26,8 +26,8 @@
 //    - an e-mail address keeps only its domain (the local part, which often
 //      names the recipient, is dropped);
 //    - any other code point (kana, kanji, hangul, other scripts, symbols,
-//      emoji) is a token by itself: Japanese has no spaces, characters
-//      shingle well;
+//      emoji) is a token by itself (the code point, offset: the shingle hash
+//      does the mixing): Japanese has no spaces, characters shingle well;
 //    - full-width ASCII (U+FF01-U+FF5E) is read as ASCII (１２３ is 123);
 //      zero-width characters, soft hyphens and variation selectors (used to
 //      break up words against filters) are ignored; whitespace, ASCII and
@@ -42,7 +42,11 @@
 //      would be the signature alone, the same for everyone).
 // 2. Shingles: every run of fingerprint_shingle_tokens = 3 consecutive tokens,
 //    hashed to 64 bits (a message shorter than that: one shingle of what it
-//    has).
+//    has): the splitmix64 finaliser of each of its two token pairs, the
+//    second rotated by 32 bits, xored. Tokens coming one at a time, each pair
+//    is hashed once and serves two shingles: two multiplies a token. (Measured
+//    against an ideal random hash of the triple over generated text: the same
+//    similarity and fingerprint agreement statistics.)
 // 3. Signature: one-permutation MinHash (Li, Owen, Zhang 2012) with 16 bins:
 //    the top 4 bits of a shingle's hash pick a bin, which keeps the largest
 //    32-bit rest seen (a max-hash: 0 means empty, so zeroed state is fresh).

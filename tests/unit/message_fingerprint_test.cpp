@@ -303,9 +303,27 @@ TEST(message_fingerprint, short_message_keeps_its_first_line) {
             ASSERT_EQ(matching_bins(f.signature(), a.signature()), fingerprint_bins) << rest << " cut " << cut;
         }
     }
-    // "See you at 5" and a shared signature: not the signature alone.
-    const std::string sig = "\r\n--\r\nBest regards,\r\nExample Support Team\r\nhttps://www.example.com/support\r\n";
-    EXPECT_NE(fp("See you at five\r\n" + sig), fp("Lunch is ready now\r\n" + sig));
+    // "See you at 5" and a shared signature: not the signature alone. Two such messages (3-5
+    // words, then a signature of 7 shared words) have about 12 shingles, 4-5 of them shared
+    // (J ~ 0.4): over many of them (a new signature each time, so no one hash realisation
+    // decides) their fingerprints agree about as often as J^4 with densification says (~9%
+    // measured), and their signatures are only as alike as that; if the first line were
+    // dropped they would all agree.
+    text_generator h(5);
+    const int pairs = 2000;
+    int same = 0;
+    double similar = 0;
+    for (int i = 0; i < pairs; ++i) {
+        const std::string sig = "\r\n--\r\n" + h.english(7);
+        const std::string a = h.english(3 + h.rng() % 3) + sig, b = h.english(3 + h.rng() % 3) + sig;
+        same += fp(a) == fp(b);
+        similar += sim(a, b);
+    }
+    EXPECT_LT(same, pairs / 5);
+    EXPECT_GT(similar / pairs, 0.3);  // the shared signature is seen: 0.39 measured, an ideal hash too
+    EXPECT_LT(similar / pairs, 0.5);
+    std::printf("short line + shared signature: %d of %d pairs share a fingerprint, mean similarity %.3f\n", same,
+                pairs, similar / pairs);
 }
 
 TEST(message_fingerprint, names_in_the_text_stay_similar) {
@@ -369,39 +387,48 @@ TEST(message_fingerprint, random_bytes_are_harmless) {
     }
 }
 
-// 1000 distinct messages, English-like and Japanese-like, 5 to 600 words or
-// characters, a third of them ending in one of three shared footers: no two
-// share a fingerprint, and no two look similar.
+// Distinct messages, English-like and Japanese-like, 5 to 600 words or
+// characters, a third of them ending in one of three shared footers: hardly
+// any two share a fingerprint or look similar. Not none: a message of a few
+// words and a footer of a dozen tokens is half footer, and two such messages
+// with the same footer are that alike (J ~ 0.4-0.5, so a band of 4 bins
+// agrees some percent of the time). 4 x 1000 messages (4 x 499500 pairs)
+// measure 0-3 fingerprints shared and 1-6 pairs at half the bins or more,
+// whatever the hash realisation (an ideal random hash too);
+// a hash that made unrelated text look alike would give thousands.
 TEST(message_fingerprint, distinct_messages_differ) {
-    text_generator g(42);
     const std::string footers[] = {"Sent from my phone",
                                    "--\r\nBest regards,\r\nExample Support Team\r\nhttps://www.example.com/support",
                                    "\u3088\u308d\u3057\u304f\u304a\u9858\u3044\u3057\u307e\u3059\u3002"};
-    std::vector<message_signature> sigs;
-    std::map<uint64_t, int> seen;
-    size_t fingerprinted = 0, collisions = 0;
-    for (int i = 0; i < 1000; ++i) {
-        std::string m = i % 2 ? g.japanese(10 + g.rng() % 600) : g.english(5 + g.rng() % 300);
-        if (i % 3 == 0) m += "\r\n" + footers[g.rng() % 3];
-        const message_fingerprint f = of(m);
-        sigs.push_back(f.signature());
-        if (const uint64_t x = f.fingerprint()) {
-            ++fingerprinted;
-            collisions += seen[x]++ > 0;
-        }
-    }
-    EXPECT_GT(fingerprinted, 980u);
-    EXPECT_EQ(collisions, 0u);
-    size_t similar = 0;
+    size_t fingerprinted = 0, collisions = 0, similar = 0;
     double worst = 0;
-    for (size_t i = 0; i < sigs.size(); ++i)
-        for (size_t j = i + 1; j < sigs.size(); ++j) {
-            const double s = similarity(sigs[i], sigs[j]);
-            worst = std::max(worst, s);
-            similar += s >= 0.5;
+    for (uint64_t seed = 42; seed < 46; ++seed) {
+        text_generator g(seed);
+        std::vector<message_signature> sigs;
+        std::map<uint64_t, int> seen;
+        for (int i = 0; i < 1000; ++i) {
+            std::string m = i % 2 ? g.japanese(10 + g.rng() % 600) : g.english(5 + g.rng() % 300);
+            if (i % 3 == 0) m += "\r\n" + footers[g.rng() % 3];
+            const message_fingerprint f = of(m);
+            sigs.push_back(f.signature());
+            if (const uint64_t x = f.fingerprint()) {
+                ++fingerprinted;
+                collisions += seen[x]++ > 0;
+            }
         }
-    EXPECT_EQ(similar, 0u) << "of 499500 pairs; the most similar: " << worst;
-    std::printf("1000 distinct messages: %zu fingerprinted, 0 shared, most similar pair %.3f\n", fingerprinted, worst);
+        for (size_t i = 0; i < sigs.size(); ++i)
+            for (size_t j = i + 1; j < sigs.size(); ++j) {
+                const double s = similarity(sigs[i], sigs[j]);
+                worst = std::max(worst, s);
+                similar += s >= 0.5;
+            }
+    }
+    EXPECT_GT(fingerprinted, 3920u);
+    EXPECT_LE(collisions, 8u);
+    EXPECT_LE(similar, 16u) << "of 4 x 499500 pairs; the most similar: " << worst;
+    std::printf("4000 distinct messages: %zu fingerprinted, %zu shared, %zu of 1998000 pairs at similarity >= 0.5 "
+                "(most similar %.3f)\n",
+                fingerprinted, collisions, similar, worst);
 }
 
 // Campaigns: a template, 300 variants each with another name (in the greeting
