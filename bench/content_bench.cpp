@@ -17,8 +17,10 @@
 //      stream open in the worker (which keeps content_open_bodies = 16);
 //  (a'') the same with more sessions than that (each message sent by
 //      16 / 4 + 2 = 6 of them, 24 at once): every segment finds its stream
-//      taken, compresses the least recently used one into its message's
-//      record and expands its own: the cost of a busier worker's traffic;
+//      taken, puts the least recently used one away into its message's
+//      record and brings its own back (the stream's bytes copied where
+//      Hyperscan's streams are flat, else compressed and expanded): the
+//      cost of a busier worker's traffic;
 //  (b) raw Hyperscan over the same bytes (the baseline): one
 //      hs_open_stream on the same body database per message, the DATA bytes
 //      exactly as (a) is fed them (headers, encoded body, dot-stuffing, the
@@ -51,9 +53,10 @@
 // and its reported rule ids belong to it; no stream error or overflow.
 //
 // Memory per inspected flow: the record's documented parts (mail_decoder,
-// message_fingerprint, the header value buffer, the compressed body stream as
-// measured with hs_compress_stream mid-message), and the content_inspector
-// table measured (rte_malloc + glibc heap) per unit of capacity.
+// message_fingerprint, the header value buffer, the body stream as the record
+// holds it: its bytes where streams are flat, else compressed, as measured with
+// hs_compress_stream mid-message), and the content_inspector table measured
+// (rte_malloc + glibc heap) per unit of capacity.
 //
 // Human-readable lines first; the last line is one JSON object.
 // Options: --reps N (default 15)  --min-ms N per variant per repetition (default 120)
@@ -701,7 +704,8 @@ int main(int argc, char** argv) {
         const int64_t small = inspector_bytes(1024, wc), large = inspector_bytes(1024 + 16384, wc);
         const double table_per_flow = static_cast<double>(large - small) / 16384;
         const size_t parts = sizeof(mail_decoder) + sizeof(message_fingerprint) + inspection_header_value_max;
-        const size_t bytes_per_flow = parts + compressed_max;
+        const size_t flat_bytes = cp->scan_state(0) ? cp->scan_state(0)->body_flat_bytes : 0;
+        const size_t bytes_per_flow = parts + (flat_bytes ? flat_bytes : compressed_max);
 
         content_inspector ci(0, pol.inspection.flows_per_worker, nullptr, wc);
         driver d(ci, *cp);
@@ -928,16 +932,17 @@ int main(int argc, char** argv) {
                     "%.3f-%.3f), inspected/regex %.1fx (goal >= 10)\n",
                     ratio_raw, *ratio_raw_lo, *ratio_raw_hi, ratio_regex);
         std::printf("ratio inspected/raw with the messages interleaved (each keeps its open body stream) %.3f; with "
-                    "%zu sessions interleaved (a body stream compressed and another expanded every segment: %lu "
+                    "%zu sessions interleaved (a body stream put away and another brought back every segment: %lu "
                     "evictions in the run) %.3f\n",
                     ratio_interleaved, ds_many.size(), static_cast<unsigned long>(evictions), ratio_many);
         std::printf("ratio inspected/raw over the decoded bodies %.3f; its ceiling with decoding as measured "
                     "(raw / (raw + decode) time) %.3f, reached to %.0f%%\n",
                     ratio_raw_decoded, ceiling, 100 * ratio_raw_decoded / ceiling);
-        std::printf("per inspected flow: mail_decoder %zu + fingerprint %zu + header %zu + compressed body stream "
-                    "%zu (uncompressed %zu) = %zu bytes; table measured %.0f bytes per unit of capacity\n",
-                    sizeof(mail_decoder), sizeof(message_fingerprint), inspection_header_value_max, compressed_max,
-                    rules->stream_size(content_db::body), bytes_per_flow, table_per_flow);
+        std::printf("per inspected flow: mail_decoder %zu + fingerprint %zu + header %zu + body stream %zu (%s; "
+                    "state %zu bytes, compressed %zu) = %zu bytes; table measured %.0f bytes per unit of capacity\n",
+                    sizeof(mail_decoder), sizeof(message_fingerprint), inspection_header_value_max,
+                    flat_bytes ? flat_bytes : compressed_max, flat_bytes ? "its bytes: flat streams" : "compressed",
+                    rules->stream_size(content_db::body), compressed_max, bytes_per_flow, table_per_flow);
         std::printf("self-check: %s\n", ok ? "ok" : "FAILED");
         if (sink == 0) std::printf(" \n");
         std::printf("{\"bench\":\"content\",\"gbps_inspected\":%.4f,\"gbps_raw_hyperscan\":%.4f,"
@@ -950,7 +955,7 @@ int main(int argc, char** argv) {
                     "\"ratio_raw_interleaved_many\":%.4f,"
                     "\"ratio_raw_decoded\":%.4f,\"ratio_decoded_ceiling\":%.4f,"
                     "\"ratio_regex\":%.2f,\"bytes_per_flow\":%zu,\"table_bytes_per_flow\":%.0f,"
-                    "\"body_stream_bytes\":%zu,\"body_stream_compressed\":%zu,\"rules\":%u,\"messages\":%zu,"
+                    "\"body_stream_bytes\":%zu,\"body_stream_compressed\":%zu,\"body_stream_flat\":%s,\"rules\":%u,\"messages\":%zu,"
                     "\"data_bytes\":%lu,\"decoded_bytes\":%lu,\"reps\":%u,\"kinds\":[%s],\"self_check\":%s,"
                     "\"cpu\":\"%s\"}\n",
                     whole, raw, raw_decoded, regex, decode, fingerprint, t_decode / t_whole,
@@ -958,7 +963,7 @@ int main(int argc, char** argv) {
                     ratio_interleaved, ds_many.size(), many, ratio_many,
                     ratio_raw_decoded, ceiling, ratio_regex,
                     bytes_per_flow, table_per_flow,
-                    rules->stream_size(content_db::body), compressed_max, nrules, msgs.size(),
+                    rules->stream_size(content_db::body), compressed_max, flat_bytes ? "true" : "false", nrules, msgs.size(),
                     static_cast<unsigned long>(wire_bytes), static_cast<unsigned long>(decoded_bytes), reps,
                     kinds_json.c_str(), ok ? "true" : "false", bench::json_escape(cpu).c_str());
     } catch (const std::exception& e) {

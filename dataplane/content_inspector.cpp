@@ -37,7 +37,7 @@ struct content_inspector::state {
     uint64_t body_id = 0;                    // this message's, unique in the worker (body_slot::owner_id)
     uint8_t body_slot = 0;                   // the worker's open stream it had last (it may have been taken since)
     bool body_started = false;               // the body stream has been opened
-    uint16_t body_stream_len = 0;            // compressed in body_stream (when not open in the worker)
+    uint16_t body_stream_len = 0;            // in body_stream (when not open in the worker): bytes or compressed
     bool body_stream_lost = false;           // state did not fit: body not scanned further
     uint8_t body_stream[inspection_body_stream_max] = {};
 };
@@ -75,8 +75,8 @@ void scan_whole(const content_scan_state& ws, hs_stream_t* stream, match_context
 }  // namespace
 
 // A new policy took over during the message (or the session, for envelope hits): the rule ids
-// found so far index the old rule set and the body stream was compressed from the old database,
-// which it cannot be expanded against. Inspection goes on under the new policy from here (the
+// found so far index the old rule set and the body stream kept in the record belongs to the old
+// database, which it cannot be brought back against. Inspection goes on under the new policy from here (the
 // decoder and the fingerprint do not depend on it): hits and stream start afresh, counted.
 // Without this, a message straddling a policy apply looked its old rule ids up in the new set.
 void content_inspector::adopt(const compiled_policy& p, state& s) {
@@ -102,20 +102,33 @@ content_inspector::state* content_inspector::record(const compiled_policy& p, co
     return s;
 }
 
+// Streams of ws's body database are put away in a record as their bytes (as hs_copy_stream copies
+// them) when they are flat and fit it; else compressed.
+namespace {
+bool parks_flat(const content_scan_state& ws) {
+    return ws.body_flat_bytes != 0 && ws.body_flat_bytes <= inspection_body_stream_max;
+}
+}  // namespace
+
 // Message s's open body stream in the worker: the one it had last if no other message has taken
-// it since; else the least recently used one (a free one first), whose message's stream is
-// compressed into that message's record (park), with s's expanded into it (or opened, for its
+// it since; else the least recently used one (a free one first), whose message's stream is put
+// away into that message's record (park), with s's brought back into it (or opened, for its
 // first body bytes). nullptr (counted) when Hyperscan fails: s's body is not scanned further.
 content_scan_state::body_slot* content_inspector::open_body(content_scan_state& ws, state& s) {
     content_scan_state::body_slot* slot = &ws.body_slots[s.body_slot];
     if (slot->owner != &s || slot->owner_id != s.body_id) {
         for (auto& b : ws.body_slots)
             if (b.last_used < slot->last_used) slot = &b;
-        if (park_body(*slot)) counters_.inspection.body_evictions.add();
-        const hs_error_t rc =
-            s.body_started ? hs_reset_and_expand_stream(slot->stream.get(), reinterpret_cast<const char*>(s.body_stream),
-                                                        s.body_stream_len, ws.scratch.get(), nullptr, nullptr)
-                           : hs_reset_stream(slot->stream.get(), 0, ws.scratch.get(), nullptr, nullptr);
+        if (park_body(ws, *slot)) counters_.inspection.body_evictions.add();
+        hs_error_t rc = HS_SUCCESS;
+        if (!s.body_started) {
+            rc = hs_reset_stream(slot->stream.get(), 0, ws.scratch.get(), nullptr, nullptr);
+        } else if (parks_flat(ws)) {
+            std::memcpy(static_cast<void*>(slot->stream.get()), s.body_stream, ws.body_flat_bytes);  // as parked
+        } else {
+            rc = hs_reset_and_expand_stream(slot->stream.get(), reinterpret_cast<const char*>(s.body_stream),
+                                            s.body_stream_len, ws.scratch.get(), nullptr, nullptr);
+        }
         if (rc != HS_SUCCESS) {
             s.body_stream_lost = true;
             counters_.inspection.stream_errors.add();
@@ -134,12 +147,17 @@ content_scan_state::body_slot* content_inspector::open_body(content_scan_state& 
 // message has ended (its id changed, or it serves another message now) gets nothing. A stream
 // larger than the record fails that message open (counted). True: a message's stream was put
 // away (or lost), not a free slot or an ended message's.
-bool content_inspector::park_body(content_scan_state::body_slot& slot) {
+bool content_inspector::park_body(const content_scan_state& ws, content_scan_state::body_slot& slot) {
     if (slot.owner == nullptr) return false;
     state& o = *static_cast<state*>(slot.owner);
     const uint64_t id = slot.owner_id;
     slot.release();
     if (o.body_id != id) return false;
+    if (parks_flat(ws)) {  // its bytes, as they are
+        std::memcpy(o.body_stream, static_cast<const void*>(slot.stream.get()), ws.body_flat_bytes);
+        o.body_stream_len = static_cast<uint16_t>(ws.body_flat_bytes);
+        return true;
+    }
     size_t used = 0;
     if (hs_compress_stream(slot.stream.get(), reinterpret_cast<char*>(o.body_stream), sizeof o.body_stream, &used) !=
         HS_SUCCESS) {
@@ -187,12 +205,13 @@ public:
     }
 
     // The end of a segment. The stream stays open in the worker for the message's next segment
-    // (it is compressed into the record only when another message needs its slot) when its
-    // whole state fits the record, so that compressing it later cannot fail where compressing it
-    // now would not; else it goes into the record now (and may not fit: fail open, as before).
+    // (it is put away into the record only when another message needs its slot) when its
+    // whole state fits the record, so that putting it away later cannot fail where compressing it
+    // now would not; else it is compressed into the record now (and may not fit: fail open).
     void finish_body() {
         if (slot_ == nullptr) return;
-        if (p_.content_rules()->stream_size(content_db::body) > sizeof s_.body_stream) ci_.park_body(*slot_);
+        if (p_.content_rules()->stream_size(content_db::body) > sizeof s_.body_stream)
+            ci_.park_body(*p_.scan_state(ci_.worker_id_), *slot_);
         slot_ = nullptr;
     }
 

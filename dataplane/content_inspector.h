@@ -10,9 +10,10 @@
 //
 // State: one record per message being inspected in the worker's bounded
 // table (inspection.flows_per_worker); the body's Hyperscan stream is kept
-// compressed in it between segments, except that the worker keeps the streams
-// of the content_open_bodies messages it served last open (sessions' segments
-// interleave), and compresses one into its record when another message needs
+// in it between segments (its bytes where Hyperscan's streams are flat, else
+// compressed), except that the worker keeps the streams of the
+// content_open_bodies messages it served last open (sessions' segments
+// interleave), and puts one away into its record when another message needs
 // its slot (the least recently used; counted, inspection.body_evictions). A
 // full table, or a rule set whose stream state does not fit the record, fails
 // open (counted). A policy applied during a message takes over from that
@@ -39,7 +40,7 @@ class campaign_table;
 struct flow_key;
 
 constexpr unsigned inspection_max_rule_hits = 8;     // rule ids kept per message (more are counted)
-constexpr size_t inspection_body_stream_max = 1024;  // compressed body stream state per message
+constexpr size_t inspection_body_stream_max = 1024;  // body stream state per message (its bytes or compressed)
 constexpr size_t inspection_header_value_max = 512;  // decoded header field value scanned
 
 struct message_verdict {
@@ -89,7 +90,7 @@ private:
     state* record(const compiled_policy& p, const flow_key& key);
     void adopt(const compiled_policy& p, state& s);
     content_scan_state::body_slot* open_body(content_scan_state& ws, state& s);
-    bool park_body(content_scan_state::body_slot& slot);
+    bool park_body(const content_scan_state& ws, content_scan_state::body_slot& slot);
     void scan_header(const compiled_policy& p, state& s);
     void scan_envelope(const compiled_policy& p, state& s, smtp_command cmd);
 

@@ -75,7 +75,7 @@ struct alignas(64) worker_counters {
         counter stream_overflow;     // body stream state larger than a record holds (fail open)
         counter stream_errors;
         counter policy_restarts;     // a policy applied mid-message: its hits and body stream started afresh
-        counter body_evictions;      // an open body stream compressed into its record for another message's use
+        counter body_evictions;      // an open body stream put away into its record for another message's use
         counter campaign_recipients, campaign_subscribers;   // campaign thresholds reached
         counter verdicts_acted;      // messages refused or accounts acted on by score
     } inspection;

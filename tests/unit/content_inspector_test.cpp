@@ -123,7 +123,7 @@ TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
     EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
 }
 
-// The worker keeps the body streams of the messages it served last open and compresses one into
+// The worker keeps the body streams of the messages it served last open and puts one away into
 // its message's record when another message needs its slot: a blackword split across segments
 // is found whether the messages' segments follow each other or interleave, within the open
 // streams or beyond them, and a message that never saw it is not credited with another's.
@@ -154,28 +154,41 @@ TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     EXPECT_EQ(counters.inspection.body_evictions.load(), 0u);
 
     // More messages at once than the worker keeps streams open, in turn: each segment finds its
-    // message's slot taken (the least recently used), its stream compressed into its record,
-    // and has it expanded into another slot.
-    constexpr unsigned many = content_open_bodies + 4;
-    std::vector<flow_key> keys;
-    for (unsigned i = 0; i < many; ++i) keys.push_back(other_key(static_cast<uint16_t>(41000 + i)));
-    for (const flow_key& k : keys) inspector->message_start(*old_policy, k, ++now, 0);
-    for (const flow_key& k : keys) feed(*old_policy, k, headers);
-    for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], "text then bla");
-    for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], i % 2 ? "ckbird\r\n" : "ck");
-    for (unsigned i = 0; i < many; i += 2) feed(*old_policy, keys[i], "word and more\r\n");
-    for (unsigned i = 0; i < many; ++i) {
-        const message_verdict vi = end(*old_policy, keys[i]);
-        ASSERT_EQ(vi.rule_count, i % 2 ? 0u : 1u) << "message " << i;
-        if (i % 2 == 0) {
-            EXPECT_EQ(vi.rules[0], 5u);
+    // message's slot taken (the least recently used), its stream put away into its record, and
+    // has it brought back into another slot. Put away as the stream's bytes (this Hyperscan's
+    // streams are flat: content_scan_state::flat_stream_bytes), and compressed, as with a
+    // Hyperscan whose streams are not.
+    content_scan_state& ws = *old_policy->scan_state(0);
+    size_t stream_bytes = 0;
+    ASSERT_EQ(hs_stream_size(old_policy->content_rules()->database(content_db::body), &stream_bytes), HS_SUCCESS);
+    EXPECT_EQ(ws.body_flat_bytes, stream_bytes);
+    const size_t flat = ws.body_flat_bytes;
+    uint16_t port = 41000;
+    for (const size_t flat_bytes : {flat, size_t{0}}) {
+        ws.body_flat_bytes = flat_bytes;
+        const uint64_t evictions = counters.inspection.body_evictions.load();
+        constexpr unsigned many = content_open_bodies + 4;
+        std::vector<flow_key> keys;
+        for (unsigned i = 0; i < many; ++i) keys.push_back(other_key(port++));
+        for (const flow_key& k : keys) inspector->message_start(*old_policy, k, ++now, 0);
+        for (const flow_key& k : keys) feed(*old_policy, k, headers);
+        for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], "text then bla");
+        for (unsigned i = 0; i < many; ++i) feed(*old_policy, keys[i], i % 2 ? "ckbird\r\n" : "ck");
+        for (unsigned i = 0; i < many; i += 2) feed(*old_policy, keys[i], "word and more\r\n");
+        for (unsigned i = 0; i < many; ++i) {
+            const message_verdict vi = end(*old_policy, keys[i]);
+            ASSERT_EQ(vi.rule_count, i % 2 ? 0u : 1u) << "message " << i << ", flat bytes " << flat_bytes;
+            if (i % 2 == 0) {
+                EXPECT_EQ(vi.rules[0], 5u);
+            }
         }
+        // Every segment after the first round found its slot taken: round 2 all `many`, round 3
+        // the even half but those still open from round 2's last ones.
+        EXPECT_GE(counters.inspection.body_evictions.load() - evictions, uint64_t{many});
+        EXPECT_EQ(counters.inspection.stream_errors.load(), 0u);
+        EXPECT_EQ(counters.inspection.stream_overflow.load(), 0u);
     }
-    // Every segment after the first round found its slot taken: round 2 all `many`, round 3 the
-    // even half but those still open from round 2's last ones.
-    EXPECT_GE(counters.inspection.body_evictions.load(), uint64_t{many});
-    EXPECT_EQ(counters.inspection.stream_errors.load(), 0u);
-    EXPECT_EQ(counters.inspection.stream_overflow.load(), 0u);
+    ws.body_flat_bytes = flat;
 
     // The next message on a key whose record held the open stream starts with a fresh one.
     begin(*old_policy, "black");
