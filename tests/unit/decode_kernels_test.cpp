@@ -157,15 +157,20 @@ TEST(decode_kernels, base64_every_character_at_every_position) {
     });
 }
 
+// The base64 of fewer than `most` random bytes.
+std::string random_base64(std::mt19937& rng, size_t most) {
+    std::string raw(rng() % most, '\0');
+    for (char& c : raw) c = static_cast<char>(rng());
+    return test::base64(raw);
+}
+
 // MIME bodies: lines of 76 (the usual), 64, 72 or 60 characters and CR LF or LF, lines of other
 // lengths (the kernel stops at their break), a last short line, padding, a boundary after.
 TEST(decode_kernels, base64_lines) {
     at_every_level([](simd_level l) {
         std::mt19937 rng(9);
         for (int iter = 0; iter < 3000; ++iter) {
-            std::string raw(rng() % 2000, '\0');
-            for (char& c : raw) c = static_cast<char>(rng());
-            const std::string flat = test::base64(raw);
+            const std::string flat = random_base64(rng, 2000);
             const size_t widths[] = {76, 64, 72, 60, 4, 32, 33, 75, 1 + rng() % 100};
             const size_t width = widths[rng() % std::size(widths)];
             const std::string brk = rng() % 4 ? "\r\n" : "\n";
@@ -183,9 +188,7 @@ TEST(decode_kernels, base64_random_runs_and_lengths) {
     at_every_level([](simd_level l) {
         std::mt19937 rng(42);
         for (int iter = 0; iter < 3000; ++iter) {
-            std::string raw(rng() % 400, '\0');
-            for (char& c : raw) c = static_cast<char>(rng());
-            std::string in = test::base64(raw);
+            std::string in = random_base64(rng, 400);
             if (rng() % 2 && !in.empty()) in.insert(rng() % in.size(), rng() % 2 ? "\r\n" : "=");
             check_base64(in, l);
             if (HasFatalFailure()) return;
