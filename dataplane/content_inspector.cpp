@@ -76,8 +76,9 @@ void scan_whole(const content_scan_state& ws, hs_stream_t* stream, match_context
 
 // A new policy took over during the message (or the session, for envelope hits): the rule ids
 // found so far index the old rule set and the body stream kept in the record belongs to the old
-// database, which it cannot be brought back against. Inspection goes on under the new policy from here (the
-// decoder and the fingerprint do not depend on it): hits and stream start afresh, counted.
+// database, which it cannot be brought back against. Inspection goes on under the new policy
+// from here (the decoder and the fingerprint do not depend on it): hits and stream start afresh,
+// counted.
 // Without this, a message straddling a policy apply looked its old rule ids up in the new set.
 void content_inspector::adopt(const compiled_policy& p, state& s) {
     if (s.generation == p.generation()) return;

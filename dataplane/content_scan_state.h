@@ -55,7 +55,6 @@ struct content_scan_state {
 
     // Throws std::runtime_error when Hyperscan cannot allocate.
     static content_scan_state make(const content_rule_set& rules);
-    static size_t flat_stream_bytes(const hs_database_t* db, hs_scratch_t* scratch);
 };
 
 }  // namespace sekisho
