@@ -705,7 +705,8 @@ int main(int argc, char** argv) {
         const double table_per_flow = static_cast<double>(large - small) / 16384;
         const size_t parts = sizeof(mail_decoder) + sizeof(message_fingerprint) + inspection_header_value_max;
         const size_t flat_bytes = cp->scan_state(0) ? cp->scan_state(0)->body_flat_bytes : 0;
-        const size_t bytes_per_flow = parts + (flat_bytes ? flat_bytes : compressed_max);
+        const size_t stream_held = flat_bytes ? flat_bytes : compressed_max;  // the body stream in a record
+        const size_t bytes_per_flow = parts + stream_held;
 
         content_inspector ci(0, pol.inspection.flows_per_worker, nullptr, wc);
         driver d(ci, *cp);
@@ -941,7 +942,7 @@ int main(int argc, char** argv) {
         std::printf("per inspected flow: mail_decoder %zu + fingerprint %zu + header %zu + body stream %zu (%s; "
                     "state %zu bytes, compressed %zu) = %zu bytes; table measured %.0f bytes per unit of capacity\n",
                     sizeof(mail_decoder), sizeof(message_fingerprint), inspection_header_value_max,
-                    flat_bytes ? flat_bytes : compressed_max, flat_bytes ? "its bytes: flat streams" : "compressed",
+                    stream_held, flat_bytes ? "its bytes: flat streams" : "compressed",
                     rules->stream_size(content_db::body), compressed_max, bytes_per_flow, table_per_flow);
         std::printf("self-check: %s\n", ok ? "ok" : "FAILED");
         if (sink == 0) std::printf(" \n");
