@@ -24,6 +24,8 @@ public:
 
     // The id of `name`, created on first use; 0 when the registry is full.
     uint32_t id_of(const std::string& name);
+    // Whether `name` has an id already (id_of would not create one).
+    bool knows(const std::string& name) const { return ids_.count(name) != 0; }
     // nullptr for 0 or an unknown id.
     const std::string* name_of(uint32_t id) const;
     uint32_t size() const { return static_cast<uint32_t>(names_.size()) - 1; }

@@ -127,6 +127,34 @@ void on_completed(void*, MHD_Connection*, void** con_cls, MHD_RequestTermination
 
 }  // namespace
 
+struct api_reply::state {
+    std::mutex mutex;
+    bool done = false;
+    std::function<void(api_response)> deliver;
+};
+
+api_reply::api_reply(std::function<void(api_response)> deliver) : state_(std::make_shared<state>()) {
+    state_->deliver = std::move(deliver);
+}
+
+void api_reply::operator()(api_response response) const {
+    if (!state_) return;
+    std::function<void(api_response)> deliver;
+    {
+        std::lock_guard lock(state_->mutex);
+        if (state_->done) return;
+        state_->done = true;
+        deliver = std::move(state_->deliver);
+    }
+    if (deliver) deliver(std::move(response));
+}
+
+bool api_reply::answered() const {
+    if (!state_) return false;
+    std::lock_guard lock(state_->mutex);
+    return state_->done;
+}
+
 api_server::api_server(const api_config& config) : config_(config) {
     if (!config.unix_path.empty()) {
         unix_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -235,18 +263,19 @@ void api_server::serve_pending(const handler_fn& handler) {
             p = queue_.front();
             queue_.pop_front();
         }
-        api_response r;
+        api_reply reply([this, p](api_response r) {
+            {
+                std::lock_guard lock(mutex_);
+                p->response = std::move(r);
+                p->done = true;
+            }
+            answered_.notify_all();
+        });
         try {
-            r = handler(p->request);
+            handler(p->request, reply);
         } catch (const std::exception& e) {
-            r = {500, error_body(e.what())};
+            reply({500, error_body(e.what())});
         }
-        {
-            std::lock_guard lock(mutex_);
-            p->response = std::move(r);
-            p->done = true;
-        }
-        answered_.notify_all();
     }
 }
 

@@ -38,6 +38,22 @@ struct api_response {
     std::string content_type = "application/json";
 };
 
+// The answer to one request. Copyable; thread-safe; the first call answers
+// the client, later calls are ignored. A reply never called is answered 503
+// "sekishod is stopping" when the server stops; a reply called after the
+// server is gone does nothing.
+class api_reply {
+public:
+    api_reply() = default;   // answers nobody
+    explicit api_reply(std::function<void(api_response)> deliver);
+    void operator()(api_response response) const;
+    bool answered() const;
+
+private:
+    struct state;
+    std::shared_ptr<state> state_;
+};
+
 struct api_config {
     std::string unix_path;        // e.g. /run/sekisho/api.sock; empty: none
     std::string unix_group;       // group owning the socket (mode 0660); empty: the daemon's
@@ -54,8 +70,8 @@ public:
     api_server(const api_server&) = delete;
     api_server& operator=(const api_server&) = delete;
 
-    using handler_fn = std::function<api_response(const api_request&)>;
-    // Control thread: answers the requests waiting, without blocking.
+    using handler_fn = std::function<void(const api_request&, api_reply)>;
+    // Control thread: hands each request waiting to `handler`, without blocking.
     void serve_pending(const handler_fn& handler);
 
     // Called from libmicrohttpd's thread.

@@ -3,24 +3,22 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 #include <iostream>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <set>
-#include <sstream>
 
-#include "api_request.h"
-#include "counters_report.h"
-#include "content_rules_compile.h"
-#include "data_plane.h"
 #include "account_registry.h"
+#include "api_request.h"
+#include "content_rules_compile.h"
+#include "counters_report.h"
+#include "data_plane.h"
 #include "event_log.h"
-#include "subscriber_table.h"
-#include "policy_compiler.h"
+#include "event_queries.h"
+#include "policy.h"
+#include "policy_files.h"
 #include "subscriber_identity.h"
-#include "whois.h"
+#include "subscriber_table.h"
 
 namespace sekisho {
 
@@ -31,17 +29,33 @@ using nlohmann::json;
 api_response ok(const json& j) { return {200, api_json_text(j)}; }
 api_response error(int status, const std::string& message) { return api_error(status, message); }
 
+// Prefix lists of a million entries are compared sorted, not through sets of
+// strings; at most this many of each side are listed (the counts are exact).
+constexpr size_t max_listed_prefixes = 100;
 
-json prefix_diff(const std::vector<ip_prefix>& before, const std::vector<ip_prefix>& after) {
-    std::set<std::string> a, b;
-    for (const auto& p : before) a.insert(p.to_string());
-    for (const auto& p : after) b.insert(p.to_string());
-    json added = json::array(), removed = json::array();
-    for (const auto& p : b)
-        if (!a.count(p)) added.push_back(p);
-    for (const auto& p : a)
-        if (!b.count(p)) removed.push_back(p);
-    return {{"added", added}, {"removed", removed}};
+bool prefix_less(const ip_prefix& a, const ip_prefix& b) {
+    if (a.family != b.family) return a.family < b.family;
+    if (a.bytes != b.bytes) return a.bytes < b.bytes;
+    return a.length < b.length;
+}
+
+json prefix_diff(std::vector<ip_prefix> before, std::vector<ip_prefix> after) {
+    std::sort(before.begin(), before.end(), prefix_less);
+    std::sort(after.begin(), after.end(), prefix_less);
+    std::vector<ip_prefix> added, removed;
+    std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(added), prefix_less);
+    std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::back_inserter(removed), prefix_less);
+    auto listed = [](const std::vector<ip_prefix>& v) {
+        json out = json::array();
+        for (size_t i = 0; i < v.size() && i < max_listed_prefixes; ++i) out.push_back(v[i].to_string());
+        return out;
+    };
+    json d = {{"added", listed(added)}, {"removed", listed(removed)}};
+    if (added.size() > max_listed_prefixes || removed.size() > max_listed_prefixes) {
+        d["added_count"] = added.size();
+        d["removed_count"] = removed.size();
+    }
+    return d;
 }
 
 json policy_diff(const policy& a, const policy& b) {
@@ -79,114 +93,185 @@ json policy_diff(const policy& a, const policy& b) {
     return d;
 }
 
-// The event log (current file, and the last rotated one), as JSON objects,
-// oldest first. Reads at most the last 64 MiB of each file.
-std::vector<json> read_events(const std::string& path) {
-    std::vector<json> out;
-    for (const std::string& p : {path + ".1", path}) {
-        std::ifstream in(p);
-        if (!in) continue;
-        in.seekg(0, std::ios::end);
-        const auto size = static_cast<long long>(in.tellg());
-        const long long start = std::max(0LL, size - (64LL << 20));
-        in.seekg(start);
-        std::string line;
-        if (start > 0) std::getline(in, line);  // a partial first line
-        while (std::getline(in, line)) {
-            if (line.empty()) continue;
-            try {
-                out.push_back(json::parse(line));
-            } catch (const json::parse_error&) {
-                // a line cut by a crash: skip it
-            }
-        }
-    }
-    return out;
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
-
-std::string subscriber_of(const json& e) {
-    if (e.contains("subscriber") && e["subscriber"].is_string()) return e["subscriber"];
-    if (e.contains("src") && e["src"].is_string()) return e["src"];
-    return "";
-}
-
-int64_t event_seconds(const json& e) {
-    const uint64_t ns = e.value("first_ns", e.value("time_ns", uint64_t{0}));
-    return static_cast<int64_t>(ns / 1'000'000'000ull);
-}
-
-uint64_t event_count(const json& e) { return e.value("count", uint64_t{1}); }
-
-// mail_session lines are a subscriber's SMTP activity, not an offence: they
-// feed the SMTP counters, never the event counts.
-bool is_session(const json& e) { return e.value("type", "") == "mail_session"; }
-// api_change lines are the control plane's audit trail: no subscriber did them.
-bool is_audit(const json& e) { return e.value("type", "") == "api_change"; }
-
-// A subscriber's SMTP activity summed over mail_session lines.
-struct smtp_counters {
-    uint64_t sessions = 0, tls_sessions = 0, messages = 0, recipients = 0, rejected_recipients = 0;
-    void add(const json& e) {
-        const uint64_t n = event_count(e);
-        sessions += n;
-        if (e.value("tls", false)) tls_sessions += n;
-        messages += e.value("messages", uint64_t{0});
-        recipients += e.value("recipients", uint64_t{0});
-        rejected_recipients += e.value("rejected_recipients", uint64_t{0});
-    }
-    uint64_t get(const std::string& what) const {
-        return what == "sessions" ? sessions : what == "messages" ? messages : what == "recipients" ? recipients
-                                                                                                       : rejected_recipients;
-    }
-    json to_json() const {
-        return {{"sessions", sessions}, {"tls_sessions", tls_sessions}, {"messages", messages},
-                {"recipients", recipients}, {"rejected_recipients", rejected_recipients}};
-    }
-};
 
 }  // namespace
+
+// ---------------------------------------------------------------- policy changes
+
+struct control_api::change_result {
+    std::optional<api_response> refusal;          // the change cannot apply: the answer
+    std::unique_ptr<prepared_policy> prepared;    // else: built, not in force
+    json diff = json::object();
+    double prepare_seconds = 0;
+};
+
+struct control_api::change {
+    enum class kind { apply, dry_run, rollback, reload } what = kind::apply;
+    std::string text;       // reload: read from the file on the change's thread
+    std::string source;     // the name in messages: "policy", the file's path
+    std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
+    std::string caller;
+    api_reply reply;        // empty for a reload
+    std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
+    std::atomic<bool> done{false};
+    change_result result;
+};
 
 control_api::control_api(control_context ctx, std::string policy_text)
     : ctx_(std::move(ctx)), text_(std::move(policy_text)) {}
 
-control_api::applied control_api::apply_text(const std::string& text, const std::string& source, bool dry_run) {
-    const policy next = load_policy_text(text, source);
-    const auto t0 = std::chrono::steady_clock::now();
-    applied a{};
-    a.diff_json = api_json_text(policy_diff(ctx_.plane->active_policy(), next));
-    if (dry_run) {
-        ctx_.plane->dry_run(next);  // a throwaway snapshot: proves the tables can be built
-        a.generation = ctx_.plane->generation();
-    } else {
-        a.generation = ctx_.plane->apply(next);
-        previous_text_ = text_;
-        text_ = text;
+control_api::~control_api() {
+    if (running_thread_.joinable()) running_thread_.join();
+    if (running_ && running_->reply.answered() == false && running_->what != change::kind::reload)
+        running_->reply(error(503, "sekishod is stopping; the policy change was not applied"));
+    for (auto& w : waiting_)
+        if (w->what != change::kind::reload) w->reply(error(503, "sekishod is stopping; the policy change was not applied"));
+}
+
+void control_api::queue_change(std::unique_ptr<change> ch) {
+    constexpr size_t max_waiting_changes = 16;
+    if (ch->what == change::kind::reload) {
+        for (const auto& w : waiting_)
+            if (w->what == change::kind::reload) return;   // that one will read the file as it is then
+    } else if (waiting_.size() >= max_waiting_changes) {
+        ch->reply(error(503, "too many policy changes waiting (" + std::to_string(max_waiting_changes) +
+                                 "); try again when they are done"));
+        return;
     }
-    a.notes = ctx_.plane->apply_notes();
-    a.compile_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!dry_run && ctx_.observe_apply) ctx_.observe_apply(a.compile_seconds);
-    return a;
+    waiting_.push_back(std::move(ch));
+    if (!running_) start_next_change();
+}
+
+void control_api::start_next_change() {
+    if (running_ || waiting_.empty()) return;
+    running_ = std::move(waiting_.front());
+    waiting_.pop_front();
+    change& ch = *running_;
+    if (ch.what == change::kind::rollback) {
+        if (previous_text_.empty()) {
+            ch.result.refusal = error(409, "no previous policy to return to");
+            ch.done = true;
+            return;
+        }
+        ch.text = previous_text_;
+    }
+    // The change's thread reads only what it is given: the running policy is
+    // pinned, and nothing else swaps one in until this change is finished.
+    const std::shared_ptr<const policy> running = ctx_.plane->running_policy();
+    const uint64_t next_generation = ctx_.plane->generation() + 1;
+    data_plane* plane = ctx_.plane;
+    const bool events_file_used = !ctx_.events_overridden;
+    const std::string policy_path = ctx_.policy_path;
+    running_thread_ = std::thread([&ch, running, next_generation, plane, events_file_used, policy_path] {
+        const auto t0 = std::chrono::steady_clock::now();
+        change_result& r = ch.result;
+        try {
+            if (ch.what == change::kind::reload) ch.text = read_policy_file(policy_path);
+            auto next = std::make_shared<const policy>(load_policy_text(ch.text, ch.source));
+            check_policy_files(*next, events_file_used);
+            r.diff = policy_diff(*running, *next);
+            const auto fixed = start_only_changes(*running, *next);
+            if (!fixed.empty()) {
+                json keys = json::array(), errors = json::array();
+                for (const auto& f : fixed) {
+                    keys.push_back({{"key", f.key}, {"running", f.running}, {"wanted", f.wanted}, {"line", f.line}});
+                    errors.push_back(describe(f, next->source));
+                }
+                r.refusal = api_response{409, api_json_text({{"error", "the policy changes keys read at start only; "
+                                                                         "the running policy is unchanged"},
+                                                             {"restart_required", keys},
+                                                             {"errors", errors},
+                                                             {"diff", r.diff}})};
+            } else {
+                r.prepared = plane->prepare(next, next_generation, ch.what == change::kind::dry_run);
+            }
+        } catch (const policy_error& e) {
+            r.refusal = api_response{422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"},
+                                                             {"errors", e.errors()}})};
+        } catch (const rule_compile_timeout& e) {
+            r.refusal = error(409, std::string("policy not applied, the running policy is unchanged: ") + e.what());
+        } catch (const std::exception& e) {
+            r.refusal = error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
+        }
+        r.prepare_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ch.done.store(true, std::memory_order_release);
+    });
+}
+
+void control_api::poll() {
+    if (running_ && running_->done.load(std::memory_order_acquire)) finish_change();
+    if (!running_) start_next_change();
+}
+
+api_response control_api::commit_change(change& ch, change_result& r) {
+    if (r.refusal) return *r.refusal;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (ch.what == change::kind::dry_run) {
+        json body = {{"generation", ctx_.plane->generation()}, {"dry_run", true},
+                     {"compile_ms", r.prepare_seconds * 1000}, {"diff", r.diff}};
+        if (!r.prepared->notes.empty()) body["not_enforced"] = r.prepared->notes;
+        r.prepared.reset();   // the throwaway snapshot's tables go now
+        return ok(body);
+    }
+    const std::vector<std::string> notes = r.prepared->notes;
+    uint64_t generation;
+    try {
+        generation = ctx_.plane->commit(std::move(r.prepared));
+    } catch (const std::exception& e) {
+        return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
+    }
+    previous_text_ = std::move(text_);
+    text_ = std::move(ch.text);
+    const double seconds = r.prepare_seconds + seconds_since(t0);
+    if (ctx_.observe_apply) ctx_.observe_apply(seconds);
+    json body = {{"generation", generation}, {"dry_run", false}, {"compile_ms", seconds * 1000}, {"diff", r.diff}};
+    if (ch.what == change::kind::rollback) body["rolled_back"] = true;
+    if (!notes.empty()) body["not_enforced"] = notes;
+    return ok(body);
+}
+
+void control_api::finish_change() {
+    running_thread_.join();
+    std::unique_ptr<change> ch = std::move(running_);
+    const api_response r = commit_change(*ch, ch->result);
+    if (ch->what == change::kind::reload) {
+        if (r.status == 200) {
+            const json j = json::parse(r.body);
+            std::cerr << "sekishod: SIGHUP: policy " << ctx_.policy_path << " applied as generation "
+                      << j["generation"] << std::endl;
+            if (j.contains("not_enforced"))
+                for (const auto& n : j["not_enforced"])
+                    std::cerr << "sekishod: not enforced by " << ctx_.plane->backend_name() << ": "
+                              << n.get<std::string>() << std::endl;
+        } else {
+            std::string why;
+            const json j = json::parse(r.body, nullptr, false);
+            if (j.is_object() && j.contains("errors"))
+                for (const auto& e : j["errors"]) why += "\n" + e.get<std::string>();
+            else if (j.is_object())
+                why = "\n" + j.value("error", r.body);
+            std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
+                      << " keeps running:" << why << std::endl;
+        }
+        audit(nullptr, ch->endpoint, ch->caller, r);
+        return;
+    }
+    ch->reply(r);   // audited by handle()'s reply for apply and rollback
 }
 
 void control_api::reload() {
-    api_response r;
-    try {
-        const applied a = apply_text(read_policy_file(ctx_.policy_path), ctx_.policy_path, false);
-        r = ok({{"generation", a.generation}});
-        std::cerr << "sekishod: SIGHUP: policy " << ctx_.policy_path << " applied as generation " << a.generation
-                  << std::endl;
-        for (const auto& n : a.notes) std::cerr << "sekishod: not enforced by " << ctx_.plane->backend_name() << ": " << n << std::endl;
-    } catch (const policy_error& e) {
-        r = {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
-        std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
-                  << " keeps running:\n" << e.what() << std::endl;
-    } catch (const std::exception& e) {
-        r = error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
-        std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
-                  << " keeps running:\n" << e.what() << std::endl;
-    }
-    audit(nullptr, "policy_reload", "SIGHUP", r);
+    auto ch = std::make_unique<change>();
+    ch->what = change::kind::reload;
+    ch->source = ctx_.policy_path;
+    ch->endpoint = "policy_reload";
+    ch->caller = "SIGHUP";
+    queue_change(std::move(ch));
 }
+
+// ---------------------------------------------------------------- requests
 
 void control_api::audit(const api_command* c, const std::string& endpoint, const std::string& caller,
                         const api_response& r) {
@@ -212,50 +297,113 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
     ctx_.plane->audit(api_json_text(rec));
 }
 
-api_response control_api::handle(const api_request& r) {
+void control_api::handle(const api_request& r, api_reply reply) {
+    const auto now = static_cast<int64_t>(std::time(nullptr));
+    auto parsed = parse_api_request(r, now);
     const auto endpoint = api_endpoint_of(r.method, r.path);
-    auto parsed = parse_api_request(r, static_cast<int64_t>(std::time(nullptr)));
     const api_command* c = std::get_if<api_command>(&parsed);
-    api_response response;
-    if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
-        response = error(404, "events go to standard output; start sekishod with --events FILE");
-    else if (endpoint && needs_accounts(*endpoint) && (!ctx_.plane->subscriber_bindings() || !ctx_.plane->account_table()))
-        response = error(501, std::string("not available with --backend ") + ctx_.plane->backend_name() +
-                                  ": it has no subscriber bindings or accounts (docs/xdp.md)");
-    else if (c == nullptr)
-        response = std::move(std::get<api_response>(parsed));   // 400/404: which argument or path is wrong
-    else
-        response = dispatch(*c, r.body);
     // Audited: what changes state, refusals too (c: null when invalid); a dry run changes nothing.
-    if (endpoint && changes_state(*endpoint) && (c == nullptr || !c->dry_run))
-        audit(c, to_string(*endpoint), r.caller, response);
-    return response;
+    // State changes are answered on the control thread, so the audit runs there.
+    if (endpoint && changes_state(*endpoint) && (c == nullptr || !c->dry_run)) {
+        std::optional<api_command> cmd;
+        if (c) cmd = *c;
+        reply = api_reply([this, cmd, ep = std::string(to_string(*endpoint)), caller = r.caller,
+                           reply](api_response response) {
+            audit(cmd ? &*cmd : nullptr, ep, caller, response);
+            reply(std::move(response));
+        });
+    }
+    if (endpoint && reads_event_log(*endpoint) && ctx_.events_path == "-")
+        reply(error(404, "events go to standard output; start sekishod with --events FILE"));
+    else if (endpoint && needs_accounts(*endpoint) && (!ctx_.plane->subscriber_bindings() || !ctx_.plane->account_table()))
+        reply(error(501, std::string("not available with --backend ") + ctx_.plane->backend_name() +
+                             ": it has no subscriber bindings or accounts (docs/xdp.md)"));
+    else if (c == nullptr)
+        reply(std::move(std::get<api_response>(parsed)));   // 400/404: which argument or path is wrong
+    else
+        dispatch(*c, r, std::move(reply));
 }
 
-api_response control_api::dispatch(const api_command& c, const std::string& body) {
-    switch (c.endpoint) {
-        case api_endpoint::status: return status();
-        case api_endpoint::policy_show: return policy_show();
-        case api_endpoint::policy_apply: return policy_apply(c, body);
-        case api_endpoint::policy_rollback: return policy_rollback();
-        case api_endpoint::bindings_list: return bindings_list(c);
-        case api_endpoint::bindings_add: return bindings_add(c);
-        case api_endpoint::bindings_del: return bindings_del(c);
-        case api_endpoint::whois: return whois(c);
-        case api_endpoint::accounts_list: return accounts_list(c);
-        case api_endpoint::account_suspend: return account_suspend(c, true);
-        case api_endpoint::account_resume: return account_suspend(c, false);
-        case api_endpoint::events: return events(c);
-        case api_endpoint::report: return report(c);
-        case api_endpoint::top: return top(c);
+api_response control_api::handle_and_wait(const api_request& request) {
+    auto result = std::make_shared<std::optional<api_response>>();
+    auto mutex = std::make_shared<std::mutex>();
+    handle(request, api_reply([result, mutex](api_response r) {
+               std::lock_guard lock(*mutex);
+               *result = std::move(r);
+           }));
+    for (;;) {
+        {
+            std::lock_guard lock(*mutex);
+            if (*result) return std::move(**result);
+        }
+        poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    return error(500, "unhandled endpoint");
+}
+
+void control_api::post_query(api_reply reply, std::function<api_response()> query) {
+    if (!queries_.post([reply, query = std::move(query)] {
+            api_response r;
+            try {
+                r = query();
+            } catch (const std::exception& e) {
+                r = error(500, std::string("query failed: ") + e.what());
+            }
+            reply(std::move(r));
+        }))
+        reply(error(503, "too many event queries waiting; try again"));
+}
+
+void control_api::dispatch(const api_command& c, const api_request& r, api_reply reply) {
+    const std::string& path = ctx_.events_path;
+    switch (c.endpoint) {
+        case api_endpoint::status: return reply(status());
+        case api_endpoint::policy_show: return reply(policy_show());
+        case api_endpoint::policy_apply:
+        case api_endpoint::policy_rollback: {
+            auto ch = std::make_unique<change>();
+            ch->what = c.endpoint == api_endpoint::policy_rollback ? change::kind::rollback
+                       : c.dry_run                                 ? change::kind::dry_run
+                                                                   : change::kind::apply;
+            ch->text = c.endpoint == api_endpoint::policy_apply ? r.body : std::string();
+            ch->source = c.endpoint == api_endpoint::policy_rollback ? "policy (rollback)" : "policy";
+            ch->endpoint = to_string(c.endpoint);
+            ch->caller = r.caller;
+            ch->reply = std::move(reply);
+            return queue_change(std::move(ch));
+        }
+        case api_endpoint::bindings_list: return reply(bindings_list(c));
+        case api_endpoint::bindings_add: return reply(bindings_add(c));
+        case api_endpoint::bindings_del: return reply(bindings_del(c));
+        case api_endpoint::whois: return whois(c, std::move(reply));
+        case api_endpoint::accounts_list: return reply(accounts_list(c));
+        case api_endpoint::account_suspend: return reply(account_suspend(c, true));
+        case api_endpoint::account_resume: return reply(account_suspend(c, false));
+        case api_endpoint::events: {
+            events_query q;
+            q.n = c.n;
+            q.since_ns = c.since_ns;
+            q.type = c.type;
+            q.subscriber = c.subscriber;
+            q.account = c.account;
+            return post_query(std::move(reply), [path, q] { return ok(query_events(path, q)); });
+        }
+        case api_endpoint::report:
+            return post_query(std::move(reply), [path, since = c.since, until = c.until, csv = c.csv] {
+                return query_report(path, since, until, csv);
+            });
+        case api_endpoint::top:
+            return post_query(std::move(reply), [path, since = c.since, by = c.by, window = c.window_text] {
+                return ok(query_top(path, since, by, window));
+            });
+    }
+    reply(error(500, "unhandled endpoint"));
 }
 
 api_response control_api::status() {
     data_plane& gw = *ctx_.plane;
     const json c = counters_json(gw.all_counters());
-    const policy& pol = gw.active_policy();
+    const std::shared_ptr<const policy> pol = gw.running_policy();
     json subscribers = nullptr;   // no account table (XDP)
     if (subscriber_table* st = gw.subscriber_bindings(); st && gw.account_table())
         subscribers = {{"bindings", st->size()}, {"accounts", gw.account_table()->size()},
@@ -268,8 +416,9 @@ api_response control_api::status() {
         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
-        {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol.mode)}, {"op25b_action", to_string(pol.action)},
-                    {"limits", pol.limits.size()}, {"rollback_available", !previous_text_.empty()}}},
+        {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol->mode)}, {"op25b_action", to_string(pol->action)},
+                    {"limits", pol->limits.size()}, {"rollback_available", !previous_text_.empty()},
+                    {"change_running", running_ != nullptr}, {"changes_waiting", waiting_.size()}}},
         {"frames", {{"in", c["frames_in"]}, {"forwarded", c["forwarded"]}, {"blocked", c["blocked"]},
                     {"monitored", c["monitored"]}, {"limited", c["limited"]},
                     {"malformed_dropped", c["malformed_dropped"]}, {"tx_full_drops", tx_full}}},
@@ -279,40 +428,13 @@ api_response control_api::status() {
         {"events", {{"written", gw.events().written()}, {"write_errors", gw.events().write_errors()},
                     {"ring_full", c["events"]["ring_full"]}}},
         {"api", {{"requests", ctx_.server ? ctx_.server->requests() : 0},
-                 {"unauthorised", ctx_.server ? ctx_.server->unauthorised() : 0}}},
+                 {"unauthorised", ctx_.server ? ctx_.server->unauthorised() : 0},
+                 {"queries_waiting", queries_.waiting()}}},
     });
 }
 
 api_response control_api::policy_show() {
     return ok({{"generation", ctx_.plane->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
-}
-
-api_response control_api::policy_apply(const api_command& c, const std::string& text) {
-    const bool dry_run = c.dry_run;
-    try {
-        const applied a = apply_text(text, "policy", dry_run);
-        json body = {{"generation", a.generation}, {"dry_run", dry_run}, {"compile_ms", a.compile_seconds * 1000},
-                     {"diff", json::parse(a.diff_json)}};
-        if (!a.notes.empty()) body["not_enforced"] = a.notes;
-        return ok(body);
-    } catch (const policy_error& e) {
-        return {422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"}, {"errors", e.errors()}})};
-    } catch (const rule_compile_timeout& e) {
-        return error(409, std::string("policy not applied, the running policy is unchanged: ") + e.what());
-    } catch (const std::exception& e) {
-        return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
-    }
-}
-
-api_response control_api::policy_rollback() {
-    if (previous_text_.empty()) return error(409, "no previous policy to return to");
-    try {
-        const std::string back = previous_text_;
-        const applied a = apply_text(back, "policy (rollback)", false);
-        return ok({{"generation", a.generation}, {"rolled_back", true}, {"diff", json::parse(a.diff_json)}});
-    } catch (const std::exception& e) {
-        return error(500, std::string("rollback failed, the running policy is unchanged: ") + e.what());
-    }
 }
 
 api_response control_api::bindings_list(const api_command& c) {
@@ -350,9 +472,11 @@ api_response control_api::bindings_del(const api_command& c) {
     }
 }
 
-api_response control_api::whois(const api_command& c) {
+void control_api::whois(const api_command& c, api_reply reply) {
     const ip_prefix& address = c.prefix;
     const int64_t at = c.at;
+    // The history and the data plane on the control thread (indexed lookups,
+    // state it owns); the event log on the query thread.
     json bindings = json::array();
     if (ctx_.identity && ctx_.identity->history()) {
         for (const auto& b : ctx_.identity->history()->who_held(address, at))
@@ -367,35 +491,20 @@ api_response control_api::whois(const api_command& c) {
     const std::string* current = nullptr;
     if (subscriber_table* st = ctx_.plane->subscriber_bindings(); st && ctx_.plane->account_table())
         current = ctx_.plane->account_table()->name_of(st->lookup(key));
-    // That subscriber's events and SMTP counters within an hour of `at`.
-    json events = json::array();
-    std::map<std::string, uint64_t> counts;
-    smtp_counters smtp;
-    const std::string who = address.family == 4 ? address.to_string().substr(0, address.to_string().find('/')) : "";
-    if (ctx_.events_path != "-")
-        for (const json& e : read_events(ctx_.events_path)) {
-            const std::string s = subscriber_of(e);
-            bool match = !who.empty() ? s == who : false;
-            if (address.family == 6 && !s.empty()) {
-                std::string w;
-                if (auto sp = parse_prefix(s, w))
-                    match = sp->family == 6 && std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8,
-                                                          address.bytes.begin());
-            }
-            if (!match || std::llabs(event_seconds(e) - at) > 3600) continue;
-            if (is_session(e)) {
-                smtp.add(e);
-                continue;
-            }
-            counts[e.value("type", "?")] += event_count(e);
-            if (events.size() < 200) events.push_back(e);
-        }
-    return ok({{"query", {{"address", address.to_string()}, {"at", at}}},
-               {"bindings", bindings},
-               {"bound_now", current ? json(*current) : json(nullptr)},
-               {"smtp_within_1h", smtp.to_json()},
-               {"events_within_1h", counts},
-               {"events", events}});
+    json head = {{"query", {{"address", address.to_string()}, {"at", at}}},
+                 {"bindings", bindings},
+                 {"bound_now", current ? json(*current) : json(nullptr)}};
+    if (ctx_.events_path == "-") {
+        head["smtp_within_1h"] = {{"sessions", 0}, {"tls_sessions", 0}, {"messages", 0}, {"recipients", 0},
+                                  {"rejected_recipients", 0}};
+        head["events_within_1h"] = json::object();
+        head["events"] = json::array();
+        return reply(ok(head));
+    }
+    post_query(std::move(reply), [path = ctx_.events_path, head = std::move(head), address, at]() mutable {
+        head.update(query_whois_events(path, address, at));
+        return ok(head);
+    });
 }
 
 api_response control_api::account_suspend(const api_command& c, bool suspend) {
@@ -416,103 +525,6 @@ api_response control_api::accounts_list(const api_command& c) {
             out.push_back({{"account", *reg.name_of(id)}, {"suspended", reg.suspended(id)}});
     }
     return ok({{"accounts", out}, {"total", reg.size()}});
-}
-
-api_response control_api::events(const api_command& c) {
-    const std::string &type = c.type, &subscriber = c.subscriber, &account = c.account;
-    std::vector<json> all = read_events(ctx_.events_path);
-    json out = json::array();
-    for (auto it = all.rbegin(); it != all.rend() && out.size() < c.n; ++it) {
-        const json& e = *it;
-        if (e.value("time_ns", uint64_t{0}) <= c.since_ns) continue;
-        if (!type.empty() && e.value("type", "") != type) continue;
-        if (!subscriber.empty() && subscriber_of(e) != subscriber) continue;
-        if (!account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == account)) continue;
-        out.push_back(e);
-    }
-    std::reverse(out.begin(), out.end());
-    return ok({{"events", out}});
-}
-
-api_response control_api::report(const api_command& c) {
-    const int64_t since = c.since, until = c.until;
-    const std::string format = c.csv ? "csv" : "json";
-    struct row {
-        std::string account;
-        std::map<std::string, uint64_t> by_type;
-        uint64_t total = 0;
-        int64_t first = INT64_MAX, last = 0;
-    };
-    std::map<std::string, row> rows;
-    std::map<std::string, uint64_t> messages;   // every subscriber's, kept for the offending ones
-    for (const json& e : read_events(ctx_.events_path)) {
-        const int64_t t = event_seconds(e);
-        if (t < since || t > until || is_audit(e)) continue;
-        if (is_session(e)) {
-            messages[subscriber_of(e)] += e.value("messages", uint64_t{0});
-            continue;
-        }
-        row& rw = rows[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) rw.account = e["account"];
-        const uint64_t c = event_count(e);
-        rw.by_type[e.value("type", "?")] += c;
-        rw.total += c;
-        rw.first = std::min(rw.first, t);
-        rw.last = std::max(rw.last, t);
-    }
-    if (format == "csv") {
-        std::ostringstream o;
-        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen\n";
-        for (const auto& [addr, rw] : rows) {
-            // A plain reference to capture: clang 14 cannot capture structured bindings (P1091R3, clang 16).
-            const row& r = rw;
-            auto get = [&r](const char* k) { auto it = r.by_type.find(k); return it == r.by_type.end() ? 0 : it->second; };
-            o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
-              << get("limit_exceeded") << "," << get("account_suspended") << "," << messages[addr] << "," << rw.first
-              << "," << rw.last << "\n";
-        }
-        return {200, o.str(), "text/csv"};
-    }
-    json out = json::array();
-    for (const auto& [addr, rw] : rows)
-        out.push_back({{"source_address", addr}, {"account", rw.account}, {"events", rw.total}, {"by_type", rw.by_type},
-                       {"messages", messages[addr]}, {"first_seen", rw.first}, {"last_seen", rw.last}});
-    return ok({{"since", since}, {"until", until}, {"sources", out}});
-}
-
-api_response control_api::top(const api_command& c) {
-    const std::string& window_text = c.window_text;
-    const std::string& by = c.by;
-    const int64_t since = c.since;
-    const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
-    std::map<std::string, std::pair<std::string, uint64_t>> score;
-    for (const json& e : read_events(ctx_.events_path)) {
-        if (event_seconds(e) < since || is_audit(e)) continue;
-        const std::string type = e.value("type", "");
-        uint64_t add;
-        if (by_smtp) {
-            if (type != "mail_session") continue;
-            smtp_counters sc;
-            sc.add(e);
-            add = sc.get(by);
-        } else if (by == "score") {
-            if (type != "content_verdict") continue;
-            // the content verdicts' scores (negative scores count as 0)
-            add = static_cast<uint64_t>(std::max<int64_t>(0, e.value("score", int64_t{0}))) * event_count(e);
-        } else {
-            if (type == "mail_session" || (by != "events" && type != by)) continue;
-            add = event_count(e);
-        }
-        auto& s = score[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
-        s.second += add;
-    }
-    std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
-    json out = json::array();
-    for (size_t i = 0; i < v.size() && i < 20; ++i)
-        out.push_back({{"subscriber", v[i].first}, {"account", v[i].second.first}, {"count", v[i].second.second}});
-    return ok({{"window", window_text}, {"by", by}, {"top", out}});
 }
 
 }  // namespace sekisho

@@ -3,12 +3,22 @@
 // validated policy atomically as a new generation, dry-run one, export the
 // same per-worker counter blocks and write the same event log.
 //
+// A policy change is two steps so that the control thread never waits on a
+// compile and a failed change changes nothing:
+//   prepare()  any thread, one at a time: every step that can fail (table
+//              building, rule compiles, the data plane's bounds). The result
+//              is not in force; dropping it is a dry run.
+//   commit()   control thread: the swap. Refuses (throws, nothing changed)
+//              only for control-thread state that moved since prepare (the
+//              binding table filled up); after the swap nothing can fail.
+//
 // Subscriber bindings and the account registry exist in the DPDK data plane
 // only (the XDP program knows prefixes, not accounts): a data plane without
 // them returns nullptr and the API answers 501 naming the backend.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,22 +31,38 @@ struct ip_prefix;
 struct policy;
 struct worker_counters;
 
+// A policy built for one data plane, not yet in force.
+struct prepared_policy {
+    virtual ~prepared_policy() = default;
+    std::shared_ptr<const policy> pol;
+    uint64_t generation = 0;            // the generation it will run as
+    // What it asks that this data plane accepts but will not enforce (one
+    // line each, file:line first); empty when everything applies.
+    std::vector<std::string> notes;
+};
+
 class data_plane {
 public:
     virtual ~data_plane() = default;
 
     virtual const char* backend_name() const = 0;     // "dpdk", "xdp"
+    // Control thread (the metrics scraper reads the generation too: atomic).
     virtual uint64_t generation() const = 0;
-    virtual const policy& active_policy() const = 0;
-    // Compiles `pol` as the next generation and switches to it; returns the
-    // generation. Throws (policy_error, rule_compile_timeout,
-    // std::runtime_error) leaving the running policy in place.
-    virtual uint64_t apply(const policy& pol) = 0;
-    // Proves `pol` would apply (the same bounds), changing nothing.
-    virtual void dry_run(const policy& pol) = 0;
-    // What the last apply() or dry_run() accepted but will not enforce (one
-    // line each, file:line first); empty when everything applies.
-    virtual std::vector<std::string> apply_notes() const { return {}; }
+    // The policy in force; shared so that a prepare on another thread can
+    // compare against it while the control thread goes on.
+    virtual std::shared_ptr<const policy> running_policy() const = 0;
+    const policy& active_policy() const { return *running_policy(); }
+
+    // Builds `pol` as `generation` (dry_run: a throwaway build under a name
+    // that cannot clash). Safe on a thread of its own while the control
+    // thread runs, one prepare at a time. Throws policy_error,
+    // rule_compile_timeout, std::runtime_error.
+    virtual std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                                     bool dry_run) = 0;
+    // Control thread: puts `p` in force; returns its generation.
+    virtual uint64_t commit(std::unique_ptr<prepared_policy> p) = 0;
+    // prepare + commit on the calling thread (start-up, tests).
+    uint64_t apply(const policy& pol);
 
     // Counter blocks: one per worker (DPDK) or CPU (XDP), then the control thread's.
     virtual std::vector<const worker_counters*> all_counters() const = 0;

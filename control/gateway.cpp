@@ -13,7 +13,8 @@
 
 namespace sekisho {
 
-gateway::gateway(const policy& pol, const gateway_config& config) : config_(config), policy_(pol) {
+gateway::gateway(const policy& pol, const gateway_config& config)
+    : config_(config), policy_(std::make_shared<const policy>(pol)) {
     pool_ = rte_pktmbuf_pool_create("sk_mbufs", config.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (") + std::to_string(config.mbufs) +
@@ -84,29 +85,6 @@ gateway::~gateway() {
     rte_mempool_free(pool_);
 }
 
-uint64_t gateway::apply(const policy& pol) {
-    const uint64_t next = generation() + 1;
-    auto rules = pol.inspection.enabled
-                     ? rule_compiler_.compile(pol.content_rules, pol.source, pol.content_compile_timeout_ns)
-                     : nullptr;
-    auto compiled = compile_policy(pol, next, config_.workers, std::move(rules));
-    store_->publish(std::move(compiled));  // returns the old snapshot, freed here
-    accounts_->apply_groups(pol);
-    for (const static_binding& b : policy_.bindings) unbind(b.prefix);
-    for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
-    policy_ = pol;
-    return next;
-}
-
-void gateway::dry_run(const policy& pol) {
-    auto rules = pol.inspection.enabled
-                     ? rule_compiler_.compile(pol.content_rules, pol.source, pol.content_compile_timeout_ns)
-                     : nullptr;
-    // Table names carry the generation and DPDK bounds names to 32 bytes:
-    // dry runs count from 2^30, far above any real generation.
-    compile_policy(pol, (uint64_t{1} << 30) + ++dry_runs_, 1, std::move(rules));
-}
-
 namespace {
 // The table keys one prefix stands for: /32s for IPv4, subscriber prefixes
 // (ipv6_prefix_length) for IPv6; a longer prefix maps to the one holding it.
@@ -114,9 +92,12 @@ template <typename F>
 uint32_t for_each_key(const ip_prefix& p, uint8_t ipv6_prefix_length, F f) {
     const unsigned unit = p.family == 4 ? 32 : ipv6_prefix_length;
     const unsigned len = std::min<unsigned>(p.length, unit);
-    if (unit - len > 16)
-        throw std::runtime_error(p.to_string() + " is too wide to bind (" + std::to_string(1u << (unit - len)) +
-                                 " subscribers); bind at most 65536 at a time");
+    if (unit - len > max_binding_host_bits)
+        throw std::runtime_error(p.to_string() + " is too wide to bind (" +
+                                 (unit - len >= 32 ? "2^" + std::to_string(unit - len)
+                                                   : std::to_string(uint64_t{1} << (unit - len))) +
+                                 " subscribers); bind at most " + std::to_string(1u << max_binding_host_bits) +
+                                 " at a time");
     const uint32_t count = 1u << (unit - len);
     for (uint32_t i = 0; i < count; ++i) {
         std::array<uint8_t, 16> a = p.bytes;
@@ -132,12 +113,81 @@ uint32_t for_each_key(const ip_prefix& p, uint8_t ipv6_prefix_length, F f) {
 }
 }  // namespace
 
+namespace {
+struct gateway_prepared final : prepared_policy {
+    std::unique_ptr<compiled_policy> snapshot;
+};
+}  // namespace
+
+std::unique_ptr<prepared_policy> gateway::prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                                  bool dry_run) {
+    auto rules = pol->inspection.enabled
+                     ? rule_compiler_.compile(pol->content_rules, pol->source, pol->content_compile_timeout_ns)
+                     : nullptr;
+    auto out = std::make_unique<gateway_prepared>();
+    // Table names carry the generation and DPDK bounds names to 32 bytes:
+    // dry runs count from 2^30, far above any real generation.
+    const uint64_t table_generation = dry_run ? (uint64_t{1} << 30) + ++dry_runs_ : generation;
+    out->snapshot = compile_policy(*pol, table_generation, dry_run ? 1 : config_.workers, std::move(rules));
+    out->generation = generation;
+    out->pol = std::move(pol);
+    return out;
+}
+
+uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
+    auto& p = static_cast<gateway_prepared&>(*base);
+    const policy& next = *p.pol;
+    // Everything that can still fail, before the swap: the new static
+    // bindings go in first (overwriting what they replace), remembered so
+    // that a full table or registry puts every entry back as it was.
+    std::vector<std::pair<subscriber_key, uint32_t>> undo;   // key, previous account id (0: unbound)
+    uint32_t new_names = 0;
+    for (const static_binding& b : next.bindings) new_names += accounts_->knows(b.account) ? 0 : 1;
+    for (const auto& [group, members] : next.account_groups)
+        for (const auto& m : members) new_names += accounts_->knows(m) ? 0 : 1;
+    if (accounts_->size() + new_names > accounts_->capacity())
+        throw std::runtime_error("the account registry is full (" + std::to_string(accounts_->capacity()) +
+                                 " accounts): the policy's bindings and groups name " + std::to_string(new_names) +
+                                 " new accounts");
+    try {
+        for (const static_binding& b : next.bindings) {
+            const uint32_t id = accounts_->id_of(b.account);
+            for_each_key(b.prefix, next.ipv6_prefix_length, [&](const subscriber_key& k) {
+                undo.emplace_back(k, subscribers_->lookup(k));
+                if (!subscribers_->bind(k, id))
+                    throw std::runtime_error("subscriber table full (" + std::to_string(subscribers_->capacity()) +
+                                             " bindings): cannot bind " + b.prefix.to_string() + " (" + next.source +
+                                             ":" + std::to_string(b.line) + ")");
+            });
+        }
+    } catch (...) {
+        for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+            if (it->second) subscribers_->bind(it->first, it->second);   // a key that was there has its slot
+            else subscribers_->unbind(it->first);
+        }
+        throw;
+    }
+    // The swap. From here on nothing fails.
+    store_->publish(std::move(p.snapshot));   // returns the old snapshot, freed here
+    const std::shared_ptr<const policy> previous = std::move(policy_);
+    policy_ = p.pol;
+    for (const static_binding& b : previous->bindings) {
+        const bool kept = std::any_of(next.bindings.begin(), next.bindings.end(), [&](const static_binding& n) {
+            return n.prefix == b.prefix && n.account == b.account;
+        });
+        if (!kept) unbind(b.prefix, b.account);
+    }
+    accounts_->apply_groups(next);
+    return p.generation;
+}
+
+
 uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) {
     const uint32_t id = accounts_->id_of(account);
     if (id == 0)
         throw std::runtime_error("account registry full (" + std::to_string(accounts_->capacity()) +
                                  " accounts): cannot bind " + prefix.to_string());
-    return for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) {
+    return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) {
         if (!subscribers_->bind(k, id))
             throw std::runtime_error("subscriber table full (" + std::to_string(subscribers_->capacity()) +
                                      " bindings): cannot bind " + prefix.to_string());
@@ -145,13 +195,13 @@ uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) {
 }
 
 uint32_t gateway::unbind(const ip_prefix& prefix) {
-    return for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
+    return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
 }
 
 uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account) {
     const uint32_t id = accounts_->id_of(account);
     uint32_t n = 0;
-    for_each_key(prefix, policy_.ipv6_prefix_length, [&](const subscriber_key& k) {
+    for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) {
         if (subscribers_->lookup(k) == id && subscribers_->unbind(k)) ++n;
     });
     return n;

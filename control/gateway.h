@@ -53,18 +53,19 @@ public:
     std::vector<const worker_counters*> all_counters() const override;
     const char* backend_name() const override { return "dpdk"; }
     uint64_t generation() const override { return store_->current()->generation(); }
-    const policy& active_policy() const override { return policy_; }
+    std::shared_ptr<const policy> running_policy() const override { return policy_; }
 
-    // Compiles `pol` as the next generation and publishes it (RCU); returns
-    // the new generation. A compile failure throws and leaves the running
-    // policy in place; so does a content rule compile that overruns
-    // inspection.compile_timeout (rule_compile_timeout).
-    uint64_t apply(const policy& pol) override;
-    // Compiles `pol` into a throwaway snapshot (the same bounds): proves it
-    // would apply.
-    void dry_run(const policy& pol) override;
+    // Compiles the snapshot (lookup tables, content rules bounded by
+    // inspection.compile_timeout) on the calling thread; touches nothing the
+    // control thread or the workers use.
+    std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                             bool dry_run) override;
+    // Stages the static bindings (undone if the table cannot take them), then
+    // publishes the snapshot (RCU), then drops the old static bindings and
+    // sets the account groups.
+    uint64_t commit(std::unique_ptr<prepared_policy> p) override;
 
-    size_t drain_events() { return log_->drain(rings_raw_, event_names{&policy_, accounts_.get()}); }
+    size_t drain_events() { return log_->drain(rings_raw_, event_names{policy_.get(), accounts_.get()}); }
     // At exit, after the workers stopped and the last drain_events(): writes
     // the events still in an aggregation window.
     void flush_events() { log_->flush_all(); }
@@ -88,7 +89,7 @@ public:
 
 private:
     gateway_config config_;
-    policy policy_;
+    std::shared_ptr<const policy> policy_;
     rte_mempool* pool_ = nullptr;
     std::unique_ptr<policy_store> store_;
     content_rules_compiler rule_compiler_;

@@ -21,6 +21,7 @@
 #include "gateway.h"
 #include "metrics.h"
 #include "packet_ring_drops.h"
+#include "policy_files.h"
 #include "ports.h"
 #include "subscriber_identity.h"
 #include "worker.h"
@@ -65,7 +66,9 @@ std::optional<api_config> api_config_of(const live_options& opt) {
 }
 
 int run_live(const live_options& opt) {
-    policy pol = load_policy_file(opt.policy_path);
+    const std::string policy_text = read_policy_file(opt.policy_path);
+    policy pol = load_policy_text(policy_text, opt.policy_path);
+    check_policy_files(pol, opt.events_path.empty());
     if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
         throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
     if (opt.access_if.empty() != opt.core_if.empty())
@@ -179,13 +182,13 @@ int run_live(const live_options& opt) {
         metrics->update(snapshot());
     }
 
-    const std::string policy_text = read_policy_file(opt.policy_path);
     std::unique_ptr<api_server> api;
     control_context cc;
     cc.plane = &gw;
     cc.identity = &identity;
     cc.policy_path = opt.policy_path;
     cc.events_path = gw.events().path();
+    cc.events_overridden = !opt.events_path.empty();
     cc.port_names[0] = port_name(port[0]);
     cc.port_names[1] = port_name(port[1]);
     cc.workers = opt.workers;
@@ -228,8 +231,9 @@ int run_live(const live_options& opt) {
     while (!stop_requested.load()) {
         gw.drain_events();
         identity.poll();
-        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
+        if (api) api->serve_pending([&](const api_request& r, api_reply reply) { control.handle(r, std::move(reply)); });
         if (reload_requested.exchange(false)) control.reload();
+        control.poll();
         if (metrics && ++loops % 20 == 0) metrics->update(snapshot());  // every ~200 ms
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

@@ -11,7 +11,9 @@
 #include <charconv>
 #include <fstream>
 #include <set>
+#include <map>
 #include <sstream>
+#include <unordered_map>
 
 namespace sekisho {
 
@@ -97,7 +99,8 @@ namespace {
 // Collects errors with file:line context while walking the YAML tree.
 class policy_reader {
 public:
-    explicit policy_reader(std::string name) : name_(std::move(name)) {}
+    policy_reader(std::string name, std::map<std::string, int>* key_lines = nullptr)
+        : name_(std::move(name)), key_lines_(key_lines) {}
 
     void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
         const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
@@ -108,6 +111,7 @@ public:
     void check_keys(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known) {
         for (auto it = map.begin(); it != map.end(); ++it) {
             const std::string key = it->first.Scalar();
+            if (key_lines_) key_lines_->emplace(path.empty() ? key : path + "." + key, it->first.Mark().line + 1);
             if (std::find(known.begin(), known.end(), key) == known.end()) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -168,6 +172,9 @@ public:
             error(n, path, "expected a list of prefixes, e.g. [198.51.100.0/24, \"2001:db8::/32\"]");
             return out;
         }
+        // Lists hold up to millions of prefixes: duplicates found by hash, not by a scan per entry.
+        std::unordered_map<ip_prefix, int, ip_prefix_hash> seen;   // prefix -> line
+        seen.reserve(n.size());
         for (size_t i = 0; i < n.size(); ++i) {
             const std::string p = path + "[" + std::to_string(i) + "]";
             if (!n[i].IsScalar()) {
@@ -181,8 +188,8 @@ public:
                 continue;
             }
             prefix->line = n[i].Mark().line + 1;
-            if (std::find(out.begin(), out.end(), *prefix) != out.end()) {
-                error(n[i], p, prefix->to_string() + " is listed twice");
+            if (const auto [it, added] = seen.emplace(*prefix, prefix->line); !added) {
+                error(n[i], p, prefix->to_string() + " is listed twice (first at line " + std::to_string(it->second) + ")");
                 continue;
             }
             out.push_back(*prefix);
@@ -225,8 +232,30 @@ public:
 
 private:
     std::string name_;
+    std::map<std::string, int>* key_lines_;
     std::vector<std::string> errors_;
 };
+
+// yaml-cpp keeps every pair of a mapping and answers node["key"] with the
+// first: a key written twice would silently lose its second value. Every
+// mapping in the document is checked, sequences included (a limit's keys).
+void refuse_duplicate_keys(policy_reader& r, const YAML::Node& n, const std::string& path) {
+    if (n.IsMap()) {
+        std::map<std::string, int> seen;
+        for (auto it = n.begin(); it != n.end(); ++it) {
+            const std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
+            const std::string sub = path.empty() ? key : path + "." + key;
+            const int line = it->first.Mark().line + 1;
+            if (const auto [at, added] = seen.emplace(key, line); !added)
+                r.error(it->first, sub, "duplicate key (first at line " + std::to_string(at->second) + ")");
+            refuse_duplicate_keys(r, it->second, sub);
+        }
+    } else if (n.IsSequence()) {
+        size_t i = 0;
+        for (auto it = n.begin(); it != n.end(); ++it, ++i)
+            if (it->IsMap() || it->IsSequence()) refuse_duplicate_keys(r, *it, path + "[" + std::to_string(i) + "]");
+    }
+}
 
 void read_bindings(policy_reader& r, const YAML::Node& list, policy& pol) {
     if (!list.IsSequence()) {
@@ -582,10 +611,11 @@ void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
 policy read_policy(const YAML::Node& root, const std::string& name) {
     policy pol;
     pol.source = name;
-    policy_reader r(name);
+    policy_reader r(name, &pol.key_lines);
 
     if (!root.IsDefined() || root.IsNull()) throw policy_error({name + ":1: the policy is empty"});
     if (!r.is_map(root, "")) throw policy_error(r.take_errors());
+    refuse_duplicate_keys(r, root, "");
     r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b", "account_groups", "limits",
                             "tracking", "radius", "history", "inspection", "events"});
 
@@ -619,12 +649,35 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
         if (subs["ipv6_prefix_length"])
             if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
                 pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
-        for (const auto& s : pol.static_ranges)
-            if (std::find(pol.dynamic_ranges.begin(), pol.dynamic_ranges.end(), s) != pol.dynamic_ranges.end())
-                r.error(subs["static"], "subscribers.static",
-                        s.to_string() + " is also in subscribers.dynamic (line " +
-                            std::to_string(std::find(pol.dynamic_ranges.begin(), pol.dynamic_ranges.end(), s)->line) +
-                            "); a range is dynamic or static");
+        if (!pol.static_ranges.empty()) {
+            std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_lines;
+            dynamic_lines.reserve(pol.dynamic_ranges.size());
+            for (const auto& d : pol.dynamic_ranges) dynamic_lines.emplace(d, d.line);
+            for (const auto& s : pol.static_ranges)
+                if (const auto it = dynamic_lines.find(s); it != dynamic_lines.end())
+                    r.error(subs["static"], "subscribers.static",
+                            s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(it->second) +
+                                "); a range is dynamic or static");
+        }
+    }
+
+    // A static binding becomes one table entry per IPv4 address or IPv6
+    // subscriber prefix it covers: bounded per binding, and in all by the table.
+    uint64_t binding_entries = 0;
+    for (size_t i = 0; i < pol.bindings.size(); ++i) {
+        const static_binding& b = pol.bindings[i];
+        const unsigned unit = b.prefix.family == 4 ? 32u : pol.ipv6_prefix_length;
+        const unsigned host_bits = unit - std::min<unsigned>(b.prefix.length, unit);
+        if (host_bits > max_binding_host_bits) {
+            r.add_error(name + ":" + std::to_string(b.line) + ": subscribers.bindings[" + std::to_string(i) +
+                        "].prefix: " + b.prefix.to_string() + " is too wide to bind (" +
+                        (host_bits >= 32 ? std::string("2^") + std::to_string(host_bits)
+                                         : std::to_string(uint64_t{1} << host_bits)) +
+                        (b.prefix.family == 4 ? " addresses" : " subscriber prefixes") + "; at most " +
+                        std::to_string(uint64_t{1} << max_binding_host_bits) + " per binding)");
+            continue;
+        }
+        binding_entries += uint64_t{1} << host_bits;
     }
 
     if (const auto relays = root["relays"]) pol.relays = r.prefixes(relays, "relays");
@@ -677,6 +730,11 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
                 pol.tracking.flow_idle_timeout_ns = *d;
     }
 
+    if (binding_entries > pol.tracking.max_bindings)
+        r.add_error(name + ":" + std::to_string(pol.line_of("subscribers.bindings")) + ": subscribers.bindings: " +
+                    std::to_string(binding_entries) + " table entries, more than tracking.max_bindings (" +
+                    std::to_string(pol.tracking.max_bindings) + ")");
+
     auto errors = r.take_errors();
     if (!errors.empty()) throw policy_error(std::move(errors));
     return pol;
@@ -705,5 +763,73 @@ std::string read_policy_file(const std::string& path) {
 }
 
 policy load_policy_file(const std::string& path) { return load_policy_text(read_policy_file(path), path); }
+
+}  // namespace sekisho
+
+namespace sekisho {
+
+namespace {
+
+// The largest unit that divides `ns` exactly: "90d", "10s", "500ms", "0".
+std::string duration_text(uint64_t ns) {
+    if (ns == 0) return "0";
+    static constexpr std::pair<uint64_t, const char*> units[] = {
+        {86'400'000'000'000ull, "d"}, {3'600'000'000'000ull, "h"}, {60'000'000'000ull, "m"},
+        {1'000'000'000ull, "s"},      {1'000'000ull, "ms"}};
+    for (const auto& [scale, unit] : units)
+        if (ns % scale == 0) return std::to_string(ns / scale) + unit;
+    return std::to_string(ns) + "ns";
+}
+
+const char* fsync_text(events_fsync f) {
+    switch (f) {
+        case events_fsync::never: return "never";
+        case events_fsync::rotate: return "rotate";
+        case events_fsync::interval: return "interval";
+        case events_fsync::every: return "every";
+    }
+    return "?";
+}
+
+}  // namespace
+
+std::vector<start_only_change> start_only_changes(const policy& a, const policy& b) {
+    std::vector<start_only_change> out;
+    auto check = [&](const char* key, const std::string& before, const std::string& after) {
+        if (before != after) out.push_back({key, before, after, b.line_of(key)});
+    };
+    auto number = [](uint64_t v) { return std::to_string(v); };
+    check("subscribers.ipv6_prefix_length", number(a.ipv6_prefix_length), number(b.ipv6_prefix_length));
+    check("tracking.flows_per_worker", number(a.tracking.flows_per_worker), number(b.tracking.flows_per_worker));
+    check("tracking.flow_idle_timeout", duration_text(a.tracking.flow_idle_timeout_ns),
+          duration_text(b.tracking.flow_idle_timeout_ns));
+    check("tracking.subscribers_per_worker", number(a.tracking.subscribers_per_worker),
+          number(b.tracking.subscribers_per_worker));
+    check("tracking.max_bindings", number(a.tracking.max_bindings), number(b.tracking.max_bindings));
+    check("tracking.max_accounts", number(a.tracking.max_accounts), number(b.tracking.max_accounts));
+    check("inspection.flows_per_worker", number(a.inspection.flows_per_worker), number(b.inspection.flows_per_worker));
+    check("radius.listen", a.identity.radius_listen, b.identity.radius_listen);
+    check("radius.clients_file", a.identity.radius_clients_file, b.identity.radius_clients_file);
+    check("history.database", a.identity.history_database, b.identity.history_database);
+    check("history.retention", duration_text(a.identity.history_retention_ns),
+          duration_text(b.identity.history_retention_ns));
+    check("events.file", a.events.file, b.events.file);
+    check("events.rotate_bytes", number(a.events.rotate_bytes), number(b.events.rotate_bytes));
+    check("events.rotate_interval", duration_text(a.events.rotate_interval_ns),
+          duration_text(b.events.rotate_interval_ns));
+    check("events.keep", number(a.events.keep), number(b.events.keep));
+    check("events.fsync", fsync_text(a.events.fsync), fsync_text(b.events.fsync));
+    check("events.fsync_interval", duration_text(a.events.fsync_interval_ns), duration_text(b.events.fsync_interval_ns));
+    check("events.aggregate_window", duration_text(a.events.aggregate_window_ns),
+          duration_text(b.events.aggregate_window_ns));
+    check("events.ring_size", number(a.events.ring_size), number(b.events.ring_size));
+    return out;
+}
+
+std::string describe(const start_only_change& c, const std::string& source) {
+    auto shown = [](const std::string& v) { return v.empty() ? std::string("(none)") : v; };
+    return source + ":" + std::to_string(c.line) + ": " + c.key + ": read at start only; running " + shown(c.running) +
+           ", this policy " + shown(c.wanted) + " (restart sekishod to change it)";
+}
 
 }  // namespace sekisho

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,6 +37,20 @@ struct ip_prefix {
     }
 };
 
+// Hashes what operator== compares (not the line).
+struct ip_prefix_hash {
+    size_t operator()(const ip_prefix& p) const {
+        uint64_t h = (uint64_t{p.family} << 8 | p.length) * 0x9e3779b97f4a7c15ull;
+        for (size_t i = 0; i < p.bytes.size(); i += 8) {
+            uint64_t w = 0;
+            for (size_t k = 0; k < 8; ++k) w = w << 8 | p.bytes[i + k];
+            h = (h ^ w) * 0xff51afd7ed558ccdull;
+            h ^= h >> 32;
+        }
+        return static_cast<size_t>(h);
+    }
+};
+
 // Parses "198.51.100.0/24", "2001:db8::/32", or a bare address (a host
 // prefix). On failure returns nullopt and sets `error`.
 std::optional<ip_prefix> parse_prefix(std::string_view text, std::string& error);
@@ -52,6 +67,10 @@ struct limit_rule {
     uint64_t cooldown_ns = 0;
     int line = 0;
 };
+
+// One binding covers at most 2^16 IPv4 addresses or IPv6 subscriber
+// prefixes (each is a table entry); wider prefixes are refused.
+constexpr unsigned max_binding_host_bits = 16;
 
 // An address or prefix bound to an account without RADIUS.
 struct static_binding {
@@ -116,6 +135,13 @@ struct policy {
     std::vector<content_rule> content_rules;   // inspection.rules
     uint64_t content_compile_timeout_ns = 60'000'000'000ull;   // inspection.compile_timeout (applies only)
     int inspection_line = 0;   // where the inspection section starts (0: absent)
+    // Where each key the file sets was written ("events.file" -> 12), for
+    // messages about keys after the read (start-only keys, files).
+    std::map<std::string, int> key_lines;
+    int line_of(const std::string& key) const {
+        const auto it = key_lines.find(key);
+        return it == key_lines.end() ? 0 : it->second;
+    }
 };
 
 class policy_error : public std::runtime_error {
@@ -132,5 +158,18 @@ private:
 std::string read_policy_file(const std::string& path);
 policy load_policy_file(const std::string& path);
 policy load_policy_text(const std::string& text, const std::string& name);
+
+// A key the running daemon read at start and cannot change while it runs
+// (table sizes, listeners, the event log, the history): an apply that
+// changes one is refused, naming it (docs/policy.md).
+struct start_only_change {
+    std::string key;               // "tracking.max_bindings"
+    std::string running, wanted;   // the values as text
+    int line = 0;                  // where `next` sets it (0: left to the default)
+};
+std::vector<start_only_change> start_only_changes(const policy& running, const policy& next);
+// "policy.yaml:7: tracking.max_bindings: read at start only; running 1048576, this policy 2048 (restart to change it)"
+std::string describe(const start_only_change& c, const std::string& source);
+
 
 }  // namespace sekisho

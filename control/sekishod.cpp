@@ -6,6 +6,7 @@
 
 #include "live.h"
 #include "policy.h"
+#include "policy_files.h"
 #include "replay.h"
 #include "whois.h"
 #include "xdp_live.h"
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
 
         if (!check_policy.empty()) {
             const sekisho::policy p = sekisho::load_policy_file(check_policy);
+            sekisho::check_policy_files(p);
             std::cout << check_policy << ": ok (" << p.dynamic_ranges.size() << " dynamic, "
                       << p.static_ranges.size() << " static, " << p.relays.size() << " relay prefixes; op25b "
                       << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << "; "

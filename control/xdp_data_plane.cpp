@@ -10,25 +10,29 @@
 namespace sekisho {
 
 xdp_data_plane::xdp_data_plane(xdp_backend& backend, policy running, std::vector<std::string> notes, event_log& log)
-    : backend_(backend), policy_(std::move(running)), notes_(std::move(notes)), log_(log),
+    : backend_(backend), policy_(std::make_shared<const policy>(std::move(running))), notes_(std::move(notes)), log_(log),
       cpus_(backend.read_counters().size()) {
     for (size_t i = 0; i <= cpus_; ++i) blocks_.push_back(std::make_unique<worker_counters>());
 }
 
 uint64_t xdp_data_plane::generation() const { return backend_.generation(); }
 
-uint64_t xdp_data_plane::apply(const policy& pol) {
-    std::vector<std::string> notes;
-    const uint64_t g = backend_.apply(pol, &notes);   // throws: the running generation stays
-    drain_events();   // what the old generation reported is named by its policy
-    policy_ = pol;
-    notes_ = std::move(notes);
-    return g;
+std::unique_ptr<prepared_policy> xdp_data_plane::prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                                         bool) {
+    auto out = std::make_unique<prepared_policy>();
+    out->notes = build_xdp_policy_image(*pol, generation).skipped_limits;   // policy_error: the map bounds
+    out->generation = generation;
+    out->pol = std::move(pol);
+    return out;
 }
 
-void xdp_data_plane::dry_run(const policy& pol) {
-    // The same image apply() writes, built and thrown away: the same bounds (policy_error).
-    notes_ = build_xdp_policy_image(pol, backend_.generation() + 1).skipped_limits;
+uint64_t xdp_data_plane::commit(std::unique_ptr<prepared_policy> p) {
+    std::vector<std::string> notes;
+    const uint64_t g = backend_.apply(*p->pol, &notes);   // throws: the running generation stays
+    drain_events();   // what the old generation reported is named by its policy
+    policy_ = std::move(p->pol);
+    notes_ = std::move(notes);
+    return g;
 }
 
 void xdp_data_plane::refresh_counters() const {
@@ -50,7 +54,7 @@ std::vector<const worker_counters*> xdp_data_plane::counter_blocks() const {
 void xdp_data_plane::drain_events() {
     std::vector<event_record> batch;
     backend_.drain_events([&](const event_record& e) { batch.push_back(e); });
-    log_.add(batch.data(), batch.size(), event_names{&policy_, nullptr});   // also closes due windows, rotates
+    log_.add(batch.data(), batch.size(), event_names{policy_.get(), nullptr});   // also closes due windows, rotates
 }
 
 void xdp_data_plane::audit(std::string json_object) { log_.add_record(std::move(json_object)); }

@@ -28,10 +28,16 @@ public:
 
     const char* backend_name() const override { return "xdp"; }
     uint64_t generation() const override;
-    const policy& active_policy() const override { return policy_; }
-    uint64_t apply(const policy& pol) override;
-    void dry_run(const policy& pol) override;
-    std::vector<std::string> apply_notes() const override { return notes_; }
+    std::shared_ptr<const policy> running_policy() const override { return policy_; }
+    // Builds the map image (the same bounds the maps have) and names what XDP
+    // does not enforce; touches no map.
+    std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                             bool dry_run) override;
+    // Writes the inactive map set and flips to it (xdp_backend::apply: a
+    // failure before the flip leaves the running generation).
+    uint64_t commit(std::unique_ptr<prepared_policy> p) override;
+    // What the running policy asks that XDP does not enforce.
+    const std::vector<std::string>& running_notes() const { return notes_; }
     // Refreshes the blocks from the program's per-CPU counters first: always current.
     std::vector<const worker_counters*> all_counters() const override;
     // The blocks as last refreshed, for another thread (the metrics scraper):
@@ -50,7 +56,7 @@ public:
 
 private:
     xdp_backend& backend_;
-    policy policy_;
+    std::shared_ptr<const policy> policy_;
     std::vector<std::string> notes_;
     event_log& log_;
     size_t cpus_;

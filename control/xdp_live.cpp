@@ -19,6 +19,7 @@
 #include "event_log.h"
 #include "metrics.h"
 #include "policy.h"
+#include "policy_files.h"
 #include "worker_counters.h"
 #include "xdp_backend.h"
 #include "xdp_data_plane.h"
@@ -57,6 +58,7 @@ int run_xdp_live(const live_options& opt) {
 
     const std::string policy_text = read_policy_file(opt.policy_path);
     policy pol = load_policy_text(policy_text, opt.policy_path);
+    check_policy_files(pol, opt.events_path.empty());
     const auto started = std::chrono::steady_clock::now();
     xdp_backend backend(pol.tracking.subscribers_per_worker);
     std::vector<std::string> skipped;
@@ -96,6 +98,7 @@ int run_xdp_live(const live_options& opt) {
     cc.plane = &plane;
     cc.policy_path = opt.policy_path;
     cc.events_path = log.path();
+    cc.events_overridden = !opt.events_path.empty();
     cc.port_names[0] = opt.access_if;
     cc.port_names[1] = opt.core_if;
     cc.workers = static_cast<unsigned>(plane.cpus());
@@ -122,8 +125,9 @@ int run_xdp_live(const live_options& opt) {
     uint64_t loops = 0;
     while (!stop_requested.load()) {
         plane.drain_events();
-        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
+        if (api) api->serve_pending([&](const api_request& r, api_reply reply) { control.handle(r, std::move(reply)); });
         if (reload_requested.exchange(false)) control.reload();
+        control.poll();
         if (++loops % 20 == 0) {   // every ~200 ms
             plane.refresh_counters();
             if (metrics) metrics->update(snapshot());

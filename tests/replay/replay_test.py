@@ -1103,12 +1103,68 @@ class ContentReplay(unittest.TestCase):
 
 class CheckPolicy(unittest.TestCase):
     def test_shipped_policies_are_valid(self):
-        for name in sorted(os.listdir(os.path.join(ROOT, "configs"))):
-            if name.endswith(".yaml"):
-                path = os.path.join(ROOT, "configs", name)
+        # --check-policy also checks the files a policy names; the shipped ones name the
+        # installed paths, staged here: /etc/sekisho with the example clients file,
+        # /var/lib/sekisho empty.
+        with tempfile.TemporaryDirectory() as tmp:
+            etc, lib = os.path.join(tmp, "etc"), os.path.join(tmp, "lib")
+            os.makedirs(etc)
+            os.makedirs(lib)
+            with open(os.path.join(ROOT, "configs", "radius", "clients.example.yaml")) as src, \
+                    open(os.path.join(etc, "radius-clients.yaml"), "w") as dst:
+                dst.write(src.read())
+            for name in sorted(os.listdir(os.path.join(ROOT, "configs"))):
+                if name.endswith(".yaml"):
+                    with open(os.path.join(ROOT, "configs", name)) as f:
+                        text = f.read().replace("/etc/sekisho/", etc + "/").replace("/var/lib/sekisho/", lib + "/")
+                    path = os.path.join(tmp, name)
+                    with open(path, "w") as f:
+                        f.write(text)
+                    proc = subprocess.run([SEKISHOD, "--check-policy", path], capture_output=True, text=True)
+                    self.assertEqual(proc.returncode, 0, name + ": " + proc.stderr)
+                    self.assertIn(": ok", proc.stdout)
+
+    def test_files_the_policy_names_are_checked(self):
+        # What start would read is checked by --check-policy (the systemd unit's ExecStartPre):
+        # a missing or malformed RADIUS clients file, a history that is not SQLite, an event log
+        # that is not one, each named with the policy's file:line.
+        with tempfile.TemporaryDirectory() as tmp:
+            bad_clients = os.path.join(tmp, "clients.yaml")
+            with open(bad_clients, "w") as f:
+                f.write("clients:\n  - address: 192.0.2.1\n")
+            not_a_log = os.path.join(tmp, "passwd")
+            with open(not_a_log, "w") as f:
+                f.write("root:x:0:0:root:/root:/bin/bash\n")
+            cases = [
+                ("radius:\n  listen: 127.0.0.1:1813\n  clients_file: %s/none.yaml\n" % tmp,
+                 ":4: radius.clients_file: '%s/none.yaml' does not exist" % tmp),
+                ("radius:\n  listen: 127.0.0.1:1813\n  clients_file: %s\n" % bad_clients,
+                 "%s:2: clients[0].secret: missing" % bad_clients),
+                ("radius:\n  listen: 127.0.0.1:1813\n  clients_file: /dev/zero\n",
+                 ":4: radius.clients_file: '/dev/zero' is not a regular file"),
+                ("history:\n  database: /dev/null\n", ":3: history.database: '/dev/null' is not a regular file"),
+                ("history:\n  database: %s\n" % not_a_log, ":3: history.database: '%s' exists and is not an SQLite" % not_a_log),
+                ("history:\n  database: %s/no/such/dir/h.sqlite\n" % tmp, ":3: history.database: '%s/no/such/dir/h.sqlite': the directory" % tmp),
+                ("events:\n  file: %s\n" % not_a_log, ":3: events.file: '%s' exists and is not an event log" % not_a_log),
+            ]
+            for body, want in cases:
+                path = os.path.join(tmp, "p.yaml")
+                with open(path, "w") as f:
+                    f.write("version: 1\n" + body)
                 proc = subprocess.run([SEKISHOD, "--check-policy", path], capture_output=True, text=True)
-                self.assertEqual(proc.returncode, 0, proc.stderr)
-                self.assertIn(": ok", proc.stdout)
+                self.assertEqual(proc.returncode, 2, body + proc.stdout)
+                self.assertIn(want, proc.stderr, body)
+
+    def test_duplicate_keys_are_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "p.yaml")
+            with open(path, "w") as f:
+                f.write("version: 1\nop25b:\n  mode: enforce\nop25b:\n  mode: monitor\n"
+                        "limits:\n  - {name: a, measure: messages, max: 1, max: 2, window: 1h}\n")
+            proc = subprocess.run([SEKISHOD, "--check-policy", path], capture_output=True, text=True)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn(f"{path}:4: op25b: duplicate key (first at line 2)", proc.stderr)
+            self.assertIn(f"{path}:7: limits[0].max: duplicate key (first at line 7)", proc.stderr)
 
     def test_errors_are_collected_with_lines(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -156,7 +156,7 @@ TEST(policy, prefix_length_too_long) {
 
 TEST(policy, duplicate_prefix) {
     EXPECT_EQ(errors_of("version: 1\nrelays:\n  - 203.0.113.10/32\n  - 203.0.113.10\n"),
-              strings{"p.yaml:4: relays[1]: 203.0.113.10/32 is listed twice"});
+              strings{"p.yaml:4: relays[1]: 203.0.113.10/32 is listed twice (first at line 3)"});
 }
 
 TEST(policy, port_out_of_range) {

@@ -55,7 +55,7 @@ struct xdp_control : ::testing::Test {
 
 api_response call(control_api& api, std::string method, std::string path, std::string body = "",
                   std::map<std::string, std::string> query = {}) {
-    return api.handle(api_request{std::move(method), std::move(path), std::move(query), std::move(body)});
+    return api.handle_and_wait(api_request{std::move(method), std::move(path), std::move(query), std::move(body)});
 }
 
 TEST_F(xdp_control, policy_generations_and_refusals_through_the_api) {
@@ -127,7 +127,7 @@ TEST_F(xdp_control, policy_generations_and_refusals_through_the_api) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(plane.generation(), 3u);
     EXPECT_EQ(plane.active_policy().mode, op25b_mode::enforce);
-    EXPECT_TRUE(plane.apply_notes().empty());
+    EXPECT_TRUE(plane.running_notes().empty());
 
     // Counter blocks: one per possible CPU plus the control thread's.
     EXPECT_EQ(plane.all_counters().size(), plane.cpus() + 1);

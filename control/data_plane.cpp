@@ -1,0 +1,11 @@
+#include "data_plane.h"
+
+#include "policy.h"
+
+namespace sekisho {
+
+uint64_t data_plane::apply(const policy& pol) {
+    return commit(prepare(std::make_shared<const policy>(pol), generation() + 1, false));
+}
+
+}  // namespace sekisho
