@@ -14,14 +14,14 @@ class rules_reader {
 public:
     rules_reader(const std::string& file, std::vector<std::string>& errors) : file_(file), errors_(errors) {}
 
-    static int line_of(const YAML::Node& n) { return n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
+    static int line_of(const yaml::node& n) { return n.line(); }
 
-    void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
+    void error(const yaml::node& at, const std::string& path, const std::string& msg) {
         errors_.push_back(file_ + ":" + std::to_string(line_of(at)) + ": " + path + ": " + msg);
     }
 
-    std::optional<std::string> scalar(const YAML::Node& n, const std::string& path, const char* what) {
-        if (n.IsScalar() && !n.Scalar().empty()) return n.Scalar();
+    std::optional<std::string> scalar(const yaml::node& n, const std::string& path, const char* what) {
+        if (n.is_scalar() && !n.scalar().empty()) return n.scalar();
         error(n, path, std::string("expected ") + what);
         return std::nullopt;
     }
@@ -38,11 +38,11 @@ bool id_char(char c) {
 
 }  // namespace
 
-std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std::string& file,
+std::vector<content_rule> parse_content_rules(const yaml::node& list, const std::string& file,
                                               std::vector<std::string>& errors, const std::string& list_path) {
     std::vector<content_rule> out;
     rules_reader r(file, errors);
-    if (!list.IsSequence()) {
+    if (!list.is_sequence()) {
         r.error(list, list_path, "expected a list of rules ({id: ..., pattern: ..., where: ..., score: ...})");
         return out;
     }
@@ -54,17 +54,17 @@ std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std:
     static const std::vector<std::string> known = {"id", "pattern", "flags", "where", "score", "action"};
     std::set<std::string> header_names;
     std::map<std::string, int> id_lines;
-    YAML::Node first_over;   // the where: that named one header field too many
+    yaml::node first_over;   // the where: that named one header field too many
     bool over = false;
     for (size_t i = 0; i < list.size(); ++i) {
-        const YAML::Node n = list[i];
+        const yaml::node n = list[i];
         const std::string path = list_path + "[" + std::to_string(i) + "]";
-        if (!n.IsMap()) {
+        if (!n.is_map()) {
             r.error(n, path, "expected a mapping of keys to values");
             continue;
         }
         for (auto it = n.begin(); it != n.end(); ++it) {
-            const std::string key = it->first.Scalar();
+            const std::string key = it->first.scalar();
             if (std::find(known.begin(), known.end(), key) == known.end())
                 r.error(it->first, path + "." + key,
                         "unknown key (expected one of: id, pattern, flags, where, score, action)");
@@ -112,16 +112,16 @@ std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std:
             ok = false;
         }
 
-        if (const YAML::Node f = n["flags"]) {
-            std::vector<YAML::Node> words;
-            if (f.IsScalar()) words.push_back(f);
-            else if (f.IsSequence())
+        if (const yaml::node f = n["flags"]) {
+            std::vector<yaml::node> words;
+            if (f.is_scalar()) words.push_back(f);
+            else if (f.is_sequence())
                 for (size_t k = 0; k < f.size(); ++k) words.push_back(f[k]);
             else
                 r.error(f, path + ".flags", "expected a list of flags, e.g. [caseless, utf8]");
             std::set<std::string> seen;
             for (const auto& w : words) {
-                const std::string s = w.IsScalar() ? w.Scalar() : "";
+                const std::string s = w.is_scalar() ? w.scalar() : "";
                 if (!seen.insert(s).second) {
                     r.error(w, path + ".flags", "'" + s + "' is listed twice");
                     continue;
@@ -132,15 +132,15 @@ std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std:
                 else if (s == "multiline") rule.multiline = true;
                 else {
                     r.error(w, path + ".flags",
-                            (w.IsScalar() ? "'" + s + "'" : std::string("value")) +
+                            (w.is_scalar() ? "'" + s + "'" : std::string("value")) +
                                 " is not one of: caseless, utf8, dotall, multiline");
                     ok = false;
                 }
             }
         }
 
-        if (const YAML::Node w = n["where"]) {
-            const std::string s = w.IsScalar() ? w.Scalar() : "";
+        if (const yaml::node w = n["where"]) {
+            const std::string s = w.is_scalar() ? w.scalar() : "";
             if (s == "envelope") rule.where = content_target::envelope;
             else if (s == "headers") rule.where = content_target::headers;
             else if (s == "body") rule.where = content_target::body;
@@ -164,18 +164,18 @@ std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std:
                 }
             } else {
                 r.error(w, path + ".where",
-                        (w.IsScalar() ? "'" + s + "'" : std::string("value")) +
+                        (w.is_scalar() ? "'" + s + "'" : std::string("value")) +
                             " is not one of: envelope, headers, header:NAME, body");
                 ok = false;
             }
         }
 
-        if (const YAML::Node s = n["score"]) {
+        if (const yaml::node s = n["score"]) {
             long long v = 0;
-            const std::string& t = s.IsScalar() ? s.Scalar() : std::string();
+            const std::string& t = s.is_scalar() ? s.scalar() : std::string();
             const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-            if (!s.IsScalar() || t.empty() || ec != std::errc() || ptr != t.data() + t.size()) {
-                r.error(s, path + ".score", (s.IsScalar() ? "'" + t + "'" : std::string("value")) +
+            if (!s.is_scalar() || t.empty() || ec != std::errc() || ptr != t.data() + t.size()) {
+                r.error(s, path + ".score", (s.is_scalar() ? "'" + t + "'" : std::string("value")) +
                                                 " is not an integer");
                 ok = false;
             } else if (v < content_score_min || v > content_score_max) {
@@ -188,16 +188,16 @@ std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std:
             }
         }
 
-        if (const YAML::Node a = n["action"]) {
+        if (const yaml::node a = n["action"]) {
             static const std::vector<std::pair<std::string, content_action>> actions = {
                 {"event", content_action::event},       {"tighten", content_action::tighten},
                 {"tempfail", content_action::tempfail}, {"reset", content_action::reset},
                 {"quarantine", content_action::quarantine}};
-            const std::string s = a.IsScalar() ? a.Scalar() : "";
+            const std::string s = a.is_scalar() ? a.scalar() : "";
             auto it = std::find_if(actions.begin(), actions.end(), [&](const auto& p) { return p.first == s; });
             if (it == actions.end()) {
                 r.error(a, path + ".action",
-                        (a.IsScalar() ? "'" + s + "'" : std::string("value")) +
+                        (a.is_scalar() ? "'" + s + "'" : std::string("value")) +
                             " is not one of: event, tighten, tempfail, reset, quarantine");
                 ok = false;
             } else {

@@ -15,7 +15,7 @@
 // `list_path` is how messages name the list ("rules", "content.rules", ...).
 #pragma once
 
-#include <yaml-cpp/yaml.h>
+#include "yaml_tree.h"
 
 #include <string>
 #include <vector>
@@ -24,7 +24,7 @@
 
 namespace sekisho {
 
-std::vector<content_rule> parse_content_rules(const YAML::Node& list, const std::string& file,
+std::vector<content_rule> parse_content_rules(const yaml::node& list, const std::string& file,
                                               std::vector<std::string>& errors,
                                               const std::string& list_path = "rules");
 

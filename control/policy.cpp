@@ -1,10 +1,10 @@
 #include "policy.h"
 
 #include "content_rules_yaml.h"
+#include "yaml_tree.h"
 #include "sender_signals.h"
 
 #include <arpa/inet.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -102,16 +102,16 @@ public:
     policy_reader(std::string name, std::map<std::string, int>* key_lines = nullptr)
         : name_(std::move(name)), key_lines_(key_lines) {}
 
-    void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
-        const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
+    void error(const yaml::node& at, const std::string& path, const std::string& msg) {
+        const int line = at.line();
         errors_.push_back(name_ + ":" + std::to_string(line) + ": " + (path.empty() ? "" : path + ": ") + msg);
     }
 
     // Reports keys of `map` not in `known`.
-    void check_keys(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known) {
+    void check_keys(const yaml::node& map, const std::string& path, const std::vector<std::string>& known) {
         for (auto it = map.begin(); it != map.end(); ++it) {
-            const std::string key = it->first.Scalar();
-            if (key_lines_) key_lines_->emplace(path.empty() ? key : path + "." + key, it->first.Mark().line + 1);
+            const std::string key = it->first.scalar();
+            if (key_lines_) key_lines_->emplace(path.empty() ? key : path + "." + key, it->first.line());
             if (std::find(known.begin(), known.end(), key) == known.end()) {
                 std::string list;
                 for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -121,19 +121,19 @@ public:
         }
     }
 
-    bool is_map(const YAML::Node& n, const std::string& path) {
-        if (n.IsMap()) return true;
+    bool is_map(const yaml::node& n, const std::string& path) {
+        if (n.is_map()) return true;
         error(n, path, "expected a mapping of keys to values");
         return false;
     }
 
-    std::optional<long long> integer(const YAML::Node& n, const std::string& path, long long lo, long long hi) {
-        if (!n.IsScalar()) {
+    std::optional<long long> integer(const yaml::node& n, const std::string& path, long long lo, long long hi) {
+        if (!n.is_scalar()) {
             error(n, path, "expected an integer");
             return std::nullopt;
         }
         long long v = 0;
-        const std::string& s = n.Scalar();
+        const std::string& s = n.scalar();
         const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
             error(n, path, "'" + s + "' is not an integer");
@@ -147,9 +147,9 @@ public:
         return v;
     }
 
-    std::vector<uint16_t> ports(const YAML::Node& n, const std::string& path) {
+    std::vector<uint16_t> ports(const yaml::node& n, const std::string& path) {
         std::vector<uint16_t> out;
-        if (!n.IsSequence()) {
+        if (!n.is_sequence()) {
             error(n, path, "expected a list of TCP ports, e.g. [25]");
             return out;
         }
@@ -166,9 +166,9 @@ public:
         return out;
     }
 
-    std::vector<ip_prefix> prefixes(const YAML::Node& n, const std::string& path) {
+    std::vector<ip_prefix> prefixes(const yaml::node& n, const std::string& path) {
         std::vector<ip_prefix> out;
-        if (!n.IsSequence()) {
+        if (!n.is_sequence()) {
             error(n, path, "expected a list of prefixes, e.g. [198.51.100.0/24, \"2001:db8::/32\"]");
             return out;
         }
@@ -177,17 +177,17 @@ public:
         seen.reserve(n.size());
         for (size_t i = 0; i < n.size(); ++i) {
             const std::string p = path + "[" + std::to_string(i) + "]";
-            if (!n[i].IsScalar()) {
+            if (!n[i].is_scalar()) {
                 error(n[i], p, "expected a prefix such as 198.51.100.0/24");
                 continue;
             }
             std::string why;
-            auto prefix = parse_prefix(n[i].Scalar(), why);
+            auto prefix = parse_prefix(n[i].scalar(), why);
             if (!prefix) {
                 error(n[i], p, why);
                 continue;
             }
-            prefix->line = n[i].Mark().line + 1;
+            prefix->line = n[i].line();
             if (const auto [it, added] = seen.emplace(*prefix, prefix->line); !added) {
                 error(n[i], p, prefix->to_string() + " is listed twice (first at line " + std::to_string(it->second) + ")");
                 continue;
@@ -197,31 +197,31 @@ public:
         return out;
     }
 
-    std::optional<uint64_t> duration(const YAML::Node& n, const std::string& path) {
-        if (n.IsScalar())
-            if (auto d = parse_duration(n.Scalar())) return d;
-        error(n, path, (n.IsScalar() ? "'" + n.Scalar() + "'" : std::string("value")) +
+    std::optional<uint64_t> duration(const yaml::node& n, const std::string& path) {
+        if (n.is_scalar())
+            if (auto d = parse_duration(n.scalar())) return d;
+        error(n, path, (n.is_scalar() ? "'" + n.scalar() + "'" : std::string("value")) +
                            " is not a duration (a positive number with ms, s, m, h or d, e.g. 10m)");
         return std::nullopt;
     }
 
-    std::optional<std::string> name(const YAML::Node& n, const std::string& path) {
-        if (!n.IsScalar() || n.Scalar().empty()) {
+    std::optional<std::string> name(const yaml::node& n, const std::string& path) {
+        if (!n.is_scalar() || n.scalar().empty()) {
             error(n, path, "expected a non-empty name");
             return std::nullopt;
         }
-        return n.Scalar();
+        return n.scalar();
     }
 
     template <typename E>
-    std::optional<E> choice(const YAML::Node& n, const std::string& path,
+    std::optional<E> choice(const yaml::node& n, const std::string& path,
                             const std::vector<std::pair<std::string, E>>& options) {
         std::string list;
         for (const auto& [name, value] : options) {
-            if (n.IsScalar() && n.Scalar() == name) return value;
+            if (n.is_scalar() && n.scalar() == name) return value;
             list += (list.empty() ? "" : ", ") + name;
         }
-        error(n, path, (n.IsScalar() ? "'" + n.Scalar() + "'" : std::string("value")) +
+        error(n, path, (n.is_scalar() ? "'" + n.scalar() + "'" : std::string("value")) +
                            " is not one of: " + list);
         return std::nullopt;
     }
@@ -236,45 +236,45 @@ private:
     std::vector<std::string> errors_;
 };
 
-// yaml-cpp keeps every pair of a mapping and answers node["key"] with the
-// first: a key written twice would silently lose its second value. Every
+// A mapping keeps every pair and node["key"] answers with the first: a key
+// written twice would silently lose its second value. Every
 // mapping in the document is checked, sequences included (a limit's keys).
-void refuse_duplicate_keys(policy_reader& r, const YAML::Node& n, const std::string& path) {
-    if (n.IsMap()) {
+void refuse_duplicate_keys(policy_reader& r, const yaml::node& n, const std::string& path) {
+    if (n.is_map()) {
         std::map<std::string, int> seen;
         for (auto it = n.begin(); it != n.end(); ++it) {
-            const std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
+            const std::string key = it->first.is_scalar() ? it->first.scalar() : std::string("?");
             const std::string sub = path.empty() ? key : path + "." + key;
-            const int line = it->first.Mark().line + 1;
+            const int line = it->first.line();
             if (const auto [at, added] = seen.emplace(key, line); !added)
                 r.error(it->first, sub, "duplicate key (first at line " + std::to_string(at->second) + ")");
             refuse_duplicate_keys(r, it->second, sub);
         }
-    } else if (n.IsSequence()) {
+    } else if (n.is_sequence()) {
         size_t i = 0;
         for (auto it = n.begin(); it != n.end(); ++it, ++i)
-            if (it->IsMap() || it->IsSequence()) refuse_duplicate_keys(r, *it, path + "[" + std::to_string(i) + "]");
+            if ((*it).is_map() || (*it).is_sequence()) refuse_duplicate_keys(r, *it, path + "[" + std::to_string(i) + "]");
     }
 }
 
-void read_bindings(policy_reader& r, const YAML::Node& list, policy& pol) {
-    if (!list.IsSequence()) {
+void read_bindings(policy_reader& r, const yaml::node& list, policy& pol) {
+    if (!list.is_sequence()) {
         r.error(list, "subscribers.bindings", "expected a list of {prefix: ..., account: ...}");
         return;
     }
     for (size_t i = 0; i < list.size(); ++i) {
-        const YAML::Node b = list[i];
+        const yaml::node b = list[i];
         const std::string path = "subscribers.bindings[" + std::to_string(i) + "]";
         if (!r.is_map(b, path)) continue;
         r.check_keys(b, path, {"prefix", "account"});
         static_binding sb;
-        sb.line = b.Mark().line + 1;
+        sb.line = b.line();
         if (!b["prefix"] || !b["account"]) {
             r.error(b, path, "needs both prefix and account");
             continue;
         }
         std::string why;
-        auto p = b["prefix"].IsScalar() ? parse_prefix(b["prefix"].Scalar(), why) : std::nullopt;
+        auto p = b["prefix"].is_scalar() ? parse_prefix(b["prefix"].scalar(), why) : std::nullopt;
         if (!p) {
             r.error(b["prefix"], path + ".prefix", why.empty() ? "expected an address or prefix" : why);
             continue;
@@ -288,12 +288,12 @@ void read_bindings(policy_reader& r, const YAML::Node& list, policy& pol) {
     }
 }
 
-void read_account_groups(policy_reader& r, const YAML::Node& map, policy& pol) {
+void read_account_groups(policy_reader& r, const yaml::node& map, policy& pol) {
     if (!r.is_map(map, "account_groups")) return;
     for (auto it = map.begin(); it != map.end(); ++it) {
-        const std::string group = it->first.Scalar();
+        const std::string group = it->first.scalar();
         const std::string path = "account_groups." + group;
-        if (!it->second.IsSequence()) {
+        if (!it->second.is_sequence()) {
             r.error(it->second, path, "expected a list of account names");
             continue;
         }
@@ -307,22 +307,22 @@ void read_account_groups(policy_reader& r, const YAML::Node& map, policy& pol) {
                                            std::to_string(max_account_groups));
 }
 
-void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
+void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
     constexpr size_t max_limits = 16;
-    if (!list.IsSequence()) {
+    if (!list.is_sequence()) {
         r.error(list, "limits", "expected a list of limits");
         return;
     }
     if (list.size() > max_limits)
         r.error(list, "limits", std::to_string(list.size()) + " limits; at most " + std::to_string(max_limits));
     for (size_t i = 0; i < list.size(); ++i) {
-        const YAML::Node l = list[i];
+        const yaml::node l = list[i];
         const std::string path = "limits[" + std::to_string(i) + "]";
         if (!r.is_map(l, path)) continue;
         r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
                                "cooldown"});
         limit_rule rule;
-        rule.line = l.Mark().line + 1;
+        rule.line = l.line();
         bool ok = true;
         if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
             rule.name = *n;
@@ -357,7 +357,7 @@ void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
             ok = false;
         }
         if (l["applies_to"]) {
-            const std::string a = l["applies_to"].IsScalar() ? l["applies_to"].Scalar() : "";
+            const std::string a = l["applies_to"].is_scalar() ? l["applies_to"].scalar() : "";
             bool known = a == "any" || a == "dynamic" || a == "static";
             if (a.rfind("group:", 0) == 0) {
                 const std::string g = a.substr(6);
@@ -424,15 +424,15 @@ void read_limits(policy_reader& r, const YAML::Node& list, policy& pol) {
                                     std::to_string(max_subscriber_limit_slots));
 }
 
-void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
+void read_inspection(policy_reader& r, const yaml::node& n, policy& pol) {
     inspection_settings& in = pol.inspection;
-    pol.inspection_line = n.Mark().line + 1;
+    pol.inspection_line = n.line();
     r.check_keys(n, "inspection", {"enabled", "max_body_bytes", "flows_per_worker", "rules", "compile_timeout",
                                    "signals", "campaign", "message_actions", "subscriber_actions"});
     in.enabled = true;
     if (n["enabled"]) {
-        if (n["enabled"].IsScalar() && (n["enabled"].Scalar() == "true" || n["enabled"].Scalar() == "false"))
-            in.enabled = n["enabled"].Scalar() == "true";
+        if (n["enabled"].is_scalar() && (n["enabled"].scalar() == "true" || n["enabled"].scalar() == "false"))
+            in.enabled = n["enabled"].scalar() == "true";
         else
             r.error(n["enabled"], "inspection.enabled", "expected true or false");
     }
@@ -449,7 +449,7 @@ void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
     if (n["flows_per_worker"])
         if (auto v = r.integer(n["flows_per_worker"], "inspection.flows_per_worker", 16, 1 << 22))
             in.flows_per_worker = static_cast<uint32_t>(*v);
-    auto windowed = [&](const YAML::Node& w, const std::string& path, windowed_score& into) {
+    auto windowed = [&](const yaml::node& w, const std::string& path, windowed_score& into) {
         if (!r.is_map(w, path)) return;
         r.check_keys(w, path, {"max", "window", "score"});
         if (!w["max"] || !w["window"] || !w["score"]) {
@@ -485,16 +485,16 @@ void read_inspection(policy_reader& r, const YAML::Node& n, policy& pol) {
         if (c["recipients"]) windowed(c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
         if (c["subscribers"]) windowed(c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
     }
-    auto thresholds = [&](const YAML::Node& list, const std::string& path, score_threshold* into, unsigned& count,
+    auto thresholds = [&](const yaml::node& list, const std::string& path, score_threshold* into, unsigned& count,
                           bool per_message) {
-        if (!list.IsSequence()) {
+        if (!list.is_sequence()) {
             r.error(list, path, "expected a list of {score: N, action: A}");
             return;
         }
         if (list.size() > max_score_thresholds)
             r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
         for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
-            const YAML::Node t = list[i];
+            const yaml::node t = list[i];
             const std::string tp = path + "[" + std::to_string(i) + "]";
             if (!r.is_map(t, tp)) continue;
             r.check_keys(t, tp, {"score", "action"});
@@ -547,32 +547,32 @@ std::optional<uint64_t> parse_bytes(std::string_view text) {
     return std::nullopt;
 }
 
-void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
+void read_events(policy_reader& r, const yaml::node& n, policy& pol) {
     events_config& ev = pol.events;
     r.check_keys(n, "events", {"file", "rotate_bytes", "rotate_interval", "keep", "fsync", "fsync_interval",
                                "aggregate_window", "ring_size"});
     // A duration, or 0 ("0", "0s") where 0 switches the feature off.
-    auto duration_or_zero = [&](const YAML::Node& v, const std::string& path) -> std::optional<uint64_t> {
-        if (v.IsScalar() && !v.Scalar().empty() && v.Scalar()[0] == '0') {
-            const std::string unit = v.Scalar().substr(1);
+    auto duration_or_zero = [&](const yaml::node& v, const std::string& path) -> std::optional<uint64_t> {
+        if (v.is_scalar() && !v.scalar().empty() && v.scalar()[0] == '0') {
+            const std::string unit = v.scalar().substr(1);
             if (unit.empty() || unit == "ms" || unit == "s" || unit == "m" || unit == "h" || unit == "d") return 0;
         }
-        if (v.IsScalar())
-            if (auto d = parse_duration(v.Scalar())) return d;
-        r.error(v, path, (v.IsScalar() ? "'" + v.Scalar() + "'" : std::string("value")) +
+        if (v.is_scalar())
+            if (auto d = parse_duration(v.scalar())) return d;
+        r.error(v, path, (v.is_scalar() ? "'" + v.scalar() + "'" : std::string("value")) +
                              " is not a duration (0, or a positive number with ms, s, m, h or d, e.g. 10s)");
         return std::nullopt;
     };
     if (n["file"])
         if (auto v = r.name(n["file"], "events.file")) ev.file = *v;
     if (const auto b = n["rotate_bytes"]) {
-        const auto v = b.IsScalar() ? parse_bytes(b.Scalar()) : std::nullopt;
+        const auto v = b.is_scalar() ? parse_bytes(b.scalar()) : std::nullopt;
         if (!v)
-            r.error(b, "events.rotate_bytes", (b.IsScalar() ? "'" + b.Scalar() + "'" : std::string("value")) +
+            r.error(b, "events.rotate_bytes", (b.is_scalar() ? "'" + b.scalar() + "'" : std::string("value")) +
                                                   " is not a size (bytes, or a number with KB, MB or GB, e.g. 100MB; "
                                                   "0: no size rotation)");
         else if (*v != 0 && *v < 4096)
-            r.error(b, "events.rotate_bytes", "'" + b.Scalar() + "' is below 4KB (0: no size rotation)");
+            r.error(b, "events.rotate_bytes", "'" + b.scalar() + "' is below 4KB (0: no size rotation)");
         else
             ev.rotate_bytes = *v;
     }
@@ -608,12 +608,12 @@ void read_events(policy_reader& r, const YAML::Node& n, policy& pol) {
         if (auto v = r.integer(n["ring_size"], "events.ring_size", 1, 1 << 22)) ev.ring_size = static_cast<uint32_t>(*v);
 }
 
-policy read_policy(const YAML::Node& root, const std::string& name) {
+policy read_policy(const yaml::node& root, const std::string& name) {
     policy pol;
     pol.source = name;
     policy_reader r(name, &pol.key_lines);
 
-    if (!root.IsDefined() || root.IsNull()) throw policy_error({name + ":1: the policy is empty"});
+    if (!root.defined() || root.is_null()) throw policy_error({name + ":1: the policy is empty"});
     if (!r.is_map(root, "")) throw policy_error(r.take_errors());
     refuse_duplicate_keys(r, root, "");
     r.check_keys(root, "", {"version", "ports", "subscribers", "relays", "op25b", "account_groups", "limits",
@@ -740,18 +740,19 @@ policy read_policy(const YAML::Node& root, const std::string& name) {
     return pol;
 }
 
-YAML::Node parse_yaml(const std::string& text, const std::string& name) {
+yaml::document parse_yaml(const std::string& text, const std::string& name) {
     try {
-        return YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-        throw policy_error({name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg});
+        return yaml::document::parse(text);
+    } catch (const yaml::syntax_error& e) {
+        throw policy_error({name + ":" + std::to_string(e.line()) + ": YAML syntax error: " + e.what()});
     }
 }
 
 }  // namespace
 
 policy load_policy_text(const std::string& text, const std::string& name) {
-    return read_policy(parse_yaml(text, name), name);
+    const yaml::document doc = parse_yaml(text, name);
+    return read_policy(doc.root(), name);
 }
 
 std::string read_policy_file(const std::string& path) {

@@ -59,13 +59,19 @@ subscriber_table::subscriber_table(const char* name, uint32_t capacity, rte_rcu_
 subscriber_table::~subscriber_table() { rte_hash_free(hash_); }
 
 bool subscriber_table::bind(const subscriber_key& key, uint32_t account_id) {
-    if (rte_hash_lookup(hash_, &key) < 0 && size() >= capacity_) return false;
-    return rte_hash_add_key_data(hash_, &key, reinterpret_cast<void*>(static_cast<uintptr_t>(account_id))) == 0;
+    const bool added = rte_hash_lookup(hash_, &key) < 0;
+    if (added && size_ >= capacity_) return false;
+    if (rte_hash_add_key_data(hash_, &key, reinterpret_cast<void*>(static_cast<uintptr_t>(account_id))) != 0)
+        return false;
+    if (added) ++size_;
+    return true;
 }
 
-bool subscriber_table::unbind(const subscriber_key& key) { return rte_hash_del_key(hash_, &key) >= 0; }
-
-uint32_t subscriber_table::size() const { return static_cast<uint32_t>(rte_hash_count(hash_)); }
+bool subscriber_table::unbind(const subscriber_key& key) {
+    if (rte_hash_del_key(hash_, &key) < 0) return false;
+    --size_;
+    return true;
+}
 
 bool subscriber_table::iterate(const void** key, void** data, uint32_t* next) const {
     return rte_hash_iterate(hash_, key, data, next) >= 0;

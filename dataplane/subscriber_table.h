@@ -44,7 +44,10 @@ public:
     // Control thread only. bind() returns false when the table is full.
     bool bind(const subscriber_key& key, uint32_t account_id);
     bool unbind(const subscriber_key& key);
-    uint32_t size() const;
+    // Bindings in force. Counted here, not by rte_hash_count(): a deleted
+    // entry's slot stays taken until its RCU grace period ends, and that
+    // count would include it.
+    uint32_t size() const { return size_; }
     uint32_t capacity() const { return capacity_; }
 
     // Control thread: calls f(key, account_id) for each binding (at most `max`).
@@ -64,6 +67,7 @@ private:
     bool iterate(const void** key, void** data, uint32_t* next) const;
     rte_hash* hash_;
     uint32_t capacity_;
+    uint32_t size_ = 0;
 };
 
 }  // namespace sekisho

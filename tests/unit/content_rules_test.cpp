@@ -291,8 +291,8 @@ TEST(content_rules, stream_state_size_reported) {
 // ---- the YAML list reader --------------------------------------------------
 
 std::vector<content_rule> parse(const std::string& text, strings& errors) {
-    const YAML::Node root = YAML::Load(text);
-    return parse_content_rules(root["rules"], "p.yaml", errors);
+    const yaml::document doc = yaml::document::parse(text);
+    return parse_content_rules(doc.root()["rules"], "p.yaml", errors);
 }
 
 TEST(content_rules_yaml, full_rules) {

@@ -227,14 +227,17 @@ TEST(policy, yaml_syntax_error_has_a_line) {
     const strings e = errors_of("version: 1\nports:\n  smtp: [25\n  submission: [587]\nop25b: {mode: enforce\n");
     ASSERT_EQ(e.size(), 1u);
     EXPECT_EQ(e[0].rfind("p.yaml:", 0), 0u);
-    // yaml-cpp marks where it notices the missing ']': the next line.
-    EXPECT_EQ(e[0], "p.yaml:4: YAML syntax error: end of sequence flow not found");
+    // libyaml marks where it notices the missing ']': the next line.
+    EXPECT_EQ(e[0], "p.yaml:4: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence)");
     const strings tab = errors_of("version: 1\nports:\n\tsmtp: [25]\n");
     ASSERT_EQ(tab.size(), 1u);
     EXPECT_EQ(tab[0].rfind("p.yaml:3: YAML syntax error", 0), 0u) << tab[0];
     const strings e2 = errors_of("version: 1\nops: x\n op25b: y\n");
     ASSERT_EQ(e2.size(), 1u);
-    EXPECT_EQ(e2[0], "p.yaml:3: YAML syntax error: illegal map value");
+    EXPECT_EQ(e2[0], "p.yaml:3: YAML syntax error: mapping values are not allowed in this context");
+    // A second document would be read by nobody: refused.
+    EXPECT_EQ(errors_of("version: 1\n---\nversion: 1\n"),
+              strings{"p.yaml:2: YAML syntax error: a second YAML document; a file holds one"});
 }
 
 TEST(policy, empty_file) {

@@ -1,6 +1,7 @@
 // The subscriber table (rte_hash): keys wherever callers build them.
 #include <gtest/gtest.h>
 #include <rte_hash_crc.h>
+#include <rte_rcu_qsbr.h>
 
 #include <cstring>
 #include <memory>
@@ -44,6 +45,30 @@ TEST(subscriber_table, lookup_of_a_key_at_an_odd_address) {
     EXPECT_EQ(t.lookup(subscriber_key::v4(0xC6336408)), 0u);
     EXPECT_TRUE(t.unbind(k));
     EXPECT_EQ(t.lookup(k), 0u);
+}
+
+// A deleted entry's slot is reclaimed only after an RCU grace period (a
+// worker that never reports quiescent holds it): the table's size is what is
+// bound, not what rte_hash still holds, and the capacity counts bindings.
+TEST(subscriber_table, size_and_capacity_count_bindings_not_slots_awaiting_reclaim) {
+    const size_t qsbr_size = rte_rcu_qsbr_get_memsize(1);
+    std::unique_ptr<uint8_t[]> mem(new uint8_t[qsbr_size + 64]);
+    auto* qsbr = reinterpret_cast<rte_rcu_qsbr*>((reinterpret_cast<uintptr_t>(mem.get()) + 63) & ~uintptr_t{63});
+    ASSERT_EQ(rte_rcu_qsbr_init(qsbr, 1), 0);
+    ASSERT_EQ(rte_rcu_qsbr_thread_register(qsbr, 0), 0);
+    rte_rcu_qsbr_thread_online(qsbr, 0);   // a reader that never passes a quiescent state
+    subscriber_table t("st_test_reclaim", 64, qsbr);
+    for (uint32_t i = 0; i < 64; ++i) ASSERT_TRUE(t.bind(subscriber_key::v4(0xC6336400 + i), 1)) << i;
+    EXPECT_EQ(t.size(), 64u);
+    EXPECT_FALSE(t.bind(subscriber_key::v4(0xC6336440), 1)) << "the table holds 64";
+    EXPECT_TRUE(t.bind(subscriber_key::v4(0xC6336400), 2)) << "rebinding a bound key takes no slot";
+    for (uint32_t i = 0; i < 32; ++i) ASSERT_TRUE(t.unbind(subscriber_key::v4(0xC6336400 + i)));
+    EXPECT_FALSE(t.unbind(subscriber_key::v4(0xC6336400))) << "already unbound";
+    EXPECT_EQ(t.size(), 32u) << "the 32 deleted slots await their grace period, they are not bindings";
+    for (uint32_t i = 0; i < 32; ++i) EXPECT_TRUE(t.bind(subscriber_key::v4(0xC6336480 + i), 3)) << i;
+    EXPECT_EQ(t.size(), 64u);
+    rte_rcu_qsbr_thread_offline(qsbr, 0);
+    rte_rcu_qsbr_thread_unregister(qsbr, 0);
 }
 
 TEST(bounded_table, find_of_a_key_at_an_odd_address) {
