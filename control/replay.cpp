@@ -257,6 +257,7 @@ int run_replay(const replay_options& opt) {
         report["events"]["aggregated"] = ec.aggregated;
         report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
         report["events"]["rotations"] = ec.rotations;
+        report["events"]["reopened"] = ec.reopened;
         report["events"]["pending"] = ec.pending;
     }
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};
