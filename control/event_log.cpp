@@ -182,15 +182,41 @@ event_log::~event_log() {
 uint64_t event_log::file_now() const { return file_now_fn_ ? file_now_fn_() : monotonic_ns(); }
 
 bool event_log::open_file() {
-    fd_ = ::open(config_.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    // After start (rotation, following the path) the open must not wait: a
+    // FIFO put at the path would block the control thread until a reader came.
+    const int nonblocking = fd_opened_once_ ? O_NONBLOCK : 0;
+    fd_ = ::open(config_.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | nonblocking, 0640);
     opened_ns_ = file_now();
     if (fd_ < 0) return false;
+    fd_opened_once_ = true;
+    if (nonblocking) ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
     struct stat st {};
     if (::fstat(fd_, &st) == 0) {
         regular_ = S_ISREG(st.st_mode);
         size_ = regular_ ? static_cast<uint64_t>(st.st_size) : 0;
+        dev_ = st.st_dev;
+        ino_ = st.st_ino;
     }
     return true;
+}
+
+void event_log::follow_path() {
+    if (!regular_ || fd_ < 0) return;
+    struct stat st {};
+    if (::stat(config_.file.c_str(), &st) == 0) {
+        if (st.st_dev == dev_ && st.st_ino == ino_) return;
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+        return;   // cannot tell (EACCES, EIO...): keep writing to the open file
+    }
+    // Deleted, or moved away (and maybe replaced): what was written stays in
+    // the old file, synced as before a rotation; new lines go to the path.
+    if (config_.fsync != events_fsync::never && dirty_) sync();
+    ::close(fd_);
+    fd_ = -1;
+    dirty_ = false;
+    size_ = 0;
+    ++c_.reopened;
+    if (!open_file()) ++c_.io_errors;   // retried by the next write, its lines counted lost meanwhile
 }
 
 size_t event_log::drain(const std::vector<event_ring*>& rings, const event_names& names) {
@@ -299,6 +325,7 @@ void event_log::poll() {
         if (now > event_now_) event_now_ = now;
     }
     if (config_.aggregate_window_ns) close_due();
+    follow_path();
     const uint64_t now = file_now();
     if (regular_ && config_.rotate_interval_ns && now - opened_ns_ >= config_.rotate_interval_ns) {
         if (size_ > 0) rotate();
@@ -314,6 +341,7 @@ void event_log::flush_all() {
     if (config_.aggregate_window_ns) {
         while (!order_.empty()) close_window(windows_.find(order_.begin()->second));
     }
+    if (!queued_lines_.empty()) follow_path();
     write_queued();
     if (dirty_ && config_.fsync != events_fsync::never) sync();
 }

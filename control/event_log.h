@@ -1,7 +1,15 @@
 // Drains the workers' event rings into a JSON-lines log (control thread):
 // per-subscriber aggregation, size/time rotation, an fsync policy, and loss
 // accounting. The schema and the behaviour are in docs/events.md.
+//
+// The log follows its path: before each batch it compares the open file with
+// what the path names (one stat(2) per drain, every 10 ms live), and if the
+// file was deleted, or moved away and maybe replaced by another, it opens the
+// path again (created if absent) and counts `reopened`, so lines never go on
+// into a file nobody can read.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -41,6 +49,7 @@ struct event_log_counters {
     uint64_t aggregated = 0;            // events merged into an earlier event's line
     uint64_t aggregation_overflow = 0;  // lines closed before their window ended (too many keys)
     uint64_t rotations = 0;
+    uint64_t reopened = 0;              // the path no longer named the open file: opened again
     uint64_t pending = 0;               // events waiting in an open aggregation window
 };
 
@@ -114,6 +123,7 @@ private:
     void write_queued();
     void write_chunk(size_t from_line, size_t to_line);
     void rotate();
+    void follow_path();                              // reopen if the path names another file, or none
     bool open_file();
     void sync();
     uint64_t file_now() const;
@@ -121,7 +131,10 @@ private:
     events_config config_;
     clock_fn event_now_fn_, file_now_fn_;
     int fd_ = -1;
-    bool regular_ = false;   // a regular file: rotation and fsync apply
+    bool fd_opened_once_ = false;   // later opens must not block (O_NONBLOCK)
+    bool regular_ = false;   // a regular file: rotation, fsync and following the path apply
+    dev_t dev_ = 0;          // the open file's identity, compared with the path's
+    ino_t ino_ = 0;
     uint64_t size_ = 0;
     uint64_t opened_ns_ = 0, synced_ns_ = 0;
     bool dirty_ = false;     // written since the last fsync

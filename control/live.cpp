@@ -148,6 +148,7 @@ int run_live(const live_options& opt) {
         c.events_aggregated = gw.events().counters().aggregated;
         c.event_io_errors = gw.events().counters().io_errors;
         c.event_rotations = gw.events().counters().rotations;
+        c.event_reopens = gw.events().counters().reopened;
         if (const auto* rc = identity.radius_counters()) {
             c.radius = true;
             c.radius_results = {{"accepted", rc->accepted},
@@ -258,6 +259,7 @@ int run_live(const live_options& opt) {
         report["events"]["aggregated"] = ec.aggregated;
         report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
         report["events"]["rotations"] = ec.rotations;
+        report["events"]["reopened"] = ec.reopened;
         report["events"]["pending"] = ec.pending;
     }
     report["subscribers"] = {{"bindings", gw.subscribers().size()},

@@ -189,6 +189,11 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     auto rotations = family("sekisho_event_log_rotations_total", "Event log rotations.", MetricType::Counter);
     add(rotations, {}, static_cast<double>(s.event_rotations));
     out.push_back(std::move(rotations));
+    auto reopens = family("sekisho_event_log_reopens_total",
+                          "Event log file deleted or replaced underneath, and opened again at its path.",
+                          MetricType::Counter);
+    add(reopens, {}, static_cast<double>(s.event_reopens));
+    out.push_back(std::move(reopens));
     out.push_back(std::move(events));
 
     if (s.port_stats) {

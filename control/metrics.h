@@ -40,7 +40,7 @@ struct control_snapshot {
     uint64_t flows = 0, flow_capacity = 0;
     uint64_t mbufs_in_use = 0, mbufs_total = 0;
     uint64_t events_written = 0, event_write_errors = 0;
-    uint64_t events_aggregated = 0, event_io_errors = 0, event_rotations = 0;
+    uint64_t events_aggregated = 0, event_io_errors = 0, event_rotations = 0, event_reopens = 0;
     bool radius = false;
     // RADIUS datagrams by result (listener_counters), in a fixed order.
     std::vector<std::pair<std::string, uint64_t>> radius_results;

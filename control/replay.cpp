@@ -8,11 +8,15 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 #include "counters_report.h"
 #include "eal_session.h"
@@ -81,15 +85,80 @@ int replay_worker_main(void* arg) {
     return 0;
 }
 
-void check_capture(const std::string& path) {
+// pcapng block types (the pcapng specification): the section header, and the
+// blocks that carry a packet (enhanced, simple, and the obsolete packet block).
+constexpr uint32_t pcapng_section_header = 0x0A0D0D0A;
+constexpr uint32_t pcapng_byte_order_magic = 0x1A2B3C4D;
+bool pcapng_packet_block(uint32_t type) { return type == 6 || type == 3 || type == 2; }
+
+// Where in a pcapng file the block that libpcap could not read starts. `from`
+// is where libpcap began reading for the record (the end of the previous
+// one): the blocks from there are walked by their lengths up to the first
+// one that is cut off, has an impossible length, or carries a packet.
+// `swapped`: the section's byte order is not this machine's.
+long pcapng_failing_block(const std::string& path, long from, bool swapped) {
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(0, std::ios::end);
+    const long size = static_cast<long>(in.tellg());
+    long at = from;
+    for (;;) {
+        uint32_t head[3] = {};   // type, total length, and a section header's byte-order magic
+        in.seekg(at);
+        in.read(reinterpret_cast<char*>(head), sizeof head);
+        if (in.gcount() < 8) return at;
+        in.clear();
+        const uint32_t type = swapped ? __builtin_bswap32(head[0]) : head[0];
+        if (type == pcapng_section_header) swapped = head[2] == __builtin_bswap32(pcapng_byte_order_magic);
+        const uint32_t length = swapped ? __builtin_bswap32(head[1]) : head[1];
+        if (pcapng_packet_block(type) || length < 12 || length % 4 != 0 || length > size - at) return at;
+        at += length;
+    }
+}
+
+// Reads the whole capture once, as net_pcap will (libpcap's pcap_next_ex),
+// before anything is replayed: net_pcap takes libpcap's read error for the
+// end of the file, so a capture cut short or corrupt would replay its first
+// records and end "successfully". A frame longer than 65535 bytes is refused
+// too: net_pcap's 16-bit copy length would wrap (and crash the replay).
+// Returns the number of records. Throws std::runtime_error naming the file,
+// the record (from 1), the byte offset where it starts and libpcap's reason;
+// or for a link type other than Ethernet. Costs one extra sequential read of
+// the file.
+uint64_t check_capture(const std::string& path) {
     char err[PCAP_ERRBUF_SIZE] = {};
     pcap_t* p = pcap_open_offline(path.c_str(), err);
     if (p == nullptr) throw std::runtime_error(path + ": cannot read the capture: " + err);
+    std::unique_ptr<pcap_t, void (*)(pcap_t*)> close(p, pcap_close);
     const int link = pcap_datalink(p);
-    pcap_close(p);
     if (link != DLT_EN10MB)
         throw std::runtime_error(path + ": link type " + std::to_string(link) +
                                  " is not Ethernet; Sekisho replays Ethernet captures only");
+    uint32_t magic = 0;
+    std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(&magic), sizeof magic);
+    const bool pcapng = magic == pcapng_section_header;
+    FILE* file = pcap_file(p);
+    uint64_t records = 0;
+    for (;;) {
+        const long offset = file ? std::ftell(file) : -1;
+        pcap_pkthdr* header = nullptr;
+        const u_char* data = nullptr;
+        const int rc = pcap_next_ex(p, &header, &data);
+        if (rc == PCAP_ERROR_BREAK) return records;   // the end of the file, at a record boundary
+        std::string reason;
+        if (rc != 1)
+            reason = pcap_geterr(p);
+        else if (header->caplen > UINT16_MAX)   // net_pcap copies a frame with a 16-bit length
+            reason = "a frame of " + std::to_string(header->caplen) + " bytes is longer than net_pcap carries (" +
+                     std::to_string(UINT16_MAX) + ")";
+        if (reason.empty()) {
+            ++records;
+            continue;
+        }
+        const long at = pcapng && offset >= 0 ? pcapng_failing_block(path, offset, pcap_is_swapped(p) == 1) : offset;
+        throw std::runtime_error(path + ": record " + std::to_string(records + 1) +
+                                 (at >= 0 ? " at offset " + std::to_string(at) : std::string()) + ": " + reason +
+                                 "; nothing was replayed");
+    }
 }
 
 void check_devarg_path(const std::string& path) {
@@ -122,10 +191,14 @@ uint64_t replay_affinity(gateway& gw, const parsed_packet& p, ingress side, cons
 }  // namespace
 
 int run_replay(const replay_options& opt) {
+    // summary.json is written last, by a replay that read the whole capture:
+    // one an earlier replay left in DIR goes first, whatever fails below.
+    std::error_code no_summary;
+    std::filesystem::remove(std::filesystem::path(opt.out_dir) / "summary.json", no_summary);
     const policy pol = load_policy_file(opt.policy_path);  // policy_error goes to the caller
     if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
         throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
-    check_capture(opt.capture);
+    const uint64_t capture_records = check_capture(opt.capture);
     std::filesystem::create_directories(opt.out_dir);
     const std::string out_dir = std::filesystem::absolute(opt.out_dir).string();
     const std::string capture = std::filesystem::absolute(opt.capture).string();
@@ -236,11 +309,21 @@ int run_replay(const replay_options& opt) {
     rte_eal_mp_wait_lcore();
     drain_outputs();
     gw.drain_events();
+    // net_pcap ends at a read error as at the end of the file: it must have
+    // read exactly what check_capture() read (the file may have changed since).
+    rte_eth_stats in_stats{};
+    rte_eth_stats_get(in_port, &in_stats);
     for (uint16_t p : {in_port, out_port[0], out_port[1]}) stop_port(p);  // flushes the dumpers
     for (auto& w : workers) {
         rte_ring_free(w->in);
         rte_ring_free(w->out);
     }
+    if (in_stats.ipackets != capture_records || in_stats.ierrors != 0)
+        throw std::runtime_error(opt.capture + ": net_pcap read " + std::to_string(in_stats.ipackets) + " of its " +
+                                 std::to_string(capture_records) + " records (" + std::to_string(in_stats.ierrors) +
+                                 " read errors, " + std::to_string(in_stats.rx_nombuf) +
+                                 " without an mbuf): the capture changed during the replay, or frames were lost; "
+                                 "no summary written");
 
     nlohmann::json report = counters_json(gw.all_counters());
     report["mode"] = "replay";
@@ -257,6 +340,7 @@ int run_replay(const replay_options& opt) {
         report["events"]["aggregated"] = ec.aggregated;
         report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
         report["events"]["rotations"] = ec.rotations;
+        report["events"]["reopened"] = ec.reopened;
         report["events"]["pending"] = ec.pending;
     }
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};

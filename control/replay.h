@@ -9,6 +9,12 @@
 // core side. Writes DIR/to-core.pcap, DIR/to-access.pcap (every frame that
 // left each port, injected RSTs included), DIR/summary.json and
 // DIR/events.jsonl. Capture timestamps are the clock.
+//
+// The capture is read to its end once before anything is replayed: a record
+// libpcap cannot read (cut short, an impossible length) or a frame net_pcap
+// cannot carry is an error naming the record and its byte offset, so a
+// corrupt capture never replays its first part as if it were the whole.
+// summary.json exists only after a replay that read every record.
 #pragma once
 
 #include <string>
@@ -25,7 +31,8 @@ struct replay_options {
 };
 
 // Returns the process exit code. Throws policy_error for a bad policy and
-// std::runtime_error for anything else that stops the replay.
+// std::runtime_error for anything else that stops the replay (a corrupt
+// capture included). Removes DIR/summary.json first.
 int run_replay(const replay_options& options);
 
 }  // namespace sekisho

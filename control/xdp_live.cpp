@@ -83,6 +83,7 @@ int run_xdp_live(const live_options& opt) {
         c.events_aggregated = log.counters().aggregated;
         c.event_io_errors = log.counters().io_errors;
         c.event_rotations = log.counters().rotations;
+        c.event_reopens = log.counters().reopened;
         c.start_time_seconds = started_at;
         return c;
     };
@@ -154,6 +155,7 @@ int run_xdp_live(const live_options& opt) {
         report["events"]["io_errors"] = ec.io_errors;
         report["events"]["aggregated"] = ec.aggregated;
         report["events"]["rotations"] = ec.rotations;
+        report["events"]["reopened"] = ec.reopened;
     }
     if (!opt.summary_path.empty()) {
         std::ofstream f(opt.summary_path);

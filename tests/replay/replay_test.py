@@ -7,6 +7,7 @@ usage: replay_test.py SEKISHOD SOURCE_ROOT
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -279,6 +280,150 @@ class BadInput(unittest.TestCase):
             proc = run_replay(bogus, os.path.join(ROOT, "configs/op25b-enforce.yaml"),
                               os.path.join(tmp, "o"), expect_rc=1)
             self.assertIn("bogus.pcap", proc.stderr)
+
+
+def pcap_records(path):
+    """A classic pcap file as (file header, [(offset, record bytes)]): the
+    record header (16 bytes, little-endian here) and its data."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert struct.unpack_from("<I", data)[0] == 0xA1B2C3D4, "a little-endian microsecond pcap"
+    records, at = [], 24
+    while at < len(data):
+        caplen = struct.unpack_from("<I", data, at + 8)[0]
+        records.append((at, data[at:at + 16 + caplen]))
+        at += 16 + caplen
+    return data[:24], records
+
+
+def pcapng_block(block_type, body):
+    body += b"\0" * (-len(body) % 4)
+    length = 12 + len(body)
+    return struct.pack("<II", block_type, length) + body + struct.pack("<I", length)
+
+
+def pcapng_of(header, records, between=None):
+    """The same frames as a pcapng file (section header, one Ethernet interface
+    with the pcap's snapshot length, microsecond timestamps, one enhanced
+    packet block per record), and the offset of each packet block.
+    `between`: {i: bytes} puts extra blocks before packet block i (from 0)."""
+    snaplen = struct.unpack_from("<I", header, 16)[0]
+    out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += pcapng_block(1, struct.pack("<HHI", 1, 0, snaplen))
+    offsets = []
+    for i, (_, rec) in enumerate(records):
+        out += (between or {}).get(i, b"")
+        sec, usec, caplen, length = struct.unpack_from("<IIII", rec)
+        ts = sec * 1000000 + usec
+        offsets.append(len(out))
+        out += pcapng_block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, caplen, length) + rec[16:])
+    return out, offsets
+
+
+class CorruptCapture(unittest.TestCase):
+    """A capture that cannot be read to its end is refused before anything is
+    replayed: exit 1, the record (from 1) and the byte offset where it starts,
+    libpcap's reason, and no summary.json. Net_pcap alone would take libpcap's
+    read error for the end of the file and replay the records before it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.header, cls.records = pcap_records(os.path.join(ROOT, "tests/data/demo.pcap"))
+        cls.policy = os.path.join(ROOT, "configs/op25b-enforce.yaml")
+
+    def refused(self, content, name, record, offset, reason):
+        with tempfile.TemporaryDirectory() as tmp:
+            capture = os.path.join(tmp, name)
+            with open(capture, "wb") as f:
+                f.write(content)
+            out = os.path.join(tmp, "out")
+            proc = run_replay(capture, self.policy, out, expect_rc=1)
+            self.assertIn(f"{capture}: record {record} at offset {offset}: ", proc.stderr)
+            self.assertIn(reason, proc.stderr)
+            self.assertFalse(os.path.exists(os.path.join(out, "summary.json")), "no summary for a partial capture")
+            self.assertFalse(os.path.exists(os.path.join(out, "to-core.pcap")), "nothing replayed")
+            self.assertNotIn("frames in", proc.stdout)
+            return proc.stderr
+
+    def first(self, n):
+        return self.header + b"".join(rec for _, rec in self.records[:n])
+
+    def test_caplen_larger_than_the_snapshot_length(self):
+        # The probe: three good frames, then a record claiming 0x7fffffff bytes.
+        bad = struct.pack("<IIII", 1795438783, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"\0" * 64
+        self.refused(self.first(3) + bad, "caplen.pcap", 4, self.records[3][0], "2147483647")
+
+    def test_truncated_record_header(self):
+        self.refused(self.first(3) + self.records[3][1][:10], "header.pcap", 4, self.records[3][0], "truncated")
+
+    def test_truncated_record_data(self):
+        self.refused(self.first(3) + self.records[3][1][:16 + 20], "data.pcap", 4, self.records[3][0], "truncated")
+
+    def test_last_record_cut_short(self):
+        whole = self.first(len(self.records))
+        self.refused(whole[:-1], "last.pcap", len(self.records), self.records[-1][0], "truncated")
+
+    def test_frame_longer_than_net_pcap_carries(self):
+        # libpcap reads it (within the 262144 snapshot length); net_pcap's
+        # 16-bit length cannot carry it.
+        sec, usec, _, _ = struct.unpack_from("<IIII", self.records[3][1])
+        big = struct.pack("<IIII", sec, usec, 70000, 70000) + self.records[3][1][16:] + b"\0" * (70000 - len(self.records[3][1]) + 16)
+        self.refused(self.first(3) + big + b"".join(r for _, r in self.records[4:]), "big.pcap", 4,
+                     self.records[3][0], "70000")
+
+    def test_truncated_pcapng_block(self):
+        ng, offsets = pcapng_of(self.header, self.records[:4])
+        self.refused(ng[:offsets[3] + 20], "cut.pcapng", 4, offsets[3], "truncated")
+        self.refused(ng[:offsets[3] + 6], "cuthead.pcapng", 4, offsets[3], "truncated")
+
+    def test_pcapng_block_with_a_bad_length(self):
+        # A name resolution block (valid, skipped by libpcap) before the bad
+        # packet block: the offset is the packet block's, not where reading began.
+        nrb = pcapng_block(4, struct.pack("<HH", 0, 0))
+        ng, offsets = pcapng_of(self.header, self.records, between={3: nrb})
+        for length in (0x7FFFFFF0, 13, 8):
+            bad = bytearray(ng)
+            struct.pack_into("<I", bad, offsets[3] + 4, length)
+            self.refused(bytes(bad), f"length{length}.pcapng", 4, offsets[3], str(length))
+
+    def test_clean_pcapng_replays_like_the_pcap(self):
+        nrb = pcapng_block(4, struct.pack("<HH", 0, 0))
+        ng, _ = pcapng_of(self.header, self.records, between={3: nrb})
+        with tempfile.TemporaryDirectory() as tmp:
+            outputs = []
+            for name, content in (("demo.pcap", self.first(len(self.records))), ("demo.pcapng", ng)):
+                capture = os.path.join(tmp, name)
+                with open(capture, "wb") as f:
+                    f.write(content)
+                out = os.path.join(tmp, name + ".out")
+                run_replay(capture, self.policy, out)
+                with open(os.path.join(out, "summary.json")) as f:
+                    summary = json.load(f)
+                with open(os.path.join(out, "events.jsonl")) as f:
+                    events = f.read()
+                outputs.append((summary, frames(os.path.join(out, "to-core.pcap")),
+                                frames(os.path.join(out, "to-access.pcap")), events))
+            (s1, core1, access1, ev1), (s2, core2, access2, ev2) = outputs
+            self.assertEqual(s1["frames_in"], len(self.records))
+            self.assertEqual(s2["frames_in"], len(self.records))
+            self.assertGreater(s1["blocked"], 0)
+            for key in ("forwarded", "blocked", "resets_sent", "ports", "events"):
+                self.assertEqual(s1[key], s2[key], key)
+            self.assertEqual(core1, core2)
+            self.assertEqual(access1, access2)
+            self.assertEqual(ev1, ev2)
+
+    def test_a_failed_replay_leaves_no_earlier_summary_behind(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "out")
+            run_replay(os.path.join(ROOT, "tests/data/demo.pcap"), self.policy, out)
+            self.assertTrue(os.path.exists(os.path.join(out, "summary.json")))
+            capture = os.path.join(tmp, "cut.pcap")
+            with open(capture, "wb") as f:
+                f.write(self.first(3) + self.records[3][1][:10])
+            proc = run_replay(capture, self.policy, out, expect_rc=1)
+            self.assertIn("record 4", proc.stderr)
+            self.assertFalse(os.path.exists(os.path.join(out, "summary.json")))
 
 
 LIMITS_POLICY = """version: 1

@@ -1,7 +1,8 @@
 // The event log: per-subscriber aggregation (count, first_ns, last_ns; the
 // window by the events' own clock; the bounded key set), rotation by size and
 // by time with `keep`, fsync policies, write errors on a full disk (/dev/full)
-// counted and never thrown, and the policy's events section.
+// counted and never thrown, the file deleted or replaced underneath (followed,
+// counted), and the policy's events section.
 #include "event_log.h"
 
 #include <arpa/inet.h>
@@ -460,7 +461,10 @@ TEST(EventLog, AFullDiskLosesAggregatedEventsByTheirCount) {
     expect_balanced(log);
 }
 
-TEST(EventLog, KeepsTryingAfterTheFileCannotBeReopened) {
+// The directory removed with the file: nothing can be opened at the path, so
+// every event from then on is a counted loss (never a line into the deleted
+// file), and the log keeps trying until the directory is back.
+TEST(EventLog, KeepsTryingWhileTheDirectoryIsGone) {
     temp_dir d;
     const fs::path dir = d.path / "log";
     fs::create_directory(dir);
@@ -469,18 +473,109 @@ TEST(EventLog, KeepsTryingAfterTheFileCannotBeReopened) {
     c.rotate_bytes = 4096;
     event_log log(c);
     add(log, block("198.51.100.7", t0));
-    fs::remove_all(dir);   // rotation can neither rename nor reopen now
+    fs::remove_all(dir);
     for (int i = 1; i < 40; ++i) EXPECT_NO_THROW(add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i))));
-    EXPECT_GE(log.counters().rotations, 1u);
-    EXPECT_GT(log.write_errors(), 0u);
-    EXPECT_GT(log.counters().io_errors, 0u);
+    EXPECT_EQ(log.written(), 1u);
+    EXPECT_EQ(log.write_errors(), 39u);
+    EXPECT_GE(log.counters().io_errors, 39u);
+    EXPECT_EQ(log.counters().reopened, 1u);
     expect_balanced(log);
-    const uint64_t before = log.written();
     fs::create_directory(dir);
     add(log, block("198.51.100.7", t0 + 100));
-    EXPECT_EQ(log.written(), before + 1);
+    EXPECT_EQ(log.written(), 2u);
     ASSERT_EQ(lines_of(f).size(), 1u);
     EXPECT_EQ(lines_of(f)[0]["time_ns"], t0 + 100);
+    expect_balanced(log);
+}
+
+TEST(EventLog, FollowsTheFileDeletedUnderneath) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f, 0));
+    for (int i = 0; i < 3; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    ASSERT_EQ(lines_of(f).size(), 3u);
+    fs::remove(f);   // an operator's rm, a broken logrotate
+    for (int i = 3; i < 5; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    ASSERT_TRUE(fs::exists(f)) << "the path is created again";
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0]["time_ns"], t0 + 3);
+    EXPECT_EQ(lines[1]["time_ns"], t0 + 4);
+    EXPECT_EQ(log.counters().reopened, 1u);
+    EXPECT_EQ(log.written(), 5u);
+    EXPECT_EQ(log.write_errors(), 0u);
+    EXPECT_EQ(log.counters().io_errors, 0u);
+    expect_balanced(log);
+    // Nothing to follow while the file stays: a drain checks and stays put.
+    log.drain({});
+    add(log, block("198.51.100.7", t0 + 5));
+    EXPECT_EQ(log.counters().reopened, 1u);
+    EXPECT_EQ(lines_of(f).size(), 3u);
+    // Deleted again, and nothing arrives for a while: the drain alone follows it.
+    fs::remove(f);
+    log.drain({});
+    EXPECT_EQ(log.counters().reopened, 2u);
+    EXPECT_TRUE(fs::exists(f));
+    EXPECT_EQ((fs::status(f).permissions() & fs::perms::others_all), fs::perms::none) << "created 0640";
+}
+
+// Events waiting in an aggregation window when the file goes are written to
+// the new file when the window closes: nothing is lost.
+TEST(EventLog, AggregatedEventsOutliveTheDeletedFile) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f, 10 * s));
+    for (int i = 0; i < 4; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    EXPECT_EQ(log.counters().pending, 4u);
+    fs::remove(f);
+    add(log, block("198.51.100.7", t0 + 11 * s));   // closes the first window
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0]["count"], 4);
+    EXPECT_EQ(lines[1]["count"], 1);
+    EXPECT_EQ(log.written(), 5u);
+    EXPECT_EQ(log.write_errors(), 0u);
+    EXPECT_EQ(log.counters().reopened, 1u);
+    expect_balanced(log);
+}
+
+// logrotate without copytruncate and without a signal: the file is moved
+// away (and "create" puts a new one in its place); the lines written before
+// stay in the moved file, the next ones go to the path.
+TEST(EventLog, FollowsTheFileMovedAwayAndReplaced) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    events_config c = aggregating(f, 0);
+    c.fsync = events_fsync::rotate;
+    c.rotate_bytes = 4096;
+    event_log log(c);
+    for (int i = 0; i < 2; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    fs::rename(f, f.string() + ".old");
+    std::ofstream(f) << "{\"type\":\"someone_else\",\"count\":1}\n";
+    for (int i = 2; i < 4; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    const auto old = lines_of(f.string() + ".old");
+    ASSERT_EQ(old.size(), 2u);
+    EXPECT_EQ(old[1]["time_ns"], t0 + 1);
+    const auto now = lines_of(f);
+    ASSERT_EQ(now.size(), 3u) << "appended to the replacing file";
+    EXPECT_EQ(now[0]["type"], "someone_else");
+    EXPECT_EQ(now[1]["time_ns"], t0 + 2);
+    EXPECT_EQ(now[2]["time_ns"], t0 + 3);
+    EXPECT_EQ(log.counters().reopened, 1u);
+    EXPECT_EQ(log.counters().io_errors, 0u);
+    // Moved away with nothing put in its place: a new file at the path.
+    fs::rename(f, f.string() + ".1");
+    add(log, block("198.51.100.7", t0 + 4));
+    EXPECT_EQ(log.counters().reopened, 2u);
+    ASSERT_EQ(lines_of(f).size(), 1u);
+    EXPECT_EQ(lines_of(f)[0]["time_ns"], t0 + 4);
+    // Size rotation goes on counting from the followed file's size.
+    for (int i = 5; i < 60; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    EXPECT_GE(log.counters().rotations, 1u);
+    EXPECT_LE(fs::file_size(f), 4096u);
+    EXPECT_EQ(log.written(), 60u);
+    EXPECT_EQ(log.write_errors(), 0u);
     expect_balanced(log);
 }
 
