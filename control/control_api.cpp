@@ -426,7 +426,7 @@ api_response control_api::status() {
                   {"tempfails_sent", c["smtp"]["tempfails_sent"]}}},
         {"subscribers", subscribers},
         {"events", {{"written", gw.events().written()}, {"write_errors", gw.events().write_errors()},
-                    {"ring_full", c["events"]["ring_full"]}}},
+                    {"ring_full", c["events"]["ring_full"]}, {"reopened", gw.events().counters().reopened}}},
         {"api", {{"requests", ctx_.server ? ctx_.server->requests() : 0},
                  {"unauthorised", ctx_.server ? ctx_.server->unauthorised() : 0},
                  {"queries_waiting", queries_.waiting()}}},
