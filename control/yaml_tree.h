@@ -63,7 +63,6 @@ public:
     node operator[](size_t i) const;
     // The value of the first pair whose key is the scalar `key` (undefined when none).
     node operator[](std::string_view key) const;
-    node operator[](const char* key) const { return (*this)[std::string_view(key)]; }
     // The i-th pair of a mapping.
     node key_at(size_t i) const;
     node value_at(size_t i) const;

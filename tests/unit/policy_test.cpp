@@ -240,6 +240,60 @@ TEST(policy, yaml_syntax_error_has_a_line) {
               strings{"p.yaml:2: YAML syntax error: a second YAML document; a file holds one"});
 }
 
+TEST(policy, duplicate_keys_anywhere_are_refused_with_both_lines) {
+    EXPECT_EQ(errors_of("version: 1\nop25b:\n  mode: enforce\nop25b:\n  mode: monitor\n"),
+              strings{"p.yaml:4: op25b: duplicate key (first at line 2)"});
+    EXPECT_EQ(errors_of("version: 1\nop25b:\n  mode: enforce\n  mode: monitor\n"),
+              strings{"p.yaml:4: op25b.mode: duplicate key (first at line 3)"});
+    EXPECT_EQ(errors_of("version: 1\naccount_groups:\n  vip: [a]\n  vip: [b]\n"),
+              strings{"p.yaml:4: account_groups.vip: duplicate key (first at line 3)"});
+}
+
+TEST(policy, bindings_too_wide_or_beyond_the_table_are_refused_at_check_time) {
+    EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  bindings:\n    - {prefix: 198.50.0.0/15, account: a}\n"),
+              strings{"p.yaml:4: subscribers.bindings[0].prefix: 198.50.0.0/15 is too wide to bind (131072 "
+                      "addresses; at most 65536 per binding)"});
+    EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  bindings:\n    - {prefix: \"::/0\", account: a}\n"),
+              strings{"p.yaml:4: subscribers.bindings[0].prefix: ::/0 is too wide to bind (2^56 subscriber "
+                      "prefixes; at most 65536 per binding)"});
+    EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  bindings:\n    - {prefix: 198.51.100.0/24, account: a}\n"
+                        "tracking:\n  max_bindings: 128\n"),
+              strings{"p.yaml:3: subscribers.bindings: 256 table entries, more than tracking.max_bindings (128)"});
+}
+
+TEST(policy, keys_read_at_start_are_named_with_their_values_and_line) {
+    const policy a = load_policy_text("version: 1\n", "a.yaml");
+    const policy b = load_policy_text(
+        "version: 1\nop25b:\n  mode: monitor\ntracking:\n  max_bindings: 2048\nevents:\n  aggregate_window: 0s\n",
+        "b.yaml");
+    const auto changes = start_only_changes(a, b);
+    ASSERT_EQ(changes.size(), 2u);
+    EXPECT_EQ(describe(changes[0], b.source),
+              "b.yaml:5: tracking.max_bindings: read at start only; running 1048576, this policy 2048 (restart "
+              "sekishod to change it)");
+    EXPECT_EQ(describe(changes[1], b.source),
+              "b.yaml:7: events.aggregate_window: read at start only; running 10s, this policy 0 (restart sekishod "
+              "to change it)");
+    EXPECT_TRUE(start_only_changes(b, b).empty());
+    // op25b.mode is not among them: it applies.
+    for (const auto& c : changes) EXPECT_NE(c.key, "op25b.mode");
+}
+
+TEST(policy, a_million_prefixes_read_in_linear_time) {
+    std::string text = "version: 1\nsubscribers:\n  dynamic:\n";
+    for (uint32_t i = 0; i < (1u << 20); ++i)
+        text += "    - 100." + std::to_string(64 + (i >> 16)) + "." + std::to_string((i >> 8) & 255) + "." +
+                std::to_string(i & 255) + "/32\n";
+    text += "    - 100.64.0.7/32\n";   // one duplicate, at the end
+    try {
+        load_policy_text(text, "big.yaml");
+        FAIL() << "the duplicate was not found";
+    } catch (const policy_error& e) {
+        EXPECT_EQ(e.errors(), strings{"big.yaml:1048580: subscribers.dynamic[1048576]: 100.64.0.7/32 is listed twice "
+                                      "(first at line 11)"});
+    }
+}
+
 TEST(policy, empty_file) {
     EXPECT_EQ(errors_of(""), strings{"p.yaml:1: the policy is empty"});
     EXPECT_EQ(errors_of("# only a comment\n\n"), strings{"p.yaml:1: the policy is empty"});
