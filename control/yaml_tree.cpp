@@ -182,7 +182,7 @@ document document::parse(std::string_view text) {
     return d;
 }
 
-node document::root() const {
+node document::root() const& {
     if (data_->root == 0) {   // an empty stream: a null document
         return {};
     }

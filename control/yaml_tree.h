@@ -115,7 +115,9 @@ public:
     document(document&&) noexcept;
     document& operator=(document&&) noexcept;
 
-    node root() const;
+    // The nodes point into the document: never take them from a temporary.
+    node root() const&;
+    node root() const&& = delete;
 
 private:
     document();

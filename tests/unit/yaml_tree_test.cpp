@@ -34,17 +34,20 @@ TEST(yaml_tree, maps_sequences_scalars_and_their_lines) {
 }
 
 TEST(yaml_tree, plain_null_forms_are_null_and_quoted_ones_are_text) {
-    const node r = document::parse("a:\nb: ~\nc: null\nd: NULL\ne: \"null\"\nf: ''\n").root();
+    const document d = document::parse("a:\nb: ~\nc: null\nd: NULL\ne: \"null\"\nf: ''\n");
+    const node r = d.root();
     for (const char* k : {"a", "b", "c", "d"}) EXPECT_TRUE(r[k].is_null()) << k;
     EXPECT_TRUE(r["e"].is_scalar());
     EXPECT_EQ(r["e"].scalar(), "null");
     EXPECT_TRUE(r["f"].is_scalar());
     EXPECT_EQ(r["f"].scalar(), "");
-    EXPECT_FALSE(document::parse("").root().defined());
+    const document empty = document::parse("");
+    EXPECT_FALSE(empty.root().defined());
 }
 
 TEST(yaml_tree, duplicate_keys_are_kept_in_order_for_the_reader) {
-    const node r = document::parse("op25b: {mode: enforce}\nop25b: {mode: monitor}\n").root();
+    const document d = document::parse("op25b: {mode: enforce}\nop25b: {mode: monitor}\n");
+    const node r = d.root();
     ASSERT_EQ(r.size(), 2u);
     EXPECT_EQ(r["op25b"]["mode"].scalar(), "enforce");   // lookup answers the first
     EXPECT_EQ(r.key_at(1).line(), 2);
@@ -52,7 +55,8 @@ TEST(yaml_tree, duplicate_keys_are_kept_in_order_for_the_reader) {
 }
 
 TEST(yaml_tree, anchors_and_aliases) {
-    const node r = document::parse("base: &b [198.51.100.0/24]\ncopy: *b\n").root();
+    const document d = document::parse("base: &b [198.51.100.0/24]\ncopy: *b\n");
+    const node r = d.root();
     ASSERT_TRUE(r["copy"].is_sequence());
     EXPECT_EQ(r["copy"][0].scalar(), "198.51.100.0/24");
     try {
