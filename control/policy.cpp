@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <map>
@@ -172,27 +173,55 @@ public:
             error(n, path, "expected a list of prefixes, e.g. [198.51.100.0/24, \"2001:db8::/32\"]");
             return out;
         }
-        // Lists hold up to millions of prefixes: duplicates found by hash, not by a scan per entry.
-        std::unordered_map<ip_prefix, int, ip_prefix_hash> seen;   // prefix -> line
-        seen.reserve(n.size());
+        auto at = [&](size_t i) { return path + "[" + std::to_string(i) + "]"; };
+        std::vector<uint32_t> element;   // out[k] came from element[k] of the list
+        out.reserve(n.size());
+        element.reserve(n.size());
         for (size_t i = 0; i < n.size(); ++i) {
-            const std::string p = path + "[" + std::to_string(i) + "]";
-            if (!n[i].is_scalar()) {
-                error(n[i], p, "expected a prefix such as 198.51.100.0/24");
+            const yaml::node e = n[i];
+            if (!e.is_scalar()) {
+                error(e, at(i), "expected a prefix such as 198.51.100.0/24");
                 continue;
             }
             std::string why;
-            auto prefix = parse_prefix(n[i].scalar(), why);
+            auto prefix = parse_prefix(e.scalar(), why);
             if (!prefix) {
-                error(n[i], p, why);
+                error(e, at(i), why);
                 continue;
             }
-            prefix->line = n[i].line();
-            if (const auto [it, added] = seen.emplace(*prefix, prefix->line); !added) {
-                error(n[i], p, prefix->to_string() + " is listed twice (first at line " + std::to_string(it->second) + ")");
-                continue;
-            }
+            prefix->line = e.line();
             out.push_back(*prefix);
+            element.push_back(static_cast<uint32_t>(i));
+        }
+        // Lists hold up to millions of prefixes: duplicates found by sorting (cache-friendly), each
+        // reported at its later occurrence with the line of the first.
+        std::vector<uint32_t> order(out.size());
+        for (uint32_t k = 0; k < order.size(); ++k) order[k] = k;
+        std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+            const ip_prefix &x = out[a], &y = out[b];
+            if (x.family != y.family) return x.family < y.family;
+            if (x.length != y.length) return x.length < y.length;
+            if (x.bytes != y.bytes) return x.bytes < y.bytes;
+            return a < b;
+        });
+        std::vector<bool> drop;
+        for (size_t k = 1; k < order.size(); ++k) {
+            size_t first = k - 1;
+            while (k < order.size() && out[order[k]] == out[order[first]]) {
+                if (drop.empty()) drop.assign(out.size(), false);
+                drop[order[k]] = true;
+                const ip_prefix& d = out[order[k]];
+                errors_.push_back(name_ + ":" + std::to_string(d.line) + ": " + at(element[order[k]]) + ": " +
+                                  d.to_string() + " is listed twice (first at line " +
+                                  std::to_string(out[order[first]].line) + ")");
+                ++k;
+            }
+        }
+        if (!drop.empty()) {
+            size_t w = 0;
+            for (size_t k = 0; k < out.size(); ++k)
+                if (!drop[k]) out[w++] = out[k];
+            out.resize(w);
         }
         return out;
     }
@@ -235,6 +264,18 @@ private:
     std::map<std::string, int>* key_lines_;
     std::vector<std::string> errors_;
 };
+
+// "name:LINE: ..." messages in line order (a reader finds problems section by
+// section, not top to bottom); the order of one line's messages is kept.
+std::vector<std::string> sorted_by_line(std::vector<std::string> errors) {
+    auto line_of = [](const std::string& e) {
+        const size_t colon = e.find(':');
+        return colon == std::string::npos ? 0L : std::strtol(e.c_str() + colon + 1, nullptr, 10);
+    };
+    std::stable_sort(errors.begin(), errors.end(),
+                     [&](const std::string& a, const std::string& b) { return line_of(a) < line_of(b); });
+    return errors;
+}
 
 // A mapping keeps every pair and node["key"] answers with the first: a key
 // written twice would silently lose its second value. Every
@@ -736,7 +777,7 @@ policy read_policy(const yaml::node& root, const std::string& name) {
                     std::to_string(pol.tracking.max_bindings) + ")");
 
     auto errors = r.take_errors();
-    if (!errors.empty()) throw policy_error(std::move(errors));
+    if (!errors.empty()) throw policy_error(sorted_by_line(std::move(errors)));
     return pol;
 }
 
