@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "api_request.h"
+#include "untrusted_text.h"
 
 namespace sekisho {
 namespace {
@@ -115,6 +116,34 @@ TEST(api_request, error_bodies_are_json_whatever_the_bytes) {
     EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "\xc3"}})).first, 400);
     EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "1\x80h"}})).first, 400);
     EXPECT_EQ(api_json_text(nlohmann::json{{"text", "# comment \xe3\x81\n"}}), "{\"text\":\"# comment \xef\xbf\xbd\\n\"}");
+}
+
+TEST(untrusted_text, printable_utf8_only) {
+    EXPECT_FALSE(find_unprintable(""));
+    EXPECT_FALSE(find_unprintable("alice@example.jp 山田 \\x1b ~"));
+    EXPECT_FALSE(find_unprintable("\xf0\x9f\x93\xa7 \xc2\xa0"));   // U+1F4E7, U+00A0 (after the C1 range)
+    const auto at = [](std::string_view s, bool lines = false) {
+        const auto b = find_unprintable(s, lines);
+        return b ? describe(*b) : std::string("none");
+    };
+    EXPECT_EQ(at(std::string("a\0b", 3)), "control character 0x00 at byte 1");
+    EXPECT_EQ(at("ab\x7f"), "control character 0x7f at byte 2");
+    EXPECT_EQ(at("x\xc2\x85"), "control character 0xc2 at byte 1");     // U+0085 (C1 NEL)
+    EXPECT_EQ(at("\xc0\xaf"), "byte 0xc0 at byte 0, not UTF-8");          // overlong '/'
+    EXPECT_EQ(at("\xed\xa0\x80"), "byte 0xed at byte 0, not UTF-8");     // a surrogate
+    EXPECT_EQ(at("\xf4\x90\x80\x80"), "byte 0xf4 at byte 0, not UTF-8"); // beyond U+10FFFF
+    EXPECT_EQ(at("\xe3\x81"), "byte 0xe3 at byte 0, not UTF-8");          // cut short
+    EXPECT_EQ(at("a\nb\tc"), "control character 0x0a at byte 1");
+    EXPECT_EQ(at("a\nb\tc", true), "none");
+    EXPECT_EQ(at("a\nb\rc", true), "control character 0x0d at byte 3");
+
+    EXPECT_EQ(escape_unprintable("\x1b[31mred\x07"), "\\x1b[31mred\\x07");
+    EXPECT_EQ(escape_unprintable(std::string("nul\0", 4)), "nul\\x00");
+    EXPECT_EQ(escape_unprintable("\xc2\x9b" "2J \xe5\xb1\xb1 \xff"), "\\xc2\\x9b2J \xe5\xb1\xb1 \\xff");
+    EXPECT_EQ(escape_unprintable("a\\b"), "a\\b");
+    EXPECT_EQ(escape_unprintable("l1\nl2\t\x1b", true), "l1\nl2\t\\x1b");
+    EXPECT_EQ(escape_unprintable("l1\nl2"), "l1\\x0al2");
+    EXPECT_FALSE(find_unprintable(escape_unprintable("\x1b\x9b\xc2\x9b\xff\xed\xa0\x80\x7f")));
 }
 
 }  // namespace
