@@ -7,6 +7,8 @@
 #include <variant>
 
 #include "api_request.h"
+#include "event_log.h"
+#include "event_ring.h"
 #include "untrusted_text.h"
 
 namespace sekisho {
@@ -112,10 +114,96 @@ TEST(api_request, bodies) {
 TEST(api_request, error_bodies_are_json_whatever_the_bytes) {
     const auto [status, message] = refused(req("POST", "/v1/bind\xff\xfeings"));
     EXPECT_EQ(status, 404);
-    EXPECT_EQ(message, "no endpoint POST /v1/bind\xef\xbf\xbd\xef\xbf\xbdings (see docs/api.md)");
+    EXPECT_EQ(message, "no endpoint POST /v1/bind\\xff\\xfeings (see docs/api.md)");   // escaped, see below
     EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "\xc3"}})).first, 400);
     EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "1\x80h"}})).first, 400);
     EXPECT_EQ(api_json_text(nlohmann::json{{"text", "# comment \xe3\x81\n"}}), "{\"text\":\"# comment \xef\xbf\xbd\\n\"}");
+}
+
+// Every argument, of every endpoint, known or not: no control character, no byte that is not UTF-8.
+TEST(api_request, arguments_with_control_characters_are_refused) {
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", std::string(1, '\0')}})).second,
+              "argument 'type': control character 0x00 at byte 0 (text must be printable UTF-8)");
+    EXPECT_EQ(refused(req("GET", "/v1/status", {{"x", "a\x1b[2J"}})).second,
+              "argument 'x': control character 0x1b at byte 1 (text must be printable UTF-8)");
+    EXPECT_EQ(refused(req("GET", "/v1/status", {{"\x07", "1"}})).second,
+              "argument name '\\x07': control character 0x07 at byte 0");
+    EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "198.51.100.7\n"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/bindings", {{"account", "\xc2\x9b" "31m"}})).second,   // C1 CSI
+              "argument 'account': control character 0xc2 at byte 0 (text must be printable UTF-8)");
+    EXPECT_EQ(refused(req("GET", "/v1/bindings", {{"account", "a\xff"}})).second,
+              "argument 'account': byte 0xff at byte 1, not UTF-8 (text must be printable UTF-8)");
+    EXPECT_EQ(accepted(req("GET", "/v1/bindings", {{"account", "山田@example.jp"}})).account, "山田@example.jp");
+    EXPECT_EQ(accepted(req("GET", "/v1/bindings", {{"account", "DOMAIN\\alice"}})).account, "DOMAIN\\alice");
+}
+
+// Account names with ESC, BEL or NUL were stored and printed raw by sekishoctl.
+TEST(api_request, account_names_are_printable_and_bounded) {
+    for (const char* endpoint : {"/v1/accounts/suspend", "/v1/accounts/resume"}) {
+        EXPECT_EQ(refused(req("POST", endpoint, {}, R"({"account":"evil\u001b]0;pwned\u0007"})")).second,
+                  "field 'account': control character 0x1b at byte 4 (text must be printable UTF-8)")
+            << endpoint;
+        EXPECT_EQ(refused(req("POST", endpoint, {}, R"({"account":"a\u0000b"})")).first, 400) << endpoint;
+        EXPECT_EQ(refused(req("POST", endpoint, {}, R"({"account":"a\u009bb"})")).first, 400) << endpoint;
+        EXPECT_EQ(accepted(req("POST", endpoint, {}, R"({"account":"alice@example.jp"})")).account, "alice@example.jp");
+    }
+    EXPECT_EQ(refused(req("POST", "/v1/bindings", {}, R"({"prefix":"198.51.100.7","account":"x\u0007"})")).second,
+              "field 'account': control character 0x07 at byte 1 (text must be printable UTF-8)");
+    EXPECT_EQ(refused(req("POST", "/v1/bindings", {}, R"({"prefix":"198.51.100.7\u001b","account":"x"})")).second,
+              "field 'prefix': control character 0x1b at byte 12 (text must be printable UTF-8)");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"account", "a\tb"}})).first, 400);
+    const std::string longest(api_max_account_bytes, 'a');
+    EXPECT_EQ(accepted(req("POST", "/v1/accounts/suspend", {}, nlohmann::json{{"account", longest}}.dump())).account,
+              longest);
+    EXPECT_EQ(refused(req("POST", "/v1/accounts/suspend", {}, nlohmann::json{{"account", longest + "a"}}.dump())).second,
+              "field 'account': an account name of 1025 bytes; at most 1024");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"account", longest + "a"}})).first, 400);
+}
+
+// events?subscriber=999.1.1.1 and type=%00 were answered 200 without filtering.
+TEST(api_request, events_filters_are_validated) {
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "999.1.1.1"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.1/24"}})).first, 400);   // host bits
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "alice"}})).first, 400);
+    const api_command v4 = accepted(req("GET", "/v1/events", {{"subscriber", "198.51.100.7"}}));
+    EXPECT_EQ(v4.subscriber, "198.51.100.7");
+    ASSERT_TRUE(v4.subscriber_prefix);
+    EXPECT_EQ(v4.subscriber_prefix->to_string(), "198.51.100.7/32");
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "198.51.100.7/32"}})).subscriber, "198.51.100.7");
+    // As the event log writes it (inet_ntop), whatever the client's spelling.
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:DB8:100:0::7"}})).subscriber, "2001:db8:100::7");
+    const api_command net = accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::/48"}}));
+    EXPECT_EQ(net.subscriber, "2001:db8:100::/48");
+    EXPECT_FALSE(accepted(req("GET", "/v1/events")).subscriber_prefix);
+
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "bogus"}})).second,
+              "argument 'type': 'bogus' is not an event type (op25b_block, op25b_monitor, limit_exceeded, "
+              "account_suspended, content_verdict, mail_session, api_change)");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "OP25B_BLOCK"}})).first, 400);
+    for (const std::string_view t : event_types)
+        EXPECT_EQ(accepted(req("GET", "/v1/events", {{"type", std::string(t)}})).type, t);
+}
+
+// The list the type filter checks is the one the event log writes: every event type the data
+// plane can put in a ring (any byte value) comes out as a type in event_types.
+TEST(api_request, event_types_are_those_the_event_log_writes) {
+    for (unsigned t = 0; t < 256; ++t) {
+        event_record e{};
+        e.type = static_cast<event_type>(t);
+        e.ip_version = 4;
+        const auto j = nlohmann::json::parse(event_to_json(e));
+        EXPECT_TRUE(is_event_type(j.at("type").get<std::string>())) << t << ": " << j.dump();
+    }
+    EXPECT_TRUE(is_event_type("api_change"));   // control_api's audit trail
+    EXPECT_FALSE(is_event_type(""));
+}
+
+TEST(api_request, body_limits) {
+    EXPECT_EQ(api_max_body_bytes("POST", "/v1/policy"), 64u << 20);
+    EXPECT_EQ(api_max_body_bytes("GET", "/v1/policy"), 1u << 20);
+    EXPECT_EQ(api_max_body_bytes("POST", "/v1/bindings"), 1u << 20);
+    EXPECT_EQ(api_max_body_bytes("POST", "/v1/nothing"), 1u << 20);
+    EXPECT_EQ(api_max_body_bytes("POST", std::string("/v1/policy\0x", 12)), 1u << 20);
 }
 
 TEST(untrusted_text, printable_utf8_only) {
