@@ -228,7 +228,7 @@ int run_live(const live_options& opt) {
     while (!stop_requested.load()) {
         gw.drain_events();
         identity.poll();
-        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
+        if (api) api->serve_pending([&](const api_request& r, api_reply reply) { reply(control.handle(r)); });
         if (reload_requested.exchange(false)) control.reload();
         if (metrics && ++loops % 20 == 0) metrics->update(snapshot());  // every ~200 ms
         std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -122,7 +122,7 @@ int run_xdp_live(const live_options& opt) {
     uint64_t loops = 0;
     while (!stop_requested.load()) {
         plane.drain_events();
-        if (api) api->serve_pending([&](const api_request& r) { return control.handle(r); });
+        if (api) api->serve_pending([&](const api_request& r, api_reply reply) { reply(control.handle(r)); });
         if (reload_requested.exchange(false)) control.reload();
         if (++loops % 20 == 0) {   // every ~200 ms
             plane.refresh_counters();

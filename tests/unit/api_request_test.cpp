@@ -1,6 +1,8 @@
 // The control API's request validation (control/api_request.cpp): endpoints,
-// every argument's bounds, JSON bodies, and error bodies that are valid JSON
-// whatever bytes the client sent.
+// every argument's bounds, JSON bodies, error bodies that are valid JSON
+// whatever bytes the client sent, and no control character accepted anywhere;
+// with it the request-target decoding of the HTTP layer (http_listener.h) and
+// the printable-text checks both sides use (untrusted_text.h).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +11,7 @@
 #include "api_request.h"
 #include "event_log.h"
 #include "event_ring.h"
+#include "http_listener.h"
 #include "untrusted_text.h"
 
 namespace sekisho {
@@ -118,6 +121,29 @@ TEST(api_request, error_bodies_are_json_whatever_the_bytes) {
     EXPECT_EQ(refused(req("GET", "/v1/whois", {{"address", "\xc3"}})).first, 400);
     EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "1\x80h"}})).first, 400);
     EXPECT_EQ(api_json_text(nlohmann::json{{"text", "# comment \xe3\x81\n"}}), "{\"text\":\"# comment \xef\xbf\xbd\\n\"}");
+}
+
+// libmicrohttpd unescaped "/v1/status%00/x" into a C string that ended at the NUL, and so served
+// it as /v1/status; the server now decodes the target itself (decode_target) and the NUL reaches
+// validation, which answers 404 with the path escaped.
+TEST(api_request, path_with_a_control_character_is_no_endpoint) {
+    const http_target t = decode_target("/v1/status%00/x?type=%00&a+b=c%2bd&x=%zz&&flag");
+    EXPECT_EQ(t.path, std::string("/v1/status\0/x", 13));
+    ASSERT_EQ(t.args.size(), 4u);
+    EXPECT_EQ(t.args[0], (std::pair<std::string, std::string>{"type", std::string(1, '\0')}));
+    EXPECT_EQ(t.args[1], (std::pair<std::string, std::string>{"a b", "c+d"}));   // '+' is a space in the query
+    EXPECT_EQ(t.args[2], (std::pair<std::string, std::string>{"x", "%zz"}));     // a malformed escape stays
+    EXPECT_EQ(t.args[3], (std::pair<std::string, std::string>{"flag", ""}));
+    EXPECT_EQ(decode_target("/v1/a+b%2Fc").path, "/v1/a+b/c");                   // not in the path
+
+    for (const std::string& path : {std::string("/v1/status\0/x", 13), std::string("/v1/status\0", 11),
+                                   std::string("/v1/status\x1b"), std::string("/v1/\x07status")}) {
+        const auto [status, message] = refused(req("GET", path));
+        EXPECT_EQ(status, 404) << path;
+        EXPECT_FALSE(find_unprintable(message)) << message;   // the echoed path is escaped
+    }
+    EXPECT_EQ(refused(req("GET", std::string("/v1/status\0/x", 13))).second,
+              "no endpoint GET /v1/status\\x00/x (see docs/api.md)");
 }
 
 // Every argument, of every endpoint, known or not: no control character, no byte that is not UTF-8.
