@@ -79,16 +79,24 @@ std::optional<std::string> unprintable_argument(const api_request& r) {
     return std::nullopt;
 }
 
-// The events endpoint's subscriber: an address, written as the event log writes it, or a prefix.
-std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& prefix, std::string& why) {
+// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop).
+// Not a shorter prefix: the events are matched by address, and a filter that matches nothing
+// would look like no events.
+std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& address,
+                                            std::string& why) {
     std::string e;
-    prefix = parse_prefix(text, e);
-    if (!prefix) {
+    address = parse_prefix(text, e);
+    if (!address) {
         why = "argument 'subscriber': " + e;
         return std::nullopt;
     }
-    std::string canonical = prefix->to_string();
-    if (prefix->length == (prefix->family == 4 ? 32 : 128)) canonical.erase(canonical.find('/'));
+    if (address->length != (address->family == 4 ? 32 : 128)) {
+        why = "argument 'subscriber': '" + text + "' is a prefix; an address is required";
+        address.reset();
+        return std::nullopt;
+    }
+    std::string canonical = address->to_string();
+    canonical.erase(canonical.find('/'));
     return canonical;
 }
 

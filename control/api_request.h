@@ -83,7 +83,7 @@ struct api_command {
     uint64_t since_ns = 0;             // events: newer than this
     std::string type;                  // events filter (may be empty): one of event_types
     // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
-    // "2001:db8::7"), or a shorter prefix as "198.51.100.0/24"; subscriber_prefix is it parsed.
+    // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).
     std::string subscriber;
     std::optional<ip_prefix> subscriber_prefix;
     int64_t since = 0, until = 0;      // report (Unix seconds, since <= until); top: since = now - window

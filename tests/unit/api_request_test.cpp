@@ -198,8 +198,11 @@ TEST(api_request, events_filters_are_validated) {
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "198.51.100.7/32"}})).subscriber, "198.51.100.7");
     // As the event log writes it (inet_ntop), whatever the client's spelling.
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:DB8:100:0::7"}})).subscriber, "2001:db8:100::7");
-    const api_command net = accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::/48"}}));
-    EXPECT_EQ(net.subscriber, "2001:db8:100::/48");
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::7/128"}})).subscriber, "2001:db8:100::7");
+    // Events are matched by address: a prefix would match nothing, and look like no events.
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::/48"}})).second,
+              "argument 'subscriber': '2001:db8:100::/48' is a prefix; an address is required");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/24"}})).first, 400);
     EXPECT_FALSE(accepted(req("GET", "/v1/events")).subscriber_prefix);
 
     EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "bogus"}})).second,
