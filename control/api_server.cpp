@@ -122,15 +122,21 @@ std::variant<size_t, http_response> api_server::admit(const http_head& head, boo
     return api_max_body_bytes(head.method, decode_target(head.target).path);
 }
 
-void api_server::enqueue(http_request request, api_reply reply, bool from_unix) {
-    ++requests_;
+api_request make_api_request(http_request request, std::string caller) {
     http_target target = decode_target(request.head.target);
     api_request r;
     r.method = std::move(request.head.method);
     r.path = std::move(target.path);
     for (auto& [key, value] : target.args) r.query[key] = std::move(value);
     r.body = std::move(request.body);
-    r.caller = from_unix ? std::move(request.head.peer) : "token from " + request.head.peer;
+    r.caller = std::move(caller);
+    return r;
+}
+
+void api_server::enqueue(http_request request, api_reply reply, bool from_unix) {
+    ++requests_;
+    std::string caller = from_unix ? request.head.peer : "token from " + request.head.peer;
+    api_request r = make_api_request(std::move(request), std::move(caller));
     std::lock_guard lock(mutex_);
     (from_unix ? unix_queue_ : tcp_queue_).emplace_back(std::move(r), std::move(reply));
 }

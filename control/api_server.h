@@ -46,6 +46,11 @@ struct api_request {
     std::string caller;
 };
 
+// The request the control API sees for an HTTP request: its target decoded
+// (decode_target; a repeated argument keeps its last value), the body, and who
+// asked (`caller`).
+api_request make_api_request(http_request request, std::string caller);
+
 // An answer: status, body (JSON unless content_type says otherwise).
 using api_response = http_response;
 
