@@ -400,6 +400,12 @@ MHD_Result dispatch(listener_core& core, MHD_Connection* connection, request_sta
         lock.unlock();
         return queue(connection, r);
     }
+    // Stopping began while the handler ran: the destructor has resumed the suspended connections
+    // already, and libmicrohttpd must not be stopped with one still suspended.
+    if (c->stopping) {
+        lock.unlock();
+        return queue(connection, c->config.stopping_response);
+    }
     MHD_suspend_connection(connection);
     st.ex->suspended = true;
     c->suspended.insert(st.ex);
@@ -485,12 +491,12 @@ http_listener::http_listener(http_listener_config config, admit_fn admit, handle
 
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     std::vector<MHD_OptionItem> options = {
+        {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(&log_line), &c},   // first: for every message
         {MHD_OPTION_CONNECTION_LIMIT, static_cast<intptr_t>(c.max_connections + 1), nullptr},
         {MHD_OPTION_CONNECTION_TIMEOUT, static_cast<intptr_t>(c.config.idle_timeout_s), nullptr},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<intptr_t>(c.config.connection_memory), nullptr},
         {MHD_OPTION_URI_LOG_CALLBACK, reinterpret_cast<intptr_t>(&on_uri), nullptr},
         {MHD_OPTION_NOTIFY_COMPLETED, reinterpret_cast<intptr_t>(&on_completed), &c},
-        {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(&log_line), &c},
     };
     sockaddr_storage address{};
     uint16_t port = 0;
