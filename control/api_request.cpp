@@ -38,7 +38,7 @@ std::optional<json> body_json(const api_request& r, std::string& why) {
     } catch (const json::exception& e) {
         // parse_error, and also out_of_range for a number beyond a double (1e999): both are the
         // client's body, not a server failure.
-        why = std::string("the body is not JSON: ") + e.what();
+        why = "the body is not JSON: " + escape_unprintable(e.what());   // it quotes the bytes it read
         return std::nullopt;
     }
 }
