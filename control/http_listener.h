@@ -6,11 +6,12 @@
 // Bounds, per listener (http_listener_config):
 // - connections: at most max_connections at once; over it a new connection is
 //   accepted and closed at once (never left waiting in the backlog); on TCP at
-//   most max_connections_per_peer from one client address (closed at once too).
-//   The descriptors come out of the process's open-file budget
-//   (RLIMIT_NOFILE's soft limit is raised to the hard limit), which keeps
-//   reserved_descriptors for everything else: a listener gets fewer
-//   connections rather than starving the daemon of descriptors.
+//   most max_connections_per_peer from one client address (closed at once too;
+//   an address is an address: a client with many IPv6 addresses is bounded by
+//   max_connections only). The descriptors come out of the process's open-file
+//   budget (RLIMIT_NOFILE's soft limit is raised to the hard limit at the first
+//   listener), which keeps 256 for everything else: a listener gets fewer
+//   connections (and says so on standard error) rather than starve the daemon.
 // - memory per connection: libmicrohttpd's pool (connection_memory: request
 //   line, headers, read buffer; bigger headers get 431) plus the body, which
 //   is read only after the head was admitted (admit_fn: method, target,
@@ -87,14 +88,15 @@ struct http_reply_state;
 }
 
 // The answer to one request. Copyable; thread-safe: the first call answers,
-// later calls are ignored. A reply that is never called is answered by its
-// listener's stopping_response when the listener stops, or with 500 when its
-// last copy is destroyed first; a reply called after its listener is gone
-// does nothing.
+// later calls are ignored. A listener's reply that is never called is
+// answered by its listener's stopping_response when the listener stops, or
+// with 500 when its last copy is destroyed first; a reply called after its
+// listener is gone does nothing.
 class http_reply {
 public:
-    // A reply that hands the response to `deliver` (at most once): for requests
-    // made in-process (SIGHUP, tests).
+    // A reply that hands the response to `deliver` (on the caller's thread, at
+    // most once; never if the reply is dropped unanswered): for requests made
+    // in-process (SIGHUP, tests).
     explicit http_reply(std::function<void(http_response)> deliver);
     // The listener's replies (http_listener.cpp).
     explicit http_reply(std::shared_ptr<detail::http_reply_state> state);
