@@ -81,7 +81,7 @@ struct request_state {
 };
 
 // The process's descriptors: RLIMIT_NOFILE's soft limit raised to the hard limit
-// once, and what listeners may hold out of it, leaving `reserved` for the rest.
+// once, and what listeners may hold out of it, leaving reserved_descriptors for the rest.
 constexpr unsigned reserved_descriptors = 256;
 std::mutex descriptor_mutex;
 long descriptors_left = -1;   // -1: not yet measured
