@@ -5,6 +5,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "untrusted_text.h"
 #include "whois.h"
 
 namespace sekisho {
@@ -37,7 +38,7 @@ std::optional<json> body_json(const api_request& r, std::string& why) {
     } catch (const json::exception& e) {
         // parse_error, and also out_of_range for a number beyond a double (1e999): both are the
         // client's body, not a server failure.
-        why = std::string("the body is not JSON: ") + e.what();
+        why = "the body is not JSON: " + escape_unprintable(e.what());   // it quotes the bytes it read
         return std::nullopt;
     }
 }
@@ -48,7 +49,55 @@ std::optional<std::string> string_field(const json& j, const char* field, std::s
         why = std::string("field '") + field + "': a non-empty string is required";
         return std::nullopt;
     }
-    return it->get<std::string>();
+    const std::string& text = it->get_ref<const std::string&>();
+    if (const auto bad = find_unprintable(text)) {
+        why = std::string("field '") + field + "': " + describe(*bad) + " (text must be printable UTF-8)";
+        return std::nullopt;
+    }
+    return text;
+}
+
+// An account name (printable, checked with the rest of its request) within api_max_account_bytes;
+// `what` names the field or argument.
+std::optional<std::string> account_value(const std::string& name, const std::string& what, std::string& why) {
+    if (name.size() > api_max_account_bytes) {
+        why = what + ": an account name of " + std::to_string(name.size()) + " bytes; at most " +
+              std::to_string(api_max_account_bytes);
+        return std::nullopt;
+    }
+    return name;
+}
+
+// The first argument whose name or value is not printable UTF-8, as the refusal.
+std::optional<std::string> unprintable_argument(const api_request& r) {
+    for (const auto& [key, value] : r.query) {
+        if (const auto bad = find_unprintable(key))
+            return "argument name '" + escape_unprintable(key) + "': " + describe(*bad);
+        if (const auto bad = find_unprintable(value))
+            return "argument '" + key + "': " + describe(*bad) + " (text must be printable UTF-8)";
+    }
+    return std::nullopt;
+}
+
+// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop).
+// Not a shorter prefix: the events are matched by address, and a filter that matches nothing
+// would look like no events.
+std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& address,
+                                            std::string& why) {
+    std::string e;
+    address = parse_prefix(text, e);
+    if (!address) {
+        why = "argument 'subscriber': " + e;
+        return std::nullopt;
+    }
+    if (address->length != (address->family == 4 ? 32 : 128)) {
+        why = "argument 'subscriber': '" + text + "' is a prefix; an address is required";
+        address.reset();
+        return std::nullopt;
+    }
+    std::string canonical = address->to_string();
+    canonical.erase(canonical.find('/'));
+    return canonical;
 }
 
 std::optional<uint64_t> unsigned_arg(const api_request& r, const std::string& key, uint64_t fallback, uint64_t max,
@@ -96,6 +145,16 @@ std::optional<ip_prefix> prefix_value(const std::string& text, const std::string
 std::string api_json_text(const nlohmann::json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 api_response api_error(int status, const std::string& message) { return {status, api_json_text(json{{"error", message}})}; }
+
+size_t api_max_body_bytes(const std::string& method, const std::string& path) {
+    return api_endpoint_of(method, path) == api_endpoint::policy_apply ? size_t{64} << 20 : size_t{1} << 20;
+}
+
+bool is_event_type(std::string_view type) {
+    for (const std::string_view t : event_types)
+        if (t == type) return true;
+    return false;
+}
 
 const char* to_string(api_endpoint e) {
     switch (e) {
@@ -152,7 +211,10 @@ bool needs_accounts(api_endpoint e) {
 
 std::variant<api_command, api_response> parse_api_request(const api_request& r, int64_t now) {
     const auto endpoint = api_endpoint_of(r.method, r.path);
-    if (!endpoint) return error(404, "no endpoint " + r.method + " " + r.path + " (see docs/api.md)");
+    if (!endpoint)
+        return error(404, "no endpoint " + escape_unprintable(r.method) + " " + escape_unprintable(r.path) +
+                              " (see docs/api.md)");
+    if (const auto bad = unprintable_argument(r)) return error(400, *bad);
     api_command c;
     c.endpoint = *endpoint;
     std::string why;
@@ -169,7 +231,9 @@ std::variant<api_command, api_response> parse_api_request(const api_request& r, 
             const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
             if (!limit) return error(400, why);
             c.limit = *limit;
-            c.account = arg(r, "account");
+            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+            if (!account) return error(400, why);
+            c.account = *account;
             break;
         }
         case api_endpoint::bindings_add: {
@@ -177,7 +241,9 @@ std::variant<api_command, api_response> parse_api_request(const api_request& r, 
             if (!j) return error(400, why);
             const auto prefix_text = string_field(*j, "prefix", why);
             if (!prefix_text) return error(400, why);
-            const auto account = string_field(*j, "account", why);
+            const auto account_text = string_field(*j, "account", why);
+            if (!account_text) return error(400, why);
+            const auto account = account_value(*account_text, "field 'account'", why);
             if (!account) return error(400, why);
             const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
             if (!prefix) return error(400, why);
@@ -211,7 +277,9 @@ std::variant<api_command, api_response> parse_api_request(const api_request& r, 
         case api_endpoint::account_resume: {
             const auto j = body_json(r, why);
             if (!j) return error(400, why);
-            const auto account = string_field(*j, "account", why);
+            const auto account_text = string_field(*j, "account", why);
+            if (!account_text) return error(400, why);
+            const auto account = account_value(*account_text, "field 'account'", why);
             if (!account) return error(400, why);
             c.account = *account;
             break;
@@ -224,8 +292,19 @@ std::variant<api_command, api_response> parse_api_request(const api_request& r, 
             c.n = *n;
             c.since_ns = *since;
             c.type = arg(r, "type");
-            c.subscriber = arg(r, "subscriber");
-            c.account = arg(r, "account");
+            if (!c.type.empty() && !is_event_type(c.type)) {
+                std::string known;
+                for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
+                return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
+            }
+            if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
+                const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
+                if (!canonical) return error(400, why);
+                c.subscriber = *canonical;
+            }
+            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+            if (!account) return error(400, why);
+            c.account = *account;
             break;
         }
         case api_endpoint::report: {

@@ -9,9 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "api_server.h"
@@ -46,6 +49,23 @@ bool changes_state(api_endpoint e);
 // Endpoints that need the data plane's subscriber bindings and accounts (501 without them).
 bool needs_accounts(api_endpoint e);
 
+// The largest body a request may have: POST /v1/policy takes a policy file of
+// a million prefixes (about 25 MB) and gets 64 MiB; every other request 1 MiB.
+// The server refuses a larger declared body (413) before reading it.
+size_t api_max_body_bytes(const std::string& method, const std::string& path);
+
+// The "type" of every line the event log holds (docs/events.md): the data
+// plane's events (event_to_json) and the control plane's audit trail. The
+// events endpoint's `type` filter must be one of them.
+constexpr std::array<std::string_view, 7> event_types = {
+    "op25b_block", "op25b_monitor", "limit_exceeded", "account_suspended", "content_verdict", "mail_session",
+    "api_change"};
+bool is_event_type(std::string_view type);
+
+// The longest account name the API takes: a RADIUS User-Name (at most 253
+// octets) with every octet escaped as \xNN still fits.
+constexpr size_t api_max_account_bytes = 1024;
+
 // Latest time the API accepts (9999-12-31T23:59:59Z) and earliest (the epoch):
 // times are compared and subtracted later, and so stay far from int64 limits.
 constexpr int64_t api_max_time = 253402300799;
@@ -61,7 +81,11 @@ struct api_command {
     int64_t at = 0;                    // whois (Unix seconds)
     uint64_t n = 50;                   // events: at most this many (<= 100000)
     uint64_t since_ns = 0;             // events: newer than this
-    std::string type, subscriber;      // events filters (may be empty)
+    std::string type;                  // events filter (may be empty): one of event_types
+    // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
+    // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).
+    std::string subscriber;
+    std::optional<ip_prefix> subscriber_prefix;
     int64_t since = 0, until = 0;      // report (Unix seconds, since <= until); top: since = now - window
     bool csv = false;                  // report
     std::string window_text = "1h";    // top
@@ -78,8 +102,14 @@ api_response api_error(int status, const std::string& message);
 
 // Validates `r` for its endpoint at time `now` (Unix seconds, the default of
 // whois' `at` and report's `until`). Returns the command, or the error
-// response: 404 for an unknown endpoint, 400 naming the bad argument or field.
-// Never throws for any request content (std::bad_alloc aside).
+// response: 404 for an unknown endpoint (a path with a control character is
+// none), 400 naming the bad argument or field. Every argument (name and value)
+// and every text field of a JSON body must be printable UTF-8
+// (untrusted_text.h): control characters (ESC, BEL, NUL, ...) are refused, so
+// nothing the API stores or echoes can drive an operator's terminal. Account
+// names (bindings, suspensions, the account filters) are 1 to
+// api_max_account_bytes bytes of it. Never throws for any request content
+// (std::bad_alloc aside).
 std::variant<api_command, api_response> parse_api_request(const api_request& r, int64_t now);
 
 }  // namespace sekisho

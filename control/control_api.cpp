@@ -114,7 +114,7 @@ struct control_api::change {
     std::string source;     // the name in messages: "policy", the file's path
     std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
     std::string caller;
-    api_reply reply;        // empty for a reload
+    std::optional<api_reply> reply;   // none for a reload
     std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
     std::atomic<bool> done{false};
     change_result result;
@@ -125,10 +125,10 @@ control_api::control_api(control_context ctx, std::string policy_text)
 
 control_api::~control_api() {
     if (running_thread_.joinable()) running_thread_.join();
-    if (running_ && running_->reply.answered() == false && running_->what != change::kind::reload)
-        running_->reply(error(503, "sekishod is stopping; the policy change was not applied"));
+    // A reply already given ignores this one.
+    if (running_ && running_->reply) (*running_->reply)(error(503, "sekishod is stopping; the policy change was not applied"));
     for (auto& w : waiting_)
-        if (w->what != change::kind::reload) w->reply(error(503, "sekishod is stopping; the policy change was not applied"));
+        if (w->reply) (*w->reply)(error(503, "sekishod is stopping; the policy change was not applied"));
 }
 
 void control_api::queue_change(std::unique_ptr<change> ch) {
@@ -137,8 +137,8 @@ void control_api::queue_change(std::unique_ptr<change> ch) {
         for (const auto& w : waiting_)
             if (w->what == change::kind::reload) return;   // that one will read the file as it is then
     } else if (waiting_.size() >= max_waiting_changes) {
-        ch->reply(error(503, "too many policy changes waiting (" + std::to_string(max_waiting_changes) +
-                                 "); try again when they are done"));
+        (*ch->reply)(error(503, "too many policy changes waiting (" + std::to_string(max_waiting_changes) +
+                                "); try again when they are done"));
         return;
     }
     waiting_.push_back(std::move(ch));
@@ -259,7 +259,7 @@ void control_api::finish_change() {
         audit(nullptr, ch->endpoint, ch->caller, r);
         return;
     }
-    ch->reply(r);   // audited by handle()'s reply for apply and rollback
+    (*ch->reply)(r);   // audited by handle()'s reply for apply and rollback
 }
 
 void control_api::reload() {

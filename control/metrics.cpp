@@ -1,16 +1,20 @@
 #include "metrics.h"
 
 #include <prometheus/collectable.h>
-#include <prometheus/exposer.h>
+#include <prometheus/counter.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/summary.h>
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <chrono>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 
 #include "gateway.h"
+#include "http_listener.h"
 
 namespace sekisho {
 
@@ -277,13 +281,59 @@ metrics_exporter::metrics_exporter(const std::string& address, const gateway& gw
     : metrics_exporter(address, [&gw] { return gw.all_counters(); }) {}
 
 metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)
-    : collector_(std::make_shared<collector>(std::move(counters))) {
+    : collector_(std::make_shared<collector>(std::move(counters))),
+      exposer_registry_(std::make_shared<prometheus::Registry>()) {
+    // The families and help texts of prometheus-cpp's exposer, which served /metrics before.
+    transferred_bytes_ = &prometheus::BuildCounter()
+                              .Name("exposer_transferred_bytes_total")
+                              .Help("Transferred bytes to metrics services")
+                              .Register(*exposer_registry_)
+                              .Add({});
+    scrapes_ = &prometheus::BuildCounter()
+                    .Name("exposer_scrapes_total")
+                    .Help("Number of times metrics were scraped")
+                    .Register(*exposer_registry_)
+                    .Add({});
+    latencies_ = &prometheus::BuildSummary()
+                      .Name("exposer_request_latencies")
+                      .Help("Latencies of serving scrape requests, in microseconds")
+                      .Register(*exposer_registry_)
+                      .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}});
+    http_listener_config lc;
+    lc.name = "metrics " + address;
+    lc.tcp_address = address;
+    lc.max_connections = 32;
+    lc.max_connections_per_peer = 8;
+    lc.idle_timeout_s = 10;
+    lc.connection_memory = 16 * 1024;
+    lc.max_buffered_body_bytes = 0;
+    auto admit = [](const http_head& h) -> std::variant<size_t, http_response> {
+        const std::string path = decode_target(h.target).path;
+        if (path != "/metrics") return http_response{404, "not found: the metrics are at /metrics\n", "text/plain; charset=utf-8"};
+        if (h.method != "GET" && h.method != "HEAD")
+            return http_response{405, "GET /metrics\n", "text/plain; charset=utf-8"};
+        return size_t{0};
+    };
+    auto handle = [this](http_request, http_reply reply) {
+        reply(http_response{200, serve_scrape(), "text/plain; charset=utf-8"});
+    };
     try {
-        exposer_ = std::make_unique<prometheus::Exposer>(address);
+        listener_ = std::make_unique<http_listener>(std::move(lc), admit, handle);
     } catch (const std::exception& e) {
-        throw std::runtime_error("metrics: cannot listen on " + address + ": " + e.what());
+        throw std::runtime_error(std::string("metrics: cannot listen on ") + address + ": " + e.what());
     }
-    exposer_->RegisterCollectable(collector_);
+}
+
+std::string metrics_exporter::serve_scrape() {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<prometheus::MetricFamily> families = exposer_registry_->Collect();
+    for (auto& f : collector_->Collect()) families.push_back(std::move(f));
+    std::string text = prometheus::TextSerializer().Serialize(families);
+    latencies_->Observe(static_cast<double>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count()));
+    transferred_bytes_->Increment(static_cast<double>(text.size()));
+    scrapes_->Increment();
+    return text;
 }
 
 metrics_exporter::~metrics_exporter() = default;

@@ -1,4 +1,11 @@
-// Prometheus metrics, pulled by the server from prometheus-cpp's exposer.
+// Prometheus metrics, pulled by the server from GET /metrics, rendered with
+// prometheus-cpp's TextSerializer and served by an http_listener
+// (http_listener.h): one epoll thread, at most 32 connections and 8 from one
+// address, 10 s idle timeout, no request body. A scraper that stalls (never
+// reads, sends half a request) holds only its own connection; the others are
+// answered meanwhile. The exposition also carries the families prometheus-cpp's
+// exposer added (exposer_transferred_bytes_total, exposer_scrapes_total,
+// exposer_request_latencies).
 //
 // Data-plane counters are read at scrape time straight from the workers'
 // counter blocks (lock-free, relaxed loads). Control-plane values (policy
@@ -19,12 +26,15 @@
 #include <vector>
 
 namespace prometheus {
-class Exposer;
+class Counter;
+class Registry;
+class Summary;
 }
 
 namespace sekisho {
 
 class gateway;
+class http_listener;
 struct worker_counters;
 
 // The counter blocks a scrape sums: the workers' (DPDK) or one per CPU (XDP),
@@ -65,13 +75,21 @@ public:
     void update(control_snapshot snapshot);
     void observe_apply(double seconds);
 
-    // The exposition text (also what the exposer serves); for tests.
+    // The exposition text of the gateway's families (what /metrics serves after
+    // the exposer_* families); for tests.
     std::string render() const;
 
 private:
     class collector;
+    // Listener thread: the exposition /metrics serves, counted in the exposer_* families.
+    std::string serve_scrape();
+
     std::shared_ptr<collector> collector_;
-    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::shared_ptr<prometheus::Registry> exposer_registry_;
+    prometheus::Counter* transferred_bytes_ = nullptr;
+    prometheus::Counter* scrapes_ = nullptr;
+    prometheus::Summary* latencies_ = nullptr;
+    std::unique_ptr<http_listener> listener_;   // last: stopped first
 };
 
 }  // namespace sekisho

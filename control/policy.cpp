@@ -690,14 +690,17 @@ policy read_policy(const yaml::node& root, const std::string& name) {
         if (subs["ipv6_prefix_length"])
             if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
                 pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
-        if (!pol.static_ranges.empty()) {
-            std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_lines;
-            dynamic_lines.reserve(pol.dynamic_ranges.size());
-            for (const auto& d : pol.dynamic_ranges) dynamic_lines.emplace(d, d.line);
+        if (!pol.static_ranges.empty() && !pol.dynamic_ranges.empty()) {
+            // The static list is the short one: hashed, and the dynamic list (up to millions) scanned.
+            std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_line_of;   // static prefix -> dynamic line
+            for (const auto& s : pol.static_ranges) dynamic_line_of.emplace(s, 0);
+            for (const auto& d : pol.dynamic_ranges)
+                if (const auto it = dynamic_line_of.find(d); it != dynamic_line_of.end() && it->second == 0)
+                    it->second = d.line;
             for (const auto& s : pol.static_ranges)
-                if (const auto it = dynamic_lines.find(s); it != dynamic_lines.end())
+                if (const int line = dynamic_line_of[s])
                     r.error(subs["static"], "subscribers.static",
-                            s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(it->second) +
+                            s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(line) +
                                 "); a range is dynamic or static");
         }
     }

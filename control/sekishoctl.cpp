@@ -2,6 +2,12 @@
 // Human tables by default, --json everywhere. Exit codes: 0 ok, 1 the daemon
 // could not be reached or failed, 2 usage, 3 not found, 4 rejected (bad input,
 // invalid policy, conflict), 5 unauthorised.
+//
+// Over TCP only https:// (the bearer token never travels in clear). Human
+// output shows every text the daemon sent through shown() (untrusted_text.h):
+// control characters in an account name or an event arrive escaped (\x1b),
+// never as bytes an operator's terminal would obey. --json prints the reply
+// as it came (JSON escapes control characters).
 #include <curl/curl.h>
 
 #include <nlohmann/json.hpp>
@@ -17,9 +23,18 @@
 #include <thread>
 #include <vector>
 
+#include "untrusted_text.h"
+
 namespace {
 
 using nlohmann::json;
+using sekisho::escape_unprintable;
+
+// A value from the daemon as the human output shows it: a string's text, anything else as JSON,
+// unprintable bytes escaped either way.
+std::string shown(const json& j) { return escape_unprintable(j.is_string() ? j.get_ref<const std::string&>() : j.dump()); }
+// Multi-line text from the daemon (a policy, a CSV report): line breaks and tabs kept.
+std::string shown_lines(const std::string& text) { return escape_unprintable(text, true); }
 
 constexpr const char* usage_text = R"(usage: sekishoctl [--socket PATH | --url https://HOST:PORT --token-file F [--cacert F]] [--json] COMMAND
 
@@ -63,6 +78,7 @@ struct client {
         std::string target = (url.empty() ? "http://localhost" : url) + path;
         curl_easy_setopt(c, CURLOPT_URL, target.c_str());
         if (url.empty()) curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket.c_str());
+        else curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");   // checked in main() too: never in clear
         if (!cacert.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, cacert.c_str());
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
@@ -121,11 +137,11 @@ int fail(const client::reply& r, bool as_json) {
     } else {
         try {
             const json j = json::parse(r.body);
-            std::cerr << "sekishoctl: " << j.value("error", r.body) << "\n";
+            std::cerr << "sekishoctl: " << shown(j.contains("error") ? j["error"] : json(r.body)) << "\n";
             if (j.contains("errors"))
-                for (const auto& e : j["errors"]) std::cerr << "  " << e.get<std::string>() << "\n";
+                for (const auto& e : j["errors"]) std::cerr << "  " << shown(e) << "\n";
         } catch (const std::exception&) {
-            std::cerr << "sekishoctl: HTTP " << r.status << ": " << r.body << "\n";
+            std::cerr << "sekishoctl: HTTP " << r.status << ": " << shown_lines(r.body) << "\n";
         }
     }
     return exit_code_for(r.status);
@@ -148,26 +164,29 @@ std::string iso(int64_t t) {
     return buf;
 }
 
+// One event line; every field through shown() (an event log line is the daemon's to write, but
+// its fields came from the network and the API).
 void print_event(const json& e) {
-    const uint64_t ns = e.value("time_ns", uint64_t{0});
-    if (e.value("type", "") == "api_change") {   // the audit trail: who changed what, with what outcome
-        std::cout << iso(static_cast<int64_t>(ns / 1'000'000'000ull)) << "  api_change        "
-                  << e.value("endpoint", "?") << " by " << e.value("caller", "?") << ": " << e.value("status", 0)
-                  << ", generation " << e.value("generation", uint64_t{0});
-        if (e.contains("account")) std::cout << " account=" << e["account"].dump();
-        if (e.contains("prefix")) std::cout << " prefix=" << e["prefix"].dump();
-        if (e.contains("error")) std::cout << " error=" << e["error"].dump();
+    auto field = [&](const char* key, const json& fallback) { return shown(e.contains(key) ? e[key] : fallback); };
+    const uint64_t ns = e.contains("time_ns") && e["time_ns"].is_number_unsigned() ? e["time_ns"].get<uint64_t>() : 0;
+    const std::string time = iso(static_cast<int64_t>(ns / 1'000'000'000ull));
+    if (e.value("type", json("")) == "api_change") {   // the audit trail: who changed what, with what outcome
+        std::cout << time << "  api_change        " << field("endpoint", "?") << " by " << field("caller", "?") << ": "
+                  << field("status", 0) << ", generation " << field("generation", 0);
+        if (e.contains("account")) std::cout << " account=" << escape_unprintable(e["account"].dump());
+        if (e.contains("prefix")) std::cout << " prefix=" << escape_unprintable(e["prefix"].dump());
+        if (e.contains("error")) std::cout << " error=" << escape_unprintable(e["error"].dump());
         std::cout << "\n";
         return;
     }
-    std::cout << iso(static_cast<int64_t>(ns / 1'000'000'000ull)) << "  " << std::left << std::setw(17)
-              << e.value("type", "?") << " " << std::setw(28)
-              << (e.contains("subscriber") ? e["subscriber"].get<std::string>() : e.value("src", "")) << " ";
-    if (e.contains("limit")) std::cout << "limit=" << e["limit"].dump() << " ";
-    if (e.contains("reason")) std::cout << "reason=" << e["reason"].get<std::string>() << " ";
-    if (e.contains("account") && !e["account"].is_null()) std::cout << "account=" << e["account"].dump() << " ";
-    if (e.contains("count")) std::cout << "count=" << e["count"] << " ";
-    std::cout << "action=" << e.value("action", "") << "\n";
+    std::cout << time << "  " << std::left << std::setw(17) << field("type", "?") << " " << std::setw(28)
+              << (e.contains("subscriber") ? field("subscriber", "") : field("src", "")) << " ";
+    if (e.contains("limit")) std::cout << "limit=" << escape_unprintable(e["limit"].dump()) << " ";
+    if (e.contains("reason")) std::cout << "reason=" << field("reason", "") << " ";
+    if (e.contains("account") && !e["account"].is_null())
+        std::cout << "account=" << escape_unprintable(e["account"].dump()) << " ";
+    if (e.contains("count")) std::cout << "count=" << field("count", 0) << " ";
+    std::cout << "action=" << field("action", "") << "\n";
 }
 
 }  // namespace
@@ -210,6 +229,14 @@ int main(int argc, char** argv) {
                 words.push_back(a);
             }
         }
+        if (!cl.url.empty()) {
+            // curl would take http://, or no scheme at all as http: the token would go in clear.
+            std::string scheme = cl.url.substr(0, 8);
+            for (char& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            if (scheme != "https://")
+                throw usage_error("--url '" + escape_unprintable(cl.url) +
+                                  "': only https:// (the bearer token is never sent in clear)");
+        }
         if (!token_file.empty()) {
             cl.token = read_file(token_file);
             while (!cl.token.empty() && std::isspace(static_cast<unsigned char>(cl.token.back()))) cl.token.pop_back();
@@ -248,24 +275,24 @@ int main(int argc, char** argv) {
             want(1, "status");
             check_flags({});
             return show(cl.call("GET", "/v1/status"), [](const json& j) {
-                const std::string backend = j.value("backend", "dpdk");
-                std::cout << "generation " << j["generation"] << ", up " << static_cast<long>(j["uptime_s"].get<double>())
-                          << " s, backend " << backend << ", " << j["workers"]
-                          << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ")
-                          << j["ports"]["access"].get<std::string>() << " (access) <-> "
-                          << j["ports"]["core"].get<std::string>() << " (core)\n"
-                          << "policy " << j["policy"]["file"].get<std::string>() << ": op25b "
-                          << j["policy"]["op25b_mode"].get<std::string>() << "/" << j["policy"]["op25b_action"].get<std::string>()
-                          << ", " << j["policy"]["limits"] << " limits\n"
-                          << "frames in " << j["frames"]["in"] << ", forwarded " << j["frames"]["forwarded"] << ", blocked "
-                          << j["frames"]["blocked"] << ", limited " << j["frames"]["limited"] << ", malformed dropped "
-                          << j["frames"]["malformed_dropped"] << ", TX-full drops " << j["frames"]["tx_full_drops"] << "\n"
-                          << "smtp flows " << j["smtp"]["flows"] << ", messages " << j["smtp"]["messages"]
-                          << ", tempfails " << j["smtp"]["tempfails_sent"] << "\n";
+                const std::string backend = shown(j.value("backend", json("dpdk")));
+                std::cout << "generation " << shown(j["generation"]) << ", up "
+                          << static_cast<long>(j["uptime_s"].get<double>()) << " s, backend " << backend << ", "
+                          << shown(j["workers"]) << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ")
+                          << shown(j["ports"]["access"]) << " (access) <-> " << shown(j["ports"]["core"]) << " (core)\n"
+                          << "policy " << shown(j["policy"]["file"]) << ": op25b " << shown(j["policy"]["op25b_mode"])
+                          << "/" << shown(j["policy"]["op25b_action"]) << ", " << shown(j["policy"]["limits"])
+                          << " limits\n"
+                          << "frames in " << shown(j["frames"]["in"]) << ", forwarded " << shown(j["frames"]["forwarded"])
+                          << ", blocked " << shown(j["frames"]["blocked"]) << ", limited " << shown(j["frames"]["limited"])
+                          << ", malformed dropped " << shown(j["frames"]["malformed_dropped"]) << ", TX-full drops "
+                          << shown(j["frames"]["tx_full_drops"]) << "\n"
+                          << "smtp flows " << shown(j["smtp"]["flows"]) << ", messages " << shown(j["smtp"]["messages"])
+                          << ", tempfails " << shown(j["smtp"]["tempfails_sent"]) << "\n";
                 const json& subs = j["subscribers"];
                 if (subs.is_object())
-                    std::cout << "bindings " << subs["bindings"] << ", accounts " << subs["accounts"] << " ("
-                              << subs["suspended"] << " suspended); ";
+                    std::cout << "bindings " << shown(subs["bindings"]) << ", accounts " << shown(subs["accounts"])
+                              << " (" << shown(subs["suspended"]) << " suspended); ";
                 else
                     std::cout << "no bindings or accounts (" << backend << "); ";
                 std::cout << "events written " << j["events"]["written"] << ", lost "
@@ -277,7 +304,8 @@ int main(int argc, char** argv) {
                 want(2, "policy show");
                 check_flags({});
                 return show(cl.call("GET", "/v1/policy"), [](const json& j) {
-                    std::cout << "# generation " << j["generation"] << "\n" << j["text"].get<std::string>();
+                    std::cout << "# generation " << shown(j["generation"]) << "\n"
+                              << shown_lines(j["text"].get<std::string>());
                 });
             }
             if (sub == "apply" || sub == "diff") {
@@ -290,14 +318,16 @@ int main(int argc, char** argv) {
                                 if (dry)
                                     std::cout << "valid; would change:\n";
                                 else
-                                    std::cout << "applied as generation " << j["generation"] << " in " << std::fixed
-                                              << std::setprecision(1) << j["compile_ms"].get<double>() << " ms; changed:\n";
+                                    std::cout << "applied as generation " << shown(j["generation"]) << " in "
+                                              << std::fixed << std::setprecision(1) << j["compile_ms"].get<double>()
+                                              << " ms; changed:\n";
                                 if (j["diff"].empty()) std::cout << "  nothing\n";
                                 for (auto it = j["diff"].begin(); it != j["diff"].end(); ++it)
-                                    std::cout << "  " << it.key() << ": " << it.value().dump() << "\n";
+                                    std::cout << "  " << escape_unprintable(it.key()) << ": "
+                                              << escape_unprintable(it.value().dump()) << "\n";
                                 if (j.contains("not_enforced")) {
                                     std::cout << "accepted but not enforced by this backend:\n";
-                                    for (const auto& n : j["not_enforced"]) std::cout << "  " << n.get<std::string>() << "\n";
+                                    for (const auto& n : j["not_enforced"]) std::cout << "  " << shown(n) << "\n";
                                 }
                             });
             }
@@ -305,7 +335,7 @@ int main(int argc, char** argv) {
                 want(2, "policy rollback");
                 check_flags({});
                 return show(cl.call("POST", "/v1/policy/rollback"), [](const json& j) {
-                    std::cout << "rolled back: generation " << j["generation"] << "\n";
+                    std::cout << "rolled back: generation " << shown(j["generation"]) << "\n";
                 });
             }
             throw usage_error("policy show|apply|diff|rollback");
@@ -318,8 +348,8 @@ int main(int argc, char** argv) {
                 if (flag("--account")) q += "&account=" + escape(*flag("--account"));
                 return show(cl.call("GET", q), [](const json& j) {
                     for (const auto& b : j["bindings"])
-                        std::cout << std::left << std::setw(44) << b["prefix"].get<std::string>() << b["account"].get<std::string>() << "\n";
-                    std::cout << j["bindings"].size() << " shown, " << j["total"] << " in the table\n";
+                        std::cout << std::left << std::setw(44) << shown(b["prefix"]) << shown(b["account"]) << "\n";
+                    std::cout << j["bindings"].size() << " shown, " << shown(j["total"]) << " in the table\n";
                 });
             }
             if (sub == "add") {
@@ -327,15 +357,15 @@ int main(int argc, char** argv) {
                 check_flags({});
                 return show(cl.call("POST", "/v1/bindings", json{{"prefix", words[2]}, {"account", words[3]}}.dump()),
                             [](const json& j) {
-                                std::cout << "bound " << j["prefix"].get<std::string>() << " to " << j["account"].get<std::string>()
-                                          << " (" << j["bound"] << " entries)\n";
+                                std::cout << "bound " << shown(j["prefix"]) << " to " << shown(j["account"]) << " ("
+                                          << shown(j["bound"]) << " entries)\n";
                             });
             }
             if (sub == "del") {
                 want(3, "bindings del PREFIX");
                 check_flags({});
                 return show(cl.call("DELETE", "/v1/bindings?prefix=" + escape(words[2])), [](const json& j) {
-                    std::cout << "unbound " << j["prefix"].get<std::string>() << " (" << j["unbound"] << " entries)\n";
+                    std::cout << "unbound " << shown(j["prefix"]) << " (" << shown(j["unbound"]) << " entries)\n";
                 });
             }
             throw usage_error("bindings list|add|del");
@@ -348,19 +378,19 @@ int main(int argc, char** argv) {
             const auto r = cl.call("GET", q);
             const int rc = show(r, [](const json& j) {
                 if (j["bindings"].empty())
-                    std::cout << "no binding in the history for " << j["query"]["address"].get<std::string>() << " at "
+                    std::cout << "no binding in the history for " << shown(j["query"]["address"]) << " at "
                               << iso(j["query"]["at"].get<int64_t>()) << "\n";
                 for (const auto& b : j["bindings"])
-                    std::cout << b["address"].get<std::string>() << " held by " << b["account"].get<std::string>()
-                              << " (session " << b["session_id"].get<std::string>() << ", NAS " << b["nas"].get<std::string>()
-                              << ") from " << iso(b["start"].get<int64_t>()) << " to "
+                    std::cout << shown(b["address"]) << " held by " << shown(b["account"]) << " (session "
+                              << shown(b["session_id"]) << ", NAS " << shown(b["nas"]) << ") from "
+                              << iso(b["start"].get<int64_t>()) << " to "
                               << (b["stop"].is_null() ? std::string("now") : iso(b["stop"].get<int64_t>())) << "\n";
-                if (!j["bound_now"].is_null()) std::cout << "bound now to " << j["bound_now"].get<std::string>() << "\n";
+                if (!j["bound_now"].is_null()) std::cout << "bound now to " << shown(j["bound_now"]) << "\n";
                 const json& m = j["smtp_within_1h"];
-                std::cout << "SMTP within an hour: " << m["sessions"] << " sessions (" << m["tls_sessions"]
-                          << " TLS), " << m["messages"] << " messages, " << m["recipients"] << " recipients, "
-                          << m["rejected_recipients"] << " rejected\n";
-                std::cout << "events within an hour: " << j["events_within_1h"].dump() << "\n";
+                std::cout << "SMTP within an hour: " << shown(m["sessions"]) << " sessions (" << shown(m["tls_sessions"])
+                          << " TLS), " << shown(m["messages"]) << " messages, " << shown(m["recipients"])
+                          << " recipients, " << shown(m["rejected_recipients"]) << " rejected\n";
+                std::cout << "events within an hour: " << escape_unprintable(j["events_within_1h"].dump()) << "\n";
                 for (const auto& e : j["events"]) print_event(e);
             });
             if (rc == 0 && r.status == 200) {
@@ -375,8 +405,8 @@ int main(int argc, char** argv) {
                 check_flags({});
                 return show(cl.call("POST", "/v1/accounts/" + sub, json{{"account", words[2]}}.dump()),
                             [&](const json& j) {
-                                std::cout << j["account"].get<std::string>() << (j["suspended"].get<bool>() ? " suspended" : " resumed")
-                                          << "\n";
+                                std::cout << shown(j["account"])
+                                          << (j["suspended"].get<bool>() ? " suspended" : " resumed") << "\n";
                             });
             }
             if (sub == "list") {
@@ -385,7 +415,7 @@ int main(int argc, char** argv) {
                 return show(cl.call("GET", std::string("/v1/accounts") + (flag("--suspended") ? "?suspended=1" : "")),
                             [](const json& j) {
                                 for (const auto& a : j["accounts"])
-                                    std::cout << std::left << std::setw(40) << a["account"].get<std::string>()
+                                    std::cout << std::left << std::setw(40) << shown(a["account"])
                                               << (a["suspended"].get<bool>() ? "suspended" : "active") << "\n";
                             });
             }
@@ -424,8 +454,8 @@ int main(int argc, char** argv) {
             return show(cl.call("GET", q), [](const json& j) {
                 std::cout << std::left << std::setw(40) << "SUBSCRIBER" << std::setw(32) << "ACCOUNT" << "COUNT\n";
                 for (const auto& t : j["top"])
-                    std::cout << std::left << std::setw(40) << t["subscriber"].get<std::string>() << std::setw(32)
-                              << t["account"].get<std::string>() << t["count"] << "\n";
+                    std::cout << std::left << std::setw(40) << shown(t["subscriber"]) << std::setw(32)
+                              << shown(t["account"]) << shown(t["count"]) << "\n";
             });
         }
         if (cmd == "report") {
@@ -436,7 +466,8 @@ int main(int argc, char** argv) {
             if (flag("--until")) q += "&until=" + escape(*flag("--until"));
             const auto r = cl.call("GET", q);
             if (r.status != 200) return fail(r, as_json);
-            std::cout << r.body << (r.body.empty() || r.body.back() == '\n' ? "" : "\n");
+            const std::string text = as_json ? r.body : shown_lines(r.body);   // CSV for people, JSON as it came
+            std::cout << text << (text.empty() || text.back() == '\n' ? "" : "\n");
             return 0;
         }
         throw usage_error("unknown command '" + cmd + "'");

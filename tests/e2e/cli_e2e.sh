@@ -186,6 +186,9 @@ out="$(tls --token-file "$TMP/wrong-token" status 2>&1)"; rc=$?
 [ "$rc" = 5 ] && pass "TLS with a wrong token: unauthorised (exit 5)" || fail "TLS wrong token: exit $rc: $out"
 out="$(tls status 2>&1)"; rc=$?
 [ "$rc" = 5 ] && pass "TLS without a token: unauthorised (exit 5)" || fail "TLS no token: exit $rc: $out"
+out="$(netlab_exec_gw timeout 30 "$ctl" --url http://127.0.0.1:8443 --token-file "$TMP/token" status 2>&1)"; rc=$?
+[ "$rc" = 2 ] && echo "$out" | grep -q "only https://" && pass "--url http:// refused (exit 2): the token is never sent in clear" ||
+  fail "--url http://: exit $rc: $(echo "$out" | head -n 1)"
 out="$(tls --token-file "$TMP/token" status --json 2>&1)"; rc=$?
 [ "$rc" = 0 ] && echo "$out" | grep -q '"unauthorised":2' && pass "TLS with the token works; 2 unauthorised counted" ||
   fail "TLS with token: exit $rc: $out"

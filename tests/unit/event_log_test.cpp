@@ -666,8 +666,8 @@ events:
 
     const auto f = errors_of("version: 1\nevents:\n  fsync: never\n  fsync_interval: 1s\n  rotate_bytes: 100\n");
     ASSERT_EQ(f.size(), 2u) << ::testing::PrintToString(f);
-    EXPECT_NE(f[0].find("p.yaml:5: events.rotate_bytes: '100' is below 4KB"), std::string::npos) << f[0];
-    EXPECT_NE(f[1].find("p.yaml:4: events.fsync_interval: applies to fsync: interval only"), std::string::npos) << f[1];
+    EXPECT_NE(f[0].find("p.yaml:4: events.fsync_interval: applies to fsync: interval only"), std::string::npos) << f[0];
+    EXPECT_NE(f[1].find("p.yaml:5: events.rotate_bytes: '100' is below 4KB"), std::string::npos) << f[1];
 
     const auto g = errors_of("version: 1\nevents: [1]\n");
     ASSERT_EQ(g.size(), 1u);
