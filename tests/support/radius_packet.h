@@ -6,12 +6,17 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -88,6 +93,49 @@ struct radius_packet {
         std::copy(a.begin(), a.end(), p.begin() + 4);
         return p;
     }
+};
+
+// A NAS on loopback: sends to 127.0.0.1 or ::1, receives the responses.
+class nas_socket {
+public:
+    explicit nas_socket(int family = AF_INET) : family_(family) {
+        fd_ = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd_ < 0) throw std::runtime_error("socket");
+    }
+    ~nas_socket() { ::close(fd_); }
+    void send(const bytes& d, uint16_t port) {
+        sockaddr_storage ss{};
+        socklen_t len = 0;
+        if (family_ == AF_INET) {
+            auto& in = reinterpret_cast<sockaddr_in&>(ss);
+            in.sin_family = AF_INET;
+            in.sin_port = htons(port);
+            inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+            len = sizeof in;
+        } else {
+            auto& in6 = reinterpret_cast<sockaddr_in6&>(ss);
+            in6.sin6_family = AF_INET6;
+            in6.sin6_port = htons(port);
+            inet_pton(AF_INET6, "::1", &in6.sin6_addr);
+            len = sizeof in6;
+        }
+        ASSERT_EQ(::sendto(fd_, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&ss), len),
+                  static_cast<ssize_t>(d.size()));
+    }
+    // The next datagram within `ms`, or nullopt.
+    std::optional<bytes> receive(int ms = 1000) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, ms) <= 0) return std::nullopt;
+        bytes b(4096);
+        const ssize_t n = ::recv(fd_, b.data(), b.size(), 0);
+        if (n < 0) return std::nullopt;
+        b.resize(static_cast<size_t>(n));
+        return b;
+    }
+
+private:
+    int family_;
+    int fd_;
 };
 
 }  // namespace sekisho::test
