@@ -89,11 +89,21 @@ bool subscriber_identity::apply(const binding_update& u) {
             }
         }
     }
-    try {
-        if (!history_->in_transaction()) history_->begin();
-    } catch (const std::exception&) {
+    if (batch_open_ && !history_->in_transaction()) {
+        // SQLite rolled the batch back by itself after an error (SQLITE_FULL,
+        // SQLITE_IOERR): the updates applied before are gone; commit() takes
+        // their data-plane changes back. Nothing more joins this batch.
         ++apply_errors_;
-        throw;
+        throw std::runtime_error("history: the transaction of this poll was rolled back after an error");
+    }
+    if (!batch_open_) {
+        try {
+            history_->begin();
+        } catch (const std::exception&) {
+            ++apply_errors_;
+            throw;
+        }
+        batch_open_ = true;
     }
     const std::vector<binding_change> changes = [&] {
         try {
@@ -122,9 +132,13 @@ bool subscriber_identity::apply(const binding_update& u) {
 }
 
 bool subscriber_identity::commit() {
+    if (!batch_open_) return true;
+    batch_open_ = false;
     if (!history_->in_transaction()) {
-        batch_undo_.entries.clear();
-        return true;
+        ++apply_errors_;
+        undo(batch_undo_, "a batch SQLite rolled back");
+        throw std::runtime_error("history: the transaction of this poll was rolled back after an error; "
+                                 "its updates are not stored");
     }
     try {
         history_->commit();   // rolled back when it throws

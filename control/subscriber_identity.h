@@ -82,6 +82,7 @@ private:
     bool durable_ = false;
     std::unique_ptr<binding_history> history_;   // durable or in memory; always there
     std::unique_ptr<radius::accounting_listener> listener_;
+    bool batch_open_ = false;                // begin() called, commit() not yet
     gateway::binding_undo_log batch_undo_;   // the data-plane changes not yet committed
     std::chrono::seconds retention_{0};
     uint64_t restored_ = 0, apply_errors_ = 0;
