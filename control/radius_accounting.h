@@ -271,7 +271,7 @@ struct listener_counters {
     uint64_t bad_time = 0;            // event time outside time_bounds: not applied, not answered
     uint64_t bad_address = 0;         // an address the data plane cannot bind (update_refused): not answered
     uint64_t apply_failed = 0;        // the callback returned false or threw: not answered
-    uint64_t send_failed = 0;         // applied, but the response could not be sent
+    uint64_t send_failed = 0;         // applied (or a duplicate), but the response could not be sent
     uint64_t receive_errors = 0;      // recvfrom failures other than "nothing to read"
     // Applied updates by kind.
     uint64_t starts = 0, interims = 0, stops = 0, accounting_ons = 0, accounting_offs = 0;
