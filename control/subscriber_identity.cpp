@@ -32,11 +32,11 @@ subscriber_identity::subscriber_identity(gateway& gw, const identity_config& con
     // accepts: a Start resent up to then must still find its session's row
     // (else it would open the session again).
     const std::chrono::seconds max_event_age{radius::time_bounds{}.max_age_seconds};
+    const auto configured_retention = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::nanoseconds(static_cast<int64_t>(config.history_retention_ns)));
     durable_ = !config.history_database.empty();
     history_ = std::make_unique<binding_history>(durable_ ? config.history_database : std::string(":memory:"));
-    retention_ = durable_ ? std::max(max_event_age, std::chrono::duration_cast<std::chrono::seconds>(
-                                                        std::chrono::nanoseconds(static_cast<int64_t>(config.history_retention_ns))))
-                          : max_event_age;
+    retention_ = durable_ ? std::max(max_event_age, configured_retention) : max_event_age;
     for (const binding_record& r : history_->open_bindings()) {
         if (r.account.empty()) continue;   // a session without User-Name binds nothing
         try {
@@ -117,7 +117,7 @@ bool subscriber_identity::apply(const binding_update& u) {
     try {
         apply_changes(changes, undo_log);
         history_->release_savepoint();
-    } catch (const std::exception& e) {
+    } catch (const std::exception&) {
         ++apply_errors_;
         undo(undo_log, std::string("a failed ") + to_string(u.kind));
         try {
@@ -142,7 +142,7 @@ bool subscriber_identity::commit() {
     }
     try {
         history_->commit();   // rolled back when it throws
-    } catch (const std::exception& e) {
+    } catch (const std::exception&) {
         ++apply_errors_;
         undo(batch_undo_, "a failed commit");
         throw;
