@@ -58,12 +58,14 @@
 //     preallocated at those sizes, so per binding / flow / record is per
 //     unit of capacity.
 //  3. RADIUS bindings per second: Accounting-Start updates (binding_update,
-//     as the RADIUS parser hands them on) applied the way subscriber_identity
-//     does: gateway::bind per address; then the same plus
-//     binding_history::apply per batch of 256 (the listener's set_commit
-//     batching) into a fresh SQLite file in /tmp; then, with --udp N, real
-//     Accounting-Request datagrams from a client thread through
-//     radius::accounting_listener on 127.0.0.1, answered after the commit.
+//     as the RADIUS parser hands them on) bound in the data plane alone
+//     (gateway::bind per address); then through subscriber_identity as
+//     sekishod runs it (the history decides in a SAVEPOINT per update, the
+//     data plane follows with an undo log), one commit per batch of 256 (the
+//     listener's set_commit batching), into a fresh SQLite file in /tmp;
+//     then, with --udp N, real Accounting-Request datagrams from a client
+//     thread through radius::accounting_listener on 127.0.0.1, answered after
+//     the commit.
 //
 // Human-readable lines first; the last line is one JSON object.
 //
@@ -105,6 +107,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -122,6 +125,7 @@
 #include "pipeline.h"
 #include "policy.h"
 #include "radius_accounting.h"
+#include "subscriber_identity.h"
 #include "subscriber_table.h"
 #include "worker_counters.h"
 // GCC 12 at -O3 (buildtype=release) reports false -Warray-bounds and
@@ -990,7 +994,8 @@ void open_flows(rte_mempool* pool, flow_book& fb, std::mt19937_64& rng, uint64_t
 
 // ------------------------------------------------------------------ RADIUS --
 
-constexpr int64_t radius_epoch = 1790000000;  // 2026-09-21
+// A day ago: within the listener's time bounds (radius::time_bounds).
+const int64_t radius_epoch = static_cast<int64_t>(std::time(nullptr)) - 86400;
 
 // Subscriber i's Accounting-Start as the RADIUS parser hands it on.
 binding_update start_update(uint32_t i) {
@@ -1009,8 +1014,7 @@ binding_update start_update(uint32_t i) {
     return u;
 }
 
-// What subscriber_identity::apply does with a Start: every address bound in
-// the data-plane table.
+// A Start without the history: every address bound in the data-plane table.
 void apply_to_dataplane(gateway& gw, const binding_update& u) {
     for (const ip_prefix& p : u.addresses()) gw.bind(p, u.account);
 }
@@ -1065,32 +1069,23 @@ std::vector<uint8_t> radius_start(uint8_t id, uint32_t i, const std::string& sec
 // their response, like a NAS's outstanding-request limit) to a listener this
 // thread polls; every update bound in the data plane and committed to
 // `history` per poll, before the responses go out.
-void radius_udp(gateway& gw, binding_history& history, uint32_t first, uint32_t n, radius_figures& f) {
+void radius_udp(subscriber_identity& identity, uint32_t first, uint32_t n, radius_figures& f) {
     const std::string secret = "limits-bench-shared-secret-0123456789";
     radius::listener_config lc;
     lc.address = "127.0.0.1";
     lc.port = 0;
     lc.receive_buffer_bytes = 4 << 20;
-    std::vector<binding_update> batch;
     uint64_t log_lines = 0;
     std::string first_log;
     radius::accounting_listener listener(
         lc,
         radius::load_clients_text("clients:\n  - address: 127.0.0.1\n    secret: \"" + secret + "\"\n    name: bench\n",
                                   "bench-clients.yaml"),
-        [&](const binding_update& u) {
-            if (u.kind == binding_kind::start || u.kind == binding_kind::interim) apply_to_dataplane(gw, u);
-            batch.push_back(u);
-            return true;
-        },
+        [&](const binding_update& u) { return identity.apply(u); },
         [&](const std::string& line) {
             if (log_lines++ == 0) first_log = line;
         });
-    listener.set_commit([&] {
-        history.apply(batch);
-        batch.clear();
-        return true;
-    });
+    listener.set_commit([&] { return identity.commit(); });
 
     std::vector<std::vector<uint8_t>> packets;
     packets.reserve(n);
@@ -1168,16 +1163,20 @@ radius_figures radius_bindings(gateway& gw, const options& o, const std::string&
     for (const auto& u : updates) apply_to_dataplane(gw, u);
     f.dp_per_s = o.radius / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    // Data plane and history, 256 updates per transaction.
+    // Data plane and history as sekishod runs them (subscriber_identity: the
+    // history decides, the data plane follows), 256 updates per transaction.
     updates.clear();
     for (uint32_t k = 0; k < o.radius; ++k) updates.push_back(start_update(base + o.radius + k));
-    binding_history history(db_path);
+    identity_config ic;
+    ic.history_database = db_path;
+    subscriber_identity identity(gw, ic, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    binding_history& history = *identity.history();
     t0 = std::chrono::steady_clock::now();
     std::vector<double> at;  // seconds after each batch
     for (size_t off = 0; off < updates.size(); off += 256) {
         const size_t n = std::min<size_t>(256, updates.size() - off);
-        for (size_t k = 0; k < n; ++k) apply_to_dataplane(gw, updates[off + k]);
-        history.apply(std::span<const binding_update>(updates.data() + off, n));
+        for (size_t k = 0; k < n; ++k) identity.apply(updates[off + k]);
+        identity.commit();
         at.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     f.history_per_s = o.radius / at.back();
@@ -1205,7 +1204,7 @@ radius_figures radius_bindings(gateway& gw, const options& o, const std::string&
     }
 
     if (o.udp) {
-        radius_udp(gw, history, base + 2 * o.radius, o.udp, f);
+        radius_udp(identity, base + 2 * o.radius, o.udp, f);
         if (!f.udp_ok) {
             std::fprintf(stderr, "FAIL radius udp: %s\n", f.udp_note.c_str());
             ok = false;

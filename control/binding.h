@@ -1,6 +1,7 @@
 // A change of "who holds which address", as the control plane hands it on:
 // from RADIUS accounting (radius_accounting.h) to the binding history
-// (binding_history.h) and to the data plane's subscriber table.
+// (binding_history.h), which decides what it means for each address
+// (binding_change) and so what the data plane's subscriber table does.
 #pragma once
 
 #include <cstdint>
@@ -70,5 +71,24 @@ struct binding_update {
         return out;
     }
 };
+
+// What the data plane does for one address after the history decided an
+// update (binding_history::apply): the data plane follows the history, never
+// the packet, so the two cannot disagree.
+struct binding_change {
+    enum class action : uint8_t {
+        bind,     // `address` is now held by `account` (whatever the table held before)
+        unbind,   // `address` is no longer held by `account`: remove the entries still
+                  // bound to it (a later session, the API or a static binding may hold
+                  // some already; those stay)
+    };
+    action what = action::bind;
+    ip_prefix address;
+    std::string account;   // never empty: a row without an account changes nothing here
+
+    bool operator==(const binding_change&) const = default;
+};
+
+inline const char* to_string(binding_change::action a) { return a == binding_change::action::bind ? "bind" : "unbind"; }
 
 }  // namespace sekisho

@@ -1,8 +1,13 @@
 #include "binding_history.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sekisho {
@@ -56,6 +61,42 @@ ip_prefix masked(const ip_prefix& p, unsigned length) {
         out.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
     for (unsigned i = address_octets(p); i < out.bytes.size(); ++i) out.bytes[i] = 0;
     return out;
+}
+
+// Who held which address when is personal data: readable by the owner and
+// its group (the operators), never by everyone.
+constexpr mode_t history_file_mode = 0640;
+
+std::string mode_text(mode_t m) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+    return buf;
+}
+
+// Creates `file` with history_file_mode if it does not exist (SQLite gives
+// its -wal and -shm files the database file's mode) and `create` is true,
+// and narrows the mode of an existing one.
+void restrict_file_mode(const std::string& file, bool create) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+        if (errno != ENOENT) throw binding_history_error(file + ": stat: " + std::strerror(errno));
+        if (!create) return;
+        const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, history_file_mode);
+        if (fd < 0) {
+            if (errno == EEXIST) return restrict_file_mode(file, false);   // created meanwhile: check it
+            // Left to sqlite3_open_v2, which names the failure ("unable to open database file").
+            return;
+        }
+        ::close(fd);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) return;   // /dev/null and the like: SQLite decides
+    const mode_t mode = st.st_mode & 07777;
+    if ((mode & ~history_file_mode) == 0) return;
+    if (::chmod(file.c_str(), mode & history_file_mode) != 0)
+        throw binding_history_error(file + ": restrict the file mode from " + mode_text(mode) + " to " +
+                                    mode_text(mode & history_file_mode) + " (not world-readable): " +
+                                    std::strerror(errno));
 }
 
 int64_t system_now() {
@@ -151,15 +192,26 @@ struct binding_history::impl {
     }
     void prepare_all();
 
-    void apply_one(const binding_update& u);
+    // The decisions of binding_history::apply, appended to `changes`.
+    void apply_one(const binding_update& u, std::vector<binding_change>& changes);
+    void open_or_record(const binding_update& u, const ip_prefix& a, int64_t begin, std::vector<binding_change>& changes);
     bool session_has_row(const binding_update& u, const ip_prefix& a);
-    void open_row(const binding_update& u, const ip_prefix& a, int64_t start);
     void insert_row(const binding_update& u, const ip_prefix& a, int64_t start, std::optional<int64_t> stop,
                     const char* cause);
+    // Steps an UPDATE ... RETURNING id, family, prefix, prefix_length,
+    // account and appends an unbind per closed row with an account, in row
+    // order.
+    void closed_rows_to_unbinds(statement& st, std::vector<binding_change>& changes);
     std::vector<binding_record> read_rows(statement& st);
 
     void check_writable(const char* what) const {
         if (read_only) throw binding_history_error(path + ": " + what + ": the history is open read-only");
+    }
+    // After a failed statement inside a transaction: SQLite may have rolled
+    // the whole transaction back by itself (SQLITE_FULL, SQLITE_IOERR).
+    bool in_transaction() const { return sqlite3_get_autocommit(db) == 0; }
+    void rollback_quietly() noexcept {
+        if (in_transaction()) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     }
 
     const std::string& path;
@@ -168,7 +220,9 @@ struct binding_history::impl {
     std::vector<std::unique_ptr<statement>> stmts;
     statement* begin = nullptr;
     statement* commit = nullptr;
-    statement* rollback = nullptr;
+    statement* savepoint = nullptr;
+    statement* release = nullptr;
+    statement* rollback_to = nullptr;
     statement* find_session_row = nullptr;
     statement* later_open_start = nullptr;
     statement* supersede = nullptr;
@@ -183,6 +237,12 @@ struct binding_history::impl {
 };
 
 binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
+    const bool in_memory = path == ":memory:";
+    if (mode == access::read_write && !in_memory) {
+        restrict_file_mode(path, true);
+        restrict_file_mode(path + "-wal", false);
+        restrict_file_mode(path + "-shm", false);
+    }
     const int flags = mode == access::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
         const std::string msg = path + ": open: " + (db ? sqlite3_errmsg(db) : "out of memory");
@@ -204,7 +264,7 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
                                             std::to_string(schema_version) + ")");
         }
         if (mode == access::read_write) {
-            {
+            if (!in_memory) {
                 statement wal(db, path, "switch to WAL (PRAGMA journal_mode=WAL)", "PRAGMA journal_mode=WAL");
                 const std::string got = wal.step() ? wal.column_text(0) : std::string();
                 if (got != "wal")
@@ -241,7 +301,9 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
 void binding_history::impl::prepare_all() {
     begin = &prepare("begin a transaction (BEGIN IMMEDIATE)", "BEGIN IMMEDIATE");
     commit = &prepare("commit (COMMIT)", "COMMIT");
-    rollback = &prepare("roll back (ROLLBACK)", "ROLLBACK");
+    savepoint = &prepare("open a savepoint (SAVEPOINT binding_update)", "SAVEPOINT binding_update");
+    release = &prepare("release the savepoint (RELEASE binding_update)", "RELEASE binding_update");
+    rollback_to = &prepare("roll back to the savepoint (ROLLBACK TO binding_update)", "ROLLBACK TO binding_update");
     find_session_row = &prepare("look up the session's row (SELECT FROM sessions BY nas, session_id, prefix)",
                                 "SELECT 1 FROM sessions WHERE nas = ?1 AND session_id = ?2 AND prefix = ?3 "
                                 "AND prefix_length = ?4 LIMIT 1");
@@ -250,7 +312,8 @@ void binding_history::impl::prepare_all() {
                                 "AND stop_time IS NULL AND start_time > ?3");
     supersede = &prepare("close the address's previous session (UPDATE sessions superseded)",
                          "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded' "
-                         "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL AND start_time <= ?3");
+                         "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL "
+                         "RETURNING id, family, prefix, prefix_length, account");
     insert = &prepare("record a session (INSERT INTO sessions)",
                       "INSERT INTO sessions (family, prefix, prefix_length, account, session_id, nas, nas_identifier, "
                       "start_time, stop_time, stop_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
@@ -258,10 +321,12 @@ void binding_history::impl::prepare_all() {
                            "INSERT OR IGNORE INTO prefix_lengths (family, prefix_length) VALUES (?1, ?2)");
     close_session = &prepare("close the session (UPDATE sessions stop)",
                              "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop' "
-                             "WHERE nas = ?1 AND session_id = ?2 AND stop_time IS NULL");
+                             "WHERE nas = ?1 AND session_id = ?2 AND stop_time IS NULL "
+                             "RETURNING id, family, prefix, prefix_length, account");
     close_nas = &prepare("close the NAS's sessions (UPDATE sessions accounting-on/off)",
                          "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3 "
-                         "WHERE nas = ?1 AND stop_time IS NULL");
+                         "WHERE nas = ?1 AND stop_time IS NULL AND start_time <= ?2 "
+                         "RETURNING id, family, prefix, prefix_length, account");
     lengths = &prepare("list prefix lengths (SELECT FROM prefix_lengths)",
                        "SELECT prefix_length FROM prefix_lengths WHERE family = ?1 AND prefix_length <= ?2 "
                        "ORDER BY prefix_length DESC");
@@ -296,33 +361,75 @@ void binding_history::impl::insert_row(const binding_update& u, const ip_prefix&
     note_length->bind(1, int64_t{a.family}).bind(2, int64_t{a.length}).run();
 }
 
-void binding_history::impl::open_row(const binding_update& u, const ip_prefix& a, int64_t start) {
-    // A later session already holds the address (this update arrived late):
-    // this one ended when that one began.
-    auto& later = *later_open_start;
-    later.bind_address(1, a).bind(2, int64_t{a.length}).bind(3, start);
-    std::optional<int64_t> until;
-    if (later.step() && !later.column_null(0)) until = later.column_int(0);
-    later.reset();
-    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, start).run();
-    insert_row(u, a, start, until, "superseded");
+void binding_history::impl::closed_rows_to_unbinds(statement& st, std::vector<binding_change>& changes) {
+    struct closed {
+        int64_t id;
+        binding_change change;
+    };
+    std::vector<closed> rows;
+    try {
+        while (st.step()) {
+            closed c{st.column_int(0), {}};
+            c.change.what = binding_change::action::unbind;
+            c.change.address.family = static_cast<uint8_t>(st.column_int(1));
+            const std::string prefix = st.column_blob(2);
+            std::memcpy(c.change.address.bytes.data(), prefix.data(),
+                        std::min(prefix.size(), c.change.address.bytes.size()));
+            c.change.address.length = static_cast<uint8_t>(st.column_int(3));
+            c.change.account = st.column_text(4);
+            if (!c.change.account.empty()) rows.push_back(std::move(c));
+        }
+    } catch (...) {
+        st.reset();
+        throw;
+    }
+    st.reset();
+    // RETURNING gives no order: the rows' own (the order they were opened).
+    std::sort(rows.begin(), rows.end(), [](const closed& x, const closed& y) { return x.id < y.id; });
+    for (auto& r : rows) changes.push_back(std::move(r.change));
 }
 
-void binding_history::impl::apply_one(const binding_update& u) {
+void binding_history::impl::open_or_record(const binding_update& u, const ip_prefix& a, int64_t begin,
+                                           std::vector<binding_change>& changes) {
+    // A later session already holds the address (this update arrived late):
+    // this one ended when that one began, and the data plane keeps the later.
+    auto& later = *later_open_start;
+    later.bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    std::optional<int64_t> until;
+    try {
+        if (later.step() && !later.column_null(0)) until = later.column_int(0);
+    } catch (...) {
+        later.reset();
+        throw;
+    }
+    later.reset();
+    if (until) return insert_row(u, a, begin, until, "superseded");
+
+    // The previous holder's Stop was lost: it ended when this one began.
+    std::vector<binding_change> superseded;
+    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    closed_rows_to_unbinds(*supersede, superseded);
+    insert_row(u, a, begin, std::nullopt, nullptr);
+    if (!u.account.empty()) changes.push_back({binding_change::action::bind, a, u.account});
+    else changes.insert(changes.end(), superseded.begin(), superseded.end());
+}
+
+void binding_history::impl::apply_one(const binding_update& u, std::vector<binding_change>& changes) {
     const int64_t t = u.event_time;
     switch (u.kind) {
         case binding_kind::start:
         case binding_kind::interim: {
-            int64_t start = t;
-            if (u.kind == binding_kind::interim && u.session_time) start = t - static_cast<int64_t>(*u.session_time);
+            int64_t begin = t;
+            if (u.kind == binding_kind::interim && u.session_time) begin = t - static_cast<int64_t>(*u.session_time);
             for (const auto& raw : u.addresses()) {
                 const ip_prefix a = masked(raw, raw.length);
-                if (!session_has_row(u, a)) open_row(u, a, start);
+                if (!session_has_row(u, a)) open_or_record(u, a, begin, changes);
             }
             break;
         }
         case binding_kind::stop: {
-            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t).run();
+            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t);
+            closed_rows_to_unbinds(*close_session, changes);
             const int64_t start = u.session_time ? t - static_cast<int64_t>(*u.session_time) : t;
             for (const auto& raw : u.addresses()) {
                 const ip_prefix a = masked(raw, raw.length);
@@ -332,7 +439,8 @@ void binding_history::impl::apply_one(const binding_update& u) {
         }
         case binding_kind::accounting_on:
         case binding_kind::accounting_off:
-            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind)).run();
+            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind));
+            closed_rows_to_unbinds(*close_nas, changes);
             break;
     }
 }
@@ -369,24 +477,73 @@ binding_history::binding_history(const std::string& path, access mode)
 
 binding_history::~binding_history() = default;
 
-void binding_history::apply(const binding_update& update) { apply(std::span<const binding_update>(&update, 1)); }
+std::vector<binding_change> binding_history::apply(const binding_update& update) {
+    return apply(std::span<const binding_update>(&update, 1));
+}
 
-void binding_history::apply(std::span<const binding_update> updates) {
+std::vector<binding_change> binding_history::apply(std::span<const binding_update> updates) {
     impl& m = *impl_;
     m.check_writable("apply");
     m.begin->run();
+    std::vector<binding_change> changes;
     try {
-        for (const auto& u : updates) m.apply_one(u);
+        for (const auto& u : updates) m.apply_one(u, changes);
         m.commit->run();
     } catch (...) {
+        m.rollback_quietly();   // the first error is the one to report
+        throw;
+    }
+    return changes;
+}
+
+void binding_history::begin() {
+    impl& m = *impl_;
+    m.check_writable("begin");
+    m.begin->run();
+}
+
+std::vector<binding_change> binding_history::apply_in_savepoint(const binding_update& update) {
+    impl& m = *impl_;
+    m.check_writable("apply");
+    m.savepoint->run();
+    std::vector<binding_change> changes;
+    try {
+        m.apply_one(update, changes);
+    } catch (...) {
         try {
-            m.rollback->run();
+            rollback_to_savepoint();
         } catch (...) {
             // The first error is the one to report.
         }
         throw;
     }
+    return changes;
 }
+
+void binding_history::release_savepoint() { impl_->release->run(); }
+
+void binding_history::rollback_to_savepoint() {
+    impl& m = *impl_;
+    // ROLLBACK TO keeps the savepoint open; RELEASE closes it. When SQLite
+    // already rolled the whole transaction back there is no savepoint left.
+    if (!m.in_transaction()) return;
+    m.rollback_to->run();
+    m.release->run();
+}
+
+void binding_history::commit() {
+    impl& m = *impl_;
+    try {
+        m.commit->run();
+    } catch (...) {
+        m.rollback_quietly();
+        throw;
+    }
+}
+
+void binding_history::rollback() { impl_->rollback_quietly(); }
+
+bool binding_history::in_transaction() const { return impl_->in_transaction(); }
 
 std::vector<binding_record> binding_history::held_between(const ip_prefix& address, int64_t from, int64_t to) const {
     impl& m = *impl_;

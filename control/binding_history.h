@@ -37,6 +37,17 @@
 // start_time <= T <= stop_time (both ends included: RADIUS times are whole
 // seconds, and when an address changes hands within one second both holders
 // are returned rather than a guess).
+//
+// The history decides, the data plane follows: apply() returns the
+// data-plane changes (binding_change) its decisions imply, and
+// subscriber_identity applies exactly those. Whatever order updates arrive
+// in, and however often one is resent, an older event never overrides a
+// newer binding, and the data plane holds what the open rows say.
+//
+// File mode: the database and its -wal and -shm files are created 0640 (who
+// held which address when is personal data, not for every local user); an
+// existing file with wider permissions is narrowed to 0640 when opened for
+// writing.
 #pragma once
 
 #include <chrono>
@@ -77,30 +88,65 @@ class binding_history {
 public:
     enum class access { read_write, read_only };
 
-    // read_write creates the file and schema if needed and switches to WAL
-    // (one writer: the control thread). read_only opens an existing history
-    // (a CLI next to a running sekishod).
+    // read_write creates the file (mode 0640) and schema if needed, narrows
+    // the mode of an existing file and its -wal/-shm to 0640, and switches
+    // to WAL (one writer: the control thread). read_only opens an existing
+    // history (a CLI next to a running sekishod). The path ":memory:" is a
+    // history in memory, gone at exit: the same rules without a file (RADIUS
+    // without history.database).
     explicit binding_history(const std::string& path, access mode = access::read_write);
     ~binding_history();
     binding_history(const binding_history&) = delete;
     binding_history& operator=(const binding_history&) = delete;
 
-    // One update, one transaction:
-    //  start    opens a row per address unless the session already has one
-    //           (a retransmitted Start changes nothing);
-    //  interim  likewise: an interim of an unknown session opens it (the Start
-    //           was lost), from event_time - Acct-Session-Time when known; an
-    //           interim after the Stop does not reopen;
-    //  stop     closes the session's open rows at event_time; a Stop of an
-    //           unknown session records a closed row (start event_time -
-    //           Acct-Session-Time when known, else event_time);
-    //  accounting_on/off  closes every open row of that NAS (it rebooted).
-    // Opening a row for an address another session still holds closes that
-    // one ("superseded": its Stop was lost). Stop times are never before
-    // their start.
-    void apply(const binding_update& update);
-    // Many updates in one transaction (bulk restore, benchmarks).
-    void apply(std::span<const binding_update> updates);
+    // The rules, per address A of the update and its session S (the NAS and
+    // Acct-Session-Id), at the event time t:
+    //  start, interim  S already has a row for A, open or closed: nothing (a
+    //           retransmitted Start, an Interim after the Stop). Else, with
+    //           `begin` = t (an Interim: t - Acct-Session-Time when known, the
+    //           Start was lost):
+    //           - an open row of A began after `begin` (a newer session holds
+    //             A; this update is late): S's row is recorded closed at that
+    //             row's start ("superseded"); no data-plane change;
+    //           - else A's open row, if any, closes at `begin` ("superseded":
+    //             its Stop was lost), S's row opens: bind A to S's account.
+    //  stop     closes S's open rows at t, whatever the packet carries or
+    //           lacks (User-Name, Framed-IP-Address): unbind each from the
+    //           account of its row. An address of the packet S has no row for
+    //           is recorded closed from t - Acct-Session-Time (else t) to t
+    //           (a Stop whose Start was lost); no data-plane change.
+    //  accounting_on/off  closes the NAS's open rows that began at or before
+    //           t (it rebooted): unbind each. A session that began after t is
+    //           newer than the reboot (an old Accounting-On resent) and stays.
+    // Stop times are never before their start. A row without an account
+    // (a Start without User-Name) is recorded but binds nothing: opening it
+    // unbinds the account it superseded.
+    //
+    // One update, one transaction; returns the data-plane changes in the
+    // order to apply them. Throws binding_history_error (nothing stored).
+    std::vector<binding_change> apply(const binding_update& update);
+    // Many updates in one transaction (bulk restore, benchmarks): all or
+    // nothing; the changes of all of them, in order.
+    std::vector<binding_change> apply(std::span<const binding_update> updates);
+
+    // A batch with each update undoable on its own (the RADIUS listener's
+    // poll: one transaction, and an update whose data-plane step fails is
+    // taken back alone):
+    //   begin();
+    //   per update: changes = apply_in_savepoint(u); apply them to the data
+    //     plane; then release_savepoint() (kept), or rollback_to_savepoint()
+    //     (as if never applied);
+    //   commit() (or rollback()).
+    // apply_in_savepoint() that throws has already rolled its savepoint back.
+    // commit() that throws has rolled the whole batch back. One batch at a
+    // time; control thread only.
+    void begin();
+    std::vector<binding_change> apply_in_savepoint(const binding_update& update);
+    void release_savepoint();
+    void rollback_to_savepoint();
+    void commit();
+    void rollback();
+    bool in_transaction() const;
 
     // The bindings active at `time` whose prefix contains `address` (a host:
     // IPv4 /32 or IPv6 /128, or a prefix: bindings of that prefix or a
@@ -109,7 +155,7 @@ public:
     // Those active at any moment of [from, to].
     std::vector<binding_record> held_between(const ip_prefix& address, int64_t from, int64_t to) const;
     // Every open row, oldest first: what the data-plane subscriber table is
-    // restored from at start.
+    // restored from at start (rows without an account bind nothing).
     std::vector<binding_record> open_bindings() const;
     // Deletes closed rows whose stop_time < now - retention; open rows stay
     // whatever their age. Returns how many rows went. `now`: Unix seconds,

@@ -86,22 +86,29 @@ gateway::~gateway() {
 }
 
 namespace {
-// The table keys one prefix stands for: /32s for IPv4, subscriber prefixes
-// (ipv6_prefix_length) for IPv6; a longer prefix maps to the one holding it.
+// How many table keys `p` stands for, as a power of two: /32s for IPv4,
+// subscriber prefixes (ipv6_prefix_length) for IPv6; a longer prefix maps to
+// the one holding it. Throws when that is more than 2^max_binding_host_bits.
+unsigned key_bits(const ip_prefix& p, uint8_t ipv6_prefix_length) {
+    const unsigned unit = p.family == 4 ? 32 : ipv6_prefix_length;
+    const unsigned len = std::min<unsigned>(p.length, unit);
+    const unsigned bits = unit - len;
+    if (bits > max_binding_host_bits)
+        throw std::runtime_error(p.to_string() + " is too wide to bind (2^" + std::to_string(bits) + " " +
+                                 (p.family == 4 ? "addresses" : "/" + std::to_string(unit) + " subscriber prefixes") +
+                                 "); bind at most " + std::to_string(1u << max_binding_host_bits) + " at a time");
+    return bits;
+}
+
+// Calls f(key) for each table key `p` stands for.
 template <typename F>
 uint32_t for_each_key(const ip_prefix& p, uint8_t ipv6_prefix_length, F f) {
     const unsigned unit = p.family == 4 ? 32 : ipv6_prefix_length;
-    const unsigned len = std::min<unsigned>(p.length, unit);
-    if (unit - len > max_binding_host_bits)
-        throw std::runtime_error(p.to_string() + " is too wide to bind (" +
-                                 (unit - len >= 32 ? "2^" + std::to_string(unit - len)
-                                                   : std::to_string(uint64_t{1} << (unit - len))) +
-                                 " subscribers); bind at most " + std::to_string(1u << max_binding_host_bits) +
-                                 " at a time");
-    const uint32_t count = 1u << (unit - len);
+    const unsigned bits = key_bits(p, ipv6_prefix_length);
+    const uint32_t count = 1u << bits;
     for (uint32_t i = 0; i < count; ++i) {
         std::array<uint8_t, 16> a = p.bytes;
-        for (unsigned bit = 0; bit < unit - len; ++bit)  // fill the host bits from i
+        for (unsigned bit = 0; bit < bits; ++bit)  // fill the host bits from i
             if ((i >> bit) & 1) a[(unit - 1 - bit) / 8] |= static_cast<uint8_t>(0x80u >> ((unit - 1 - bit) % 8));
         if (p.family == 4)
             f(subscriber_key::v4(static_cast<uint32_t>(a[0]) << 24 | static_cast<uint32_t>(a[1]) << 16 |
@@ -140,7 +147,7 @@ uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
     // Everything that can still fail, before the swap: the new static
     // bindings go in first (overwriting what they replace), remembered so
     // that a full table or registry puts every entry back as it was.
-    std::vector<std::pair<subscriber_key, uint32_t>> undo;   // key, previous account id (0: unbound)
+    binding_undo_log undo;
     uint32_t new_names = 0;
     for (const static_binding& b : next.bindings) new_names += accounts_->knows(b.account) ? 0 : 1;
     for (const auto& [group, members] : next.account_groups)
@@ -149,23 +156,14 @@ uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
         throw std::runtime_error("the account registry is full (" + std::to_string(accounts_->capacity()) +
                                  " accounts): the policy's bindings and groups name " + std::to_string(new_names) +
                                  " new accounts");
-    try {
-        for (const static_binding& b : next.bindings) {
-            const uint32_t id = accounts_->id_of(b.account);
-            for_each_key(b.prefix, next.ipv6_prefix_length, [&](const subscriber_key& k) {
-                undo.emplace_back(k, subscribers_->lookup(k));
-                if (!subscribers_->bind(k, id))
-                    throw std::runtime_error("subscriber table full (" + std::to_string(subscribers_->capacity()) +
-                                             " bindings): cannot bind " + b.prefix.to_string() + " (" + next.source +
-                                             ":" + std::to_string(b.line) + ")");
-            });
+    // (ipv6_prefix_length is read at start only: the running one keys the new bindings too.)
+    for (const static_binding& b : next.bindings) {
+        try {
+            bind(b.prefix, b.account, undo);
+        } catch (const std::exception& e) {
+            undo_bindings(undo);   // the entries overwritten had their slots: they go back
+            throw std::runtime_error(std::string(e.what()) + " (" + next.source + ":" + std::to_string(b.line) + ")");
         }
-    } catch (...) {
-        for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-            if (it->second) subscribers_->bind(it->first, it->second);   // a key that was there has its slot
-            else subscribers_->unbind(it->first);
-        }
-        throw;
     }
     // The swap. From here on nothing fails.
     store_->publish(std::move(p.snapshot));   // returns the old snapshot, freed here
@@ -175,22 +173,33 @@ uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
         const bool kept = std::any_of(next.bindings.begin(), next.bindings.end(), [&](const static_binding& n) {
             return n.prefix == b.prefix && n.account == b.account;
         });
-        if (!kept) unbind(b.prefix, b.account);
+        if (!kept) unbind(b.prefix, b.account, undo);   // only what is still this binding's
     }
     accounts_->apply_groups(next);
     return p.generation;
 }
 
 
-uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) {
+void gateway::check_bindable(const ip_prefix& prefix) const { key_bits(prefix, policy_->ipv6_prefix_length); }
+
+uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) { return bind_keys(prefix, account, nullptr); }
+
+uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
+    return bind_keys(prefix, account, &undo);
+}
+
+uint32_t gateway::bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo) {
+    key_bits(prefix, policy_->ipv6_prefix_length);   // too wide: refused before the account is registered
     const uint32_t id = accounts_->id_of(account);
     if (id == 0)
         throw std::runtime_error("account registry full (" + std::to_string(accounts_->capacity()) +
                                  " accounts): cannot bind " + prefix.to_string());
     return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) {
+        const uint32_t before = undo ? subscribers_->lookup(k) : 0;
         if (!subscribers_->bind(k, id))
             throw std::runtime_error("subscriber table full (" + std::to_string(subscribers_->capacity()) +
                                      " bindings): cannot bind " + prefix.to_string());
+        if (undo) undo->entries.push_back({k, before});
     });
 }
 
@@ -198,13 +207,27 @@ uint32_t gateway::unbind(const ip_prefix& prefix) {
     return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
 }
 
-uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account) {
+uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
     const uint32_t id = accounts_->id_of(account);
     uint32_t n = 0;
+    if (id == 0) return 0;   // an account the registry never held holds no entry
     for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) {
-        if (subscribers_->lookup(k) == id && subscribers_->unbind(k)) ++n;
+        if (subscribers_->lookup(k) == id && subscribers_->unbind(k)) {
+            undo.entries.push_back({k, id});
+            ++n;
+        }
     });
     return n;
+}
+
+size_t gateway::undo_bindings(binding_undo_log& undo) noexcept {
+    size_t failed = 0;
+    for (auto it = undo.entries.rbegin(); it != undo.entries.rend(); ++it) {
+        if (it->account_id == 0) subscribers_->unbind(it->key);
+        else if (!subscribers_->bind(it->key, it->account_id)) ++failed;
+    }
+    undo.entries.clear();
+    return failed;
 }
 
 uint64_t gateway::tracked_flows() const {

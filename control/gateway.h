@@ -77,8 +77,32 @@ public:
     // too wide, the account registry or the table is full.
     uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
     uint32_t unbind(const ip_prefix& prefix) override;
-    // Unbinds only the entries still bound to `account`.
-    uint32_t unbind(const ip_prefix& prefix, const std::string& account);
+    // Throws the std::runtime_error bind() would throw for the width of
+    // `prefix` ("... is too wide to bind"), changing nothing: lets a caller
+    // refuse a whole update before any of it is applied.
+    void check_bindable(const ip_prefix& prefix) const;
+
+    // The entries bind() and unbind() overwrote or removed, in order, so
+    // that undo_bindings() can put them back: a RADIUS update (several
+    // addresses) is applied to the table whole or not at all, and a batch
+    // whose history commit fails is taken back. Control thread only.
+    struct binding_undo_log {
+        struct entry {
+            subscriber_key key;
+            uint32_t account_id;   // before the change; 0: the key was unbound
+        };
+        std::vector<entry> entries;
+    };
+    // As bind() above, recording each entry's previous value in `undo` (also
+    // when it throws midway: undo_bindings() then takes back what was done).
+    uint32_t bind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo);
+    // Unbinds only the entries of `prefix` still bound to `account` (a later
+    // session, the API or a static binding may hold others), recording them.
+    uint32_t unbind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo);
+    // Restores the logged entries, newest first, and empties `undo`. Returns
+    // how many could not be restored (the table full), which the caller
+    // reports; never throws.
+    size_t undo_bindings(binding_undo_log& undo) noexcept;
     subscriber_table& subscribers() { return *subscribers_; }
     account_registry& accounts() { return *accounts_; }
     subscriber_table* subscriber_bindings() override { return subscribers_.get(); }
@@ -88,6 +112,8 @@ public:
     void audit(std::string json_object) override { log_->add_record(std::move(json_object)); }
 
 private:
+    uint32_t bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo);
+
     gateway_config config_;
     std::shared_ptr<const policy> policy_;
     rte_mempool* pool_ = nullptr;

@@ -151,15 +151,7 @@ int run_live(const live_options& opt) {
         c.event_reopens = gw.events().counters().reopened;
         if (const auto* rc = identity.radius_counters()) {
             c.radius = true;
-            c.radius_results = {{"accepted", rc->accepted},
-                                {"ignored", rc->ignored},
-                                {"unknown_client", rc->unknown_client},
-                                {"malformed", rc->malformed},
-                                {"unsupported_code", rc->unsupported_code},
-                                {"bad_authenticator", rc->bad_authenticator},
-                                {"apply_failed", rc->apply_failed},
-                                {"send_failed", rc->send_failed},
-                                {"receive_error", rc->receive_errors}};
+            c.radius_results = rc->by_result();
         }
         c.bindings_restored = identity.bindings_restored();
         c.binding_apply_errors = identity.apply_errors();
@@ -266,14 +258,16 @@ int run_live(const live_options& opt) {
                              {"accounts", gw.accounts().size()},
                              {"restored_from_history", identity.bindings_restored()},
                              {"apply_errors", identity.apply_errors()}};
-    if (const auto* rc = identity.radius_counters())
-        report["radius"] = {{"received", rc->received},           {"accepted", rc->accepted},
-                            {"ignored", rc->ignored},             {"unknown_client", rc->unknown_client},
-                            {"malformed", rc->malformed},         {"unsupported_code", rc->unsupported_code},
-                            {"bad_authenticator", rc->bad_authenticator}, {"apply_failed", rc->apply_failed},
-                            {"send_failed", rc->send_failed},     {"starts", rc->starts},
-                            {"interims", rc->interims},           {"stops", rc->stops},
-                            {"accounting_ons", rc->accounting_ons}, {"accounting_offs", rc->accounting_offs}};
+    if (const auto* rc = identity.radius_counters()) {
+        nlohmann::json radius = {{"received", rc->received}};
+        for (const auto& [result, n] : rc->by_result()) radius[result] = n;
+        radius.update({{"starts", rc->starts},
+                       {"interims", rc->interims},
+                       {"stops", rc->stops},
+                       {"accounting_ons", rc->accounting_ons},
+                       {"accounting_offs", rc->accounting_offs}});
+        report["radius"] = radius;
+    }
     if (!opt.summary_path.empty()) {
         std::ofstream f(opt.summary_path);
         f << report.dump(2) << "\n";

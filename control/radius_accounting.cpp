@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -112,6 +113,31 @@ std::optional<ip_prefix> source_host(const sockaddr_storage& ss, uint16_t* port 
         return host_prefix(6, b);
     }
     return std::nullopt;
+}
+
+// "1795400000 (2026-11-23T02:13:20Z)".
+std::string time_text(int64_t t) {
+    const std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    char buf[40] = "?";
+    if (gmtime_r(&tt, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::to_string(t) + " (" + buf + ")";
+}
+
+// The duplicate-detection key of a request: source address and port,
+// Identifier, Request Authenticator.
+std::string request_key_of(const sockaddr_storage& from, const packet_header& h) {
+    std::string key;
+    uint16_t port = 0;
+    if (const auto host = source_host(from, &port)) {
+        key.push_back(static_cast<char>(host->family));
+        key.append(reinterpret_cast<const char*>(host->bytes.data()), host->family == 4 ? 4 : 16);
+    }
+    key.push_back(static_cast<char>(port >> 8));
+    key.push_back(static_cast<char>(port & 0xff));
+    key.push_back(static_cast<char>(h.identifier));
+    key.append(reinterpret_cast<const char*>(h.auth.data()), h.auth.size());
+    return key;
 }
 
 std::string endpoint_text(const sockaddr_storage& ss) {
@@ -376,6 +402,27 @@ std::string escape_text(std::string_view s) {
     return out;
 }
 
+std::optional<std::string> check_event_time(const accounting_request& req, int64_t receive_time,
+                                            const time_bounds& bounds) {
+    const std::string received = "the receive time " + time_text(receive_time);
+    if (req.event_timestamp) {
+        const int64_t t = *req.event_timestamp;
+        if (t > receive_time + bounds.max_future_seconds)
+            return "Event-Timestamp (55) " + time_text(t) + " is " + std::to_string(t - receive_time) + " s after " +
+                   received + "; at most " + std::to_string(bounds.max_future_seconds) + " s ahead is accepted";
+        if (t < receive_time - bounds.max_age_seconds)
+            return "Event-Timestamp (55) " + time_text(t) + " is " + std::to_string(receive_time - t) + " s before " +
+                   received + "; at most " + std::to_string(bounds.max_age_seconds) + " s old is accepted";
+    }
+    if (req.delay_time && static_cast<int64_t>(*req.delay_time) > bounds.max_age_seconds)
+        return "Acct-Delay-Time (41) " + std::to_string(*req.delay_time) + " s exceeds the maximum age of " +
+               std::to_string(bounds.max_age_seconds) + " s (" + received + ")";
+    if (req.session_time && static_cast<int64_t>(*req.session_time) > bounds.max_session_seconds)
+        return "Acct-Session-Time (46) " + std::to_string(*req.session_time) + " s exceeds the maximum session length of " +
+               std::to_string(bounds.max_session_seconds) + " s";
+    return std::nullopt;
+}
+
 result<binding_update> to_binding_update(const accounting_request& req, int64_t receive_time) {
     using R = result<binding_update>;
     if (!req.status_type) return R::failure("no Acct-Status-Type (40)");
@@ -570,6 +617,9 @@ accounting_listener::accounting_listener(const listener_config& config, client_t
     : max_per_poll_(std::max<size_t>(1, config.max_datagrams_per_poll)),
       clients_(std::move(clients)),
       apply_(std::move(apply)),
+      times_(config.times),
+      duplicate_window_(std::max<int64_t>(0, config.duplicate_window_seconds)),
+      duplicate_capacity_(config.duplicate_cache_entries),
       log_(std::move(log)),
       clock_(std::move(clock)),
       buffer_(max_packet_size + 1) {
@@ -623,7 +673,29 @@ accounting_listener::~accounting_listener() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+std::vector<std::pair<std::string, uint64_t>> listener_counters::by_result() const {
+    return {{"accepted", accepted},
+            {"ignored", ignored},
+            {"duplicate", duplicate},
+            {"unknown_client", unknown_client},
+            {"malformed", malformed},
+            {"unsupported_code", unsupported_code},
+            {"bad_authenticator", bad_authenticator},
+            {"bad_time", bad_time},
+            {"bad_address", bad_address},
+            {"apply_failed", apply_failed},
+            {"send_failed", send_failed},
+            {"receive_error", receive_errors}};
+}
+
+void accounting_listener::replace_clients(client_table clients) {
+    clients_ = std::move(clients);
+    answered_.clear();
+    answered_order_.clear();
+}
+
 size_t accounting_listener::poll_once() {
+    forget_expired(clock_());
     size_t n = 0;
     while (n < max_per_poll_) {
         sockaddr_storage from{};
@@ -650,7 +722,8 @@ size_t accounting_listener::poll_once() {
 }
 
 void accounting_listener::finish_batch() {
-    if (pending_.empty()) return;
+    if (!applied_this_poll_) return;
+    applied_this_poll_ = false;
     std::vector<pending_response> batch;
     batch.swap(pending_);
     bool committed = false;
@@ -661,22 +734,32 @@ void accounting_listener::finish_batch() {
         why = e.what();
     }
     if (!committed) {
+        // Not stored: a retransmission must be applied, not answered from the cache.
+        for (const auto& r : batch) answered_.erase(r.key);
+        if (batch.empty()) return;
         counters_.apply_failed += batch.size();
         if (log_)
             log_("radius " + local_ + ": " + std::to_string(batch.size()) +
                  " accounting updates not answered, the NASes will retransmit: " + why);
         return;
     }
-    for (const auto& r : batch) respond(r);
+    for (const auto& r : batch) {
+        if (auto it = answered_.find(r.key); it != answered_.end()) it->second.response = r.response;
+        respond(r);
+    }
+}
+
+bool accounting_listener::send(const pending_response& r) {
+    const ssize_t sent = ::sendto(fd_, r.response.data(), r.response.size(), 0,
+                                  reinterpret_cast<const sockaddr*>(&r.to), r.to_len);
+    if (sent == static_cast<ssize_t>(r.response.size())) return true;
+    const std::string err = sent < 0 ? std::strerror(errno) : "short send";
+    drop(counters_.send_failed, r.source, "the Accounting-Response could not be sent: " + err + r.ident);
+    return false;
 }
 
 void accounting_listener::respond(const pending_response& r) {
-    const ssize_t sent = ::sendto(fd_, r.response.data(), r.response.size(), 0,
-                                  reinterpret_cast<const sockaddr*>(&r.to), r.to_len);
-    if (sent != static_cast<ssize_t>(r.response.size())) {
-        const std::string err = sent < 0 ? std::strerror(errno) : "short send";
-        return drop(counters_.send_failed, r.source, "the Accounting-Response could not be sent: " + err + r.ident);
-    }
+    if (!send(r)) return;
     if (!r.kind) {
         ++counters_.ignored;
         return;
@@ -688,6 +771,27 @@ void accounting_listener::respond(const pending_response& r) {
         case binding_kind::stop: ++counters_.stops; break;
         case binding_kind::accounting_on: ++counters_.accounting_ons; break;
         case binding_kind::accounting_off: ++counters_.accounting_offs; break;
+    }
+}
+
+void accounting_listener::remember(const request_key& key, std::vector<uint8_t> response, int64_t now) {
+    if (duplicate_window_ == 0 || duplicate_capacity_ == 0) return;
+    // Bounded: the oldest are forgotten first (a key remembered twice has
+    // two entries in the order; only the one matching its time erases it).
+    while (answered_order_.size() >= duplicate_capacity_) {
+        const auto& [at, old] = answered_order_.front();
+        if (auto it = answered_.find(old); it != answered_.end() && it->second.at == at) answered_.erase(it);
+        answered_order_.pop_front();
+    }
+    answered_[key] = answered{std::move(response), now};
+    answered_order_.emplace_back(now, key);
+}
+
+void accounting_listener::forget_expired(int64_t now) {
+    while (!answered_order_.empty() && answered_order_.front().first + duplicate_window_ < now) {
+        const auto& [at, old] = answered_order_.front();
+        if (auto it = answered_.find(old); it != answered_.end() && it->second.at == at) answered_.erase(it);
+        answered_order_.pop_front();
     }
 }
 
@@ -715,32 +819,57 @@ void accounting_listener::handle(std::span<const uint8_t> d, size_t received, co
     if (!verify_request_authenticator(d, c->secret))
         return drop(counters_.bad_authenticator, source,
                     "the Request Authenticator does not match the client's shared secret" + ident);
+
+    // An exact retransmission of a request answered (or about to be, at the
+    // end of this poll): not applied again; the NAS lost our response.
+    std::string key = request_key_of(from, *header);
+    if (const auto it = answered_.find(key); it != answered_.end()) {
+        if (it->second.response.empty()) {
+            ++counters_.duplicate;   // answered with the first copy at the end of this poll
+            return;
+        }
+        const pending_response again{it->second.response, from, from_len, std::nullopt, source, ident, {}};
+        if (send(again)) ++counters_.duplicate;
+        return;
+    }
+
     const auto request = parse_accounting_request(d);
     if (!request) return drop(counters_.malformed, source, request.error() + ident);
     if (!request->status_type) return drop(counters_.malformed, source, "no Acct-Status-Type (40)" + ident);
 
+    const int64_t now = clock_();
     const auto kind = binding_kind_of(*request->status_type);
     if (kind) {
-        const auto update = to_binding_update(*request, clock_());
+        if (const auto bad = check_event_time(*request, now, times_))
+            return drop(counters_.bad_time, source,
+                        std::string(to_string(*kind)) + " not stored: " + *bad + ident);
+        const auto update = to_binding_update(*request, now);
         if (!update) return drop(counters_.malformed, source, update.error() + ident);
+        const std::string what = std::string(to_string(*kind)) + " of session '" + update->session_id + "'";
         bool applied = false;
         std::string why = "the binding could not be stored";
+        if (commit_) applied_this_poll_ = true;
         try {
             applied = apply_(*update);
+        } catch (const update_refused& e) {
+            return drop(counters_.bad_address, source, what + " refused, nothing of it applied: " + e.what() + ident);
         } catch (const std::exception& e) {
             why = e.what();
         }
         if (!applied)
-            return drop(counters_.apply_failed, source,
-                        std::string(to_string(*kind)) + " of session '" + update->session_id +
-                            "' not answered, the NAS will retransmit: " + why + ident);
+            return drop(counters_.apply_failed, source, what + " not answered, the NAS will retransmit: " + why + ident);
     }
     // Other status types (Tunnel-Start, Failed, ...) have nothing to store:
     // answered so the NAS stops retransmitting.
     pending_response r{build_accounting_response(*header, request->proxy_state, c->secret), from, from_len, kind,
-                       source, ident};
-    if (commit_ && kind) pending_.push_back(std::move(r));
-    else respond(r);
+                       source, ident, std::move(key)};
+    if (commit_ && kind) {
+        remember(r.key, {}, now);   // pending: a copy arriving in this poll is not applied twice
+        pending_.push_back(std::move(r));
+    } else {
+        remember(r.key, r.response, now);
+        respond(r);
+    }
 }
 
 }  // namespace sekisho::radius

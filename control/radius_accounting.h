@@ -10,26 +10,44 @@
 // The listener is driven by its owner's loop (poll_once(), non-blocking):
 //
 //   datagram ─► known client? ─► header sane? ─► code 4? ─► Request Authenticator
-//     ─► attributes ─► binding_update ─► apply callback ─► true: Accounting-Response
+//     ─► answered already? ─► attributes ─► times sane? ─► binding_update
+//     ─► apply callback ─► true: Accounting-Response
 //
 // Each arrow that fails drops the datagram silently (RFC 2866: no negative
 // response exists) and counts it by reason. The response is sent only after
 // the callback returned true (and, with set_commit(), after the poll's
 // commit returned true): to the NAS a response means "the record is
 // stored", so an update that could not be applied is left for the NAS to
-// retransmit. Retransmissions are applied again; the binding history makes
-// that a no-op.
+// retransmit.
+//
+// Exact duplicates (same source address and port, Identifier and Request
+// Authenticator: a NAS retransmitting because our response was lost) within
+// listener_config::duplicate_window_seconds are not applied again: the
+// cached Accounting-Response is sent again and the datagram counted as
+// `duplicate`. Only answered requests are cached, so the retransmission of
+// one that was not stored is applied. A resend after the window, or an old
+// update sent again as a new packet, is applied: the binding history's rules
+// make it change nothing that a newer event decided.
+//
+// Time sanity: the event time is bounded by the receive time (see
+// check_event_time); an update outside the bounds is dropped as `bad_time`
+// and logged with its values, never stored (an Event-Timestamp of 2^32-1
+// would otherwise be a session in 2106).
 #pragma once
 
 #include <sys/socket.h>
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "binding.h"
@@ -154,6 +172,31 @@ bool verify_request_authenticator(std::span<const uint8_t> packet, std::string_v
 std::vector<uint8_t> build_accounting_response(const packet_header& request, std::span<const uint8_t> attributes,
                                                std::string_view secret);
 
+// Time bounds of an accounting update, against the time it was received.
+struct time_bounds {
+    // An Event-Timestamp at most this far ahead of the receive time (the
+    // NAS's clock a little ahead of ours).
+    int64_t max_future_seconds = 300;
+    // An event at most this old: an Event-Timestamp this far behind the
+    // receive time, an Acct-Delay-Time this long. A NAS or a RADIUS proxy
+    // replays accounting it buffered during an outage; a week covers a long
+    // weekend's outage of this gateway. Older records are refused rather than
+    // rewriting who held an address a week ago.
+    int64_t max_age_seconds = 7 * 86400;
+    // An Acct-Session-Time at most this long: no NAS keeps a session for ten
+    // years (it reboots for upgrades); 2^32-1 would date the session's start
+    // to 1890.
+    int64_t max_session_seconds = 10LL * 365 * 86400;
+};
+
+// Why the times of `request` are not believable, or nullopt: Event-Timestamp
+// (55) more than max_future_seconds after `receive_time` or more than
+// max_age_seconds before it; Acct-Delay-Time (41) above max_age_seconds;
+// Acct-Session-Time (46) above max_session_seconds. The message names the
+// attribute, its value and the receive time, as Unix seconds and UTC.
+std::optional<std::string> check_event_time(const accounting_request& request, int64_t receive_time,
+                                            const time_bounds& bounds = {});
+
 // The update a request means, or why it means none: Acct-Status-Type missing
 // or not a binding kind; Start/Interim/Stop without Acct-Session-Id; no
 // NAS-IP-Address, NAS-IPv6-Address or NAS-Identifier (RFC 2866 4.1).
@@ -206,27 +249,51 @@ struct listener_config {
     uint16_t port = 1813;                 // 0: the kernel picks one (see port())
     int receive_buffer_bytes = 0;         // SO_RCVBUF; 0 keeps the system default
     size_t max_datagrams_per_poll = 256;  // poll_once() returns after this many
+    time_bounds times;
+    // Answered requests remembered for duplicate detection: this long, at
+    // most this many (the oldest forgotten first; ~100 bytes each). A NAS
+    // retransmits within seconds to a minute; five minutes covers its
+    // whole retry schedule.
+    int64_t duplicate_window_seconds = 300;
+    size_t duplicate_cache_entries = 65536;
 };
 
 struct listener_counters {
     uint64_t received = 0;            // datagrams read
     uint64_t accepted = 0;            // applied and answered
     uint64_t ignored = 0;             // authentic, Acct-Status-Type not a binding event: answered, not applied
+    uint64_t duplicate = 0;           // an exact retransmission of an answered (or pending) request: not applied
+                                      // again, the cached response sent again
     uint64_t unknown_client = 0;      // source not in the client table
     uint64_t malformed = 0;           // header, attributes, or a required attribute missing
     uint64_t unsupported_code = 0;    // a RADIUS code other than Accounting-Request
     uint64_t bad_authenticator = 0;   // Request Authenticator does not match the client's secret
+    uint64_t bad_time = 0;            // event time outside time_bounds: not applied, not answered
+    uint64_t bad_address = 0;         // an address the data plane cannot bind (update_refused): not answered
     uint64_t apply_failed = 0;        // the callback returned false or threw: not answered
-    uint64_t send_failed = 0;         // applied, but the response could not be sent
+    uint64_t send_failed = 0;         // applied (or a duplicate), but the response could not be sent
     uint64_t receive_errors = 0;      // recvfrom failures other than "nothing to read"
     // Applied updates by kind.
     uint64_t starts = 0, interims = 0, stops = 0, accounting_ons = 0, accounting_offs = 0;
+
+    // The datagrams by result, each counted once: the `result` label of
+    // sekisho_radius_packets_total and the --summary report.
+    std::vector<std::pair<std::string, uint64_t>> by_result() const;
+};
+
+// Thrown by an apply callback for an update that can never be stored as it
+// is (an address the data plane cannot bind): counted as bad_address, not
+// answered, nothing of it applied.
+class update_refused : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
 
 class accounting_listener {
 public:
     // Called for each authentic binding update; true means it is stored and
-    // the NAS may be answered. An exception counts as false.
+    // the NAS may be answered. An exception counts as false; update_refused
+    // counts as bad_address.
     using apply_fn = std::function<bool(const binding_update&)>;
     // One line per dropped datagram or failure: source, reason, identifier.
     using log_fn = std::function<void(const std::string&)>;
@@ -243,8 +310,9 @@ public:
 
     // Optional batching. When set, the responses to the updates applied
     // during one poll_once() are held back until the end of that call, which
-    // calls `commit` once: true sends them all, false (or an exception)
-    // sends none and counts each as apply_failed. Lets the owner store a
+    // calls `commit` once (also when every apply of the poll failed, so the
+    // owner can close what it opened): true sends them all, false (or an
+    // exception) sends none and counts each as apply_failed. Lets the owner store a
     // poll's updates in one transaction — collect them in `apply`, then
     // binding_history::apply(span) in `commit` — at ~150k updates/s instead
     // of ~11k/s with a transaction per update.
@@ -259,8 +327,9 @@ public:
     uint16_t port() const { return port_; }        // the bound port
     const std::string& local() const { return local_; }   // "127.0.0.1:1813", "[::1]:1813"
     const listener_counters& counters() const { return counters_; }
-    // SIGHUP: new clients and secrets, same socket.
-    void replace_clients(client_table clients) { clients_ = std::move(clients); }
+    // SIGHUP: new clients and secrets, same socket. Forgets the answered
+    // requests (their responses were signed with the old secrets).
+    void replace_clients(client_table clients);
 
 private:
     struct pending_response {
@@ -270,11 +339,22 @@ private:
         std::optional<binding_kind> kind;   // nullopt: an ignored status type
         std::string source;
         std::string ident;
+        std::string key;   // request_key
     };
+    // An answered request: its response, for an exact retransmission.
+    // `response` empty: applied, awaiting the poll's commit.
+    struct answered {
+        std::vector<uint8_t> response;
+        int64_t at = 0;   // receive time, Unix seconds
+    };
+    using request_key = std::string;   // source address, port, Identifier, Request Authenticator
     void handle(std::span<const uint8_t> datagram, size_t received, const sockaddr_storage& from, socklen_t from_len);
     void drop(uint64_t& counter, const std::string& source, const std::string& why);
+    bool send(const pending_response& r);
     void respond(const pending_response& r);
     void finish_batch();
+    void remember(const request_key& key, std::vector<uint8_t> response, int64_t now);
+    void forget_expired(int64_t now);
 
     int fd_ = -1;
     uint16_t port_ = 0;
@@ -284,6 +364,12 @@ private:
     apply_fn apply_;
     commit_fn commit_;
     std::vector<pending_response> pending_;
+    bool applied_this_poll_ = false;
+    time_bounds times_;
+    int64_t duplicate_window_;
+    size_t duplicate_capacity_;
+    std::unordered_map<request_key, answered> answered_;
+    std::deque<std::pair<int64_t, request_key>> answered_order_;   // oldest first
     log_fn log_;
     clock_fn clock_;
     listener_counters counters_;

@@ -1,7 +1,7 @@
 // Fuzz target: the RADIUS accounting parser (control/radius_accounting.cpp) as
 // the listener runs it on a datagram from the network: header, attributes,
-// Request Authenticator check, the binding update, the escaped text and the
-// Accounting-Response with the request's Proxy-State.
+// Request Authenticator check, the time bounds, the binding update, the
+// escaped text and the Accounting-Response with the request's Proxy-State.
 //
 // Beyond "no crash": the authenticator the code computes verifies once put in
 // the packet; escaped text is valid UTF-8 without control characters (it goes
@@ -88,7 +88,20 @@ SEKISHO_FUZZ_TARGET(radius)(const uint8_t* data, size_t size) {
             fuzz_check(e.size() <= 4 * text->size());
         }
 
-    const auto update = to_binding_update(*request, 1'700'000'000);
+    // Time sanity never throws and names what it refuses; whatever it lets
+    // through stays within its bounds.
+    const int64_t received = 1'700'000'000;
+    const time_bounds bounds;
+    if (const auto bad = check_event_time(*request, received, bounds)) {
+        fuzz_check(!bad->empty());
+    } else {
+        if (request->event_timestamp)
+            fuzz_check(*request->event_timestamp <= received + bounds.max_future_seconds &&
+                       *request->event_timestamp >= received - bounds.max_age_seconds);
+        if (request->delay_time) fuzz_check(*request->delay_time <= bounds.max_age_seconds);
+    }
+
+    const auto update = to_binding_update(*request, received);
     if (update) {
         fuzz_check(clean_utf8(update->account) && clean_utf8(update->session_id) && clean_utf8(update->nas_identifier));
     } else {

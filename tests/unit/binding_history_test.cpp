@@ -1,15 +1,21 @@
 // The binding history: sessions opened, updated and closed by RADIUS
-// accounting; who held an address at a time (boundaries included); restart;
-// purge; errors naming the file and the SQL step.
+// accounting; the ordering rules over sequences of updates (resent,
+// reordered, lost) with the rows they leave and the data-plane changes they
+// return; who held an address at a time (boundaries included); restart;
+// purge; the file's mode; errors naming the file and the SQL step.
 #include "binding_history.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cstring>
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +68,295 @@ struct history_test : ::testing::Test {
     }
     void TearDown() override { fs::remove_all(dir); }
 };
+
+// ---------------------------------------------------------------- sequences
+
+// Every row of the history, oldest first: "ADDRESS ACCOUNT SESSION [START,
+// STOP] CAUSE", times relative to t0, "open" while open.
+strings all_rows(const std::string& db) {
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(raw,
+                                 "SELECT family, prefix, prefix_length, account, session_id, start_time, stop_time, "
+                                 "stop_cause FROM sessions ORDER BY id",
+                                 -1, &st, nullptr),
+              SQLITE_OK);
+    strings out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        ip_prefix p;
+        p.family = static_cast<uint8_t>(sqlite3_column_int(st, 0));
+        std::memcpy(p.bytes.data(), sqlite3_column_blob(st, 1), static_cast<size_t>(sqlite3_column_bytes(st, 1)));
+        p.length = static_cast<uint8_t>(sqlite3_column_int(st, 2));
+        auto text = [&](int i) {
+            const auto* t = sqlite3_column_text(st, i);
+            return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+        };
+        const std::string account = text(3).empty() ? "-" : text(3);
+        std::string row = p.to_string() + " " + account + " " + text(4) + " [" +
+                          std::to_string(sqlite3_column_int64(st, 5) - t0) + ", ";
+        row += sqlite3_column_type(st, 6) == SQLITE_NULL ? std::string("open]")
+                                                         : std::to_string(sqlite3_column_int64(st, 6) - t0) + "] " +
+                                                               text(7);
+        out.push_back(row);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return out;
+}
+
+strings changes_text(const std::vector<binding_change>& changes) {
+    strings out;
+    for (const auto& c : changes) out.push_back(std::string(to_string(c.what)) + " " + c.address.to_string() + " " + c.account);
+    return out;
+}
+
+// Updates for the tables below: times relative to t0.
+binding_update start(const char* session, int64_t t, const char* account, std::vector<const char*> addresses,
+                     const char* nas = "192.0.2.1") {
+    binding_update u = update(binding_kind::start, session, t0 + t, account, std::nullopt, {}, nas);
+    for (const char* a : addresses) {
+        const ip_prefix p = addr(a);
+        if (p.family == 4) u.ipv4 = p;
+        else u.ipv6_prefixes.push_back(p);
+    }
+    return u;
+}
+binding_update interim(const char* session, int64_t t, const char* account, std::vector<const char*> addresses,
+                       std::optional<uint32_t> session_time = std::nullopt) {
+    binding_update u = start(session, t, account, std::move(addresses));
+    u.kind = binding_kind::interim;
+    u.session_time = session_time;
+    return u;
+}
+binding_update stop(const char* session, int64_t t, const char* account, std::vector<const char*> addresses,
+                    std::optional<uint32_t> session_time = std::nullopt) {
+    binding_update u = start(session, t, account, std::move(addresses));
+    u.kind = binding_kind::stop;
+    u.session_time = session_time;
+    return u;
+}
+binding_update nas_event(binding_kind kind, int64_t t, const char* nas = "192.0.2.1") {
+    return update(kind, "", t0 + t, "", std::nullopt, {}, nas);
+}
+
+struct sequence_step {
+    binding_update update;
+    strings changes;   // what the data plane must do, in order
+};
+struct sequence_case {
+    const char* description;
+    std::vector<sequence_step> steps;
+    strings rows;   // the whole history afterwards (all_rows)
+};
+
+const std::vector<sequence_case>& sequence_cases() {
+    static const std::vector<sequence_case> cases = {
+        {"an old Stop resent after a new session of the same account leaves the new session bound",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {stop("s1", 100, "alice", {"198.51.100.7"}), {"unbind 198.51.100.7/32 alice"}},
+          {start("s2", 200, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {stop("s1", 100, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 100] stop", "198.51.100.7/32 alice s2 [200, open]"}},
+        {"an old Start resent after a handover does not give the address back",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {start("s2", 500, "bob", {"198.51.100.7"}), {"bind 198.51.100.7/32 bob"}},
+          {start("s1", 0, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 500] superseded", "198.51.100.7/32 bob s2 [500, open]"}},
+        {"a Start arriving after a newer session's Start is recorded ended, not bound",
+         {{start("s2", 500, "bob", {"198.51.100.7"}), {"bind 198.51.100.7/32 bob"}},
+          {start("s1", 0, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 bob s2 [500, open]", "198.51.100.7/32 alice s1 [0, 500] superseded"}},
+        {"an old Accounting-On resent closes nothing that began after it",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {nas_event(binding_kind::accounting_on, 100), {"unbind 198.51.100.7/32 alice"}},
+          {start("s2", 200, "bob", {"198.51.100.8"}), {"bind 198.51.100.8/32 bob"}},
+          {start("s3", 300, "carol", {"198.51.100.9"}, "192.0.2.2"), {"bind 198.51.100.9/32 carol"}},
+          {nas_event(binding_kind::accounting_on, 100), {}}},
+         {"198.51.100.7/32 alice s1 [0, 100] accounting-on", "198.51.100.8/32 bob s2 [200, open]",
+          "198.51.100.9/32 carol s3 [300, open]"}},
+        {"Accounting-Off closes the NAS's sessions that began at or before it, not later ones, not another NAS's",
+         {{start("s1", 0, "alice", {"198.51.100.7", "2001:db8:107::/56"}),
+           {"bind 198.51.100.7/32 alice", "bind 2001:db8:107::/56 alice"}},
+          {start("s2", 100, "bob", {"198.51.100.8"}), {"bind 198.51.100.8/32 bob"}},
+          {start("s3", 50, "carol", {"198.51.100.9"}, "192.0.2.2"), {"bind 198.51.100.9/32 carol"}},
+          {start("s4", 101, "dave", {"198.51.100.10"}), {"bind 198.51.100.10/32 dave"}},
+          {nas_event(binding_kind::accounting_off, 100),
+           {"unbind 198.51.100.7/32 alice", "unbind 2001:db8:107::/56 alice", "unbind 198.51.100.8/32 bob"}}},
+         {"198.51.100.7/32 alice s1 [0, 100] accounting-off", "2001:db8:107::/56 alice s1 [0, 100] accounting-off",
+          "198.51.100.8/32 bob s2 [100, 100] accounting-off", "198.51.100.9/32 carol s3 [50, open]",
+          "198.51.100.10/32 dave s4 [101, open]"}},
+        {"a Stop without User-Name or Framed-IP-Address closes and unbinds the session's addresses",
+         {{start("s1", 0, "alice", {"198.51.100.7", "2001:db8:107::/56"}),
+           {"bind 198.51.100.7/32 alice", "bind 2001:db8:107::/56 alice"}},
+          {stop("s1", 100, "", {}), {"unbind 198.51.100.7/32 alice", "unbind 2001:db8:107::/56 alice"}}},
+         {"198.51.100.7/32 alice s1 [0, 100] stop", "2001:db8:107::/56 alice s1 [0, 100] stop"}},
+        {"a Stop before its Start: the late Start finds the closed row and binds nothing",
+         {{stop("s1", 100, "alice", {"198.51.100.7"}, 100), {}},
+          {start("s1", 0, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 100] stop"}},
+        {"an Interim after the Stop does not reopen the session",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {stop("s1", 100, "alice", {"198.51.100.7"}), {"unbind 198.51.100.7/32 alice"}},
+          {interim("s1", 50, "alice", {"198.51.100.7"}, 50), {}}},
+         {"198.51.100.7/32 alice s1 [0, 100] stop"}},
+        {"an Interim whose Start was lost opens the session back-dated by Acct-Session-Time",
+         {{interim("s1", 900, "alice", {"198.51.100.7"}, 900), {"bind 198.51.100.7/32 alice"}},
+          {interim("s1", 1200, "alice", {"198.51.100.7"}, 1200), {}}},
+         {"198.51.100.7/32 alice s1 [0, open]"}},
+        {"a Stop of an unknown session on an address another session holds changes nothing there",
+         {{start("s2", 0, "bob", {"198.51.100.7"}), {"bind 198.51.100.7/32 bob"}},
+          {stop("s1", 100, "alice", {"198.51.100.7"}, 50), {}}},
+         {"198.51.100.7/32 bob s2 [0, open]", "198.51.100.7/32 alice s1 [50, 100] stop"}},
+        {"a Start without User-Name supersedes the previous holder and binds nobody",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {start("s2", 100, "", {"198.51.100.7"}), {"unbind 198.51.100.7/32 alice"}},
+          {stop("s2", 200, "", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 100] superseded", "198.51.100.7/32 - s2 [100, 200] stop"}},
+        {"a handover within one second: the later arrival holds the address",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {start("s2", 0, "bob", {"198.51.100.7"}), {"bind 198.51.100.7/32 bob"}},
+          {stop("s1", 0, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 0] superseded", "198.51.100.7/32 bob s2 [0, open]"}},
+        {"the same account's second session on another NAS: the first's Stop does not unbind the second",
+         {{start("s1", 0, "alice", {"198.51.100.7"}), {"bind 198.51.100.7/32 alice"}},
+          {start("s1", 10, "alice", {"198.51.100.7"}, "192.0.2.2"), {"bind 198.51.100.7/32 alice"}},
+          {stop("s1", 20, "alice", {"198.51.100.7"}), {}}},
+         {"198.51.100.7/32 alice s1 [0, 10] superseded", "198.51.100.7/32 alice s1 [10, open]"}},
+    };
+    return cases;
+}
+
+TEST_F(history_test, sequences_leave_the_expected_rows_and_data_plane_changes) {
+    for (const sequence_case& c : sequence_cases()) {
+        SCOPED_TRACE(c.description);
+        fs::remove(db);
+        fs::remove(db + "-wal");
+        fs::remove(db + "-shm");
+        {
+            binding_history h(db);
+            size_t step = 0;
+            for (const sequence_step& s : c.steps) {
+                EXPECT_EQ(changes_text(h.apply(s.update)), s.changes) << "step " << step;
+                ++step;
+            }
+        }
+        EXPECT_EQ(all_rows(db), c.rows);
+    }
+}
+
+TEST_F(history_test, the_same_sequences_in_one_batch_and_in_savepoints) {
+    for (const sequence_case& c : sequence_cases()) {
+        SCOPED_TRACE(c.description);
+        fs::remove(db);
+        fs::remove(db + "-wal");
+        fs::remove(db + "-shm");
+        strings want;
+        std::vector<binding_update> updates;
+        for (const auto& s : c.steps) {
+            updates.push_back(s.update);
+            want.insert(want.end(), s.changes.begin(), s.changes.end());
+        }
+        {
+            binding_history h(db);
+            EXPECT_EQ(changes_text(h.apply(updates)), want) << "one transaction";
+        }
+        EXPECT_EQ(all_rows(db), c.rows);
+
+        // The listener's way: a savepoint per update, each one also taken
+        // back once before it is applied for good; one commit.
+        fs::remove(db);
+        fs::remove(db + "-wal");
+        fs::remove(db + "-shm");
+        {
+            binding_history h(db);
+            h.begin();
+            strings got;
+            for (const auto& u : updates) {
+                h.apply_in_savepoint(u);
+                h.rollback_to_savepoint();
+                const auto changes = changes_text(h.apply_in_savepoint(u));
+                h.release_savepoint();
+                got.insert(got.end(), changes.begin(), changes.end());
+            }
+            EXPECT_TRUE(h.in_transaction());
+            h.commit();
+            EXPECT_FALSE(h.in_transaction());
+            EXPECT_EQ(got, want);
+        }
+        EXPECT_EQ(all_rows(db), c.rows);
+    }
+}
+
+TEST_F(history_test, a_rolled_back_batch_leaves_nothing) {
+    binding_history h(db);
+    h.apply(start("s1", 0, "alice", {"198.51.100.7"}));
+    h.begin();
+    h.apply_in_savepoint(start("s2", 100, "bob", {"198.51.100.7"}));
+    h.release_savepoint();
+    h.apply_in_savepoint(nas_event(binding_kind::accounting_on, 200));
+    h.release_savepoint();
+    h.rollback();
+    EXPECT_FALSE(h.in_transaction());
+    EXPECT_EQ(all_rows(db), strings{"198.51.100.7/32 alice s1 [0, open]"});
+    // The history goes on.
+    EXPECT_EQ(changes_text(h.apply(stop("s1", 300, "", {}))), strings{"unbind 198.51.100.7/32 alice"});
+}
+
+TEST_F(history_test, in_memory_the_same_rules) {
+    binding_history h(":memory:");
+    EXPECT_EQ(changes_text(h.apply(start("s1", 0, "alice", {"198.51.100.7"}))), strings{"bind 198.51.100.7/32 alice"});
+    EXPECT_EQ(changes_text(h.apply(start("s2", 500, "bob", {"198.51.100.7"}))), strings{"bind 198.51.100.7/32 bob"});
+    EXPECT_EQ(changes_text(h.apply(start("s1", 0, "alice", {"198.51.100.7"}))), strings{});
+    EXPECT_EQ(changes_text(h.apply(stop("s1", 600, "alice", {"198.51.100.7"}))), strings{});
+    EXPECT_EQ(accounts(h.who_held(addr("198.51.100.7"), t0 + 700)), strings{"bob"});
+    EXPECT_FALSE(fs::exists(":memory:"));
+}
+
+// ---------------------------------------------------------------- file mode
+
+mode_t mode_of(const std::string& file) {
+    struct stat st {};
+    EXPECT_EQ(::stat(file.c_str(), &st), 0) << file;
+    return st.st_mode & 07777;
+}
+
+TEST_F(history_test, database_wal_and_shm_are_created_0640) {
+    const mode_t old_umask = ::umask(022);   // the usual daemon umask: 0644 without the fix
+    {
+        binding_history h(db);
+        h.apply(start("s1", 0, "alice", {"198.51.100.7"}));
+        EXPECT_EQ(mode_of(db), 0640u);
+        EXPECT_EQ(mode_of(db + "-wal"), 0640u);
+        EXPECT_EQ(mode_of(db + "-shm"), 0640u);
+    }
+    ::umask(old_umask);
+}
+
+TEST_F(history_test, wider_modes_of_an_existing_history_are_narrowed) {
+    { binding_history h(db); }
+    // Left by an older release (or a crash, for the -wal and -shm).
+    ASSERT_EQ(::chmod(db.c_str(), 0644), 0);
+    std::ofstream(db + "-wal").close();
+    std::ofstream(db + "-shm").close();
+    ASSERT_EQ(::chmod((db + "-wal").c_str(), 0666), 0);
+    ASSERT_EQ(::chmod((db + "-shm").c_str(), 0604), 0);
+    {
+        binding_history h(db);
+        h.apply(start("s1", 0, "alice", {"198.51.100.7"}));
+        EXPECT_EQ(mode_of(db), 0640u);
+        EXPECT_EQ(mode_of(db + "-wal"), 0640u);
+        EXPECT_EQ(mode_of(db + "-shm") & ~0640u, 0u) << "SQLite re-creates the -shm with the database's mode";
+    }
+    // A reader does not touch the modes.
+    ASSERT_EQ(::chmod(db.c_str(), 0644), 0);
+    { binding_history reader(db, binding_history::access::read_only); }
+    EXPECT_EQ(mode_of(db), 0644u);
+    // A narrower mode stays.
+    ASSERT_EQ(::chmod(db.c_str(), 0600), 0);
+    { binding_history h(db); }
+    EXPECT_EQ(mode_of(db), 0600u);
+}
 
 TEST_F(history_test, start_then_stop_and_who_held_at_the_boundaries) {
     binding_history h(db);

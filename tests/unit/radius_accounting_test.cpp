@@ -20,20 +20,19 @@
 #include <string>
 #include <vector>
 
+#include "../support/radius_packet.h"
+
 namespace sekisho::radius {
 namespace {
 
-using bytes = std::vector<uint8_t>;
-
-// MD5 in one call over one buffer: deliberately not the incremental EVP code
-// the implementation uses.
-authenticator md5_of(const bytes& data) {
-    authenticator out{};
-    unsigned size = 0;
-    if (EVP_Digest(data.data(), data.size(), out.data(), &size, EVP_md5(), nullptr) != 1 || size != 16)
-        throw std::runtime_error("EVP_Digest failed");
-    return out;
-}
+using test::bytes;
+using test::md5_of;
+using test::text;
+using test::u32;
+using test::v4;
+using test::v6;
+using test::v6prefix;
+using packet = test::radius_packet;
 
 bytes from_hex(std::string_view hex) {
     bytes out;
@@ -47,65 +46,6 @@ std::string hex(std::span<const uint8_t> b) {
     for (uint8_t c : b) s += {digits[c >> 4], digits[c & 15]};
     return s;
 }
-
-bytes u32(uint32_t v) {
-    return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8),
-            static_cast<uint8_t>(v)};
-}
-bytes text(std::string_view s) { return bytes(s.begin(), s.end()); }
-bytes v4(const char* a) {
-    bytes b(4);
-    EXPECT_EQ(inet_pton(AF_INET, a, b.data()), 1) << a;
-    return b;
-}
-bytes v6(const char* a) {
-    bytes b(16);
-    EXPECT_EQ(inet_pton(AF_INET6, a, b.data()), 1) << a;
-    return b;
-}
-// RFC 3162 format: Reserved, Prefix-Length, the first `octets` prefix octets.
-bytes v6prefix(const char* a, uint8_t length, size_t octets = 16) {
-    bytes b{0, length};
-    const bytes full = v6(a);
-    b.insert(b.end(), full.begin(), full.begin() + static_cast<long>(octets));
-    return b;
-}
-
-// Builds a RADIUS packet attribute by attribute; finish() signs it as a NAS
-// would (RFC 2866 3), computed here from the bytes, independently.
-struct packet {
-    uint8_t code = code_accounting_request;
-    uint8_t id = 42;
-    bytes attrs;
-    std::vector<size_t> boundaries;   // attribute start offsets within the packet
-
-    packet& add(uint8_t type, const bytes& value) {
-        boundaries.push_back(header_size + attrs.size());
-        attrs.push_back(type);
-        attrs.push_back(static_cast<uint8_t>(value.size() + 2));
-        attrs.insert(attrs.end(), value.begin(), value.end());
-        return *this;
-    }
-    packet& raw(const bytes& b) {
-        attrs.insert(attrs.end(), b.begin(), b.end());
-        return *this;
-    }
-    bytes unsigned_bytes() const {
-        const size_t length = header_size + attrs.size();
-        bytes p{code, id, static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length)};
-        p.resize(header_size, 0);
-        p.insert(p.end(), attrs.begin(), attrs.end());
-        return p;
-    }
-    bytes finish(std::string_view secret) const {
-        bytes p = unsigned_bytes();
-        bytes signing = p;
-        signing.insert(signing.end(), secret.begin(), secret.end());
-        const authenticator a = md5_of(signing);
-        std::copy(a.begin(), a.end(), p.begin() + 4);
-        return p;
-    }
-};
 
 constexpr const char* secret = "s3cr3t-Kq7f9ZbX";
 
@@ -528,6 +468,45 @@ TEST(radius_update, text_is_escaped) {
     EXPECT_EQ(u->nas_identifier, "n\\x0a");
 }
 
+// ------------------------------------------------------------ time sanity
+
+TEST(radius_time, bounds_against_the_receive_time) {
+    constexpr int64_t received = 1795400500;   // 2026-11-23T02:21:40Z
+    constexpr uint32_t max32 = 0xffffffffu;
+    struct time_case {
+        const char* description;
+        std::optional<uint32_t> event_timestamp, delay_time, session_time;
+        const char* error;   // "" : accepted
+    };
+    const time_case cases[] = {
+        {"no time attributes: the receive time", {}, {}, {}, ""},
+        {"Event-Timestamp now", received, {}, {}, ""},
+        {"Event-Timestamp 300 s ahead (a NAS clock a little fast)", received + 300, {}, {}, ""},
+        {"Event-Timestamp 301 s ahead", received + 301, {}, {}, "Event-Timestamp (55) 1795400801 (2026-11-23T02:26:41Z) is 301 s after the receive time 1795400500 (2026-11-23T02:21:40Z); at most 300 s ahead is accepted"},
+        {"Event-Timestamp 2^32-1 (year 2106)", max32, {}, {}, "Event-Timestamp (55) 4294967295 (2106-02-07T06:28:15Z) is 2499566795 s after the receive time 1795400500 (2026-11-23T02:21:40Z); at most 300 s ahead is accepted"},
+        {"Event-Timestamp a week old (replayed after an outage)", received - 604800, {}, {}, ""},
+        {"Event-Timestamp a week and a second old", received - 604801, {}, {}, "Event-Timestamp (55) 1794795699 (2026-11-16T02:21:39Z) is 604801 s before the receive time 1795400500 (2026-11-23T02:21:40Z); at most 604800 s old is accepted"},
+        {"Event-Timestamp 0", 0u, {}, {}, "Event-Timestamp (55) 0 (1970-01-01T00:00:00Z) is 1795400500 s before the receive time 1795400500 (2026-11-23T02:21:40Z); at most 604800 s old is accepted"},
+        {"Acct-Delay-Time a week", {}, 604800u, {}, ""},
+        {"Acct-Delay-Time a week and a second", {}, 604801u, {}, "Acct-Delay-Time (41) 604801 s exceeds the maximum age of 604800 s (the receive time 1795400500 (2026-11-23T02:21:40Z))"},
+        {"Acct-Delay-Time 2^32-1 (year 1890)", {}, max32, {}, "Acct-Delay-Time (41) 4294967295 s exceeds the maximum age of 604800 s (the receive time 1795400500 (2026-11-23T02:21:40Z))"},
+        {"Acct-Delay-Time 2^32-1 beside a sane Event-Timestamp", received, max32, {}, "Acct-Delay-Time (41) 4294967295 s exceeds the maximum age of 604800 s (the receive time 1795400500 (2026-11-23T02:21:40Z))"},
+        {"Acct-Session-Time of a year", received, {}, 365u * 86400, ""},
+        {"Acct-Session-Time 2^32-1 (a start in 1890)", received, {}, max32, "Acct-Session-Time (46) 4294967295 s exceeds the maximum session length of 315360000 s"},
+    };
+    for (const auto& c : cases) {
+        packet p;
+        p.add(40, u32(3)).add(44, text("s1")).add(4, v4("192.0.2.1"));
+        if (c.event_timestamp) p.add(55, u32(*c.event_timestamp));
+        if (c.delay_time) p.add(41, u32(*c.delay_time));
+        if (c.session_time) p.add(46, u32(*c.session_time));
+        const auto r = parse_accounting_request(p.finish(secret));
+        ASSERT_TRUE(r) << c.description;
+        const auto error = check_event_time(*r, received);
+        EXPECT_EQ(error.value_or(""), c.error) << c.description;
+    }
+}
+
 // ------------------------------------------------------------ clients file
 
 std::vector<std::string> client_errors(const std::string& text) {
@@ -645,48 +624,7 @@ client_table local_clients() {
                              "clients.yaml");
 }
 
-// A NAS on loopback.
-class nas_socket {
-public:
-    explicit nas_socket(int family = AF_INET) : family_(family) {
-        fd_ = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw std::runtime_error("socket");
-    }
-    ~nas_socket() { ::close(fd_); }
-    void send(const bytes& d, uint16_t port) {
-        sockaddr_storage ss{};
-        socklen_t len = 0;
-        if (family_ == AF_INET) {
-            auto& in = reinterpret_cast<sockaddr_in&>(ss);
-            in.sin_family = AF_INET;
-            in.sin_port = htons(port);
-            inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
-            len = sizeof in;
-        } else {
-            auto& in6 = reinterpret_cast<sockaddr_in6&>(ss);
-            in6.sin6_family = AF_INET6;
-            in6.sin6_port = htons(port);
-            inet_pton(AF_INET6, "::1", &in6.sin6_addr);
-            len = sizeof in6;
-        }
-        ASSERT_EQ(::sendto(fd_, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&ss), len),
-                  static_cast<ssize_t>(d.size()));
-    }
-    // The next datagram within `ms`, or nullopt.
-    std::optional<bytes> receive(int ms = 1000) {
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, ms) <= 0) return std::nullopt;
-        bytes b(4096);
-        const ssize_t n = ::recv(fd_, b.data(), b.size(), 0);
-        if (n < 0) return std::nullopt;
-        b.resize(static_cast<size_t>(n));
-        return b;
-    }
-
-private:
-    int family_;
-    int fd_;
-};
+using test::nas_socket;
 
 // Waits until the listener has something to read, then lets it read.
 size_t pump(accounting_listener& l) {
@@ -700,19 +638,21 @@ struct listener_fixture : ::testing::Test {
     std::vector<std::string> log;
     bool accept = true;
     bool throw_instead = false;
+    bool refuse = false;
+    int64_t now = 1795400500;   // the listener's clock (full_start's Event-Timestamp + 500 s)
     std::unique_ptr<accounting_listener> make(const std::string& address = "127.0.0.1",
-                                              client_table clients = local_clients()) {
-        listener_config c;
+                                              client_table clients = local_clients(), listener_config c = {}) {
         c.address = address;
         c.port = 0;
         return std::make_unique<accounting_listener>(
             c, std::move(clients),
             [this](const binding_update& u) {
                 if (throw_instead) throw std::runtime_error("history.db: record a session (INSERT INTO sessions): disk I/O error");
+                if (refuse) throw update_refused("::/0 is too wide to bind (2^56 /56 subscriber prefixes)");
                 if (accept) applied.push_back(u);
                 return accept;
             },
-            [this](const std::string& line) { log.push_back(line); }, [] { return int64_t{1795400500}; });
+            [this](const std::string& line) { log.push_back(line); }, [this] { return now; });
     }
     void TearDown() override {
         for (const auto& line : log) EXPECT_EQ(line.find(secret), std::string::npos) << line;
@@ -912,7 +852,8 @@ TEST_F(listener_fixture, poll_once_never_blocks_and_respects_its_budget) {
     c.port = 0;
     c.max_datagrams_per_poll = 3;
     size_t calls = 0;
-    accounting_listener l(c, local_clients(), [&](const binding_update&) { return ++calls, true; });
+    accounting_listener l(c, local_clients(), [&](const binding_update&) { return ++calls, true; }, {},
+                          [] { return int64_t{1795400000}; });
     EXPECT_EQ(l.poll_once(), 0u) << "nothing waiting";
     nas_socket nas;
     for (uint8_t i = 0; i < 5; ++i) {
@@ -982,6 +923,185 @@ TEST_F(listener_fixture, batch_is_answered_only_after_commit) {
     pump(*l);
     EXPECT_EQ(commits, before);
     expect_response_to(failed, nas.receive());
+}
+
+TEST_F(listener_fixture, times_out_of_bounds_are_dropped_logged_and_not_answered) {
+    auto l = make();
+    nas_socket nas;
+    auto start_with = [](uint8_t id, uint8_t type, uint32_t value) {
+        packet p;
+        p.id = id;
+        p.add(40, u32(1)).add(1, text("alice@example.jp")).add(44, text("s1")).add(8, v4("198.51.100.7"));
+        p.add(4, v4("192.0.2.1")).add(type, u32(value));
+        return p.finish(secret);
+    };
+    nas.send(start_with(1, attr_event_timestamp, 0xffffffffu), l->port());
+    pump(*l);
+    nas.send(start_with(2, attr_acct_delay_time, 0xffffffffu), l->port());
+    pump(*l);
+    EXPECT_FALSE(nas.receive(200)) << "not stored, so not answered";
+    EXPECT_TRUE(applied.empty());
+    EXPECT_EQ(l->counters().bad_time, 2u);
+    EXPECT_EQ(l->counters().accepted, 0u);
+    ASSERT_EQ(log.size(), 2u);
+    EXPECT_NE(log[0].find("start not stored: Event-Timestamp (55) 4294967295 (2106-02-07T06:28:15Z) is 2499566795 s "
+                          "after the receive time 1795400500"),
+              std::string::npos)
+        << log[0];
+    EXPECT_NE(log[0].find("identifier 1"), std::string::npos) << log[0];
+    EXPECT_NE(log[1].find("Acct-Delay-Time (41) 4294967295 s exceeds the maximum age of 604800 s"), std::string::npos)
+        << log[1];
+    // A sane one from the same NAS goes through.
+    const bytes ok = start_with(3, attr_event_timestamp, 1795400400);
+    nas.send(ok, l->port());
+    pump(*l);
+    expect_response_to(ok, nas.receive());
+    ASSERT_EQ(applied.size(), 1u);
+    EXPECT_EQ(applied[0].event_time, 1795400400);
+}
+
+TEST_F(listener_fixture, exact_duplicate_within_the_window_is_answered_from_the_cache_not_applied) {
+    auto l = make();
+    nas_socket nas;
+    const bytes req = full_start().finish(secret);
+    nas.send(req, l->port());
+    pump(*l);
+    const auto first = nas.receive();
+    expect_response_to(req, first);
+    ASSERT_EQ(applied.size(), 1u);
+
+    // Our response was lost; the NAS resends the same datagram a minute later.
+    now += 60;
+    nas.send(req, l->port());
+    pump(*l);
+    const auto again = nas.receive();
+    ASSERT_TRUE(again);
+    EXPECT_EQ(*again, *first) << "the cached response, byte for byte";
+    EXPECT_EQ(applied.size(), 1u) << "not applied again";
+    EXPECT_EQ(l->counters().duplicate, 1u);
+    EXPECT_EQ(l->counters().accepted, 1u);
+
+    // The same datagram after the window (the cache forgot it): applied
+    // again, the history's rules make that change nothing.
+    now += 300 - 60 + 1;
+    nas.send(req, l->port());
+    pump(*l);
+    expect_response_to(req, nas.receive());
+    EXPECT_EQ(applied.size(), 2u);
+    EXPECT_EQ(l->counters().duplicate, 1u);
+    EXPECT_EQ(l->counters().accepted, 2u);
+
+    // Another identifier or another authenticator is another request.
+    packet other = full_start();
+    other.id = 43;
+    nas.send(other.finish(secret), l->port());
+    pump(*l);
+    EXPECT_TRUE(nas.receive());
+    EXPECT_EQ(applied.size(), 3u);
+    uint64_t sum = 0;
+    for (const auto& [result, n] : l->counters().by_result()) sum += n;
+    EXPECT_EQ(sum, l->counters().received) << "each datagram counted under one result";
+    EXPECT_TRUE(log.empty()) << log.front();
+}
+
+TEST_F(listener_fixture, a_request_not_answered_is_not_cached_its_retransmission_is_applied) {
+    auto l = make();
+    nas_socket nas;
+    const bytes req = full_start().finish(secret);
+    accept = false;
+    nas.send(req, l->port());
+    pump(*l);
+    EXPECT_FALSE(nas.receive(200));
+    refuse = true;
+    nas.send(req, l->port());
+    pump(*l);
+    EXPECT_FALSE(nas.receive(200));
+    EXPECT_EQ(l->counters().bad_address, 1u);
+    ASSERT_EQ(log.size(), 2u);
+    EXPECT_NE(log[1].find("start of session 's1' refused, nothing of it applied: ::/0 is too wide to bind"),
+              std::string::npos)
+        << log[1];
+    refuse = false;
+    accept = true;
+    nas.send(req, l->port());
+    pump(*l);
+    expect_response_to(req, nas.receive());
+    EXPECT_EQ(applied.size(), 1u);
+    EXPECT_EQ(l->counters().duplicate, 0u);
+    EXPECT_EQ(l->counters().apply_failed, 1u);
+
+    // With batching: a poll whose commit fails caches nothing either.
+    auto b = make();
+    bool commit_ok = false;
+    b->set_commit([&] { return commit_ok; });
+    packet p = full_start();
+    p.id = 7;
+    const bytes batched = p.finish(secret);
+    nas.send(batched, b->port());
+    pump(*b);
+    EXPECT_FALSE(nas.receive(200));
+    commit_ok = true;
+    nas.send(batched, b->port());
+    pump(*b);
+    expect_response_to(batched, nas.receive());
+    EXPECT_EQ(applied.size(), 3u) << "the retransmission after the failed commit was applied";
+    nas.send(batched, b->port());
+    pump(*b);
+    expect_response_to(batched, nas.receive());
+    EXPECT_EQ(applied.size(), 3u) << "now it is answered from the cache";
+    EXPECT_EQ(b->counters().duplicate, 1u);
+    EXPECT_EQ(b->counters().apply_failed, 1u);
+}
+
+TEST_F(listener_fixture, two_copies_in_one_poll_are_applied_and_answered_once) {
+    auto l = make();
+    size_t commits = 0;
+    l->set_commit([&] { return ++commits, true; });
+    nas_socket nas;
+    const bytes req = full_start().finish(secret);
+    nas.send(req, l->port());
+    nas.send(req, l->port());
+    pollfd p{l->fd(), POLLIN, 0};
+    ::poll(&p, 1, 1000);
+    EXPECT_EQ(l->poll_once(), 2u);
+    EXPECT_EQ(applied.size(), 1u);
+    EXPECT_EQ(commits, 1u);
+    expect_response_to(req, nas.receive());
+    EXPECT_FALSE(nas.receive(200)) << "one response";
+    EXPECT_EQ(l->counters().duplicate, 1u);
+    EXPECT_EQ(l->counters().accepted, 1u);
+}
+
+TEST_F(listener_fixture, the_duplicate_cache_is_bounded_and_forgotten_on_reload) {
+    listener_config c;
+    c.duplicate_cache_entries = 2;
+    auto l = make("127.0.0.1", local_clients(), c);
+    nas_socket nas;
+    std::vector<bytes> reqs;
+    for (uint8_t id = 1; id <= 3; ++id) {
+        packet p = full_start();
+        p.id = id;
+        reqs.push_back(p.finish(secret));
+        nas.send(reqs.back(), l->port());
+        pump(*l);
+        expect_response_to(reqs.back(), nas.receive());
+    }
+    EXPECT_EQ(applied.size(), 3u);
+    nas.send(reqs[0], l->port());   // forgotten: the oldest of three in a cache of two
+    pump(*l);
+    expect_response_to(reqs[0], nas.receive());
+    EXPECT_EQ(applied.size(), 4u);
+    nas.send(reqs[0], l->port());   // remembered again
+    pump(*l);
+    expect_response_to(reqs[0], nas.receive());
+    EXPECT_EQ(applied.size(), 4u);
+    EXPECT_EQ(l->counters().duplicate, 1u);
+    // A reload may change the secrets the cached responses were signed with.
+    l->replace_clients(local_clients());
+    nas.send(reqs[0], l->port());
+    pump(*l);
+    expect_response_to(reqs[0], nas.receive());
+    EXPECT_EQ(applied.size(), 5u);
 }
 
 TEST(radius_listener, setup_errors) {

@@ -1,0 +1,421 @@
+// Subscriber identity as sekishod runs it, inside one process: real RADIUS
+// datagrams over loopback to the listener subscriber_identity opens, the
+// real gateway's subscriber table (EAL without hugepages), the real SQLite
+// history. After every step the data plane must hold exactly what the
+// history's open rows say: resent, reordered and lost accounting, a packet
+// with an address too wide, the table full midway through a Start, a failed
+// COMMIT, RADIUS without a history database, a restart.
+#include "subscriber_identity.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/lab_policy.h"
+#include "../support/radius_packet.h"
+#include "gateway.h"
+#include "policy.h"
+
+namespace sekisho {
+namespace {
+
+namespace fs = std::filesystem;
+using strings = std::vector<std::string>;
+using test::bytes;
+using test::nas_socket;
+using test::text;
+using test::u32;
+using test::v4;
+using test::v6prefix;
+using packet = test::radius_packet;
+
+constexpr const char* secret = "identity-test-Kq7f9ZbX";
+
+// A UDP port free on 127.0.0.1 now (the listener binds it a moment later).
+uint16_t free_udp_port() {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof in;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len) != 0)
+        throw std::runtime_error("no free UDP port");
+    ::close(fd);
+    return ntohs(in.sin_port);
+}
+
+// An Accounting-Request from NAS 192.0.2.1 (or `nas`), times as given.
+struct acct {
+    uint32_t status = 1;   // Start
+    std::string session;
+    std::string user;      // "": no User-Name
+    std::vector<const char*> v4s;
+    std::vector<std::pair<const char*, uint8_t>> delegated, framed6;
+    std::optional<int64_t> event_timestamp;
+    std::optional<uint32_t> delay, session_time;
+    const char* nas = "192.0.2.1";
+
+    bytes datagram(uint8_t id) const {
+        packet p;
+        p.id = id;
+        p.add(40, u32(status));
+        if (!user.empty()) p.add(1, text(user));
+        if (!session.empty()) p.add(44, text(session));
+        for (const char* a : v4s) p.add(8, v4(a));
+        for (const auto& [a, len] : delegated) p.add(123, v6prefix(a, len, (len + 7) / 8));
+        for (const auto& [a, len] : framed6) p.add(97, v6prefix(a, len, (len + 7) / 8));
+        p.add(4, v4(nas));
+        if (event_timestamp) p.add(55, u32(static_cast<uint32_t>(*event_timestamp)));
+        if (delay) p.add(41, u32(*delay));
+        if (session_time) p.add(46, u32(*session_time));
+        return p.finish(secret);
+    }
+};
+
+struct identity_fixture : ::testing::Test {
+    fs::path dir;
+    std::string db, clients, events;
+    uint16_t port = 0;
+    bool with_history = true;
+    std::string extra_policy;
+    std::unique_ptr<gateway> gw;
+    std::unique_ptr<subscriber_identity> identity;
+    strings log;
+    nas_socket nas;
+    uint8_t next_id = 1;
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+
+    void SetUp() override {
+        std::string tmpl = (fs::temp_directory_path() / "sekisho-identity-XXXXXX").string();
+        ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+        dir = tmpl;
+        db = (dir / "bindings.sqlite").string();
+        clients = (dir / "clients.yaml").string();
+        events = (dir / "events.jsonl").string();
+        std::ofstream(clients) << "clients:\n  - address: 127.0.0.1\n    secret: \"" << secret << "\"\n    name: bng-1\n";
+        port = free_udp_port();
+    }
+    void TearDown() override {
+        stop();
+        for (const auto& line : log) EXPECT_EQ(line.find(secret), std::string::npos) << line;
+        fs::remove_all(dir);
+    }
+
+    void start() {
+        std::string text = std::string(test::lab_policy_text) + "tracking:\n  max_bindings: 64\n" + extra_policy +
+                           "radius:\n  listen: 127.0.0.1:" + std::to_string(port) + "\n  clients_file: " + clients +
+                           "\n";
+        if (with_history) text += "history:\n  database: " + db + "\n";
+        const policy pol = load_policy_text(text, "identity-test.yaml");
+        gateway_config cfg;
+        cfg.mbufs = 1024;
+        cfg.event_ring_capacity = 1024;
+        cfg.events_path = events;
+        gw = std::make_unique<gateway>(pol, cfg);
+        identity = std::make_unique<subscriber_identity>(*gw, pol.identity,
+                                                         [this](const std::string& line) { log.push_back(line); });
+    }
+    // As a restart: everything gone but the history file.
+    void stop() {
+        identity.reset();
+        gw.reset();
+    }
+
+    const radius::listener_counters& counters() const { return *identity->radius_counters(); }
+
+    // Sends `d`, lets the identity read it, returns the response if any.
+    std::optional<bytes> exchange(const bytes& d) {
+        const uint64_t before = counters().received;
+        nas.send(d, port);
+        for (int i = 0; i < 200 && counters().received == before; ++i) {
+            identity->poll();
+            if (counters().received == before) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        EXPECT_GT(counters().received, before) << "the datagram never arrived";
+        return nas.receive(100);
+    }
+    std::optional<bytes> send(const acct& a) { return exchange(a.datagram(next_id++)); }
+
+    // "198.51.100.7/32 alice" for each entry of the subscriber table, sorted.
+    strings data_plane() const {
+        strings out;
+        gw->subscribers().for_each([&](const subscriber_key& k, uint32_t id) {
+            ip_prefix p;
+            p.family = k.family;
+            p.length = k.length;
+            std::copy(std::begin(k.addr), std::end(k.addr), p.bytes.begin());
+            const std::string* name = gw->accounts().name_of(id);
+            out.push_back(p.to_string() + " " + (name ? *name : "?"));
+        });
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+    // The same from the history's open rows, each IPv6 prefix as the /56
+    // subscriber prefixes it covers (the policy's ipv6_prefix_length), read
+    // from the file by another connection, as --whois would.
+    strings history_open() const {
+        strings out;
+        if (!with_history) return out;
+        binding_history reader(db, binding_history::access::read_only);
+        for (const auto& r : reader.open_bindings()) {
+            if (r.account.empty()) continue;
+            if (r.address.family == 4 || r.address.length >= 56) {
+                ip_prefix p = r.address;
+                if (p.family == 6) {
+                    p.length = 56;
+                    std::fill(p.bytes.begin() + 7, p.bytes.end(), 0);
+                }
+                out.push_back(p.to_string() + " " + r.account);
+                continue;
+            }
+            const unsigned bits = 56u - r.address.length;
+            for (uint32_t i = 0; i < (1u << bits); ++i) {
+                ip_prefix p = r.address;
+                p.length = 56;
+                for (unsigned b = 0; b < bits; ++b)
+                    if ((i >> b) & 1) p.bytes[(55 - b) / 8] |= static_cast<uint8_t>(0x80u >> ((55 - b) % 8));
+                out.push_back(p.to_string() + " " + r.account);
+            }
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+};
+
+ip_prefix addr(const char* text) {
+    std::string err;
+    auto p = parse_prefix(text, err);
+    if (!p) throw std::runtime_error(err);
+    return *p;
+}
+
+strings sorted(strings s) {
+    std::sort(s.begin(), s.end());
+    return s;
+}
+
+TEST_F(identity_fixture, replays_never_override_newer_bindings_and_both_sides_agree_after_every_step) {
+    start();
+    struct step {
+        const char* description;
+        std::optional<bytes> datagram;   // nullopt: resend the previous step's datagram exactly
+        bool answered;
+        strings data_plane;
+    };
+    const int64_t t = now - 1000;
+    const acct alice1{1, "s1", "alice@example.jp", {"198.51.100.7"}, {}, {}, t};
+    acct alice1_stop = alice1;
+    alice1_stop.status = 2;
+    alice1_stop.event_timestamp = t + 100;
+    const acct alice2{1, "s2", "alice@example.jp", {"198.51.100.7"}, {}, {}, t + 200};
+    const acct bob3{1, "s3", "bob@example.jp", {"198.51.100.7"}, {}, {}, t + 300};
+    const acct nas_on{7, "", "", {}, {}, {}, t + 350};
+    const acct carol4{1, "s4", "carol@example.jp", {"198.51.100.8"}, {}, {}, t + 400};
+    const acct dave5{1, "s5", "dave@example.jp", {"198.51.100.9"}, {{"2001:db8:109::", 56}}, {}, t + 500};
+    const acct dave5_bare_stop{2, "s5", "", {}, {}, {}, t + 600};
+    const acct erin6_stop{2, "s6", "erin@example.jp", {"198.51.100.10"}, {}, {}, t + 700, {}, 100u};
+    const acct erin6_start{1, "s6", "erin@example.jp", {"198.51.100.10"}, {}, {}, t + 600};
+    acct carol4_stop = carol4;
+    carol4_stop.status = 2;
+    carol4_stop.event_timestamp = t + 800;
+    acct carol4_interim = carol4;
+    carol4_interim.status = 3;
+    carol4_interim.event_timestamp = t + 750;
+    acct far_future = carol4;
+    far_future.session = "s7";
+    far_future.user = "mallory@example.jp";
+    far_future.v4s = {"198.51.100.11"};
+    far_future.event_timestamp = 0xffffffffLL;
+    acct long_delay = far_future;
+    long_delay.event_timestamp.reset();
+    long_delay.delay = 0xffffffffu;
+
+    uint8_t id = 100;
+    const std::vector<step> steps = {
+        {"Start alice s1 on .7", alice1.datagram(id++), true, {"198.51.100.7/32 alice@example.jp"}},
+        {"Stop alice s1", alice1_stop.datagram(id++), true, {}},
+        {"Start alice s2 on .7 (her new session)", alice2.datagram(id++), true, {"198.51.100.7/32 alice@example.jp"}},
+        {"the old Stop of s1 resent as a new packet", alice1_stop.datagram(id++), true,
+         {"198.51.100.7/32 alice@example.jp"}},
+        {"Start bob s3 on .7 (handover; alice's Stop lost)", bob3.datagram(id++), true, {"198.51.100.7/32 bob@example.jp"}},
+        {"the old Start of alice s2 resent as a new packet", alice2.datagram(id++), true,
+         {"198.51.100.7/32 bob@example.jp"}},
+        {"... and resent exactly (answered from the cache)", std::nullopt, true, {"198.51.100.7/32 bob@example.jp"}},
+        {"Accounting-On of the NAS", nas_on.datagram(id++), true, {}},
+        {"Start carol s4 on .8 after the reboot", carol4.datagram(id++), true, {"198.51.100.8/32 carol@example.jp"}},
+        {"the old Accounting-On resent as a new packet", nas_on.datagram(id++), true,
+         {"198.51.100.8/32 carol@example.jp"}},
+        {"Start dave s5 on .9 and 2001:db8:109::/56", dave5.datagram(id++), true,
+         {"198.51.100.8/32 carol@example.jp", "198.51.100.9/32 dave@example.jp", "2001:db8:109::/56 dave@example.jp"}},
+        {"Stop of s5 without User-Name or Framed-IP-Address", dave5_bare_stop.datagram(id++), true,
+         {"198.51.100.8/32 carol@example.jp"}},
+        {"Stop erin s6 before its Start", erin6_stop.datagram(id++), true, {"198.51.100.8/32 carol@example.jp"}},
+        {"the late Start of erin s6", erin6_start.datagram(id++), true, {"198.51.100.8/32 carol@example.jp"}},
+        {"Stop carol s4", carol4_stop.datagram(id++), true, {}},
+        {"an Interim of s4 after its Stop", carol4_interim.datagram(id++), true, {}},
+        {"a Start with Event-Timestamp 2^32-1 (year 2106)", far_future.datagram(id++), false, {}},
+        {"a Start with Acct-Delay-Time 2^32-1 (year 1890)", long_delay.datagram(id++), false, {}},
+    };
+    std::optional<bytes> previous;
+    for (const step& s : steps) {
+        SCOPED_TRACE(s.description);
+        const bytes d = s.datagram ? *s.datagram : *previous;
+        previous = d;
+        const auto response = exchange(d);
+        EXPECT_EQ(response.has_value(), s.answered);
+        EXPECT_EQ(data_plane(), sorted(s.data_plane));
+        EXPECT_EQ(history_open(), data_plane()) << "the data plane and the history agree";
+    }
+    EXPECT_EQ(counters().duplicate, 1u);
+    EXPECT_EQ(counters().bad_time, 2u);
+    EXPECT_EQ(counters().accepted, steps.size() - 3);
+    EXPECT_EQ(identity->apply_errors(), 0u);
+    // --whois for the year 2106 finds nobody, for now the holders.
+    EXPECT_TRUE(identity->history()->who_held(addr("198.51.100.11"), now).empty());
+    EXPECT_TRUE(identity->history()->who_held(addr("198.51.100.11"), 0xffffffffLL).empty());
+}
+
+TEST_F(identity_fixture, a_packet_with_an_address_too_wide_is_refused_whole) {
+    start();
+    // A valid delegated /56 and a Framed-IPv6-Prefix ::/0.
+    const acct start_with_zero{1, "s1", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:107::", 56}}, {{"::", 0}},
+                               now - 10};
+    EXPECT_FALSE(send(start_with_zero)) << "not stored, not answered";
+    EXPECT_EQ(data_plane(), strings{}) << "nothing of it bound";
+    EXPECT_EQ(history_open(), strings{});
+    EXPECT_TRUE(identity->history()->held_between(addr("2001:db8:107::/56"), 0, now * 2).empty()) << "no row";
+    EXPECT_EQ(counters().bad_address, 1u);
+    ASSERT_FALSE(log.empty());
+    EXPECT_NE(log.back().find("start of session 's1' refused, nothing of it applied: ::/0 is too wide to bind (2^56 "
+                              "/56 subscriber prefixes)"),
+              std::string::npos)
+        << log.back();
+    // A Stop carrying it is refused likewise; the session's own addresses are fine.
+    const acct good{1, "s2", "bob@example.jp", {"198.51.100.8"}, {{"2001:db8:108::", 56}}, {}, now - 5};
+    EXPECT_TRUE(send(good));
+    acct bad_stop{2, "s2", "bob@example.jp", {}, {}, {{"::", 0}}, now - 1};
+    EXPECT_FALSE(send(bad_stop));
+    EXPECT_EQ(data_plane(), (strings{"198.51.100.8/32 bob@example.jp", "2001:db8:108::/56 bob@example.jp"}));
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_EQ(counters().bad_address, 2u);
+}
+
+TEST_F(identity_fixture, the_table_full_midway_through_a_start_takes_all_of_it_back) {
+    start();   // 64 bindings at most
+    EXPECT_TRUE(send(acct{1, "s1", "bob@example.jp", {"198.51.100.7"}, {}, {}, now - 100}));
+    // Alice takes .7 over and brings a /50: 64 more /56 entries, one too many.
+    const acct alice{1, "s2", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:140::", 50}}, {}, now - 50};
+    const bytes d = alice.datagram(77);
+    EXPECT_FALSE(exchange(d)) << "not stored, not answered";
+    EXPECT_EQ(counters().apply_failed, 1u);
+    EXPECT_EQ(data_plane(), strings{"198.51.100.7/32 bob@example.jp"}) << ".7 back to bob, no /56 left";
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_TRUE(identity->history()->held_between(addr("2001:db8:140::/50"), 0, now * 2).empty());
+    ASSERT_FALSE(log.empty());
+    EXPECT_NE(log.back().find("subscriber table full (64 bindings): cannot bind 2001:db8:140::/50"), std::string::npos)
+        << log.back();
+    // The same packet again (the NAS retransmits): still too many, still nothing.
+    EXPECT_FALSE(exchange(d));
+    EXPECT_EQ(data_plane(), strings{"198.51.100.7/32 bob@example.jp"});
+    // The batch goes on: a smaller Start in the same state is applied whole.
+    const acct smaller{1, "s3", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:140::", 51}}, {}, now - 40};
+    EXPECT_TRUE(send(smaller));
+    EXPECT_EQ(data_plane().size(), 33u);
+    EXPECT_EQ(history_open(), data_plane());
+}
+
+TEST_F(identity_fixture, a_failed_commit_takes_the_polls_data_plane_changes_back) {
+    start();
+    const acct alice{1, "s1", "alice@example.jp", {"198.51.100.7"}, {}, {}, now - 100};
+    ASSERT_TRUE(send(alice));
+    // The disk refuses to grow the WAL: the COMMIT of the next poll fails.
+    struct stat wal {};
+    ASSERT_EQ(::stat((db + "-wal").c_str(), &wal), 0);
+    rlimit saved{};
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = saved;
+    small.rlim_cur = static_cast<rlim_t>(wal.st_size);
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+    acct alice_stop = alice;
+    alice_stop.status = 2;
+    alice_stop.event_timestamp = now - 50;
+    const acct bob{1, "s2", "bob@example.jp", {"198.51.100.8"}, {}, {}, now - 40};
+    const bytes stop_datagram = alice_stop.datagram(10), bob_datagram = bob.datagram(11);
+    const auto stop_response = exchange(stop_datagram);
+    const auto bob_response = exchange(bob_datagram);
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    ::signal(SIGXFSZ, old_handler);
+    EXPECT_FALSE(stop_response) << "not committed, not answered";
+    EXPECT_FALSE(bob_response);
+    EXPECT_EQ(data_plane(), strings{"198.51.100.7/32 alice@example.jp"}) << "the poll's changes were taken back";
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_EQ(counters().apply_failed, 2u);
+    EXPECT_EQ(identity->apply_errors(), 2u);
+    ASSERT_FALSE(log.empty());
+    EXPECT_NE(log.back().find("accounting updates not answered, the NASes will retransmit"), std::string::npos)
+        << log.back();
+    // The NAS retransmits: applied now, not answered from a cache.
+    EXPECT_TRUE(exchange(stop_datagram));
+    EXPECT_TRUE(exchange(bob_datagram));
+    EXPECT_EQ(data_plane(), strings{"198.51.100.8/32 bob@example.jp"});
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_EQ(counters().duplicate, 0u);
+}
+
+TEST_F(identity_fixture, without_a_history_database_the_same_rules_hold) {
+    with_history = false;
+    start();
+    EXPECT_EQ(identity->history(), nullptr) << "nothing to query";
+    const acct alice1{1, "s1", "alice@example.jp", {"198.51.100.7"}, {}, {}, now - 300};
+    acct alice1_stop = alice1;
+    alice1_stop.status = 2;
+    alice1_stop.event_timestamp = now - 200;
+    const acct alice2{1, "s2", "alice@example.jp", {"198.51.100.7"}, {}, {}, now - 100};
+    EXPECT_TRUE(send(alice1));
+    EXPECT_TRUE(send(alice1_stop));
+    EXPECT_TRUE(send(alice2));
+    EXPECT_TRUE(send(alice1_stop)) << "the old Stop resent";
+    EXPECT_EQ(data_plane(), strings{"198.51.100.7/32 alice@example.jp"});
+    const acct bob{1, "s3", "bob@example.jp", {"198.51.100.7"}, {}, {}, now - 50};
+    EXPECT_TRUE(send(bob));
+    EXPECT_TRUE(send(alice2)) << "the old Start resent";
+    EXPECT_EQ(data_plane(), strings{"198.51.100.7/32 bob@example.jp"});
+    EXPECT_FALSE(fs::exists(db));
+}
+
+TEST_F(identity_fixture, a_restart_restores_exactly_the_open_bindings) {
+    start();
+    EXPECT_TRUE(send(acct{1, "s1", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:107::", 56}}, {}, now - 300}));
+    EXPECT_TRUE(send(acct{1, "s2", "bob@example.jp", {"198.51.100.8"}, {}, {}, now - 200}));
+    EXPECT_TRUE(send(acct{2, "s2", "", {}, {}, {}, now - 100}));
+    EXPECT_TRUE(send(acct{1, "s3", "carol@example.jp", {"198.51.100.7"}, {}, {}, now - 50}));
+    const strings before = data_plane();
+    EXPECT_EQ(before, (strings{"198.51.100.7/32 carol@example.jp", "2001:db8:107::/56 alice@example.jp"}));
+    stop();
+    start();
+    EXPECT_EQ(data_plane(), before);
+    EXPECT_EQ(identity->bindings_restored(), 2u);
+    EXPECT_EQ(history_open(), data_plane());
+    struct stat st {};
+    ASSERT_EQ(::stat(db.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u) << "who held which address: not world-readable";
+}
+
+}  // namespace
+}  // namespace sekisho
