@@ -3,6 +3,7 @@
 #include "content_rules_yaml.h"
 #include "yaml_tree.h"
 #include "sender_signals.h"
+#include "untrusted_text.h"
 
 #include <arpa/inet.h>
 
@@ -242,6 +243,18 @@ public:
         return n.scalar();
     }
 
+    // An account name: printable (no control character an operator's
+    // terminal would obey when a listing shows it; the API refuses the same).
+    std::optional<std::string> account_name(const yaml::node& n, const std::string& path) {
+        auto v = name(n, path);
+        if (!v) return v;
+        if (const auto bad = find_unprintable(*v)) {
+            error(n, path, "the account name has a " + describe(*bad));
+            return std::nullopt;
+        }
+        return v;
+    }
+
     template <typename E>
     std::optional<E> choice(const yaml::node& n, const std::string& path,
                             const std::vector<std::pair<std::string, E>>& options) {
@@ -320,7 +333,7 @@ void read_bindings(policy_reader& r, const yaml::node& list, policy& pol) {
             r.error(b["prefix"], path + ".prefix", why.empty() ? "expected an address or prefix" : why);
             continue;
         }
-        auto account = r.name(b["account"], path + ".account");
+        auto account = r.account_name(b["account"], path + ".account");
         if (!account) continue;
         sb.prefix = *p;
         sb.prefix.line = sb.line;
@@ -340,7 +353,7 @@ void read_account_groups(policy_reader& r, const yaml::node& map, policy& pol) {
         }
         std::vector<std::string> members;
         for (size_t i = 0; i < it->second.size(); ++i)
-            if (auto n = r.name(it->second[i], path + "[" + std::to_string(i) + "]")) members.push_back(*n);
+            if (auto n = r.account_name(it->second[i], path + "[" + std::to_string(i) + "]")) members.push_back(*n);
         pol.account_groups.emplace_back(group, std::move(members));
     }
     if (pol.account_groups.size() > max_account_groups)

@@ -70,8 +70,10 @@ struct client {
         std::string body;
     };
 
+    // timeout_s 0: wait as long as the daemon takes (a policy change: it answers when its
+    // compile, bounded by inspection.compile_timeout, and the changes queued before it are done).
     reply call(const std::string& method, const std::string& path, const std::string& body = "",
-               const std::string& content_type = "application/json") const {
+               const std::string& content_type = "application/json", long timeout_s = 60) const {
         CURL* c = curl_easy_init();
         if (c == nullptr) throw std::runtime_error("cannot initialise libcurl");
         reply r;
@@ -81,7 +83,8 @@ struct client {
         else curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");   // checked in main() too: never in clear
         if (!cacert.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, cacert.c_str());
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-        curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
         curl_slist* headers = nullptr;
         const std::string auth = "Authorization: Bearer " + token;
         if (!token.empty()) headers = curl_slist_append(headers, auth.c_str());
@@ -313,7 +316,7 @@ int main(int argc, char** argv) {
                 check_flags(sub == "apply" ? std::initializer_list<const char*>{"--dry-run"} : std::initializer_list<const char*>{});
                 const bool dry = sub == "diff" || flag("--dry-run");
                 return show(cl.call("POST", std::string("/v1/policy") + (dry ? "?dry_run=1" : ""), read_file(words[2]),
-                                    "application/yaml"),
+                                    "application/yaml", 0),
                             [&](const json& j) {
                                 if (dry)
                                     std::cout << "valid; would change:\n";
@@ -334,7 +337,7 @@ int main(int argc, char** argv) {
             if (sub == "rollback") {
                 want(2, "policy rollback");
                 check_flags({});
-                return show(cl.call("POST", "/v1/policy/rollback"), [](const json& j) {
+                return show(cl.call("POST", "/v1/policy/rollback", "", "application/json", 0), [](const json& j) {
                     std::cout << "rolled back: generation " << shown(j["generation"]) << "\n";
                 });
             }

@@ -261,6 +261,14 @@ TEST(policy, bindings_too_wide_or_beyond_the_table_are_refused_at_check_time) {
               strings{"p.yaml:3: subscribers.bindings: 256 table entries, more than tracking.max_bindings (128)"});
 }
 
+TEST(policy, account_names_with_control_characters_are_refused) {
+    EXPECT_EQ(errors_of("version: 1\nsubscribers:\n  bindings:\n    - {prefix: 198.51.100.7, account: \"a\\e[31m\"}\n"),
+              strings{"p.yaml:4: subscribers.bindings[0].account: the account name has a control character 0x1b at "
+                      "byte 1"});
+    EXPECT_EQ(errors_of("version: 1\naccount_groups:\n  vip: [\"b\\a\"]\n"),
+              strings{"p.yaml:3: account_groups.vip[0]: the account name has a control character 0x07 at byte 1"});
+}
+
 TEST(policy, keys_read_at_start_are_named_with_their_values_and_line) {
     const policy a = load_policy_text("version: 1\n", "a.yaml");
     const policy b = load_policy_text(
