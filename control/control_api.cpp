@@ -171,9 +171,11 @@ void control_api::start_next_change() {
         try {
             if (ch.what == change::kind::reload) ch.text = read_policy_file(policy_path);
             auto next = std::make_shared<const policy>(load_policy_text(ch.text, ch.source));
-            check_policy_files(*next, events_file_used);
             r.diff = policy_diff(*running, *next);
+            // Keys read at start are refused before any file the new policy names is read: a
+            // change of path is refused, never opened on an API caller's behalf.
             const auto fixed = start_only_changes(*running, *next);
+            if (fixed.empty()) check_policy_files(*next, events_file_used);
             if (!fixed.empty()) {
                 json keys = json::array(), errors = json::array();
                 for (const auto& f : fixed) {

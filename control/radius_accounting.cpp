@@ -1,14 +1,16 @@
 #include "radius_accounting.h"
 
+#include "yaml_tree.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -486,35 +488,43 @@ class clients_reader {
 public:
     explicit clients_reader(std::string name) : name_(std::move(name)) {}
 
-    void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
-        const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
+    void error(const yaml::node& at, const std::string& path, const std::string& msg) {
+        const int line = at.line();
         errors_.push_back(name_ + ":" + std::to_string(line) + ": " + (path.empty() ? "" : path + ": ") + msg);
     }
 
-    void check_keys(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known) {
+    // An unknown key is named only when it looks like a key (a short word):
+    // a file that is not a clients file (a typo naming another file, read by
+    // a daemon running as root) must not have its lines echoed into errors.
+    void check_keys(const yaml::node& map, const std::string& path, const std::vector<std::string>& known) {
         for (auto it = map.begin(); it != map.end(); ++it) {
-            const std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
+            const std::string key = it->first.is_scalar() ? it->first.scalar() : std::string("?");
             if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+            const bool word = !key.empty() && key.size() <= 32 && std::all_of(key.begin(), key.end(), [](char ch) {
+                return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+            });
             std::string list;
             for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-            error(it->first, path.empty() ? key : path + "." + key, "unknown key (expected one of: " + list + ")");
+            const std::string shown = word ? (path.empty() ? key : path + "." + key) : path;
+            error(it->first, shown, std::string(word ? "" : "a key that is not a word: ") + "unknown key (expected one of: " +
+                                        list + ")");
         }
     }
 
-    client_table read(const YAML::Node& root) {
-        if (!root.IsDefined() || root.IsNull()) throw policy_error({name_ + ":1: the clients file is empty"});
-        if (!root.IsMap()) {
+    client_table read(const yaml::node& root) {
+        if (!root.defined() || root.is_null()) throw policy_error({name_ + ":1: the clients file is empty"});
+        if (!root.is_map()) {
             error(root, "", "expected a mapping with the key 'clients'");
             throw policy_error(std::move(errors_));
         }
         check_keys(root, "", {"clients"});
-        const YAML::Node list = root["clients"];
+        const yaml::node list = root["clients"];
         if (!list) {
             error(root, "clients", "missing (a list of {address, secret})");
             throw policy_error(std::move(errors_));
         }
         std::vector<client> out;
-        if (!list.IsSequence()) {
+        if (!list.is_sequence()) {
             error(list, "clients", "expected a list of {address, secret}");
         } else {
             for (size_t i = 0; i < list.size(); ++i) entry(list[i], "clients[" + std::to_string(i) + "]", out);
@@ -524,26 +534,26 @@ public:
     }
 
 private:
-    void entry(const YAML::Node& n, const std::string& path, std::vector<client>& out) {
-        if (!n.IsMap()) {
+    void entry(const yaml::node& n, const std::string& path, std::vector<client>& out) {
+        if (!n.is_map()) {
             error(n, path, "expected a mapping {address, secret}");
             return;
         }
         check_keys(n, path, {"address", "secret", "name"});
         client c;
-        c.line = n.Mark().line + 1;
+        c.line = n.line();
         bool ok = true;
         if (const auto a = n["address"]; !a) {
             error(n, path + ".address", "missing");
             ok = false;
-        } else if (!a.IsScalar()) {
+        } else if (!a.is_scalar()) {
             error(a, path + ".address", "expected an address or prefix such as 192.0.2.1 or 192.0.2.0/28");
             ok = false;
         } else {
             std::string why;
-            if (auto p = parse_prefix(a.Scalar(), why)) {
+            if (auto p = parse_prefix(a.scalar(), why)) {
                 c.address = *p;
-                c.address.line = a.Mark().line + 1;
+                c.address.line = a.line();
                 for (const auto& prev : out)
                     if (prev.address == c.address) {
                         error(a, path + ".address",
@@ -559,21 +569,21 @@ private:
         if (const auto s = n["secret"]; !s) {
             error(n, path + ".secret", "missing (the RADIUS shared secret)");
             ok = false;
-        } else if (!s.IsScalar()) {
+        } else if (!s.is_scalar()) {
             error(s, path + ".secret", "expected the shared secret as a string");
             ok = false;
-        } else if (s.Scalar().empty()) {
+        } else if (s.scalar().empty()) {
             error(s, path + ".secret", "is empty");
             ok = false;
         } else {
-            c.secret = s.Scalar();
+            c.secret = s.scalar();
         }
         if (const auto nm = n["name"]) {
-            if (!nm.IsScalar() || nm.Scalar().empty()) {
+            if (!nm.is_scalar() || nm.scalar().empty()) {
                 error(nm, path + ".name", "expected a non-empty name");
                 ok = false;
             } else {
-                c.name = nm.Scalar();
+                c.name = nm.scalar();
             }
         }
         if (!ok) return;
@@ -589,17 +599,15 @@ private:
 }  // namespace
 
 client_table load_clients_text(const std::string& text, const std::string& name) {
-    YAML::Node root;
+    // libyaml's messages name the problem, never the characters at it (which
+    // may be part of a secret).
+    std::optional<yaml::document> doc;
     try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-        // Some yaml-cpp messages quote the offending characters ("unknown
-        // escape character: q"), which may be part of a secret: keep the
-        // generic part only.
-        const std::string msg = e.msg.substr(0, e.msg.find(':'));
-        throw policy_error({name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + msg});
+        doc = yaml::document::parse(text);
+    } catch (const yaml::syntax_error& e) {
+        throw policy_error({name + ":" + std::to_string(e.line()) + ": YAML syntax error: " + e.what()});
     }
-    return clients_reader(name).read(root);
+    return clients_reader(name).read(doc->root());
 }
 
 client_table load_clients_file(const std::string& path) {

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   meson ninja-build pkg-config g++ clang llvm libclang-rt-14-dev   # clang + libFuzzer/ASan runtimes: tests/fuzz
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libxdp-dev xdp-tools bpftool
-  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-cpp-dev nlohmann-json3-dev libmicrohttpd-dev libcurl4-openssl-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-dev nlohmann-json3-dev libmicrohttpd-dev libcurl4-openssl-dev
   libsqlite3-dev libssl-dev
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
   prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl openssl

@@ -150,6 +150,21 @@ ctl_expect 4 "dry run says the same" policy apply "$TMP/restart.yaml" --dry-run
 [ "$(generation)" = 3 ] && pass "generation stays 3" || fail "generation $(generation)"
 ctl_expect 0 "policy show" policy show --json
 echo "$out" | grep -q 'max_bindings: 64' && pass "policy show still shows the value in force" || fail "policy show shows another value"
+# Paths: keys read at start, so a changed one is refused before the file it names is opened on an
+# API caller's behalf; --check-policy (the operator's own check) reads them and quotes none of them.
+sed 's|^events:$|events:\n  file: /etc/passwd|' "$TMP/enforce.yaml" >"$TMP/passwd.yaml"
+sed "s|clients_file: .*|clients_file: /etc/shadow|" "$TMP/enforce.yaml" >"$TMP/shadow.yaml"
+sed "s|database: .*|database: /dev/null|" "$TMP/enforce.yaml" >"$TMP/devnull.yaml"
+for f in passwd:events.file shadow:radius.clients_file devnull:history.database; do
+  ctl_expect 4 "apply: ${f#*:} changed to another file" policy apply "$TMP/${f%%:*}.yaml"
+  contains "refused as read at start only" "${f#*:}: read at start only"
+done
+out="$("$SEKISHOD" --check-policy "$TMP/shadow.yaml" 2>&1)"
+echo "$out" | grep -q "a key that is not a word: unknown key" && ! echo "$out" | grep -q 'root:' &&
+  pass "--check-policy refuses /etc/shadow as a clients file without quoting it" || fail "check of /etc/shadow: $out"
+[ "$(generation)" = 3 ] && pass "generation stays 3" || fail "generation $(generation)"
+ctl_expect 0 "policy show" policy show --json
+echo "$out" | grep -q '/etc/passwd\|/etc/shadow\|/dev/null' && fail "policy show shows a refused path" || pass "policy show shows none of the refused paths"
 
 # --- 3. a long rule compile beside RADIUS and the API ------------------------------------------
 {

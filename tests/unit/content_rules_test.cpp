@@ -4,7 +4,6 @@
 #include "content_rules_yaml.h"
 
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <map>
 #include <string>

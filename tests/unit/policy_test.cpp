@@ -188,8 +188,8 @@ TEST(policy, port_in_smtp_and_submission) {
 }
 
 // When `ports.submission` is absent the default [587, 465] applies; an smtp
-// port among them is reported at the smtp list the operator wrote (this used
-// to throw YAML::InvalidNode from the missing submission node).
+// port among them is reported at the smtp list the operator wrote, not at the
+// missing submission node.
 TEST(policy, smtp_port_in_default_submission_ports) {
     const std::string text = "version: 1\nports:\n  smtp: [25, 465]\n";
     try {

@@ -604,10 +604,15 @@ TEST(radius_clients, file_level_errors) {
                                         "clients.yaml:1: clients: missing (a list of {address, secret})"}));
     EXPECT_EQ(client_errors("clients: 3\n"),
               std::vector<std::string>{"clients.yaml:1: clients: expected a list of {address, secret}"});
-    // yaml-cpp quotes the bad escape character; the message must not.
+    // The message names the problem, never the characters at it (part of a secret).
     const auto syntax = client_errors("clients:\n  - address: 192.0.2.1\n    secret: \"Hunter2\\q\"\n");
     ASSERT_EQ(syntax.size(), 1u);
-    EXPECT_EQ(syntax[0], "clients.yaml:3: YAML syntax error: unknown escape character");
+    EXPECT_EQ(syntax[0], "clients.yaml:3: YAML syntax error: found unknown escape character (while parsing a quoted scalar)");
+    // Another file named by mistake (here lines like /etc/shadow's): its lines are not echoed.
+    const auto shadow = client_errors("root:$y$j9T$abc$def:20000:0:99999:7:::\nbin:*:20000:0:99999:7:::\n");
+    ASSERT_EQ(shadow.size(), 3u) << shadow[0];
+    EXPECT_EQ(shadow[0], "clients.yaml:1: a key that is not a word: unknown key (expected one of: clients)");
+    for (const auto& e : shadow) EXPECT_EQ(e.find("20000"), std::string::npos) << e;
     try {
         load_clients_file("/nonexistent/clients.yaml");
         ADD_FAILURE();
