@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline.h"
+#include "dataplane/pipeline.h"
 
 namespace sekisho::bench {
 

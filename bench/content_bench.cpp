@@ -83,16 +83,16 @@
 #include <string>
 #include <vector>
 
-#include "compiled_policy.h"
-#include "content_inspector.h"
-#include "content_rules.h"
-#include "mail_decoder.h"
-#include "mail_tracker.h"
-#include "message_fingerprint.h"
-#include "policy.h"
-#include "policy_compiler.h"
-#include "smtp_session.h"
-#include "worker_counters.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/inspect/content_inspector.h"
+#include "dataplane/inspect/content_rules.h"
+#include "dataplane/mime/mail_decoder.h"
+#include "dataplane/limits/mail_tracker.h"
+#include "dataplane/inspect/message_fingerprint.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
+#include "dataplane/smtp/smtp_session.h"
+#include "dataplane/worker_counters.h"
 #include "bench_support.h"
 
 namespace {

@@ -3,7 +3,7 @@
 // concurrent SMTP connections, plus the memory the subscriber, flow and limit
 // tables take and the rate at which RADIUS bindings are applied.
 //
-//  1. Throughput. A gateway (control/gateway.h, one worker) with a policy of
+//  1. Throughput. A gateway (backends/dpdk/dpdk_data_plane.h, one worker) with a policy of
 //     six limits (connection rate per address, messages per address and per
 //     account, recipients per account and per message, rejected recipients
 //     per account), every maximum far above what the run produces: the figure
@@ -117,17 +117,17 @@
 #include <thread>
 #include <vector>
 
-#include "binding.h"
-#include "binding_history.h"
-#include "gateway.h"
-#include "mail_tracker.h"
-#include "packet_parser.h"
-#include "pipeline.h"
-#include "policy.h"
-#include "radius_accounting.h"
-#include "subscriber_identity.h"
-#include "subscriber_table.h"
-#include "worker_counters.h"
+#include "control/identity/binding.h"
+#include "control/identity/binding_history.h"
+#include "backends/dpdk/dpdk_data_plane.h"
+#include "dataplane/limits/mail_tracker.h"
+#include "dataplane/net/packet_parser.h"
+#include "dataplane/pipeline.h"
+#include "control/policy/policy.h"
+#include "control/identity/radius_accounting.h"
+#include "control/identity/subscriber_identity.h"
+#include "dataplane/limits/subscriber_table.h"
+#include "dataplane/worker_counters.h"
 // GCC 12 at -O3 (buildtype=release) reports false -Warray-bounds and
 // -Wstringop-overread in the vector inserts of frame_builder::build_l4().
 // (clang has no -Wstringop-* groups and rejects unknown ones under -Werror: GCC only.)

@@ -44,9 +44,9 @@
 #include <string>
 #include <vector>
 
-#include "compiled_policy.h"
-#include "event_ring.h"
-#include "pipeline.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/event_ring.h"
+#include "dataplane/pipeline.h"
 // GCC 12 at -O3 (buildtype=release) reports false -Warray-bounds and
 // -Wstringop-overread in the vector inserts of frame_builder::build_l4().
 // (clang has no -Wstringop-* groups and rejects unknown ones under -Werror: GCC only.)
@@ -60,7 +60,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-#include "worker_counters.h"
+#include "dataplane/worker_counters.h"
 #include "bench_support.h"
 
 namespace {

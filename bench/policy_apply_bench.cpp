@@ -28,9 +28,9 @@
 #include <string>
 
 #include "bench/bench_support.h"
-#include "gateway.h"
-#include "policy.h"
-#include "policy_compiler.h"
+#include "backends/dpdk/dpdk_data_plane.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
 
 namespace {
 

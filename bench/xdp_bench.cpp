@@ -28,13 +28,13 @@
 #include <vector>
 
 #include "bench_support.h"
-#include "op25b_classifier.h"
-#include "packet_parser.h"
-#include "policy.h"
-#include "policy_compiler.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/net/packet_parser.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
 #include "tests/support/frame_builder.h"
 #include "tests/support/lab_policy.h"
-#include "xdp_backend.h"
+#include "backends/xdp/xdp_backend.h"
 
 #ifndef SEKISHO_SOURCE_ROOT
 #error "SEKISHO_SOURCE_ROOT must name the source tree (bench/meson.build sets it)"

@@ -2,7 +2,7 @@
 /* Sekisho's XDP program: OP25B and per-subscriber SYN rate limits in the
  * driver, the second backend next to the DPDK data plane.
  *
- * The parser is a line-by-line twin of dataplane/packet_parser.cpp (same
+ * The parser is a line-by-line twin of dataplane/net/packet_parser.cpp (same
  * bounds, same errors, same order of checks) and the decision a twin of
  * classify_op25b() plus the verdict part of pipeline::process(); the
  * differential test (tests/xdp/xdp_differential_test.cpp) proves the verdicts

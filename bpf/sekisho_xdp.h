@@ -1,10 +1,10 @@
 /* The contract between the XDP program (sekisho_xdp.bpf.c) and its loader
- * (control/xdp_backend.cpp): map keys and values, counter layout, events.
+ * (backends/xdp/xdp_backend.cpp): map keys and values, counter layout, events.
  *
  * Plain C, included by the BPF program (after vmlinux.h) and by C++ (after
  * <linux/types.h>). Enumerations mirror the DPDK data plane's
  * (packet_parser.h, op25b_classifier.h, compiled_policy.h, mail_limits.h);
- * control/xdp_backend.cpp static_asserts that they stay equal.
+ * backends/xdp/xdp_backend.cpp static_asserts that they stay equal.
  */
 #ifndef SEKISHO_XDP_H
 #define SEKISHO_XDP_H

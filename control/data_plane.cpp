@@ -1,6 +1,6 @@
-#include "data_plane.h"
+#include "control/data_plane.h"
 
-#include "policy.h"
+#include "control/policy/policy.h"
 
 namespace sekisho {
 

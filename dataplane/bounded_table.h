@@ -48,4 +48,4 @@ private:
 
 }  // namespace sekisho
 
-#include "bounded_table_impl.h"
+#include "dataplane/bounded_table_impl.h"

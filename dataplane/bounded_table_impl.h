@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "key_hash.h"
+#include "dataplane/key_hash.h"
 
 namespace sekisho {
 

@@ -1,4 +1,4 @@
-#include "compiled_policy.h"
+#include "dataplane/compiled_policy.h"
 
 #include <rte_errno.h>
 #include <rte_fib.h>

@@ -1,6 +1,6 @@
 // The compiled policy: the one immutable snapshot the workers read.
 //
-// Built off the data path (control/policy_compiler.cpp fills it from the
+// Built off the data path (control/policy/policy_compiler.cpp fills it from the
 // operator's policy), published through policy_store (RCU), never modified
 // once published. Everything a worker needs to judge a packet is here, so a
 // packet is always judged by exactly one generation.
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "content_scan_state.h"
-#include "inspection_policy.h"
-#include "mail_limits.h"
+#include "dataplane/inspect/content_scan_state.h"
+#include "dataplane/inspect/inspection_policy.h"
+#include "dataplane/limits/mail_limits.h"
 
 struct rte_fib;
 struct rte_fib6;

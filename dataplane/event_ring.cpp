@@ -1,4 +1,4 @@
-#include "event_ring.h"
+#include "dataplane/event_ring.h"
 
 #include <rte_errno.h>
 #include <rte_ring.h>

@@ -1,4 +1,4 @@
-#include "op25b_classifier.h"
+#include "dataplane/op25b_classifier.h"
 
 namespace sekisho {
 

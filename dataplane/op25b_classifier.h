@@ -10,8 +10,8 @@
 
 #include <cstdint>
 
-#include "compiled_policy.h"
-#include "packet_parser.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/net/packet_parser.h"
 
 namespace sekisho {
 

@@ -1,4 +1,4 @@
-#include "pipeline.h"
+#include "dataplane/pipeline.h"
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
@@ -8,8 +8,8 @@
 #include <cstring>
 #include <ctime>
 
-#include "mail_tracker.h"
-#include "tcp_reset.h"
+#include "dataplane/limits/mail_tracker.h"
+#include "dataplane/net/tcp_reset.h"
 
 namespace sekisho {
 

@@ -1,7 +1,7 @@
 // The per-worker packet pipeline: parse -> classify -> act, one burst at a time.
 //
 // The same code runs in live mode (worker.cpp, bursts from NIC queues), in
-// replay (control/replay.cpp, bursts from a capture through net_pcap) and in
+// replay (backends/dpdk/replay.cpp, bursts from a capture through net_pcap) and in
 // the benchmark (pre-built mbufs in memory). It never locks, never allocates
 // from the heap, never makes a system call: the only allocation is an mbuf
 // from the worker's pool for an injected RST.
@@ -9,10 +9,10 @@
 
 #include <cstdint>
 
-#include "compiled_policy.h"
-#include "event_ring.h"
-#include "op25b_classifier.h"
-#include "worker_counters.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/event_ring.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/worker_counters.h"
 
 struct rte_mbuf;
 struct rte_mempool;

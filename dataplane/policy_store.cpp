@@ -1,4 +1,4 @@
-#include "policy_store.h"
+#include "dataplane/policy_store.h"
 
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>

@@ -10,7 +10,7 @@
 #include <atomic>
 #include <memory>
 
-#include "compiled_policy.h"
+#include "dataplane/compiled_policy.h"
 
 struct rte_rcu_qsbr;
 

@@ -1,4 +1,4 @@
-#include "ports.h"
+#include "dataplane/ports.h"
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "op25b_classifier.h"
-#include "worker_counters.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/worker_counters.h"
 
 struct rte_mbuf;
 struct rte_mempool;

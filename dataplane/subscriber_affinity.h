@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "op25b_classifier.h"
-#include "packet_parser.h"
-#include "subscriber_table.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/net/packet_parser.h"
+#include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
 

@@ -1,9 +1,9 @@
-#include "worker.h"
+#include "dataplane/worker.h"
 
 #include <rte_ethdev.h>
 #include <rte_pause.h>
 
-#include "ports.h"
+#include "dataplane/ports.h"
 
 namespace sekisho {
 

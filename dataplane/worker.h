@@ -4,8 +4,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "pipeline.h"
-#include "policy_store.h"
+#include "dataplane/pipeline.h"
+#include "dataplane/policy_store.h"
 
 namespace sekisho {
 

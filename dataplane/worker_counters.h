@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "mail_limits.h"
-#include "op25b_classifier.h"
-#include "packet_parser.h"
+#include "dataplane/limits/mail_limits.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/net/packet_parser.h"
 
 namespace sekisho {
 

@@ -1,4 +1,4 @@
-// Fuzz target: the control API's request validation (control/api_request.cpp),
+// Fuzz target: the control API's request validation (control/api/api_request.cpp),
 // the layer control_api::handle() runs on every request before it touches the
 // gateway, fed the way the server feeds it: the request-target as sent,
 // decoded by make_api_request (api_server.h: percent escapes, '+', %00).
@@ -20,10 +20,10 @@
 #include <string_view>
 #include <variant>
 
-#include "api_request.h"
-#include "api_server.h"
+#include "control/api/api_request.h"
+#include "control/api/api_server.h"
 #include "fuzz_target.h"
-#include "untrusted_text.h"
+#include "control/api/untrusted_text.h"
 
 using namespace sekisho;
 

@@ -1,5 +1,5 @@
 // Fuzz target: the streaming MIME / base64 / quoted-printable / RFC 2047 /
-// charset decoder (dataplane/mail_decoder.cpp).
+// charset decoder (dataplane/mime/mail_decoder.cpp).
 //
 // Input: byte 0 chooses the body limit, byte 1 the segmentation, the rest is
 // the message. The message is decoded three times, whole and in pieces with
@@ -11,9 +11,9 @@
 #include <string>
 #include <string_view>
 
-#include "decode_kernels.h"
+#include "dataplane/mime/decode_kernels.h"
 #include "fuzz_target.h"
-#include "mail_decoder.h"
+#include "dataplane/mime/mail_decoder.h"
 
 using namespace sekisho;
 

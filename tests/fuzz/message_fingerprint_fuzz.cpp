@@ -1,4 +1,4 @@
-// Fuzz target: the body fingerprint (dataplane/message_fingerprint.cpp), fed
+// Fuzz target: the body fingerprint (dataplane/inspect/message_fingerprint.cpp), fed
 // decoded body text, which the sender controls (any bytes: the decoder passes
 // invalid UTF-8 on as it is).
 //
@@ -11,9 +11,9 @@
 // signature, once there is a token, with every bin filled (densified).
 #include <string_view>
 
-#include "decode_kernels.h"
+#include "dataplane/mime/decode_kernels.h"
 #include "fuzz_target.h"
-#include "message_fingerprint.h"
+#include "dataplane/inspect/message_fingerprint.h"
 
 using namespace sekisho;
 

@@ -1,6 +1,6 @@
-// Fuzz target: the operator's YAML policy (control/policy.cpp, with its content
-// rules, control/content_rules_yaml.cpp) and the RADIUS clients file
-// (control/radius_accounting.cpp), from text as `sekishod --check-policy`,
+// Fuzz target: the operator's YAML policy (control/policy/policy.cpp, with its content
+// rules, control/policy/content_rules_yaml.cpp) and the RADIUS clients file
+// (control/identity/radius_accounting.cpp), from text as `sekishod --check-policy`,
 // SIGHUP and POST /v1/policy read it.
 //
 // Errors are the expected outcome for most inputs; what must not happen is a
@@ -10,8 +10,8 @@
 #include <string>
 
 #include "fuzz_target.h"
-#include "policy.h"
-#include "radius_accounting.h"
+#include "control/policy/policy.h"
+#include "control/identity/radius_accounting.h"
 
 using namespace sekisho;
 

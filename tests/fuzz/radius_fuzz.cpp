@@ -1,4 +1,4 @@
-// Fuzz target: the RADIUS accounting parser (control/radius_accounting.cpp) as
+// Fuzz target: the RADIUS accounting parser (control/identity/radius_accounting.cpp) as
 // the listener runs it on a datagram from the network: header, attributes,
 // Request Authenticator check, the time bounds, the binding update, the
 // escaped text and the Accounting-Response with the request's Proxy-State.
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "fuzz_target.h"
-#include "radius_accounting.h"
+#include "control/identity/radius_accounting.h"
 
 using namespace sekisho;
 using namespace sekisho::radius;

@@ -1,4 +1,4 @@
-// Fuzz target: the SMTP session parser (dataplane/smtp_session.cpp), both
+// Fuzz target: the SMTP session parser (dataplane/smtp/smtp_session.cpp), both
 // directions, with message content going on into the MIME decoder as in the
 // data plane (mail_tracker -> content_inspector).
 //
@@ -11,8 +11,8 @@
 #include <string_view>
 
 #include "fuzz_target.h"
-#include "mail_decoder.h"
-#include "smtp_session.h"
+#include "dataplane/mime/mail_decoder.h"
+#include "dataplane/smtp/smtp_session.h"
 
 using namespace sekisho;
 

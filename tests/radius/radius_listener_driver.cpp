@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "binding_history.h"
-#include "radius_accounting.h"
+#include "control/identity/binding_history.h"
+#include "control/identity/radius_accounting.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // Driver for spamassassin_rules_test.py: compiles rules through Sekisho's own
-// content rule compiler (dataplane/content_rules.h), never a separate path.
+// content rule compiler (dataplane/inspect/content_rules.h), never a separate path.
 //
 // stdin, one rule a line:  NAME <TAB> WHERE <TAB> FLAGS <TAB> HEX(PATTERN)
 //   WHERE: body | headers | envelope | header:NAME
@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "content_rules.h"
+#include "dataplane/inspect/content_rules.h"
 
 using namespace sekisho;
 

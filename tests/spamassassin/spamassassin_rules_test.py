@@ -3,7 +3,7 @@
 
 Reads the rule set of the Debian package `spamassassin` (/usr/share/spamassassin/*.cf),
 converts each regex rule (body, rawbody, header) from Perl syntax to a Sekisho content
-rule (pattern + flags + where), and compiles every one through dataplane/content_rules
+rule (pattern + flags + where), and compiles every one through dataplane/inspect/content_rules
 via the driver sa_rule_compile (one rule at a time, then the accepted ones together per
 target class, as a policy would). Reports how many Hyperscan accepts, groups the rest by
 reason, writes the full per-rule list to <build dir>/spamassassin_rules.tsv and prints the

@@ -12,8 +12,8 @@
 
 #include "frame_builder.h"
 #include "lab_policy.h"
-#include "op25b_classifier.h"
-#include "packet_parser.h"
+#include "dataplane/op25b_classifier.h"
+#include "dataplane/net/packet_parser.h"
 
 namespace sekisho::test {
 

@@ -1,6 +1,6 @@
 // RADIUS Accounting-Requests built attribute by attribute and signed as a NAS
 // would (RFC 2866 3), computed here with libcrypto's one-call MD5 — not the
-// incremental code control/radius_accounting.cpp uses — so a test checks the
+// incremental code control/identity/radius_accounting.cpp uses — so a test checks the
 // implementation against an independent computation. Header-only; used by
 // the listener's unit tests and the subscriber identity tests.
 #pragma once
@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include "radius_accounting.h"
+#include "control/identity/radius_accounting.h"
 
 namespace sekisho::test {
 

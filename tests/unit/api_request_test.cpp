@@ -1,4 +1,4 @@
-// The control API's request validation (control/api_request.cpp): endpoints,
+// The control API's request validation (control/api/api_request.cpp): endpoints,
 // every argument's bounds, JSON bodies, error bodies that are valid JSON
 // whatever bytes the client sent, and no control character accepted anywhere;
 // with it the request-target decoding of the HTTP layer (http_listener.h) and
@@ -8,11 +8,11 @@
 
 #include <variant>
 
-#include "api_request.h"
-#include "event_log.h"
-#include "event_ring.h"
-#include "http_listener.h"
-#include "untrusted_text.h"
+#include "control/api/api_request.h"
+#include "control/observe/event_log.h"
+#include "dataplane/event_ring.h"
+#include "control/api/http_listener.h"
+#include "control/api/untrusted_text.h"
 
 namespace sekisho {
 namespace {

@@ -3,7 +3,7 @@
 // reordered, lost) with the rows they leave and the data-plane changes they
 // return; who held an address at a time (boundaries included); restart;
 // purge; the file's mode; errors naming the file and the SQL step.
-#include "binding_history.h"
+#include "control/identity/binding_history.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>

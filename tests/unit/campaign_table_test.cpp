@@ -2,7 +2,7 @@
 // recipients, distinct-subscriber estimates within the stated error, epoch-
 // aligned windows, fail-open when full and reuse of stale cells, and two
 // threads hammering the same fingerprints and subscribers.
-#include "campaign_table.h"
+#include "dataplane/inspect/campaign_table.h"
 
 #include <gtest/gtest.h>
 

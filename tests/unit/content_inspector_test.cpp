@@ -4,7 +4,7 @@
 // another rule set and another Hyperscan database), counted as a restart; a
 // message wholly under one policy is not disturbed. Body streams across
 // segments, of one message at a time and of messages interleaved.
-#include "content_inspector.h"
+#include "dataplane/inspect/content_inspector.h"
 
 #include <gtest/gtest.h>
 
@@ -14,11 +14,11 @@
 #include <string_view>
 #include <vector>
 
-#include "compiled_policy.h"
-#include "mail_tracker.h"
-#include "policy.h"
-#include "policy_compiler.h"
-#include "worker_counters.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/limits/mail_tracker.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
+#include "dataplane/worker_counters.h"
 
 namespace sekisho {
 namespace {

@@ -3,7 +3,7 @@
 // compile that overruns is abandoned (rule_compile_timeout) and, while it
 // still runs, the next compile is refused at once; once it has finished,
 // compiles work again.
-#include "content_rules_compile.h"
+#include "control/policy/content_rules_compile.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "policy.h"
+#include "control/policy/policy.h"
 
 namespace sekisho {
 namespace {

@@ -1,7 +1,7 @@
 // Content rules: the YAML list reader, the Hyperscan compile (errors with id,
 // line and Hyperscan's message), and scanning the compiled stream databases.
-#include "content_rules.h"
-#include "content_rules_yaml.h"
+#include "dataplane/inspect/content_rules.h"
+#include "control/policy/content_rules_yaml.h"
 
 #include <gtest/gtest.h>
 

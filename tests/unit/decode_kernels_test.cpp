@@ -4,7 +4,7 @@
 // it, it stops where the model says it must, it never writes past its
 // documented slack, and it reads nothing outside its input (each input ends
 // at a guard page).
-#include "decode_kernels.h"
+#include "dataplane/mime/decode_kernels.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // by time with `keep`, fsync policies, write errors on a full disk (/dev/full)
 // counted and never thrown, the file deleted or replaced underneath (followed,
 // counted), and the policy's events section.
-#include "event_log.h"
+#include "control/observe/event_log.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "op25b_classifier.h"
+#include "dataplane/op25b_classifier.h"
 
 namespace sekisho {
 namespace {

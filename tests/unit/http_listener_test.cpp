@@ -1,4 +1,4 @@
-// The HTTP layer of the control API and the metrics (control/http_listener.cpp)
+// The HTTP layer of the control API and the metrics (control/api/http_listener.cpp)
 // with real libmicrohttpd on a Unix socket and raw HTTP/1.1 clients: answers
 // given later from another thread while other clients are served, the stop
 // with requests still waiting, a reply dropped unanswered, the head refused
@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "http_listener.h"
+#include "control/api/http_listener.h"
 
 namespace sekisho {
 namespace {

@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-#include "limit_cell.h"
+#include "dataplane/limits/limit_cell.h"
 
 namespace sekisho {
 namespace {

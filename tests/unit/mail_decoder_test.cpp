@@ -6,7 +6,7 @@
 // every split point and a byte at a time; malformed and random input behind a
 // guard page never crashes and stays bounded; the body cap; the whole path from
 // smtp_session's on_content.
-#include "mail_decoder.h"
+#include "dataplane/mime/mail_decoder.h"
 
 #include <gtest/gtest.h>
 #include <iconv.h>
@@ -20,8 +20,8 @@
 
 #include "../support/base64.h"
 #include "../support/guarded_buffer.h"
-#include "decode_kernels.h"
-#include "smtp_session.h"
+#include "dataplane/mime/decode_kernels.h"
+#include "dataplane/smtp/smtp_session.h"
 
 namespace sekisho {
 namespace {

@@ -3,11 +3,11 @@
 // fingerprint or a high similarity; 1000 distinct generated messages (English-
 // like and Japanese-like, a third with a shared footer) never share one;
 // generated campaigns of personalised variants mostly share one.
-#include "message_fingerprint.h"
+#include "dataplane/inspect/message_fingerprint.h"
 
 #include <gtest/gtest.h>
 
-#include "decode_kernels.h"
+#include "dataplane/mime/decode_kernels.h"
 
 #include <algorithm>
 #include <map>

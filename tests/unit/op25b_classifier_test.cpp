@@ -1,6 +1,6 @@
 // classify_op25b on a policy compiled from YAML: frames x ingress -> outcome.
 // Runs under eal_test_main.cpp (the lookup tables live in DPDK memory).
-#include "op25b_classifier.h"
+#include "dataplane/op25b_classifier.h"
 
 #include <gtest/gtest.h>
 
@@ -11,9 +11,9 @@
 #include "../support/frame_builder.h"
 #include "../support/frame_corpus.h"
 #include "../support/lab_policy.h"
-#include "packet_parser.h"
-#include "policy.h"
-#include "policy_compiler.h"
+#include "dataplane/net/packet_parser.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
 
 namespace sekisho {
 namespace {

@@ -1,6 +1,6 @@
 // packet_parser: every encapsulation and error, as a table; truncation and
 // random-input robustness with a guard page right after the frame.
-#include "packet_parser.h"
+#include "dataplane/net/packet_parser.h"
 
 #include <gtest/gtest.h>
 

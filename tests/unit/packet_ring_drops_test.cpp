@@ -2,7 +2,7 @@
 // matched to a side by interface, accumulated across reads (which reset the
 // kernel's counters). A real AF_PACKET socket on lo whose buffer overflows
 // (root: CAP_NET_RAW).
-#include "packet_ring_drops.h"
+#include "backends/dpdk/packet_ring_drops.h"
 
 #include <arpa/inet.h>
 #include <linux/if_ether.h>

@@ -1,7 +1,7 @@
 // The worker pipeline on real mbufs: what is forwarded (unchanged, in order),
 // what is freed, which RSTs are injected, the counters and the events.
 // Runs under eal_test_main.cpp.
-#include "pipeline.h"
+#include "dataplane/pipeline.h"
 
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
@@ -15,11 +15,11 @@
 
 #include "../support/frame_builder.h"
 #include "../support/lab_policy.h"
-#include "event_ring.h"
-#include "packet_parser.h"
-#include "policy.h"
-#include "policy_compiler.h"
-#include "worker_counters.h"
+#include "dataplane/event_ring.h"
+#include "dataplane/net/packet_parser.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
+#include "dataplane/worker_counters.h"
 
 namespace sekisho {
 namespace {

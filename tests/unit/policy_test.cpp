@@ -1,5 +1,5 @@
 // The operator's policy: parsing, defaults, and every error with its line.
-#include "policy.h"
+#include "control/policy/policy.h"
 
 #include <gtest/gtest.h>
 

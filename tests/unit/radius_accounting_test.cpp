@@ -2,7 +2,7 @@
 // truncation, bad lengths, wrong codes, random bytes), the authenticators
 // against values computed independently here with libcrypto and a fixed
 // vector, the clients file, and the listener over real UDP on loopback.
-#include "radius_accounting.h"
+#include "control/identity/radius_accounting.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -2,13 +2,13 @@
 // mismatch against the MAIL FROM hash the SMTP parser reports, distinct MAIL
 // FROM domains per subscriber per window, EHLO flags from a parsed session,
 // and scores from the policy.
-#include "sender_signals.h"
+#include "dataplane/inspect/sender_signals.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "smtp_session.h"
+#include "dataplane/smtp/smtp_session.h"
 
 namespace sekisho {
 namespace {

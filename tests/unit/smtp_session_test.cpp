@@ -4,7 +4,7 @@
 // never), bounded long lines, EHLO flags, every desync reason; message content
 // (dot-stuffing undone, BDAT chunks) identical however split; random valid
 // sessions with random segmentation, and random bytes behind a guard page.
-#include "smtp_session.h"
+#include "dataplane/smtp/smtp_session.h"
 
 #include <gtest/gtest.h>
 

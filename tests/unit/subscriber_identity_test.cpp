@@ -5,7 +5,7 @@
 // history's open rows say: resent, reordered and lost accounting, a packet
 // with an address too wide, the table full midway through a Start, a failed
 // COMMIT, RADIUS without a history database, a restart.
-#include "subscriber_identity.h"
+#include "control/identity/subscriber_identity.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -27,8 +27,8 @@
 
 #include "../support/lab_policy.h"
 #include "../support/radius_packet.h"
-#include "gateway.h"
-#include "policy.h"
+#include "backends/dpdk/dpdk_data_plane.h"
+#include "control/policy/policy.h"
 
 namespace sekisho {
 namespace {

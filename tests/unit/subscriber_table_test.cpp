@@ -6,10 +6,10 @@
 #include <cstring>
 #include <memory>
 
-#include "bounded_table.h"
-#include "bounded_table_impl.h"
-#include "key_hash.h"
-#include "subscriber_table.h"
+#include "dataplane/bounded_table.h"
+#include "dataplane/bounded_table_impl.h"
+#include "dataplane/key_hash.h"
+#include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
 namespace {

@@ -1,6 +1,6 @@
 // build_tcp_reset: sequence numbers (RFC 9293 sec. 3.10.7.1), encapsulation
 // kept, addresses swapped, checksums recomputed here independently.
-#include "tcp_reset.h"
+#include "dataplane/net/tcp_reset.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "../support/frame_builder.h"
-#include "packet_parser.h"
+#include "dataplane/net/packet_parser.h"
 
 namespace sekisho {
 namespace {

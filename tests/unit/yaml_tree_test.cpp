@@ -1,9 +1,9 @@
-// The YAML tree the policy readers walk (control/yaml_tree.h): structure,
+// The YAML tree the policy readers walk (control/policy/yaml_tree.h): structure,
 // lines, null scalars, anchors, duplicate keys kept for the reader to refuse,
 // and errors with their line.
 #include <gtest/gtest.h>
 
-#include "yaml_tree.h"
+#include "control/policy/yaml_tree.h"
 
 namespace sekisho::yaml {
 namespace {

@@ -9,11 +9,11 @@
 #include <filesystem>
 #include <string>
 
-#include "control_api.h"
-#include "event_log.h"
-#include "policy.h"
-#include "xdp_backend.h"
-#include "xdp_data_plane.h"
+#include "control/api/control_api.h"
+#include "control/observe/event_log.h"
+#include "control/policy/policy.h"
+#include "backends/xdp/xdp_backend.h"
+#include "backends/xdp/xdp_data_plane.h"
 
 namespace sekisho {
 namespace {

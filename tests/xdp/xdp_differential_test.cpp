@@ -31,15 +31,15 @@
 
 #include "../support/frame_builder.h"
 #include "../support/frame_corpus.h"
-#include "event_ring.h"
-#include "limit_cell.h"
+#include "dataplane/event_ring.h"
+#include "dataplane/limits/limit_cell.h"
 #include "pcap_frames.h"
-#include "pipeline.h"
-#include "policy.h"
-#include "policy_compiler.h"
-#include "worker_counters.h"
-#include "xdp_backend.h"
-#include "xdp_counters.h"
+#include "dataplane/pipeline.h"
+#include "control/policy/policy.h"
+#include "control/policy/policy_compiler.h"
+#include "dataplane/worker_counters.h"
+#include "backends/xdp/xdp_backend.h"
+#include "backends/xdp/xdp_counters.h"
 
 #ifndef SEKISHO_SOURCE_ROOT
 #error "SEKISHO_SOURCE_ROOT must name the source tree (tests/meson.build sets it)"

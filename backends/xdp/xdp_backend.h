@@ -1,0 +1,95 @@
+// The XDP backend's loader: owns the libbpf skeleton of bpf/sekisho_xdp.bpf.c,
+// writes policy generations into its maps, attaches it to interfaces, reads
+// its per-CPU counters and drains its event ring buffer.
+//
+// Generation switch: the maps hold two sets (policy_sets[0|1], LPM entries
+// whose first key byte is the set). apply() fills the inactive set, then
+// flips active_set[0] with one map update: a packet reads the index once and
+// is judged by exactly one generation. The set just left is only cleared at
+// the next apply, and not before xdp_grace_period has passed since the flip
+// (XDP programs run to completion in far less).
+//
+// Control thread only. Throws std::runtime_error with the failing step and
+// errno text.
+#pragma once
+
+#include <linux/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/event_ring.h"
+#include "dataplane/op25b_classifier.h"
+#include "control/policy/policy.h"
+#include "sekisho_xdp.h"
+#include "backends/xdp/xdp_policy.h"
+
+struct sekisho_xdp;
+struct ring_buffer;
+
+namespace sekisho {
+
+enum class xdp_attach_mode : uint8_t { native, generic };
+const char* to_string(xdp_attach_mode m);
+
+constexpr std::chrono::milliseconds xdp_grace_period{50};
+
+class xdp_backend {
+public:
+    // Opens and loads the program (needs CAP_BPF/CAP_NET_ADMIN). `buckets`:
+    // capacity of the SYN token-bucket table (LRU).
+    explicit xdp_backend(uint32_t buckets = 262144);
+    ~xdp_backend();   // detaches from every interface it attached to
+    xdp_backend(const xdp_backend&) = delete;
+    xdp_backend& operator=(const xdp_backend&) = delete;
+
+    // Writes `pol` as the next generation and switches to it. Returns the new
+    // generation. On failure (a table full, policy_error from the image) the
+    // running generation stays in place. `skipped` receives the limits the
+    // XDP path does not enforce.
+    uint64_t apply(const policy& pol, std::vector<std::string>* skipped = nullptr);
+    uint64_t generation() const { return generation_; }
+
+    // Attaches to `ifname` as `role`; detach_all() undoes every attach.
+    void attach(const std::string& ifname, ingress role, xdp_attach_mode mode);
+    void detach_all();
+    // Declares which side frames from `ifindex` come from (attach() does it;
+    // tests use it for BPF_PROG_TEST_RUN, whose frames come from lo).
+    void set_interface_role(uint32_t ifindex, ingress role);
+
+    // The program, for BPF_PROG_TEST_RUN.
+    int program_fd() const;
+    // The counters of each possible CPU.
+    std::vector<sx_counters> read_counters() const;
+    // Moves what the ring buffer holds into `sink` (time in CLOCK_REALTIME ns).
+    size_t drain_events(const std::function<void(const event_record&)>& sink);
+
+private:
+    void write_prefixes(int fd, const std::vector<xdp_prefix_entry>& entries, uint8_t family, uint32_t set,
+                        std::vector<std::vector<uint8_t>>& written, const char* table);
+    void clear_set(uint32_t set);
+
+    sekisho_xdp* skel_ = nullptr;
+    ring_buffer* ring_ = nullptr;
+    uint64_t generation_ = 0;
+    uint32_t active_ = 0;
+    bool have_active_ = false;
+    std::chrono::steady_clock::time_point flipped_at_{};
+    // LPM keys written per set and map (subscribers4, subscribers6, relays4, relays6).
+    std::vector<std::vector<uint8_t>> keys_[2][4];
+    struct attachment {
+        int ifindex;
+        uint32_t flags;
+        std::string name;
+    };
+    std::vector<attachment> attached_;
+    int64_t monotonic_to_realtime_ns_ = 0;
+    std::function<void(const sx_event&)> raw_sink_;   // set during drain_events()
+    unsigned cpus_ = 1;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,341 @@
+#include "control/api/api_request.h"
+
+#include <nlohmann/json.hpp>
+
+#include <limits>
+#include <stdexcept>
+
+#include "control/api/untrusted_text.h"
+#include "control/identity/whois.h"
+
+namespace sekisho {
+
+namespace {
+
+using nlohmann::json;
+
+api_response error(int status, const std::string& message) { return api_error(status, message); }
+
+std::string arg(const api_request& r, const std::string& key, const std::string& fallback = "") {
+    auto it = r.query.find(key);
+    return it == r.query.end() ? fallback : it->second;
+}
+
+bool flag_arg(const api_request& r, const std::string& key) {
+    const std::string v = arg(r, key);
+    return v == "1" || v == "true";
+}
+
+// A JSON body, or why not.
+std::optional<json> body_json(const api_request& r, std::string& why) {
+    try {
+        json j = json::parse(r.body);
+        if (!j.is_object()) {
+            why = "the body must be a JSON object";
+            return std::nullopt;
+        }
+        return j;
+    } catch (const json::exception& e) {
+        // parse_error, and also out_of_range for a number beyond a double (1e999): both are the
+        // client's body, not a server failure.
+        why = "the body is not JSON: " + escape_unprintable(e.what());   // it quotes the bytes it read
+        return std::nullopt;
+    }
+}
+
+std::optional<std::string> string_field(const json& j, const char* field, std::string& why) {
+    const auto it = j.find(field);
+    if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+        why = std::string("field '") + field + "': a non-empty string is required";
+        return std::nullopt;
+    }
+    const std::string& text = it->get_ref<const std::string&>();
+    if (const auto bad = find_unprintable(text)) {
+        why = std::string("field '") + field + "': " + describe(*bad) + " (text must be printable UTF-8)";
+        return std::nullopt;
+    }
+    return text;
+}
+
+// An account name (printable, checked with the rest of its request) within api_max_account_bytes;
+// `what` names the field or argument.
+std::optional<std::string> account_value(const std::string& name, const std::string& what, std::string& why) {
+    if (name.size() > api_max_account_bytes) {
+        why = what + ": an account name of " + std::to_string(name.size()) + " bytes; at most " +
+              std::to_string(api_max_account_bytes);
+        return std::nullopt;
+    }
+    return name;
+}
+
+// The first argument whose name or value is not printable UTF-8, as the refusal.
+std::optional<std::string> unprintable_argument(const api_request& r) {
+    for (const auto& [key, value] : r.query) {
+        if (const auto bad = find_unprintable(key))
+            return "argument name '" + escape_unprintable(key) + "': " + describe(*bad);
+        if (const auto bad = find_unprintable(value))
+            return "argument '" + key + "': " + describe(*bad) + " (text must be printable UTF-8)";
+    }
+    return std::nullopt;
+}
+
+// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop).
+// Not a shorter prefix: the events are matched by address, and a filter that matches nothing
+// would look like no events.
+std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& address,
+                                            std::string& why) {
+    std::string e;
+    address = parse_prefix(text, e);
+    if (!address) {
+        why = "argument 'subscriber': " + e;
+        return std::nullopt;
+    }
+    if (address->length != (address->family == 4 ? 32 : 128)) {
+        why = "argument 'subscriber': '" + text + "' is a prefix; an address is required";
+        address.reset();
+        return std::nullopt;
+    }
+    std::string canonical = address->to_string();
+    canonical.erase(canonical.find('/'));
+    return canonical;
+}
+
+std::optional<uint64_t> unsigned_arg(const api_request& r, const std::string& key, uint64_t fallback, uint64_t max,
+                                     std::string& why) {
+    const std::string v = arg(r, key);
+    if (v.empty()) return fallback;
+    // Digits only: std::stoull would also take a sign ("-1" wraps to 2^64-1) and leading spaces.
+    bool digits = v.size() <= 20;
+    for (char c : v) digits = digits && c >= '0' && c <= '9';
+    if (digits) {
+        try {
+            size_t used = 0;
+            const unsigned long long n = std::stoull(v, &used);
+            if (used == v.size() && n <= max) return n;
+        } catch (const std::exception&) {
+            // out of range: the message below
+        }
+    }
+    why = "argument '" + key + "': '" + v + "' is not a number from 0 to " + std::to_string(max);
+    return std::nullopt;
+}
+
+// A time argument within [0, api_max_time], or nullopt with `why` set. Absent: `fallback`.
+std::optional<int64_t> time_arg(const api_request& r, const std::string& key, int64_t fallback, std::string& why) {
+    const std::string t = arg(r, key);
+    if (t.empty()) return fallback;
+    const auto parsed = parse_time(t);
+    if (!parsed || *parsed < 0 || *parsed > api_max_time) {
+        why = "argument '" + key + "': '" + t + "' is not Unix seconds or YYYY-MM-DDTHH:MM:SSZ (1970 to 9999)";
+        return std::nullopt;
+    }
+    return *parsed;
+}
+
+// A prefix from an argument or a field; `what` names it in the message.
+std::optional<ip_prefix> prefix_value(const std::string& text, const std::string& what, std::string& why) {
+    std::string e;
+    auto p = parse_prefix(text, e);
+    if (!p) why = what + ": " + e;
+    return p;
+}
+
+}  // namespace
+
+std::string api_json_text(const nlohmann::json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+api_response api_error(int status, const std::string& message) { return {status, api_json_text(json{{"error", message}})}; }
+
+size_t api_max_body_bytes(const std::string& method, const std::string& path) {
+    return api_endpoint_of(method, path) == api_endpoint::policy_apply ? size_t{64} << 20 : size_t{1} << 20;
+}
+
+bool is_event_type(std::string_view type) {
+    for (const std::string_view t : event_types)
+        if (t == type) return true;
+    return false;
+}
+
+const char* to_string(api_endpoint e) {
+    switch (e) {
+        case api_endpoint::status: return "status";
+        case api_endpoint::policy_show: return "policy_show";
+        case api_endpoint::policy_apply: return "policy_apply";
+        case api_endpoint::policy_rollback: return "policy_rollback";
+        case api_endpoint::bindings_list: return "bindings_list";
+        case api_endpoint::bindings_add: return "bindings_add";
+        case api_endpoint::bindings_del: return "bindings_del";
+        case api_endpoint::whois: return "whois";
+        case api_endpoint::accounts_list: return "accounts_list";
+        case api_endpoint::account_suspend: return "account_suspend";
+        case api_endpoint::account_resume: return "account_resume";
+        case api_endpoint::events: return "events";
+        case api_endpoint::report: return "report";
+        case api_endpoint::top: return "top";
+    }
+    return "?";
+}
+
+std::optional<api_endpoint> api_endpoint_of(const std::string& m, const std::string& p) {
+    if (p == "/v1/status" && m == "GET") return api_endpoint::status;
+    if (p == "/v1/policy" && m == "GET") return api_endpoint::policy_show;
+    if (p == "/v1/policy" && m == "POST") return api_endpoint::policy_apply;
+    if (p == "/v1/policy/rollback" && m == "POST") return api_endpoint::policy_rollback;
+    if (p == "/v1/bindings" && m == "GET") return api_endpoint::bindings_list;
+    if (p == "/v1/bindings" && m == "POST") return api_endpoint::bindings_add;
+    if (p == "/v1/bindings" && m == "DELETE") return api_endpoint::bindings_del;
+    if (p == "/v1/whois" && m == "GET") return api_endpoint::whois;
+    if (p == "/v1/accounts" && m == "GET") return api_endpoint::accounts_list;
+    if (p == "/v1/accounts/suspend" && m == "POST") return api_endpoint::account_suspend;
+    if (p == "/v1/accounts/resume" && m == "POST") return api_endpoint::account_resume;
+    if (p == "/v1/events" && m == "GET") return api_endpoint::events;
+    if (p == "/v1/report" && m == "GET") return api_endpoint::report;
+    if (p == "/v1/top" && m == "GET") return api_endpoint::top;
+    return std::nullopt;
+}
+
+bool reads_event_log(api_endpoint e) {
+    return e == api_endpoint::events || e == api_endpoint::report || e == api_endpoint::top;
+}
+
+bool changes_state(api_endpoint e) {
+    return e == api_endpoint::policy_apply || e == api_endpoint::policy_rollback || e == api_endpoint::bindings_add ||
+           e == api_endpoint::bindings_del || e == api_endpoint::account_suspend || e == api_endpoint::account_resume;
+}
+
+bool needs_accounts(api_endpoint e) {
+    return e == api_endpoint::bindings_list || e == api_endpoint::bindings_add || e == api_endpoint::bindings_del ||
+           e == api_endpoint::accounts_list || e == api_endpoint::account_suspend ||
+           e == api_endpoint::account_resume;
+}
+
+std::variant<api_command, api_response> parse_api_request(const api_request& r, int64_t now) {
+    const auto endpoint = api_endpoint_of(r.method, r.path);
+    if (!endpoint)
+        return error(404, "no endpoint " + escape_unprintable(r.method) + " " + escape_unprintable(r.path) +
+                              " (see docs/api.md)");
+    if (const auto bad = unprintable_argument(r)) return error(400, *bad);
+    api_command c;
+    c.endpoint = *endpoint;
+    std::string why;
+    switch (c.endpoint) {
+        case api_endpoint::status:
+        case api_endpoint::policy_show:
+        case api_endpoint::policy_rollback:
+            break;
+        case api_endpoint::policy_apply:
+            c.dry_run = flag_arg(r, "dry_run");
+            if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
+            break;
+        case api_endpoint::bindings_list: {
+            const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
+            if (!limit) return error(400, why);
+            c.limit = *limit;
+            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+            if (!account) return error(400, why);
+            c.account = *account;
+            break;
+        }
+        case api_endpoint::bindings_add: {
+            const auto j = body_json(r, why);
+            if (!j) return error(400, why);
+            const auto prefix_text = string_field(*j, "prefix", why);
+            if (!prefix_text) return error(400, why);
+            const auto account_text = string_field(*j, "account", why);
+            if (!account_text) return error(400, why);
+            const auto account = account_value(*account_text, "field 'account'", why);
+            if (!account) return error(400, why);
+            const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
+            if (!prefix) return error(400, why);
+            c.prefix = *prefix;
+            c.account = *account;
+            break;
+        }
+        case api_endpoint::bindings_del: {
+            const std::string text = arg(r, "prefix");
+            if (text.empty()) return error(400, "argument 'prefix' is required");
+            const auto prefix = prefix_value(text, "argument 'prefix'", why);
+            if (!prefix) return error(400, why);
+            c.prefix = *prefix;
+            break;
+        }
+        case api_endpoint::whois: {
+            const std::string text = arg(r, "address");
+            if (text.empty()) return error(400, "argument 'address' is required");
+            const auto address = prefix_value(text, "argument 'address'", why);
+            if (!address) return error(400, why);
+            c.prefix = *address;
+            const auto at = time_arg(r, "at", now, why);
+            if (!at) return error(400, why);
+            c.at = *at;
+            break;
+        }
+        case api_endpoint::accounts_list:
+            c.only_suspended = flag_arg(r, "suspended");
+            break;
+        case api_endpoint::account_suspend:
+        case api_endpoint::account_resume: {
+            const auto j = body_json(r, why);
+            if (!j) return error(400, why);
+            const auto account_text = string_field(*j, "account", why);
+            if (!account_text) return error(400, why);
+            const auto account = account_value(*account_text, "field 'account'", why);
+            if (!account) return error(400, why);
+            c.account = *account;
+            break;
+        }
+        case api_endpoint::events: {
+            const auto n = unsigned_arg(r, "n", 50, 100000, why);
+            if (!n) return error(400, why);
+            const auto since = unsigned_arg(r, "since_ns", 0, UINT64_MAX, why);
+            if (!since) return error(400, why);
+            c.n = *n;
+            c.since_ns = *since;
+            c.type = arg(r, "type");
+            if (!c.type.empty() && !is_event_type(c.type)) {
+                std::string known;
+                for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
+                return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
+            }
+            if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
+                const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
+                if (!canonical) return error(400, why);
+                c.subscriber = *canonical;
+            }
+            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+            if (!account) return error(400, why);
+            c.account = *account;
+            break;
+        }
+        case api_endpoint::report: {
+            const auto since = time_arg(r, "since", 0, why);
+            if (!since) return error(400, why);
+            const auto until = time_arg(r, "until", now, why);
+            if (!until) return error(400, why);
+            if (*since > *until) return error(400, "argument 'since' is after 'until'");
+            c.since = *since;
+            c.until = *until;
+            const std::string format = arg(r, "format", "json");
+            if (format != "json" && format != "csv") return error(400, "argument 'format': json or csv");
+            c.csv = format == "csv";
+            break;
+        }
+        case api_endpoint::top: {
+            c.window_text = arg(r, "window", "1h");
+            const auto window = parse_duration(c.window_text);
+            if (!window) return error(400, "argument 'window': '" + c.window_text + "' is not a duration");
+            c.window_ns = *window;
+            c.by = arg(r, "by", "messages");
+            if (c.by != "messages" && c.by != "recipients" && c.by != "rejected_recipients" && c.by != "sessions" &&
+                c.by != "events" && c.by != "op25b_block" && c.by != "limit_exceeded" && c.by != "account_suspended" &&
+                c.by != "score")
+                return error(400, "argument 'by': messages, recipients, rejected_recipients, sessions, events, "
+                                  "op25b_block, limit_exceeded, account_suspended or score");
+            c.since = now - static_cast<int64_t>(c.window_ns / 1'000'000'000ull);
+            break;
+        }
+    }
+    return c;
+}
+
+}  // namespace sekisho

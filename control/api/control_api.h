@@ -1,0 +1,102 @@
+// The control API's endpoints (docs/api.md), answered without ever making the
+// control thread wait.
+//
+// Every request is validated: a bad body or argument gets 400 with a precise
+// error naming the field, never a partial change; a bad policy gets 422 with
+// every "file:line: message". Policy changes (apply, dry run, rollback, and
+// SIGHUP's reload) run one at a time, in order: the policy is read, checked
+// and compiled on a thread of its own while the control thread goes on
+// serving RADIUS, the API and the event drain; the control thread then swaps
+// it in (data_plane::commit), the last step of a change, and answers. Event
+// log queries run on the query_worker. Everything else is answered at once.
+//
+// Threading: handle(), poll(), reload() and the destructor run on the control
+// thread. Answers are given through api_reply, from whichever thread
+// finished the work.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/api/api_server.h"
+#include "control/api/query_worker.h"
+
+namespace sekisho {
+
+class data_plane;
+struct api_command;
+struct policy;
+class subscriber_identity;
+
+struct control_context {
+    data_plane* plane = nullptr;             // the DPDK gateway or the XDP program
+    subscriber_identity* identity = nullptr;
+    std::string policy_path;
+    std::string events_path;                 // "-" when events go to stdout
+    bool events_overridden = false;          // --events replaced the policy's events.file
+    std::string port_names[2];               // DPDK ports or XDP interfaces
+    unsigned workers = 1;                    // DPDK workers; XDP: CPUs
+    std::chrono::steady_clock::time_point started;
+    std::function<void(double)> observe_apply;   // metrics hook, may be empty
+    const api_server* server = nullptr;
+};
+
+class control_api {
+public:
+    control_api(control_context ctx, std::string policy_text);
+    // Waits for a policy change still compiling (its caller is answered 503).
+    ~control_api();
+    control_api(const control_api&) = delete;
+    control_api& operator=(const control_api&) = delete;
+
+    // Answers `request` through `reply`, now or once its work is done; what
+    // changes state (or tried to) is audited.
+    void handle(const api_request& request, api_reply reply);
+    // Moves policy changes on: a finished compile is swapped in and its
+    // caller answered, the next waiting change starts. Every loop turn.
+    void poll();
+    // SIGHUP: queues a reload of the policy file (one waiting reload at most);
+    // the outcome goes to standard error and the audit trail.
+    void reload();
+    // A change runs or waits.
+    bool busy() const { return running_ != nullptr || !waiting_.empty(); }
+
+    // In-process callers (tests): handle(), then poll() until answered.
+    api_response handle_and_wait(const api_request& request);
+
+private:
+    struct change;        // one policy change: apply, dry run, rollback or reload
+    struct change_result;
+
+    void audit(const api_command* c, const std::string& endpoint, const std::string& caller,
+               const api_response& r);
+    void dispatch(const api_command& c, const api_request& r, api_reply reply);
+    void queue_change(std::unique_ptr<change> ch);
+    void start_next_change();
+    void finish_change();
+    api_response commit_change(change& ch, change_result& result);
+
+    api_response status();
+    api_response policy_show();
+    api_response bindings_list(const api_command& c);
+    api_response bindings_add(const api_command& c);
+    api_response bindings_del(const api_command& c);
+    void whois(const api_command& c, api_reply reply);
+    api_response account_suspend(const api_command& c, bool suspend);
+    api_response accounts_list(const api_command& c);
+    void post_query(api_reply reply, std::function<api_response()> query);
+
+    control_context ctx_;
+    std::string text_, previous_text_;
+    std::unique_ptr<change> running_;
+    std::thread running_thread_;
+    std::deque<std::unique_ptr<change>> waiting_;
+    query_worker queries_;
+};
+
+}  // namespace sekisho

@@ -1,0 +1,589 @@
+#include "control/identity/binding_history.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace sekisho {
+
+namespace {
+
+constexpr int schema_version = 1;
+
+constexpr const char* schema_sql = R"(
+CREATE TABLE IF NOT EXISTS sessions (
+  id             INTEGER PRIMARY KEY,
+  family         INTEGER NOT NULL CHECK (family IN (4, 6)),
+  prefix         BLOB    NOT NULL,
+  prefix_length  INTEGER NOT NULL,
+  account        TEXT    NOT NULL,
+  session_id     TEXT    NOT NULL,
+  nas            TEXT    NOT NULL,
+  nas_identifier TEXT    NOT NULL,
+  start_time     INTEGER NOT NULL,
+  stop_time      INTEGER,
+  stop_cause     TEXT
+);
+-- who_held / held_between: one address's history, by time.
+CREATE INDEX IF NOT EXISTS sessions_by_address ON sessions (prefix, prefix_length, start_time);
+-- the open row of an address (superseding) and open_bindings().
+CREATE INDEX IF NOT EXISTS sessions_open_by_address ON sessions (prefix, prefix_length) WHERE stop_time IS NULL;
+-- a session's rows (Start/Interim/Stop by Acct-Session-Id, unique per NAS).
+CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
+-- Accounting-On/Off: every open row of one NAS.
+CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions (nas) WHERE stop_time IS NULL;
+-- purge: closed rows by age.
+CREATE INDEX IF NOT EXISTS sessions_closed_by_stop ON sessions (stop_time) WHERE stop_time IS NOT NULL;
+-- The prefix lengths in use per family: who_held probes only these.
+CREATE TABLE IF NOT EXISTS prefix_lengths (
+  family        INTEGER NOT NULL,
+  prefix_length INTEGER NOT NULL,
+  PRIMARY KEY (family, prefix_length)
+) WITHOUT ROWID;
+)";
+
+constexpr const char* row_columns =
+    "id, family, prefix, prefix_length, account, session_id, nas, nas_identifier, start_time, stop_time, stop_cause";
+
+unsigned address_octets(const ip_prefix& p) { return p.family == 4 ? 4 : 16; }
+
+ip_prefix masked(const ip_prefix& p, unsigned length) {
+    ip_prefix out = p;
+    out.length = static_cast<uint8_t>(length);
+    out.line = 0;
+    for (unsigned bit = length; bit < address_octets(p) * 8; ++bit)
+        out.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+    for (unsigned i = address_octets(p); i < out.bytes.size(); ++i) out.bytes[i] = 0;
+    return out;
+}
+
+// Who held which address when is personal data: readable by the owner and
+// its group (the operators), never by everyone.
+constexpr mode_t history_file_mode = 0640;
+
+std::string mode_text(mode_t m) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
+    return buf;
+}
+
+// Creates `file` with history_file_mode if it does not exist (SQLite gives
+// its -wal and -shm files the database file's mode) and `create` is true,
+// and narrows the mode of an existing one.
+void restrict_file_mode(const std::string& file, bool create) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+        if (errno != ENOENT) throw binding_history_error(file + ": stat: " + std::strerror(errno));
+        if (!create) return;
+        const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, history_file_mode);
+        if (fd < 0) {
+            if (errno == EEXIST) return restrict_file_mode(file, false);   // created meanwhile: check it
+            // Left to sqlite3_open_v2, which names the failure ("unable to open database file").
+            return;
+        }
+        ::close(fd);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) return;   // /dev/null and the like: SQLite decides
+    const mode_t mode = st.st_mode & 07777;
+    if ((mode & ~history_file_mode) == 0) return;
+    if (::chmod(file.c_str(), mode & history_file_mode) != 0)
+        throw binding_history_error(file + ": restrict the file mode from " + mode_text(mode) + " to " +
+                                    mode_text(mode & history_file_mode) + " (not world-readable): " +
+                                    std::strerror(errno));
+}
+
+int64_t system_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// One prepared statement; `step_name` says which SQL step failed.
+class statement {
+public:
+    statement(sqlite3* db, const std::string& path, const char* step_name, const char* sql)
+        : db_(db), path_(path), step_(step_name) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st_, nullptr) != SQLITE_OK) fail();
+    }
+    ~statement() { sqlite3_finalize(st_); }
+    statement(const statement&) = delete;
+    statement& operator=(const statement&) = delete;
+
+    statement& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
+    statement& bind(int i, const std::string& v) {
+        return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    }
+    statement& bind(int i, const char* v) { return check(sqlite3_bind_text(st_, i, v, -1, SQLITE_STATIC)); }
+    statement& bind_null(int i) { return check(sqlite3_bind_null(st_, i)); }
+    statement& bind_address(int i, const ip_prefix& p) {
+        return check(sqlite3_bind_blob(st_, i, p.bytes.data(), static_cast<int>(address_octets(p)), SQLITE_TRANSIENT));
+    }
+    // true: a row is ready; false: done. Throws on anything else.
+    bool step() {
+        const int rc = sqlite3_step(st_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        const std::string msg = path_ + ": " + step_ + ": " + sqlite3_errmsg(db_);
+        reset();   // ready to be bound again after the error
+        throw binding_history_error(msg);
+    }
+    void run() {
+        while (step()) {
+        }
+        reset();
+    }
+    void reset() {
+        sqlite3_reset(st_);
+        sqlite3_clear_bindings(st_);
+    }
+    int64_t column_int(int i) const { return sqlite3_column_int64(st_, i); }
+    bool column_null(int i) const { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
+    std::string column_text(int i) const {
+        const auto* t = sqlite3_column_text(st_, i);
+        return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st_, i)))
+                 : std::string();
+    }
+    std::string column_blob(int i) const {
+        const auto* b = static_cast<const char*>(sqlite3_column_blob(st_, i));
+        return b ? std::string(b, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
+    }
+
+    [[noreturn]] void fail() const {
+        std::string msg = path_ + ": " + step_ + ": " + sqlite3_errmsg(db_);
+        throw binding_history_error(msg);
+    }
+
+private:
+    statement& check(int rc) {
+        if (rc != SQLITE_OK) fail();
+        return *this;
+    }
+    sqlite3* db_;
+    const std::string& path_;
+    std::string step_;
+    sqlite3_stmt* st_ = nullptr;
+};
+
+}  // namespace
+
+struct binding_history::impl {
+    impl(const std::string& path, access mode);
+    ~impl() {
+        stmts.clear();
+        sqlite3_close_v2(db);
+    }
+
+    void exec(const char* step_name, const char* sql) {
+        char* err = nullptr;
+        if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+            const std::string msg = path + ": " + step_name + ": " + (err ? err : sqlite3_errmsg(db));
+            sqlite3_free(err);
+            throw binding_history_error(msg);
+        }
+    }
+    statement& prepare(const char* step_name, const char* sql) {
+        stmts.push_back(std::make_unique<statement>(db, path, step_name, sql));
+        return *stmts.back();
+    }
+    void prepare_all();
+
+    // The decisions of binding_history::apply, appended to `changes`.
+    void apply_one(const binding_update& u, std::vector<binding_change>& changes);
+    void open_or_record(const binding_update& u, const ip_prefix& a, int64_t begin, std::vector<binding_change>& changes);
+    bool session_has_row(const binding_update& u, const ip_prefix& a);
+    void insert_row(const binding_update& u, const ip_prefix& a, int64_t start, std::optional<int64_t> stop,
+                    const char* cause);
+    // Steps an UPDATE ... RETURNING id, family, prefix, prefix_length,
+    // account and appends an unbind per closed row with an account, in row
+    // order.
+    void closed_rows_to_unbinds(statement& st, std::vector<binding_change>& changes);
+    std::vector<binding_record> read_rows(statement& st);
+
+    void check_writable(const char* what) const {
+        if (read_only) throw binding_history_error(path + ": " + what + ": the history is open read-only");
+    }
+    // After a failed statement inside a transaction: SQLite may have rolled
+    // the whole transaction back by itself (SQLITE_FULL, SQLITE_IOERR).
+    bool in_transaction() const { return sqlite3_get_autocommit(db) == 0; }
+    void rollback_quietly() noexcept {
+        if (in_transaction()) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+
+    const std::string& path;
+    bool read_only = false;
+    sqlite3* db = nullptr;
+    std::vector<std::unique_ptr<statement>> stmts;
+    statement* begin = nullptr;
+    statement* commit = nullptr;
+    statement* savepoint = nullptr;
+    statement* release = nullptr;
+    statement* rollback_to = nullptr;
+    statement* find_session_row = nullptr;
+    statement* later_open_start = nullptr;
+    statement* supersede = nullptr;
+    statement* insert = nullptr;
+    statement* note_length = nullptr;
+    statement* close_session = nullptr;
+    statement* close_nas = nullptr;
+    statement* lengths = nullptr;
+    statement* by_address = nullptr;
+    statement* open_rows = nullptr;
+    statement* purge = nullptr;
+};
+
+binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
+    const bool in_memory = path == ":memory:";
+    if (mode == access::read_write && !in_memory) {
+        restrict_file_mode(path, true);
+        restrict_file_mode(path + "-wal", false);
+        restrict_file_mode(path + "-shm", false);
+    }
+    const int flags = mode == access::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        const std::string msg = path + ": open: " + (db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close_v2(db);
+        db = nullptr;
+        throw binding_history_error(msg);
+    }
+    try {
+        sqlite3_extended_result_codes(db, 1);
+        // Waits this long for a reader's checkpoint lock rather than failing
+        // at once; short, since the caller is the control thread.
+        sqlite3_busy_timeout(db, 2000);
+        {
+            statement version(db, path, "read the schema version (PRAGMA user_version)", "PRAGMA user_version");
+            const int64_t v = version.step() ? version.column_int(0) : 0;
+            if (v > schema_version)
+                throw binding_history_error(path + ": read the schema version (PRAGMA user_version): version " +
+                                            std::to_string(v) + " is newer than this release reads (" +
+                                            std::to_string(schema_version) + ")");
+        }
+        if (mode == access::read_write) {
+            if (!in_memory) {
+                statement wal(db, path, "switch to WAL (PRAGMA journal_mode=WAL)", "PRAGMA journal_mode=WAL");
+                const std::string got = wal.step() ? wal.column_text(0) : std::string();
+                if (got != "wal")
+                    throw binding_history_error(path +
+                                                ": switch to WAL (PRAGMA journal_mode=WAL): the database stays in '" +
+                                                got + "' mode (a file system without shared memory?)");
+            }
+            exec("set synchronous=NORMAL (PRAGMA synchronous)", "PRAGMA synchronous=NORMAL");
+            // A commit of a few hundred bindings dirties ~1000 index pages: with
+            // the default checkpoint threshold (1000 pages) nearly every commit
+            // checkpointed, halving the throughput. Checkpoint less often and
+            // keep more of the index in memory (measured by bench/limits_bench).
+            exec("set the checkpoint threshold (PRAGMA wal_autocheckpoint)", "PRAGMA wal_autocheckpoint=20000");
+            exec("set the page cache (PRAGMA cache_size)", "PRAGMA cache_size=-131072");
+            exec("create the schema (CREATE TABLE sessions)", "BEGIN IMMEDIATE");
+            try {
+                exec("create the schema (CREATE TABLE sessions)", schema_sql);
+                exec("record the schema version (PRAGMA user_version)", "PRAGMA user_version=1");
+                exec("create the schema (COMMIT)", "COMMIT");
+            } catch (...) {
+                sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+                throw;
+            }
+        }
+        prepare_all();
+    } catch (...) {
+        stmts.clear();
+        sqlite3_close_v2(db);
+        db = nullptr;
+        throw;
+    }
+}
+
+void binding_history::impl::prepare_all() {
+    begin = &prepare("begin a transaction (BEGIN IMMEDIATE)", "BEGIN IMMEDIATE");
+    commit = &prepare("commit (COMMIT)", "COMMIT");
+    savepoint = &prepare("open a savepoint (SAVEPOINT binding_update)", "SAVEPOINT binding_update");
+    release = &prepare("release the savepoint (RELEASE binding_update)", "RELEASE binding_update");
+    rollback_to = &prepare("roll back to the savepoint (ROLLBACK TO binding_update)", "ROLLBACK TO binding_update");
+    find_session_row = &prepare("look up the session's row (SELECT FROM sessions BY nas, session_id, prefix)",
+                                "SELECT 1 FROM sessions WHERE nas = ?1 AND session_id = ?2 AND prefix = ?3 "
+                                "AND prefix_length = ?4 LIMIT 1");
+    later_open_start = &prepare("look up a later open row (SELECT FROM sessions BY prefix)",
+                                "SELECT MIN(start_time) FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
+                                "AND stop_time IS NULL AND start_time > ?3");
+    supersede = &prepare("close the address's previous session (UPDATE sessions superseded)",
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded' "
+                         "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL "
+                         "RETURNING id, family, prefix, prefix_length, account");
+    insert = &prepare("record a session (INSERT INTO sessions)",
+                      "INSERT INTO sessions (family, prefix, prefix_length, account, session_id, nas, nas_identifier, "
+                      "start_time, stop_time, stop_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    note_length = &prepare("record the prefix length (INSERT INTO prefix_lengths)",
+                           "INSERT OR IGNORE INTO prefix_lengths (family, prefix_length) VALUES (?1, ?2)");
+    close_session = &prepare("close the session (UPDATE sessions stop)",
+                             "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop' "
+                             "WHERE nas = ?1 AND session_id = ?2 AND stop_time IS NULL "
+                             "RETURNING id, family, prefix, prefix_length, account");
+    close_nas = &prepare("close the NAS's sessions (UPDATE sessions accounting-on/off)",
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3 "
+                         "WHERE nas = ?1 AND stop_time IS NULL AND start_time <= ?2 "
+                         "RETURNING id, family, prefix, prefix_length, account");
+    lengths = &prepare("list prefix lengths (SELECT FROM prefix_lengths)",
+                       "SELECT prefix_length FROM prefix_lengths WHERE family = ?1 AND prefix_length <= ?2 "
+                       "ORDER BY prefix_length DESC");
+    static const std::string by_address_sql = std::string("SELECT ") + row_columns +
+                                              " FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
+                                              "AND start_time <= ?4 AND (stop_time IS NULL OR stop_time >= ?3) "
+                                              "ORDER BY start_time, id";
+    by_address = &prepare("query an address (SELECT FROM sessions BY prefix, time)", by_address_sql.c_str());
+    static const std::string open_sql =
+        std::string("SELECT ") + row_columns + " FROM sessions WHERE stop_time IS NULL ORDER BY start_time, id";
+    open_rows = &prepare("list open sessions (SELECT FROM sessions WHERE stop_time IS NULL)", open_sql.c_str());
+    purge = &prepare("purge old sessions (DELETE FROM sessions)",
+                     "DELETE FROM sessions WHERE stop_time IS NOT NULL AND stop_time < ?1");
+}
+
+bool binding_history::impl::session_has_row(const binding_update& u, const ip_prefix& a) {
+    auto& st = *find_session_row;
+    st.bind(1, u.nas()).bind(2, u.session_id).bind_address(3, a).bind(4, int64_t{a.length});
+    const bool found = st.step();
+    st.reset();
+    return found;
+}
+
+void binding_history::impl::insert_row(const binding_update& u, const ip_prefix& a, int64_t start,
+                                       std::optional<int64_t> stop, const char* cause) {
+    auto& st = *insert;
+    st.bind(1, int64_t{a.family}).bind_address(2, a).bind(3, int64_t{a.length});
+    st.bind(4, u.account).bind(5, u.session_id).bind(6, u.nas()).bind(7, u.nas_identifier).bind(8, start);
+    if (stop) st.bind(9, std::max(*stop, start)).bind(10, cause);
+    else st.bind_null(9).bind_null(10);
+    st.run();
+    note_length->bind(1, int64_t{a.family}).bind(2, int64_t{a.length}).run();
+}
+
+void binding_history::impl::closed_rows_to_unbinds(statement& st, std::vector<binding_change>& changes) {
+    struct closed {
+        int64_t id;
+        binding_change change;
+    };
+    std::vector<closed> rows;
+    try {
+        while (st.step()) {
+            closed c{st.column_int(0), {}};
+            c.change.what = binding_change::action::unbind;
+            c.change.address.family = static_cast<uint8_t>(st.column_int(1));
+            const std::string prefix = st.column_blob(2);
+            std::memcpy(c.change.address.bytes.data(), prefix.data(),
+                        std::min(prefix.size(), c.change.address.bytes.size()));
+            c.change.address.length = static_cast<uint8_t>(st.column_int(3));
+            c.change.account = st.column_text(4);
+            if (!c.change.account.empty()) rows.push_back(std::move(c));
+        }
+    } catch (...) {
+        st.reset();
+        throw;
+    }
+    st.reset();
+    // RETURNING gives no order: the rows' own (the order they were opened).
+    std::sort(rows.begin(), rows.end(), [](const closed& x, const closed& y) { return x.id < y.id; });
+    for (auto& r : rows) changes.push_back(std::move(r.change));
+}
+
+void binding_history::impl::open_or_record(const binding_update& u, const ip_prefix& a, int64_t begin,
+                                           std::vector<binding_change>& changes) {
+    // A later session already holds the address (this update arrived late):
+    // this one ended when that one began, and the data plane keeps the later.
+    auto& later = *later_open_start;
+    later.bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    std::optional<int64_t> until;
+    try {
+        if (later.step() && !later.column_null(0)) until = later.column_int(0);
+    } catch (...) {
+        later.reset();
+        throw;
+    }
+    later.reset();
+    if (until) return insert_row(u, a, begin, until, "superseded");
+
+    // The previous holder's Stop was lost: it ended when this one began.
+    std::vector<binding_change> superseded;
+    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    closed_rows_to_unbinds(*supersede, superseded);
+    insert_row(u, a, begin, std::nullopt, nullptr);
+    if (!u.account.empty()) changes.push_back({binding_change::action::bind, a, u.account});
+    else changes.insert(changes.end(), superseded.begin(), superseded.end());
+}
+
+void binding_history::impl::apply_one(const binding_update& u, std::vector<binding_change>& changes) {
+    const int64_t t = u.event_time;
+    switch (u.kind) {
+        case binding_kind::start:
+        case binding_kind::interim: {
+            int64_t begin = t;
+            if (u.kind == binding_kind::interim && u.session_time) begin = t - static_cast<int64_t>(*u.session_time);
+            for (const auto& raw : u.addresses()) {
+                const ip_prefix a = masked(raw, raw.length);
+                if (!session_has_row(u, a)) open_or_record(u, a, begin, changes);
+            }
+            break;
+        }
+        case binding_kind::stop: {
+            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t);
+            closed_rows_to_unbinds(*close_session, changes);
+            const int64_t start = u.session_time ? t - static_cast<int64_t>(*u.session_time) : t;
+            for (const auto& raw : u.addresses()) {
+                const ip_prefix a = masked(raw, raw.length);
+                if (!session_has_row(u, a)) insert_row(u, a, start, t, "stop");
+            }
+            break;
+        }
+        case binding_kind::accounting_on:
+        case binding_kind::accounting_off:
+            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind));
+            closed_rows_to_unbinds(*close_nas, changes);
+            break;
+    }
+}
+
+std::vector<binding_record> binding_history::impl::read_rows(statement& st) {
+    std::vector<binding_record> out;
+    try {
+        while (st.step()) {
+            binding_record r;
+            r.id = st.column_int(0);
+            r.address.family = static_cast<uint8_t>(st.column_int(1));
+            const std::string prefix = st.column_blob(2);
+            std::memcpy(r.address.bytes.data(), prefix.data(), std::min(prefix.size(), r.address.bytes.size()));
+            r.address.length = static_cast<uint8_t>(st.column_int(3));
+            r.account = st.column_text(4);
+            r.session_id = st.column_text(5);
+            r.nas = st.column_text(6);
+            r.nas_identifier = st.column_text(7);
+            r.start = st.column_int(8);
+            if (!st.column_null(9)) r.stop = st.column_int(9);
+            r.stop_cause = st.column_text(10);
+            out.push_back(std::move(r));
+        }
+    } catch (...) {
+        st.reset();
+        throw;
+    }
+    st.reset();
+    return out;
+}
+
+binding_history::binding_history(const std::string& path, access mode)
+    : path_(path), impl_(std::make_unique<impl>(path_, mode)) {}
+
+binding_history::~binding_history() = default;
+
+std::vector<binding_change> binding_history::apply(const binding_update& update) {
+    return apply(std::span<const binding_update>(&update, 1));
+}
+
+std::vector<binding_change> binding_history::apply(std::span<const binding_update> updates) {
+    impl& m = *impl_;
+    m.check_writable("apply");
+    m.begin->run();
+    std::vector<binding_change> changes;
+    try {
+        for (const auto& u : updates) m.apply_one(u, changes);
+        m.commit->run();
+    } catch (...) {
+        m.rollback_quietly();   // the first error is the one to report
+        throw;
+    }
+    return changes;
+}
+
+void binding_history::begin() {
+    impl& m = *impl_;
+    m.check_writable("begin");
+    m.begin->run();
+}
+
+std::vector<binding_change> binding_history::apply_in_savepoint(const binding_update& update) {
+    impl& m = *impl_;
+    m.check_writable("apply");
+    m.savepoint->run();
+    std::vector<binding_change> changes;
+    try {
+        m.apply_one(update, changes);
+    } catch (...) {
+        try {
+            rollback_to_savepoint();
+        } catch (...) {
+            // The first error is the one to report.
+        }
+        throw;
+    }
+    return changes;
+}
+
+void binding_history::release_savepoint() { impl_->release->run(); }
+
+void binding_history::rollback_to_savepoint() {
+    impl& m = *impl_;
+    // ROLLBACK TO keeps the savepoint open; RELEASE closes it. When SQLite
+    // already rolled the whole transaction back there is no savepoint left.
+    if (!m.in_transaction()) return;
+    m.rollback_to->run();
+    m.release->run();
+}
+
+void binding_history::commit() {
+    impl& m = *impl_;
+    try {
+        m.commit->run();
+    } catch (...) {
+        m.rollback_quietly();
+        throw;
+    }
+}
+
+void binding_history::rollback() { impl_->rollback_quietly(); }
+
+bool binding_history::in_transaction() const { return impl_->in_transaction(); }
+
+std::vector<binding_record> binding_history::held_between(const ip_prefix& address, int64_t from, int64_t to) const {
+    impl& m = *impl_;
+    const unsigned max_len = address.family == 4 ? 32 : 128;
+    const unsigned len = std::min<unsigned>(address.length, max_len);
+    std::vector<int64_t> lengths;
+    m.lengths->bind(1, int64_t{address.family}).bind(2, int64_t{len});
+    try {
+        while (m.lengths->step()) lengths.push_back(m.lengths->column_int(0));
+    } catch (...) {
+        m.lengths->reset();
+        throw;
+    }
+    m.lengths->reset();
+
+    std::vector<binding_record> out;
+    for (const int64_t l : lengths) {
+        const ip_prefix key = masked(address, static_cast<unsigned>(l));
+        m.by_address->bind_address(1, key).bind(2, l).bind(3, from).bind(4, to);
+        auto rows = m.read_rows(*m.by_address);
+        out.insert(out.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const binding_record& a, const binding_record& b) {
+        return a.start != b.start ? a.start < b.start : a.id < b.id;
+    });
+    return out;
+}
+
+std::vector<binding_record> binding_history::who_held(const ip_prefix& address, int64_t time) const {
+    return held_between(address, time, time);
+}
+
+std::vector<binding_record> binding_history::open_bindings() const { return impl_->read_rows(*impl_->open_rows); }
+
+size_t binding_history::purge_older_than(std::chrono::seconds retention, std::optional<int64_t> now) {
+    impl& m = *impl_;
+    m.check_writable("purge");
+    const int64_t cutoff = now.value_or(system_now()) - retention.count();
+    m.purge->bind(1, cutoff).run();
+    return static_cast<size_t>(sqlite3_changes64(m.db));
+}
+
+}  // namespace sekisho

@@ -1,0 +1,170 @@
+#include "control/identity/subscriber_identity.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace sekisho {
+
+namespace {
+// "127.0.0.1:1813", "[2001:db8::1]:1813", "::1" is not accepted without brackets.
+radius::listener_config parse_listen(const std::string& text) {
+    radius::listener_config c;
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon + 1 == text.size())
+        throw std::runtime_error("radius.listen: '" + text + "' is not ADDRESS:PORT");
+    std::string host = text.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    c.address = host;
+    try {
+        const unsigned long port = std::stoul(text.substr(colon + 1));
+        if (port > 65535) throw std::out_of_range("port");
+        c.port = static_cast<uint16_t>(port);
+    } catch (const std::exception&) {
+        throw std::runtime_error("radius.listen: '" + text + "' has no valid port");
+    }
+    return c;
+}
+}  // namespace
+
+subscriber_identity::subscriber_identity(gateway& gw, const identity_config& config, log_fn log)
+    : gw_(gw), config_(config), log_(std::move(log)), next_purge_(std::chrono::steady_clock::now()) {
+    // Closed rows stay at least as long as the oldest event the listener
+    // accepts: a Start resent up to then must still find its session's row
+    // (else it would open the session again).
+    const std::chrono::seconds max_event_age{radius::time_bounds{}.max_age_seconds};
+    const auto configured_retention = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::nanoseconds(static_cast<int64_t>(config.history_retention_ns)));
+    durable_ = !config.history_database.empty();
+    history_ = std::make_unique<binding_history>(durable_ ? config.history_database : std::string(":memory:"));
+    retention_ = durable_ ? std::max(max_event_age, configured_retention) : max_event_age;
+    for (const binding_record& r : history_->open_bindings()) {
+        if (r.account.empty()) continue;   // a session without User-Name binds nothing
+        try {
+            gw_.bind(r.address, r.account);
+            ++restored_;
+        } catch (const std::exception& e) {
+            ++apply_errors_;
+            if (log_) log_("history: cannot restore " + r.address.to_string() + ": " + e.what());
+        }
+    }
+    if (!config.radius_listen.empty()) {
+        listener_ = std::make_unique<radius::accounting_listener>(
+            parse_listen(config.radius_listen), radius::load_clients_file(config.radius_clients_file),
+            [this](const binding_update& u) { return apply(u); }, [this](const std::string& line) {
+                if (log_) log_("radius: " + line);
+            });
+        listener_->set_commit([this] { return commit(); });
+    }
+}
+
+subscriber_identity::~subscriber_identity() {
+    // Not committed: not answered either, the NASes retransmit.
+    if (history_->in_transaction()) history_->rollback();
+}
+
+void subscriber_identity::apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo) {
+    for (const binding_change& c : changes) {
+        if (c.what == binding_change::action::bind) gw_.bind(c.address, c.account, undo);
+        else gw_.unbind(c.address, c.account, undo);
+    }
+}
+
+void subscriber_identity::undo(gateway::binding_undo_log& log, const std::string& why) {
+    const size_t entries = log.entries.size();
+    if (const size_t lost = gw_.undo_bindings(log)) {
+        apply_errors_ += lost;
+        if (log_)
+            log_("bindings: " + std::to_string(lost) + " of " + std::to_string(entries) +
+                 " subscriber table entries could not be put back after " + why + " (the table is full)");
+    }
+}
+
+bool subscriber_identity::apply(const binding_update& u) {
+    if (u.kind == binding_kind::start || u.kind == binding_kind::interim || u.kind == binding_kind::stop) {
+        for (const ip_prefix& a : u.addresses()) {
+            try {
+                gw_.check_bindable(a);
+            } catch (const std::exception& e) {
+                throw radius::update_refused(e.what());
+            }
+        }
+    }
+    if (batch_open_ && !history_->in_transaction()) {
+        // SQLite rolled the batch back by itself after an error (SQLITE_FULL,
+        // SQLITE_IOERR): the updates applied before are gone; commit() takes
+        // their data-plane changes back. Nothing more joins this batch.
+        ++apply_errors_;
+        throw std::runtime_error("history: the transaction of this poll was rolled back after an error");
+    }
+    if (!batch_open_) {
+        try {
+            history_->begin();
+        } catch (const std::exception&) {
+            ++apply_errors_;
+            throw;
+        }
+        batch_open_ = true;
+    }
+    const std::vector<binding_change> changes = [&] {
+        try {
+            return history_->apply_in_savepoint(u);   // rolled back to its savepoint when it throws
+        } catch (const std::exception&) {
+            ++apply_errors_;
+            throw;
+        }
+    }();
+    gateway::binding_undo_log undo_log;
+    try {
+        apply_changes(changes, undo_log);
+        history_->release_savepoint();
+    } catch (const std::exception&) {
+        ++apply_errors_;
+        undo(undo_log, std::string("a failed ") + to_string(u.kind));
+        try {
+            history_->rollback_to_savepoint();
+        } catch (const std::exception& r) {
+            if (log_) log_(std::string("history: ") + r.what());
+        }
+        throw;
+    }
+    batch_undo_.entries.insert(batch_undo_.entries.end(), undo_log.entries.begin(), undo_log.entries.end());
+    return true;
+}
+
+bool subscriber_identity::commit() {
+    if (!batch_open_) return true;
+    batch_open_ = false;
+    if (!history_->in_transaction()) {
+        ++apply_errors_;
+        undo(batch_undo_, "a batch SQLite rolled back");
+        throw std::runtime_error("history: the transaction of this poll was rolled back after an error; "
+                                 "its updates are not stored");
+    }
+    try {
+        history_->commit();   // rolled back when it throws
+    } catch (const std::exception&) {
+        ++apply_errors_;
+        undo(batch_undo_, "a failed commit");
+        throw;
+    }
+    batch_undo_.entries.clear();
+    return true;
+}
+
+void subscriber_identity::poll() {
+    if (listener_) listener_->poll_once();
+    if (std::chrono::steady_clock::now() >= next_purge_ && !history_->in_transaction()) {
+        next_purge_ = std::chrono::steady_clock::now() + std::chrono::hours(1);
+        try {
+            history_->purge_older_than(retention_);
+        } catch (const std::exception& e) {
+            if (log_) log_(std::string("history purge: ") + e.what());
+        }
+    }
+}
+
+const radius::listener_counters* subscriber_identity::radius_counters() const {
+    return listener_ ? &listener_->counters() : nullptr;
+}
+
+}  // namespace sekisho

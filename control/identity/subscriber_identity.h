@@ -1,0 +1,92 @@
+// Subscriber identity for a running gateway: RADIUS accounting in, bindings
+// into the data-plane subscriber table and the binding history.
+//
+// The history decides, the data plane follows: each accounting update goes
+// to binding_history::apply_in_savepoint(), which applies the ordering rules
+// (binding_history.h) and returns the data-plane changes they imply; exactly
+// those are applied to the subscriber table. Without history.database the
+// same rules run on a history in memory (":memory:"), so RADIUS behaves the
+// same, only forgetting at exit.
+//
+// One RADIUS packet is applied whole or not at all, data plane and history
+// alike: every address is checked bindable first (else the packet is
+// refused: radius::update_refused, counted bad_address, not answered); the
+// history's rows of one update are written inside a SAVEPOINT and its
+// data-plane changes with an undo log, so a failure midway (the table or the
+// account registry full) takes both back. The updates of one listener poll
+// are committed together; if that COMMIT fails, the poll's data-plane
+// changes are undone too. A NAS is answered only after the commit (RFC 2866:
+// the response means the record is stored); one not answered retransmits.
+//
+// At start the open bindings of the history are restored into the data
+// plane, so a restart (also kill -9) forgets nothing that was answered.
+//
+// Control thread only.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/identity/binding.h"
+#include "control/identity/binding_history.h"
+#include "backends/dpdk/dpdk_data_plane.h"
+#include "control/policy/policy.h"
+#include "control/identity/radius_accounting.h"
+
+namespace sekisho {
+
+class subscriber_identity {
+public:
+    using log_fn = std::function<void(const std::string&)>;
+    // Opens the history and the RADIUS listener the policy names (either may
+    // be absent). Throws std::runtime_error / policy_error with the reason.
+    subscriber_identity(gateway& gw, const identity_config& config, log_fn log);
+    ~subscriber_identity();
+
+    // From the control loop: handles waiting RADIUS datagrams, and purges the
+    // history once an hour.
+    void poll();
+
+    const radius::listener_counters* radius_counters() const;
+    uint64_t bindings_restored() const { return restored_; }
+    // Updates or restored bindings that could not be applied (table or
+    // registry full, a history error), and data-plane entries an undo could
+    // not put back.
+    uint64_t apply_errors() const { return apply_errors_; }
+    // The durable history (history.database), or nullptr when none is
+    // configured (the in-memory one is not a record to query).
+    binding_history* history() { return durable_ ? history_.get() : nullptr; }
+    // The RADIUS listener, or nullptr when radius.listen is not set.
+    const radius::accounting_listener* listener() const { return listener_.get(); }
+
+    // The listener's callbacks (public for tests that drive them directly).
+    // apply: true when the update's history rows and data-plane changes are
+    // in place (pending the commit); throws radius::update_refused for an
+    // address the data plane cannot bind, std::runtime_error for a failure
+    // (nothing of the update applied).
+    bool apply(const binding_update& u);
+    // Commits the updates applied since the last commit; throws (after
+    // taking their data-plane changes back) when the COMMIT fails.
+    bool commit();
+
+private:
+    void apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo);
+    void undo(gateway::binding_undo_log& undo, const std::string& why);
+
+    gateway& gw_;
+    identity_config config_;
+    log_fn log_;
+    bool durable_ = false;
+    std::unique_ptr<binding_history> history_;   // durable or in memory; always there
+    std::unique_ptr<radius::accounting_listener> listener_;
+    bool batch_open_ = false;                // begin() called, commit() not yet
+    gateway::binding_undo_log batch_undo_;   // the data-plane changes not yet committed
+    std::chrono::seconds retention_{0};
+    uint64_t restored_ = 0, apply_errors_ = 0;
+    std::chrono::steady_clock::time_point next_purge_;
+};
+
+}  // namespace sekisho
