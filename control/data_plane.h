@@ -1,5 +1,5 @@
-// The data plane as the control API sees it (control_api.h): the DPDK
-// gateway (gateway.h) or the XDP program (xdp_data_plane.h). Both apply a
+// The data plane as the control API sees it (control_api.h): the DPDK data
+// plane (dpdk_data_plane.h) or the XDP program (xdp_data_plane.h). Both apply a
 // validated policy atomically as a new generation, dry-run one, export the
 // same per-worker counter blocks and write the same event log.
 //

@@ -1,7 +1,8 @@
-// One Sekisho data-plane instance as the control plane sees it: the mbuf
-// pool, the published policy, and per worker its counters, event ring and
-// pipeline. Live mode and replay both build one; they differ only in where
-// bursts come from and go to.
+// The DPDK data plane as the control plane sees it: the mbuf pool, the
+// published policy, the subscriber binding table and account registry, and
+// per worker its counters, event ring and pipeline. Live mode
+// (dpdk_live.h) and replay (replay.h) both build one; they differ only in
+// where bursts come from and go to.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,7 @@ struct rte_mempool;
 
 namespace sekisho {
 
-struct gateway_config {
+struct dpdk_data_plane_config {
     unsigned workers = 1;
     unsigned mbufs = 16384;
     unsigned event_ring_capacity = 8192;
@@ -35,13 +36,13 @@ struct gateway_config {
     bool packet_clock = false;   // replay: capture timestamps are the clock
 };
 
-class gateway final : public data_plane {
+class dpdk_data_plane final : public data_plane {
 public:
     // Needs an initialised EAL. Throws std::runtime_error on resource failure.
-    gateway(const policy& pol, const gateway_config& config);
-    ~gateway();
-    gateway(const gateway&) = delete;
-    gateway& operator=(const gateway&) = delete;
+    dpdk_data_plane(const policy& pol, const dpdk_data_plane_config& config);
+    ~dpdk_data_plane();
+    dpdk_data_plane(const dpdk_data_plane&) = delete;
+    dpdk_data_plane& operator=(const dpdk_data_plane&) = delete;
 
     unsigned workers() const { return config_.workers; }
     rte_mempool* pool() { return pool_; }
@@ -114,7 +115,7 @@ public:
 private:
     uint32_t bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo);
 
-    gateway_config config_;
+    dpdk_data_plane_config config_;
     std::shared_ptr<const policy> policy_;
     rte_mempool* pool_ = nullptr;
     std::unique_ptr<policy_store> store_;

@@ -100,13 +100,13 @@ int run_live(const live_options& opt) {
                                           resolve_port(core_name, opt.core_port, 1)};
     if (port[0] == port[1]) throw std::runtime_error("the access and core ports must differ");
 
-    gateway_config cfg;
+    dpdk_data_plane_config cfg;
     cfg.workers = opt.workers;
     cfg.event_ring_capacity = pol.events.ring_size;
     cfg.mbufs = 8192 + opt.workers * 2 * 4096;
     cfg.events_path = opt.events_path;
     const auto compile_started = std::chrono::steady_clock::now();
-    gateway gw(pol, cfg);
+    dpdk_data_plane gw(pol, cfg);
     const double first_apply_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - compile_started).count();
     subscriber_identity identity(gw, pol.identity, [](const std::string& line) {

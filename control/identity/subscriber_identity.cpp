@@ -26,7 +26,7 @@ radius::listener_config parse_listen(const std::string& text) {
 }
 }  // namespace
 
-subscriber_identity::subscriber_identity(gateway& gw, const identity_config& config, log_fn log)
+subscriber_identity::subscriber_identity(dpdk_data_plane& gw, const identity_config& config, log_fn log)
     : gw_(gw), config_(config), log_(std::move(log)), next_purge_(std::chrono::steady_clock::now()) {
     // Closed rows stay at least as long as the oldest event the listener
     // accepts: a Start resent up to then must still find its session's row
@@ -62,14 +62,14 @@ subscriber_identity::~subscriber_identity() {
     if (history_->in_transaction()) history_->rollback();
 }
 
-void subscriber_identity::apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo) {
+void subscriber_identity::apply_changes(const std::vector<binding_change>& changes, dpdk_data_plane::binding_undo_log& undo) {
     for (const binding_change& c : changes) {
         if (c.what == binding_change::action::bind) gw_.bind(c.address, c.account, undo);
         else gw_.unbind(c.address, c.account, undo);
     }
 }
 
-void subscriber_identity::undo(gateway::binding_undo_log& log, const std::string& why) {
+void subscriber_identity::undo(dpdk_data_plane::binding_undo_log& log, const std::string& why) {
     const size_t entries = log.entries.size();
     if (const size_t lost = gw_.undo_bindings(log)) {
         apply_errors_ += lost;
@@ -113,7 +113,7 @@ bool subscriber_identity::apply(const binding_update& u) {
             throw;
         }
     }();
-    gateway::binding_undo_log undo_log;
+    dpdk_data_plane::binding_undo_log undo_log;
     try {
         apply_changes(changes, undo_log);
         history_->release_savepoint();

@@ -43,7 +43,7 @@ public:
     using log_fn = std::function<void(const std::string&)>;
     // Opens the history and the RADIUS listener the policy names (either may
     // be absent). Throws std::runtime_error / policy_error with the reason.
-    subscriber_identity(gateway& gw, const identity_config& config, log_fn log);
+    subscriber_identity(dpdk_data_plane& gw, const identity_config& config, log_fn log);
     ~subscriber_identity();
 
     // From the control loop: handles waiting RADIUS datagrams, and purges the
@@ -73,17 +73,17 @@ public:
     bool commit();
 
 private:
-    void apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo);
-    void undo(gateway::binding_undo_log& undo, const std::string& why);
+    void apply_changes(const std::vector<binding_change>& changes, dpdk_data_plane::binding_undo_log& undo);
+    void undo(dpdk_data_plane::binding_undo_log& undo, const std::string& why);
 
-    gateway& gw_;
+    dpdk_data_plane& gw_;
     identity_config config_;
     log_fn log_;
     bool durable_ = false;
     std::unique_ptr<binding_history> history_;   // durable or in memory; always there
     std::unique_ptr<radius::accounting_listener> listener_;
     bool batch_open_ = false;                // begin() called, commit() not yet
-    gateway::binding_undo_log batch_undo_;   // the data-plane changes not yet committed
+    dpdk_data_plane::binding_undo_log batch_undo_;   // the data-plane changes not yet committed
     std::chrono::seconds retention_{0};
     uint64_t restored_ = 0, apply_errors_ = 0;
     std::chrono::steady_clock::time_point next_purge_;

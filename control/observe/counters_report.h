@@ -12,7 +12,7 @@
 namespace sekisho {
 
 // Sums all counter blocks: the workers' and, last, the control thread's
-// (gateway::all_counters). Keys are documented in docs/replay.md.
+// (data_plane::all_counters). Keys are documented in docs/replay.md.
 nlohmann::json counters_json(const std::vector<const worker_counters*>& workers);
 
 // A few lines for an operator's terminal.

@@ -277,7 +277,7 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     return out;
 }
 
-metrics_exporter::metrics_exporter(const std::string& address, const gateway& gw)
+metrics_exporter::metrics_exporter(const std::string& address, const dpdk_data_plane& gw)
     : metrics_exporter(address, [&gw] { return gw.all_counters(); }) {}
 
 metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)

@@ -93,7 +93,7 @@ struct identity_fixture : ::testing::Test {
     uint16_t port = 0;
     bool with_history = true;
     std::string extra_policy;
-    std::unique_ptr<gateway> gw;
+    std::unique_ptr<dpdk_data_plane> gw;
     std::unique_ptr<subscriber_identity> identity;
     strings log;
     nas_socket nas;
@@ -122,11 +122,11 @@ struct identity_fixture : ::testing::Test {
                            "\n";
         if (with_history) text += "history:\n  database: " + db + "\n";
         const policy pol = load_policy_text(text, "identity-test.yaml");
-        gateway_config cfg;
+        dpdk_data_plane_config cfg;
         cfg.mbufs = 1024;
         cfg.event_ring_capacity = 1024;
         cfg.events_path = events;
-        gw = std::make_unique<gateway>(pol, cfg);
+        gw = std::make_unique<dpdk_data_plane>(pol, cfg);
         identity = std::make_unique<subscriber_identity>(*gw, pol.identity,
                                                          [this](const std::string& line) { log.push_back(line); });
     }
