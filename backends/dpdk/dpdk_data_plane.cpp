@@ -147,7 +147,7 @@ uint64_t dpdk_data_plane::commit(std::unique_ptr<prepared_policy> base) {
     // Everything that can still fail, before the swap: the new static
     // bindings go in first (overwriting what they replace), remembered so
     // that a full table or registry puts every entry back as it was.
-    binding_undo_log undo;
+    undo_log undo;
     uint32_t new_names = 0;
     for (const static_binding& b : next.bindings) new_names += accounts_->knows(b.account) ? 0 : 1;
     for (const auto& [group, members] : next.account_groups)
@@ -184,11 +184,11 @@ void dpdk_data_plane::check_bindable(const ip_prefix& prefix) const { key_bits(p
 
 uint32_t dpdk_data_plane::bind(const ip_prefix& prefix, const std::string& account) { return bind_keys(prefix, account, nullptr); }
 
-uint32_t dpdk_data_plane::bind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
+uint32_t dpdk_data_plane::bind(const ip_prefix& prefix, const std::string& account, undo_log& undo) {
     return bind_keys(prefix, account, &undo);
 }
 
-uint32_t dpdk_data_plane::bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo) {
+uint32_t dpdk_data_plane::bind_keys(const ip_prefix& prefix, const std::string& account, undo_log* undo) {
     key_bits(prefix, policy_->ipv6_prefix_length);   // too wide: refused before the account is registered
     const uint32_t id = accounts_->id_of(account);
     if (id == 0)
@@ -207,7 +207,7 @@ uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix) {
     return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
 }
 
-uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
+uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix, const std::string& account, undo_log& undo) {
     const uint32_t id = accounts_->id_of(account);
     uint32_t n = 0;
     if (id == 0) return 0;   // an account the registry never held holds no entry
@@ -220,7 +220,7 @@ uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix, const std::string& acc
     return n;
 }
 
-size_t dpdk_data_plane::undo_bindings(binding_undo_log& undo) noexcept {
+size_t dpdk_data_plane::undo_bindings(undo_log& undo) noexcept {
     size_t failed = 0;
     for (auto it = undo.entries.rbegin(); it != undo.entries.rend(); ++it) {
         if (it->account_id == 0) subscribers_->unbind(it->key);

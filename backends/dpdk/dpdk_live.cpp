@@ -170,7 +170,7 @@ int run_live(const live_options& opt) {
         return c;
     };
     if (!opt.metrics_address.empty()) {
-        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, gw);
+        metrics = std::make_unique<metrics_exporter>(opt.metrics_address, [&gw] { return gw.all_counters(); });
         metrics->observe_apply(first_apply_seconds);
         metrics->update(snapshot());
     }
