@@ -331,24 +331,9 @@ int run_replay(const replay_options& opt) {
     report["policy"] = opt.policy_path;
     report["generation"] = gw.generation();
     report["workers"] = opt.workers;
-    report["events"]["written"] = gw.events().written();
-    report["events"]["write_errors"] = gw.events().write_errors();
-    {
-        const event_log_counters& ec = gw.events().counters();
-        report["events"]["lines"] = ec.lines;
-        report["events"]["io_errors"] = ec.io_errors;
-        report["events"]["aggregated"] = ec.aggregated;
-        report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
-        report["events"]["rotations"] = ec.rotations;
-        report["events"]["reopened"] = ec.reopened;
-        report["events"]["pending"] = ec.pending;
-    }
+    add_event_log_counters(report, gw.events());
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};
-    {
-        std::ofstream f(out_dir + "/summary.json");
-        f << report.dump(2) << "\n";
-        if (!f) throw std::runtime_error("cannot write " + out_dir + "/summary.json");
-    }
+    write_report(report, out_dir + "/summary.json");
     std::cout << "sekisho replay: " << opt.capture << " through " << opt.policy_path << " ("
               << to_string(pol.mode) << ", " << to_string(pol.action) << ", " << opt.workers << " worker"
               << (opt.workers == 1 ? "" : "s") << ")\n"
