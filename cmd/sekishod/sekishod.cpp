@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/dpdk/dpdk_live.h"
+#include "backends/live_options.h"
 #include "control/policy/policy.h"
 #include "control/policy/policy_files.h"
 #include "backends/dpdk/replay.h"
@@ -132,17 +133,17 @@ int main(int argc, char** argv) {
             } else if (a == "--metrics") {
                 live.metrics_address = value();
             } else if (a == "--api-socket") {
-                live.api_socket = value();
+                live.api.unix_path = value();
             } else if (a == "--api-group") {
-                live.api_group = value();
+                live.api.unix_group = value();
             } else if (a == "--api-tcp") {
-                live.api_tcp = value();
+                live.api.tcp_listen = value();
             } else if (a == "--api-cert") {
-                live.api_cert = value();
+                live.api.tls_cert_file = value();
             } else if (a == "--api-key") {
-                live.api_key = value();
+                live.api.tls_key_file = value();
             } else if (a == "--api-token-file") {
-                live.api_token_file = value();
+                live.api.token_file = value();
             } else {
                 throw usage_error("unknown argument '" + a + "'");
             }
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
             }
         }
         if (have_xdp_mode) throw usage_error("--xdp-mode needs --backend xdp");
-        return sekisho::run_live(live);
+        return sekisho::run_dpdk_live(live);
     } catch (const usage_error& e) {
         std::cerr << "sekishod: " << e.what() << "\n" << usage_text;
         return 2;
