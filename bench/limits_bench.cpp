@@ -59,7 +59,7 @@
 //     unit of capacity.
 //  3. RADIUS bindings per second: Accounting-Start updates (binding_update,
 //     as the RADIUS parser hands them on) bound in the data plane alone
-//     (gateway::bind per address); then through subscriber_identity as
+//     (dpdk_data_plane::bind per address); then through subscriber_identity as
 //     sekishod runs it (the history decides in a SAVEPOINT per update, the
 //     data plane follows with an undo log), one commit per batch of 256 (the
 //     listener's set_commit batching), into a fresh SQLite file in /tmp;
@@ -1015,7 +1015,7 @@ binding_update start_update(uint32_t i) {
 }
 
 // A Start without the history: every address bound in the data-plane table.
-void apply_to_dataplane(gateway& gw, const binding_update& u) {
+void apply_to_dataplane(dpdk_data_plane& gw, const binding_update& u) {
     for (const ip_prefix& p : u.addresses()) gw.bind(p, u.account);
 }
 
@@ -1149,7 +1149,7 @@ void radius_udp(subscriber_identity& identity, uint32_t first, uint32_t n, radiu
                      std::to_string(c.apply_failed) + (first_log.empty() ? "" : "; first log: " + first_log);
 }
 
-radius_figures radius_bindings(gateway& gw, const options& o, const std::string& db_path, bool& ok) {
+radius_figures radius_bindings(dpdk_data_plane& gw, const options& o, const std::string& db_path, bool& ok) {
     radius_figures f;
     f.updates = o.radius;
     const uint32_t base = o.subscribers;  // new subscribers: sessions that start now
@@ -1286,11 +1286,11 @@ int bench_main(const options& o) {
     const uint32_t max_accounts = static_cast<uint32_t>(o.subscribers + radius_subscribers + 1024);
     const policy pol =
         load_policy_text(policy_yaml(flows_per_worker, max_bindings, max_accounts), "limits-bench.yaml");
-    gateway_config gc;
+    dpdk_data_plane_config gc;
     gc.workers = 1;
     gc.events_path = "/dev/null";
     const mem_use gw0 = mem_now();
-    gateway gw(pol, gc);
+    dpdk_data_plane gw(pol, gc);
     const mem_use gw1 = mem_now();
     auto t0 = std::chrono::steady_clock::now();
     for (uint32_t i = 0; i < o.subscribers; ++i) {
