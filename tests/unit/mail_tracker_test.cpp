@@ -890,6 +890,54 @@ TEST_P(mail_tracker_fixture, segment_by_segment) {
     EXPECT_EQ(rte_mempool_avail_count(pool_), avail) << "an mbuf leaked";
 }
 
+// An injection the pool has no mbuf for is counted as a reset failure on the
+// port it would have left through (toward the client the access port, toward
+// the server the core port), whichever side the segment that tripped the limit
+// came from; the segment is still stopped and the action still counted.
+TEST(mail_tracker_pool, failures_counted_on_the_port_of_each_injection) {
+    rte_mempool* tiny = rte_pktmbuf_pool_create(unique_name("sk_mt_tiny").c_str(), 4, 0, 0,
+                                                RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    ASSERT_NE(tiny, nullptr);
+    rte_mbuf* hog[4];
+    ASSERT_EQ(rte_pktmbuf_alloc_bulk(tiny, hog, 4), 0);
+    fixture f{
+        "pool_exhausted",
+        "reset both ways on a client segment, then the 421 and the RST for a server reply, with no mbuf",
+        "limits:\n"
+        "  - {name: rcpt-reset, measure: recipients, max: 2, window: 1h, action: reset}\n"
+        "  - {name: rejected, measure: rejected_recipients, max: 1, window: 1h}\n",
+        {{dyn4a, 40001}, {dyn4b, 40002}},
+        {open_session(0), client(0, mail_from), server(0, mail_ok), client(0, rcpt_to(1)), client(0, rcpt_to(2)),
+         client(0, rcpt_to(3))
+             .dropped()
+             .raises({limit_hit("rcpt-reset", limit_action::reset, 3), session_end(1, 3, 0)}),
+         open_session(1), client(1, mail_from), server(1, mail_ok), client(1, rcpt_to(1)), server(1, rejected(1)),
+         client(1, rcpt_to(2)),
+         server(1, rejected(2))
+             .dropped()
+             .raises({limit_hit("rejected", limit_action::tempfail, 2), session_end(1, 2, 2)})},
+        {{"flows_created", 2},
+         {"commands", 9},
+         {"messages", 2},
+         {"recipients", 5},
+         {"rejected_recipients", 2},
+         {"resets_sent", 1},
+         {"tempfails_sent", 1}},
+        2,
+    };
+    f.reset_failures = {2, 2};   // access: the RST and the 421 to the client; core: the two RSTs
+    {
+        tracker_run run(f, tiny);
+        for (size_t i = 0; i < f.script.size(); ++i) {
+            run.run(f.script[i], i);
+            if (::testing::Test::HasFatalFailure()) break;
+        }
+        run.check_counters();
+    }
+    rte_pktmbuf_free_bulk(hog, 4);
+    rte_mempool_free(tiny);
+}
+
 INSTANTIATE_TEST_SUITE_P(fixtures, mail_tracker_fixture, ::testing::ValuesIn(fixtures()),
                          [](const ::testing::TestParamInfo<fixture>& i) { return i.param.name; });
 
