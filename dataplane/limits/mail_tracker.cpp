@@ -6,6 +6,8 @@
 #include <string_view>
 #include <string>
 
+#include "dataplane/subscriber_affinity.h"
+
 namespace sekisho {
 
 namespace {
@@ -21,16 +23,6 @@ int severity(limit_action a) {
     case limit_action::reset: return 4;
     }
     return 0;
-}
-
-subscriber_key address_key(const parsed_packet& p, ingress in) {
-    if (p.ip_version == 4) return subscriber_key::v4(in == ingress::access ? p.src4 : p.dst4);
-    return subscriber_key::v6(in == ingress::access ? p.src6() : p.dst6(), 128);
-}
-
-subscriber_key prefix_key(const parsed_packet& p, ingress in, uint8_t ipv6_prefix_length) {
-    if (p.ip_version == 4) return subscriber_key::v4(in == ingress::access ? p.src4 : p.dst4);
-    return subscriber_key::v6(in == ingress::access ? p.src6() : p.dst6(), ipv6_prefix_length);
 }
 
 flow_key make_flow_key(const parsed_packet& p, ingress in) {
@@ -471,7 +463,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
     const uint8_t flags = p.tcp_flags;
     const bool syn_only = (flags & tcp_flag::syn) && !(flags & tcp_flag::ack);
 
-    context ctx{p, in, now_ns, address_key(p, in), prefix_key(p, in, policy.ipv6_prefix_length())};
+    context ctx{p, in, now_ns, subscriber_key_of(p, in, 128), subscriber_key_of(p, in, policy.ipv6_prefix_length())};
     ctx.key = key;
     mail_flow* f = flows_.find(key);
 
