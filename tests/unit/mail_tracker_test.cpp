@@ -55,18 +55,10 @@ using test::frame_builder;
 constexpr uint8_t fin = test::tcp_flags_fin, syn = test::tcp_flags_syn, rst = test::tcp_flags_rst,
                   psh = test::tcp_flags_psh, ack = test::tcp_flags_ack;
 
-// The lab's subscriber ranges (tests/support/lab_policy.h), IPv6 subscribers
-// by /56; each fixture appends its limits, inspection and account groups.
-const std::string base_policy = R"(version: 1
-ports:
-  smtp: [25]
-  submission: [587, 465]
-subscribers:
-  dynamic: [198.51.100.0/24, "2001:db8:100::/40"]
-  static: [198.51.100.128/28, "2001:db8:1ff::/48"]
-  ipv6_prefix_length: 56
-relays: [203.0.113.10/32, "2001:db8:25::10/128"]
-)";
+// The lab's subscriber ranges (tests/support/lab_policy.h; IPv6 subscribers by
+// the default /56); each fixture appends its limits, inspection and account
+// groups.
+const std::string base_policy = test::lab_policy_text;
 
 constexpr uint64_t base_ns = 1795399200ull * 1000000000ull;  // an hour boundary: windows start here
 const std::array<uint8_t, 6> client_mac{0x02, 0, 0, 0, 0, 0x01}, server_mac{0x02, 0, 0, 0, 0, 0x02};
@@ -98,12 +90,8 @@ std::string rejected(int n) {
 enum class side { client, server };
 enum class verdict { forwarded, dropped, replaced };
 const char* to_string(verdict v) {
-    switch (v) {
-    case verdict::forwarded: return "forwarded";
-    case verdict::dropped: return "dropped";
-    case verdict::replaced: return "replaced";
-    }
-    return "?";
+    constexpr const char* names[] = {"forwarded", "dropped", "replaced"};
+    return names[static_cast<unsigned>(v)];
 }
 
 // One TCP connection: the subscriber (client, behind the access port) and the
