@@ -33,8 +33,6 @@
 #include "dataplane/limits/subscriber_table.h"
 #include "dataplane/worker_counters.h"
 
-struct rte_mempool;
-
 namespace sekisho {
 
 // The connection as seen from the subscriber: its address and port, the

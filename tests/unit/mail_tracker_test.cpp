@@ -679,19 +679,16 @@ bytes expected_frame(const connection& c, const injection& inj, const sent_segme
     return f;
 }
 
-class mail_tracker_fixture : public ::testing::TestWithParam<fixture> {
-protected:
-    static void SetUpTestSuite() {
-        pool_ = rte_pktmbuf_pool_create("sk_mt_pool", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-        ASSERT_NE(pool_, nullptr);
-    }
-    static void TearDownTestSuite() {
-        rte_mempool_free(pool_);
-        pool_ = nullptr;
-    }
-    static rte_mempool* pool_;
+// The mbufs of one run, in a pool of its own.
+struct mbuf_pool {
+    explicit mbuf_pool(unsigned n)
+        : pool(rte_pktmbuf_pool_create(unique_name("sk_mt_pool").c_str(), n, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                       SOCKET_ID_ANY)) {}
+    ~mbuf_pool() { rte_mempool_free(pool); }
+    mbuf_pool(const mbuf_pool&) = delete;
+    mbuf_pool& operator=(const mbuf_pool&) = delete;
+    rte_mempool* pool;
 };
-rte_mempool* mail_tracker_fixture::pool_ = nullptr;
 
 bytes bytes_of(const rte_mbuf* m) {
     const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -863,19 +860,22 @@ private:
     uint64_t limit_hits_[max_limits] = {};
 };
 
+class mail_tracker_fixture : public ::testing::TestWithParam<fixture> {};
+
 TEST_P(mail_tracker_fixture, segment_by_segment) {
     const fixture& f = GetParam();
     SCOPED_TRACE(f.description);
-    const unsigned avail = rte_mempool_avail_count(pool_);
+    mbuf_pool mbufs(1023);
+    ASSERT_NE(mbufs.pool, nullptr);
     {
-        tracker_run run(f, pool_);
+        tracker_run run(f, mbufs.pool);
         for (size_t i = 0; i < f.script.size(); ++i) {
             run.run(f.script[i], i);
             if (HasFatalFailure()) return;
         }
         run.check_counters();
     }
-    EXPECT_EQ(rte_mempool_avail_count(pool_), avail) << "an mbuf leaked";
+    EXPECT_EQ(rte_mempool_avail_count(mbufs.pool), 1023u) << "an mbuf leaked";
 }
 
 // An injection the pool has no mbuf for is counted as a reset failure on the
@@ -883,11 +883,10 @@ TEST_P(mail_tracker_fixture, segment_by_segment) {
 // the server the core port), whichever side the segment that tripped the limit
 // came from; the segment is still stopped and the action still counted.
 TEST(mail_tracker_pool, failures_counted_on_the_port_of_each_injection) {
-    rte_mempool* tiny = rte_pktmbuf_pool_create(unique_name("sk_mt_tiny").c_str(), 4, 0, 0,
-                                                RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-    ASSERT_NE(tiny, nullptr);
+    mbuf_pool tiny(4);
+    ASSERT_NE(tiny.pool, nullptr);
     rte_mbuf* hog[4];
-    ASSERT_EQ(rte_pktmbuf_alloc_bulk(tiny, hog, 4), 0);
+    ASSERT_EQ(rte_pktmbuf_alloc_bulk(tiny.pool, hog, 4), 0);
     fixture f{
         "pool_exhausted",
         "reset both ways on a client segment, then the 421 and the RST for a server reply, with no mbuf",
@@ -915,7 +914,7 @@ TEST(mail_tracker_pool, failures_counted_on_the_port_of_each_injection) {
     };
     f.reset_failures = {2, 2};   // access: the RST and the 421 to the client; core: the two RSTs
     {
-        tracker_run run(f, tiny);
+        tracker_run run(f, tiny.pool);
         for (size_t i = 0; i < f.script.size(); ++i) {
             run.run(f.script[i], i);
             if (::testing::Test::HasFatalFailure()) break;
@@ -923,7 +922,6 @@ TEST(mail_tracker_pool, failures_counted_on_the_port_of_each_injection) {
         run.check_counters();
     }
     rte_pktmbuf_free_bulk(hog, 4);
-    rte_mempool_free(tiny);
 }
 
 INSTANTIATE_TEST_SUITE_P(fixtures, mail_tracker_fixture, ::testing::ValuesIn(fixtures()),
