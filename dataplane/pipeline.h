@@ -40,7 +40,9 @@ struct burst_output {
 // on out.reply and leaves through the port that frame came in on; a segment
 // onward goes on out.forward and leaves through the other port. When the pool
 // has no mbuf the segment is lost and counted as reset_failures of the port it
-// would have left through. One per worker (the counters are the worker's);
+// would have left through. The pool's mbufs hold the frame in their first
+// segment (tcp_segment_max_header plus a payload of a few dozen bytes: any
+// pktmbuf pool's data room). One per worker (the counters are the worker's);
 // no locks.
 class segment_injector {
 public:
