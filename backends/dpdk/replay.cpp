@@ -178,14 +178,10 @@ uint16_t port_by_name(const std::string& name) {
 // account, so every address of one account is judged by one worker in
 // capture order: account-scope limits then count exactly as with one worker.
 uint64_t replay_affinity(dpdk_data_plane& gw, const parsed_packet& p, ingress side, const compiled_policy& policy) {
-    if (p.ip_version == 4 || p.ip_version == 6) {
-        const subscriber_key key =
-            p.ip_version == 4 ? subscriber_key::v4(side == ingress::access ? p.src4 : p.dst4)
-                              : subscriber_key::v6(side == ingress::access ? p.src6() : p.dst6(),
-                                                   policy.ipv6_prefix_length());
+    const subscriber_key key = subscriber_key_of(p, side, policy.ipv6_prefix_length());
+    if (key.family != 0)
         if (const uint32_t account = gw.subscribers().lookup(key)) return account * 0x9e3779b97f4a7c15ull >> 17;
-    }
-    return subscriber_key_hash(p, side, policy.ipv6_prefix_length());
+    return subscriber_key_hash(key);
 }
 
 }  // namespace
