@@ -129,19 +129,7 @@
 #include "control/identity/subscriber_identity.h"
 #include "dataplane/limits/subscriber_table.h"
 #include "dataplane/worker_counters.h"
-// GCC 12 at -O3 (buildtype=release) reports false -Warray-bounds and
-// -Wstringop-overread in the vector inserts of frame_builder::build_l4().
-// (clang has no -Wstringop-* groups and rejects unknown ones under -Werror: GCC only.)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Warray-bounds"
-#pragma GCC diagnostic ignored "-Wstringop-overread"
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
 #include "tests/support/frame_builder.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #include "bench_support.h"
 
 // Without hugepages the EAL backs its memory with a memfd (shared memory),
