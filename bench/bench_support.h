@@ -219,4 +219,24 @@ inline bool init_eal(const char* program, unsigned memory_mb) {
     return rte_eal_init(static_cast<int>(keep.size()), argv.data()) >= 0;
 }
 
+// A bench's run once init_eal() answered `eal_up`: 1 if the EAL did not start,
+// else what `run` returns, an exception being a failed run (1, its message on
+// stderr after `bench`); the EAL is cleaned up after the run either way.
+template <class Run>
+int run_on_eal(const char* bench, bool eal_up, Run run) {
+    if (!eal_up) {
+        std::fprintf(stderr, "%s: EAL initialisation failed\n", bench);
+        return 1;
+    }
+    int rc;
+    try {
+        rc = run();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", bench, e.what());
+        rc = 1;
+    }
+    rte_eal_cleanup();
+    return rc;
+}
+
 }  // namespace sekisho::bench

@@ -1566,17 +1566,5 @@ int main(int argc, char** argv) {
     refuse_memfd = o.tables_thp;
     const bool eal_up = init_eal("limits-bench", o.memory_mb);
     refuse_memfd = false;
-    if (!eal_up) {
-        std::fprintf(stderr, "EAL initialisation failed\n");
-        return 1;
-    }
-    int rc;
-    try {
-        rc = bench_main(o);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "limits bench: %s\n", e.what());
-        rc = 1;
-    }
-    rte_eal_cleanup();
-    return rc;
+    return run_on_eal("limits bench", eal_up, [&] { return bench_main(o); });
 }

@@ -520,17 +520,5 @@ int main(int argc, char** argv) {
                      argv[0]);
         return 2;
     }
-    if (!init_eal("op25b-bench", 2048)) {
-        std::fprintf(stderr, "EAL initialisation failed\n");
-        return 1;
-    }
-    int rc;
-    try {
-        rc = bench_main(opt);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "op25b bench: %s\n", e.what());
-        rc = 1;
-    }
-    rte_eal_cleanup();
-    return rc;
+    return run_on_eal("op25b bench", init_eal("op25b-bench", 2048), [&] { return bench_main(opt); });
 }

@@ -178,17 +178,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "xdp bench: --repeat must be between 1e6 and 2e9, --reps at least 1\n");
         return 2;
     }
-    if (!bench::init_eal("xdp-bench", 512)) {
-        std::fprintf(stderr, "EAL initialisation failed\n");
-        return 1;
-    }
-    int rc;
-    try {
-        rc = run(repeat, reps);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "xdp bench: %s\n", e.what());
-        rc = 1;
-    }
-    rte_eal_cleanup();
-    return rc;
+    return bench::run_on_eal("xdp bench", bench::init_eal("xdp-bench", 512), [&] { return run(repeat, reps); });
 }
