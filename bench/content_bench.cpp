@@ -704,7 +704,8 @@ int main(int argc, char** argv) {
         const int64_t small = inspector_bytes(1024, wc), large = inspector_bytes(1024 + 16384, wc);
         const double table_per_flow = static_cast<double>(large - small) / 16384;
         const size_t parts = sizeof(mail_decoder) + sizeof(message_fingerprint) + inspection_header_value_max;
-        const size_t flat_bytes = cp->scan_state(0) ? cp->scan_state(0)->body_flat_bytes : 0;
+        const content_scan_state* ws = cp->scan_states() ? cp->scan_states()->for_worker(0) : nullptr;
+        const size_t flat_bytes = ws ? ws->body_flat_bytes : 0;
         const size_t stream_held = flat_bytes ? flat_bytes : compressed_max;  // the body stream in a record
         const size_t bytes_per_flow = parts + stream_held;
 

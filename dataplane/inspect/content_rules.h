@@ -33,11 +33,14 @@
 //  - utf8 rules: Hyperscan's results on invalid UTF-8 input are undefined, so
 //    the decoder must hand every database that holds a utf8 rule valid UTF-8
 //    (replace bad sequences); has_utf8(db) says which.
-//  - scratch: one hs_scratch_t per worker, fitting every database of the
-//    generation in use (alloc_scratch() / fit_scratch(), off the data path).
-//  - streams reference their database: a flow keeps the content_rule_set it
-//    opened its streams with alive (the shared_ptr, taken once per message)
-//    until it closes them, even across a policy swap.
+//  - scratch and streams: one working set per worker and per generation
+//    (content_scan_states in content_scan_state.h: a scratch from
+//    alloc_scratch() and streams opened off the data path, owned by the
+//    generation's compiled_policy). A stream references its database: the
+//    working sets keep their rule set alive until their streams are closed.
+//    A message never carries a stream or a rule hit across a policy swap:
+//    the inspector restarts both under the new generation
+//    (content_inspector::adopt).
 #pragma once
 
 #include <hs.h>

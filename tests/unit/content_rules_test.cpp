@@ -1,11 +1,15 @@
 // Content rules: the YAML list reader, the Hyperscan compile (errors with id,
-// line and Hyperscan's message), and scanning the compiled stream databases.
+// line and Hyperscan's message), scanning the compiled stream databases, and the
+// workers' working sets for them (content_scan_states).
 #include "dataplane/inspect/content_rules.h"
 #include "control/policy/content_rules_yaml.h"
+#include "dataplane/inspect/content_scan_state.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -260,6 +264,43 @@ TEST(content_rules, one_scratch_serves_every_database) {
     EXPECT_EQ(scan(set->database(content_db::body), worker, {"wire transfer urgent"}),
               (std::map<unsigned, int>{{4, 1}}));
     hs_free_scratch(worker);
+}
+
+// A generation's working sets (content_scan_states): one per worker it was built for, each with
+// a scratch and streams of its own (two workers never share one), none beyond; each scans with
+// the generation's databases; and they keep that rule set alive as long as they live, whatever
+// happens to the other references to it.
+TEST(content_scan_states, one_working_set_per_worker_on_the_generations_databases) {
+    auto set = compile_ok({make_rule("e", "^EHLO \\[", content_target::envelope), make_rule("b", "wire transfer")});
+    const std::weak_ptr<const content_rule_set> alive = set;
+    auto states = std::make_unique<content_scan_states>(set, 3);
+    set.reset();
+    ASSERT_EQ(states->workers(), 3u);
+    EXPECT_EQ(states->for_worker(3), nullptr);
+    std::set<const void*> distinct;
+    for (unsigned w = 0; w < 3; ++w) {
+        content_scan_state* ws = states->for_worker(w);
+        ASSERT_NE(ws, nullptr);
+        const auto envelope = static_cast<unsigned>(content_db::envelope);
+        ASSERT_NE(ws->streams[envelope], nullptr);
+        EXPECT_EQ(ws->streams[static_cast<unsigned>(content_db::headers)], nullptr) << "no headers rules";
+        EXPECT_TRUE(distinct.insert(ws->scratch.get()).second) << "worker " << w;
+        EXPECT_TRUE(distinct.insert(ws->streams[envelope].get()).second) << "worker " << w;
+        for (const auto& slot : ws->body_slots) EXPECT_TRUE(distinct.insert(slot.stream.get()).second);
+        unsigned fired = 0;
+        auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* n) -> int {
+            ++*static_cast<unsigned*>(n);
+            return 0;
+        };
+        const std::string text = "a wire transfer";
+        EXPECT_EQ(hs_scan_stream(ws->body_slots[w].stream.get(), text.data(), static_cast<unsigned>(text.size()), 0,
+                                 ws->scratch.get(), count, &fired),
+                  HS_SUCCESS);
+        EXPECT_EQ(fired, 1u) << "worker " << w;
+    }
+    EXPECT_FALSE(alive.expired()) << "the working sets keep their databases alive";
+    states.reset();
+    EXPECT_TRUE(alive.expired());
 }
 
 TEST(content_rules, stream_state_size_reported) {
