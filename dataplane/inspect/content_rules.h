@@ -87,6 +87,12 @@ struct content_rule {
     std::string where_string() const;   // "body", "header:subject", ...
 };
 
+// A rule id: 1 to content_rule_id_max letters, digits, '_', '-' and '.'.
+bool content_rule_id_valid(std::string_view id);
+// A header:NAME field name (RFC 5322 field-name): 1 to content_header_name_max bytes of
+// printable US-ASCII but ':'.
+bool content_header_name_valid(std::string_view name);
+
 // The per-message databases (header:NAME databases are indexed separately).
 enum class content_db : uint8_t { envelope = 0, headers = 1, body = 2 };
 constexpr unsigned content_db_count = 3;

@@ -432,6 +432,67 @@ TEST(content_rules_yaml, errors_name_file_line_and_key) {
     EXPECT_EQ(rules[0].id, "ok");
 }
 
+// Every problem of every rule, each reported where it is; a rule with a problem that refuses it
+// is dropped, one whose problem does not (a flag listed twice, flags that are no list, the list's
+// header:NAME fields over the limit) is kept.
+TEST(content_rules_yaml, every_problem_reported_a_rule_kept_only_without_a_refusing_one) {
+    std::string text = "rules:\n"
+                       "  - {id: twice, pattern: a, flags: [caseless, caseless], score: 1}\n"
+                       "  - {id: flagmap, pattern: b, flags: {x: 1}, score: 1}\n"
+                       "  - {id: flagone, pattern: c, flags: utf8, score: 1}\n"
+                       "  - {id: flagnested, pattern: d, flags: [[x]], score: 1}\n"
+                       "  - {id: nul, pattern: \"a\\0b\", score: 1}\n"
+                       "  - {id: long, pattern: " + std::string(content_pattern_max + 1, 'x') + ", score: 1}\n"
+                       "  - {id: patlist, pattern: [a], score: 1}\n"
+                       "  - {id: [x], pattern: e, score: 1}\n"
+                       "  - {id: scoreword, pattern: f, score: abc}\n"
+                       "  - {id: scorelist, pattern: g, score: [1]}\n"
+                       "  - {id: scoretail, pattern: h, score: 1x}\n"
+                       "  - {id: actionbad, pattern: i, action: bogus}\n"
+                       "  - {id: actionlist, pattern: j, action: [event]}\n"
+                       "  - {id: wheremap, pattern: k, where: {a: b}, score: 1}\n"
+                       "  - {id: UPPER.id-ok_1, pattern: l, where: \"header:X-Mailer\", action: tempfail}\n";
+    for (int k = 0; k < 66; ++k)  // with X-Mailer, 67 distinct fields: h63's is the 65th, at line 80
+        text += "  - {id: h" + std::to_string(k) + ", pattern: m, where: \"header:h" + std::to_string(k) + "\", score: 1}\n";
+    strings errors;
+    const auto rules = parse(text, errors);
+    EXPECT_EQ(errors, (strings{
+                          "p.yaml:2: rules[0].flags: 'caseless' is listed twice",
+                          "p.yaml:3: rules[1].flags: expected a list of flags, e.g. [caseless, utf8]",
+                          "p.yaml:5: rules[3].flags: value is not one of: caseless, utf8, dotall, multiline",
+                          "p.yaml:6: rules[4].pattern: contains a NUL byte (write \\x00)",
+                          "p.yaml:7: rules[5].pattern: 16385 bytes; at most 16384",
+                          "p.yaml:8: rules[6].pattern: expected a pattern (a string)",
+                          "p.yaml:9: rules[7].id: expected a rule id",
+                          "p.yaml:10: rules[8].score: 'abc' is not an integer",
+                          "p.yaml:11: rules[9].score: value is not an integer",
+                          "p.yaml:12: rules[10].score: '1x' is not an integer",
+                          "p.yaml:13: rules[11].action: 'bogus' is not one of: event, tighten, tempfail, reset, quarantine",
+                          "p.yaml:14: rules[12].action: value is not one of: event, tighten, tempfail, reset, quarantine",
+                          "p.yaml:15: rules[13].where: value is not one of: envelope, headers, header:NAME, body",
+                          "p.yaml:80: rules: 67 distinct header:NAME fields; at most 64",
+                      }));
+    ASSERT_EQ(rules.size(), 4u + 66u);
+    EXPECT_EQ(rules[0].id, "twice");
+    EXPECT_TRUE(rules[0].caseless);
+    EXPECT_EQ(rules[1].id, "flagmap");
+    EXPECT_TRUE(rules[2].utf8);
+    EXPECT_EQ(rules[3].id, "UPPER.id-ok_1");
+    EXPECT_EQ(rules[3].where, content_target::header);
+    EXPECT_EQ(rules[3].header, "x-mailer");
+    EXPECT_EQ(rules[3].action, content_action::tempfail);
+    EXPECT_EQ(rules[3].line, 16);
+    EXPECT_EQ(rules.back().id, "h65");
+}
+
+TEST(content_rules_yaml, more_rules_than_the_limit) {
+    std::string text = "rules:\n";
+    for (size_t k = 0; k <= content_rules_max; ++k) text += "  - {id: r" + std::to_string(k) + ", pattern: x, score: 1}\n";
+    strings errors;
+    EXPECT_TRUE(parse(text, errors).empty());
+    EXPECT_EQ(errors, strings{"p.yaml:2: rules: 8193 rules; at most 8192"});
+}
+
 TEST(content_rules_yaml, not_a_list) {
     strings errors;
     parse("rules: {id: x}\n", errors);
