@@ -13,8 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "backends/dpdk/dpdk_data_plane.h"
 #include "control/api/http_listener.h"
+#include "dataplane/worker_counters.h"
 
 namespace sekisho {
 
@@ -276,9 +276,6 @@ std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
     out.push_back(std::move(apply));
     return out;
 }
-
-metrics_exporter::metrics_exporter(const std::string& address, const gateway& gw)
-    : metrics_exporter(address, [&gw] { return gw.all_counters(); }) {}
 
 metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)
     : collector_(std::make_shared<collector>(std::move(counters))),
