@@ -30,6 +30,15 @@ private:
         error(n, path, std::string("expected ") + what);
         return std::nullopt;
     }
+    // The value of a key every rule needs: `needs` reported at the rule when it is absent.
+    std::optional<std::string> required_scalar(const yaml::node& n, const char* key, const std::string& path,
+                                               const char* needs, const char* what) {
+        if (!n[key]) {
+            error(n, path, needs);
+            return std::nullopt;
+        }
+        return scalar(n[key], path + "." + key, what);
+    }
     // "'text'" for a scalar, "value" for anything else: how messages quote what they refuse.
     static std::string quoted(const yaml::node& n) {
         return n.is_scalar() ? "'" + n.scalar() + "'" : std::string("value");
@@ -107,11 +116,7 @@ void rules_reader::check_keys(const yaml::node& n, const std::string& path) {
 }
 
 bool rules_reader::read_id(const yaml::node& n, const std::string& path, content_rule& rule) {
-    if (!n["id"]) {
-        error(n, path, "needs an id");
-        return false;
-    }
-    const auto id = scalar(n["id"], path + ".id", "a rule id");
+    const auto id = required_scalar(n, "id", path, "needs an id", "a rule id");
     if (!id) return false;
     rule.id = *id;
     bool ok = true;
@@ -129,11 +134,7 @@ bool rules_reader::read_id(const yaml::node& n, const std::string& path, content
 }
 
 bool rules_reader::read_pattern(const yaml::node& n, const std::string& path, content_rule& rule) {
-    if (!n["pattern"]) {
-        error(n, path, "needs a pattern");
-        return false;
-    }
-    const auto p = scalar(n["pattern"], path + ".pattern", "a pattern (a string)");
+    const auto p = required_scalar(n, "pattern", path, "needs a pattern", "a pattern (a string)");
     if (!p) return false;
     rule.pattern = *p;
     if (rule.pattern.size() > content_pattern_max) {
