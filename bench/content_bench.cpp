@@ -587,389 +587,514 @@ int64_t inspector_bytes(uint32_t capacity, worker_counters& wc) {
     return mem_now() - before;
 }
 
-}  // namespace
+// ------------------------------------------------------- the run, step by step --
 
-int main(int argc, char** argv) {
+struct options {
     unsigned reps = 15, min_ms = 120;
     std::string only, only_message;
     double only_seconds = 5;
+};
+
+// The command line; false (usage printed) on anything it does not know.
+bool parse_options(int argc, char** argv, options& o) {
     static const std::set<std::string> phases = {"inspected", "interleaved", "interleaved-many", "raw", "raw-decoded", "decode", "fingerprint", "regex"};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--reps" && i + 1 < argc) reps = static_cast<unsigned>(std::atoi(argv[++i]));
-        else if (a == "--min-ms" && i + 1 < argc) min_ms = static_cast<unsigned>(std::atoi(argv[++i]));
-        else if (a == "--only" && i + 1 < argc && phases.count(argv[i + 1])) only = argv[++i];
-        else if (a == "--seconds" && i + 1 < argc) only_seconds = std::atof(argv[++i]);
-        else if (a == "--message" && i + 1 < argc) only_message = argv[++i];
+        if (a == "--reps" && i + 1 < argc) o.reps = static_cast<unsigned>(std::atoi(argv[++i]));
+        else if (a == "--min-ms" && i + 1 < argc) o.min_ms = static_cast<unsigned>(std::atoi(argv[++i]));
+        else if (a == "--only" && i + 1 < argc && phases.count(argv[i + 1])) o.only = argv[++i];
+        else if (a == "--seconds" && i + 1 < argc) o.only_seconds = std::atof(argv[++i]);
+        else if (a == "--message" && i + 1 < argc) o.only_message = argv[++i];
         else {
             std::fprintf(stderr,
                          "usage: %s [--reps N] [--min-ms N] [--only inspected|interleaved|interleaved-many|raw|raw-decoded|decode|fingerprint|regex "
                          "[--seconds S] [--message NAME]]\n",
                          argv[0]);
-            return 2;
+            return false;
         }
     }
-    if (reps == 0) reps = 1;
+    if (o.reps == 0) o.reps = 1;
+    return true;
+}
+
+// The self-checks: a failure is printed at once and fails the run at its end.
+struct self_check {
+    bool ok = true;
+    void fail(const std::string& why) {
+        std::fprintf(stderr, "SELF-CHECK FAILED: %s\n", why.c_str());
+        ok = false;
+    }
+};
+
+// The std::regex version of a body rule (same id).
+struct rx {
+    unsigned id;
+    std::regex re;
+};
+
+// The rules, the messages decoded once, and what every matcher must find in each.
+struct corpus {
+    policy pol;
+    std::unique_ptr<compiled_policy> cp;
+    const content_rule_set* rules = nullptr;
+    const hs_database_t* body_db = nullptr;
+    unsigned nrules = 0;
+    hs_scratch_ptr raw_scratch;
+    std::vector<message> msgs;
+    charset_converters cv;
+    uint64_t wire_bytes = 0, decoded_bytes = 0;
+    std::vector<rx> regexes;
+    std::vector<std::vector<uint8_t>> expect;   // per message: the rules raw Hyperscan matched
+    std::vector<int32_t> expect_score;          // per message: their scores' sum
+};
+
+void compile_rules(corpus& c) {
+    c.pol = load_policy_text(policy_yaml(), "content_bench");
+    c.cp = compile_policy(c.pol, 1, 1);
+    c.rules = c.cp->content_rules();
+    if (c.rules == nullptr || c.rules->database(content_db::body) == nullptr) throw std::runtime_error("no body rules");
+    c.body_db = c.rules->database(content_db::body);
+    c.nrules = static_cast<unsigned>(c.rules->rules().size());
+    c.raw_scratch = c.rules->alloc_scratch();
+}
+
+// Each message's decoded body, which the raw and regex baselines scan.
+void decode_corpus(corpus& c, self_check& sc) {
+    c.msgs = build_messages();
+    c.cv.open_all();
+    for (auto& m : c.msgs) {
+        mail_decoder dec;
+        dec.reset(c.pol.inspection.max_body_bytes);
+        collect_sink cs;
+        dec.feed(reinterpret_cast<const uint8_t*>(m.content.data()), m.content.size(), cs, c.cv);
+        dec.finish(cs, c.cv);
+        if (dec.truncated()) sc.fail(m.name + ": decoded body truncated");
+        m.decoded = std::move(cs.body);
+        c.wire_bytes += m.wire.size();
+        c.decoded_bytes += m.decoded.size();
+    }
+}
+
+// std::regex versions of the same rules (body rules only, same ids).
+void build_regexes(corpus& c) {
+    for (unsigned id = 0; id < c.nrules; ++id) {
+        const content_rule& r = c.rules->rule(id);
+        if (r.where != content_target::body) continue;
+        auto f = std::regex::ECMAScript | std::regex::optimize;
+        if (r.caseless) f |= std::regex::icase;
+        c.regexes.push_back({id, std::regex(r.pattern, f)});
+    }
+}
+
+// Expected: raw Hyperscan's set == regex set, planted rules included. Prints each message.
+void expected_hits(corpus& c, self_check& sc) {
+    c.expect.assign(c.msgs.size(), {});
+    c.expect_score.assign(c.msgs.size(), 0);
+    for (size_t i = 0; i < c.msgs.size(); ++i) {
+        hits h{std::vector<uint8_t>(c.nrules, 0)};
+        raw_scan(c.body_db, c.raw_scratch.get(), c.msgs[i].decoded, h);
+        std::vector<uint8_t> rxs(c.nrules, 0);
+        for (const auto& r : c.regexes)
+            if (std::regex_search(c.msgs[i].decoded, r.re)) rxs[r.id] = 1;
+        if (h.seen != rxs) sc.fail(c.msgs[i].name + ": Hyperscan and std::regex matched different rules");
+        std::string found;
+        for (unsigned id = 0; id < c.nrules; ++id)
+            if (h.seen[id]) {
+                c.expect_score[i] += c.rules->rule(id).score;
+                found += " " + c.rules->rule(id).id;
+            }
+        for (const auto& p : c.msgs[i].planted) {
+            bool hit = false;
+            for (unsigned id = 0; id < c.nrules; ++id) hit |= h.seen[id] && c.rules->rule(id).id == p;
+            if (!hit) sc.fail(c.msgs[i].name + ": planted rule " + p + " not matched");
+        }
+        c.expect[i] = std::move(h.seen);
+        std::printf("message %-22s %6zu bytes DATA, %6zu decoded; rules:%s (score %d)\n", c.msgs[i].name.c_str(),
+                    c.msgs[i].wire.size(), c.msgs[i].decoded.size(), found.c_str(), c.expect_score[i]);
+    }
+}
+
+// Memory per inspected flow: the record's parts; the compressed body stream measured mid-message.
+struct memory_figures {
+    size_t compressed_max = 0, flat_bytes = 0, stream_held = 0, bytes_per_flow = 0;
+    double table_per_flow = 0;
+};
+
+memory_figures measure_memory(const corpus& c, worker_counters& wc) {
+    memory_figures f;
+    hs_scratch_t* sc = c.raw_scratch.get();
+    for (const auto& m : c.msgs) {
+        hs_stream_t* st = nullptr;
+        hs_open_stream(c.body_db, 0, &st);
+        hits h{std::vector<uint8_t>(c.nrules, 0)};
+        hs_scan_stream(st, m.decoded.data(), static_cast<unsigned>(m.decoded.size() / 2), 0, sc, raw_match, &h);
+        size_t used = 0;
+        std::vector<char> buf(65536);
+        if (hs_compress_stream(st, buf.data(), buf.size(), &used) == HS_SUCCESS)
+            f.compressed_max = std::max(f.compressed_max, used);
+        hs_close_stream(st, sc, nullptr, nullptr);
+    }
+    const int64_t small = inspector_bytes(1024, wc), large = inspector_bytes(1024 + 16384, wc);
+    f.table_per_flow = static_cast<double>(large - small) / 16384;
+    const size_t parts = sizeof(mail_decoder) + sizeof(message_fingerprint) + inspection_header_value_max;
+    const content_scan_state* ws = c.cp->scan_states() ? c.cp->scan_states()->for_worker(0) : nullptr;
+    f.flat_bytes = ws ? ws->body_flat_bytes : 0;
+    f.stream_held = f.flat_bytes ? f.flat_bytes : f.compressed_max;  // the body stream in a record
+    f.bytes_per_flow = parts + f.stream_held;
+    return f;
+}
+
+// One pass over the corpus of each phase; each returns the DATA bytes it handled. The
+// inspected passes check the inspector's verdict on every message.
+struct passes {
+    corpus& c;
+    self_check& sc;
+    worker_counters& wc;
+    content_inspector ci;
+    driver d;
+    // Sessions of the interleaved passes: one per message (fewer than the worker keeps body
+    // streams open), and each message from `copies` sessions, more than it keeps open.
+    std::vector<std::unique_ptr<driver>> ds, ds_many;
+    std::vector<message_verdict> verdicts;
+    uint32_t flow = 0;
+    hits h;
+    mail_decoder bench_decoder;
+    message_fingerprint bench_fingerprint;
+    uint64_t sink = 0;   // what the passes produce, printed so that nothing is optimised away
+
+    passes(corpus& co, self_check& s, worker_counters& w)
+        : c(co), sc(s), wc(w), ci(0, co.pol.inspection.flows_per_worker, nullptr, w), d(ci, *co.cp),
+          h{std::vector<uint8_t>(co.nrules, 0)} {
+        const size_t copies = content_open_bodies / c.msgs.size() + 2;
+        for (size_t i = 0; i < c.msgs.size(); ++i) ds.push_back(std::make_unique<driver>(ci, *c.cp));
+        for (size_t i = 0; i < copies * c.msgs.size(); ++i) ds_many.push_back(std::make_unique<driver>(ci, *c.cp));
+    }
+
+    // The inspector's verdict on message i: the expected score, only expected rules.
+    void check(size_t i, const message_verdict& v, const char* pass) {
+        if (v.score != c.expect_score[i])
+            sc.fail(c.msgs[i].name + ": inspector score " + std::to_string(v.score) + " != " +
+                    std::to_string(c.expect_score[i]) + pass);
+        for (unsigned k = 0; k < v.rule_count; ++k)
+            if (!c.expect[i][v.rules[k]]) sc.fail(c.msgs[i].name + ": inspector reported an unexpected rule" + pass);
+    }
+    uint64_t inspected() {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < c.msgs.size(); ++i) {
+            check(i, inspect(d, c.msgs[i], flow++), "");
+            bytes += c.msgs[i].wire.size();
+        }
+        return bytes;
+    }
+    uint64_t interleaved_in(std::vector<std::unique_ptr<driver>>& sessions, const char* what) {
+        inspect_interleaved(sessions, c.msgs, flow, verdicts);
+        flow += static_cast<uint32_t>(sessions.size());
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < sessions.size(); ++i) {
+            check(i % c.msgs.size(), verdicts[i], what);
+            bytes += c.msgs[i % c.msgs.size()].wire.size();
+        }
+        return bytes;
+    }
+    uint64_t interleaved() { return interleaved_in(ds, " (interleaved)"); }
+    uint64_t interleaved_many() {
+        return interleaved_in(ds_many, " (interleaved, more sessions than open streams)");
+    }
+    // Raw Hyperscan over each message's `text` (counted in DATA bytes, as every pass is).
+    uint64_t raw_over(std::string message::*text) {
+        uint64_t bytes = 0;
+        for (const auto& m : c.msgs) {
+            raw_scan(c.body_db, c.raw_scratch.get(), m.*text, h);
+            bytes += m.wire.size();
+        }
+        return bytes;
+    }
+    uint64_t raw() { return raw_over(&message::wire); }  // the DATA bytes as (a) is fed them
+    uint64_t raw_decoded() { return raw_over(&message::decoded); }
+    uint64_t decode() {
+        uint64_t bytes = 0;
+        for (const auto& m : c.msgs) {
+            sink += decode_only(bench_decoder, c.cv, m, c.pol.inspection.max_body_bytes);
+            bytes += m.wire.size();
+        }
+        return bytes;
+    }
+    // The fingerprint alone over the decoded bodies, fed as the decoder hands them on.
+    uint64_t fingerprint() {
+        uint64_t bytes = 0;
+        for (const auto& m : c.msgs) {
+            bench_fingerprint.reset();
+            const auto* p = reinterpret_cast<const uint8_t*>(m.decoded.data());
+            for (size_t off = 0; off < m.decoded.size(); off += segment)
+                bench_fingerprint.feed(p + off, std::min(segment, m.decoded.size() - off));
+            sink += bench_fingerprint.fingerprint();
+            bytes += m.wire.size();
+        }
+        return bytes;
+    }
+    uint64_t regex() {
+        uint64_t bytes = 0;
+        for (const auto& m : c.msgs) {
+            for (const auto& r : c.regexes) sink += std::regex_search(m.decoded, r.re);
+            bytes += m.wire.size();
+        }
+        return bytes;
+    }
+};
+
+// Gbps of DATA bytes of repeated passes for at least `min_t`.
+template <class Pass>
+double rate(Pass&& pass, std::chrono::duration<double> min_t) {
+    uint64_t bytes = 0;
+    const auto t0 = clk::now();
+    do bytes += pass();
+    while (clk::now() - t0 < min_t);
+    return bytes * 8 / std::chrono::duration<double>(clk::now() - t0).count() / 1e9;
+}
+
+// --only: one phase for a while (for a profiler), on the messages whose name has --message.
+void run_only(passes& ps, corpus& c, const options& o) {
+    const std::chrono::duration<double> t(o.only_seconds);
+    for (size_t i = c.msgs.size(); i-- > 0;)
+        if (c.msgs[i].name.find(o.only_message) == std::string::npos) {
+            c.msgs.erase(c.msgs.begin() + static_cast<long>(i));
+            c.expect.erase(c.expect.begin() + static_cast<long>(i));
+            c.expect_score.erase(c.expect_score.begin() + static_cast<long>(i));
+        }
+    const std::string& only = o.only;
+    const double g = only == "inspected"     ? rate([&] { return ps.inspected(); }, t)
+                     : only == "interleaved" ? rate([&] { return ps.interleaved(); }, t)
+                     : only == "interleaved-many" ? rate([&] { return ps.interleaved_many(); }, t)
+                     : only == "raw"         ? rate([&] { return ps.raw(); }, t)
+                     : only == "raw-decoded" ? rate([&] { return ps.raw_decoded(); }, t)
+                     : only == "decode"      ? rate([&] { return ps.decode(); }, t)
+                     : only == "fingerprint" ? rate([&] { return ps.fingerprint(); }, t)
+                                             : rate([&] { return ps.regex(); }, t);
+    std::printf("%s: %.3f Gbps of DATA bytes (%.1f s)%s\n", only.c_str(), g, o.only_seconds,
+                ps.sink == 0 ? " " : "");
+}
+
+// Every repetition's figure of each phase, and the paired ratios.
+struct repeated_figures {
+    std::vector<double> g_whole, g_raw, g_raw_decoded, g_regex, g_decode, g_fingerprint, g_interleaved, g_many;
+    std::vector<double> r_raw, r_raw_decoded, r_regex, r_interleaved, r_many;
+};
+
+// Ratios are paired: each repetition's inspected figure over the baseline measured next to it
+// (the order alternating), then the median of those. On a shared, noisy machine (a VM:
+// neighbours come and go) two figures taken moments apart see the same conditions; medians of
+// figures taken seconds apart did not (ratio_raw 0.57-0.76 over runs of the same build).
+repeated_figures measure_repeated(passes& ps, const options& o) {
+    const auto min_t = std::chrono::milliseconds(o.min_ms);
+    repeated_figures f;
+    for (unsigned rep = 0; rep < o.reps; ++rep) {
+        const bool raw_first = rep % 2 == 1;
+        if (raw_first) f.g_raw.push_back(rate([&] { return ps.raw(); }, min_t));
+        f.g_whole.push_back(rate([&] { return ps.inspected(); }, min_t));
+        if (!raw_first) f.g_raw.push_back(rate([&] { return ps.raw(); }, min_t));
+        f.g_interleaved.push_back(rate([&] { return ps.interleaved(); }, min_t));
+        f.r_interleaved.push_back(f.g_interleaved.back() / f.g_raw.back());
+        f.g_many.push_back(rate([&] { return ps.interleaved_many(); }, min_t));
+        f.r_many.push_back(f.g_many.back() / f.g_raw.back());
+        f.g_raw_decoded.push_back(rate([&] { return ps.raw_decoded(); }, min_t));
+        f.g_decode.push_back(rate([&] { return ps.decode(); }, min_t));
+        f.g_fingerprint.push_back(rate([&] { return ps.fingerprint(); }, min_t));
+        f.g_regex.push_back(rate([&] { return ps.regex(); }, min_t));
+        f.r_raw.push_back(f.g_whole.back() / f.g_raw.back());
+        f.r_raw_decoded.push_back(f.g_whole.back() / f.g_raw_decoded.back());
+        f.r_regex.push_back(f.g_whole.back() / f.g_regex.back());
+    }
+    return f;
+}
+
+// Per message kind: where the corpus figure comes from. Paired as above, 5 repetitions of 40 ms
+// per variant: noisier than the corpus figures. Prints a line per kind; returns their JSON.
+std::string measure_kinds(passes& ps) {
+    const corpus& c = ps.c;
+    std::string kinds_json;
+    for (size_t i = 0; i < c.msgs.size(); ++i) {
+        const std::chrono::milliseconds t(40);
+        const message& m = c.msgs[i];
+        auto raw_one = [&] {
+            raw_scan(c.body_db, c.raw_scratch.get(), m.wire, ps.h);
+            return m.wire.size();
+        };
+        std::vector<double> ga, gb, gc, ra;
+        for (unsigned rep = 0; rep < 5; ++rep) {
+            const bool raw_first = rep % 2 == 1;
+            if (raw_first) gb.push_back(rate(raw_one, t));
+            ga.push_back(rate([&] { inspect(ps.d, m, ps.flow++); return m.wire.size(); }, t));
+            if (!raw_first) gb.push_back(rate(raw_one, t));
+            gc.push_back(rate([&] { raw_scan(c.body_db, c.raw_scratch.get(), m.decoded, ps.h); return m.wire.size(); }, t));
+            ra.push_back(ga.back() / gb.back());
+        }
+        const double a = bench::median(ga), b = bench::median(gb), cc = bench::median(gc), r = bench::median(ra);
+        std::printf("  %-22s inspected %7.3f Gbps, raw %7.3f, raw over decoded %7.3f Gbps (DATA bytes); "
+                    "inspected/raw %.3f\n",
+                    m.name.c_str(), a, b, cc, r);
+        char one[256];
+        std::snprintf(one, sizeof one, "%s{\"name\":\"%s\",\"data_bytes\":%zu,\"gbps_inspected\":%.4f,\"gbps_raw\":%.4f,"
+                      "\"ratio_raw\":%.4f}",
+                      i ? "," : "", bench::json_escape(m.name).c_str(), m.wire.size(), a, b, r);
+        kinds_json += one;
+    }
+    return kinds_json;
+}
+
+// The medians of the repetitions, and what follows from them.
+struct summary {
+    double whole, raw, raw_decoded, regex, decode, fingerprint;
+    double t_whole, t_decode, t_fingerprint, t_scan, t_rest;   // time per DATA byte
+    double ceiling;
+    double ratio_raw, ratio_raw_decoded, ratio_regex, ratio_raw_lo, ratio_raw_hi;
+    double interleaved, ratio_interleaved, many, ratio_many;
+};
+
+summary summarize(const repeated_figures& f) {
+    summary s;
+    s.whole = bench::median(f.g_whole);
+    s.raw = bench::median(f.g_raw);
+    s.raw_decoded = bench::median(f.g_raw_decoded);
+    s.regex = bench::median(f.g_regex);
+    s.decode = bench::median(f.g_decode);
+    s.fingerprint = bench::median(f.g_fingerprint);
+    // Where the inspected path's time goes, per DATA byte, from the parts timed alone in the
+    // same run: decoding, fingerprinting and scanning the decoded text are each needed; the
+    // rest is the SMTP parser, header fields, the inspector's state and scoring.
+    s.t_whole = 1 / s.whole;
+    s.t_decode = 1 / s.decode;
+    s.t_fingerprint = 1 / s.fingerprint;
+    s.t_scan = 1 / s.raw_decoded;
+    s.t_rest = s.t_whole - s.t_decode - s.t_fingerprint - s.t_scan;
+    // Decoding and scanning the decoded text are both needed per byte: even if nothing else
+    // cost anything, the inspected path could reach at most raw_decoded / (raw_decoded +
+    // decode time) of raw Hyperscan over the decoded text.
+    s.ceiling = 1 / (1 + s.raw_decoded / s.decode);
+    s.ratio_raw = bench::median(f.r_raw);
+    s.ratio_raw_decoded = bench::median(f.r_raw_decoded);
+    s.ratio_regex = bench::median(f.r_regex);
+    const auto [lo, hi] = std::minmax_element(f.r_raw.begin(), f.r_raw.end());
+    s.ratio_raw_lo = *lo;
+    s.ratio_raw_hi = *hi;
+    s.interleaved = bench::median(f.g_interleaved);
+    s.ratio_interleaved = bench::median(f.r_interleaved);
+    s.many = bench::median(f.g_many);
+    s.ratio_many = bench::median(f.r_many);
+    return s;
+}
+
+void print_throughput(const corpus& c, const passes& ps, const repeated_figures& f, const summary& s,
+                      unsigned reps) {
+    std::printf("corpus: %zu messages, %lu DATA bytes, %lu decoded body bytes; %u rules (%zu body); %u reps\n",
+                c.msgs.size(), static_cast<unsigned long>(c.wire_bytes), static_cast<unsigned long>(c.decoded_bytes),
+                c.nrules, c.regexes.size(), reps);
+    std::printf("inspected (smtp_session + content_inspector, 1460 B segments): %8.3f Gbps  (spread %.0f%%)\n",
+                s.whole, 100 * bench::spread(f.g_whole));
+    std::printf("inspected, the %zu messages' segments interleaved:             %8.3f Gbps  (spread %.0f%%)\n",
+                c.msgs.size(), s.interleaved, 100 * bench::spread(f.g_interleaved));
+    std::printf("inspected, %zu sessions interleaved (> %u open body streams):  %8.3f Gbps  (spread %.0f%%)\n",
+                ps.ds_many.size(), content_open_bodies, s.many, 100 * bench::spread(f.g_many));
+    std::printf("raw hs_scan_stream over the same DATA bytes, 1460 B segments:  %8.3f Gbps  (spread %.0f%%)\n",
+                s.raw, 100 * bench::spread(f.g_raw));
+    std::printf("raw hs_scan_stream over the decoded bodies, 1460 B chunks:     %8.3f Gbps  (spread %.0f%%)\n",
+                s.raw_decoded, 100 * bench::spread(f.g_raw_decoded));
+    std::printf("std::regex_search loop (decoded body, per rule):               %8.4f Gbps  (spread %.0f%%)\n",
+                s.regex, 100 * bench::spread(f.g_regex));
+    std::printf("mail_decoder alone (no scan, no fingerprint, 1460 B segments): %8.3f Gbps  (spread %.0f%%)\n",
+                s.decode, 100 * bench::spread(f.g_decode));
+    std::printf("message_fingerprint alone (decoded bodies, 1460 B pieces):     %8.3f Gbps  (spread %.0f%%)\n",
+                s.fingerprint, 100 * bench::spread(f.g_fingerprint));
+    std::printf("  inspected time per DATA byte, by the parts timed alone: decode %.0f%%, fingerprint %.0f%%, "
+                "scan of the decoded text %.0f%%, the rest (SMTP parser, header fields, state, score) %.0f%%\n",
+                100 * s.t_decode / s.t_whole, 100 * s.t_fingerprint / s.t_whole, 100 * s.t_scan / s.t_whole,
+                100 * s.t_rest / s.t_whole);
+    std::printf("  (Gbps of SMTP DATA bytes as sent; raw Hyperscan over decoded text in decoded bytes: %.3f Gbps)\n",
+                s.raw_decoded * static_cast<double>(c.decoded_bytes) / static_cast<double>(c.wire_bytes));
+}
+
+void print_ratios_and_memory(const corpus& c, const passes& ps, const summary& s, const memory_figures& mem) {
+    std::printf("ratio inspected/raw over the same bytes %.3f (goal >= 0.7; paired per repetition, range "
+                "%.3f-%.3f), inspected/regex %.1fx (goal >= 10)\n",
+                s.ratio_raw, s.ratio_raw_lo, s.ratio_raw_hi, s.ratio_regex);
+    std::printf("ratio inspected/raw with the messages interleaved (each keeps its open body stream) %.3f; with "
+                "%zu sessions interleaved (a body stream put away and another brought back every segment: %lu "
+                "evictions in the run) %.3f\n",
+                s.ratio_interleaved, ps.ds_many.size(),
+                static_cast<unsigned long>(ps.wc.inspection.body_evictions.load()), s.ratio_many);
+    std::printf("ratio inspected/raw over the decoded bodies %.3f; its ceiling with decoding as measured "
+                "(raw / (raw + decode) time) %.3f, reached to %.0f%%\n",
+                s.ratio_raw_decoded, s.ceiling, 100 * s.ratio_raw_decoded / s.ceiling);
+    std::printf("per inspected flow: mail_decoder %zu + fingerprint %zu + header %zu + body stream %zu (%s; "
+                "state %zu bytes, compressed %zu) = %zu bytes; table measured %.0f bytes per unit of capacity\n",
+                sizeof(mail_decoder), sizeof(message_fingerprint), inspection_header_value_max, mem.stream_held,
+                mem.flat_bytes ? "its bytes: flat streams" : "compressed", c.rules->stream_size(content_db::body),
+                mem.compressed_max, mem.bytes_per_flow, mem.table_per_flow);
+}
+
+// The figures as one JSON line, for scripts.
+void print_json(const corpus& c, const passes& ps, const summary& s, const memory_figures& mem,
+                const std::string& kinds_json, unsigned reps, bool ok) {
+    const std::string cpu = bench::cpu_model();
+    std::printf("{\"bench\":\"content\",\"gbps_inspected\":%.4f,\"gbps_raw_hyperscan\":%.4f,"
+                "\"gbps_raw_hyperscan_decoded\":%.4f,\"gbps_regex\":%.5f,\"gbps_decode_only\":%.4f,"
+                "\"gbps_fingerprint_only\":%.4f,\"share_decode\":%.3f,\"share_fingerprint\":%.3f,"
+                "\"share_scan\":%.3f,\"share_rest\":%.3f,"
+                "\"ratio_raw\":%.4f,\"ratio_raw_min\":%.4f,\"ratio_raw_max\":%.4f,"
+                "\"gbps_inspected_interleaved\":%.4f,\"ratio_raw_interleaved\":%.4f,"
+                "\"sessions_interleaved_many\":%zu,\"gbps_inspected_interleaved_many\":%.4f,"
+                "\"ratio_raw_interleaved_many\":%.4f,"
+                "\"ratio_raw_decoded\":%.4f,\"ratio_decoded_ceiling\":%.4f,"
+                "\"ratio_regex\":%.2f,\"bytes_per_flow\":%zu,\"table_bytes_per_flow\":%.0f,"
+                "\"body_stream_bytes\":%zu,\"body_stream_compressed\":%zu,\"body_stream_flat\":%s,\"rules\":%u,\"messages\":%zu,"
+                "\"data_bytes\":%lu,\"decoded_bytes\":%lu,\"reps\":%u,\"kinds\":[%s],\"self_check\":%s,"
+                "\"cpu\":\"%s\"}\n",
+                s.whole, s.raw, s.raw_decoded, s.regex, s.decode, s.fingerprint, s.t_decode / s.t_whole,
+                s.t_fingerprint / s.t_whole, s.t_scan / s.t_whole, s.t_rest / s.t_whole, s.ratio_raw, s.ratio_raw_lo,
+                s.ratio_raw_hi, s.interleaved, s.ratio_interleaved, ps.ds_many.size(), s.many, s.ratio_many,
+                s.ratio_raw_decoded, s.ceiling, s.ratio_regex, mem.bytes_per_flow, mem.table_per_flow,
+                c.rules->stream_size(content_db::body), mem.compressed_max, mem.flat_bytes ? "true" : "false",
+                c.nrules, c.msgs.size(), static_cast<unsigned long>(c.wire_bytes),
+                static_cast<unsigned long>(c.decoded_bytes), reps, kinds_json.c_str(), ok ? "true" : "false",
+                bench::json_escape(cpu).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    if (!parse_options(argc, argv, o)) return 2;
     if (!bench::init_eal(argv[0], 512)) {
         std::fprintf(stderr, "EAL init failed\n");
         return 1;
     }
-    bool ok = true;
-    auto fail = [&](const std::string& why) {
-        std::fprintf(stderr, "SELF-CHECK FAILED: %s\n", why.c_str());
-        ok = false;
-    };
+    self_check sc;
     try {
-        const policy pol = load_policy_text(policy_yaml(), "content_bench");
-        const auto cp = compile_policy(pol, 1, 1);
-        const content_rule_set* rules = cp->content_rules();
-        if (rules == nullptr || rules->database(content_db::body) == nullptr) throw std::runtime_error("no body rules");
-        const hs_database_t* body_db = rules->database(content_db::body);
-        const unsigned nrules = static_cast<unsigned>(rules->rules().size());
-        auto raw_scratch = rules->alloc_scratch();
-
-        std::vector<message> msgs = build_messages();
-        charset_converters cv;
-        cv.open_all();
-        uint64_t wire_bytes = 0, decoded_bytes = 0;
-        for (auto& m : msgs) {
-            mail_decoder dec;
-            dec.reset(pol.inspection.max_body_bytes);
-            collect_sink cs;
-            dec.feed(reinterpret_cast<const uint8_t*>(m.content.data()), m.content.size(), cs, cv);
-            dec.finish(cs, cv);
-            if (dec.truncated()) fail(m.name + ": decoded body truncated");
-            m.decoded = std::move(cs.body);
-            wire_bytes += m.wire.size();
-            decoded_bytes += m.decoded.size();
-        }
-
-        // std::regex versions of the same rules (body rules only, same ids).
-        struct rx {
-            unsigned id;
-            std::regex re;
-        };
-        std::vector<rx> regexes;
-        for (unsigned id = 0; id < nrules; ++id) {
-            const content_rule& r = rules->rule(id);
-            if (r.where != content_target::body) continue;
-            auto f = std::regex::ECMAScript | std::regex::optimize;
-            if (r.caseless) f |= std::regex::icase;
-            regexes.push_back({id, std::regex(r.pattern, f)});
-        }
-
-        // Expected: raw Hyperscan's set == regex set, planted rules included.
-        std::vector<std::vector<uint8_t>> expect(msgs.size());
-        std::vector<int32_t> expect_score(msgs.size(), 0);
-        for (size_t i = 0; i < msgs.size(); ++i) {
-            hits h{std::vector<uint8_t>(nrules, 0)};
-            raw_scan(body_db, raw_scratch.get(), msgs[i].decoded, h);
-            std::vector<uint8_t> rxs(nrules, 0);
-            for (const auto& r : regexes)
-                if (std::regex_search(msgs[i].decoded, r.re)) rxs[r.id] = 1;
-            if (h.seen != rxs) fail(msgs[i].name + ": Hyperscan and std::regex matched different rules");
-            std::string found;
-            for (unsigned id = 0; id < nrules; ++id)
-                if (h.seen[id]) {
-                    expect_score[i] += rules->rule(id).score;
-                    found += " " + rules->rule(id).id;
-                }
-            for (const auto& p : msgs[i].planted) {
-                bool hit = false;
-                for (unsigned id = 0; id < nrules; ++id) hit |= h.seen[id] && rules->rule(id).id == p;
-                if (!hit) fail(msgs[i].name + ": planted rule " + p + " not matched");
-            }
-            expect[i] = std::move(h.seen);
-            std::printf("message %-22s %6zu bytes DATA, %6zu decoded; rules:%s (score %d)\n", msgs[i].name.c_str(),
-                        msgs[i].wire.size(), msgs[i].decoded.size(), found.c_str(), expect_score[i]);
-        }
-
-        // Memory: the record's parts; the compressed body stream measured mid-message.
-        size_t compressed_max = 0;
-        {
-            hs_scratch_t* sc = raw_scratch.get();
-            for (const auto& m : msgs) {
-                hs_stream_t* st = nullptr;
-                hs_open_stream(body_db, 0, &st);
-                hits h{std::vector<uint8_t>(nrules, 0)};
-                hs_scan_stream(st, m.decoded.data(), static_cast<unsigned>(m.decoded.size() / 2), 0, sc, raw_match, &h);
-                size_t used = 0;
-                std::vector<char> buf(65536);
-                if (hs_compress_stream(st, buf.data(), buf.size(), &used) == HS_SUCCESS)
-                    compressed_max = std::max(compressed_max, used);
-                hs_close_stream(st, sc, nullptr, nullptr);
-            }
-        }
+        corpus c;
+        compile_rules(c);
+        decode_corpus(c, sc);
+        build_regexes(c);
+        expected_hits(c, sc);
         worker_counters wc{};
-        const int64_t small = inspector_bytes(1024, wc), large = inspector_bytes(1024 + 16384, wc);
-        const double table_per_flow = static_cast<double>(large - small) / 16384;
-        const size_t parts = sizeof(mail_decoder) + sizeof(message_fingerprint) + inspection_header_value_max;
-        const size_t flat_bytes = cp->scan_state(0) ? cp->scan_state(0)->body_flat_bytes : 0;
-        const size_t stream_held = flat_bytes ? flat_bytes : compressed_max;  // the body stream in a record
-        const size_t bytes_per_flow = parts + stream_held;
-
-        content_inspector ci(0, pol.inspection.flows_per_worker, nullptr, wc);
-        driver d(ci, *cp);
-        // Sessions of the interleaved passes: one per message (fewer than the worker keeps body
-        // streams open), and each message from `copies` sessions, more than it keeps open.
-        const size_t copies = content_open_bodies / msgs.size() + 2;
-        std::vector<std::unique_ptr<driver>> ds, ds_many;
-        for (size_t i = 0; i < msgs.size(); ++i) ds.push_back(std::make_unique<driver>(ci, *cp));
-        for (size_t i = 0; i < copies * msgs.size(); ++i) ds_many.push_back(std::make_unique<driver>(ci, *cp));
-        std::vector<message_verdict> verdicts;
-        uint32_t flow = 0;
-        hits h{std::vector<uint8_t>(nrules, 0)};
-
-        std::vector<double> g_whole, g_raw, g_raw_decoded, g_regex, g_decode, g_fingerprint;
-        mail_decoder bench_decoder;
-        uint64_t sink = 0;
-        // One pass over the corpus of each phase; each returns the DATA bytes it handled.
-        // The inspector's verdict on message i: the expected score, only expected rules.
-        auto check = [&](size_t i, const message_verdict& v, const char* pass) {
-            if (v.score != expect_score[i])
-                fail(msgs[i].name + ": inspector score " + std::to_string(v.score) + " != " +
-                     std::to_string(expect_score[i]) + pass);
-            for (unsigned k = 0; k < v.rule_count; ++k)
-                if (!expect[i][v.rules[k]]) fail(msgs[i].name + ": inspector reported an unexpected rule" + pass);
-        };
-        auto pass_inspected = [&] {
-            uint64_t bytes = 0;
-            for (size_t i = 0; i < msgs.size(); ++i) {
-                check(i, inspect(d, msgs[i], flow++), "");
-                bytes += msgs[i].wire.size();
-            }
-            return bytes;
-        };
-        auto interleaved_pass = [&](std::vector<std::unique_ptr<driver>>& sessions, const char* what) {
-            return [&, what, ss = &sessions] {
-                inspect_interleaved(*ss, msgs, flow, verdicts);
-                flow += static_cast<uint32_t>(ss->size());
-                uint64_t bytes = 0;
-                for (size_t i = 0; i < ss->size(); ++i) {
-                    check(i % msgs.size(), verdicts[i], what);
-                    bytes += msgs[i % msgs.size()].wire.size();
-                }
-                return bytes;
-            };
-        };
-        auto pass_interleaved = interleaved_pass(ds, " (interleaved)");
-        auto pass_interleaved_many = interleaved_pass(ds_many, " (interleaved, more sessions than open streams)");
-        auto pass_raw = [&] {  // the DATA bytes as (a) is fed them
-            uint64_t bytes = 0;
-            for (const auto& m : msgs) {
-                raw_scan(body_db, raw_scratch.get(), m.wire, h);
-                bytes += m.wire.size();
-            }
-            return bytes;
-        };
-        auto pass_raw_decoded = [&] {
-            uint64_t bytes = 0;
-            for (const auto& m : msgs) {
-                raw_scan(body_db, raw_scratch.get(), m.decoded, h);
-                bytes += m.wire.size();
-            }
-            return bytes;
-        };
-        auto pass_decode = [&] {
-            uint64_t bytes = 0;
-            for (const auto& m : msgs) {
-                sink += decode_only(bench_decoder, cv, m, pol.inspection.max_body_bytes);
-                bytes += m.wire.size();
-            }
-            return bytes;
-        };
-        // The fingerprint alone over the decoded bodies, fed as the decoder hands them on.
-        message_fingerprint bench_fingerprint;
-        auto pass_fingerprint = [&] {
-            uint64_t bytes = 0;
-            for (const auto& m : msgs) {
-                bench_fingerprint.reset();
-                const auto* p = reinterpret_cast<const uint8_t*>(m.decoded.data());
-                for (size_t off = 0; off < m.decoded.size(); off += segment)
-                    bench_fingerprint.feed(p + off, std::min(segment, m.decoded.size() - off));
-                sink += bench_fingerprint.fingerprint();
-                bytes += m.wire.size();
-            }
-            return bytes;
-        };
-        auto pass_regex = [&] {
-            uint64_t bytes = 0;
-            for (const auto& m : msgs) {
-                for (const auto& r : regexes) sink += std::regex_search(m.decoded, r.re);
-                bytes += m.wire.size();
-            }
-            return bytes;
-        };
-        // Gbps of DATA bytes of repeated passes for at least `min_t`.
-        auto rate = [&](auto&& pass, std::chrono::duration<double> min_t) {
-            uint64_t bytes = 0;
-            const auto t0 = clk::now();
-            do bytes += pass();
-            while (clk::now() - t0 < min_t);
-            return bytes * 8 / std::chrono::duration<double>(clk::now() - t0).count() / 1e9;
-        };
-        if (!only.empty()) {
-            const std::chrono::duration<double> t(only_seconds);
-            for (size_t i = msgs.size(); i-- > 0;)
-                if (msgs[i].name.find(only_message) == std::string::npos) {
-                    msgs.erase(msgs.begin() + static_cast<long>(i));
-                    expect.erase(expect.begin() + static_cast<long>(i));
-                    expect_score.erase(expect_score.begin() + static_cast<long>(i));
-                }
-            const double g = only == "inspected"     ? rate(pass_inspected, t)
-                             : only == "interleaved" ? rate(pass_interleaved, t)
-                             : only == "interleaved-many" ? rate(pass_interleaved_many, t)
-                             : only == "raw"         ? rate(pass_raw, t)
-                             : only == "raw-decoded" ? rate(pass_raw_decoded, t)
-                             : only == "decode"      ? rate(pass_decode, t)
-                             : only == "fingerprint" ? rate(pass_fingerprint, t)
-                                                     : rate(pass_regex, t);
-            std::printf("%s: %.3f Gbps of DATA bytes (%.1f s)%s\n", only.c_str(), g, only_seconds,
-                        sink == 0 ? " " : "");
-            return ok ? 0 : 1;
+        const memory_figures mem = measure_memory(c, wc);
+        passes ps(c, sc, wc);
+        if (!o.only.empty()) {
+            run_only(ps, c, o);
+            return sc.ok ? 0 : 1;
         }
-        const auto min_t = std::chrono::milliseconds(min_ms);
-        // Ratios are paired: each repetition's inspected figure over the baseline measured next
-        // to it (the order alternating), then the median of those. On a shared, noisy machine
-        // (a VM: neighbours come and go) two figures taken moments apart see the same
-        // conditions; medians of figures taken seconds apart did not (ratio_raw 0.57-0.76 over
-        // runs of the same build).
-        std::vector<double> r_raw, r_raw_decoded, r_regex, r_interleaved, g_interleaved, r_many, g_many;
-        for (unsigned rep = 0; rep < reps; ++rep) {
-            const bool raw_first = rep % 2 == 1;
-            if (raw_first) g_raw.push_back(rate(pass_raw, min_t));
-            g_whole.push_back(rate(pass_inspected, min_t));
-            if (!raw_first) g_raw.push_back(rate(pass_raw, min_t));
-            g_interleaved.push_back(rate(pass_interleaved, min_t));
-            r_interleaved.push_back(g_interleaved.back() / g_raw.back());
-            g_many.push_back(rate(pass_interleaved_many, min_t));
-            r_many.push_back(g_many.back() / g_raw.back());
-            g_raw_decoded.push_back(rate(pass_raw_decoded, min_t));
-            g_decode.push_back(rate(pass_decode, min_t));
-            g_fingerprint.push_back(rate(pass_fingerprint, min_t));
-            g_regex.push_back(rate(pass_regex, min_t));
-            r_raw.push_back(g_whole.back() / g_raw.back());
-            r_raw_decoded.push_back(g_whole.back() / g_raw_decoded.back());
-            r_regex.push_back(g_whole.back() / g_regex.back());
-        }
-        // Per message kind: where the corpus figure comes from. Paired as above, 5 repetitions
-        // of 40 ms per variant: noisier than the corpus figures.
-        std::string kinds_json;
-        for (size_t i = 0; i < msgs.size(); ++i) {
-            const std::chrono::milliseconds t(40);
-            const message& m = msgs[i];
-            auto raw_one = [&] {
-                raw_scan(body_db, raw_scratch.get(), m.wire, h);
-                return m.wire.size();
-            };
-            std::vector<double> ga, gb, gc, ra;
-            for (unsigned rep = 0; rep < 5; ++rep) {
-                const bool raw_first = rep % 2 == 1;
-                if (raw_first) gb.push_back(rate(raw_one, t));
-                ga.push_back(rate([&] { inspect(d, m, flow++); return m.wire.size(); }, t));
-                if (!raw_first) gb.push_back(rate(raw_one, t));
-                gc.push_back(rate([&] { raw_scan(body_db, raw_scratch.get(), m.decoded, h); return m.wire.size(); }, t));
-                ra.push_back(ga.back() / gb.back());
-            }
-            const double a = bench::median(ga), b = bench::median(gb), c = bench::median(gc), r = bench::median(ra);
-            std::printf("  %-22s inspected %7.3f Gbps, raw %7.3f, raw over decoded %7.3f Gbps (DATA bytes); "
-                        "inspected/raw %.3f\n",
-                        m.name.c_str(), a, b, c, r);
-            char one[256];
-            std::snprintf(one, sizeof one, "%s{\"name\":\"%s\",\"data_bytes\":%zu,\"gbps_inspected\":%.4f,\"gbps_raw\":%.4f,"
-                          "\"ratio_raw\":%.4f}",
-                          i ? "," : "", bench::json_escape(m.name).c_str(), m.wire.size(), a, b, r);
-            kinds_json += one;
-        }
+        const repeated_figures f = measure_repeated(ps, o);
+        const std::string kinds_json = measure_kinds(ps);
         if (wc.inspection.stream_errors.load() || wc.inspection.stream_overflow.load() ||
             wc.inspection.table_full.load())
-            fail("inspector stream error, overflow or full table");
-
-        const double whole = bench::median(g_whole), raw = bench::median(g_raw),
-                     raw_decoded = bench::median(g_raw_decoded), regex = bench::median(g_regex),
-                     decode = bench::median(g_decode), fingerprint = bench::median(g_fingerprint);
-        // Where the inspected path's time goes, per DATA byte, from the parts timed alone in the
-        // same run: decoding, fingerprinting and scanning the decoded text are each needed; the
-        // rest is the SMTP parser, header fields, the inspector's state and scoring.
-        const double t_whole = 1 / whole, t_decode = 1 / decode, t_fingerprint = 1 / fingerprint,
-                     t_scan = 1 / raw_decoded, t_rest = t_whole - t_decode - t_fingerprint - t_scan;
-        // Decoding and scanning the decoded text are both needed per byte: even if nothing else
-        // cost anything, the inspected path could reach at most raw_decoded / (raw_decoded +
-        // decode time) of raw Hyperscan over the decoded text.
-        const double ceiling = 1 / (1 + raw_decoded / decode);
-        const double ratio_raw = bench::median(r_raw), ratio_raw_decoded = bench::median(r_raw_decoded),
-                     ratio_regex = bench::median(r_regex);
-        const auto [ratio_raw_lo, ratio_raw_hi] = std::minmax_element(r_raw.begin(), r_raw.end());
-        const double interleaved = bench::median(g_interleaved), ratio_interleaved = bench::median(r_interleaved);
-        const double many = bench::median(g_many), ratio_many = bench::median(r_many);
-        const uint64_t evictions = wc.inspection.body_evictions.load();
-        const std::string cpu = bench::cpu_model();
-        std::printf("corpus: %zu messages, %lu DATA bytes, %lu decoded body bytes; %u rules (%zu body); %u reps\n",
-                    msgs.size(), static_cast<unsigned long>(wire_bytes), static_cast<unsigned long>(decoded_bytes),
-                    nrules, regexes.size(), reps);
-        std::printf("inspected (smtp_session + content_inspector, 1460 B segments): %8.3f Gbps  (spread %.0f%%)\n",
-                    whole, 100 * bench::spread(g_whole));
-        std::printf("inspected, the %zu messages' segments interleaved:             %8.3f Gbps  (spread %.0f%%)\n",
-                    msgs.size(), interleaved, 100 * bench::spread(g_interleaved));
-        std::printf("inspected, %zu sessions interleaved (> %u open body streams):  %8.3f Gbps  (spread %.0f%%)\n",
-                    ds_many.size(), content_open_bodies, many, 100 * bench::spread(g_many));
-        std::printf("raw hs_scan_stream over the same DATA bytes, 1460 B segments:  %8.3f Gbps  (spread %.0f%%)\n",
-                    raw, 100 * bench::spread(g_raw));
-        std::printf("raw hs_scan_stream over the decoded bodies, 1460 B chunks:     %8.3f Gbps  (spread %.0f%%)\n",
-                    raw_decoded, 100 * bench::spread(g_raw_decoded));
-        std::printf("std::regex_search loop (decoded body, per rule):               %8.4f Gbps  (spread %.0f%%)\n",
-                    regex, 100 * bench::spread(g_regex));
-        std::printf("mail_decoder alone (no scan, no fingerprint, 1460 B segments): %8.3f Gbps  (spread %.0f%%)\n",
-                    decode, 100 * bench::spread(g_decode));
-        std::printf("message_fingerprint alone (decoded bodies, 1460 B pieces):     %8.3f Gbps  (spread %.0f%%)\n",
-                    fingerprint, 100 * bench::spread(g_fingerprint));
-        std::printf("  inspected time per DATA byte, by the parts timed alone: decode %.0f%%, fingerprint %.0f%%, "
-                    "scan of the decoded text %.0f%%, the rest (SMTP parser, header fields, state, score) %.0f%%\n",
-                    100 * t_decode / t_whole, 100 * t_fingerprint / t_whole, 100 * t_scan / t_whole,
-                    100 * t_rest / t_whole);
-        std::printf("  (Gbps of SMTP DATA bytes as sent; raw Hyperscan over decoded text in decoded bytes: %.3f Gbps)\n",
-                    raw_decoded * static_cast<double>(decoded_bytes) / static_cast<double>(wire_bytes));
-        std::printf("ratio inspected/raw over the same bytes %.3f (goal >= 0.7; paired per repetition, range "
-                    "%.3f-%.3f), inspected/regex %.1fx (goal >= 10)\n",
-                    ratio_raw, *ratio_raw_lo, *ratio_raw_hi, ratio_regex);
-        std::printf("ratio inspected/raw with the messages interleaved (each keeps its open body stream) %.3f; with "
-                    "%zu sessions interleaved (a body stream put away and another brought back every segment: %lu "
-                    "evictions in the run) %.3f\n",
-                    ratio_interleaved, ds_many.size(), static_cast<unsigned long>(evictions), ratio_many);
-        std::printf("ratio inspected/raw over the decoded bodies %.3f; its ceiling with decoding as measured "
-                    "(raw / (raw + decode) time) %.3f, reached to %.0f%%\n",
-                    ratio_raw_decoded, ceiling, 100 * ratio_raw_decoded / ceiling);
-        std::printf("per inspected flow: mail_decoder %zu + fingerprint %zu + header %zu + body stream %zu (%s; "
-                    "state %zu bytes, compressed %zu) = %zu bytes; table measured %.0f bytes per unit of capacity\n",
-                    sizeof(mail_decoder), sizeof(message_fingerprint), inspection_header_value_max,
-                    stream_held, flat_bytes ? "its bytes: flat streams" : "compressed",
-                    rules->stream_size(content_db::body), compressed_max, bytes_per_flow, table_per_flow);
-        std::printf("self-check: %s\n", ok ? "ok" : "FAILED");
-        if (sink == 0) std::printf(" \n");
-        std::printf("{\"bench\":\"content\",\"gbps_inspected\":%.4f,\"gbps_raw_hyperscan\":%.4f,"
-                    "\"gbps_raw_hyperscan_decoded\":%.4f,\"gbps_regex\":%.5f,\"gbps_decode_only\":%.4f,"
-                    "\"gbps_fingerprint_only\":%.4f,\"share_decode\":%.3f,\"share_fingerprint\":%.3f,"
-                    "\"share_scan\":%.3f,\"share_rest\":%.3f,"
-                    "\"ratio_raw\":%.4f,\"ratio_raw_min\":%.4f,\"ratio_raw_max\":%.4f,"
-                    "\"gbps_inspected_interleaved\":%.4f,\"ratio_raw_interleaved\":%.4f,"
-                    "\"sessions_interleaved_many\":%zu,\"gbps_inspected_interleaved_many\":%.4f,"
-                    "\"ratio_raw_interleaved_many\":%.4f,"
-                    "\"ratio_raw_decoded\":%.4f,\"ratio_decoded_ceiling\":%.4f,"
-                    "\"ratio_regex\":%.2f,\"bytes_per_flow\":%zu,\"table_bytes_per_flow\":%.0f,"
-                    "\"body_stream_bytes\":%zu,\"body_stream_compressed\":%zu,\"body_stream_flat\":%s,\"rules\":%u,\"messages\":%zu,"
-                    "\"data_bytes\":%lu,\"decoded_bytes\":%lu,\"reps\":%u,\"kinds\":[%s],\"self_check\":%s,"
-                    "\"cpu\":\"%s\"}\n",
-                    whole, raw, raw_decoded, regex, decode, fingerprint, t_decode / t_whole,
-                    t_fingerprint / t_whole, t_scan / t_whole, t_rest / t_whole, ratio_raw, *ratio_raw_lo, *ratio_raw_hi, interleaved,
-                    ratio_interleaved, ds_many.size(), many, ratio_many,
-                    ratio_raw_decoded, ceiling, ratio_regex,
-                    bytes_per_flow, table_per_flow,
-                    rules->stream_size(content_db::body), compressed_max, flat_bytes ? "true" : "false", nrules, msgs.size(),
-                    static_cast<unsigned long>(wire_bytes), static_cast<unsigned long>(decoded_bytes), reps,
-                    kinds_json.c_str(), ok ? "true" : "false", bench::json_escape(cpu).c_str());
+            sc.fail("inspector stream error, overflow or full table");
+        const summary s = summarize(f);
+        print_throughput(c, ps, f, s, o.reps);
+        print_ratios_and_memory(c, ps, s, mem);
+        std::printf("self-check: %s\n", sc.ok ? "ok" : "FAILED");
+        if (ps.sink == 0) std::printf(" \n");
+        print_json(c, ps, s, mem, kinds_json, o.reps, sc.ok);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "content_bench: %s\n", e.what());
         return 1;
     }
-    return ok ? 0 : 1;
+    return sc.ok ? 0 : 1;
 }

@@ -4,6 +4,12 @@
 // operator's policy), published through policy_store (RCU), never modified
 // once published. Everything a worker needs to judge a packet is here, so a
 // packet is always judged by exactly one generation.
+//
+// One part is not immutable and is not covered by the above: the workers'
+// Hyperscan working sets for this generation's content rules
+// (content_scan_states, scan_states()), which the snapshot owns so that they
+// live exactly as long as the generation (RCU frees them with it, never while a
+// worker may still scan with them), and which each worker writes, its own only.
 #pragma once
 
 #include <cstdint>
@@ -59,13 +65,13 @@ public:
     void set_description(std::string d) { description_ = std::move(d); }
     void set_mail_port(uint16_t port) { mail_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
     void set_implicit_tls_port(uint16_t port) { tls_ports_[port >> 6] |= uint64_t{1} << (port & 63); }
-    // Content inspection: settings, the compiled rules (may be empty) and one
-    // Hyperscan working set per worker.
+    // Content inspection: settings, the compiled rules (nullptr: none) and the
+    // workers' working sets for them (nullptr without rules).
     void set_inspection(const inspection_settings& s, std::shared_ptr<const content_rule_set> rules,
-                        std::vector<content_scan_state> per_worker) {
+                        std::unique_ptr<content_scan_states> scan_states) {
         inspection_ = s;
         rules_ = std::move(rules);
-        scan_states_ = std::move(per_worker);
+        scan_states_ = std::move(scan_states);
     }
     // Appends a limit (at most max_limits). Group-target limits suppress the
     // class/any limits of the same measure for accounts in that group.
@@ -86,9 +92,10 @@ public:
     int tightened_group() const { return tightened_group_; }
     void set_tightened_group(int g) { tightened_group_ = g; }
     const content_rule_set* content_rules() const { return rules_.get(); }
-    content_scan_state* scan_state(unsigned worker) const {
-        return worker < scan_states_.size() ? &scan_states_[worker] : nullptr;
-    }
+    // The per-generation companion, outside this snapshot's immutable contract
+    // (content_scan_state.h): worker w uses scan_states()->for_worker(w), and
+    // nothing else of it. nullptr when the generation has no content rules.
+    content_scan_states* scan_states() const { return scan_states_.get(); }
     // Does limit `i` apply to a subscriber of class `c` whose account is in `groups`?
     bool limit_applies(unsigned i, subscriber_class c, uint32_t groups) const;
     // How long subscriber limit state must be kept after its last use.
@@ -119,7 +126,7 @@ private:
     inspection_settings inspection_;
     int tightened_group_ = -1;
     std::shared_ptr<const content_rule_set> rules_;
-    mutable std::vector<content_scan_state> scan_states_;   // each used by its worker only
+    std::unique_ptr<content_scan_states> scan_states_;
     rte_fib* subscribers4_ = nullptr;
     rte_fib6* subscribers6_ = nullptr;
     rte_fib* relays4_ = nullptr;

@@ -102,9 +102,8 @@ std::unique_ptr<compiled_policy> compile_policy(const policy& pol, uint64_t gene
         out->add_limit(l);
     }
     if (pol.inspection.enabled) {
-        std::vector<content_scan_state> states;
-        if (rules)
-            for (unsigned w = 0; w < workers; ++w) states.push_back(content_scan_state::make(*rules));
+        std::unique_ptr<content_scan_states> states;
+        if (rules) states = std::make_unique<content_scan_states>(rules, workers);
         out->set_inspection(pol.inspection, std::move(rules), std::move(states));
     }
     for (size_t g = 0; g < pol.account_groups.size(); ++g)

@@ -74,6 +74,11 @@ void scan_whole(const content_scan_state& ws, hs_stream_t* stream, match_context
 
 }  // namespace
 
+content_scan_state* content_inspector::working_set(const compiled_policy& p) const {
+    content_scan_states* all = p.scan_states();
+    return all != nullptr ? all->for_worker(worker_id_) : nullptr;
+}
+
 // A new policy took over during the message (or the session, for envelope hits): the rule ids
 // found so far index the old rule set and the body stream kept in the record belongs to the old
 // database, which it cannot be brought back against. Inspection goes on under the new policy
@@ -196,7 +201,7 @@ public:
     void on_body(const uint8_t* utf8, size_t len) override {
         s_.fingerprint.feed(utf8, len);
         const content_rule_set* rules = p_.content_rules();
-        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
+        content_scan_state* ws = ci_.working_set(p_);
         if (rules == nullptr || ws == nullptr || s_.body_stream_lost || !ws->body_slots[0].stream) return;
         match_context mc = context(*rules);
         if (slot_ == nullptr && (slot_ = ci_.open_body(*ws, s_)) == nullptr) return;
@@ -212,14 +217,14 @@ public:
     void finish_body() {
         if (slot_ == nullptr) return;
         if (p_.content_rules()->stream_size(content_db::body) > sizeof s_.body_stream)
-            ci_.park_body(*p_.scan_state(ci_.worker_id_), *slot_);
+            ci_.park_body(*ci_.working_set(p_), *slot_);
         slot_ = nullptr;
     }
 
     // End of the message: matches anchored at the end of the body; the slot is freed.
     void end_body() {
         const content_rule_set* rules = p_.content_rules();
-        content_scan_state* ws = p_.scan_state(ci_.worker_id_);
+        content_scan_state* ws = ci_.working_set(p_);
         if (rules == nullptr || ws == nullptr || s_.body_stream_lost || !s_.body_started) return;
         if (!ws->body_slots[0].stream) return;
         match_context mc = context(*rules);
@@ -270,7 +275,7 @@ void content_inspector::scan_header(const compiled_policy& p, state& s) {
                                         header_from_domain(std::string_view(
                                             reinterpret_cast<const char*>(s.header_value), s.header_value_len)));
     const content_rule_set* rules = p.content_rules();
-    content_scan_state* ws = p.scan_state(worker_id_);
+    content_scan_state* ws = working_set(p);
     if (rules == nullptr || ws == nullptr) return;
     match_context mc{rules, &s, &sink::add_rule};
     scan_whole(*ws, ws->streams[static_cast<unsigned>(content_db::headers)].get(), mc,
@@ -283,7 +288,7 @@ void content_inspector::scan_header(const compiled_policy& p, state& s) {
 void content_inspector::scan_envelope(const compiled_policy& p, state& s, smtp_command cmd) {
     counters_.inspection.envelope_lines.add();
     const content_rule_set* rules = p.content_rules();
-    content_scan_state* ws = p.scan_state(worker_id_);
+    content_scan_state* ws = working_set(p);
     match_context mc{rules, &s, &sink::add_rule};
     const char* verb = cmd == smtp_command::ehlo ? "EHLO " : cmd == smtp_command::helo ? "HELO "
                        : cmd == smtp_command::mail ? "MAIL " : "RCPT ";
@@ -294,7 +299,7 @@ void content_inspector::scan_envelope(const compiled_policy& p, state& s, smtp_c
 void content_inspector::envelope(const compiled_policy& p, const flow_key& key, smtp_command cmd,
                                  const uint8_t* data, size_t len, bool line_end, uint64_t now_ns) {
     if (!active(p)) return;
-    const content_scan_state* ws = p.scan_state(worker_id_);
+    const content_scan_state* ws = working_set(p);
     if (p.content_rules() == nullptr || ws == nullptr || !ws->streams[static_cast<unsigned>(content_db::envelope)])
         return;  // no envelope rules: no state
     // Full: fail open, the envelope is not scanned. Counted once per message, when
@@ -374,7 +379,7 @@ message_verdict content_inspector::message_end(const compiled_policy& p, const f
             v.score += in.from_mismatch;
             v.signals |= 1u << static_cast<unsigned>(sender_signal::from_mismatch);
         }
-        const content_scan_state* ws = p.scan_state(worker_id_);
+        const content_scan_state* ws = working_set(p);
         if (ws && ws->streams[static_cast<unsigned>(content_db::envelope)]) {
             s->hits = s->session_hits;   // the session goes on: its EHLO counts for the next message
         } else {

@@ -18,8 +18,12 @@
 // full table, or a rule set whose stream state does not fit the record, fails
 // open (counted). A policy applied during a message takes over from that
 // segment on: the hits so far and the body stream (both of the old rule set)
-// start afresh (inspection.policy_restarts). Only rule ids, scores, counts and
-// fingerprints leave this class: never message text.
+// start afresh (inspection.policy_restarts). The Hyperscan scratch and the
+// open streams are not this class's: they are the worker's working set for the
+// generation in use (compiled_policy::scan_states(), made with the generation,
+// freed with it), so a worker under a new generation scans with that
+// generation's own. Only rule ids, scores, counts and fingerprints leave this
+// class: never message text.
 #pragma once
 
 #include <cstdint>
@@ -88,6 +92,10 @@ private:
     struct state;
     class sink;
     state* record(const compiled_policy& p, const flow_key& key);
+    // This worker's Hyperscan working set for p's generation (p.scan_states(), built for p's
+    // databases and freed with p); nullptr when p has no content rules or was compiled for
+    // fewer workers.
+    content_scan_state* working_set(const compiled_policy& p) const;
     void adopt(const compiled_policy& p, state& s);
     content_scan_state::body_slot* open_body(content_scan_state& ws, state& s);
     bool park_body(const content_scan_state& ws, content_scan_state::body_slot& slot);

@@ -43,6 +43,22 @@ std::string content_rule::where_string() const {
     return where == content_target::header ? "header:" + header : to_string(where);
 }
 
+bool content_rule_id_valid(std::string_view id) {
+    if (id.empty() || id.size() > content_rule_id_max) return false;
+    for (char c : id)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.'))
+            return false;
+    return true;
+}
+
+bool content_header_name_valid(std::string_view name) {
+    if (name.empty() || name.size() > content_header_name_max) return false;
+    for (char c : name)
+        if (c < 33 || c > 126 || c == ':') return false;
+    return true;
+}
+
 namespace {
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -51,23 +67,6 @@ bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i)
         if (lower(a[i]) != lower(b[i])) return false;
-    return true;
-}
-
-// RFC 5322 field-name: printable US-ASCII except ':'.
-bool valid_field_name(std::string_view n) {
-    if (n.empty() || n.size() > content_header_name_max) return false;
-    for (char c : n)
-        if (c < 33 || c > 126 || c == ':') return false;
-    return true;
-}
-
-bool valid_id(std::string_view id) {
-    if (id.empty() || id.size() > content_rule_id_max) return false;
-    for (char c : id)
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '-' || c == '.'))
-            return false;
     return true;
 }
 
@@ -194,7 +193,7 @@ std::shared_ptr<const content_rule_set> compile_content_rules(std::vector<conten
     std::map<std::string, unsigned> ids;
     for (unsigned i = 0; i < rules.size(); ++i) {
         content_rule& r = rules[i];
-        if (!valid_id(r.id)) {
+        if (!content_rule_id_valid(r.id)) {
             ctx.rule_error(i, "id '" + r.id + "': 1 to " + std::to_string(content_rule_id_max) +
                                   " letters, digits, '_', '-' or '.'");
             continue;
@@ -221,7 +220,7 @@ std::shared_ptr<const content_rule_set> compile_content_rules(std::vector<conten
             continue;
         }
         if (r.where == content_target::header) {
-            if (!valid_field_name(r.header)) {
+            if (!content_header_name_valid(r.header)) {
                 ctx.rule_error(i, "where: 'header:" + r.header + "' is not a header field name");
                 continue;
             }

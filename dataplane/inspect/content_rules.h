@@ -33,11 +33,14 @@
 //  - utf8 rules: Hyperscan's results on invalid UTF-8 input are undefined, so
 //    the decoder must hand every database that holds a utf8 rule valid UTF-8
 //    (replace bad sequences); has_utf8(db) says which.
-//  - scratch: one hs_scratch_t per worker, fitting every database of the
-//    generation in use (alloc_scratch() / fit_scratch(), off the data path).
-//  - streams reference their database: a flow keeps the content_rule_set it
-//    opened its streams with alive (the shared_ptr, taken once per message)
-//    until it closes them, even across a policy swap.
+//  - scratch and streams: one working set per worker and per generation
+//    (content_scan_states in content_scan_state.h: a scratch from
+//    alloc_scratch() and streams opened off the data path, owned by the
+//    generation's compiled_policy). A stream references its database: the
+//    working sets keep their rule set alive until their streams are closed.
+//    A message never carries a stream or a rule hit across a policy swap:
+//    the inspector restarts both under the new generation
+//    (content_inspector::adopt).
 #pragma once
 
 #include <hs.h>
@@ -83,6 +86,12 @@ struct content_rule {
     unsigned hs_flags() const;   // the Hyperscan compile flags of this rule
     std::string where_string() const;   // "body", "header:subject", ...
 };
+
+// A rule id: 1 to content_rule_id_max letters, digits, '_', '-' and '.'.
+bool content_rule_id_valid(std::string_view id);
+// A header:NAME field name (RFC 5322 field-name): 1 to content_header_name_max bytes of
+// printable US-ASCII but ':'.
+bool content_header_name_valid(std::string_view name);
 
 // The per-message databases (header:NAME databases are indexed separately).
 enum class content_db : uint8_t { envelope = 0, headers = 1, body = 2 };

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace sekisho {
 
@@ -44,6 +45,12 @@ content_scan_state content_scan_state::make(const content_rule_set& rules) {
     for (unsigned h = 0; h < rules.header_count(); ++h) s.header_streams.push_back(open(rules.header_database(h)));
     s.body_flat_bytes = flat_stream_bytes(rules.database(content_db::body), s.scratch.get());
     return s;
+}
+
+content_scan_states::content_scan_states(std::shared_ptr<const content_rule_set> rules, unsigned workers)
+    : rules_(std::move(rules)) {
+    states_.reserve(workers);
+    for (unsigned w = 0; w < workers; ++w) states_.push_back(content_scan_state::make(*rules_));
 }
 
 }  // namespace sekisho

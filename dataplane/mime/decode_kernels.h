@@ -10,7 +10,9 @@
 //
 // The instruction set is chosen at run time (CPUID, once per process): the
 // build targets a baseline x86-64 CPU, the kernels are compiled for AVX2 or
-// AVX-512 in functions of their own. Without them (another CPU, or
+// AVX-512 in functions of their own, one file per instruction set
+// (decode_kernels_avx2.cpp, decode_kernels_avx512.cpp), and decode_kernels.cpp
+// alone chooses which runs. Without them (another CPU, another architecture, or
 // set_simd_limit(simd_level::scalar)) the decoder uses its scalar code only.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Streaming decoder of one RFC 5322 / MIME message into what a mail reader
-// shows, as UTF-8, for content inspection (issue 5, item 3).
+// shows, as UTF-8, for content inspection.
 //
 // The caller feeds the message content (smtp_observer::on_content: dot-stuffing
 // already undone) in whatever pieces it comes, then calls finish(). The decoder
@@ -64,13 +64,9 @@
 // is capped per message (reset(max_body_bytes), default 64 KiB): past the cap
 // body decoding stops (truncated()); structure and headers go on.
 //
-// Throughput (one core, -O2, fed in 1460-byte pieces; content_bench --only decode on its
-// corpus, AVX-512 kernels, 2026-12): 8bit UTF-8 ~13 GB/s of DATA (passed through), 7-bit
-// ASCII ~5.5 GB/s, UTF-8 quoted-printable ~1.8 GB/s, ISO-2022-JP base64 through the JIS table
-// ~1.1 GB/s; the other iconv charsets ~100-130 MB/s (glibc iconv's own speed; the body cap
-// bounds it to well under a millisecond per message), Shift_JIS / EUC-JP 8bit through their
-// tables ~1.1 GB/s of UTF-8 out (an ad-hoc measurement). Without AVX2 / AVX-512 the scalar
-// paths run (decode_kernels.h).
+// Throughput: docs/inspection.md ("Throughput") and docs/performance.md; without AVX2 /
+// AVX-512 the scalar paths run (decode_kernels.h). The implementation is one file per concept
+// (mail_decoder_internal.h lists them).
 #pragma once
 
 #include <cstddef>
@@ -144,10 +140,10 @@ private:
     void* get(mail_charset c);  // iconv_t, or nullptr
 
     // JIS X 0208 / 0212 / kana to UTF-8, read from the EUC-JP converter once per process
-    // (mail_decoder.cpp: jis_table); nullptr when glibc lacks it.
+    // (charsets.cpp: jis_table_t); nullptr when glibc lacks it.
     const void* jis_table();
     // Shift_JIS and EUC-JP: every character's UTF-8 as that charset's converter gives it, read
-    // once per process (mail_decoder.cpp: mb_table); nullptr for other charsets or without iconv.
+    // once per process (charsets.cpp: mb_table_t); nullptr for other charsets or without iconv.
     const void* mb_table(mail_charset c);
 
     void* cd_[mail_charset_count] = {};
@@ -177,22 +173,18 @@ public:
     bool truncated() const { return flags_ & f_truncated; }  // body text cut at the limit
     bool too_deep() const { return flags_ & f_too_deep; }    // a multipart nested deeper than mail_max_depth
     bool finished() const { return flags_ & f_finished; }
-    uint32_t parts() const { return parts_; }              // on_part_boundary() calls
-    size_t depth() const { return depth_; }                // multiparts open now
-    // Where the decoder is: a header block or a body. In a header callback, top_level_headers()
-    // tells the message's own header fields from those of MIME parts and embedded messages.
+    // Where the decoder is: a header block or a body.
     mail_part where() const { return mode_ == m_headers ? mail_part::header : mail_part::body; }
-    bool top_level_headers() const { return mode_ == m_headers && (flags_ & f_top); }
 
 private:
-    struct io;  // feed()'s stack context: output buffers (mail_decoder.cpp)
+    struct io;  // feed()'s stack context: output buffers (mail_decoder_internal.h)
 
     // What the current bytes are.
     enum : uint8_t { m_headers = 0, m_text, m_skip };
     // Where in the line (boundary recognition).
     enum : uint8_t { ls_bol = 0, ls_match, ls_delim, ls_skipline, ls_mid };
 
-    static constexpr uint16_t f_finished = 1 << 0, f_truncated = 1 << 1, f_too_deep = 1 << 2, f_top = 1 << 3,
+    static constexpr uint16_t f_finished = 1 << 0, f_truncated = 1 << 1, f_too_deep = 1 << 2,
                               f_field_open = 1 << 4, f_value_started = 1 << 5, f_cr_held = 1 << 6,
                               f_ew_after = 1 << 7, f_ew_conv = 1 << 8, f_ew_q = 1 << 9;
 
@@ -255,7 +247,6 @@ private:
     // --- message ---
     uint32_t body_limit_ = 0;
     uint32_t body_bytes_ = 0;
-    uint32_t parts_ = 0;
     uint16_t flags_ = 0;
     uint8_t mode_ = m_headers;
 
@@ -270,22 +261,22 @@ private:
     uint8_t blen_[mail_max_depth] = {};
 
     // --- current header block / part ---
-    uint8_t ctype_ = 0;        // mail_decoder.cpp: ct_*
-    uint8_t cte_ = 0;          // mail_decoder.cpp: cte_*
+    uint8_t ctype_ = 0;        // mail_decoder_internal.h: ct::
+    uint8_t cte_ = 0;          // mail_decoder_internal.h: xfer::
     mail_charset charset_ = mail_charset::jis;
     uint8_t pblen_ = 0;        // boundary parameter bytes stored in boundary_[depth_]
-    uint8_t hstate_ = 0;       // mail_decoder.cpp: h_*
-    uint8_t field_kind_ = 0;   // mail_decoder.cpp: fk_*
+    uint8_t hstate_ = 0;       // mail_decoder_internal.h: hs::
+    uint8_t field_kind_ = 0;   // mail_decoder_internal.h: fk::
     uint8_t name_len_ = 0;
     uint8_t name_ws_ = 0;      // WSP between the name and the colon
-    uint8_t ct_state_ = 0;     // Content-Type / -Transfer-Encoding parser (mail_decoder.cpp: cts_*)
+    uint8_t ct_state_ = 0;     // Content-Type / -Transfer-Encoding parser (mail_decoder_internal.h: cts::)
     uint8_t ct_param_ = 0;     // the parameter whose value is being read
     uint8_t ct_major_ = 0;     // type of the Content-Type being read
     uint8_t ct_len_ = 0;       // bytes in the token being hashed
     uint32_t ct_hash_ = 0;     // hash of the token being read
 
     // --- RFC 2047 encoded words ---
-    uint8_t ew_state_ = 0;     // mail_decoder.cpp: ew_*
+    uint8_t ew_state_ = 0;     // mail_decoder_internal.h: ew::
     uint8_t ew_hold_len_ = 0;  // "=?charset?X" held until the word is known to be one
     uint8_t ew_cs_len_ = 0;    // charset bytes in ew_hold_ (after "=?")
     uint8_t ew_bits_n_ = 0;    // base64 bits pending (< 8)
@@ -308,8 +299,8 @@ private:
     uint8_t boundary_[mail_max_depth][mail_max_boundary] = {};
 };
 
-// 460 bytes on x86-64: the per-flow cost of decoding (boundaries 4 x 70 = 280, field name 64,
-// encoded-word prefix 40, charset converter 9, counters and parser states ~67).
+// 456 bytes on x86-64: the per-flow cost of decoding (boundaries 4 x 70 = 280, field name 64,
+// encoded-word prefix 40, charset converter 9, counters and parser states ~63).
 static_assert(sizeof(mail_decoder) <= 512, "mail_decoder is per flow: keep it within 512 bytes");
 static_assert(std::is_trivially_copyable_v<mail_decoder>);
 

@@ -123,6 +123,45 @@ TEST_F(content_inspector_test, a_policy_applied_just_before_the_end) {
     EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
 }
 
+// A policy apply as a worker lives it: each generation has its own working set for the worker
+// (scratch and streams made for its databases); once the worker has adopted the new generation it
+// scans with the new one only, and leaves the old one, where the message's body stream was open,
+// as it was; the old snapshot is then freed (the grace period is over) and takes its working
+// sets with it while the message goes on.
+TEST_F(content_inspector_test, each_generation_scans_with_its_own_working_set) {
+    content_scan_state& old_ws = *old_policy->scan_states()->for_worker(0);
+    content_scan_state& new_ws = *new_policy->scan_states()->for_worker(0);
+    EXPECT_NE(old_ws.scratch.get(), new_ws.scratch.get());
+    EXPECT_EQ(old_policy->scan_states()->for_worker(1), nullptr) << "compiled for one worker";
+    auto open_slots = [](const content_scan_state& ws) {
+        unsigned n = 0;
+        for (const auto& b : ws.body_slots) n += b.owner != nullptr;
+        return n;
+    };
+
+    begin(*old_policy, "the first half: black");  // its body stream open in the old working set
+    const uint64_t old_clock = old_ws.body_clock;
+    EXPECT_GT(old_clock, 0u);
+    EXPECT_EQ(open_slots(old_ws), 1u);
+    EXPECT_EQ(new_ws.body_clock, 0u);
+
+    feed(*new_policy, "word, then later\r\n");  // adopted: a fresh stream, in the new working set
+    EXPECT_EQ(counters.inspection.policy_restarts.load(), 1u);
+    EXPECT_GT(new_ws.body_clock, 0u);
+    EXPECT_EQ(open_slots(new_ws), 1u);
+    EXPECT_EQ(old_ws.body_clock, old_clock) << "the new generation's work touched the old working set";
+    EXPECT_EQ(open_slots(old_ws), 1u);
+
+    old_policy.reset();  // as policy_store::publish frees it after the grace period
+    feed(*new_policy, "and a blackword\r\n");
+    const message_verdict v = end(*new_policy);
+    ASSERT_EQ(v.rule_count, 1u);
+    EXPECT_EQ(v.rules[0], 0u);  // new-0, once ("later", then "blackword")
+    EXPECT_EQ(v.score, 3);
+    EXPECT_EQ(open_slots(new_ws), 0u) << "the message's end frees its slot";
+    EXPECT_EQ(counters.inspection.stream_errors.load(), 0u);
+}
+
 // The worker keeps the body streams of the messages it served last open and puts one away into
 // its message's record when another message needs its slot: a blackword split across segments
 // is found whether the messages' segments follow each other or interleave, within the open
@@ -158,7 +197,7 @@ TEST_F(content_inspector_test, a_match_across_segments_alone_and_interleaved) {
     // has it brought back into another slot. Put away as the stream's bytes (this Hyperscan's
     // streams are flat: content_scan_state::flat_stream_bytes), and compressed, as with a
     // Hyperscan whose streams are not.
-    content_scan_state& ws = *old_policy->scan_state(0);
+    content_scan_state& ws = *old_policy->scan_states()->for_worker(0);
     size_t stream_bytes = 0;
     ASSERT_EQ(hs_stream_size(old_policy->content_rules()->database(content_db::body), &stream_bytes), HS_SUCCESS);
     EXPECT_EQ(ws.body_flat_bytes, stream_bytes);

@@ -1,11 +1,15 @@
 // Content rules: the YAML list reader, the Hyperscan compile (errors with id,
-// line and Hyperscan's message), and scanning the compiled stream databases.
+// line and Hyperscan's message), scanning the compiled stream databases, and the
+// workers' working sets for them (content_scan_states).
 #include "dataplane/inspect/content_rules.h"
 #include "control/policy/content_rules_yaml.h"
+#include "dataplane/inspect/content_scan_state.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -262,6 +266,43 @@ TEST(content_rules, one_scratch_serves_every_database) {
     hs_free_scratch(worker);
 }
 
+// A generation's working sets (content_scan_states): one per worker it was built for, each with
+// a scratch and streams of its own (two workers never share one), none beyond; each scans with
+// the generation's databases; and they keep that rule set alive as long as they live, whatever
+// happens to the other references to it.
+TEST(content_scan_states, one_working_set_per_worker_on_the_generations_databases) {
+    auto set = compile_ok({make_rule("e", "^EHLO \\[", content_target::envelope), make_rule("b", "wire transfer")});
+    const std::weak_ptr<const content_rule_set> alive = set;
+    auto states = std::make_unique<content_scan_states>(set, 3);
+    set.reset();
+    ASSERT_EQ(states->workers(), 3u);
+    EXPECT_EQ(states->for_worker(3), nullptr);
+    std::set<const void*> distinct;
+    for (unsigned w = 0; w < 3; ++w) {
+        content_scan_state* ws = states->for_worker(w);
+        ASSERT_NE(ws, nullptr);
+        const auto envelope = static_cast<unsigned>(content_db::envelope);
+        ASSERT_NE(ws->streams[envelope], nullptr);
+        EXPECT_EQ(ws->streams[static_cast<unsigned>(content_db::headers)], nullptr) << "no headers rules";
+        EXPECT_TRUE(distinct.insert(ws->scratch.get()).second) << "worker " << w;
+        EXPECT_TRUE(distinct.insert(ws->streams[envelope].get()).second) << "worker " << w;
+        for (const auto& slot : ws->body_slots) EXPECT_TRUE(distinct.insert(slot.stream.get()).second);
+        unsigned fired = 0;
+        auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* n) -> int {
+            ++*static_cast<unsigned*>(n);
+            return 0;
+        };
+        const std::string text = "a wire transfer";
+        EXPECT_EQ(hs_scan_stream(ws->body_slots[w].stream.get(), text.data(), static_cast<unsigned>(text.size()), 0,
+                                 ws->scratch.get(), count, &fired),
+                  HS_SUCCESS);
+        EXPECT_EQ(fired, 1u) << "worker " << w;
+    }
+    EXPECT_FALSE(alive.expired()) << "the working sets keep their databases alive";
+    states.reset();
+    EXPECT_TRUE(alive.expired());
+}
+
 TEST(content_rules, stream_state_size_reported) {
     auto set = compile_ok({
         make_rule("e", "EHLO [0-9.]+\\r?$", content_target::envelope),
@@ -389,6 +430,67 @@ TEST(content_rules_yaml, errors_name_file_line_and_key) {
                       }));
     ASSERT_EQ(rules.size(), 1u);
     EXPECT_EQ(rules[0].id, "ok");
+}
+
+// Every problem of every rule, each reported where it is; a rule with a problem that refuses it
+// is dropped, one whose problem does not (a flag listed twice, flags that are no list, the list's
+// header:NAME fields over the limit) is kept.
+TEST(content_rules_yaml, every_problem_reported_a_rule_kept_only_without_a_refusing_one) {
+    std::string text = "rules:\n"
+                       "  - {id: twice, pattern: a, flags: [caseless, caseless], score: 1}\n"
+                       "  - {id: flagmap, pattern: b, flags: {x: 1}, score: 1}\n"
+                       "  - {id: flagone, pattern: c, flags: utf8, score: 1}\n"
+                       "  - {id: flagnested, pattern: d, flags: [[x]], score: 1}\n"
+                       "  - {id: nul, pattern: \"a\\0b\", score: 1}\n"
+                       "  - {id: long, pattern: " + std::string(content_pattern_max + 1, 'x') + ", score: 1}\n"
+                       "  - {id: patlist, pattern: [a], score: 1}\n"
+                       "  - {id: [x], pattern: e, score: 1}\n"
+                       "  - {id: scoreword, pattern: f, score: abc}\n"
+                       "  - {id: scorelist, pattern: g, score: [1]}\n"
+                       "  - {id: scoretail, pattern: h, score: 1x}\n"
+                       "  - {id: actionbad, pattern: i, action: bogus}\n"
+                       "  - {id: actionlist, pattern: j, action: [event]}\n"
+                       "  - {id: wheremap, pattern: k, where: {a: b}, score: 1}\n"
+                       "  - {id: UPPER.id-ok_1, pattern: l, where: \"header:X-Mailer\", action: tempfail}\n";
+    for (int k = 0; k < 66; ++k)  // with X-Mailer, 67 distinct fields: h63's is the 65th, at line 80
+        text += "  - {id: h" + std::to_string(k) + ", pattern: m, where: \"header:h" + std::to_string(k) + "\", score: 1}\n";
+    strings errors;
+    const auto rules = parse(text, errors);
+    EXPECT_EQ(errors, (strings{
+                          "p.yaml:2: rules[0].flags: 'caseless' is listed twice",
+                          "p.yaml:3: rules[1].flags: expected a list of flags, e.g. [caseless, utf8]",
+                          "p.yaml:5: rules[3].flags: value is not one of: caseless, utf8, dotall, multiline",
+                          "p.yaml:6: rules[4].pattern: contains a NUL byte (write \\x00)",
+                          "p.yaml:7: rules[5].pattern: 16385 bytes; at most 16384",
+                          "p.yaml:8: rules[6].pattern: expected a pattern (a string)",
+                          "p.yaml:9: rules[7].id: expected a rule id",
+                          "p.yaml:10: rules[8].score: 'abc' is not an integer",
+                          "p.yaml:11: rules[9].score: value is not an integer",
+                          "p.yaml:12: rules[10].score: '1x' is not an integer",
+                          "p.yaml:13: rules[11].action: 'bogus' is not one of: event, tighten, tempfail, reset, quarantine",
+                          "p.yaml:14: rules[12].action: value is not one of: event, tighten, tempfail, reset, quarantine",
+                          "p.yaml:15: rules[13].where: value is not one of: envelope, headers, header:NAME, body",
+                          "p.yaml:80: rules: 67 distinct header:NAME fields; at most 64",
+                      }));
+    ASSERT_EQ(rules.size(), 4u + 66u);
+    EXPECT_EQ(rules[0].id, "twice");
+    EXPECT_TRUE(rules[0].caseless);
+    EXPECT_EQ(rules[1].id, "flagmap");
+    EXPECT_TRUE(rules[2].utf8);
+    EXPECT_EQ(rules[3].id, "UPPER.id-ok_1");
+    EXPECT_EQ(rules[3].where, content_target::header);
+    EXPECT_EQ(rules[3].header, "x-mailer");
+    EXPECT_EQ(rules[3].action, content_action::tempfail);
+    EXPECT_EQ(rules[3].line, 16);
+    EXPECT_EQ(rules.back().id, "h65");
+}
+
+TEST(content_rules_yaml, more_rules_than_the_limit) {
+    std::string text = "rules:\n";
+    for (size_t k = 0; k <= content_rules_max; ++k) text += "  - {id: r" + std::to_string(k) + ", pattern: x, score: 1}\n";
+    strings errors;
+    EXPECT_TRUE(parse(text, errors).empty());
+    EXPECT_EQ(errors, strings{"p.yaml:2: rules: 8193 rules; at most 8192"});
 }
 
 TEST(content_rules_yaml, not_a_list) {
