@@ -1,4 +1,4 @@
-// Content benchmark (issue 5, item 9): inspected SMTP DATA throughput per core
+// Content benchmark: inspected SMTP DATA throughput per core
 // against raw Hyperscan and against a std::regex loop with the same rules, in
 // one run, plus the memory one inspected message (flow) takes.
 //
@@ -1063,12 +1063,8 @@ void print_json(const corpus& c, const passes& ps, const summary& s, const memor
 int main(int argc, char** argv) {
     options o;
     if (!parse_options(argc, argv, o)) return 2;
-    if (!bench::init_eal(argv[0], 512)) {
-        std::fprintf(stderr, "EAL init failed\n");
-        return 1;
-    }
-    self_check sc;
-    try {
+    return bench::run_on_eal("content_bench", bench::init_eal(argv[0], 512), [&] {
+        self_check sc;
         corpus c;
         compile_rules(c);
         decode_corpus(c, sc);
@@ -1092,9 +1088,6 @@ int main(int argc, char** argv) {
         std::printf("self-check: %s\n", sc.ok ? "ok" : "FAILED");
         if (ps.sink == 0) std::printf(" \n");
         print_json(c, ps, s, mem, kinds_json, o.reps, sc.ok);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "content_bench: %s\n", e.what());
-        return 1;
-    }
-    return sc.ok ? 0 : 1;
+        return sc.ok ? 0 : 1;
+    });
 }

@@ -57,7 +57,7 @@ namespace sekisho {
 // Where a rule looks.
 enum class content_target : uint8_t { envelope, headers, header, body };
 
-// What a match does on its own, besides adding its score (issue 5, item 6).
+// What a match does on its own, besides adding its score.
 enum class content_action : uint8_t { none, event, tighten, tempfail, reset, quarantine };
 
 const char* to_string(content_target t);
