@@ -59,7 +59,7 @@
 //     unit of capacity.
 //  3. RADIUS bindings per second: Accounting-Start updates (binding_update,
 //     as the RADIUS parser hands them on) bound in the data plane alone
-//     (gateway::bind per address); then through subscriber_identity as
+//     (dpdk_data_plane::bind per address); then through subscriber_identity as
 //     sekishod runs it (the history decides in a SAVEPOINT per update, the
 //     data plane follows with an undo log), one commit per batch of 256 (the
 //     listener's set_commit batching), into a fresh SQLite file in /tmp;
@@ -122,6 +122,7 @@
 #include "backends/dpdk/dpdk_data_plane.h"
 #include "dataplane/limits/mail_tracker.h"
 #include "dataplane/net/packet_parser.h"
+#include "dataplane/net/wire.h"
 #include "dataplane/pipeline.h"
 #include "control/policy/policy.h"
 #include "control/identity/radius_accounting.h"
@@ -221,10 +222,7 @@ ip_prefix prefix4(uint32_t a) {
     ip_prefix p;
     p.family = 4;
     p.length = 32;
-    p.bytes[0] = static_cast<uint8_t>(a >> 24);
-    p.bytes[1] = static_cast<uint8_t>(a >> 16);
-    p.bytes[2] = static_cast<uint8_t>(a >> 8);
-    p.bytes[3] = static_cast<uint8_t>(a);
+    wire::store32(p.bytes.data(), a);
     return p;
 }
 ip_prefix prefix6(const std::array<uint8_t, 16>& a, uint8_t length) {
@@ -545,16 +543,6 @@ struct endpoint {
     uint32_t messages = 0;                  // MAIL FROMs the tracked runs sent on it
 };
 
-void put16(uint8_t* p, uint16_t v) {
-    p[0] = static_cast<uint8_t>(v >> 8);
-    p[1] = static_cast<uint8_t>(v);
-}
-void put32(uint8_t* p, uint32_t v) {
-    put16(p, static_cast<uint16_t>(v >> 16));
-    put16(p + 2, static_cast<uint16_t>(v));
-}
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
 // Gives segment `s` the connection's addresses, ports and next numbers, and
 // advances them past it; recomputes the checksums.
 void rewrite(const seg& s, endpoint& e) {
@@ -575,22 +563,22 @@ void rewrite(const seg& s, endpoint& e) {
         std::memcpy(ip + 16, dst, 4);
         const unsigned ihl = (ip[0] & 15u) * 4;
         ip[10] = ip[11] = 0;
-        put16(ip + 10, tb::internet_checksum(ip, ihl));
-        tcp_len = get16(ip + 2) - ihl;
+        wire::store16(ip + 10, tb::internet_checksum(ip, ihl));
+        tcp_len = wire::load16(ip + 2) - ihl;
         pseudo = tb::detail::sum(ip + 12, 8);
     } else {
         std::memcpy(ip + 8, src, 16);
         std::memcpy(ip + 24, dst, 16);
-        tcp_len = get16(ip + 4);
+        tcp_len = wire::load16(ip + 4);
         pseudo = tb::detail::sum(ip + 8, 32);
     }
     pseudo += 6 + static_cast<uint32_t>(tcp_len);
-    put16(tcp, s.from_client ? e.sport : e.dport);
-    put16(tcp + 2, s.from_client ? e.dport : e.sport);
-    put32(tcp + 4, seq);
-    put32(tcp + 8, ack);
+    wire::store16(tcp, s.from_client ? e.sport : e.dport);
+    wire::store16(tcp + 2, s.from_client ? e.dport : e.sport);
+    wire::store32(tcp + 4, seq);
+    wire::store32(tcp + 8, ack);
     tcp[16] = tcp[17] = 0;
-    put16(tcp + 16, tb::internet_checksum(tcp, tcp_len, pseudo));
+    wire::store16(tcp + 16, tb::internet_checksum(tcp, tcp_len, pseudo));
 }
 
 // The connections: `f4` IPv4 and `f6` IPv6 long-lived ones (opened once,
@@ -626,8 +614,8 @@ private:
         const uint64_t h = mix64(salt), h2 = mix64(salt ^ 0x5eb15e);
         if (family == 4) {
             const uint32_t a = subscriber4(subscriber);
-            put32(e.sub.data(), a);
-            put32(e.srv.data(), 0x0b000000u + static_cast<uint32_t>(h % 0x3f000000u));  // 11.0.0.0 - 73.255.255.255
+            wire::store32(e.sub.data(), a);
+            wire::store32(e.srv.data(), 0x0b000000u + static_cast<uint32_t>(h % 0x3f000000u));  // 11.0.0.0 - 73.255.255.255
             e.dport = static4(a) ? 25 : 587;
         } else {
             e.sub = subscriber6(subscriber);
@@ -1015,7 +1003,7 @@ binding_update start_update(uint32_t i) {
 }
 
 // A Start without the history: every address bound in the data-plane table.
-void apply_to_dataplane(gateway& gw, const binding_update& u) {
+void apply_to_dataplane(dpdk_data_plane& gw, const binding_update& u) {
     for (const ip_prefix& p : u.addresses()) gw.bind(p, u.account);
 }
 
@@ -1042,7 +1030,7 @@ std::vector<uint8_t> radius_start(uint8_t id, uint32_t i, const std::string& sec
     };
     auto attr32 = [&](uint8_t type, uint32_t v) {
         uint8_t b[4];
-        put32(b, v);
+        wire::store32(b, v);
         attr(type, b, 4);
     };
     const binding_update u = start_update(i);
@@ -1059,7 +1047,7 @@ std::vector<uint8_t> radius_start(uint8_t id, uint32_t i, const std::string& sec
         std::memcpy(v + 2, a.data(), 7);
         attr(radius::attr_delegated_ipv6_prefix, v, sizeof v);
     }
-    put16(p.data() + 2, static_cast<uint16_t>(p.size()));
+    wire::store16(p.data() + 2, static_cast<uint16_t>(p.size()));
     const radius::authenticator auth = radius::request_authenticator(p, secret);
     std::memcpy(p.data() + 4, auth.data(), auth.size());
     return p;
@@ -1149,7 +1137,7 @@ void radius_udp(subscriber_identity& identity, uint32_t first, uint32_t n, radiu
                      std::to_string(c.apply_failed) + (first_log.empty() ? "" : "; first log: " + first_log);
 }
 
-radius_figures radius_bindings(gateway& gw, const options& o, const std::string& db_path, bool& ok) {
+radius_figures radius_bindings(dpdk_data_plane& gw, const options& o, const std::string& db_path, bool& ok) {
     radius_figures f;
     f.updates = o.radius;
     const uint32_t base = o.subscribers;  // new subscribers: sessions that start now
@@ -1286,11 +1274,11 @@ int bench_main(const options& o) {
     const uint32_t max_accounts = static_cast<uint32_t>(o.subscribers + radius_subscribers + 1024);
     const policy pol =
         load_policy_text(policy_yaml(flows_per_worker, max_bindings, max_accounts), "limits-bench.yaml");
-    gateway_config gc;
+    dpdk_data_plane_config gc;
     gc.workers = 1;
     gc.events_path = "/dev/null";
     const mem_use gw0 = mem_now();
-    gateway gw(pol, gc);
+    dpdk_data_plane gw(pol, gc);
     const mem_use gw1 = mem_now();
     auto t0 = std::chrono::steady_clock::now();
     for (uint32_t i = 0; i < o.subscribers; ++i) {

@@ -4,8 +4,8 @@
 // a reload runs them:
 //   read       load_policy_text: YAML parse and validation (duplicates included)
 //   diff       the running policy against it (sorted prefix lists)
-//   prepare    gateway::prepare: the DIR-24-8 / trie tables filled (compile_policy)
-//   commit     gateway::commit: the RCU swap and the old snapshot freed
+//   prepare    dpdk_data_plane::prepare: the DIR-24-8 / trie tables filled (compile_policy)
+//   commit     dpdk_data_plane::commit: the RCU swap and the old snapshot freed
 // Baseline, measured in the same run: the same prefixes added straight to a
 // bare rte_fib DIR-24-8 table (what DPDK itself costs); `ratio_prepare_to_fib`
 // is prepare over that.
@@ -97,10 +97,10 @@ int main(int argc, char** argv) {
 
     const std::string text = policy_text(n);
     const policy small = load_policy_text("version: 1\nsubscribers:\n  dynamic: [198.51.100.0/24]\n", "small");
-    gateway_config cfg;
+    dpdk_data_plane_config cfg;
     cfg.workers = 1;
     cfg.mbufs = 1024;
-    gateway gw(small, cfg);
+    dpdk_data_plane gw(small, cfg);
 
     std::printf("policy apply bench: cpu \"%s\", %u prefixes (%.1f MB of YAML), %u repetitions\n",
                 bench::cpu_model().c_str(), n, static_cast<double>(text.size()) / 1e6, reps);

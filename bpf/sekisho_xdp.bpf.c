@@ -471,7 +471,7 @@ static __always_inline void emit(struct sx_counters *c, const struct sx_policy_s
     c->events_emitted++;
 }
 
-/* --- The reset (tcp_reset.cpp: build_tcp_segment toward the sender) ------- */
+/* --- The reset (tcp_segment.cpp: build_tcp_segment toward the sender) ----- */
 static __always_inline __u32 csum_add(__u32 sum, const __u8 *b, int words)
 {
     for (int i = 0; i < words; i++)

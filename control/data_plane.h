@@ -1,5 +1,5 @@
-// The data plane as the control API sees it (control_api.h): the DPDK
-// gateway (gateway.h) or the XDP program (xdp_data_plane.h). Both apply a
+// The data plane as the control API sees it (control_api.h): the DPDK data
+// plane (dpdk_data_plane.h) or the XDP program (xdp_data_plane.h). Both apply a
 // validated policy atomically as a new generation, dry-run one, export the
 // same per-worker counter blocks and write the same event log.
 //
@@ -14,7 +14,9 @@
 //
 // Subscriber bindings and the account registry exist in the DPDK data plane
 // only (the XDP program knows prefixes, not accounts): a data plane without
-// them returns nullptr and the API answers 501 naming the backend.
+// them returns nullptr and the API answers 501 naming the backend. The table
+// is written through binding_table (binding_table.h), which subscriber
+// identity needs too.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +27,9 @@
 namespace sekisho {
 
 class account_registry;
+class binding_table;
 class event_log;
 class subscriber_table;
-struct ip_prefix;
 struct policy;
 struct worker_counters;
 
@@ -71,12 +73,12 @@ public:
     // Writes a control-plane record (control_api's audit trail) into the event log.
     virtual void audit(std::string json_object) = 0;
 
-    // Bindings and accounts: nullptr where the data plane has none.
+    // Bindings and accounts: nullptr where the data plane has none; all three
+    // or none. The table to read, the account registry, and the same table
+    // to write.
     virtual subscriber_table* subscriber_bindings() { return nullptr; }
     virtual account_registry* account_table() { return nullptr; }
-    // Only called when subscriber_bindings() is not nullptr.
-    virtual uint32_t bind(const ip_prefix& prefix, const std::string& account) = 0;
-    virtual uint32_t unbind(const ip_prefix& prefix) = 0;
+    virtual binding_table* writable_bindings() { return nullptr; }
 };
 
 }  // namespace sekisho

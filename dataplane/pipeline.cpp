@@ -9,7 +9,6 @@
 #include <ctime>
 
 #include "dataplane/limits/mail_tracker.h"
-#include "dataplane/net/tcp_reset.h"
 
 namespace sekisho {
 
@@ -41,9 +40,42 @@ uint64_t packet_clock::now_ns(const rte_mbuf* m) const {
     return wall_base_ns + cycles / tsc_hz * 1000000000ull + cycles % tsc_hz * 1000000000ull / tsc_hz;
 }
 
+bool segment_injector::inject(const parsed_packet& p, ingress in, const tcp_segment_spec& spec, burst_output& out) {
+    return queue(p, in, &spec, out);
+}
+
+bool segment_injector::inject_reset(const parsed_packet& p, ingress in, burst_output& out) {
+    return queue(p, in, nullptr, out);
+}
+
+// `spec` null: the RST answering p. The mbuf is taken before the frame is
+// built: a segment that cannot be built gives it back.
+bool segment_injector::queue(const parsed_packet& p, ingress in, const tcp_segment_spec* spec, burst_output& out) {
+    const bool back = spec == nullptr || spec->to_sender;
+    rte_mbuf** list = back ? out.reply : out.forward;
+    uint16_t& n = back ? out.n_reply : out.n_forward;
+    if (n >= burst_output_capacity) return false;
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) {
+        const ingress leaving = back ? in : in == ingress::access ? ingress::core : ingress::access;
+        counters_.port[static_cast<unsigned>(leaving)].reset_failures.add();
+        return false;
+    }
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint16_t len = spec ? build_tcp_segment(p, *spec, frame) : build_tcp_reset(p, frame);
+    if (len == 0) {
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    m->data_len = len;
+    m->pkt_len = len;
+    list[n++] = m;
+    return true;
+}
+
 pipeline::pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
                    event_ring* events, const packet_clock& clock, mail_tracker* mail)
-    : worker_id_(worker_id), reply_pool_(reply_pool), counters_(counters), events_(events),
+    : worker_id_(worker_id), injector_(reply_pool, counters), counters_(counters), events_(events),
       clock_(clock), mail_(mail) {}
 
 void pipeline::emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
@@ -75,22 +107,7 @@ void pipeline::emit_event(const compiled_policy& policy, const parsed_packet& p,
 }
 
 void pipeline::send_reset(const parsed_packet& p, ingress in, burst_output& out) {
-    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
-    rte_mbuf* r = rte_pktmbuf_alloc(reply_pool_);
-    if (r == nullptr) {
-        pc.reset_failures.add();
-        return;
-    }
-    uint8_t* data = rte_pktmbuf_mtod(r, uint8_t*);
-    const uint16_t len = build_tcp_reset(p, data);
-    if (len == 0) {  // not a complete segment, or itself a reset
-        rte_pktmbuf_free(r);
-        return;
-    }
-    r->data_len = len;
-    r->pkt_len = len;
-    out.reply[out.n_reply++] = r;
-    pc.resets_sent.add();
+    if (injector_.inject_reset(p, in, out)) counters_.port[static_cast<unsigned>(in)].resets_sent.add();
 }
 
 void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkts, uint16_t n,

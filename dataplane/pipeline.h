@@ -4,13 +4,14 @@
 // replay (backends/dpdk/replay.cpp, bursts from a capture through net_pcap) and in
 // the benchmark (pre-built mbufs in memory). It never locks, never allocates
 // from the heap, never makes a system call: the only allocation is an mbuf
-// from the worker's pool for an injected RST.
+// from the worker's pool for an injected segment (segment_injector).
 #pragma once
 
 #include <cstdint>
 
 #include "dataplane/compiled_policy.h"
 #include "dataplane/event_ring.h"
+#include "dataplane/net/tcp_segment.h"
 #include "dataplane/op25b_classifier.h"
 #include "dataplane/worker_counters.h"
 
@@ -31,6 +32,39 @@ struct burst_output {
     uint16_t n_reply = 0;
 };
 
+// Puts the segments a worker injects (OP25B's resets, the mail tracker's
+// resets and 421 replies) into mbufs from the worker's pool and onto a
+// burst_output: the one place injected frames are made, whoever asks.
+//
+// A segment back to the sender of the frame it answers (spec.to_sender) goes
+// on out.reply and leaves through the port that frame came in on; a segment
+// onward goes on out.forward and leaves through the other port. When the pool
+// has no mbuf the segment is lost and counted as reset_failures of the port it
+// would have left through. The pool's mbufs hold the frame in their first
+// segment (tcp_segment_max_header plus a payload of a few dozen bytes: any
+// pktmbuf pool's data room). One per worker (the counters are the worker's);
+// no locks.
+class segment_injector {
+public:
+    segment_injector(rte_mempool* pool, worker_counters& counters) : pool_(pool), counters_(counters) {}
+
+    // The segment `spec` describes, in the connection of p (received on `in`).
+    // Returns false when nothing was queued: no mbuf (counted), p not a
+    // complete TCP segment, or the list full (it cannot be: a list holds
+    // burst_output_capacity, and a received frame adds at most one segment
+    // to each).
+    bool inject(const parsed_packet& p, ingress in, const tcp_segment_spec& spec, burst_output& out);
+    // The RST answering p itself (build_tcp_reset), back out of `in`; none
+    // when p is a reset or not a complete TCP segment.
+    bool inject_reset(const parsed_packet& p, ingress in, burst_output& out);
+
+private:
+    bool queue(const parsed_packet& p, ingress in, const tcp_segment_spec* spec, burst_output& out);
+
+    rte_mempool* pool_;
+    worker_counters& counters_;
+};
+
 class mail_tracker;
 
 // Where "now" comes from. In replay the capture's timestamps are the clock, so
@@ -49,6 +83,7 @@ struct packet_clock {
 
 class pipeline {
 public:
+    // Injected segments come from `reply_pool`.
     pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters& counters,
              event_ring* events, const packet_clock& clock, mail_tracker* mail = nullptr);
 
@@ -63,7 +98,7 @@ private:
     void send_reset(const parsed_packet& p, ingress in, burst_output& out);
 
     unsigned worker_id_;
-    rte_mempool* reply_pool_;
+    segment_injector injector_;
     worker_counters& counters_;
     event_ring* events_;
     packet_clock clock_;

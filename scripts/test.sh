@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The whole test run (README, .ci/run). Three steps; all run even if one fails;
+# The whole test run (README, .ci/run). Four steps; all run even if one fails;
 # the exit status is non-zero if any failed.
 #   1. build/ (the default gcc build, scripts/build.sh): every suite.
 #   2. build-asan/ (gcc, -Dsanitize=true: ASan + UBSan, halting on the first
 #      finding, LeakSanitizer on): the unit and replay suites.
 #   3. build-fuzz/ (clang, -Dfuzzing=true): every libFuzzer target for
 #      $FUZZ_SECONDS seconds (default 60) by tests/fuzz/run_fuzzers.sh.
+#   4. build-release/ (gcc, --buildtype=release, -O3): everything compiles with
+#      warnings as errors (every build type builds; the default is debugoptimized).
 # Set TEST_STEPS to a subset (e.g. "1 2") to run only some of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-steps="${TEST_STEPS:-1 2 3}"
+steps="${TEST_STEPS:-1 2 3 4}"
 fuzz_seconds="${FUZZ_SECONDS:-60}"
 status=0
 failed=()
@@ -34,7 +36,7 @@ build_and_test_default() {
 
 build_and_test_asan() {
   if [ ! -f build-asan/build.ninja ]; then
-    meson setup build-asan -Dsanitize=true || return 1
+    meson setup build-asan -Dsanitize=true -Dwerror=true || return 1
   fi
   # LeakSanitizer stays on: the EAL under ASan (--no-huge, rte_eal_cleanup at
   # exit) reports no leaks of its own, checked with unit_eal and sekishod's
@@ -45,21 +47,30 @@ build_and_test_asan() {
     bash -c 'meson compile -C build-asan && meson test -C build-asan --suite unit --suite replay --print-errorlogs --timeout-multiplier 3'
 }
 
+build_release() {
+  if [ ! -f build-release/build.ninja ]; then
+    meson setup build-release --buildtype=release -Dwerror=true || return 1
+  fi
+  meson compile -C build-release && touch build-release/release-build-passed
+}
+
 build_and_fuzz() {
   if [ ! -f build-fuzz/build.ninja ]; then
-    CXX=clang++ meson setup build-fuzz -Dfuzzing=true || return 1
+    CXX=clang++ meson setup build-fuzz -Dfuzzing=true -Dwerror=true || return 1
   fi
   meson compile -C build-fuzz fuzzers && tests/fuzz/run_fuzzers.sh "$fuzz_seconds" build-fuzz
 }
 
 # No stale results: .ci/run sums these files for its closing line.
-rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json build-fuzz/fuzz-results.tsv
+rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json build-fuzz/fuzz-results.tsv \
+  build-release/release-build-passed
 for s in $steps; do
   case "$s" in
     1) step "build/: all suites" build_and_test_default ;;
     2) step "build-asan/: unit and replay suites under ASan+UBSan" build_and_test_asan ;;
     3) step "build-fuzz/: fuzzers, ${fuzz_seconds} s each" build_and_fuzz ;;
-    *) echo "test.sh: unknown step '$s' (1, 2 or 3)" >&2; status=2 ;;
+    4) step "build-release/: a release build with warnings as errors" build_release ;;
+    *) echo "test.sh: unknown step '$s' (1, 2, 3 or 4)" >&2; status=2 ;;
   esac
 done
 if [ "$status" -eq 0 ]; then

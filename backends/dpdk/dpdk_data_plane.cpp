@@ -13,7 +13,7 @@
 
 namespace sekisho {
 
-gateway::gateway(const policy& pol, const gateway_config& config)
+dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config& config)
     : config_(config), policy_(std::make_shared<const policy>(pol)) {
     pool_ = rte_pktmbuf_pool_create("sk_mbufs", config.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr)
@@ -73,7 +73,7 @@ gateway::gateway(const policy& pol, const gateway_config& config)
     }
 }
 
-gateway::~gateway() {
+dpdk_data_plane::~dpdk_data_plane() {
     pipelines_.clear();
     trackers_.clear();
     inspectors_.clear();
@@ -121,17 +121,17 @@ uint32_t for_each_key(const ip_prefix& p, uint8_t ipv6_prefix_length, F f) {
 }  // namespace
 
 namespace {
-struct gateway_prepared final : prepared_policy {
+struct dpdk_prepared_policy final : prepared_policy {
     std::unique_ptr<compiled_policy> snapshot;
 };
 }  // namespace
 
-std::unique_ptr<prepared_policy> gateway::prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+std::unique_ptr<prepared_policy> dpdk_data_plane::prepare(std::shared_ptr<const policy> pol, uint64_t generation,
                                                   bool dry_run) {
     auto rules = pol->inspection.enabled
                      ? rule_compiler_.compile(pol->content_rules, pol->source, pol->content_compile_timeout_ns)
                      : nullptr;
-    auto out = std::make_unique<gateway_prepared>();
+    auto out = std::make_unique<dpdk_prepared_policy>();
     // Table names carry the generation and DPDK bounds names to 32 bytes:
     // dry runs count from 2^30, far above any real generation.
     const uint64_t table_generation = dry_run ? (uint64_t{1} << 30) + ++dry_runs_ : generation;
@@ -141,13 +141,13 @@ std::unique_ptr<prepared_policy> gateway::prepare(std::shared_ptr<const policy> 
     return out;
 }
 
-uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
-    auto& p = static_cast<gateway_prepared&>(*base);
+uint64_t dpdk_data_plane::commit(std::unique_ptr<prepared_policy> base) {
+    auto& p = static_cast<dpdk_prepared_policy&>(*base);
     const policy& next = *p.pol;
     // Everything that can still fail, before the swap: the new static
     // bindings go in first (overwriting what they replace), remembered so
     // that a full table or registry puts every entry back as it was.
-    binding_undo_log undo;
+    undo_log undo;
     uint32_t new_names = 0;
     for (const static_binding& b : next.bindings) new_names += accounts_->knows(b.account) ? 0 : 1;
     for (const auto& [group, members] : next.account_groups)
@@ -180,15 +180,15 @@ uint64_t gateway::commit(std::unique_ptr<prepared_policy> base) {
 }
 
 
-void gateway::check_bindable(const ip_prefix& prefix) const { key_bits(prefix, policy_->ipv6_prefix_length); }
+void dpdk_data_plane::check_bindable(const ip_prefix& prefix) const { key_bits(prefix, policy_->ipv6_prefix_length); }
 
-uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account) { return bind_keys(prefix, account, nullptr); }
+uint32_t dpdk_data_plane::bind(const ip_prefix& prefix, const std::string& account) { return bind_keys(prefix, account, nullptr); }
 
-uint32_t gateway::bind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
+uint32_t dpdk_data_plane::bind(const ip_prefix& prefix, const std::string& account, undo_log& undo) {
     return bind_keys(prefix, account, &undo);
 }
 
-uint32_t gateway::bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo) {
+uint32_t dpdk_data_plane::bind_keys(const ip_prefix& prefix, const std::string& account, undo_log* undo) {
     key_bits(prefix, policy_->ipv6_prefix_length);   // too wide: refused before the account is registered
     const uint32_t id = accounts_->id_of(account);
     if (id == 0)
@@ -203,11 +203,11 @@ uint32_t gateway::bind_keys(const ip_prefix& prefix, const std::string& account,
     });
 }
 
-uint32_t gateway::unbind(const ip_prefix& prefix) {
+uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix) {
     return for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) { subscribers_->unbind(k); });
 }
 
-uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo) {
+uint32_t dpdk_data_plane::unbind(const ip_prefix& prefix, const std::string& account, undo_log& undo) {
     const uint32_t id = accounts_->id_of(account);
     uint32_t n = 0;
     if (id == 0) return 0;   // an account the registry never held holds no entry
@@ -220,7 +220,7 @@ uint32_t gateway::unbind(const ip_prefix& prefix, const std::string& account, bi
     return n;
 }
 
-size_t gateway::undo_bindings(binding_undo_log& undo) noexcept {
+size_t dpdk_data_plane::undo_bindings(undo_log& undo) noexcept {
     size_t failed = 0;
     for (auto it = undo.entries.rbegin(); it != undo.entries.rend(); ++it) {
         if (it->account_id == 0) subscribers_->unbind(it->key);
@@ -230,13 +230,13 @@ size_t gateway::undo_bindings(binding_undo_log& undo) noexcept {
     return failed;
 }
 
-uint64_t gateway::tracked_flows() const {
+uint64_t dpdk_data_plane::tracked_flows() const {
     uint64_t n = 0;
     for (const auto& t : trackers_) n += t->flows();
     return n;
 }
 
-std::vector<const worker_counters*> gateway::all_counters() const {
+std::vector<const worker_counters*> dpdk_data_plane::all_counters() const {
     std::vector<const worker_counters*> out;
     for (const auto& c : counters_) out.push_back(c.get());
     return out;

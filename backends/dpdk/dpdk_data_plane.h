@@ -1,7 +1,8 @@
-// One Sekisho data-plane instance as the control plane sees it: the mbuf
-// pool, the published policy, and per worker its counters, event ring and
-// pipeline. Live mode and replay both build one; they differ only in where
-// bursts come from and go to.
+// The DPDK data plane as the control plane sees it: the mbuf pool, the
+// published policy, the subscriber binding table and account registry, and
+// per worker its counters, event ring and pipeline. Live mode
+// (dpdk_live.h) and replay (replay.h) both build one; they differ only in
+// where bursts come from and go to.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "dataplane/inspect/campaign_table.h"
 #include "control/policy/content_rules_compile.h"
 #include "dataplane/inspect/content_inspector.h"
+#include "control/binding_table.h"
 #include "control/data_plane.h"
 #include "dataplane/event_ring.h"
 #include "dataplane/limits/mail_tracker.h"
@@ -27,7 +29,7 @@ struct rte_mempool;
 
 namespace sekisho {
 
-struct gateway_config {
+struct dpdk_data_plane_config {
     unsigned workers = 1;
     unsigned mbufs = 16384;
     unsigned event_ring_capacity = 8192;
@@ -35,13 +37,13 @@ struct gateway_config {
     bool packet_clock = false;   // replay: capture timestamps are the clock
 };
 
-class gateway final : public data_plane {
+class dpdk_data_plane final : public data_plane, public binding_table {
 public:
     // Needs an initialised EAL. Throws std::runtime_error on resource failure.
-    gateway(const policy& pol, const gateway_config& config);
-    ~gateway();
-    gateway(const gateway&) = delete;
-    gateway& operator=(const gateway&) = delete;
+    dpdk_data_plane(const policy& pol, const dpdk_data_plane_config& config);
+    ~dpdk_data_plane();
+    dpdk_data_plane(const dpdk_data_plane&) = delete;
+    dpdk_data_plane& operator=(const dpdk_data_plane&) = delete;
 
     unsigned workers() const { return config_.workers; }
     rte_mempool* pool() { return pool_; }
@@ -70,51 +72,27 @@ public:
     // the events still in an aggregation window.
     void flush_events() { log_->flush_all(); }
 
-    // Binds an address or prefix to an account in the data-plane table: an
-    // IPv4 prefix or an IPv6 prefix shorter than ipv6_prefix_length becomes
-    // one entry per /32 or per subscriber prefix (at most 65536). Returns the
-    // number of entries written; throws std::runtime_error if the prefix is
-    // too wide, the account registry or the table is full.
+    // The subscriber binding table (binding_table.h): keys per /32 or per
+    // subscriber prefix of the running policy's ipv6_prefix_length.
+    void check_bindable(const ip_prefix& prefix) const override;
     uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
     uint32_t unbind(const ip_prefix& prefix) override;
-    // Throws the std::runtime_error bind() would throw for the width of
-    // `prefix` ("... is too wide to bind"), changing nothing: lets a caller
-    // refuse a whole update before any of it is applied.
-    void check_bindable(const ip_prefix& prefix) const;
-
-    // The entries bind() and unbind() overwrote or removed, in order, so
-    // that undo_bindings() can put them back: a RADIUS update (several
-    // addresses) is applied to the table whole or not at all, and a batch
-    // whose history commit fails is taken back. Control thread only.
-    struct binding_undo_log {
-        struct entry {
-            subscriber_key key;
-            uint32_t account_id;   // before the change; 0: the key was unbound
-        };
-        std::vector<entry> entries;
-    };
-    // As bind() above, recording each entry's previous value in `undo` (also
-    // when it throws midway: undo_bindings() then takes back what was done).
-    uint32_t bind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo);
-    // Unbinds only the entries of `prefix` still bound to `account` (a later
-    // session, the API or a static binding may hold others), recording them.
-    uint32_t unbind(const ip_prefix& prefix, const std::string& account, binding_undo_log& undo);
-    // Restores the logged entries, newest first, and empties `undo`. Returns
-    // how many could not be restored (the table full), which the caller
-    // reports; never throws.
-    size_t undo_bindings(binding_undo_log& undo) noexcept;
+    uint32_t bind(const ip_prefix& prefix, const std::string& account, undo_log& undo) override;
+    uint32_t unbind(const ip_prefix& prefix, const std::string& account, undo_log& undo) override;
+    size_t undo_bindings(undo_log& undo) noexcept override;
     subscriber_table& subscribers() { return *subscribers_; }
     account_registry& accounts() { return *accounts_; }
     subscriber_table* subscriber_bindings() override { return subscribers_.get(); }
     account_registry* account_table() override { return accounts_.get(); }
+    binding_table* writable_bindings() override { return this; }
     uint64_t tracked_flows() const override;
     const event_log& events() const override { return *log_; }
     void audit(std::string json_object) override { log_->add_record(std::move(json_object)); }
 
 private:
-    uint32_t bind_keys(const ip_prefix& prefix, const std::string& account, binding_undo_log* undo);
+    uint32_t bind_keys(const ip_prefix& prefix, const std::string& account, undo_log* undo);
 
-    gateway_config config_;
+    dpdk_data_plane_config config_;
     std::shared_ptr<const policy> policy_;
     rte_mempool* pool_ = nullptr;
     std::unique_ptr<policy_store> store_;

@@ -33,7 +33,7 @@ constexpr unsigned output_ring_size = 4096;
 
 struct replay_worker {
     unsigned id = 0;
-    gateway* gw = nullptr;
+    dpdk_data_plane* gw = nullptr;
     rte_ring* in = nullptr;    // mbufs with m->port = ingress side
     rte_ring* out = nullptr;   // mbufs with m->port = egress side
     const std::atomic<bool>* input_done = nullptr;
@@ -177,15 +177,11 @@ uint16_t port_by_name(const std::string& name) {
 // The worker that owns a frame's subscriber. A bound subscriber goes by its
 // account, so every address of one account is judged by one worker in
 // capture order: account-scope limits then count exactly as with one worker.
-uint64_t replay_affinity(gateway& gw, const parsed_packet& p, ingress side, const compiled_policy& policy) {
-    if (p.ip_version == 4 || p.ip_version == 6) {
-        const subscriber_key key =
-            p.ip_version == 4 ? subscriber_key::v4(side == ingress::access ? p.src4 : p.dst4)
-                              : subscriber_key::v6(side == ingress::access ? p.src6() : p.dst6(),
-                                                   policy.ipv6_prefix_length());
+uint64_t replay_affinity(dpdk_data_plane& gw, const parsed_packet& p, ingress side, const compiled_policy& policy) {
+    const subscriber_key key = subscriber_key_of(p, side, policy.ipv6_prefix_length());
+    if (key.family != 0)
         if (const uint32_t account = gw.subscribers().lookup(key)) return account * 0x9e3779b97f4a7c15ull >> 17;
-    }
-    return subscriber_key_hash(p, side, policy.ipv6_prefix_length());
+    return subscriber_key_hash(key);
 }
 
 }  // namespace
@@ -216,14 +212,14 @@ int run_replay(const replay_options& opt) {
         throw std::runtime_error("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; " +
                                  std::to_string(opt.workers + 1) + " needed (control + workers)");
 
-    gateway_config cfg;
+    dpdk_data_plane_config cfg;
     cfg.workers = opt.workers;
     cfg.event_ring_capacity = pol.events.ring_size;
     cfg.mbufs = 8192 + opt.workers * (input_ring_size + output_ring_size);
     cfg.events_path = out_dir + "/events.jsonl";
     cfg.packet_clock = true;
     std::filesystem::remove(cfg.events_path);
-    gateway gw(pol, cfg);
+    dpdk_data_plane gw(pol, cfg);
 
     const uint16_t in_port = port_by_name("net_pcap_replay_in");
     const uint16_t out_port[ingress_count] = {port_by_name("net_pcap_to_access"), port_by_name("net_pcap_to_core")};
@@ -331,24 +327,9 @@ int run_replay(const replay_options& opt) {
     report["policy"] = opt.policy_path;
     report["generation"] = gw.generation();
     report["workers"] = opt.workers;
-    report["events"]["written"] = gw.events().written();
-    report["events"]["write_errors"] = gw.events().write_errors();
-    {
-        const event_log_counters& ec = gw.events().counters();
-        report["events"]["lines"] = ec.lines;
-        report["events"]["io_errors"] = ec.io_errors;
-        report["events"]["aggregated"] = ec.aggregated;
-        report["events"]["aggregation_overflow"] = ec.aggregation_overflow;
-        report["events"]["rotations"] = ec.rotations;
-        report["events"]["reopened"] = ec.reopened;
-        report["events"]["pending"] = ec.pending;
-    }
+    add_event_log_counters(report, gw.events());
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};
-    {
-        std::ofstream f(out_dir + "/summary.json");
-        f << report.dump(2) << "\n";
-        if (!f) throw std::runtime_error("cannot write " + out_dir + "/summary.json");
-    }
+    write_report(report, out_dir + "/summary.json");
     std::cout << "sekisho replay: " << opt.capture << " through " << opt.policy_path << " ("
               << to_string(pol.mode) << ", " << to_string(pol.action) << ", " << opt.workers << " worker"
               << (opt.workers == 1 ? "" : "s") << ")\n"

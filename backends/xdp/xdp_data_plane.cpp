@@ -1,7 +1,5 @@
 #include "backends/xdp/xdp_data_plane.h"
 
-#include <stdexcept>
-
 #include "control/observe/event_log.h"
 #include "backends/xdp/xdp_backend.h"
 #include "backends/xdp/xdp_counters.h"
@@ -58,12 +56,5 @@ void xdp_data_plane::drain_events() {
 }
 
 void xdp_data_plane::audit(std::string json_object) { log_.add_record(std::move(json_object)); }
-
-uint32_t xdp_data_plane::bind(const ip_prefix&, const std::string&) {
-    throw std::logic_error("the XDP data plane has no subscriber bindings");
-}
-uint32_t xdp_data_plane::unbind(const ip_prefix&) {
-    throw std::logic_error("the XDP data plane has no subscriber bindings");
-}
 
 }  // namespace sekisho

@@ -47,8 +47,6 @@ public:
     uint64_t tracked_flows() const override { return 0; }   // no SMTP flows in XDP
     const event_log& events() const override { return log_; }
     void audit(std::string json_object) override;
-    uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
-    uint32_t unbind(const ip_prefix& prefix) override;
 
     // Moves the ring buffer's events into the log (named by the running policy).
     void drain_events();

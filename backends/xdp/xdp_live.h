@@ -4,14 +4,19 @@
 // The kernel forwards (the host routes between the interfaces); the XDP
 // program on the access interface judges what subscribers send (OP25B, SYN
 // rate limits) and the one on the core interface counts. Same policy file,
-// same event log, same Prometheus metric names as the DPDK backend; SIGHUP
-// applies the policy file again as a new generation; SIGINT/SIGTERM detach.
+// same event log, same Prometheus metric names, same control loop
+// (serve_loop.h) as the DPDK backend; SIGHUP applies the policy file again as
+// a new generation; SIGINT/SIGTERM detach.
 #pragma once
 
-#include "backends/dpdk/dpdk_live.h"
+#include "backends/live_options.h"
 
 namespace sekisho {
 
+// Returns the exit code when stopped by SIGINT/SIGTERM. Throws
+// std::invalid_argument for options that do not apply to XDP (before
+// anything is read), policy_error for a bad policy and std::runtime_error for
+// anything else that stops the start.
 int run_xdp_live(const live_options& options);
 
 }  // namespace sekisho

@@ -1,15 +1,20 @@
-// sekishod: the Sekisho gateway daemon (data plane + control plane).
-#include <cstring>
+// sekishod: the Sekisho daemon's command line. Here only the flags, which
+// mode they ask for, and the exit codes; each mode runs elsewhere:
+// --check-policy (check_policy.h), --whois (whois.h), --replay (replay.h),
+// live mode on DPDK (dpdk_live.h) or XDP (xdp_live.h).
 #include <iostream>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backends/dpdk/dpdk_live.h"
-#include "control/policy/policy.h"
-#include "control/policy/policy_files.h"
 #include "backends/dpdk/replay.h"
-#include "control/identity/whois.h"
+#include "backends/live_options.h"
 #include "backends/xdp/xdp_live.h"
+#include "cmd/sekishod/check_policy.h"
+#include "control/identity/whois.h"
+#include "control/policy/policy.h"
 
 namespace {
 
@@ -55,6 +60,16 @@ struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Everything the flags say, before any of it is checked against the mode.
+struct command_line {
+    bool help = false;
+    std::string check_policy, replay_capture, out_dir;
+    sekisho::whois_options whois;
+    sekisho::live_options live;   // --policy, --workers and the EAL arguments serve replay too
+    bool have_workers = false;
+    bool have_xdp_mode = false;
+};
+
 unsigned parse_unsigned(const std::string& flag, const std::string& value) {
     try {
         size_t used = 0;
@@ -66,130 +81,123 @@ unsigned parse_unsigned(const std::string& flag, const std::string& value) {
     }
 }
 
+using flag_setter = void (*)(command_line&, const std::string& value);
+
+// The flags that take a value, and where each goes.
+const std::map<std::string, flag_setter>& valued_flags() {
+    static const std::map<std::string, flag_setter> flags = {
+        {"--check-policy", [](command_line& c, const std::string& v) { c.check_policy = v; }},
+        {"--whois", [](command_line& c, const std::string& v) { c.whois.address = v; }},
+        {"--at", [](command_line& c, const std::string& v) { c.whois.at = v; }},
+        {"--history", [](command_line& c, const std::string& v) { c.whois.history_path = v; }},
+        {"--replay", [](command_line& c, const std::string& v) { c.replay_capture = v; }},
+        {"--out", [](command_line& c, const std::string& v) { c.out_dir = v; }},
+        {"--policy", [](command_line& c, const std::string& v) { c.live.policy_path = v; }},
+        {"--workers",
+         [](command_line& c, const std::string& v) {
+             c.live.workers = parse_unsigned("--workers", v);
+             c.have_workers = true;
+         }},
+        {"--backend",
+         [](command_line& c, const std::string& v) {
+             if (v != "dpdk" && v != "xdp") throw usage_error("--backend: '" + v + "' is not one of: dpdk, xdp");
+             c.live.backend = v;
+         }},
+        {"--xdp-mode",
+         [](command_line& c, const std::string& v) {
+             c.live.xdp_mode = v;
+             c.have_xdp_mode = true;
+         }},
+        {"--access-if", [](command_line& c, const std::string& v) { c.live.access_if = v; }},
+        {"--core-if", [](command_line& c, const std::string& v) { c.live.core_if = v; }},
+        {"--if-driver", [](command_line& c, const std::string& v) { c.live.if_driver = v; }},
+        {"--access-port", [](command_line& c, const std::string& v) { c.live.access_port = parse_unsigned("--access-port", v); }},
+        {"--core-port", [](command_line& c, const std::string& v) { c.live.core_port = parse_unsigned("--core-port", v); }},
+        {"--events", [](command_line& c, const std::string& v) { c.live.events_path = v; }},
+        {"--summary", [](command_line& c, const std::string& v) { c.live.summary_path = v; }},
+        {"--metrics", [](command_line& c, const std::string& v) { c.live.metrics_address = v; }},
+        {"--api-socket", [](command_line& c, const std::string& v) { c.live.api.unix_path = v; }},
+        {"--api-group", [](command_line& c, const std::string& v) { c.live.api.unix_group = v; }},
+        {"--api-tcp", [](command_line& c, const std::string& v) { c.live.api.tcp_listen = v; }},
+        {"--api-cert", [](command_line& c, const std::string& v) { c.live.api.tls_cert_file = v; }},
+        {"--api-key", [](command_line& c, const std::string& v) { c.live.api.tls_key_file = v; }},
+        {"--api-token-file", [](command_line& c, const std::string& v) { c.live.api.token_file = v; }},
+    };
+    return flags;
+}
+
+// Reads the flags in order; -h/--help stops at once, "--" hands the rest to the EAL.
+command_line parse_command_line(const std::vector<std::string>& args) {
+    command_line c;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--") {
+            c.live.eal_args.assign(args.begin() + static_cast<long>(i) + 1, args.end());
+            break;
+        }
+        if (a == "-h" || a == "--help") {
+            c.help = true;
+            return c;
+        }
+        if (a == "--json") {
+            c.whois.json = true;
+            continue;
+        }
+        const auto flag = valued_flags().find(a);
+        if (flag == valued_flags().end()) throw usage_error("unknown argument '" + a + "'");
+        if (i + 1 >= args.size()) throw usage_error(a + " needs a value");
+        flag->second(c, args[++i]);
+    }
+    return c;
+}
+
+int run_live(const command_line& c) {
+    if (c.live.backend == "xdp") {
+        if (c.have_workers) throw usage_error("--workers does not apply to --backend xdp (every CPU that receives runs it)");
+        if (c.live.if_driver != "af_packet") throw usage_error("--if-driver does not apply to --backend xdp");
+        try {
+            return sekisho::run_xdp_live(c.live);
+        } catch (const std::invalid_argument& e) {
+            throw usage_error(e.what());
+        }
+    }
+    if (c.have_xdp_mode) throw usage_error("--xdp-mode needs --backend xdp");
+    return sekisho::run_dpdk_live(c.live);
+}
+
+// The mode the flags ask for, first match: --check-policy, --whois, --replay, live.
+int run(command_line c) {
+    if (!c.check_policy.empty()) return sekisho::run_check_policy(c.check_policy);
+    if (!c.whois.address.empty()) {
+        if (c.whois.history_path.empty() && !c.live.policy_path.empty())
+            c.whois.history_path = sekisho::load_policy_file(c.live.policy_path).identity.history_database;
+        if (c.whois.history_path.empty()) throw usage_error("--whois needs --history DB, or a --policy with history.database");
+        return sekisho::run_whois(c.whois);
+    }
+    if (c.live.policy_path.empty()) throw usage_error("--policy is required");
+    if (!c.replay_capture.empty()) {
+        if (c.out_dir.empty()) throw usage_error("--replay needs --out DIR");
+        sekisho::replay_options r;
+        r.capture = c.replay_capture;
+        r.policy_path = c.live.policy_path;
+        r.out_dir = c.out_dir;
+        r.workers = c.have_workers ? c.live.workers : 1;
+        r.eal_args = c.live.eal_args;
+        return sekisho::run_replay(r);
+    }
+    return run_live(c);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::vector<std::string> args(argv + 1, argv + argc);
-    std::string check_policy, replay_capture, out_dir;
-    sekisho::whois_options whois;
-    sekisho::live_options live;
-    bool have_workers = false;
-    bool have_xdp_mode = false;
-    std::vector<std::string> eal_args;
     try {
-        for (size_t i = 0; i < args.size(); ++i) {
-            const std::string& a = args[i];
-            auto value = [&]() -> const std::string& {
-                if (i + 1 >= args.size()) throw usage_error(a + " needs a value");
-                return args[++i];
-            };
-            if (a == "--") {
-                eal_args.assign(args.begin() + static_cast<long>(i) + 1, args.end());
-                break;
-            } else if (a == "-h" || a == "--help") {
-                std::cout << usage_text;
-                return 0;
-            } else if (a == "--check-policy") {
-                check_policy = value();
-            } else if (a == "--whois") {
-                whois.address = value();
-            } else if (a == "--at") {
-                whois.at = value();
-            } else if (a == "--history") {
-                whois.history_path = value();
-            } else if (a == "--json") {
-                whois.json = true;
-            } else if (a == "--replay") {
-                replay_capture = value();
-            } else if (a == "--out") {
-                out_dir = value();
-            } else if (a == "--policy") {
-                live.policy_path = value();
-            } else if (a == "--workers") {
-                live.workers = parse_unsigned(a, value());
-                have_workers = true;
-            } else if (a == "--backend") {
-                live.backend = value();
-                if (live.backend != "dpdk" && live.backend != "xdp")
-                    throw usage_error("--backend: '" + live.backend + "' is not one of: dpdk, xdp");
-            } else if (a == "--xdp-mode") {
-                live.xdp_mode = value();
-                have_xdp_mode = true;
-            } else if (a == "--access-if") {
-                live.access_if = value();
-            } else if (a == "--core-if") {
-                live.core_if = value();
-            } else if (a == "--if-driver") {
-                live.if_driver = value();
-            } else if (a == "--access-port") {
-                live.access_port = parse_unsigned(a, value());
-            } else if (a == "--core-port") {
-                live.core_port = parse_unsigned(a, value());
-            } else if (a == "--events") {
-                live.events_path = value();
-            } else if (a == "--summary") {
-                live.summary_path = value();
-            } else if (a == "--metrics") {
-                live.metrics_address = value();
-            } else if (a == "--api-socket") {
-                live.api_socket = value();
-            } else if (a == "--api-group") {
-                live.api_group = value();
-            } else if (a == "--api-tcp") {
-                live.api_tcp = value();
-            } else if (a == "--api-cert") {
-                live.api_cert = value();
-            } else if (a == "--api-key") {
-                live.api_key = value();
-            } else if (a == "--api-token-file") {
-                live.api_token_file = value();
-            } else {
-                throw usage_error("unknown argument '" + a + "'");
-            }
-        }
-
-        if (!check_policy.empty()) {
-            const sekisho::policy p = sekisho::load_policy_file(check_policy);
-            sekisho::check_policy_files(p);
-            std::cout << check_policy << ": ok (" << p.dynamic_ranges.size() << " dynamic, "
-                      << p.static_ranges.size() << " static, " << p.relays.size() << " relay prefixes; op25b "
-                      << sekisho::to_string(p.mode) << "/" << sekisho::to_string(p.action) << "; "
-                      << p.limits.size() << " limits, " << p.bindings.size() << " static bindings"
-                      << (p.identity.radius_listen.empty() ? "" : "; RADIUS on " + p.identity.radius_listen)
-                      << (p.identity.history_database.empty() ? "" : "; history " + p.identity.history_database)
-                      << ")\n";
+        const command_line c = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
+        if (c.help) {
+            std::cout << usage_text;
             return 0;
         }
-        if (!whois.address.empty()) {
-            if (whois.history_path.empty() && !live.policy_path.empty())
-                whois.history_path = sekisho::load_policy_file(live.policy_path).identity.history_database;
-            if (whois.history_path.empty())
-                throw usage_error("--whois needs --history DB, or a --policy with history.database");
-            return sekisho::run_whois(whois);
-        }
-        if (live.policy_path.empty()) throw usage_error("--policy is required");
-        if (!replay_capture.empty()) {
-            if (out_dir.empty()) throw usage_error("--replay needs --out DIR");
-            sekisho::replay_options r;
-            r.capture = replay_capture;
-            r.policy_path = live.policy_path;
-            r.out_dir = out_dir;
-            r.workers = have_workers ? live.workers : 1;
-            r.eal_args = eal_args;
-            return sekisho::run_replay(r);
-        }
-        live.eal_args = eal_args;
-        if (live.backend == "xdp") {
-            if (have_workers) throw usage_error("--workers does not apply to --backend xdp (every CPU that receives runs it)");
-            if (live.if_driver != "af_packet") throw usage_error("--if-driver does not apply to --backend xdp");
-            try {
-                return sekisho::run_xdp_live(live);
-            } catch (const std::invalid_argument& e) {
-                throw usage_error(e.what());
-            }
-        }
-        if (have_xdp_mode) throw usage_error("--xdp-mode needs --backend xdp");
-        return sekisho::run_live(live);
+        return run(c);
     } catch (const usage_error& e) {
         std::cerr << "sekishod: " << e.what() << "\n" << usage_text;
         return 2;

@@ -12,6 +12,7 @@
 #include "control/api/api_request.h"
 #include "control/policy/content_rules_compile.h"
 #include "control/observe/counters_report.h"
+#include "control/binding_table.h"
 #include "control/data_plane.h"
 #include "control/observe/event_log.h"
 #include "control/api/event_queries.h"
@@ -458,7 +459,7 @@ api_response control_api::bindings_list(const api_command& c) {
 
 api_response control_api::bindings_add(const api_command& c) {
     try {
-        const uint32_t n = ctx_.plane->bind(c.prefix, c.account);
+        const uint32_t n = ctx_.plane->writable_bindings()->bind(c.prefix, c.account);
         return ok({{"bound", n}, {"prefix", c.prefix.to_string()}, {"account", c.account}});
     } catch (const std::exception& e) {
         return error(409, e.what());
@@ -467,7 +468,7 @@ api_response control_api::bindings_add(const api_command& c) {
 
 api_response control_api::bindings_del(const api_command& c) {
     try {
-        const uint32_t n = ctx_.plane->unbind(c.prefix);
+        const uint32_t n = ctx_.plane->writable_bindings()->unbind(c.prefix);
         return ok({{"unbound", n}, {"prefix", c.prefix.to_string()}});
     } catch (const std::exception& e) {
         return error(400, e.what());

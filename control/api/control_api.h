@@ -34,7 +34,7 @@ struct policy;
 class subscriber_identity;
 
 struct control_context {
-    data_plane* plane = nullptr;             // the DPDK gateway or the XDP program
+    data_plane* plane = nullptr;             // the DPDK data plane or the XDP program
     subscriber_identity* identity = nullptr;
     std::string policy_path;
     std::string events_path;                 // "-" when events go to stdout

@@ -26,8 +26,8 @@ radius::listener_config parse_listen(const std::string& text) {
 }
 }  // namespace
 
-subscriber_identity::subscriber_identity(gateway& gw, const identity_config& config, log_fn log)
-    : gw_(gw), config_(config), log_(std::move(log)), next_purge_(std::chrono::steady_clock::now()) {
+subscriber_identity::subscriber_identity(binding_table& table, const identity_config& config, log_fn log)
+    : table_(table), config_(config), log_(std::move(log)), next_purge_(std::chrono::steady_clock::now()) {
     // Closed rows stay at least as long as the oldest event the listener
     // accepts: a Start resent up to then must still find its session's row
     // (else it would open the session again).
@@ -40,7 +40,7 @@ subscriber_identity::subscriber_identity(gateway& gw, const identity_config& con
     for (const binding_record& r : history_->open_bindings()) {
         if (r.account.empty()) continue;   // a session without User-Name binds nothing
         try {
-            gw_.bind(r.address, r.account);
+            table_.bind(r.address, r.account);
             ++restored_;
         } catch (const std::exception& e) {
             ++apply_errors_;
@@ -62,16 +62,16 @@ subscriber_identity::~subscriber_identity() {
     if (history_->in_transaction()) history_->rollback();
 }
 
-void subscriber_identity::apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo) {
+void subscriber_identity::apply_changes(const std::vector<binding_change>& changes, binding_table::undo_log& undo) {
     for (const binding_change& c : changes) {
-        if (c.what == binding_change::action::bind) gw_.bind(c.address, c.account, undo);
-        else gw_.unbind(c.address, c.account, undo);
+        if (c.what == binding_change::action::bind) table_.bind(c.address, c.account, undo);
+        else table_.unbind(c.address, c.account, undo);
     }
 }
 
-void subscriber_identity::undo(gateway::binding_undo_log& log, const std::string& why) {
+void subscriber_identity::undo(binding_table::undo_log& log, const std::string& why) {
     const size_t entries = log.entries.size();
-    if (const size_t lost = gw_.undo_bindings(log)) {
+    if (const size_t lost = table_.undo_bindings(log)) {
         apply_errors_ += lost;
         if (log_)
             log_("bindings: " + std::to_string(lost) + " of " + std::to_string(entries) +
@@ -83,7 +83,7 @@ bool subscriber_identity::apply(const binding_update& u) {
     if (u.kind == binding_kind::start || u.kind == binding_kind::interim || u.kind == binding_kind::stop) {
         for (const ip_prefix& a : u.addresses()) {
             try {
-                gw_.check_bindable(a);
+                table_.check_bindable(a);
             } catch (const std::exception& e) {
                 throw radius::update_refused(e.what());
             }
@@ -113,7 +113,7 @@ bool subscriber_identity::apply(const binding_update& u) {
             throw;
         }
     }();
-    gateway::binding_undo_log undo_log;
+    binding_table::undo_log undo_log;
     try {
         apply_changes(changes, undo_log);
         history_->release_savepoint();

@@ -1,5 +1,6 @@
-// Subscriber identity for a running gateway: RADIUS accounting in, bindings
-// into the data-plane subscriber table and the binding history.
+// Subscriber identity for a running data plane: RADIUS accounting in,
+// bindings into the data plane's subscriber table (binding_table.h) and the
+// binding history.
 //
 // The history decides, the data plane follows: each accounting update goes
 // to binding_history::apply_in_savepoint(), which applies the ordering rules
@@ -30,9 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "control/binding_table.h"
 #include "control/identity/binding.h"
 #include "control/identity/binding_history.h"
-#include "backends/dpdk/dpdk_data_plane.h"
 #include "control/policy/policy.h"
 #include "control/identity/radius_accounting.h"
 
@@ -42,8 +43,10 @@ class subscriber_identity {
 public:
     using log_fn = std::function<void(const std::string&)>;
     // Opens the history and the RADIUS listener the policy names (either may
-    // be absent). Throws std::runtime_error / policy_error with the reason.
-    subscriber_identity(gateway& gw, const identity_config& config, log_fn log);
+    // be absent) and restores the history's open bindings into `table`,
+    // which must outlive this. Throws std::runtime_error / policy_error with
+    // the reason.
+    subscriber_identity(binding_table& table, const identity_config& config, log_fn log);
     ~subscriber_identity();
 
     // From the control loop: handles waiting RADIUS datagrams, and purges the
@@ -73,17 +76,17 @@ public:
     bool commit();
 
 private:
-    void apply_changes(const std::vector<binding_change>& changes, gateway::binding_undo_log& undo);
-    void undo(gateway::binding_undo_log& undo, const std::string& why);
+    void apply_changes(const std::vector<binding_change>& changes, binding_table::undo_log& undo);
+    void undo(binding_table::undo_log& undo, const std::string& why);
 
-    gateway& gw_;
+    binding_table& table_;
     identity_config config_;
     log_fn log_;
     bool durable_ = false;
     std::unique_ptr<binding_history> history_;   // durable or in memory; always there
     std::unique_ptr<radius::accounting_listener> listener_;
     bool batch_open_ = false;                // begin() called, commit() not yet
-    gateway::binding_undo_log batch_undo_;   // the data-plane changes not yet committed
+    binding_table::undo_log batch_undo_;   // the data-plane changes not yet committed
     std::chrono::seconds retention_{0};
     uint64_t restored_ = 0, apply_errors_ = 0;
     std::chrono::steady_clock::time_point next_purge_;

@@ -1,8 +1,11 @@
 #include "control/observe/counters_report.h"
 
+#include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "control/observe/counter_names.h"
+#include "control/observe/event_log.h"
 
 namespace sekisho {
 
@@ -115,6 +118,26 @@ json counters_json(const blocks& w) {
     for (const auto& names : malformed_reason_counter_names) report[names.summary_key] = by_reason_json(w, names);
     add_port_totals(report, w);
     return report;
+}
+
+void add_event_log_counters(nlohmann::json& report, const event_log& log) {
+    const event_log_counters& c = log.counters();
+    nlohmann::json& e = report["events"];
+    e["written"] = log.written();
+    e["write_errors"] = log.write_errors();
+    e["lines"] = c.lines;
+    e["io_errors"] = c.io_errors;
+    e["aggregated"] = c.aggregated;
+    e["aggregation_overflow"] = c.aggregation_overflow;
+    e["rotations"] = c.rotations;
+    e["reopened"] = c.reopened;
+    e["pending"] = c.pending;
+}
+
+void write_report(const nlohmann::json& report, const std::string& path) {
+    std::ofstream f(path);
+    f << report.dump(2) << "\n";
+    if (!f) throw std::runtime_error("cannot write " + path);
 }
 
 std::string human_summary(const nlohmann::json& r) {

@@ -14,7 +14,6 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "backends/dpdk/dpdk_data_plane.h"
 #include "control/api/http_listener.h"
 #include "control/observe/counter_names.h"
 #include "control/observe/counters_report.h"
@@ -326,9 +325,6 @@ private:
     std::shared_ptr<const control_snapshot> snapshot_;
     apply_durations applies_;
 };
-
-metrics_exporter::metrics_exporter(const std::string& address, const gateway& gw)
-    : metrics_exporter(address, [&gw] { return gw.all_counters(); }) {}
 
 metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)
     : collector_(std::make_shared<collector>(std::move(counters))),

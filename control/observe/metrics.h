@@ -34,7 +34,6 @@ class Summary;
 
 namespace sekisho {
 
-class gateway;
 class http_listener;
 struct worker_counters;
 
@@ -83,9 +82,8 @@ std::string render_metrics(const std::vector<const worker_counters*>& blocks, co
 class metrics_exporter {
 public:
     // Listens on `address` ("127.0.0.1:9108"); throws std::runtime_error.
-    metrics_exporter(const std::string& address, const gateway& gw);
-    // Any backend: `counters` is called on the scraper thread; the blocks it
-    // returns must stay valid and be written with relaxed stores only.
+    // `counters` is called on the scraper thread; the blocks it returns must
+    // stay valid and be written with relaxed stores only.
     metrics_exporter(const std::string& address, counter_source counters);
     ~metrics_exporter();
 

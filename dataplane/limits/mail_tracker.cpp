@@ -1,15 +1,12 @@
 #include "dataplane/limits/mail_tracker.h"
 
-#include <rte_mbuf.h>
-
 #include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string_view>
 #include <string>
 
-#include "dataplane/pipeline.h"
-#include "dataplane/net/tcp_reset.h"
+#include "dataplane/subscriber_affinity.h"
 
 namespace sekisho {
 
@@ -26,16 +23,6 @@ int severity(limit_action a) {
     case limit_action::reset: return 4;
     }
     return 0;
-}
-
-subscriber_key address_key(const parsed_packet& p, ingress in) {
-    if (p.ip_version == 4) return subscriber_key::v4(in == ingress::access ? p.src4 : p.dst4);
-    return subscriber_key::v6(in == ingress::access ? p.src6() : p.dst6(), 128);
-}
-
-subscriber_key prefix_key(const parsed_packet& p, ingress in, uint8_t ipv6_prefix_length) {
-    if (p.ip_version == 4) return subscriber_key::v4(in == ingress::access ? p.src4 : p.dst4);
-    return subscriber_key::v6(in == ingress::access ? p.src6() : p.dst6(), ipv6_prefix_length);
 }
 
 flow_key make_flow_key(const parsed_packet& p, ingress in) {
@@ -138,7 +125,7 @@ mail_tracker::mail_tracker(unsigned worker_id, const mail_state& state, rte_memp
                            worker_counters& counters, event_ring* events, content_inspector* inspector)
     : worker_id_(worker_id),
       state_(state),
-      pool_(pool),
+      injector_(pool, counters),
       counters_(counters),
       events_(events),
       inspector_(inspector),
@@ -369,16 +356,11 @@ void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned
     push(e);
 }
 
-void mail_tracker::inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
-                          const char* text, rte_mbuf** list, uint16_t& n) {
-    if (n >= burst_output_capacity) return;
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    if (m == nullptr) {
-        counters_.port[0].reset_failures.add();
-        return;
-    }
+void mail_tracker::inject(const context& ctx, toward to, uint32_t seq, uint32_t ack, uint8_t flags,
+                          burst_output& out, const char* text) {
     tcp_segment_spec spec;
-    spec.to_sender = to_sender;
+    // The client is behind the access port: back to the sender when ctx.p came from it.
+    spec.to_sender = (to == toward::client) == (ctx.in == ingress::access);
     spec.seq = seq;
     spec.ack = ack;
     spec.flags = flags;
@@ -386,28 +368,16 @@ void mail_tracker::inject(const parsed_packet& p, bool to_sender, uint32_t seq, 
         spec.payload = reinterpret_cast<const uint8_t*>(text);
         spec.payload_len = static_cast<uint16_t>(std::strlen(text));
     }
-    const uint16_t len = build_tcp_segment(p, spec, rte_pktmbuf_mtod(m, uint8_t*));
-    if (len == 0) {
-        rte_pktmbuf_free(m);
-        return;
-    }
-    m->data_len = m->pkt_len = len;
-    list[n++] = m;
+    injector_.inject(ctx.p, ctx.in, spec, out);
 }
 
 // Applies `a` to the segment in ctx.p. Returns true if the segment passes.
 bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out) {
-    (void)policy;
     const parsed_packet& p = ctx.p;
     const bool from_client = ctx.in == ingress::access;
     const bool syn_only = (p.tcp_flags & tcp_flag::syn) && !(p.tcp_flags & tcp_flag::ack);
-    // Injected segments toward the client leave through the access port:
-    // out.reply when the segment came from the client, out.forward otherwise.
-    rte_mbuf** to_client = from_client ? out.reply : out.forward;
-    uint16_t& n_client = from_client ? out.n_reply : out.n_forward;
-    rte_mbuf** to_server = from_client ? out.forward : out.reply;
-    uint16_t& n_server = from_client ? out.n_forward : out.n_reply;
     const uint32_t len = payload_len(p);
+    constexpr toward to_client = toward::client, to_server = toward::server;
 
     switch (a) {
     case limit_action::monitor:
@@ -420,13 +390,13 @@ bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& c
         [[fallthrough]];  // drop-syn on an established session: end it
     case limit_action::reset:
         if (syn_only) {
-            inject(p, true, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, nullptr, to_client, n_client);
+            inject(ctx, to_client, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, out);
         } else if (from_client) {
-            inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, to_client, n_client);
-            inject(p, false, p.tcp_seq, 0, tcp_flag::rst, nullptr, to_server, n_server);
+            inject(ctx, to_client, p.tcp_ack, 0, tcp_flag::rst, out);
+            inject(ctx, to_server, p.tcp_seq, 0, tcp_flag::rst, out);
         } else {
-            inject(p, false, p.tcp_seq, 0, tcp_flag::rst, nullptr, to_client, n_client);
-            inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, to_server, n_server);
+            inject(ctx, to_client, p.tcp_seq, 0, tcp_flag::rst, out);
+            inject(ctx, to_server, p.tcp_ack, 0, tcp_flag::rst, out);
         }
         counters_.mail.resets_sent.add();
         if (ctx.flow) terminate(policy, ctx);
@@ -440,14 +410,14 @@ bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& c
         if (from_client) {
             // The client's segment is not delivered: answer it in the server's
             // name, acknowledging it, and close; reset the server's side.
-            inject(p, true, p.tcp_ack, p.tcp_seq + len, tcp_flag::psh | tcp_flag::ack | tcp_flag::fin,
-                   tempfail_text, to_client, n_client);
-            inject(p, false, p.tcp_seq, 0, tcp_flag::rst, nullptr, to_server, n_server);
+            inject(ctx, to_client, p.tcp_ack, p.tcp_seq + len, tcp_flag::psh | tcp_flag::ack | tcp_flag::fin, out,
+                   tempfail_text);
+            inject(ctx, to_server, p.tcp_seq, 0, tcp_flag::rst, out);
         } else {
             // A server reply is replaced by the 421 at the same sequence number.
-            inject(p, false, p.tcp_seq, p.tcp_ack, tcp_flag::psh | tcp_flag::ack | tcp_flag::fin, tempfail_text,
-                   to_client, n_client);
-            inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, to_server, n_server);
+            inject(ctx, to_client, p.tcp_seq, p.tcp_ack, tcp_flag::psh | tcp_flag::ack | tcp_flag::fin, out,
+                   tempfail_text);
+            inject(ctx, to_server, p.tcp_ack, 0, tcp_flag::rst, out);
         }
         counters_.mail.tempfails_sent.add();
         if (ctx.flow) terminate(policy, ctx);
@@ -493,7 +463,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
     const uint8_t flags = p.tcp_flags;
     const bool syn_only = (flags & tcp_flag::syn) && !(flags & tcp_flag::ack);
 
-    context ctx{p, in, now_ns, address_key(p, in), prefix_key(p, in, policy.ipv6_prefix_length())};
+    context ctx{p, in, now_ns, subscriber_key_of(p, in, 128), subscriber_key_of(p, in, policy.ipv6_prefix_length())};
     ctx.key = key;
     mail_flow* f = flows_.find(key);
 
@@ -538,7 +508,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
             counters_.mail.suspended_refused.add();
             emit(policy, event_type::account_suspended, 0, ctx, 0);
             if (syn_only) {
-                inject(p, true, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, nullptr, out.reply, out.n_reply);
+                inject(ctx, toward::client, 0, p.tcp_seq + 1, tcp_flag::rst | tcp_flag::ack, out);
                 if (f) end_flow(policy, key, *f, now_ns);
             } else {
                 act(policy, limit_action::reset, ctx, out);
@@ -560,8 +530,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
     if (f->terminated) {
         // Sekisho ended this session: the server has been reset; a client
         // still talking gets a reset too.
-        if (from_client && !(flags & tcp_flag::rst))
-            inject(p, true, p.tcp_ack, 0, tcp_flag::rst, nullptr, out.reply, out.n_reply);
+        if (from_client && !(flags & tcp_flag::rst)) inject(ctx, toward::client, p.tcp_ack, 0, tcp_flag::rst, out);
         if (flags & (tcp_flag::rst | tcp_flag::fin)) end_flow(policy, key, *f, now_ns);
         return false;
     }

@@ -28,16 +28,12 @@
 #include "dataplane/limits/mail_limits.h"
 #include "dataplane/op25b_classifier.h"
 #include "dataplane/net/packet_parser.h"
+#include "dataplane/pipeline.h"
 #include "dataplane/smtp/smtp_session.h"
 #include "dataplane/limits/subscriber_table.h"
 #include "dataplane/worker_counters.h"
 
-struct rte_mbuf;
-struct rte_mempool;
-
 namespace sekisho {
-
-struct burst_output;
 
 // The connection as seen from the subscriber: its address and port, the
 // server's address and port.
@@ -79,6 +75,7 @@ struct mail_state {
 
 class mail_tracker {
 public:
+    // Injected segments come from `pool`.
     mail_tracker(unsigned worker_id, const mail_state& state, rte_mempool* pool, worker_counters& counters,
                  event_ring* events, content_inspector* inspector = nullptr);
 
@@ -119,8 +116,10 @@ private:
     event_record new_event(const compiled_policy& policy, event_type type, const context& ctx) const;
     void push(const event_record& e);
     bool act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out);
-    void inject(const parsed_packet& p, bool to_sender, uint32_t seq, uint32_t ack, uint8_t flags,
-                const char* text, rte_mbuf** list, uint16_t& n);
+    // A segment into ctx's connection, toward its client or its server.
+    enum class toward : uint8_t { client, server };
+    void inject(const context& ctx, toward to, uint32_t seq, uint32_t ack, uint8_t flags, burst_output& out,
+                const char* text = nullptr);
     void feed(mail_flow& f, const parsed_packet& p, ingress in, observer& obs);
     // Removes the flow and reports what it carried (mail_session event).
     void end_flow(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns);
@@ -129,7 +128,7 @@ private:
 
     unsigned worker_id_;
     mail_state state_;
-    rte_mempool* pool_;
+    segment_injector injector_;
     worker_counters& counters_;
     event_ring* events_;
     content_inspector* inspector_;

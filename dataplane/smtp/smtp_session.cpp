@@ -201,7 +201,6 @@ bool smtp_session::only_pending_is_front() const {
 
 size_t smtp_session::feed_client(const uint8_t* data, size_t len, smtp_observer& obs) {
     if (!inspecting()) return 0;
-    if (len && !(flags_ & f_greeting_seen)) flags_ |= f_pregreet;
     size_t i = 0;
     while (i < len && inspecting()) {
         switch (c_mode_) {
@@ -537,7 +536,6 @@ void smtp_session::end_line(smtp_observer& obs) {
                         (!(f & cf_not_hex_colon) && (f & cf_colon)));
         info.not_fqdn = !info.ip_literal && !info.bare_ip && !(f & cf_inner_dot);
         flags_ |= f_helo_seen;
-        helo_hash_ = info.domain_hash;
         helo_flags_ = static_cast<uint8_t>((info.ip_literal ? h_ip_literal : 0) | (info.bare_ip ? h_bare_ip : 0) |
                                            (info.not_fqdn ? h_not_fqdn : 0));
         break;
@@ -567,7 +565,6 @@ void smtp_session::end_line(smtp_observer& obs) {
     case smtp_command::rset: flags_ &= static_cast<uint16_t>(~f_message_open); break;
     case smtp_command::noop:
     case smtp_command::vrfy:
-    case smtp_command::other: ++other_commands_; break;
     default: break;
     }
 
@@ -861,7 +858,6 @@ void smtp_session::final_reply(uint16_t code, smtp_observer& obs) {
         break;
     default: break;
     }
-    if (r.end_of_data && is_positive(code)) ++messages_accepted_;
     if (opens_data) {
         c_mode_ = client_mode::data;
         c_data_state_ = data_state::line_start;

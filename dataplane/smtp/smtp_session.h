@@ -22,14 +22,12 @@
 // further bytes. After the server's 220 to STARTTLS, or from the first byte on
 // an implicit-TLS port (465), the session is `tls`: opaque, bytes ignored.
 //
-// Counting, for the limits (issue 3):
+// Counting, for the limits:
 // - messages(): one per MAIL FROM command, at the command, whether or not the
 //   server accepts it (the limit must be able to refuse the MAIL itself);
 // - recipients(): one per RCPT TO command; message_recipients(): RCPTs since
 //   the last MAIL FROM;
-// - rejected_recipients(): 5xx replies to RCPT TO (fictitious addresses);
-// - messages_accepted(): 2xx replies to the end of a message (CRLF.CRLF after
-//   DATA, or BDAT ... LAST).
+// - rejected_recipients(): 5xx replies to RCPT TO (fictitious addresses).
 #pragma once
 
 #include <cstddef>
@@ -171,13 +169,11 @@ public:
     bool stopped() const { return flags_ & f_stopped; }
     bool in_data() const { return c_mode_ != client_mode::line; }   // DATA content or a BDAT chunk
     bool greeting_seen() const { return flags_ & f_greeting_seen; }
-    bool pregreet() const { return flags_ & f_pregreet; }      // client spoke before the greeting
     bool authenticated() const { return flags_ & f_authenticated; }  // 2xx to AUTH
     size_t pending() const;                                    // commands awaiting a reply
 
     // The last EHLO/HELO.
     bool helo_seen() const { return flags_ & f_helo_seen; }
-    uint32_t helo_hash() const { return helo_hash_; }
     bool helo_ip_literal() const { return helo_flags_ & h_ip_literal; }
     bool helo_bare_ip() const { return helo_flags_ & h_bare_ip; }
     bool helo_not_fqdn() const { return helo_flags_ & h_not_fqdn; }
@@ -188,11 +184,9 @@ public:
     bool auth_name_truncated() const { return flags_ & f_name_truncated; }
 
     uint32_t messages() const { return messages_; }
-    uint32_t messages_accepted() const { return messages_accepted_; }
     uint32_t recipients() const { return recipients_; }
     uint32_t rejected_recipients() const { return rejected_recipients_; }
     uint32_t message_recipients() const { return message_recipients_; }
-    uint32_t other_commands() const { return other_commands_; }  // NOOP, VRFY, unknown verbs
     uint32_t long_lines() const { return long_lines_; }          // command, AUTH or reply lines over the bound
 
 private:
@@ -204,7 +198,7 @@ private:
     static constexpr uint8_t kind_end_of_data = 0x80;
 
     static constexpr uint16_t f_tls = 1 << 0, f_uninspectable = 1 << 1, f_stopped = 1 << 2,
-                              f_greeting_seen = 1 << 3, f_pregreet = 1 << 4, f_authenticated = 1 << 5,
+                              f_greeting_seen = 1 << 3, f_authenticated = 1 << 5,
                               f_auth_response_due = 1 << 6, f_helo_seen = 1 << 7,
                               f_name_truncated = 1 << 8, f_chunk_last = 1 << 9,
                               f_message_open = 1 << 10;  // on_message_start() sent, no end yet
@@ -261,14 +255,14 @@ private:
     uint16_t flags_ = 0;
     uint8_t helo_flags_ = 0;
     smtp_desync desync_ = smtp_desync::none;
-    uint32_t helo_hash_ = 0, sender_hash_ = 0;
-    uint32_t messages_ = 0, messages_accepted_ = 0, recipients_ = 0, rejected_recipients_ = 0;
-    uint32_t message_recipients_ = 0, other_commands_ = 0, long_lines_ = 0;
+    uint32_t sender_hash_ = 0;
+    uint32_t messages_ = 0, recipients_ = 0, rejected_recipients_ = 0;
+    uint32_t message_recipients_ = 0, long_lines_ = 0;
     uint8_t name_len_ = 0;
     char name_[smtp_max_auth_name] = {};
 };
 
-// 184 bytes on x86-64: the per-flow cost of SMTP tracking.
+// 176 bytes on x86-64: the per-flow cost of SMTP tracking.
 static_assert(sizeof(smtp_session) <= 192, "smtp_session is per flow: keep it within 192 bytes");
 static_assert(std::is_trivially_copyable_v<smtp_session>);
 

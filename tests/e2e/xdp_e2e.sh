@@ -17,7 +17,8 @@
 #     the MX sees at most burst + rate x duration SYNs, the rest are counted as limited;
 #   - events.jsonl holds the op25b_block and limit_exceeded events, /metrics the counters,
 #     sekishoctl top and events read them while the daemon runs;
-#   - SIGTERM: exit 0 and the program is detached from both interfaces.
+#   - SIGTERM: exit 0 and the program is detached from both interfaces; the summary has the
+#     event log's counters under the DPDK backend's keys.
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -258,6 +259,10 @@ limited = sum(e.get("count", 1) for e in events if e["type"] == "limit_exceeded"
 print("summary blocked=%s resets=%s limited=%s; events: %d op25b_block, %d limit_exceeded"
       % (summary.get("blocked"), summary.get("resets_sent"), summary.get("limited"), blocks, limited))
 assert summary["backend"] == "xdp" and summary["generation"] == 4
+# The event log's counters under the same keys as the DPDK backend's summary and replay's.
+assert sorted(summary["events"]) == sorted(["emitted", "ring_full", "written", "write_errors", "lines", "io_errors",
+    "aggregated", "aggregation_overflow", "rotations", "reopened", "pending"]), sorted(summary["events"])
+assert summary["events"]["pending"] == 0 and summary["events"]["aggregation_overflow"] == 0, summary["events"]
 assert summary["blocked"] >= 2 and blocks >= 2, "both swaks to MX:25 must be blocked and logged"
 assert summary["resets_sent"] >= 2
 # Every SYN of the flood that did not reach the MX was stopped by the limit (and nothing else).

@@ -1,5 +1,5 @@
 // Fuzz target: the frame parser (dataplane/net/packet_parser.cpp) on any bytes, and
-// the TCP reset / injected segment builders (dataplane/net/tcp_reset.cpp) on what it
+// the TCP reset / injected segment builders (dataplane/net/tcp_segment.cpp) on what it
 // accepts. Checks beyond "no crash": the result is self-consistent and points
 // inside the frame, and what the builders write parses back as the segment it
 // should be.
@@ -8,7 +8,7 @@
 
 #include "fuzz_target.h"
 #include "dataplane/net/packet_parser.h"
-#include "dataplane/net/tcp_reset.h"
+#include "dataplane/net/tcp_segment.h"
 
 using namespace sekisho;
 

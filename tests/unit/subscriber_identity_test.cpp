@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/free_port.h"
 #include "../support/lab_policy.h"
 #include "../support/radius_packet.h"
 #include "backends/dpdk/dpdk_data_plane.h"
@@ -44,20 +45,6 @@ using test::v6prefix;
 using packet = test::radius_packet;
 
 constexpr const char* secret = "identity-test-Kq7f9ZbX";
-
-// A UDP port free on 127.0.0.1 now (the listener binds it a moment later).
-uint16_t free_udp_port() {
-    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in in{};
-    in.sin_family = AF_INET;
-    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof in;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&in), sizeof in) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&in), &len) != 0)
-        throw std::runtime_error("no free UDP port");
-    ::close(fd);
-    return ntohs(in.sin_port);
-}
 
 // An Accounting-Request from NAS 192.0.2.1 (or `nas`), times as given.
 struct acct {
@@ -93,7 +80,7 @@ struct identity_fixture : ::testing::Test {
     uint16_t port = 0;
     bool with_history = true;
     std::string extra_policy;
-    std::unique_ptr<gateway> gw;
+    std::unique_ptr<dpdk_data_plane> gw;
     std::unique_ptr<subscriber_identity> identity;
     strings log;
     nas_socket nas;
@@ -108,7 +95,7 @@ struct identity_fixture : ::testing::Test {
         clients = (dir / "clients.yaml").string();
         events = (dir / "events.jsonl").string();
         std::ofstream(clients) << "clients:\n  - address: 127.0.0.1\n    secret: \"" << secret << "\"\n    name: bng-1\n";
-        port = free_udp_port();
+        port = test::free_port(SOCK_DGRAM);
     }
     void TearDown() override {
         stop();
@@ -122,11 +109,11 @@ struct identity_fixture : ::testing::Test {
                            "\n";
         if (with_history) text += "history:\n  database: " + db + "\n";
         const policy pol = load_policy_text(text, "identity-test.yaml");
-        gateway_config cfg;
+        dpdk_data_plane_config cfg;
         cfg.mbufs = 1024;
         cfg.event_ring_capacity = 1024;
         cfg.events_path = events;
-        gw = std::make_unique<gateway>(pol, cfg);
+        gw = std::make_unique<dpdk_data_plane>(pol, cfg);
         identity = std::make_unique<subscriber_identity>(*gw, pol.identity,
                                                          [this](const std::string& line) { log.push_back(line); });
     }

@@ -1,11 +1,12 @@
-// Builds the TCP RST that answers a blocked segment, sent back to its source.
+// The TCP segments Sekisho injects into a connection it judges, built from the
+// segment `p` that triggered them: the RST that answers a blocked segment
+// (build_tcp_reset) and any segment toward either end of p's connection
+// (build_tcp_segment: the send-rate limits' resets and 421 replies).
 //
-// The reset keeps the frame's encapsulation (MACs swapped, VLAN tags and the
-// PPPoE session header copied, PPPoE length fixed) so it reaches the
-// subscriber through the same access path. Sequence numbers follow RFC 9293
-// sec. 3.10.7.1: if the segment carried an ACK, the reset takes its sequence
-// number from it; otherwise seq = 0 and it acknowledges the segment. No DPDK
-// dependency: the pipeline copies the result into an mbuf.
+// A segment keeps p's encapsulation (MACs swapped going back to p's sender,
+// VLAN tags and the PPPoE session header copied, PPPoE length fixed) so it
+// reaches the subscriber through the same access path. No DPDK dependency:
+// segment_injector (dataplane/pipeline.h) puts the frames into mbufs.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +18,11 @@ namespace sekisho {
 // Largest reset: Ethernet + 2 VLAN tags + PPPoE + IPv6 + TCP.
 constexpr uint16_t tcp_reset_max_len = 14 + 8 + 8 + 40 + 20;
 
-// Returns the frame length written to `out` (at least 60 bytes, zero padded),
-// or 0 if `p` is not a complete TCP segment or is itself a reset.
+// The RST answering p, sent back to its source. Sequence numbers follow
+// RFC 9293 sec. 3.10.7.1: if p carried an ACK, the reset takes its sequence
+// number from it; otherwise seq = 0 and it acknowledges p. Returns the frame
+// length written to `out` (at least 60 bytes, zero padded), or 0 if `p` is not
+// a complete TCP segment or is itself a reset.
 uint16_t build_tcp_reset(const parsed_packet& p, uint8_t* out);
 
 // A segment Sekisho injects into the connection `p` belongs to, either back

@@ -1,6 +1,6 @@
 // build_tcp_reset: sequence numbers (RFC 9293 sec. 3.10.7.1), encapsulation
 // kept, addresses swapped, checksums recomputed here independently.
-#include "dataplane/net/tcp_reset.h"
+#include "dataplane/net/tcp_segment.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "dataplane/net/tcp_reset.h"
+#include "dataplane/net/tcp_segment.h"
 
 #include <cstring>
 

@@ -1,0 +1,230 @@
+#include "cmd/sekishoctl/commands.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <initializer_list>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cmd/sekishoctl/human_output.h"
+
+namespace sekisho::ctl {
+
+namespace {
+
+using nlohmann::json;
+
+// One command's request with the checks and the answer every command shares.
+class command {
+public:
+    command(const api_client& client, const command_request& request) : client_(client), rq_(request) {}
+
+    const api_client& client() const { return client_; }
+    const std::string& word(size_t i) const { return rq_.words[i]; }
+    bool as_json() const { return rq_.as_json; }
+    // The value of flag `name`, or nullptr when not given.
+    const std::string* flag(const std::string& name) const {
+        for (const auto& [k, v] : rq_.flags)
+            if (k == name) return &v;
+        return nullptr;
+    }
+    std::string flag_or(const std::string& name, const std::string& fallback) const {
+        const std::string* v = flag(name);
+        return v ? *v : fallback;
+    }
+    // Refuses any flag not in `allowed`.
+    void check_flags(std::initializer_list<const char*> allowed) const {
+        for (const auto& [k, v] : rq_.flags) {
+            bool ok = false;
+            for (const char* a : allowed) ok = ok || k == a;
+            if (!ok) throw usage_error("unknown option '" + k + "' for this command");
+        }
+    }
+    // Refuses a command of other than `n` words, naming its usage.
+    void want(size_t n, const std::string& usage) const {
+        if (rq_.words.size() != n) throw usage_error("usage: sekishoctl " + usage);
+    }
+    // Prints an error reply (as it came with --json); returns the exit code.
+    int fail(const api_client::reply& r) const {
+        if (rq_.as_json) std::cout << r.body << "\n";
+        else print_error(r.status, r.body);
+        return exit_code_for(r.status);
+    }
+    // A 2xx reply as it came (--json) or through `human`; else fail().
+    template <typename Human>
+    int show(const api_client::reply& r, Human human) const {
+        if (r.status < 200 || r.status >= 300) return fail(r);
+        if (rq_.as_json) {
+            std::cout << r.body << "\n";
+            return 0;
+        }
+        human(json::parse(r.body));
+        return 0;
+    }
+
+private:
+    const api_client& client_;
+    const command_request& rq_;
+};
+
+int status(const command& c) {
+    c.want(1, "status");
+    c.check_flags({});
+    return c.show(c.client().call("GET", "/v1/status"), print_status);
+}
+
+int policy(const command& c, const std::string& sub) {
+    if (sub == "show") {
+        c.want(2, "policy show");
+        c.check_flags({});
+        return c.show(c.client().call("GET", "/v1/policy"), print_policy);
+    }
+    if (sub == "apply" || sub == "diff") {
+        c.want(3, sub == "apply" ? "policy apply FILE [--dry-run]" : "policy diff FILE");
+        c.check_flags(sub == "apply" ? std::initializer_list<const char*>{"--dry-run"}
+                                     : std::initializer_list<const char*>{});
+        const bool dry = sub == "diff" || c.flag("--dry-run");
+        return c.show(c.client().call("POST", std::string("/v1/policy") + (dry ? "?dry_run=1" : ""),
+                                      read_text_file(c.word(2)), "application/yaml", 0),
+                      [&](const json& j) { print_policy_change(j, dry); });
+    }
+    if (sub == "rollback") {
+        c.want(2, "policy rollback");
+        c.check_flags({});
+        return c.show(c.client().call("POST", "/v1/policy/rollback", "", "application/json", 0), print_rollback);
+    }
+    throw usage_error("policy show|apply|diff|rollback");
+}
+
+int bindings(const command& c, const std::string& sub) {
+    if (sub == "list") {
+        c.want(2, "bindings list [--account A] [--limit N]");
+        c.check_flags({"--account", "--limit"});
+        std::string q = "/v1/bindings?limit=" + url_escape(c.flag_or("--limit", "1000"));
+        if (c.flag("--account")) q += "&account=" + url_escape(*c.flag("--account"));
+        return c.show(c.client().call("GET", q), print_bindings);
+    }
+    if (sub == "add") {
+        c.want(4, "bindings add PREFIX ACCOUNT");
+        c.check_flags({});
+        return c.show(c.client().call("POST", "/v1/bindings", json{{"prefix", c.word(2)}, {"account", c.word(3)}}.dump()),
+                      print_bound);
+    }
+    if (sub == "del") {
+        c.want(3, "bindings del PREFIX");
+        c.check_flags({});
+        return c.show(c.client().call("DELETE", "/v1/bindings?prefix=" + url_escape(c.word(2))), print_unbound);
+    }
+    throw usage_error("bindings list|add|del");
+}
+
+// Exit 3 when neither the history nor the data plane knows a holder.
+int whois(const command& c) {
+    c.want(2, "whois ADDRESS [--at TIME]");
+    c.check_flags({"--at"});
+    std::string q = "/v1/whois?address=" + url_escape(c.word(1));
+    if (c.flag("--at")) q += "&at=" + url_escape(*c.flag("--at"));
+    const auto r = c.client().call("GET", q);
+    const int rc = c.show(r, print_whois);
+    if (rc == 0 && r.status == 200) {
+        const json j = json::parse(r.body);
+        if (j["bindings"].empty() && j["bound_now"].is_null()) return 3;
+    }
+    return rc;
+}
+
+int account(const command& c, const std::string& sub) {
+    if (sub == "suspend" || sub == "resume") {
+        c.want(3, "account suspend|resume ACCOUNT");
+        c.check_flags({});
+        return c.show(c.client().call("POST", "/v1/accounts/" + sub, json{{"account", c.word(2)}}.dump()), print_account);
+    }
+    if (sub == "list") {
+        c.want(2, "account list [--suspended]");
+        c.check_flags({"--suspended"});
+        return c.show(c.client().call("GET", std::string("/v1/accounts") + (c.flag("--suspended") ? "?suspended=1" : "")),
+                      print_accounts);
+    }
+    throw usage_error("account suspend|resume|list");
+}
+
+// The last N events, then with -f every new one, asked for once a second.
+int events(const command& c, const std::string& sub) {
+    const char* usage = "events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]";
+    if (sub != "tail") throw usage_error(usage);
+    c.want(2, usage);
+    c.check_flags({"-f", "-n", "--type", "--subscriber", "--account"});
+    std::string filter;
+    if (c.flag("--type")) filter += "&type=" + url_escape(*c.flag("--type"));
+    if (c.flag("--subscriber")) filter += "&subscriber=" + url_escape(*c.flag("--subscriber"));
+    if (c.flag("--account")) filter += "&account=" + url_escape(*c.flag("--account"));
+    uint64_t since = 0;
+    std::string n = c.flag_or("-n", "20");
+    for (;;) {
+        const auto r = c.client().call("GET", "/v1/events?n=" + url_escape(n) + "&since_ns=" + std::to_string(since) + filter);
+        if (r.status != 200) return c.fail(r);
+        const json j = json::parse(r.body);
+        for (const auto& e : j["events"]) {
+            if (c.as_json()) std::cout << e.dump() << "\n";
+            else print_event(e);
+            since = std::max(since, e.value("time_ns", uint64_t{0}));
+        }
+        std::cout.flush();
+        if (!c.flag("-f")) return 0;
+        n = "1000";
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+}
+
+int top(const command& c) {
+    c.want(1, "top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]");
+    c.check_flags({"--window", "--by"});
+    const std::string q = "/v1/top?window=" + url_escape(c.flag_or("--window", "1h")) +
+                          "&by=" + url_escape(c.flag_or("--by", "messages"));
+    return c.show(c.client().call("GET", q), print_top);
+}
+
+// CSV for people (escaped, line breaks kept); with --json the JSON as it came.
+int report(const command& c) {
+    c.want(1, "report [--since TIME] [--until TIME] [--format csv|json]");
+    c.check_flags({"--since", "--until", "--format"});
+    std::string q = "/v1/report?format=" + url_escape(c.flag_or("--format", c.as_json() ? "json" : "csv"));
+    if (c.flag("--since")) q += "&since=" + url_escape(*c.flag("--since"));
+    if (c.flag("--until")) q += "&until=" + url_escape(*c.flag("--until"));
+    const auto r = c.client().call("GET", q);
+    if (r.status != 200) return c.fail(r);
+    const std::string text = c.as_json() ? r.body : shown_lines(r.body);
+    std::cout << text << (text.empty() || text.back() == '\n' ? "" : "\n");
+    return 0;
+}
+
+}  // namespace
+
+int run_command(const api_client& client, const command_request& request) {
+    const command c(client, request);
+    const std::string& cmd = request.words[0];
+    const std::string sub = request.words.size() > 1 ? request.words[1] : "";
+    if (cmd == "status") return status(c);
+    if (cmd == "policy") return policy(c, sub);
+    if (cmd == "bindings") return bindings(c, sub);
+    if (cmd == "whois") return whois(c);
+    if (cmd == "account") return account(c, sub);
+    if (cmd == "events") return events(c, sub);
+    if (cmd == "top") return top(c);
+    if (cmd == "report") return report(c);
+    throw usage_error("unknown command '" + cmd + "'");
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw usage_error("cannot read " + path);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+}  // namespace sekisho::ctl

@@ -1,0 +1,154 @@
+#include "cmd/sekishoctl/human_output.h"
+
+#include <ctime>
+#include <iomanip>
+#include <iostream>
+
+#include "control/api/untrusted_text.h"
+
+namespace sekisho::ctl {
+
+using nlohmann::json;
+
+std::string shown(const json& j) { return escape_unprintable(j.is_string() ? j.get_ref<const std::string&>() : j.dump()); }
+
+std::string shown_lines(const std::string& text) { return escape_unprintable(text, true); }
+
+std::string iso(int64_t t) {
+    const std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+void print_error(long status, const std::string& body) {
+    try {
+        const json j = json::parse(body);
+        std::cerr << "sekishoctl: " << shown(j.contains("error") ? j["error"] : json(body)) << "\n";
+        if (j.contains("errors"))
+            for (const auto& e : j["errors"]) std::cerr << "  " << shown(e) << "\n";
+    } catch (const std::exception&) {
+        std::cerr << "sekishoctl: HTTP " << status << ": " << shown_lines(body) << "\n";
+    }
+}
+
+void print_status(const json& j) {
+    const std::string backend = shown(j.value("backend", json("dpdk")));
+    std::cout << "generation " << shown(j["generation"]) << ", up " << static_cast<long>(j["uptime_s"].get<double>())
+              << " s, backend " << backend << ", " << shown(j["workers"])
+              << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << shown(j["ports"]["access"])
+              << " (access) <-> " << shown(j["ports"]["core"]) << " (core)\n"
+              << "policy " << shown(j["policy"]["file"]) << ": op25b " << shown(j["policy"]["op25b_mode"]) << "/"
+              << shown(j["policy"]["op25b_action"]) << ", " << shown(j["policy"]["limits"]) << " limits\n"
+              << "frames in " << shown(j["frames"]["in"]) << ", forwarded " << shown(j["frames"]["forwarded"])
+              << ", blocked " << shown(j["frames"]["blocked"]) << ", limited " << shown(j["frames"]["limited"])
+              << ", malformed dropped " << shown(j["frames"]["malformed_dropped"]) << ", TX-full drops "
+              << shown(j["frames"]["tx_full_drops"]) << "\n"
+              << "smtp flows " << shown(j["smtp"]["flows"]) << ", messages " << shown(j["smtp"]["messages"])
+              << ", tempfails " << shown(j["smtp"]["tempfails_sent"]) << "\n";
+    const json& subs = j["subscribers"];
+    if (subs.is_object())
+        std::cout << "bindings " << shown(subs["bindings"]) << ", accounts " << shown(subs["accounts"]) << " ("
+                  << shown(subs["suspended"]) << " suspended); ";
+    else
+        std::cout << "no bindings or accounts (" << backend << "); ";
+    std::cout << "events written " << j["events"]["written"] << ", lost "
+              << j["events"]["ring_full"].get<uint64_t>() + j["events"]["write_errors"].get<uint64_t>() << "\n";
+}
+
+void print_policy(const json& j) {
+    std::cout << "# generation " << shown(j["generation"]) << "\n" << shown_lines(j["text"].get<std::string>());
+}
+
+void print_policy_change(const json& j, bool dry_run) {
+    if (dry_run)
+        std::cout << "valid; would change:\n";
+    else
+        std::cout << "applied as generation " << shown(j["generation"]) << " in " << std::fixed
+                  << std::setprecision(1) << j["compile_ms"].get<double>() << " ms; changed:\n";
+    if (j["diff"].empty()) std::cout << "  nothing\n";
+    for (auto it = j["diff"].begin(); it != j["diff"].end(); ++it)
+        std::cout << "  " << escape_unprintable(it.key()) << ": " << escape_unprintable(it.value().dump()) << "\n";
+    if (j.contains("not_enforced")) {
+        std::cout << "accepted but not enforced by this backend:\n";
+        for (const auto& n : j["not_enforced"]) std::cout << "  " << shown(n) << "\n";
+    }
+}
+
+void print_rollback(const json& j) { std::cout << "rolled back: generation " << shown(j["generation"]) << "\n"; }
+
+void print_bindings(const json& j) {
+    for (const auto& b : j["bindings"])
+        std::cout << std::left << std::setw(44) << shown(b["prefix"]) << shown(b["account"]) << "\n";
+    std::cout << j["bindings"].size() << " shown, " << shown(j["total"]) << " in the table\n";
+}
+
+void print_bound(const json& j) {
+    std::cout << "bound " << shown(j["prefix"]) << " to " << shown(j["account"]) << " (" << shown(j["bound"])
+              << " entries)\n";
+}
+
+void print_unbound(const json& j) {
+    std::cout << "unbound " << shown(j["prefix"]) << " (" << shown(j["unbound"]) << " entries)\n";
+}
+
+void print_whois(const json& j) {
+    if (j["bindings"].empty())
+        std::cout << "no binding in the history for " << shown(j["query"]["address"]) << " at "
+                  << iso(j["query"]["at"].get<int64_t>()) << "\n";
+    for (const auto& b : j["bindings"])
+        std::cout << shown(b["address"]) << " held by " << shown(b["account"]) << " (session " << shown(b["session_id"])
+                  << ", NAS " << shown(b["nas"]) << ") from " << iso(b["start"].get<int64_t>()) << " to "
+                  << (b["stop"].is_null() ? std::string("now") : iso(b["stop"].get<int64_t>())) << "\n";
+    if (!j["bound_now"].is_null()) std::cout << "bound now to " << shown(j["bound_now"]) << "\n";
+    const json& m = j["smtp_within_1h"];
+    std::cout << "SMTP within an hour: " << shown(m["sessions"]) << " sessions (" << shown(m["tls_sessions"])
+              << " TLS), " << shown(m["messages"]) << " messages, " << shown(m["recipients"]) << " recipients, "
+              << shown(m["rejected_recipients"]) << " rejected\n";
+    std::cout << "events within an hour: " << escape_unprintable(j["events_within_1h"].dump()) << "\n";
+    for (const auto& e : j["events"]) print_event(e);
+}
+
+void print_account(const json& j) {
+    std::cout << shown(j["account"]) << (j["suspended"].get<bool>() ? " suspended" : " resumed") << "\n";
+}
+
+void print_accounts(const json& j) {
+    for (const auto& a : j["accounts"])
+        std::cout << std::left << std::setw(40) << shown(a["account"])
+                  << (a["suspended"].get<bool>() ? "suspended" : "active") << "\n";
+}
+
+void print_event(const json& e) {
+    auto field = [&](const char* key, const json& fallback) { return shown(e.contains(key) ? e[key] : fallback); };
+    const uint64_t ns = e.contains("time_ns") && e["time_ns"].is_number_unsigned() ? e["time_ns"].get<uint64_t>() : 0;
+    const std::string time = iso(static_cast<int64_t>(ns / 1'000'000'000ull));
+    if (e.value("type", json("")) == "api_change") {   // the audit trail: who changed what, with what outcome
+        std::cout << time << "  api_change        " << field("endpoint", "?") << " by " << field("caller", "?") << ": "
+                  << field("status", 0) << ", generation " << field("generation", 0);
+        if (e.contains("account")) std::cout << " account=" << escape_unprintable(e["account"].dump());
+        if (e.contains("prefix")) std::cout << " prefix=" << escape_unprintable(e["prefix"].dump());
+        if (e.contains("error")) std::cout << " error=" << escape_unprintable(e["error"].dump());
+        std::cout << "\n";
+        return;
+    }
+    std::cout << time << "  " << std::left << std::setw(17) << field("type", "?") << " " << std::setw(28)
+              << (e.contains("subscriber") ? field("subscriber", "") : field("src", "")) << " ";
+    if (e.contains("limit")) std::cout << "limit=" << escape_unprintable(e["limit"].dump()) << " ";
+    if (e.contains("reason")) std::cout << "reason=" << field("reason", "") << " ";
+    if (e.contains("account") && !e["account"].is_null())
+        std::cout << "account=" << escape_unprintable(e["account"].dump()) << " ";
+    if (e.contains("count")) std::cout << "count=" << field("count", 0) << " ";
+    std::cout << "action=" << field("action", "") << "\n";
+}
+
+void print_top(const json& j) {
+    std::cout << std::left << std::setw(40) << "SUBSCRIBER" << std::setw(32) << "ACCOUNT" << "COUNT\n";
+    for (const auto& t : j["top"])
+        std::cout << std::left << std::setw(40) << shown(t["subscriber"]) << std::setw(32) << shown(t["account"])
+                  << shown(t["count"]) << "\n";
+}
+
+}  // namespace sekisho::ctl

@@ -1,0 +1,44 @@
+// sekishoctl's human output: one printer per reply, to standard output.
+//
+// Every text the daemon sent goes through shown() (untrusted_text.h):
+// control characters in an account name or an event arrive escaped (\x1b),
+// never as bytes an operator's terminal would obey. (--json prints replies as
+// they came: JSON escapes control characters.) A printer reads the fields
+// its endpoint documents (docs/api.md); a reply without them throws
+// nlohmann::json's exception.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace sekisho::ctl {
+
+// A value from the daemon as the human output shows it: a string's text,
+// anything else as JSON, unprintable bytes escaped either way.
+std::string shown(const nlohmann::json& j);
+// Multi-line text from the daemon (a policy, a CSV report): line breaks and tabs kept.
+std::string shown_lines(const std::string& text);
+// Unix seconds as 2026-11-23T12:00:00Z.
+std::string iso(int64_t unix_seconds);
+
+// Writes an error reply to standard error: its "error" and "errors", or the body as it came.
+void print_error(long status, const std::string& body);
+
+void print_status(const nlohmann::json& status);
+void print_policy(const nlohmann::json& policy);
+// An apply's or a dry run's answer: the generation, the diff, what the backend will not enforce.
+void print_policy_change(const nlohmann::json& change, bool dry_run);
+void print_rollback(const nlohmann::json& rollback);
+void print_bindings(const nlohmann::json& list);
+void print_bound(const nlohmann::json& added);
+void print_unbound(const nlohmann::json& removed);
+void print_whois(const nlohmann::json& whois);
+void print_account(const nlohmann::json& account);
+void print_accounts(const nlohmann::json& list);
+// One event-log line (its fields came from the network and the API: each through shown()).
+void print_event(const nlohmann::json& event);
+void print_top(const nlohmann::json& top);
+
+}  // namespace sekisho::ctl

@@ -1,0 +1,239 @@
+#include "control/serve_loop.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "control/api/control_api.h"
+#include "control/binding_table.h"
+#include "control/data_plane.h"
+#include "control/identity/account_registry.h"
+#include "control/identity/subscriber_identity.h"
+#include "control/observe/counters_report.h"
+#include "control/observe/event_log.h"
+#include "control/policy/policy_files.h"
+#include "dataplane/limits/subscriber_table.h"
+
+namespace sekisho {
+
+namespace {
+
+constexpr auto turn_interval = std::chrono::milliseconds(10);
+constexpr uint64_t turns_per_refresh = 20;   // ~200 ms
+
+std::atomic<bool> stop_requested{false};
+std::atomic<bool> reload_requested{false};
+
+extern "C" void on_stop_signal(int) { stop_requested.store(true); }
+extern "C" void on_reload_signal(int) { reload_requested.store(true); }
+
+// While it lives, SIGINT and SIGTERM ask the loop to stop and SIGHUP to
+// reload (async-signal-safe: the handlers only set a flag); the flags start
+// cleared. The handlers before it come back when it goes.
+class loop_signals {
+public:
+    loop_signals() {
+        stop_requested.store(false);
+        reload_requested.store(false);
+        previous_[0] = std::signal(SIGINT, on_stop_signal);
+        previous_[1] = std::signal(SIGTERM, on_stop_signal);
+        previous_[2] = std::signal(SIGHUP, on_reload_signal);
+    }
+    ~loop_signals() {
+        std::signal(SIGINT, previous_[0]);
+        std::signal(SIGTERM, previous_[1]);
+        std::signal(SIGHUP, previous_[2]);
+    }
+    loop_signals(const loop_signals&) = delete;
+    loop_signals& operator=(const loop_signals&) = delete;
+
+    bool stop() const { return stop_requested.load(); }
+    bool take_reload() { return reload_requested.exchange(false); }
+
+private:
+    using handler = void (*)(int);
+    handler previous_[3] = {};
+};
+
+void log_line(const std::string& line) { std::cerr << "sekishod: " << line << std::endl; }
+
+// One live run's control plane; members in the order they start, so that
+// they stop in reverse (the API before the metrics, identity last).
+class serve_loop {
+public:
+    serve_loop(live_backend& backend, const serve_options& options)
+        : backend_(backend), plane_(backend.plane()), opt_(options) {}
+
+    void start_identity();
+    void start_metrics(double first_apply_seconds);
+    void start_api(const std::string& policy_text);
+    void run();
+    nlohmann::json summary();
+
+private:
+    void turn();
+    control_snapshot snapshot();
+
+    live_backend& backend_;
+    data_plane& plane_;
+    const serve_options& opt_;
+    const double started_at_ = static_cast<double>(std::time(nullptr));
+    uint64_t turns_ = 0;
+    std::unique_ptr<subscriber_identity> identity_;
+    std::unique_ptr<metrics_exporter> metrics_;
+    std::unique_ptr<api_server> api_;
+    std::unique_ptr<control_api> control_;
+    std::unique_ptr<loop_signals> signals_;
+};
+
+void serve_loop::start_identity() {
+    binding_table* table = plane_.writable_bindings();
+    if (table == nullptr) return;   // no bindings (XDP): no RADIUS, no history
+    const identity_config& config = plane_.active_policy().identity;
+    identity_ = std::make_unique<subscriber_identity>(*table, config, log_line);
+    if (identity_->bindings_restored())
+        std::cerr << "sekishod: restored " << identity_->bindings_restored() << " open bindings from "
+                  << config.history_database << std::endl;
+}
+
+void serve_loop::start_metrics(double first_apply_seconds) {
+    if (opt_.metrics_address.empty()) return;
+    metrics_ = std::make_unique<metrics_exporter>(opt_.metrics_address, backend_.scraper_counters());
+    metrics_->observe_apply(first_apply_seconds);
+    metrics_->update(snapshot());
+}
+
+void serve_loop::start_api(const std::string& policy_text) {
+    control_context cc;
+    cc.plane = &plane_;
+    cc.identity = identity_.get();
+    cc.policy_path = opt_.policy_path;
+    cc.events_path = plane_.events().path();
+    cc.events_overridden = !opt_.events_path.empty();
+    const std::array<std::string, 2> sides = backend_.side_names();
+    cc.port_names[0] = sides[0];
+    cc.port_names[1] = sides[1];
+    cc.workers = backend_.workers();
+    cc.started = std::chrono::steady_clock::now();
+    if (metrics_) cc.observe_apply = [this](double s) { metrics_->observe_apply(s); };
+    if (!opt_.api.unix_path.empty() || !opt_.api.tcp_listen.empty()) {
+        api_ = std::make_unique<api_server>(opt_.api);
+        cc.server = api_.get();
+    }
+    control_ = std::make_unique<control_api>(cc, policy_text);
+}
+
+// Starts the backend under the signal handlers and turns until a stop signal.
+void serve_loop::run() {
+    signals_ = std::make_unique<loop_signals>();
+    backend_.start();
+    while (!signals_->stop()) {
+        turn();
+        std::this_thread::sleep_for(turn_interval);
+    }
+    backend_.stop();
+}
+
+void serve_loop::turn() {
+    backend_.drain_events();
+    if (identity_) identity_->poll();
+    if (api_) api_->serve_pending([&](const api_request& r, api_reply reply) { control_->handle(r, std::move(reply)); });
+    if (signals_->take_reload()) control_->reload();
+    control_->poll();
+    if (++turns_ % turns_per_refresh == 0) {
+        backend_.refresh_counters();
+        if (metrics_) metrics_->update(snapshot());
+    }
+}
+
+control_snapshot serve_loop::snapshot() {
+    control_snapshot c;
+    c.generation = plane_.generation();
+    for (const auto& l : plane_.active_policy().limits) c.limit_names.push_back(l.name);
+    if (const subscriber_table* st = plane_.subscriber_bindings()) {
+        c.bindings = st->size();
+        c.binding_capacity = st->capacity();
+    }
+    if (const account_registry* accounts = plane_.account_table()) {
+        c.accounts = accounts->size();
+        c.account_capacity = accounts->capacity();
+    }
+    const event_log& log = plane_.events();
+    c.events_written = log.written();
+    c.event_write_errors = log.write_errors();
+    c.events_aggregated = log.counters().aggregated;
+    c.event_io_errors = log.counters().io_errors;
+    c.event_rotations = log.counters().rotations;
+    c.event_reopens = log.counters().reopened;
+    if (identity_) {
+        if (const auto* rc = identity_->radius_counters()) {
+            c.radius = true;
+            c.radius_results = rc->by_result();
+        }
+        c.bindings_restored = identity_->bindings_restored();
+        c.binding_apply_errors = identity_->apply_errors();
+    }
+    c.start_time_seconds = started_at_;
+    backend_.add_to_snapshot(c);
+    return c;
+}
+
+// After stop(): the counters and the event log are final.
+nlohmann::json serve_loop::summary() {
+    nlohmann::json report = counters_json(plane_.all_counters());
+    report["mode"] = "live";
+    report["policy"] = opt_.policy_path;
+    report["generation"] = plane_.generation();
+    add_event_log_counters(report, plane_.events());
+    if (identity_) {
+        const subscriber_table* st = plane_.subscriber_bindings();
+        const account_registry* accounts = plane_.account_table();
+        report["subscribers"] = {{"bindings", st ? st->size() : 0},
+                                 {"accounts", accounts ? accounts->size() : 0},
+                                 {"restored_from_history", identity_->bindings_restored()},
+                                 {"apply_errors", identity_->apply_errors()}};
+        if (const auto* rc = identity_->radius_counters()) {
+            nlohmann::json radius = {{"received", rc->received}};
+            for (const auto& [result, n] : rc->by_result()) radius[result] = n;
+            radius.update({{"starts", rc->starts},
+                           {"interims", rc->interims},
+                           {"stops", rc->stops},
+                           {"accounting_ons", rc->accounting_ons},
+                           {"accounting_offs", rc->accounting_offs}});
+            report["radius"] = radius;
+        }
+    }
+    backend_.add_to_summary(report);
+    return report;
+}
+
+}  // namespace
+
+starting_policy read_starting_policy(const serve_options& options) {
+    starting_policy s;
+    s.text = read_policy_file(options.policy_path);
+    s.pol = load_policy_text(s.text, options.policy_path);
+    check_policy_files(s.pol, options.events_path.empty());
+    return s;
+}
+
+int serve(live_backend& backend, const serve_options& options, const std::string& policy_text,
+          double first_apply_seconds) {
+    serve_loop loop(backend, options);
+    loop.start_identity();
+    loop.start_metrics(first_apply_seconds);
+    loop.start_api(policy_text);
+    loop.run();
+    const nlohmann::json report = loop.summary();
+    if (!options.summary_path.empty()) write_report(report, options.summary_path);
+    std::cerr << "sekishod: stopped" << backend.stop_note() << ". " << human_summary(report);
+    return 0;
+}
+
+}  // namespace sekisho

@@ -1,0 +1,104 @@
+// The control plane of a live sekishod, the same for either backend: the
+// control thread's loop, and what it asks of the backend that forwards.
+//
+// serve() sets up, in this order: subscriber identity (RADIUS accounting and
+// the binding history, for a data plane with a binding table: it restores
+// the history's open bindings before anything is forwarded), the Prometheus
+// exporter (--metrics), the control API (--api-socket, --api-tcp) and the
+// signal handlers; then it starts the backend and loops until SIGINT or
+// SIGTERM. Each turn, every 10 ms: the data plane's events into the event
+// log, RADIUS datagrams (and the hourly history purge), the API's waiting
+// requests, a SIGHUP's reload (a policy change like an API apply:
+// control_api.h), the policy changes moved on; every 20th turn (~200 ms) the
+// backend's counters refreshed and the metrics snapshot updated. At stop the
+// backend stops forwarding and flushes its events; the summary (--summary
+// FILE) is written and a few lines go to standard error.
+//
+// Everything here runs on the calling thread (the control thread), except
+// what the backend's scraper_counters() returns, which the metrics scraper
+// calls on its own.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <array>
+#include <string>
+
+#include "control/api/api_server.h"
+#include "control/observe/metrics.h"
+#include "control/policy/policy.h"
+
+namespace sekisho {
+
+class data_plane;
+
+// The control plane's own flags of a live run, the same for either backend.
+struct serve_options {
+    std::string policy_path;
+    std::string events_path;               // empty: the policy's events.file; "-": stdout
+    std::string summary_path;              // counters as JSON at exit; empty: none
+    std::string metrics_address;           // Prometheus exposer, e.g. 127.0.0.1:9108; empty: none
+    // The control API's listeners (--api-socket, --api-group, --api-tcp,
+    // --api-cert, --api-key, --api-token-file); none when both unix_path and
+    // tcp_listen are empty.
+    api_config api;
+};
+
+// The policy a live run starts with: the file's text (what GET /v1/policy
+// shows) and the policy, checked with the files it names (check_policy_files;
+// events.file only when --events does not replace it). Throws policy_error.
+struct starting_policy {
+    std::string text;
+    policy pol;
+};
+starting_policy read_starting_policy(const serve_options& options);
+
+// A backend forwarding live, as the serve loop drives it. Every call is on
+// the control thread but scraper_counters()'s function.
+class live_backend {
+public:
+    virtual ~live_backend() = default;
+
+    // The data plane the control API, the metrics and the summary see.
+    virtual data_plane& plane() = 0;
+    // What the API's status names the two sides (DPDK ports, XDP
+    // interfaces) and how many workers (DPDK) or CPUs (XDP) forward.
+    virtual std::array<std::string, 2> side_names() const = 0;
+    virtual unsigned workers() const = 0;
+    // The counter blocks the metrics scraper sums on its own thread: valid
+    // while the backend lives, written with relaxed stores only.
+    virtual counter_source scraper_counters() const = 0;
+
+    // Starts forwarding and says so on standard error. Throws
+    // std::runtime_error; the destructor stops what it started.
+    virtual void start() = 0;
+    // Every turn: moves the data plane's events into the event log.
+    virtual void drain_events() = 0;
+    // Every ~200 ms, before the metrics snapshot: brings the blocks
+    // scraper_counters() returns up to date where they are copies.
+    virtual void refresh_counters() {}
+    // Adds what only this backend knows to the metrics snapshot; serve()
+    // fills the generation, limit names, event log, table sizes and identity.
+    virtual void add_to_snapshot(control_snapshot& snapshot) = 0;
+    // Stops forwarding, moves the last events into the event log and writes
+    // what aggregation windows still hold: afterwards the counters and the
+    // event log are final. Called once, after start().
+    virtual void stop() = 0;
+    // Adds this backend's keys to the exit summary (serve() writes the
+    // counters, mode, policy, generation, events and identity).
+    virtual void add_to_summary(nlohmann::json& report) const = 0;
+    // What the stop line adds after "sekishod: stopped" (", XDP program detached").
+    virtual std::string stop_note() const { return ""; }
+};
+
+// Runs the control plane over `backend` until SIGINT or SIGTERM, then stops
+// it; returns the exit code (0). `policy_text` is the policy file as read,
+// `first_apply_seconds` how long the backend took to put it in force (the
+// first sekisho_policy_apply_duration_seconds observation). The handlers of
+// SIGINT, SIGTERM and SIGHUP are serve()'s while it runs and restored when it
+// returns. Throws std::runtime_error: a listener that cannot start, what
+// start() throws, a summary that cannot be written.
+int serve(live_backend& backend, const serve_options& options, const std::string& policy_text,
+          double first_apply_seconds);
+
+}  // namespace sekisho

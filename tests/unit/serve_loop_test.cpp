@@ -1,0 +1,342 @@
+// The serve loop (control/serve_loop.cpp) driving a backend made for the test:
+// the real control API on a Unix socket, the real Prometheus exporter, real
+// signals, the real policy file and event log; only the forwarding is
+// missing. The two real backends run the same loop in the e2e tests
+// (op25b_e2e, radius_e2e, metrics_e2e, cli_e2e, faults_e2e ... on DPDK;
+// xdp_e2e_generic and xdp_e2e_native on XDP).
+//
+// The sequence: start, the API answered while the loop runs, a SIGHUP that
+// applies the edited file, a SIGHUP with a broken file that changes nothing,
+// the metrics following, SIGTERM, then a summary taken after the backend
+// stopped (its last events in it) with the same keys whatever the backend.
+// A backend that fails to start: the error comes out, nothing is stopped
+// that never started, the signal handlers are given back.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/data_plane.h"
+#include "control/observe/event_log.h"
+#include "control/policy/policy.h"
+#include "control/serve_loop.h"
+#include "dataplane/event_ring.h"
+#include "dataplane/worker_counters.h"
+#include "tests/support/free_port.h"
+#include "tests/support/lab_policy.h"
+
+namespace sekisho {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!condition() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+    return condition();
+}
+
+// The whole answer to one HTTP/1.1 GET (Connection: close) on a connected socket.
+std::string http_get(int fd, const std::string& target) {
+    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return out;
+}
+
+std::string unix_get(const std::string& path, const std::string& target) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close(fd);
+        return "";
+    }
+    return http_get(fd, target);
+}
+
+std::string tcp_get(uint16_t port, const std::string& target) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close(fd);
+        return "";
+    }
+    return http_get(fd, target);
+}
+
+std::string body_of(const std::string& answer) {
+    const size_t end = answer.find("\r\n\r\n");
+    return end == std::string::npos ? "" : answer.substr(end + 4);
+}
+
+bool handler_is_default(int sig) {
+    struct sigaction now {};
+    sigaction(sig, nullptr, &now);
+    return now.sa_handler == SIG_DFL;
+}
+
+event_record block_event(uint64_t generation) {
+    event_record e{};
+    e.time_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+    e.generation = generation;
+    e.type = event_type::op25b_block;
+    e.ip_version = 4;
+    e.ingress = static_cast<uint8_t>(ingress::access);
+    e.action = static_cast<uint8_t>(op25b_action::reset);
+    e.src_port = 40000;
+    e.dst_port = 25;
+    inet_pton(AF_INET, test::dyn4, e.src);
+    inet_pton(AF_INET, test::mx4, e.dst);
+    return e;
+}
+
+// A data plane that applies generations and keeps an event log, forwarding nothing.
+class plane_without_forwarding final : public data_plane {
+public:
+    explicit plane_without_forwarding(const policy& pol)
+        : policy_(std::make_shared<const policy>(pol)), log_(pol.events) {
+        for (int i = 0; i < 3; ++i) blocks_.push_back(std::make_unique<worker_counters>());
+    }
+
+    const char* backend_name() const override { return "test"; }
+    uint64_t generation() const override { return generation_.load(); }
+    std::shared_ptr<const policy> running_policy() const override { return policy_; }
+    std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation,
+                                             bool) override {
+        auto p = std::make_unique<prepared_policy>();
+        p->pol = std::move(pol);
+        p->generation = generation;
+        return p;
+    }
+    uint64_t commit(std::unique_ptr<prepared_policy> p) override {
+        policy_ = p->pol;
+        generation_.store(p->generation);
+        return p->generation;
+    }
+    std::vector<const worker_counters*> all_counters() const override {
+        return {blocks_[0].get(), blocks_[1].get(), blocks_[2].get()};
+    }
+    uint64_t tracked_flows() const override { return 0; }
+    const event_log& events() const override { return log_; }
+    void audit(std::string json_object) override {
+        log_.add_record(std::move(json_object));
+        ++audits;
+    }
+
+    // One OP25B block, counted as the workers count it, into the log.
+    void block_one() {
+        blocks_[0]->port[0].rx_packets.add(1);
+        blocks_[0]->port[0].blocked.add(1);
+        const event_record e = block_event(generation());
+        log_.add(&e, 1, event_names{policy_.get(), nullptr});
+    }
+    void flush() { log_.flush_all(); }
+
+    std::atomic<int> audits{0};
+
+private:
+    std::shared_ptr<const policy> policy_;
+    std::atomic<uint64_t> generation_{1};
+    event_log log_;
+    std::vector<std::unique_ptr<worker_counters>> blocks_;
+};
+
+// What the loop asked of the backend, in order.
+class recording_backend final : public live_backend {
+public:
+    explicit recording_backend(const policy& pol) : plane_(pol) {}
+
+    data_plane& plane() override { return plane_; }
+    std::array<std::string, 2> side_names() const override { return {"test-access", "test-core"}; }
+    unsigned workers() const override { return 2; }
+    counter_source scraper_counters() const override {
+        return [this] { return plane_.all_counters(); };
+    }
+    void start() override {
+        if (fail_start) throw std::runtime_error("the test's ports are gone");
+        ++starts;
+        started.store(true);
+    }
+    void drain_events() override {
+        ++drains;
+        if (stops == 0 && blocks_wanted.load() > 0) {
+            blocks_wanted.fetch_sub(1);
+            plane_.block_one();
+        }
+    }
+    void refresh_counters() override { ++refreshes; }
+    void add_to_snapshot(control_snapshot& c) override { c.flows = 7; }
+    void stop() override {
+        ++stops;
+        stopped_after_start = starts == 1;
+        plane_.block_one();   // the last event, arriving as forwarding stops
+        plane_.flush();
+    }
+    void add_to_summary(json& report) const override { report["backend"] = "test"; }
+    std::string stop_note() const override { return ", test backend stopped"; }
+
+    plane_without_forwarding plane_;
+    bool fail_start = false;
+    std::atomic<bool> started{false};
+    std::atomic<int> starts{0}, drains{0}, refreshes{0}, stops{0}, blocks_wanted{0};
+    bool stopped_after_start = false;
+};
+
+class serve_loop_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/serve_loop_test.XXXXXX";
+        dir = mkdtemp(tmpl);
+        opt.policy_path = dir + "/policy.yaml";
+        opt.summary_path = dir + "/summary.json";
+        opt.api.unix_path = dir + "/api.sock";
+        write_policy("");
+    }
+    void TearDown() override { fs::remove_all(dir); }
+
+    // The lab policy, events in the test's directory, aggregated over 10 s
+    // (so that a summary taken before the flush would show them pending).
+    void write_policy(const std::string& extra) {
+        std::ofstream(opt.policy_path) << test::lab_policy_text << "events:\n  file: " << dir
+                                       << "/events.jsonl\n  aggregate_window: 10s\n"
+                                       << extra;
+    }
+
+    std::string dir;
+    serve_options opt;
+};
+
+TEST_F(serve_loop_test, serves_reloads_on_sighup_and_summarises_after_the_backend_stopped) {
+    const uint16_t metrics_port = test::free_port(SOCK_STREAM);
+    opt.metrics_address = "127.0.0.1:" + std::to_string(metrics_port);
+    const starting_policy start = read_starting_policy(opt);
+    recording_backend backend(start.pol);
+    backend.blocks_wanted = 3;
+    auto served = std::async(std::launch::async, [&] { return serve(backend, opt, start.text, 0.25); });
+    ASSERT_TRUE(wait_for([&] { return backend.started.load(); }));
+    EXPECT_FALSE(handler_is_default(SIGHUP));
+
+    // The API, served by the loop while it turns.
+    const json status = json::parse(body_of(unix_get(opt.api.unix_path, "/v1/status")));
+    EXPECT_EQ(status["backend"], "test");
+    EXPECT_EQ(status["generation"], 1);
+    EXPECT_EQ(status["workers"], 2);
+    EXPECT_EQ(status["ports"]["access"], "test-access");
+    EXPECT_TRUE(status["subscribers"].is_null()) << "no binding table, no identity";
+
+    // SIGHUP: the edited file becomes generation 2, through the API's apply path (audited).
+    write_policy("limits:\n  - {name: msgs, scope: address, measure: messages, max: 100, window: 1h}\n");
+    std::raise(SIGHUP);
+    ASSERT_TRUE(wait_for([&] { return backend.plane_.generation() == 2; }));
+    EXPECT_TRUE(wait_for([&] { return backend.plane_.audits.load() == 1; }));
+
+    // A broken file: refused, audited, generation 2 stays, the loop goes on.
+    std::ofstream(opt.policy_path) << "version: 1\nop25b:\n  mode: block\n";
+    std::raise(SIGHUP);
+    ASSERT_TRUE(wait_for([&] { return backend.plane_.audits.load() == 2; }));
+    EXPECT_EQ(backend.plane_.generation(), 2u);
+    EXPECT_EQ(json::parse(body_of(unix_get(opt.api.unix_path, "/v1/status")))["generation"], 2);
+
+    // The metrics follow every ~200 ms: generation, the new limit, and what the backend adds.
+    std::string metrics;
+    EXPECT_TRUE(wait_for([&] {
+        metrics = tcp_get(metrics_port, "/metrics");
+        return metrics.find("\nsekisho_policy_generation 2\n") != std::string::npos;
+    })) << metrics;
+    EXPECT_NE(metrics.find("sekisho_limit_hits_total{limit=\"msgs\"} 0"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("sekisho_table_entries{table=\"flows\"} 7"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("sekisho_policy_apply_duration_seconds_count 2"), std::string::npos)
+        << "the first apply and the SIGHUP's: " << metrics;
+    EXPECT_GE(backend.refreshes.load(), 1);
+    ASSERT_TRUE(wait_for([&] { return backend.blocks_wanted.load() == 0; }));
+
+    std::raise(SIGTERM);
+    ASSERT_EQ(served.wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(served.get(), 0);
+    EXPECT_EQ(backend.starts.load(), 1);
+    EXPECT_EQ(backend.stops.load(), 1);
+    EXPECT_TRUE(backend.stopped_after_start);
+    EXPECT_GT(backend.drains.load(), 3);
+    EXPECT_TRUE(handler_is_default(SIGHUP) && handler_is_default(SIGTERM) && handler_is_default(SIGINT));
+    EXPECT_FALSE(fs::exists(opt.api.unix_path)) << "the API stopped with the loop";
+
+    // The summary: taken after stop() flushed, the same event keys as DPDK live and replay.
+    const json summary = json::parse(std::ifstream(opt.summary_path));
+    EXPECT_EQ(summary["mode"], "live");
+    EXPECT_EQ(summary["backend"], "test");
+    EXPECT_EQ(summary["policy"], opt.policy_path);
+    EXPECT_EQ(summary["generation"], 2);
+    EXPECT_EQ(summary["blocked"], 4);
+    EXPECT_FALSE(summary.contains("subscribers"));
+    std::set<std::string> keys;
+    for (const auto& [k, v] : summary["events"].items()) keys.insert(k);
+    EXPECT_EQ(keys, (std::set<std::string>{"emitted", "ring_full", "written", "write_errors", "lines", "io_errors",
+                                           "aggregated", "aggregation_overflow", "rotations", "reopened",
+                                           "pending"}));
+    EXPECT_EQ(summary["events"]["pending"], 0);
+    EXPECT_EQ(summary["events"]["written"], 4 + 2) << "four blocks and two audit records, the last block included";
+}
+
+TEST_F(serve_loop_test, a_backend_that_cannot_start_is_an_error_and_nothing_is_left_behind) {
+    const starting_policy start = read_starting_policy(opt);
+    recording_backend backend(start.pol);
+    backend.fail_start = true;
+    EXPECT_THROW(
+        {
+            try {
+                serve(backend, opt, start.text, 0);
+            } catch (const std::runtime_error& e) {
+                EXPECT_STREQ(e.what(), "the test's ports are gone");
+                throw;
+            }
+        },
+        std::runtime_error);
+    EXPECT_EQ(backend.stops.load(), 0) << "stop() is for a backend that started";
+    EXPECT_FALSE(fs::exists(opt.summary_path));
+    EXPECT_FALSE(fs::exists(opt.api.unix_path));
+    EXPECT_TRUE(handler_is_default(SIGHUP) && handler_is_default(SIGTERM) && handler_is_default(SIGINT));
+}
+
+TEST_F(serve_loop_test, a_policy_naming_a_missing_directory_is_refused_before_anything_starts) {
+    std::ofstream(opt.policy_path) << test::lab_policy_text << "events:\n  file: " << dir << "/no/such/dir/e.jsonl\n";
+    EXPECT_THROW(read_starting_policy(opt), policy_error);
+    opt.events_path = dir + "/elsewhere.jsonl";   // --events replaces events.file: not checked
+    EXPECT_NO_THROW(read_starting_policy(opt));
+}
+
+}  // namespace
+}  // namespace sekisho
