@@ -1,4 +1,4 @@
-// Limits benchmark (issue 3, item 9): the worker pipeline with SMTP session
+// Limits benchmark: the worker pipeline with SMTP session
 // tracking and send-rate limits on, 1M subscribers bound to accounts and 100k
 // concurrent SMTP connections, plus the memory the subscriber, flow and limit
 // tables take and the rate at which RADIUS bindings are applied.

@@ -1,4 +1,4 @@
-// The XDP benchmark (issue 6, item 5): ns per packet through the XDP program
+// The XDP benchmark: ns per packet through the XDP program
 // with BPF_PROG_TEST_RUN against the DPDK classifier on the same frames, in
 // one run.
 //

@@ -1,4 +1,4 @@
-// Bulk-campaign counters (issue 5, item 4), shared by all workers: per message
+// Bulk-campaign counters, shared by all workers: per message
 // fingerprint (message_fingerprint.h) and per fixed window, how many
 // recipients it went to and from how many distinct subscribers; and per
 // (fingerprint, subscriber), how many recipients that subscriber sent it to.

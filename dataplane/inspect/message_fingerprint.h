@@ -1,5 +1,5 @@
 // A fingerprint of a message body that survives the small per-recipient
-// changes of a bulk campaign (issue 5, item 4): the recipient's name in the
+// changes of a bulk campaign: the recipient's name in the
 // greeting, a tracking number or token in a link, a date, an order number.
 //
 // Fed the decoded body as UTF-8 text (after MIME, transfer-encoding and

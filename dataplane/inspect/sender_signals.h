@@ -1,4 +1,4 @@
-// Scored sender signals (issue 5, item 5), from what smtp_session reports
+// Scored sender signals, from what smtp_session reports
 // (EHLO flags, the MAIL FROM domain hash) and what the header decoder reports
 // (the From header's value):
 //

@@ -1,6 +1,8 @@
-// One limit's state for one subscriber, in a single 64-bit word updated by
-// compare-and-swap: exact when several workers share it (account scope), and
-// uncontended when one worker owns it (address and prefix scopes).
+// One limit's state for one subscriber, 16 bytes: a 64-bit word updated by
+// compare-and-swap (exact when several workers share it, account scope;
+// uncontended when one worker owns it, address and prefix scopes) and the
+// cool-down deadline a hit sets (relaxed atomics: workers sharing an account's
+// cell may see a new deadline a few events apart; no ordering rides on it).
 //
 // Two algorithms, both deterministic functions of the packet clock:
 //  - rate (connections per second): GCRA, the "virtual scheduling" form of a

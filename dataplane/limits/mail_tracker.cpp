@@ -564,8 +564,8 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
 void mail_tracker::sweep(const compiled_policy& policy, uint64_t now_ns) {
     // Ageing is paced by the clock, not by bursts: 32 slots of each table per
     // millisecond walk a 100k-slot table in ~3 s, far inside any idle
-    // timeout, and cost nothing measurable per packet (a sweep per burst cost
-    // ~100 cycles per packet even with no mail at all).
+    // timeout, and a burst with no mail pays nothing for it (a sweep per
+    // burst did: docs/performance.md).
     if (now_ns < next_sweep_ns_) return;
     next_sweep_ns_ = now_ns + 1'000'000;
     const uint64_t idle = state_.flow_idle_timeout_ns;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# faults_e2e.sh - a live sekishod under the faults of issue 7, each with its documented outcome:
+# faults_e2e.sh - a live sekishod under faults an operator meets, each with its documented outcome:
 #   1. a RADIUS flood with bad authenticators (20000 datagrams): counted, nothing bound, a real
 #      radclient Start afterwards is still answered and bound;
 #   2. a control-API client that connects and never sends: other clients are served at once,
