@@ -2,8 +2,13 @@
 //
 // Each worker owns one cache-aligned block; it updates with plain relaxed
 // stores (no read-modify-write, no lock, no shared cache line). Readers sum the
-// blocks of all workers with relaxed loads (see counters_snapshot), so the
-// totals are exact once the workers have stopped and never torn while running.
+// blocks of all workers with relaxed loads (sum_over in
+// control/observe/counters_report.h), so the totals are exact once the workers
+// have stopped and never torn while running.
+//
+// Every counter here is published under the names control/observe/counter_names.h
+// gives it (summary.json key, metric family and label); a counter added without
+// an entry there fails the build.
 #pragma once
 
 #include <array>

@@ -4,155 +4,120 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "control/observe/counter_names.h"
 #include "control/observe/event_log.h"
 
 namespace sekisho {
 
 namespace {
 
-template <typename F>
-uint64_t sum(const std::vector<const worker_counters*>& workers, F field) {
-    uint64_t total = 0;
-    for (const worker_counters* w : workers) total += field(*w).load();
-    return total;
+using nlohmann::json;
+using blocks = std::vector<const worker_counters*>;
+
+uint64_t port_sum(const blocks& w, unsigned side, counter port_counters::*c) {
+    return sum_over(w, [&](const worker_counters& b) -> const counter& { return b.port[side].*c; });
 }
+
+// ports: {<port>: {<summary_key>: n}} for every port counter.
+json ports_json(const blocks& w) {
+    json ports = json::object();
+    for (unsigned side = 0; side < ingress_count; ++side) {
+        json& p = ports[to_string(static_cast<ingress>(side))] = json::object();
+        for (const port_counter_name& c : port_counter_names) p[c.summary_key] = port_sum(w, side, c.member);
+    }
+    return ports;
+}
+
+// The top-level sums over both ports (frames_in, forwarded, blocked, ...).
+void add_port_totals(json& report, const blocks& w) {
+    for (const port_counter_name& c : port_counter_names) {
+        if (c.total_key == nullptr) continue;
+        uint64_t n = 0;
+        for (unsigned side = 0; side < ingress_count; ++side) n += port_sum(w, side, c.member);
+        report[c.total_key] = n;
+    }
+}
+
+// {<summary_key>: n} for a table of one block; `block_of` picks that block in a worker's counters.
+template <typename Block, size_t N, typename BlockOf>
+json group_json(const blocks& w, const counter_name<Block> (&names)[N], BlockOf block_of) {
+    json group = json::object();
+    for (const counter_name<Block>& c : names)
+        group[c.summary_key] =
+            sum_over(w, [&](const worker_counters& b) -> const counter& { return block_of(b).*c.member; });
+    return group;
+}
+
+// {<reason>: n} for the reasons counted at least once.
+template <typename Reason, size_t N>
+json by_reason_json(const blocks& w, const reason_counter_name<Reason, N>& names) {
+    json out = json::object();
+    for (unsigned r = names.first_reason; r < N; ++r) {
+        const uint64_t n =
+            sum_over(w, [&](const worker_counters& b) -> const counter& { return (b.*names.member)[r]; });
+        if (n) out[to_string(static_cast<Reason>(r))] = n;
+    }
+    return out;
+}
+
+// {<TCP destination port>: n} for the ports OP25B blocked or would block at least once.
+json blocks_by_dst_port_json(const blocks& w) {
+    json out = json::object();
+    for (unsigned port = 0; port < 65536; ++port) {
+        const uint64_t n =
+            sum_over(w, [&](const worker_counters& b) -> const counter& { return (*b.blocked_by_dst_port)[port]; });
+        if (n) out[std::to_string(port)] = n;
+    }
+    return out;
+}
+
+// Hits of each limit, by its index in the policy (every index, hit or not).
+json limit_hits_json(const blocks& w) {
+    json out = json::array();
+    for (unsigned i = 0; i < max_limits; ++i)
+        out.push_back(sum_over(w, [&](const worker_counters& b) -> const counter& { return b.mail.limit_hits[i]; }));
+    return out;
+}
+
+// Per worker, not summed: the load spread and each worker's share of the verdicts. The
+// control thread's block (last, when there are workers) only transmits and is left out.
+json per_worker_json(const blocks& w) {
+    json out = json::array();
+    for (const worker_counters* b : w) {
+        if (b == w.back() && w.size() > 1) break;
+        json one = json::object();
+        for (const port_counter_name& c : port_counter_names) {
+            if (!c.per_worker) continue;
+            uint64_t n = 0;
+            for (const port_counters& p : b->port) n += (p.*c.member).load();
+            one[c.summary_key] = n;
+        }
+        for (const counter_name<worker_counters>& c : poll_counter_names) one[c.summary_key] = (b->*c.member).load();
+        out.push_back(std::move(one));
+    }
+    return out;
+}
+
+const worker_counters& whole(const worker_counters& b) { return b; }
+const mail_counters& mail_of(const worker_counters& b) { return b.mail; }
+const inspection_counters& inspection_of(const worker_counters& b) { return b.inspection; }
 
 }  // namespace
 
-nlohmann::json counters_json(const std::vector<const worker_counters*>& w) {
-    using nlohmann::json;
-    json ports = json::object();
-    uint64_t totals[6] = {};  // rx, forwarded, blocked, monitored, malformed_dropped, resets
-    for (unsigned side = 0; side < ingress_count; ++side) {
-        auto field = [&](counter port_counters::*c) {
-            return sum(w, [&](const worker_counters& x) -> const counter& { return x.port[side].*c; });
-        };
-        json p = {
-            {"rx_packets", field(&port_counters::rx_packets)},
-            {"rx_bytes", field(&port_counters::rx_bytes)},
-            {"tx_packets", field(&port_counters::tx_packets)},
-            {"tx_bytes", field(&port_counters::tx_bytes)},
-            {"forwarded", field(&port_counters::forwarded)},
-            {"blocked", field(&port_counters::blocked)},
-            {"monitored", field(&port_counters::monitored)},
-            {"limited", field(&port_counters::limited)},
-            {"malformed", field(&port_counters::malformed)},
-            {"malformed_dropped", field(&port_counters::malformed_dropped)},
-            {"resets_sent", field(&port_counters::resets_sent)},
-            {"reset_failures", field(&port_counters::reset_failures)},
-            {"tx_full_drops", field(&port_counters::tx_full_drops)},
-            {"non_ip", field(&port_counters::non_ip)},
-            {"fragments", field(&port_counters::fragments)},
-        };
-        totals[0] += p["rx_packets"].get<uint64_t>();
-        totals[1] += p["forwarded"].get<uint64_t>();
-        totals[2] += p["blocked"].get<uint64_t>();
-        totals[3] += p["monitored"].get<uint64_t>();
-        totals[4] += p["malformed_dropped"].get<uint64_t>();
-        totals[5] += p["resets_sent"].get<uint64_t>();
-        ports[to_string(static_cast<ingress>(side))] = p;
-    }
-
-    json malformed = json::object();
-    for (unsigned r = 1; r < parse_error_count; ++r) {
-        const uint64_t n = sum(w, [&](const worker_counters& x) -> const counter& { return x.malformed_by_reason[r]; });
-        if (n) malformed[to_string(static_cast<parse_error>(r))] = n;
-    }
-    json blocked = json::object(), monitored = json::object();
-    for (unsigned r = 0; r < block_reason_count; ++r) {
-        const char* name = to_string(static_cast<block_reason>(r));
-        if (uint64_t n = sum(w, [&](const worker_counters& x) -> const counter& { return x.blocked_by_reason[r]; }))
-            blocked[name] = n;
-        if (uint64_t n = sum(w, [&](const worker_counters& x) -> const counter& { return x.monitored_by_reason[r]; }))
-            monitored[name] = n;
-    }
-    json by_port = json::object();
-    for (unsigned port = 0; port < 65536; ++port) {
-        uint64_t n = 0;
-        for (const worker_counters* x : w) n += (*x->blocked_by_dst_port)[port].load();
-        if (n) by_port[std::to_string(port)] = n;
-    }
-
-    // SMTP tracking and limits.
-    auto mail = [&](counter worker_counters::mail_counters::*c) {
-        return sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.*c; });
+json counters_json(const blocks& w) {
+    json report = {
+        {ports_summary_object, ports_json(w)},
+        {per_worker_summary_object, per_worker_json(w)},
+        {smtp_summary_object, group_json(w, smtp_counter_names, mail_of)},
+        {inspection_summary_object, group_json(w, inspection_counter_names, inspection_of)},
+        {events_summary_object, group_json(w, event_counter_names, whole)},
+        {limit_hits_summary_key, limit_hits_json(w)},
+        {blocks_by_dst_port_summary_key, blocks_by_dst_port_json(w)},
     };
-    using mc = worker_counters::mail_counters;
-    json smtp = {
-        {"flows_created", mail(&mc::flows_created)},
-        {"flows_ended", mail(&mc::flows_ended)},
-        {"flows_expired", mail(&mc::flows_expired)},
-        {"flow_table_full", mail(&mc::flow_table_full)},
-        {"subscriber_state_full", mail(&mc::subscriber_state_full)},
-        {"uninspectable", mail(&mc::uninspectable)},
-        {"tls", mail(&mc::tls)},
-        {"commands", mail(&mc::commands)},
-        {"messages", mail(&mc::messages)},
-        {"recipients", mail(&mc::recipients)},
-        {"rejected_recipients", mail(&mc::rejected_recipients)},
-        {"tempfails_sent", mail(&mc::tempfails_sent)},
-        {"resets_sent", mail(&mc::resets_sent)},
-        {"syns_dropped", mail(&mc::syns_dropped)},
-        {"suspended_refused", mail(&mc::suspended_refused)},
-    };
-    using ic = worker_counters::inspection_counters;
-    auto insp = [&](counter ic::*c) {
-        return sum(w, [&](const worker_counters& x) -> const counter& { return x.inspection.*c; });
-    };
-    json inspection = {
-        {"messages", insp(&ic::messages)},
-        {"table_full", insp(&ic::table_full)},
-        {"header_fields", insp(&ic::header_fields)},
-        {"envelope_lines", insp(&ic::envelope_lines)},
-        {"body_bytes", insp(&ic::body_bytes)},
-        {"rule_matches", insp(&ic::rule_matches)},
-        {"stream_overflow", insp(&ic::stream_overflow)},
-        {"stream_errors", insp(&ic::stream_errors)},
-        {"policy_restarts", insp(&ic::policy_restarts)},
-        {"body_evictions", insp(&ic::body_evictions)},
-        {"campaign_recipients", insp(&ic::campaign_recipients)},
-        {"campaign_subscribers", insp(&ic::campaign_subscribers)},
-        {"verdicts_acted", insp(&ic::verdicts_acted)},
-    };
-    json limit_hits = json::array();
-    for (unsigned i = 0; i < max_limits; ++i)
-        limit_hits.push_back(sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.limit_hits[i]; }));
-
-    // Per worker: the load spread and each worker's share of the verdicts.
-    json per_worker = json::array();
-    for (const worker_counters* x : w) {
-        if (x == w.back() && w.size() > 1) break;  // the control block only transmits (replay)
-        uint64_t rx = 0, fwd = 0, blk = 0;
-        for (const auto& p : x->port) {
-            rx += p.rx_packets.load();
-            fwd += p.forwarded.load();
-            blk += p.blocked.load();
-        }
-        per_worker.push_back({{"rx_packets", rx}, {"forwarded", fwd}, {"blocked", blk},
-                              {"busy_polls", x->busy_polls.load()}, {"idle_polls", x->idle_polls.load()}});
-    }
-
-    return {
-        {"per_worker", per_worker},
-        {"smtp", smtp},
-        {"inspection", inspection},
-        {"limit_hits_by_index", limit_hits},
-        {"limited", sum(w, [](const worker_counters& x) -> const counter& { return x.port[0].limited; }) +
-                        sum(w, [](const worker_counters& x) -> const counter& { return x.port[1].limited; })},
-        {"frames_in", totals[0]},
-        {"forwarded", totals[1]},
-        {"blocked", totals[2]},
-        {"monitored", totals[3]},
-        {"malformed_dropped", totals[4]},
-        {"resets_sent", totals[5]},
-        {"ports", ports},
-        {"blocked_by_reason", blocked},
-        {"monitored_by_reason", monitored},
-        {"malformed_by_reason", malformed},
-        {"op25b_by_dst_port", by_port},
-        {"events", {{"emitted", sum(w, [](const worker_counters& x) -> const counter& { return x.events_emitted; })},
-                    {"ring_full", sum(w, [](const worker_counters& x) -> const counter& { return x.events_ring_full; })}}},
-    };
+    for (const auto& names : block_reason_counter_names) report[names.summary_key] = by_reason_json(w, names);
+    for (const auto& names : malformed_reason_counter_names) report[names.summary_key] = by_reason_json(w, names);
+    add_port_totals(report, w);
+    return report;
 }
 
 void add_event_log_counters(nlohmann::json& report, const event_log& log) {

@@ -7,14 +7,16 @@
 #include <prometheus/summary.h>
 #include <prometheus/text_serializer.h>
 
-#include <array>
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "control/api/http_listener.h"
-#include "dataplane/worker_counters.h"
+#include "control/observe/counter_names.h"
+#include "control/observe/counters_report.h"
 
 namespace sekisho {
 
@@ -23,8 +25,8 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-
-constexpr std::array<double, 10> apply_buckets = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+using blocks = std::vector<const worker_counters*>;
+using labels = std::vector<ClientMetric::Label>;
 
 MetricFamily family(const std::string& name, const std::string& help, MetricType type) {
     MetricFamily f;
@@ -34,9 +36,11 @@ MetricFamily family(const std::string& name, const std::string& help, MetricType
     return f;
 }
 
-void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+MetricFamily family(const metric_family& f) { return family(f.name, f.help, MetricType::Counter); }
+
+void add(MetricFamily& f, labels l, double value) {
     ClientMetric m;
-    m.label = std::move(labels);
+    m.label = std::move(l);
     if (f.type == MetricType::Counter)
         m.counter.value = value;
     else
@@ -44,238 +48,283 @@ void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value)
     f.metric.push_back(std::move(m));
 }
 
-template <typename F>
-double sum(const std::vector<const worker_counters*>& w, F field) {
-    uint64_t total = 0;
-    for (const worker_counters* x : w) total += field(*x).load();
-    return static_cast<double>(total);
+// `outer` (port, reason, worker), then the family's own label when it has one.
+labels with_label(labels outer, const metric_family& f, const char* value) {
+    if (f.label != nullptr) outer.push_back({f.label, value});
+    return outer;
 }
 
-}  // namespace
+// The families a table exports, in the order they first appear in it.
+template <typename Entries>
+std::vector<const metric_family*> families_of(const Entries& names) {
+    std::vector<const metric_family*> out;
+    for (const auto& c : names)
+        if (c.family != nullptr && std::find(out.begin(), out.end(), c.family) == out.end()) out.push_back(c.family);
+    return out;
+}
 
-class metrics_exporter::collector : public prometheus::Collectable {
-public:
-    explicit collector(counter_source counters) : counters_(std::move(counters)) {}
+double as_value(uint64_t n) { return static_cast<double>(n); }
 
-    void update(control_snapshot s) {
-        std::lock_guard lock(mutex_);
-        snapshot_ = std::move(s);
+// A sample's value: the sum over the blocks of the counter `counter_of(block)` picks.
+template <typename CounterOf>
+double total(const blocks& w, CounterOf counter_of) {
+    return as_value(sum_over(w, counter_of));
+}
+
+// sekisho_packets_total and the other families by port.
+void collect_port_counters(std::vector<MetricFamily>& out, const blocks& w) {
+    for (const metric_family* f : families_of(port_counter_names)) {
+        MetricFamily m = family(*f);
+        for (unsigned side = 0; side < ingress_count; ++side) {
+            auto sum = [&](counter port_counters::*c) {
+                return total(w, [&](const worker_counters& b) -> const counter& { return b.port[side].*c; });
+            };
+            const labels port = {{port_label, to_string(static_cast<ingress>(side))}};
+            for (const port_counter_name& c : port_counter_names) {
+                if (c.family != f) continue;
+                add(m, with_label(port, *f, c.label_value), sum(c.member) - (c.minus ? sum(c.minus) : 0));
+            }
+        }
+        out.push_back(std::move(m));
     }
-    void observe_apply(double seconds) {
-        std::lock_guard lock(mutex_);
-        ++apply_count_;
-        apply_sum_ += seconds;
-        for (size_t i = 0; i < apply_buckets.size(); ++i)
-            if (seconds <= apply_buckets[i]) ++apply_bucket_counts_[i];
+}
+
+// A table of counters by reason: every reason, counted or not.
+template <typename Reason, size_t N, size_t Entries>
+void collect_by_reason(std::vector<MetricFamily>& out, const blocks& w,
+                       const reason_counter_name<Reason, N> (&names)[Entries]) {
+    for (const metric_family* f : families_of(names)) {
+        MetricFamily m = family(*f);
+        for (unsigned r = 0; r < N; ++r) {
+            const labels reason = {{reason_label, to_string(static_cast<Reason>(r))}};
+            for (const auto& c : names) {
+                if (c.family != f || r < c.first_reason) continue;
+                add(m, with_label(reason, *f, c.label_value),
+                    total(w, [&](const worker_counters& b) -> const counter& { return (b.*c.member)[r]; }));
+            }
+        }
+        out.push_back(std::move(m));
     }
+}
 
-    std::vector<MetricFamily> Collect() const override;
-
-private:
-    counter_source counters_;
-    mutable std::mutex mutex_;
-    control_snapshot snapshot_;
-    uint64_t apply_count_ = 0;
-    double apply_sum_ = 0;
-    std::array<uint64_t, apply_buckets.size()> apply_bucket_counts_{};
-};
-
-std::vector<MetricFamily> metrics_exporter::collector::Collect() const {
-    const auto w = counters_();
-    std::vector<MetricFamily> out;
-
-    // Per port and verdict.
-    auto packets = family("sekisho_packets_total", "Frames received, by port and what happened to them.", MetricType::Counter);
-    auto bytes = family("sekisho_rx_bytes_total", "Bytes received, by port.", MetricType::Counter);
-    auto tx_packets = family("sekisho_tx_packets_total", "Frames sent, by port (forwarded and injected).", MetricType::Counter);
-    auto tx_bytes = family("sekisho_tx_bytes_total", "Bytes sent, by port.", MetricType::Counter);
-    auto tx_full = family("sekisho_tx_queue_full_drops_total", "Frames dropped because the port's TX queue was full.", MetricType::Counter);
-    auto resets = family("sekisho_op25b_resets_sent_total", "TCP RSTs sent by OP25B, by port they left through.", MetricType::Counter);
-    for (unsigned side = 0; side < ingress_count; ++side) {
-        const std::string port = to_string(static_cast<ingress>(side));
-        auto pc = [&](counter port_counters::*c) {
-            return sum(w, [&](const worker_counters& x) -> const counter& { return x.port[side].*c; });
-        };
-        const double forwarded = pc(&port_counters::forwarded), monitored = pc(&port_counters::monitored);
-        add(packets, {{"port", port}, {"verdict", "forwarded"}}, forwarded - monitored);
-        add(packets, {{"port", port}, {"verdict", "monitored"}}, monitored);
-        add(packets, {{"port", port}, {"verdict", "blocked"}}, pc(&port_counters::blocked));
-        add(packets, {{"port", port}, {"verdict", "limited"}}, pc(&port_counters::limited));
-        add(packets, {{"port", port}, {"verdict", "malformed_dropped"}}, pc(&port_counters::malformed_dropped));
-        add(bytes, {{"port", port}}, pc(&port_counters::rx_bytes));
-        add(tx_packets, {{"port", port}}, pc(&port_counters::tx_packets));
-        add(tx_bytes, {{"port", port}}, pc(&port_counters::tx_bytes));
-        add(tx_full, {{"port", port}}, pc(&port_counters::tx_full_drops));
-        add(resets, {{"port", port}}, pc(&port_counters::resets_sent));
+// The families of a table of one block; `block_of` picks that block in a worker's counters.
+template <typename Block, size_t N, typename BlockOf>
+void collect_group(std::vector<MetricFamily>& out, const blocks& w, const counter_name<Block> (&names)[N],
+                   BlockOf block_of) {
+    for (const metric_family* f : families_of(names)) {
+        MetricFamily m = family(*f);
+        for (const counter_name<Block>& c : names)
+            if (c.family == f)
+                add(m, with_label({}, *f, c.label_value),
+                    total(w, [&](const worker_counters& b) -> const counter& { return block_of(b).*c.member; }));
+        out.push_back(std::move(m));
     }
-    out.push_back(std::move(packets));
-    out.push_back(std::move(bytes));
-    out.push_back(std::move(tx_packets));
-    out.push_back(std::move(tx_bytes));
-    out.push_back(std::move(tx_full));
-    out.push_back(std::move(resets));
+}
 
-    auto blocks = family("sekisho_op25b_blocks_total", "Frames OP25B blocked (enforce) or would block (monitor), by reason.", MetricType::Counter);
-    for (unsigned r = 0; r < block_reason_count; ++r) {
-        const std::string reason = to_string(static_cast<block_reason>(r));
-        add(blocks, {{"reason", reason}, {"mode", "enforce"}},
-            sum(w, [&](const worker_counters& x) -> const counter& { return x.blocked_by_reason[r]; }));
-        add(blocks, {{"reason", reason}, {"mode", "monitor"}},
-            sum(w, [&](const worker_counters& x) -> const counter& { return x.monitored_by_reason[r]; }));
+// Per worker, not summed; the last block is the control thread's and is left out.
+void collect_worker_polls(std::vector<MetricFamily>& out, const blocks& w) {
+    for (const metric_family* f : families_of(poll_counter_names)) {
+        MetricFamily m = family(*f);
+        for (size_t i = 0; i + 1 < w.size(); ++i)
+            for (const counter_name<worker_counters>& c : poll_counter_names)
+                if (c.family == f)
+                    add(m, with_label({{worker_label, std::to_string(i)}}, *f, c.label_value),
+                        as_value((w[i]->*c.member).load()));
+        out.push_back(std::move(m));
     }
-    out.push_back(std::move(blocks));
+}
 
-    auto malformed = family("sekisho_malformed_frames_total", "Malformed frames, by reason (both ports).", MetricType::Counter);
-    for (unsigned r = 1; r < parse_error_count; ++r)
-        add(malformed, {{"reason", to_string(static_cast<parse_error>(r))}},
-            sum(w, [&](const worker_counters& x) -> const counter& { return x.malformed_by_reason[r]; }));
-    out.push_back(std::move(malformed));
+// Counters indexed by the policy (limits, content rules), named by the snapshot's names.
+template <typename CounterAt>
+void collect_by_policy_name(std::vector<MetricFamily>& out, const blocks& w, const metric_family& f,
+                            const std::vector<std::string>& names, size_t capacity, CounterAt counter_at) {
+    MetricFamily m = family(f);
+    for (size_t i = 0; i < names.size() && i < capacity; ++i)
+        add(m, {{f.label, names[i]}},
+            total(w, [&](const worker_counters& b) -> const counter& { return counter_at(b, i); }));
+    out.push_back(std::move(m));
+}
 
-    // SMTP tracking.
-    using mc = worker_counters::mail_counters;
-    auto mail = [&](counter mc::*c) { return sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.*c; }); };
-    auto smtp = family("sekisho_smtp_events_total", "SMTP tracking events, by kind.", MetricType::Counter);
-    const std::pair<const char*, counter mc::*> smtp_kinds[] = {
-        {"flow_created", &mc::flows_created},     {"flow_ended", &mc::flows_ended},
-        {"flow_expired", &mc::flows_expired},     {"flow_table_full", &mc::flow_table_full},
-        {"subscriber_state_full", &mc::subscriber_state_full}, {"uninspectable", &mc::uninspectable},
-        {"tls", &mc::tls},                        {"command", &mc::commands},
-        {"message", &mc::messages},               {"recipient", &mc::recipients},
-        {"rejected_recipient", &mc::rejected_recipients}, {"tempfail_sent", &mc::tempfails_sent},
-        {"reset_sent", &mc::resets_sent},         {"syn_dropped", &mc::syns_dropped},
-        {"suspended_refused", &mc::suspended_refused},
-    };
-    for (const auto& [kind, c] : smtp_kinds) add(smtp, {{"kind", kind}}, mail(c));
-    out.push_back(std::move(smtp));
+const worker_counters& whole(const worker_counters& b) { return b; }
+const mail_counters& mail_of(const worker_counters& b) { return b.mail; }
+const inspection_counters& inspection_of(const worker_counters& b) { return b.inspection; }
 
-    // Content inspection: messages inspected, and where it failed open.
-    using ic = worker_counters::inspection_counters;
-    auto insp = [&](counter ic::*c) {
-        return sum(w, [&](const worker_counters& x) -> const counter& { return x.inspection.*c; });
-    };
-    auto inspection = family("sekisho_inspection_events_total",
-                             "Content inspection, by kind: messages inspected, envelope lines and header fields "
-                             "scanned, and the fail-open cases (table_full, stream_overflow, stream_error).",
-                             MetricType::Counter);
-    const std::pair<const char*, counter ic::*> insp_kinds[] = {
-        {"message", &ic::messages},           {"table_full", &ic::table_full},
-        {"header_field", &ic::header_fields}, {"envelope_line", &ic::envelope_lines},
-        {"stream_overflow", &ic::stream_overflow}, {"stream_error", &ic::stream_errors},
-        {"policy_restart", &ic::policy_restarts}, {"body_eviction", &ic::body_evictions},
-        {"campaign_recipients", &ic::campaign_recipients}, {"campaign_subscribers", &ic::campaign_subscribers},
-        {"verdict_acted", &ic::verdicts_acted},
-    };
-    for (const auto& [kind, c] : insp_kinds) add(inspection, {{"kind", kind}}, insp(c));
-    out.push_back(std::move(inspection));
-    auto inspected_bytes = family("sekisho_inspection_body_bytes_total", "Decoded body bytes scanned.", MetricType::Counter);
-    add(inspected_bytes, {}, insp(&ic::body_bytes));
-    out.push_back(std::move(inspected_bytes));
+// sekisho_events_total: the data plane's outcomes, then the control thread's.
+void collect_events(std::vector<MetricFamily>& out, const blocks& w, const control_snapshot& s) {
+    collect_group(out, w, event_counter_names, whole);
+    MetricFamily& events = out.back();
+    add(events, {{events_family.label, "written"}}, as_value(s.events_written));
+    add(events, {{events_family.label, "write_error"}}, as_value(s.event_write_errors));
+    add(events, {{events_family.label, "aggregated"}}, as_value(s.events_aggregated));
+}
 
-    auto events = family("sekisho_events_total", "Data-plane events, by outcome.", MetricType::Counter);
-    add(events, {{"outcome", "emitted"}}, sum(w, [](const worker_counters& x) -> const counter& { return x.events_emitted; }));
-    add(events, {{"outcome", "ring_full"}}, sum(w, [](const worker_counters& x) -> const counter& { return x.events_ring_full; }));
-
-    auto polls = family("sekisho_worker_polls_total", "Worker loop iterations, busy (received frames) or idle.", MetricType::Counter);
-    for (size_t i = 0; i + 1 < w.size(); ++i) {  // the last block is the control thread's
-        add(polls, {{"worker", std::to_string(i)}, {"state", "busy"}}, static_cast<double>(w[i]->busy_polls.load()));
-        add(polls, {{"worker", std::to_string(i)}, {"state", "idle"}}, static_cast<double>(w[i]->idle_polls.load()));
-    }
-    out.push_back(std::move(polls));
-
-    std::lock_guard lock(mutex_);
-    const control_snapshot& s = snapshot_;
-    add(events, {{"outcome", "written"}}, static_cast<double>(s.events_written));
-    add(events, {{"outcome", "write_error"}}, static_cast<double>(s.event_write_errors));
-    add(events, {{"outcome", "aggregated"}}, static_cast<double>(s.events_aggregated));
-    auto log_io = family("sekisho_event_log_io_errors_total", "Failed writes, fsyncs, renames or opens of the event log.", MetricType::Counter);
-    add(log_io, {}, static_cast<double>(s.event_io_errors));
+void collect_event_log(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    auto log_io = family("sekisho_event_log_io_errors_total",
+                         "Failed writes, fsyncs, renames or opens of the event log.", MetricType::Counter);
+    add(log_io, {}, as_value(s.event_io_errors));
     out.push_back(std::move(log_io));
     auto rotations = family("sekisho_event_log_rotations_total", "Event log rotations.", MetricType::Counter);
-    add(rotations, {}, static_cast<double>(s.event_rotations));
+    add(rotations, {}, as_value(s.event_rotations));
     out.push_back(std::move(rotations));
     auto reopens = family("sekisho_event_log_reopens_total",
                           "Event log file deleted or replaced underneath, and opened again at its path.",
                           MetricType::Counter);
-    add(reopens, {}, static_cast<double>(s.event_reopens));
+    add(reopens, {}, as_value(s.event_reopens));
     out.push_back(std::move(reopens));
-    out.push_back(std::move(events));
+}
 
-    if (s.port_stats) {
-        auto rx_drops = family("sekisho_port_rx_dropped_total",
-                               "Frames the port lost before a worker saw them: missed (RX queue full, or with "
-                               "net_af_packet the kernel's RX ring full: the workers did not keep up), nombuf (no "
-                               "mbuf), errors (bad frames).",
-                               MetricType::Counter);
-        auto tx_errors = family("sekisho_port_tx_errors_total", "Frames the port failed to send.", MetricType::Counter);
-        for (unsigned side = 0; side < 2; ++side) {
-            const std::string port = to_string(static_cast<ingress>(side));
-            add(rx_drops, {{"port", port}, {"reason", "missed"}}, static_cast<double>(s.rx_missed[side]));
-            add(rx_drops, {{"port", port}, {"reason", "nombuf"}}, static_cast<double>(s.rx_nombuf[side]));
-            add(rx_drops, {{"port", port}, {"reason", "errors"}}, static_cast<double>(s.rx_errors[side]));
-            add(tx_errors, {{"port", port}}, static_cast<double>(s.tx_errors[side]));
-        }
-        out.push_back(std::move(rx_drops));
-        out.push_back(std::move(tx_errors));
+// The ports' own drop counters (rte_eth_stats), when the backend has them.
+void collect_port_stats(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    if (!s.port_stats) return;
+    auto rx_drops = family("sekisho_port_rx_dropped_total",
+                           "Frames the port lost before a worker saw them: missed (RX queue full, or with "
+                           "net_af_packet the kernel's RX ring full: the workers did not keep up), nombuf (no "
+                           "mbuf), errors (bad frames).",
+                           MetricType::Counter);
+    auto tx_errors = family("sekisho_port_tx_errors_total", "Frames the port failed to send.", MetricType::Counter);
+    for (unsigned side = 0; side < 2; ++side) {
+        const std::string port = to_string(static_cast<ingress>(side));
+        add(rx_drops, {{port_label, port}, {reason_label, "missed"}}, as_value(s.rx_missed[side]));
+        add(rx_drops, {{port_label, port}, {reason_label, "nombuf"}}, as_value(s.rx_nombuf[side]));
+        add(rx_drops, {{port_label, port}, {reason_label, "errors"}}, as_value(s.rx_errors[side]));
+        add(tx_errors, {{port_label, port}}, as_value(s.tx_errors[side]));
     }
+    out.push_back(std::move(rx_drops));
+    out.push_back(std::move(tx_errors));
+}
 
-    auto hits = family("sekisho_limit_hits_total", "Send-rate limit hits, by limit (names from the policy).", MetricType::Counter);
-    for (size_t i = 0; i < s.limit_names.size() && i < max_limits; ++i)
-        add(hits, {{"limit", s.limit_names[i]}},
-            sum(w, [&](const worker_counters& x) -> const counter& { return x.mail.limit_hits[i]; }));
-    out.push_back(std::move(hits));
-
-    auto rule_matches = family("sekisho_rule_matches_total", "Messages each content rule matched (ids from the policy).", MetricType::Counter);
-    for (size_t i = 0; i < s.rule_ids.size() && i < 8192; ++i) {
-        uint64_t n = 0;
-        for (const worker_counters* x : w) n += (*x->rule_matches)[i].load();
-        add(rule_matches, {{"rule", s.rule_ids[i]}}, static_cast<double>(n));
-    }
-    out.push_back(std::move(rule_matches));
-
-    auto generation = family("sekisho_policy_generation", "Generation of the policy the workers run.", MetricType::Gauge);
-    add(generation, {}, static_cast<double>(s.generation));
+// The policy generation and the bounded tables' occupancy.
+void collect_policy_and_tables(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    auto generation =
+        family("sekisho_policy_generation", "Generation of the policy the workers run.", MetricType::Gauge);
+    add(generation, {}, as_value(s.generation));
     out.push_back(std::move(generation));
 
     auto entries = family("sekisho_table_entries", "Entries in use, by table.", MetricType::Gauge);
     auto capacity = family("sekisho_table_capacity", "Capacity, by table.", MetricType::Gauge);
-    add(entries, {{"table", "bindings"}}, static_cast<double>(s.bindings));
-    add(capacity, {{"table", "bindings"}}, static_cast<double>(s.binding_capacity));
-    add(entries, {{"table", "accounts"}}, static_cast<double>(s.accounts));
-    add(capacity, {{"table", "accounts"}}, static_cast<double>(s.account_capacity));
-    add(entries, {{"table", "flows"}}, static_cast<double>(s.flows));
-    add(capacity, {{"table", "flows"}}, static_cast<double>(s.flow_capacity));
-    add(entries, {{"table", "mbufs"}}, static_cast<double>(s.mbufs_in_use));
-    add(capacity, {{"table", "mbufs"}}, static_cast<double>(s.mbufs_total));
+    const std::tuple<const char*, uint64_t, uint64_t> tables[] = {
+        {"bindings", s.bindings, s.binding_capacity},
+        {"accounts", s.accounts, s.account_capacity},
+        {"flows", s.flows, s.flow_capacity},
+        {"mbufs", s.mbufs_in_use, s.mbufs_total},
+    };
+    for (const auto& [table, in_use, total] : tables) {
+        add(entries, {{"table", table}}, as_value(in_use));
+        add(capacity, {{"table", table}}, as_value(total));
+    }
     out.push_back(std::move(entries));
     out.push_back(std::move(capacity));
+}
 
+// RADIUS accounting and the bindings it feeds.
+void collect_radius_and_bindings(std::vector<MetricFamily>& out, const control_snapshot& s) {
     if (s.radius) {
-        auto radius = family("sekisho_radius_packets_total", "RADIUS accounting datagrams, by result.", MetricType::Counter);
-        for (const auto& [result, n] : s.radius_results) add(radius, {{"result", result}}, static_cast<double>(n));
+        auto radius =
+            family("sekisho_radius_packets_total", "RADIUS accounting datagrams, by result.", MetricType::Counter);
+        for (const auto& [result, n] : s.radius_results) add(radius, {{"result", result}}, as_value(n));
         out.push_back(std::move(radius));
     }
-    auto restored = family("sekisho_bindings_restored_total", "Bindings restored from the history at start.", MetricType::Counter);
-    add(restored, {}, static_cast<double>(s.bindings_restored));
+    auto restored = family("sekisho_bindings_restored_total", "Bindings restored from the history at start.",
+                           MetricType::Counter);
+    add(restored, {}, as_value(s.bindings_restored));
     out.push_back(std::move(restored));
-    auto apply_errors = family("sekisho_binding_apply_errors_total", "Bindings that could not be applied (table full, store error).", MetricType::Counter);
-    add(apply_errors, {}, static_cast<double>(s.binding_apply_errors));
+    auto apply_errors = family("sekisho_binding_apply_errors_total",
+                               "Bindings that could not be applied (table full, store error).", MetricType::Counter);
+    add(apply_errors, {}, as_value(s.binding_apply_errors));
     out.push_back(std::move(apply_errors));
+}
 
+void collect_start_and_applies(std::vector<MetricFamily>& out, const control_snapshot& s, const apply_durations& a) {
     auto start = family("sekisho_start_time_seconds", "Unix time the daemon started.", MetricType::Gauge);
     add(start, {}, s.start_time_seconds);
     out.push_back(std::move(start));
 
-    auto apply = family("sekisho_policy_apply_duration_seconds", "Time to validate, compile and publish a policy.", MetricType::Histogram);
+    auto apply = family("sekisho_policy_apply_duration_seconds", "Time to validate, compile and publish a policy.",
+                        MetricType::Histogram);
     ClientMetric h;
-    h.histogram.sample_count = apply_count_;
-    h.histogram.sample_sum = apply_sum_;
-    for (size_t i = 0; i < apply_buckets.size(); ++i)
-        h.histogram.bucket.push_back({apply_bucket_counts_[i], apply_buckets[i]});
-    h.histogram.bucket.push_back({apply_count_, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = a.count;
+    h.histogram.sample_sum = a.sum_seconds;
+    for (size_t i = 0; i < a.bucket_bounds.size(); ++i)
+        h.histogram.bucket.push_back({a.in_bucket[i], a.bucket_bounds[i]});
+    h.histogram.bucket.push_back({a.count, std::numeric_limits<double>::infinity()});
     apply.metric.push_back(std::move(h));
     out.push_back(std::move(apply));
+}
+
+// Every family of the exposition, in its order.
+std::vector<MetricFamily> collect_families(const blocks& w, const control_snapshot& s, const apply_durations& a) {
+    std::vector<MetricFamily> out;
+    collect_port_counters(out, w);
+    collect_by_reason(out, w, block_reason_counter_names);
+    collect_by_reason(out, w, malformed_reason_counter_names);
+    collect_group(out, w, smtp_counter_names, mail_of);
+    collect_group(out, w, inspection_counter_names, inspection_of);
+    collect_worker_polls(out, w);
+    collect_event_log(out, s);
+    collect_events(out, w, s);
+    collect_port_stats(out, s);
+    collect_by_policy_name(out, w, limit_hits_family, s.limit_names, max_limits,
+                           [](const worker_counters& b, size_t i) -> const counter& { return b.mail.limit_hits[i]; });
+    constexpr size_t rule_slots = std::tuple_size_v<decltype(worker_counters::rule_matches)::element_type>;
+    collect_by_policy_name(out, w, rule_matches_family, s.rule_ids, rule_slots,
+                           [](const worker_counters& b, size_t i) -> const counter& { return (*b.rule_matches)[i]; });
+    collect_policy_and_tables(out, s);
+    collect_radius_and_bindings(out, s);
+    collect_start_and_applies(out, s, a);
     return out;
 }
+
+}  // namespace
+
+void apply_durations::observe(double seconds) {
+    ++count;
+    sum_seconds += seconds;
+    for (size_t i = 0; i < bucket_bounds.size(); ++i)
+        if (seconds <= bucket_bounds[i]) ++in_bucket[i];
+}
+
+std::string render_metrics(const blocks& w, const control_snapshot& snapshot, const apply_durations& applies) {
+    std::ostringstream o;
+    prometheus::TextSerializer().Serialize(o, collect_families(w, snapshot, applies));
+    return o.str();
+}
+
+// The scraper thread's view: counter blocks read at scrape time, the rest as the
+// control thread last published it (the lock is held only to copy a pointer and
+// the apply counts).
+class metrics_exporter::collector : public prometheus::Collectable {
+public:
+    explicit collector(counter_source counters)
+        : counters_(std::move(counters)), snapshot_(std::make_shared<const control_snapshot>()) {}
+
+    void update(control_snapshot s) {
+        auto published = std::make_shared<const control_snapshot>(std::move(s));
+        std::lock_guard lock(mutex_);
+        snapshot_ = std::move(published);
+    }
+    void observe_apply(double seconds) {
+        std::lock_guard lock(mutex_);
+        applies_.observe(seconds);
+    }
+
+    std::vector<MetricFamily> Collect() const override {
+        const blocks w = counters_();
+        std::shared_ptr<const control_snapshot> snapshot;
+        apply_durations applies;
+        {
+            std::lock_guard lock(mutex_);
+            snapshot = snapshot_;
+            applies = applies_;
+        }
+        return collect_families(w, *snapshot, applies);
+    }
+
+private:
+    counter_source counters_;
+    mutable std::mutex mutex_;
+    std::shared_ptr<const control_snapshot> snapshot_;
+    apply_durations applies_;
+};
 
 metrics_exporter::metrics_exporter(const std::string& address, counter_source counters)
     : collector_(std::make_shared<collector>(std::move(counters))),

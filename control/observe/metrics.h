@@ -18,6 +18,7 @@
 // them all.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -60,6 +61,23 @@ struct control_snapshot {
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
 };
+
+// Policy applies by duration (sekisho_policy_apply_duration_seconds).
+struct apply_durations {
+    static constexpr std::array<double, 10> bucket_bounds = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+    uint64_t count = 0;
+    double sum_seconds = 0;
+    std::array<uint64_t, bucket_bounds.size()> in_bucket{};   // applies within each bound (cumulative)
+
+    void observe(double seconds);
+};
+
+// The exposition text of the gateway's own families (what /metrics serves after
+// the exposer_* families): the counters of `blocks` (the workers' or the CPUs',
+// and last the control thread's; relaxed loads), then `snapshot` and `applies`.
+// Any thread. The names come from counter_names.h.
+std::string render_metrics(const std::vector<const worker_counters*>& blocks, const control_snapshot& snapshot,
+                           const apply_durations& applies);
 
 class metrics_exporter {
 public:
