@@ -165,12 +165,7 @@ control_snapshot serve_loop::snapshot() {
         c.account_capacity = accounts->capacity();
     }
     const event_log& log = plane_.events();
-    c.events_written = log.written();
-    c.event_write_errors = log.write_errors();
-    c.events_aggregated = log.counters().aggregated;
-    c.event_io_errors = log.counters().io_errors;
-    c.event_rotations = log.counters().rotations;
-    c.event_reopens = log.counters().reopened;
+    c.event_log = log.counters();
     if (identity_) {
         if (const auto* rc = identity_->radius_counters()) {
             c.radius = true;

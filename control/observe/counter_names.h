@@ -1,6 +1,7 @@
 // The names every data-plane counter is published under: its key in summary.json
 // (counters_json: replay, --summary, the control API's status) and its Prometheus
-// family and label (metrics_exporter). One entry per counter of worker_counters;
+// family and label (metrics_exporter). One entry per counter of worker_counters and
+// of event_log_counters;
 // both readers derive everything from these tables, so a name is written here and
 // nowhere else.
 //
@@ -19,6 +20,7 @@
 #include <iterator>
 #include <utility>
 
+#include "control/observe/event_log_counters.h"
 #include "dataplane/worker_counters.h"
 
 namespace sekisho {
@@ -53,8 +55,14 @@ inline constexpr metric_family inspection_events_family{
     "kind"};
 inline constexpr metric_family inspection_body_bytes_family{
     "sekisho_inspection_body_bytes_total", "Decoded body bytes scanned."};
-// Also carries the control thread's outcomes (written, write_error, aggregated: metrics.cpp).
+// Also carries the event log's outcomes (written, write_error, aggregated: event_log_counter_names).
 inline constexpr metric_family events_family{"sekisho_events_total", "Data-plane events, by outcome.", "outcome"};
+inline constexpr metric_family event_log_io_errors_family{
+    "sekisho_event_log_io_errors_total", "Failed writes, fsyncs, renames or opens of the event log."};
+inline constexpr metric_family event_log_rotations_family{"sekisho_event_log_rotations_total", "Event log rotations."};
+inline constexpr metric_family event_log_reopens_family{
+    "sekisho_event_log_reopens_total",
+    "Event log file deleted or replaced underneath, and opened again at its path."};
 inline constexpr metric_family worker_polls_family{
     "sekisho_worker_polls_total", "Worker loop iterations, busy (received frames) or idle.", "state"};
 inline constexpr metric_family limit_hits_family{
@@ -62,10 +70,11 @@ inline constexpr metric_family limit_hits_family{
 inline constexpr metric_family rule_matches_family{
     "sekisho_rule_matches_total", "Messages each content rule matched (ids from the policy).", "rule"};
 
-// One counter of a block (mail_counters, inspection_counters, worker_counters).
-template <typename Block>
+// One counter of a block (mail_counters, inspection_counters, worker_counters: `counter`s;
+// event_log_counters: the control thread's plain integers).
+template <typename Block, typename Value = counter>
 struct counter_name {
-    counter Block::*member;
+    Value Block::*member;
     const char* summary_key;                 // key in the group's summary.json object
     const metric_family* family = nullptr;   // nullptr: summary.json only
     const char* label_value = nullptr;       // its value of family->label
@@ -187,6 +196,21 @@ inline constexpr counter_name<worker_counters> event_counter_names[] = {
     {&worker_counters::events_ring_full, "ring_full", &events_family, "ring_full"},
 };
 
+// The event log's own counters (the control thread's, docs/events.md), in the same
+// summary.json object: events.<summary_key>. `received` is internal (it equals written +
+// write_errors + pending) and has no name.
+inline constexpr counter_name<event_log_counters, uint64_t> event_log_counter_names[] = {
+    {&event_log_counters::written, "written", &events_family, "written"},
+    {&event_log_counters::write_errors, "write_errors", &events_family, "write_error"},
+    {&event_log_counters::lines, "lines"},
+    {&event_log_counters::io_errors, "io_errors", &event_log_io_errors_family},
+    {&event_log_counters::aggregated, "aggregated", &events_family, "aggregated"},
+    {&event_log_counters::aggregation_overflow, "aggregation_overflow"},
+    {&event_log_counters::rotations, "rotations", &event_log_rotations_family},
+    {&event_log_counters::reopened, "reopened", &event_log_reopens_family},
+    {&event_log_counters::pending, "pending"},
+};
+
 // Per worker, not summed. summary.json: per_worker[i].<summary_key>; metric:
 // family{worker="<i>", state="<label_value>"}.
 inline constexpr counter_name<worker_counters> poll_counter_names[] = {
@@ -263,6 +287,9 @@ static_assert(counter_names_check::distinct_members(block_reason_counter_names) 
                   counter_names_check::distinct_members(poll_counter_names) &&
                   counter_names_check::disjoint_members(event_counter_names, poll_counter_names),
               "a counter named twice");
+static_assert(counter_names_check::member_count<event_log_counters>() == std::size(event_log_counter_names) + 1 &&
+                  counter_names_check::distinct_members(event_log_counter_names),
+              "every event_log_counters member but received needs one entry in event_log_counter_names");
 // worker_counters' own members: port, mail and inspection (the tables above), the reason
 // arrays, the event and poll counters, and rule_matches and blocked_by_dst_port.
 static_assert(counter_names_check::member_count<worker_counters>() ==

@@ -121,17 +121,8 @@ json counters_json(const blocks& w) {
 }
 
 void add_event_log_counters(nlohmann::json& report, const event_log& log) {
-    const event_log_counters& c = log.counters();
-    nlohmann::json& e = report["events"];
-    e["written"] = log.written();
-    e["write_errors"] = log.write_errors();
-    e["lines"] = c.lines;
-    e["io_errors"] = c.io_errors;
-    e["aggregated"] = c.aggregated;
-    e["aggregation_overflow"] = c.aggregation_overflow;
-    e["rotations"] = c.rotations;
-    e["reopened"] = c.reopened;
-    e["pending"] = c.pending;
+    nlohmann::json& e = report[events_summary_object];
+    for (const auto& n : event_log_counter_names) e[n.summary_key] = log.counters().*n.member;
 }
 
 void write_report(const nlohmann::json& report, const std::string& path) {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "control/observe/event_log_counters.h"
 #include "dataplane/event_ring.h"
 #include "control/policy/policy.h"
 
@@ -37,21 +38,6 @@ struct event_names {
 // first_ns, last_ns) that the log adds.
 std::string event_to_json(const event_record& e, const event_names& names = {});
 
-// Everything the log did, for summary.json, the API and metrics. Every event
-// taken off a ring ends up in exactly one of written, write_errors and
-// pending: received = written + write_errors + pending.
-struct event_log_counters {
-    uint64_t received = 0;              // events taken off the rings
-    uint64_t written = 0;               // events stored (the sum of the written lines' counts)
-    uint64_t lines = 0;                 // lines written
-    uint64_t write_errors = 0;          // events lost: their line could not be written
-    uint64_t io_errors = 0;             // failed write, fsync, rename or open calls
-    uint64_t aggregated = 0;            // events merged into an earlier event's line
-    uint64_t aggregation_overflow = 0;  // lines closed before their window ended (too many keys)
-    uint64_t rotations = 0;
-    uint64_t reopened = 0;              // the path no longer named the open file: opened again
-    uint64_t pending = 0;               // events waiting in an open aggregation window
-};
 
 class event_log {
 public:

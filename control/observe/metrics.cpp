@@ -149,28 +149,22 @@ const worker_counters& whole(const worker_counters& b) { return b; }
 const mail_counters& mail_of(const worker_counters& b) { return b.mail; }
 const inspection_counters& inspection_of(const worker_counters& b) { return b.inspection; }
 
-// sekisho_events_total: the data plane's outcomes, then the control thread's.
+// sekisho_events_total: the data plane's outcomes, then the event log's.
 void collect_events(std::vector<MetricFamily>& out, const blocks& w, const control_snapshot& s) {
     collect_group(out, w, event_counter_names, whole);
     MetricFamily& events = out.back();
-    add(events, {{events_family.label, "written"}}, as_value(s.events_written));
-    add(events, {{events_family.label, "write_error"}}, as_value(s.event_write_errors));
-    add(events, {{events_family.label, "aggregated"}}, as_value(s.events_aggregated));
+    for (const auto& n : event_log_counter_names)
+        if (n.family == &events_family) add(events, {{events_family.label, n.label_value}}, as_value(s.event_log.*n.member));
 }
 
+// The event log's counters with a family of their own, one sample each.
 void collect_event_log(std::vector<MetricFamily>& out, const control_snapshot& s) {
-    auto log_io = family("sekisho_event_log_io_errors_total",
-                         "Failed writes, fsyncs, renames or opens of the event log.", MetricType::Counter);
-    add(log_io, {}, as_value(s.event_io_errors));
-    out.push_back(std::move(log_io));
-    auto rotations = family("sekisho_event_log_rotations_total", "Event log rotations.", MetricType::Counter);
-    add(rotations, {}, as_value(s.event_rotations));
-    out.push_back(std::move(rotations));
-    auto reopens = family("sekisho_event_log_reopens_total",
-                          "Event log file deleted or replaced underneath, and opened again at its path.",
-                          MetricType::Counter);
-    add(reopens, {}, as_value(s.event_reopens));
-    out.push_back(std::move(reopens));
+    for (const auto& n : event_log_counter_names) {
+        if (n.family == nullptr || n.family == &events_family) continue;
+        MetricFamily m = family(*n.family);
+        add(m, {}, as_value(s.event_log.*n.member));
+        out.push_back(std::move(m));
+    }
 }
 
 // The ports' own drop counters (rte_eth_stats), when the backend has them.

@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "control/observe/event_log_counters.h"
+
 namespace prometheus {
 class Counter;
 class Registry;
@@ -49,8 +51,7 @@ struct control_snapshot {
     uint64_t bindings = 0, binding_capacity = 0, accounts = 0, account_capacity = 0;
     uint64_t flows = 0, flow_capacity = 0;
     uint64_t mbufs_in_use = 0, mbufs_total = 0;
-    uint64_t events_written = 0, event_write_errors = 0;
-    uint64_t events_aggregated = 0, event_io_errors = 0, event_rotations = 0, event_reopens = 0;
+    event_log_counters event_log;           // the event log's own (event_log_counter_names)
     bool radius = false;
     // RADIUS datagrams by result (listener_counters), in a fixed order.
     std::vector<std::pair<std::string, uint64_t>> radius_results;

@@ -60,8 +60,8 @@ control_snapshot full_snapshot() {
     s.rule_ids = rule_ids;
     s.bindings = 11, s.binding_capacity = 12, s.accounts = 13, s.account_capacity = 14;
     s.flows = 15, s.flow_capacity = 16, s.mbufs_in_use = 17, s.mbufs_total = 18;
-    s.events_written = 19, s.event_write_errors = 20, s.events_aggregated = 21, s.event_io_errors = 22;
-    s.event_rotations = 23, s.event_reopens = 24;
+    s.event_log.written = 19, s.event_log.write_errors = 20, s.event_log.aggregated = 21, s.event_log.io_errors = 22;
+    s.event_log.rotations = 23, s.event_log.reopened = 24;
     s.radius = true;
     s.radius_results = {{"accepted", 25}, {"ignored", 26}, {"duplicate", 27}};
     s.bindings_restored = 28, s.binding_apply_errors = 29;
@@ -304,10 +304,10 @@ void add_reason_rows(docs_rows& d, const reason_counter_name<Reason, N> (&names)
         d.add("`" + std::string(n.summary_key) + ".<reason>`", metric_text(n.family, "reason", n.label_value));
 }
 
-template <typename Block, size_t N>
-void add_group_rows(docs_rows& d, const std::string& object, const counter_name<Block> (&names)[N],
+template <typename Block, typename Value, size_t N>
+void add_group_rows(docs_rows& d, const std::string& object, const counter_name<Block, Value> (&names)[N],
                     const std::string& outer_label = "") {
-    for (const counter_name<Block>& n : names) {
+    for (const counter_name<Block, Value>& n : names) {
         const std::string path = object + "." + n.summary_key;
         d.add("`" + path + "`", metric_text(n.family, outer_label, n.label_value));
         d.compare(n.summary_key, n.family, n.label_value, path);
@@ -331,6 +331,7 @@ docs_rows expected_docs() {
     add_group_rows(d, smtp_summary_object, smtp_counter_names);
     add_group_rows(d, inspection_summary_object, inspection_counter_names);
     add_group_rows(d, events_summary_object, event_counter_names);
+    add_group_rows(d, events_summary_object, event_log_counter_names);
     add_group_rows(d, std::string(per_worker_summary_object) + "[]", poll_counter_names, "worker");
     d.add("`" + std::string(limit_hits_summary_key) + "[]`", metric_text(&limit_hits_family, "", "<name>"));
     d.add("", metric_text(&rule_matches_family, "", "<id>"));
