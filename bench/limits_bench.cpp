@@ -1189,86 +1189,98 @@ radius_figures radius_bindings(dpdk_data_plane& gw, const options& o, const std:
     return f;
 }
 
-// ---------------------------------------------------------------- the bench --
+// ------------------------------------------------------- the bench, step by step --
 
-int bench_main(const options& o) {
-    const uint64_t hz = rte_get_tsc_hz();
-    const std::string cpu = cpu_model();
-    std::printf("limits bench: cpu \"%s\", TSC %.3f GHz, lcore %u, EAL memory %u MiB (--no-huge)\n", cpu.c_str(),
-                static_cast<double>(hz) / 1e9, rte_lcore_id(), o.memory_mb);
-    bool ok = true;
-    std::mt19937_64 rng(20261123);
-    const void* eal_mem = nullptr;
-    const size_t advised = o.tables_thp ? advise_eal_memory_huge(eal_mem) : 0;
-    std::string thp_mode;
+// Where the EAL's memory, and so the lookup tables, sits.
+struct eal_tables {
+    const void* mem = nullptr;  // an address inside it, for anon_huge_kib()
+    size_t advised = 0;         // bytes advised MADV_HUGEPAGE; 0: 4 KiB pages
+    std::string thp_mode;       // the system's THP setting, as the kernel shows it
+};
+
+// Asks for huge pages on the EAL's memory unless --tables 4k; prints what it got.
+eal_tables advise_tables(const options& o) {
+    eal_tables t;
+    t.advised = o.tables_thp ? advise_eal_memory_huge(t.mem) : 0;
     {
         std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-        std::getline(in, thp_mode);
+        std::getline(in, t.thp_mode);
     }
     std::printf("tables: EAL memory %s (THP: %s)\n",
-                advised ? "advised MADV_HUGEPAGE: rte_malloc'd tables on 2 MiB pages, as with hugepages"
+                t.advised ? "advised MADV_HUGEPAGE: rte_malloc'd tables on 2 MiB pages, as with hugepages"
                 : o.tables_thp ? "on 4 KiB pages (MADV_HUGEPAGE refused)"
                                : "on 4 KiB pages (--tables 4k)",
-                thp_mode.c_str());
+                t.thp_mode.c_str());
+    return t;
+}
 
-    // ---- 2. memory (first, in an empty heap) ----
-    const table_figures t1 = measure_subscriber_table("bench_sub_1m", o.subscribers);
+// The flow table's size per worker: the long-lived connections, churn connections in flight.
+uint32_t flows_per_worker(const options& o) { return o.flows + o.flows / 4 + 1024; }
+constexpr uint32_t records_per_worker = 262144;
+
+// The tables' memory, measured before anything else is in the heap.
+struct memory_figures {
+    table_figures subscribers, big;  // at --subscribers and at --big-table bindings
+    double bytes_per_flow = 0, bytes_per_record = 0;
+};
+
+// The subscriber table at --subscribers bindings (it must fit) and at --big-table.
+void measure_subscriber_tables(const options& o, memory_figures& m) {
+    const table_figures& t1 = m.subscribers = measure_subscriber_table("bench_sub_1m", o.subscribers);
     if (!t1.fit) throw std::runtime_error("subscriber table of " + std::to_string(o.subscribers) + ": " + t1.error);
     std::printf("subscriber table, %u bindings: %.1f MiB, %.1f bytes/binding; %.2f M inserts/s, lookup %.0f ns\n",
                 t1.bindings, mib(t1.bytes), t1.bytes_per_binding, t1.insert_per_s / 1e6, t1.lookup_ns);
-    table_figures tbig;
-    if (o.big_table) {
-        tbig = measure_subscriber_table("bench_sub_big", o.big_table);
-        if (tbig.fit)
-            std::printf("subscriber table, %u bindings: fits, %.1f MiB, %.1f bytes/binding; %.2f M inserts/s, "
-                        "lookup %.0f ns\n",
-                        tbig.bindings, mib(tbig.bytes), tbig.bytes_per_binding, tbig.insert_per_s / 1e6, tbig.lookup_ns);
-        else
-            std::printf("subscriber table, %u bindings: DOES NOT FIT in %u MiB: %s\n", tbig.bindings, o.memory_mb,
-                        tbig.error.c_str());
-    }
+    if (!o.big_table) return;
+    const table_figures& tbig = m.big = measure_subscriber_table("bench_sub_big", o.big_table);
+    if (tbig.fit)
+        std::printf("subscriber table, %u bindings: fits, %.1f MiB, %.1f bytes/binding; %.2f M inserts/s, "
+                    "lookup %.0f ns\n",
+                    tbig.bindings, mib(tbig.bytes), tbig.bytes_per_binding, tbig.insert_per_s / 1e6, tbig.lookup_ns);
+    else
+        std::printf("subscriber table, %u bindings: DOES NOT FIT in %u MiB: %s\n", tbig.bindings, o.memory_mb,
+                    tbig.error.c_str());
+}
 
-    const uint32_t f6 = o.flows / 5, f4 = o.flows - f6;
-    const uint32_t flows_per_worker = o.flows + o.flows / 4 + 1024;  // + churn connections in flight
-    constexpr uint32_t records_per_worker = 262144;
-    double bytes_per_flow = 0, bytes_per_record = 0;
-    int64_t flow_table = 0, record_table = 0;
-    {
-        worker_counters wc;
-        auto tracker_bytes = [&](unsigned id, uint32_t flows, uint32_t records) {
-            mail_state s;
-            s.flows = flows;
-            s.subscriber_records = records;
-            const mem_use before = mem_now();
-            mail_tracker t(id, s, nullptr, wc, nullptr);
-            return (mem_now() - before).total();
-        };
-        const int64_t base = tracker_bytes(90, 1, 1);
-        flow_table = tracker_bytes(91, flows_per_worker, 1) - base;
-        record_table = tracker_bytes(92, 1, records_per_worker) - base;
-        bytes_per_flow = static_cast<double>(flow_table) / flows_per_worker;
-        bytes_per_record = static_cast<double>(record_table) / records_per_worker;
-    }
+// The mail tracker's flow table and limit records at their configured sizes: each measured
+// as what a tracker of that size takes over one of size 1.
+void measure_tracker_tables(const options& o, memory_figures& m) {
+    const uint32_t flows = flows_per_worker(o);
+    worker_counters wc;
+    auto tracker_bytes = [&](unsigned id, uint32_t flow_slots, uint32_t records) {
+        mail_state s;
+        s.flows = flow_slots;
+        s.subscriber_records = records;
+        const mem_use before = mem_now();
+        mail_tracker t(id, s, nullptr, wc, nullptr);
+        return (mem_now() - before).total();
+    };
+    const int64_t base = tracker_bytes(90, 1, 1);
+    const int64_t flow_table = tracker_bytes(91, flows, 1) - base;
+    const int64_t record_table = tracker_bytes(92, 1, records_per_worker) - base;
+    m.bytes_per_flow = static_cast<double>(flow_table) / flows;
+    m.bytes_per_record = static_cast<double>(record_table) / records_per_worker;
     std::printf("flow table (%u per worker): %.1f MiB, %.0f bytes per flow (sizeof(mail_flow) %zu, key %zu, "
                 "rest: rte_hash and slot overhead)\n",
-                flows_per_worker, mib(flow_table), bytes_per_flow, sizeof(mail_flow), sizeof(flow_key));
+                flows, mib(flow_table), m.bytes_per_flow, sizeof(mail_flow), sizeof(flow_key));
     std::printf("limit records (%u per worker): %.1f MiB, %.0f bytes per address/prefix record; account records "
                 "%zu bytes each (shared)\n",
-                records_per_worker, mib(record_table), bytes_per_record, sizeof(account_record));
+                records_per_worker, mib(record_table), m.bytes_per_record, sizeof(account_record));
+}
 
-    // ---- the gateway: 1M subscribers bound ----
+// The gateway's policy: its flow table, and room for the bound subscribers and for those the
+// RADIUS runs add.
+policy gateway_policy(const options& o) {
     const uint64_t radius_subscribers = 2ull * o.radius + o.udp;
     const uint32_t max_bindings = keys_for(o.subscribers + radius_subscribers) + 1024;
     const uint32_t max_accounts = static_cast<uint32_t>(o.subscribers + radius_subscribers + 1024);
-    const policy pol =
-        load_policy_text(policy_yaml(flows_per_worker, max_bindings, max_accounts), "limits-bench.yaml");
-    dpdk_data_plane_config gc;
-    gc.workers = 1;
-    gc.events_path = "/dev/null";
-    const mem_use gw0 = mem_now();
-    dpdk_data_plane gw(pol, gc);
-    const mem_use gw1 = mem_now();
-    auto t0 = std::chrono::steady_clock::now();
+    return load_policy_text(policy_yaml(flows_per_worker(o), max_bindings, max_accounts), "limits-bench.yaml");
+}
+
+// Binds every subscriber (its IPv4 /32, and its /56 if dual-stack) to its own account, and
+// prints the time and what the gateway took (`before` and `built`: around its construction).
+// Returns the number of bindings.
+uint32_t bind_subscribers(dpdk_data_plane& gw, const options& o, const mem_use& before, const mem_use& built) {
+    const auto t0 = std::chrono::steady_clock::now();
     for (uint32_t i = 0; i < o.subscribers; ++i) {
         const std::string account = account_name(i);
         gw.bind(prefix4(subscriber4(i)), account);
@@ -1276,52 +1288,74 @@ int bench_main(const options& o) {
     }
     const double bind_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const uint32_t bound = gw.subscribers().size();
-    const mem_use gw2 = mem_now();
+    const mem_use bound_mem = mem_now();
     std::printf("gateway: %u subscribers bound (%u bindings, %u accounts) in %.2f s; gateway %.0f MiB "
                 "(DPDK %.0f MiB), bindings and account names +%.0f MiB (C++ heap)\n",
-                o.subscribers, bound, gw.accounts().size(), bind_s, mib((gw1 - gw0).total()),
-                mib((gw1 - gw0).rte), mib((gw2 - gw1).heap));
+                o.subscribers, bound, gw.accounts().size(), bind_s, mib((built - before).total()),
+                mib((built - before).rte), mib((bound_mem - built).heap));
+    return bound;
+}
 
-    const compiled_policy& cp = *gw.store().current();
-    pipeline& tracked = gw.pipe(0);
-    worker_counters& tc = gw.counters(0);
-    worker_counters uc;
-    pipeline untracked(1, gw.pool(), uc, nullptr, packet_clock::live(), nullptr);
-    auto tracked_fn = [&](ingress in, rte_mbuf** b, uint16_t n, burst_output& out) {
-        tracked.process(cp, in, b, n, out);
-    };
-    auto untracked_fn = [&](ingress in, rte_mbuf** b, uint16_t n, burst_output& out) {
-        untracked.process(cp, in, b, n, out);
-    };
-    auto null_fn = [](ingress, rte_mbuf** b, uint16_t n, burst_output& out) { null_forward(b, n, out); };
+// What the runs compare: the gateway's tracked pipeline, a pipeline without tracking (OP25B
+// only) over the same policy, and the null forwarder. Each as `run` and `push` take it.
+struct variants {
+    const compiled_policy& cp;
+    pipeline& tracked;
+    worker_counters& tc;  // the tracked pipeline's
+    worker_counters uc;   // the untracked pipeline's
+    pipeline untracked;
 
-    thp_region frames_mem;
-    bool frames_thp = false;
-    rte_mempool* pool = frame_pool("bench_frames", 2 * o.frames + 2 * 64 * 6 + 512, o.thp, frames_mem, frames_thp);
-    frames_thp = frames_thp && backed_by_huge_pages(frames_mem.addr);
+    explicit variants(dpdk_data_plane& gw)
+        : cp(*gw.store().current()), tracked(gw.pipe(0)), tc(gw.counters(0)),
+          untracked(1, gw.pool(), uc, nullptr, packet_clock::live(), nullptr) {}
 
-    // ---- 1. throughput ----
-    flow_book fb(f4, f6, o.subscribers);
-    const auto run_hour =
-        std::chrono::duration_cast<std::chrono::hours>(std::chrono::system_clock::now().time_since_epoch()).count();
-    uint64_t anomalies = 0;
-    view v0 = read_view(tc);
-    t0 = std::chrono::steady_clock::now();
-    open_flows(pool, fb, rng, anomalies, tracked_fn);
-    const double open_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    {
-        expectation e;
-        e.add(gtype::open);
-        ok &= check_tracked("open", v0, read_view(tc), 6ull * o.flows, o.flows, e, gw.tracked_flows(), o.flows,
-                            anomalies);
+    auto tracked_fn() {
+        return [&p = tracked, &c = cp](ingress in, rte_mbuf** b, uint16_t n, burst_output& out) {
+            p.process(c, in, b, n, out);
+        };
     }
-    std::printf("flows: %u SMTP connections open (%u IPv4, %u IPv6; handshake, greeting, EHLO) in %.2f s\n",
-                static_cast<unsigned>(gw.tracked_flows()), f4, f6, open_s);
+    auto untracked_fn() {
+        return [&p = untracked, &c = cp](ingress in, rte_mbuf** b, uint16_t n, burst_output& out) {
+            p.process(c, in, b, n, out);
+        };
+    }
+    static constexpr auto null_fn = [](ingress, rte_mbuf** b, uint16_t n, burst_output& out) {
+        null_forward(b, n, out);
+    };
+};
 
-    traffic_set mixed = make_mixed_set(pool, o, o.smtp_share, fb, rng);
-    // The same kind of traffic without SMTP: what tracking costs when there
-    // is nothing to track (wants() on every frame, sweep() on every burst).
-    traffic_set plain = make_mixed_set(pool, o, 0, fb, rng);
+// The frame mbufs: on transparent huge pages when --pages thp and granted.
+struct frame_memory {
+    thp_region region;
+    rte_mempool* pool = nullptr;
+    bool on_thp = false;
+};
+
+void make_frame_pool(const options& o, frame_memory& m) {
+    m.pool = frame_pool("bench_frames", 2 * o.frames + 2 * 64 * 6 + 512, o.thp, m.region, m.on_thp);
+    m.on_thp = m.on_thp && backed_by_huge_pages(m.region.addr);
+}
+
+// Opens the long-lived connections through the tracked pipeline and checks that it did
+// exactly that; prints how long it took.
+bool open_long_flows(dpdk_data_plane& gw, variants& v, const options& o, rte_mempool* pool, flow_book& fb,
+                     std::mt19937_64& rng) {
+    uint64_t anomalies = 0;
+    const view v0 = read_view(v.tc);
+    const auto t0 = std::chrono::steady_clock::now();
+    open_flows(pool, fb, rng, anomalies, v.tracked_fn());
+    const double open_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    expectation e;
+    e.add(gtype::open);
+    const bool ok = check_tracked("open", v0, read_view(v.tc), 6ull * o.flows, o.flows, e, gw.tracked_flows(),
+                                  o.flows, anomalies);
+    std::printf("flows: %u SMTP connections open (%u IPv4, %u IPv6; handshake, greeting, EHLO) in %.2f s\n",
+                static_cast<unsigned>(gw.tracked_flows()), fb.count(4), fb.count(6), open_s);
+    return ok;
+}
+
+// The frame set's make-up, and where the frames and the tables sit.
+void print_frames(const traffic_set& mixed, const frame_memory& fm, const eal_tables& tables, const options& o) {
     const uint64_t frames = mixed.mbufs.size();
     std::printf("frames: %lu per set in %u bursts (access/core alternating), mean %lu bytes; %lu SMTP segments "
                 "(%.1f%%) in %zu exchanges per pass: %u msg, %u pipelined, %u rejected, %u churn\n",
@@ -1331,135 +1365,186 @@ int bench_main(const options& o) {
     const char* tunables = std::getenv("GLIBC_TUNABLES");
     std::printf("memory: frames on %s; EAL heap %.0f MiB on huge pages; flow and limit records (bounded_table "
                 "slots, C++ heap) on %s\n",
-                frames_thp ? "transparent huge pages" : o.thp ? "4 KiB pages (no THP granted)" : "4 KiB pages (--pages 4k)",
-                eal_mem ? static_cast<double>(anon_huge_kib(eal_mem)) / 1024 : 0.0,
+                fm.on_thp ? "transparent huge pages" : o.thp ? "4 KiB pages (no THP granted)" : "4 KiB pages (--pages 4k)",
+                tables.mem ? static_cast<double>(anon_huge_kib(tables.mem)) / 1024 : 0.0,
                 tunables && std::strstr(tunables, "hugetlb") ? "huge pages if glibc granted them (GLIBC_TUNABLES)"
-                : thp_mode.find("[always]") != std::string::npos ? "transparent huge pages (THP always)"
-                                                                   : "4 KiB pages");
+                : tables.thp_mode.find("[always]") != std::string::npos ? "transparent huge pages (THP always)"
+                                                                          : "4 KiB pages");
+}
 
+// Everything a repetition pushes through the variants, and how often.
+struct run_plan {
+    traffic_set& mixed;  // with SMTP exchanges
+    traffic_set& plain;  // the same kind of traffic without SMTP
+    uint64_t frames, passes, packets, plain_passes;
+};
+
+run_plan plan_runs(traffic_set& mixed, traffic_set& plain, const options& o) {
+    const uint64_t frames = mixed.mbufs.size();
     const uint64_t passes = std::max<uint64_t>(1, o.packets / frames);
-    const uint64_t packets = passes * frames;
-    const uint64_t plain_passes = std::max<uint64_t>(1, passes / 4);
+    const run_plan p{mixed, plain, frames, passes, passes * frames, std::max<uint64_t>(1, passes / 4)};
     std::printf("runs: %lu packets each (%lu passes), %u repetitions, interleaved: null, tracked, untracked; then "
                 "tracked and untracked over non-mail only, %lu packets\n",
-                packets, passes, o.reps, plain_passes * frames);
+                p.packets, p.passes, o.reps, p.plain_passes * frames);
+    return p;
+}
 
-    // Warm-up and a first check.
-    {
-        anomalies = 0;
-        v0 = read_view(tc);
-        run(mixed, 4, fb, true, anomalies, tracked_fn);
-        ok &= check_tracked("warm-up", v0, read_view(tc), 4 * frames, 4, mixed.expect, gw.tracked_flows(), o.flows,
-                            anomalies);
-        run(mixed, 2, fb, false, anomalies, untracked_fn);
-        run(mixed, 2, fb, false, anomalies, null_fn);
-    }
+// Warm-up and a first check.
+bool warm_up(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb, const options& o) {
+    uint64_t anomalies = 0;
+    const view v0 = read_view(v.tc);
+    run(p.mixed, 4, fb, true, anomalies, v.tracked_fn());
+    const bool ok = check_tracked("warm-up", v0, read_view(v.tc), 4 * p.frames, 4, p.mixed.expect,
+                                  gw.tracked_flows(), o.flows, anomalies);
+    run(p.mixed, 2, fb, false, anomalies, v.untracked_fn());
+    run(p.mixed, 2, fb, false, anomalies, variants::null_fn);
+    return ok;
+}
 
+// Every repetition's figures of each variant.
+struct repeated_figures {
     std::vector<double> null_mpps, mpps, un_mpps, ratio, cpp, cpp_null, cpp_un, cpp_plain, cpp_plain_un;
-    for (unsigned r = 0; r < o.reps && ok; ++r) {
-        uint64_t an = 0;
-        const run_result n = run(mixed, passes, fb, false, an, null_fn);
-        if (an) {
-            std::fprintf(stderr, "FAIL null: %lu bursts did not forward every frame\n", an);
-            ok = false;
-        }
+};
 
-        v0 = read_view(tc);
-        an = 0;
-        const run_result a = run(mixed, passes, fb, true, an, tracked_fn);
-        ok &= check_tracked("tracked", v0, read_view(tc), packets, passes, mixed.expect, gw.tracked_flows(), o.flows,
-                            an);
-        gw.drain_events();
+// One repetition's runs, in this order.
+struct repetition {
+    run_result null, tracked, untracked, plain_tracked, plain_untracked;
+};
 
-        const view u0 = read_view(uc);
-        an = 0;
-        const run_result u = run(mixed, passes, fb, false, an, untracked_fn);
-        const view u1 = read_view(uc);
-        if (an || u1.rx - u0.rx != packets || u1.forwarded - u0.forwarded != packets) {
-            std::fprintf(stderr, "FAIL untracked: rx %lu forwarded %lu (want %lu) unexpected output %lu\n",
-                         u1.rx - u0.rx, u1.forwarded - u0.forwarded, packets, an);
-            ok = false;
-        }
-
-        v0 = read_view(tc);
-        an = 0;
-        const run_result pt = run(plain, plain_passes, fb, false, an, tracked_fn);
-        ok &= check_tracked("tracked, non-mail", v0, read_view(tc), plain_passes * frames, 0, expectation{},
-                            gw.tracked_flows(), o.flows, an);
-        const run_result pu = run(plain, plain_passes, fb, false, an, untracked_fn);
-        ok &= an == 0;
-        cpp_plain.push_back(pt.cycles_per_packet());
-        cpp_plain_un.push_back(pu.cycles_per_packet());
-
-        null_mpps.push_back(n.mpps(hz));
-        mpps.push_back(a.mpps(hz));
-        un_mpps.push_back(u.mpps(hz));
-        ratio.push_back(a.mpps(hz) / n.mpps(hz));
-        cpp.push_back(a.cycles_per_packet());
-        cpp_null.push_back(n.cycles_per_packet());
-        cpp_un.push_back(u.cycles_per_packet());
-        std::printf("rep %u: null %.2f Mpps (%.1f cyc/pkt) | tracked %.2f Mpps (%.1f) | untracked %.2f Mpps (%.1f) "
-                    "| non-mail: tracked %.1f cyc/pkt, untracked %.1f\n",
-                    r + 1, n.mpps(hz), n.cycles_per_packet(), a.mpps(hz), a.cycles_per_packet(), u.mpps(hz),
-                    u.cycles_per_packet(), pt.cycles_per_packet(), pu.cycles_per_packet());
-        std::fflush(stdout);
+// The runs of one repetition, each checked: null, tracked, untracked over the mixed set, then
+// tracked and untracked over the set without SMTP.
+bool run_repetition(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb, const options& o,
+                    repetition& r) {
+    bool ok = true;
+    uint64_t an = 0;
+    r.null = run(p.mixed, p.passes, fb, false, an, variants::null_fn);
+    if (an) {
+        std::fprintf(stderr, "FAIL null: %lu bursts did not forward every frame\n", an);
+        ok = false;
     }
 
-    // The account-scope limit state: each long-lived connection's subscriber
-    // is bound to its own account (looked up at the SYN), so the account's
-    // msgs-per-account cell holds exactly the MAIL FROMs sent on that
-    // connection (fewer if an hour boundary started a new window meanwhile).
-    {
-        int slot = -1;
-        for (unsigned i = 0; i < cp.limit_count(); ++i)
-            if (std::strcmp(cp.limit(i).name, "msgs-per-account") == 0) slot = cp.limit(i).slot;
-        const bool same_window = run_hour == std::chrono::duration_cast<std::chrono::hours>(
-                                                 std::chrono::system_clock::now().time_since_epoch()).count();
-        unsigned sampled = 0, exact = 0, wrong = 0;
-        for (uint8_t family : {uint8_t{4}, uint8_t{6}})
-            for (uint32_t k = 0; k < fb.count(family); k += 97) {
-                const uint32_t sent = fb.long_flow(family, k).messages;
-                const uint32_t id = gw.accounts().id_of(account_name(fb.subscriber_of(family, k)));
-                const auto booked =
-                    slot < 0 ? 0u : static_cast<uint32_t>(gw.accounts().records()[id].cells[slot].word);
-                ++sampled;
-                if (booked == sent)
-                    ++exact;
-                else if (same_window || booked > sent || (sent > 0 && booked == 0))
-                    ++wrong;
-            }
-        std::printf("account cells: %u of %u sampled accounts of long-lived connections hold exactly the messages "
-                    "sent on their connection\n",
-                    exact, sampled);
-        if (wrong) {
-            std::fprintf(stderr, "FAIL account limits: %u of %u sampled accounts hold a wrong message count\n", wrong,
-                         sampled);
-            ok = false;
-        }
-    }
-    if (!ok) {
-        std::fprintf(stderr, "limits bench: the pipeline did not do what the traffic requires; no figures\n");
-        return 1;
+    view v0 = read_view(v.tc);
+    an = 0;
+    r.tracked = run(p.mixed, p.passes, fb, true, an, v.tracked_fn());
+    ok &= check_tracked("tracked", v0, read_view(v.tc), p.packets, p.passes, p.mixed.expect, gw.tracked_flows(),
+                        o.flows, an);
+    gw.drain_events();
+
+    const view u0 = read_view(v.uc);
+    an = 0;
+    r.untracked = run(p.mixed, p.passes, fb, false, an, v.untracked_fn());
+    const view u1 = read_view(v.uc);
+    if (an || u1.rx - u0.rx != p.packets || u1.forwarded - u0.forwarded != p.packets) {
+        std::fprintf(stderr, "FAIL untracked: rx %lu forwarded %lu (want %lu) unexpected output %lu\n",
+                     u1.rx - u0.rx, u1.forwarded - u0.forwarded, p.packets, an);
+        ok = false;
     }
 
-    const double m_null = median(null_mpps), m = median(mpps), m_un = median(un_mpps), m_ratio = median(ratio);
-    const double m_cpp = median(cpp), m_cpp_un = median(cpp_un), m_cpp_null = median(cpp_null);
-    const double smtp_fraction = static_cast<double>(mixed.smtp_frames) / static_cast<double>(frames);
-    const double per_smtp = (m_cpp - m_cpp_un) / smtp_fraction;
-    std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt)\n", o.reps, m_null, m_cpp_null);
-    std::printf("median of %u: mixed, tracking + limits %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f\n", o.reps, m,
-                m_cpp, m_ratio);
-    std::printf("median of %u: mixed, no tracking (OP25B only) %.2f Mpps (%.1f cycles/pkt)\n", o.reps, m_un, m_cpp_un);
+    v0 = read_view(v.tc);
+    an = 0;
+    r.plain_tracked = run(p.plain, p.plain_passes, fb, false, an, v.tracked_fn());
+    ok &= check_tracked("tracked, non-mail", v0, read_view(v.tc), p.plain_passes * p.frames, 0, expectation{},
+                        gw.tracked_flows(), o.flows, an);
+    r.plain_untracked = run(p.plain, p.plain_passes, fb, false, an, v.untracked_fn());
+    ok &= an == 0;
+    return ok;
+}
+
+// Books repetition `n`'s figures and prints its line.
+void record_repetition(const repetition& r, unsigned n, uint64_t hz, repeated_figures& f) {
+    f.cpp_plain.push_back(r.plain_tracked.cycles_per_packet());
+    f.cpp_plain_un.push_back(r.plain_untracked.cycles_per_packet());
+    f.null_mpps.push_back(r.null.mpps(hz));
+    f.mpps.push_back(r.tracked.mpps(hz));
+    f.un_mpps.push_back(r.untracked.mpps(hz));
+    f.ratio.push_back(r.tracked.mpps(hz) / r.null.mpps(hz));
+    f.cpp.push_back(r.tracked.cycles_per_packet());
+    f.cpp_null.push_back(r.null.cycles_per_packet());
+    f.cpp_un.push_back(r.untracked.cycles_per_packet());
+    std::printf("rep %u: null %.2f Mpps (%.1f cyc/pkt) | tracked %.2f Mpps (%.1f) | untracked %.2f Mpps (%.1f) "
+                "| non-mail: tracked %.1f cyc/pkt, untracked %.1f\n",
+                n + 1, r.null.mpps(hz), r.null.cycles_per_packet(), r.tracked.mpps(hz),
+                r.tracked.cycles_per_packet(), r.untracked.mpps(hz), r.untracked.cycles_per_packet(),
+                r.plain_tracked.cycles_per_packet(), r.plain_untracked.cycles_per_packet());
+    std::fflush(stdout);
+}
+
+// Hours since the epoch: tells whether an hourly limit window ended during the runs.
+int64_t current_hour() {
+    return std::chrono::duration_cast<std::chrono::hours>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// The account-scope limit state: each long-lived connection's subscriber is bound to its own
+// account (looked up at the SYN), so the account's msgs-per-account cell holds exactly the
+// MAIL FROMs sent on that connection (fewer if an hour boundary since `run_hour` started a new
+// window meanwhile). Checks a sample; prints how many hold exactly that.
+bool check_account_cells(dpdk_data_plane& gw, const compiled_policy& cp, flow_book& fb, int64_t run_hour) {
+    int slot = -1;
+    for (unsigned i = 0; i < cp.limit_count(); ++i)
+        if (std::strcmp(cp.limit(i).name, "msgs-per-account") == 0) slot = cp.limit(i).slot;
+    const bool same_window = run_hour == current_hour();
+    unsigned sampled = 0, exact = 0, wrong = 0;
+    for (uint8_t family : {uint8_t{4}, uint8_t{6}})
+        for (uint32_t k = 0; k < fb.count(family); k += 97) {
+            const uint32_t sent = fb.long_flow(family, k).messages;
+            const uint32_t id = gw.accounts().id_of(account_name(fb.subscriber_of(family, k)));
+            const auto booked = slot < 0 ? 0u : static_cast<uint32_t>(gw.accounts().records()[id].cells[slot].word);
+            ++sampled;
+            if (booked == sent)
+                ++exact;
+            else if (same_window || booked > sent || (sent > 0 && booked == 0))
+                ++wrong;
+        }
+    std::printf("account cells: %u of %u sampled accounts of long-lived connections hold exactly the messages "
+                "sent on their connection\n",
+                exact, sampled);
+    if (wrong)
+        std::fprintf(stderr, "FAIL account limits: %u of %u sampled accounts hold a wrong message count\n", wrong,
+                     sampled);
+    return wrong == 0;
+}
+
+// The medians of the repetitions, and what follows from them.
+struct summary {
+    double m_null = 0, m = 0, m_un = 0, m_ratio = 0, m_cpp = 0, m_cpp_un = 0, m_cpp_null = 0;
+    double smtp_fraction = 0, per_smtp = 0, m_plain = 0, m_plain_un = 0;
+};
+
+summary summarize(const repeated_figures& f, const run_plan& p) {
+    summary s;
+    s.m_null = median(f.null_mpps);
+    s.m = median(f.mpps);
+    s.m_un = median(f.un_mpps);
+    s.m_ratio = median(f.ratio);
+    s.m_cpp = median(f.cpp);
+    s.m_cpp_un = median(f.cpp_un);
+    s.m_cpp_null = median(f.cpp_null);
+    s.smtp_fraction = static_cast<double>(p.mixed.smtp_frames) / static_cast<double>(p.frames);
+    s.per_smtp = (s.m_cpp - s.m_cpp_un) / s.smtp_fraction;
+    s.m_plain = median(f.cpp_plain);
+    s.m_plain_un = median(f.cpp_plain_un);
+    return s;
+}
+
+void print_throughput(const summary& s, const repeated_figures& f, unsigned reps) {
+    std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt)\n", reps, s.m_null, s.m_cpp_null);
+    std::printf("median of %u: mixed, tracking + limits %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f\n", reps, s.m,
+                s.m_cpp, s.m_ratio);
+    std::printf("median of %u: mixed, no tracking (OP25B only) %.2f Mpps (%.1f cycles/pkt)\n", reps, s.m_un,
+                s.m_cpp_un);
     std::printf("tracking + limits cost %.1f cycles/pkt over OP25B alone: %.0f cycles per SMTP segment\n",
-                m_cpp - m_cpp_un, per_smtp);
-    const double m_plain = median(cpp_plain), m_plain_un = median(cpp_plain_un);
+                s.m_cpp - s.m_cpp_un, s.per_smtp);
     std::printf("non-mail only: %.1f cycles/pkt tracked, %.1f untracked: %.1f cycles/pkt (%.0f per burst) with no "
                 "SMTP at all, mostly mail_tracker::sweep (64 flow + 64 limit-record slots per burst)\n",
-                m_plain, m_plain_un, m_plain - m_plain_un, (m_plain - m_plain_un) * burst_size);
-    std::printf("spread (max-min)/median: null %.1f%%, tracked %.1f%%, untracked %.1f%%\n", 100 * spread(null_mpps),
-                100 * spread(mpps), 100 * spread(un_mpps));
+                s.m_plain, s.m_plain_un, s.m_plain - s.m_plain_un, (s.m_plain - s.m_plain_un) * burst_size);
+    std::printf("spread (max-min)/median: null %.1f%%, tracked %.1f%%, untracked %.1f%%\n", 100 * spread(f.null_mpps),
+                100 * spread(f.mpps), 100 * spread(f.un_mpps));
+}
 
-    // ---- 3. RADIUS bindings ----
+// The RADIUS runs, against a fresh SQLite history in /tmp removed afterwards; prints their
+// figures. `ok` turns false if a binding was not applied.
+radius_figures measure_radius(dpdk_data_plane& gw, const options& o, bool& ok) {
     const std::string db = "/tmp/sekisho-limits-bench-" + std::to_string(getpid()) + ".sqlite";
     auto remove_db = [&] {
         for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
@@ -1484,11 +1569,13 @@ int bench_main(const options& o) {
                     "after commit): %u answered, %.0f/s\n",
                     rf.udp_answered, rf.udp_per_s);
     std::printf("subscriber table now %u bindings, %u accounts\n", gw.subscribers().size(), gw.accounts().size());
-    if (!ok) {
-        std::fprintf(stderr, "limits bench: RADIUS bindings were not all applied; no figures\n");
-        return 1;
-    }
+    return rf;
+}
 
+// The figures as one JSON line, for scripts.
+void print_json(const summary& s, const memory_figures& mem, const radius_figures& rf, const options& o,
+                uint32_t bound, bool tables_thp, const std::string& cpu) {
+    const double per_update = static_cast<double>(rf.addresses) / rf.updates;
     std::printf(
         "{\"bench\":\"limits\",\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,"
         "\"flows\":%u,\"subscribers\":%u,\"bytes_per_binding\":%.1f,\"bytes_per_flow\":%.1f,"
@@ -1498,14 +1585,85 @@ int bench_main(const options& o) {
         "\"bytes_per_binding_big\":%.1f,\"lookup_ns_big\":%.0f,\"bytes_per_limit_record\":%.1f,"
         "\"addresses_per_update\":%.2f,\"bindings_per_sec_udp\":%.0f,\"tables\":\"%s\","
         "\"cycles_per_pkt_nonmail_tracked\":%.1f,\"cycles_per_pkt_nonmail_untracked\":%.1f}\n",
-        m, m_null, m_ratio, m_cpp, o.flows, o.subscribers, t1.bytes_per_binding, bytes_per_flow, rf.dp_per_s,
-        rf.history_per_s, json_escape(cpu).c_str(), m_un, m_cpp_un, per_smtp, smtp_fraction,
-        bound, o.big_table, tbig.fit ? "true" : "false", tbig.bytes_per_binding, tbig.lookup_ns,
-        bytes_per_record, per_update, rf.udp_per_s, advised ? "thp" : "4k", m_plain, m_plain_un);
+        s.m, s.m_null, s.m_ratio, s.m_cpp, o.flows, o.subscribers, mem.subscribers.bytes_per_binding,
+        mem.bytes_per_flow, rf.dp_per_s, rf.history_per_s, json_escape(cpu).c_str(), s.m_un, s.m_cpp_un,
+        s.per_smtp, s.smtp_fraction, bound, o.big_table, mem.big.fit ? "true" : "false",
+        mem.big.bytes_per_binding, mem.big.lookup_ns, mem.bytes_per_record, per_update, rf.udp_per_s,
+        tables_thp ? "thp" : "4k", s.m_plain, s.m_plain_un);
+}
 
+// The throughput runs over the long-lived connections, opened first: every repetition
+// checked; the medians printed and kept in `s`. False (after printing what failed) if a check failed.
+bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm, const eal_tables& tables,
+                        const options& o, std::mt19937_64& rng, summary& s) {
+    const uint64_t hz = rte_get_tsc_hz();
+    const uint32_t f6 = o.flows / 5, f4 = o.flows - f6;
+    flow_book fb(f4, f6, o.subscribers);
+    const int64_t run_hour = current_hour();
+    bool ok = open_long_flows(gw, v, o, fm.pool, fb, rng);
+    traffic_set mixed = make_mixed_set(fm.pool, o, o.smtp_share, fb, rng);
+    // The same kind of traffic without SMTP: what tracking costs when there
+    // is nothing to track (wants() on every frame, sweep() on every burst).
+    traffic_set plain = make_mixed_set(fm.pool, o, 0, fb, rng);
+    print_frames(mixed, fm, tables, o);
+    const run_plan plan = plan_runs(mixed, plain, o);
+    ok &= warm_up(gw, v, plan, fb, o);
+    repeated_figures f;
+    for (unsigned r = 0; r < o.reps && ok; ++r) {
+        repetition rep;
+        ok &= run_repetition(gw, v, plan, fb, o, rep);
+        record_repetition(rep, r, hz, f);
+    }
+    ok &= check_account_cells(gw, v.cp, fb, run_hour);
+    if (!ok) return false;
+    s = summarize(f, plan);
+    print_throughput(s, f, o.reps);
     for (rte_mbuf* mb : mixed.mbufs) rte_pktmbuf_free(mb);
     for (rte_mbuf* mb : plain.mbufs) rte_pktmbuf_free(mb);
-    rte_mempool_free(pool);
+    return true;
+}
+
+int bench_main(const options& o) {
+    const uint64_t hz = rte_get_tsc_hz();
+    const std::string cpu = cpu_model();
+    std::printf("limits bench: cpu \"%s\", TSC %.3f GHz, lcore %u, EAL memory %u MiB (--no-huge)\n", cpu.c_str(),
+                static_cast<double>(hz) / 1e9, rte_lcore_id(), o.memory_mb);
+    std::mt19937_64 rng(20261123);
+    const eal_tables tables = advise_tables(o);
+
+    // ---- 2. memory (first, in an empty heap) ----
+    memory_figures mem;
+    measure_subscriber_tables(o, mem);
+    measure_tracker_tables(o, mem);
+
+    // ---- the gateway: 1M subscribers bound ----
+    const policy pol = gateway_policy(o);
+    dpdk_data_plane_config gc;
+    gc.workers = 1;
+    gc.events_path = "/dev/null";
+    const mem_use gw0 = mem_now();
+    dpdk_data_plane gw(pol, gc);
+    const uint32_t bound = bind_subscribers(gw, o, gw0, mem_now());
+    variants v(gw);
+    frame_memory fm;
+    make_frame_pool(o, fm);
+
+    // ---- 1. throughput ----
+    summary s;
+    if (!measure_throughput(gw, v, fm, tables, o, rng, s)) {
+        std::fprintf(stderr, "limits bench: the pipeline did not do what the traffic requires; no figures\n");
+        return 1;
+    }
+
+    // ---- 3. RADIUS bindings ----
+    bool ok = true;
+    const radius_figures rf = measure_radius(gw, o, ok);
+    if (!ok) {
+        std::fprintf(stderr, "limits bench: RADIUS bindings were not all applied; no figures\n");
+        return 1;
+    }
+    print_json(s, mem, rf, o, bound, tables.advised != 0, cpu);
+    rte_mempool_free(fm.pool);
     return 0;
 }
 

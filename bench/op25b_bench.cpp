@@ -351,128 +351,186 @@ bool check(const char* name, const counter_view& before, const counter_view& aft
     return ok;
 }
 
-int bench_main(const options& opt) {
-    const uint64_t hz = rte_get_tsc_hz();
-    const std::string cpu = cpu_model();
-    std::printf("op25b bench: cpu \"%s\", TSC %.3f GHz, lcore %u\n", cpu.c_str(), static_cast<double>(hz) / 1e9,
-                rte_lcore_id());
+// ------------------------------------------------------- the bench, step by step --
 
+// The policy of `opt.prefixes` dynamic /24s and the static exemptions; prints how long it took.
+std::unique_ptr<compiled_policy> policy_for(const options& opt) {
     double compile_s = 0;
     auto policy = build_policy(opt.prefixes, compile_s);
     std::printf("policy: %u dynamic IPv4 /24s + %u static /28s, %u IPv6 dynamic /40s + %u static /56s, "
                 "3 relays: built in %.2f s\n",
                 opt.prefixes, static28_count, dynamic6_count, dynamic6_count * static6_per_pool, compile_s);
+    return policy;
+}
 
+// The frame mbufs and the RST mbufs the pipeline injects: on transparent huge pages when
+// --pages thp and granted, else in the EAL's memory. The regions outlive the pools.
+struct mbuf_pools {
     thp_region frames_mem, replies_mem;
+    rte_mempool* frames = nullptr;
+    rte_mempool* replies = nullptr;
+};
+
+// Creates both pools; prints which pages they landed on.
+void make_pools(const options& opt, mbuf_pools& p) {
     bool frames_thp = false, replies_thp = false;
-    rte_mempool* pool = frame_pool("bench_frames", 2 * frames_per_set + 512, opt.thp, frames_mem, frames_thp);
-    rte_mempool* reply_pool = frame_pool("bench_replies", 4095, opt.thp, replies_mem, replies_thp);
-    frames_thp = frames_thp && backed_by_huge_pages(frames_mem.addr);
-    replies_thp = replies_thp && backed_by_huge_pages(replies_mem.addr);
+    p.frames = frame_pool("bench_frames", 2 * frames_per_set + 512, opt.thp, p.frames_mem, frames_thp);
+    p.replies = frame_pool("bench_replies", 4095, opt.thp, p.replies_mem, replies_thp);
+    frames_thp = frames_thp && backed_by_huge_pages(p.frames_mem.addr);
+    replies_thp = replies_thp && backed_by_huge_pages(p.replies_mem.addr);
     std::printf("mbufs: frames on %s, RST mbufs on %s; lookup tables in the EAL's 4 KiB pages (--no-huge)\n",
                 frames_thp ? "transparent huge pages"
                 : opt.thp  ? "4 KiB pages (no THP granted)"
                            : "4 KiB pages (--pages 4k)",
                 replies_thp ? "transparent huge pages" : "4 KiB pages");
+}
 
+// The two sets every repetition pushes: non-mail only, and the mix with 10% SMTP SYNs.
+struct frame_sets {
+    frame_set nonmail, mixed;
+};
+
+frame_sets make_sets(rte_mempool* pool, const options& opt) {
     traffic t(opt.prefixes, opt.encap);
-    frame_set nonmail = make_set(pool, t, false);
-    frame_set mixed = make_set(pool, t, true);
+    frame_sets s{make_set(pool, t, false), make_set(pool, t, true)};
     std::printf("frames: %u per set, mean %lu bytes (non-mail) / %lu bytes (mixed: %lu SMTP SYNs from "
                 "dynamic, %lu from static sources)\n",
-                frames_per_set, nonmail.bytes / frames_per_set, mixed.bytes / frames_per_set,
-                mixed.smtp_dynamic, mixed.smtp_static);
+                frames_per_set, s.nonmail.bytes / frames_per_set, s.mixed.bytes / frames_per_set,
+                s.mixed.smtp_dynamic, s.mixed.smtp_static);
+    return s;
+}
 
+// The pipeline under test with its counters, its event ring and the policy it applies.
+struct bench_pipeline {
+    std::unique_ptr<compiled_policy> policy;
     worker_counters counters;
-    event_ring events("bench_events", 4096);
-    pipeline pipe(0, reply_pool, counters, &events, packet_clock::live());
+    event_ring events;
+    pipeline pipe;
 
-    const uint64_t passes = std::max<uint64_t>(1, opt.packets / frames_per_set);
-    const uint64_t packets = passes * frames_per_set;
-    std::printf("runs: %lu packets each, %u repetitions, interleaved\n", packets, opt.reps);
+    bench_pipeline(std::unique_ptr<compiled_policy> p, rte_mempool* replies)
+        : policy(std::move(p)), events("bench_events", 4096),
+          pipe(0, replies, counters, &events, packet_clock::live()) {}
 
-    auto null_fn = [](rte_mbuf** b, uint16_t n, burst_output& out) { null_forward(b, n, out); };
-    auto pipe_fn = [&](rte_mbuf** b, uint16_t n, burst_output& out) {
-        pipe.process(*policy, ingress::access, b, n, out);
-    };
-
-    // Warm-up (caches, branch predictors, mempool caches) and a first check.
-    bool ok = true;
-    {
-        auto c0 = read_counters(counters);
-        run(mixed, 2, &events, pipe_fn);
-        ok &= check("warm-up mixed", c0, read_counters(counters), 2 * frames_per_set, 2 * mixed.smtp_dynamic, true);
-        run(nonmail, 2, &events, pipe_fn);
-        run(nonmail, 2, nullptr, null_fn);
+    // `passes` over `s` through the pipeline, the event ring drained after each pass.
+    run_result push(frame_set& s, uint64_t passes) {
+        return run(s, passes, &events, [&](rte_mbuf** b, uint16_t n, burst_output& out) {
+            pipe.process(*policy, ingress::access, b, n, out);
+        });
     }
+};
 
+// The do-nothing forwarder the pipeline's figures are compared with.
+constexpr auto null_fn = [](rte_mbuf** b, uint16_t n, burst_output& out) { null_forward(b, n, out); };
+
+// Warm-up (caches, branch predictors, mempool caches) and a first check.
+bool warm_up(bench_pipeline& bp, frame_sets& s) {
+    const counter_view c0 = read_counters(bp.counters);
+    bp.push(s.mixed, 2);
+    const bool ok = check("warm-up mixed", c0, read_counters(bp.counters), 2 * frames_per_set,
+                          2 * s.mixed.smtp_dynamic, true);
+    bp.push(s.nonmail, 2);
+    run(s.nonmail, 2, nullptr, null_fn);
+    return ok;
+}
+
+// Every repetition's figures of each variant.
+struct repeated_figures {
     std::vector<double> null_mpps, nonmail_mpps, mixed_mpps, mixed_drop_mpps, null_mixed_mpps;
     std::vector<double> ratio_nonmail, ratio_mixed, cpp_nonmail, cpp_mixed, cpp_mixed_drop, cpp_null;
-    for (unsigned r = 0; r < opt.reps && ok; ++r) {
-        const run_result n1 = run(nonmail, passes, nullptr, null_fn);
+};
 
-        auto c0 = read_counters(counters);
-        const run_result a = run(nonmail, passes, &events, pipe_fn);
-        ok &= check("nonmail", c0, read_counters(counters), packets, 0, false);
+// One repetition, the variants interleaved: null, non-mail, null over the mixed set, mixed
+// answered with RSTs, mixed dropped. Checks every pipeline run; prints the repetition's line.
+bool measure_repetition(bench_pipeline& bp, frame_sets& s, uint64_t passes, unsigned r, uint64_t hz,
+                        repeated_figures& f) {
+    const uint64_t packets = passes * frames_per_set;
+    bool ok = true;
+    const run_result n1 = run(s.nonmail, passes, nullptr, null_fn);
 
-        const run_result n2 = run(mixed, passes, nullptr, null_fn);
+    auto c0 = read_counters(bp.counters);
+    const run_result a = bp.push(s.nonmail, passes);
+    ok &= check("nonmail", c0, read_counters(bp.counters), packets, 0, false);
 
-        policy->set_action(op25b_action::reset);
-        c0 = read_counters(counters);
-        const run_result b = run(mixed, passes, &events, pipe_fn);
-        ok &= check("mixed", c0, read_counters(counters), packets, passes * mixed.smtp_dynamic, true);
+    const run_result n2 = run(s.mixed, passes, nullptr, null_fn);
 
-        policy->set_action(op25b_action::drop);
-        c0 = read_counters(counters);
-        const run_result d = run(mixed, passes, &events, pipe_fn);
-        ok &= check("mixed/drop", c0, read_counters(counters), packets, passes * mixed.smtp_dynamic, false);
-        policy->set_action(op25b_action::reset);
+    bp.policy->set_action(op25b_action::reset);
+    c0 = read_counters(bp.counters);
+    const run_result b = bp.push(s.mixed, passes);
+    ok &= check("mixed", c0, read_counters(bp.counters), packets, passes * s.mixed.smtp_dynamic, true);
 
-        null_mpps.push_back(n1.mpps(hz));
-        null_mixed_mpps.push_back(n2.mpps(hz));
-        nonmail_mpps.push_back(a.mpps(hz));
-        mixed_mpps.push_back(b.mpps(hz));
-        mixed_drop_mpps.push_back(d.mpps(hz));
-        ratio_nonmail.push_back(a.mpps(hz) / n1.mpps(hz));
-        ratio_mixed.push_back(b.mpps(hz) / n2.mpps(hz));
-        cpp_null.push_back(n1.cycles_per_packet());
-        cpp_nonmail.push_back(a.cycles_per_packet());
-        cpp_mixed.push_back(b.cycles_per_packet());
-        cpp_mixed_drop.push_back(d.cycles_per_packet());
-        std::printf("rep %u: null %.2f Mpps (%.1f cyc/pkt) | nonmail %.2f Mpps (%.1f) | mixed %.2f Mpps (%.1f) "
-                    "| mixed/drop %.2f Mpps (%.1f)\n",
-                    r + 1, n1.mpps(hz), n1.cycles_per_packet(), a.mpps(hz), a.cycles_per_packet(), b.mpps(hz),
-                    b.cycles_per_packet(), d.mpps(hz), d.cycles_per_packet());
-        std::fflush(stdout);
-    }
+    bp.policy->set_action(op25b_action::drop);
+    c0 = read_counters(bp.counters);
+    const run_result d = bp.push(s.mixed, passes);
+    ok &= check("mixed/drop", c0, read_counters(bp.counters), packets, passes * s.mixed.smtp_dynamic, false);
+    bp.policy->set_action(op25b_action::reset);
+
+    f.null_mpps.push_back(n1.mpps(hz));
+    f.null_mixed_mpps.push_back(n2.mpps(hz));
+    f.nonmail_mpps.push_back(a.mpps(hz));
+    f.mixed_mpps.push_back(b.mpps(hz));
+    f.mixed_drop_mpps.push_back(d.mpps(hz));
+    f.ratio_nonmail.push_back(a.mpps(hz) / n1.mpps(hz));
+    f.ratio_mixed.push_back(b.mpps(hz) / n2.mpps(hz));
+    f.cpp_null.push_back(n1.cycles_per_packet());
+    f.cpp_nonmail.push_back(a.cycles_per_packet());
+    f.cpp_mixed.push_back(b.cycles_per_packet());
+    f.cpp_mixed_drop.push_back(d.cycles_per_packet());
+    std::printf("rep %u: null %.2f Mpps (%.1f cyc/pkt) | nonmail %.2f Mpps (%.1f) | mixed %.2f Mpps (%.1f) "
+                "| mixed/drop %.2f Mpps (%.1f)\n",
+                r + 1, n1.mpps(hz), n1.cycles_per_packet(), a.mpps(hz), a.cycles_per_packet(), b.mpps(hz),
+                b.cycles_per_packet(), d.mpps(hz), d.cycles_per_packet());
+    std::fflush(stdout);
+    return ok;
+}
+
+// The medians over the repetitions, then the same figures as one JSON line, for scripts.
+void print_figures(const repeated_figures& f, unsigned reps, const std::string& cpu) {
+    const double m_null = median(f.null_mpps), m_nonmail = median(f.nonmail_mpps), m_mixed = median(f.mixed_mpps);
+    const double m_rn = median(f.ratio_nonmail), m_rm = median(f.ratio_mixed), m_cpp = median(f.cpp_mixed);
+    std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt; %.2f Mpps over the mixed set)\n",
+                reps, m_null, median(f.cpp_null), median(f.null_mixed_mpps));
+    std::printf("median of %u: non-mail %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f (goal >= 0.8)\n", reps,
+                m_nonmail, median(f.cpp_nonmail), m_rn);
+    std::printf("median of %u: mixed/reset %.2f Mpps (%.1f cycles/pkt, goal <= 100), ratio to null %.3f\n", reps,
+                m_mixed, m_cpp, m_rm);
+    std::printf("median of %u: mixed/drop %.2f Mpps (%.1f cycles/pkt)\n", reps, median(f.mixed_drop_mpps),
+                median(f.cpp_mixed_drop));
+    std::printf("pipeline cost over the null forwarder: %.1f cycles/pkt non-mail, %.1f mixed/reset\n",
+                median(f.cpp_nonmail) - median(f.cpp_null), m_cpp - median(f.cpp_null));
+    std::printf("spread (max-min)/median: null %.1f%%, non-mail %.1f%%, mixed %.1f%%\n", 100 * spread(f.null_mpps),
+                100 * spread(f.nonmail_mpps), 100 * spread(f.mixed_mpps));
+    std::printf("{\"bench\":\"op25b\",\"mpps_nonmail\":%.3f,\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,"
+                "\"ratio_nonmail\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,\"cpu\":\"%s\"}\n",
+                m_nonmail, m_mixed, m_null, m_rn, m_rm, m_cpp, json_escape(cpu).c_str());
+}
+
+int bench_main(const options& opt) {
+    const uint64_t hz = rte_get_tsc_hz();
+    const std::string cpu = cpu_model();
+    std::printf("op25b bench: cpu \"%s\", TSC %.3f GHz, lcore %u\n", cpu.c_str(), static_cast<double>(hz) / 1e9,
+                rte_lcore_id());
+    std::unique_ptr<compiled_policy> policy = policy_for(opt);
+    mbuf_pools pools;
+    make_pools(opt, pools);
+    frame_sets sets = make_sets(pools.frames, opt);
+    bench_pipeline bp(std::move(policy), pools.replies);
+
+    const uint64_t passes = std::max<uint64_t>(1, opt.packets / frames_per_set);
+    std::printf("runs: %lu packets each, %u repetitions, interleaved\n", passes * frames_per_set, opt.reps);
+    bool ok = warm_up(bp, sets);
+    repeated_figures f;
+    for (unsigned r = 0; r < opt.reps && ok; ++r) ok &= measure_repetition(bp, sets, passes, r, hz, f);
     if (!ok) {
         std::fprintf(stderr, "op25b bench: the pipeline did not do what the frames require; no figures\n");
         return 1;
     }
+    print_figures(f, opt.reps, cpu);
 
-    const double m_null = median(null_mpps), m_nonmail = median(nonmail_mpps), m_mixed = median(mixed_mpps);
-    const double m_rn = median(ratio_nonmail), m_rm = median(ratio_mixed), m_cpp = median(cpp_mixed);
-    std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt; %.2f Mpps over the mixed set)\n",
-                opt.reps, m_null, median(cpp_null), median(null_mixed_mpps));
-    std::printf("median of %u: non-mail %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f (goal >= 0.8)\n", opt.reps,
-                m_nonmail, median(cpp_nonmail), m_rn);
-    std::printf("median of %u: mixed/reset %.2f Mpps (%.1f cycles/pkt, goal <= 100), ratio to null %.3f\n",
-                opt.reps, m_mixed, m_cpp, m_rm);
-    std::printf("median of %u: mixed/drop %.2f Mpps (%.1f cycles/pkt)\n", opt.reps, median(mixed_drop_mpps),
-                median(cpp_mixed_drop));
-    std::printf("pipeline cost over the null forwarder: %.1f cycles/pkt non-mail, %.1f mixed/reset\n",
-                median(cpp_nonmail) - median(cpp_null), m_cpp - median(cpp_null));
-    std::printf("spread (max-min)/median: null %.1f%%, non-mail %.1f%%, mixed %.1f%%\n", 100 * spread(null_mpps),
-                100 * spread(nonmail_mpps), 100 * spread(mixed_mpps));
-    std::printf("{\"bench\":\"op25b\",\"mpps_nonmail\":%.3f,\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,"
-                "\"ratio_nonmail\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,\"cpu\":\"%s\"}\n",
-                m_nonmail, m_mixed, m_null, m_rn, m_rm, m_cpp, json_escape(cpu).c_str());
-
-    for (rte_mbuf* m : nonmail.mbufs) rte_pktmbuf_free(m);
-    for (rte_mbuf* m : mixed.mbufs) rte_pktmbuf_free(m);
-    policy.reset();
-    rte_mempool_free(pool);
-    rte_mempool_free(reply_pool);
+    for (rte_mbuf* m : sets.nonmail.mbufs) rte_pktmbuf_free(m);
+    for (rte_mbuf* m : sets.mixed.mbufs) rte_pktmbuf_free(m);
+    bp.policy.reset();
+    rte_mempool_free(pools.frames);
+    rte_mempool_free(pools.replies);
     return 0;
 }
 
