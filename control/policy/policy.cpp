@@ -361,6 +361,132 @@ void read_account_groups(policy_reader& r, const yaml::node& map, policy& pol) {
                                            std::to_string(max_account_groups));
 }
 
+// A limit's name: present, letters, digits, '-' and '_', and not the name of
+// an earlier limit. False when the limit has no usable name.
+bool read_limit_name(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol,
+                     limit_rule& rule) {
+    bool ok = true;
+    if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
+        rule.name = *n;
+        for (char c : rule.name)
+            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
+                r.error(l["name"], path + ".name", "'" + rule.name + "': use letters, digits, '-' and '_' only");
+                ok = false;
+                break;
+            }
+        for (const auto& other : pol.limits)
+            if (other.name == rule.name) {
+                r.error(l["name"], path + ".name",
+                        "'" + rule.name + "' is already the name of the limit at line " + std::to_string(other.line));
+                ok = false;
+            }
+    } else {
+        if (!l["name"]) r.error(l, path, "needs a name");
+        ok = false;
+    }
+    return ok;
+}
+
+// A limit's measure, which every limit needs. False when it is missing or unknown.
+bool read_limit_measure(policy_reader& r, const yaml::node& l, const std::string& path, limit_rule& rule) {
+    if (!l["measure"]) {
+        r.error(l, path, "needs a measure (connections, messages, recipients, recipients_per_message, "
+                         "rejected_recipients)");
+        return false;
+    }
+    if (auto m = r.choice<limit_measure>(l["measure"], path + ".measure",
+                                         {{"connections", limit_measure::connections},
+                                          {"messages", limit_measure::messages},
+                                          {"recipients", limit_measure::recipients},
+                                          {"recipients_per_message", limit_measure::recipients_per_message},
+                                          {"rejected_recipients", limit_measure::rejected_recipients}})) {
+        rule.measure = *m;
+        return true;
+    }
+    return false;
+}
+
+// applies_to: any, dynamic, static, or group:NAME of an account group read before.
+void read_limit_applies_to(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol,
+                           limit_rule& rule) {
+    if (!l["applies_to"]) return;
+    const std::string a = l["applies_to"].is_scalar() ? l["applies_to"].scalar() : "";
+    bool known = a == "any" || a == "dynamic" || a == "static";
+    if (a.rfind("group:", 0) == 0) {
+        const std::string g = a.substr(6);
+        for (const auto& [group, members] : pol.account_groups) known = known || group == g;
+        if (!known) r.error(l["applies_to"], path + ".applies_to", "no account group '" + g + "' in account_groups");
+        else rule.applies_to = a;
+    } else if (!known) {
+        r.error(l["applies_to"], path + ".applies_to", "'" + a + "' is not one of: any, dynamic, static, group:NAME");
+    } else {
+        rule.applies_to = a;
+    }
+}
+
+// window, burst, action and cooldown: which apply depends on the measure, so
+// a misuse is reported only when the measure and name were read (`ok`).
+void read_limit_timing(policy_reader& r, const yaml::node& l, const std::string& path, bool ok, limit_rule& rule) {
+    const bool per_message = rule.measure == limit_measure::recipients_per_message;
+    if (l["window"]) {
+        if (per_message && ok)
+            r.error(l["window"], path + ".window", "recipients_per_message counts within one message: no window");
+        else if (auto d = r.duration(l["window"], path + ".window"))
+            rule.window_ns = *d;
+    } else if (!per_message && ok) {
+        r.error(l, path, "needs a window (e.g. 1s, 10m, 1h)");
+    }
+    rule.burst = rule.max;
+    if (l["burst"]) {
+        if (rule.measure != limit_measure::connections && ok)
+            r.error(l["burst"], path + ".burst", "burst applies to measure connections only");
+        else if (auto b = r.integer(l["burst"], path + ".burst", 1, 1'000'000'000))
+            rule.burst = static_cast<uint32_t>(*b);
+    }
+    rule.action = rule.measure == limit_measure::connections ? limit_action::drop_syn : limit_action::tempfail;
+    if (l["action"])
+        if (auto a = r.choice<limit_action>(l["action"], path + ".action",
+                                            {{"drop-syn", limit_action::drop_syn},
+                                             {"reset", limit_action::reset},
+                                             {"tempfail", limit_action::tempfail},
+                                             {"monitor", limit_action::monitor}})) {
+            if (*a == limit_action::drop_syn && rule.measure != limit_measure::connections && ok)
+                r.error(l["action"], path + ".action", "drop-syn applies to measure connections only");
+            else
+                rule.action = *a;
+        }
+    if (l["cooldown"])
+        if (auto d = r.duration(l["cooldown"], path + ".cooldown")) rule.cooldown_ns = *d;
+}
+
+// One entry of limits (a mapping, checked by the caller). The rule is kept
+// even when it has errors: the errors fail the policy, and later limits are
+// still checked against its name.
+limit_rule read_limit(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol) {
+    r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
+                           "cooldown"});
+    limit_rule rule;
+    rule.line = l.line();
+    const bool name_ok = read_limit_name(r, l, path, pol, rule);
+    const bool measure_ok = read_limit_measure(r, l, path, rule);
+    bool ok = name_ok && measure_ok;
+    read_limit_applies_to(r, l, path, pol, rule);
+    if (l["scope"])
+        if (auto sc = r.choice<limit_scope>(l["scope"], path + ".scope",
+                                            {{"address", limit_scope::address},
+                                             {"prefix", limit_scope::prefix},
+                                             {"account", limit_scope::account}}))
+            rule.scope = *sc;
+    if (!l["max"]) {
+        r.error(l, path, "needs max");
+        ok = false;
+    } else if (auto m = r.integer(l["max"], path + ".max", 1, 1'000'000'000)) {
+        rule.max = static_cast<uint32_t>(*m);
+    }
+    read_limit_timing(r, l, path, ok, rule);
+    return rule;
+}
+
 void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
     constexpr size_t max_limits = 16;
     if (!list.is_sequence()) {
@@ -373,100 +499,7 @@ void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
         const yaml::node l = list[i];
         const std::string path = "limits[" + std::to_string(i) + "]";
         if (!r.is_map(l, path)) continue;
-        r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
-                               "cooldown"});
-        limit_rule rule;
-        rule.line = l.line();
-        bool ok = true;
-        if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
-            rule.name = *n;
-            for (char c : rule.name)
-                if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
-                    r.error(l["name"], path + ".name", "'" + rule.name + "': use letters, digits, '-' and '_' only");
-                    ok = false;
-                    break;
-                }
-            for (const auto& other : pol.limits)
-                if (other.name == rule.name) {
-                    r.error(l["name"], path + ".name",
-                            "'" + rule.name + "' is already the name of the limit at line " + std::to_string(other.line));
-                    ok = false;
-                }
-        } else {
-            if (!l["name"]) r.error(l, path, "needs a name");
-            ok = false;
-        }
-        if (!l["measure"]) {
-            r.error(l, path, "needs a measure (connections, messages, recipients, recipients_per_message, "
-                             "rejected_recipients)");
-            ok = false;
-        } else if (auto m = r.choice<limit_measure>(l["measure"], path + ".measure",
-                                                    {{"connections", limit_measure::connections},
-                                                     {"messages", limit_measure::messages},
-                                                     {"recipients", limit_measure::recipients},
-                                                     {"recipients_per_message", limit_measure::recipients_per_message},
-                                                     {"rejected_recipients", limit_measure::rejected_recipients}})) {
-            rule.measure = *m;
-        } else {
-            ok = false;
-        }
-        if (l["applies_to"]) {
-            const std::string a = l["applies_to"].is_scalar() ? l["applies_to"].scalar() : "";
-            bool known = a == "any" || a == "dynamic" || a == "static";
-            if (a.rfind("group:", 0) == 0) {
-                const std::string g = a.substr(6);
-                for (const auto& [group, members] : pol.account_groups) known = known || group == g;
-                if (!known) r.error(l["applies_to"], path + ".applies_to", "no account group '" + g + "' in account_groups");
-                else rule.applies_to = a;
-            } else if (!known) {
-                r.error(l["applies_to"], path + ".applies_to", "'" + a + "' is not one of: any, dynamic, static, group:NAME");
-            } else {
-                rule.applies_to = a;
-            }
-        }
-        if (l["scope"])
-            if (auto sc = r.choice<limit_scope>(l["scope"], path + ".scope",
-                                                {{"address", limit_scope::address},
-                                                 {"prefix", limit_scope::prefix},
-                                                 {"account", limit_scope::account}}))
-                rule.scope = *sc;
-        if (!l["max"]) {
-            r.error(l, path, "needs max");
-            ok = false;
-        } else if (auto m = r.integer(l["max"], path + ".max", 1, 1'000'000'000)) {
-            rule.max = static_cast<uint32_t>(*m);
-        }
-        const bool per_message = rule.measure == limit_measure::recipients_per_message;
-        if (l["window"]) {
-            if (per_message && ok)
-                r.error(l["window"], path + ".window", "recipients_per_message counts within one message: no window");
-            else if (auto d = r.duration(l["window"], path + ".window"))
-                rule.window_ns = *d;
-        } else if (!per_message && ok) {
-            r.error(l, path, "needs a window (e.g. 1s, 10m, 1h)");
-        }
-        rule.burst = rule.max;
-        if (l["burst"]) {
-            if (rule.measure != limit_measure::connections && ok)
-                r.error(l["burst"], path + ".burst", "burst applies to measure connections only");
-            else if (auto b = r.integer(l["burst"], path + ".burst", 1, 1'000'000'000))
-                rule.burst = static_cast<uint32_t>(*b);
-        }
-        rule.action = rule.measure == limit_measure::connections ? limit_action::drop_syn : limit_action::tempfail;
-        if (l["action"])
-            if (auto a = r.choice<limit_action>(l["action"], path + ".action",
-                                                {{"drop-syn", limit_action::drop_syn},
-                                                 {"reset", limit_action::reset},
-                                                 {"tempfail", limit_action::tempfail},
-                                                 {"monitor", limit_action::monitor}})) {
-                if (*a == limit_action::drop_syn && rule.measure != limit_measure::connections && ok)
-                    r.error(l["action"], path + ".action", "drop-syn applies to measure connections only");
-                else
-                    rule.action = *a;
-            }
-        if (l["cooldown"])
-            if (auto d = r.duration(l["cooldown"], path + ".cooldown")) rule.cooldown_ns = *d;
-        pol.limits.push_back(std::move(rule));
+        pol.limits.push_back(read_limit(r, l, path, pol));
     }
     size_t account_scoped = 0, subscriber_scoped = 0;
     for (const auto& l : pol.limits) (l.scope == limit_scope::account ? account_scoped : subscriber_scoped)++;
