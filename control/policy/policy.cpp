@@ -511,6 +511,82 @@ void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
                                     std::to_string(max_subscriber_limit_slots));
 }
 
+// A {max, window, score} mapping into `into`; all three are required.
+void read_windowed_score(policy_reader& r, const yaml::node& w, const std::string& path, windowed_score& into) {
+    if (!r.is_map(w, path)) return;
+    r.check_keys(w, path, {"max", "window", "score"});
+    if (!w["max"] || !w["window"] || !w["score"]) {
+        r.error(w, path, "needs max, window and score");
+        return;
+    }
+    if (auto v = r.integer(w["max"], path + ".max", 1, 1'000'000'000)) into.max = static_cast<uint32_t>(*v);
+    if (auto d = r.duration(w["window"], path + ".window")) into.window_ns = *d;
+    if (auto v = r.integer(w["score"], path + ".score", -1000, 1000)) into.score = static_cast<int32_t>(*v);
+}
+
+// inspection.signals (a mapping, checked by the caller): each signal's score,
+// and sender_domains within what a subscriber's sender_domain_set tracks.
+void read_inspection_signals(policy_reader& r, const yaml::node& s, inspection_settings& in) {
+    r.check_keys(s, "inspection.signals",
+                 {"from_mismatch", "ehlo_ip_literal", "ehlo_bare_ip", "ehlo_not_fqdn", "sender_domains"});
+    auto score = [&](const char* key, int32_t& into) {
+        if (s[key])
+            if (auto v = r.integer(s[key], std::string("inspection.signals.") + key, -1000, 1000))
+                into = static_cast<int32_t>(*v);
+    };
+    score("from_mismatch", in.from_mismatch);
+    score("ehlo_ip_literal", in.ehlo_ip_literal);
+    score("ehlo_bare_ip", in.ehlo_bare_ip);
+    score("ehlo_not_fqdn", in.ehlo_not_fqdn);
+    if (s["sender_domains"]) {
+        read_windowed_score(r, s["sender_domains"], "inspection.signals.sender_domains", in.sender_domains);
+        if (in.sender_domains.max > sender_domain_set::capacity)
+            r.error(s["sender_domains"]["max"], "inspection.signals.sender_domains.max",
+                    std::to_string(in.sender_domains.max) + " is above " +
+                        std::to_string(sender_domain_set::capacity) + ", the distinct domains tracked per subscriber");
+    }
+}
+
+// A list of {score, action} with increasing scores, at most
+// max_score_thresholds of them (the rest are not read), appended to `into`
+// (`count` entries so far). A message may take any action; a subscriber only
+// event, tighten or quarantine.
+void read_score_thresholds(policy_reader& r, const yaml::node& list, const std::string& path, score_threshold* into,
+                           unsigned& count, bool per_message) {
+    if (!list.is_sequence()) {
+        r.error(list, path, "expected a list of {score: N, action: A}");
+        return;
+    }
+    if (list.size() > max_score_thresholds)
+        r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
+    for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
+        const yaml::node t = list[i];
+        const std::string tp = path + "[" + std::to_string(i) + "]";
+        if (!r.is_map(t, tp)) continue;
+        r.check_keys(t, tp, {"score", "action"});
+        score_threshold st;
+        if (!t["score"] || !t["action"]) {
+            r.error(t, tp, "needs score and action");
+            continue;
+        }
+        if (auto v = r.integer(t["score"], tp + ".score", 1, 1'000'000)) st.score = static_cast<int32_t>(*v);
+        auto a = per_message ? r.choice<score_action>(t["action"], tp + ".action",
+                                                      {{"event", score_action::event},
+                                                       {"tighten", score_action::tighten},
+                                                       {"tempfail", score_action::tempfail},
+                                                       {"reset", score_action::reset},
+                                                       {"quarantine", score_action::quarantine}})
+                             : r.choice<score_action>(t["action"], tp + ".action",
+                                                      {{"event", score_action::event},
+                                                       {"tighten", score_action::tighten},
+                                                       {"quarantine", score_action::quarantine}});
+        if (a) st.action = *a;
+        if (count && into[count - 1].score >= st.score)
+            r.error(t["score"], tp + ".score", "thresholds must increase");
+        into[count++] = st;
+    }
+}
+
 void read_inspection(policy_reader& r, const yaml::node& n, policy& pol) {
     inspection_settings& in = pol.inspection;
     pol.inspection_line = n.line();
@@ -536,86 +612,24 @@ void read_inspection(policy_reader& r, const yaml::node& n, policy& pol) {
     if (n["flows_per_worker"])
         if (auto v = r.integer(n["flows_per_worker"], "inspection.flows_per_worker", 16, 1 << 22))
             in.flows_per_worker = static_cast<uint32_t>(*v);
-    auto windowed = [&](const yaml::node& w, const std::string& path, windowed_score& into) {
-        if (!r.is_map(w, path)) return;
-        r.check_keys(w, path, {"max", "window", "score"});
-        if (!w["max"] || !w["window"] || !w["score"]) {
-            r.error(w, path, "needs max, window and score");
-            return;
-        }
-        if (auto v = r.integer(w["max"], path + ".max", 1, 1'000'000'000)) into.max = static_cast<uint32_t>(*v);
-        if (auto d = r.duration(w["window"], path + ".window")) into.window_ns = *d;
-        if (auto v = r.integer(w["score"], path + ".score", -1000, 1000)) into.score = static_cast<int32_t>(*v);
-    };
-    if (const auto s = n["signals"]; s && r.is_map(s, "inspection.signals")) {
-        r.check_keys(s, "inspection.signals",
-                     {"from_mismatch", "ehlo_ip_literal", "ehlo_bare_ip", "ehlo_not_fqdn", "sender_domains"});
-        auto score = [&](const char* key, int32_t& into) {
-            if (s[key])
-                if (auto v = r.integer(s[key], std::string("inspection.signals.") + key, -1000, 1000))
-                    into = static_cast<int32_t>(*v);
-        };
-        score("from_mismatch", in.from_mismatch);
-        score("ehlo_ip_literal", in.ehlo_ip_literal);
-        score("ehlo_bare_ip", in.ehlo_bare_ip);
-        score("ehlo_not_fqdn", in.ehlo_not_fqdn);
-        if (s["sender_domains"]) {
-            windowed(s["sender_domains"], "inspection.signals.sender_domains", in.sender_domains);
-            if (in.sender_domains.max > sender_domain_set::capacity)
-                r.error(s["sender_domains"]["max"], "inspection.signals.sender_domains.max",
-                        std::to_string(in.sender_domains.max) + " is above " +
-                            std::to_string(sender_domain_set::capacity) + ", the distinct domains tracked per subscriber");
-        }
-    }
+    if (const auto s = n["signals"]; s && r.is_map(s, "inspection.signals")) read_inspection_signals(r, s, in);
     if (const auto c = n["campaign"]; c && r.is_map(c, "inspection.campaign")) {
         r.check_keys(c, "inspection.campaign", {"recipients", "subscribers"});
-        if (c["recipients"]) windowed(c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
-        if (c["subscribers"]) windowed(c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
+        if (c["recipients"])
+            read_windowed_score(r, c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
+        if (c["subscribers"])
+            read_windowed_score(r, c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
     }
-    auto thresholds = [&](const yaml::node& list, const std::string& path, score_threshold* into, unsigned& count,
-                          bool per_message) {
-        if (!list.is_sequence()) {
-            r.error(list, path, "expected a list of {score: N, action: A}");
-            return;
-        }
-        if (list.size() > max_score_thresholds)
-            r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
-        for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
-            const yaml::node t = list[i];
-            const std::string tp = path + "[" + std::to_string(i) + "]";
-            if (!r.is_map(t, tp)) continue;
-            r.check_keys(t, tp, {"score", "action"});
-            score_threshold st;
-            if (!t["score"] || !t["action"]) {
-                r.error(t, tp, "needs score and action");
-                continue;
-            }
-            if (auto v = r.integer(t["score"], tp + ".score", 1, 1'000'000)) st.score = static_cast<int32_t>(*v);
-            auto a = per_message ? r.choice<score_action>(t["action"], tp + ".action",
-                                                          {{"event", score_action::event},
-                                                           {"tighten", score_action::tighten},
-                                                           {"tempfail", score_action::tempfail},
-                                                           {"reset", score_action::reset},
-                                                           {"quarantine", score_action::quarantine}})
-                                 : r.choice<score_action>(t["action"], tp + ".action",
-                                                          {{"event", score_action::event},
-                                                           {"tighten", score_action::tighten},
-                                                           {"quarantine", score_action::quarantine}});
-            if (a) st.action = *a;
-            if (count && into[count - 1].score >= st.score)
-                r.error(t["score"], tp + ".score", "thresholds must increase");
-            into[count++] = st;
-        }
-    };
     if (n["message_actions"])
-        thresholds(n["message_actions"], "inspection.message_actions", in.message_actions, in.message_action_count, true);
+        read_score_thresholds(r, n["message_actions"], "inspection.message_actions", in.message_actions,
+                              in.message_action_count, true);
     if (const auto sa = n["subscriber_actions"]; sa && r.is_map(sa, "inspection.subscriber_actions")) {
         r.check_keys(sa, "inspection.subscriber_actions", {"window", "thresholds"});
         if (sa["window"])
             if (auto d = r.duration(sa["window"], "inspection.subscriber_actions.window")) in.subscriber_window_ns = *d;
         if (sa["thresholds"])
-            thresholds(sa["thresholds"], "inspection.subscriber_actions.thresholds", in.subscriber_actions,
-                       in.subscriber_action_count, false);
+            read_score_thresholds(r, sa["thresholds"], "inspection.subscriber_actions.thresholds",
+                                  in.subscriber_actions, in.subscriber_action_count, false);
     }
 }
 
