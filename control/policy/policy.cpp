@@ -709,6 +709,125 @@ void read_events(policy_reader& r, const yaml::node& n, policy& pol) {
         if (auto v = r.integer(n["ring_size"], "events.ring_size", 1, 1 << 22)) ev.ring_size = static_cast<uint32_t>(*v);
 }
 
+// ports (a mapping, checked by the caller). A port may not be both smtp and
+// submission; the message points at the list the operator wrote.
+void read_ports(policy_reader& r, const yaml::node& ports, policy& pol) {
+    r.check_keys(ports, "ports", {"smtp", "submission", "implicit_tls"});
+    if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
+    if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
+    if (ports["implicit_tls"]) pol.implicit_tls_ports = r.ports(ports["implicit_tls"], "ports.implicit_tls");
+    // Either list may be the default; point at the one the operator wrote.
+    const bool explicit_submission = static_cast<bool>(ports["submission"]);
+    for (uint16_t p : pol.smtp_ports)
+        if (std::find(pol.submission_ports.begin(), pol.submission_ports.end(), p) != pol.submission_ports.end())
+            r.error(explicit_submission ? ports["submission"] : ports["smtp"],
+                    explicit_submission ? "ports.submission" : "ports.smtp",
+                    "port " + std::to_string(p) + " is in both ports.smtp and ports.submission" +
+                        (explicit_submission ? "" : " (default [587, 465])") + "; a port is blocked or it is not");
+}
+
+// subscribers (a mapping, checked by the caller). A range is dynamic or
+// static, never both: linear in the dynamic list, which may hold millions.
+void read_subscribers(policy_reader& r, const yaml::node& subs, policy& pol) {
+    r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length", "bindings"});
+    if (const auto b = subs["bindings"]) read_bindings(r, b, pol);
+    if (subs["dynamic"]) pol.dynamic_ranges = r.prefixes(subs["dynamic"], "subscribers.dynamic");
+    if (subs["static"]) pol.static_ranges = r.prefixes(subs["static"], "subscribers.static");
+    if (subs["ipv6_prefix_length"])
+        if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
+            pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
+    if (pol.static_ranges.empty() || pol.dynamic_ranges.empty()) return;
+    // The static list is the short one: hashed, and the dynamic list (up to millions) scanned.
+    std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_line_of;   // static prefix -> dynamic line
+    for (const auto& s : pol.static_ranges) dynamic_line_of.emplace(s, 0);
+    for (const auto& d : pol.dynamic_ranges)
+        if (const auto it = dynamic_line_of.find(d); it != dynamic_line_of.end() && it->second == 0)
+            it->second = d.line;
+    for (const auto& s : pol.static_ranges)
+        if (const int line = dynamic_line_of[s])
+            r.error(subs["static"], "subscribers.static",
+                    s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(line) +
+                        "); a range is dynamic or static");
+}
+
+// The table entries the static bindings need. A static binding becomes one
+// table entry per IPv4 address or IPv6 subscriber prefix it covers: bounded
+// per binding here (a wider one is an error and not counted), and in all by
+// tracking.max_bindings (checked by the caller, once tracking is read).
+uint64_t binding_table_entries(policy_reader& r, const policy& pol) {
+    uint64_t binding_entries = 0;
+    for (size_t i = 0; i < pol.bindings.size(); ++i) {
+        const static_binding& b = pol.bindings[i];
+        const unsigned unit = b.prefix.family == 4 ? 32u : pol.ipv6_prefix_length;
+        const unsigned host_bits = unit - std::min<unsigned>(b.prefix.length, unit);
+        if (host_bits > max_binding_host_bits) {
+            r.add_error(r.name() + ":" + std::to_string(b.line) + ": subscribers.bindings[" + std::to_string(i) +
+                        "].prefix: " + b.prefix.to_string() + " is too wide to bind (" +
+                        (host_bits >= 32 ? std::string("2^") + std::to_string(host_bits)
+                                         : std::to_string(uint64_t{1} << host_bits)) +
+                        (b.prefix.family == 4 ? " addresses" : " subscriber prefixes") + "; at most " +
+                        std::to_string(uint64_t{1} << max_binding_host_bits) + " per binding)");
+            continue;
+        }
+        binding_entries += uint64_t{1} << host_bits;
+    }
+    return binding_entries;
+}
+
+// op25b (a mapping, checked by the caller): mode and action.
+void read_op25b(policy_reader& r, const yaml::node& op, policy& pol) {
+    r.check_keys(op, "op25b", {"mode", "action"});
+    if (op["mode"])
+        if (auto m = r.choice<op25b_mode>(op["mode"], "op25b.mode",
+                                          {{"enforce", op25b_mode::enforce}, {"monitor", op25b_mode::monitor}}))
+            pol.mode = *m;
+    if (op["action"])
+        if (auto a = r.choice<op25b_action>(op["action"], "op25b.action",
+                                            {{"reset", op25b_action::reset}, {"drop", op25b_action::drop}}))
+            pol.action = *a;
+}
+
+// radius and history (each a mapping, checked by the caller): where the
+// identity of subscribers comes from and how long its history is kept.
+void read_radius(policy_reader& r, const yaml::node& radius, policy& pol) {
+    r.check_keys(radius, "radius", {"listen", "clients_file"});
+    if (radius["listen"])
+        if (auto v = r.name(radius["listen"], "radius.listen")) pol.identity.radius_listen = *v;
+    if (radius["clients_file"])
+        if (auto v = r.name(radius["clients_file"], "radius.clients_file")) pol.identity.radius_clients_file = *v;
+    if (pol.identity.radius_listen.empty() != pol.identity.radius_clients_file.empty())
+        r.error(radius, "radius", "listen and clients_file go together");
+}
+
+void read_history(policy_reader& r, const yaml::node& history, policy& pol) {
+    r.check_keys(history, "history", {"database", "retention"});
+    if (history["database"])
+        if (auto v = r.name(history["database"], "history.database")) pol.identity.history_database = *v;
+    if (history["retention"])
+        if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
+}
+
+// tracking (a mapping, checked by the caller): the sizes of the per-worker
+// and shared tables, and the flow idle timeout.
+void read_tracking(policy_reader& r, const yaml::node& t, policy& pol) {
+    r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",
+                                 "max_bindings", "max_accounts"});
+    auto count = [&](const char* key, uint32_t& into, long long lo, long long hi) {
+        if (t[key])
+            if (auto v = r.integer(t[key], std::string("tracking.") + key, lo, hi)) into = static_cast<uint32_t>(*v);
+    };
+    count("flows_per_worker", pol.tracking.flows_per_worker, 64, 1 << 26);
+    count("subscribers_per_worker", pol.tracking.subscribers_per_worker, 64, 1 << 26);
+    count("max_bindings", pol.tracking.max_bindings, 64, 1 << 28);
+    count("max_accounts", pol.tracking.max_accounts, 64, 1 << 28);
+    if (t["flow_idle_timeout"])
+        if (auto d = r.duration(t["flow_idle_timeout"], "tracking.flow_idle_timeout"))
+            pol.tracking.flow_idle_timeout_ns = *d;
+}
+
+// The policy in `root`, read section by section. Every error is collected
+// (sections that depend on another are read after it: limits after
+// account_groups); any error throws policy_error with all of them in line order.
 policy read_policy(const yaml::node& root, const std::string& name) {
     policy pol;
     pol.source = name;
@@ -725,114 +844,18 @@ policy read_policy(const yaml::node& root, const std::string& name) {
     } else {
         r.error(root, "version", "missing (this release reads version: 1)");
     }
-
-    if (const auto ports = root["ports"]; ports && r.is_map(ports, "ports")) {
-        r.check_keys(ports, "ports", {"smtp", "submission", "implicit_tls"});
-        if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
-        if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
-        if (ports["implicit_tls"]) pol.implicit_tls_ports = r.ports(ports["implicit_tls"], "ports.implicit_tls");
-        // Either list may be the default; point at the one the operator wrote.
-        const bool explicit_submission = static_cast<bool>(ports["submission"]);
-        for (uint16_t p : pol.smtp_ports)
-            if (std::find(pol.submission_ports.begin(), pol.submission_ports.end(), p) != pol.submission_ports.end())
-                r.error(explicit_submission ? ports["submission"] : ports["smtp"],
-                        explicit_submission ? "ports.submission" : "ports.smtp",
-                        "port " + std::to_string(p) + " is in both ports.smtp and ports.submission" +
-                            (explicit_submission ? "" : " (default [587, 465])") +
-                            "; a port is blocked or it is not");
-    }
-
-    if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) {
-        r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length", "bindings"});
-        if (const auto b = subs["bindings"]) read_bindings(r, b, pol);
-        if (subs["dynamic"]) pol.dynamic_ranges = r.prefixes(subs["dynamic"], "subscribers.dynamic");
-        if (subs["static"]) pol.static_ranges = r.prefixes(subs["static"], "subscribers.static");
-        if (subs["ipv6_prefix_length"])
-            if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
-                pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
-        if (!pol.static_ranges.empty() && !pol.dynamic_ranges.empty()) {
-            // The static list is the short one: hashed, and the dynamic list (up to millions) scanned.
-            std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_line_of;   // static prefix -> dynamic line
-            for (const auto& s : pol.static_ranges) dynamic_line_of.emplace(s, 0);
-            for (const auto& d : pol.dynamic_ranges)
-                if (const auto it = dynamic_line_of.find(d); it != dynamic_line_of.end() && it->second == 0)
-                    it->second = d.line;
-            for (const auto& s : pol.static_ranges)
-                if (const int line = dynamic_line_of[s])
-                    r.error(subs["static"], "subscribers.static",
-                            s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(line) +
-                                "); a range is dynamic or static");
-        }
-    }
-
-    // A static binding becomes one table entry per IPv4 address or IPv6
-    // subscriber prefix it covers: bounded per binding, and in all by the table.
-    uint64_t binding_entries = 0;
-    for (size_t i = 0; i < pol.bindings.size(); ++i) {
-        const static_binding& b = pol.bindings[i];
-        const unsigned unit = b.prefix.family == 4 ? 32u : pol.ipv6_prefix_length;
-        const unsigned host_bits = unit - std::min<unsigned>(b.prefix.length, unit);
-        if (host_bits > max_binding_host_bits) {
-            r.add_error(name + ":" + std::to_string(b.line) + ": subscribers.bindings[" + std::to_string(i) +
-                        "].prefix: " + b.prefix.to_string() + " is too wide to bind (" +
-                        (host_bits >= 32 ? std::string("2^") + std::to_string(host_bits)
-                                         : std::to_string(uint64_t{1} << host_bits)) +
-                        (b.prefix.family == 4 ? " addresses" : " subscriber prefixes") + "; at most " +
-                        std::to_string(uint64_t{1} << max_binding_host_bits) + " per binding)");
-            continue;
-        }
-        binding_entries += uint64_t{1} << host_bits;
-    }
-
+    if (const auto ports = root["ports"]; ports && r.is_map(ports, "ports")) read_ports(r, ports, pol);
+    if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) read_subscribers(r, subs, pol);
+    const uint64_t binding_entries = binding_table_entries(r, pol);
     if (const auto relays = root["relays"]) pol.relays = r.prefixes(relays, "relays");
-
-    if (const auto op = root["op25b"]; op && r.is_map(op, "op25b")) {
-        r.check_keys(op, "op25b", {"mode", "action"});
-        if (op["mode"])
-            if (auto m = r.choice<op25b_mode>(op["mode"], "op25b.mode",
-                                              {{"enforce", op25b_mode::enforce}, {"monitor", op25b_mode::monitor}}))
-                pol.mode = *m;
-        if (op["action"])
-            if (auto a = r.choice<op25b_action>(op["action"], "op25b.action",
-                                                {{"reset", op25b_action::reset}, {"drop", op25b_action::drop}}))
-                pol.action = *a;
-    }
-
-    if (const auto radius = root["radius"]; radius && r.is_map(radius, "radius")) {
-        r.check_keys(radius, "radius", {"listen", "clients_file"});
-        if (radius["listen"])
-            if (auto v = r.name(radius["listen"], "radius.listen")) pol.identity.radius_listen = *v;
-        if (radius["clients_file"])
-            if (auto v = r.name(radius["clients_file"], "radius.clients_file")) pol.identity.radius_clients_file = *v;
-        if (pol.identity.radius_listen.empty() != pol.identity.radius_clients_file.empty())
-            r.error(radius, "radius", "listen and clients_file go together");
-    }
-    if (const auto history = root["history"]; history && r.is_map(history, "history")) {
-        r.check_keys(history, "history", {"database", "retention"});
-        if (history["database"])
-            if (auto v = r.name(history["database"], "history.database")) pol.identity.history_database = *v;
-        if (history["retention"])
-            if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
-    }
+    if (const auto op = root["op25b"]; op && r.is_map(op, "op25b")) read_op25b(r, op, pol);
+    if (const auto radius = root["radius"]; radius && r.is_map(radius, "radius")) read_radius(r, radius, pol);
+    if (const auto history = root["history"]; history && r.is_map(history, "history")) read_history(r, history, pol);
     if (const auto ev = root["events"]; ev && r.is_map(ev, "events")) read_events(r, ev, pol);
     if (const auto groups = root["account_groups"]) read_account_groups(r, groups, pol);
     if (const auto insp = root["inspection"]; insp && r.is_map(insp, "inspection")) read_inspection(r, insp, pol);
     if (const auto limits = root["limits"]) read_limits(r, limits, pol);
-    if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) {
-        r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",
-                                     "max_bindings", "max_accounts"});
-        auto count = [&](const char* key, uint32_t& into, long long lo, long long hi) {
-            if (t[key])
-                if (auto v = r.integer(t[key], std::string("tracking.") + key, lo, hi)) into = static_cast<uint32_t>(*v);
-        };
-        count("flows_per_worker", pol.tracking.flows_per_worker, 64, 1 << 26);
-        count("subscribers_per_worker", pol.tracking.subscribers_per_worker, 64, 1 << 26);
-        count("max_bindings", pol.tracking.max_bindings, 64, 1 << 28);
-        count("max_accounts", pol.tracking.max_accounts, 64, 1 << 28);
-        if (t["flow_idle_timeout"])
-            if (auto d = r.duration(t["flow_idle_timeout"], "tracking.flow_idle_timeout"))
-                pol.tracking.flow_idle_timeout_ns = *d;
-    }
+    if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) read_tracking(r, t, pol);
 
     if (binding_entries > pol.tracking.max_bindings)
         r.add_error(name + ":" + std::to_string(pol.line_of("subscribers.bindings")) + ": subscribers.bindings: " +
