@@ -68,6 +68,13 @@ std::optional<std::string> account_value(const std::string& name, const std::str
     return name;
 }
 
+// A body's 'account' field: a non-empty printable string within api_max_account_bytes.
+std::optional<std::string> account_field(const json& j, std::string& why) {
+    const auto text = string_field(j, "account", why);
+    if (!text) return std::nullopt;
+    return account_value(*text, "field 'account'", why);
+}
+
 // The first argument whose name or value is not printable UTF-8, as the refusal.
 std::optional<std::string> unprintable_argument(const api_request& r) {
     for (const auto& [key, value] : r.query) {
@@ -232,9 +239,7 @@ refusal read_bindings_add(const api_request& r, api_command& c) {
     if (!j) return error(400, why);
     const auto prefix_text = string_field(*j, "prefix", why);
     if (!prefix_text) return error(400, why);
-    const auto account_text = string_field(*j, "account", why);
-    if (!account_text) return error(400, why);
-    const auto account = account_value(*account_text, "field 'account'", why);
+    const auto account = account_field(*j, why);
     if (!account) return error(400, why);
     const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
     if (!prefix) return error(400, why);
@@ -271,9 +276,7 @@ refusal read_account_change(const api_request& r, api_command& c) {
     std::string why;
     const auto j = body_json(r, why);
     if (!j) return error(400, why);
-    const auto account_text = string_field(*j, "account", why);
-    if (!account_text) return error(400, why);
-    const auto account = account_value(*account_text, "field 'account'", why);
+    const auto account = account_field(*j, why);
     if (!account) return error(400, why);
     c.account = *account;
     return std::nullopt;
