@@ -184,50 +184,45 @@ uint64_t replay_affinity(dpdk_data_plane& gw, const parsed_packet& p, ingress si
     return subscriber_key_hash(key);
 }
 
-}  // namespace
+// The replay's files as absolute paths, which net_pcap takes as device
+// arguments: the capture and the two frame outputs in the output directory
+// (created here). Throws std::runtime_error for a path a device argument
+// cannot carry.
+struct replay_paths {
+    std::string out_dir;
+    std::string capture;
+    std::string to_core;
+    std::string to_access;
+};
 
-int run_replay(const replay_options& opt) {
-    // summary.json is written last, by a replay that read the whole capture:
-    // one an earlier replay left in DIR goes first, whatever fails below.
-    std::error_code no_summary;
-    std::filesystem::remove(std::filesystem::path(opt.out_dir) / "summary.json", no_summary);
-    const policy pol = load_policy_file(opt.policy_path);  // policy_error goes to the caller
-    if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
-        throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
-    const uint64_t capture_records = check_capture(opt.capture);
+replay_paths prepare_paths(const replay_options& opt) {
     std::filesystem::create_directories(opt.out_dir);
-    const std::string out_dir = std::filesystem::absolute(opt.out_dir).string();
-    const std::string capture = std::filesystem::absolute(opt.capture).string();
-    const std::string to_core = out_dir + "/to-core.pcap";
-    const std::string to_access = out_dir + "/to-access.pcap";
-    for (const auto& p : {capture, to_core, to_access}) check_devarg_path(p);
+    replay_paths paths;
+    paths.out_dir = std::filesystem::absolute(opt.out_dir).string();
+    paths.capture = std::filesystem::absolute(opt.capture).string();
+    paths.to_core = paths.out_dir + "/to-core.pcap";
+    paths.to_access = paths.out_dir + "/to-access.pcap";
+    for (const auto& p : {paths.capture, paths.to_core, paths.to_access}) check_devarg_path(p);
+    return paths;
+}
 
+eal_request replay_eal_request(const replay_options& opt, const replay_paths& paths) {
     eal_request req;
     req.workers = opt.workers;
     req.explicit_args = opt.eal_args;
-    req.vdevs = {"net_pcap_replay_in,rx_pcap=" + capture, "net_pcap_to_access,tx_pcap=" + to_access,
-                 "net_pcap_to_core,tx_pcap=" + to_core};
-    eal_session eal("sekishod", req);
-    if (rte_lcore_count() < opt.workers + 1)
-        throw std::runtime_error("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; " +
-                                 std::to_string(opt.workers + 1) + " needed (control + workers)");
+    req.vdevs = {"net_pcap_replay_in,rx_pcap=" + paths.capture, "net_pcap_to_access,tx_pcap=" + paths.to_access,
+                 "net_pcap_to_core,tx_pcap=" + paths.to_core};
+    return req;
+}
 
-    dpdk_data_plane_config cfg;
-    cfg.workers = opt.workers;
-    cfg.event_ring_capacity = pol.events.ring_size;
-    cfg.mbufs = 8192 + opt.workers * (input_ring_size + output_ring_size);
-    cfg.events_path = out_dir + "/events.jsonl";
-    cfg.packet_clock = true;
-    std::filesystem::remove(cfg.events_path);
-    dpdk_data_plane gw(pol, cfg);
-
-    const uint16_t in_port = port_by_name("net_pcap_replay_in");
-    const uint16_t out_port[ingress_count] = {port_by_name("net_pcap_to_access"), port_by_name("net_pcap_to_core")};
-    for (uint16_t p : {in_port, out_port[0], out_port[1]}) start_port(port_setup{.port_id = p}, gw.pool());
-
-    std::atomic<bool> input_done{false};
+// `count` replay_workers, each with its input and output ring,
+// launched on the EAL's worker lcores in order. The rings are freed by
+// free_worker_rings() once the workers have ended. `input_done` must outlive
+// the workers. Throws std::runtime_error when a ring cannot be created.
+std::vector<std::unique_ptr<replay_worker>> launch_workers(dpdk_data_plane& gw, unsigned count,
+                                                           const std::atomic<bool>& input_done) {
     std::vector<std::unique_ptr<replay_worker>> workers;
-    for (unsigned w = 0; w < opt.workers; ++w) {
+    for (unsigned w = 0; w < count; ++w) {
         auto rw = std::make_unique<replay_worker>();
         rw->id = w;
         rw->gw = &gw;
@@ -245,9 +240,25 @@ int run_replay(const replay_options& opt) {
         if (next == workers.size()) break;
         rte_eal_remote_launch(replay_worker_main, workers[next++].get(), lcore);
     }
+    return workers;
+}
 
-    worker_counters& control = gw.counters(opt.workers);
-    auto drain_outputs = [&] {
+void free_worker_rings(std::vector<std::unique_ptr<replay_worker>>& workers) {
+    for (auto& w : workers) {
+        rte_ring_free(w->in);
+        rte_ring_free(w->out);
+    }
+}
+
+// What the workers judged, sent out on the control lcore: each worker's
+// output ring drained in turn, runs of one side transmitted as one burst on
+// that side's output port (counted in the control lcore's counters).
+struct replay_outputs {
+    std::vector<std::unique_ptr<replay_worker>>& workers;
+    const uint16_t (&out_port)[ingress_count];
+    worker_counters& control;
+
+    void drain() {
         rte_mbuf* batch[64];
         for (auto& w : workers) {
             unsigned n;
@@ -261,10 +272,13 @@ int run_replay(const replay_options& opt) {
                 }
             }
         }
-    };
+    }
+};
 
-    // Read the capture in order; decide each frame's side; hand it to the
-    // worker that owns its subscriber.
+// Reads the capture in order; decides each frame's side; hands it to the
+// worker that owns its subscriber. Returns at the end of the file (net_pcap's
+// first empty burst that is not for want of an mbuf).
+void feed_capture(dpdk_data_plane& gw, uint16_t in_port, unsigned worker_count, replay_outputs& outputs) {
     const compiled_policy& policy = *gw.store().current();
     rte_mbuf* rx[burst_size];
     uint64_t nombuf_seen = 0;
@@ -277,7 +291,7 @@ int run_replay(const replay_options& opt) {
             rte_eth_stats_get(in_port, &st);
             if (st.rx_nombuf == nombuf_seen) break;
             nombuf_seen = st.rx_nombuf;
-            drain_outputs();
+            outputs.drain();
             continue;
         }
         for (uint16_t i = 0; i < n; ++i) {
@@ -287,40 +301,35 @@ int run_replay(const replay_options& opt) {
             const bool from_access = p.ip_version == 0 || source_class(p, policy) != subscriber_class::none;
             const ingress side = from_access ? ingress::access : ingress::core;
             m->port = static_cast<uint16_t>(side);
-            const unsigned w = static_cast<unsigned>(replay_affinity(gw, p, side, policy) % opt.workers);
-            while (rte_ring_sp_enqueue(workers[w]->in, m) != 0) drain_outputs();
+            const unsigned w = static_cast<unsigned>(replay_affinity(gw, p, side, policy) % worker_count);
+            while (rte_ring_sp_enqueue(outputs.workers[w]->in, m) != 0) outputs.drain();
         }
-        drain_outputs();
+        outputs.drain();
         gw.drain_events();
     }
+}
+
+// Tells the workers the input has ended and sends out what they judge until
+// every one has finished and returned; then the last of it.
+void finish_workers(dpdk_data_plane& gw, std::atomic<bool>& input_done, replay_outputs& outputs) {
     input_done.store(true, std::memory_order_release);
     for (;;) {
         bool all = true;
-        for (auto& w : workers) all = all && w->finished.load(std::memory_order_acquire);
-        drain_outputs();
+        for (auto& w : outputs.workers) all = all && w->finished.load(std::memory_order_acquire);
+        outputs.drain();
         gw.drain_events();
         if (all) break;
         rte_pause();
     }
     rte_eal_mp_wait_lcore();
-    drain_outputs();
+    outputs.drain();
     gw.drain_events();
-    // net_pcap ends at a read error as at the end of the file: it must have
-    // read exactly what check_capture() read (the file may have changed since).
-    rte_eth_stats in_stats{};
-    rte_eth_stats_get(in_port, &in_stats);
-    for (uint16_t p : {in_port, out_port[0], out_port[1]}) stop_port(p);  // flushes the dumpers
-    for (auto& w : workers) {
-        rte_ring_free(w->in);
-        rte_ring_free(w->out);
-    }
-    if (in_stats.ipackets != capture_records || in_stats.ierrors != 0)
-        throw std::runtime_error(opt.capture + ": net_pcap read " + std::to_string(in_stats.ipackets) + " of its " +
-                                 std::to_string(capture_records) + " records (" + std::to_string(in_stats.ierrors) +
-                                 " read errors, " + std::to_string(in_stats.rx_nombuf) +
-                                 " without an mbuf): the capture changed during the replay, or frames were lost; "
-                                 "no summary written");
+}
 
+// summary.json for a replay that read the whole capture, and the lines
+// printed for the operator.
+void write_replay_summary(const replay_options& opt, const policy& pol, dpdk_data_plane& gw,
+                          const std::string& out_dir) {
     nlohmann::json report = counters_json(gw.all_counters());
     report["mode"] = "replay";
     report["capture"] = opt.capture;
@@ -334,6 +343,57 @@ int run_replay(const replay_options& opt) {
               << to_string(pol.mode) << ", " << to_string(pol.action) << ", " << opt.workers << " worker"
               << (opt.workers == 1 ? "" : "s") << ")\n"
               << human_summary(report) << "wrote " << opt.out_dir << "/{to-core.pcap,to-access.pcap,summary.json,events.jsonl}\n";
+}
+
+}  // namespace
+
+int run_replay(const replay_options& opt) {
+    // summary.json is written last, by a replay that read the whole capture:
+    // one an earlier replay left in DIR goes first, whatever fails below.
+    std::error_code no_summary;
+    std::filesystem::remove(std::filesystem::path(opt.out_dir) / "summary.json", no_summary);
+    const policy pol = load_policy_file(opt.policy_path);  // policy_error goes to the caller
+    if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
+        throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
+    const uint64_t capture_records = check_capture(opt.capture);
+    const replay_paths paths = prepare_paths(opt);
+
+    eal_session eal("sekishod", replay_eal_request(opt, paths));
+    if (rte_lcore_count() < opt.workers + 1)
+        throw std::runtime_error("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; " +
+                                 std::to_string(opt.workers + 1) + " needed (control + workers)");
+
+    dpdk_data_plane_config cfg;
+    cfg.workers = opt.workers;
+    cfg.event_ring_capacity = pol.events.ring_size;
+    cfg.mbufs = 8192 + opt.workers * (input_ring_size + output_ring_size);
+    cfg.events_path = paths.out_dir + "/events.jsonl";
+    cfg.packet_clock = true;
+    std::filesystem::remove(cfg.events_path);
+    dpdk_data_plane gw(pol, cfg);
+
+    const uint16_t in_port = port_by_name("net_pcap_replay_in");
+    const uint16_t out_port[ingress_count] = {port_by_name("net_pcap_to_access"), port_by_name("net_pcap_to_core")};
+    for (uint16_t p : {in_port, out_port[0], out_port[1]}) start_port(port_setup{.port_id = p}, gw.pool());
+
+    std::atomic<bool> input_done{false};
+    std::vector<std::unique_ptr<replay_worker>> workers = launch_workers(gw, opt.workers, input_done);
+    replay_outputs outputs{workers, out_port, gw.counters(opt.workers)};
+    feed_capture(gw, in_port, opt.workers, outputs);
+    finish_workers(gw, input_done, outputs);
+    // net_pcap ends at a read error as at the end of the file: it must have
+    // read exactly what check_capture() read (the file may have changed since).
+    rte_eth_stats in_stats{};
+    rte_eth_stats_get(in_port, &in_stats);
+    for (uint16_t p : {in_port, out_port[0], out_port[1]}) stop_port(p);  // flushes the dumpers
+    free_worker_rings(workers);
+    if (in_stats.ipackets != capture_records || in_stats.ierrors != 0)
+        throw std::runtime_error(opt.capture + ": net_pcap read " + std::to_string(in_stats.ipackets) + " of its " +
+                                 std::to_string(capture_records) + " records (" + std::to_string(in_stats.ierrors) +
+                                 " read errors, " + std::to_string(in_stats.rx_nombuf) +
+                                 " without an mbuf): the capture changed during the replay, or frames were lost; "
+                                 "no summary written");
+    write_replay_summary(opt, pol, gw, paths.out_dir);
     return 0;
 }
 

@@ -68,6 +68,13 @@ std::optional<std::string> account_value(const std::string& name, const std::str
     return name;
 }
 
+// A body's 'account' field: a non-empty printable string within api_max_account_bytes.
+std::optional<std::string> account_field(const json& j, std::string& why) {
+    const auto text = string_field(j, "account", why);
+    if (!text) return std::nullopt;
+    return account_value(*text, "field 'account'", why);
+}
+
 // The first argument whose name or value is not printable UTF-8, as the refusal.
 std::optional<std::string> unprintable_argument(const api_request& r) {
     for (const auto& [key, value] : r.query) {
@@ -209,6 +216,156 @@ bool needs_accounts(api_endpoint e) {
            e == api_endpoint::account_resume;
 }
 
+namespace {
+
+// Each endpoint's arguments and body, read into `c`: the first refusal (status
+// and message for the client), or nullopt when `c` is complete.
+using refusal = std::optional<api_response>;
+
+refusal read_bindings_list(const api_request& r, api_command& c) {
+    std::string why;
+    const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
+    if (!limit) return error(400, why);
+    c.limit = *limit;
+    const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+    if (!account) return error(400, why);
+    c.account = *account;
+    return std::nullopt;
+}
+
+refusal read_bindings_add(const api_request& r, api_command& c) {
+    std::string why;
+    const auto j = body_json(r, why);
+    if (!j) return error(400, why);
+    const auto prefix_text = string_field(*j, "prefix", why);
+    if (!prefix_text) return error(400, why);
+    const auto account = account_field(*j, why);
+    if (!account) return error(400, why);
+    const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
+    if (!prefix) return error(400, why);
+    c.prefix = *prefix;
+    c.account = *account;
+    return std::nullopt;
+}
+
+refusal read_bindings_del(const api_request& r, api_command& c) {
+    std::string why;
+    const std::string text = arg(r, "prefix");
+    if (text.empty()) return error(400, "argument 'prefix' is required");
+    const auto prefix = prefix_value(text, "argument 'prefix'", why);
+    if (!prefix) return error(400, why);
+    c.prefix = *prefix;
+    return std::nullopt;
+}
+
+refusal read_whois(const api_request& r, int64_t now, api_command& c) {
+    std::string why;
+    const std::string text = arg(r, "address");
+    if (text.empty()) return error(400, "argument 'address' is required");
+    const auto address = prefix_value(text, "argument 'address'", why);
+    if (!address) return error(400, why);
+    c.prefix = *address;
+    const auto at = time_arg(r, "at", now, why);
+    if (!at) return error(400, why);
+    c.at = *at;
+    return std::nullopt;
+}
+
+// Suspend and resume: the body names the account.
+refusal read_account_change(const api_request& r, api_command& c) {
+    std::string why;
+    const auto j = body_json(r, why);
+    if (!j) return error(400, why);
+    const auto account = account_field(*j, why);
+    if (!account) return error(400, why);
+    c.account = *account;
+    return std::nullopt;
+}
+
+refusal read_events(const api_request& r, api_command& c) {
+    std::string why;
+    const auto n = unsigned_arg(r, "n", 50, 100000, why);
+    if (!n) return error(400, why);
+    const auto since = unsigned_arg(r, "since_ns", 0, UINT64_MAX, why);
+    if (!since) return error(400, why);
+    c.n = *n;
+    c.since_ns = *since;
+    c.type = arg(r, "type");
+    if (!c.type.empty() && !is_event_type(c.type)) {
+        std::string known;
+        for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
+        return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
+    }
+    if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
+        const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
+        if (!canonical) return error(400, why);
+        c.subscriber = *canonical;
+    }
+    const auto account = account_value(arg(r, "account"), "argument 'account'", why);
+    if (!account) return error(400, why);
+    c.account = *account;
+    return std::nullopt;
+}
+
+refusal read_report(const api_request& r, int64_t now, api_command& c) {
+    std::string why;
+    const auto since = time_arg(r, "since", 0, why);
+    if (!since) return error(400, why);
+    const auto until = time_arg(r, "until", now, why);
+    if (!until) return error(400, why);
+    if (*since > *until) return error(400, "argument 'since' is after 'until'");
+    c.since = *since;
+    c.until = *until;
+    const std::string format = arg(r, "format", "json");
+    if (format != "json" && format != "csv") return error(400, "argument 'format': json or csv");
+    c.csv = format == "csv";
+    return std::nullopt;
+}
+
+refusal read_top(const api_request& r, int64_t now, api_command& c) {
+    c.window_text = arg(r, "window", "1h");
+    const auto window = parse_duration(c.window_text);
+    if (!window) return error(400, "argument 'window': '" + c.window_text + "' is not a duration");
+    c.window_ns = *window;
+    c.by = arg(r, "by", "messages");
+    if (c.by != "messages" && c.by != "recipients" && c.by != "rejected_recipients" && c.by != "sessions" &&
+        c.by != "events" && c.by != "op25b_block" && c.by != "limit_exceeded" && c.by != "account_suspended" &&
+        c.by != "score")
+        return error(400, "argument 'by': messages, recipients, rejected_recipients, sessions, events, "
+                          "op25b_block, limit_exceeded, account_suspended or score");
+    c.since = now - static_cast<int64_t>(c.window_ns / 1'000'000'000ull);
+    return std::nullopt;
+}
+
+// The endpoint's own arguments and body, read into `c`.
+refusal read_endpoint_arguments(const api_request& r, int64_t now, api_command& c) {
+    switch (c.endpoint) {
+        case api_endpoint::status:
+        case api_endpoint::policy_show:
+        case api_endpoint::policy_rollback:
+            return std::nullopt;
+        case api_endpoint::policy_apply:
+            c.dry_run = flag_arg(r, "dry_run");
+            if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
+            return std::nullopt;
+        case api_endpoint::bindings_list: return read_bindings_list(r, c);
+        case api_endpoint::bindings_add: return read_bindings_add(r, c);
+        case api_endpoint::bindings_del: return read_bindings_del(r, c);
+        case api_endpoint::whois: return read_whois(r, now, c);
+        case api_endpoint::accounts_list:
+            c.only_suspended = flag_arg(r, "suspended");
+            return std::nullopt;
+        case api_endpoint::account_suspend:
+        case api_endpoint::account_resume: return read_account_change(r, c);
+        case api_endpoint::events: return read_events(r, c);
+        case api_endpoint::report: return read_report(r, now, c);
+        case api_endpoint::top: return read_top(r, now, c);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 std::variant<api_command, api_response> parse_api_request(const api_request& r, int64_t now) {
     const auto endpoint = api_endpoint_of(r.method, r.path);
     if (!endpoint)
@@ -217,124 +374,7 @@ std::variant<api_command, api_response> parse_api_request(const api_request& r, 
     if (const auto bad = unprintable_argument(r)) return error(400, *bad);
     api_command c;
     c.endpoint = *endpoint;
-    std::string why;
-    switch (c.endpoint) {
-        case api_endpoint::status:
-        case api_endpoint::policy_show:
-        case api_endpoint::policy_rollback:
-            break;
-        case api_endpoint::policy_apply:
-            c.dry_run = flag_arg(r, "dry_run");
-            if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
-            break;
-        case api_endpoint::bindings_list: {
-            const auto limit = unsigned_arg(r, "limit", 1000, 1'000'000, why);
-            if (!limit) return error(400, why);
-            c.limit = *limit;
-            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
-            if (!account) return error(400, why);
-            c.account = *account;
-            break;
-        }
-        case api_endpoint::bindings_add: {
-            const auto j = body_json(r, why);
-            if (!j) return error(400, why);
-            const auto prefix_text = string_field(*j, "prefix", why);
-            if (!prefix_text) return error(400, why);
-            const auto account_text = string_field(*j, "account", why);
-            if (!account_text) return error(400, why);
-            const auto account = account_value(*account_text, "field 'account'", why);
-            if (!account) return error(400, why);
-            const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
-            if (!prefix) return error(400, why);
-            c.prefix = *prefix;
-            c.account = *account;
-            break;
-        }
-        case api_endpoint::bindings_del: {
-            const std::string text = arg(r, "prefix");
-            if (text.empty()) return error(400, "argument 'prefix' is required");
-            const auto prefix = prefix_value(text, "argument 'prefix'", why);
-            if (!prefix) return error(400, why);
-            c.prefix = *prefix;
-            break;
-        }
-        case api_endpoint::whois: {
-            const std::string text = arg(r, "address");
-            if (text.empty()) return error(400, "argument 'address' is required");
-            const auto address = prefix_value(text, "argument 'address'", why);
-            if (!address) return error(400, why);
-            c.prefix = *address;
-            const auto at = time_arg(r, "at", now, why);
-            if (!at) return error(400, why);
-            c.at = *at;
-            break;
-        }
-        case api_endpoint::accounts_list:
-            c.only_suspended = flag_arg(r, "suspended");
-            break;
-        case api_endpoint::account_suspend:
-        case api_endpoint::account_resume: {
-            const auto j = body_json(r, why);
-            if (!j) return error(400, why);
-            const auto account_text = string_field(*j, "account", why);
-            if (!account_text) return error(400, why);
-            const auto account = account_value(*account_text, "field 'account'", why);
-            if (!account) return error(400, why);
-            c.account = *account;
-            break;
-        }
-        case api_endpoint::events: {
-            const auto n = unsigned_arg(r, "n", 50, 100000, why);
-            if (!n) return error(400, why);
-            const auto since = unsigned_arg(r, "since_ns", 0, UINT64_MAX, why);
-            if (!since) return error(400, why);
-            c.n = *n;
-            c.since_ns = *since;
-            c.type = arg(r, "type");
-            if (!c.type.empty() && !is_event_type(c.type)) {
-                std::string known;
-                for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
-                return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
-            }
-            if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
-                const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
-                if (!canonical) return error(400, why);
-                c.subscriber = *canonical;
-            }
-            const auto account = account_value(arg(r, "account"), "argument 'account'", why);
-            if (!account) return error(400, why);
-            c.account = *account;
-            break;
-        }
-        case api_endpoint::report: {
-            const auto since = time_arg(r, "since", 0, why);
-            if (!since) return error(400, why);
-            const auto until = time_arg(r, "until", now, why);
-            if (!until) return error(400, why);
-            if (*since > *until) return error(400, "argument 'since' is after 'until'");
-            c.since = *since;
-            c.until = *until;
-            const std::string format = arg(r, "format", "json");
-            if (format != "json" && format != "csv") return error(400, "argument 'format': json or csv");
-            c.csv = format == "csv";
-            break;
-        }
-        case api_endpoint::top: {
-            c.window_text = arg(r, "window", "1h");
-            const auto window = parse_duration(c.window_text);
-            if (!window) return error(400, "argument 'window': '" + c.window_text + "' is not a duration");
-            c.window_ns = *window;
-            c.by = arg(r, "by", "messages");
-            if (c.by != "messages" && c.by != "recipients" && c.by != "rejected_recipients" && c.by != "sessions" &&
-                c.by != "events" && c.by != "op25b_block" && c.by != "limit_exceeded" && c.by != "account_suspended" &&
-                c.by != "score")
-                return error(400, "argument 'by': messages, recipients, rejected_recipients, sessions, events, "
-                                  "op25b_block, limit_exceeded, account_suspended or score");
-            c.since = now - static_cast<int64_t>(c.window_ns / 1'000'000'000ull);
-            break;
-        }
-    }
+    if (auto refused = read_endpoint_arguments(r, now, c)) return std::move(*refused);
     return c;
 }
 

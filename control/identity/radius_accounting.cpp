@@ -203,6 +203,105 @@ result<packet_header> parse_header(std::span<const uint8_t> d) {
     return h;
 }
 
+namespace {
+
+// One attribute of an Accounting-Request, its Length already checked to fit
+// the packet. Every refusal names the attribute and its offset (`where`).
+// `first_seen` is shared by every attribute of one packet: the offset of each
+// type's first occurrence, 0 while not yet seen.
+struct attribute_reader {
+    uint8_t type;
+    uint8_t len;
+    const uint8_t* whole;   // the attribute as received: type, Length, value
+    const uint8_t* v;       // the value: len - 2 octets
+    size_t vlen;
+    size_t off;
+    std::string where;
+    std::array<int, 256>& first_seen;
+
+    std::optional<std::string> expect_len(size_t want) const {
+        if (len == want) return std::nullopt;
+        return where + ": length " + std::to_string(len) + ", expected " + std::to_string(want);
+    }
+    std::optional<std::string> once() {
+        if (first_seen[type] == 0) {
+            first_seen[type] = static_cast<int>(off);
+            return std::nullopt;
+        }
+        return where + ": appears a second time (first at offset " + std::to_string(first_seen[type]) +
+               "); it may appear once";
+    }
+    std::optional<std::string> text(std::optional<std::string>& out) {
+        if (len < 3)
+            return where + ": length " + std::to_string(len) + ", a text attribute needs at least 3 (RFC 2865 5)";
+        if (auto e = once()) return e;
+        out.emplace(reinterpret_cast<const char*>(v), vlen);
+        return std::nullopt;
+    }
+    std::optional<std::string> integer(std::optional<uint32_t>& out) {
+        if (auto e = expect_len(6)) return e;
+        if (auto e = once()) return e;
+        out = get32(v);
+        return std::nullopt;
+    }
+    std::optional<std::string> address(std::optional<ip_prefix>& out, uint8_t family) {
+        if (auto e = expect_len(family == 4 ? 6 : 18)) return e;
+        if (auto e = once()) return e;
+        out = host_prefix(family, v);
+        return std::nullopt;
+    }
+    // RFC 3162 2.3 / RFC 4818 / RFC 8044 3.11: Reserved, Prefix-Length,
+    // then at least ceil(Prefix-Length / 8) prefix octets, at most 16.
+    std::optional<std::string> ipv6_prefix(std::vector<ip_prefix>& out) const {
+        if (len < 4 || len > 20)
+            return where + ": length " + std::to_string(len) + ", an IPv6 prefix attribute is 4 to 20 octets";
+        const unsigned plen = v[1];
+        if (plen > 128)
+            return where + ": prefix length " + std::to_string(plen) + " exceeds 128";
+        const size_t octets = vlen - 2;
+        if (octets * 8 < plen)
+            return where + ": prefix length /" + std::to_string(plen) + " needs " + std::to_string((plen + 7) / 8) +
+                   " prefix octets, the attribute carries " + std::to_string(octets);
+        ip_prefix p;
+        p.family = 6;
+        p.length = static_cast<uint8_t>(plen);
+        std::copy_n(v + 2, octets, p.bytes.begin());
+        for (unsigned bit = plen; bit < octets * 8; ++bit)
+            if (p.bytes[bit / 8] & (0x80 >> (bit % 8)))
+                return where + ": " + address_text(p) + " has bits set beyond its prefix length /" +
+                       std::to_string(plen);
+        out.push_back(p);
+        return std::nullopt;
+    }
+};
+
+// Stores one attribute into `req`, or says why the packet is refused.
+// Attributes Sekisho does not use (Vendor-Specific among them) are skipped.
+// Proxy-State is kept whole (type and length too): the reply echoes it.
+std::optional<std::string> read_attribute(attribute_reader& a, accounting_request& req) {
+    switch (a.type) {
+        case attr_user_name: return a.text(req.user_name);
+        case attr_acct_session_id: return a.text(req.session_id);
+        case attr_nas_identifier: return a.text(req.nas_identifier);
+        case attr_acct_status_type: return a.integer(req.status_type);
+        case attr_acct_delay_time: return a.integer(req.delay_time);
+        case attr_acct_session_time: return a.integer(req.session_time);
+        case attr_event_timestamp: return a.integer(req.event_timestamp);
+        case attr_framed_ip_address: return a.address(req.framed_ip, 4);
+        case attr_nas_ip_address: return a.address(req.nas_ip, 4);
+        case attr_nas_ipv6_address: return a.address(req.nas_ipv6, 6);
+        case attr_framed_ipv6_prefix: return a.ipv6_prefix(req.framed_ipv6_prefixes);
+        case attr_delegated_ipv6_prefix: return a.ipv6_prefix(req.delegated_ipv6_prefixes);
+        case attr_proxy_state:
+            if (a.len < 3) return a.where + ": length " + std::to_string(a.len) + ", Proxy-State needs at least 3";
+            req.proxy_state.insert(req.proxy_state.end(), a.whole, a.whole + a.len);
+            return std::nullopt;
+        default: return std::nullopt;
+    }
+}
+
+}  // namespace
+
 result<accounting_request> parse_accounting_request(std::span<const uint8_t> d) {
     using R = result<accounting_request>;
     const auto header = parse_header(d);
@@ -228,85 +327,8 @@ result<accounting_request> parse_accounting_request(std::span<const uint8_t> d) 
         if (len > left)
             return R::failure(where + ": length " + std::to_string(len) + " runs past the end of the packet (" +
                               std::to_string(left) + " octets left)");
-        const uint8_t* v = &d[off + 2];
-        const size_t vlen = len - 2u;
-
-        auto expect_len = [&](size_t want) -> std::optional<std::string> {
-            if (len == want) return std::nullopt;
-            return where + ": length " + std::to_string(len) + ", expected " + std::to_string(want);
-        };
-        auto once = [&]() -> std::optional<std::string> {
-            if (first_seen[type] == 0) {
-                first_seen[type] = static_cast<int>(off);
-                return std::nullopt;
-            }
-            return where + ": appears a second time (first at offset " + std::to_string(first_seen[type]) +
-                   "); it may appear once";
-        };
-        auto text = [&](std::optional<std::string>& out) -> std::optional<std::string> {
-            if (len < 3)
-                return where + ": length " + std::to_string(len) + ", a text attribute needs at least 3 (RFC 2865 5)";
-            if (auto e = once()) return e;
-            out.emplace(reinterpret_cast<const char*>(v), vlen);
-            return std::nullopt;
-        };
-        auto integer = [&](std::optional<uint32_t>& out) -> std::optional<std::string> {
-            if (auto e = expect_len(6)) return e;
-            if (auto e = once()) return e;
-            out = get32(v);
-            return std::nullopt;
-        };
-        auto address = [&](std::optional<ip_prefix>& out, uint8_t family) -> std::optional<std::string> {
-            if (auto e = expect_len(family == 4 ? 6 : 18)) return e;
-            if (auto e = once()) return e;
-            out = host_prefix(family, v);
-            return std::nullopt;
-        };
-        // RFC 3162 2.3 / RFC 4818 / RFC 8044 3.11: Reserved, Prefix-Length,
-        // then at least ceil(Prefix-Length / 8) prefix octets, at most 16.
-        auto ipv6_prefix = [&](std::vector<ip_prefix>& out) -> std::optional<std::string> {
-            if (len < 4 || len > 20)
-                return where + ": length " + std::to_string(len) + ", an IPv6 prefix attribute is 4 to 20 octets";
-            const unsigned plen = v[1];
-            if (plen > 128)
-                return where + ": prefix length " + std::to_string(plen) + " exceeds 128";
-            const size_t octets = vlen - 2;
-            if (octets * 8 < plen)
-                return where + ": prefix length /" + std::to_string(plen) + " needs " + std::to_string((plen + 7) / 8) +
-                       " prefix octets, the attribute carries " + std::to_string(octets);
-            ip_prefix p;
-            p.family = 6;
-            p.length = static_cast<uint8_t>(plen);
-            std::copy_n(v + 2, octets, p.bytes.begin());
-            for (unsigned bit = plen; bit < octets * 8; ++bit)
-                if (p.bytes[bit / 8] & (0x80 >> (bit % 8)))
-                    return where + ": " + address_text(p) + " has bits set beyond its prefix length /" +
-                           std::to_string(plen);
-            out.push_back(p);
-            return std::nullopt;
-        };
-
-        std::optional<std::string> error;
-        switch (type) {
-            case attr_user_name: error = text(req.user_name); break;
-            case attr_acct_session_id: error = text(req.session_id); break;
-            case attr_nas_identifier: error = text(req.nas_identifier); break;
-            case attr_acct_status_type: error = integer(req.status_type); break;
-            case attr_acct_delay_time: error = integer(req.delay_time); break;
-            case attr_acct_session_time: error = integer(req.session_time); break;
-            case attr_event_timestamp: error = integer(req.event_timestamp); break;
-            case attr_framed_ip_address: error = address(req.framed_ip, 4); break;
-            case attr_nas_ip_address: error = address(req.nas_ip, 4); break;
-            case attr_nas_ipv6_address: error = address(req.nas_ipv6, 6); break;
-            case attr_framed_ipv6_prefix: error = ipv6_prefix(req.framed_ipv6_prefixes); break;
-            case attr_delegated_ipv6_prefix: error = ipv6_prefix(req.delegated_ipv6_prefixes); break;
-            case attr_proxy_state:
-                if (len < 3) error = where + ": length " + std::to_string(len) + ", Proxy-State needs at least 3";
-                else req.proxy_state.insert(req.proxy_state.end(), &d[off], &d[off] + len);
-                break;
-            default: break;   // attributes Sekisho does not use (including Vendor-Specific)
-        }
-        if (error) return R::failure(*error);
+        attribute_reader attribute{type, len, &d[off], &d[off + 2], len - 2u, off, where, first_seen};
+        if (const auto error = read_attribute(attribute, req)) return R::failure(*error);
         off += len;
     }
     return req;

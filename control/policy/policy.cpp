@@ -361,6 +361,132 @@ void read_account_groups(policy_reader& r, const yaml::node& map, policy& pol) {
                                            std::to_string(max_account_groups));
 }
 
+// A limit's name: present, letters, digits, '-' and '_', and not the name of
+// an earlier limit. False when the limit has no usable name.
+bool read_limit_name(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol,
+                     limit_rule& rule) {
+    bool ok = true;
+    if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
+        rule.name = *n;
+        for (char c : rule.name)
+            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
+                r.error(l["name"], path + ".name", "'" + rule.name + "': use letters, digits, '-' and '_' only");
+                ok = false;
+                break;
+            }
+        for (const auto& other : pol.limits)
+            if (other.name == rule.name) {
+                r.error(l["name"], path + ".name",
+                        "'" + rule.name + "' is already the name of the limit at line " + std::to_string(other.line));
+                ok = false;
+            }
+    } else {
+        if (!l["name"]) r.error(l, path, "needs a name");
+        ok = false;
+    }
+    return ok;
+}
+
+// A limit's measure, which every limit needs. False when it is missing or unknown.
+bool read_limit_measure(policy_reader& r, const yaml::node& l, const std::string& path, limit_rule& rule) {
+    if (!l["measure"]) {
+        r.error(l, path, "needs a measure (connections, messages, recipients, recipients_per_message, "
+                         "rejected_recipients)");
+        return false;
+    }
+    if (auto m = r.choice<limit_measure>(l["measure"], path + ".measure",
+                                         {{"connections", limit_measure::connections},
+                                          {"messages", limit_measure::messages},
+                                          {"recipients", limit_measure::recipients},
+                                          {"recipients_per_message", limit_measure::recipients_per_message},
+                                          {"rejected_recipients", limit_measure::rejected_recipients}})) {
+        rule.measure = *m;
+        return true;
+    }
+    return false;
+}
+
+// applies_to: any, dynamic, static, or group:NAME of an account group read before.
+void read_limit_applies_to(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol,
+                           limit_rule& rule) {
+    if (!l["applies_to"]) return;
+    const std::string a = l["applies_to"].is_scalar() ? l["applies_to"].scalar() : "";
+    bool known = a == "any" || a == "dynamic" || a == "static";
+    if (a.rfind("group:", 0) == 0) {
+        const std::string g = a.substr(6);
+        for (const auto& [group, members] : pol.account_groups) known = known || group == g;
+        if (!known) r.error(l["applies_to"], path + ".applies_to", "no account group '" + g + "' in account_groups");
+        else rule.applies_to = a;
+    } else if (!known) {
+        r.error(l["applies_to"], path + ".applies_to", "'" + a + "' is not one of: any, dynamic, static, group:NAME");
+    } else {
+        rule.applies_to = a;
+    }
+}
+
+// window, burst, action and cooldown: which apply depends on the measure, so
+// a misuse is reported only when the measure and name were read (`ok`).
+void read_limit_timing(policy_reader& r, const yaml::node& l, const std::string& path, bool ok, limit_rule& rule) {
+    const bool per_message = rule.measure == limit_measure::recipients_per_message;
+    if (l["window"]) {
+        if (per_message && ok)
+            r.error(l["window"], path + ".window", "recipients_per_message counts within one message: no window");
+        else if (auto d = r.duration(l["window"], path + ".window"))
+            rule.window_ns = *d;
+    } else if (!per_message && ok) {
+        r.error(l, path, "needs a window (e.g. 1s, 10m, 1h)");
+    }
+    rule.burst = rule.max;
+    if (l["burst"]) {
+        if (rule.measure != limit_measure::connections && ok)
+            r.error(l["burst"], path + ".burst", "burst applies to measure connections only");
+        else if (auto b = r.integer(l["burst"], path + ".burst", 1, 1'000'000'000))
+            rule.burst = static_cast<uint32_t>(*b);
+    }
+    rule.action = rule.measure == limit_measure::connections ? limit_action::drop_syn : limit_action::tempfail;
+    if (l["action"])
+        if (auto a = r.choice<limit_action>(l["action"], path + ".action",
+                                            {{"drop-syn", limit_action::drop_syn},
+                                             {"reset", limit_action::reset},
+                                             {"tempfail", limit_action::tempfail},
+                                             {"monitor", limit_action::monitor}})) {
+            if (*a == limit_action::drop_syn && rule.measure != limit_measure::connections && ok)
+                r.error(l["action"], path + ".action", "drop-syn applies to measure connections only");
+            else
+                rule.action = *a;
+        }
+    if (l["cooldown"])
+        if (auto d = r.duration(l["cooldown"], path + ".cooldown")) rule.cooldown_ns = *d;
+}
+
+// One entry of limits (a mapping, checked by the caller). The rule is kept
+// even when it has errors: the errors fail the policy, and later limits are
+// still checked against its name.
+limit_rule read_limit(policy_reader& r, const yaml::node& l, const std::string& path, const policy& pol) {
+    r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
+                           "cooldown"});
+    limit_rule rule;
+    rule.line = l.line();
+    const bool name_ok = read_limit_name(r, l, path, pol, rule);
+    const bool measure_ok = read_limit_measure(r, l, path, rule);
+    bool ok = name_ok && measure_ok;
+    read_limit_applies_to(r, l, path, pol, rule);
+    if (l["scope"])
+        if (auto sc = r.choice<limit_scope>(l["scope"], path + ".scope",
+                                            {{"address", limit_scope::address},
+                                             {"prefix", limit_scope::prefix},
+                                             {"account", limit_scope::account}}))
+            rule.scope = *sc;
+    if (!l["max"]) {
+        r.error(l, path, "needs max");
+        ok = false;
+    } else if (auto m = r.integer(l["max"], path + ".max", 1, 1'000'000'000)) {
+        rule.max = static_cast<uint32_t>(*m);
+    }
+    read_limit_timing(r, l, path, ok, rule);
+    return rule;
+}
+
 void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
     constexpr size_t max_limits = 16;
     if (!list.is_sequence()) {
@@ -373,100 +499,7 @@ void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
         const yaml::node l = list[i];
         const std::string path = "limits[" + std::to_string(i) + "]";
         if (!r.is_map(l, path)) continue;
-        r.check_keys(l, path, {"name", "applies_to", "scope", "measure", "max", "window", "burst", "action",
-                               "cooldown"});
-        limit_rule rule;
-        rule.line = l.line();
-        bool ok = true;
-        if (auto n = l["name"] ? r.name(l["name"], path + ".name") : std::nullopt) {
-            rule.name = *n;
-            for (char c : rule.name)
-                if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
-                    r.error(l["name"], path + ".name", "'" + rule.name + "': use letters, digits, '-' and '_' only");
-                    ok = false;
-                    break;
-                }
-            for (const auto& other : pol.limits)
-                if (other.name == rule.name) {
-                    r.error(l["name"], path + ".name",
-                            "'" + rule.name + "' is already the name of the limit at line " + std::to_string(other.line));
-                    ok = false;
-                }
-        } else {
-            if (!l["name"]) r.error(l, path, "needs a name");
-            ok = false;
-        }
-        if (!l["measure"]) {
-            r.error(l, path, "needs a measure (connections, messages, recipients, recipients_per_message, "
-                             "rejected_recipients)");
-            ok = false;
-        } else if (auto m = r.choice<limit_measure>(l["measure"], path + ".measure",
-                                                    {{"connections", limit_measure::connections},
-                                                     {"messages", limit_measure::messages},
-                                                     {"recipients", limit_measure::recipients},
-                                                     {"recipients_per_message", limit_measure::recipients_per_message},
-                                                     {"rejected_recipients", limit_measure::rejected_recipients}})) {
-            rule.measure = *m;
-        } else {
-            ok = false;
-        }
-        if (l["applies_to"]) {
-            const std::string a = l["applies_to"].is_scalar() ? l["applies_to"].scalar() : "";
-            bool known = a == "any" || a == "dynamic" || a == "static";
-            if (a.rfind("group:", 0) == 0) {
-                const std::string g = a.substr(6);
-                for (const auto& [group, members] : pol.account_groups) known = known || group == g;
-                if (!known) r.error(l["applies_to"], path + ".applies_to", "no account group '" + g + "' in account_groups");
-                else rule.applies_to = a;
-            } else if (!known) {
-                r.error(l["applies_to"], path + ".applies_to", "'" + a + "' is not one of: any, dynamic, static, group:NAME");
-            } else {
-                rule.applies_to = a;
-            }
-        }
-        if (l["scope"])
-            if (auto sc = r.choice<limit_scope>(l["scope"], path + ".scope",
-                                                {{"address", limit_scope::address},
-                                                 {"prefix", limit_scope::prefix},
-                                                 {"account", limit_scope::account}}))
-                rule.scope = *sc;
-        if (!l["max"]) {
-            r.error(l, path, "needs max");
-            ok = false;
-        } else if (auto m = r.integer(l["max"], path + ".max", 1, 1'000'000'000)) {
-            rule.max = static_cast<uint32_t>(*m);
-        }
-        const bool per_message = rule.measure == limit_measure::recipients_per_message;
-        if (l["window"]) {
-            if (per_message && ok)
-                r.error(l["window"], path + ".window", "recipients_per_message counts within one message: no window");
-            else if (auto d = r.duration(l["window"], path + ".window"))
-                rule.window_ns = *d;
-        } else if (!per_message && ok) {
-            r.error(l, path, "needs a window (e.g. 1s, 10m, 1h)");
-        }
-        rule.burst = rule.max;
-        if (l["burst"]) {
-            if (rule.measure != limit_measure::connections && ok)
-                r.error(l["burst"], path + ".burst", "burst applies to measure connections only");
-            else if (auto b = r.integer(l["burst"], path + ".burst", 1, 1'000'000'000))
-                rule.burst = static_cast<uint32_t>(*b);
-        }
-        rule.action = rule.measure == limit_measure::connections ? limit_action::drop_syn : limit_action::tempfail;
-        if (l["action"])
-            if (auto a = r.choice<limit_action>(l["action"], path + ".action",
-                                                {{"drop-syn", limit_action::drop_syn},
-                                                 {"reset", limit_action::reset},
-                                                 {"tempfail", limit_action::tempfail},
-                                                 {"monitor", limit_action::monitor}})) {
-                if (*a == limit_action::drop_syn && rule.measure != limit_measure::connections && ok)
-                    r.error(l["action"], path + ".action", "drop-syn applies to measure connections only");
-                else
-                    rule.action = *a;
-            }
-        if (l["cooldown"])
-            if (auto d = r.duration(l["cooldown"], path + ".cooldown")) rule.cooldown_ns = *d;
-        pol.limits.push_back(std::move(rule));
+        pol.limits.push_back(read_limit(r, l, path, pol));
     }
     size_t account_scoped = 0, subscriber_scoped = 0;
     for (const auto& l : pol.limits) (l.scope == limit_scope::account ? account_scoped : subscriber_scoped)++;
@@ -476,6 +509,82 @@ void read_limits(policy_reader& r, const yaml::node& list, policy& pol) {
     if (subscriber_scoped > max_subscriber_limit_slots)
         r.error(list, "limits", std::to_string(subscriber_scoped) + " limits with scope address or prefix; at most " +
                                     std::to_string(max_subscriber_limit_slots));
+}
+
+// A {max, window, score} mapping into `into`; all three are required.
+void read_windowed_score(policy_reader& r, const yaml::node& w, const std::string& path, windowed_score& into) {
+    if (!r.is_map(w, path)) return;
+    r.check_keys(w, path, {"max", "window", "score"});
+    if (!w["max"] || !w["window"] || !w["score"]) {
+        r.error(w, path, "needs max, window and score");
+        return;
+    }
+    if (auto v = r.integer(w["max"], path + ".max", 1, 1'000'000'000)) into.max = static_cast<uint32_t>(*v);
+    if (auto d = r.duration(w["window"], path + ".window")) into.window_ns = *d;
+    if (auto v = r.integer(w["score"], path + ".score", -1000, 1000)) into.score = static_cast<int32_t>(*v);
+}
+
+// inspection.signals (a mapping, checked by the caller): each signal's score,
+// and sender_domains within what a subscriber's sender_domain_set tracks.
+void read_inspection_signals(policy_reader& r, const yaml::node& s, inspection_settings& in) {
+    r.check_keys(s, "inspection.signals",
+                 {"from_mismatch", "ehlo_ip_literal", "ehlo_bare_ip", "ehlo_not_fqdn", "sender_domains"});
+    auto score = [&](const char* key, int32_t& into) {
+        if (s[key])
+            if (auto v = r.integer(s[key], std::string("inspection.signals.") + key, -1000, 1000))
+                into = static_cast<int32_t>(*v);
+    };
+    score("from_mismatch", in.from_mismatch);
+    score("ehlo_ip_literal", in.ehlo_ip_literal);
+    score("ehlo_bare_ip", in.ehlo_bare_ip);
+    score("ehlo_not_fqdn", in.ehlo_not_fqdn);
+    if (s["sender_domains"]) {
+        read_windowed_score(r, s["sender_domains"], "inspection.signals.sender_domains", in.sender_domains);
+        if (in.sender_domains.max > sender_domain_set::capacity)
+            r.error(s["sender_domains"]["max"], "inspection.signals.sender_domains.max",
+                    std::to_string(in.sender_domains.max) + " is above " +
+                        std::to_string(sender_domain_set::capacity) + ", the distinct domains tracked per subscriber");
+    }
+}
+
+// A list of {score, action} with increasing scores, at most
+// max_score_thresholds of them (the rest are not read), appended to `into`
+// (`count` entries so far). A message may take any action; a subscriber only
+// event, tighten or quarantine.
+void read_score_thresholds(policy_reader& r, const yaml::node& list, const std::string& path, score_threshold* into,
+                           unsigned& count, bool per_message) {
+    if (!list.is_sequence()) {
+        r.error(list, path, "expected a list of {score: N, action: A}");
+        return;
+    }
+    if (list.size() > max_score_thresholds)
+        r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
+    for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
+        const yaml::node t = list[i];
+        const std::string tp = path + "[" + std::to_string(i) + "]";
+        if (!r.is_map(t, tp)) continue;
+        r.check_keys(t, tp, {"score", "action"});
+        score_threshold st;
+        if (!t["score"] || !t["action"]) {
+            r.error(t, tp, "needs score and action");
+            continue;
+        }
+        if (auto v = r.integer(t["score"], tp + ".score", 1, 1'000'000)) st.score = static_cast<int32_t>(*v);
+        auto a = per_message ? r.choice<score_action>(t["action"], tp + ".action",
+                                                      {{"event", score_action::event},
+                                                       {"tighten", score_action::tighten},
+                                                       {"tempfail", score_action::tempfail},
+                                                       {"reset", score_action::reset},
+                                                       {"quarantine", score_action::quarantine}})
+                             : r.choice<score_action>(t["action"], tp + ".action",
+                                                      {{"event", score_action::event},
+                                                       {"tighten", score_action::tighten},
+                                                       {"quarantine", score_action::quarantine}});
+        if (a) st.action = *a;
+        if (count && into[count - 1].score >= st.score)
+            r.error(t["score"], tp + ".score", "thresholds must increase");
+        into[count++] = st;
+    }
 }
 
 void read_inspection(policy_reader& r, const yaml::node& n, policy& pol) {
@@ -503,86 +612,24 @@ void read_inspection(policy_reader& r, const yaml::node& n, policy& pol) {
     if (n["flows_per_worker"])
         if (auto v = r.integer(n["flows_per_worker"], "inspection.flows_per_worker", 16, 1 << 22))
             in.flows_per_worker = static_cast<uint32_t>(*v);
-    auto windowed = [&](const yaml::node& w, const std::string& path, windowed_score& into) {
-        if (!r.is_map(w, path)) return;
-        r.check_keys(w, path, {"max", "window", "score"});
-        if (!w["max"] || !w["window"] || !w["score"]) {
-            r.error(w, path, "needs max, window and score");
-            return;
-        }
-        if (auto v = r.integer(w["max"], path + ".max", 1, 1'000'000'000)) into.max = static_cast<uint32_t>(*v);
-        if (auto d = r.duration(w["window"], path + ".window")) into.window_ns = *d;
-        if (auto v = r.integer(w["score"], path + ".score", -1000, 1000)) into.score = static_cast<int32_t>(*v);
-    };
-    if (const auto s = n["signals"]; s && r.is_map(s, "inspection.signals")) {
-        r.check_keys(s, "inspection.signals",
-                     {"from_mismatch", "ehlo_ip_literal", "ehlo_bare_ip", "ehlo_not_fqdn", "sender_domains"});
-        auto score = [&](const char* key, int32_t& into) {
-            if (s[key])
-                if (auto v = r.integer(s[key], std::string("inspection.signals.") + key, -1000, 1000))
-                    into = static_cast<int32_t>(*v);
-        };
-        score("from_mismatch", in.from_mismatch);
-        score("ehlo_ip_literal", in.ehlo_ip_literal);
-        score("ehlo_bare_ip", in.ehlo_bare_ip);
-        score("ehlo_not_fqdn", in.ehlo_not_fqdn);
-        if (s["sender_domains"]) {
-            windowed(s["sender_domains"], "inspection.signals.sender_domains", in.sender_domains);
-            if (in.sender_domains.max > sender_domain_set::capacity)
-                r.error(s["sender_domains"]["max"], "inspection.signals.sender_domains.max",
-                        std::to_string(in.sender_domains.max) + " is above " +
-                            std::to_string(sender_domain_set::capacity) + ", the distinct domains tracked per subscriber");
-        }
-    }
+    if (const auto s = n["signals"]; s && r.is_map(s, "inspection.signals")) read_inspection_signals(r, s, in);
     if (const auto c = n["campaign"]; c && r.is_map(c, "inspection.campaign")) {
         r.check_keys(c, "inspection.campaign", {"recipients", "subscribers"});
-        if (c["recipients"]) windowed(c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
-        if (c["subscribers"]) windowed(c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
+        if (c["recipients"])
+            read_windowed_score(r, c["recipients"], "inspection.campaign.recipients", in.campaign_recipients);
+        if (c["subscribers"])
+            read_windowed_score(r, c["subscribers"], "inspection.campaign.subscribers", in.campaign_subscribers);
     }
-    auto thresholds = [&](const yaml::node& list, const std::string& path, score_threshold* into, unsigned& count,
-                          bool per_message) {
-        if (!list.is_sequence()) {
-            r.error(list, path, "expected a list of {score: N, action: A}");
-            return;
-        }
-        if (list.size() > max_score_thresholds)
-            r.error(list, path, "at most " + std::to_string(max_score_thresholds) + " thresholds");
-        for (size_t i = 0; i < list.size() && i < max_score_thresholds; ++i) {
-            const yaml::node t = list[i];
-            const std::string tp = path + "[" + std::to_string(i) + "]";
-            if (!r.is_map(t, tp)) continue;
-            r.check_keys(t, tp, {"score", "action"});
-            score_threshold st;
-            if (!t["score"] || !t["action"]) {
-                r.error(t, tp, "needs score and action");
-                continue;
-            }
-            if (auto v = r.integer(t["score"], tp + ".score", 1, 1'000'000)) st.score = static_cast<int32_t>(*v);
-            auto a = per_message ? r.choice<score_action>(t["action"], tp + ".action",
-                                                          {{"event", score_action::event},
-                                                           {"tighten", score_action::tighten},
-                                                           {"tempfail", score_action::tempfail},
-                                                           {"reset", score_action::reset},
-                                                           {"quarantine", score_action::quarantine}})
-                                 : r.choice<score_action>(t["action"], tp + ".action",
-                                                          {{"event", score_action::event},
-                                                           {"tighten", score_action::tighten},
-                                                           {"quarantine", score_action::quarantine}});
-            if (a) st.action = *a;
-            if (count && into[count - 1].score >= st.score)
-                r.error(t["score"], tp + ".score", "thresholds must increase");
-            into[count++] = st;
-        }
-    };
     if (n["message_actions"])
-        thresholds(n["message_actions"], "inspection.message_actions", in.message_actions, in.message_action_count, true);
+        read_score_thresholds(r, n["message_actions"], "inspection.message_actions", in.message_actions,
+                              in.message_action_count, true);
     if (const auto sa = n["subscriber_actions"]; sa && r.is_map(sa, "inspection.subscriber_actions")) {
         r.check_keys(sa, "inspection.subscriber_actions", {"window", "thresholds"});
         if (sa["window"])
             if (auto d = r.duration(sa["window"], "inspection.subscriber_actions.window")) in.subscriber_window_ns = *d;
         if (sa["thresholds"])
-            thresholds(sa["thresholds"], "inspection.subscriber_actions.thresholds", in.subscriber_actions,
-                       in.subscriber_action_count, false);
+            read_score_thresholds(r, sa["thresholds"], "inspection.subscriber_actions.thresholds",
+                                  in.subscriber_actions, in.subscriber_action_count, false);
     }
 }
 
@@ -662,6 +709,125 @@ void read_events(policy_reader& r, const yaml::node& n, policy& pol) {
         if (auto v = r.integer(n["ring_size"], "events.ring_size", 1, 1 << 22)) ev.ring_size = static_cast<uint32_t>(*v);
 }
 
+// ports (a mapping, checked by the caller). A port may not be both smtp and
+// submission; the message points at the list the operator wrote.
+void read_ports(policy_reader& r, const yaml::node& ports, policy& pol) {
+    r.check_keys(ports, "ports", {"smtp", "submission", "implicit_tls"});
+    if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
+    if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
+    if (ports["implicit_tls"]) pol.implicit_tls_ports = r.ports(ports["implicit_tls"], "ports.implicit_tls");
+    // Either list may be the default; point at the one the operator wrote.
+    const bool explicit_submission = static_cast<bool>(ports["submission"]);
+    for (uint16_t p : pol.smtp_ports)
+        if (std::find(pol.submission_ports.begin(), pol.submission_ports.end(), p) != pol.submission_ports.end())
+            r.error(explicit_submission ? ports["submission"] : ports["smtp"],
+                    explicit_submission ? "ports.submission" : "ports.smtp",
+                    "port " + std::to_string(p) + " is in both ports.smtp and ports.submission" +
+                        (explicit_submission ? "" : " (default [587, 465])") + "; a port is blocked or it is not");
+}
+
+// subscribers (a mapping, checked by the caller). A range is dynamic or
+// static, never both: linear in the dynamic list, which may hold millions.
+void read_subscribers(policy_reader& r, const yaml::node& subs, policy& pol) {
+    r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length", "bindings"});
+    if (const auto b = subs["bindings"]) read_bindings(r, b, pol);
+    if (subs["dynamic"]) pol.dynamic_ranges = r.prefixes(subs["dynamic"], "subscribers.dynamic");
+    if (subs["static"]) pol.static_ranges = r.prefixes(subs["static"], "subscribers.static");
+    if (subs["ipv6_prefix_length"])
+        if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
+            pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
+    if (pol.static_ranges.empty() || pol.dynamic_ranges.empty()) return;
+    // The static list is the short one: hashed, and the dynamic list (up to millions) scanned.
+    std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_line_of;   // static prefix -> dynamic line
+    for (const auto& s : pol.static_ranges) dynamic_line_of.emplace(s, 0);
+    for (const auto& d : pol.dynamic_ranges)
+        if (const auto it = dynamic_line_of.find(d); it != dynamic_line_of.end() && it->second == 0)
+            it->second = d.line;
+    for (const auto& s : pol.static_ranges)
+        if (const int line = dynamic_line_of[s])
+            r.error(subs["static"], "subscribers.static",
+                    s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(line) +
+                        "); a range is dynamic or static");
+}
+
+// The table entries the static bindings need. A static binding becomes one
+// table entry per IPv4 address or IPv6 subscriber prefix it covers: bounded
+// per binding here (a wider one is an error and not counted), and in all by
+// tracking.max_bindings (checked by the caller, once tracking is read).
+uint64_t binding_table_entries(policy_reader& r, const policy& pol) {
+    uint64_t binding_entries = 0;
+    for (size_t i = 0; i < pol.bindings.size(); ++i) {
+        const static_binding& b = pol.bindings[i];
+        const unsigned unit = b.prefix.family == 4 ? 32u : pol.ipv6_prefix_length;
+        const unsigned host_bits = unit - std::min<unsigned>(b.prefix.length, unit);
+        if (host_bits > max_binding_host_bits) {
+            r.add_error(r.name() + ":" + std::to_string(b.line) + ": subscribers.bindings[" + std::to_string(i) +
+                        "].prefix: " + b.prefix.to_string() + " is too wide to bind (" +
+                        (host_bits >= 32 ? std::string("2^") + std::to_string(host_bits)
+                                         : std::to_string(uint64_t{1} << host_bits)) +
+                        (b.prefix.family == 4 ? " addresses" : " subscriber prefixes") + "; at most " +
+                        std::to_string(uint64_t{1} << max_binding_host_bits) + " per binding)");
+            continue;
+        }
+        binding_entries += uint64_t{1} << host_bits;
+    }
+    return binding_entries;
+}
+
+// op25b (a mapping, checked by the caller): mode and action.
+void read_op25b(policy_reader& r, const yaml::node& op, policy& pol) {
+    r.check_keys(op, "op25b", {"mode", "action"});
+    if (op["mode"])
+        if (auto m = r.choice<op25b_mode>(op["mode"], "op25b.mode",
+                                          {{"enforce", op25b_mode::enforce}, {"monitor", op25b_mode::monitor}}))
+            pol.mode = *m;
+    if (op["action"])
+        if (auto a = r.choice<op25b_action>(op["action"], "op25b.action",
+                                            {{"reset", op25b_action::reset}, {"drop", op25b_action::drop}}))
+            pol.action = *a;
+}
+
+// radius and history (each a mapping, checked by the caller): where the
+// identity of subscribers comes from and how long its history is kept.
+void read_radius(policy_reader& r, const yaml::node& radius, policy& pol) {
+    r.check_keys(radius, "radius", {"listen", "clients_file"});
+    if (radius["listen"])
+        if (auto v = r.name(radius["listen"], "radius.listen")) pol.identity.radius_listen = *v;
+    if (radius["clients_file"])
+        if (auto v = r.name(radius["clients_file"], "radius.clients_file")) pol.identity.radius_clients_file = *v;
+    if (pol.identity.radius_listen.empty() != pol.identity.radius_clients_file.empty())
+        r.error(radius, "radius", "listen and clients_file go together");
+}
+
+void read_history(policy_reader& r, const yaml::node& history, policy& pol) {
+    r.check_keys(history, "history", {"database", "retention"});
+    if (history["database"])
+        if (auto v = r.name(history["database"], "history.database")) pol.identity.history_database = *v;
+    if (history["retention"])
+        if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
+}
+
+// tracking (a mapping, checked by the caller): the sizes of the per-worker
+// and shared tables, and the flow idle timeout.
+void read_tracking(policy_reader& r, const yaml::node& t, policy& pol) {
+    r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",
+                                 "max_bindings", "max_accounts"});
+    auto count = [&](const char* key, uint32_t& into, long long lo, long long hi) {
+        if (t[key])
+            if (auto v = r.integer(t[key], std::string("tracking.") + key, lo, hi)) into = static_cast<uint32_t>(*v);
+    };
+    count("flows_per_worker", pol.tracking.flows_per_worker, 64, 1 << 26);
+    count("subscribers_per_worker", pol.tracking.subscribers_per_worker, 64, 1 << 26);
+    count("max_bindings", pol.tracking.max_bindings, 64, 1 << 28);
+    count("max_accounts", pol.tracking.max_accounts, 64, 1 << 28);
+    if (t["flow_idle_timeout"])
+        if (auto d = r.duration(t["flow_idle_timeout"], "tracking.flow_idle_timeout"))
+            pol.tracking.flow_idle_timeout_ns = *d;
+}
+
+// The policy in `root`, read section by section. Every error is collected
+// (sections that depend on another are read after it: limits after
+// account_groups); any error throws policy_error with all of them in line order.
 policy read_policy(const yaml::node& root, const std::string& name) {
     policy pol;
     pol.source = name;
@@ -678,114 +844,18 @@ policy read_policy(const yaml::node& root, const std::string& name) {
     } else {
         r.error(root, "version", "missing (this release reads version: 1)");
     }
-
-    if (const auto ports = root["ports"]; ports && r.is_map(ports, "ports")) {
-        r.check_keys(ports, "ports", {"smtp", "submission", "implicit_tls"});
-        if (ports["smtp"]) pol.smtp_ports = r.ports(ports["smtp"], "ports.smtp");
-        if (ports["submission"]) pol.submission_ports = r.ports(ports["submission"], "ports.submission");
-        if (ports["implicit_tls"]) pol.implicit_tls_ports = r.ports(ports["implicit_tls"], "ports.implicit_tls");
-        // Either list may be the default; point at the one the operator wrote.
-        const bool explicit_submission = static_cast<bool>(ports["submission"]);
-        for (uint16_t p : pol.smtp_ports)
-            if (std::find(pol.submission_ports.begin(), pol.submission_ports.end(), p) != pol.submission_ports.end())
-                r.error(explicit_submission ? ports["submission"] : ports["smtp"],
-                        explicit_submission ? "ports.submission" : "ports.smtp",
-                        "port " + std::to_string(p) + " is in both ports.smtp and ports.submission" +
-                            (explicit_submission ? "" : " (default [587, 465])") +
-                            "; a port is blocked or it is not");
-    }
-
-    if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) {
-        r.check_keys(subs, "subscribers", {"dynamic", "static", "ipv6_prefix_length", "bindings"});
-        if (const auto b = subs["bindings"]) read_bindings(r, b, pol);
-        if (subs["dynamic"]) pol.dynamic_ranges = r.prefixes(subs["dynamic"], "subscribers.dynamic");
-        if (subs["static"]) pol.static_ranges = r.prefixes(subs["static"], "subscribers.static");
-        if (subs["ipv6_prefix_length"])
-            if (auto n = r.integer(subs["ipv6_prefix_length"], "subscribers.ipv6_prefix_length", 32, 128))
-                pol.ipv6_prefix_length = static_cast<uint8_t>(*n);
-        if (!pol.static_ranges.empty() && !pol.dynamic_ranges.empty()) {
-            // The static list is the short one: hashed, and the dynamic list (up to millions) scanned.
-            std::unordered_map<ip_prefix, int, ip_prefix_hash> dynamic_line_of;   // static prefix -> dynamic line
-            for (const auto& s : pol.static_ranges) dynamic_line_of.emplace(s, 0);
-            for (const auto& d : pol.dynamic_ranges)
-                if (const auto it = dynamic_line_of.find(d); it != dynamic_line_of.end() && it->second == 0)
-                    it->second = d.line;
-            for (const auto& s : pol.static_ranges)
-                if (const int line = dynamic_line_of[s])
-                    r.error(subs["static"], "subscribers.static",
-                            s.to_string() + " is also in subscribers.dynamic (line " + std::to_string(line) +
-                                "); a range is dynamic or static");
-        }
-    }
-
-    // A static binding becomes one table entry per IPv4 address or IPv6
-    // subscriber prefix it covers: bounded per binding, and in all by the table.
-    uint64_t binding_entries = 0;
-    for (size_t i = 0; i < pol.bindings.size(); ++i) {
-        const static_binding& b = pol.bindings[i];
-        const unsigned unit = b.prefix.family == 4 ? 32u : pol.ipv6_prefix_length;
-        const unsigned host_bits = unit - std::min<unsigned>(b.prefix.length, unit);
-        if (host_bits > max_binding_host_bits) {
-            r.add_error(name + ":" + std::to_string(b.line) + ": subscribers.bindings[" + std::to_string(i) +
-                        "].prefix: " + b.prefix.to_string() + " is too wide to bind (" +
-                        (host_bits >= 32 ? std::string("2^") + std::to_string(host_bits)
-                                         : std::to_string(uint64_t{1} << host_bits)) +
-                        (b.prefix.family == 4 ? " addresses" : " subscriber prefixes") + "; at most " +
-                        std::to_string(uint64_t{1} << max_binding_host_bits) + " per binding)");
-            continue;
-        }
-        binding_entries += uint64_t{1} << host_bits;
-    }
-
+    if (const auto ports = root["ports"]; ports && r.is_map(ports, "ports")) read_ports(r, ports, pol);
+    if (const auto subs = root["subscribers"]; subs && r.is_map(subs, "subscribers")) read_subscribers(r, subs, pol);
+    const uint64_t binding_entries = binding_table_entries(r, pol);
     if (const auto relays = root["relays"]) pol.relays = r.prefixes(relays, "relays");
-
-    if (const auto op = root["op25b"]; op && r.is_map(op, "op25b")) {
-        r.check_keys(op, "op25b", {"mode", "action"});
-        if (op["mode"])
-            if (auto m = r.choice<op25b_mode>(op["mode"], "op25b.mode",
-                                              {{"enforce", op25b_mode::enforce}, {"monitor", op25b_mode::monitor}}))
-                pol.mode = *m;
-        if (op["action"])
-            if (auto a = r.choice<op25b_action>(op["action"], "op25b.action",
-                                                {{"reset", op25b_action::reset}, {"drop", op25b_action::drop}}))
-                pol.action = *a;
-    }
-
-    if (const auto radius = root["radius"]; radius && r.is_map(radius, "radius")) {
-        r.check_keys(radius, "radius", {"listen", "clients_file"});
-        if (radius["listen"])
-            if (auto v = r.name(radius["listen"], "radius.listen")) pol.identity.radius_listen = *v;
-        if (radius["clients_file"])
-            if (auto v = r.name(radius["clients_file"], "radius.clients_file")) pol.identity.radius_clients_file = *v;
-        if (pol.identity.radius_listen.empty() != pol.identity.radius_clients_file.empty())
-            r.error(radius, "radius", "listen and clients_file go together");
-    }
-    if (const auto history = root["history"]; history && r.is_map(history, "history")) {
-        r.check_keys(history, "history", {"database", "retention"});
-        if (history["database"])
-            if (auto v = r.name(history["database"], "history.database")) pol.identity.history_database = *v;
-        if (history["retention"])
-            if (auto d = r.duration(history["retention"], "history.retention")) pol.identity.history_retention_ns = *d;
-    }
+    if (const auto op = root["op25b"]; op && r.is_map(op, "op25b")) read_op25b(r, op, pol);
+    if (const auto radius = root["radius"]; radius && r.is_map(radius, "radius")) read_radius(r, radius, pol);
+    if (const auto history = root["history"]; history && r.is_map(history, "history")) read_history(r, history, pol);
     if (const auto ev = root["events"]; ev && r.is_map(ev, "events")) read_events(r, ev, pol);
     if (const auto groups = root["account_groups"]) read_account_groups(r, groups, pol);
     if (const auto insp = root["inspection"]; insp && r.is_map(insp, "inspection")) read_inspection(r, insp, pol);
     if (const auto limits = root["limits"]) read_limits(r, limits, pol);
-    if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) {
-        r.check_keys(t, "tracking", {"flows_per_worker", "flow_idle_timeout", "subscribers_per_worker",
-                                     "max_bindings", "max_accounts"});
-        auto count = [&](const char* key, uint32_t& into, long long lo, long long hi) {
-            if (t[key])
-                if (auto v = r.integer(t[key], std::string("tracking.") + key, lo, hi)) into = static_cast<uint32_t>(*v);
-        };
-        count("flows_per_worker", pol.tracking.flows_per_worker, 64, 1 << 26);
-        count("subscribers_per_worker", pol.tracking.subscribers_per_worker, 64, 1 << 26);
-        count("max_bindings", pol.tracking.max_bindings, 64, 1 << 28);
-        count("max_accounts", pol.tracking.max_accounts, 64, 1 << 28);
-        if (t["flow_idle_timeout"])
-            if (auto d = r.duration(t["flow_idle_timeout"], "tracking.flow_idle_timeout"))
-                pol.tracking.flow_idle_timeout_ns = *d;
-    }
+    if (const auto t = root["tracking"]; t && r.is_map(t, "tracking")) read_tracking(r, t, pol);
 
     if (binding_entries > pol.tracking.max_bindings)
         r.add_error(name + ":" + std::to_string(pol.line_of("subscribers.bindings")) + ": subscribers.bindings: " +
