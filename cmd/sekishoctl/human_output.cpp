@@ -1,10 +1,10 @@
 #include "cmd/sekishoctl/human_output.h"
 
-#include <ctime>
 #include <iomanip>
 #include <iostream>
 
 #include "control/api/untrusted_text.h"
+#include "control/utc_time.h"
 
 namespace sekisho::ctl {
 
@@ -13,15 +13,6 @@ using nlohmann::json;
 std::string shown(const json& j) { return escape_unprintable(j.is_string() ? j.get_ref<const std::string&>() : j.dump()); }
 
 std::string shown_lines(const std::string& text) { return escape_unprintable(text, true); }
-
-std::string iso(int64_t t) {
-    const std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 void print_error(long status, const std::string& body) {
     try {
@@ -97,11 +88,11 @@ void print_unbound(const json& j) {
 void print_whois(const json& j) {
     if (j["bindings"].empty())
         std::cout << "no binding in the history for " << shown(j["query"]["address"]) << " at "
-                  << iso(j["query"]["at"].get<int64_t>()) << "\n";
+                  << utc_time_text(j["query"]["at"].get<int64_t>()) << "\n";
     for (const auto& b : j["bindings"])
         std::cout << shown(b["address"]) << " held by " << shown(b["account"]) << " (session " << shown(b["session_id"])
-                  << ", NAS " << shown(b["nas"]) << ") from " << iso(b["start"].get<int64_t>()) << " to "
-                  << (b["stop"].is_null() ? std::string("now") : iso(b["stop"].get<int64_t>())) << "\n";
+                  << ", NAS " << shown(b["nas"]) << ") from " << utc_time_text(b["start"].get<int64_t>()) << " to "
+                  << (b["stop"].is_null() ? std::string("now") : utc_time_text(b["stop"].get<int64_t>())) << "\n";
     if (!j["bound_now"].is_null()) std::cout << "bound now to " << shown(j["bound_now"]) << "\n";
     const json& m = j["smtp_within_1h"];
     std::cout << "SMTP within an hour: " << shown(m["sessions"]) << " sessions (" << shown(m["tls_sessions"])
@@ -124,7 +115,7 @@ void print_accounts(const json& j) {
 void print_event(const json& e) {
     auto field = [&](const char* key, const json& fallback) { return shown(e.contains(key) ? e[key] : fallback); };
     const uint64_t ns = e.contains("time_ns") && e["time_ns"].is_number_unsigned() ? e["time_ns"].get<uint64_t>() : 0;
-    const std::string time = iso(static_cast<int64_t>(ns / 1'000'000'000ull));
+    const std::string time = utc_time_text(static_cast<int64_t>(ns / 1'000'000'000ull));
     if (e.value("type", json("")) == "api_change") {   // the audit trail: who changed what, with what outcome
         std::cout << time << "  api_change        " << field("endpoint", "?") << " by " << field("caller", "?") << ": "
                   << field("status", 0) << ", generation " << field("generation", 0);

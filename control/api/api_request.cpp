@@ -6,7 +6,7 @@
 #include <stdexcept>
 
 #include "control/api/untrusted_text.h"
-#include "control/identity/whois.h"
+#include "control/utc_time.h"
 
 namespace sekisho {
 

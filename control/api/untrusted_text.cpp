@@ -1,36 +1,23 @@
 #include "control/api/untrusted_text.h"
 
+#include "control/utf8.h"
+
 namespace sekisho {
 
 namespace {
+
+// A C1 control character (U+0080-U+009F) at text[i].
+bool is_c1(std::string_view text, size_t i) {
+    return static_cast<uint8_t>(text[i]) == 0xc2 && i + 1 < text.size() &&
+           static_cast<uint8_t>(text[i + 1]) >= 0x80 && static_cast<uint8_t>(text[i + 1]) <= 0x9f;
+}
 
 // The length of the well-formed UTF-8 sequence at text[i] that is not a
 // control character (1 to 4), or 0: a control character or not UTF-8.
 size_t printable_length(std::string_view text, size_t i, bool line_breaks) {
     const auto c = static_cast<uint8_t>(text[i]);
     if (c < 0x80) return (c >= 0x20 && c != 0x7f) || (line_breaks && (c == '\n' || c == '\t')) ? 1 : 0;
-    size_t n = 0;                 // continuation bytes
-    uint8_t lo = 0x80, hi = 0xbf;   // the allowed range of the first continuation byte
-    if (c == 0xc2) n = 1, lo = 0xa0;   // U+0080-U+009F are C1 controls
-    else if (c >= 0xc3 && c <= 0xdf) n = 1;
-    else if (c == 0xe0) n = 2, lo = 0xa0;
-    else if (c >= 0xe1 && c <= 0xec) n = 2;
-    else if (c == 0xed) n = 2, hi = 0x9f;
-    else if (c >= 0xee && c <= 0xef) n = 2;
-    else if (c == 0xf0) n = 3, lo = 0x90;
-    else if (c >= 0xf1 && c <= 0xf3) n = 3;
-    else if (c == 0xf4) n = 3, hi = 0x8f;
-    if (n == 0 || i + n >= text.size()) return 0;
-    for (size_t k = 1; k <= n; ++k) {
-        const auto b = static_cast<uint8_t>(text[i + k]);
-        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return 0;
-    }
-    return n + 1;
-}
-
-bool is_c1(std::string_view text, size_t i) {
-    return static_cast<uint8_t>(text[i]) == 0xc2 && i + 1 < text.size() &&
-           static_cast<uint8_t>(text[i + 1]) >= 0x80 && static_cast<uint8_t>(text[i + 1]) <= 0x9f;
+    return is_c1(text, i) ? 0 : utf8_sequence_length(text, i);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "control/identity/radius_accounting.h"
 
 #include "control/policy/yaml_tree.h"
+#include "control/utc_time.h"
+#include "control/utf8.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -118,13 +120,7 @@ std::optional<ip_prefix> source_host(const sockaddr_storage& ss, uint16_t* port 
 }
 
 // "1795400000 (2026-11-23T02:13:20Z)".
-std::string time_text(int64_t t) {
-    const std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    char buf[40] = "?";
-    if (gmtime_r(&tt, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return std::to_string(t) + " (" + buf + ")";
-}
+std::string time_text(int64_t t) { return std::to_string(t) + " (" + utc_time_text(t) + ")"; }
 
 // The duplicate-detection key of a request: source address and port,
 // Identifier, Request Authenticator.
@@ -392,32 +388,11 @@ std::string escape_text(std::string_view s) {
             ++i;
             continue;
         }
-        // A well-formed UTF-8 sequence (RFC 3629: no overlongs, no
-        // surrogates, at most U+10FFFF) passes; any other octet is escaped.
-        size_t n = 0;
-        uint8_t lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) n = 1;
-        else if (c == 0xe0) n = 2, lo = 0xa0;
-        else if (c >= 0xe1 && c <= 0xec) n = 2;
-        else if (c == 0xed) n = 2, hi = 0x9f;
-        else if (c >= 0xee && c <= 0xef) n = 2;
-        else if (c == 0xf0) n = 3, lo = 0x90;
-        else if (c >= 0xf1 && c <= 0xf3) n = 3;
-        else if (c == 0xf4) n = 3, hi = 0x8f;
-        bool ok = n > 0 && i + n < s.size();
-        if (ok) {
-            for (size_t k = 1; k <= n; ++k) {
-                const auto b = static_cast<uint8_t>(s[i + k]);
-                const uint8_t l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xbf;
-                if (b < l || b > h) {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        if (ok) {
-            out.append(s.substr(i, n + 1));
-            i += n + 1;
+        // A well-formed UTF-8 sequence passes; any other octet is escaped.
+        const size_t n = utf8_sequence_length(s, i);
+        if (n > 0) {
+            out.append(s.substr(i, n));
+            i += n;
         } else {
             escape(c);
             ++i;

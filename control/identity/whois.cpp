@@ -2,36 +2,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <ctime>
 #include <iostream>
 #include <stdexcept>
 
 #include "control/identity/binding_history.h"
 #include "control/policy/policy.h"
+#include "control/utc_time.h"
 
 namespace sekisho {
-
-std::optional<int64_t> parse_time(const std::string& text) {
-    int64_t seconds = 0;
-    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-    if (ec == std::errc() && ptr == text.data() + text.size()) return seconds;
-    std::tm tm{};
-    const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-    if (end == nullptr || !(*end == '\0' || (end[0] == 'Z' && end[1] == '\0'))) return std::nullopt;
-    return static_cast<int64_t>(timegm(&tm));
-}
-
-namespace {
-std::string iso(int64_t t) {
-    const std::time_t tt = static_cast<std::time_t>(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-}  // namespace
 
 int run_whois(const whois_options& o) {
     std::string why;
@@ -58,12 +37,12 @@ int run_whois(const whois_options& o) {
         std::cout << nlohmann::json{{"query", {{"address", address->to_string()}, {"at", at}}}, {"bindings", out}}.dump()
                   << "\n";
     } else if (rows.empty()) {
-        std::cout << "no binding for " << address->to_string() << " at " << iso(at) << "\n";
+        std::cout << "no binding for " << address->to_string() << " at " << utc_time_text(at) << "\n";
     } else {
         for (const auto& r : rows)
             std::cout << r.address.to_string() << " held by " << r.account << " (session " << r.session_id
-                      << ", NAS " << r.nas << ") from " << iso(r.start) << " to "
-                      << (r.stop ? iso(*r.stop) + " (" + r.stop_cause + ")" : std::string("now (open)")) << "\n";
+                      << ", NAS " << r.nas << ") from " << utc_time_text(r.start) << " to "
+                      << (r.stop ? utc_time_text(*r.stop) + " (" + r.stop_cause + ")" : std::string("now (open)")) << "\n";
     }
     return rows.empty() ? 3 : 0;
 }

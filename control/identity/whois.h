@@ -4,7 +4,6 @@
 //   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
 #pragma once
 
-#include <optional>
 #include <string>
 
 namespace sekisho {
@@ -15,9 +14,6 @@ struct whois_options {
     std::string history_path;
     bool json = false;
 };
-
-// Parses Unix seconds or "YYYY-MM-DDTHH:MM:SS[Z]" (UTC).
-std::optional<int64_t> parse_time(const std::string& text);
 
 // Prints the bindings; returns 0 if some binding matched, 3 if none, throws
 // std::runtime_error / binding_history_error on bad input or a bad store.
