@@ -7,16 +7,10 @@
 #include <bit>
 #include <cmath>
 
+#include "dataplane/inspect/mix64.h"
+
 namespace sekisho {
 namespace {
-
-constexpr uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 constexpr uint32_t window_mask = 0xffffff;
 constexpr uint64_t bits_mask = (1ull << campaign_table::bits_per_word) - 1;

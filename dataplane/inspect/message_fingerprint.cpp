@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #endif
 
+#include "dataplane/inspect/mix64.h"
 #include "dataplane/mime/decode_kernels.h"
 
 namespace sekisho {
@@ -64,14 +65,6 @@ struct word_powers {
 alignas(64) constexpr word_powers powers;
 static_assert(powers.seed[4] + 'h' * powers.pw[12] + 't' * powers.pw[13] + 't' * powers.pw[14] + 'p' * powers.pw[15] ==
               hash_http);
-
-constexpr uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 // A shingle's hash is built from the hashes of its two token pairs: (a, b)
 // and (b, c), the second rotated so its high half meets the first's low half.
