@@ -212,7 +212,7 @@ struct attribute_reader {
     const uint8_t* v;       // the value: len - 2 octets
     size_t vlen;
     size_t off;
-    std::string where;
+    const std::string& where;   // "Attribute-Name (N) at offset O", for messages
     std::array<int, 256>& first_seen;
 
     std::optional<std::string> expect_len(size_t want) const {
