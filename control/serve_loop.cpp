@@ -18,6 +18,7 @@
 #include "control/observe/counters_report.h"
 #include "control/observe/event_log.h"
 #include "control/policy/policy_files.h"
+#include "control/state/state_dir.h"
 #include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
@@ -220,6 +221,7 @@ starting_policy read_starting_policy(const serve_options& options) {
 
 int serve(live_backend& backend, const serve_options& options, const std::string& policy_text,
           double first_apply_seconds) {
+    prepare_state_dir(options.state_dir);
     serve_loop loop(backend, options);
     loop.start_identity();
     loop.start_metrics(first_apply_seconds);

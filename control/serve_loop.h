@@ -38,6 +38,9 @@ struct serve_options {
     std::string events_path;               // empty: the policy's events.file; "-": stdout
     std::string summary_path;              // counters as JSON at exit; empty: none
     std::string metrics_address;           // Prometheus exposer, e.g. 127.0.0.1:9108; empty: none
+    // Operator state that survives restarts (control/state/state_dir.h);
+    // created 0750 at start, before the backend forwards.
+    std::string state_dir = "/var/lib/sekisho";
     // The control API's listeners (--api-socket, --api-group, --api-tcp,
     // --api-cert, --api-key, --api-token-file); none when both unix_path and
     // tcp_listen are empty.

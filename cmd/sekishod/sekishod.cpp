@@ -23,9 +23,10 @@ constexpr const char* usage_text = R"(usage:
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
-           [--workers N] [--events FILE] [--summary FILE] [--metrics ADDR:PORT] [-- EAL-ARGS...]
+           [--workers N] [--state-dir DIR] [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
+           [-- EAL-ARGS...]
   sekishod --backend xdp --policy FILE --access-if IF [--core-if IF] [--xdp-mode native|generic]
-           [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
+           [--state-dir DIR] [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
@@ -43,6 +44,7 @@ constexpr const char* usage_text = R"(usage:
   --xdp-mode M         xdp: native (in the driver, default) or generic (any interface)
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
+  --state-dir DIR      live: operator state kept across restarts (default /var/lib/sekisho)
   --events FILE        JSON-lines event log (default: the policy's events.file,
                        /var/log/sekisho/events.jsonl; "-": standard output)
   --summary FILE       write the counters as JSON at exit
@@ -113,6 +115,7 @@ const std::map<std::string, flag_setter>& valued_flags() {
         {"--if-driver", [](command_line& c, const std::string& v) { c.live.if_driver = v; }},
         {"--access-port", [](command_line& c, const std::string& v) { c.live.access_port = parse_unsigned("--access-port", v); }},
         {"--core-port", [](command_line& c, const std::string& v) { c.live.core_port = parse_unsigned("--core-port", v); }},
+        {"--state-dir", [](command_line& c, const std::string& v) { c.live.state_dir = v; }},
         {"--events", [](command_line& c, const std::string& v) { c.live.events_path = v; }},
         {"--summary", [](command_line& c, const std::string& v) { c.live.summary_path = v; }},
         {"--metrics", [](command_line& c, const std::string& v) { c.live.metrics_address = v; }},

@@ -56,7 +56,7 @@ EOF
 netlab_up --gateway || abort "lab setup failed"
 # A descriptor limit like a default login's, 1024 soft (select()'s FD_SETSIZE); sekishod raises it.
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" prlimit --nofile=1024:4096 "$SEKISHOD" --access-if acc0 --core-if core0 \
-  --policy "$TMP/policy.yaml" --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port" \
+  --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port" \
   --api-socket "$sock" --api-tcp "127.0.0.1:$tls_port" --api-cert "$TMP/api.crt" --api-key "$TMP/api.key" \
   --api-token-file "$TMP/token"
 daemon_pid=$NETLAB_LAST_PID

@@ -5,8 +5,9 @@
 #   e2e_begin NAME SEKISHOD TOOL...   skip (77) without namespaces or a tool; sets TMP, SEKISHOD
 #   pass / fail MESSAGE               count a check
 #   abort MESSAGE                     print the lab's logs and exit 1
-#   e2e_start_sekishod LOG ARGS...    sekishod --access-if acc0 --core-if core0 ARGS in gw, until a
-#                                     ping crosses the gateway; sets daemon_pid
+#   e2e_start_sekishod LOG ARGS...    sekishod --access-if acc0 --core-if core0 --state-dir $TMP/state
+#                                     ARGS in gw, until a ping crosses the gateway; sets daemon_pid
+#                                     (a later --state-dir in ARGS wins)
 #   e2e_stop_sekishod                 SIGTERM and wait (its exit status is the return value)
 #   e2e_end                           print the totals; the script's exit status
 #   e2e_lab_policy                    print the lab's policy preamble (ports, subscriber ranges,
@@ -70,7 +71,7 @@ abort() {
 e2e_start_sekishod() {
   local log="$1"
   shift
-  netlab_spawn gw "$log" "$SEKISHOD" --access-if acc0 --core-if core0 "$@"
+  netlab_spawn gw "$log" "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" "$@"
   daemon_pid=$NETLAB_LAST_PID
   local deadline=$(($(date +%s) + 20))
   until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1; do

@@ -61,7 +61,7 @@ netlab_start_sinks || abort "SMTP sinks did not start"
 
 metrics_port=9118
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
-  --policy "$TMP/policy.yaml" --access-if acc0 --core-if core0 \
+  --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
   --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics "127.0.0.1:$metrics_port" \
   --api-socket "$sock"
 daemon_pid=$NETLAB_LAST_PID

@@ -222,6 +222,7 @@ protected:
         char tmpl[] = "/tmp/serve_loop_test.XXXXXX";
         dir = mkdtemp(tmpl);
         opt.policy_path = dir + "/policy.yaml";
+        opt.state_dir = dir + "/state";
         opt.summary_path = dir + "/summary.json";
         opt.api.unix_path = dir + "/api.sock";
         write_policy("");
