@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backends/interface_driver.h"
 #include "backends/xdp/xdp_backend.h"
 #include "backends/xdp/xdp_data_plane.h"
 #include "control/observe/event_log.h"
@@ -135,6 +136,10 @@ void xdp_live_backend::stop() {
 
 int run_xdp_live(const live_options& opt) {
     const xdp_attach_mode mode = check_xdp_options(opt);
+    if (mode == xdp_attach_mode::native)
+        for (const std::string& ifname : {opt.access_if, opt.core_if})
+            if (const std::string w = veth_warning(ifname, false); !w.empty())
+                std::cerr << "sekishod: " << w << std::endl;
     const starting_policy start = read_starting_policy(opt);
     const auto apply_started = std::chrono::steady_clock::now();
     xdp_live_backend backend(start.pol, opt, mode);
