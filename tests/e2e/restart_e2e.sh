@@ -8,6 +8,7 @@
 #
 # Checks:
 #   - the start-up warns that acc0 and core0 are veths (the lab's checksum trap, README);
+#   - the second daemon runs with only the systemd unit's capabilities;
 #   - pings lost over the restart: printed (with the times of stop, start and first forwarding)
 #     and at most the bound below; before and after the restart none is lost;
 #   - an SMTP connection from a dynamic address to MX:25 right after the restart is still reset
@@ -62,7 +63,9 @@ e2e_stop_sekishod
 rc=$?
 t_exited=$(now_ms)
 [ "$rc" = 0 ] && pass "sekishod exited 0 on SIGTERM ($((t_exited - t_stop)) ms)" || fail "sekishod exited $rc on SIGTERM"
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" \
+# With only the systemd unit's capabilities (configs/systemd/sekishod.service).
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock -- \
+  "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" \
   "${daemon_args[@]}"
 daemon_pid=$NETLAB_LAST_PID
 deadline=$(($(date +%s) + 30))

@@ -20,7 +20,7 @@
 #   - a restart under --xdp-keep-attached: pings every 0.05 s through the gateway lose none, the
 #     program stays attached while no daemon runs, an SMTP connection to MX:25 in that gap is still
 #     reset, the new daemon takes over the pinned maps (counters continue, the gap's block event
-#     reaches the event log) and replaces the program in one step, without CAP_SYS_ADMIN;
+#     reaches the event log) and replaces the program in one step, with only the systemd unit's capabilities;
 #   - SIGTERM without --xdp-keep-attached: exit 0, the program is detached from both interfaces and
 #     the pins are gone; the summary has the event log's counters under the DPDK backend's keys.
 set -u
@@ -175,8 +175,8 @@ done
 [ -e "$pin_dir/active_set" ] && [ -e "$pin_dir/program" ] && pass "the maps and the program stay pinned in $pin_dir" || fail "no pinned maps or program in $pin_dir"
 blocks_before_gap="$(op25b_blocks_logged)"
 expect_mail_reset -4 "$NETLAB_SUB_V4_DYN" "$NETLAB_MX_V4" 25
-# Without CAP_SYS_ADMIN, as the systemd unit runs it: the program to replace is found by its pin.
-daemon_prefix="setpriv --bounding-set -sys_admin --"
+# With only the systemd unit's capabilities (no CAP_SYS_ADMIN): the program to replace is found by its pin.
+daemon_prefix="setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock --"
 spawn_xdp_daemon "$NETLAB_LOGDIR/sekishod.log"
 daemon_prefix=""
 deadline=$(($(date +%s) + 20))

@@ -13,7 +13,7 @@
   with P/bin/sekishod replaced by the binary just built (P/bin is not on this
   host);
 - the unit runs hardened: User= sekisho, only CAP_NET_ADMIN, CAP_NET_RAW,
-  CAP_BPF and CAP_IPC_LOCK, NoNewPrivileges=, ProtectSystem=strict, the address
+  CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK, NoNewPrivileges=, ProtectSystem=strict, the address
   families the backends use, and `systemd-analyze security --offline` rates its
   exposure at most MAX_EXPOSURE;
 - the directories it declares, as systemd 252 creates them (systemd.exec(5):
@@ -44,7 +44,8 @@ del sys.argv[1:]
 UNIT = os.path.join(ROOT or ".", "configs/systemd/sekishod.service")
 
 PREFIXES = {"/usr": "/etc", "/usr/local": "/usr/local/etc"}   # prefix: meson's sysconfdir for it
-CAPABILITIES = {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_IPC_LOCK"}
+# The unit's capabilities; tests/e2e/xdp_e2e.sh and restart_e2e.sh run sekishod with exactly these.
+CAPABILITIES = {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_PERFMON", "CAP_IPC_LOCK"}
 ADDRESS_FAMILIES = {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_XDP"}
 MAX_EXPOSURE = 5.0   # systemd-analyze security: 0 (locked down) .. 10 (root, unrestricted)
 NOBODY = 65534
