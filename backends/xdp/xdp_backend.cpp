@@ -101,7 +101,27 @@ xdp_backend::xdp_backend(uint32_t buckets, const std::string& pin_dir) : pin_dir
     if (ncpus <= 0) throw failure("cannot count the possible CPUs", ncpus);
     cpus_ = static_cast<unsigned>(ncpus);
     if (buckets == 0) buckets = 1;
-    if (!pin_dir_.empty()) make_pin_dir(pin_dir_);
+    try {
+        load_and_adopt(buckets);
+    } catch (...) {
+        // The destructor does not run for a constructor that throws.
+        if (ring_) ring_buffer__free(ring_);
+        if (skel_) sekisho_xdp__destroy(skel_);
+        if (previous_program_fd_ >= 0) close(previous_program_fd_);
+        throw;
+    }
+}
+
+// The pin directory, the program, the ring buffer and what the pinned maps hold.
+void xdp_backend::load_and_adopt(uint32_t buckets) {
+    if (!pin_dir_.empty()) {
+        make_pin_dir(pin_dir_);
+        // The program an earlier run pinned: the handle attach() replaces it
+        // by (opening it by its id instead would need CAP_SYS_ADMIN). Taken
+        // before the load, which may replace stale pins.
+        const std::string path = program_pin_path();
+        if (access(path.c_str(), F_OK) == 0) previous_program_fd_ = bpf_obj_get(path.c_str());
+    }
     try {
         load(buckets);
     } catch (const std::runtime_error& e) {
@@ -114,28 +134,10 @@ xdp_backend::xdp_backend(uint32_t buckets, const std::string& pin_dir) : pin_dir
         load(buckets);
     }
     ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), on_event, &raw_sink_, nullptr);
-    if (ring_ == nullptr) {
-        const int e = errno;
-        sekisho_xdp__destroy(skel_);
-        throw failure("cannot open the event ring buffer", e);
-    }
+    if (ring_ == nullptr) throw failure("cannot open the event ring buffer", errno);
     monotonic_to_realtime_ns_ =
         static_cast<int64_t>(clock_ns(CLOCK_REALTIME)) - static_cast<int64_t>(clock_ns(CLOCK_MONOTONIC));
-    if (!pin_dir_.empty()) {
-        // The program an earlier run pinned: the handle attach() replaces it
-        // by (opening it by its id instead would need CAP_SYS_ADMIN).
-        const std::string path = program_pin_path();
-        if (access(path.c_str(), F_OK) == 0) previous_program_fd_ = bpf_obj_get(path.c_str());
-    }
-    if (maps_taken_over_ > 0) {
-        try {
-            adopt_pinned_sets();
-        } catch (...) {
-            ring_buffer__free(ring_);
-            sekisho_xdp__destroy(skel_);
-            throw;
-        }
-    }
+    if (maps_taken_over_ > 0) adopt_pinned_sets();
 }
 
 // Opens and loads the object into skel_, each map pinned in pin_dir_ (re-used

@@ -98,6 +98,7 @@ private:
     void write_prefixes(int fd, const std::vector<xdp_prefix_entry>& entries, uint8_t family, uint32_t set,
                         std::vector<std::vector<uint8_t>>& written, const char* table);
     void clear_set(uint32_t set);
+    void load_and_adopt(uint32_t buckets);
     void load(uint32_t buckets);
     void adopt_pinned_sets();
     void remove_pins();
