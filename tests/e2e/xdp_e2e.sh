@@ -61,6 +61,26 @@ pin_dir="$TMP/bpffs/sekisho/acc0"
 mkdir -p "$TMP/bpffs" && mount -t bpf bpf "$TMP/bpffs" || { echo "xdp_e2e: cannot mount a BPF file system" >&2; exit 1; }
 trap 'rc=$?; umount -l "$TMP/bpffs" 2>/dev/null; (exit $rc); _e2e_cleanup' EXIT
 netlab_up --direct || abort "lab setup failed"
+
+# The restart flags refused where they do not apply, with what and where.
+"$SEKISHOD" --policy "$TMP/policy.yaml" --access-if acc0 --core-if core0 --xdp-keep-attached >"$TMP/usage.log" 2>&1
+rc=$?
+if [ "$rc" = 2 ] && grep -q "xdp-keep-attached needs --backend xdp" "$TMP/usage.log"; then
+  pass "--xdp-keep-attached without --backend xdp: usage error (exit 2)"
+else
+  fail "--xdp-keep-attached without --backend xdp: exit $rc: $(head -n 1 "$TMP/usage.log")"
+fi
+mkdir -p "$TMP/not-bpffs"
+netlab_exec_gw "$SEKISHOD" --backend xdp --xdp-mode "$mode" --policy "$TMP/policy.yaml" --access-if acc0 \
+  --events "$TMP/refused.jsonl" --state-dir "$TMP/state" --xdp-keep-attached --xdp-pin-dir "$TMP/not-bpffs/acc0" \
+  >"$TMP/not-bpffs.log" 2>&1
+rc=$?
+if [ "$rc" = 1 ] && grep -q "pin directory $TMP/not-bpffs/acc0 is not on a BPF file system" "$TMP/not-bpffs.log" &&
+  ! netlab_exec_gw ip -d link show acc0 | grep -q "prog/xdp"; then
+  pass "a pin directory off a BPF file system: refused naming it (exit 1), nothing attached"
+else
+  fail "a pin directory off a BPF file system: exit $rc: $(tail -n 1 "$TMP/not-bpffs.log")"
+fi
 # Native XDP_TX on a veth hands the frame to the peer's NAPI, which exists
 # when the peer has GRO on (or an XDP program of its own): docs/xdp.md.
 if [ "$mode" = native ]; then
