@@ -46,17 +46,17 @@ for dev in acc0 core0; do
   fi
 done
 
-ping_through() { # COUNT LOG: pings at 0.05 s; prints "transmitted received"
-  netlab_exec_sub ping -n -i 0.05 -c "$1" -W 1 "$NETLAB_MX_V4" >"$2" 2>&1
-  sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$2"
+ping_through() { # COUNT LOG: pings at 0.05 s, waited for; prints "transmitted received"
+  e2e_spawn_pings "$1" "$2"
+  wait "$ping_pid"
+  e2e_ping_result "$2"
 }
 read -r sent got < <(ping_through 40 "$NETLAB_LOGDIR/ping-before.log")
 [ "${sent:-0}" = 40 ] && [ "$got" = 40 ] && pass "before the restart: 40 pings at 0.05 s, none lost" \
   || fail "before the restart: ${got:-?} of ${sent:-?} pings answered"
 
 pings=200   # 10 s at 0.05 s
-netlab_spawn sub "$NETLAB_LOGDIR/ping-restart.log" ping -n -i 0.05 -c "$pings" -W 1 "$NETLAB_MX_V4"
-ping_pid=$NETLAB_LAST_PID
+e2e_spawn_pings "$pings" "$NETLAB_LOGDIR/ping-restart.log"
 sleep 1
 t_stop=$(now_ms)
 e2e_stop_sekishod
@@ -64,7 +64,7 @@ rc=$?
 t_exited=$(now_ms)
 [ "$rc" = 0 ] && pass "sekishod exited 0 on SIGTERM ($((t_exited - t_stop)) ms)" || fail "sekishod exited $rc on SIGTERM"
 # With only the systemd unit's capabilities (configs/systemd/sekishod.service).
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock -- \
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" setpriv --bounding-set "$e2e_unit_capabilities" -- \
   "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" \
   "${daemon_args[@]}"
 daemon_pid=$NETLAB_LAST_PID
@@ -78,8 +78,7 @@ t_forwarding=$(now_ms)
 kill -0 "$ping_pid" 2>/dev/null || fail "the pings ended before the restart was over: the test measured nothing"
 wait "$ping_pid"
 summary="$(grep 'packets transmitted' "$NETLAB_LOGDIR/ping-restart.log")"
-sent="$(echo "$summary" | sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p')"
-got="$(echo "$summary" | sed -n 's/.* \([0-9]*\) received.*/\1/p')"
+read -r sent got < <(e2e_ping_result "$NETLAB_LOGDIR/ping-restart.log")
 lost=$((${sent:-0} - ${got:-0}))
 echo "restart_e2e: MEASURED pings lost over a DPDK restart: $lost of $sent at 0.05 s (~$((lost * 50)) ms);" \
   "SIGTERM to exit $((t_exited - t_stop)) ms, exit to 'forwarding' $((t_forwarding - t_exited)) ms"

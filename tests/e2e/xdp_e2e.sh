@@ -180,7 +180,7 @@ op25b_blocks_logged() {
 # CAP_SYS_ADMIN: the program to replace is found by its pin); check it took the pinned maps over
 # and replaced the attached program in one step.
 take_over() {
-  daemon_prefix="setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock --"
+  daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
   spawn_xdp_daemon "$1"
   daemon_prefix=""
   local deadline=$(($(date +%s) + 20))
@@ -217,8 +217,7 @@ gap_checks() {
 forwarded_before="$(status_field 'j["frames"]["forwarded"]')"
 blocks_before_gap="$(op25b_blocks_logged)"
 pings=300   # 15 s at 0.05 s, over two restarts
-netlab_spawn sub "$NETLAB_LOGDIR/ping-restart.log" ping -n -i 0.05 -c "$pings" -W 1 "$NETLAB_MX_V4"
-ping_pid=$NETLAB_LAST_PID
+e2e_spawn_pings "$pings" "$NETLAB_LOGDIR/ping-restart.log"
 sleep 1
 # A restart: SIGTERM (as systemctl restart) under --xdp-keep-attached.
 stop_ms=$(now_ms)
@@ -244,7 +243,8 @@ crash_gap_ms=$(($(now_ms) - stop_ms))
 kill -0 "$ping_pid" 2>/dev/null || fail "the pings ended before the restarts were over: the test measured nothing"
 wait "$ping_pid"
 ping_summary="$(grep 'packets transmitted' "$NETLAB_LOGDIR/ping-restart.log")"
-if echo "$ping_summary" | grep -q "^$pings packets transmitted, $pings received"; then
+read -r sent got < <(e2e_ping_result "$NETLAB_LOGDIR/ping-restart.log")
+if [ "${sent:-0}" = "$pings" ] && [ "${got:-0}" = "$pings" ]; then
   pass "a restart (${gap_ms} ms from SIGTERM to the new daemon's start) and a kill -9 (${crash_gap_ms} ms to the next start): $pings pings at 0.05 s, 0 lost ($ping_summary)"
 else
   fail "pings lost over the restarts (${gap_ms} ms, ${crash_gap_ms} ms): ${ping_summary:-no ping summary}"
