@@ -22,6 +22,8 @@
 #     MX:25 in each gap is still reset, each new daemon takes over the pinned maps (counters
 #     continue, the gaps' block events reach the event log) and replaces the program in one step,
 #     with only the systemd unit's capabilities;
+#   - pins left by a daemon whose maps do not fit (another bucket table size): said, fresh maps,
+#     the program still replaced in one step;
 #   - SIGTERM without --xdp-keep-attached: exit 0, the program is detached from both interfaces and
 #     the pins are gone; the summary has the event log's counters under the DPDK backend's keys.
 set -u
@@ -414,5 +416,52 @@ assert summary["limited"] == limited
 assert 'sekisho_limit_hits_total{limit="syn-rate"}' in metrics
 assert 'sekisho_op25b_blocks_total{reason="op25b_port",mode="enforce"}' in metrics
 EOF
+
+# --- Pins another build left that do not fit: fresh maps, the program still replaced in one step
+# (syn_buckets' capacity is tracking.subscribers_per_worker: a different one makes the pinned map
+# unusable, as a build with another map layout would).
+cp "$TMP/policy.yaml" "$TMP/policy-small.yaml"
+printf 'tracking:\n  subscribers_per_worker: 1024\n' >>"$TMP/policy-small.yaml"
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod-small.log" "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
+  --policy "$TMP/policy-small.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
+  --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir" --xdp-keep-attached
+daemon_pid=$NETLAB_LAST_PID
+deadline=$(($(date +%s) + 20))
+until grep -q "xdp $mode on acc0" "$NETLAB_LOGDIR/sekishod-small.log"; do
+  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod with the small bucket table exited"
+  [ "$(date +%s)" -lt "$deadline" ] || abort "sekishod with the small bucket table did not start"
+  sleep 0.05
+done
+e2e_stop_sekishod
+daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod-misfit.log" $daemon_prefix "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
+  --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
+  --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir"
+daemon_prefix=""
+daemon_pid=$NETLAB_LAST_PID
+deadline=$(($(date +%s) + 20))
+until grep -q "xdp $mode on acc0" "$NETLAB_LOGDIR/sekishod-misfit.log"; do
+  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod did not start over misfitting pins: $(tail -n 3 "$NETLAB_LOGDIR/sekishod-misfit.log")"
+  [ "$(date +%s)" -lt "$deadline" ] || abort "sekishod did not start over misfitting pins in 20 s"
+  sleep 0.05
+done
+if grep -q "the maps pinned in $pin_dir do not fit this program" "$NETLAB_LOGDIR/sekishod-misfit.log" &&
+  grep -q "starting with fresh maps: counters and limit state restart" "$NETLAB_LOGDIR/sekishod-misfit.log"; then
+  pass "pins that do not fit: said, fresh maps"
+else
+  fail "pins that do not fit: not said ($(grep 'xdp' "$NETLAB_LOGDIR/sekishod-misfit.log" | head -n 3))"
+fi
+if grep -q "replaced the program left attached on acc0, core0 in one step" "$NETLAB_LOGDIR/sekishod-misfit.log"; then
+  pass "pins that do not fit: the program still replaced in one step (by its pin, no CAP_SYS_ADMIN)"
+else
+  fail "pins that do not fit: the program was not replaced"
+fi
+expect_mail_reset -4 "$NETLAB_SUB_V4_DYN" "$NETLAB_MX_V4" 25
+e2e_stop_sekishod
+if netlab_exec_gw ip -d link show acc0 | grep -q "prog/xdp" || [ -e "$pin_dir" ]; then
+  fail "after the last stop without --xdp-keep-attached a program or the pins remain"
+else
+  pass "after the last stop without --xdp-keep-attached: detached, no pins"
+fi
 
 e2e_end
