@@ -124,12 +124,16 @@ void xdp_backend::load_and_adopt(uint32_t buckets) {
     }
     try {
         load(buckets);
-    } catch (const std::runtime_error& e) {
+    } catch (const std::runtime_error&) {
         if (maps_taken_over_ == 0) throw;
-        // Pins of another build (a map's type, sizes or capacity differ):
-        // the program still attached keeps its own maps until it is replaced.
-        std::cerr << "sekishod: xdp: the maps pinned in " << pin_dir_ << " do not fit this program (" << e.what()
-                  << "); starting with fresh maps: counters and limit state restart" << std::endl;
+        // Pins of another build (a map's type, sizes or capacity differ;
+        // libbpf named the map above): the program still attached keeps its
+        // own maps until it is replaced. Any other load failure fails again
+        // below and is thrown.
+        std::cerr << "sekishod: xdp: the maps pinned in " << pin_dir_
+                  << " do not fit this program (libbpf's reason above); starting with fresh maps: counters and "
+                     "limit state restart"
+                  << std::endl;
         remove_pins();
         load(buckets);
     }
