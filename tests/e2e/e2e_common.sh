@@ -17,6 +17,8 @@
 #   contains DESCRIPTION NEEDLE       check that the last $out contains NEEDLE
 #   e2e_unit_capabilities             setpriv --bounding-set value: the capabilities the systemd unit
 #                                     (configs/systemd/sekishod.service) grants, and no other
+#   e2e_wait_for_log LOG TEXT SECONDS WHAT   wait until LOG holds TEXT; abort naming WHAT if $daemon_pid
+#                                     exits first or SECONDS pass
 #   e2e_spawn_pings COUNT LOG         COUNT pings every 0.05 s from the subscriber to the MX through
 #                                     the gateway, in the background; sets ping_pid
 #   e2e_ping_result LOG               "TRANSMITTED RECEIVED" from a finished ping's summary in LOG
@@ -94,6 +96,15 @@ e2e_stop_sekishod() {
 }
 
 e2e_unit_capabilities="-all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock"
+
+e2e_wait_for_log() {
+  local deadline=$(($(date +%s) + $3))
+  until grep -qF -- "$2" "$1"; do
+    kill -0 "$daemon_pid" 2>/dev/null || abort "$4 exited before '$2': $(tail -n 3 "$1")"
+    [ "$(date +%s)" -lt "$deadline" ] || abort "$4: no '$2' after $3 s"
+    sleep 0.02
+  done
+}
 
 e2e_spawn_pings() {
   netlab_spawn sub "$2" ping -n -i 0.05 -c "$1" -W 1 "$NETLAB_MX_V4"

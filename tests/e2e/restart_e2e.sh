@@ -68,12 +68,7 @@ netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" setpriv --bounding-set "$e2e_unit_
   "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" \
   "${daemon_args[@]}"
 daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 30))
-until grep -q "sekishod: forwarding" "$NETLAB_LOGDIR/sekishod.log"; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "the second sekishod exited"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "the second sekishod did not forward in 30 s"
-  sleep 0.01
-done
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod.log" "sekishod: forwarding" 30 "the second sekishod"
 t_forwarding=$(now_ms)
 kill -0 "$ping_pid" 2>/dev/null || fail "the pings ended before the restart was over: the test measured nothing"
 wait "$ping_pid"

@@ -185,12 +185,7 @@ take_over() {
   daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
   spawn_xdp_daemon "$1"
   daemon_prefix=""
-  local deadline=$(($(date +%s) + 20))
-  until grep -q "xdp $mode on acc0" "$1" && [ -S "$sock" ]; do
-    kill -0 "$daemon_pid" 2>/dev/null || abort "the $2 sekishod exited before taking over"
-    [ "$(date +%s)" -lt "$deadline" ] || abort "the $2 sekishod did not take over in 20 s"
-    sleep 0.05
-  done
+  e2e_wait_for_log "$1" "xdp $mode on acc0" 20 "the $2 sekishod"
   if grep -q "took over 10 maps pinned in $pin_dir" "$1"; then
     pass "the $2 sekishod took over the 10 pinned maps"
   else
@@ -426,12 +421,7 @@ netlab_spawn gw "$NETLAB_LOGDIR/sekishod-small.log" "$SEKISHOD" --backend xdp --
   --policy "$TMP/policy-small.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
   --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir" --xdp-keep-attached
 daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 20))
-until grep -q "xdp $mode on acc0" "$NETLAB_LOGDIR/sekishod-small.log"; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod with the small bucket table exited"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "sekishod with the small bucket table did not start"
-  sleep 0.05
-done
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-small.log" "xdp $mode on acc0" 20 "sekishod with the small bucket table"
 e2e_stop_sekishod
 daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod-misfit.log" $daemon_prefix "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
@@ -439,12 +429,7 @@ netlab_spawn gw "$NETLAB_LOGDIR/sekishod-misfit.log" $daemon_prefix "$SEKISHOD" 
   --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir"
 daemon_prefix=""
 daemon_pid=$NETLAB_LAST_PID
-deadline=$(($(date +%s) + 20))
-until grep -q "xdp $mode on acc0" "$NETLAB_LOGDIR/sekishod-misfit.log"; do
-  kill -0 "$daemon_pid" 2>/dev/null || abort "sekishod did not start over misfitting pins: $(tail -n 3 "$NETLAB_LOGDIR/sekishod-misfit.log")"
-  [ "$(date +%s)" -lt "$deadline" ] || abort "sekishod did not start over misfitting pins in 20 s"
-  sleep 0.05
-done
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-misfit.log" "xdp $mode on acc0" 20 "sekishod over pins that do not fit"
 if grep -q "the maps pinned in $pin_dir do not fit this program" "$NETLAB_LOGDIR/sekishod-misfit.log" &&
   grep -q "starting with fresh maps: counters and limit state restart" "$NETLAB_LOGDIR/sekishod-misfit.log"; then
   pass "pins that do not fit: said, fresh maps"
