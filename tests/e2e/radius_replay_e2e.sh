@@ -115,6 +115,16 @@ acct() { # ATTRIBUTES: radclient in the gateway's namespace, one try; prints ans
 dataplane() {
   timeout 20 "$ctl" --socket "$sock" --json bindings list >"$TMP/bindings.json" 2>&1 || { echo "sekishoctl failed: $(cat "$TMP/bindings.json")"; return; }
   /usr/bin/python3 "$TMP/state.py" dataplane "$TMP/bindings.json"
+  # The count the list and status give is the number of entries listed.
+  timeout 20 "$ctl" --socket "$sock" --json status >"$TMP/status.json" 2>&1
+  /usr/bin/python3 - "$TMP/bindings.json" "$TMP/status.json" <<'EOF'
+import json, sys
+listed = json.load(open(sys.argv[1]))
+n, total = len(listed["bindings"]), listed["total"]
+status = json.load(open(sys.argv[2]))["subscribers"]["bindings"]
+if total != n or status != n:
+    print(f"count: {n} listed, total {total}, status {status}")
+EOF
 }
 history() { /usr/bin/python3 "$TMP/state.py" history "$db"; }
 
