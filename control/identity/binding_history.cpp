@@ -73,14 +73,7 @@ struct binding_history::impl {
         sqlite3_close_v2(db);
     }
 
-    void exec(const char* step_name, const char* sql) {
-        char* err = nullptr;
-        if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-            const std::string msg = path + ": " + step_name + ": " + (err ? err : sqlite3_errmsg(db));
-            sqlite3_free(err);
-            throw binding_history_error(msg);
-        }
-    }
+    void exec(const char* step_name, const char* sql) { sqlite_exec<binding_history_error>(db, path, step_name, sql); }
     statement& prepare(const char* step_name, const char* sql) {
         stmts.push_back(std::make_unique<statement>(db, path, step_name, sql));
         return *stmts.back();
@@ -132,42 +125,9 @@ struct binding_history::impl {
 };
 
 binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
-    const bool in_memory = path == ":memory:";
-    if (mode == access::read_write && !in_memory) {
-        restrict_store_file_mode<binding_history_error>(path, true);
-        restrict_store_file_mode<binding_history_error>(path + "-wal", false);
-        restrict_store_file_mode<binding_history_error>(path + "-shm", false);
-    }
-    const int flags = mode == access::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-        const std::string msg = path + ": open: " + (db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close_v2(db);
-        db = nullptr;
-        throw binding_history_error(msg);
-    }
+    db = open_sqlite_store<binding_history_error>(path, mode == access::read_only, schema_version, "NORMAL", 2000);
     try {
-        sqlite3_extended_result_codes(db, 1);
-        // Waits this long for a reader's checkpoint lock rather than failing
-        // at once; short, since the caller is the control thread.
-        sqlite3_busy_timeout(db, 2000);
-        {
-            statement version(db, path, "read the schema version (PRAGMA user_version)", "PRAGMA user_version");
-            const int64_t v = version.step() ? version.column_int(0) : 0;
-            if (v > schema_version)
-                throw binding_history_error(path + ": read the schema version (PRAGMA user_version): version " +
-                                            std::to_string(v) + " is newer than this release reads (" +
-                                            std::to_string(schema_version) + ")");
-        }
         if (mode == access::read_write) {
-            if (!in_memory) {
-                statement wal(db, path, "switch to WAL (PRAGMA journal_mode=WAL)", "PRAGMA journal_mode=WAL");
-                const std::string got = wal.step() ? wal.column_text(0) : std::string();
-                if (got != "wal")
-                    throw binding_history_error(path +
-                                                ": switch to WAL (PRAGMA journal_mode=WAL): the database stays in '" +
-                                                got + "' mode (a file system without shared memory?)");
-            }
-            exec("set synchronous=NORMAL (PRAGMA synchronous)", "PRAGMA synchronous=NORMAL");
             // A commit of a few hundred bindings dirties ~1000 index pages: with
             // the default checkpoint threshold (1000 pages) nearly every commit
             // checkpointed, halving the throughput. Checkpoint less often and

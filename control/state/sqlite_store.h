@@ -129,4 +129,68 @@ private:
     sqlite3_stmt* st_ = nullptr;
 };
 
+// Runs `sql` (no rows expected); throws Error naming `step_name`.
+template <typename Error>
+void sqlite_exec(sqlite3* db, const std::string& path, const char* step_name, const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        const std::string msg = path + ": " + step_name + ": " + (err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        throw Error(msg);
+    }
+}
+
+// Opens the store at `path`: read-write creates the file (store_file_mode),
+// narrows the mode of it and its -wal/-shm, switches to WAL (not for
+// ":memory:") and sets `synchronous` ("NORMAL", "FULL"); read-only opens an
+// existing file. Either refuses a schema (PRAGMA user_version) newer than
+// `schema_version`, which also reads the first page: a file that is not a
+// database fails here. Extended result codes; a busy wait of `busy_ms` (the
+// caller is the control thread: short). Returns the connection (the caller
+// closes it, sqlite3_close_v2); throws Error, leaving nothing open.
+template <typename Error>
+sqlite3* open_sqlite_store(const std::string& path, bool read_only, int64_t schema_version, const char* synchronous,
+                           int busy_ms) {
+    const bool in_memory = path == ":memory:";
+    if (!read_only && !in_memory) {
+        restrict_store_file_mode<Error>(path, true);
+        restrict_store_file_mode<Error>(path + "-wal", false);
+        restrict_store_file_mode<Error>(path + "-shm", false);
+    }
+    sqlite3* db = nullptr;
+    const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        const std::string msg = path + ": open: " + (db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close_v2(db);
+        throw Error(msg);
+    }
+    try {
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, busy_ms);
+        {
+            sqlite_statement<Error> version(db, path, "read the schema version (PRAGMA user_version)",
+                                            "PRAGMA user_version");
+            const int64_t v = version.step() ? version.column_int(0) : 0;
+            if (v > schema_version)
+                throw Error(path + ": read the schema version (PRAGMA user_version): version " + std::to_string(v) +
+                            " is newer than this release reads (" + std::to_string(schema_version) + ")");
+        }
+        if (!read_only) {
+            if (!in_memory) {
+                sqlite_statement<Error> wal(db, path, "switch to WAL (PRAGMA journal_mode=WAL)", "PRAGMA journal_mode=WAL");
+                const std::string got = wal.step() ? wal.column_text(0) : std::string();
+                if (got != "wal")
+                    throw Error(path + ": switch to WAL (PRAGMA journal_mode=WAL): the database stays in '" + got +
+                                "' mode (a file system without shared memory?)");
+            }
+            const std::string sync = std::string("PRAGMA synchronous=") + synchronous;
+            sqlite_exec<Error>(db, path, "set synchronous (PRAGMA synchronous)", sync.c_str());
+        }
+    } catch (...) {
+        sqlite3_close_v2(db);
+        throw;
+    }
+    return db;
+}
+
 }  // namespace sekisho
