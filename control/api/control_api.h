@@ -32,10 +32,16 @@ class data_plane;
 struct api_command;
 struct policy;
 class subscriber_identity;
+class operator_state;
+class operator_binding_table;
 
 struct control_context {
     data_plane* plane = nullptr;             // the DPDK data plane or the XDP program
     subscriber_identity* identity = nullptr;
+    // Where suspensions and API bindings are stored, and the table RADIUS
+    // writes through (API bindings win). Both null without bindings (XDP).
+    operator_state* decisions = nullptr;
+    operator_binding_table* api_bindings = nullptr;
     std::string policy_path;
     std::string events_path;                 // "-" when events go to stdout
     bool events_overridden = false;          // --events replaced the policy's events.file
@@ -63,6 +69,11 @@ public:
     // SIGHUP: queues a reload of the policy file (one waiting reload at most);
     // the outcome goes to standard error and the audit trail.
     void reload();
+    // Stores the suspensions the workers made themselves (a content rule's
+    // quarantine verdict sets the account's flag) that the operator state
+    // does not hold yet, so that they survive a restart like the operator's.
+    // Scans the account registry: call it every few hundred milliseconds.
+    void record_quarantines();
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -84,10 +95,10 @@ private:
     api_response status();
     api_response policy_show();
     api_response bindings_list(const api_command& c);
-    api_response bindings_add(const api_command& c);
+    api_response bindings_add(const api_command& c, const std::string& caller);
     api_response bindings_del(const api_command& c);
     void whois(const api_command& c, api_reply reply);
-    api_response account_suspend(const api_command& c, bool suspend);
+    api_response account_suspend(const api_command& c, const std::string& caller, bool suspend);
     api_response accounts_list(const api_command& c);
     void post_query(api_reply reply, std::function<api_response()> query);
 
@@ -97,6 +108,7 @@ private:
     std::thread running_thread_;
     std::deque<std::unique_ptr<change>> waiting_;
     query_worker queries_;
+    std::vector<std::string> quarantine_store_failed_;   // logged once until stored
 };
 
 }  // namespace sekisho
