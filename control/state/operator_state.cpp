@@ -40,7 +40,9 @@ using statement = sqlite_statement<store_error>;
 
 struct operator_state::impl {
     impl(const std::string& p) : path(p) {
-        db = open_sqlite_store<store_error>(path, false, schema_version, "FULL", 1000);
+        // A lock held by another process is waited for briefly only: the
+        // control thread serves RADIUS and the API meanwhile.
+        db = open_sqlite_store<store_error>(path, false, schema_version, "FULL", 100);
         try {
             sqlite_exec<store_error>(db, path, "create the schema (BEGIN)", "BEGIN IMMEDIATE");
             try {

@@ -27,22 +27,10 @@ ctl="${2:-}"
 ctl="$(realpath "$ctl")"
 sock="$TMP/api.sock"
 
-secret="e2e-$RANDOM-$RANDOM-operator-secret"
-printf '%s' "$secret" >"$TMP/secret"
-cat >"$TMP/radius-clients.yaml" <<EOF
-clients:
-  - address: 127.0.0.1
-    secret: "$secret"
-    name: bng-e2e
-EOF
 {
   e2e_lab_policy
+  e2e_radius_section "$TMP/bindings.sqlite"
   cat <<EOF
-radius:
-  listen: 127.0.0.1:1813
-  clients_file: $TMP/radius-clients.yaml
-history:
-  database: $TMP/bindings.sqlite
 events:
   aggregate_window: 0s
 inspection:
@@ -111,6 +99,26 @@ ctl_expect 0 "account suspend alice" account suspend alice@example.jp
 ctl_expect 0 "account suspend bob" account suspend bob@example.jp
 [ "$(suspended_list)" = "alice@example.jp bob@example.jp zed@example.jp" ] && pass "three suspended, nobody not created" ||
   fail "suspended: $(suspended_list)"
+
+# The store cannot take the change (another process holds operator.db's write lock): refused with
+# the reason, nothing changed, the same change goes through once the lock is gone.
+/usr/bin/python3 - "$TMP/state/operator.db" <<'EOF' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+time.sleep(2)
+db.execute("ROLLBACK")
+EOF
+locker=$!
+sleep 0.5
+ctl_expect 1 "account suspend while operator.db is locked" account suspend dave@example.jp
+contains "it says the operator state cannot be written" "the operator state cannot be written"
+contains "and why" "database is locked"
+[ "$(suspended_list)" = "alice@example.jp bob@example.jp zed@example.jp" ] && pass "nothing changed: dave not suspended" ||
+  fail "suspended after the refused change: $(suspended_list)"
+wait "$locker"
+ctl_expect 0 "the same suspend after the lock is gone" account suspend dave@example.jp
+ctl_expect 0 "and resume dave" account resume dave@example.jp
 
 # Typo protection: a prefix outside every subscriber range.
 ctl_expect 4 "bindings add outside the subscriber ranges" bindings add 203.0.113.50 shop@example.jp
