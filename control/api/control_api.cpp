@@ -702,6 +702,12 @@ api_response control_api::account_suspend(const api_command& c, const std::strin
 void control_api::record_quarantines() {
     account_registry* reg = ctx_.plane->account_table();
     if (reg == nullptr || ctx_.decisions == nullptr) return;
+    uint64_t acted = 0;
+    for (const worker_counters* w : ctx_.plane->all_counters()) acted += w->inspection.verdicts_acted.load();
+    const bool changed = acted != verdicts_acted_seen_;
+    if (!changed && !quarantine_rescan_ && quarantine_store_failed_.empty()) return;
+    quarantine_rescan_ = changed;   // once more next time: a flag set after this scan
+    verdicts_acted_seen_ = acted;
     for (uint32_t id : reg->suspended_ids()) {
         const std::string& name = *reg->name_of(id);
         try {

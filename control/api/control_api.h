@@ -72,7 +72,9 @@ public:
     // Stores the suspensions the workers made themselves (a content rule's
     // quarantine verdict sets the account's flag) that the operator state
     // does not hold yet, so that they survive a restart like the operator's.
-    // Scans the account registry: call it every few hundred milliseconds.
+    // Scans the account registry only when the workers acted on a verdict
+    // since the scan before last (the flag is set just after the count):
+    // call it every few hundred milliseconds.
     void record_quarantines();
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
@@ -109,6 +111,8 @@ private:
     std::deque<std::unique_ptr<change>> waiting_;
     query_worker queries_;
     std::vector<std::string> quarantine_store_failed_;   // logged once until stored
+    uint64_t verdicts_acted_seen_ = UINT64_MAX;           // at the last record_quarantines()
+    bool quarantine_rescan_ = false;
 };
 
 }  // namespace sekisho
