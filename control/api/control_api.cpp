@@ -228,6 +228,11 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
+    // The policy's static bindings went over everything: the operator's API bindings win again.
+    if (ctx_.api_bindings)
+        for (const std::string& e : ctx_.api_bindings->reassert_all())
+            std::cerr << "sekishod: after generation " << generation << ": cannot bind the API binding " << e
+                      << std::endl;
     previous_text_ = std::move(text_);
     text_ = std::move(ch.text);
     const double seconds = r.prepare_seconds + seconds_since(t0);

@@ -37,6 +37,18 @@ void operator_binding_table::reassert(const ip_prefix& changed, undo_log* undo) 
     }
 }
 
+std::vector<std::string> operator_binding_table::reassert_all() {
+    std::vector<std::string> errors;
+    for (const auto& b : held_) {
+        try {
+            base_.bind(b.prefix, b.account);
+        } catch (const std::exception& e) {
+            errors.push_back(b.prefix.to_string() + " of " + b.account + ": " + e.what());
+        }
+    }
+    return errors;
+}
+
 uint32_t operator_binding_table::bind(const ip_prefix& prefix, const std::string& account) {
     const uint32_t n = base_.bind(prefix, account);
     reassert(prefix, nullptr);

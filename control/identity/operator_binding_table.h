@@ -43,6 +43,11 @@ public:
     // The API binding of exactly `prefix`, or nullptr.
     const api_binding* held_at(const ip_prefix& prefix) const;
 
+    // Binds every held binding again (broader first): after a policy's
+    // static bindings were bound over them. Returns the errors (a full
+    // table), one line each; the others are bound.
+    std::vector<std::string> reassert_all();
+
     void check_bindable(const ip_prefix& prefix) const override { base_.check_bindable(prefix); }
     uint32_t bind(const ip_prefix& prefix, const std::string& account) override;
     uint32_t unbind(const ip_prefix& prefix) override;

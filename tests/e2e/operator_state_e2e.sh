@@ -176,6 +176,13 @@ if [ -n "$restored_line" ] && [ -n "$start_line" ] && [ "$restored_line" -lt "$s
 mode=$(stat -c %a "$TMP/state/operator.db")
 [ "$mode" = 640 ] && pass "operator.db is 0640" || fail "operator.db mode $mode"
 
+# A policy with a static binding of the same address: the API binding still wins.
+sed 's/^subscribers:$/subscribers:\n  bindings: [{prefix: 198.51.100.20\/32, account: static@example.jp}]/' "$TMP/policy.yaml" \
+  >"$TMP/static.yaml"
+ctl_expect 0 "policy apply with a static binding of .20" policy apply "$TMP/static.yaml"
+[ "$(bound_to 198.51.100.20/32)" = "erin@example.jp" ] && pass "the API binding stays over the policy's static one" ||
+  fail ".20 bound to '$(bound_to 198.51.100.20/32)' after the policy apply"
+
 # The operator deletes the binding: the RADIUS session holding the address gets it back.
 ctl_expect 0 "bindings del of the API binding" bindings del 198.51.100.20
 contains "the CLI says who has it back" "198.51.100.20/32 back to frank@example.jp (radius)"
