@@ -562,10 +562,11 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
         overrode.push_back(std::move(o));
     }
     // Stored first: what is answered is on disk.
-    const operator_binding_table::api_binding* before = ctx_.api_bindings->held_at(c.prefix);
-    const std::optional<std::string> previous_account =
-        before ? std::optional<std::string>(before->account) : std::nullopt;
+    std::optional<api_binding_record> previous;   // the API binding of this prefix it replaces
     try {
+        if (ctx_.api_bindings->held_at(c.prefix))
+            for (auto& r : ctx_.decisions->bindings())
+                if (r.prefix == c.prefix) previous = std::move(r);
         ctx_.decisions->add_binding({c.prefix, c.account, unix_now(), caller.empty() ? "in-process" : caller,
                                      overrode.dump()});
     } catch (const operator_state_error& e) {
@@ -579,14 +580,11 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
     } catch (const std::exception& e) {
         // The table is full: the data plane as it was, and the store too.
         plane.writable_bindings()->undo_bindings(undo);
-        if (previous_account) ctx_.api_bindings->hold(c.prefix, *previous_account);
+        if (previous) ctx_.api_bindings->hold(c.prefix, previous->account);
         else ctx_.api_bindings->release(c.prefix);
         try {
-            if (!previous_account) ctx_.decisions->remove_binding(c.prefix);
-            else
-                for (const auto& r : ctx_.decisions->bindings())
-                    if (r.prefix == c.prefix && r.account != *previous_account)
-                        ctx_.decisions->add_binding({c.prefix, *previous_account, r.since, r.caller, r.overrode});
+            if (previous) ctx_.decisions->add_binding(*previous);
+            else ctx_.decisions->remove_binding(c.prefix);
         } catch (const std::exception& s) {
             return error(500, std::string(e.what()) + "; and the operator state could not be put back (" + s.what() +
                                   "): it binds " + c.prefix.to_string() + " at the next start");
