@@ -609,6 +609,12 @@ api_response control_api::bindings_del(const api_command& c) {
     }
     if (!api_binding && holder_ids.empty())
         return error(404, c.prefix.to_string() + " is not bound (no API binding, no entry in the subscriber table)");
+    // Part of an API binding cannot be taken away: the binding would put it straight back.
+    if (!api_binding && ctx_.api_bindings)
+        for (const auto& b : ctx_.api_bindings->held())
+            if (b.prefix.overlaps(c.prefix))
+                return error(409, c.prefix.to_string() + " overlaps the API binding " + b.prefix.to_string() + " of " +
+                                      b.account + "; delete that binding (bindings del " + b.prefix.to_string() + ")");
     if (api_binding) {
         try {
             ctx_.decisions->remove_binding(c.prefix);

@@ -9,6 +9,10 @@
 // serving RADIUS, the API and the event drain; the control thread then swaps
 // it in (data_plane::commit), the last step of a change, and answers. Event
 // log queries run on the query_worker. Everything else is answered at once.
+// Suspensions and API bindings are written to the operator state
+// (control/state/operator_state.h) and committed before the data plane
+// changes and before the answer; a write that fails is answered 500 (503:
+// the file locked by another process) and changes nothing.
 //
 // Threading: handle(), poll(), reload() and the destructor run on the control
 // thread. Answers are given through api_reply, from whichever thread

@@ -183,6 +183,13 @@ ctl_expect 0 "policy apply with a static binding of .20" policy apply "$TMP/stat
 [ "$(bound_to 198.51.100.20/32)" = "erin@example.jp" ] && pass "the API binding stays over the policy's static one" ||
   fail ".20 bound to '$(bound_to 198.51.100.20/32)' after the policy apply"
 
+# Part of an API binding cannot be deleted on its own (the binding would put it back at once).
+ctl_expect 0 "bindings add of a /30 around .20" bindings add 198.51.100.20/30 erin@example.jp
+ctl_expect 4 "bindings del of .21 inside the API /30" bindings del 198.51.100.21
+contains "it names the API binding to delete" "198.51.100.21/32 overlaps the API binding 198.51.100.20/30 of erin@example.jp"
+ctl_expect 0 "bindings del of the /30" bindings del 198.51.100.20/30
+contains "the /32 API binding inside it keeps .20" "198.51.100.20/32 back to erin@example.jp (api)"
+
 # The operator deletes the binding: the RADIUS session holding the address gets it back.
 ctl_expect 0 "bindings del of the API binding" bindings del 198.51.100.20
 contains "the CLI says who has it back" "198.51.100.20/32 back to frank@example.jp (radius)"
