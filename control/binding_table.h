@@ -57,6 +57,11 @@ public:
     // session, the API or a static binding may hold others), recording them.
     // Returns how many it removed.
     virtual uint32_t unbind(const ip_prefix& prefix, const std::string& account, undo_log& undo) = 0;
+    // The accounts that hold entries of `prefix` now, each once, in no
+    // particular order (what binding it would overwrite). Throws like
+    // check_bindable() for a prefix too wide.
+    virtual std::vector<uint32_t> holders(const ip_prefix& prefix) const = 0;
+
     // Restores the logged entries, newest first, and empties `undo`. Returns
     // how many could not be restored (the table full), which the caller
     // reports; never throws.

@@ -14,10 +14,12 @@
 #include "control/binding_table.h"
 #include "control/data_plane.h"
 #include "control/identity/account_registry.h"
+#include "control/identity/operator_binding_table.h"
 #include "control/identity/subscriber_identity.h"
 #include "control/observe/counters_report.h"
 #include "control/observe/event_log.h"
 #include "control/policy/policy_files.h"
+#include "control/state/operator_state.h"
 #include "control/state/state_dir.h"
 #include "dataplane/limits/subscriber_table.h"
 
@@ -72,6 +74,7 @@ public:
         : backend_(backend), plane_(backend.plane()), opt_(options) {}
 
     void start_identity();
+    void restore_operator_state();
     void start_metrics(double first_apply_seconds);
     void start_api(const std::string& policy_text);
     void run();
@@ -86,6 +89,8 @@ private:
     const serve_options& opt_;
     const double started_at_ = static_cast<double>(std::time(nullptr));
     uint64_t turns_ = 0;
+    std::unique_ptr<operator_state> decisions_;
+    std::unique_ptr<operator_binding_table> api_bindings_;
     std::unique_ptr<subscriber_identity> identity_;
     std::unique_ptr<metrics_exporter> metrics_;
     std::unique_ptr<api_server> api_;
@@ -97,10 +102,47 @@ void serve_loop::start_identity() {
     binding_table* table = plane_.writable_bindings();
     if (table == nullptr) return;   // no bindings (XDP): no RADIUS, no history
     const identity_config& config = plane_.active_policy().identity;
-    identity_ = std::make_unique<subscriber_identity>(*table, config, log_line);
+    // RADIUS writes through the operator's table: API bindings win over it.
+    api_bindings_ = std::make_unique<operator_binding_table>(*table);
+    identity_ = std::make_unique<subscriber_identity>(*api_bindings_, config, log_line);
     if (identity_->bindings_restored())
         std::cerr << "sekishod: restored " << identity_->bindings_restored() << " open bindings from "
                   << config.history_database << std::endl;
+}
+
+// After the RADIUS history's bindings: the operator's suspensions and API
+// bindings (which win) go into the data plane before it forwards. A state
+// file that cannot be read stops the start: running without the operator's
+// suspensions would forward mail the operator stopped.
+void serve_loop::restore_operator_state() {
+    account_registry* accounts = plane_.account_table();
+    if (!api_bindings_ || accounts == nullptr) return;   // no accounts (XDP)
+    const std::string path = opt_.state_dir + "/operator.db";
+    decisions_ = std::make_unique<operator_state>(path);
+    size_t suspensions = 0, bindings = 0, failed = 0;
+    for (const suspension_record& r : decisions_->suspensions()) {
+        const uint32_t id = accounts->id_of(r.account);
+        if (id == 0) {
+            ++failed;
+            log_line("operator state: cannot restore the suspension of " + r.account + ": the account registry is full");
+            continue;
+        }
+        accounts->set_suspended(id, true);
+        ++suspensions;
+    }
+    for (const api_binding_record& r : decisions_->bindings()) {
+        api_bindings_->hold(r.prefix, r.account);
+        try {
+            api_bindings_->bind(r.prefix, r.account);
+            ++bindings;
+        } catch (const std::exception& e) {
+            ++failed;
+            log_line("operator state: cannot restore the binding " + r.prefix.to_string() + " of " + r.account + ": " +
+                     e.what());
+        }
+    }
+    std::cerr << "sekishod: restored " << suspensions << " suspensions and " << bindings << " API bindings from " << path
+              << (failed ? " (" + std::to_string(failed) + " could not be restored, above)" : std::string()) << std::endl;
 }
 
 void serve_loop::start_metrics(double first_apply_seconds) {
@@ -114,6 +156,8 @@ void serve_loop::start_api(const std::string& policy_text) {
     control_context cc;
     cc.plane = &plane_;
     cc.identity = identity_.get();
+    cc.decisions = decisions_.get();
+    cc.api_bindings = api_bindings_.get();
     cc.policy_path = opt_.policy_path;
     cc.events_path = plane_.events().path();
     cc.events_overridden = !opt_.events_path.empty();
@@ -148,6 +192,7 @@ void serve_loop::turn() {
     if (signals_->take_reload()) control_->reload();
     control_->poll();
     if (++turns_ % turns_per_refresh == 0) {
+        control_->record_quarantines();
         backend_.refresh_counters();
         if (metrics_) metrics_->update(snapshot());
     }
@@ -224,6 +269,7 @@ int serve(live_backend& backend, const serve_options& options, const std::string
     prepare_state_dir(options.state_dir);
     serve_loop loop(backend, options);
     loop.start_identity();
+    loop.restore_operator_state();
     loop.start_metrics(first_apply_seconds);
     loop.start_api(policy_text);
     loop.run();

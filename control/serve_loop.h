@@ -3,14 +3,17 @@
 //
 // serve() sets up, in this order: subscriber identity (RADIUS accounting and
 // the binding history, for a data plane with a binding table: it restores
-// the history's open bindings before anything is forwarded), the Prometheus
+// the history's open bindings before anything is forwarded), the operator
+// state (`<state dir>/operator.db`: the suspensions and API bindings, put in
+// force over the RADIUS bindings; operator_state.h), the Prometheus
 // exporter (--metrics), the control API (--api-socket, --api-tcp) and the
 // signal handlers; then it starts the backend and loops until SIGINT or
 // SIGTERM. Each turn, every 10 ms: the data plane's events into the event
 // log, RADIUS datagrams (and the hourly history purge), the API's waiting
 // requests, a SIGHUP's reload (a policy change like an API apply:
 // control_api.h), the policy changes moved on; every 20th turn (~200 ms) the
-// backend's counters refreshed and the metrics snapshot updated. At stop the
+// suspensions of content quarantines stored, the backend's counters
+// refreshed and the metrics snapshot updated. At stop the
 // backend stops forwarding and flushes its events; the summary (--summary
 // FILE) is written and a few lines go to standard error.
 //

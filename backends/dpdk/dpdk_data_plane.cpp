@@ -230,6 +230,15 @@ size_t dpdk_data_plane::undo_bindings(undo_log& undo) noexcept {
     return failed;
 }
 
+std::vector<uint32_t> dpdk_data_plane::holders(const ip_prefix& prefix) const {
+    std::vector<uint32_t> out;
+    for_each_key(prefix, policy_->ipv6_prefix_length, [&](const subscriber_key& k) {
+        const uint32_t id = subscribers_->lookup(k);
+        if (id != 0 && std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+    });
+    return out;
+}
+
 uint64_t dpdk_data_plane::tracked_flows() const {
     uint64_t n = 0;
     for (const auto& t : trackers_) n += t->flows();

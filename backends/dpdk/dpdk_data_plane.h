@@ -80,6 +80,7 @@ public:
     uint32_t bind(const ip_prefix& prefix, const std::string& account, undo_log& undo) override;
     uint32_t unbind(const ip_prefix& prefix, const std::string& account, undo_log& undo) override;
     size_t undo_bindings(undo_log& undo) noexcept override;
+    std::vector<uint32_t> holders(const ip_prefix& prefix) const override;
     subscriber_table& subscribers() { return *subscribers_; }
     account_registry& accounts() { return *accounts_; }
     subscriber_table* subscriber_bindings() override { return subscribers_.get(); }

@@ -109,10 +109,11 @@ int bindings(const command& c, const std::string& sub) {
         return c.show(c.client().call("GET", q), print_bindings);
     }
     if (sub == "add") {
-        c.want(4, "bindings add PREFIX ACCOUNT");
-        c.check_flags({});
-        return c.show(c.client().call("POST", "/v1/bindings", json{{"prefix", c.word(2)}, {"account", c.word(3)}}.dump()),
-                      print_bound);
+        c.want(4, "bindings add PREFIX ACCOUNT [--force]");
+        c.check_flags({"--force"});
+        json body = {{"prefix", c.word(2)}, {"account", c.word(3)}};
+        if (c.flag("--force")) body["force"] = true;
+        return c.show(c.client().call("POST", "/v1/bindings", body.dump()), print_bound);
     }
     if (sub == "del") {
         c.want(3, "bindings del PREFIX");
@@ -139,9 +140,12 @@ int whois(const command& c) {
 
 int account(const command& c, const std::string& sub) {
     if (sub == "suspend" || sub == "resume") {
-        c.want(3, "account suspend|resume ACCOUNT");
-        c.check_flags({});
-        return c.show(c.client().call("POST", "/v1/accounts/" + sub, json{{"account", c.word(2)}}.dump()), print_account);
+        c.want(3, "account suspend ACCOUNT [--create] | account resume ACCOUNT");
+        if (sub == "suspend") c.check_flags({"--create"});
+        else c.check_flags({});
+        json body = {{"account", c.word(2)}};
+        if (c.flag("--create")) body["create"] = true;
+        return c.show(c.client().call("POST", "/v1/accounts/" + sub, body.dump()), print_account);
     }
     if (sub == "list") {
         c.want(2, "account list [--suspended]");

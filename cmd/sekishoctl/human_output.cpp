@@ -78,11 +78,32 @@ void print_bindings(const json& j) {
 
 void print_bound(const json& j) {
     std::cout << "bound " << shown(j["prefix"]) << " to " << shown(j["account"]) << " (" << shown(j["bound"])
-              << " entries)\n";
+              << " entries)" << (j.value("forced", false) ? ", outside the subscriber ranges (--force)" : "") << "\n";
+    if (!j.contains("overrode")) return;
+    for (const auto& o : j["overrode"]) {
+        const std::string source = o.value("source", "");
+        std::cout << "  overrode " << shown(o["account"]);
+        if (source == "radius") {
+            std::cout << "'s RADIUS session";
+            if (o.contains("session_id"))
+                std::cout << " " << shown(o["session_id"]) << " (NAS " << shown(o["nas"]) << ", "
+                          << shown(o["prefix"]) << ", since " << utc_time_text(o["since"].get<int64_t>()) << ")";
+            std::cout << ": RADIUS no longer moves this binding until it is deleted\n";
+        } else if (source == "static") {
+            std::cout << "'s static binding " << shown(o["prefix"]) << " of the policy\n";
+        } else {
+            std::cout << "'s API binding " << shown(o["prefix"]) << "\n";
+        }
+    }
 }
 
 void print_unbound(const json& j) {
-    std::cout << "unbound " << shown(j["prefix"]) << " (" << shown(j["unbound"]) << " entries)\n";
+    std::cout << "unbound " << shown(j["prefix"]) << " (" << shown(j["unbound"]) << " entries)"
+              << (j.value("api_binding", true) ? "" : "; it was not an API binding, nothing stored changed") << "\n";
+    if (!j.contains("restored")) return;
+    for (const auto& r : j["restored"])
+        std::cout << "  " << shown(r["prefix"]) << " back to " << shown(r["account"]) << " (" << shown(r["source"])
+                  << ")\n";
 }
 
 void print_whois(const json& j) {
@@ -103,7 +124,8 @@ void print_whois(const json& j) {
 }
 
 void print_account(const json& j) {
-    std::cout << shown(j["account"]) << (j["suspended"].get<bool>() ? " suspended" : " resumed") << "\n";
+    std::cout << shown(j["account"]) << (j["suspended"].get<bool>() ? " suspended" : " resumed")
+              << (j.value("created", false) ? " (a new account: --create)" : "") << "\n";
 }
 
 void print_accounts(const json& j) {

@@ -31,10 +31,13 @@ commands:
   policy diff FILE                         what applying FILE would change (nothing is applied)
   policy rollback                          return to the previous policy
   bindings list [--account A] [--limit N]  address/prefix -> account bindings
-  bindings add PREFIX ACCOUNT              bind statically
-  bindings del PREFIX                      unbind
+  bindings add PREFIX ACCOUNT [--force]    bind (kept across restarts; wins over RADIUS);
+                                           --force: also outside the subscriber ranges
+  bindings del PREFIX                      unbind (exit 3 when not bound)
   whois ADDRESS [--at TIME]                who held ADDRESS at TIME, its SMTP counters and events around then
   account suspend|resume ACCOUNT           利用停止: refuse every SMTP connection of ACCOUNT
+                                           (kept across restarts; exit 3 for an account never seen)
+  account suspend ACCOUNT --create         suspend an account before it is first seen
   account list [--suspended]
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
@@ -77,7 +80,7 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             token_file = value();
         } else if (a == "--cacert") {
             c.client.cacert = value();
-        } else if (a == "--dry-run" || a == "-f" || a == "--suspended") {
+        } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create") {
             c.request.flags.emplace_back(a, "");
         } else if (a.rfind("--", 0) == 0 || a == "-n") {
             c.request.flags.emplace_back(a, value());

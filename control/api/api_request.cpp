@@ -57,6 +57,17 @@ std::optional<std::string> string_field(const json& j, const char* field, std::s
     return text;
 }
 
+// An optional boolean field: absent is false; anything but true or false is refused.
+std::optional<bool> bool_field(const json& j, const char* field, std::string& why) {
+    const auto it = j.find(field);
+    if (it == j.end()) return false;
+    if (!it->is_boolean()) {
+        why = std::string("field '") + field + "': true or false";
+        return std::nullopt;
+    }
+    return it->get<bool>();
+}
+
 // An account name (printable, checked with the rest of its request) within api_max_account_bytes;
 // `what` names the field or argument.
 std::optional<std::string> account_value(const std::string& name, const std::string& what, std::string& why) {
@@ -243,8 +254,11 @@ refusal read_bindings_add(const api_request& r, api_command& c) {
     if (!account) return error(400, why);
     const auto prefix = prefix_value(*prefix_text, "field 'prefix'", why);
     if (!prefix) return error(400, why);
+    const auto force = bool_field(*j, "force", why);
+    if (!force) return error(400, why);
     c.prefix = *prefix;
     c.account = *account;
+    c.force = *force;
     return std::nullopt;
 }
 
@@ -279,6 +293,11 @@ refusal read_account_change(const api_request& r, api_command& c) {
     const auto account = account_field(*j, why);
     if (!account) return error(400, why);
     c.account = *account;
+    if (c.endpoint == api_endpoint::account_suspend) {
+        const auto create = bool_field(*j, "create", why);
+        if (!create) return error(400, why);
+        c.create = *create;
+    }
     return std::nullopt;
 }
 

@@ -75,6 +75,10 @@ struct api_command {
     api_endpoint endpoint = api_endpoint::status;
     bool dry_run = false;              // policy_apply
     bool only_suspended = false;       // accounts_list
+    // bindings_add: bind even outside every subscriber range ("force": true).
+    bool force = false;
+    // account_suspend: suspend even an account the daemon has never seen ("create": true).
+    bool create = false;
     uint64_t limit = 1000;             // bindings_list: at most this many (<= 1e6)
     std::string account;               // bindings_list filter (may be empty), bindings_add, account_*, events filter
     ip_prefix prefix;                  // bindings_add, bindings_del; whois: the address

@@ -18,7 +18,9 @@
 #include "control/api/event_queries.h"
 #include "control/policy/policy.h"
 #include "control/policy/policy_files.h"
+#include "control/identity/operator_binding_table.h"
 #include "control/identity/subscriber_identity.h"
+#include "control/state/operator_state.h"
 #include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
@@ -226,6 +228,11 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
+    // The policy's static bindings went over everything: the operator's API bindings win again.
+    if (ctx_.api_bindings)
+        for (const std::string& e : ctx_.api_bindings->reassert_all())
+            std::cerr << "sekishod: after generation " << generation << ": cannot bind the API binding " << e
+                      << std::endl;
     previous_text_ = std::move(text_);
     text_ = std::move(ch.text);
     const double seconds = r.prepare_seconds + seconds_since(t0);
@@ -290,6 +297,15 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
         if (c->endpoint == api_endpoint::bindings_add || c->endpoint == api_endpoint::bindings_del)
             rec["prefix"] = c->prefix.to_string();
         if (!c->account.empty()) rec["account"] = c->account;
+        if (c->force) rec["force"] = true;
+        if (c->create) rec["create"] = true;
+    }
+    // What an API binding overrode, what an unbinding gave back.
+    if (r.status == 200 && c != nullptr &&
+        (c->endpoint == api_endpoint::bindings_add || c->endpoint == api_endpoint::bindings_del)) {
+        const json body = json::parse(r.body, nullptr, false);
+        for (const char* key : {"overrode", "restored"})
+            if (body.is_object() && body.contains(key) && !body[key].empty()) rec[key] = body[key];
     }
     if (r.status >= 300) {
         try {
@@ -376,12 +392,12 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             return queue_change(std::move(ch));
         }
         case api_endpoint::bindings_list: return reply(bindings_list(c));
-        case api_endpoint::bindings_add: return reply(bindings_add(c));
+        case api_endpoint::bindings_add: return reply(bindings_add(c, r.caller));
         case api_endpoint::bindings_del: return reply(bindings_del(c));
         case api_endpoint::whois: return whois(c, std::move(reply));
         case api_endpoint::accounts_list: return reply(accounts_list(c));
-        case api_endpoint::account_suspend: return reply(account_suspend(c, true));
-        case api_endpoint::account_resume: return reply(account_suspend(c, false));
+        case api_endpoint::account_suspend: return reply(account_suspend(c, r.caller, true));
+        case api_endpoint::account_resume: return reply(account_suspend(c, r.caller, false));
         case api_endpoint::events: {
             events_query q;
             q.n = c.n;
@@ -457,22 +473,180 @@ api_response control_api::bindings_list(const api_command& c) {
     return ok({{"bindings", out}, {"total", ctx_.plane->subscriber_bindings()->size()}});
 }
 
-api_response control_api::bindings_add(const api_command& c) {
+namespace {
+
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// A failed write of the operator state: 503 when another process holds the
+// lock (try again), else 500; nothing changed either way.
+api_response store_refusal(const operator_state_error& e, const std::string& what) {
+    return error(e.busy() ? 503 : 500, what + " not done, nothing changed: the operator state cannot be written: " +
+                                           e.what());
+}
+
+json prefix_texts(const std::vector<ip_prefix>& list) {
+    json out = json::array();
+    for (const ip_prefix& p : list) out.push_back(p.to_string());
+    return out;
+}
+
+std::string ranges_text(const policy& pol) {
+    std::string out;
+    for (const auto* list : {&pol.dynamic_ranges, &pol.static_ranges})
+        for (const ip_prefix& p : *list) out += (out.empty() ? "" : ", ") + p.to_string();
+    return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+api_response control_api::bindings_add(const api_command& c, const std::string& caller) {
+    data_plane& plane = *ctx_.plane;
+    if (ctx_.decisions == nullptr || ctx_.api_bindings == nullptr)
+        return error(503, "the operator state is not open; bindings cannot be added");
+    const std::shared_ptr<const policy> pol = plane.running_policy();
+    // A prefix outside every subscriber range is most likely a typo.
+    const auto in = [&](const std::vector<ip_prefix>& ranges) {
+        return std::any_of(ranges.begin(), ranges.end(), [&](const ip_prefix& r) { return r.contains(c.prefix); });
+    };
+    if (!c.force && !in(pol->dynamic_ranges) && !in(pol->static_ranges))
+        return api_response{422, api_json_text({{"error", c.prefix.to_string() + " is outside every subscriber range (" +
+                                                              ranges_text(*pol) +
+                                                              "); add \"force\": true (sekishoctl bindings add --force) "
+                                                              "to bind it anyway"},
+                                                {"prefix", c.prefix.to_string()},
+                                                {"ranges", {{"dynamic", prefix_texts(pol->dynamic_ranges)},
+                                                            {"static", prefix_texts(pol->static_ranges)}}}})};
+    account_registry& reg = *plane.account_table();
+    std::vector<uint32_t> holder_ids;
     try {
-        const uint32_t n = ctx_.plane->writable_bindings()->bind(c.prefix, c.account);
-        return ok({{"bound", n}, {"prefix", c.prefix.to_string()}, {"account", c.account}});
+        holder_ids = plane.writable_bindings()->holders(c.prefix);   // throws when too wide
     } catch (const std::exception& e) {
         return error(409, e.what());
     }
+    if (!reg.knows(c.account) && reg.size() >= reg.capacity())
+        return error(409, "account registry full (" + std::to_string(reg.capacity()) + " accounts): cannot bind " +
+                              c.prefix.to_string());
+    // What the binding overrides: per account holding entries of the prefix now, where that
+    // binding came from (this API, the policy's static bindings, else a RADIUS session).
+    json overrode = json::array();
+    for (uint32_t id : holder_ids) {
+        const std::string* name = reg.name_of(id);
+        if (name == nullptr || *name == c.account) continue;
+        json o = {{"account", *name}};
+        const auto same = [&](const ip_prefix& p, const std::string& a) { return a == *name && p.overlaps(c.prefix); };
+        bool found = false;
+        for (const auto& b : ctx_.api_bindings->held())
+            if (!found && same(b.prefix, b.account)) {
+                o["source"] = "api";
+                o["prefix"] = b.prefix.to_string();
+                found = true;
+            }
+        for (const auto& b : pol->bindings)
+            if (!found && same(b.prefix, b.account)) {
+                o["source"] = "static";
+                o["prefix"] = b.prefix.to_string();
+                found = true;
+            }
+        if (!found) {
+            o["source"] = "radius";
+            if (ctx_.identity)
+                for (const auto& r : ctx_.identity->open_sessions_holding(c.prefix))
+                    if (!found && r.account == *name) {
+                        o["prefix"] = r.address.to_string();
+                        o["session_id"] = r.session_id;
+                        o["nas"] = r.nas;
+                        o["since"] = r.start;
+                        found = true;
+                    }
+        }
+        overrode.push_back(std::move(o));
+    }
+    // Stored first: what is answered is on disk.
+    std::optional<api_binding_record> previous;   // the API binding of this prefix it replaces
+    try {
+        if (ctx_.api_bindings->held_at(c.prefix))
+            for (auto& r : ctx_.decisions->bindings())
+                if (r.prefix == c.prefix) previous = std::move(r);
+        ctx_.decisions->add_binding({c.prefix, c.account, unix_now(), caller.empty() ? "in-process" : caller,
+                                     overrode.dump()});
+    } catch (const operator_state_error& e) {
+        return store_refusal(e, "bindings add " + c.prefix.to_string());
+    }
+    binding_table::undo_log undo;
+    uint32_t n = 0;
+    try {
+        ctx_.api_bindings->hold(c.prefix, c.account);
+        n = ctx_.api_bindings->bind(c.prefix, c.account, undo);
+    } catch (const std::exception& e) {
+        // The table is full: the data plane as it was, and the store too.
+        plane.writable_bindings()->undo_bindings(undo);
+        if (previous) ctx_.api_bindings->hold(c.prefix, previous->account);
+        else ctx_.api_bindings->release(c.prefix);
+        try {
+            if (previous) ctx_.decisions->add_binding(*previous);
+            else ctx_.decisions->remove_binding(c.prefix);
+        } catch (const std::exception& s) {
+            return error(500, std::string(e.what()) + "; and the operator state could not be put back (" + s.what() +
+                                  "): it binds " + c.prefix.to_string() + " at the next start");
+        }
+        return error(409, e.what());
+    }
+    json body = {{"bound", n}, {"prefix", c.prefix.to_string()}, {"account", c.account}, {"overrode", overrode}};
+    if (c.force) body["forced"] = true;
+    return ok(body);
 }
 
 api_response control_api::bindings_del(const api_command& c) {
+    data_plane& plane = *ctx_.plane;
+    // Through the operator's table: the entries other API bindings hold stay theirs.
+    binding_table* table = ctx_.api_bindings ? static_cast<binding_table*>(ctx_.api_bindings) : plane.writable_bindings();
+    const bool api_binding = ctx_.api_bindings && ctx_.api_bindings->held_at(c.prefix) != nullptr;
+    std::vector<uint32_t> holder_ids;
     try {
-        const uint32_t n = ctx_.plane->writable_bindings()->unbind(c.prefix);
-        return ok({{"unbound", n}, {"prefix", c.prefix.to_string()}});
+        holder_ids = table->holders(c.prefix);
     } catch (const std::exception& e) {
         return error(400, e.what());
     }
+    if (!api_binding && holder_ids.empty())
+        return error(404, c.prefix.to_string() + " is not bound (no API binding, no entry in the subscriber table)");
+    // Part of an API binding cannot be taken away: the binding would put it straight back.
+    if (!api_binding && ctx_.api_bindings)
+        for (const auto& b : ctx_.api_bindings->held())
+            if (b.prefix.overlaps(c.prefix))
+                return error(409, c.prefix.to_string() + " overlaps the API binding " + b.prefix.to_string() + " of " +
+                                      b.account + "; delete that binding (bindings del " + b.prefix.to_string() + ")");
+    if (api_binding) {
+        try {
+            ctx_.decisions->remove_binding(c.prefix);
+        } catch (const operator_state_error& e) {
+            return store_refusal(e, "bindings del " + c.prefix.to_string());
+        }
+        ctx_.api_bindings->release(c.prefix);
+    }
+    const uint32_t n = table->unbind(c.prefix);
+    // What held the prefix under the API binding comes back: the policy's static bindings, the
+    // RADIUS sessions holding it, then other API bindings overlapping it (they win).
+    json restored = json::array();
+    if (api_binding) {
+        const auto restore = [&](const ip_prefix& p, const std::string& account, const char* source) {
+            if (!p.overlaps(c.prefix)) return;
+            const ip_prefix& overlap = p.length >= c.prefix.length ? p : c.prefix;
+            try {
+                table->bind(overlap, account);
+                restored.push_back({{"prefix", overlap.to_string()}, {"account", account}, {"source", source}});
+            } catch (const std::exception& e) {
+                std::cerr << "sekishod: bindings del " << c.prefix.to_string() << ": cannot restore " << source << " "
+                          << overlap.to_string() << " of " << account << ": " << e.what() << std::endl;
+            }
+        };
+        for (const auto& b : plane.running_policy()->bindings) restore(b.prefix, b.account, "static");
+        if (ctx_.identity)
+            for (const auto& r : ctx_.identity->open_sessions_holding(c.prefix)) restore(r.address, r.account, "radius");
+        for (const auto& b : ctx_.api_bindings->held()) restore(b.prefix, b.account, "api");
+    }
+    json body = {{"unbound", n}, {"prefix", c.prefix.to_string()}, {"restored", restored}};
+    if (!api_binding) body["api_binding"] = false;
+    return ok(body);
 }
 
 void control_api::whois(const api_command& c, api_reply reply) {
@@ -510,12 +684,59 @@ void control_api::whois(const api_command& c, api_reply reply) {
     });
 }
 
-api_response control_api::account_suspend(const api_command& c, bool suspend) {
+api_response control_api::account_suspend(const api_command& c, const std::string& caller, bool suspend) {
     auto& reg = *ctx_.plane->account_table();
+    const bool known = reg.knows(c.account);
+    // An account nobody has named (no RADIUS session, binding or policy group) is most likely a typo.
+    if (!known && (!suspend || !c.create))
+        return error(404, "no such account: " + c.account + " (no RADIUS session, binding or account group has named it)" +
+                              (suspend ? "; add \"create\": true (sekishoctl account suspend --create) to suspend it "
+                                         "before it is first seen"
+                                       : ""));
+    if (!known && reg.size() >= reg.capacity()) return error(409, "the account registry is full");
+    if (ctx_.decisions == nullptr) return error(503, "the operator state is not open; suspensions cannot change");
+    try {
+        if (suspend) ctx_.decisions->suspend({c.account, unix_now(), caller.empty() ? "in-process" : caller, ""});
+        else ctx_.decisions->resume(c.account);
+    } catch (const operator_state_error& e) {
+        return store_refusal(e, std::string("account ") + (suspend ? "suspend " : "resume ") + c.account);
+    }
     const uint32_t id = reg.id_of(c.account);
-    if (id == 0) return error(409, "the account registry is full");
     reg.set_suspended(id, suspend);
-    return ok({{"account", c.account}, {"suspended", suspend}});
+    json body = {{"account", c.account}, {"suspended", suspend}};
+    if (!known) body["created"] = true;
+    return ok(body);
+}
+
+void control_api::record_quarantines() {
+    account_registry* reg = ctx_.plane->account_table();
+    if (reg == nullptr || ctx_.decisions == nullptr) return;
+    uint64_t acted = 0;
+    for (const worker_counters* w : ctx_.plane->all_counters()) acted += w->inspection.verdicts_acted.load();
+    const bool changed = acted != verdicts_acted_seen_;
+    if (!changed && !quarantine_rescan_ && quarantine_store_failed_.empty()) return;
+    quarantine_rescan_ = changed;   // once more next time: a flag set after this scan
+    verdicts_acted_seen_ = acted;
+    for (uint32_t id : reg->suspended_ids()) {
+        const std::string& name = *reg->name_of(id);
+        try {
+            if (ctx_.decisions->suspended(name)) continue;
+            ctx_.decisions->suspend({name, unix_now(), "quarantine", "a content rule's quarantine verdict"});
+            std::cerr << "sekishod: account " << name << " quarantined by content inspection; the suspension is stored"
+                      << std::endl;
+            quarantine_store_failed_.erase(
+                std::remove(quarantine_store_failed_.begin(), quarantine_store_failed_.end(), name),
+                quarantine_store_failed_.end());
+        } catch (const operator_state_error& e) {
+            if (std::find(quarantine_store_failed_.begin(), quarantine_store_failed_.end(), name) !=
+                quarantine_store_failed_.end())
+                continue;
+            quarantine_store_failed_.push_back(name);
+            std::cerr << "sekishod: account " << name
+                      << " quarantined by content inspection, but the suspension cannot be stored (retrying): "
+                      << e.what() << std::endl;
+        }
+    }
 }
 
 api_response control_api::accounts_list(const api_command& c) {

@@ -9,6 +9,10 @@
 // serving RADIUS, the API and the event drain; the control thread then swaps
 // it in (data_plane::commit), the last step of a change, and answers. Event
 // log queries run on the query_worker. Everything else is answered at once.
+// Suspensions and API bindings are written to the operator state
+// (control/state/operator_state.h) and committed before the data plane
+// changes and before the answer; a write that fails is answered 500 (503:
+// the file locked by another process) and changes nothing.
 //
 // Threading: handle(), poll(), reload() and the destructor run on the control
 // thread. Answers are given through api_reply, from whichever thread
@@ -32,10 +36,16 @@ class data_plane;
 struct api_command;
 struct policy;
 class subscriber_identity;
+class operator_state;
+class operator_binding_table;
 
 struct control_context {
     data_plane* plane = nullptr;             // the DPDK data plane or the XDP program
     subscriber_identity* identity = nullptr;
+    // Where suspensions and API bindings are stored, and the table RADIUS
+    // writes through (API bindings win). Both null without bindings (XDP).
+    operator_state* decisions = nullptr;
+    operator_binding_table* api_bindings = nullptr;
     std::string policy_path;
     std::string events_path;                 // "-" when events go to stdout
     bool events_overridden = false;          // --events replaced the policy's events.file
@@ -63,6 +73,13 @@ public:
     // SIGHUP: queues a reload of the policy file (one waiting reload at most);
     // the outcome goes to standard error and the audit trail.
     void reload();
+    // Stores the suspensions the workers made themselves (a content rule's
+    // quarantine verdict sets the account's flag) that the operator state
+    // does not hold yet, so that they survive a restart like the operator's.
+    // Scans the account registry only when the workers acted on a verdict
+    // since the scan before last (the flag is set just after the count):
+    // call it every few hundred milliseconds.
+    void record_quarantines();
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -84,10 +101,10 @@ private:
     api_response status();
     api_response policy_show();
     api_response bindings_list(const api_command& c);
-    api_response bindings_add(const api_command& c);
+    api_response bindings_add(const api_command& c, const std::string& caller);
     api_response bindings_del(const api_command& c);
     void whois(const api_command& c, api_reply reply);
-    api_response account_suspend(const api_command& c, bool suspend);
+    api_response account_suspend(const api_command& c, const std::string& caller, bool suspend);
     api_response accounts_list(const api_command& c);
     void post_query(api_reply reply, std::function<api_response()> query);
 
@@ -97,6 +114,9 @@ private:
     std::thread running_thread_;
     std::deque<std::unique_ptr<change>> waiting_;
     query_worker queries_;
+    std::vector<std::string> quarantine_store_failed_;   // logged once until stored
+    uint64_t verdicts_acted_seen_ = UINT64_MAX;           // at the last record_quarantines()
+    bool quarantine_rescan_ = false;
 };
 
 }  // namespace sekisho

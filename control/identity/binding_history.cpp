@@ -1,14 +1,11 @@
 #include "control/identity/binding_history.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
+
+#include "control/state/sqlite_store.h"
 
 namespace sekisho {
 
@@ -51,8 +48,6 @@ CREATE TABLE IF NOT EXISTS prefix_lengths (
 constexpr const char* row_columns =
     "id, family, prefix, prefix_length, account, session_id, nas, nas_identifier, start_time, stop_time, stop_cause";
 
-unsigned address_octets(const ip_prefix& p) { return p.family == 4 ? 4 : 16; }
-
 ip_prefix masked(const ip_prefix& p, unsigned length) {
     ip_prefix out = p;
     out.length = static_cast<uint8_t>(length);
@@ -63,111 +58,11 @@ ip_prefix masked(const ip_prefix& p, unsigned length) {
     return out;
 }
 
-// Who held which address when is personal data: readable by the owner and
-// its group (the operators), never by everyone.
-constexpr mode_t history_file_mode = 0640;
-
-std::string mode_text(mode_t m) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
-    return buf;
-}
-
-// Creates `file` with history_file_mode if it does not exist (SQLite gives
-// its -wal and -shm files the database file's mode) and `create` is true,
-// and narrows the mode of an existing one.
-void restrict_file_mode(const std::string& file, bool create) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) {
-        if (errno != ENOENT) throw binding_history_error(file + ": stat: " + std::strerror(errno));
-        if (!create) return;
-        const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, history_file_mode);
-        if (fd < 0) {
-            if (errno == EEXIST) return restrict_file_mode(file, false);   // created meanwhile: check it
-            // Left to sqlite3_open_v2, which names the failure ("unable to open database file").
-            return;
-        }
-        ::close(fd);
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) return;   // /dev/null and the like: SQLite decides
-    const mode_t mode = st.st_mode & 07777;
-    if ((mode & ~history_file_mode) == 0) return;
-    if (::chmod(file.c_str(), mode & history_file_mode) != 0)
-        throw binding_history_error(file + ": restrict the file mode from " + mode_text(mode) + " to " +
-                                    mode_text(mode & history_file_mode) + " (not world-readable): " +
-                                    std::strerror(errno));
-}
-
 int64_t system_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// One prepared statement; `step_name` says which SQL step failed.
-class statement {
-public:
-    statement(sqlite3* db, const std::string& path, const char* step_name, const char* sql)
-        : db_(db), path_(path), step_(step_name) {
-        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st_, nullptr) != SQLITE_OK) fail();
-    }
-    ~statement() { sqlite3_finalize(st_); }
-    statement(const statement&) = delete;
-    statement& operator=(const statement&) = delete;
-
-    statement& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
-    statement& bind(int i, const std::string& v) {
-        return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-    }
-    statement& bind(int i, const char* v) { return check(sqlite3_bind_text(st_, i, v, -1, SQLITE_STATIC)); }
-    statement& bind_null(int i) { return check(sqlite3_bind_null(st_, i)); }
-    statement& bind_address(int i, const ip_prefix& p) {
-        return check(sqlite3_bind_blob(st_, i, p.bytes.data(), static_cast<int>(address_octets(p)), SQLITE_TRANSIENT));
-    }
-    // true: a row is ready; false: done. Throws on anything else.
-    bool step() {
-        const int rc = sqlite3_step(st_);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        const std::string msg = path_ + ": " + step_ + ": " + sqlite3_errmsg(db_);
-        reset();   // ready to be bound again after the error
-        throw binding_history_error(msg);
-    }
-    void run() {
-        while (step()) {
-        }
-        reset();
-    }
-    void reset() {
-        sqlite3_reset(st_);
-        sqlite3_clear_bindings(st_);
-    }
-    int64_t column_int(int i) const { return sqlite3_column_int64(st_, i); }
-    bool column_null(int i) const { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
-    std::string column_text(int i) const {
-        const auto* t = sqlite3_column_text(st_, i);
-        return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st_, i)))
-                 : std::string();
-    }
-    std::string column_blob(int i) const {
-        const auto* b = static_cast<const char*>(sqlite3_column_blob(st_, i));
-        return b ? std::string(b, static_cast<size_t>(sqlite3_column_bytes(st_, i))) : std::string();
-    }
-
-    [[noreturn]] void fail() const {
-        std::string msg = path_ + ": " + step_ + ": " + sqlite3_errmsg(db_);
-        throw binding_history_error(msg);
-    }
-
-private:
-    statement& check(int rc) {
-        if (rc != SQLITE_OK) fail();
-        return *this;
-    }
-    sqlite3* db_;
-    const std::string& path_;
-    std::string step_;
-    sqlite3_stmt* st_ = nullptr;
-};
+using statement = sqlite_statement<binding_history_error>;
 
 }  // namespace
 
@@ -178,14 +73,7 @@ struct binding_history::impl {
         sqlite3_close_v2(db);
     }
 
-    void exec(const char* step_name, const char* sql) {
-        char* err = nullptr;
-        if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-            const std::string msg = path + ": " + step_name + ": " + (err ? err : sqlite3_errmsg(db));
-            sqlite3_free(err);
-            throw binding_history_error(msg);
-        }
-    }
+    void exec(const char* step_name, const char* sql) { sqlite_exec<binding_history_error>(db, path, step_name, sql); }
     statement& prepare(const char* step_name, const char* sql) {
         stmts.push_back(std::make_unique<statement>(db, path, step_name, sql));
         return *stmts.back();
@@ -237,42 +125,9 @@ struct binding_history::impl {
 };
 
 binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
-    const bool in_memory = path == ":memory:";
-    if (mode == access::read_write && !in_memory) {
-        restrict_file_mode(path, true);
-        restrict_file_mode(path + "-wal", false);
-        restrict_file_mode(path + "-shm", false);
-    }
-    const int flags = mode == access::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-        const std::string msg = path + ": open: " + (db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close_v2(db);
-        db = nullptr;
-        throw binding_history_error(msg);
-    }
+    db = open_sqlite_store<binding_history_error>(path, mode == access::read_only, schema_version, "NORMAL", 2000);
     try {
-        sqlite3_extended_result_codes(db, 1);
-        // Waits this long for a reader's checkpoint lock rather than failing
-        // at once; short, since the caller is the control thread.
-        sqlite3_busy_timeout(db, 2000);
-        {
-            statement version(db, path, "read the schema version (PRAGMA user_version)", "PRAGMA user_version");
-            const int64_t v = version.step() ? version.column_int(0) : 0;
-            if (v > schema_version)
-                throw binding_history_error(path + ": read the schema version (PRAGMA user_version): version " +
-                                            std::to_string(v) + " is newer than this release reads (" +
-                                            std::to_string(schema_version) + ")");
-        }
         if (mode == access::read_write) {
-            if (!in_memory) {
-                statement wal(db, path, "switch to WAL (PRAGMA journal_mode=WAL)", "PRAGMA journal_mode=WAL");
-                const std::string got = wal.step() ? wal.column_text(0) : std::string();
-                if (got != "wal")
-                    throw binding_history_error(path +
-                                                ": switch to WAL (PRAGMA journal_mode=WAL): the database stays in '" +
-                                                got + "' mode (a file system without shared memory?)");
-            }
-            exec("set synchronous=NORMAL (PRAGMA synchronous)", "PRAGMA synchronous=NORMAL");
             // A commit of a few hundred bindings dirties ~1000 index pages: with
             // the default checkpoint threshold (1000 pages) nearly every commit
             // checkpointed, halving the throughput. Checkpoint less often and

@@ -163,6 +163,15 @@ void subscriber_identity::poll() {
     }
 }
 
+std::vector<binding_record> subscriber_identity::open_sessions_holding(const ip_prefix& address) const {
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    std::vector<binding_record> out;
+    for (auto& r : history_->who_held(address, now))
+        if (!r.stop && !r.account.empty()) out.push_back(std::move(r));
+    return out;
+}
+
 const radius::listener_counters* subscriber_identity::radius_counters() const {
     return listener_ ? &listener_->counters() : nullptr;
 }

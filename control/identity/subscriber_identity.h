@@ -62,6 +62,10 @@ public:
     // The durable history (history.database), or nullptr when none is
     // configured (the in-memory one is not a record to query).
     binding_history* history() { return durable_ ? history_.get() : nullptr; }
+    // The RADIUS sessions holding `address` now (the open rows whose prefix
+    // contains it, of the durable or the in-memory history): what an API
+    // binding of it overrides, what comes back when that binding goes.
+    std::vector<binding_record> open_sessions_holding(const ip_prefix& address) const;
     // The RADIUS listener, or nullptr when radius.listen is not set.
     const radius::accounting_listener* listener() const { return listener_.get(); }
 

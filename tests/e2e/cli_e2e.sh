@@ -43,7 +43,7 @@ printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: 
 netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "sinks"
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" \
+  --access-if acc0 --core-if core0 --state-dir "$TMP/state" --events "$TMP/events.jsonl" \
   --api-socket "$sock" --api-tcp 127.0.0.1:8443 --api-cert "$TMP/api.crt" --api-key "$TMP/api.key" \
   --api-token-file "$TMP/token"
 daemon_pid=$NETLAB_LAST_PID
@@ -192,7 +192,7 @@ out="$(netlab_exec_gw timeout 30 "$ctl" --url http://127.0.0.1:8443 --token-file
 out="$(tls --token-file "$TMP/token" status --json 2>&1)"; rc=$?
 [ "$rc" = 0 ] && echo "$out" | grep -q '"unauthorised":2' && pass "TLS with the token works; 2 unauthorised counted" ||
   fail "TLS with token: exit $rc: $out"
-out="$(tls --token-file "$TMP/token" account resume bob@example.jp 2>&1)"; rc=$?
+out="$(tls --token-file "$TMP/token" account resume alice@example.jp 2>&1)"; rc=$?
 [ "$rc" = 0 ] && pass "a change over TLS with the token" || fail "account resume over TLS: exit $rc: $out"
 # A client that connects and never sends does not stall the API.
 netlab_exec_gw python3 -c "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('$sock'); time.sleep(4)" &
@@ -266,7 +266,7 @@ assert by[("policy_reload", 200)] == 1, by              # the SIGHUP
 unix = [a for a in audit if a["endpoint"] != "policy_reload" and not a["caller"].startswith("token")]
 assert all(a["caller"].startswith("uid 0 (root) pid ") for a in unix), {a["caller"] for a in unix}
 tls = [a for a in audit if a["caller"].startswith("token from 127.0.0.1:")]
-assert len(tls) == 1 and tls[0]["endpoint"] == "account_resume" and tls[0]["account"] == "bob@example.jp", tls
+assert len(tls) == 1 and tls[0]["endpoint"] == "account_resume" and tls[0]["account"] == "alice@example.jp", tls
 assert [a["caller"] for a in audit if a["endpoint"] == "policy_reload"] == ["SIGHUP"]
 refused = [a for a in audit if a["status"] == 422]
 assert refused[0]["error"].startswith("invalid policy"), refused

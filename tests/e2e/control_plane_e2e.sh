@@ -120,6 +120,13 @@ if grep -q '"type":"op25b_monitor"' "$TMP/events.jsonl"; then fail "op25b_monito
 # the API, the policy's static /27 needs 32 more.
 ctl_expect 0 "bindings add a /27 (32 entries)" bindings add 198.51.100.64/27 fill@example.jp
 ctl_expect 0 "bindings add a /28 (16 entries)" bindings add 198.51.100.96/28 fill@example.jp
+# An API binding the table cannot hold: refused, the table and the operator state as before.
+ctl_expect 4 "bindings add a /27 the table cannot hold" bindings add 198.51.100.192/27 over@example.jp
+contains "the error says the table is full" "subscriber table full"
+[ "$(bindings_total)" = 48 ] && pass "the table is as before (48)" || fail "bindings after the refused add: $(bindings_total)"
+stored=$(/usr/bin/python3 -c 'import sqlite3,sys; print(" ".join(r[0] for r in sqlite3.connect(sys.argv[1]).execute("SELECT prefix FROM api_bindings ORDER BY prefix")))' "$TMP/state/operator.db")
+[ "$stored" = "198.51.100.64/27 198.51.100.96/28" ] && pass "operator.db holds only the bindings in force" ||
+  fail "operator.db api_bindings: $stored"
 sed 's/^subscribers:$/subscribers:\n  bindings: [{prefix: 198.51.100.160\/27, account: shop@example.jp}]/' "$TMP/monitor.yaml" >"$TMP/fills.yaml"
 ctl_expect 1 "apply: monitor + a static /27 the table cannot hold" policy apply "$TMP/fills.yaml"
 contains "the error says the table is full" "subscriber table full"

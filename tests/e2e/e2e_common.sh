@@ -12,6 +12,9 @@
 #   e2e_end                           print the totals; the script's exit status
 #   e2e_lab_policy                    print the lab's policy preamble (ports, subscriber ranges,
 #                                     relays); a test appends its own sections
+#   e2e_radius_section HISTORY        write a random shared secret to $TMP/secret and the RADIUS
+#                                     clients file allowing 127.0.0.1 with it; print the policy's
+#                                     radius (127.0.0.1:1813) and history (database HISTORY) sections
 #   ctl_expect RC DESCRIPTION ARGS... run sekishoctl ($ctl) on the API socket ($sock), check its
 #                                     exit code; its output in $out
 #   contains DESCRIPTION NEEDLE       check that the last $out contains NEEDLE
@@ -126,6 +129,14 @@ subscribers:
   static: [198.51.100.128/28, "2001:db8:1ff::/48"]
 relays: [203.0.113.10/32]
 EOF
+}
+
+e2e_radius_section() {
+  local secret="e2e-$RANDOM-$RANDOM-$RANDOM-secret"
+  printf '%s' "$secret" >"$TMP/secret"
+  printf 'clients:\n  - address: 127.0.0.1\n    secret: "%s"\n    name: bng-e2e\n' "$secret" >"$TMP/radius-clients.yaml"
+  printf 'radius:\n  listen: 127.0.0.1:1813\n  clients_file: %s\nhistory:\n  database: %s\n' \
+    "$TMP/radius-clients.yaml" "$1"
 }
 
 e2e_end() {

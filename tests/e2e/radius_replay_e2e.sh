@@ -11,6 +11,9 @@
 # the cache and not applied again. Then kill -9 and a restart: exactly the open bindings come
 # back. The history's files are 0640.
 #
+# The bindings count of the list, status and sekisho_table_entries{table="bindings"} is checked
+# against the entries listed after every step.
+#
 # Usage (root):  tests/e2e/radius_replay_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
 set -u
@@ -102,7 +105,8 @@ netlab_up --gateway || abort "lab setup failed"
 start_daemon() { # LOG [SUMMARY]
   local log="$1"
   shift
-  e2e_start_sekishod "$log" --policy "$TMP/policy.yaml" --events "$TMP/events.jsonl" --api-socket "$sock" "$@"
+  e2e_start_sekishod "$log" --policy "$TMP/policy.yaml" --events "$TMP/events.jsonl" --api-socket "$sock" \
+    --metrics 127.0.0.1:9108 "$@"
   local i
   for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
 }
@@ -115,6 +119,20 @@ acct() { # ATTRIBUTES: radclient in the gateway's namespace, one try; prints ans
 dataplane() {
   timeout 20 "$ctl" --socket "$sock" --json bindings list >"$TMP/bindings.json" 2>&1 || { echo "sekishoctl failed: $(cat "$TMP/bindings.json")"; return; }
   /usr/bin/python3 "$TMP/state.py" dataplane "$TMP/bindings.json"
+  # The count the list, status and the metrics give is the number of entries listed (the metrics
+  # snapshot is refreshed every ~200 ms).
+  timeout 20 "$ctl" --socket "$sock" --json status >"$TMP/status.json" 2>&1
+  sleep 0.3
+  netlab_exec_gw curl -sf http://127.0.0.1:9108/metrics >"$TMP/metrics.txt" 2>&1
+  /usr/bin/python3 - "$TMP/bindings.json" "$TMP/status.json" "$TMP/metrics.txt" <<'EOF'
+import json, sys
+listed = json.load(open(sys.argv[1]))
+n, total = len(listed["bindings"]), listed["total"]
+status = json.load(open(sys.argv[2]))["subscribers"]["bindings"]
+metric = [line.split()[-1] for line in open(sys.argv[3]) if line.startswith('sekisho_table_entries{table="bindings"}')]
+if total != n or status != n or metric != [str(n)]:
+    print(f"count: {n} listed, total {total}, status {status}, sekisho_table_entries {metric}")
+EOF
 }
 history() { /usr/bin/python3 "$TMP/state.py" history "$db"; }
 

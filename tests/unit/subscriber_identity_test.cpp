@@ -29,6 +29,7 @@
 #include "../support/lab_policy.h"
 #include "../support/radius_packet.h"
 #include "backends/dpdk/dpdk_data_plane.h"
+#include "control/identity/operator_binding_table.h"
 #include "control/policy/policy.h"
 
 namespace sekisho {
@@ -81,6 +82,7 @@ struct identity_fixture : ::testing::Test {
     bool with_history = true;
     std::string extra_policy;
     std::unique_ptr<dpdk_data_plane> gw;
+    std::unique_ptr<operator_binding_table> operator_table;   // RADIUS writes through it
     std::unique_ptr<subscriber_identity> identity;
     strings log;
     nas_socket nas;
@@ -114,12 +116,14 @@ struct identity_fixture : ::testing::Test {
         cfg.event_ring_capacity = 1024;
         cfg.events_path = events;
         gw = std::make_unique<dpdk_data_plane>(pol, cfg);
-        identity = std::make_unique<subscriber_identity>(*gw, pol.identity,
+        operator_table = std::make_unique<operator_binding_table>(*gw);
+        identity = std::make_unique<subscriber_identity>(*operator_table, pol.identity,
                                                          [this](const std::string& line) { log.push_back(line); });
     }
     // As a restart: everything gone but the history file.
     void stop() {
         identity.reset();
+        operator_table.reset();
         gw.reset();
     }
 
@@ -324,6 +328,40 @@ TEST_F(identity_fixture, the_table_full_midway_through_a_start_takes_all_of_it_b
     EXPECT_TRUE(send(smaller));
     EXPECT_EQ(data_plane().size(), 33u);
     EXPECT_EQ(history_open(), data_plane());
+}
+
+// The operator's API bindings win over RADIUS for their prefixes, whatever
+// RADIUS binds or unbinds there, also when an update fails midway and is
+// taken back; the history records RADIUS as always.
+TEST_F(identity_fixture, api_bindings_stay_over_radius_starts_stops_and_a_failed_update) {
+    start();   // 64 bindings at most
+    operator_table->hold(addr("198.51.100.7/32"), "erin@example.jp");
+    operator_table->bind(addr("198.51.100.7/32"), "erin@example.jp");
+    operator_table->hold(addr("2001:db8:150::/56"), "erin@example.jp");
+    operator_table->bind(addr("2001:db8:150::/56"), "erin@example.jp");
+    EXPECT_TRUE(send(acct{1, "s1", "bob@example.jp", {"198.51.100.7"}, {}, {}, now - 100}));
+    EXPECT_EQ(data_plane(), sorted({"198.51.100.7/32 erin@example.jp", "2001:db8:150::/56 erin@example.jp"}));
+    EXPECT_EQ(history_open(), strings{"198.51.100.7/32 bob@example.jp"}) << "the history records bob's session";
+    // Carol's /52 covers erin's /56: the other 15 are carol's.
+    EXPECT_TRUE(send(acct{1, "s2", "carol@example.jp", {"198.51.100.8"}, {{"2001:db8:150::", 52}}, {}, now - 90}));
+    strings carol = data_plane();
+    EXPECT_EQ(carol.size(), 18u);
+    EXPECT_EQ(std::count_if(carol.begin(), carol.end(), [](const std::string& l) { return l.ends_with(" carol@example.jp"); }),
+              16);
+    EXPECT_NE(std::find(carol.begin(), carol.end(), "2001:db8:150::/56 erin@example.jp"), carol.end());
+    // A Start that does not fit (a /50: 64 more entries) is taken back whole, erin's entries included.
+    const acct too_big{1, "s3", "dave@example.jp", {"198.51.100.7"}, {{"2001:db8:140::", 50}}, {}, now - 80};
+    EXPECT_FALSE(exchange(too_big.datagram(90)));
+    EXPECT_EQ(data_plane(), carol);
+    // Bob's and carol's Stops leave erin's bindings.
+    EXPECT_TRUE(send(acct{2, "s1", "bob@example.jp", {"198.51.100.7"}, {}, {}, now - 70}));
+    EXPECT_TRUE(send(acct{2, "s2", "carol@example.jp", {"198.51.100.8"}, {{"2001:db8:150::", 52}}, {}, now - 60}));
+    EXPECT_EQ(data_plane(), sorted({"198.51.100.7/32 erin@example.jp", "2001:db8:150::/56 erin@example.jp"}));
+    EXPECT_TRUE(history_open().empty());
+    // Released: the next RADIUS session has .7.
+    operator_table->release(addr("198.51.100.7/32"));
+    EXPECT_TRUE(send(acct{1, "s4", "frank@example.jp", {"198.51.100.7"}, {}, {}, now - 50}));
+    EXPECT_EQ(data_plane(), sorted({"198.51.100.7/32 frank@example.jp", "2001:db8:150::/56 erin@example.jp"}));
 }
 
 TEST_F(identity_fixture, a_failed_commit_takes_the_polls_data_plane_changes_back) {

@@ -1,0 +1,213 @@
+// The operator state: suspensions and API bindings over a sequence of
+// changes and reopens (a restart), the file's mode, a write that fails
+// midway (the file cannot grow: RLIMIT_FSIZE; another process holds the
+// lock) changing nothing, and files that are not a state database.
+#include "control/state/operator_state.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace sekisho {
+namespace {
+
+namespace fs = std::filesystem;
+
+ip_prefix addr(const char* text) {
+    std::string err;
+    auto p = parse_prefix(text, err);
+    if (!p) throw std::runtime_error(err);
+    return *p;
+}
+
+std::vector<std::string> suspended_names(const operator_state& s) {
+    std::vector<std::string> out;
+    for (const auto& r : s.suspensions()) out.push_back(r.account);
+    return out;
+}
+
+std::vector<std::string> binding_lines(const operator_state& s) {
+    std::vector<std::string> out;
+    for (const auto& b : s.bindings()) out.push_back(b.prefix.to_string() + " " + b.account);
+    return out;
+}
+
+using strings = std::vector<std::string>;
+
+struct operator_state_test : ::testing::Test {
+    std::string dir, path;
+    void SetUp() override {
+        std::string tmpl = (fs::temp_directory_path() / "sekisho-operator-XXXXXX").string();
+        ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+        dir = tmpl;
+        path = dir + "/operator.db";
+    }
+    void TearDown() override { fs::remove_all(dir); }
+};
+
+TEST_F(operator_state_test, a_sequence_of_changes_is_exactly_what_a_reopen_finds) {
+    {
+        operator_state s(path);
+        EXPECT_TRUE(s.suspend({"alice@example.jp", 1795400000, "uid 0", ""}));
+        EXPECT_TRUE(s.suspend({"bob@example.jp", 1795400010, "quarantine", "content rule x"}));
+        // A second suspension keeps the first record.
+        EXPECT_FALSE(s.suspend({"alice@example.jp", 1795400099, "someone else", "again"}));
+        EXPECT_TRUE(s.suspend({"carol@example.jp", 1795400020, "uid 0", ""}));
+        EXPECT_TRUE(s.resume("carol@example.jp"));
+        EXPECT_FALSE(s.resume("carol@example.jp"));
+        EXPECT_FALSE(s.resume("nobody@example.jp"));
+        s.add_binding({addr("198.51.100.7/32"), "alice@example.jp", 1795400030, "uid 0", "[]"});
+        s.add_binding({addr("2001:db8:100:1100::/56"), "bob@example.jp", 1795400031, "uid 0", "[]"});
+        s.add_binding({addr("198.51.100.8/32"), "carol@example.jp", 1795400032, "uid 0", "[]"});
+        // The same prefix again: replaced.
+        s.add_binding({addr("198.51.100.7/32"), "dave@example.jp", 1795400033, "uid 0",
+                       R"([{"account":"alice@example.jp","source":"api"}])"});
+        EXPECT_TRUE(s.remove_binding(addr("198.51.100.8/32")));
+        EXPECT_FALSE(s.remove_binding(addr("198.51.100.8/32")));
+        EXPECT_FALSE(s.remove_binding(addr("198.51.100.0/24")));
+    }
+    operator_state again(path);
+    EXPECT_EQ(suspended_names(again), (strings{"alice@example.jp", "bob@example.jp"}));
+    const auto sus = again.suspensions();
+    EXPECT_EQ(sus[0].since, 1795400000);
+    EXPECT_EQ(sus[0].caller, "uid 0");
+    EXPECT_EQ(sus[1].caller, "quarantine");
+    EXPECT_EQ(sus[1].reason, "content rule x");
+    EXPECT_TRUE(again.suspended("bob@example.jp"));
+    EXPECT_FALSE(again.suspended("carol@example.jp"));
+    EXPECT_EQ(binding_lines(again), (strings{"2001:db8:100:1100::/56 bob@example.jp", "198.51.100.7/32 dave@example.jp"}));
+    const auto b = again.bindings();
+    EXPECT_EQ(b[1].overrode, R"([{"account":"alice@example.jp","source":"api"}])");
+    EXPECT_EQ(b[1].since, 1795400033);
+}
+
+TEST_F(operator_state_test, the_file_is_0640_and_a_wider_one_is_narrowed) {
+    { operator_state s(path); }
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+    { operator_state s(path); }
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+}
+
+// The file cannot grow (the disk full, as RLIMIT_FSIZE makes it for this
+// process): the change fails with the file's name, nothing of it is stored,
+// and the next change once there is room is.
+TEST_F(operator_state_test, a_write_the_disk_cannot_take_changes_nothing) {
+    operator_state s(path);
+    ASSERT_TRUE(s.suspend({"alice@example.jp", 1795400000, "uid 0", ""}));
+    s.add_binding({addr("198.51.100.7/32"), "alice@example.jp", 1795400001, "uid 0", "[]"});
+    auto (*previous)(int) = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit old{};
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    uintmax_t largest = fs::file_size(path);
+    if (fs::exists(path + "-wal")) largest = std::max(largest, fs::file_size(path + "-wal"));
+    rlimit tight = old;
+    tight.rlim_cur = largest + 512;
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tight), 0);
+    const std::string long_reason(256 * 1024, 'x');
+    std::string error;
+    try {
+        s.suspend({"bob@example.jp", 1795400002, "uid 0", long_reason});
+    } catch (const operator_state_error& e) {
+        error = e.what();
+        EXPECT_FALSE(e.busy());
+    }
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+    std::signal(SIGXFSZ, previous);
+    EXPECT_NE(error.find(path + ": record a suspension (INSERT INTO suspensions): "), std::string::npos) << error;
+    EXPECT_FALSE(s.suspended("bob@example.jp"));
+    EXPECT_EQ(suspended_names(s), (strings{"alice@example.jp"}));
+    // Room again: the same connection stores the next change.
+    EXPECT_TRUE(s.suspend({"carol@example.jp", 1795400003, "uid 0", ""}));
+    EXPECT_TRUE(s.remove_binding(addr("198.51.100.7/32")));
+    operator_state again(path);
+    EXPECT_EQ(suspended_names(again), (strings{"alice@example.jp", "carol@example.jp"}));
+    EXPECT_TRUE(again.bindings().empty());
+}
+
+// Another process holds the write lock (the sqlite3 shell in a transaction):
+// the change fails after the short busy wait, says so (busy: worth a retry),
+// changes nothing, and succeeds once the lock is gone.
+TEST_F(operator_state_test, a_write_while_another_process_holds_the_lock_fails_and_changes_nothing) {
+    operator_state s(path);
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+    bool busy = false;
+    std::string error;
+    try {
+        s.suspend({"alice@example.jp", 1795400000, "uid 0", ""});
+    } catch (const operator_state_error& e) {
+        busy = e.busy();
+        error = e.what();
+    }
+    EXPECT_TRUE(busy) << error;
+    EXPECT_NE(error.find("database is locked"), std::string::npos) << error;
+    ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(other);
+    EXPECT_FALSE(s.suspended("alice@example.jp"));
+    EXPECT_TRUE(s.suspend({"alice@example.jp", 1795400000, "uid 0", ""}));
+    EXPECT_TRUE(s.suspended("alice@example.jp"));
+}
+
+TEST_F(operator_state_test, a_file_that_is_not_a_database_is_refused_naming_it) {
+    {
+        std::ofstream f(path);
+        f << std::string(8192, 'J') << "unk, not SQLite\n";
+    }
+    try {
+        operator_state s(path);
+        FAIL() << "opened a file that is not a database";
+    } catch (const operator_state_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find(path + ": "), std::string::npos) << what;
+        EXPECT_NE(what.find("file is not a database"), std::string::npos) << what;
+    }
+}
+
+TEST_F(operator_state_test, a_newer_schema_and_a_prefix_edited_by_hand_are_refused_naming_them) {
+    {
+        operator_state s(path);
+        s.add_binding({addr("198.51.100.7/32"), "alice@example.jp", 1795400000, "uid 0", "[]"});
+    }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE api_bindings SET prefix = '198.51.100.300/32'", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    {
+        operator_state s(path);
+        try {
+            s.bindings();
+            FAIL() << "a bad prefix was read";
+        } catch (const operator_state_error& e) {
+            EXPECT_NE(std::string(e.what()).find(path + ": api_bindings: prefix '198.51.100.300/32'"), std::string::npos)
+                << e.what();
+        }
+    }
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=7", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    try {
+        operator_state s(path);
+        FAIL() << "opened a newer schema";
+    } catch (const operator_state_error& e) {
+        EXPECT_NE(std::string(e.what()).find("version 7 is newer than this release reads (1)"), std::string::npos)
+            << e.what();
+    }
+}
+
+}  // namespace
+}  // namespace sekisho
