@@ -53,6 +53,11 @@ public:
     // XDP path does not enforce.
     uint64_t apply(const policy& pol, std::vector<std::string>* skipped = nullptr);
     uint64_t generation() const { return generation_; }
+    // Before the first apply(): generations continue after `last` (the
+    // policy history's numbers, so that they keep increasing across restarts).
+    void continue_generations_after(uint64_t last) {
+        if (!have_active_) generation_ = last;
+    }
 
     // Attaches to `ifname` as `role`; detach_all() undoes every attach.
     void attach(const std::string& ifname, ingress role, xdp_attach_mode mode);

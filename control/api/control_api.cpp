@@ -19,6 +19,7 @@
 #include "control/policy/policy.h"
 #include "control/policy/policy_files.h"
 #include "control/identity/subscriber_identity.h"
+#include "control/state/policy_history.h"
 #include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
@@ -94,6 +95,8 @@ json policy_diff(const policy& a, const policy& b) {
     return d;
 }
 
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -104,7 +107,10 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 struct control_api::change_result {
     std::optional<api_response> refusal;          // the change cannot apply: the answer
+    bool file_unchanged = false;                  // reload: the file is as last applied; nothing to do
     std::unique_ptr<prepared_policy> prepared;    // else: built, not in force
+    std::optional<policy_generation> recorded;    // written to the history, not yet in force
+    std::optional<policy_file_record> file_record;   // reload: what was applied from the file
     json diff = json::object();
     double prepare_seconds = 0;
 };
@@ -115,14 +121,23 @@ struct control_api::change {
     std::string source;     // the name in messages: "policy", the file's path
     std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
     std::string caller;
+    uint64_t rolled_back_to = 0;      // rollback: the generation whose text comes back
     std::optional<api_reply> reply;   // none for a reload
     std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
     std::atomic<bool> done{false};
     change_result result;
 };
 
-control_api::control_api(control_context ctx, std::string policy_text)
-    : ctx_(std::move(ctx)), text_(std::move(policy_text)) {}
+control_api::control_api(control_context ctx, std::string policy_text) : ctx_(std::move(ctx)), history_(ctx_.history) {
+    if (history_ == nullptr) {
+        own_history_ = std::make_unique<policy_history>("", policy_history::default_depth);
+        policy_generation g;
+        g.origin = {"file", ctx_.policy_path, "", ctx_.plane->generation(), unix_now(), 0};
+        g.text = std::move(policy_text);
+        own_history_->settle(g, policy_file_record{ctx_.policy_path, g.text, g.origin.generation});
+        history_ = own_history_.get();
+    }
+}
 
 control_api::~control_api() {
     if (running_thread_.joinable()) running_thread_.join();
@@ -152,25 +167,42 @@ void control_api::start_next_change() {
     waiting_.pop_front();
     change& ch = *running_;
     if (ch.what == change::kind::rollback) {
-        if (previous_text_.empty()) {
-            ch.result.refusal = error(409, "no previous policy to return to");
+        const policy_generation* target = history_->rollback_target();
+        if (target == nullptr) {
+            const policy_generation* now = history_->in_force();
+            ch.result.refusal = error(
+                409, "nothing to roll back: generation " + std::to_string(now ? now->origin.generation : 0) +
+                         " is the oldest kept (" + std::to_string(history_->depth()) +
+                         " generations are kept before the one in force; sekishod --policy-history)");
             ch.done = true;
             return;
         }
-        ch.text = previous_text_;
+        ch.text = target->text;
+        ch.rolled_back_to = target->origin.generation;
     }
+    std::optional<policy_file_record> file_applied = history_->file_record();
+    const policy_history* history = history_;
     // The change's thread reads only what it is given: the running policy is
     // pinned, and nothing else swaps one in until this change is finished.
     const std::shared_ptr<const policy> running = ctx_.plane->running_policy();
-    const uint64_t next_generation = ctx_.plane->generation() + 1;
+    const uint64_t next_generation =
+        std::max(ctx_.plane->generation(), history_->in_force() ? history_->in_force()->origin.generation : 0) + 1;
     data_plane* plane = ctx_.plane;
     const bool events_file_used = !ctx_.events_overridden;
     const std::string policy_path = ctx_.policy_path;
-    running_thread_ = std::thread([&ch, running, next_generation, plane, events_file_used, policy_path] {
+    running_thread_ = std::thread([&ch, running, next_generation, plane, events_file_used, policy_path, history,
+                                   file_applied = std::move(file_applied)] {
         const auto t0 = std::chrono::steady_clock::now();
         change_result& r = ch.result;
         try {
-            if (ch.what == change::kind::reload) ch.text = read_policy_file(policy_path);
+            if (ch.what == change::kind::reload) {
+                ch.text = read_policy_file(policy_path);
+                if (file_applied && file_applied->path == policy_path && file_applied->text == ch.text) {
+                    r.file_unchanged = true;
+                    ch.done.store(true, std::memory_order_release);
+                    return;
+                }
+            }
             auto next = std::make_shared<const policy>(load_policy_text(ch.text, ch.source));
             r.diff = policy_diff(*running, *next);
             // Keys read at start are refused before any file the new policy names is read: a
@@ -190,6 +222,34 @@ void control_api::start_next_change() {
                                                              {"diff", r.diff}})};
             } else {
                 r.prepared = plane->prepare(next, next_generation, ch.what == change::kind::dry_run);
+                if (ch.what != change::kind::dry_run) {
+                    // Recorded before it is put in force: what is answered is on disk.
+                    policy_generation g;
+                    g.origin.generation = next_generation;
+                    g.origin.time = unix_now();
+                    g.text = ch.text;
+                    if (ch.what == change::kind::reload) {
+                        g.origin.kind = "file";
+                        g.origin.file = policy_path;
+                        r.file_record = policy_file_record{policy_path, ch.text, next_generation};
+                    } else if (ch.what == change::kind::rollback) {
+                        g.origin.kind = "rollback";
+                        g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
+                        g.origin.rolled_back_to = ch.rolled_back_to;
+                    } else {
+                        g.origin.kind = "api";
+                        g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
+                    }
+                    try {
+                        history->write_entry(g);
+                        if (r.file_record) history->write_file_record(*r.file_record);
+                    } catch (const std::exception& e) {
+                        history->discard(g);
+                        throw std::runtime_error(std::string("cannot record the generation in the policy history: ") +
+                                                 e.what());
+                    }
+                    r.recorded = std::move(g);
+                }
             }
         } catch (const policy_error& e) {
             r.refusal = api_response{422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"},
@@ -211,6 +271,11 @@ void control_api::poll() {
 
 api_response control_api::commit_change(change& ch, change_result& r) {
     if (r.refusal) return *r.refusal;
+    if (r.file_unchanged) {
+        const policy_generation* now = history_->in_force();
+        return ok({{"generation", ctx_.plane->generation()}, {"unchanged", true},
+                   {"in_force", now ? origin_json(now->origin) : json(nullptr)}});
+    }
     const auto t0 = std::chrono::steady_clock::now();
     if (ch.what == change::kind::dry_run) {
         json body = {{"generation", ctx_.plane->generation()}, {"dry_run", true},
@@ -224,14 +289,23 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     try {
         generation = ctx_.plane->commit(std::move(r.prepared));
     } catch (const std::exception& e) {
+        try {
+            history_->discard(*r.recorded);
+        } catch (const std::exception& d) {
+            std::cerr << "sekishod: policy history: " << d.what() << std::endl;
+        }
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
-    previous_text_ = std::move(text_);
-    text_ = std::move(ch.text);
+    history_->settle(*r.recorded, r.file_record);
     const double seconds = r.prepare_seconds + seconds_since(t0);
     if (ctx_.observe_apply) ctx_.observe_apply(seconds);
     json body = {{"generation", generation}, {"dry_run", false}, {"compile_ms", seconds * 1000}, {"diff", r.diff}};
-    if (ch.what == change::kind::rollback) body["rolled_back"] = true;
+    if (ch.what == change::kind::rollback) {
+        body["rolled_back"] = true;
+        body["rolled_back_to"] = ch.rolled_back_to;
+    }
+    body["origin"] = origin_json(history_->in_force()->origin);
+    body["rollback_depth"] = history_->rollback_depth();
     if (!notes.empty()) body["not_enforced"] = notes;
     return ok(body);
 }
@@ -241,7 +315,12 @@ void control_api::finish_change() {
     std::unique_ptr<change> ch = std::move(running_);
     const api_response r = commit_change(*ch, ch->result);
     if (ch->what == change::kind::reload) {
-        if (r.status == 200) {
+        if (r.status == 200 && json::parse(r.body).value("unchanged", false)) {
+            const policy_generation* now = history_->in_force();
+            std::cerr << "sekishod: SIGHUP: policy file " << ctx_.policy_path << " unchanged; generation "
+                      << ctx_.plane->generation() << " from " << (now ? describe(now->origin) : std::string("?"))
+                      << " stays in force" << std::endl;
+        } else if (r.status == 200) {
             const json j = json::parse(r.body);
             std::cerr << "sekishod: SIGHUP: policy " << ctx_.policy_path << " applied as generation "
                       << j["generation"] << std::endl;
@@ -369,7 +448,9 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
                        : c.dry_run                                 ? change::kind::dry_run
                                                                    : change::kind::apply;
             ch->text = c.endpoint == api_endpoint::policy_apply ? r.body : std::string();
-            ch->source = c.endpoint == api_endpoint::policy_rollback ? "policy (rollback)" : "policy";
+            ch->source = c.endpoint == api_endpoint::policy_rollback ? "policy (rollback)"
+                         : c.source_name.empty()                      ? "policy"
+                                                                      : c.source_name;
             ch->endpoint = to_string(c.endpoint);
             ch->caller = r.caller;
             ch->reply = std::move(reply);
@@ -420,7 +501,10 @@ api_response control_api::status() {
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
         {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol->mode)}, {"op25b_action", to_string(pol->action)},
-                    {"limits", pol->limits.size()}, {"rollback_available", !previous_text_.empty()},
+                    {"limits", pol->limits.size()},
+                    {"in_force", history_->in_force() ? origin_json(history_->in_force()->origin) : json(nullptr)},
+                    {"rollback_available", history_->rollback_depth() > 0},
+                    {"rollback_depth", history_->rollback_depth()}, {"history_kept", history_->depth()},
                     {"change_running", running_ != nullptr}, {"changes_waiting", waiting_.size()}}},
         {"frames", {{"in", c["frames_in"]}, {"forwarded", c["forwarded"]}, {"blocked", c["blocked"]},
                     {"monitored", c["monitored"]}, {"limited", c["limited"]},
@@ -437,7 +521,16 @@ api_response control_api::status() {
 }
 
 api_response control_api::policy_show() {
-    return ok({{"generation", ctx_.plane->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
+    const policy_generation* now = history_->in_force();
+    json generations = json::array();
+    for (auto it = history_->generations().rbegin(); it != history_->generations().rend(); ++it)
+        generations.push_back(origin_json(it->origin));
+    return ok({{"generation", ctx_.plane->generation()},
+               {"file", ctx_.policy_path},
+               {"in_force", now ? origin_json(now->origin) : json(nullptr)},
+               {"rollback_depth", history_->rollback_depth()},
+               {"history", generations},
+               {"text", now ? now->text : std::string()}});
 }
 
 api_response control_api::bindings_list(const api_command& c) {

@@ -144,6 +144,8 @@ struct policy {
     }
 };
 
+// Every problem found, each "name:line: message", kept in line order whatever
+// order the checks found them in (policy text, files it names, rule compiles).
 class policy_error : public std::runtime_error {
 public:
     explicit policy_error(std::vector<std::string> errors);

@@ -247,7 +247,7 @@ TEST_F(serve_loop_test, serves_reloads_on_sighup_and_summarises_after_the_backen
     const starting_policy start = read_starting_policy(opt);
     recording_backend backend(start.pol);
     backend.blocks_wanted = 3;
-    auto served = std::async(std::launch::async, [&] { return serve(backend, opt, start.text, 0.25); });
+    auto served = std::async(std::launch::async, [&] { return serve(backend, opt, start, 0.25); });
     ASSERT_TRUE(wait_for([&] { return backend.started.load(); }));
     EXPECT_FALSE(handler_is_default(SIGHUP));
 
@@ -319,7 +319,7 @@ TEST_F(serve_loop_test, a_backend_that_cannot_start_is_an_error_and_nothing_is_l
     EXPECT_THROW(
         {
             try {
-                serve(backend, opt, start.text, 0);
+                serve(backend, opt, start, 0);
             } catch (const std::runtime_error& e) {
                 EXPECT_STREQ(e.what(), "the test's ports are gone");
                 throw;
