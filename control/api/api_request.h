@@ -66,9 +66,6 @@ bool is_event_type(std::string_view type);
 // octets) with every octet escaped as \xNN still fits.
 constexpr size_t api_max_account_bytes = 1024;
 
-// The longest policy name (?name=) the API takes for its messages.
-constexpr size_t api_max_source_name_bytes = 256;
-
 // Latest time the API accepts (9999-12-31T23:59:59Z) and earliest (the epoch):
 // times are compared and subtracted later, and so stay far from int64 limits.
 constexpr int64_t api_max_time = 253402300799;
@@ -78,7 +75,8 @@ struct api_command {
     api_endpoint endpoint = api_endpoint::status;
     bool dry_run = false;              // policy_apply
     // policy_apply: the name the client gives the policy (its file's name), used
-    // only in messages ("NAME:4: ..."); printable, at most api_max_source_name_bytes.
+    // only in messages ("NAME:4: ..."); printable, at most api_max_source_name_bytes
+    // (untrusted_text.h).
     // Empty: "policy".
     std::string source_name;
     bool only_suspended = false;       // accounts_list

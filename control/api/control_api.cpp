@@ -20,6 +20,7 @@
 #include "control/policy/policy_files.h"
 #include "control/identity/subscriber_identity.h"
 #include "control/state/policy_history.h"
+#include "dataplane/limits/mail_limits.h"
 #include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
@@ -60,6 +61,25 @@ json prefix_diff(std::vector<ip_prefix> before, std::vector<ip_prefix> after) {
     return d;
 }
 
+// A limit as the diff shows it, every setting that makes it what it is:
+// "100 messages per 1h per address, applies to any, action tempfail".
+std::string limit_text(const limit_rule& l) {
+    auto duration = [](uint64_t ns) {
+        const uint64_t s = ns / 1'000'000'000ull;
+        if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+        if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+        if (ns % 1'000'000'000ull == 0) return std::to_string(s) + "s";
+        return std::to_string(ns / 1'000'000ull) + "ms";
+    };
+    std::string t = std::to_string(l.max) + " " + to_string(l.measure);
+    if (l.measure != limit_measure::recipients_per_message) t += " per " + duration(l.window_ns);
+    t += std::string(" per ") + to_string(l.scope) + ", applies to " + l.applies_to;
+    if (l.measure == limit_measure::connections) t += ", burst " + std::to_string(l.burst);
+    t += std::string(", action ") + to_string(l.action);
+    if (l.cooldown_ns != 0) t += ", cooldown " + duration(l.cooldown_ns);
+    return t;
+}
+
 json policy_diff(const policy& a, const policy& b) {
     json d = json::object();
     auto lists = [&](const char* name, const std::vector<ip_prefix>& x, const std::vector<ip_prefix>& y) {
@@ -78,19 +98,25 @@ json policy_diff(const policy& a, const policy& b) {
     for (const auto& l : a.limits) la[l.name] = &l;
     for (const auto& l : b.limits) lb[l.name] = &l;
     json added = json::array(), removed = json::array(), changed = json::array();
+    json before = json::object(), after = json::object();   // each limit named above, as text
     for (const auto& [name, l] : lb) {
         auto it = la.find(name);
-        if (it == la.end()) added.push_back(name);
-        else if (it->second->max != l->max || it->second->window_ns != l->window_ns || it->second->action != l->action ||
-                 it->second->scope != l->scope || it->second->measure != l->measure ||
-                 it->second->applies_to != l->applies_to || it->second->burst != l->burst ||
-                 it->second->cooldown_ns != l->cooldown_ns)
+        if (it == la.end()) {
+            added.push_back(name);
+            after[name] = limit_text(*l);
+        } else if (limit_text(*it->second) != limit_text(*l)) {
             changed.push_back(name);
+            before[name] = limit_text(*it->second);
+            after[name] = limit_text(*l);
+        }
     }
     for (const auto& [name, l] : la)
-        if (!lb.count(name)) removed.push_back(name);
+        if (!lb.count(name)) {
+            removed.push_back(name);
+            before[name] = limit_text(*l);
+        }
     if (!added.empty() || !removed.empty() || !changed.empty())
-        d["limits"] = {{"added", added}, {"removed", removed}, {"changed", changed}};
+        d["limits"] = {{"added", added}, {"removed", removed}, {"changed", changed}, {"before", before}, {"after", after}};
     if (a.bindings.size() != b.bindings.size()) d["subscribers.bindings"] = {{"before", a.bindings.size()}, {"after", b.bindings.size()}};
     return d;
 }
