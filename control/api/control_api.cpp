@@ -337,7 +337,7 @@ api_response control_api::commit_change(change& ch, change_result& r) {
 }
 
 void control_api::finish_change() {
-    running_thread_.join();
+    if (running_thread_.joinable()) running_thread_.join();   // a refusal decided at once ran no thread
     std::unique_ptr<change> ch = std::move(running_);
     const api_response r = commit_change(*ch, ch->result);
     if (ch->what == change::kind::reload) {

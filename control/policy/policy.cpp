@@ -27,13 +27,14 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-// The line of a "name:LINE: ..." message: the first ":digits:" (a name may
-// hold colons of its own); 0 when there is none.
+// The line of a "name:LINE: message": the first ":digits: " (a name may hold
+// colons and digits of its own, "x:1:b.yaml"); 0 when there is none.
 long line_in_message(const std::string& e) {
     for (size_t colon = e.find(':'); colon != std::string::npos; colon = e.find(':', colon + 1)) {
         size_t end = colon + 1;
         while (end < e.size() && e[end] >= '0' && e[end] <= '9') ++end;
-        if (end > colon + 1 && end < e.size() && e[end] == ':') return std::strtol(e.c_str() + colon + 1, nullptr, 10);
+        if (end > colon + 1 && end + 1 < e.size() && e[end] == ':' && e[end + 1] == ' ')
+            return std::strtol(e.c_str() + colon + 1, nullptr, 10);
     }
     return 0;
 }
@@ -959,6 +960,9 @@ std::vector<start_only_change> start_only_changes(const policy& a, const policy&
     check("events.aggregate_window", duration_text(a.events.aggregate_window_ns),
           duration_text(b.events.aggregate_window_ns));
     check("events.ring_size", number(a.events.ring_size), number(b.events.ring_size));
+    // In the order the policy writes them, as every other list of problems.
+    std::stable_sort(out.begin(), out.end(),
+                     [](const start_only_change& x, const start_only_change& y) { return x.line < y.line; });
     return out;
 }
 

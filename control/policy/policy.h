@@ -169,6 +169,7 @@ struct start_only_change {
     std::string running, wanted;   // the values as text
     int line = 0;                  // where `next` sets it (0: left to the default)
 };
+// Every such key `next` changes, in line order (keys left to their default first).
 std::vector<start_only_change> start_only_changes(const policy& running, const policy& next);
 // "policy.yaml:7: tracking.max_bindings: read at start only; running 1048576, this policy 2048 (restart to change it)"
 std::string describe(const start_only_change& c, const std::string& source);
