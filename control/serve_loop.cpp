@@ -129,17 +129,7 @@ void serve_loop::start_api(const starting_policy& start) {
         cc.server = api_.get();
     }
     control_ = std::make_unique<control_api>(cc, start.text);
-    if (!start.note.empty()) {
-        const auto now = std::chrono::system_clock::now().time_since_epoch();
-        plane_.audit(nlohmann::json{{"time_ns", std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()},
-                                    {"type", "api_change"},
-                                    {"endpoint", "policy_start"},
-                                    {"caller", "sekishod"},
-                                    {"status", 200},
-                                    {"generation", plane_.generation()},
-                                    {"note", start.note}}
-                         .dump());
-    }
+    if (!start.note.empty()) control_->audit_start(start.note);
 }
 
 // Starts the backend under the signal handlers and turns until a stop signal.

@@ -381,8 +381,12 @@ void control_api::reload() {
 
 // ---------------------------------------------------------------- requests
 
+void control_api::audit_start(const std::string& note) {
+    audit(nullptr, "policy_start", "sekishod", ok(json::object()), note);
+}
+
 void control_api::audit(const api_command* c, const std::string& endpoint, const std::string& caller,
-                        const api_response& r) {
+                        const api_response& r, const std::string& note) {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
     json rec = {{"time_ns", static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
@@ -396,6 +400,7 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
             rec["prefix"] = c->prefix.to_string();
         if (!c->account.empty()) rec["account"] = c->account;
     }
+    if (!note.empty()) rec["note"] = note;
     if (r.status >= 300) {
         try {
             rec["error"] = json::parse(r.body).value("error", "");

@@ -79,6 +79,10 @@ public:
     // SIGHUP: queues a reload of the policy file (one waiting reload at most);
     // the outcome goes to standard error and the audit trail.
     void reload();
+    // Writes what start decided about the policy (restored the generation in
+    // force, or applied a file changed while sekishod was down) to the audit
+    // trail: endpoint policy_start, caller sekishod, `note`.
+    void audit_start(const std::string& note);
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -90,7 +94,7 @@ private:
     struct change_result;
 
     void audit(const api_command* c, const std::string& endpoint, const std::string& caller,
-               const api_response& r);
+               const api_response& r, const std::string& note = "");
     void dispatch(const api_command& c, const api_request& r, api_reply reply);
     void queue_change(std::unique_ptr<change> ch);
     void start_next_change();
