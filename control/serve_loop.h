@@ -8,8 +8,8 @@
 // signal handlers; then it starts the backend and loops until SIGINT or
 // SIGTERM. Each turn, every 10 ms: the data plane's events into the event
 // log, RADIUS datagrams (and the hourly history purge), the API's waiting
-// requests, a SIGHUP's reload (a policy change like an API apply:
-// control_api.h), the policy changes moved on; every 20th turn (~200 ms) the
+// requests, a SIGHUP's reload (a policy change like an API apply, applied
+// only when the file changed: control_api.h), the policy changes moved on; every 20th turn (~200 ms) the
 // backend's counters refreshed and the metrics snapshot updated. At stop the
 // backend stops forwarding and flushes its events; the summary (--summary
 // FILE) is written and a few lines go to standard error.
