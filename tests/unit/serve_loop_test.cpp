@@ -10,7 +10,8 @@
 // the metrics following, SIGTERM, then a summary taken after the backend
 // stopped (its last events in it) with the same keys whatever the backend.
 // A backend that fails to start: the error comes out, nothing is stopped
-// that never started, the signal handlers are given back.
+// that never started, the signal handlers are given back. The policy a start
+// begins with: restored from the policy history, or the file when it changed.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
