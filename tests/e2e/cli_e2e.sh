@@ -43,7 +43,7 @@ printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: 
 netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "sinks"
 netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-  --access-if acc0 --core-if core0 --events "$TMP/events.jsonl" \
+  --access-if acc0 --core-if core0 --state-dir "$TMP/state" --events "$TMP/events.jsonl" \
   --api-socket "$sock" --api-tcp 127.0.0.1:8443 --api-cert "$TMP/api.crt" --api-key "$TMP/api.key" \
   --api-token-file "$TMP/token"
 daemon_pid=$NETLAB_LAST_PID

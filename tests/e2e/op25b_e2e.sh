@@ -120,7 +120,7 @@ if [ "$bridge" = 1 ]; then
 else
   # shellcheck disable=SC2086  # SEKISHOD_ARGS is split on purpose
   netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$sekishod" --policy "$TMP/policy.yaml" \
-    --access-if acc0 --core-if core0 --workers 1 \
+    --access-if acc0 --core-if core0 --workers 1 --state-dir "$TMP/state" \
     --events "$TMP/events.jsonl" --summary "$TMP/summary.json" ${SEKISHOD_ARGS:-}
   daemon_pid=$NETLAB_LAST_PID
   echo "op25b_e2e: started sekishod (pid $daemon_pid)"
