@@ -144,7 +144,7 @@ struct control_api::change_result {
 struct control_api::change {
     enum class kind { apply, dry_run, rollback, reload } what = kind::apply;
     std::string text;       // reload: read from the file on the change's thread
-    std::string source;     // the name in messages: "policy", the file's path
+    std::string source;     // the name in messages: "policy", the client's name, the file's path, "policy generation N"
     std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
     std::string caller;
     uint64_t rolled_back_to = 0;      // rollback: the generation whose text comes back
@@ -205,6 +205,7 @@ void control_api::start_next_change() {
         }
         ch.text = target->text;
         ch.rolled_back_to = target->origin.generation;
+        ch.source = "policy generation " + std::to_string(target->origin.generation);
     }
     std::optional<policy_file_record> file_applied = history_->file_record();
     const policy_history* history = history_;
@@ -479,9 +480,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
                        : c.dry_run                                 ? change::kind::dry_run
                                                                    : change::kind::apply;
             ch->text = c.endpoint == api_endpoint::policy_apply ? r.body : std::string();
-            ch->source = c.endpoint == api_endpoint::policy_rollback ? "policy (rollback)"
-                         : c.source_name.empty()                      ? "policy"
-                                                                      : c.source_name;
+            ch->source = c.source_name.empty() ? "policy" : c.source_name;   // rollback: its generation's
             ch->endpoint = to_string(c.endpoint);
             ch->caller = r.caller;
             ch->reply = std::move(reply);
