@@ -15,6 +15,10 @@ namespace sekisho {
 struct live_options : serve_options {
     std::string backend = "dpdk";          // dpdk | xdp
     std::string xdp_mode = "native";       // xdp: native | generic
+    // xdp: where the maps are pinned (empty: /sys/fs/bpf/sekisho/ACCESS_IF),
+    // and whether a stop leaves the program attached for the next start.
+    std::string xdp_pin_dir;
+    bool xdp_keep_attached = false;
     std::string access_if, core_if;        // Linux interfaces (dpdk: through if_driver)
     std::string if_driver = "af_packet";   // dpdk: af_packet | af_xdp
     std::optional<unsigned> access_port, core_port;  // dpdk: or DPDK port ids

@@ -17,6 +17,7 @@
 #include "backends/dpdk/dpdk_data_plane.h"
 #include "backends/dpdk/eal_session.h"
 #include "backends/dpdk/packet_ring_drops.h"
+#include "backends/interface_driver.h"
 #include "control/observe/metrics.h"
 #include "dataplane/ports.h"
 #include "dataplane/worker.h"
@@ -226,6 +227,8 @@ void dpdk_live_backend::add_to_snapshot(control_snapshot& c) {
 int run_dpdk_live(const live_options& opt) {
     const starting_policy start = read_starting_policy(opt);
     check_dpdk_options(opt);
+    for (const std::string& ifname : {opt.access_if, opt.core_if})
+        if (const std::string w = veth_warning(ifname, true); !w.empty()) std::cerr << "sekishod: " << w << std::endl;
     std::array<std::string, 2> vdev_names;
     eal_session eal("sekishod", eal_request_of(opt, vdev_names));
     check_lcores(opt.workers);

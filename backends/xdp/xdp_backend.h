@@ -9,6 +9,19 @@
 // the next apply, and not before xdp_grace_period has passed since the flip
 // (XDP programs run to completion in far less).
 //
+// Restart without a gap (pin_dir): every map is pinned as pin_dir/<map name>
+// on a BPF file system. A backend that finds pins there re-uses those maps
+// (policy sets, counters, SYN buckets, the event ring: a restart continues
+// them), and attach() replaces a sekisho_xdp program already attached to the
+// interface in one kernel operation (XDP_FLAGS_REPLACE), so every packet is
+// judged by the old program or the new one, both reading the same maps. The
+// attached program is pinned too (pin_dir/program): the next start finds the
+// program to replace by it, which needs no CAP_SYS_ADMIN.
+// leave_attached() lets the program go on enforcing after this process ends;
+// unpin() removes the pins when it is not to be taken over. Pins whose maps do
+// not match this program (another build) are replaced by fresh maps, said on
+// standard error: counters and limit state then restart.
+//
 // Control thread only. Throws std::runtime_error with the failing step and
 // errno text.
 #pragma once
@@ -41,9 +54,11 @@ constexpr std::chrono::milliseconds xdp_grace_period{50};
 class xdp_backend {
 public:
     // Opens and loads the program (needs CAP_BPF/CAP_NET_ADMIN). `buckets`:
-    // capacity of the SYN token-bucket table (LRU).
-    explicit xdp_backend(uint32_t buckets = 262144);
-    ~xdp_backend();   // detaches from every interface it attached to
+    // capacity of the SYN token-bucket table (LRU). `pin_dir`: empty, or a
+    // directory on a BPF file system (created) where the maps are pinned and
+    // re-used from.
+    explicit xdp_backend(uint32_t buckets = 262144, const std::string& pin_dir = "");
+    ~xdp_backend();   // detaches from every interface it attached to, unless leave_attached()
     xdp_backend(const xdp_backend&) = delete;
     xdp_backend& operator=(const xdp_backend&) = delete;
 
@@ -53,15 +68,27 @@ public:
     // XDP path does not enforce.
     uint64_t apply(const policy& pol, std::vector<std::string>* skipped = nullptr);
     uint64_t generation() const { return generation_; }
-    // Before the first apply(): generations continue after `last` (the
-    // policy history's numbers, so that they keep increasing across restarts).
+    // Before this object's first apply() (also over pinned maps taken over):
+    // generations continue after `last` (the policy history's numbers, so
+    // that they keep increasing across restarts).
     void continue_generations_after(uint64_t last) {
-        if (!have_active_) generation_ = last;
+        if (generation_ == 0) generation_ = last;
     }
 
-    // Attaches to `ifname` as `role`; detach_all() undoes every attach.
-    void attach(const std::string& ifname, ingress role, xdp_attach_mode mode);
+    // Attaches to `ifname` as `role`; detach_all() undoes every attach. A
+    // sekisho_xdp program attached there in `mode` (left by an earlier run) is
+    // replaced atomically; returns true then. Any other program: refused.
+    bool attach(const std::string& ifname, ingress role, xdp_attach_mode mode);
     void detach_all();
+    // Forgets the attachments: the program stays attached and enforcing, with
+    // its pinned maps, after this object and the process are gone.
+    void leave_attached() { attached_.clear(); }
+    // Removes the pins (and pin_dir when empty); the maps live on while the
+    // program holds them. No-op without pin_dir.
+    void unpin();
+    // How many pinned maps this backend took over at load (0: fresh maps).
+    size_t maps_taken_over() const { return maps_taken_over_; }
+    const std::string& pin_dir() const { return pin_dir_; }
     // Declares which side frames from `ifindex` come from (attach() does it;
     // tests use it for BPF_PROG_TEST_RUN, whose frames come from lo).
     void set_interface_role(uint32_t ifindex, ingress role);
@@ -77,6 +104,12 @@ private:
     void write_prefixes(int fd, const std::vector<xdp_prefix_entry>& entries, uint8_t family, uint32_t set,
                         std::vector<std::vector<uint8_t>>& written, const char* table);
     void clear_set(uint32_t set);
+    void load_and_adopt(uint32_t buckets);
+    void load(uint32_t buckets);
+    void adopt_pinned_sets();
+    void remove_pins();
+    std::string program_pin_path() const;
+    int open_attached_program(__u32 id, const std::string& ifname, std::string& name) const;
 
     sekisho_xdp* skel_ = nullptr;
     ring_buffer* ring_ = nullptr;
@@ -95,6 +128,10 @@ private:
     int64_t monotonic_to_realtime_ns_ = 0;
     std::function<void(const sx_event&)> raw_sink_;   // set during drain_events()
     unsigned cpus_ = 1;
+    std::string pin_dir_;
+    std::vector<std::string> map_names_;   // the pinned maps, by name
+    size_t maps_taken_over_ = 0;
+    int previous_program_fd_ = -1;   // the program an earlier run pinned, if any
 };
 
 }  // namespace sekisho

@@ -6,10 +6,12 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <vector>
 
+#include "backends/interface_driver.h"
 #include "backends/xdp/xdp_backend.h"
 #include "backends/xdp/xdp_data_plane.h"
 #include "control/observe/event_log.h"
@@ -48,6 +50,15 @@ std::vector<std::string> apply_first_policy(xdp_backend& backend, const policy& 
     return skipped;
 }
 
+// The pin directory: --xdp-pin-dir, else /sys/fs/bpf/sekisho/ACCESS_IF;
+// empty (no pins) unless --xdp-keep-attached asks for them or an earlier run
+// left them there to be taken over.
+std::string pin_dir_of(const live_options& opt) {
+    const std::string dir = opt.xdp_pin_dir.empty() ? "/sys/fs/bpf/sekisho/" + opt.access_if : opt.xdp_pin_dir;
+    std::error_code ec;
+    return opt.xdp_keep_attached || std::filesystem::exists(dir, ec) ? dir : "";
+}
+
 events_config events_config_of(const policy& pol, const live_options& opt) {
     events_config ev = pol.events;
     if (!opt.events_path.empty()) ev.file = opt.events_path;
@@ -59,7 +70,7 @@ class xdp_live_backend final : public live_backend {
 public:
     // Loads the program with `pol` in force and opens the event log; attaches nothing yet.
     xdp_live_backend(const policy& pol, uint64_t generation, const live_options& opt, xdp_attach_mode mode)
-        : opt_(opt), mode_(mode), program_(pol.tracking.subscribers_per_worker),
+        : opt_(opt), mode_(mode), program_(pol.tracking.subscribers_per_worker, pin_dir_of(opt)),
           first_notes_(apply_first_policy(program_, pol, generation)), log_(events_config_of(pol, opt), realtime_ns),
           plane_(program_, pol, first_notes_, log_) {}
 
@@ -78,7 +89,11 @@ public:
         report["backend"] = "xdp";
         report["xdp_mode"] = to_string(mode_);
     }
-    std::string stop_note() const override { return ", XDP program detached"; }
+    std::string stop_note() const override {
+        return opt_.xdp_keep_attached
+                   ? ", XDP program left attached and enforcing, maps pinned in " + program_.pin_dir()
+                   : ", XDP program detached";
+    }
 
 private:
     const live_options& opt_;
@@ -90,8 +105,17 @@ private:
 };
 
 void xdp_live_backend::start() {
-    program_.attach(opt_.access_if, ingress::access, mode_);
-    if (!opt_.core_if.empty()) program_.attach(opt_.core_if, ingress::core, mode_);
+    std::string replaced;
+    if (program_.attach(opt_.access_if, ingress::access, mode_)) replaced = opt_.access_if;
+    if (!opt_.core_if.empty() && program_.attach(opt_.core_if, ingress::core, mode_))
+        replaced += (replaced.empty() ? "" : ", ") + opt_.core_if;
+    if (program_.maps_taken_over() > 0)
+        std::cerr << "sekishod: xdp: took over " << program_.maps_taken_over() << " maps pinned in "
+                  << program_.pin_dir() << " (counters, SYN buckets and the events of the restart continue)"
+                  << std::endl;
+    if (!replaced.empty())
+        std::cerr << "sekishod: xdp: replaced the program left attached on " << replaced
+                  << " in one step (no packet unjudged)" << std::endl;
     const policy& pol = plane_.active_policy();
     std::cerr << "sekishod: xdp " << to_string(mode_) << " on " << opt_.access_if << " (access)"
               << (opt_.core_if.empty() ? "" : ", " + opt_.core_if + " (core)") << ", policy " << opt_.policy_path
@@ -100,7 +124,12 @@ void xdp_live_backend::start() {
 }
 
 void xdp_live_backend::stop() {
-    program_.detach_all();
+    if (opt_.xdp_keep_attached) {
+        program_.leave_attached();   // events from here on wait in the pinned ring for the next start
+    } else {
+        program_.detach_all();
+        program_.unpin();
+    }
     plane_.drain_events();
     log_.flush_all();   // what aggregation windows still hold
 }
@@ -109,6 +138,10 @@ void xdp_live_backend::stop() {
 
 int run_xdp_live(const live_options& opt) {
     const xdp_attach_mode mode = check_xdp_options(opt);
+    if (mode == xdp_attach_mode::native)
+        for (const std::string& ifname : {opt.access_if, opt.core_if})
+            if (const std::string w = veth_warning(ifname, false); !w.empty())
+                std::cerr << "sekishod: " << w << std::endl;
     const starting_policy start = read_starting_policy(opt);
     const auto apply_started = std::chrono::steady_clock::now();
     xdp_live_backend backend(start.pol, start.generation, opt, mode);

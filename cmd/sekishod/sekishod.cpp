@@ -26,7 +26,8 @@ constexpr const char* usage_text = R"(usage:
            [--workers N] [--state-dir DIR] [--policy-history N] [--events FILE] [--summary FILE]
            [--metrics ADDR:PORT] [-- EAL-ARGS...]
   sekishod --backend xdp --policy FILE --access-if IF [--core-if IF] [--xdp-mode native|generic]
-           [--state-dir DIR] [--policy-history N] [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
+           [--xdp-keep-attached] [--xdp-pin-dir DIR] [--state-dir DIR] [--policy-history N] [--events FILE]
+           [--summary FILE] [--metrics ADDR:PORT]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
@@ -42,6 +43,10 @@ constexpr const char* usage_text = R"(usage:
   --backend B          dpdk (default: the DPDK data plane) or xdp (an XDP program on
                        --access-if and --core-if; the kernel forwards; docs/xdp.md)
   --xdp-mode M         xdp: native (in the driver, default) or generic (any interface)
+  --xdp-keep-attached  xdp: a stop leaves the program attached and enforcing, its maps
+                       pinned, and the next start takes them over without a gap (restart)
+  --xdp-pin-dir DIR    xdp: where the maps are pinned, on a BPF file system
+                       (default /sys/fs/bpf/sekisho/ACCESS-IF)
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
   --state-dir DIR      live: operator state kept across restarts (default /var/lib/sekisho)
@@ -57,7 +62,8 @@ constexpr const char* usage_text = R"(usage:
   -- EAL-ARGS          DPDK EAL arguments, replacing Sekisho's defaults
 
 exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy, 3 whois found nothing
-signals (live): SIGINT/SIGTERM stop cleanly, SIGHUP applies the policy file if it changed
+signals (live): SIGINT/SIGTERM stop cleanly (xdp: and detach, unless --xdp-keep-attached),
+                SIGHUP applies the policy file if it changed
 )";
 
 struct usage_error : std::runtime_error {
@@ -73,6 +79,15 @@ struct command_line {
     bool have_workers = false;
     bool have_xdp_mode = false;
 };
+
+// Flags without a value, and what each sets.
+const std::map<std::string, void (*)(command_line&)>& switch_flags() {
+    static const std::map<std::string, void (*)(command_line&)> flags = {
+        {"--json", [](command_line& c) { c.whois.json = true; }},
+        {"--xdp-keep-attached", [](command_line& c) { c.live.xdp_keep_attached = true; }},
+    };
+    return flags;
+}
 
 unsigned parse_unsigned(const std::string& flag, const std::string& value) {
     try {
@@ -112,6 +127,7 @@ const std::map<std::string, flag_setter>& valued_flags() {
              c.live.xdp_mode = v;
              c.have_xdp_mode = true;
          }},
+        {"--xdp-pin-dir", [](command_line& c, const std::string& v) { c.live.xdp_pin_dir = v; }},
         {"--access-if", [](command_line& c, const std::string& v) { c.live.access_if = v; }},
         {"--core-if", [](command_line& c, const std::string& v) { c.live.core_if = v; }},
         {"--if-driver", [](command_line& c, const std::string& v) { c.live.if_driver = v; }},
@@ -152,8 +168,8 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.help = true;
             return c;
         }
-        if (a == "--json") {
-            c.whois.json = true;
+        if (const auto sw = switch_flags().find(a); sw != switch_flags().end()) {
+            sw->second(c);
             continue;
         }
         const auto flag = valued_flags().find(a);
@@ -175,6 +191,8 @@ int run_live(const command_line& c) {
         }
     }
     if (c.have_xdp_mode) throw usage_error("--xdp-mode needs --backend xdp");
+    if (c.live.xdp_keep_attached) throw usage_error("--xdp-keep-attached needs --backend xdp");
+    if (!c.live.xdp_pin_dir.empty()) throw usage_error("--xdp-pin-dir needs --backend xdp");
     return sekisho::run_dpdk_live(c.live);
 }
 

@@ -15,6 +15,13 @@
 #   ctl_expect RC DESCRIPTION ARGS... run sekishoctl ($ctl) on the API socket ($sock), check its
 #                                     exit code; its output in $out
 #   contains DESCRIPTION NEEDLE       check that the last $out contains NEEDLE
+#   e2e_unit_capabilities             setpriv --bounding-set value: the capabilities the systemd unit
+#                                     (configs/systemd/sekishod.service) grants, and no other
+#   e2e_wait_for_log LOG TEXT SECONDS WHAT   wait until LOG holds TEXT; abort naming WHAT if $daemon_pid
+#                                     exits first or SECONDS pass
+#   e2e_spawn_pings COUNT LOG         COUNT pings every 0.05 s from the subscriber to the MX through
+#                                     the gateway, in the background; sets ping_pid
+#   e2e_ping_result LOG               "TRANSMITTED RECEIVED" from a finished ping's summary in LOG
 # Set KEEP_TMP=1 to keep the temporary directory.
 
 passed=0
@@ -86,6 +93,26 @@ e2e_stop_sekishod() {
   kill -TERM "$daemon_pid"
   for ((i = 0; i < 100; i++)); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
   wait "$daemon_pid"
+}
+
+e2e_unit_capabilities="-all,+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock"
+
+e2e_wait_for_log() {
+  local deadline=$(($(date +%s) + $3))
+  until grep -qF -- "$2" "$1"; do
+    kill -0 "$daemon_pid" 2>/dev/null || abort "$4 exited before '$2': $(tail -n 3 "$1")"
+    [ "$(date +%s)" -lt "$deadline" ] || abort "$4: no '$2' after $3 s"
+    sleep 0.02
+  done
+}
+
+e2e_spawn_pings() {
+  netlab_spawn sub "$2" ping -n -i 0.05 -c "$1" -W 1 "$NETLAB_MX_V4"
+  ping_pid=$NETLAB_LAST_PID
+}
+
+e2e_ping_result() {
+  sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/\1 \2/p' "$1"
 }
 
 e2e_lab_policy() {

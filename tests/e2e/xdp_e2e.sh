@@ -17,8 +17,15 @@
 #     the MX sees at most burst + rate x duration SYNs, the rest are counted as limited;
 #   - events.jsonl holds the op25b_block and limit_exceeded events, /metrics the counters,
 #     sekishoctl top and events read them while the daemon runs;
-#   - SIGTERM: exit 0 and the program is detached from both interfaces; the summary has the
-#     event log's counters under the DPDK backend's keys.
+#   - a restart under --xdp-keep-attached (SIGTERM), then a kill -9: pings every 0.05 s through
+#     the gateway lose none, the program stays attached while no daemon runs, an SMTP connection to
+#     MX:25 in each gap is still reset, each new daemon takes over the pinned maps (counters
+#     continue, the gaps' block events reach the event log) and replaces the program in one step,
+#     with only the systemd unit's capabilities;
+#   - pins left by a daemon whose maps do not fit (another bucket table size): said, fresh maps,
+#     the program still replaced in one step;
+#   - SIGTERM without --xdp-keep-attached: exit 0, the program is detached from both interfaces and
+#     the pins are gone; the summary has the event log's counters under the DPDK backend's keys.
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,7 +58,31 @@ events:
   aggregate_window: 0s   # sekishoctl reads events while the daemon runs
 EOF
 printf 'version: 1\nsubscribers:\n  dynamic: [198.51.100.1/24]\nop25b:\n  mode: block\n' >"$TMP/bad.yaml"
+# The maps' pins go to a BPF file system of this test's own (bpffs is not per network namespace).
+pin_dir="$TMP/bpffs/sekisho/acc0"
+mkdir -p "$TMP/bpffs" && mount -t bpf bpf "$TMP/bpffs" || { echo "xdp_e2e: cannot mount a BPF file system" >&2; exit 1; }
+trap 'rc=$?; umount -l "$TMP/bpffs" 2>/dev/null; (exit $rc); _e2e_cleanup' EXIT
 netlab_up --direct || abort "lab setup failed"
+
+# The restart flags refused where they do not apply, with what and where.
+"$SEKISHOD" --policy "$TMP/policy.yaml" --access-if acc0 --core-if core0 --xdp-keep-attached >"$TMP/usage.log" 2>&1
+rc=$?
+if [ "$rc" = 2 ] && grep -q "xdp-keep-attached needs --backend xdp" "$TMP/usage.log"; then
+  pass "--xdp-keep-attached without --backend xdp: usage error (exit 2)"
+else
+  fail "--xdp-keep-attached without --backend xdp: exit $rc: $(head -n 1 "$TMP/usage.log")"
+fi
+mkdir -p "$TMP/not-bpffs"
+netlab_exec_gw "$SEKISHOD" --backend xdp --xdp-mode "$mode" --policy "$TMP/policy.yaml" --access-if acc0 \
+  --events "$TMP/refused.jsonl" --state-dir "$TMP/state" --xdp-keep-attached --xdp-pin-dir "$TMP/not-bpffs/acc0" \
+  >"$TMP/not-bpffs.log" 2>&1
+rc=$?
+if [ "$rc" = 1 ] && grep -q "pin directory $TMP/not-bpffs/acc0 is not on a BPF file system" "$TMP/not-bpffs.log" &&
+  ! netlab_exec_gw ip -d link show acc0 | grep -q "prog/xdp"; then
+  pass "a pin directory off a BPF file system: refused naming it (exit 1), nothing attached"
+else
+  fail "a pin directory off a BPF file system: exit $rc: $(tail -n 1 "$TMP/not-bpffs.log")"
+fi
 # Native XDP_TX on a veth hands the frame to the peer's NAPI, which exists
 # when the peer has GRO on (or an XDP program of its own): docs/xdp.md.
 if [ "$mode" = native ]; then
@@ -60,11 +91,16 @@ fi
 netlab_start_sinks || abort "SMTP sinks did not start"
 
 metrics_port=9118
-netlab_spawn gw "$NETLAB_LOGDIR/sekishod.log" "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
-  --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
-  --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics "127.0.0.1:$metrics_port" \
-  --api-socket "$sock"
-daemon_pid=$NETLAB_LAST_PID
+spawn_xdp_daemon() { # LOG EXTRA-ARGS...; $daemon_prefix (a command) runs it
+  local log="$1"
+  shift
+  netlab_spawn gw "$log" ${daemon_prefix:-} "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
+    --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
+    --events "$TMP/events.jsonl" --summary "$TMP/summary.json" --metrics "127.0.0.1:$metrics_port" \
+    --api-socket "$sock" --xdp-pin-dir "$pin_dir" "$@"
+  daemon_pid=$NETLAB_LAST_PID
+}
+spawn_xdp_daemon "$NETLAB_LOGDIR/sekishod-first.log" --xdp-keep-attached
 deadline=$(($(date +%s) + 20))
 attached() { netlab_exec_gw ip link show "$1" | head -n 1 | grep -Eq "mtu [0-9]+ $attached_word "; }
 until attached acc0; do
@@ -79,6 +115,15 @@ for dev in acc0 core0; do
     fail "no $attached_word program on $dev"
   fi
 done
+# Native XDP_TX on a veth needs GRO on the peer: the start-up says so (generic mode has no such trap).
+veth_warnings="$(grep -c 'is a veth (a lab): native XDP_TX' "$NETLAB_LOGDIR/sekishod-first.log")"
+want_warnings=0
+[ "$mode" = native ] && want_warnings=2
+if [ "$veth_warnings" = "$want_warnings" ]; then
+  pass "$mode mode: $veth_warnings veth warnings at start-up"
+else
+  fail "$mode mode: $veth_warnings veth warnings at start-up"
+fi
 until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1 && [ -S "$sock" ]; do
   [ "$(date +%s)" -lt "$deadline" ] || abort "no ping through the gateway"
   sleep 0.2
@@ -124,6 +169,96 @@ expect_mail_ok -4 "$NETLAB_SUB_V4_STATIC" "$NETLAB_MX_V4" 25
 expect_mail_reset -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_MX_V6" 25
 expect_mail_ok -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_RELAY_V6" 25
 expect_mail_ok -6 "$NETLAB_SUB_V6_DYN" "$NETLAB_MX_V6" 587
+
+# --- Restart under --xdp-keep-attached: nothing passes unjudged, nothing is lost -------------
+status_field() { # PYTHON-EXPRESSION over the status JSON j
+  timeout 10 "$ctl" --socket "$sock" status --json 2>/dev/null |
+    /usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
+}
+op25b_blocks_logged() {
+  /usr/bin/python3 -c 'import json, sys; print(sum(1 for l in open(sys.argv[1]) if l.strip() and json.loads(l)["type"] == "op25b_block"))' "$TMP/events.jsonl"
+}
+# take_over LOG ORDINAL: start sekishod (log LOG) with only the systemd unit's capabilities (no
+# CAP_SYS_ADMIN: the program to replace is found by its pin); check it took the pinned maps over
+# and replaced the attached program in one step.
+take_over() {
+  daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
+  spawn_xdp_daemon "$1"
+  daemon_prefix=""
+  e2e_wait_for_log "$1" "xdp $mode on acc0" 20 "the $2 sekishod"
+  if grep -q "took over 10 maps pinned in $pin_dir" "$1"; then
+    pass "the $2 sekishod took over the 10 pinned maps"
+  else
+    fail "the $2 sekishod did not take over the pinned maps: $(grep 'xdp:' "$1")"
+  fi
+  if grep -q "replaced the program left attached on acc0, core0 in one step" "$1"; then
+    pass "the $2 sekishod replaced the program on acc0 and core0 atomically"
+  else
+    fail "the $2 sekishod did not say it replaced the attached program"
+  fi
+}
+# gap_checks WHAT: while no daemon runs, the program stays attached and pinned and still resets
+# SMTP to MX:25.
+gap_checks() {
+  local dev
+  for dev in acc0 core0; do
+    if attached "$dev"; then pass "$1: the program stays attached to $dev"; else fail "$1: no program on $dev"; fi
+  done
+  if [ -e "$pin_dir/active_set" ] && [ -e "$pin_dir/program" ]; then
+    pass "$1: the maps and the program stay pinned in $pin_dir"
+  else
+    fail "$1: no pinned maps or program in $pin_dir"
+  fi
+  expect_mail_reset -4 "$NETLAB_SUB_V4_DYN" "$NETLAB_MX_V4" 25
+}
+forwarded_before="$(status_field 'j["frames"]["forwarded"]')"
+blocks_before_gap="$(op25b_blocks_logged)"
+pings=300   # 15 s at 0.05 s, over two restarts
+e2e_spawn_pings "$pings" "$NETLAB_LOGDIR/ping-restart.log"
+sleep 1
+# A restart: SIGTERM (as systemctl restart) under --xdp-keep-attached.
+stop_ms=$(now_ms)
+e2e_stop_sekishod
+rc=$?
+[ "$rc" = 0 ] && pass "the first sekishod exited 0 on SIGTERM" || fail "the first sekishod exited $rc on SIGTERM"
+if grep -qF "XDP program left attached and enforcing" "$NETLAB_LOGDIR/sekishod-first.log"; then
+  pass "the stop line says the program stays attached"
+else
+  fail "the stop line does not say the program stays attached"
+fi
+gap_checks "after SIGTERM, no daemon running"
+take_over "$NETLAB_LOGDIR/sekishod-second.log" second
+gap_ms=$(($(now_ms) - stop_ms))
+# A crash: kill -9 of the second (started without the flag: it found the pins and keeps pinning).
+sleep 0.5
+stop_ms=$(now_ms)
+kill -KILL "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+gap_checks "after kill -9"
+take_over "$NETLAB_LOGDIR/sekishod.log" third
+crash_gap_ms=$(($(now_ms) - stop_ms))
+kill -0 "$ping_pid" 2>/dev/null || fail "the pings ended before the restarts were over: the test measured nothing"
+wait "$ping_pid"
+ping_summary="$(grep 'packets transmitted' "$NETLAB_LOGDIR/ping-restart.log")"
+read -r sent got < <(e2e_ping_result "$NETLAB_LOGDIR/ping-restart.log")
+if [ "${sent:-0}" = "$pings" ] && [ "${got:-0}" = "$pings" ]; then
+  pass "a restart (${gap_ms} ms from SIGTERM to the new daemon's start) and a kill -9 (${crash_gap_ms} ms to the next start): $pings pings at 0.05 s, 0 lost ($ping_summary)"
+else
+  fail "pings lost over the restarts (${gap_ms} ms, ${crash_gap_ms} ms): ${ping_summary:-no ping summary}"
+fi
+forwarded_after="$(status_field 'j["frames"]["forwarded"]')"
+if [ -n "$forwarded_before" ] && [ "${forwarded_after:-0}" -ge $((forwarded_before + pings)) ]; then
+  pass "the counters continue over the restart (forwarded $forwarded_before before, $forwarded_after after)"
+else
+  fail "the counters did not continue: forwarded $forwarded_before before, '$forwarded_after' after $pings pings"
+fi
+sleep 0.3   # a few turns of the new daemon's event drain
+blocks_after_gap="$(op25b_blocks_logged)"
+if [ "$blocks_after_gap" -ge $((blocks_before_gap + 2)) ]; then
+  pass "the blocks made while no daemon ran reached the event log ($blocks_before_gap -> $blocks_after_gap op25b_block)"
+else
+  fail "the blocks made while no daemon ran are not in the event log ($blocks_before_gap -> $blocks_after_gap)"
+fi
 
 # --- The control API on the XDP backend ---------------------------------------------------
 ctl_expect 0 "status" status
@@ -248,6 +383,11 @@ for dev in acc0 core0; do
     pass "$dev: XDP program detached"
   fi
 done
+if [ -e "$pin_dir" ]; then
+  fail "the pins are still in $pin_dir after a stop without --xdp-keep-attached"
+else
+  pass "a stop without --xdp-keep-attached removed the pins"
+fi
 /usr/bin/python3 - "$TMP/summary.json" "$TMP/events.jsonl" "$TMP/metrics.txt" "$flood" "$arrived" <<'EOF' && pass "summary, events and metrics agree" || fail "summary, events or metrics"
 import json, sys
 summary = json.load(open(sys.argv[1]))
@@ -271,5 +411,42 @@ assert summary["limited"] == limited
 assert 'sekisho_limit_hits_total{limit="syn-rate"}' in metrics
 assert 'sekisho_op25b_blocks_total{reason="op25b_port",mode="enforce"}' in metrics
 EOF
+
+# --- Pins another build left that do not fit: fresh maps, the program still replaced in one step
+# (syn_buckets' capacity is tracking.subscribers_per_worker: a different one makes the pinned map
+# unusable, as a build with another map layout would).
+cp "$TMP/policy.yaml" "$TMP/policy-small.yaml"
+printf 'tracking:\n  subscribers_per_worker: 1024\n' >>"$TMP/policy-small.yaml"
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod-small.log" "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
+  --policy "$TMP/policy-small.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
+  --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir" --xdp-keep-attached
+daemon_pid=$NETLAB_LAST_PID
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-small.log" "xdp $mode on acc0" 20 "sekishod with the small bucket table"
+e2e_stop_sekishod
+daemon_prefix="setpriv --bounding-set $e2e_unit_capabilities --"
+netlab_spawn gw "$NETLAB_LOGDIR/sekishod-misfit.log" $daemon_prefix "$SEKISHOD" --backend xdp --xdp-mode "$mode" \
+  --policy "$TMP/policy.yaml" --state-dir "$TMP/state" --access-if acc0 --core-if core0 \
+  --events "$TMP/events-small.jsonl" --xdp-pin-dir "$pin_dir"
+daemon_prefix=""
+daemon_pid=$NETLAB_LAST_PID
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-misfit.log" "xdp $mode on acc0" 20 "sekishod over pins that do not fit"
+if grep -q "the maps pinned in $pin_dir do not fit this program" "$NETLAB_LOGDIR/sekishod-misfit.log" &&
+  grep -q "starting with fresh maps: counters and limit state restart" "$NETLAB_LOGDIR/sekishod-misfit.log"; then
+  pass "pins that do not fit: said, fresh maps"
+else
+  fail "pins that do not fit: not said ($(grep 'xdp' "$NETLAB_LOGDIR/sekishod-misfit.log" | head -n 3))"
+fi
+if grep -q "replaced the program left attached on acc0, core0 in one step" "$NETLAB_LOGDIR/sekishod-misfit.log"; then
+  pass "pins that do not fit: the program still replaced in one step (by its pin, no CAP_SYS_ADMIN)"
+else
+  fail "pins that do not fit: the program was not replaced"
+fi
+expect_mail_reset -4 "$NETLAB_SUB_V4_DYN" "$NETLAB_MX_V4" 25
+e2e_stop_sekishod
+if netlab_exec_gw ip -d link show acc0 | grep -q "prog/xdp" || [ -e "$pin_dir" ]; then
+  fail "after the last stop without --xdp-keep-attached a program or the pins remain"
+else
+  pass "after the last stop without --xdp-keep-attached: detached, no pins"
+fi
 
 e2e_end

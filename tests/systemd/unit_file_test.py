@@ -1,9 +1,21 @@
 #!/usr/bin/python3
-"""The shipped systemd unit (configs/systemd/sekishod.service):
+"""The shipped systemd unit (configs/systemd/sekishod.service) as `meson install` puts it:
 
-- `systemd-analyze verify` accepts it without a single warning (it exits 0 on
-  unknown keys and bad values, so any output fails the test), with ExecStart's
-  /usr/bin/sekishod replaced by the binary just built;
+- for the prefixes /usr and /usr/local, a fresh `meson setup --prefix P` and
+  `meson install --tags system --destdir D` (nothing built) install the unit
+  into systemd's unit directory under P with ExecStart=/ExecStartPre= naming
+  P/bin/sekishod and the policy under P's sysconfdir, the sysusers.d file that
+  creates the user and group sekisho, the bash completion and the example
+  configurations (a second install keeps an edited file, the shipped one goes
+  next to it as .dist);
+- `systemd-analyze verify` accepts the installed unit without a single warning
+  (it exits 0 on unknown keys and bad values, so any output fails the test),
+  with P/bin/sekishod replaced by the binary just built (P/bin is not on this
+  host);
+- the unit runs hardened: User= sekisho, only CAP_NET_ADMIN, CAP_NET_RAW,
+  CAP_BPF, CAP_PERFMON and CAP_IPC_LOCK, NoNewPrivileges=, ProtectSystem=strict, the address
+  families the backends use, and `systemd-analyze security --offline` rates its
+  exposure at most MAX_EXPOSURE;
 - the directories it declares, as systemd 252 creates them (systemd.exec(5):
   the innermost RuntimeDirectory=, StateDirectory=, LogsDirectory= directory is
   owned by the service's User= and Group=, root when unset, with the matching
@@ -18,6 +30,7 @@ usage: unit_file_test.py SOURCE_ROOT SEKISHOD
 import os
 import re
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -30,6 +43,11 @@ SEKISHOD = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None
 del sys.argv[1:]
 UNIT = os.path.join(ROOT or ".", "configs/systemd/sekishod.service")
 
+PREFIXES = {"/usr": "/etc", "/usr/local": "/usr/local/etc"}   # prefix: meson's sysconfdir for it
+# The unit's capabilities; tests/e2e/xdp_e2e.sh and restart_e2e.sh run sekishod with exactly these.
+CAPABILITIES = {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_PERFMON", "CAP_IPC_LOCK"}
+ADDRESS_FAMILIES = {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_XDP"}
+MAX_EXPOSURE = 5.0   # systemd-analyze security: 0 (locked down) .. 10 (root, unrestricted)
 NOBODY = 65534
 TEST_GID = 64999   # stands for the API group: setpriv takes a number, /etc/group need not know it
 
@@ -97,19 +115,118 @@ def as_user(groups, code):
                            "/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=30)
 
 
-class Verify(unittest.TestCase):
+def meson_install(prefix, build, destdir):
+    """meson setup --prefix PREFIX (no tests) and install what carries the tag 'system' into DESTDIR."""
+    setup = subprocess.run(["meson", "setup", build, ROOT, "--prefix", prefix, "-Dtests=false"],
+                           capture_output=True, text=True, timeout=120)
+    if setup.returncode != 0:
+        raise AssertionError("meson setup --prefix %s failed:\n%s%s" % (prefix, setup.stdout[-3000:], setup.stderr))
+    install = subprocess.run(["meson", "install", "-C", build, "--destdir", destdir, "--tags", "system",
+                              "--no-rebuild"], capture_output=True, text=True, timeout=120)
+    if install.returncode != 0:
+        raise AssertionError("meson install failed:\n%s%s" % (install.stdout[-3000:], install.stderr))
+    return install.stdout
+
+
+def installed(destdir, path):
+    return os.path.join(destdir, path.lstrip("/"))
+
+
+class Install(unittest.TestCase):
+    """What meson install puts where, for each prefix, and the installed unit verified."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dest = {}
+        for prefix in PREFIXES:
+            name = prefix.strip("/").replace("/", "_")
+            cls.dest[prefix] = os.path.join(cls.tmp.name, "dest-" + name)
+            meson_install(prefix, os.path.join(cls.tmp.name, "build-" + name), cls.dest[prefix])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def unit_path(self, prefix):
+        # systemd.pc's unit directory under the prefix (Debian: /usr/lib/systemd/system and
+        # /usr/local/lib/systemd/system, both on systemd's unit search path).
+        return installed(self.dest[prefix], prefix + "/lib/systemd/system/sekishod.service")
+
+    def test_the_unit_names_the_binary_and_policy_of_its_prefix(self):
+        for prefix, sysconfdir in PREFIXES.items():
+            with self.subTest(prefix=prefix):
+                unit = Unit(self.unit_path(prefix))
+                policy = sysconfdir + "/sekisho/sekisho.yaml"
+                self.assertEqual(unit.argv[0], prefix + "/bin/sekishod")
+                self.assertEqual(option(unit.argv, "--policy"), policy)
+                self.assertEqual(shlex.split(unit.one("ExecStartPre")),
+                                 [prefix + "/bin/sekishod", "--check-policy", policy])
+                with open(self.unit_path(prefix)) as f:
+                    self.assertNotIn("@", f.read(), "a placeholder left unfilled")
+
     def test_systemd_analyze_verify_is_silent(self):
-        with open(UNIT) as f:
-            text = f.read()
-        self.assertIn("/usr/bin/sekishod ", text)
+        for prefix in PREFIXES:
+            with self.subTest(prefix=prefix):
+                with open(self.unit_path(prefix)) as f:
+                    text = f.read()
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = os.path.join(tmp, "sekishod.service")
+                    with open(copy, "w") as f:
+                        f.write(text.replace(prefix + "/bin/sekishod ", SEKISHOD + " "))
+                    proc = subprocess.run(["systemd-analyze", "--man=no", "verify", copy],
+                                          capture_output=True, text=True, timeout=60)
+                    self.assertEqual(proc.returncode, 0, proc.stderr)
+                    self.assertEqual((proc.stdout + proc.stderr).strip(), "", "verify warned")
+
+    def test_the_unit_runs_hardened(self):
+        unit = Unit(self.unit_path("/usr"))
+        self.assertEqual(unit.one("User"), "sekisho")
+        self.assertEqual(unit.one("Group"), "sekisho")
+        self.assertEqual(set(unit.one("CapabilityBoundingSet").split()), CAPABILITIES)
+        self.assertEqual(set(unit.one("AmbientCapabilities").split()), CAPABILITIES)
+        self.assertEqual(set(unit.one("RestrictAddressFamilies").split()), ADDRESS_FAMILIES)
+        for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+                           "PrivateTmp": "yes", "SystemCallArchitectures": "native"}.items():
+            self.assertEqual(unit.one(key), value, key)
         with tempfile.TemporaryDirectory() as tmp:
             copy = os.path.join(tmp, "sekishod.service")
-            with open(copy, "w") as f:
-                f.write(text.replace("/usr/bin/sekishod ", SEKISHOD + " "))
-            proc = subprocess.run(["systemd-analyze", "--man=no", "verify", copy],
+            shutil.copy(self.unit_path("/usr"), copy)
+            proc = subprocess.run(["systemd-analyze", "--man=no", "security", "--offline=yes", copy],
                                   capture_output=True, text=True, timeout=60)
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-            self.assertEqual((proc.stdout + proc.stderr).strip(), "", "verify warned")
+        level = re.search(r"Overall exposure level for sekishod.service: ([0-9.]+)", proc.stdout + proc.stderr)
+        self.assertIsNotNone(level, proc.stdout + proc.stderr)
+        self.assertLessEqual(float(level.group(1)), MAX_EXPOSURE, proc.stdout)
+
+    def test_sysusers_creates_the_user_and_group(self):
+        for prefix in PREFIXES:
+            with self.subTest(prefix=prefix):
+                with open(installed(self.dest[prefix], prefix + "/lib/sysusers.d/sekisho.conf")) as f:
+                    lines = [l.split() for l in f if l.strip() and not l.startswith("#")]
+                self.assertEqual([l[:3] for l in lines], [["u", "sekisho", "-"]])
+
+    def test_the_completion_and_the_examples_are_installed(self):
+        for prefix, sysconfdir in PREFIXES.items():
+            with self.subTest(prefix=prefix):
+                dest = self.dest[prefix]
+                self.assertTrue(os.path.isfile(installed(
+                    dest, prefix + "/share/bash-completion/completions/sekishoctl")))
+                for name in ("sekisho.yaml", "op25b-enforce.yaml", "op25b-monitor.yaml", "op25b-drop.yaml",
+                             "clients.example.yaml"):
+                    self.assertTrue(os.path.isfile(installed(dest, sysconfdir + "/sekisho/" + name)), name)
+
+    def test_a_reinstall_keeps_an_edited_policy(self):
+        dest = self.dest["/usr/local"]
+        policy = installed(dest, "/usr/local/etc/sekisho/sekisho.yaml")
+        with open(policy, "a") as f:
+            f.write("# edited by the operator\n")
+        build = os.path.join(self.tmp.name, "build-usr_local")
+        subprocess.run(["meson", "install", "-C", build, "--destdir", dest, "--tags", "system", "--no-rebuild"],
+                       check=True, capture_output=True, timeout=120)
+        with open(policy) as f:
+            self.assertIn("# edited by the operator", f.read())
+        with open(policy + ".dist") as f, open(os.path.join(ROOT, "configs/sekisho.yaml")) as shipped:
+            self.assertEqual(f.read(), shipped.read())
 
     def test_the_check_fails_on_a_bad_unit(self):
         # The verify check itself: an unknown key and a bad mode are only warnings.
