@@ -76,7 +76,7 @@ public:
     void start_identity();
     void restore_operator_state();
     void start_metrics(double first_apply_seconds);
-    void start_api(const std::string& policy_text);
+    void start_api(const starting_policy& start);
     void run();
     nlohmann::json summary();
 
@@ -152,8 +152,9 @@ void serve_loop::start_metrics(double first_apply_seconds) {
     metrics_->update(snapshot());
 }
 
-void serve_loop::start_api(const std::string& policy_text) {
+void serve_loop::start_api(const starting_policy& start) {
     control_context cc;
+    cc.history = start.history.get();
     cc.plane = &plane_;
     cc.identity = identity_.get();
     cc.decisions = decisions_.get();
@@ -171,7 +172,8 @@ void serve_loop::start_api(const std::string& policy_text) {
         api_ = std::make_unique<api_server>(opt_.api);
         cc.server = api_.get();
     }
-    control_ = std::make_unique<control_api>(cc, policy_text);
+    control_ = std::make_unique<control_api>(cc, start.text);
+    if (!start.note.empty()) control_->audit_start(start.note);
 }
 
 // Starts the backend under the signal handlers and turns until a stop signal.
@@ -258,20 +260,58 @@ nlohmann::json serve_loop::summary() {
 
 starting_policy read_starting_policy(const serve_options& options) {
     starting_policy s;
-    s.text = read_policy_file(options.policy_path);
+    const std::string file_text = read_policy_file(options.policy_path);
+    prepare_state_dir(options.state_dir);
+    s.history = std::make_shared<policy_history>(options.state_dir + "/policy", options.policy_history_depth);
+    const policy_generation* last = s.history->in_force();
+    const std::optional<policy_file_record>& from_file = s.history->file_record();
+    const bool file_as_applied = from_file && from_file->path == options.policy_path && from_file->text == file_text;
+    if (last != nullptr && file_as_applied) {
+        s.text = last->text;
+        s.generation = last->origin.generation;
+        const std::string name = last->origin.kind == "file"
+                                     ? last->origin.file
+                                     : "policy generation " + std::to_string(s.generation);
+        s.pol = load_policy_text(s.text, name);
+        check_policy_files(s.pol, options.events_path.empty());
+        s.note = "generation " + std::to_string(s.generation) + " from " + describe(last->origin) +
+                 " restored: in force when sekishod stopped; the policy file " + options.policy_path +
+                 " is as last applied";
+        log_line(s.note);
+        return s;
+    }
+    s.text = file_text;
     s.pol = load_policy_text(s.text, options.policy_path);
     check_policy_files(s.pol, options.events_path.empty());
+    const std::optional<policy_origin> replaced = last ? std::optional(last->origin) : std::nullopt;
+    s.generation = (replaced ? replaced->generation : 0) + 1;
+    policy_generation g;
+    g.origin.kind = "file";
+    g.origin.file = options.policy_path;
+    g.origin.generation = s.generation;
+    g.origin.time = static_cast<int64_t>(std::time(nullptr));
+    g.text = file_text;
+    const policy_file_record record{options.policy_path, file_text, s.generation};
+    s.history->write_entry(g);
+    s.history->write_file_record(record);
+    s.history->settle(g, record);
+    if (replaced) {
+        s.note = "the policy file " + options.policy_path + " changed while sekishod was down: applied as generation " +
+                 std::to_string(s.generation) + "; generation " + std::to_string(replaced->generation) + " from " +
+                 describe(*replaced) + " is no longer in force (policy rollback returns to it)";
+        log_line("WARNING: " + s.note);
+    }
     return s;
 }
 
-int serve(live_backend& backend, const serve_options& options, const std::string& policy_text,
+int serve(live_backend& backend, const serve_options& options, const starting_policy& start,
           double first_apply_seconds) {
     prepare_state_dir(options.state_dir);
     serve_loop loop(backend, options);
     loop.start_identity();
     loop.restore_operator_state();
     loop.start_metrics(first_apply_seconds);
-    loop.start_api(policy_text);
+    loop.start_api(start);
     loop.run();
     const nlohmann::json report = loop.summary();
     if (!options.summary_path.empty()) write_report(report, options.summary_path);

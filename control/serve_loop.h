@@ -10,10 +10,10 @@
 // signal handlers; then it starts the backend and loops until SIGINT or
 // SIGTERM. Each turn, every 10 ms: the data plane's events into the event
 // log, RADIUS datagrams (and the hourly history purge), the API's waiting
-// requests, a SIGHUP's reload (a policy change like an API apply:
-// control_api.h), the policy changes moved on; every 20th turn (~200 ms) the
-// suspensions of content quarantines stored, the backend's counters
-// refreshed and the metrics snapshot updated. At stop the
+// requests, a SIGHUP's reload (a policy change like an API apply, applied
+// only when the file changed: control_api.h), the policy changes moved on;
+// every 20th turn (~200 ms) the suspensions of content quarantines stored,
+// the backend's counters refreshed and the metrics snapshot updated. At stop the
 // backend stops forwarding and flushes its events; the summary (--summary
 // FILE) is written and a few lines go to standard error.
 //
@@ -25,11 +25,14 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <array>
+#include <cstddef>
+#include <memory>
 #include <string>
 
 #include "control/api/api_server.h"
 #include "control/observe/metrics.h"
 #include "control/policy/policy.h"
+#include "control/state/policy_history.h"
 
 namespace sekisho {
 
@@ -44,18 +47,34 @@ struct serve_options {
     // Operator state that survives restarts (control/state/state_dir.h);
     // created 0750 at start, before the backend forwards.
     std::string state_dir = "/var/lib/sekisho";
+    // How many policy generations are kept before the one in force, for
+    // rollback (--policy-history N); kept under <state_dir>/policy/.
+    size_t policy_history_depth = policy_history::default_depth;
     // The control API's listeners (--api-socket, --api-group, --api-tcp,
     // --api-cert, --api-key, --api-token-file); none when both unix_path and
     // tcp_listen are empty.
     api_config api;
 };
 
-// The policy a live run starts with: the file's text (what GET /v1/policy
-// shows) and the policy, checked with the files it names (check_policy_files;
-// events.file only when --events does not replace it). Throws policy_error.
+// The policy a live run starts with (docs/policy.md, "Which policy is in
+// force"): the generation that was in force when sekishod stopped, restored
+// from the policy history under <state_dir>/policy/, unless the policy file
+// differs from what was last applied from it (the file changed while the
+// daemon was down, or the first start): then the file, recorded as a new
+// generation before anything forwards, and said on standard error. Checked
+// with the files it names (check_policy_files; events.file only when
+// --events does not replace it). The backend puts it in force as
+// `generation`, so numbers keep increasing across restarts. Throws
+// policy_error (an invalid policy), policy_history_error (a history entry
+// that cannot be trusted: naming its file), std::runtime_error (the state
+// directory).
 struct starting_policy {
     std::string text;
     policy pol;
+    uint64_t generation = 1;
+    std::shared_ptr<policy_history> history;
+    // What start decided, for the audit trail once the event log is open.
+    std::string note;
 };
 starting_policy read_starting_policy(const serve_options& options);
 
@@ -98,13 +117,13 @@ public:
 };
 
 // Runs the control plane over `backend` until SIGINT or SIGTERM, then stops
-// it; returns the exit code (0). `policy_text` is the policy file as read,
-// `first_apply_seconds` how long the backend took to put it in force (the
+// it; returns the exit code (0). `start` is what read_starting_policy()
+// returned and the backend put in force, `first_apply_seconds` how long the backend took to put it in force (the
 // first sekisho_policy_apply_duration_seconds observation). The handlers of
 // SIGINT, SIGTERM and SIGHUP are serve()'s while it runs and restored when it
 // returns. Throws std::runtime_error: a listener that cannot start, what
 // start() throws, a summary that cannot be written.
-int serve(live_backend& backend, const serve_options& options, const std::string& policy_text,
+int serve(live_backend& backend, const serve_options& options, const starting_policy& start,
           double first_apply_seconds);
 
 }  // namespace sekisho

@@ -20,7 +20,7 @@ dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config
         throw std::runtime_error(std::string("cannot create the mbuf pool (") + std::to_string(config.mbufs) +
                                  " mbufs): " + rte_strerror(rte_errno) + "; give EAL more memory (-m)");
     store_ = std::make_unique<policy_store>(config.workers);
-    store_->publish(compile_policy(pol, 1, config.workers));
+    store_->publish(compile_policy(pol, config.first_generation, config.workers));
 
     // Subscriber identity and limit state. Their sizes come from the policy
     // the daemon starts with (tracking.*); changing them needs a restart.

@@ -35,6 +35,7 @@ struct dpdk_data_plane_config {
     unsigned event_ring_capacity = 8192;
     std::string events_path = "-";   // empty: the policy's events.file
     bool packet_clock = false;   // replay: capture timestamps are the clock
+    uint64_t first_generation = 1;   // the policy it is built with runs as this (restored from the history)
 };
 
 class dpdk_data_plane final : public data_plane, public binding_table {

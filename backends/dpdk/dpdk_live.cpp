@@ -84,8 +84,9 @@ std::array<uint16_t, ingress_count> resolve_ports(const live_options& opt,
     return port;
 }
 
-dpdk_data_plane_config data_plane_config_of(const policy& pol, const live_options& opt) {
+dpdk_data_plane_config data_plane_config_of(const policy& pol, const live_options& opt, uint64_t generation) {
     dpdk_data_plane_config cfg;
+    cfg.first_generation = generation;
     cfg.workers = opt.workers;
     cfg.event_ring_capacity = pol.events.ring_size;
     cfg.mbufs = 8192 + opt.workers * 2 * 4096;
@@ -97,7 +98,8 @@ dpdk_data_plane_config data_plane_config_of(const policy& pol, const live_option
 // Needs the EAL for its whole life.
 class dpdk_live_backend final : public live_backend {
 public:
-    dpdk_live_backend(const policy& pol, const live_options& opt, std::array<uint16_t, ingress_count> port);
+    dpdk_live_backend(const policy& pol, uint64_t generation, const live_options& opt,
+                      std::array<uint16_t, ingress_count> port);
     ~dpdk_live_backend() override;
     dpdk_live_backend(const dpdk_live_backend&) = delete;
     dpdk_live_backend& operator=(const dpdk_live_backend&) = delete;
@@ -132,10 +134,10 @@ private:
     bool workers_running_ = false;
 };
 
-dpdk_live_backend::dpdk_live_backend(const policy& pol, const live_options& opt,
+dpdk_live_backend::dpdk_live_backend(const policy& pol, uint64_t generation, const live_options& opt,
                                      std::array<uint16_t, ingress_count> port)
     : opt_(opt), port_(port), flow_capacity_(static_cast<uint64_t>(pol.tracking.flows_per_worker) * opt.workers),
-      plane_(pol, data_plane_config_of(pol, opt)) {
+      plane_(pol, data_plane_config_of(pol, opt, generation)) {
     if (!opt.access_if.empty() && opt.if_driver == "af_packet")
         ring_drops_ = std::make_unique<packet_ring_drops>(opt.access_if, opt.core_if);
 }
@@ -232,10 +234,10 @@ int run_dpdk_live(const live_options& opt) {
     check_lcores(opt.workers);
     const std::array<uint16_t, ingress_count> ports = resolve_ports(opt, vdev_names);
     const auto apply_started = std::chrono::steady_clock::now();
-    dpdk_live_backend backend(start.pol, opt, ports);
+    dpdk_live_backend backend(start.pol, start.generation, opt, ports);
     const double first_apply_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - apply_started).count();
-    return serve(backend, opt, start.text, first_apply_seconds);
+    return serve(backend, opt, start, first_apply_seconds);
 }
 
 }  // namespace sekisho

@@ -68,6 +68,12 @@ public:
     // XDP path does not enforce.
     uint64_t apply(const policy& pol, std::vector<std::string>* skipped = nullptr);
     uint64_t generation() const { return generation_; }
+    // Before this object's first apply() (also over pinned maps taken over):
+    // generations continue after `last` (the policy history's numbers, so
+    // that they keep increasing across restarts).
+    void continue_generations_after(uint64_t last) {
+        if (generation_ == 0) generation_ = last;
+    }
 
     // Attaches to `ifname` as `role`; detach_all() undoes every attach. A
     // sekisho_xdp program attached there in `mode` (left by an earlier run) is

@@ -39,10 +39,12 @@ xdp_attach_mode check_xdp_options(const live_options& opt) {
     throw std::invalid_argument("--xdp-mode: '" + opt.xdp_mode + "' is not one of: native, generic");
 }
 
-// Loads the program and applies `pol` as its first generation; returns what
-// XDP does not enforce of it, each also said on standard error.
-std::vector<std::string> apply_first_policy(xdp_backend& backend, const policy& pol) {
+// Loads the program and applies `pol` as its first generation, numbered
+// `generation`; returns what XDP does not enforce of it, each also said on
+// standard error.
+std::vector<std::string> apply_first_policy(xdp_backend& backend, const policy& pol, uint64_t generation) {
     std::vector<std::string> skipped;
+    backend.continue_generations_after(generation - 1);
     backend.apply(pol, &skipped);
     for (const auto& s : skipped) std::cerr << "sekishod: xdp: " << s << std::endl;
     return skipped;
@@ -67,9 +69,9 @@ events_config events_config_of(const policy& pol, const live_options& opt) {
 class xdp_live_backend final : public live_backend {
 public:
     // Loads the program with `pol` in force and opens the event log; attaches nothing yet.
-    xdp_live_backend(const policy& pol, const live_options& opt, xdp_attach_mode mode)
+    xdp_live_backend(const policy& pol, uint64_t generation, const live_options& opt, xdp_attach_mode mode)
         : opt_(opt), mode_(mode), program_(pol.tracking.subscribers_per_worker, pin_dir_of(opt)),
-          first_notes_(apply_first_policy(program_, pol)), log_(events_config_of(pol, opt), realtime_ns),
+          first_notes_(apply_first_policy(program_, pol, generation)), log_(events_config_of(pol, opt), realtime_ns),
           plane_(program_, pol, first_notes_, log_) {}
 
     data_plane& plane() override { return plane_; }
@@ -142,10 +144,10 @@ int run_xdp_live(const live_options& opt) {
                 std::cerr << "sekishod: " << w << std::endl;
     const starting_policy start = read_starting_policy(opt);
     const auto apply_started = std::chrono::steady_clock::now();
-    xdp_live_backend backend(start.pol, opt, mode);
+    xdp_live_backend backend(start.pol, start.generation, opt, mode);
     const double first_apply_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - apply_started).count();
-    return serve(backend, opt, start.text, first_apply_seconds);
+    return serve(backend, opt, start, first_apply_seconds);
 }
 
 }  // namespace sekisho

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cmd/sekishoctl/human_output.h"
+#include "control/api/untrusted_text.h"
 
 namespace sekisho::ctl {
 
@@ -88,7 +89,14 @@ int policy(const command& c, const std::string& sub) {
         c.check_flags(sub == "apply" ? std::initializer_list<const char*>{"--dry-run"}
                                      : std::initializer_list<const char*>{});
         const bool dry = sub == "diff" || c.flag("--dry-run");
-        return c.show(c.client().call("POST", std::string("/v1/policy") + (dry ? "?dry_run=1" : ""),
+        // The file's name, for the daemon's messages ("FILE:4: ..."): printable and bounded as the API wants.
+        std::string name = escape_unprintable(c.word(2));
+        if (name.size() > api_max_source_name_bytes) {
+            size_t from = name.size() - api_max_source_name_bytes + 3;
+            while (from < name.size() && (static_cast<unsigned char>(name[from]) & 0xc0) == 0x80) ++from;   // whole characters
+            name = "..." + name.substr(from);
+        }
+        return c.show(c.client().call("POST", std::string("/v1/policy?name=") + url_escape(name) + (dry ? "&dry_run=1" : ""),
                                       read_text_file(c.word(2)), "application/yaml", 0),
                       [&](const json& j) { print_policy_change(j, dry); });
     }

@@ -1,7 +1,9 @@
 #include "cmd/sekishoctl/human_output.h"
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <vector>
 
 #include "control/api/untrusted_text.h"
 #include "control/utc_time.h"
@@ -20,19 +22,35 @@ void print_error(long status, const std::string& body) {
         std::cerr << "sekishoctl: " << shown(j.contains("error") ? j["error"] : json(body)) << "\n";
         if (j.contains("errors"))
             for (const auto& e : j["errors"]) std::cerr << "  " << shown(e) << "\n";
+        if (j.contains("restart_required") && j["restart_required"].is_array()) {
+            std::cerr << "sekishoctl: nothing was applied; these keys change only with a restart of sekishod:\n";
+            for (const auto& k : j["restart_required"])
+                std::cerr << "  " << shown(k["key"]) << ": running " << shown(k["running"]) << ", this policy "
+                          << shown(k["wanted"]) << "\n";
+        }
     } catch (const std::exception&) {
         std::cerr << "sekishoctl: HTTP " << status << ": " << shown_lines(body) << "\n";
     }
 }
 
+// "generation 6 from API caller uid 0 at 2026-12-07T09:30:00Z": the origin of a
+// generation as status and policy show give it.
+std::string origin_text(const json& origin) {
+    if (!origin.is_object()) return "generation ?";
+    return "generation " + shown(origin["generation"]) + " from " + shown(origin["description"]) + " at " +
+           shown(origin["time_utc"]);
+}
+
 void print_status(const json& j) {
     const std::string backend = shown(j.value("backend", json("dpdk")));
+    const json& pol = j["policy"];
     std::cout << "generation " << shown(j["generation"]) << ", up " << static_cast<long>(j["uptime_s"].get<double>())
               << " s, backend " << backend << ", " << shown(j["workers"])
               << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << shown(j["ports"]["access"])
               << " (access) <-> " << shown(j["ports"]["core"]) << " (core)\n"
-              << "policy " << shown(j["policy"]["file"]) << ": op25b " << shown(j["policy"]["op25b_mode"]) << "/"
-              << shown(j["policy"]["op25b_action"]) << ", " << shown(j["policy"]["limits"]) << " limits\n"
+              << "policy in force: " << origin_text(pol["in_force"]) << "; op25b " << shown(pol["op25b_mode"]) << "/"
+              << shown(pol["op25b_action"]) << ", " << shown(pol["limits"]) << " limits; rollback depth "
+              << shown(pol["rollback_depth"]) << "; policy file " << shown(pol["file"]) << "\n"
               << "frames in " << shown(j["frames"]["in"]) << ", forwarded " << shown(j["frames"]["forwarded"])
               << ", blocked " << shown(j["frames"]["blocked"]) << ", limited " << shown(j["frames"]["limited"])
               << ", malformed dropped " << shown(j["frames"]["malformed_dropped"]) << ", TX-full drops "
@@ -50,7 +68,74 @@ void print_status(const json& j) {
 }
 
 void print_policy(const json& j) {
-    std::cout << "# generation " << shown(j["generation"]) << "\n" << shown_lines(j["text"].get<std::string>());
+    std::cout << "# " << origin_text(j["in_force"]) << "; rollback depth " << shown(j["rollback_depth"]) << "\n"
+              << shown_lines(j["text"].get<std::string>());
+}
+
+namespace {
+
+struct diff_row {
+    std::string key, before, after;
+};
+
+std::string listed(const json& v) {
+    if (!v.is_array()) return shown(v);
+    std::string out;
+    for (const auto& e : v) out += (out.empty() ? "" : ", ") + shown(e);
+    return out.empty() ? "none" : out;
+}
+
+// One row per changed setting: a value's before and after, a limit's
+// settings, a prefix removed (before) or added (after).
+std::vector<diff_row> diff_rows(const json& diff) {
+    std::vector<diff_row> rows;
+    for (auto it = diff.begin(); it != diff.end(); ++it) {
+        const std::string key = escape_unprintable(it.key());
+        const json& d = it.value();
+        if (key == "limits") {
+            std::vector<std::string> names;
+            for (const char* part : {"removed", "changed", "added"})
+                for (const auto& n : d.value(part, json::array())) names.push_back(n.get<std::string>());
+            std::sort(names.begin(), names.end());
+            const json none = json::object();
+            const json& before = d.contains("before") ? d["before"] : none;
+            const json& after = d.contains("after") ? d["after"] : none;
+            for (const auto& n : names)
+                rows.push_back({"limits." + escape_unprintable(n), before.contains(n) ? shown(before[n]) : "-",
+                                after.contains(n) ? shown(after[n]) : "-"});
+        } else if (d.is_object() && d.contains("added") && d.contains("removed")) {   // prefix lists
+            for (const auto& p : d["removed"]) rows.push_back({key, shown(p), "-"});
+            for (const auto& p : d["added"]) rows.push_back({key, "-", shown(p)});
+            if (d.contains("added_count"))
+                rows.push_back({key, "(" + shown(d["removed_count"]) + " removed in all)",
+                                "(" + shown(d["added_count"]) + " added in all)"});
+        } else if (d.is_object() && d.contains("before") && d.contains("after")) {
+            rows.push_back({key, listed(d["before"]), listed(d["after"])});
+        } else {
+            rows.push_back({key, "", shown(d)});
+        }
+    }
+    return rows;
+}
+
+}  // namespace
+
+void print_diff(const json& diff) {
+    const std::vector<diff_row> rows = diff_rows(diff);
+    if (rows.empty()) {
+        std::cout << "  nothing\n";
+        return;
+    }
+    size_t key_width = 3, before_width = 6;
+    for (const auto& r : rows) {
+        key_width = std::max(key_width, r.key.size());
+        before_width = std::max(before_width, r.before.size());
+    }
+    std::cout << "  " << std::left << std::setw(static_cast<int>(key_width)) << "KEY" << "  "
+              << std::setw(static_cast<int>(before_width)) << "BEFORE" << "  AFTER\n";
+    for (const auto& r : rows)
+        std::cout << "  " << std::left << std::setw(static_cast<int>(key_width)) << r.key << "  "
+                  << std::setw(static_cast<int>(before_width)) << r.before << "  " << r.after << "\n";
 }
 
 void print_policy_change(const json& j, bool dry_run) {
@@ -59,16 +144,23 @@ void print_policy_change(const json& j, bool dry_run) {
     else
         std::cout << "applied as generation " << shown(j["generation"]) << " in " << std::fixed
                   << std::setprecision(1) << j["compile_ms"].get<double>() << " ms; changed:\n";
-    if (j["diff"].empty()) std::cout << "  nothing\n";
-    for (auto it = j["diff"].begin(); it != j["diff"].end(); ++it)
-        std::cout << "  " << escape_unprintable(it.key()) << ": " << escape_unprintable(it.value().dump()) << "\n";
+    print_diff(j["diff"]);
     if (j.contains("not_enforced")) {
         std::cout << "accepted but not enforced by this backend:\n";
         for (const auto& n : j["not_enforced"]) std::cout << "  " << shown(n) << "\n";
     }
 }
 
-void print_rollback(const json& j) { std::cout << "rolled back: generation " << shown(j["generation"]) << "\n"; }
+void print_rollback(const json& j) {
+    std::cout << "rolled back to the policy of generation " << shown(j.value("rolled_back_to", json("?")))
+              << ", now in force as generation " << shown(j["generation"]) << "; rollback depth left "
+              << shown(j.value("rollback_depth", json("?"))) << "; changed:\n";
+    print_diff(j["diff"]);
+    if (j.contains("not_enforced")) {
+        std::cout << "accepted but not enforced by this backend:\n";
+        for (const auto& n : j["not_enforced"]) std::cout << "  " << shown(n) << "\n";
+    }
+}
 
 void print_bindings(const json& j) {
     for (const auto& b : j["bindings"])

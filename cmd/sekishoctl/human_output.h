@@ -28,8 +28,12 @@ void print_error(long status, const std::string& body);
 
 void print_status(const nlohmann::json& status);
 void print_policy(const nlohmann::json& policy);
+// A policy change's diff as a table, one row per changed setting: KEY, BEFORE,
+// AFTER (a limit's settings in words, a prefix removed or added); "nothing".
+void print_diff(const nlohmann::json& diff);
 // An apply's or a dry run's answer: the generation, the diff, what the backend will not enforce.
 void print_policy_change(const nlohmann::json& change, bool dry_run);
+// A rollback's answer: the generation returned to, the new one, the depth left, the diff.
 void print_rollback(const nlohmann::json& rollback);
 void print_bindings(const nlohmann::json& list);
 void print_bound(const nlohmann::json& added);

@@ -25,11 +25,12 @@ using namespace sekisho::ctl;
 constexpr const char* usage_text = R"(usage: sekishoctl [--socket PATH | --url https://HOST:PORT --token-file F [--cacert F]] [--json] COMMAND
 
 commands:
-  status                                   generation, uptime, workers, ports, drops
-  policy show                              the running policy (YAML)
+  status                                   generation and its origin, uptime, workers, ports, drops
+  policy show                              the policy in force (YAML), its generation and origin
   policy apply FILE [--dry-run]            validate, compile and swap in FILE atomically
   policy diff FILE                         what applying FILE would change (nothing is applied)
-  policy rollback                          return to the previous policy
+  policy rollback                          return to the generation before the one in force
+                                           (again: one further back; exit 4 at the end)
   bindings list [--account A] [--limit N]  address/prefix -> account bindings
   bindings add PREFIX ACCOUNT [--force]    bind (kept across restarts; wins over RADIUS);
                                            --force: also outside the subscriber ranges

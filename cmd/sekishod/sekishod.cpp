@@ -23,10 +23,11 @@ constexpr const char* usage_text = R"(usage:
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
-           [--workers N] [--state-dir DIR] [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
-           [-- EAL-ARGS...]
+           [--workers N] [--state-dir DIR] [--policy-history N] [--events FILE] [--summary FILE]
+           [--metrics ADDR:PORT] [-- EAL-ARGS...]
   sekishod --backend xdp --policy FILE --access-if IF [--core-if IF] [--xdp-mode native|generic]
-           [--xdp-keep-attached] [--xdp-pin-dir DIR] [--state-dir DIR] [--events FILE] [--summary FILE] [--metrics ADDR:PORT]
+           [--xdp-keep-attached] [--xdp-pin-dir DIR] [--state-dir DIR] [--policy-history N] [--events FILE]
+           [--summary FILE] [--metrics ADDR:PORT]
 
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
@@ -49,6 +50,8 @@ constexpr const char* usage_text = R"(usage:
   --access-port ID     DPDK port on the subscriber side (default 0)
   --core-port ID       DPDK port on the Internet side (default 1)
   --state-dir DIR      live: operator state kept across restarts (default /var/lib/sekisho)
+  --policy-history N   live: policy generations kept for rollback before the one in force,
+                       under DIR/policy/ (1-1000, default 10)
   --events FILE        JSON-lines event log (default: the policy's events.file,
                        /var/log/sekisho/events.jsonl; "-": standard output)
   --summary FILE       write the counters as JSON at exit
@@ -60,7 +63,7 @@ constexpr const char* usage_text = R"(usage:
 
 exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid policy, 3 whois found nothing
 signals (live): SIGINT/SIGTERM stop cleanly (xdp: and detach, unless --xdp-keep-attached),
-                SIGHUP reloads the policy file
+                SIGHUP applies the policy file if it changed
 )";
 
 struct usage_error : std::runtime_error {
@@ -131,6 +134,14 @@ const std::map<std::string, flag_setter>& valued_flags() {
         {"--access-port", [](command_line& c, const std::string& v) { c.live.access_port = parse_unsigned("--access-port", v); }},
         {"--core-port", [](command_line& c, const std::string& v) { c.live.core_port = parse_unsigned("--core-port", v); }},
         {"--state-dir", [](command_line& c, const std::string& v) { c.live.state_dir = v; }},
+        {"--policy-history",
+         [](command_line& c, const std::string& v) {
+             const unsigned n = parse_unsigned("--policy-history", v);
+             if (n < 1 || n > sekisho::policy_history::max_depth)
+                 throw usage_error("--policy-history: " + v + " is not within 1-" +
+                                   std::to_string(sekisho::policy_history::max_depth));
+             c.live.policy_history_depth = n;
+         }},
         {"--events", [](command_line& c, const std::string& v) { c.live.events_path = v; }},
         {"--summary", [](command_line& c, const std::string& v) { c.live.summary_path = v; }},
         {"--metrics", [](command_line& c, const std::string& v) { c.live.metrics_address = v; }},

@@ -365,6 +365,9 @@ refusal read_endpoint_arguments(const api_request& r, int64_t now, api_command& 
             return std::nullopt;
         case api_endpoint::policy_apply:
             c.dry_run = flag_arg(r, "dry_run");
+            c.source_name = arg(r, "name");
+            if (c.source_name.size() > api_max_source_name_bytes)
+                return error(400, "argument 'name': longer than " + std::to_string(api_max_source_name_bytes) + " bytes");
             if (r.body.empty()) return error(400, "the body must be the policy (YAML text)");
             return std::nullopt;
         case api_endpoint::bindings_list: return read_bindings_list(r, c);

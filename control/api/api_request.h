@@ -74,6 +74,11 @@ constexpr int64_t api_max_time = 253402300799;
 struct api_command {
     api_endpoint endpoint = api_endpoint::status;
     bool dry_run = false;              // policy_apply
+    // policy_apply: the name the client gives the policy (its file's name), used
+    // only in messages ("NAME:4: ..."); printable, at most api_max_source_name_bytes
+    // (untrusted_text.h).
+    // Empty: "policy".
+    std::string source_name;
     bool only_suspended = false;       // accounts_list
     // bindings_add: bind even outside every subscriber range ("force": true).
     bool force = false;

@@ -21,6 +21,8 @@
 #include "control/identity/operator_binding_table.h"
 #include "control/identity/subscriber_identity.h"
 #include "control/state/operator_state.h"
+#include "control/state/policy_history.h"
+#include "dataplane/limits/mail_limits.h"
 #include "dataplane/limits/subscriber_table.h"
 
 namespace sekisho {
@@ -61,6 +63,25 @@ json prefix_diff(std::vector<ip_prefix> before, std::vector<ip_prefix> after) {
     return d;
 }
 
+// A limit as the diff shows it, every setting that makes it what it is:
+// "100 messages per 1h per address, applies to any, action tempfail".
+std::string limit_text(const limit_rule& l) {
+    auto duration = [](uint64_t ns) {
+        const uint64_t s = ns / 1'000'000'000ull;
+        if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+        if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+        if (ns % 1'000'000'000ull == 0) return std::to_string(s) + "s";
+        return std::to_string(ns / 1'000'000ull) + "ms";
+    };
+    std::string t = std::to_string(l.max) + " " + to_string(l.measure);
+    if (l.measure != limit_measure::recipients_per_message) t += " per " + duration(l.window_ns);
+    t += std::string(" per ") + to_string(l.scope) + ", applies to " + l.applies_to;
+    if (l.measure == limit_measure::connections) t += ", burst " + std::to_string(l.burst);
+    t += std::string(", action ") + to_string(l.action);
+    if (l.cooldown_ns != 0) t += ", cooldown " + duration(l.cooldown_ns);
+    return t;
+}
+
 json policy_diff(const policy& a, const policy& b) {
     json d = json::object();
     auto lists = [&](const char* name, const std::vector<ip_prefix>& x, const std::vector<ip_prefix>& y) {
@@ -79,22 +100,30 @@ json policy_diff(const policy& a, const policy& b) {
     for (const auto& l : a.limits) la[l.name] = &l;
     for (const auto& l : b.limits) lb[l.name] = &l;
     json added = json::array(), removed = json::array(), changed = json::array();
+    json before = json::object(), after = json::object();   // each limit named above, as text
     for (const auto& [name, l] : lb) {
         auto it = la.find(name);
-        if (it == la.end()) added.push_back(name);
-        else if (it->second->max != l->max || it->second->window_ns != l->window_ns || it->second->action != l->action ||
-                 it->second->scope != l->scope || it->second->measure != l->measure ||
-                 it->second->applies_to != l->applies_to || it->second->burst != l->burst ||
-                 it->second->cooldown_ns != l->cooldown_ns)
+        if (it == la.end()) {
+            added.push_back(name);
+            after[name] = limit_text(*l);
+        } else if (limit_text(*it->second) != limit_text(*l)) {
             changed.push_back(name);
+            before[name] = limit_text(*it->second);
+            after[name] = limit_text(*l);
+        }
     }
     for (const auto& [name, l] : la)
-        if (!lb.count(name)) removed.push_back(name);
+        if (!lb.count(name)) {
+            removed.push_back(name);
+            before[name] = limit_text(*l);
+        }
     if (!added.empty() || !removed.empty() || !changed.empty())
-        d["limits"] = {{"added", added}, {"removed", removed}, {"changed", changed}};
+        d["limits"] = {{"added", added}, {"removed", removed}, {"changed", changed}, {"before", before}, {"after", after}};
     if (a.bindings.size() != b.bindings.size()) d["subscribers.bindings"] = {{"before", a.bindings.size()}, {"after", b.bindings.size()}};
     return d;
 }
+
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -106,7 +135,10 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 struct control_api::change_result {
     std::optional<api_response> refusal;          // the change cannot apply: the answer
+    bool file_unchanged = false;                  // reload: the file is as last applied; nothing to do
     std::unique_ptr<prepared_policy> prepared;    // else: built, not in force
+    std::optional<policy_generation> recorded;    // written to the history, not yet in force
+    std::optional<policy_file_record> file_record;   // reload: what was applied from the file
     json diff = json::object();
     double prepare_seconds = 0;
 };
@@ -114,17 +146,26 @@ struct control_api::change_result {
 struct control_api::change {
     enum class kind { apply, dry_run, rollback, reload } what = kind::apply;
     std::string text;       // reload: read from the file on the change's thread
-    std::string source;     // the name in messages: "policy", the file's path
+    std::string source;     // the name in messages: "policy", the client's name, the file's path, "policy generation N"
     std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
     std::string caller;
+    uint64_t rolled_back_to = 0;      // rollback: the generation whose text comes back
     std::optional<api_reply> reply;   // none for a reload
     std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
     std::atomic<bool> done{false};
     change_result result;
 };
 
-control_api::control_api(control_context ctx, std::string policy_text)
-    : ctx_(std::move(ctx)), text_(std::move(policy_text)) {}
+control_api::control_api(control_context ctx, std::string policy_text) : ctx_(std::move(ctx)), history_(ctx_.history) {
+    if (history_ == nullptr) {
+        own_history_ = std::make_unique<policy_history>("", policy_history::default_depth);
+        policy_generation g;
+        g.origin = {"file", ctx_.policy_path, "", ctx_.plane->generation(), unix_now(), 0};
+        g.text = std::move(policy_text);
+        own_history_->settle(g, policy_file_record{ctx_.policy_path, g.text, g.origin.generation});
+        history_ = own_history_.get();
+    }
+}
 
 control_api::~control_api() {
     if (running_thread_.joinable()) running_thread_.join();
@@ -154,25 +195,43 @@ void control_api::start_next_change() {
     waiting_.pop_front();
     change& ch = *running_;
     if (ch.what == change::kind::rollback) {
-        if (previous_text_.empty()) {
-            ch.result.refusal = error(409, "no previous policy to return to");
+        const policy_generation* target = history_->rollback_target();
+        if (target == nullptr) {
+            const policy_generation* now = history_->in_force();
+            ch.result.refusal = error(
+                409, "nothing to roll back: generation " + std::to_string(now ? now->origin.generation : 0) +
+                         " is the oldest kept (" + std::to_string(history_->depth()) +
+                         " generations are kept before the one in force; sekishod --policy-history)");
             ch.done = true;
             return;
         }
-        ch.text = previous_text_;
+        ch.text = target->text;
+        ch.rolled_back_to = target->origin.generation;
+        ch.source = "policy generation " + std::to_string(target->origin.generation);
     }
+    std::optional<policy_file_record> file_applied = history_->file_record();
+    const policy_history* history = history_;
     // The change's thread reads only what it is given: the running policy is
     // pinned, and nothing else swaps one in until this change is finished.
     const std::shared_ptr<const policy> running = ctx_.plane->running_policy();
-    const uint64_t next_generation = ctx_.plane->generation() + 1;
+    const uint64_t next_generation =
+        std::max(ctx_.plane->generation(), history_->in_force() ? history_->in_force()->origin.generation : 0) + 1;
     data_plane* plane = ctx_.plane;
     const bool events_file_used = !ctx_.events_overridden;
     const std::string policy_path = ctx_.policy_path;
-    running_thread_ = std::thread([&ch, running, next_generation, plane, events_file_used, policy_path] {
+    running_thread_ = std::thread([&ch, running, next_generation, plane, events_file_used, policy_path, history,
+                                   file_applied = std::move(file_applied)] {
         const auto t0 = std::chrono::steady_clock::now();
         change_result& r = ch.result;
         try {
-            if (ch.what == change::kind::reload) ch.text = read_policy_file(policy_path);
+            if (ch.what == change::kind::reload) {
+                ch.text = read_policy_file(policy_path);
+                if (file_applied && file_applied->path == policy_path && file_applied->text == ch.text) {
+                    r.file_unchanged = true;
+                    ch.done.store(true, std::memory_order_release);
+                    return;
+                }
+            }
             auto next = std::make_shared<const policy>(load_policy_text(ch.text, ch.source));
             r.diff = policy_diff(*running, *next);
             // Keys read at start are refused before any file the new policy names is read: a
@@ -192,6 +251,34 @@ void control_api::start_next_change() {
                                                              {"diff", r.diff}})};
             } else {
                 r.prepared = plane->prepare(next, next_generation, ch.what == change::kind::dry_run);
+                if (ch.what != change::kind::dry_run) {
+                    // Recorded before it is put in force: what is answered is on disk.
+                    policy_generation g;
+                    g.origin.generation = next_generation;
+                    g.origin.time = unix_now();
+                    g.text = ch.text;
+                    if (ch.what == change::kind::reload) {
+                        g.origin.kind = "file";
+                        g.origin.file = policy_path;
+                        r.file_record = policy_file_record{policy_path, ch.text, next_generation};
+                    } else if (ch.what == change::kind::rollback) {
+                        g.origin.kind = "rollback";
+                        g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
+                        g.origin.rolled_back_to = ch.rolled_back_to;
+                    } else {
+                        g.origin.kind = "api";
+                        g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
+                    }
+                    try {
+                        history->write_entry(g);
+                        if (r.file_record) history->write_file_record(*r.file_record);
+                    } catch (const std::exception& e) {
+                        history->discard(g);
+                        throw std::runtime_error(std::string("cannot record the generation in the policy history: ") +
+                                                 e.what());
+                    }
+                    r.recorded = std::move(g);
+                }
             }
         } catch (const policy_error& e) {
             r.refusal = api_response{422, api_json_text(json{{"error", "invalid policy; the running policy is unchanged"},
@@ -213,6 +300,11 @@ void control_api::poll() {
 
 api_response control_api::commit_change(change& ch, change_result& r) {
     if (r.refusal) return *r.refusal;
+    if (r.file_unchanged) {
+        const policy_generation* now = history_->in_force();
+        return ok({{"generation", ctx_.plane->generation()}, {"unchanged", true},
+                   {"in_force", now ? origin_json(now->origin) : json(nullptr)}});
+    }
     const auto t0 = std::chrono::steady_clock::now();
     if (ch.what == change::kind::dry_run) {
         json body = {{"generation", ctx_.plane->generation()}, {"dry_run", true},
@@ -226,29 +318,43 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     try {
         generation = ctx_.plane->commit(std::move(r.prepared));
     } catch (const std::exception& e) {
+        try {
+            history_->discard(*r.recorded);
+        } catch (const std::exception& d) {
+            std::cerr << "sekishod: policy history: " << d.what() << std::endl;
+        }
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
+    history_->settle(*r.recorded, r.file_record);
     // The policy's static bindings went over everything: the operator's API bindings win again.
     if (ctx_.api_bindings)
         for (const std::string& e : ctx_.api_bindings->reassert_all())
             std::cerr << "sekishod: after generation " << generation << ": cannot bind the API binding " << e
                       << std::endl;
-    previous_text_ = std::move(text_);
-    text_ = std::move(ch.text);
     const double seconds = r.prepare_seconds + seconds_since(t0);
     if (ctx_.observe_apply) ctx_.observe_apply(seconds);
     json body = {{"generation", generation}, {"dry_run", false}, {"compile_ms", seconds * 1000}, {"diff", r.diff}};
-    if (ch.what == change::kind::rollback) body["rolled_back"] = true;
+    if (ch.what == change::kind::rollback) {
+        body["rolled_back"] = true;
+        body["rolled_back_to"] = ch.rolled_back_to;
+    }
+    body["origin"] = origin_json(history_->in_force()->origin);
+    body["rollback_depth"] = history_->rollback_depth();
     if (!notes.empty()) body["not_enforced"] = notes;
     return ok(body);
 }
 
 void control_api::finish_change() {
-    running_thread_.join();
+    if (running_thread_.joinable()) running_thread_.join();   // a refusal decided at once ran no thread
     std::unique_ptr<change> ch = std::move(running_);
     const api_response r = commit_change(*ch, ch->result);
     if (ch->what == change::kind::reload) {
-        if (r.status == 200) {
+        if (r.status == 200 && json::parse(r.body).value("unchanged", false)) {
+            const policy_generation* now = history_->in_force();
+            std::cerr << "sekishod: SIGHUP: policy file " << ctx_.policy_path << " unchanged; generation "
+                      << ctx_.plane->generation() << " from " << (now ? describe(now->origin) : std::string("?"))
+                      << " stays in force" << std::endl;
+        } else if (r.status == 200) {
             const json j = json::parse(r.body);
             std::cerr << "sekishod: SIGHUP: policy " << ctx_.policy_path << " applied as generation "
                       << j["generation"] << std::endl;
@@ -283,8 +389,12 @@ void control_api::reload() {
 
 // ---------------------------------------------------------------- requests
 
+void control_api::audit_start(const std::string& note) {
+    audit(nullptr, "policy_start", "sekishod", ok(json::object()), note);
+}
+
 void control_api::audit(const api_command* c, const std::string& endpoint, const std::string& caller,
-                        const api_response& r) {
+                        const api_response& r, const std::string& note) {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
     json rec = {{"time_ns", static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
@@ -307,6 +417,7 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
         for (const char* key : {"overrode", "restored"})
             if (body.is_object() && body.contains(key) && !body[key].empty()) rec[key] = body[key];
     }
+    if (!note.empty()) rec["note"] = note;
     if (r.status >= 300) {
         try {
             rec["error"] = json::parse(r.body).value("error", "");
@@ -385,7 +496,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
                        : c.dry_run                                 ? change::kind::dry_run
                                                                    : change::kind::apply;
             ch->text = c.endpoint == api_endpoint::policy_apply ? r.body : std::string();
-            ch->source = c.endpoint == api_endpoint::policy_rollback ? "policy (rollback)" : "policy";
+            ch->source = c.source_name.empty() ? "policy" : c.source_name;   // rollback: its generation's
             ch->endpoint = to_string(c.endpoint);
             ch->caller = r.caller;
             ch->reply = std::move(reply);
@@ -436,7 +547,10 @@ api_response control_api::status() {
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
         {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol->mode)}, {"op25b_action", to_string(pol->action)},
-                    {"limits", pol->limits.size()}, {"rollback_available", !previous_text_.empty()},
+                    {"limits", pol->limits.size()},
+                    {"in_force", history_->in_force() ? origin_json(history_->in_force()->origin) : json(nullptr)},
+                    {"rollback_available", history_->rollback_depth() > 0},
+                    {"rollback_depth", history_->rollback_depth()}, {"history_kept", history_->depth()},
                     {"change_running", running_ != nullptr}, {"changes_waiting", waiting_.size()}}},
         {"frames", {{"in", c["frames_in"]}, {"forwarded", c["forwarded"]}, {"blocked", c["blocked"]},
                     {"monitored", c["monitored"]}, {"limited", c["limited"]},
@@ -453,7 +567,16 @@ api_response control_api::status() {
 }
 
 api_response control_api::policy_show() {
-    return ok({{"generation", ctx_.plane->generation()}, {"file", ctx_.policy_path}, {"text", text_}});
+    const policy_generation* now = history_->in_force();
+    json generations = json::array();
+    for (auto it = history_->generations().rbegin(); it != history_->generations().rend(); ++it)
+        generations.push_back(origin_json(it->origin));
+    return ok({{"generation", ctx_.plane->generation()},
+               {"file", ctx_.policy_path},
+               {"in_force", now ? origin_json(now->origin) : json(nullptr)},
+               {"rollback_depth", history_->rollback_depth()},
+               {"history", generations},
+               {"text", now ? now->text : std::string()}});
 }
 
 api_response control_api::bindings_list(const api_command& c) {

@@ -6,9 +6,19 @@
 // every "file:line: message". Policy changes (apply, dry run, rollback, and
 // SIGHUP's reload) run one at a time, in order: the policy is read, checked
 // and compiled on a thread of its own while the control thread goes on
-// serving RADIUS, the API and the event drain; the control thread then swaps
-// it in (data_plane::commit), the last step of a change, and answers. Event
-// log queries run on the query_worker. Everything else is answered at once.
+// serving RADIUS, the API and the event drain; that thread then records the
+// new generation durably (policy_history), and the control thread swaps it
+// in (data_plane::commit), the last step of a change, and answers. An
+// acknowledged change is on disk; a crash between the record and the swap
+// comes back with the recorded generation, which was validated and compiled.
+//
+// The generation in force is the truth (docs/policy.md): SIGHUP applies the
+// policy file only when its content differs from what was last applied from
+// it (else the generation in force, whatever its origin, stays, and that is
+// said); rollback returns to the generation before the one in force, as a new
+// generation, and walks further back each time until the kept history ends
+// (409). Event log queries run on the query_worker. Everything else is
+// answered at once.
 // Suspensions and API bindings are written to the operator state
 // (control/state/operator_state.h) and committed before the data plane
 // changes and before the answer; a write that fails is answered 500 (503:
@@ -35,6 +45,7 @@ namespace sekisho {
 class data_plane;
 struct api_command;
 struct policy;
+class policy_history;
 class subscriber_identity;
 class operator_state;
 class operator_binding_table;
@@ -54,6 +65,11 @@ struct control_context {
     std::chrono::steady_clock::time_point started;
     std::function<void(double)> observe_apply;   // metrics hook, may be empty
     const api_server* server = nullptr;
+    // The policy generations (policy_history.h): the one in force, where it
+    // came from, what a rollback returns to. Control thread; a change's
+    // thread writes its entry. Null: control_api keeps them in memory,
+    // starting with `policy_text` as the plane's generation from the file.
+    policy_history* history = nullptr;
 };
 
 class control_api {
@@ -80,6 +96,10 @@ public:
     // since the scan before last (the flag is set just after the count):
     // call it every few hundred milliseconds.
     void record_quarantines();
+    // Writes what start decided about the policy (restored the generation in
+    // force, or applied a file changed while sekishod was down) to the audit
+    // trail: endpoint policy_start, caller sekishod, `note`.
+    void audit_start(const std::string& note);
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -91,7 +111,7 @@ private:
     struct change_result;
 
     void audit(const api_command* c, const std::string& endpoint, const std::string& caller,
-               const api_response& r);
+               const api_response& r, const std::string& note = "");
     void dispatch(const api_command& c, const api_request& r, api_reply reply);
     void queue_change(std::unique_ptr<change> ch);
     void start_next_change();
@@ -109,7 +129,8 @@ private:
     void post_query(api_reply reply, std::function<api_response()> query);
 
     control_context ctx_;
-    std::string text_, previous_text_;
+    std::unique_ptr<policy_history> own_history_;   // when ctx_.history is null
+    policy_history* history_;
     std::unique_ptr<change> running_;
     std::thread running_thread_;
     std::deque<std::unique_ptr<change>> waiting_;

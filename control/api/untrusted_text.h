@@ -16,6 +16,11 @@
 
 namespace sekisho {
 
+// The longest name a client may give a policy it sends (POST /v1/policy?name=,
+// sekishoctl: the file's name), used only in the daemon's messages
+// ("NAME:4: ..."). Here so that sekishoctl bounds it as the daemon does.
+constexpr size_t api_max_source_name_bytes = 256;
+
 struct unprintable_byte {
     size_t offset;   // into the text
     uint8_t value;

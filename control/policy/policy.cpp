@@ -27,10 +27,31 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
+// The line of a "name:LINE: message": the first ":digits: " (a name may hold
+// colons and digits of its own, "x:1:b.yaml"); 0 when there is none.
+long line_in_message(const std::string& e) {
+    for (size_t colon = e.find(':'); colon != std::string::npos; colon = e.find(':', colon + 1)) {
+        size_t end = colon + 1;
+        while (end < e.size() && e[end] >= '0' && e[end] <= '9') ++end;
+        if (end > colon + 1 && end + 1 < e.size() && e[end] == ':' && e[end + 1] == ' ')
+            return std::strtol(e.c_str() + colon + 1, nullptr, 10);
+    }
+    return 0;
+}
+
+// Messages in line order (a reader finds problems section by section, not in
+// the order the checks ran); the order of one line's messages is kept.
+std::vector<std::string> sorted_by_line(std::vector<std::string> errors) {
+    std::stable_sort(errors.begin(), errors.end(), [](const std::string& a, const std::string& b) {
+        return line_in_message(a) < line_in_message(b);
+    });
+    return errors;
+}
+
 }  // namespace
 
 policy_error::policy_error(std::vector<std::string> errors)
-    : std::runtime_error(join(errors)), errors_(std::move(errors)) {}
+    : std::runtime_error(join(sorted_by_line(errors))), errors_(sorted_by_line(std::move(errors))) {}
 
 std::string ip_prefix::to_string() const {
     char buf[INET6_ADDRSTRLEN] = {};
@@ -277,18 +298,6 @@ private:
     std::map<std::string, int>* key_lines_;
     std::vector<std::string> errors_;
 };
-
-// "name:LINE: ..." messages in line order (a reader finds problems section by
-// section, not top to bottom); the order of one line's messages is kept.
-std::vector<std::string> sorted_by_line(std::vector<std::string> errors) {
-    auto line_of = [](const std::string& e) {
-        const size_t colon = e.find(':');
-        return colon == std::string::npos ? 0L : std::strtol(e.c_str() + colon + 1, nullptr, 10);
-    };
-    std::stable_sort(errors.begin(), errors.end(),
-                     [&](const std::string& a, const std::string& b) { return line_of(a) < line_of(b); });
-    return errors;
-}
 
 // A mapping keeps every pair and node["key"] answers with the first: a key
 // written twice would silently lose its second value. Every
@@ -863,7 +872,7 @@ policy read_policy(const yaml::node& root, const std::string& name) {
                     std::to_string(pol.tracking.max_bindings) + ")");
 
     auto errors = r.take_errors();
-    if (!errors.empty()) throw policy_error(sorted_by_line(std::move(errors)));
+    if (!errors.empty()) throw policy_error(std::move(errors));
     return pol;
 }
 
@@ -951,6 +960,9 @@ std::vector<start_only_change> start_only_changes(const policy& a, const policy&
     check("events.aggregate_window", duration_text(a.events.aggregate_window_ns),
           duration_text(b.events.aggregate_window_ns));
     check("events.ring_size", number(a.events.ring_size), number(b.events.ring_size));
+    // In the order the policy writes them, as every other list of problems.
+    std::stable_sort(out.begin(), out.end(),
+                     [](const start_only_change& x, const start_only_change& y) { return x.line < y.line; });
     return out;
 }
 

@@ -156,6 +156,8 @@ struct policy {
     }
 };
 
+// Every problem found, each "name:line: message", kept in line order whatever
+// order the checks found them in (policy text, files it names, rule compiles).
 class policy_error : public std::runtime_error {
 public:
     explicit policy_error(std::vector<std::string> errors);
@@ -179,6 +181,7 @@ struct start_only_change {
     std::string running, wanted;   // the values as text
     int line = 0;                  // where `next` sets it (0: left to the default)
 };
+// Every such key `next` changes, in line order (keys left to their default first).
 std::vector<start_only_change> start_only_changes(const policy& running, const policy& next);
 // "policy.yaml:7: tracking.max_bindings: read at start only; running 1048576, this policy 2048 (restart to change it)"
 std::string describe(const start_only_change& c, const std::string& source);

@@ -73,7 +73,7 @@ contains "policy show prints the YAML" "op25b:"
 ctl_expect 0 "policy diff (monitor)" policy diff "$TMP/policy-monitor.yaml"
 contains "diff names op25b.mode" "op25b.mode"
 ctl_expect 4 "policy apply of an invalid policy is rejected" policy apply "$TMP/bad.yaml"
-contains "with file:line errors" "policy:3: subscribers.dynamic[0]"
+contains "with file:line errors, naming the file" "$TMP/bad.yaml:3: subscribers.dynamic[0]"
 ctl_expect 0 "policy apply --dry-run" policy apply "$TMP/policy-monitor.yaml" --dry-run
 ctl_expect 0 "status after dry-run" status --json
 echo "$out" | grep -q '"generation":1' && pass "dry-run left generation 1" || fail "dry-run changed the generation"

@@ -278,7 +278,7 @@ fi
 ctl_expect 0 "policy show" policy show
 contains "policy show prints the running YAML" "aggregate_window: 0s"
 ctl_expect 4 "policy apply of an invalid policy is refused" policy apply "$TMP/bad.yaml"
-contains "with file:line errors" "policy:3: subscribers.dynamic[0]"
+contains "with file:line errors, naming the file" "$TMP/bad.yaml:3: subscribers.dynamic[0]"
 ctl_expect 4 "bindings list is refused (no account table in XDP)" bindings list
 contains "naming the backend" "not available with --backend xdp"
 ctl_expect 4 "account suspend is refused" account suspend alice@example.jp

@@ -112,6 +112,18 @@ TEST(api_request, bodies) {
     EXPECT_TRUE(accepted(req("POST", "/v1/policy", {{"dry_run", "true"}}, "version: 1\n")).dry_run);
 }
 
+// The policy's name (sekishoctl: its file's name) only goes into messages: printable, bounded.
+TEST(api_request, a_policy_name_is_printable_and_bounded) {
+    EXPECT_EQ(accepted(req("POST", "/v1/policy", {{"name", "/etc/sekisho/next.yaml"}}, "version: 1\n")).source_name,
+              "/etc/sekisho/next.yaml");
+    EXPECT_EQ(accepted(req("POST", "/v1/policy", {}, "version: 1\n")).source_name, "");
+    const std::string longest(api_max_source_name_bytes, 'n');
+    EXPECT_EQ(accepted(req("POST", "/v1/policy", {{"name", longest}}, "version: 1\n")).source_name, longest);
+    EXPECT_EQ(refused(req("POST", "/v1/policy", {{"name", longest + "n"}}, "version: 1\n")),
+              (std::pair<int, std::string>{400, "argument 'name': longer than 256 bytes"}));
+    EXPECT_EQ(refused(req("POST", "/v1/policy", {{"name", "a\x1b[2Jb.yaml"}}, "version: 1\n")).first, 400);
+}
+
 // Found by the control_api fuzz target: a path or argument that is not UTF-8, echoed in the error
 // message, made nlohmann::json's dump() throw, so the daemon answered 500 instead of 404/400.
 TEST(api_request, error_bodies_are_json_whatever_the_bytes) {

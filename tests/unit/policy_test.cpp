@@ -287,6 +287,26 @@ TEST(policy, keys_read_at_start_are_named_with_their_values_and_line) {
     for (const auto& c : changes) EXPECT_NE(c.key, "op25b.mode");
 }
 
+TEST(policy, keys_read_at_start_come_in_the_order_the_policy_writes_them) {
+    const policy a = load_policy_text("version: 1\n", "a.yaml");
+    // radius.listen (line 3) is checked after tracking.max_bindings (line 6): listed by line.
+    const policy b = load_policy_text("version: 1\nradius:\n  listen: 127.0.0.1:1814\n  clients_file: /c.yaml\n"
+                                      "tracking:\n  max_bindings: 2048\n",
+                                      "b.yaml");
+    std::vector<int> lines;
+    for (const auto& c : start_only_changes(a, b)) lines.push_back(c.line);
+    EXPECT_EQ(lines, (std::vector<int>{3, 4, 6}));
+}
+
+TEST(policy, policy_errors_keep_line_order_whoever_found_them) {
+    // A name with colons and digits of its own ("a:1:b.yaml") does not fool the order.
+    const policy_error e({"/tmp/x:1:b.yaml:9: nine", "/tmp/x:1:b.yaml:2: two", "/tmp/x:1:b.yaml:10: ten",
+                          "/tmp/x:1:b.yaml:2: two again"});
+    EXPECT_EQ(e.errors(), (strings{"/tmp/x:1:b.yaml:2: two", "/tmp/x:1:b.yaml:2: two again", "/tmp/x:1:b.yaml:9: nine",
+                                   "/tmp/x:1:b.yaml:10: ten"}));
+    EXPECT_EQ(std::string(e.what()).substr(0, 22), "/tmp/x:1:b.yaml:2: two");
+}
+
 TEST(policy, a_million_prefixes_read_in_linear_time) {
     std::string text = "version: 1\nsubscribers:\n  dynamic:\n";
     for (uint32_t i = 0; i < (1u << 20); ++i)

@@ -10,7 +10,8 @@
 // the metrics following, SIGTERM, then a summary taken after the backend
 // stopped (its last events in it) with the same keys whatever the backend.
 // A backend that fails to start: the error comes out, nothing is stopped
-// that never started, the signal handlers are given back.
+// that never started, the signal handlers are given back. The policy a start
+// begins with: restored from the policy history, or the file when it changed.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -247,7 +248,7 @@ TEST_F(serve_loop_test, serves_reloads_on_sighup_and_summarises_after_the_backen
     const starting_policy start = read_starting_policy(opt);
     recording_backend backend(start.pol);
     backend.blocks_wanted = 3;
-    auto served = std::async(std::launch::async, [&] { return serve(backend, opt, start.text, 0.25); });
+    auto served = std::async(std::launch::async, [&] { return serve(backend, opt, start, 0.25); });
     ASSERT_TRUE(wait_for([&] { return backend.started.load(); }));
     EXPECT_FALSE(handler_is_default(SIGHUP));
 
@@ -319,7 +320,7 @@ TEST_F(serve_loop_test, a_backend_that_cannot_start_is_an_error_and_nothing_is_l
     EXPECT_THROW(
         {
             try {
-                serve(backend, opt, start.text, 0);
+                serve(backend, opt, start, 0);
             } catch (const std::runtime_error& e) {
                 EXPECT_STREQ(e.what(), "the test's ports are gone");
                 throw;
@@ -337,6 +338,54 @@ TEST_F(serve_loop_test, a_policy_naming_a_missing_directory_is_refused_before_an
     EXPECT_THROW(read_starting_policy(opt), policy_error);
     opt.events_path = dir + "/elsewhere.jsonl";   // --events replaces events.file: not checked
     EXPECT_NO_THROW(read_starting_policy(opt));
+}
+
+// The policy a start begins with: the generation in force when the last run
+// stopped, unless the file changed meanwhile; a damaged history stops it.
+TEST_F(serve_loop_test, a_start_restores_the_generation_in_force_unless_the_file_changed) {
+    const starting_policy first = read_starting_policy(opt);
+    EXPECT_EQ(first.generation, 1u);
+    EXPECT_TRUE(first.note.empty()) << "a first start has nothing to say";
+    ASSERT_NE(first.history->in_force(), nullptr);
+    EXPECT_EQ(first.history->in_force()->origin.kind, "file");
+
+    // What an API apply records, as generation 2.
+    const std::string monitor = first.text + "op25b:\n  mode: monitor\n";
+    policy_generation api;
+    api.origin = {"api", "", "uid 0 (root) pid 7", 2, 1'800'000'000, 0};
+    api.text = monitor;
+    first.history->write_entry(api);
+    first.history->settle(api, std::nullopt);
+
+    const starting_policy again = read_starting_policy(opt);
+    EXPECT_EQ(again.generation, 2u);
+    EXPECT_EQ(again.text, monitor);
+    EXPECT_EQ(again.pol.mode, op25b_mode::monitor);
+    EXPECT_NE(again.note.find("generation 2 from API caller uid 0 (root) pid 7 restored"), std::string::npos)
+        << again.note;
+
+    // The file edited while down: applied as generation 3, said.
+    write_policy("limits:\n  - {name: msgs, scope: address, measure: messages, max: 100, window: 1h}\n");
+    const starting_policy edited = read_starting_policy(opt);
+    EXPECT_EQ(edited.generation, 3u);
+    EXPECT_EQ(edited.pol.mode, op25b_mode::enforce);
+    EXPECT_EQ(edited.pol.limits.size(), 1u);
+    EXPECT_NE(edited.note.find("changed while sekishod was down: applied as generation 3; generation 2 from API "
+                               "caller uid 0 (root) pid 7 is no longer in force"),
+              std::string::npos)
+        << edited.note;
+    EXPECT_EQ(edited.history->rollback_target()->origin.generation, 2u) << "rollback returns to the API's";
+    EXPECT_EQ(read_starting_policy(opt).generation, 3u) << "unchanged since: restored";
+
+    // A damaged entry: refused, naming it; nothing guessed.
+    const std::string entry = opt.state_dir + "/policy/generation-3.json";
+    fs::resize_file(entry, 10);
+    try {
+        read_starting_policy(opt);
+        ADD_FAILURE() << "started over a damaged history";
+    } catch (const policy_history_error& e) {
+        EXPECT_NE(std::string(e.what()).find(entry), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

@@ -128,9 +128,24 @@ TEST_F(xdp_control, policy_generations_and_refusals_through_the_api) {
     EXPECT_EQ(plane.generation(), 3u);
     EXPECT_EQ(plane.active_policy().mode, op25b_mode::enforce);
     EXPECT_TRUE(plane.running_notes().empty());
+    // The generation undone left the history: nothing further back, the program stays.
+    r = call(api, "POST", "/v1/policy/rollback");
+    EXPECT_EQ(r.status, 409) << r.body;
+    EXPECT_NE(r.body.find("nothing to roll back"), std::string::npos) << r.body;
+    EXPECT_EQ(plane.generation(), 3u);
 
     // Counter blocks: one per possible CPU plus the control thread's.
     EXPECT_EQ(plane.all_counters().size(), plane.cpus() + 1);
+}
+
+// A restart restores the policy history's generation: the program's numbers go on from it.
+TEST_F(xdp_control, generations_continue_after_the_restored_one) {
+    const policy first = load_policy_text(base_policy, "policy");
+    xdp_backend backend;
+    backend.continue_generations_after(41);
+    EXPECT_EQ(backend.apply(first), 42u);
+    backend.continue_generations_after(7);   // once a generation runs: ignored
+    EXPECT_EQ(backend.apply(first), 43u);
 }
 
 }  // namespace
