@@ -598,7 +598,6 @@ api_response control_api::bindings_list(const api_command& c) {
 
 namespace {
 
-int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 // A failed write of the operator state: 503 when another process holds the
 // lock (try again), else 500; nothing changed either way.
