@@ -105,6 +105,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 struct control_api::change_result {
     std::optional<api_response> refusal;          // the change cannot apply: the answer
     std::unique_ptr<prepared_policy> prepared;    // else: built, not in force
+    std::optional<radius::client_table> radius_clients;   // read with the policy, swapped in with it
     json diff = json::object();
     double prepare_seconds = 0;
 };
@@ -177,6 +178,7 @@ void control_api::start_next_change() {
             // change of path is refused, never opened on an API caller's behalf.
             const auto fixed = start_only_changes(*running, *next);
             if (fixed.empty()) check_policy_files(*next, events_file_used);
+            if (fixed.empty()) r.radius_clients = subscriber_identity::read_radius_clients(next->identity);
             if (!fixed.empty()) {
                 json keys = json::array(), errors = json::array();
                 for (const auto& f : fixed) {
@@ -226,6 +228,9 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
+    if (r.radius_clients && ctx_.identity)
+        ctx_.identity->replace_radius_clients(std::move(*r.radius_clients),
+                                              ctx_.plane->active_policy().identity.radius_clients_file);
     previous_text_ = std::move(text_);
     text_ = std::move(ch.text);
     const double seconds = r.prepare_seconds + seconds_since(t0);

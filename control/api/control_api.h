@@ -7,7 +7,9 @@
 // SIGHUP's reload) run one at a time, in order: the policy is read, checked
 // and compiled on a thread of its own while the control thread goes on
 // serving RADIUS, the API and the event drain; the control thread then swaps
-// it in (data_plane::commit), the last step of a change, and answers. Event
+// it in (data_plane::commit), the last step of a change, and answers. The
+// RADIUS clients file is read and validated with the policy on that thread
+// and swapped in with it: a bad clients file refuses the whole change. Event
 // log queries run on the query_worker. Everything else is answered at once.
 //
 // Threading: handle(), poll(), reload() and the destructor run on the control
