@@ -1,5 +1,8 @@
 #include "cmd/sekishoctl/commands.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -11,6 +14,8 @@
 #include <thread>
 
 #include "cmd/sekishoctl/human_output.h"
+#include "control/api/untrusted_text.h"
+#include "control/observe/event_types.h"
 
 namespace sekisho::ctl {
 
@@ -152,12 +157,37 @@ int account(const command& c, const std::string& sub) {
     throw usage_error("account suspend|resume|list");
 }
 
+// --type and --subscriber as the API takes them, refused before anything is
+// sent: a filter that matches nothing would look like a quiet log.
+void check_event_filters(const command& c) {
+    if (const std::string* t = c.flag("--type"); t && !is_event_type(*t))
+        throw usage_error("--type '" + escape_unprintable(*t) + "' is not an event type (" + event_type_list() + ")");
+    if (const std::string* s = c.flag("--subscriber")) {
+        // An address, as the event log writes it; ADDRESS/32 and ADDRESS/128 name one too.
+        std::string address = *s;
+        const size_t slash = address.find('/');
+        std::string length;
+        if (slash != std::string::npos) {
+            length = address.substr(slash + 1);
+            address.resize(slash);
+        }
+        unsigned char bytes[sizeof(in6_addr)];
+        const bool v4 = inet_pton(AF_INET, address.c_str(), bytes) == 1;
+        const bool v6 = !v4 && inet_pton(AF_INET6, address.c_str(), bytes) == 1;
+        if (!v4 && !v6)
+            throw usage_error("--subscriber '" + escape_unprintable(*s) + "' is not an IPv4 or IPv6 address");
+        if (slash != std::string::npos && length != (v4 ? "32" : "128"))
+            throw usage_error("--subscriber '" + escape_unprintable(*s) + "' is a prefix; an address is required");
+    }
+}
+
 // The last N events, then with -f every new one, asked for once a second.
 int events(const command& c, const std::string& sub) {
     const char* usage = "events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]";
     if (sub != "tail") throw usage_error(usage);
     c.want(2, usage);
     c.check_flags({"-f", "-n", "--type", "--subscriber", "--account"});
+    check_event_filters(c);
     std::string filter;
     if (c.flag("--type")) filter += "&type=" + url_escape(*c.flag("--type"));
     if (c.flag("--subscriber")) filter += "&subscriber=" + url_escape(*c.flag("--subscriber"));

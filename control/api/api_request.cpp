@@ -157,12 +157,6 @@ size_t api_max_body_bytes(const std::string& method, const std::string& path) {
     return api_endpoint_of(method, path) == api_endpoint::policy_apply ? size_t{64} << 20 : size_t{1} << 20;
 }
 
-bool is_event_type(std::string_view type) {
-    for (const std::string_view t : event_types)
-        if (t == type) return true;
-    return false;
-}
-
 const char* to_string(api_endpoint e) {
     switch (e) {
         case api_endpoint::status: return "status";
@@ -291,11 +285,8 @@ refusal read_events(const api_request& r, api_command& c) {
     c.n = *n;
     c.since_ns = *since;
     c.type = arg(r, "type");
-    if (!c.type.empty() && !is_event_type(c.type)) {
-        std::string known;
-        for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
-        return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
-    }
+    if (!c.type.empty() && !is_event_type(c.type))
+        return error(400, "argument 'type': '" + c.type + "' is not an event type (" + event_type_list() + ")");
     if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
         const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
         if (!canonical) return error(400, why);

@@ -18,6 +18,7 @@
 #include <variant>
 
 #include "control/api/api_server.h"
+#include "control/observe/event_types.h"
 #include "control/policy/policy.h"
 
 namespace sekisho {
@@ -54,13 +55,6 @@ bool needs_accounts(api_endpoint e);
 // The server refuses a larger declared body (413) before reading it.
 size_t api_max_body_bytes(const std::string& method, const std::string& path);
 
-// The "type" of every line the event log holds (docs/events.md): the data
-// plane's events (event_to_json) and the control plane's audit trail. The
-// events endpoint's `type` filter must be one of them.
-constexpr std::array<std::string_view, 7> event_types = {
-    "op25b_block", "op25b_monitor", "limit_exceeded", "account_suspended", "content_verdict", "mail_session",
-    "api_change"};
-bool is_event_type(std::string_view type);
 
 // The longest account name the API takes: a RADIUS User-Name (at most 253
 // octets) with every octet escaped as \xNN still fits.
