@@ -127,7 +127,8 @@ int bindings(const command& c, const std::string& sub) {
     throw usage_error("bindings list|add|del");
 }
 
-// Exit 3 when neither the history nor the data plane knows a holder.
+// Exit 3 when nobody held the address at the time asked (the history; for
+// now also the data plane's current binding).
 int whois(const command& c) {
     c.want(2, "whois ADDRESS [--at TIME]");
     c.check_flags({"--at"});
@@ -137,7 +138,7 @@ int whois(const command& c) {
     const int rc = c.show(r, print_whois);
     if (rc == 0 && r.status == 200) {
         const json j = json::parse(r.body);
-        if (j["bindings"].empty() && j["bound_now"].is_null()) return 3;
+        if (j.contains("held_by") ? j["held_by"].empty() : j["bindings"].empty() && j["bound_now"].is_null()) return 3;
     }
     return rc;
 }

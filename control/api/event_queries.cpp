@@ -5,10 +5,15 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
 #include <sstream>
 #include <vector>
 
 #include "control/api/api_request.h"
+#include "control/identity/binding_history.h"
+#include "control/utc_time.h"
 
 namespace sekisho {
 
@@ -58,6 +63,61 @@ struct smtp_counters {
     }
 };
 
+// Who held each event's address at the event's own time (docs/api.md,
+// attribution): the binding history's row covering that second, else the
+// account the data plane stamped on the event (mail events carry the
+// account bound when they happened: static and API bindings, which the
+// history does not record), else nobody (null). Reads the history
+// read-only, on the calling thread, once per address: the rows of
+// [from, to] are kept (bounded by the addresses the answer keeps anyway).
+class event_holders {
+public:
+    event_holders(const std::string& history_path, int64_t from, int64_t to) : from_(from), to_(to) {
+        if (!history_path.empty())
+            history_ = std::make_unique<binding_history>(history_path, binding_history::access::read_only);
+    }
+
+    // The account that held `address` at `t` by the history, or nullopt when
+    // no row with an account covers it. Two rows in the same second (a
+    // handover): the newer session's.
+    std::optional<std::string> by_history(const std::string& address, int64_t t) {
+        if (!history_ || address.empty()) return std::nullopt;
+        auto it = rows_.find(address);
+        if (it == rows_.end()) {
+            std::string why;
+            std::vector<binding_record> rows;
+            if (const auto host = parse_prefix(address, why)) rows = history_->held_between(*host, from_, to_);
+            it = rows_.emplace(address, std::move(rows)).first;
+        }
+        const binding_record* best = nullptr;
+        for (const binding_record& r : it->second)
+            if (!r.account.empty() && r.start <= t && (!r.stop || t <= *r.stop) && (!best || r.start >= best->start))
+                best = &r;
+        if (!best) return std::nullopt;
+        return best->account;
+    }
+
+    // The event's holder: an account name or null.
+    json of(const json& e) {
+        if (auto a = by_history(subscriber_of(e), event_seconds(e))) return *a;
+        if (e.contains("account") && e["account"].is_string()) return e["account"];
+        return nullptr;
+    }
+
+private:
+    std::unique_ptr<binding_history> history_;
+    int64_t from_, to_;
+    std::unordered_map<std::string, std::vector<binding_record>> rows_;
+};
+
+// The latest time the queries look at (9999-12-31T23:59:59Z).
+constexpr int64_t end_of_time = 253402300799;
+
+// "subscriber\0account" (account "" for nobody): one row per holder of an address.
+std::string row_key(const std::string& subscriber, const json& holder) {
+    return subscriber + '\0' + (holder.is_string() ? holder.get<std::string>() : std::string());
+}
+
 }  // namespace
 
 void for_each_event(const std::string& path, const std::function<void(const std::string&, const json&)>& f) {
@@ -95,9 +155,16 @@ json query_events(const std::string& path, const events_query& q) {
     return {{"events", out}};
 }
 
-json query_top(const std::string& path, int64_t since, const std::string& by, const std::string& window_text) {
+json query_top(const std::string& path, const std::string& history_path, int64_t since, const std::string& by,
+               const std::string& window_text) {
     const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
-    std::map<std::string, std::pair<std::string, uint64_t>> score;
+    struct score_row {
+        std::string subscriber;
+        json account;
+        uint64_t count = 0;
+    };
+    std::map<std::string, score_row> score;
+    event_holders holders(history_path, since, end_of_time);
     for_each_event(path, [&](const std::string&, const json& e) {
         if (event_seconds(e) < since || is_audit(e)) return;
         const std::string type = e.value("type", "");
@@ -115,86 +182,140 @@ json query_top(const std::string& path, int64_t since, const std::string& by, co
             if (type == "mail_session" || (by != "events" && type != by)) return;
             add = event_count(e);
         }
-        auto& s = score[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
-        s.second += add;
+        const std::string subscriber = subscriber_of(e);
+        json holder = holders.of(e);
+        auto& s = score[row_key(subscriber, holder)];
+        s.subscriber = subscriber;
+        s.account = std::move(holder);
+        s.count += add;
     });
-    std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+    std::vector<score_row> v;
+    for (auto& [k, row] : score) v.push_back(std::move(row));
+    std::stable_sort(v.begin(), v.end(), [](const score_row& a, const score_row& b) { return a.count > b.count; });
     json out = json::array();
     for (size_t i = 0; i < v.size() && i < 20; ++i)
-        out.push_back({{"subscriber", v[i].first}, {"account", v[i].second.first}, {"count", v[i].second.second}});
+        out.push_back({{"subscriber", v[i].subscriber}, {"account", v[i].account}, {"count", v[i].count}});
     return {{"window", window_text}, {"by", by}, {"top", out}};
 }
 
-api_response query_report(const std::string& path, int64_t since, int64_t until, bool csv) {
+api_response query_report(const std::string& path, const std::string& history_path, int64_t since, int64_t until,
+                          bool csv) {
     struct row {
-        std::string account;
+        std::string address;
+        json account;   // the holder at the events' own time; null: nobody
         std::map<std::string, uint64_t> by_type;
-        uint64_t total = 0;
+        uint64_t total = 0, messages = 0;
         int64_t first = INT64_MAX, last = 0;
     };
-    std::map<std::string, row> rows;
-    std::map<std::string, uint64_t> messages;   // every subscriber's, kept for the offending ones
+    std::map<std::string, row> rows;       // by row_key: one per address and holder
+    std::map<std::string, uint64_t> messages;   // every holder's, kept for the offending ones
+    event_holders holders(history_path, since, until);
     for_each_event(path, [&](const std::string&, const json& e) {
         const int64_t t = event_seconds(e);
         if (t < since || t > until || is_audit(e)) return;
+        const std::string address = subscriber_of(e);
+        json holder = holders.of(e);
+        const std::string key = row_key(address, holder);
         if (is_session(e)) {
-            messages[subscriber_of(e)] += e.value("messages", uint64_t{0});
+            messages[key] += e.value("messages", uint64_t{0});
             return;
         }
-        row& rw = rows[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) rw.account = e["account"];
+        row& rw = rows[key];
+        rw.address = address;
+        rw.account = std::move(holder);
         const uint64_t c = event_count(e);
         rw.by_type[e.value("type", "?")] += c;
         rw.total += c;
         rw.first = std::min(rw.first, t);
         rw.last = std::max(rw.last, t);
     });
+    for (auto& [key, rw] : rows) rw.messages = messages[key];
     if (csv) {
         std::ostringstream o;
-        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen\n";
-        for (const auto& [addr, rw] : rows) {
+        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen,"
+             "first_seen_utc,last_seen_utc\n";
+        for (const auto& [key, rw] : rows) {
             // A plain reference to capture: clang 14 cannot capture structured bindings (P1091R3, clang 16).
             const row& r = rw;
             auto get = [&r](const char* k) { auto it = r.by_type.find(k); return it == r.by_type.end() ? 0 : it->second; };
-            o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
-              << get("limit_exceeded") << "," << get("account_suspended") << "," << messages[addr] << "," << rw.first
-              << "," << rw.last << "\n";
+            o << rw.address << "," << (rw.account.is_string() ? rw.account.get<std::string>() : std::string()) << ","
+              << rw.total << "," << get("op25b_block") << "," << get("limit_exceeded") << ","
+              << get("account_suspended") << "," << rw.messages << "," << rw.first << "," << rw.last << ","
+              << utc_time_text(rw.first) << "," << utc_time_text(rw.last) << "\n";
         }
         return {200, o.str(), "text/csv"};
     }
     json out = json::array();
-    for (const auto& [addr, rw] : rows)
-        out.push_back({{"source_address", addr}, {"account", rw.account}, {"events", rw.total}, {"by_type", rw.by_type},
-                       {"messages", messages[addr]}, {"first_seen", rw.first}, {"last_seen", rw.last}});
-    return {200, api_json_text({{"since", since}, {"until", until}, {"sources", out}})};
+    for (const auto& [key, rw] : rows)
+        out.push_back({{"source_address", rw.address}, {"account", rw.account}, {"events", rw.total},
+                       {"by_type", rw.by_type}, {"messages", rw.messages}, {"first_seen", rw.first},
+                       {"first_seen_utc", utc_time_text(rw.first)}, {"last_seen", rw.last},
+                       {"last_seen_utc", utc_time_text(rw.last)}});
+    return {200, api_json_text({{"since", since},
+                                {"since_utc", utc_time_text(since)},
+                                {"until", until},
+                                {"until_utc", utc_time_text(until)},
+                                {"sources", out}})};
 }
 
-json query_whois_events(const std::string& path, const ip_prefix& address, int64_t at) {
+json query_whois(const std::string& path, const std::string& history_path, const ip_prefix& address, int64_t at,
+                 const std::optional<std::string>& bound_now) {
+    event_holders holders(history_path, at - 3600, at + 3600);
+    json bindings = json::array();
+    json held_by = json::array();
+    if (!history_path.empty()) {
+        binding_history history(history_path, binding_history::access::read_only);
+        for (const auto& b : history.who_held(address, at)) {
+            bindings.push_back({{"address", b.address.to_string()}, {"account", b.account}, {"session_id", b.session_id},
+                                {"nas", b.nas}, {"start", b.start}, {"start_utc", utc_time_text(b.start)},
+                                {"stop", b.stop ? json(*b.stop) : json(nullptr)},
+                                {"stop_utc", b.stop ? json(utc_time_text(*b.stop)) : json(nullptr)},
+                                {"stop_cause", b.stop_cause}});
+            if (!b.account.empty() && std::find(held_by.begin(), held_by.end(), json(b.account)) == held_by.end())
+                held_by.push_back(b.account);
+        }
+    }
+    if (held_by.empty() && bound_now) held_by.push_back(*bound_now);
     json events = json::array();
     std::map<std::string, uint64_t> counts;
     smtp_counters smtp;
     const std::string text = address.to_string();
     const std::string who = address.family == 4 ? text.substr(0, text.find('/')) : "";
-    for_each_event(path, [&](const std::string&, const json& e) {
-        const std::string s = subscriber_of(e);
-        bool match = !who.empty() ? s == who : false;
-        if (address.family == 6 && !s.empty()) {
-            std::string w;
-            if (auto sp = parse_prefix(s, w))
-                match = sp->family == 6 &&
-                        std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8, address.bytes.begin());
-        }
-        if (!match || std::llabs(event_seconds(e) - at) > 3600) return;
-        if (is_session(e)) {
-            smtp.add(e);
-            return;
-        }
-        counts[e.value("type", "?")] += event_count(e);
-        if (events.size() < 200) events.push_back(e);
-    });
-    return {{"smtp_within_1h", smtp.to_json()}, {"events_within_1h", counts}, {"events", events}};
+    if (path != "-") {
+        for_each_event(path, [&](const std::string&, const json& e) {
+            const std::string s = subscriber_of(e);
+            bool match = !who.empty() ? s == who : false;
+            if (address.family == 6 && !s.empty()) {
+                std::string w;
+                if (auto sp = parse_prefix(s, w))
+                    match = sp->family == 6 &&
+                            std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8, address.bytes.begin());
+            }
+            if (!match || std::llabs(event_seconds(e) - at) > 3600) return;
+            // Counted for whoever held the address at `at` (nobody: the
+            // events nobody held it for), listed with their own holder.
+            const json holder = holders.of(e);
+            const bool same_holder = held_by.empty() ? holder.is_null()
+                                                     : std::find(held_by.begin(), held_by.end(), holder) != held_by.end();
+            if (is_session(e)) {
+                if (same_holder) smtp.add(e);
+                return;
+            }
+            if (same_holder) counts[e.value("type", "?")] += event_count(e);
+            if (events.size() < 200) {
+                json listed = e;
+                listed["held_by"] = holder;
+                events.push_back(std::move(listed));
+            }
+        });
+    }
+    return {{"query", {{"address", address.to_string()}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+            {"bindings", bindings},
+            {"held_by", held_by},
+            {"bound_now", bound_now ? json(*bound_now) : json(nullptr)},
+            {"smtp_within_1h", smtp.to_json()},
+            {"events_within_1h", counts},
+            {"events", events}};
 }
 
 }  // namespace sekisho

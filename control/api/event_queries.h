@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "control/api/api_server.h"
@@ -31,13 +32,30 @@ struct events_query {
 // {"events": [...]}
 nlohmann::json query_events(const std::string& path, const events_query& q);
 
-// {"window": ..., "by": ..., "top": [{subscriber, account, count}]} (20 rows)
-nlohmann::json query_top(const std::string& path, int64_t since, const std::string& by, const std::string& window_text);
+// Attribution (docs/api.md): every event, count and row below belongs to
+// the account that held its address at the event's own time: the binding
+// history (`history_path`, opened read-only on the calling thread; "" when
+// there is none), else the account the event itself carries (mail events:
+// the data plane's binding then), else nobody (null). An event from before
+// a session began is never its account's.
 
-// Offending sources in [since, until] as JSON or CSV (docs/api.md).
-api_response query_report(const std::string& path, int64_t since, int64_t until, bool csv);
+// {"window": ..., "by": ..., "top": [{subscriber, account, count}]} (20 rows;
+// one per address and holder).
+nlohmann::json query_top(const std::string& path, const std::string& history_path, int64_t since,
+                         const std::string& by, const std::string& window_text);
 
-// The address's events within an hour of `at`: {"smtp_within_1h", "events_within_1h", "events" (at most 200)}.
-nlohmann::json query_whois_events(const std::string& path, const ip_prefix& address, int64_t at);
+// Offending sources in [since, until] as JSON or CSV (docs/api.md): one row
+// per address and holder, times as Unix seconds and RFC 3339.
+api_response query_report(const std::string& path, const std::string& history_path, int64_t since, int64_t until,
+                          bool csv);
+
+// Who held `address` at `at` and its events within an hour of it:
+// {"query", "bindings" (history rows at `at`), "held_by" (their accounts;
+// else `bound_now`, given only when `at` is now), "bound_now",
+// "smtp_within_1h" and "events_within_1h" (counted for the holders at `at`,
+// or for nobody when nobody held it), "events" (at most 200, each with its
+// own "held_by")}. `path` "-": no event log (empty counts).
+nlohmann::json query_whois(const std::string& path, const std::string& history_path, const ip_prefix& address,
+                           int64_t at, const std::optional<std::string>& bound_now);
 
 }  // namespace sekisho
