@@ -182,7 +182,10 @@ void check_event_filters(const command& c) {
     }
 }
 
-// The last N events, then with -f every new one, asked for once a second.
+// The last N events (exactly N: -n 0 none), then with -f every line written
+// after them, followed by position in the log (INODE:OFFSET from the answer),
+// not by time: lines are not in time order (a `repeated` line is written when
+// its window closes), and a rotation is followed into the new file.
 int events(const command& c, const std::string& sub) {
     const char* usage = "events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]";
     if (sub != "tail") throw usage_error(usage);
@@ -193,21 +196,25 @@ int events(const command& c, const std::string& sub) {
     if (c.flag("--type")) filter += "&type=" + url_escape(*c.flag("--type"));
     if (c.flag("--subscriber")) filter += "&subscriber=" + url_escape(*c.flag("--subscriber"));
     if (c.flag("--account")) filter += "&account=" + url_escape(*c.flag("--account"));
-    uint64_t since = 0;
-    std::string n = c.flag_or("-n", "20");
+    constexpr size_t page = 1000;   // lines per request while following
+    std::string query = "/v1/events?n=" + url_escape(c.flag_or("-n", "20")) + filter;
     for (;;) {
-        const auto r = c.client().call("GET", "/v1/events?n=" + url_escape(n) + "&since_ns=" + std::to_string(since) + filter);
+        const auto r = c.client().call("GET", query);
         if (r.status != 200) return c.fail(r);
         const json j = json::parse(r.body);
         for (const auto& e : j["events"]) {
             if (c.as_json()) std::cout << e.dump() << "\n";
             else print_event(e);
-            since = std::max(since, e.value("time_ns", uint64_t{0}));
         }
         std::cout.flush();
         if (!c.flag("-f")) return 0;
-        n = "1000";
-        std::this_thread::sleep_for(std::chrono::seconds(1));
+        if (j.value("gap", false))
+            std::cerr << "sekishoctl: the event log was rotated or replaced more than once since the last read; "
+                         "lines may have been missed\n";
+        if (!j.contains("position") || !j["position"].is_string())
+            throw std::runtime_error("the daemon's events answer has no position to follow from (an older sekishod?)");
+        query = "/v1/events?n=" + std::to_string(page) + "&after=" + url_escape(j["position"].get<std::string>()) + filter;
+        if (j["events"].size() < page) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
 }
 

@@ -284,6 +284,22 @@ refusal read_events(const api_request& r, api_command& c) {
     if (!since) return error(400, why);
     c.n = *n;
     c.since_ns = *since;
+    if (const std::string after = arg(r, "after"); !after.empty()) {
+        // INODE:OFFSET, as a previous answer's `position` gave it.
+        const size_t colon = after.find(':');
+        const auto digits = [](const std::string& t) {
+            return !t.empty() && t.size() <= 20 && t.find_first_not_of("0123456789") == std::string::npos;
+        };
+        const std::string file = colon == std::string::npos ? "" : after.substr(0, colon);
+        const std::string offset = colon == std::string::npos ? "" : after.substr(colon + 1);
+        if (!digits(file) || !digits(offset))
+            return error(400, "argument 'after': '" + after + "' is not a position (INODE:OFFSET, from 'position')");
+        try {
+            c.after = event_position{std::stoull(file), std::stoull(offset)};
+        } catch (const std::exception&) {
+            return error(400, "argument 'after': '" + after + "' is out of range");
+        }
+    }
     c.type = arg(r, "type");
     if (!c.type.empty() && !is_event_type(c.type))
         return error(400, "argument 'type': '" + c.type + "' is not an event type (" + event_type_list() + ")");

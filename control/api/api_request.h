@@ -18,6 +18,7 @@
 #include <variant>
 
 #include "control/api/api_server.h"
+#include "control/api/event_queries.h"
 #include "control/observe/event_types.h"
 #include "control/policy/policy.h"
 
@@ -35,7 +36,7 @@ enum class api_endpoint : uint8_t {
     accounts_list,    // GET /v1/accounts               ?suspended=1|true
     account_suspend,  // POST /v1/accounts/suspend      {"account": ...}
     account_resume,   // POST /v1/accounts/resume       {"account": ...}
-    events,           // GET /v1/events                 ?n=&since_ns=&type=&subscriber=&account=
+    events,           // GET /v1/events                 ?n=&since_ns=&after=&type=&subscriber=&account=
     report,           // GET /v1/report                 ?since=&until=&format=json|csv
     top,              // GET /v1/top                    ?window=&by=
 };
@@ -75,6 +76,7 @@ struct api_command {
     int64_t at = 0;                    // whois (Unix seconds)
     uint64_t n = 50;                   // events: at most this many (<= 100000)
     uint64_t since_ns = 0;             // events: newer than this
+    std::optional<event_position> after;   // events: the lines after this position (INODE:OFFSET)
     std::string type;                  // events filter (may be empty): one of event_types
     // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
     // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).

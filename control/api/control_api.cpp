@@ -397,6 +397,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             events_query q;
             q.n = c.n;
             q.since_ns = c.since_ns;
+            q.after = c.after;
             q.type = c.type;
             q.subscriber = c.subscriber;
             q.account = c.account;

@@ -1,6 +1,11 @@
 #include "control/api/event_queries.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -138,21 +143,128 @@ void for_each_event(const std::string& path, const std::function<void(const std:
     }
 }
 
+namespace {
+
+// A file of the event log opened for reading: its inode and size at open.
+struct log_file {
+    int fd = -1;
+    uint64_t inode = 0, size = 0;
+    explicit log_file(const std::string& path) {
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        struct stat st {};
+        if (fd >= 0 && ::fstat(fd, &st) == 0) {
+            inode = static_cast<uint64_t>(st.st_ino);
+            size = static_cast<uint64_t>(st.st_size);
+        } else if (fd >= 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    ~log_file() {
+        if (fd >= 0) ::close(fd);
+    }
+    log_file(const log_file&) = delete;
+    log_file& operator=(const log_file&) = delete;
+    bool open() const { return fd >= 0; }
+};
+
+// Hands each whole line of `f` from `offset` on to `take` until it returns
+// false (that line is not taken), and returns the offset after the last line
+// taken. A last line without its newline is being written: not handed over,
+// not passed.
+uint64_t read_lines(const log_file& f, uint64_t offset, const std::function<bool(const std::string&)>& take) {
+    std::string pending;
+    char buf[65536];
+    uint64_t consumed = offset;   // up to the end of the last line handed over
+    uint64_t at = offset;
+    for (;;) {
+        const ssize_t n = ::pread(f.fd, buf, sizeof buf, static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return consumed;
+        at += static_cast<uint64_t>(n);
+        size_t from = 0;
+        for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+            if (buf[i] != '\n') continue;
+            pending.append(buf + from, i - from);
+            from = i + 1;
+            if (!pending.empty() && !take(pending)) return consumed;   // that line is left for the next reader
+            consumed += pending.size() + 1;
+            pending.clear();
+        }
+        pending.append(buf + from, static_cast<size_t>(n) - from);
+    }
+}
+
+}  // namespace
+
 json query_events(const std::string& path, const events_query& q) {
-    std::deque<std::string> kept;   // the newest q.n matching lines, as text
-    for_each_event(path, [&](const std::string& line, const json& e) {
-        if (e.value("time_ns", uint64_t{0}) <= q.since_ns) return;
-        if (!q.type.empty() && e.value("type", "") != q.type) return;
-        if (!q.subscriber.empty() && subscriber_of(e) != q.subscriber) return;
+    auto matches = [&q](const json& e) {
+        if (!e.is_object() || e.value("time_ns", uint64_t{0}) <= q.since_ns) return false;
+        if (!q.type.empty() && e.value("type", "") != q.type) return false;
+        if (!q.subscriber.empty() && subscriber_of(e) != q.subscriber) return false;
         if (!q.account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == q.account))
-            return;
-        if (q.n == 0) return;
-        if (kept.size() == q.n) kept.pop_front();
-        kept.push_back(line);
-    });
+            return false;
+        return true;
+    };
+    const log_file current(path);
     json out = json::array();
-    for (const auto& line : kept) out.push_back(json::parse(line));
-    return {{"events", out}};
+    bool gap = false;
+    event_position end{current.inode, 0};
+    if (!q.after) {
+        // The newest n matching: FILE.1 (its last 64 MiB), then FILE's.
+        std::deque<std::string> kept;   // as text
+        auto keep = [&](const std::string& line) {
+            if (q.n == 0) return true;
+            const json e = json::parse(line, nullptr, false);   // a line cut by a crash is skipped
+            if (!matches(e)) return true;
+            if (kept.size() == q.n) kept.pop_front();
+            kept.push_back(line);
+            return true;
+        };
+        if (const log_file rotated(path + ".1"); rotated.open()) {
+            const uint64_t start = rotated.size > static_cast<uint64_t>(max_bytes_per_file)
+                                       ? rotated.size - static_cast<uint64_t>(max_bytes_per_file) : 0;
+            bool first = start > 0;   // a partial first line
+            read_lines(rotated, start, [&](const std::string& line) {
+                if (first) return (first = false, true);
+                return keep(line);
+            });
+        }
+        if (current.open()) {
+            const uint64_t start = current.size > static_cast<uint64_t>(max_bytes_per_file)
+                                       ? current.size - static_cast<uint64_t>(max_bytes_per_file) : 0;
+            bool first = start > 0;
+            end.offset = read_lines(current, start, [&](const std::string& line) {
+                if (first) return (first = false, true);
+                return keep(line);
+            });
+        }
+        for (const auto& line : kept) out.push_back(json::parse(line));
+        return {{"events", out}, {"position", end.to_string()}, {"gap", false}};
+    }
+    // From a position on, oldest first, at most n.
+    auto collect = [&](const std::string& line) {
+        if (out.size() >= q.n) return false;
+        json e = json::parse(line, nullptr, false);
+        if (matches(e)) out.push_back(std::move(e));
+        return true;
+    };
+    // The line after the n-th is refused: the position stays before it.
+    const event_position& after = *q.after;
+    if (current.open() && current.inode == after.file && after.offset <= current.size) {
+        end.offset = read_lines(current, after.offset, collect);
+    } else {
+        const log_file rotated(path + ".1");
+        if (rotated.open() && rotated.inode == after.file && after.offset <= rotated.size) {
+            const uint64_t stop = read_lines(rotated, after.offset, collect);
+            if (out.size() >= q.n && stop < rotated.size)
+                return {{"events", out}, {"position", event_position{rotated.inode, stop}.to_string()}, {"gap", false}};
+        } else {
+            gap = true;   // that file is gone: lines written to it after `after` were not seen
+        }
+        if (current.open()) end.offset = read_lines(current, 0, collect);
+    }
+    return {{"events", out}, {"position", end.to_string()}, {"gap", gap}};
 }
 
 json query_top(const std::string& path, const std::string& history_path, int64_t since, const std::string& by,

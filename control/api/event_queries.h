@@ -24,12 +24,30 @@ namespace sekisho {
 // oldest first (a line cut by a crash is skipped).
 void for_each_event(const std::string& path, const std::function<void(const std::string&, const nlohmann::json&)>& f);
 
+// A place in the event log: the file (its inode) and the byte offset after
+// the last whole line read. Following the log by position, not by time_ns,
+// sees every line once even though lines are not in time order (a
+// `repeated` line is written when its window closes, after later events).
+// Text form "INODE:OFFSET" (the API's `position` and `after`).
+struct event_position {
+    uint64_t file = 0, offset = 0;
+    std::string to_string() const { return std::to_string(file) + ":" + std::to_string(offset); }
+};
+
 struct events_query {
-    uint64_t n = 50;                  // newest n matching, answered oldest first
+    uint64_t n = 50;                  // without `after`: the newest n matching, answered oldest first
     uint64_t since_ns = 0;            // time_ns > since_ns
     std::string type, subscriber, account;   // empty: any
+    // The lines written after this position, oldest first, at most n (the
+    // position answered is after the last line read, so the next call goes
+    // on from there). The log rotated since (FILE.1 is that file): the rest
+    // of FILE.1, then FILE from its start. Neither file is it (rotated
+    // twice, deleted): FILE from its start, and "gap": true.
+    std::optional<event_position> after;
 };
-// {"events": [...]}
+// {"events": [...], "position": "INODE:OFFSET" (the end of what was read; the
+// `after` of the next call), "gap": bool}. A line still being written (no
+// newline yet) is left for the next call.
 nlohmann::json query_events(const std::string& path, const events_query& q);
 
 // Attribution (docs/api.md): every event, count and row below belongs to
