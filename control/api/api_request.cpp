@@ -285,17 +285,19 @@ refusal read_events(const api_request& r, api_command& c) {
     c.n = *n;
     c.since_ns = *since;
     if (const std::string after = arg(r, "after"); !after.empty()) {
-        // INODE:OFFSET, as a previous answer's `position` gave it.
-        const size_t colon = after.find(':');
+        // INODE:OFFSET:CHECK, as a previous answer's `position` gave it.
         const auto digits = [](const std::string& t) {
             return !t.empty() && t.size() <= 20 && t.find_first_not_of("0123456789") == std::string::npos;
         };
-        const std::string file = colon == std::string::npos ? "" : after.substr(0, colon);
-        const std::string offset = colon == std::string::npos ? "" : after.substr(colon + 1);
-        if (!digits(file) || !digits(offset))
-            return error(400, "argument 'after': '" + after + "' is not a position (INODE:OFFSET, from 'position')");
+        const size_t first = after.find(':');
+        const size_t second = first == std::string::npos ? first : after.find(':', first + 1);
+        const std::string file = second == std::string::npos ? "" : after.substr(0, first);
+        const std::string offset = second == std::string::npos ? "" : after.substr(first + 1, second - first - 1);
+        const std::string check = second == std::string::npos ? "" : after.substr(second + 1);
+        if (!digits(file) || !digits(offset) || !digits(check))
+            return error(400, "argument 'after': '" + after + "' is not a position (from an answer's 'position')");
         try {
-            c.after = event_position{std::stoull(file), std::stoull(offset)};
+            c.after = event_position{std::stoull(file), std::stoull(offset), std::stoull(check)};
         } catch (const std::exception&) {
             return error(400, "argument 'after': '" + after + "' is out of range");
         }

@@ -76,7 +76,7 @@ struct api_command {
     int64_t at = 0;                    // whois (Unix seconds)
     uint64_t n = 50;                   // events: at most this many (<= 100000)
     uint64_t since_ns = 0;             // events: newer than this
-    std::optional<event_position> after;   // events: the lines after this position (INODE:OFFSET)
+    std::optional<event_position> after;   // events: the lines after this position (INODE:OFFSET:CHECK)
     std::string type;                  // events filter (may be empty): one of event_types
     // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
     // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).

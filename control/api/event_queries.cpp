@@ -195,6 +195,23 @@ uint64_t read_lines(const log_file& f, uint64_t offset, const std::function<bool
     }
 }
 
+// FNV-1a of the (at most) 64 bytes before `offset`: the check of a position.
+uint64_t bytes_before(const log_file& f, uint64_t offset) {
+    char buf[64];
+    const uint64_t from = offset > sizeof buf ? offset - sizeof buf : 0;
+    const ssize_t n = f.open() ? ::pread(f.fd, buf, offset - from, static_cast<off_t>(from)) : -1;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (ssize_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 0x100000001b3ull;
+    return n == static_cast<ssize_t>(offset - from) ? h : 0;
+}
+
+// `f` is the file `p` was taken in, and still holds what was read up to it.
+bool holds(const log_file& f, const event_position& p) {
+    return f.open() && f.inode == p.file && p.offset <= f.size && bytes_before(f, p.offset) == p.check;
+}
+
+event_position position_in(const log_file& f, uint64_t offset) { return {f.inode, offset, bytes_before(f, offset)}; }
+
 }  // namespace
 
 json query_events(const std::string& path, const events_query& q) {
@@ -240,7 +257,7 @@ json query_events(const std::string& path, const events_query& q) {
             });
         }
         for (const auto& line : kept) out.push_back(json::parse(line));
-        return {{"events", out}, {"position", end.to_string()}, {"gap", false}};
+        return {{"events", out}, {"position", position_in(current, end.offset).to_string()}, {"gap", false}};
     }
     // From a position on, oldest first, at most n.
     auto collect = [&](const std::string& line) {
@@ -251,20 +268,20 @@ json query_events(const std::string& path, const events_query& q) {
     };
     // The line after the n-th is refused: the position stays before it.
     const event_position& after = *q.after;
-    if (current.open() && current.inode == after.file && after.offset <= current.size) {
+    if (holds(current, after)) {
         end.offset = read_lines(current, after.offset, collect);
     } else {
         const log_file rotated(path + ".1");
-        if (rotated.open() && rotated.inode == after.file && after.offset <= rotated.size) {
+        if (holds(rotated, after)) {
             const uint64_t stop = read_lines(rotated, after.offset, collect);
             if (out.size() >= q.n && stop < rotated.size)
-                return {{"events", out}, {"position", event_position{rotated.inode, stop}.to_string()}, {"gap", false}};
+                return {{"events", out}, {"position", position_in(rotated, stop).to_string()}, {"gap", false}};
         } else {
             gap = true;   // that file is gone: lines written to it after `after` were not seen
         }
         if (current.open()) end.offset = read_lines(current, 0, collect);
     }
-    return {{"events", out}, {"position", end.to_string()}, {"gap", gap}};
+    return {{"events", out}, {"position", position_in(current, end.offset).to_string()}, {"gap", gap}};
 }
 
 json query_top(const std::string& path, const std::string& history_path, int64_t since, const std::string& by,

@@ -24,14 +24,18 @@ namespace sekisho {
 // oldest first (a line cut by a crash is skipped).
 void for_each_event(const std::string& path, const std::function<void(const std::string&, const nlohmann::json&)>& f);
 
-// A place in the event log: the file (its inode) and the byte offset after
-// the last whole line read. Following the log by position, not by time_ns,
+// A place in the event log: the file (its inode), the byte offset after the
+// last whole line read, and a check of the bytes just before it (an inode
+// number is reused once a rotated file is deleted: the check tells a new
+// file from the one read). Following the log by position, not by time_ns,
 // sees every line once even though lines are not in time order (a
 // `repeated` line is written when its window closes, after later events).
-// Text form "INODE:OFFSET" (the API's `position` and `after`).
+// Text form "INODE:OFFSET:CHECK" (the API's `position` and `after`).
 struct event_position {
-    uint64_t file = 0, offset = 0;
-    std::string to_string() const { return std::to_string(file) + ":" + std::to_string(offset); }
+    uint64_t file = 0, offset = 0, check = 0;
+    std::string to_string() const {
+        return std::to_string(file) + ":" + std::to_string(offset) + ":" + std::to_string(check);
+    }
 };
 
 struct events_query {
@@ -45,7 +49,7 @@ struct events_query {
     // twice, deleted): FILE from its start, and "gap": true.
     std::optional<event_position> after;
 };
-// {"events": [...], "position": "INODE:OFFSET" (the end of what was read; the
+// {"events": [...], "position": "INODE:OFFSET:CHECK" (the end of what was read; the
 // `after` of the next call), "gap": bool}. A line still being written (no
 // newline yet) is left for the next call.
 nlohmann::json query_events(const std::string& path, const events_query& q);

@@ -213,6 +213,20 @@ TEST(api_request, events_filters_are_validated) {
         EXPECT_EQ(accepted(req("GET", "/v1/events", {{"type", std::string(t)}})).type, t);
 }
 
+// events?after= takes only a position an answer gave: INODE:OFFSET:CHECK.
+TEST(api_request, events_after_is_a_position) {
+    const api_command c = accepted(req("GET", "/v1/events", {{"after", "1234:567:89"}}));
+    ASSERT_TRUE(c.after);
+    EXPECT_EQ(c.after->file, 1234u);
+    EXPECT_EQ(c.after->offset, 567u);
+    EXPECT_EQ(c.after->check, 89u);
+    EXPECT_FALSE(accepted(req("GET", "/v1/events")).after);
+    for (const char* bad : {"1234", "1234:567", "a:1:2", "1:-2:3", "1:2:3:4", ":1:2", "1:2:", "99999999999999999999:1:1"})
+        EXPECT_EQ(refused(req("GET", "/v1/events", {{"after", bad}})).first, 400) << bad;
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"after", "1234"}})).second,
+              "argument 'after': '1234' is not a position (from an answer's 'position')");
+}
+
 // The list the type filter checks is the one the event log writes: every event type the data
 // plane can put in a ring (any byte value) comes out as a type in event_types.
 TEST(api_request, event_types_are_those_the_event_log_writes) {
