@@ -100,6 +100,14 @@ std::string durable_history_path(const control_context& ctx) {
     return ctx.identity && ctx.identity->history() ? ctx.identity->history()->path() : std::string();
 }
 
+// The RADIUS clients a change read go into force with it (on the control
+// thread, when the change commits).
+void put_in_force(const control_context& ctx, std::optional<radius::client_table>& clients) {
+    if (clients && ctx.identity)
+        ctx.identity->replace_radius_clients(std::move(*clients), ctx.plane->active_policy().identity.radius_clients_file);
+    clients.reset();
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -177,6 +185,9 @@ void control_api::start_next_change() {
         const auto t0 = std::chrono::steady_clock::now();
         change_result& r = ch.result;
         try {
+            // Every change reads the RADIUS clients file in force again (its path is read at
+            // start only): SIGHUP and apply add a NAS or rotate a secret; a bad file refuses.
+            r.radius_clients = subscriber_identity::read_radius_clients(running->identity);
             if (ch.what == change::kind::reload) ch.text = read_policy_file(policy_path);
             auto next = std::make_shared<const policy>(load_policy_text(ch.text, ch.source));
             r.diff = policy_diff(*running, *next);
@@ -184,7 +195,6 @@ void control_api::start_next_change() {
             // change of path is refused, never opened on an API caller's behalf.
             const auto fixed = start_only_changes(*running, *next);
             if (fixed.empty()) check_policy_files(*next, events_file_used);
-            if (fixed.empty()) r.radius_clients = subscriber_identity::read_radius_clients(next->identity);
             if (!fixed.empty()) {
                 json keys = json::array(), errors = json::array();
                 for (const auto& f : fixed) {
@@ -234,9 +244,7 @@ api_response control_api::commit_change(change& ch, change_result& r) {
     } catch (const std::exception& e) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
-    if (r.radius_clients && ctx_.identity)
-        ctx_.identity->replace_radius_clients(std::move(*r.radius_clients),
-                                              ctx_.plane->active_policy().identity.radius_clients_file);
+    put_in_force(ctx_, r.radius_clients);
     previous_text_ = std::move(text_);
     text_ = std::move(ch.text);
     const double seconds = r.prepare_seconds + seconds_since(t0);
