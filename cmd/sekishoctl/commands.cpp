@@ -159,26 +159,34 @@ int account(const command& c, const std::string& sub) {
 }
 
 // --type and --subscriber as the API takes them, refused before anything is
-// sent: a filter that matches nothing would look like a quiet log.
+// sent (usage errors): a filter that matches nothing would look like a quiet log.
 void check_event_filters(const command& c) {
     if (const std::string* t = c.flag("--type"); t && !is_event_type(*t))
         throw usage_error("--type '" + escape_unprintable(*t) + "' is not an event type (" + event_type_list() + ")");
     if (const std::string* s = c.flag("--subscriber")) {
-        // An address, as the event log writes it; ADDRESS/32 and ADDRESS/128 name one too.
+        // An address, as the event log writes it, or a prefix (ADDRESS/LENGTH, host bits zero).
+        const std::string shown = "--subscriber '" + escape_unprintable(*s) + "'";
         std::string address = *s;
         const size_t slash = address.find('/');
-        std::string length;
+        std::string length_text;
         if (slash != std::string::npos) {
-            length = address.substr(slash + 1);
+            length_text = address.substr(slash + 1);
             address.resize(slash);
         }
-        unsigned char bytes[sizeof(in6_addr)];
+        unsigned char bytes[sizeof(in6_addr)] = {};
         const bool v4 = inet_pton(AF_INET, address.c_str(), bytes) == 1;
         const bool v6 = !v4 && inet_pton(AF_INET6, address.c_str(), bytes) == 1;
-        if (!v4 && !v6)
-            throw usage_error("--subscriber '" + escape_unprintable(*s) + "' is not an IPv4 or IPv6 address");
-        if (slash != std::string::npos && length != (v4 ? "32" : "128"))
-            throw usage_error("--subscriber '" + escape_unprintable(*s) + "' is a prefix; an address is required");
+        if (!v4 && !v6) throw usage_error(shown + " is not an IPv4 or IPv6 address or prefix");
+        if (slash != std::string::npos) {
+            const unsigned max = v4 ? 32 : 128;
+            if (length_text.empty() || length_text.size() > 3 ||
+                length_text.find_first_not_of("0123456789") != std::string::npos || std::stoul(length_text) > max)
+                throw usage_error(shown + ": the prefix length must be 0 to " + std::to_string(max));
+            const unsigned length = static_cast<unsigned>(std::stoul(length_text));
+            for (unsigned bit = length; bit < max; ++bit)
+                if (bytes[bit / 8] & (0x80 >> (bit % 8)))
+                    throw usage_error(shown + " has bits set after the prefix length (host bits)");
+        }
     }
 }
 

@@ -86,9 +86,8 @@ std::optional<std::string> unprintable_argument(const api_request& r) {
     return std::nullopt;
 }
 
-// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop).
-// Not a shorter prefix: the events are matched by address, and a filter that matches nothing
-// would look like no events.
+// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop),
+// or a prefix ("2001:db8:100:1100::/56": a subscriber's delegated prefix), host bits zero.
 std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& address,
                                             std::string& why) {
     std::string e;
@@ -97,13 +96,8 @@ std::optional<std::string> subscriber_value(const std::string& text, std::option
         why = "argument 'subscriber': " + e;
         return std::nullopt;
     }
-    if (address->length != (address->family == 4 ? 32 : 128)) {
-        why = "argument 'subscriber': '" + text + "' is a prefix; an address is required";
-        address.reset();
-        return std::nullopt;
-    }
     std::string canonical = address->to_string();
-    canonical.erase(canonical.find('/'));
+    if (address->length == (address->family == 4 ? 32 : 128)) canonical.erase(canonical.find('/'));
     return canonical;
 }
 

@@ -79,7 +79,8 @@ struct api_command {
     std::optional<event_position> after;   // events: the lines after this position (INODE:OFFSET:CHECK)
     std::string type;                  // events filter (may be empty): one of event_types
     // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
-    // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).
+    // "2001:db8::7", whatever the client's spelling), or a prefix ("2001:db8:100:1100::/56");
+    // subscriber_prefix is it parsed (/32, /128 for an address).
     std::string subscriber;
     std::optional<ip_prefix> subscriber_prefix;
     int64_t since = 0, until = 0;      // report (Unix seconds, since <= until); top: since = now - window

@@ -408,6 +408,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             q.after = c.after;
             q.type = c.type;
             q.subscriber = c.subscriber;
+            q.subscriber_prefix = c.subscriber_prefix;
             q.account = c.account;
             return post_query(std::move(reply), [path, q] { return ok(query_events(path, q)); });
         }

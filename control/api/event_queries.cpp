@@ -145,6 +145,15 @@ void for_each_event(const std::string& path, const std::function<void(const std:
 
 namespace {
 
+// The events filter's subscriber: the address as written, or inside the prefix.
+bool subscriber_in(const std::string& address, const events_query& q) {
+    const ip_prefix* p = q.subscriber_prefix ? &*q.subscriber_prefix : nullptr;
+    if (!p || p->length == (p->family == 4 ? 32 : 128)) return address == q.subscriber;
+    std::string why;
+    const auto a = parse_prefix(address, why);
+    return a && p->contains(*a);
+}
+
 // A file of the event log opened for reading: its inode and size at open.
 struct log_file {
     int fd = -1;
@@ -218,7 +227,7 @@ json query_events(const std::string& path, const events_query& q) {
     auto matches = [&q](const json& e) {
         if (!e.is_object() || e.value("time_ns", uint64_t{0}) <= q.since_ns) return false;
         if (!q.type.empty() && e.value("type", "") != q.type) return false;
-        if (!q.subscriber.empty() && subscriber_of(e) != q.subscriber) return false;
+        if (!q.subscriber.empty() && !subscriber_in(subscriber_of(e), q)) return false;
         if (!q.account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == q.account))
             return false;
         return true;
@@ -416,9 +425,8 @@ json query_whois(const std::string& path, const std::string& history_path, const
             bool match = !who.empty() ? s == who : false;
             if (address.family == 6 && !s.empty()) {
                 std::string w;
-                if (auto sp = parse_prefix(s, w))
-                    match = sp->family == 6 &&
-                            std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8, address.bytes.begin());
+                const auto sp = parse_prefix(s, w);
+                match = sp && address.contains(*sp);
             }
             if (!match || std::llabs(event_seconds(e) - at) > 3600) return;
             // Counted for whoever held the address at `at` (nobody: the

@@ -42,6 +42,8 @@ struct events_query {
     uint64_t n = 50;                  // without `after`: the newest n matching, answered oldest first
     uint64_t since_ns = 0;            // time_ns > since_ns
     std::string type, subscriber, account;   // empty: any
+    // With `subscriber`: a prefix shorter than a host matches every address in it.
+    std::optional<ip_prefix> subscriber_prefix;
     // The lines written after this position, oldest first, at most n (the
     // position answered is after the last line read, so the next call goes
     // on from there). The log rotated since (FILE.1 is that file): the rest

@@ -93,15 +93,6 @@ std::string address_text(const ip_prefix& p) {
     return buf;
 }
 
-bool prefix_contains(const ip_prefix& net, const ip_prefix& host) {
-    if (net.family != host.family || net.length > host.length) return false;
-    const unsigned full = net.length / 8, rest = net.length % 8;
-    if (std::memcmp(net.bytes.data(), host.bytes.data(), full) != 0) return false;
-    if (rest == 0) return true;
-    const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-    return (net.bytes[full] & mask) == (host.bytes[full] & mask);
-}
-
 // Source address of a datagram; IPv4-mapped IPv6 becomes IPv4.
 std::optional<ip_prefix> source_host(const sockaddr_storage& ss, uint16_t* port = nullptr) {
     if (ss.ss_family == AF_INET) {
@@ -470,7 +461,7 @@ client_table::client_table(std::vector<client> clients) : clients_(std::move(cli
 
 const client* client_table::find(const ip_prefix& host) const {
     for (const auto& c : clients_)
-        if (prefix_contains(c.address, host)) return &c;
+        if (c.address.contains(host)) return &c;
     return nullptr;
 }
 

@@ -199,10 +199,13 @@ TEST(api_request, events_filters_are_validated) {
     // As the event log writes it (inet_ntop), whatever the client's spelling.
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:DB8:100:0::7"}})).subscriber, "2001:db8:100::7");
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::7/128"}})).subscriber, "2001:db8:100::7");
-    // Events are matched by address: a prefix would match nothing, and look like no events.
-    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::/48"}})).second,
-              "argument 'subscriber': '2001:db8:100::/48' is a prefix; an address is required");
-    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/24"}})).first, 400);
+    // A prefix: every address inside it (a subscriber's delegated IPv6 prefix).
+    const api_command v6 = accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100:1100::/56"}}));
+    EXPECT_EQ(v6.subscriber, "2001:db8:100:1100::/56");
+    ASSERT_TRUE(v6.subscriber_prefix);
+    EXPECT_EQ(v6.subscriber_prefix->length, 56);
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/24"}})).subscriber, "198.51.100.0/24");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/33"}})).first, 400);
     EXPECT_FALSE(accepted(req("GET", "/v1/events")).subscriber_prefix);
 
     EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "bogus"}})).second,

@@ -150,6 +150,24 @@ std::vector<int> ports(const json& answer) {
     return out;
 }
 
+TEST(EventQueries, ASubscriberPrefixMatchesTheAddressesInIt) {
+    temp_dir d;
+    const fs::path log = d.path / "events.jsonl";
+    append(log, block_line(t0, "2001:db8:100:1100::7", 1) + "\n" + block_line(t0 + 1, "2001:db8:100:1200::7", 2) + "\n" +
+                    block_line(t0 + 2, "2001:db8:100:11ff:1::9", 3) + "\n" + block_line(t0 + 3, "198.51.100.7", 4) + "\n");
+    events_query q;
+    q.n = 10;
+    q.subscriber = "2001:db8:100:1100::/56";
+    q.subscriber_prefix = address("2001:db8:100:1100::/56");
+    EXPECT_EQ(ports(query_events(log.string(), q)), (std::vector<int>{1, 3}));
+    q.subscriber = "198.51.100.7";
+    q.subscriber_prefix = address("198.51.100.7");
+    EXPECT_EQ(ports(query_events(log.string(), q)), std::vector<int>{4});
+    q.subscriber = "198.51.100.0/25";
+    q.subscriber_prefix = address("198.51.100.0/25");
+    EXPECT_EQ(ports(query_events(log.string(), q)), std::vector<int>{4});
+}
+
 TEST(EventQueries, FollowsTheLogByPositionNotByTime) {
     temp_dir d;
     const fs::path log = d.path / "events.jsonl";
