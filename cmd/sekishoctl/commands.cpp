@@ -1,5 +1,8 @@
 #include "cmd/sekishoctl/commands.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 
 #include "cmd/sekishoctl/human_output.h"
 #include "control/api/untrusted_text.h"
+#include "control/observe/event_types.h"
 
 namespace sekisho::ctl {
 
@@ -131,7 +135,8 @@ int bindings(const command& c, const std::string& sub) {
     throw usage_error("bindings list|add|del");
 }
 
-// Exit 3 when neither the history nor the data plane knows a holder.
+// Exit 3 when nobody held the address at the time asked (the history; for
+// now also the data plane's current binding).
 int whois(const command& c) {
     c.want(2, "whois ADDRESS [--at TIME]");
     c.check_flags({"--at"});
@@ -141,7 +146,7 @@ int whois(const command& c) {
     const int rc = c.show(r, print_whois);
     if (rc == 0 && r.status == 200) {
         const json j = json::parse(r.body);
-        if (j["bindings"].empty() && j["bound_now"].is_null()) return 3;
+        if (j.contains("held_by") ? j["held_by"].empty() : j["bindings"].empty() && j["bound_now"].is_null()) return 3;
     }
     return rc;
 }
@@ -164,31 +169,71 @@ int account(const command& c, const std::string& sub) {
     throw usage_error("account suspend|resume|list");
 }
 
-// The last N events, then with -f every new one, asked for once a second.
+// --type and --subscriber as the API takes them, refused before anything is
+// sent (usage errors): a filter that matches nothing would look like a quiet log.
+void check_event_filters(const command& c) {
+    if (const std::string* t = c.flag("--type"); t && !is_event_type(*t))
+        throw usage_error("--type '" + escape_unprintable(*t) + "' is not an event type (" + event_type_list() + ")");
+    if (const std::string* s = c.flag("--subscriber")) {
+        // An address, as the event log writes it, or a prefix (ADDRESS/LENGTH, host bits zero).
+        const std::string shown = "--subscriber '" + escape_unprintable(*s) + "'";
+        std::string address = *s;
+        const size_t slash = address.find('/');
+        std::string length_text;
+        if (slash != std::string::npos) {
+            length_text = address.substr(slash + 1);
+            address.resize(slash);
+        }
+        unsigned char bytes[sizeof(in6_addr)] = {};
+        const bool v4 = inet_pton(AF_INET, address.c_str(), bytes) == 1;
+        const bool v6 = !v4 && inet_pton(AF_INET6, address.c_str(), bytes) == 1;
+        if (!v4 && !v6) throw usage_error(shown + " is not an IPv4 or IPv6 address or prefix");
+        if (slash != std::string::npos) {
+            const unsigned max = v4 ? 32 : 128;
+            if (length_text.empty() || length_text.size() > 3 ||
+                length_text.find_first_not_of("0123456789") != std::string::npos || std::stoul(length_text) > max)
+                throw usage_error(shown + ": the prefix length must be 0 to " + std::to_string(max));
+            const unsigned length = static_cast<unsigned>(std::stoul(length_text));
+            for (unsigned bit = length; bit < max; ++bit)
+                if (bytes[bit / 8] & (0x80 >> (bit % 8)))
+                    throw usage_error(shown + " has bits set after the prefix length (host bits)");
+        }
+    }
+}
+
+// The last N events (exactly N: -n 0 none), then with -f every line written
+// after them, followed by position in the log (INODE:OFFSET from the answer),
+// not by time: lines are not in time order (a `repeated` line is written when
+// its window closes), and a rotation is followed into the new file.
 int events(const command& c, const std::string& sub) {
     const char* usage = "events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]";
     if (sub != "tail") throw usage_error(usage);
     c.want(2, usage);
     c.check_flags({"-f", "-n", "--type", "--subscriber", "--account"});
+    check_event_filters(c);
     std::string filter;
     if (c.flag("--type")) filter += "&type=" + url_escape(*c.flag("--type"));
     if (c.flag("--subscriber")) filter += "&subscriber=" + url_escape(*c.flag("--subscriber"));
     if (c.flag("--account")) filter += "&account=" + url_escape(*c.flag("--account"));
-    uint64_t since = 0;
-    std::string n = c.flag_or("-n", "20");
+    constexpr size_t page = 1000;   // lines per request while following
+    std::string query = "/v1/events?n=" + url_escape(c.flag_or("-n", "20")) + filter;
     for (;;) {
-        const auto r = c.client().call("GET", "/v1/events?n=" + url_escape(n) + "&since_ns=" + std::to_string(since) + filter);
+        const auto r = c.client().call("GET", query);
         if (r.status != 200) return c.fail(r);
         const json j = json::parse(r.body);
         for (const auto& e : j["events"]) {
             if (c.as_json()) std::cout << e.dump() << "\n";
             else print_event(e);
-            since = std::max(since, e.value("time_ns", uint64_t{0}));
         }
         std::cout.flush();
         if (!c.flag("-f")) return 0;
-        n = "1000";
-        std::this_thread::sleep_for(std::chrono::seconds(1));
+        if (j.value("gap", false))
+            std::cerr << "sekishoctl: the event log was rotated or replaced more than once since the last read; "
+                         "lines may have been missed\n";
+        if (!j.contains("position") || !j["position"].is_string())
+            throw std::runtime_error("the daemon's events answer has no position to follow from (an older sekishod?)");
+        query = "/v1/events?n=" + std::to_string(page) + "&after=" + url_escape(j["position"].get<std::string>()) + filter;
+        if (j["events"].size() < page) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
 }
 

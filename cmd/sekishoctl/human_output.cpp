@@ -207,6 +207,14 @@ void print_whois(const json& j) {
                   << ", NAS " << shown(b["nas"]) << ") from " << utc_time_text(b["start"].get<int64_t>()) << " to "
                   << (b["stop"].is_null() ? std::string("now") : utc_time_text(b["stop"].get<int64_t>())) << "\n";
     if (!j["bound_now"].is_null()) std::cout << "bound now to " << shown(j["bound_now"]) << "\n";
+    std::string holders;
+    if (j.contains("held_by"))
+        for (const auto& h : j["held_by"]) holders += (holders.empty() ? "" : ", ") + shown(h);
+    if (j.contains("held_by"))
+        std::cout << "held at " << utc_time_text(j["query"]["at"].get<int64_t>()) << " by "
+                  << (holders.empty() ? std::string("nobody") : holders) << "; the counts below are "
+                  << (holders.empty() ? std::string("nobody's") : holders + "'s")
+                  << " (each event is its holder's at its own time)\n";
     const json& m = j["smtp_within_1h"];
     std::cout << "SMTP within an hour: " << shown(m["sessions"]) << " sessions (" << shown(m["tls_sessions"])
               << " TLS), " << shown(m["messages"]) << " messages, " << shown(m["recipients"]) << " recipients, "
@@ -245,6 +253,7 @@ void print_event(const json& e) {
     if (e.contains("reason")) std::cout << "reason=" << field("reason", "") << " ";
     if (e.contains("account") && !e["account"].is_null())
         std::cout << "account=" << escape_unprintable(e["account"].dump()) << " ";
+    if (e.contains("held_by")) std::cout << "held_by=" << (e["held_by"].is_null() ? "nobody" : shown(e["held_by"])) << " ";
     if (e.contains("count")) std::cout << "count=" << field("count", 0) << " ";
     std::cout << "action=" << field("action", "") << "\n";
 }
@@ -252,7 +261,7 @@ void print_event(const json& e) {
 void print_top(const json& j) {
     std::cout << std::left << std::setw(40) << "SUBSCRIBER" << std::setw(32) << "ACCOUNT" << "COUNT\n";
     for (const auto& t : j["top"])
-        std::cout << std::left << std::setw(40) << shown(t["subscriber"]) << std::setw(32) << shown(t["account"])
+        std::cout << std::left << std::setw(40) << shown(t["subscriber"]) << std::setw(32) << (t["account"].is_null() ? std::string("-") : shown(t["account"]))
                   << shown(t["count"]) << "\n";
 }
 

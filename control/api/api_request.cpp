@@ -97,9 +97,8 @@ std::optional<std::string> unprintable_argument(const api_request& r) {
     return std::nullopt;
 }
 
-// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop).
-// Not a shorter prefix: the events are matched by address, and a filter that matches nothing
-// would look like no events.
+// The events endpoint's subscriber: an address, written as the event log writes it (inet_ntop),
+// or a prefix ("2001:db8:100:1100::/56": a subscriber's delegated prefix), host bits zero.
 std::optional<std::string> subscriber_value(const std::string& text, std::optional<ip_prefix>& address,
                                             std::string& why) {
     std::string e;
@@ -108,13 +107,8 @@ std::optional<std::string> subscriber_value(const std::string& text, std::option
         why = "argument 'subscriber': " + e;
         return std::nullopt;
     }
-    if (address->length != (address->family == 4 ? 32 : 128)) {
-        why = "argument 'subscriber': '" + text + "' is a prefix; an address is required";
-        address.reset();
-        return std::nullopt;
-    }
     std::string canonical = address->to_string();
-    canonical.erase(canonical.find('/'));
+    if (address->length == (address->family == 4 ? 32 : 128)) canonical.erase(canonical.find('/'));
     return canonical;
 }
 
@@ -166,12 +160,6 @@ api_response api_error(int status, const std::string& message) { return {status,
 
 size_t api_max_body_bytes(const std::string& method, const std::string& path) {
     return api_endpoint_of(method, path) == api_endpoint::policy_apply ? size_t{64} << 20 : size_t{1} << 20;
-}
-
-bool is_event_type(std::string_view type) {
-    for (const std::string_view t : event_types)
-        if (t == type) return true;
-    return false;
 }
 
 const char* to_string(api_endpoint e) {
@@ -309,12 +297,27 @@ refusal read_events(const api_request& r, api_command& c) {
     if (!since) return error(400, why);
     c.n = *n;
     c.since_ns = *since;
-    c.type = arg(r, "type");
-    if (!c.type.empty() && !is_event_type(c.type)) {
-        std::string known;
-        for (const std::string_view t : event_types) known += (known.empty() ? "" : ", ") + std::string(t);
-        return error(400, "argument 'type': '" + c.type + "' is not an event type (" + known + ")");
+    if (const std::string after = arg(r, "after"); !after.empty()) {
+        // INODE:OFFSET:CHECK, as a previous answer's `position` gave it.
+        const auto digits = [](const std::string& t) {
+            return !t.empty() && t.size() <= 20 && t.find_first_not_of("0123456789") == std::string::npos;
+        };
+        const size_t first = after.find(':');
+        const size_t second = first == std::string::npos ? first : after.find(':', first + 1);
+        const std::string file = second == std::string::npos ? "" : after.substr(0, first);
+        const std::string offset = second == std::string::npos ? "" : after.substr(first + 1, second - first - 1);
+        const std::string check = second == std::string::npos ? "" : after.substr(second + 1);
+        if (!digits(file) || !digits(offset) || !digits(check))
+            return error(400, "argument 'after': '" + after + "' is not a position (from an answer's 'position')");
+        try {
+            c.after = event_position{std::stoull(file), std::stoull(offset), std::stoull(check)};
+        } catch (const std::exception&) {
+            return error(400, "argument 'after': '" + after + "' is out of range");
+        }
     }
+    c.type = arg(r, "type");
+    if (!c.type.empty() && !is_event_type(c.type))
+        return error(400, "argument 'type': '" + c.type + "' is not an event type (" + event_type_list() + ")");
     if (const std::string subscriber = arg(r, "subscriber"); !subscriber.empty()) {
         const auto canonical = subscriber_value(subscriber, c.subscriber_prefix, why);
         if (!canonical) return error(400, why);

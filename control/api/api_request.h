@@ -18,6 +18,8 @@
 #include <variant>
 
 #include "control/api/api_server.h"
+#include "control/api/event_queries.h"
+#include "control/observe/event_types.h"
 #include "control/policy/policy.h"
 
 namespace sekisho {
@@ -34,7 +36,7 @@ enum class api_endpoint : uint8_t {
     accounts_list,    // GET /v1/accounts               ?suspended=1|true
     account_suspend,  // POST /v1/accounts/suspend      {"account": ...}
     account_resume,   // POST /v1/accounts/resume       {"account": ...}
-    events,           // GET /v1/events                 ?n=&since_ns=&type=&subscriber=&account=
+    events,           // GET /v1/events                 ?n=&since_ns=&after=&type=&subscriber=&account=
     report,           // GET /v1/report                 ?since=&until=&format=json|csv
     top,              // GET /v1/top                    ?window=&by=
 };
@@ -54,13 +56,6 @@ bool needs_accounts(api_endpoint e);
 // The server refuses a larger declared body (413) before reading it.
 size_t api_max_body_bytes(const std::string& method, const std::string& path);
 
-// The "type" of every line the event log holds (docs/events.md): the data
-// plane's events (event_to_json) and the control plane's audit trail. The
-// events endpoint's `type` filter must be one of them.
-constexpr std::array<std::string_view, 7> event_types = {
-    "op25b_block", "op25b_monitor", "limit_exceeded", "account_suspended", "content_verdict", "mail_session",
-    "api_change"};
-bool is_event_type(std::string_view type);
 
 // The longest account name the API takes: a RADIUS User-Name (at most 253
 // octets) with every octet escaped as \xNN still fits.
@@ -90,9 +85,11 @@ struct api_command {
     int64_t at = 0;                    // whois (Unix seconds)
     uint64_t n = 50;                   // events: at most this many (<= 100000)
     uint64_t since_ns = 0;             // events: newer than this
+    std::optional<event_position> after;   // events: the lines after this position (INODE:OFFSET:CHECK)
     std::string type;                  // events filter (may be empty): one of event_types
     // events filter (may be empty): an address as the event log writes it ("198.51.100.7",
-    // "2001:db8::7", whatever the client's spelling); subscriber_prefix is it parsed (/32, /128).
+    // "2001:db8::7", whatever the client's spelling), or a prefix ("2001:db8:100:1100::/56");
+    // subscriber_prefix is it parsed (/32, /128 for an address).
     std::string subscriber;
     std::optional<ip_prefix> subscriber_prefix;
     int64_t since = 0, until = 0;      // report (Unix seconds, since <= until); top: since = now - window

@@ -124,6 +124,19 @@ json policy_diff(const policy& a, const policy& b) {
 }
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+// The binding history's file, for the query worker to open read-only; "" when
+// there is no durable history.
+std::string durable_history_path(const control_context& ctx) {
+    return ctx.identity && ctx.identity->history() ? ctx.identity->history()->path() : std::string();
+}
+
+// The RADIUS clients a change read go into force with it (on the control
+// thread, when the change commits).
+void put_in_force(const control_context& ctx, std::optional<radius::client_table>& clients) {
+    if (clients && ctx.identity)
+        ctx.identity->replace_radius_clients(std::move(*clients), ctx.plane->active_policy().identity.radius_clients_file);
+    clients.reset();
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -139,6 +152,7 @@ struct control_api::change_result {
     std::unique_ptr<prepared_policy> prepared;    // else: built, not in force
     std::optional<policy_generation> recorded;    // written to the history, not yet in force
     std::optional<policy_file_record> file_record;   // reload: what was applied from the file
+    std::optional<radius::client_table> radius_clients;   // read with the policy, swapped in with it
     json diff = json::object();
     double prepare_seconds = 0;
 };
@@ -224,6 +238,9 @@ void control_api::start_next_change() {
         const auto t0 = std::chrono::steady_clock::now();
         change_result& r = ch.result;
         try {
+            // Every change reads the RADIUS clients file in force again (its path is read at
+            // start only): SIGHUP and apply add a NAS or rotate a secret; a bad file refuses.
+            r.radius_clients = subscriber_identity::read_radius_clients(running->identity);
             if (ch.what == change::kind::reload) {
                 ch.text = read_policy_file(policy_path);
                 if (file_applied && file_applied->path == policy_path && file_applied->text == ch.text) {
@@ -301,6 +318,7 @@ void control_api::poll() {
 api_response control_api::commit_change(change& ch, change_result& r) {
     if (r.refusal) return *r.refusal;
     if (r.file_unchanged) {
+        put_in_force(ctx_, r.radius_clients);   // the clients file may have changed on its own
         const policy_generation* now = history_->in_force();
         return ok({{"generation", ctx_.plane->generation()}, {"unchanged", true},
                    {"in_force", now ? origin_json(now->origin) : json(nullptr)}});
@@ -326,6 +344,7 @@ api_response control_api::commit_change(change& ch, change_result& r) {
         return error(500, std::string("policy not applied, the running policy is unchanged: ") + e.what());
     }
     history_->settle(*r.recorded, r.file_record);
+    put_in_force(ctx_, r.radius_clients);
     // The policy's static bindings went over everything: the operator's API bindings win again.
     if (ctx_.api_bindings)
         for (const std::string& e : ctx_.api_bindings->reassert_all())
@@ -513,18 +532,20 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             events_query q;
             q.n = c.n;
             q.since_ns = c.since_ns;
+            q.after = c.after;
             q.type = c.type;
             q.subscriber = c.subscriber;
+            q.subscriber_prefix = c.subscriber_prefix;
             q.account = c.account;
             return post_query(std::move(reply), [path, q] { return ok(query_events(path, q)); });
         }
         case api_endpoint::report:
-            return post_query(std::move(reply), [path, since = c.since, until = c.until, csv = c.csv] {
-                return query_report(path, since, until, csv);
-            });
+            return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, until = c.until,
+                                                 csv = c.csv] { return query_report(path, history, since, until, csv); });
         case api_endpoint::top:
-            return post_query(std::move(reply), [path, since = c.since, by = c.by, window = c.window_text] {
-                return ok(query_top(path, since, by, window));
+            return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, by = c.by,
+                                                 window = c.window_text] {
+                return ok(query_top(path, history, since, by, window));
             });
     }
     reply(error(500, "unhandled endpoint"));
@@ -774,35 +795,23 @@ api_response control_api::bindings_del(const api_command& c) {
 void control_api::whois(const api_command& c, api_reply reply) {
     const ip_prefix& address = c.prefix;
     const int64_t at = c.at;
-    // The history and the data plane on the control thread (indexed lookups,
-    // state it owns); the event log on the query thread.
-    json bindings = json::array();
-    if (ctx_.identity && ctx_.identity->history()) {
-        for (const auto& b : ctx_.identity->history()->who_held(address, at))
-            bindings.push_back({{"address", b.address.to_string()}, {"account", b.account}, {"session_id", b.session_id},
-                                {"nas", b.nas}, {"start", b.start},
-                                {"stop", b.stop ? json(*b.stop) : json(nullptr)}, {"stop_cause", b.stop_cause}});
-    }
-    // The data plane's current binding, also for static ones.
+    // The data plane's current binding (also static ones) here, on the
+    // control thread that owns it; the history and the event log on the
+    // query thread.
     const subscriber_key key = address.family == 4 ? subscriber_key::v4(address.v4())
                                                     : subscriber_key::v6(address.bytes.data(),
                                                                          ctx_.plane->active_policy().ipv6_prefix_length);
-    const std::string* current = nullptr;
+    std::optional<std::string> current;
     if (subscriber_table* st = ctx_.plane->subscriber_bindings(); st && ctx_.plane->account_table())
-        current = ctx_.plane->account_table()->name_of(st->lookup(key));
-    json head = {{"query", {{"address", address.to_string()}, {"at", at}}},
-                 {"bindings", bindings},
-                 {"bound_now", current ? json(*current) : json(nullptr)}};
-    if (ctx_.events_path == "-") {
-        head["smtp_within_1h"] = {{"sessions", 0}, {"tls_sessions", 0}, {"messages", 0}, {"recipients", 0},
-                                  {"rejected_recipients", 0}};
-        head["events_within_1h"] = json::object();
-        head["events"] = json::array();
-        return reply(ok(head));
-    }
-    post_query(std::move(reply), [path = ctx_.events_path, head = std::move(head), address, at]() mutable {
-        head.update(query_whois_events(path, address, at));
-        return ok(head);
+        if (const std::string* name = ctx_.plane->account_table()->name_of(st->lookup(key))) current = *name;
+    // The current binding answers "who holds it" only for a question about
+    // now (no `at`: the request's own time).
+    const bool asks_now = at >= static_cast<int64_t>(std::time(nullptr)) - 1;
+    post_query(std::move(reply), [path = ctx_.events_path, history = durable_history_path(ctx_), address, at, current,
+                                  asks_now] {
+        json j = query_whois(path, history, address, at, asks_now ? current : std::nullopt);
+        j["bound_now"] = current ? json(*current) : json(nullptr);
+        return ok(j);
     });
 }
 

@@ -17,7 +17,9 @@
 // it (else the generation in force, whatever its origin, stays, and that is
 // said); rollback returns to the generation before the one in force, as a new
 // generation, and walks further back each time until the kept history ends
-// (409). Event log queries run on the query_worker. Everything else is
+// (409). The RADIUS clients file is read and validated with the policy on
+// that thread and swapped in with it: a bad clients file refuses the whole
+// change. Event log queries run on the query_worker. Everything else is
 // answered at once.
 // Suspensions and API bindings are written to the operator state
 // (control/state/operator_state.h) and committed before the data plane

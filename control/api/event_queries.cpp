@@ -1,14 +1,24 @@
 #include "control/api/event_queries.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
 #include <sstream>
 #include <vector>
 
 #include "control/api/api_request.h"
+#include "control/identity/binding_history.h"
+#include "control/utc_time.h"
 
 namespace sekisho {
 
@@ -58,6 +68,61 @@ struct smtp_counters {
     }
 };
 
+// Who held each event's address at the event's own time (docs/api.md,
+// attribution): the binding history's row covering that second, else the
+// account the data plane stamped on the event (mail events carry the
+// account bound when they happened: static and API bindings, which the
+// history does not record), else nobody (null). Reads the history
+// read-only, on the calling thread, once per address: the rows of
+// [from, to] are kept (bounded by the addresses the answer keeps anyway).
+class event_holders {
+public:
+    event_holders(const std::string& history_path, int64_t from, int64_t to) : from_(from), to_(to) {
+        if (!history_path.empty())
+            history_ = std::make_unique<binding_history>(history_path, binding_history::access::read_only);
+    }
+
+    // The account that held `address` at `t` by the history, or nullopt when
+    // no row with an account covers it. Two rows in the same second (a
+    // handover): the newer session's.
+    std::optional<std::string> by_history(const std::string& address, int64_t t) {
+        if (!history_ || address.empty()) return std::nullopt;
+        auto it = rows_.find(address);
+        if (it == rows_.end()) {
+            std::string why;
+            std::vector<binding_record> rows;
+            if (const auto host = parse_prefix(address, why)) rows = history_->held_between(*host, from_, to_);
+            it = rows_.emplace(address, std::move(rows)).first;
+        }
+        const binding_record* best = nullptr;
+        for (const binding_record& r : it->second)
+            if (!r.account.empty() && r.start <= t && (!r.stop || t <= *r.stop) && (!best || r.start >= best->start))
+                best = &r;
+        if (!best) return std::nullopt;
+        return best->account;
+    }
+
+    // The event's holder: an account name or null.
+    json of(const json& e) {
+        if (auto a = by_history(subscriber_of(e), event_seconds(e))) return *a;
+        if (e.contains("account") && e["account"].is_string()) return e["account"];
+        return nullptr;
+    }
+
+private:
+    std::unique_ptr<binding_history> history_;
+    int64_t from_, to_;
+    std::unordered_map<std::string, std::vector<binding_record>> rows_;
+};
+
+// The latest time the queries look at (9999-12-31T23:59:59Z).
+constexpr int64_t end_of_time = 253402300799;
+
+// "subscriber\0account" (account "" for nobody): one row per holder of an address.
+std::string row_key(const std::string& subscriber, const json& holder) {
+    return subscriber + '\0' + (holder.is_string() ? holder.get<std::string>() : std::string());
+}
+
 }  // namespace
 
 void for_each_event(const std::string& path, const std::function<void(const std::string&, const json&)>& f) {
@@ -78,26 +143,166 @@ void for_each_event(const std::string& path, const std::function<void(const std:
     }
 }
 
-json query_events(const std::string& path, const events_query& q) {
-    std::deque<std::string> kept;   // the newest q.n matching lines, as text
-    for_each_event(path, [&](const std::string& line, const json& e) {
-        if (e.value("time_ns", uint64_t{0}) <= q.since_ns) return;
-        if (!q.type.empty() && e.value("type", "") != q.type) return;
-        if (!q.subscriber.empty() && subscriber_of(e) != q.subscriber) return;
-        if (!q.account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == q.account))
-            return;
-        if (q.n == 0) return;
-        if (kept.size() == q.n) kept.pop_front();
-        kept.push_back(line);
-    });
-    json out = json::array();
-    for (const auto& line : kept) out.push_back(json::parse(line));
-    return {{"events", out}};
+namespace {
+
+// The events filter's subscriber: the address as written, or inside the prefix.
+bool subscriber_in(const std::string& address, const events_query& q) {
+    const ip_prefix* p = q.subscriber_prefix ? &*q.subscriber_prefix : nullptr;
+    if (!p || p->length == (p->family == 4 ? 32 : 128)) return address == q.subscriber;
+    std::string why;
+    const auto a = parse_prefix(address, why);
+    return a && p->contains(*a);
 }
 
-json query_top(const std::string& path, int64_t since, const std::string& by, const std::string& window_text) {
+// A file of the event log opened for reading: its inode and size at open.
+struct log_file {
+    int fd = -1;
+    uint64_t inode = 0, size = 0;
+    explicit log_file(const std::string& path) {
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        struct stat st {};
+        if (fd >= 0 && ::fstat(fd, &st) == 0) {
+            inode = static_cast<uint64_t>(st.st_ino);
+            size = static_cast<uint64_t>(st.st_size);
+        } else if (fd >= 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    ~log_file() {
+        if (fd >= 0) ::close(fd);
+    }
+    log_file(const log_file&) = delete;
+    log_file& operator=(const log_file&) = delete;
+    bool open() const { return fd >= 0; }
+};
+
+// Hands each whole line of `f` from `offset` on to `take` until it returns
+// false (that line is not taken), and returns the offset after the last line
+// taken. A last line without its newline is being written: not handed over,
+// not passed.
+uint64_t read_lines(const log_file& f, uint64_t offset, const std::function<bool(const std::string&)>& take) {
+    std::string pending;
+    char buf[65536];
+    uint64_t consumed = offset;   // up to the end of the last line handed over
+    uint64_t at = offset;
+    for (;;) {
+        const ssize_t n = ::pread(f.fd, buf, sizeof buf, static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return consumed;
+        at += static_cast<uint64_t>(n);
+        size_t from = 0;
+        for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+            if (buf[i] != '\n') continue;
+            pending.append(buf + from, i - from);
+            from = i + 1;
+            if (!pending.empty() && !take(pending)) return consumed;   // that line is left for the next reader
+            consumed += pending.size() + 1;
+            pending.clear();
+        }
+        pending.append(buf + from, static_cast<size_t>(n) - from);
+    }
+}
+
+// FNV-1a of the (at most) 64 bytes before `offset`: the check of a position.
+uint64_t bytes_before(const log_file& f, uint64_t offset) {
+    char buf[64];
+    const uint64_t from = offset > sizeof buf ? offset - sizeof buf : 0;
+    const ssize_t n = f.open() ? ::pread(f.fd, buf, offset - from, static_cast<off_t>(from)) : -1;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (ssize_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 0x100000001b3ull;
+    return n == static_cast<ssize_t>(offset - from) ? h : 0;
+}
+
+// `f` is the file `p` was taken in, and still holds what was read up to it.
+bool holds(const log_file& f, const event_position& p) {
+    return f.open() && f.inode == p.file && p.offset <= f.size && bytes_before(f, p.offset) == p.check;
+}
+
+event_position position_in(const log_file& f, uint64_t offset) { return {f.inode, offset, bytes_before(f, offset)}; }
+
+}  // namespace
+
+json query_events(const std::string& path, const events_query& q) {
+    auto matches = [&q](const json& e) {
+        if (!e.is_object() || e.value("time_ns", uint64_t{0}) <= q.since_ns) return false;
+        if (!q.type.empty() && e.value("type", "") != q.type) return false;
+        if (!q.subscriber.empty() && !subscriber_in(subscriber_of(e), q)) return false;
+        if (!q.account.empty() && !(e.contains("account") && e["account"].is_string() && e["account"] == q.account))
+            return false;
+        return true;
+    };
+    const log_file current(path);
+    json out = json::array();
+    bool gap = false;
+    event_position end{current.inode, 0};
+    if (!q.after) {
+        // The newest n matching: FILE.1 (its last 64 MiB), then FILE's.
+        std::deque<std::string> kept;   // as text
+        auto keep = [&](const std::string& line) {
+            if (q.n == 0) return true;
+            const json e = json::parse(line, nullptr, false);   // a line cut by a crash is skipped
+            if (!matches(e)) return true;
+            if (kept.size() == q.n) kept.pop_front();
+            kept.push_back(line);
+            return true;
+        };
+        if (const log_file rotated(path + ".1"); rotated.open()) {
+            const uint64_t start = rotated.size > static_cast<uint64_t>(max_bytes_per_file)
+                                       ? rotated.size - static_cast<uint64_t>(max_bytes_per_file) : 0;
+            bool first = start > 0;   // a partial first line
+            read_lines(rotated, start, [&](const std::string& line) {
+                if (first) return (first = false, true);
+                return keep(line);
+            });
+        }
+        if (current.open()) {
+            const uint64_t start = current.size > static_cast<uint64_t>(max_bytes_per_file)
+                                       ? current.size - static_cast<uint64_t>(max_bytes_per_file) : 0;
+            bool first = start > 0;
+            end.offset = read_lines(current, start, [&](const std::string& line) {
+                if (first) return (first = false, true);
+                return keep(line);
+            });
+        }
+        for (const auto& line : kept) out.push_back(json::parse(line));
+        return {{"events", out}, {"position", position_in(current, end.offset).to_string()}, {"gap", false}};
+    }
+    // From a position on, oldest first, at most n.
+    auto collect = [&](const std::string& line) {
+        if (out.size() >= q.n) return false;
+        json e = json::parse(line, nullptr, false);
+        if (matches(e)) out.push_back(std::move(e));
+        return true;
+    };
+    // The line after the n-th is refused: the position stays before it.
+    const event_position& after = *q.after;
+    if (holds(current, after)) {
+        end.offset = read_lines(current, after.offset, collect);
+    } else {
+        const log_file rotated(path + ".1");
+        if (holds(rotated, after)) {
+            const uint64_t stop = read_lines(rotated, after.offset, collect);
+            if (out.size() >= q.n && stop < rotated.size)
+                return {{"events", out}, {"position", position_in(rotated, stop).to_string()}, {"gap", false}};
+        } else {
+            gap = true;   // that file is gone: lines written to it after `after` were not seen
+        }
+        if (current.open()) end.offset = read_lines(current, 0, collect);
+    }
+    return {{"events", out}, {"position", position_in(current, end.offset).to_string()}, {"gap", gap}};
+}
+
+json query_top(const std::string& path, const std::string& history_path, int64_t since, const std::string& by,
+               const std::string& window_text) {
     const bool by_smtp = by == "messages" || by == "recipients" || by == "rejected_recipients" || by == "sessions";
-    std::map<std::string, std::pair<std::string, uint64_t>> score;
+    struct score_row {
+        std::string subscriber;
+        json account;
+        uint64_t count = 0;
+    };
+    std::map<std::string, score_row> score;
+    event_holders holders(history_path, since, end_of_time);
     for_each_event(path, [&](const std::string&, const json& e) {
         if (event_seconds(e) < since || is_audit(e)) return;
         const std::string type = e.value("type", "");
@@ -115,86 +320,139 @@ json query_top(const std::string& path, int64_t since, const std::string& by, co
             if (type == "mail_session" || (by != "events" && type != by)) return;
             add = event_count(e);
         }
-        auto& s = score[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) s.first = e["account"];
-        s.second += add;
+        const std::string subscriber = subscriber_of(e);
+        json holder = holders.of(e);
+        auto& s = score[row_key(subscriber, holder)];
+        s.subscriber = subscriber;
+        s.account = std::move(holder);
+        s.count += add;
     });
-    std::vector<std::pair<std::string, std::pair<std::string, uint64_t>>> v(score.begin(), score.end());
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+    std::vector<score_row> v;
+    for (auto& [k, row] : score) v.push_back(std::move(row));
+    std::stable_sort(v.begin(), v.end(), [](const score_row& a, const score_row& b) { return a.count > b.count; });
     json out = json::array();
     for (size_t i = 0; i < v.size() && i < 20; ++i)
-        out.push_back({{"subscriber", v[i].first}, {"account", v[i].second.first}, {"count", v[i].second.second}});
+        out.push_back({{"subscriber", v[i].subscriber}, {"account", v[i].account}, {"count", v[i].count}});
     return {{"window", window_text}, {"by", by}, {"top", out}};
 }
 
-api_response query_report(const std::string& path, int64_t since, int64_t until, bool csv) {
+api_response query_report(const std::string& path, const std::string& history_path, int64_t since, int64_t until,
+                          bool csv) {
     struct row {
-        std::string account;
+        std::string address;
+        json account;   // the holder at the events' own time; null: nobody
         std::map<std::string, uint64_t> by_type;
-        uint64_t total = 0;
+        uint64_t total = 0, messages = 0;
         int64_t first = INT64_MAX, last = 0;
     };
-    std::map<std::string, row> rows;
-    std::map<std::string, uint64_t> messages;   // every subscriber's, kept for the offending ones
+    std::map<std::string, row> rows;       // by row_key: one per address and holder
+    std::map<std::string, uint64_t> messages;   // every holder's, kept for the offending ones
+    event_holders holders(history_path, since, until);
     for_each_event(path, [&](const std::string&, const json& e) {
         const int64_t t = event_seconds(e);
         if (t < since || t > until || is_audit(e)) return;
+        const std::string address = subscriber_of(e);
+        json holder = holders.of(e);
+        const std::string key = row_key(address, holder);
         if (is_session(e)) {
-            messages[subscriber_of(e)] += e.value("messages", uint64_t{0});
+            messages[key] += e.value("messages", uint64_t{0});
             return;
         }
-        row& rw = rows[subscriber_of(e)];
-        if (e.contains("account") && e["account"].is_string()) rw.account = e["account"];
+        row& rw = rows[key];
+        rw.address = address;
+        rw.account = std::move(holder);
         const uint64_t c = event_count(e);
         rw.by_type[e.value("type", "?")] += c;
         rw.total += c;
         rw.first = std::min(rw.first, t);
         rw.last = std::max(rw.last, t);
     });
+    for (auto& [key, rw] : rows) rw.messages = messages[key];
     if (csv) {
         std::ostringstream o;
-        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen\n";
-        for (const auto& [addr, rw] : rows) {
+        o << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen,"
+             "first_seen_utc,last_seen_utc\n";
+        for (const auto& [key, rw] : rows) {
             // A plain reference to capture: clang 14 cannot capture structured bindings (P1091R3, clang 16).
             const row& r = rw;
             auto get = [&r](const char* k) { auto it = r.by_type.find(k); return it == r.by_type.end() ? 0 : it->second; };
-            o << addr << "," << rw.account << "," << rw.total << "," << get("op25b_block") << ","
-              << get("limit_exceeded") << "," << get("account_suspended") << "," << messages[addr] << "," << rw.first
-              << "," << rw.last << "\n";
+            o << rw.address << "," << (rw.account.is_string() ? rw.account.get<std::string>() : std::string()) << ","
+              << rw.total << "," << get("op25b_block") << "," << get("limit_exceeded") << ","
+              << get("account_suspended") << "," << rw.messages << "," << rw.first << "," << rw.last << ","
+              << utc_time_text(rw.first) << "," << utc_time_text(rw.last) << "\n";
         }
         return {200, o.str(), "text/csv"};
     }
     json out = json::array();
-    for (const auto& [addr, rw] : rows)
-        out.push_back({{"source_address", addr}, {"account", rw.account}, {"events", rw.total}, {"by_type", rw.by_type},
-                       {"messages", messages[addr]}, {"first_seen", rw.first}, {"last_seen", rw.last}});
-    return {200, api_json_text({{"since", since}, {"until", until}, {"sources", out}})};
+    for (const auto& [key, rw] : rows)
+        out.push_back({{"source_address", rw.address}, {"account", rw.account}, {"events", rw.total},
+                       {"by_type", rw.by_type}, {"messages", rw.messages}, {"first_seen", rw.first},
+                       {"first_seen_utc", utc_time_text(rw.first)}, {"last_seen", rw.last},
+                       {"last_seen_utc", utc_time_text(rw.last)}});
+    return {200, api_json_text({{"since", since},
+                                {"since_utc", utc_time_text(since)},
+                                {"until", until},
+                                {"until_utc", utc_time_text(until)},
+                                {"sources", out}})};
 }
 
-json query_whois_events(const std::string& path, const ip_prefix& address, int64_t at) {
+json query_whois(const std::string& path, const std::string& history_path, const ip_prefix& address, int64_t at,
+                 const std::optional<std::string>& bound_now) {
+    event_holders holders(history_path, at - 3600, at + 3600);
+    json bindings = json::array();
+    json held_by = json::array();
+    if (!history_path.empty()) {
+        binding_history history(history_path, binding_history::access::read_only);
+        for (const auto& b : history.who_held(address, at)) {
+            bindings.push_back({{"address", b.address.to_string()}, {"account", b.account}, {"session_id", b.session_id},
+                                {"nas", b.nas}, {"start", b.start}, {"start_utc", utc_time_text(b.start)},
+                                {"stop", b.stop ? json(*b.stop) : json(nullptr)},
+                                {"stop_utc", b.stop ? json(utc_time_text(*b.stop)) : json(nullptr)},
+                                {"stop_cause", b.stop_cause}});
+            if (!b.account.empty() && std::find(held_by.begin(), held_by.end(), json(b.account)) == held_by.end())
+                held_by.push_back(b.account);
+        }
+    }
+    if (held_by.empty() && bound_now) held_by.push_back(*bound_now);
     json events = json::array();
     std::map<std::string, uint64_t> counts;
     smtp_counters smtp;
     const std::string text = address.to_string();
     const std::string who = address.family == 4 ? text.substr(0, text.find('/')) : "";
-    for_each_event(path, [&](const std::string&, const json& e) {
-        const std::string s = subscriber_of(e);
-        bool match = !who.empty() ? s == who : false;
-        if (address.family == 6 && !s.empty()) {
-            std::string w;
-            if (auto sp = parse_prefix(s, w))
-                match = sp->family == 6 &&
-                        std::equal(sp->bytes.begin(), sp->bytes.begin() + address.length / 8, address.bytes.begin());
-        }
-        if (!match || std::llabs(event_seconds(e) - at) > 3600) return;
-        if (is_session(e)) {
-            smtp.add(e);
-            return;
-        }
-        counts[e.value("type", "?")] += event_count(e);
-        if (events.size() < 200) events.push_back(e);
-    });
-    return {{"smtp_within_1h", smtp.to_json()}, {"events_within_1h", counts}, {"events", events}};
+    if (path != "-") {
+        for_each_event(path, [&](const std::string&, const json& e) {
+            const std::string s = subscriber_of(e);
+            bool match = !who.empty() ? s == who : false;
+            if (address.family == 6 && !s.empty()) {
+                std::string w;
+                const auto sp = parse_prefix(s, w);
+                match = sp && address.contains(*sp);
+            }
+            if (!match || std::llabs(event_seconds(e) - at) > 3600) return;
+            // Counted for whoever held the address at `at` (nobody: the
+            // events nobody held it for), listed with their own holder.
+            const json holder = holders.of(e);
+            const bool same_holder = held_by.empty() ? holder.is_null()
+                                                     : std::find(held_by.begin(), held_by.end(), holder) != held_by.end();
+            if (is_session(e)) {
+                if (same_holder) smtp.add(e);
+                return;
+            }
+            if (same_holder) counts[e.value("type", "?")] += event_count(e);
+            if (events.size() < 200) {
+                json listed = e;
+                listed["held_by"] = holder;
+                events.push_back(std::move(listed));
+            }
+        });
+    }
+    return {{"query", {{"address", address.to_string()}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+            {"bindings", bindings},
+            {"held_by", held_by},
+            {"bound_now", bound_now ? json(*bound_now) : json(nullptr)},
+            {"smtp_within_1h", smtp.to_json()},
+            {"events_within_1h", counts},
+            {"events", events}};
 }
 
 }  // namespace sekisho

@@ -93,15 +93,6 @@ std::string address_text(const ip_prefix& p) {
     return buf;
 }
 
-bool prefix_contains(const ip_prefix& net, const ip_prefix& host) {
-    if (net.family != host.family || net.length > host.length) return false;
-    const unsigned full = net.length / 8, rest = net.length % 8;
-    if (std::memcmp(net.bytes.data(), host.bytes.data(), full) != 0) return false;
-    if (rest == 0) return true;
-    const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-    return (net.bytes[full] & mask) == (host.bytes[full] & mask);
-}
-
 // Source address of a datagram; IPv4-mapped IPv6 becomes IPv4.
 std::optional<ip_prefix> source_host(const sockaddr_storage& ss, uint16_t* port = nullptr) {
     if (ss.ss_family == AF_INET) {
@@ -470,7 +461,7 @@ client_table::client_table(std::vector<client> clients) : clients_(std::move(cli
 
 const client* client_table::find(const ip_prefix& host) const {
     for (const auto& c : clients_)
-        if (prefix_contains(c.address, host)) return &c;
+        if (c.address.contains(host)) return &c;
     return nullptr;
 }
 
@@ -616,6 +607,26 @@ client_table load_clients_file(const std::string& path) {
 }
 
 // ---------------------------------------------------------------- listener
+
+listener_config parse_listen(const std::string& text) {
+    listener_config c;
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+        throw std::invalid_argument("'" + text + "' is not ADDRESS:PORT");
+    std::string host = text.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    in6_addr any{};
+    if (inet_pton(AF_INET, host.c_str(), &any) != 1 && inet_pton(AF_INET6, host.c_str(), &any) != 1)
+        throw std::invalid_argument("'" + text + "': '" + host + "' is not an IPv4 or IPv6 address ([...] for IPv6)");
+    if (host.find(':') != std::string::npos && text.front() != '[')
+        throw std::invalid_argument("'" + text + "': an IPv6 address goes in brackets, [" + host + "]:PORT");
+    const std::string port = text.substr(colon + 1);
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535)
+        throw std::invalid_argument("'" + text + "': '" + port + "' is not a port (0-65535)");
+    c.address = host;
+    c.port = static_cast<uint16_t>(std::stoul(port));
+    return c;
+}
 
 accounting_listener::accounting_listener(const listener_config& config, client_table clients, apply_fn apply,
                                          log_fn log, clock_fn clock)

@@ -258,6 +258,13 @@ struct listener_config {
     size_t duplicate_cache_entries = 65536;
 };
 
+// radius.listen as the listener reads it: "127.0.0.1:1813", "[2001:db8::1]:1813"
+// (an IPv6 address in brackets), a numeric address and a port 0..65535.
+// Throws std::invalid_argument naming what is wrong ("'127.0.0.1' is not
+// ADDRESS:PORT"). Start and `sekishod --check-policy` both use it, so the
+// check refuses what start would.
+listener_config parse_listen(const std::string& text);
+
 struct listener_counters {
     uint64_t received = 0;            // datagrams read
     uint64_t accepted = 0;            // applied and answered

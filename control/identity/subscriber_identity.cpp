@@ -5,26 +5,28 @@
 
 namespace sekisho {
 
+
 namespace {
-// "127.0.0.1:1813", "[2001:db8::1]:1813", "::1" is not accepted without brackets.
-radius::listener_config parse_listen(const std::string& text) {
-    radius::listener_config c;
-    const size_t colon = text.rfind(':');
-    if (colon == std::string::npos || colon + 1 == text.size())
-        throw std::runtime_error("radius.listen: '" + text + "' is not ADDRESS:PORT");
-    std::string host = text.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    c.address = host;
+radius::listener_config listen_config(const std::string& text) {
     try {
-        const unsigned long port = std::stoul(text.substr(colon + 1));
-        if (port > 65535) throw std::out_of_range("port");
-        c.port = static_cast<uint16_t>(port);
-    } catch (const std::exception&) {
-        throw std::runtime_error("radius.listen: '" + text + "' has no valid port");
+        return radius::parse_listen(text);
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(std::string("radius.listen: ") + e.what());
     }
-    return c;
 }
 }  // namespace
+
+std::optional<radius::client_table> subscriber_identity::read_radius_clients(const identity_config& config) {
+    if (config.radius_listen.empty()) return std::nullopt;
+    return radius::load_clients_file(config.radius_clients_file);
+}
+
+void subscriber_identity::replace_radius_clients(radius::client_table clients, const std::string& path) {
+    if (!listener_) return;
+    const size_t n = clients.size();
+    listener_->replace_clients(std::move(clients));
+    if (log_) log_("radius: " + std::to_string(n) + " clients from " + path + " in force");
+}
 
 subscriber_identity::subscriber_identity(binding_table& table, const identity_config& config, log_fn log)
     : table_(table), config_(config), log_(std::move(log)), next_purge_(std::chrono::steady_clock::now()) {
@@ -49,7 +51,7 @@ subscriber_identity::subscriber_identity(binding_table& table, const identity_co
     }
     if (!config.radius_listen.empty()) {
         listener_ = std::make_unique<radius::accounting_listener>(
-            parse_listen(config.radius_listen), radius::load_clients_file(config.radius_clients_file),
+            listen_config(config.radius_listen), radius::load_clients_file(config.radius_clients_file),
             [this](const binding_update& u) { return apply(u); }, [this](const std::string& line) {
                 if (log_) log_("radius: " + line);
             });

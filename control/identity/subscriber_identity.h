@@ -28,6 +28,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,18 @@ public:
     // the reason.
     subscriber_identity(binding_table& table, const identity_config& config, log_fn log);
     ~subscriber_identity();
+
+    // The RADIUS clients the policy's radius.clients_file holds now, read and
+    // validated (policy_error, each problem as "file:line: message"); nullopt
+    // when the policy has no RADIUS listener. Reads only the file: any
+    // thread, so a policy change reads it on its prepare thread.
+    static std::optional<radius::client_table> read_radius_clients(const identity_config& config);
+    // Control thread: the listener checks every datagram from now on against
+    // `clients` (added NASes are accepted, a rotated secret replaces the old
+    // one at once) and forgets its answered-request cache (those responses
+    // were signed with the old secrets). Logs the count and `path`. Nothing
+    // without a listener (radius.listen is read at start only).
+    void replace_radius_clients(radius::client_table clients, const std::string& path);
 
     // From the control loop: handles waiting RADIUS datagrams, and purges the
     // history once an hour.

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <ctime>
 #include <iostream>
 #include <stdexcept>
@@ -24,6 +25,11 @@ int run_whois(const whois_options& o) {
     }
     binding_history history(o.history_path, binding_history::access::read_only);
     const auto rows = history.who_held(*address, at);
+    // A row without an account (a Start without User-Name) is a session of nobody.
+    nlohmann::json held_by = nlohmann::json::array();
+    for (const auto& r : rows)
+        if (!r.account.empty() && std::find(held_by.begin(), held_by.end(), r.account) == held_by.end())
+            held_by.push_back(r.account);
     if (o.json) {
         nlohmann::json out = nlohmann::json::array();
         for (const auto& r : rows)
@@ -32,9 +38,14 @@ int run_whois(const whois_options& o) {
                            {"session_id", r.session_id},
                            {"nas", r.nas},
                            {"start", r.start},
+                           {"start_utc", utc_time_text(r.start)},
                            {"stop", r.stop ? nlohmann::json(*r.stop) : nlohmann::json(nullptr)},
+                           {"stop_utc", r.stop ? nlohmann::json(utc_time_text(*r.stop)) : nlohmann::json(nullptr)},
                            {"stop_cause", r.stop_cause}});
-        std::cout << nlohmann::json{{"query", {{"address", address->to_string()}, {"at", at}}}, {"bindings", out}}.dump()
+        std::cout << nlohmann::json{{"query", {{"address", address->to_string()}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+                                    {"bindings", out},
+                                    {"held_by", held_by}}
+                         .dump()
                   << "\n";
     } else if (rows.empty()) {
         std::cout << "no binding for " << address->to_string() << " at " << utc_time_text(at) << "\n";
@@ -44,7 +55,7 @@ int run_whois(const whois_options& o) {
                       << ", NAS " << r.nas << ") from " << utc_time_text(r.start) << " to "
                       << (r.stop ? utc_time_text(*r.stop) + " (" + r.stop_cause + ")" : std::string("now (open)")) << "\n";
     }
-    return rows.empty() ? 3 : 0;
+    return held_by.empty() ? 3 : 0;
 }
 
 }  // namespace sekisho

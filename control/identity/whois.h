@@ -15,7 +15,8 @@ struct whois_options {
     bool json = false;
 };
 
-// Prints the bindings; returns 0 if some binding matched, 3 if none, throws
+// Prints the bindings; returns 0 if an account held the address then, 3 if
+// nobody did (no row, or only rows without an account), throws
 // std::runtime_error / binding_history_error on bad input or a bad store.
 int run_whois(const whois_options& options);
 

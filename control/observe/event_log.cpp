@@ -240,7 +240,7 @@ void event_log::add(const event_record* events, size_t n, const event_names& nam
 
 void event_log::add_record(std::string json_object) {
     ++c_.received;
-    queue_line(std::move(json_object), 1, 0, 0, nullptr);
+    queue_line(std::move(json_object), 1, 0, 0, nullptr, false);
     poll();
 }
 
@@ -253,10 +253,10 @@ void event_log::session_totals::add(const event_record& e) {
 void event_log::ingest(const event_record& e, const event_names& names) {
     ++c_.received;
     const bool session = e.type == event_type::mail_session;
+    session_totals one;
+    if (session) one.add(e);
     if (config_.aggregate_window_ns == 0) {
-        session_totals t;
-        t.add(e);
-        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &t : nullptr);
+        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr, false);
         return;
     }
     if (e.time_ns > event_now_) event_now_ = e.time_ns;
@@ -269,7 +269,13 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     k.ip_version = e.ip_version;
     std::memcpy(k.src, e.src, sizeof k.src);
     if (auto it = windows_.find(k); it != windows_.end()) {
+        // A repeat: held until the window closes. The first repeat's fields
+        // head the line (its time, its account as the data plane had it).
         open_window& w = it->second;
+        if (w.count == 0) {
+            w.json = event_to_json(e, names);
+            w.first_ns = w.last_ns = e.time_ns;
+        }
         ++w.count;
         if (session) w.sessions.add(e);
         w.first_ns = std::min(w.first_ns, e.time_ns);
@@ -278,6 +284,10 @@ void event_log::ingest(const event_record& e, const event_names& names) {
         ++c_.pending;
         return;
     }
+    // The first event of a key is written at once (an operator sees a
+    // block or a suspension when it happens); the window only collects the
+    // repeats that follow it.
+    queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr, false);
     if (windows_.size() >= config_.max_pending) {  // bounded: close the oldest window early
         close_window(windows_.find(order_.begin()->second));
         ++c_.aggregation_overflow;
@@ -285,9 +295,7 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     const uint64_t end = e.time_ns + config_.aggregate_window_ns;
     const std::pair<uint64_t, uint64_t> order{end < e.time_ns ? UINT64_MAX : end, ++sequence_};
     order_.emplace(order, k);
-    auto [it, inserted] = windows_.emplace(k, open_window{event_to_json(e, names), e.time_ns, e.time_ns, 1, {}, order});
-    if (session) it->second.sessions.add(e);
-    ++c_.pending;
+    windows_.emplace(k, open_window{std::string(), e.time_ns, e.time_ns, 0, {}, order});
 }
 
 void event_log::close_due() {
@@ -299,13 +307,13 @@ void event_log::close_window(std::unordered_map<agg_key, open_window, agg_key_ha
     open_window& w = it->second;
     c_.pending -= w.count;
     const bool session = it->first.type == static_cast<uint8_t>(event_type::mail_session);
-    queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr);
+    if (w.count > 0) queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr, true);
     order_.erase(w.order);
     windows_.erase(it);
 }
 
 void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                           const session_totals* sessions) {
+                           const session_totals* sessions, bool repeated) {
     // The object's closing brace, then the aggregation fields.
     json.pop_back();
     queue_ += json;
@@ -314,7 +322,9 @@ void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, 
                   ",\"recipients\":" + std::to_string(sessions->recipients) +
                   ",\"rejected_recipients\":" + std::to_string(sessions->rejected_recipients);
     queue_ += ",\"count\":" + std::to_string(count);
-    if (count > 1) queue_ += ",\"first_ns\":" + std::to_string(first_ns) + ",\"last_ns\":" + std::to_string(last_ns);
+    if (repeated) queue_ += ",\"repeated\":true";
+    if (repeated || count > 1)
+        queue_ += ",\"first_ns\":" + std::to_string(first_ns) + ",\"last_ns\":" + std::to_string(last_ns);
     queue_ += "}\n";
     queued_lines_.emplace_back(queue_.size(), count);
 }

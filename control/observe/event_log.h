@@ -2,6 +2,12 @@
 // per-subscriber aggregation, size/time rotation, an fsync policy, and loss
 // accounting. The schema and the behaviour are in docs/events.md.
 //
+// Aggregation (like syslog's "repeated N times"): the first event of a key
+// is written at once; the repeats of that key within aggregate_window are
+// written as one line with "repeated":true and their count when the window
+// closes. Lines are therefore not in time_ns order: a repeat line is written
+// after later events of other keys. Readers follow the file by position.
+//
 // The log follows its path: before each batch it compares the open file with
 // what the path names (one stat(2) per drain, every 10 ms live), and if the
 // file was deleted, or moved away and maybe replaced by another, it opens the
@@ -93,9 +99,12 @@ private:
         uint64_t messages = 0, recipients = 0, rejected_recipients = 0;
         void add(const event_record& e);
     };
+    // A key's window after its first event was written: the repeats that
+    // came since, written as one `repeated` line when it closes (none: no
+    // line).
     struct open_window {
-        std::string json;   // the first event, without the aggregation fields
-        uint64_t first_ns, last_ns, count;
+        std::string json;   // the first repeat, without the aggregation fields ("" while none)
+        uint64_t first_ns, last_ns, count;   // the repeats' times and number
         session_totals sessions;
         std::pair<uint64_t, uint64_t> order;  // (deadline, sequence): key into order_
     };
@@ -104,7 +113,7 @@ private:
     void close_due();                                // windows whose end has passed
     void close_window(std::unordered_map<agg_key, open_window, agg_key_hash>::iterator it);
     void queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                    const session_totals* sessions);
+                    const session_totals* sessions, bool repeated);
     void poll();                                     // write queued lines, rotate, fsync as due
     void write_queued();
     void write_chunk(size_t from_line, size_t to_line);

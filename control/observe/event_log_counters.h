@@ -16,11 +16,11 @@ struct event_log_counters {
     uint64_t lines = 0;                 // lines written
     uint64_t write_errors = 0;          // events lost: their line could not be written
     uint64_t io_errors = 0;             // failed write, fsync, rename or open calls
-    uint64_t aggregated = 0;            // events merged into an earlier event's line
+    uint64_t aggregated = 0;            // repeats merged into a `repeated` line (the first of a key is written alone)
     uint64_t aggregation_overflow = 0;  // lines closed before their window ended (too many keys)
     uint64_t rotations = 0;
     uint64_t reopened = 0;              // the path no longer named the open file: opened again
-    uint64_t pending = 0;               // events waiting in an open aggregation window
+    uint64_t pending = 0;               // repeats waiting in an open aggregation window
 };
 
 }  // namespace sekisho

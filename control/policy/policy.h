@@ -32,6 +32,16 @@ struct ip_prefix {
                static_cast<uint32_t>(bytes[2]) << 8 | bytes[3];
     }
     std::string to_string() const;
+    // `o` (a host or a longer prefix) lies inside this prefix.
+    bool contains(const ip_prefix& o) const {
+        if (family != o.family || length > o.length) return false;
+        const unsigned full = length / 8, rest = length % 8;
+        for (unsigned i = 0; i < full; ++i)
+            if (bytes[i] != o.bytes[i]) return false;
+        if (rest == 0) return true;
+        const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+        return (bytes[full] & mask) == (o.bytes[full] & mask);
+    }
     bool operator==(const ip_prefix& o) const {
         return family == o.family && length == o.length && bytes == o.bytes;
     }

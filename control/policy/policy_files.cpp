@@ -71,6 +71,13 @@ std::string first_bytes(const std::string& path, size_t n) {
 void check_policy_files(const policy& pol, bool events_file_used) {
     file_checker c(pol);
     const identity_config& id = pol.identity;
+    if (!id.radius_listen.empty()) {
+        try {
+            radius::parse_listen(id.radius_listen);
+        } catch (const std::invalid_argument& e) {
+            c.error("radius.listen", e.what());
+        }
+    }
     if (!id.radius_clients_file.empty()) {
         const char* key = "radius.clients_file";
         if (auto st = c.existing(key, id.radius_clients_file, true);

@@ -11,6 +11,8 @@
 namespace sekisho {
 
 // Throws policy_error with every problem as "policy:line: key: message":
+//  radius.listen        ADDRESS:PORT as the listener parses it (whether the
+//                       address can be bound is known only at start);
 //  radius.clients_file  a regular file of at most 1 MiB, read and validated
 //                       (its own errors as "clients-file:line: ...");
 //  history.database     absent (created at start) in an existing directory,

@@ -157,6 +157,19 @@ contains "events tail shows account_suspended" "account_suspended"
 ctl_expect 0 "events tail --type --json" events tail --type op25b_block --json
 contains "filtered to op25b_block" '"type":"op25b_block"'
 ctl_expect 4 "events tail with a bad -n" events tail -n lots
+# Filters that match nothing would look like a quiet log: usage errors, refused before sending.
+ctl_expect 2 "events tail --type bogus is a usage error" events tail --type bogus
+contains "naming the type" "--type 'bogus' is not an event type"
+contains "listing the event types" "(op25b_block, op25b_monitor, limit_exceeded, account_suspended, content_verdict, mail_session, api_change)"
+ctl_expect 2 "events tail --subscriber 999.1.1.1 is a usage error" events tail --subscriber 999.1.1.1
+contains "naming the address" "--subscriber '999.1.1.1' is not an IPv4 or IPv6 address"
+ctl_expect 2 "events tail --subscriber with host bits is a usage error" events tail --subscriber 198.51.100.1/24
+contains "naming the host bits" "--subscriber '198.51.100.1/24' has bits set after the prefix length"
+ctl_expect 2 "events tail --subscriber with a bad length is a usage error" events tail --subscriber 198.51.100.0/33
+ctl_expect 0 "events tail --subscriber PREFIX" events tail --subscriber 198.51.100.0/24 --type op25b_block -n 1 --json
+contains "a prefix matches the addresses in it" '"src":"198.51.100.7"'
+ctl_expect 0 "events tail --subscriber ADDRESS/32" events tail --subscriber 198.51.100.7/32 --type op25b_block -n 1
+contains "filtered to the address" "198.51.100.7"
 timeout 3 "$ctl" --socket "$sock" events tail -f --type op25b_block >"$TMP/follow.log" 2>&1
 grep -q op25b_block "$TMP/follow.log" && pass "events tail -f follows (stopped after 3 s)" || fail "events tail -f printed nothing"
 ctl_expect 0 "top" top --window 1h

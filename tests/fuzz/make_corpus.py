@@ -236,7 +236,7 @@ def api():
         # Targets as sent: the server decodes them (make_api_request), NULs and ESCs included.
         "events_bad_filters": "GET\n/v1/events?subscriber=999.1.1.1&type=%00&account=a%1Bb\n",
         "events_v6_filters": "GET\n/v1/events?subscriber=2001%3ADB8%3A100%3A%3A7&type=api_change&account=%E5%B1%B1+x\n",
-        "events_prefix_refused": "GET\n/v1/events?subscriber=198.51.100.0%2F24\n",
+        "events_prefix": "GET\n/v1/events?subscriber=198.51.100.0%2F24\n",
         "status_nul_path": "GET\n/v1/status%00/x\n",
         "suspend_escape": "POST\n/v1/accounts/suspend\n{\"account\": \"evil\\u001b]0;x\\u0007\"}",
         "bindings_add_c1": "POST\n/v1/bindings\n{\"prefix\": \"198.51.100.8\", \"account\": \"a\\u009b2J\"}",

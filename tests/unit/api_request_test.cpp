@@ -211,10 +211,13 @@ TEST(api_request, events_filters_are_validated) {
     // As the event log writes it (inet_ntop), whatever the client's spelling.
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:DB8:100:0::7"}})).subscriber, "2001:db8:100::7");
     EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::7/128"}})).subscriber, "2001:db8:100::7");
-    // Events are matched by address: a prefix would match nothing, and look like no events.
-    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "2001:db8:100::/48"}})).second,
-              "argument 'subscriber': '2001:db8:100::/48' is a prefix; an address is required");
-    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/24"}})).first, 400);
+    // A prefix: every address inside it (a subscriber's delegated IPv6 prefix).
+    const api_command v6 = accepted(req("GET", "/v1/events", {{"subscriber", "2001:db8:100:1100::/56"}}));
+    EXPECT_EQ(v6.subscriber, "2001:db8:100:1100::/56");
+    ASSERT_TRUE(v6.subscriber_prefix);
+    EXPECT_EQ(v6.subscriber_prefix->length, 56);
+    EXPECT_EQ(accepted(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/24"}})).subscriber, "198.51.100.0/24");
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"subscriber", "198.51.100.0/33"}})).first, 400);
     EXPECT_FALSE(accepted(req("GET", "/v1/events")).subscriber_prefix);
 
     EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "bogus"}})).second,
@@ -223,6 +226,20 @@ TEST(api_request, events_filters_are_validated) {
     EXPECT_EQ(refused(req("GET", "/v1/events", {{"type", "OP25B_BLOCK"}})).first, 400);
     for (const std::string_view t : event_types)
         EXPECT_EQ(accepted(req("GET", "/v1/events", {{"type", std::string(t)}})).type, t);
+}
+
+// events?after= takes only a position an answer gave: INODE:OFFSET:CHECK.
+TEST(api_request, events_after_is_a_position) {
+    const api_command c = accepted(req("GET", "/v1/events", {{"after", "1234:567:89"}}));
+    ASSERT_TRUE(c.after);
+    EXPECT_EQ(c.after->file, 1234u);
+    EXPECT_EQ(c.after->offset, 567u);
+    EXPECT_EQ(c.after->check, 89u);
+    EXPECT_FALSE(accepted(req("GET", "/v1/events")).after);
+    for (const char* bad : {"1234", "1234:567", "a:1:2", "1:-2:3", "1:2:3:4", ":1:2", "1:2:", "99999999999999999999:1:1"})
+        EXPECT_EQ(refused(req("GET", "/v1/events", {{"after", bad}})).first, 400) << bad;
+    EXPECT_EQ(refused(req("GET", "/v1/events", {{"after", "1234"}})).second,
+              "argument 'after': '1234' is not a position (from an answer's 'position')");
 }
 
 // The list the type filter checks is the one the event log writes: every event type the data

@@ -1,5 +1,7 @@
-// The event log: per-subscriber aggregation (count, first_ns, last_ns; the
-// window by the events' own clock; the bounded key set), rotation by size and
+// The event log: per-subscriber aggregation (the first event of a key written
+// at once, its repeats as one `repeated` line with count, first_ns, last_ns
+// when the window closes; the window by the events' own clock; the bounded
+// key set), rotation by size and
 // by time with `keep`, fsync policies, write errors on a full disk (/dev/full)
 // counted and never thrown, the file deleted or replaced underneath (followed,
 // counted), and the policy's events section.
@@ -15,6 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "dataplane/op25b_classifier.h"
@@ -138,21 +141,26 @@ TEST(EventLog, ARecordIsOneLineAtOnceEvenWhileAggregating) {
     add(log, block("198.51.100.7", t0));
     log.add_record(R"({"time_ns":5,"type":"api_change","endpoint":"account_suspend","caller":"uid 0 (root) pid 1"})");
     log.add_record(R"({"time_ns":6,"type":"api_change","endpoint":"account_suspend","caller":"uid 0 (root) pid 1"})");
-    EXPECT_EQ(log.written(), 2u) << "the records, not the block in its open window";
+    log.add_record(R"({"time_ns":6,"type":"api_change","endpoint":"account_suspend","caller":"uid 0 (root) pid 1"})");
+    EXPECT_EQ(log.written(), 4u) << "the records, and the block (the first of its key)";
     expect_balanced(log);
     log.flush_all();
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 3u);
-    EXPECT_EQ(lines[0]["type"], "api_change");
-    EXPECT_EQ(lines[0]["time_ns"], 5);
-    EXPECT_EQ(lines[0]["caller"], "uid 0 (root) pid 1");
-    EXPECT_EQ(lines[0]["count"], 1);
-    EXPECT_EQ(lines[1]["time_ns"], 6) << "two alike records are two lines";
-    EXPECT_EQ(lines[2]["type"], "op25b_block");
+    ASSERT_EQ(lines.size(), 4u);
+    EXPECT_EQ(lines[0]["type"], "op25b_block");
+    EXPECT_EQ(lines[1]["type"], "api_change");
+    EXPECT_EQ(lines[1]["time_ns"], 5);
+    EXPECT_EQ(lines[1]["caller"], "uid 0 (root) pid 1");
+    EXPECT_EQ(lines[1]["count"], 1);
+    EXPECT_EQ(lines[2]["time_ns"], 6) << "two alike records are two lines";
+    EXPECT_EQ(lines[3]["time_ns"], 6) << "and a third";
+    EXPECT_FALSE(lines[3].contains("repeated"));
     expect_balanced(log);
 }
 
-TEST(EventLog, TheSameKeyWithinTheWindowIsOneLineWithACount) {
+// The first event of a key is written at once (an operator sees it when it
+// happens); the repeats within the window follow as one line when it closes.
+TEST(EventLog, TheFirstEventAtOnceItsRepeatsAsOneLineWithACount) {
     temp_dir d;
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
@@ -160,22 +168,46 @@ TEST(EventLog, TheSameKeyWithinTheWindowIsOneLineWithACount) {
         event_record e = block("198.51.100.7", t0 + static_cast<uint64_t>(i) * s);
         e.src_port = static_cast<uint16_t>(40000 + i);
         add(log, e);
+        if (i == 0) {
+            ASSERT_EQ(lines_of(f).size(), 1u) << "the first event is in the file at once";
+            EXPECT_EQ(lines_of(f)[0]["count"], 1);
+            EXPECT_FALSE(lines_of(f)[0].contains("repeated"));
+        }
     }
-    EXPECT_EQ(log.written(), 0u) << "the window is still open";
-    EXPECT_EQ(log.counters().pending, 5u);
+    EXPECT_EQ(log.written(), 1u) << "the repeats wait for the window to close";
+    EXPECT_EQ(log.counters().pending, 4u);
     expect_balanced(log);
     log.flush_all();
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 1u);
-    EXPECT_EQ(lines[0]["count"], 5);
-    EXPECT_EQ(lines[0]["first_ns"], t0);
-    EXPECT_EQ(lines[0]["last_ns"], t0 + 4 * s);
+    ASSERT_EQ(lines.size(), 2u);
     EXPECT_EQ(lines[0]["time_ns"], t0);
-    EXPECT_EQ(lines[0]["src_port"], 40000) << "the other fields are the first event's";
+    EXPECT_EQ(lines[0]["src_port"], 40000);
+    EXPECT_EQ(lines[1]["repeated"], true);
+    EXPECT_EQ(lines[1]["count"], 4) << "the repeats, not counting the first line's event";
+    EXPECT_EQ(lines[1]["first_ns"], t0 + s);
+    EXPECT_EQ(lines[1]["last_ns"], t0 + 4 * s);
+    EXPECT_EQ(lines[1]["time_ns"], t0 + s);
+    EXPECT_EQ(lines[1]["src_port"], 40001) << "the other fields are the first repeat's";
     EXPECT_EQ(log.written(), 5u);
-    EXPECT_EQ(log.counters().lines, 1u);
+    EXPECT_EQ(log.counters().lines, 2u);
     EXPECT_EQ(log.counters().aggregated, 4u);
     EXPECT_EQ(log.counters().pending, 0u);
+    expect_balanced(log);
+}
+
+// A key with no repeat in its window: one line, no `repeated` line after it.
+TEST(EventLog, AWindowWithoutRepeatsWritesNoSecondLine) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    add(log, block("198.51.100.7", t0));
+    add(log, block("198.51.100.8", t0 + 11 * s));   // closes .7's window
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[1]["src"], "198.51.100.8");
+    EXPECT_EQ(log.counters().aggregated, 0u);
     expect_balanced(log);
 }
 
@@ -192,16 +224,24 @@ TEST(EventLog, MergedSessionsSumWhatTheyCarried) {
         expect_balanced(log);
     }
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 3u);
-    std::map<std::pair<std::string, bool>, json> by;
-    for (const json& l : lines) by[{l["subscriber"], l["tls"]}] = l;
-    const auto key = [](const char* subscriber, bool tls) { return std::pair<std::string, bool>(subscriber, tls); };
-    const json& a = by[key("198.51.100.7", false)];
+    ASSERT_EQ(lines.size(), 4u);
+    std::map<std::tuple<std::string, bool, bool>, json> by;
+    for (const json& l : lines) by[{l["subscriber"], l["tls"], l.value("repeated", false)}] = l;
+    const auto key = [](const char* subscriber, bool tls, bool repeated = false) {
+        return std::tuple<std::string, bool, bool>(subscriber, tls, repeated);
+    };
+    const json& first = by[key("198.51.100.7", false)];
+    EXPECT_EQ(first["type"], "mail_session");
+    EXPECT_EQ(first["count"], 1);
+    EXPECT_EQ(first["messages"], 2);
+    EXPECT_EQ(first["recipients"], 40);
+    const json& a = by[key("198.51.100.7", false, true)];
     EXPECT_EQ(a["type"], "mail_session");
-    EXPECT_EQ(a["count"], 2) << "sessions";
-    EXPECT_EQ(a["messages"], 3);
-    EXPECT_EQ(a["recipients"], 50);
-    EXPECT_EQ(a["rejected_recipients"], 3);
+    EXPECT_EQ(a["count"], 1) << "sessions after the first";
+    EXPECT_EQ(a["messages"], 1);
+    EXPECT_EQ(a["recipients"], 10);
+    EXPECT_EQ(a["rejected_recipients"], 0);
+    EXPECT_EQ(first["messages"].get<uint64_t>() + a["messages"].get<uint64_t>(), 3u) << "the lines sum to the sessions";
     EXPECT_FALSE(a.contains("server")) << "merged sessions went to different servers: none is named";
     EXPECT_EQ(by[key("198.51.100.7", true)]["count"], 1);
     EXPECT_EQ(by[key("198.51.100.8", false)]["rejected_recipients"], 5);
@@ -244,16 +284,20 @@ TEST(EventLog, DifferentSubscribersTypesReasonsAndGenerationsAreNotMerged) {
     add(log, v6);
     log.flush_all();
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 8u);
+    ASSERT_EQ(lines.size(), 10u) << "8 keys, 2 of them with a repeat";
     uint64_t total = 0;
     for (const auto& l : lines) total += l["count"].get<uint64_t>();
     EXPECT_EQ(total, 10u) << "the counts always sum to the events";
-    EXPECT_EQ(lines[0]["count"], 2);
     EXPECT_EQ(lines[0]["src"], "198.51.100.7");
     EXPECT_EQ(lines[1]["src"], "198.51.100.8");
     EXPECT_EQ(lines[6]["type"], "limit_exceeded");
-    EXPECT_EQ(lines[6]["count"], 2);
-    EXPECT_EQ(lines[6]["measured"], 6) << "the first hit's count";
+    EXPECT_EQ(lines[6]["measured"], 6) << "the first hit";
+    EXPECT_EQ(lines[8]["repeated"], true);
+    EXPECT_EQ(lines[8]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[8]["time_ns"], t0 + 1);
+    EXPECT_EQ(lines[9]["repeated"], true);
+    EXPECT_EQ(lines[9]["type"], "limit_exceeded");
+    EXPECT_EQ(lines[9]["measured"], 7) << "the repeat's own hit";
     EXPECT_EQ(log.counters().aggregated, 2u);
 }
 
@@ -264,27 +308,29 @@ TEST(EventLog, TheWindowEndsByTheEventsOwnClock) {
     add(log, block("198.51.100.7", t0));
     add(log, block("198.51.100.7", t0 + 10 * s - 1));   // the last nanosecond of the window
     add(log, block("198.51.100.8", t0 + 5 * s));
-    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.written(), 2u) << "the first of .7 and of .8";
     // Any event at or after the window's end closes it, whoever it is from.
     add(log, block("198.51.100.9", t0 + 10 * s));
-    EXPECT_EQ(log.written(), 2u);
+    EXPECT_EQ(log.written(), 4u);
     {
         const auto lines = lines_of(f);
-        ASSERT_EQ(lines.size(), 1u);
-        EXPECT_EQ(lines[0]["count"], 2);
-        EXPECT_EQ(lines[0]["last_ns"], t0 + 10 * s - 1);
+        ASSERT_EQ(lines.size(), 4u);
+        EXPECT_EQ(lines[2]["repeated"], true) << "the repeat line comes before .9's first line";
+        EXPECT_EQ(lines[2]["count"], 1);
+        EXPECT_EQ(lines[2]["last_ns"], t0 + 10 * s - 1);
+        EXPECT_EQ(lines[3]["src"], "198.51.100.9");
     }
-    add(log, block("198.51.100.7", t0 + 10 * s));        // a new window for .7
-    add(log, block("198.51.100.7", t0 + 16 * s));        // closes .8's (opened at t0+5s)
-    EXPECT_EQ(log.written(), 3u);
+    add(log, block("198.51.100.7", t0 + 10 * s));        // a new window for .7: its first line
+    add(log, block("198.51.100.7", t0 + 16 * s));        // closes .8's (opened at t0+5s, no repeat); a repeat of .7
+    EXPECT_EQ(log.written(), 5u);
     log.flush_all();
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 4u);
-    EXPECT_EQ(lines[1]["src"], "198.51.100.8");
-    EXPECT_EQ(lines[1]["count"], 1);
-    EXPECT_EQ(lines[3]["src"], "198.51.100.7");
-    EXPECT_EQ(lines[3]["count"], 2);
-    EXPECT_EQ(lines[3]["first_ns"], t0 + 10 * s);
+    ASSERT_EQ(lines.size(), 6u);
+    EXPECT_EQ(lines[4]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[4]["time_ns"], t0 + 10 * s);
+    EXPECT_EQ(lines[5]["src"], "198.51.100.7");
+    EXPECT_EQ(lines[5]["repeated"], true);
+    EXPECT_EQ(lines[5]["first_ns"], t0 + 16 * s);
     expect_balanced(log);
 }
 
@@ -296,11 +342,11 @@ TEST(EventLog, ALiveClockClosesWindowsWithoutNewEvents) {
     add(log, block("198.51.100.7", t0));
     add(log, block("198.51.100.7", t0 + s));
     log.drain({});
-    EXPECT_EQ(log.written(), 0u);
+    EXPECT_EQ(log.written(), 1u);
     now = t0 + 10 * s;
     log.drain({});   // no rings, no events: the clock alone closes the window
     EXPECT_EQ(log.written(), 2u);
-    EXPECT_EQ(lines_of(f).size(), 1u);
+    EXPECT_EQ(lines_of(f).size(), 2u);
 }
 
 TEST(EventLog, PendingKeysAreBoundedAndOverflowIsCounted) {
@@ -313,19 +359,21 @@ TEST(EventLog, PendingKeysAreBoundedAndOverflowIsCounted) {
     for (int i = 1; i <= 10; ++i) {
         std::snprintf(addr, sizeof addr, "198.51.100.%d", i);
         add(log, block(addr, t0 + static_cast<uint64_t>(i)));
+        add(log, block(addr, t0 + static_cast<uint64_t>(i) + 1));   // a repeat, held in the window
         EXPECT_LE(log.counters().pending, 4u);
     }
     EXPECT_EQ(log.counters().aggregation_overflow, 6u);
-    EXPECT_EQ(log.written(), 6u) << "the oldest windows were closed early";
+    EXPECT_EQ(log.written(), 16u) << "10 first lines, and the repeats of the 6 windows closed early";
     const auto early = lines_of(f);
-    ASSERT_EQ(early.size(), 6u);
+    ASSERT_EQ(early.size(), 16u);
     EXPECT_EQ(early[0]["src"], "198.51.100.1");
     add(log, block("198.51.100.10", t0 + 20));   // still open: merged
     log.flush_all();
     const auto lines = lines_of(f);
-    ASSERT_EQ(lines.size(), 10u);
+    ASSERT_EQ(lines.size(), 20u);
     EXPECT_EQ(lines.back()["src"], "198.51.100.10");
     EXPECT_EQ(lines.back()["count"], 2);
+    EXPECT_EQ(lines.back()["repeated"], true);
     expect_balanced(log);
 }
 
@@ -454,10 +502,11 @@ TEST(EventLog, AFullDiskIsCountedNeverThrown) {
 TEST(EventLog, AFullDiskLosesAggregatedEventsByTheirCount) {
     event_log log(aggregating("/dev/full", 10 * s));
     for (int i = 0; i < 7; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
+    EXPECT_EQ(log.write_errors(), 1u) << "the first line, at once";
     EXPECT_NO_THROW(log.flush_all());
     EXPECT_EQ(log.written(), 0u);
-    EXPECT_EQ(log.write_errors(), 7u);
-    EXPECT_EQ(log.counters().io_errors, 1u);
+    EXPECT_EQ(log.write_errors(), 7u) << "and the repeat line's 6";
+    EXPECT_EQ(log.counters().io_errors, 2u);
     expect_balanced(log);
 }
 
@@ -526,13 +575,14 @@ TEST(EventLog, AggregatedEventsOutliveTheDeletedFile) {
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f, 10 * s));
     for (int i = 0; i < 4; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
-    EXPECT_EQ(log.counters().pending, 4u);
+    EXPECT_EQ(log.counters().pending, 3u) << "the first was written at once";
     fs::remove(f);
     add(log, block("198.51.100.7", t0 + 11 * s));   // closes the first window
     log.flush_all();
     const auto lines = lines_of(f);
     ASSERT_EQ(lines.size(), 2u);
-    EXPECT_EQ(lines[0]["count"], 4);
+    EXPECT_EQ(lines[0]["count"], 3);
+    EXPECT_EQ(lines[0]["repeated"], true);
     EXPECT_EQ(lines[1]["count"], 1);
     EXPECT_EQ(log.written(), 5u);
     EXPECT_EQ(log.write_errors(), 0u);

@@ -623,6 +623,30 @@ TEST(radius_clients, file_level_errors) {
 
 // ------------------------------------------------------------ listener
 
+// radius.listen as start reads it; --check-policy refuses the same texts.
+TEST(RadiusListen, ParsesAddressAndPortOrNamesWhatIsWrong) {
+    EXPECT_EQ(parse_listen("127.0.0.1:1813").address, "127.0.0.1");
+    EXPECT_EQ(parse_listen("127.0.0.1:1813").port, 1813);
+    EXPECT_EQ(parse_listen("[2001:db8::53]:1813").address, "2001:db8::53");
+    EXPECT_EQ(parse_listen("0.0.0.0:0").port, 0);
+    auto why = [](const std::string& text) {
+        try {
+            parse_listen(text);
+            return std::string("accepted");
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+    };
+    EXPECT_EQ(why("127.0.0.1"), "'127.0.0.1' is not ADDRESS:PORT");
+    EXPECT_EQ(why("127.0.0.1:"), "'127.0.0.1:' is not ADDRESS:PORT");
+    EXPECT_EQ(why("127.0.0.1:99999"), "'127.0.0.1:99999': '99999' is not a port (0-65535)");
+    EXPECT_EQ(why("127.0.0.1:18x3"), "'127.0.0.1:18x3': '18x3' is not a port (0-65535)");
+    EXPECT_EQ(why("radius.example.jp:1813"),
+              "'radius.example.jp:1813': 'radius.example.jp' is not an IPv4 or IPv6 address ([...] for IPv6)");
+    EXPECT_EQ(why("2001:db8::53:1813"), "'2001:db8::53:1813': an IPv6 address goes in brackets, [2001:db8::53]:PORT");
+}
+
+
 client_table local_clients() {
     return load_clients_text(std::string("clients:\n  - address: 127.0.0.1\n    secret: \"") + secret +
                                  "\"\n  - address: \"::1\"\n    secret: \"" + secret + "\"\n",
