@@ -32,7 +32,9 @@ struct ip_prefix {
                static_cast<uint32_t>(bytes[2]) << 8 | bytes[3];
     }
     std::string to_string() const;
-    // `o` (a host or a longer prefix) lies inside this prefix.
+    // Whether every address of `o` (a host or a longer prefix) is in this
+    // prefix: same family, this one no longer, the same leading bits. Host
+    // bits beyond the length are ignored.
     bool contains(const ip_prefix& o) const {
         if (family != o.family || length > o.length) return false;
         const unsigned full = length / 8, rest = length % 8;
@@ -44,17 +46,6 @@ struct ip_prefix {
     }
     bool operator==(const ip_prefix& o) const {
         return family == o.family && length == o.length && bytes == o.bytes;
-    }
-    // Whether every address of `o` is in this prefix (same family, this one
-    // no longer, the same leading bits). Host bits beyond the length are
-    // ignored.
-    bool contains(const ip_prefix& o) const {
-        if (family != o.family || length > o.length) return false;
-        for (unsigned bit = 0; bit < length; ++bit) {
-            const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
-            if ((bytes[bit / 8] & mask) != (o.bytes[bit / 8] & mask)) return false;
-        }
-        return true;
     }
     bool overlaps(const ip_prefix& o) const { return contains(o) || o.contains(*this); }
 };
