@@ -12,6 +12,7 @@
 
 #include "control/api/control_api.h"
 #include "control/binding_table.h"
+#include "control/build_version.h"
 #include "control/data_plane.h"
 #include "control/identity/account_registry.h"
 #include "control/identity/subscriber_identity.h"
@@ -155,7 +156,11 @@ void serve_loop::turn() {
 
 control_snapshot serve_loop::snapshot() {
     control_snapshot c;
+    c.version = sekisho_version;
+    c.build = sekisho_build;
+    c.backend = plane_.backend_name();
     c.generation = plane_.generation();
+    if (control_) c.policy_reload_failures = control_->reload_failures();
     for (const auto& l : plane_.active_policy().limits) c.limit_names.push_back(l.name);
     if (const subscriber_table* st = plane_.subscriber_bindings()) {
         c.bindings = st->size();

@@ -13,6 +13,7 @@
 #include "control/policy/content_rules_compile.h"
 #include "control/observe/counters_report.h"
 #include "control/binding_table.h"
+#include "control/build_version.h"
 #include "control/data_plane.h"
 #include "control/observe/event_log.h"
 #include "control/api/event_queries.h"
@@ -256,6 +257,7 @@ void control_api::finish_change() {
                 for (const auto& e : j["errors"]) why += "\n" + e.get<std::string>();
             else if (j.is_object())
                 why = "\n" + j.value("error", r.body);
+            ++reload_failures_;
             std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
                       << " keeps running:" << why << std::endl;
         }
@@ -414,6 +416,8 @@ api_response control_api::status() {
     uint64_t tx_full = 0;
     for (const char* side : {"access", "core"}) tx_full += c["ports"][side]["tx_full_drops"].get<uint64_t>();
     return ok({
+        {"version", sekisho_version},
+        {"build", sekisho_build},
         {"generation", gw.generation()},
         {"backend", gw.backend_name()},
         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},

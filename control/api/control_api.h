@@ -63,6 +63,9 @@ public:
     // SIGHUP: queues a reload of the policy file (one waiting reload at most);
     // the outcome goes to standard error and the audit trail.
     void reload();
+    // SIGHUP reloads refused so far (invalid policy, start-only keys, a
+    // compile or commit failure): sekisho_policy_reload_failures_total.
+    uint64_t reload_failures() const { return reload_failures_; }
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -97,6 +100,7 @@ private:
     std::thread running_thread_;
     std::deque<std::unique_ptr<change>> waiting_;
     query_worker queries_;
+    uint64_t reload_failures_ = 0;
 };
 
 }  // namespace sekisho

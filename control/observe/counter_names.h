@@ -70,6 +70,14 @@ inline constexpr metric_family limit_hits_family{
 inline constexpr metric_family rule_matches_family{
     "sekisho_rule_matches_total", "Messages each content rule matched (ids from the policy).", "rule"};
 
+// The control thread's own counters and gauges (control_snapshot), one family each.
+inline constexpr metric_family policy_reload_failures_family{
+    "sekisho_policy_reload_failures_total",
+    "Policy reloads (SIGHUP) refused: invalid policy, keys read at start only, compile or commit failure. "
+    "The previous generation keeps running."};
+inline constexpr metric_family build_info_family{
+    "sekisho_build_info", "Always 1; the labels name the running version, its build (git describe) and backend."};
+
 // One counter of a block (mail_counters, inspection_counters, worker_counters: `counter`s;
 // event_log_counters: the control thread's plain integers).
 template <typename Block, typename Value = counter>
