@@ -175,6 +175,8 @@ void dpdk_live_backend::launch_workers() {
         w.pipe = &plane_.pipe(next);
         w.store = &plane_.store();
         w.counters = &plane_.counters(next);
+        w.mail = &plane_.tracker(next);
+        w.limit_requests = &plane_.limit_requests(next);
         w.stop = &stop_workers_;
         rte_eal_remote_launch(run_live_worker, &w, lcore);
         workers_running_ = true;

@@ -135,6 +135,56 @@ void print_event(const json& e) {
     std::cout << "action=" << field("action", "") << "\n";
 }
 
+namespace {
+// "198.51.100.7 (account alice)", "account alice", "198.51.100.9 (no account)".
+std::string limits_subject(const json& j) {
+    if (!j.contains("address")) return "account " + shown(j["account"]);
+    return shown(j["address"]) + (j["account"].is_null() ? " (no account)" : " (account " + shown(j["account"]) + ")");
+}
+void print_limit_table(const json& limits) {
+    std::cout << std::left << std::setw(24) << "LIMIT" << std::setw(9) << "SCOPE" << std::setw(24) << "MEASURE"
+              << std::setw(12) << "COUNT/MAX" << std::setw(34) << "COOLDOWN" << "STATE\n";
+    for (const auto& l : limits) {
+        const std::string cooldown =
+            l["cooldown_until"].is_null()
+                ? "-"
+                : std::to_string(static_cast<long>(l["cooldown_s"].get<double>() + 0.5)) + " s, until " +
+                      shown(l["cooldown_until"]);
+        const std::string state = l["tripped"].get<bool>() ? "TRIPPED"
+                                  : l.value("applies", true) ? "ok"
+                                                             : "ok (does not apply)";
+        std::cout << std::left << std::setw(24) << shown(l["limit"]) << std::setw(9) << shown(l["scope"])
+                  << std::setw(24) << shown(l["measure"]) + (l.contains("rate") ? " (burst)" : "") << std::setw(12)
+                  << shown(l["count"]) + "/" + shown(l["max"]) << std::setw(34) << cooldown << state << "\n";
+    }
+}
+}  // namespace
+
+void print_limits(const json& j) {
+    std::cout << "limits of " << limits_subject(j) << " at " << shown(j["time"]) << "\n";
+    if (j["limits"].empty()) {
+        std::cout << "  none" << (j.contains("address") ? "" : " with account scope (per-address limits: ask by address)")
+                  << "\n";
+        return;
+    }
+    print_limit_table(j["limits"]);
+}
+
+void print_limits_reset(const json& j) {
+    if (j["reset"].empty()) {
+        std::cout << "nothing to reset for " << limits_subject(j) << "\n";
+        return;
+    }
+    std::cout << "reset for " << limits_subject(j) << ":";
+    for (const auto& name : j["reset"]) std::cout << " " << shown(name);
+    std::cout << " (audited); before the reset:\n";
+    json before = json::array();
+    for (const auto& l : j["limits"])
+        for (const auto& name : j["reset"])
+            if (l["limit"] == name) before.push_back(l);
+    print_limit_table(before);
+}
+
 void print_top(const json& j) {
     std::cout << std::left << std::setw(40) << "SUBSCRIBER" << std::setw(32) << "ACCOUNT" << "COUNT\n";
     for (const auto& t : j["top"])

@@ -40,5 +40,9 @@ void print_accounts(const nlohmann::json& list);
 // One event-log line (its fields came from the network and the API: each through shown()).
 void print_event(const nlohmann::json& event);
 void print_top(const nlohmann::json& top);
+// limits show: each limit's count against its maximum, cool-down and whether it is tripped;
+// limits reset: what was cleared, with the readings from before.
+void print_limits(const nlohmann::json& limits);
+void print_limits_reset(const nlohmann::json& reset);
 
 }  // namespace sekisho::ctl

@@ -38,6 +38,8 @@ commands:
   whois ADDRESS [--at TIME]                who held ADDRESS at TIME, its SMTP counters and events around then
   account suspend|resume ACCOUNT           利用停止: refuse every SMTP connection of ACCOUNT
   account list [--suspended]
+  limits show ADDRESS|ACCOUNT              each limit's count against its maximum, cool-down, tripped or not
+  limits reset ADDRESS|ACCOUNT [--limit NAME]  clear a tripped limit (every limit without --limit; audited)
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]

@@ -123,7 +123,7 @@ struct control_api::change {
 };
 
 control_api::control_api(control_context ctx, std::string policy_text)
-    : ctx_(std::move(ctx)), text_(std::move(policy_text)) {}
+    : ctx_(std::move(ctx)), text_(std::move(policy_text)), limits_(*ctx_.plane) {}
 
 control_api::~control_api() {
     if (running_thread_.joinable()) running_thread_.join();
@@ -206,6 +206,7 @@ void control_api::start_next_change() {
 }
 
 void control_api::poll() {
+    limits_.poll();
     if (running_ && running_->done.load(std::memory_order_acquire)) finish_change();
     if (!running_) start_next_change();
 }
@@ -292,6 +293,10 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
         if (c->endpoint == api_endpoint::bindings_add || c->endpoint == api_endpoint::bindings_del)
             rec["prefix"] = c->prefix.to_string();
         if (!c->account.empty()) rec["account"] = c->account;
+        if (c->endpoint == api_endpoint::limits_reset) {
+            if (c->by_address) rec["address"] = c->prefix.to_string();
+            rec["limit"] = c->limit_name.empty() ? json("*") : json(c->limit_name);
+        }
     }
     if (r.status >= 300) {
         try {
@@ -397,6 +402,8 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             return post_query(std::move(reply), [path, since = c.since, until = c.until, csv = c.csv] {
                 return query_report(path, since, until, csv);
             });
+        case api_endpoint::limits_show:
+        case api_endpoint::limits_reset: return limits_.handle(c, std::move(reply));
         case api_endpoint::top:
             return post_query(std::move(reply), [path, since = c.since, by = c.by, window = c.window_text] {
                 return ok(query_top(path, since, by, window));

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "control/api/api_server.h"
+#include "control/api/limit_desk.h"
 #include "control/api/query_worker.h"
 
 namespace sekisho {
@@ -100,6 +101,7 @@ private:
     std::thread running_thread_;
     std::deque<std::unique_ptr<change>> waiting_;
     query_worker queries_;
+    limit_desk limits_;
     uint64_t reload_failures_ = 0;
 };
 

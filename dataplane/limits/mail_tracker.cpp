@@ -561,6 +561,27 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
     return pass;
 }
 
+void mail_tracker::serve(limit_request_box& box) {
+    const limit_record_request& r = box.request();
+    limit_record_answer& a = box.answer_to_fill();
+    auto serve_record = [&](const subscriber_key& key, uint32_t reset, limit_record_copy& copy) {
+        subscriber_limits* rec = subscribers_.find(key);
+        if (rec == nullptr) return;
+        copy.found = true;
+        std::memcpy(copy.cells, rec->cells, sizeof copy.cells);
+        for (unsigned i = 0; i < subscriber_record_cells; ++i)
+            if (reset >> i & 1) clear_cell(rec->cells[i]);
+    };
+    if (r.prefix == r.address) {   // IPv4: the address is the prefix, one record
+        serve_record(r.address, r.reset_address_cells | r.reset_prefix_cells, a.address);
+        a.prefix = a.address;
+    } else {
+        serve_record(r.address, r.reset_address_cells, a.address);
+        serve_record(r.prefix, r.reset_prefix_cells, a.prefix);
+    }
+    box.mark_answered();
+}
+
 void mail_tracker::sweep(const compiled_policy& policy, uint64_t now_ns) {
     // Ageing is paced by the clock, not by bursts: 32 slots of each table per
     // millisecond walk a 100k-slot table in ~3 s, far inside any idle

@@ -25,6 +25,7 @@
 #include "dataplane/inspect/content_inspector.h"
 #include "dataplane/inspect/sender_signals.h"
 #include "dataplane/event_ring.h"
+#include "dataplane/limits/limit_request_box.h"
 #include "dataplane/limits/mail_limits.h"
 #include "dataplane/op25b_classifier.h"
 #include "dataplane/net/packet_parser.h"
@@ -96,9 +97,14 @@ public:
 
     uint32_t flows() const { return flows_.size(); }
 
+    // The worker, between bursts (limit_request_box.h): copies the records of
+    // the request's keys (never creating one) and clears the cells it asks to,
+    // then marks the request answered.
+    void serve(limit_request_box& box);
+
 private:
     struct subscriber_limits {
-        limit_cell cells[max_subscriber_limit_slots + max_account_limit_slots];
+        limit_cell cells[subscriber_record_cells];
         limit_cell content_score;          // inspection: the subscriber's score in its window
         sender_domain_set sender_domains;  // inspection: distinct MAIL FROM domains
         uint64_t last_seen_ns = 0;

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# support_e2e.sh - the support desk's tools against a live sekishod, with real clients:
+#   - limits: alice@example.jp (198.51.100.7) trips a 3-messages-per-hour account limit with
+#     smtp-source (the 4th message gets 421); `sekishoctl limits show` shows it tripped with its
+#     count, maximum and cool-down; a session in the cool-down is still refused; `limits reset`
+#     clears it (audited in the event log) and the next session is delivered; bad requests
+#     (unknown limit, unknown account, a prefix) are refused with their exit codes.
+#
+# Usage (root):  tests/e2e/support_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl SOURCE_ROOT [WORKERS]
+# Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
+set -u
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/netlab.sh
+source "$here/netlab.sh"
+# shellcheck source=SCRIPTDIR/e2e_common.sh
+source "$here/e2e_common.sh"
+
+ctl="${2:-}"
+root="${3:-$here/../..}"
+workers="${4:-1}"
+e2e_begin support_e2e "${1:-}" swaks /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/python3
+[ -x "$ctl" ] || { echo "support_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
+ctl="$(realpath "$ctl")"
+root="$(realpath "$root")"
+sock="$TMP/api.sock"
+
+e2e_lab_policy | sed '/^relays:/i\  bindings:\n    - {prefix: 198.51.100.7, account: alice@example.jp}' >"$TMP/policy.yaml"
+cat >>"$TMP/policy.yaml" <<'EOF'
+op25b:
+  mode: enforce
+  action: reset
+limits:
+  - {name: msgs-per-account, scope: account, measure: messages, max: 3, window: 1h, action: tempfail,
+     cooldown: 10m}
+  - {name: msgs-per-address, scope: address, measure: messages, max: 100, window: 1h, action: tempfail}
+events:
+  aggregate_window: 0s   # the test reads the audit trail while the daemon runs
+EOF
+
+netlab_up --gateway || abort "lab setup failed"
+mkdir -p "$TMP/mx" && chmod 777 "$TMP/mx"   # smtp-sink writes as nobody
+netlab_spawn up "$NETLAB_LOGDIR/sink-mx.log" /usr/sbin/smtp-sink -u nobody -d "$TMP/mx/%M%S." \
+  "$NETLAB_MX_V4:587" 64 || abort "smtp-sink"
+netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "MX sink not listening"
+
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" --workers "$workers" \
+  --events "$TMP/events.jsonl" --api-socket "$sock"
+
+delivered() { find "$TMP/mx" -type f | wc -l; }
+# send COUNT LOG: COUNT messages from 198.51.100.7 (the lab's subscriber address), one session each.
+send() {
+  timeout 60 ip netns exec "$NETLAB_NS_SUB" /usr/sbin/smtp-source -m "$1" -s 1 -l 256 \
+    -f alice@example.jp -t rcpt@example.net "$NETLAB_MX_V4:587" >"$2" 2>&1
+}
+# limit_field JSON LIMIT FIELD: one field of one limit of a limits show/reset reply.
+limit_field() {
+  /usr/bin/python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(json.dumps(next(l for l in j["limits"] if l["limit"]==sys.argv[2])[sys.argv[3]]))' "$1" "$2" "$3" 2>/dev/null
+}
+
+# --- Limits: trip, show, reset.
+send 4 "$TMP/trip.log"
+if [ "$(delivered)" = 3 ] && grep -q 421 "$TMP/trip.log"; then
+  pass "alice: 3 of 4 delivered, the 4th got 421 (limit msgs-per-account tripped)"
+else fail "alice: $(delivered) delivered"; tail -n 3 "$TMP/trip.log" | sed 's/^/    /'; fi
+
+ctl_expect 0 "limits show 198.51.100.7" limits show 198.51.100.7
+contains "limits show names the subscriber and account" "198.51.100.7 (account alice@example.jp)"
+contains "limits show: msgs-per-account at 3/3" "3/3"
+contains "limits show: TRIPPED" "TRIPPED"
+contains "limits show: the cool-down's end" "until 20"
+ctl_expect 0 "limits show --json" --json limits show 198.51.100.7
+j="$out"
+if [ "$(limit_field "$j" msgs-per-account count)" = 3 ] && [ "$(limit_field "$j" msgs-per-account max)" = 3 ] &&
+   [ "$(limit_field "$j" msgs-per-account tripped)" = true ] &&
+   /usr/bin/python3 -c 'import sys; c=float(sys.argv[1]); assert 590 < c <= 600, c' "$(limit_field "$j" msgs-per-account cooldown_s)"; then
+  pass "msgs-per-account: count 3, max 3, tripped, cool-down ~600 s"
+else fail "msgs-per-account reading: $j"; fi
+if [ "$(limit_field "$j" msgs-per-address count)" = 4 ] && [ "$(limit_field "$j" msgs-per-address tripped)" = false ] &&
+   [ "$(limit_field "$j" msgs-per-address tracked)" = true ]; then
+  pass "msgs-per-address (the worker's own record): count 4 of 100, not tripped"
+else fail "msgs-per-address reading: $j"; fi
+ctl_expect 0 "limits show alice@example.jp (account scope)" --json limits show alice@example.jp
+if [ "$(limit_field "$out" msgs-per-account count)" = 3 ] && [ -z "$(limit_field "$out" msgs-per-address count)" ]; then
+  pass "by account: the account-scope limit only, count 3"
+else fail "by account: $out"; fi
+
+send 1 "$TMP/cooling.log"
+if [ "$(delivered)" = 3 ] && grep -q 421 "$TMP/cooling.log"; then pass "in the cool-down: refused with 421"; else
+  fail "in the cool-down: $(delivered) delivered"; fi
+
+ctl_expect 3 "limits reset with an unknown limit: not found" limits reset 198.51.100.7 --limit no-such-limit
+contains "the error names the policy's limits" "msgs-per-account"
+ctl_expect 3 "limits show of an unknown account: not found" limits show nobody@example.jp
+ctl_expect 4 "limits show of a prefix: refused" limits show 198.51.100.0/24
+ctl_expect 4 "limits reset by account of a per-address limit: refused" limits reset alice@example.jp --limit msgs-per-address
+
+ctl_expect 0 "limits reset 198.51.100.7 --limit msgs-per-account" limits reset 198.51.100.7 --limit msgs-per-account
+contains "reset names the limit" "msgs-per-account"
+contains "reset shows the count before" "3/3"
+send 1 "$TMP/after-reset.log"
+if [ "$(delivered)" = 4 ]; then pass "after the reset the next session is delivered"; else
+  fail "after the reset: $(delivered) delivered"; tail -n 3 "$TMP/after-reset.log" | sed 's/^/    /'; fi
+ctl_expect 0 "limits show after the reset" --json limits show 198.51.100.7
+if [ "$(limit_field "$out" msgs-per-account count)" = 1 ] && [ "$(limit_field "$out" msgs-per-account tripped)" = false ] &&
+   [ "$(limit_field "$out" msgs-per-address count)" = 6 ]; then
+  pass "after the reset: msgs-per-account 1 of 3; msgs-per-address (not reset) 6"
+else fail "after the reset: $out"; fi
+sleep 0.3
+if grep '"type":"api_change"' "$TMP/events.jsonl" | grep '"endpoint":"limits_reset"' | grep '"status":200' |
+   grep '"limit":"msgs-per-account"' | grep -q '"address":"198.51.100.7/32"'; then
+  pass "the reset is audited: api_change limits_reset, address, limit, caller"
+else fail "no audit record of the reset"; grep api_change "$TMP/events.jsonl" | tail -n 3 | sed 's/^/    /'; fi
+ctl_expect 0 "limits reset by account (every account-scope limit)" limits reset alice@example.jp
+contains "reset by account" "reset for account alice@example.jp: msgs-per-account"
+
+if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+
+e2e_end
