@@ -16,6 +16,7 @@
 #include "dataplane/compiled_policy.h"
 #include "dataplane/inspect/sender_signals.h"
 #include "control/policy/policy.h"
+#include "dataplane/net/packet_parser.h"
 #include "dataplane/op25b_classifier.h"
 
 namespace sekisho {
@@ -240,7 +241,7 @@ void event_log::add(const event_record* events, size_t n, const event_names& nam
 
 void event_log::add_record(std::string json_object) {
     ++c_.received;
-    queue_line(std::move(json_object), 1, 0, 0, nullptr);
+    queue_line(std::move(json_object), 1, 0, 0, nullptr, nullptr);
     poll();
 }
 
@@ -250,13 +251,30 @@ void event_log::session_totals::add(const event_record& e) {
     rejected_recipients += e.rejected_recipients;
 }
 
+namespace {
+// Events that can stand for a connection (a blocked or monitored one) carry a "connections"
+// field: how many of the merged events began one. OP25B: the client's SYN (a flag test, so the
+// XDP program's events count too); limit_exceeded: a monitor-action limit's first hit on a
+// connection (event_flags).
+bool counts_connections(event_type t) {
+    return t == event_type::op25b_block || t == event_type::op25b_monitor || t == event_type::limit_exceeded;
+}
+uint64_t connections_of(const event_record& e) {
+    if (e.type == event_type::limit_exceeded) return (e.flags & event_flags::first_monitored_hit) ? 1 : 0;
+    return (e.tcp_flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn ? 1 : 0;
+}
+}  // namespace
+
 void event_log::ingest(const event_record& e, const event_names& names) {
     ++c_.received;
     const bool session = e.type == event_type::mail_session;
+    const bool connections = counts_connections(e.type);
     if (config_.aggregate_window_ns == 0) {
         session_totals t;
         t.add(e);
-        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &t : nullptr);
+        const uint64_t n = connections_of(e);
+        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &t : nullptr,
+                   connections ? &n : nullptr);
         return;
     }
     if (e.time_ns > event_now_) event_now_ = e.time_ns;
@@ -271,6 +289,7 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     if (auto it = windows_.find(k); it != windows_.end()) {
         open_window& w = it->second;
         ++w.count;
+        if (connections) w.connections += connections_of(e);
         if (session) w.sessions.add(e);
         w.first_ns = std::min(w.first_ns, e.time_ns);
         w.last_ns = std::max(w.last_ns, e.time_ns);
@@ -285,7 +304,8 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     const uint64_t end = e.time_ns + config_.aggregate_window_ns;
     const std::pair<uint64_t, uint64_t> order{end < e.time_ns ? UINT64_MAX : end, ++sequence_};
     order_.emplace(order, k);
-    auto [it, inserted] = windows_.emplace(k, open_window{event_to_json(e, names), e.time_ns, e.time_ns, 1, {}, order});
+    auto [it, inserted] = windows_.emplace(
+        k, open_window{event_to_json(e, names), e.time_ns, e.time_ns, 1, connections ? connections_of(e) : 0, {}, order});
     if (session) it->second.sessions.add(e);
     ++c_.pending;
 }
@@ -299,13 +319,15 @@ void event_log::close_window(std::unordered_map<agg_key, open_window, agg_key_ha
     open_window& w = it->second;
     c_.pending -= w.count;
     const bool session = it->first.type == static_cast<uint8_t>(event_type::mail_session);
-    queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr);
+    const bool connections = counts_connections(static_cast<event_type>(it->first.type));
+    queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr,
+               connections ? &w.connections : nullptr);
     order_.erase(w.order);
     windows_.erase(it);
 }
 
 void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                           const session_totals* sessions) {
+                           const session_totals* sessions, const uint64_t* connections) {
     // The object's closing brace, then the aggregation fields.
     json.pop_back();
     queue_ += json;
@@ -313,6 +335,7 @@ void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, 
         queue_ += ",\"messages\":" + std::to_string(sessions->messages) +
                   ",\"recipients\":" + std::to_string(sessions->recipients) +
                   ",\"rejected_recipients\":" + std::to_string(sessions->rejected_recipients);
+    if (connections) queue_ += ",\"connections\":" + std::to_string(*connections);
     queue_ += ",\"count\":" + std::to_string(count);
     if (count > 1) queue_ += ",\"first_ns\":" + std::to_string(first_ns) + ",\"last_ns\":" + std::to_string(last_ns);
     queue_ += "}\n";

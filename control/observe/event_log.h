@@ -96,6 +96,7 @@ private:
     struct open_window {
         std::string json;   // the first event, without the aggregation fields
         uint64_t first_ns, last_ns, count;
+        uint64_t connections;   // of `count`, the events that are a new connection (connections_of)
         session_totals sessions;
         std::pair<uint64_t, uint64_t> order;  // (deadline, sequence): key into order_
     };
@@ -104,7 +105,7 @@ private:
     void close_due();                                // windows whose end has passed
     void close_window(std::unordered_map<agg_key, open_window, agg_key_hash>::iterator it);
     void queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                    const session_totals* sessions);
+                    const session_totals* sessions, const uint64_t* connections);
     void poll();                                     // write queued lines, rotate, fsync as due
     void write_queued();
     void write_chunk(size_t from_line, size_t to_line);

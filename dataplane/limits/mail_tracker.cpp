@@ -274,7 +274,13 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
         }
         if (!exceeded) continue;
         counters_.mail.limit_hits[i].add();
-        emit(policy, event_type::limit_exceeded, i, ctx, count);
+        uint8_t flags = 0;
+        if (l.action == limit_action::monitor && ctx.flow && !ctx.flow->monitored) {
+            ctx.flow->monitored = true;   // a connection the limit would have stopped, counted once
+            counters_.mail.monitored_connections.add();
+            flags = event_flags::first_monitored_hit;
+        }
+        emit(policy, event_type::limit_exceeded, i, ctx, count, flags);
         if (l.action != limit_action::monitor && (!acted || severity(l.action) > severity(result))) {
             result = l.action;
             acted = true;
@@ -347,8 +353,9 @@ void mail_tracker::push(const event_record& e) {
 }
 
 void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx,
-                        uint32_t count) {
+                        uint32_t count, uint8_t flags) {
     event_record e = new_event(policy, type, ctx);
+    e.flags = flags;
     e.reason = static_cast<uint8_t>(limit);
     e.action = static_cast<uint8_t>(type == event_type::limit_exceeded ? policy.limit(limit).action
                                                                         : limit_action::reset);

@@ -62,6 +62,7 @@ struct mail_flow {
     // What the session carried, for its mail_session event.
     uint32_t messages = 0, recipients = 0, rejected_recipients = 0;
     bool reported = false;           // its mail_session event is out
+    bool monitored = false;          // a monitor-action limit was hit on it (counted once)
 };
 
 // Where the shared and per-worker state is.
@@ -114,7 +115,8 @@ private:
 
     limit_action check(const compiled_policy& policy, limit_measure m, context& ctx);
     limit_cell* cell_for(const compiled_limit& l, context& ctx);
-    void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count);
+    void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count,
+              uint8_t flags = 0);
     void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);
     limit_action judge_message(const compiled_policy& policy, context& ctx);
     subscriber_limits* record(context& ctx, const subscriber_key& key, subscriber_limits*& cached, bool& looked);

@@ -5,6 +5,10 @@
 #     count, maximum and cool-down; a session in the cool-down is still refused; `limits reset`
 #     clears it (audited in the event log) and the next session is delivered; bad requests
 #     (unknown limit, unknown account, a prefix) are refused with their exit codes.
+#   - monitor mode counts connections: with op25b.mode monitor one swaks session to port 25 is
+#     one aggregated op25b_monitor event with connections=1 (and a count of every segment), and
+#     a monitor-action recipients limit hit twice in one session is connections=1; the
+#     summary's monitored_connections (OP25B) and smtp.monitored_connections (limits) are 1.
 #
 # Usage (root):  tests/e2e/support_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl SOURCE_ROOT [WORKERS]
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
@@ -115,5 +119,45 @@ ctl_expect 0 "limits reset by account (every account-scope limit)" limits reset 
 contains "reset by account" "reset for account alice@example.jp: msgs-per-account"
 
 if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
+
+# --- Monitor mode: how many connections would have been blocked, not only how many segments.
+e2e_lab_policy | sed '/^relays:/i\  bindings:\n    - {prefix: 198.51.100.7, account: alice@example.jp}' >"$TMP/monitor.yaml"
+cat >>"$TMP/monitor.yaml" <<'EOF'
+op25b:
+  mode: monitor
+  action: reset
+limits:
+  - {name: rcpts-monitor, scope: account, measure: recipients, max: 1, window: 1h, action: monitor}
+events:
+  aggregate_window: 30s   # one session's events merge into one line per key
+EOF
+netlab_spawn up "$NETLAB_LOGDIR/sink-25.log" /usr/sbin/smtp-sink -u nobody "$NETLAB_MX_V4:25" 64 || abort "smtp-sink 25"
+netlab_wait_listen up "$NETLAB_MX_V4" 25 5 || abort "port 25 sink not listening"
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-monitor.log" --policy "$TMP/monitor.yaml" --workers "$workers" \
+  --events "$TMP/monitor.jsonl" --summary "$TMP/monitor-summary.json"
+timeout 30 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 25 --timeout 10 \
+  --from alice@example.jp --to b@example.net >"$TMP/swaks-25.log" 2>&1
+if grep -q "<-  *250" "$TMP/swaks-25.log" && grep -q "221" "$TMP/swaks-25.log"; then
+  pass "monitor mode: the port 25 session went through"
+else fail "monitor mode: swaks to port 25"; tail -n 5 "$TMP/swaks-25.log" | sed 's/^/    /'; fi
+timeout 30 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 587 --timeout 10 \
+  --from alice@example.jp --to r1@example.net,r2@example.net,r3@example.net >"$TMP/swaks-587.log" 2>&1
+if grep -q "221" "$TMP/swaks-587.log"; then pass "monitor limit: the 3-recipient session went through"; else
+  fail "monitor limit: swaks to 587"; tail -n 5 "$TMP/swaks-587.log" | sed 's/^/    /'; fi
+if e2e_stop_sekishod; then pass "sekishod (monitor) exited 0"; else fail "sekishod (monitor) exit status $?"; fi
+/usr/bin/python3 - "$TMP/monitor.jsonl" "$TMP/monitor-summary.json" <<'EOF' && pass "monitor: connections=1 per session in the events and the summary" || fail "monitor connection counts"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+summary = json.load(open(sys.argv[2]))
+op25b = [e for e in events if e["type"] == "op25b_monitor" and e["src"] == "198.51.100.7"]
+segments = sum(e["count"] for e in op25b)
+connections = sum(e["connections"] for e in op25b)
+assert connections == 1 and segments > 1, op25b
+hits = [e for e in events if e["type"] == "limit_exceeded" and e["limit"] == "rcpts-monitor"]
+assert sum(e["count"] for e in hits) == 2 and sum(e["connections"] for e in hits) == 1, hits
+assert summary["monitored_connections"] == 1, summary
+assert summary["smtp"]["monitored_connections"] == 1, summary["smtp"]
+print(f"op25b_monitor: count={segments} connections={connections}; rcpts-monitor: count=2 connections=1")
+EOF
 
 e2e_end
