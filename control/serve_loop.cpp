@@ -121,6 +121,9 @@ void serve_loop::start_api(const std::string& policy_text) {
     const std::array<std::string, 2> sides = backend_.side_names();
     cc.port_names[0] = sides[0];
     cc.port_names[1] = sides[1];
+    const std::array<std::string, 2> interfaces = backend_.interface_names();
+    cc.interface_names[0] = interfaces[0];
+    cc.interface_names[1] = interfaces[1];
     cc.workers = backend_.workers();
     cc.started = std::chrono::steady_clock::now();
     if (metrics_) cc.observe_apply = [this](double s) { metrics_->observe_apply(s); };
@@ -131,10 +134,18 @@ void serve_loop::start_api(const std::string& policy_text) {
     control_ = std::make_unique<control_api>(cc, policy_text);
 }
 
-// Starts the backend under the signal handlers and turns until a stop signal.
+// Starts the backend under the signal handlers, says where the daemon can be
+// reached, and turns until a stop signal.
 void serve_loop::run() {
     signals_ = std::make_unique<loop_signals>();
     backend_.start();
+    std::string listeners;
+    auto add = [&](const std::string& what) { listeners += (listeners.empty() ? "" : ", ") + what; };
+    if (!opt_.api.unix_path.empty()) add("API socket " + opt_.api.unix_path);
+    if (!opt_.api.tcp_listen.empty()) add("API over TLS " + opt_.api.tcp_listen);
+    if (metrics_) add("metrics http://" + opt_.metrics_address + "/metrics");
+    if (identity_ && identity_->radius_counters()) add("RADIUS accounting " + plane_.active_policy().identity.radius_listen);
+    log_line("listening: " + (listeners.empty() ? std::string("nothing (no API, metrics or RADIUS)") : listeners));
     while (!signals_->stop()) {
         turn();
         std::this_thread::sleep_for(turn_interval);

@@ -103,6 +103,7 @@ public:
 
     data_plane& plane() override { return plane_; }
     std::array<std::string, 2> side_names() const override { return {port_name(port_[0]), port_name(port_[1])}; }
+    std::array<std::string, 2> interface_names() const override { return {opt_.access_if, opt_.core_if}; }
     unsigned workers() const override { return opt_.workers; }
     counter_source scraper_counters() const override {
         return [this] { return plane_.all_counters(); };   // the workers' own blocks, read in place

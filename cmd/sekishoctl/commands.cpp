@@ -147,8 +147,9 @@ int account(const command& c, const std::string& sub) {
     if (sub == "list") {
         c.want(2, "account list [--suspended]");
         c.check_flags({"--suspended"});
-        return c.show(c.client().call("GET", std::string("/v1/accounts") + (c.flag("--suspended") ? "?suspended=1" : "")),
-                      print_accounts);
+        const bool only_suspended = c.flag("--suspended") != nullptr;
+        return c.show(c.client().call("GET", std::string("/v1/accounts") + (only_suspended ? "?suspended=1" : "")),
+                      [&](const json& j) { print_accounts(j, only_suspended); });
     }
     throw usage_error("account suspend|resume|list");
 }

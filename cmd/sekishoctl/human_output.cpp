@@ -25,12 +25,25 @@ void print_error(long status, const std::string& body) {
     }
 }
 
+namespace {
+// "net_af_packet_access (interface acc0, access)": the port and, where it differs, the Linux
+// interface behind it.
+std::string side_text(const json& j, const char* side) {
+    const std::string port = shown(j["ports"][side]);
+    const json interface = j.contains("interfaces") ? j["interfaces"][side] : json(nullptr);
+    if (interface.is_null() || shown(interface) == port) return port + " (" + side + ")";
+    return port + " (interface " + shown(interface) + ", " + side + ")";
+}
+}  // namespace
+
 void print_status(const json& j) {
     const std::string backend = shown(j.value("backend", json("dpdk")));
+    if (j.contains("version"))
+        std::cout << "sekishod " << shown(j["version"]) << " (build " << shown(j.value("build", json("?"))) << ")\n";
     std::cout << "generation " << shown(j["generation"]) << ", up " << static_cast<long>(j["uptime_s"].get<double>())
               << " s, backend " << backend << ", " << shown(j["workers"])
-              << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << shown(j["ports"]["access"])
-              << " (access) <-> " << shown(j["ports"]["core"]) << " (core)\n"
+              << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << side_text(j, "access")
+              << " <-> " << side_text(j, "core") << "\n"
               << "policy " << shown(j["policy"]["file"]) << ": op25b " << shown(j["policy"]["op25b_mode"]) << "/"
               << shown(j["policy"]["op25b_action"]) << ", " << shown(j["policy"]["limits"]) << " limits\n"
               << "frames in " << shown(j["frames"]["in"]) << ", forwarded " << shown(j["frames"]["forwarded"])
@@ -106,7 +119,8 @@ void print_account(const json& j) {
     std::cout << shown(j["account"]) << (j["suspended"].get<bool>() ? " suspended" : " resumed") << "\n";
 }
 
-void print_accounts(const json& j) {
+void print_accounts(const json& j, bool only_suspended) {
+    if (j["accounts"].empty()) std::cout << (only_suspended ? "none suspended\n" : "none\n");
     for (const auto& a : j["accounts"])
         std::cout << std::left << std::setw(40) << shown(a["account"])
                   << (a["suspended"].get<bool>() ? "suspended" : "active") << "\n";

@@ -430,6 +430,8 @@ api_response control_api::status() {
         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
+        {"interfaces", {{"access", ctx_.interface_names[0].empty() ? json(nullptr) : json(ctx_.interface_names[0])},
+                        {"core", ctx_.interface_names[1].empty() ? json(nullptr) : json(ctx_.interface_names[1])}}},
         {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol->mode)}, {"op25b_action", to_string(pol->action)},
                     {"limits", pol->limits.size()}, {"rollback_available", !previous_text_.empty()},
                     {"change_running", running_ != nullptr}, {"changes_waiting", waiting_.size()}}},

@@ -41,6 +41,7 @@ struct control_context {
     std::string events_path;                 // "-" when events go to stdout
     bool events_overridden = false;          // --events replaced the policy's events.file
     std::string port_names[2];               // DPDK ports or XDP interfaces
+    std::string interface_names[2];          // the Linux interfaces behind them; empty: none (PCI)
     unsigned workers = 1;                    // DPDK workers; XDP: CPUs
     std::chrono::steady_clock::time_point started;
     std::function<void(double)> observe_apply;   // metrics hook, may be empty

@@ -9,6 +9,10 @@
 #     one aggregated op25b_monitor event with connections=1 (and a count of every segment), and
 #     a monitor-action recipients limit hit twice in one session is connections=1; the
 #     summary's monitored_connections (OP25B) and smtp.monitored_connections (limits) are 1.
+#   - readable output: status names the version and build and each port's interface; the
+#     startup line names the API socket; `account list --suspended` says none; a start that
+#     fails (TLS certificate missing after the API socket was created, metrics port taken)
+#     exits 1 naming the cause and leaves no socket behind.
 #
 # Usage (root):  tests/e2e/support_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl SOURCE_ROOT [WORKERS]
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
@@ -50,6 +54,21 @@ netlab_wait_listen up "$NETLAB_MX_V4" 587 5 || abort "MX sink not listening"
 
 e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" --workers "$workers" \
   --events "$TMP/events.jsonl" --api-socket "$sock"
+
+# --- Readable output: status, the startup line, an empty suspended list.
+ctl_expect 0 "status" status
+contains "status: the daemon's version and build" "sekishod $("$SEKISHOD" --version | awk '{print $2}') (build "
+contains "status: the access port's interface" "(interface acc0, access)"
+contains "status: the core port's interface" "(interface core0, core)"
+ctl_expect 0 "status --json" --json status
+if echo "$out" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["interfaces"]=={"access":"acc0","core":"core0"} and j["version"] and j["build"], j' 2>/dev/null; then
+  pass "status JSON: interfaces acc0/core0, version, build"
+else fail "status JSON: $out"; fi
+if grep -q "sekishod: listening: API socket $sock" "$NETLAB_LOGDIR/sekishod.log"; then
+  pass "the startup line names the API socket: $(grep -m1 'listening:' "$NETLAB_LOGDIR/sekishod.log")"
+else fail "no startup line naming the API socket"; grep sekishod: "$NETLAB_LOGDIR/sekishod.log" | head -n 5 | sed 's/^/    /'; fi
+ctl_expect 0 "account list --suspended with none suspended" account list --suspended
+if [ "$out" = "none suspended" ]; then pass "account list --suspended says: none suspended"; else fail "account list --suspended: '$out'"; fi
 
 delivered() { find "$TMP/mx" -type f | wc -l; }
 # send COUNT LOG: COUNT messages from 198.51.100.7 (the lab's subscriber address), one session each.
@@ -159,5 +178,30 @@ assert summary["monitored_connections"] == 1, summary
 assert summary["smtp"]["monitored_connections"] == 1, summary["smtp"]
 print(f"op25b_monitor: count={segments} connections={connections}; rcpts-monitor: count=2 connections=1")
 EOF
+
+# --- A start that fails leaves no socket behind and says why.
+# start_fails NAME ARGS...: sekishod in the gateway namespace with ARGS must exit 1 within 30 s.
+start_fails() {
+  local name="$1"
+  shift
+  timeout 30 ip netns exec "$NETLAB_NS_GW" "$SEKISHOD" --access-if acc0 --core-if core0 --state-dir "$TMP/state" \
+    --policy "$TMP/policy.yaml" --events "$TMP/fail.jsonl" "$@" >"$TMP/$name.log" 2>&1
+}
+start_fails tls-missing --api-socket "$TMP/fail.sock" --api-tcp 127.0.0.1:8443 --api-cert "$TMP/missing.crt" \
+  --api-key "$TMP/missing.key" --api-token-file "$TMP/missing.token"
+rc=$?
+if [ "$rc" = 1 ] && grep -q "missing.crt" "$TMP/tls-missing.log"; then
+  pass "a missing TLS certificate: exit 1, $(grep -m1 missing.crt "$TMP/tls-missing.log" | cut -c1-100)"
+else fail "missing TLS certificate: exit $rc"; sed 's/^/    /' "$TMP/tls-missing.log" | tail -n 3; fi
+if [ ! -e "$TMP/fail.sock" ]; then pass "the API socket it had created is gone"; else fail "the failed start left $TMP/fail.sock"; fi
+netlab_spawn gw "$NETLAB_LOGDIR/port-taker.log" /usr/bin/python3 -c \
+  'import socket,time; s=socket.socket(); s.bind(("127.0.0.1", 9309)); s.listen(); time.sleep(120)'
+for ((i = 0; i < 50; i++)); do netlab_exec_gw ss -ltn | grep -q ':9309 ' && break; sleep 0.1; done
+start_fails metrics-taken --api-socket "$TMP/fail.sock" --metrics 127.0.0.1:9309
+rc=$?
+if [ "$rc" = 1 ] && grep -q "metrics: cannot listen on 127.0.0.1:9309" "$TMP/metrics-taken.log"; then
+  pass "the metrics port taken: exit 1, $(grep -m1 'metrics:' "$TMP/metrics-taken.log" | cut -c1-100)"
+else fail "metrics port taken: exit $rc"; sed 's/^/    /' "$TMP/metrics-taken.log" | tail -n 3; fi
+if [ ! -e "$TMP/fail.sock" ]; then pass "no API socket left behind"; else fail "the failed start left $TMP/fail.sock"; fi
 
 e2e_end
