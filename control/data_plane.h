@@ -58,8 +58,12 @@ public:
     virtual ~subscriber_limit_state() = default;
     // Posts `r` to every worker; false while an earlier request is unanswered.
     virtual bool post_limit_request(const limit_record_request& r) = 0;
-    // The records as the workers found them, once every worker has answered.
-    virtual std::optional<limit_record_answer> limit_answer() = 0;
+    // Each worker's answer (the records as it found them), once every worker
+    // has answered. One worker should hold a subscriber's records (RSS on the
+    // subscriber's address), but a NIC or PMD that spreads a subscriber's
+    // connections over queues (net_af_packet's fanout hashes by connection)
+    // leaves a record on each worker that saw one.
+    virtual std::optional<std::vector<limit_record_answer>> limit_answers() = 0;
     // The account's shared record; nullptr for 0 or an id beyond the registry.
     virtual account_record* account_limits(uint32_t account_id) = 0;
     // The snapshot the workers run: the limits' slots and targets.

@@ -244,16 +244,13 @@ bool dpdk_data_plane::post_limit_request(const limit_record_request& r) {
     return true;
 }
 
-std::optional<limit_record_answer> dpdk_data_plane::limit_answer() {
-    limit_record_answer merged;
+std::optional<std::vector<limit_record_answer>> dpdk_data_plane::limit_answers() {
+    std::vector<limit_record_answer> answers;
     for (const auto& box : limit_boxes_) {
         if (!box->answered()) return std::nullopt;
-        // One worker owns a subscriber (RSS, subscriber_affinity.h): at most one found it.
-        const limit_record_answer& a = box->answer();
-        if (a.address.found) merged.address = a.address;
-        if (a.prefix.found) merged.prefix = a.prefix;
+        answers.push_back(box->answer());
     }
-    return merged;
+    return answers;
 }
 
 account_record* dpdk_data_plane::account_limits(uint32_t account_id) {

@@ -91,7 +91,7 @@ public:
     // subscriber_limit_state: the request goes to every worker's box (live
     // mode's workers serve it between bursts, worker.h).
     bool post_limit_request(const limit_record_request& r) override;
-    std::optional<limit_record_answer> limit_answer() override;
+    std::optional<std::vector<limit_record_answer>> limit_answers() override;
     account_record* account_limits(uint32_t account_id) override;
     const compiled_policy& compiled() const override { return *store_->current(); }
     uint64_t tracked_flows() const override;

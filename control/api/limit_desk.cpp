@@ -2,8 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <ctime>
 #include <string>
+#include <vector>
 
 #include "control/data_plane.h"
 #include "control/identity/account_registry.h"
@@ -55,8 +57,11 @@ cell_place place_of(const compiled_limit& l, uint32_t account) {
     return {};
 }
 
-// One limit's reading: count against max, cool-down.
-json reading(const limit_rule& rule, const compiled_limit& l, const limit_cell* cell, uint64_t now_ns) {
+// One limit's reading from its cells (none: no state; several: one record per worker that saw
+// the subscriber): count against max and cool-down of the record nearest to tripping, the total
+// count over the records when there are several.
+json reading(const limit_rule& rule, const compiled_limit& l, const std::vector<const limit_cell*>& cells,
+             uint64_t now_ns) {
     json j = {{"limit", rule.name},
               {"measure", to_string(rule.measure)},
               {"scope", to_string(rule.scope)},
@@ -65,16 +70,24 @@ json reading(const limit_rule& rule, const compiled_limit& l, const limit_cell* 
     const bool rate = l.measure == limit_measure::connections;
     // Connections: how full the burst is, against the burst (a new connection is refused once
     // it is full; it drains at max per window). Counts per window: the count against max.
-    const uint32_t count = cell == nullptr ? 0
-                           : rate         ? gcra_in_burst(*cell, now_ns, l.gcra_interval_ns)
-                                          : window_count(*cell, now_ns, l.window_ns);
+    uint32_t count = 0;
+    uint64_t total = 0, until = 0;
+    for (const limit_cell* cell : cells) {
+        const uint32_t n = rate ? gcra_in_burst(*cell, now_ns, l.gcra_interval_ns) : window_count(*cell, now_ns, l.window_ns);
+        count = std::max(count, n);
+        total += n;
+        until = std::max(until, cooldown_until(*cell));
+    }
     const uint32_t max = rate ? rule.burst : rule.max;
-    const uint64_t until = cell ? cooldown_until(*cell) : 0;
     const bool cooling = until > now_ns;
     j["count"] = count;
     j["max"] = max;
     if (rate) j["rate"] = std::to_string(rule.max) + " per " + std::to_string(rule.window_ns / 1'000'000'000ull) + " s";
-    j["tracked"] = cell != nullptr;
+    j["tracked"] = !cells.empty();
+    if (cells.size() > 1) {
+        j["records"] = cells.size();   // workers holding one for this subscriber
+        j["count_total"] = total;
+    }
     j["cooldown_s"] = cooling ? static_cast<double>(until - now_ns) / 1e9 : 0.0;
     j["cooldown_until"] = cooling ? json(utc_time_text(static_cast<int64_t>(until / 1'000'000'000ull))) : json(nullptr);
     j["cooldown_until_unix"] = cooling ? json(until / 1'000'000'000ull) : json(nullptr);
@@ -148,7 +161,7 @@ void limit_desk::start_next() {
 
 void limit_desk::poll() {
     if (!running_) return;
-    if (const auto records = plane_.limit_state()->limit_answer()) {
+    if (const auto records = plane_.limit_state()->limit_answers()) {
         api_response r = answer(*running_, &*records);
         running_->reply(std::move(r));
         running_.reset();
@@ -160,7 +173,7 @@ void limit_desk::poll() {
     start_next();
 }
 
-api_response limit_desk::answer(const pending& p, const limit_record_answer* records) {
+api_response limit_desk::answer(const pending& p, const std::vector<limit_record_answer>* records) {
     subscriber_limit_state& state = *plane_.limit_state();
     const compiled_policy& compiled = state.compiled();
     const std::shared_ptr<const policy> pol = plane_.running_policy();
@@ -184,18 +197,20 @@ api_response limit_desk::answer(const pending& p, const limit_record_answer* rec
         const cell_place at = place_of(l, p.account);
         if (at.at == cell_place::where::none) continue;
         if (!c.by_address && at.at != cell_place::where::account) continue;   // per address: ask by address
-        const limit_cell* cell = nullptr;
+        std::vector<const limit_cell*> cells;
         limit_cell account_copy;
         if (at.at == cell_place::where::account && acct) {
             // Shared: read in place, then cleared (limit_cell.h); the reading is from before.
             account_copy = acct->cells[at.index];
-            cell = &account_copy;
+            cells.push_back(&account_copy);
         } else if (records) {
-            const limit_record_copy& rec =
-                at.at == cell_place::where::address_record ? records->address : records->prefix;
-            if (rec.found) cell = &rec.cells[at.index];
+            for (const limit_record_answer& worker : *records) {
+                const limit_record_copy& rec =
+                    at.at == cell_place::where::address_record ? worker.address : worker.prefix;
+                if (rec.found) cells.push_back(&rec.cells[at.index]);
+            }
         }
-        json j = reading(rule, l, cell, now_ns);
+        json j = reading(rule, l, cells, now_ns);
         if (c.by_address) j["applies"] = compiled.limit_applies(i, cls, groups);
         const bool selected = c.limit_name.empty() || c.limit_name == rule.name;
         if (reset && selected) {

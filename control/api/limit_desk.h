@@ -8,7 +8,10 @@
 //    workers' own: the request goes to every worker's request box and is
 //    answered when all have served it (limit_request_box.h), within a turn or
 //    two of the control loop; a reset is done by the worker that owns the
-//    record. The account scope of the account bound to the address now is read
+//    record. Where the NIC spread one subscriber over several workers
+//    (net_af_packet hashes by connection), each holds a record: the reading
+//    is the one nearest to tripping (each record is judged on its own),
+//    with `count_total` and `records` saying so; a reset clears them all. The account scope of the account bound to the address now is read
 //    and cleared in place (limit_cell.h).
 //  - by account: the account scope limits only (the others are per address:
 //    ask by address).
@@ -51,7 +54,8 @@ private:
         std::chrono::steady_clock::time_point posted{};
     };
     void start_next();
-    api_response answer(const pending& p, const limit_record_answer* records);
+    // `records`: every worker's answer (by address), nullptr by account.
+    api_response answer(const pending& p, const std::vector<limit_record_answer>* records);
 
     data_plane& plane_;
     std::optional<pending> running_;
