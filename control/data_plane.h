@@ -21,13 +21,18 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "dataplane/limits/limit_request_box.h"
 
 namespace sekisho {
 
 class account_registry;
 class binding_table;
+class compiled_policy;
+struct account_record;
 class event_log;
 class subscriber_table;
 struct policy;
@@ -41,6 +46,28 @@ struct prepared_policy {
     // What it asks that this data plane accepts but will not enforce (one
     // line each, file:line first); empty when everything applies.
     std::vector<std::string> notes;
+};
+
+// The send-rate limit state of subscribers, for the support desk (the
+// control API's limits show and reset): the workers' own address and prefix
+// records through their request boxes (limit_request_box.h), the shared
+// account cells in place (read and cleared as limit_cell.h says). Control
+// thread only.
+class subscriber_limit_state {
+public:
+    virtual ~subscriber_limit_state() = default;
+    // Posts `r` to every worker; false while an earlier request is unanswered.
+    virtual bool post_limit_request(const limit_record_request& r) = 0;
+    // Each worker's answer (the records as it found them), once every worker
+    // has answered. One worker should hold a subscriber's records (RSS on the
+    // subscriber's address), but a NIC or PMD that spreads a subscriber's
+    // connections over queues (net_af_packet's fanout hashes by connection)
+    // leaves a record on each worker that saw one.
+    virtual std::optional<std::vector<limit_record_answer>> limit_answers() = 0;
+    // The account's shared record; nullptr for 0 or an id beyond the registry.
+    virtual account_record* account_limits(uint32_t account_id) = 0;
+    // The snapshot the workers run: the limits' slots and targets.
+    virtual const compiled_policy& compiled() const = 0;
 };
 
 class data_plane {
@@ -79,6 +106,8 @@ public:
     virtual subscriber_table* subscriber_bindings() { return nullptr; }
     virtual account_registry* account_table() { return nullptr; }
     virtual binding_table* writable_bindings() { return nullptr; }
+    // Subscribers' limit state; nullptr where the data plane cannot reach it (XDP).
+    virtual subscriber_limit_state* limit_state() { return nullptr; }
 };
 
 }  // namespace sekisho

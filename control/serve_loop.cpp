@@ -12,6 +12,7 @@
 
 #include "control/api/control_api.h"
 #include "control/binding_table.h"
+#include "control/build_version.h"
 #include "control/data_plane.h"
 #include "control/identity/account_registry.h"
 #include "control/identity/operator_binding_table.h"
@@ -165,6 +166,9 @@ void serve_loop::start_api(const starting_policy& start) {
     const std::array<std::string, 2> sides = backend_.side_names();
     cc.port_names[0] = sides[0];
     cc.port_names[1] = sides[1];
+    const std::array<std::string, 2> interfaces = backend_.interface_names();
+    cc.interface_names[0] = interfaces[0];
+    cc.interface_names[1] = interfaces[1];
     cc.workers = backend_.workers();
     cc.started = std::chrono::steady_clock::now();
     if (metrics_) cc.observe_apply = [this](double s) { metrics_->observe_apply(s); };
@@ -176,10 +180,18 @@ void serve_loop::start_api(const starting_policy& start) {
     if (!start.note.empty()) control_->audit_start(start.note);
 }
 
-// Starts the backend under the signal handlers and turns until a stop signal.
+// Starts the backend under the signal handlers, says where the daemon can be
+// reached, and turns until a stop signal.
 void serve_loop::run() {
     signals_ = std::make_unique<loop_signals>();
     backend_.start();
+    std::string listeners;
+    auto add = [&](const std::string& what) { listeners += (listeners.empty() ? "" : ", ") + what; };
+    if (!opt_.api.unix_path.empty()) add("API socket " + opt_.api.unix_path);
+    if (!opt_.api.tcp_listen.empty()) add("API over TLS " + opt_.api.tcp_listen);
+    if (metrics_) add("metrics http://" + opt_.metrics_address + "/metrics");
+    if (identity_ && identity_->radius_counters()) add("RADIUS accounting " + plane_.active_policy().identity.radius_listen);
+    log_line("listening: " + (listeners.empty() ? std::string("nothing (no API, metrics or RADIUS)") : listeners));
     while (!signals_->stop()) {
         turn();
         std::this_thread::sleep_for(turn_interval);
@@ -202,7 +214,11 @@ void serve_loop::turn() {
 
 control_snapshot serve_loop::snapshot() {
     control_snapshot c;
+    c.version = sekisho_version;
+    c.build = sekisho_build;
+    c.backend = plane_.backend_name();
     c.generation = plane_.generation();
+    if (control_) c.policy_reload_failures = control_->reload_failures();
     for (const auto& l : plane_.active_policy().limits) c.limit_names.push_back(l.name);
     if (const subscriber_table* st = plane_.subscriber_bindings()) {
         c.bindings = st->size();

@@ -89,6 +89,9 @@ public:
     // What the API's status names the two sides (DPDK ports, XDP
     // interfaces) and how many workers (DPDK) or CPUs (XDP) forward.
     virtual std::array<std::string, 2> side_names() const = 0;
+    // The Linux interface behind each side (access, core): what an operator
+    // knows the ports by; empty for a port that is a device of its own (PCI).
+    virtual std::array<std::string, 2> interface_names() const { return side_names(); }
     virtual unsigned workers() const = 0;
     // The counter blocks the metrics scraper sums on its own thread: valid
     // while the backend lives, written with relaxed stores only.

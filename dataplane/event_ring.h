@@ -21,6 +21,13 @@ namespace session_bits {
 constexpr uint8_t tls = 1;  // went TLS (STARTTLS or port 465): later commands were not seen
 }
 
+// event_record.flags.
+namespace event_flags {
+// limit_exceeded: the first hit of a monitor-action limit on this connection (the event log
+// counts these as the connections a limit would have stopped).
+constexpr uint8_t first_monitored_hit = 1;
+}
+
 struct event_record {
     uint64_t time_ns;        // packet clock (capture time in replay)
     uint64_t generation;     // policy generation that judged the packet
@@ -31,7 +38,7 @@ struct event_record {
     uint8_t action;          // op25b_action, or limit_action
     uint8_t worker;
     uint8_t tcp_flags;
-    uint8_t reserved;
+    uint8_t flags;           // event_flags
     uint16_t src_port, dst_port;
     uint8_t src[16], dst[16];  // IPv4 in the first four bytes, network order
     uint32_t account;          // account id (0: unbound), limit events

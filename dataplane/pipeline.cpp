@@ -171,6 +171,8 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
         emit_event(policy, p, in, reason, m);
         if (!enforce) {
             pc.monitored.add();
+            // The rollout question is which connections would be blocked: a flag test per frame.
+            if ((p.tcp_flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn) pc.monitored_connections.add();
             counters_.monitored_by_reason[static_cast<unsigned>(reason)].add();
             out.forward[out.n_forward++] = m;
             ++forwarded;

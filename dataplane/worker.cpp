@@ -3,6 +3,7 @@
 #include <rte_ethdev.h>
 #include <rte_pause.h>
 
+#include "dataplane/limits/mail_tracker.h"
 #include "dataplane/ports.h"
 
 namespace sekisho {
@@ -29,6 +30,8 @@ int run_live_worker(void* arg) {
         // End of this burst's use of `policy`: the control thread may free it
         // once every worker has passed here.
         w.store->quiescent(w.id);
+        // Between bursts, the support desk's look into this worker's limit records.
+        if (w.limit_requests && w.limit_requests->pending()) w.mail->serve(*w.limit_requests);
         if (busy) {
             w.counters->busy_polls.add();
         } else {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "dataplane/limits/limit_request_box.h"
 #include "dataplane/pipeline.h"
 #include "dataplane/policy_store.h"
 
@@ -16,6 +17,8 @@ struct live_worker {
     pipeline* pipe = nullptr;
     policy_store* store = nullptr;
     worker_counters* counters = nullptr;
+    mail_tracker* mail = nullptr;                       // its limit records, for limit_requests
+    limit_request_box* limit_requests = nullptr;        // the control thread's, polled once per turn
     const std::atomic<bool>* stop = nullptr;
 };
 

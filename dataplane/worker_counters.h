@@ -43,6 +43,7 @@ struct port_counters {
     counter forwarded;                   // received here, sent on unchanged
     counter blocked;                     // received here, stopped (enforce)
     counter monitored;                   // received here, would block, sent on
+    counter monitored_connections;       // ... of them client SYNs: connections OP25B would block
     counter limited;                     // received here, stopped by a send-rate limit
     counter malformed;                   // received here and malformed
     counter malformed_dropped;           // ... and therefore not sent on
@@ -68,6 +69,7 @@ struct alignas(64) worker_counters {
         counter commands, messages, recipients, rejected_recipients;
         counter tempfails_sent, resets_sent, syns_dropped;
         counter suspended_refused;          // connections of suspended accounts refused
+        counter monitored_connections;      // connections a monitor-action limit would have stopped (first hit each)
         std::array<counter, max_limits> limit_hits;
     } mail;
     // Content inspection (only where the policy enables it).

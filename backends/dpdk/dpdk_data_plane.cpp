@@ -52,6 +52,7 @@ dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config
                                                            inspectors_.back().get()));
         pipelines_.push_back(std::make_unique<pipeline>(w, pool_, *counters_[w], rings_.back().get(), clock,
                                                         trackers_.back().get()));
+        limit_boxes_.push_back(std::make_unique<limit_request_box>());
     }
     // The event log: the policy's events section; --events overrides the file.
     // Replay writes one line per event into its output directory: no
@@ -243,6 +244,27 @@ uint64_t dpdk_data_plane::tracked_flows() const {
     uint64_t n = 0;
     for (const auto& t : trackers_) n += t->flows();
     return n;
+}
+
+bool dpdk_data_plane::post_limit_request(const limit_record_request& r) {
+    for (const auto& box : limit_boxes_)
+        if (!box->idle()) return false;
+    for (const auto& box : limit_boxes_) box->post(r);
+    return true;
+}
+
+std::optional<std::vector<limit_record_answer>> dpdk_data_plane::limit_answers() {
+    std::vector<limit_record_answer> answers;
+    for (const auto& box : limit_boxes_) {
+        if (!box->answered()) return std::nullopt;
+        answers.push_back(box->answer());
+    }
+    return answers;
+}
+
+account_record* dpdk_data_plane::account_limits(uint32_t account_id) {
+    if (account_id == 0 || account_id > accounts_->capacity()) return nullptr;
+    return &accounts_->records()[account_id];
 }
 
 std::vector<const worker_counters*> dpdk_data_plane::all_counters() const {

@@ -38,7 +38,7 @@ struct dpdk_data_plane_config {
     uint64_t first_generation = 1;   // the policy it is built with runs as this (restored from the history)
 };
 
-class dpdk_data_plane final : public data_plane, public binding_table {
+class dpdk_data_plane final : public data_plane, public binding_table, public subscriber_limit_state {
 public:
     // Needs an initialised EAL. Throws std::runtime_error on resource failure.
     dpdk_data_plane(const policy& pol, const dpdk_data_plane_config& config);
@@ -50,6 +50,8 @@ public:
     rte_mempool* pool() { return pool_; }
     policy_store& store() { return *store_; }
     pipeline& pipe(unsigned w) { return *pipelines_[w]; }
+    mail_tracker& tracker(unsigned w) { return *trackers_[w]; }
+    limit_request_box& limit_requests(unsigned w) { return *limit_boxes_[w]; }
     // Blocks 0..workers-1 belong to the workers; block `workers` to the
     // control thread (replay transmits from it).
     worker_counters& counters(unsigned block) { return *counters_[block]; }
@@ -87,6 +89,13 @@ public:
     subscriber_table* subscriber_bindings() override { return subscribers_.get(); }
     account_registry* account_table() override { return accounts_.get(); }
     binding_table* writable_bindings() override { return this; }
+    subscriber_limit_state* limit_state() override { return this; }
+    // subscriber_limit_state: the request goes to every worker's box (live
+    // mode's workers serve it between bursts, worker.h).
+    bool post_limit_request(const limit_record_request& r) override;
+    std::optional<std::vector<limit_record_answer>> limit_answers() override;
+    account_record* account_limits(uint32_t account_id) override;
+    const compiled_policy& compiled() const override { return *store_->current(); }
     uint64_t tracked_flows() const override;
     const event_log& events() const override { return *log_; }
     void audit(std::string json_object) override { log_->add_record(std::move(json_object)); }
@@ -109,6 +118,7 @@ private:
     std::vector<std::unique_ptr<content_inspector>> inspectors_;
     std::vector<std::unique_ptr<mail_tracker>> trackers_;
     std::vector<std::unique_ptr<pipeline>> pipelines_;
+    std::vector<std::unique_ptr<limit_request_box>> limit_boxes_;
     std::unique_ptr<event_log> log_;
 };
 

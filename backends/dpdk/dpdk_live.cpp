@@ -106,6 +106,7 @@ public:
 
     data_plane& plane() override { return plane_; }
     std::array<std::string, 2> side_names() const override { return {port_name(port_[0]), port_name(port_[1])}; }
+    std::array<std::string, 2> interface_names() const override { return {opt_.access_if, opt_.core_if}; }
     unsigned workers() const override { return opt_.workers; }
     counter_source scraper_counters() const override {
         return [this] { return plane_.all_counters(); };   // the workers' own blocks, read in place
@@ -178,6 +179,8 @@ void dpdk_live_backend::launch_workers() {
         w.pipe = &plane_.pipe(next);
         w.store = &plane_.store();
         w.counters = &plane_.counters(next);
+        w.mail = &plane_.tracker(next);
+        w.limit_requests = &plane_.limit_requests(next);
         w.stop = &stop_workers_;
         rte_eal_remote_launch(run_live_worker, &w, lcore);
         workers_running_ = true;

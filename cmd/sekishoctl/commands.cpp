@@ -163,8 +163,9 @@ int account(const command& c, const std::string& sub) {
     if (sub == "list") {
         c.want(2, "account list [--suspended]");
         c.check_flags({"--suspended"});
-        return c.show(c.client().call("GET", std::string("/v1/accounts") + (c.flag("--suspended") ? "?suspended=1" : "")),
-                      print_accounts);
+        const bool only_suspended = c.flag("--suspended") != nullptr;
+        return c.show(c.client().call("GET", std::string("/v1/accounts") + (only_suspended ? "?suspended=1" : "")),
+                      [&](const json& j) { print_accounts(j, only_suspended); });
     }
     throw usage_error("account suspend|resume|list");
 }
@@ -237,6 +238,33 @@ int events(const command& c, const std::string& sub) {
     }
 }
 
+// A subscriber named by address (IPv4 or IPv6, as inet_pton reads it) or else by account. A
+// prefix ("198.51.100.0/24") goes as an address too, for the daemon to refuse by name.
+bool is_address(const std::string& text) {
+    const std::string address = text.substr(0, text.find('/'));
+    unsigned char buf[16];
+    return inet_pton(AF_INET, address.c_str(), buf) == 1 || inet_pton(AF_INET6, address.c_str(), buf) == 1;
+}
+
+int limits(const command& c, const std::string& sub) {
+    if (sub == "show") {
+        c.want(3, "limits show ADDRESS|ACCOUNT");
+        c.check_flags({});
+        const std::string& who = c.word(2);
+        const std::string q = std::string("/v1/limits?") + (is_address(who) ? "address=" : "account=") + url_escape(who);
+        return c.show(c.client().call("GET", q), print_limits);
+    }
+    if (sub == "reset") {
+        c.want(3, "limits reset ADDRESS|ACCOUNT [--limit NAME]");
+        c.check_flags({"--limit"});
+        const std::string& who = c.word(2);
+        json body = {{is_address(who) ? "address" : "account", who}};
+        if (c.flag("--limit")) body["limit"] = *c.flag("--limit");
+        return c.show(c.client().call("POST", "/v1/limits/reset", body.dump()), print_limits_reset);
+    }
+    throw usage_error("limits show|reset");
+}
+
 int top(const command& c) {
     c.want(1, "top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]");
     c.check_flags({"--window", "--by"});
@@ -272,6 +300,7 @@ int run_command(const api_client& client, const command_request& request) {
     if (cmd == "account") return account(c, sub);
     if (cmd == "events") return events(c, sub);
     if (cmd == "top") return top(c);
+    if (cmd == "limits") return limits(c, sub);
     if (cmd == "report") return report(c);
     throw usage_error("unknown command '" + cmd + "'");
 }

@@ -41,13 +41,26 @@ std::string origin_text(const json& origin) {
            shown(origin["time_utc"]);
 }
 
+namespace {
+// "net_af_packet_access (interface acc0, access)": the port and, where it differs, the Linux
+// interface behind it.
+std::string side_text(const json& j, const char* side) {
+    const std::string port = shown(j["ports"][side]);
+    const json interface = j.contains("interfaces") ? j["interfaces"][side] : json(nullptr);
+    if (interface.is_null() || shown(interface) == port) return port + " (" + side + ")";
+    return port + " (interface " + shown(interface) + ", " + side + ")";
+}
+}  // namespace
+
 void print_status(const json& j) {
     const std::string backend = shown(j.value("backend", json("dpdk")));
     const json& pol = j["policy"];
+    if (j.contains("version"))
+        std::cout << "sekishod " << shown(j["version"]) << " (build " << shown(j.value("build", json("?"))) << ")\n";
     std::cout << "generation " << shown(j["generation"]) << ", up " << static_cast<long>(j["uptime_s"].get<double>())
               << " s, backend " << backend << ", " << shown(j["workers"])
-              << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << shown(j["ports"]["access"])
-              << " (access) <-> " << shown(j["ports"]["core"]) << " (core)\n"
+              << (backend == "xdp" ? " CPU(s), interfaces " : " worker(s), ports ") << side_text(j, "access")
+              << " <-> " << side_text(j, "core") << "\n"
               << "policy in force: " << origin_text(pol["in_force"]) << "; op25b " << shown(pol["op25b_mode"]) << "/"
               << shown(pol["op25b_action"]) << ", " << shown(pol["limits"]) << " limits; rollback depth "
               << shown(pol["rollback_depth"]) << "; policy file " << shown(pol["file"]) << "\n"
@@ -228,7 +241,8 @@ void print_account(const json& j) {
               << (j.value("created", false) ? " (a new account: --create)" : "") << "\n";
 }
 
-void print_accounts(const json& j) {
+void print_accounts(const json& j, bool only_suspended) {
+    if (j["accounts"].empty()) std::cout << (only_suspended ? "none suspended\n" : "none\n");
     for (const auto& a : j["accounts"])
         std::cout << std::left << std::setw(40) << shown(a["account"])
                   << (a["suspended"].get<bool>() ? "suspended" : "active") << "\n";
@@ -256,6 +270,56 @@ void print_event(const json& e) {
     if (e.contains("held_by")) std::cout << "held_by=" << (e["held_by"].is_null() ? "nobody" : shown(e["held_by"])) << " ";
     if (e.contains("count")) std::cout << "count=" << field("count", 0) << " ";
     std::cout << "action=" << field("action", "") << "\n";
+}
+
+namespace {
+// "198.51.100.7 (account alice)", "account alice", "198.51.100.9 (no account)".
+std::string limits_subject(const json& j) {
+    if (!j.contains("address")) return "account " + shown(j["account"]);
+    return shown(j["address"]) + (j["account"].is_null() ? " (no account)" : " (account " + shown(j["account"]) + ")");
+}
+void print_limit_table(const json& limits) {
+    std::cout << std::left << std::setw(24) << "LIMIT" << std::setw(9) << "SCOPE" << std::setw(24) << "MEASURE"
+              << std::setw(12) << "COUNT/MAX" << std::setw(34) << "COOLDOWN" << "STATE\n";
+    for (const auto& l : limits) {
+        const std::string cooldown =
+            l["cooldown_until"].is_null()
+                ? "-"
+                : std::to_string(static_cast<long>(l["cooldown_s"].get<double>() + 0.5)) + " s, until " +
+                      shown(l["cooldown_until"]);
+        const std::string state = l["tripped"].get<bool>() ? "TRIPPED"
+                                  : l.value("applies", true) ? "ok"
+                                                             : "ok (does not apply)";
+        std::cout << std::left << std::setw(24) << shown(l["limit"]) << std::setw(9) << shown(l["scope"])
+                  << std::setw(24) << shown(l["measure"]) + (l.contains("rate") ? " (burst)" : "") << std::setw(12)
+                  << shown(l["count"]) + "/" + shown(l["max"]) << std::setw(34) << cooldown << state << "\n";
+    }
+}
+}  // namespace
+
+void print_limits(const json& j) {
+    std::cout << "limits of " << limits_subject(j) << " at " << shown(j["time"]) << "\n";
+    if (j["limits"].empty()) {
+        std::cout << "  none" << (j.contains("address") ? "" : " with account scope (per-address limits: ask by address)")
+                  << "\n";
+        return;
+    }
+    print_limit_table(j["limits"]);
+}
+
+void print_limits_reset(const json& j) {
+    if (j["reset"].empty()) {
+        std::cout << "nothing to reset for " << limits_subject(j) << "\n";
+        return;
+    }
+    std::cout << "reset for " << limits_subject(j) << ":";
+    for (const auto& name : j["reset"]) std::cout << " " << shown(name);
+    std::cout << " (audited); before the reset:\n";
+    json before = json::array();
+    for (const auto& l : j["limits"])
+        for (const auto& name : j["reset"])
+            if (l["limit"] == name) before.push_back(l);
+    print_limit_table(before);
 }
 
 void print_top(const json& j) {

@@ -40,9 +40,14 @@ void print_bound(const nlohmann::json& added);
 void print_unbound(const nlohmann::json& removed);
 void print_whois(const nlohmann::json& whois);
 void print_account(const nlohmann::json& account);
-void print_accounts(const nlohmann::json& list);
+// The accounts (or only the suspended ones); "none" when there are none.
+void print_accounts(const nlohmann::json& list, bool only_suspended);
 // One event-log line (its fields came from the network and the API: each through shown()).
 void print_event(const nlohmann::json& event);
 void print_top(const nlohmann::json& top);
+// limits show: each limit's count against its maximum, cool-down and whether it is tripped;
+// limits reset: what was cleared, with the readings from before.
+void print_limits(const nlohmann::json& limits);
+void print_limits_reset(const nlohmann::json& reset);
 
 }  // namespace sekisho::ctl

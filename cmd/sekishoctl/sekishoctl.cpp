@@ -17,12 +17,14 @@
 #include "cmd/sekishoctl/api_client.h"
 #include "cmd/sekishoctl/commands.h"
 #include "control/api/untrusted_text.h"
+#include "control/build_version.h"
 
 namespace {
 
 using namespace sekisho::ctl;
 
 constexpr const char* usage_text = R"(usage: sekishoctl [--socket PATH | --url https://HOST:PORT --token-file F [--cacert F]] [--json] COMMAND
+       sekishoctl --version                     this client's version and build; `status` shows the daemon's
 
 commands:
   status                                   generation and its origin, uptime, workers, ports, drops
@@ -40,6 +42,8 @@ commands:
                                            (kept across restarts; exit 3 for an account never seen)
   account suspend ACCOUNT --create         suspend an account before it is first seen
   account list [--suspended]
+  limits show ADDRESS|ACCOUNT              each limit's count against its maximum, cool-down, tripped or not
+  limits reset ADDRESS|ACCOUNT [--limit NAME]  clear a tripped limit (every limit without --limit; audited)
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
@@ -50,6 +54,7 @@ exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 reject
 
 struct command_line {
     bool help = false;
+    bool version = false;
     api_client client;
     command_request request;
 };
@@ -70,6 +75,9 @@ command_line parse_command_line(const std::vector<std::string>& args) {
         };
         if (a == "-h" || a == "--help") {
             c.help = true;
+            return c;
+        } else if (a == "--version") {
+            c.version = true;
             return c;
         } else if (a == "--json") {
             c.request.as_json = true;
@@ -111,6 +119,10 @@ int main(int argc, char** argv) {
         const command_line c = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
         if (c.help) {
             std::cout << usage_text;
+            return 0;
+        }
+        if (c.version) {
+            std::cout << "sekishoctl " << sekisho::sekisho_version << " (build " << sekisho::sekisho_build << ")\n";
             return 0;
         }
         if (c.request.words.empty()) throw usage_error("a command is required");

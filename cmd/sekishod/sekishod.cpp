@@ -13,12 +13,14 @@
 #include "backends/live_options.h"
 #include "backends/xdp/xdp_live.h"
 #include "cmd/sekishod/check_policy.h"
+#include "control/build_version.h"
 #include "control/identity/whois.h"
 #include "control/policy/policy.h"
 
 namespace {
 
 constexpr const char* usage_text = R"(usage:
+  sekishod --version
   sekishod --check-policy FILE
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
@@ -29,6 +31,7 @@ constexpr const char* usage_text = R"(usage:
            [--xdp-keep-attached] [--xdp-pin-dir DIR] [--state-dir DIR] [--policy-history N] [--events FILE]
            [--summary FILE] [--metrics ADDR:PORT]
 
+  --version            print the version and build (git describe) and exit
   --check-policy FILE  validate a policy; print every error as file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
                        2026-11-23T12:00:00Z; default now), from the binding history
@@ -73,6 +76,7 @@ struct usage_error : std::runtime_error {
 // Everything the flags say, before any of it is checked against the mode.
 struct command_line {
     bool help = false;
+    bool version = false;
     std::string check_policy, replay_capture, out_dir;
     sekisho::whois_options whois;
     sekisho::live_options live;   // --policy, --workers and the EAL arguments serve replay too
@@ -168,6 +172,10 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.help = true;
             return c;
         }
+        if (a == "--version") {
+            c.version = true;
+            return c;
+        }
         if (const auto sw = switch_flags().find(a); sw != switch_flags().end()) {
             sw->second(c);
             continue;
@@ -226,6 +234,10 @@ int main(int argc, char** argv) {
         const command_line c = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
         if (c.help) {
             std::cout << usage_text;
+            return 0;
+        }
+        if (c.version) {
+            std::cout << "sekishod " << sekisho::sekisho_version << " (build " << sekisho::sekisho_build << ")\n";
             return 0;
         }
         return run(c);

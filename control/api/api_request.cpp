@@ -178,6 +178,8 @@ const char* to_string(api_endpoint e) {
         case api_endpoint::events: return "events";
         case api_endpoint::report: return "report";
         case api_endpoint::top: return "top";
+        case api_endpoint::limits_show: return "limits_show";
+        case api_endpoint::limits_reset: return "limits_reset";
     }
     return "?";
 }
@@ -197,6 +199,8 @@ std::optional<api_endpoint> api_endpoint_of(const std::string& m, const std::str
     if (p == "/v1/events" && m == "GET") return api_endpoint::events;
     if (p == "/v1/report" && m == "GET") return api_endpoint::report;
     if (p == "/v1/top" && m == "GET") return api_endpoint::top;
+    if (p == "/v1/limits" && m == "GET") return api_endpoint::limits_show;
+    if (p == "/v1/limits/reset" && m == "POST") return api_endpoint::limits_reset;
     return std::nullopt;
 }
 
@@ -206,13 +210,14 @@ bool reads_event_log(api_endpoint e) {
 
 bool changes_state(api_endpoint e) {
     return e == api_endpoint::policy_apply || e == api_endpoint::policy_rollback || e == api_endpoint::bindings_add ||
-           e == api_endpoint::bindings_del || e == api_endpoint::account_suspend || e == api_endpoint::account_resume;
+           e == api_endpoint::bindings_del || e == api_endpoint::account_suspend || e == api_endpoint::account_resume ||
+           e == api_endpoint::limits_reset;
 }
 
 bool needs_accounts(api_endpoint e) {
     return e == api_endpoint::bindings_list || e == api_endpoint::bindings_add || e == api_endpoint::bindings_del ||
            e == api_endpoint::accounts_list || e == api_endpoint::account_suspend ||
-           e == api_endpoint::account_resume;
+           e == api_endpoint::account_resume || e == api_endpoint::limits_show || e == api_endpoint::limits_reset;
 }
 
 namespace {
@@ -287,6 +292,60 @@ refusal read_account_change(const api_request& r, api_command& c) {
         c.create = *create;
     }
     return std::nullopt;
+}
+
+// The subscriber of limits show/reset: exactly one of an address (not a shorter prefix: limit
+// records are per address or per subscriber prefix, found from an address) and an account.
+refusal limits_subscriber(const std::string& address, const std::optional<std::string>& account, const char* kind,
+                          api_command& c) {
+    std::string why;
+    if (address.empty() == !account.has_value())
+        return error(400, std::string("exactly one of ") + kind + " 'address' and " + kind + " 'account' is required");
+    if (account) {
+        const auto name = account_value(*account, std::string(kind) + " 'account'", why);
+        if (!name) return error(400, why);
+        c.account = *name;
+        return std::nullopt;
+    }
+    const auto a = prefix_value(address, std::string(kind) + " 'address'", why);
+    if (!a) return error(400, why);
+    if (a->length != (a->family == 4 ? 32 : 128))
+        return error(400, std::string(kind) + " 'address': '" + address + "' is a prefix; an address is required");
+    c.prefix = *a;
+    c.by_address = true;
+    return std::nullopt;
+}
+
+refusal read_limits_show(const api_request& r, api_command& c) {
+    const auto it = r.query.find("account");
+    std::optional<std::string> account;
+    if (it != r.query.end()) account = it->second;
+    if (account && account->empty()) return error(400, "argument 'account': a non-empty account name is required");
+    return limits_subscriber(arg(r, "address"), account, "argument", c);
+}
+
+refusal read_limits_reset(const api_request& r, api_command& c) {
+    std::string why;
+    const auto j = body_json(r, why);
+    if (!j) return error(400, why);
+    std::string address;
+    std::optional<std::string> account;
+    if (j->contains("address")) {
+        const auto text = string_field(*j, "address", why);
+        if (!text) return error(400, why);
+        address = *text;
+    }
+    if (j->contains("account")) {
+        const auto text = string_field(*j, "account", why);
+        if (!text) return error(400, why);
+        account = *text;
+    }
+    if (j->contains("limit")) {
+        const auto text = string_field(*j, "limit", why);
+        if (!text) return error(400, why);
+        c.limit_name = *text;
+    }
+    return limits_subscriber(address, account, "field", c);
 }
 
 refusal read_events(const api_request& r, api_command& c) {
@@ -385,6 +444,8 @@ refusal read_endpoint_arguments(const api_request& r, int64_t now, api_command& 
         case api_endpoint::events: return read_events(r, c);
         case api_endpoint::report: return read_report(r, now, c);
         case api_endpoint::top: return read_top(r, now, c);
+        case api_endpoint::limits_show: return read_limits_show(r, c);
+        case api_endpoint::limits_reset: return read_limits_reset(r, c);
     }
     return std::nullopt;
 }

@@ -39,6 +39,8 @@ enum class api_endpoint : uint8_t {
     events,           // GET /v1/events                 ?n=&since_ns=&after=&type=&subscriber=&account=
     report,           // GET /v1/report                 ?since=&until=&format=json|csv
     top,              // GET /v1/top                    ?window=&by=
+    limits_show,      // GET /v1/limits                 ?address=A | ?account=NAME
+    limits_reset,     // POST /v1/limits/reset          {"address"|"account": ..., "limit": NAME (optional)}
 };
 const char* to_string(api_endpoint e);
 
@@ -97,6 +99,10 @@ struct api_command {
     std::string window_text = "1h";    // top
     uint64_t window_ns = 0;            // top
     std::string by = "events";         // top: events, op25b_block, limit_exceeded, account_suspended, score
+    // limits_show, limits_reset: the subscriber by address (prefix, an address: /32 or /128) or
+    // by account (account); limits_reset: one limit by its policy name, or every limit (empty).
+    bool by_address = false;
+    std::string limit_name;
 };
 
 // The JSON text the API sends: bytes that are not UTF-8 (a client's path or argument echoed in an

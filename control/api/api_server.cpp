@@ -81,23 +81,31 @@ api_server::api_server(const api_config& config) : config_(config) {
             throw;
         }
     }
-    if (!config.tcp_listen.empty()) {
-        if (config.tls_cert_file.empty() || config.tls_key_file.empty() || config.token_file.empty())
-            throw std::runtime_error("api: TCP needs a TLS certificate, key and token file");
-        http_listener_config lc = listener_config(config, "api tcp " + config.tcp_listen);
-        lc.tcp_address = config.tcp_listen;
-        lc.tls_cert_pem = read_file(config.tls_cert_file, "TLS certificate");
-        lc.tls_key_pem = read_file(config.tls_key_file, "TLS key");
-        lc.max_connections = config.tcp_max_connections;
-        lc.max_connections_per_peer = config.tcp_max_connections_per_peer;
-        token_ = read_file(config.token_file, "token");
-        while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r' || token_.back() == ' '))
-            token_.pop_back();
-        if (token_.size() < 16)
-            throw std::runtime_error("api: the token in " + config.token_file + " is shorter than 16 characters");
-        tcp_listener_ = std::make_unique<http_listener>(
-            std::move(lc), [this](const http_head& h) { return admit(h, true); },
-            [this](http_request r, api_reply reply) { enqueue(std::move(r), std::move(reply), false); });
+    // A TCP listener that cannot start must not leave the socket file this
+    // constructor created (the destructor, which removes it, does not run).
+    try {
+        if (!config.tcp_listen.empty()) {
+            if (config.tls_cert_file.empty() || config.tls_key_file.empty() || config.token_file.empty())
+                throw std::runtime_error("api: TCP needs a TLS certificate, key and token file");
+            http_listener_config lc = listener_config(config, "api tcp " + config.tcp_listen);
+            lc.tcp_address = config.tcp_listen;
+            lc.tls_cert_pem = read_file(config.tls_cert_file, "TLS certificate");
+            lc.tls_key_pem = read_file(config.tls_key_file, "TLS key");
+            lc.max_connections = config.tcp_max_connections;
+            lc.max_connections_per_peer = config.tcp_max_connections_per_peer;
+            token_ = read_file(config.token_file, "token");
+            while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r' || token_.back() == ' '))
+                token_.pop_back();
+            if (token_.size() < 16)
+                throw std::runtime_error("api: the token in " + config.token_file + " is shorter than 16 characters");
+            tcp_listener_ = std::make_unique<http_listener>(
+                std::move(lc), [this](const http_head& h) { return admit(h, true); },
+                [this](http_request r, api_reply reply) { enqueue(std::move(r), std::move(reply), false); });
+        }
+    } catch (...) {
+        unix_listener_.reset();
+        if (!config.unix_path.empty()) ::unlink(config.unix_path.c_str());
+        throw;
     }
 }
 

@@ -13,6 +13,7 @@
 #include "control/policy/content_rules_compile.h"
 #include "control/observe/counters_report.h"
 #include "control/binding_table.h"
+#include "control/build_version.h"
 #include "control/data_plane.h"
 #include "control/observe/event_log.h"
 #include "control/api/event_queries.h"
@@ -170,7 +171,7 @@ struct control_api::change {
     change_result result;
 };
 
-control_api::control_api(control_context ctx, std::string policy_text) : ctx_(std::move(ctx)), history_(ctx_.history) {
+control_api::control_api(control_context ctx, std::string policy_text) : ctx_(std::move(ctx)), history_(ctx_.history), limits_(*ctx_.plane) {
     if (history_ == nullptr) {
         own_history_ = std::make_unique<policy_history>("", policy_history::default_depth);
         policy_generation g;
@@ -311,6 +312,7 @@ void control_api::start_next_change() {
 }
 
 void control_api::poll() {
+    limits_.poll();
     if (running_ && running_->done.load(std::memory_order_acquire)) finish_change();
     if (!running_) start_next_change();
 }
@@ -388,6 +390,7 @@ void control_api::finish_change() {
                 for (const auto& e : j["errors"]) why += "\n" + e.get<std::string>();
             else if (j.is_object())
                 why = "\n" + j.value("error", r.body);
+            ++reload_failures_;
             std::cerr << "sekishod: SIGHUP: policy not applied, generation " << ctx_.plane->generation()
                       << " keeps running:" << why << std::endl;
         }
@@ -428,6 +431,10 @@ void control_api::audit(const api_command* c, const std::string& endpoint, const
         if (!c->account.empty()) rec["account"] = c->account;
         if (c->force) rec["force"] = true;
         if (c->create) rec["create"] = true;
+        if (c->endpoint == api_endpoint::limits_reset) {
+            if (c->by_address) rec["address"] = c->prefix.to_string();
+            rec["limit"] = c->limit_name.empty() ? json("*") : json(c->limit_name);
+        }
     }
     // What an API binding overrode, what an unbinding gave back.
     if (r.status == 200 && c != nullptr &&
@@ -542,6 +549,8 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
         case api_endpoint::report:
             return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, until = c.until,
                                                  csv = c.csv] { return query_report(path, history, since, until, csv); });
+        case api_endpoint::limits_show:
+        case api_endpoint::limits_reset: return limits_.handle(c, std::move(reply));
         case api_endpoint::top:
             return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, by = c.by,
                                                  window = c.window_text] {
@@ -562,11 +571,15 @@ api_response control_api::status() {
     uint64_t tx_full = 0;
     for (const char* side : {"access", "core"}) tx_full += c["ports"][side]["tx_full_drops"].get<uint64_t>();
     return ok({
+        {"version", sekisho_version},
+        {"build", sekisho_build},
         {"generation", gw.generation()},
         {"backend", gw.backend_name()},
         {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_.started).count()},
         {"workers", ctx_.workers},
         {"ports", {{"access", ctx_.port_names[0]}, {"core", ctx_.port_names[1]}}},
+        {"interfaces", {{"access", ctx_.interface_names[0].empty() ? json(nullptr) : json(ctx_.interface_names[0])},
+                        {"core", ctx_.interface_names[1].empty() ? json(nullptr) : json(ctx_.interface_names[1])}}},
         {"policy", {{"file", ctx_.policy_path}, {"op25b_mode", to_string(pol->mode)}, {"op25b_action", to_string(pol->action)},
                     {"limits", pol->limits.size()},
                     {"in_force", history_->in_force() ? origin_json(history_->in_force()->origin) : json(nullptr)},

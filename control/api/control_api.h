@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "control/api/api_server.h"
+#include "control/api/limit_desk.h"
 #include "control/api/query_worker.h"
 
 namespace sekisho {
@@ -63,6 +64,7 @@ struct control_context {
     std::string events_path;                 // "-" when events go to stdout
     bool events_overridden = false;          // --events replaced the policy's events.file
     std::string port_names[2];               // DPDK ports or XDP interfaces
+    std::string interface_names[2];          // the Linux interfaces behind them; empty: none (PCI)
     unsigned workers = 1;                    // DPDK workers; XDP: CPUs
     std::chrono::steady_clock::time_point started;
     std::function<void(double)> observe_apply;   // metrics hook, may be empty
@@ -102,6 +104,9 @@ public:
     // force, or applied a file changed while sekishod was down) to the audit
     // trail: endpoint policy_start, caller sekishod, `note`.
     void audit_start(const std::string& note);
+    // SIGHUP reloads refused so far (invalid policy, start-only keys, a
+    // compile or commit failure): sekisho_policy_reload_failures_total.
+    uint64_t reload_failures() const { return reload_failures_; }
     // A change runs or waits.
     bool busy() const { return running_ != nullptr || !waiting_.empty(); }
 
@@ -140,6 +145,8 @@ private:
     std::vector<std::string> quarantine_store_failed_;   // logged once until stored
     uint64_t verdicts_acted_seen_ = UINT64_MAX;           // at the last record_quarantines()
     bool quarantine_rescan_ = false;
+    limit_desk limits_;
+    uint64_t reload_failures_ = 0;
 };
 
 }  // namespace sekisho

@@ -44,6 +44,10 @@ inline constexpr metric_family op25b_resets_family{
     "sekisho_op25b_resets_sent_total", "TCP RSTs sent by OP25B, by port they left through."};
 inline constexpr metric_family op25b_blocks_family{
     "sekisho_op25b_blocks_total", "Frames OP25B blocked (enforce) or would block (monitor), by reason.", "mode"};
+inline constexpr metric_family op25b_monitored_connections_family{
+    "sekisho_op25b_monitored_connections_total",
+    "Connections (client SYNs) OP25B would block in monitor mode, by port; sekisho_op25b_blocks_total counts "
+    "their frames."};
 inline constexpr metric_family malformed_frames_family{
     "sekisho_malformed_frames_total", "Malformed frames, by reason (both ports)."};
 inline constexpr metric_family smtp_events_family{
@@ -69,6 +73,14 @@ inline constexpr metric_family limit_hits_family{
     "sekisho_limit_hits_total", "Send-rate limit hits, by limit (names from the policy).", "limit"};
 inline constexpr metric_family rule_matches_family{
     "sekisho_rule_matches_total", "Messages each content rule matched (ids from the policy).", "rule"};
+
+// The control thread's own counters and gauges (control_snapshot), one family each.
+inline constexpr metric_family policy_reload_failures_family{
+    "sekisho_policy_reload_failures_total",
+    "Policy reloads (SIGHUP) refused: invalid policy, keys read at start only, compile or commit failure. "
+    "The previous generation keeps running."};
+inline constexpr metric_family build_info_family{
+    "sekisho_build_info", "Always 1; the labels name the running version, its build (git describe) and backend."};
 
 // One counter of a block (mail_counters, inspection_counters, worker_counters: `counter`s;
 // event_log_counters: the control thread's plain integers).
@@ -124,6 +136,8 @@ inline constexpr port_counter_name port_counter_names[] = {
      .label_value = "forwarded", .total_key = "forwarded", .per_worker = true, .minus = &port_counters::monitored},
     {.member = &port_counters::monitored, .summary_key = "monitored", .family = &packets_family,
      .label_value = "monitored", .total_key = "monitored"},
+    {.member = &port_counters::monitored_connections, .summary_key = "monitored_connections",
+     .family = &op25b_monitored_connections_family, .total_key = "monitored_connections"},
     {.member = &port_counters::blocked, .summary_key = "blocked", .family = &packets_family,
      .label_value = "blocked", .total_key = "blocked", .per_worker = true},
     {.member = &port_counters::limited, .summary_key = "limited", .family = &packets_family,
@@ -169,6 +183,7 @@ inline constexpr counter_name<mail_counters> smtp_counter_names[] = {
     {&mail_counters::resets_sent, "resets_sent", &smtp_events_family, "reset_sent"},
     {&mail_counters::syns_dropped, "syns_dropped", &smtp_events_family, "syn_dropped"},
     {&mail_counters::suspended_refused, "suspended_refused", &smtp_events_family, "suspended_refused"},
+    {&mail_counters::monitored_connections, "monitored_connections", &smtp_events_family, "monitored_connection"},
 };
 
 using inspection_counters = worker_counters::inspection_counters;

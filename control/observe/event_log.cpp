@@ -16,6 +16,7 @@
 #include "dataplane/compiled_policy.h"
 #include "dataplane/inspect/sender_signals.h"
 #include "control/policy/policy.h"
+#include "dataplane/net/packet_parser.h"
 #include "dataplane/op25b_classifier.h"
 
 namespace sekisho {
@@ -240,7 +241,7 @@ void event_log::add(const event_record* events, size_t n, const event_names& nam
 
 void event_log::add_record(std::string json_object) {
     ++c_.received;
-    queue_line(std::move(json_object), 1, 0, 0, nullptr, false);
+    queue_line(std::move(json_object), 1, 0, 0, nullptr, nullptr, false);
     poll();
 }
 
@@ -250,13 +251,30 @@ void event_log::session_totals::add(const event_record& e) {
     rejected_recipients += e.rejected_recipients;
 }
 
+namespace {
+// Events that can stand for a connection (a blocked or monitored one) carry a "connections"
+// field: how many of the merged events began one. OP25B: the client's SYN (a flag test, so the
+// XDP program's events count too); limit_exceeded: a monitor-action limit's first hit on a
+// connection (event_flags).
+bool counts_connections(event_type t) {
+    return t == event_type::op25b_block || t == event_type::op25b_monitor || t == event_type::limit_exceeded;
+}
+uint64_t connections_of(const event_record& e) {
+    if (e.type == event_type::limit_exceeded) return (e.flags & event_flags::first_monitored_hit) ? 1 : 0;
+    return (e.tcp_flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn ? 1 : 0;
+}
+}  // namespace
+
 void event_log::ingest(const event_record& e, const event_names& names) {
     ++c_.received;
     const bool session = e.type == event_type::mail_session;
+    const bool connections = counts_connections(e.type);
     session_totals one;
     if (session) one.add(e);
+    const uint64_t one_connection = connections_of(e);
     if (config_.aggregate_window_ns == 0) {
-        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr, false);
+        queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr,
+                   connections ? &one_connection : nullptr, false);
         return;
     }
     if (e.time_ns > event_now_) event_now_ = e.time_ns;
@@ -277,6 +295,7 @@ void event_log::ingest(const event_record& e, const event_names& names) {
             w.first_ns = w.last_ns = e.time_ns;
         }
         ++w.count;
+        if (connections) w.connections += connections_of(e);
         if (session) w.sessions.add(e);
         w.first_ns = std::min(w.first_ns, e.time_ns);
         w.last_ns = std::max(w.last_ns, e.time_ns);
@@ -287,7 +306,8 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     // The first event of a key is written at once (an operator sees a
     // block or a suspension when it happens); the window only collects the
     // repeats that follow it.
-    queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr, false);
+    queue_line(event_to_json(e, names), 1, e.time_ns, e.time_ns, session ? &one : nullptr,
+               connections ? &one_connection : nullptr, false);
     if (windows_.size() >= config_.max_pending) {  // bounded: close the oldest window early
         close_window(windows_.find(order_.begin()->second));
         ++c_.aggregation_overflow;
@@ -295,7 +315,7 @@ void event_log::ingest(const event_record& e, const event_names& names) {
     const uint64_t end = e.time_ns + config_.aggregate_window_ns;
     const std::pair<uint64_t, uint64_t> order{end < e.time_ns ? UINT64_MAX : end, ++sequence_};
     order_.emplace(order, k);
-    windows_.emplace(k, open_window{std::string(), e.time_ns, e.time_ns, 0, {}, order});
+    windows_.emplace(k, open_window{std::string(), e.time_ns, e.time_ns, 0, 0, {}, order});
 }
 
 void event_log::close_due() {
@@ -307,13 +327,16 @@ void event_log::close_window(std::unordered_map<agg_key, open_window, agg_key_ha
     open_window& w = it->second;
     c_.pending -= w.count;
     const bool session = it->first.type == static_cast<uint8_t>(event_type::mail_session);
-    if (w.count > 0) queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr, true);
+    const bool connections = counts_connections(static_cast<event_type>(it->first.type));
+    if (w.count > 0)
+        queue_line(std::move(w.json), w.count, w.first_ns, w.last_ns, session ? &w.sessions : nullptr,
+                   connections ? &w.connections : nullptr, true);
     order_.erase(w.order);
     windows_.erase(it);
 }
 
 void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                           const session_totals* sessions, bool repeated) {
+                           const session_totals* sessions, const uint64_t* connections, bool repeated) {
     // The object's closing brace, then the aggregation fields.
     json.pop_back();
     queue_ += json;
@@ -321,6 +344,7 @@ void event_log::queue_line(std::string json, uint64_t count, uint64_t first_ns, 
         queue_ += ",\"messages\":" + std::to_string(sessions->messages) +
                   ",\"recipients\":" + std::to_string(sessions->recipients) +
                   ",\"rejected_recipients\":" + std::to_string(sessions->rejected_recipients);
+    if (connections) queue_ += ",\"connections\":" + std::to_string(*connections);
     queue_ += ",\"count\":" + std::to_string(count);
     if (repeated) queue_ += ",\"repeated\":true";
     if (repeated || count > 1)

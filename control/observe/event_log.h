@@ -105,6 +105,7 @@ private:
     struct open_window {
         std::string json;   // the first repeat, without the aggregation fields ("" while none)
         uint64_t first_ns, last_ns, count;   // the repeats' times and number
+        uint64_t connections;   // of `count`, the repeats that are a new connection (connections_of)
         session_totals sessions;
         std::pair<uint64_t, uint64_t> order;  // (deadline, sequence): key into order_
     };
@@ -113,7 +114,7 @@ private:
     void close_due();                                // windows whose end has passed
     void close_window(std::unordered_map<agg_key, open_window, agg_key_hash>::iterator it);
     void queue_line(std::string json, uint64_t count, uint64_t first_ns, uint64_t last_ns,
-                    const session_totals* sessions, bool repeated);
+                    const session_totals* sessions, const uint64_t* connections, bool repeated);
     void poll();                                     // write queued lines, rotate, fsync as due
     void write_queued();
     void write_chunk(size_t from_line, size_t to_line);

@@ -229,9 +229,17 @@ void collect_radius_and_bindings(std::vector<MetricFamily>& out, const control_s
 }
 
 void collect_start_and_applies(std::vector<MetricFamily>& out, const control_snapshot& s, const apply_durations& a) {
+    auto build = family(build_info_family.name, build_info_family.help, MetricType::Gauge);
+    add(build, {{"version", s.version}, {"build", s.build}, {"backend", s.backend}}, 1);
+    out.push_back(std::move(build));
+
     auto start = family("sekisho_start_time_seconds", "Unix time the daemon started.", MetricType::Gauge);
     add(start, {}, s.start_time_seconds);
     out.push_back(std::move(start));
+
+    auto reload_failures = family(policy_reload_failures_family);
+    add(reload_failures, {}, as_value(s.policy_reload_failures));
+    out.push_back(std::move(reload_failures));
 
     auto apply = family("sekisho_policy_apply_duration_seconds", "Time to validate, compile and publish a policy.",
                         MetricType::Histogram);

@@ -45,7 +45,12 @@ using counter_source = std::function<std::vector<const worker_counters*>()>;
 
 // What the control thread knows and the scraper may show.
 struct control_snapshot {
+    // sekisho_build_info's labels: version, build (control/build_version.h), backend ("dpdk", "xdp").
+    const char* version = "";
+    const char* build = "";
+    const char* backend = "";
     uint64_t generation = 0;
+    uint64_t policy_reload_failures = 0;    // SIGHUP reloads refused (control_api::reload_failures)
     std::vector<std::string> limit_names;   // index = position in the policy
     std::vector<std::string> rule_ids;      // content rules, index = position in the policy
     uint64_t bindings = 0, binding_capacity = 0, accounts = 0, account_capacity = 0;

@@ -62,6 +62,38 @@ inline window_result window_add(limit_cell& c, uint64_t now_ns, uint64_t window_
     }
 }
 
+// Reading a cell from another thread than the ones that count in it (the
+// control thread's `limits show`): relaxed loads, no booking. The count in the
+// window of `now_ns` (a cell whose window is newer counts as current, as in
+// window_add; an older one as 0).
+inline uint32_t window_count(const limit_cell& c, uint64_t now_ns, uint64_t window_ns) {
+    const uint64_t word = std::atomic_ref<const uint64_t>(c.word).load(std::memory_order_relaxed);
+    const uint32_t index = static_cast<uint32_t>((now_ns / window_ns) & 0xffffffffull);
+    return static_cast<int32_t>(static_cast<uint32_t>(word >> 32) - index) >= 0 ? static_cast<uint32_t>(word) : 0;
+}
+// GCRA: requests booked ahead of `now_ns`, i.e. how full the burst is
+// (gcra_take refuses once this reaches the burst).
+inline uint32_t gcra_in_burst(const limit_cell& c, uint64_t now_ns, uint64_t interval_ns) {
+    const uint64_t tat = std::atomic_ref<const uint64_t>(c.word).load(std::memory_order_relaxed);
+    if (tat <= now_ns || interval_ns == 0) return 0;
+    return static_cast<uint32_t>((tat - now_ns + interval_ns - 1) / interval_ns);
+}
+inline uint64_t cooldown_until(const limit_cell& c) {
+    return std::atomic_ref<const uint64_t>(c.cooldown_until_ns).load(std::memory_order_relaxed);
+}
+// Forgets the count and the cool-down, from any thread, while workers may be
+// counting in the cell. The word first: a worker between the two stores sees
+// the old cool-down and refuses (a refusal inside a cool-down changes
+// nothing); clearing the cool-down first would let it see the old count,
+// refuse, and start a new cool-down. A worker's compare-and-swap that read the
+// old word fails and retries on the cleared one, so no count is lost or
+// resurrected: the clear is one atomic store, ordered with the workers' CAS
+// like any of theirs.
+inline void clear_cell(limit_cell& c) {
+    std::atomic_ref<uint64_t>(c.word).store(0, std::memory_order_relaxed);
+    std::atomic_ref<uint64_t>(c.cooldown_until_ns).store(0, std::memory_order_relaxed);
+}
+
 inline bool in_cooldown(limit_cell& c, uint64_t now_ns) {
     return std::atomic_ref<uint64_t>(c.cooldown_until_ns).load(std::memory_order_relaxed) > now_ns;
 }

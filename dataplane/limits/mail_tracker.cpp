@@ -274,7 +274,13 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
         }
         if (!exceeded) continue;
         counters_.mail.limit_hits[i].add();
-        emit(policy, event_type::limit_exceeded, i, ctx, count);
+        uint8_t flags = 0;
+        if (l.action == limit_action::monitor && ctx.flow && !ctx.flow->monitored) {
+            ctx.flow->monitored = true;   // a connection the limit would have stopped, counted once
+            counters_.mail.monitored_connections.add();
+            flags = event_flags::first_monitored_hit;
+        }
+        emit(policy, event_type::limit_exceeded, i, ctx, count, flags);
         if (l.action != limit_action::monitor && (!acted || severity(l.action) > severity(result))) {
             result = l.action;
             acted = true;
@@ -347,8 +353,9 @@ void mail_tracker::push(const event_record& e) {
 }
 
 void mail_tracker::emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx,
-                        uint32_t count) {
+                        uint32_t count, uint8_t flags) {
     event_record e = new_event(policy, type, ctx);
+    e.flags = flags;
     e.reason = static_cast<uint8_t>(limit);
     e.action = static_cast<uint8_t>(type == event_type::limit_exceeded ? policy.limit(limit).action
                                                                         : limit_action::reset);
@@ -559,6 +566,27 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
         if (f->client_fin && f->server_fin) end_flow(policy, key, *f, now_ns);
     }
     return pass;
+}
+
+void mail_tracker::serve(limit_request_box& box) {
+    const limit_record_request& r = box.request();
+    limit_record_answer& a = box.answer_to_fill();
+    auto serve_record = [&](const subscriber_key& key, uint32_t reset, limit_record_copy& copy) {
+        subscriber_limits* rec = subscribers_.find(key);
+        if (rec == nullptr) return;
+        copy.found = true;
+        std::memcpy(copy.cells, rec->cells, sizeof copy.cells);
+        for (unsigned i = 0; i < subscriber_record_cells; ++i)
+            if (reset >> i & 1) clear_cell(rec->cells[i]);
+    };
+    if (r.prefix == r.address) {   // IPv4: the address is the prefix, one record
+        serve_record(r.address, r.reset_address_cells | r.reset_prefix_cells, a.address);
+        a.prefix = a.address;
+    } else {
+        serve_record(r.address, r.reset_address_cells, a.address);
+        serve_record(r.prefix, r.reset_prefix_cells, a.prefix);
+    }
+    box.mark_answered();
 }
 
 void mail_tracker::sweep(const compiled_policy& policy, uint64_t now_ns) {

@@ -25,6 +25,7 @@
 #include "dataplane/inspect/content_inspector.h"
 #include "dataplane/inspect/sender_signals.h"
 #include "dataplane/event_ring.h"
+#include "dataplane/limits/limit_request_box.h"
 #include "dataplane/limits/mail_limits.h"
 #include "dataplane/op25b_classifier.h"
 #include "dataplane/net/packet_parser.h"
@@ -61,6 +62,7 @@ struct mail_flow {
     // What the session carried, for its mail_session event.
     uint32_t messages = 0, recipients = 0, rejected_recipients = 0;
     bool reported = false;           // its mail_session event is out
+    bool monitored = false;          // a monitor-action limit was hit on it (counted once)
 };
 
 // Where the shared and per-worker state is.
@@ -96,9 +98,14 @@ public:
 
     uint32_t flows() const { return flows_.size(); }
 
+    // The worker, between bursts (limit_request_box.h): copies the records of
+    // the request's keys (never creating one) and clears the cells it asks to,
+    // then marks the request answered.
+    void serve(limit_request_box& box);
+
 private:
     struct subscriber_limits {
-        limit_cell cells[max_subscriber_limit_slots + max_account_limit_slots];
+        limit_cell cells[subscriber_record_cells];
         limit_cell content_score;          // inspection: the subscriber's score in its window
         sender_domain_set sender_domains;  // inspection: distinct MAIL FROM domains
         uint64_t last_seen_ns = 0;
@@ -108,7 +115,8 @@ private:
 
     limit_action check(const compiled_policy& policy, limit_measure m, context& ctx);
     limit_cell* cell_for(const compiled_limit& l, context& ctx);
-    void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count);
+    void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count,
+              uint8_t flags = 0);
     void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);
     limit_action judge_message(const compiled_policy& policy, context& ctx);
     subscriber_limits* record(context& ctx, const subscriber_key& key, subscriber_limits*& cached, bool& looked);

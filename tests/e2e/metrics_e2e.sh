@@ -2,7 +2,9 @@
 # metrics_e2e.sh - Prometheus monitoring end to end: a live sekishod serves /metrics, promtool
 # checks the exposition, the real Prometheus server (Debian package) scrapes it, and a query
 # returns the counters this test's traffic produced (one blocked SMTP connection, pings).
-# Also checks the shipped alert rules with promtool.
+# Also checks the shipped alert rules with promtool; sekisho_build_info names the version
+# `sekishod --version` prints; a SIGHUP with an invalid policy file counts in
+# sekisho_policy_reload_failures_total and fires the SekishoPolicyReloadFailed alert.
 #
 # Usage (root):  tests/e2e/metrics_e2e.sh PATH/TO/sekishod SOURCE_ROOT
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
@@ -101,6 +103,43 @@ gen="$(query 'sekisho_policy_generation')"
 if [ "$gen" = 1 ]; then pass "sekisho_policy_generation = 1"; else fail "policy generation '$gen'"; fi
 up="$(query 'up{job="sekisho"}')"
 if [ "$up" = 1 ]; then pass "target up"; else fail "target up = '$up'"; fi
+
+# The build: the version and build --version prints, the backend this run uses.
+version_line="$("$SEKISHOD" --version 2>&1)"   # "sekishod 0.1.0 (build 833e844)"
+version="$(echo "$version_line" | awk '{print $2}')"
+build="$(echo "$version_line" | sed -n 's/.*(build \(.*\))$/\1/p')"
+info="$(query "sekisho_build_info{version=\"$version\",build=\"$build\",backend=\"dpdk\"}")"
+if [ -n "$version" ] && [ -n "$build" ] && [ "$info" = 1 ]; then
+  pass "sekisho_build_info{version=\"$version\",build=\"$build\",backend=\"dpdk\"} = 1"
+else fail "build info for '$version_line': '$info'"; grep '^sekisho_build_info' "$TMP/metrics.txt" | sed 's/^/    /'; fi
+
+# A reload that fails: counted, alerted; the running generation stays.
+failures="$(query 'sekisho_policy_reload_failures_total')"
+if [ "$failures" = 0 ]; then pass "sekisho_policy_reload_failures_total = 0 before any reload"; else
+  fail "reload failures before any reload: '$failures'"; fi
+cp "$TMP/policy.yaml" "$TMP/policy.good"
+echo "op25b: {mode: sideways}" >>"$TMP/policy.yaml"
+kill -HUP "$daemon_pid"
+failures=""
+for ((i = 0; i < 60; i++)); do
+  failures="$(query 'sekisho_policy_reload_failures_total')"
+  [ "$failures" = 1 ] && break
+  sleep 0.5
+done
+if [ "$failures" = 1 ]; then pass "sekisho_policy_reload_failures_total = 1 after an invalid SIGHUP reload"; else
+  fail "reload failures after an invalid reload: '$failures'"; fi
+firing=""
+for ((i = 0; i < 60; i++)); do
+  firing="$(query 'ALERTS{alertname="SekishoPolicyReloadFailed",alertstate="firing"}')"
+  [ "$firing" = 1 ] && break
+  sleep 0.5
+done
+if [ "$firing" = 1 ]; then pass "alert SekishoPolicyReloadFailed fires"; else
+  fail "SekishoPolicyReloadFailed: '$firing'"
+  netlab_exec_gw curl -s "http://127.0.0.1:9090/api/v1/rules?type=alert" | head -c 3000; echo; fi
+gen="$(query 'sekisho_policy_generation')"
+if [ "$gen" = 1 ]; then pass "generation 1 keeps running after the failed reload"; else fail "generation after a failed reload: '$gen'"; fi
+cp "$TMP/policy.good" "$TMP/policy.yaml"
 
 if e2e_stop_sekishod; then pass "sekishod exited 0"; else fail "sekishod exit status $?"; fi
 

@@ -256,6 +256,35 @@ TEST(api_request, event_types_are_those_the_event_log_writes) {
     EXPECT_FALSE(is_event_type(""));
 }
 
+TEST(api_request, limits_show_and_reset_name_one_subscriber) {
+    const api_command by_address = accepted(req("GET", "/v1/limits", {{"address", "198.51.100.7"}}));
+    EXPECT_EQ(by_address.endpoint, api_endpoint::limits_show);
+    EXPECT_TRUE(by_address.by_address);
+    EXPECT_EQ(by_address.prefix.to_string(), "198.51.100.7/32");
+    const api_command by_account = accepted(req("GET", "/v1/limits", {{"account", "alice@example.jp"}}));
+    EXPECT_FALSE(by_account.by_address);
+    EXPECT_EQ(by_account.account, "alice@example.jp");
+    const api_command reset =
+        accepted(req("POST", "/v1/limits/reset", {}, R"({"address": "2001:db8:100::7", "limit": "msgs"})"));
+    EXPECT_EQ(reset.endpoint, api_endpoint::limits_reset);
+    EXPECT_TRUE(reset.by_address);
+    EXPECT_EQ(reset.limit_name, "msgs");
+    EXPECT_TRUE(changes_state(api_endpoint::limits_reset)) << "a reset is audited";
+    EXPECT_FALSE(changes_state(api_endpoint::limits_show));
+    EXPECT_TRUE(needs_accounts(api_endpoint::limits_show)) << "501 on a data plane without accounts";
+
+    EXPECT_EQ(refused(req("GET", "/v1/limits")).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/limits", {{"address", "198.51.100.7"}, {"account", "a"}})).first, 400);
+    const auto prefix = refused(req("GET", "/v1/limits", {{"address", "198.51.100.0/24"}}));
+    EXPECT_EQ(prefix.first, 400);
+    EXPECT_NE(prefix.second.find("an address is required"), std::string::npos) << prefix.second;
+    EXPECT_EQ(refused(req("GET", "/v1/limits", {{"address", "not-an-address"}})).first, 400);
+    EXPECT_EQ(refused(req("GET", "/v1/limits", {{"account", ""}})).first, 400);
+    EXPECT_EQ(refused(req("POST", "/v1/limits/reset", {}, R"({"limit": "msgs"})")).first, 400);
+    EXPECT_EQ(refused(req("POST", "/v1/limits/reset", {}, R"({"account": "a", "limit": 7})")).first, 400);
+    EXPECT_EQ(refused(req("POST", "/v1/limits/reset", {}, "not json")).first, 400);
+}
+
 TEST(api_request, body_limits) {
     EXPECT_EQ(api_max_body_bytes("POST", "/v1/policy"), 64u << 20);
     EXPECT_EQ(api_max_body_bytes("GET", "/v1/policy"), 1u << 20);

@@ -211,6 +211,63 @@ TEST(EventLog, AWindowWithoutRepeatsWritesNoSecondLine) {
     expect_balanced(log);
 }
 
+// Monitor mode: one SMTP session is many frames (its SYN, then every segment it sends), one
+// connection; two sessions, two connections.
+TEST(EventLog, MergedBlocksCountTheConnectionsTheirSynsBegan) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    constexpr uint8_t syn = 0x02, ack = 0x10, psh = 0x08;
+    for (int session = 0; session < 2; ++session)
+        for (int i = 0; i < 11; ++i) {
+            event_record e = block("198.51.100.7", t0 + static_cast<uint64_t>(session * 11 + i), 1,
+                                   event_type::op25b_monitor);
+            e.src_port = static_cast<uint16_t>(40000 + session);
+            e.tcp_flags = i == 0 ? syn : i == 1 ? ack : static_cast<uint8_t>(psh | ack);
+            add(log, e);
+        }
+    event_record syn_ack = block("198.51.100.7", t0 + 30, 1, event_type::op25b_monitor);
+    syn_ack.tcp_flags = syn | ack;   // the server's answer is not a new connection
+    add(log, syn_ack);
+    log.flush_all();
+    const auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 2u) << "the first event at once, its repeats on one line";
+    EXPECT_EQ(lines[0]["count"], 1);
+    EXPECT_EQ(lines[0].value("connections", -1), 1);
+    EXPECT_EQ(lines[1]["count"], 22);
+    EXPECT_EQ(lines[1].value("connections", -1), 1) << "the second session's SYN is among the repeats";
+}
+
+TEST(EventLog, AMonitoredLimitCountsTheConnectionsOfItsFirstHits) {
+    temp_dir d;
+    const fs::path f = d.path / "events.jsonl";
+    event_log log(aggregating(f));
+    for (int i = 0; i < 4; ++i) {
+        event_record e = limit_hit("198.51.100.7", t0 + static_cast<uint64_t>(i), 5 + static_cast<uint32_t>(i));
+        e.action = static_cast<uint8_t>(limit_action::monitor);
+        e.tcp_flags = 0x18;
+        e.flags = i == 0 || i == 2 ? event_flags::first_monitored_hit : 0;
+        add(log, e);
+    }
+    log.flush_all();
+    auto lines = lines_of(f);
+    ASSERT_EQ(lines.size(), 2u) << "the first hit at once, its repeats on one line";
+    EXPECT_EQ(lines[0]["count"], 1);
+    EXPECT_EQ(lines[0].value("connections", -1), 1);
+    EXPECT_EQ(lines[1]["count"], 3);
+    EXPECT_EQ(lines[1].value("connections", -1), 1);
+
+    const fs::path single = d.path / "single.jsonl";
+    event_log plain_log(aggregating(single, 0));
+    add(plain_log, block("198.51.100.8", t0));
+    event_record session_end = session("198.51.100.8", t0 + 1, 1, 1, 0);
+    add(plain_log, session_end);
+    lines = lines_of(single);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0].value("connections", -1), 1) << "an unmerged SYN's event is one connection";
+    EXPECT_FALSE(lines[1].contains("connections")) << "only blocks and limit hits stand for connections";
+}
+
 TEST(EventLog, MergedSessionsSumWhatTheyCarried) {
     temp_dir d;
     const fs::path f = d.path / "events.jsonl";

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -109,6 +110,62 @@ TEST(limit_cell, gcra_exact_across_threads) {
     a.join();
     b.join();
     EXPECT_EQ(allowed.load(), 100) << "burst 100 at one instant, shared by two threads";
+}
+
+TEST(limit_cell, readings_of_another_thread_book_nothing) {
+    limit_cell c;
+    const uint64_t window = 3600 * s, t = 7200 * s + 5 * s;
+    for (int i = 0; i < 3; ++i) window_add(c, t, window, 3);
+    EXPECT_EQ(window_count(c, t + s, window), 3u);
+    EXPECT_EQ(window_count(c, t + s, window), 3u) << "reading twice counts nothing";
+    EXPECT_EQ(window_count(c, t + window, window), 0u) << "the next window starts at 0";
+    EXPECT_EQ(window_count(c, t - window, window), 3u) << "a cell newer than the reader's clock counts as current";
+
+    limit_cell g;
+    const uint64_t interval = 200 * ms;
+    for (int i = 0; i < 4; ++i) gcra_take(g, t, interval, 9 * interval);
+    EXPECT_EQ(gcra_in_burst(g, t, interval), 4u);
+    EXPECT_EQ(gcra_in_burst(g, t + 300 * ms, interval), 3u) << "drains one per interval, rounding up";
+    EXPECT_EQ(gcra_in_burst(g, t + 10 * s, interval), 0u);
+}
+
+TEST(limit_cell, clear_ends_the_count_and_the_cooldown) {
+    limit_cell c;
+    const uint64_t window = 3600 * s, t = 7200 * s;
+    for (int i = 0; i < 3; ++i) window_add(c, t, window, 3);
+    start_cooldown(c, t + 600 * s);
+    EXPECT_TRUE(in_cooldown(c, t + s));
+    EXPECT_FALSE(window_add(c, t + s, window, 3).booked);
+    clear_cell(c);
+    EXPECT_FALSE(in_cooldown(c, t + s));
+    EXPECT_EQ(cooldown_until(c), 0u);
+    const window_result r = window_add(c, t + s, window, 3);
+    EXPECT_TRUE(r.booked);
+    EXPECT_EQ(r.count, 1u);
+}
+
+// Workers count while another thread clears: every booking after the last clear is in the
+// count, none is lost to a torn update and nothing from before the clear survives it.
+TEST(limit_cell, clear_while_workers_count_loses_no_later_booking) {
+    limit_cell c;
+    const uint64_t window = 3600 * s, t = 7200 * s;
+    std::atomic<bool> cleared{false};
+    std::atomic<uint32_t> after{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < 4; ++w)
+        workers.emplace_back([&] {
+            for (int i = 0; i < 20000; ++i) {
+                const bool was_cleared = cleared.load(std::memory_order_acquire);
+                if (window_add(c, t, window, UINT32_MAX).booked && was_cleared) after.fetch_add(1);
+            }
+        });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    clear_cell(c);
+    cleared.store(true, std::memory_order_release);
+    for (auto& w : workers) w.join();
+    const uint32_t count = window_count(c, t, window);
+    EXPECT_GE(count, after.load()) << "a booking after the clear was lost";
+    EXPECT_LT(count, 80000u) << "the bookings before the clear survived it";
 }
 
 }  // namespace

@@ -149,9 +149,15 @@ struct expected_event {
     uint32_t recipients = 0, rejected_recipients = 0;   // mail_session
     int32_t score = 0;                                  // content_verdict
     std::vector<uint16_t> rules = {};                   // content_verdict: rule indices
+    uint8_t flags = 0;                                  // event_flags
 };
 expected_event limit_hit(const char* limit, limit_action a, uint32_t count, uint32_t account = 0) {
     return {event_type::limit_exceeded, limit, static_cast<uint8_t>(a), count, account};
+}
+// A monitor-action limit's first hit on its connection: the connection it would have stopped.
+expected_event first_monitored(expected_event e) {
+    e.flags = event_flags::first_monitored_hit;
+    return e;
 }
 expected_event suspended_refusal(uint32_t account) {
     return {event_type::account_suspended, "", static_cast<uint8_t>(limit_action::reset), 0, account};
@@ -366,12 +372,17 @@ std::vector<fixture> fixtures() {
         "limits:\n  - {name: msgs-monitor, measure: messages, max: 1, window: 1h, action: monitor}\n",
         {{dyn4a, 40001}},
         {open_session(0), message(0, body_clean),
-         client(0, mail_from).raises({limit_hit("msgs-monitor", limit_action::monitor, 2)}),
+         client(0, mail_from).raises({first_monitored(limit_hit("msgs-monitor", limit_action::monitor, 2))}),
          server(0, mail_ok), client(0, rcpt_to(1)), server(0, rcpt_ok), client(0, rset), server(0, rset_ok),
          client(0, mail_from).raises({limit_hit("msgs-monitor", limit_action::monitor, 3)}),
          server(0, mail_ok), client(0, quit), server(0, bye), server_fin(0),
          client_fin(0).raises({session_end(3, 2, 0)})},
-        {{"flows_created", 1}, {"flows_ended", 1}, {"commands", 9}, {"messages", 3}, {"recipients", 2}},
+        {{"flows_created", 1},
+         {"flows_ended", 1},
+         {"commands", 9},
+         {"messages", 3},
+         {"recipients", 2},
+         {"monitored_connections", 1}},   // two hits, one connection
         0,
     });
 
@@ -442,10 +453,15 @@ std::vector<fixture> fixtures() {
         {open_session(0),
          client(0, std::string(mail_from) + rcpt_to(1) + rcpt_to(2) + rcpt_to(3))
              .replaced_by(resets_for_client_segment())
-             .raises({limit_hit("rcpt-monitor", limit_action::monitor, 2),
+             .raises({first_monitored(limit_hit("rcpt-monitor", limit_action::monitor, 2)),
                       limit_hit("rcpt-reset", limit_action::reset, 2),
                       limit_hit("rcpt-per-msg", limit_action::tempfail, 2), session_end(1, 2, 0)})},
-        {{"flows_created", 1}, {"commands", 4}, {"messages", 1}, {"recipients", 2}, {"resets_sent", 1}},
+        {{"flows_created", 1},
+         {"commands", 4},
+         {"messages", 1},
+         {"recipients", 2},
+         {"resets_sent", 1},
+         {"monitored_connections", 1}},
         1,
     });
 
@@ -569,6 +585,7 @@ const std::pair<const char*, counter worker_counters::mail_counters::*> mail_cou
     {"resets_sent", &worker_counters::mail_counters::resets_sent},
     {"syns_dropped", &worker_counters::mail_counters::syns_dropped},
     {"suspended_refused", &worker_counters::mail_counters::suspended_refused},
+    {"monitored_connections", &worker_counters::mail_counters::monitored_connections},
 };
 const std::pair<const char*, counter worker_counters::inspection_counters::*> inspection_counter_fields[] = {
     {"messages", &worker_counters::inspection_counters::messages},
@@ -764,6 +781,18 @@ public:
         check_events(s, c, p, in);
     }
 
+    // The control thread's request as the worker serves it between bursts (limit_request_box.h).
+    limit_record_answer serve(const limit_record_request& r) {
+        limit_request_box box;
+        EXPECT_TRUE(box.idle());
+        box.post(r);
+        EXPECT_TRUE(box.pending());
+        tracker_->serve(box);
+        EXPECT_TRUE(box.answered());
+        return box.answer();
+    }
+    uint64_t now() const { return now_; }
+
     void check_counters() {
         const auto& mail = counters_.mail;
         for (const auto& [name, field] : mail_counter_fields) {
@@ -835,6 +864,7 @@ private:
                     if (w.limit == policy_->limit(i).name) index = i;
                 ASSERT_LT(index, max_limits) << "no limit named " << w.limit;
                 EXPECT_EQ(e.reason, index) << w.limit;
+                EXPECT_EQ(e.flags, w.flags) << w.limit << ": the first monitored hit of its connection";
                 ++limit_hits_[index];
             } else if (w.type == event_type::account_suspended) {
                 EXPECT_EQ(e.reason, 0);
@@ -922,6 +952,64 @@ TEST(mail_tracker_pool, failures_counted_on_the_port_of_each_injection) {
         run.check_counters();
     }
     rte_pktmbuf_free_bulk(hog, 4);
+}
+
+// The support desk's requests (limits show and reset): the worker copies the record it holds
+// for a key, never creates one, and clears only the cells it is asked to; after a reset the
+// next message counts from 1 again.
+TEST(mail_tracker_limit_requests, copy_and_reset_the_records_the_worker_holds) {
+    mbuf_pool mbufs(1023);
+    ASSERT_NE(mbufs.pool, nullptr);
+    fixture f{
+        "limit_requests",
+        "two limits on one address record, read and reset through the request box",
+        "limits:\n"
+        "  - {name: msgs, scope: address, measure: messages, max: 2, window: 1h, cooldown: 10m}\n"
+        "  - {name: rcpts, scope: address, measure: recipients, max: 50, window: 1h}\n",
+        {{dyn4a, 40001}, {dyn4a, 40002}},
+        {open_session(0), client(0, mail_from), server(0, mail_ok), client(0, rcpt_to(1)), server(0, rcpt_ok),
+         client(0, rset), server(0, rset_ok), client(0, mail_from), server(0, mail_ok), client(0, rset),
+         server(0, rset_ok),
+         client(0, mail_from)
+             .replaced_by(tempfail_for_client_segment())
+             .raises({limit_hit("msgs", limit_action::tempfail, 3), session_end(3, 1, 0)})},
+        {},
+        0,
+    };
+    tracker_run run(f, mbufs.pool);
+    for (size_t i = 0; i < f.script.size(); ++i) {
+        run.run(f.script[i], i);
+        if (HasFatalFailure()) return;
+    }
+    constexpr uint64_t hour = 3600ull * 1'000'000'000ull;
+    const subscriber_key key = subscriber_key::v4(test::ip4_host(dyn4a));
+    limit_record_request read{key, key, 0, 0};
+    limit_record_answer a = run.serve(read);
+    ASSERT_TRUE(a.address.found);
+    EXPECT_EQ(window_count(a.address.cells[0], run.now(), hour), 2u) << "msgs: two booked, the third refused";
+    EXPECT_GT(cooldown_until(a.address.cells[0]), run.now()) << "msgs: cooling down";
+    EXPECT_EQ(window_count(a.address.cells[1], run.now(), hour), 1u) << "rcpts";
+    EXPECT_TRUE(a.prefix.found) << "IPv4: the prefix record is the address record";
+
+    limit_record_request reset_msgs = read;
+    reset_msgs.reset_address_cells = 1u << 0;
+    a = run.serve(reset_msgs);
+    EXPECT_EQ(window_count(a.address.cells[0], run.now(), hour), 2u) << "the answer is from before the reset";
+    a = run.serve(read);
+    EXPECT_EQ(window_count(a.address.cells[0], run.now(), hour), 0u) << "msgs cleared";
+    EXPECT_EQ(cooldown_until(a.address.cells[0]), 0u) << "its cool-down too";
+    EXPECT_EQ(window_count(a.address.cells[1], run.now(), hour), 1u) << "rcpts not asked for: kept";
+
+    const subscriber_key stranger = subscriber_key::v4(test::ip4_host("198.51.100.99"));
+    EXPECT_FALSE(run.serve({stranger, stranger, ~0u, ~0u}).address.found);
+    EXPECT_FALSE(run.serve({stranger, stranger, 0, 0}).address.found) << "a request creates no record";
+
+    // After the reset a new session's message passes and counts 1.
+    size_t index = f.script.size();
+    for (const step& s : open_session(1)) run.run(s, index++);
+    run.run(client(1, mail_from), index++);
+    a = run.serve(read);
+    EXPECT_EQ(window_count(a.address.cells[0], run.now(), hour), 1u) << "counting again from the reset";
 }
 
 INSTANTIATE_TEST_SUITE_P(fixtures, mail_tracker_fixture, ::testing::ValuesIn(fixtures()),

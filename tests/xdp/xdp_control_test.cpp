@@ -84,12 +84,14 @@ TEST_F(xdp_control, policy_generations_and_refusals_through_the_api) {
     EXPECT_TRUE(j["subscribers"].is_null());
     EXPECT_EQ(j["frames"]["in"], 0);
 
-    // No account table: every binding and account endpoint says so, nothing else happens.
+    // No account table: every binding, account and limit endpoint says so, nothing else happens.
     for (const auto& [method, path, body] :
          {std::tuple<std::string, std::string, std::string>{"GET", "/v1/bindings", ""},
           {"POST", "/v1/bindings", R"({"prefix":"198.51.100.7/32","account":"a"})"},
           {"GET", "/v1/accounts", ""},
-          {"POST", "/v1/accounts/suspend", R"({"account":"a"})"}}) {
+          {"POST", "/v1/accounts/suspend", R"({"account":"a"})"},
+          {"GET", "/v1/limits", ""},
+          {"POST", "/v1/limits/reset", R"({"address":"198.51.100.7"})"}}) {
         r = call(api, method, path, body);
         EXPECT_EQ(r.status, 501) << method << " " << path;
         EXPECT_NE(r.body.find("not available with --backend xdp"), std::string::npos) << r.body;
