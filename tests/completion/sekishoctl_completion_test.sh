@@ -9,7 +9,7 @@
 # Checks, with bash-completion loaded (scripts/setup.sh installs it; exit 77 without):
 #   - no command yet: every command and the global flags;
 #   - a command with subcommands: exactly its subcommands;
-#   - `events tail --type `: every event type the API accepts (control/api/api_request.h);
+#   - `events tail --type `: every event type the API accepts (control/observe/event_types.h);
 #   - each subcommand's flags and none of another's (events tail, policy apply, account list);
 #   - flag values (--by, --format), file names for policy apply, a global flag with its value
 #     before the command;
@@ -77,11 +77,13 @@ expect_some "sekishoctl " status policy bindings whois account events top report
 expect_none "sekishoctl " --dry-run --type
 expect_exactly "sekishoctl policy " show apply diff rollback
 expect_exactly "sekishoctl account " suspend resume list
+expect_exactly "sekishoctl limits " reset show
+expect_exactly "sekishoctl limits reset --" --json --limit
 expect_exactly "sekishoctl --socket /run/sekisho/api.sock account " suspend resume list
 
 # Every event type the API's events endpoint accepts, from the one list the daemon has.
-mapfile -t event_types < <(sed -n '/event_types = {/,/};/p' "$root/control/api/api_request.h" | grep -o '"[a-z0-9_]*"' | tr -d '"')
-[ "${#event_types[@]}" -ge 7 ] || fail "could not read the event types from control/api/api_request.h"
+mapfile -t event_types < <(sed -n '/event_types = {/,/};/p' "$root/control/observe/event_types.h" | grep -o '"[a-z0-9_]*"' | tr -d '"')
+[ "${#event_types[@]}" -ge 7 ] || fail "could not read the event types from control/observe/event_types.h"
 expect_exactly "sekishoctl events tail --type " "${event_types[@]}"
 expect_exactly "sekishoctl events tail -n 5 --type limit" limit_exceeded
 
