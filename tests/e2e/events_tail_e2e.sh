@@ -69,7 +69,7 @@ sleep 1.5
 
 # 3. An api_change now (written at once), then the repeat when the window closes: later in the
 #    file, earlier in time.
-ctl_expect 0 "account suspend (an api_change line)" account suspend carol@example.jp
+ctl_expect 0 "account suspend (an api_change line)" account suspend --create carol@example.jp
 sleep 5
 if all_lines | python3 -c '
 import json, sys
