@@ -27,21 +27,10 @@ db="$TMP/bindings.sqlite"
 events="$TMP/events.jsonl"
 addr="$NETLAB_SUB_V4_DYN"
 
-secret="e2e-$RANDOM-$RANDOM-attribution-secret"
-printf '%s' "$secret" >"$TMP/secret"
-cat >"$TMP/radius-clients.yaml" <<EOF
-clients:
-  - address: 127.0.0.1
-    secret: "$secret"
-EOF
 {
   e2e_lab_policy
+  e2e_radius_section "$db"
   cat <<EOF
-radius:
-  listen: 127.0.0.1:1813
-  clients_file: $TMP/radius-clients.yaml
-history:
-  database: $db
 events:
   aggregate_window: 10s
 EOF
