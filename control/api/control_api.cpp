@@ -781,7 +781,7 @@ api_response control_api::bindings_del(const api_command& c) {
     }
     const uint32_t n = table->unbind(c.prefix);
     // What held the prefix under the API binding comes back: the policy's static bindings, the
-    // RADIUS sessions holding it, then other API bindings overlapping it (they win).
+    // RADIUS sessions holding it or inside it, then other API bindings overlapping it (they win).
     json restored = json::array();
     if (api_binding) {
         const auto restore = [&](const ip_prefix& p, const std::string& account, const char* source) {
@@ -796,8 +796,17 @@ api_response control_api::bindings_del(const api_command& c) {
             }
         };
         for (const auto& b : plane.running_policy()->bindings) restore(b.prefix, b.account, "static");
-        if (ctx_.identity)
+        if (ctx_.identity) {
             for (const auto& r : ctx_.identity->open_sessions_holding(c.prefix)) restore(r.address, r.account, "radius");
+            // The sessions inside a wider binding: no more than the table holds.
+            const size_t bound = plane.running_policy()->tracking.max_bindings;
+            const auto inside = ctx_.identity->open_sessions_within(c.prefix, bound + 1);
+            for (size_t i = 0; i < inside.size() && i < bound; ++i)
+                if (inside[i].address != c.prefix) restore(inside[i].address, inside[i].account, "radius");
+            if (inside.size() > bound)
+                std::cerr << "sekishod: bindings del " << c.prefix.to_string() << ": more than " << bound
+                          << " RADIUS sessions inside it; the rest come back at their next Start" << std::endl;
+        }
         for (const auto& b : ctx_.api_bindings->held()) restore(b.prefix, b.account, "api");
     }
     json body = {{"unbound", n}, {"prefix", c.prefix.to_string()}, {"restored", restored}};

@@ -195,6 +195,20 @@ ctl_expect 0 "bindings del of the API binding" bindings del 198.51.100.20
 contains "the CLI says who has it back" "198.51.100.20/32 back to frank@example.jp (radius)"
 [ "$(bound_to 198.51.100.20/32)" = "frank@example.jp" ] && pass ".20 is frank's again" || fail ".20: '$(bound_to 198.51.100.20/32)'"
 
+# An API binding wider than RADIUS sessions: deleting it gives each session inside it its address back.
+session Start grace@example.jp s6 "Framed-IP-Address = 198.51.100.40" $((t + 20))
+session Start heidi@example.jp s7 "Framed-IP-Address = 198.51.100.41" $((t + 20))
+ctl_expect 0 "bindings add of the /24 over the sessions" bindings add 198.51.100.0/24 erin@example.jp --force
+[ "$(bound_to 198.51.100.40/32)" = "erin@example.jp" ] && pass "the /24 holds grace's .40 for erin" || fail ".40: '$(bound_to 198.51.100.40/32)'"
+ctl_expect 0 "bindings del of the /24" bindings del 198.51.100.0/24
+contains "the CLI says grace has .40 back" "198.51.100.40/32 back to grace@example.jp (radius)"
+contains "and heidi .41" "198.51.100.41/32 back to heidi@example.jp (radius)"
+[ "$(bound_to 198.51.100.40/32) $(bound_to 198.51.100.41/32) $(bound_to 198.51.100.20/32)" = \
+  "grace@example.jp heidi@example.jp frank@example.jp" ] && pass "bindings list: .40 grace, .41 heidi, .20 frank again" ||
+  fail "after the /24 went: .40 '$(bound_to 198.51.100.40/32)' .41 '$(bound_to 198.51.100.41/32)' .20 '$(bound_to 198.51.100.20/32)'"
+ctl_expect 0 "whois 198.51.100.41" whois 198.51.100.41
+contains "whois names heidi as bound now" "bound now to heidi@example.jp"
+
 # Resume, kill -9, restart: resumed stays resumed and delivers.
 ctl_expect 0 "account resume alice" account resume alice@example.jp
 kill9_and_restart
