@@ -164,6 +164,23 @@ if smtp_from 198.51.100.7; then fail "alice delivered right after the restart"; 
 [ "$(suspended_count)" = 4 ] && pass "status: 4 suspended" || fail "status: $(suspended_count) suspended"
 ctl_expect 0 "status" status
 contains "status says it in words" "(4 suspended)"
+# When and by whom each was suspended, from operator.db, after the restart.
+"$ctl" --socket "$sock" --json account list --suspended >"$TMP/suspended.json"
+if /usr/bin/python3 - "$TMP/suspended.json" "$t" <<'PY'; then pass "account list: since, since_utc, caller and reason of each suspension"; else fail "account list --json: $(cat "$TMP/suspended.json")"; fi
+import json, sys, time
+accounts = {a["account"]: a for a in json.load(open(sys.argv[1]))["accounts"]}
+t = int(sys.argv[2])
+for name, a in accounts.items():
+    assert t <= a["since"] <= time.time() + 1, a
+    assert a["since_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a["since"])), a
+assert accounts["carol@example.jp"]["caller"] == "quarantine", accounts
+assert accounts["carol@example.jp"]["reason"] == "a content rule's quarantine verdict", accounts
+assert accounts["bob@example.jp"]["caller"] not in ("", "quarantine") and accounts["bob@example.jp"]["reason"] == "", accounts
+PY
+ctl_expect 0 "account list --suspended" account list --suspended
+carol_since=$(/usr/bin/python3 -c 'import json,sys; a=[a for a in json.load(open(sys.argv[1]))["accounts"] if a["account"]=="carol@example.jp"][0]; print(a["since_utc"], "(%d)" % a["since"])' "$TMP/suspended.json")
+contains "the CLI says when and why carol was suspended" "suspended since $carol_since by quarantine: a content rule's quarantine verdict"
+contains "and who suspended bob" "$(/usr/bin/python3 -c 'import json,sys; a=[a for a in json.load(open(sys.argv[1]))["accounts"] if a["account"]=="bob@example.jp"][0]; print("suspended since %s (%d) by %s" % (a["since_utc"], a["since"], a["caller"]))' "$TMP/suspended.json")"
 [ "$(bound_to 198.51.100.20/32)" = "erin@example.jp" ] && pass "the API binding .20 -> erin is back, over frank's RADIUS session" ||
   fail ".20 bound to '$(bound_to 198.51.100.20/32)' after the restart"
 [ "$(bound_to 203.0.113.50/32)" = "shop@example.jp" ] && pass "the forced API binding is back" || fail "203.0.113.50: '$(bound_to 203.0.113.50/32)'"
