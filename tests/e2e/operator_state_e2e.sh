@@ -8,7 +8,9 @@
 # restart with the same --state-dir: the suspensions and the API bindings are back before the
 # first packet (the start-up log says so before the ports start; swaks from a suspended address
 # is refused at once), RADIUS moving the address underneath does not move the operator's
-# binding; deleting it gives the address back to the RADIUS session. A resume, kill -9, restart:
+# binding; deleting it gives the address back to the RADIUS session, and deleting an API /24 gives
+# the RADIUS sessions inside it theirs. `account list` says since when, by whom and why each
+# account is suspended. A resume, kill -9, restart:
 # resumed stays resumed and delivers. operator.db is 0640.
 #
 # Usage (root):  tests/e2e/operator_state_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
