@@ -243,9 +243,16 @@ void print_account(const json& j) {
 
 void print_accounts(const json& j, bool only_suspended) {
     if (j["accounts"].empty()) std::cout << (only_suspended ? "none suspended\n" : "none\n");
-    for (const auto& a : j["accounts"])
+    for (const auto& a : j["accounts"]) {
         std::cout << std::left << std::setw(40) << shown(a["account"])
-                  << (a["suspended"].get<bool>() ? "suspended" : "active") << "\n";
+                  << (a["suspended"].get<bool>() ? "suspended" : "active");
+        if (a.contains("since")) {
+            std::cout << " since " << shown(a.value("since_utc", json("?"))) << " (" << shown(a["since"]) << ") by "
+                      << shown(a.value("caller", json("?")));
+            if (!a.value("reason", std::string()).empty()) std::cout << ": " << shown(a["reason"]);
+        }
+        std::cout << "\n";
+    }
 }
 
 void print_event(const json& e) {

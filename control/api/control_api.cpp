@@ -7,6 +7,7 @@
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <unordered_map>
 
 #include "control/identity/account_registry.h"
 #include "control/api/api_request.h"
@@ -23,6 +24,7 @@
 #include "control/identity/subscriber_identity.h"
 #include "control/state/operator_state.h"
 #include "control/state/policy_history.h"
+#include "control/utc_time.h"
 #include "dataplane/limits/mail_limits.h"
 #include "dataplane/limits/subscriber_table.h"
 
@@ -781,7 +783,7 @@ api_response control_api::bindings_del(const api_command& c) {
     }
     const uint32_t n = table->unbind(c.prefix);
     // What held the prefix under the API binding comes back: the policy's static bindings, the
-    // RADIUS sessions holding it, then other API bindings overlapping it (they win).
+    // RADIUS sessions holding it or inside it, then other API bindings overlapping it (they win).
     json restored = json::array();
     if (api_binding) {
         const auto restore = [&](const ip_prefix& p, const std::string& account, const char* source) {
@@ -796,8 +798,17 @@ api_response control_api::bindings_del(const api_command& c) {
             }
         };
         for (const auto& b : plane.running_policy()->bindings) restore(b.prefix, b.account, "static");
-        if (ctx_.identity)
+        if (ctx_.identity) {
             for (const auto& r : ctx_.identity->open_sessions_holding(c.prefix)) restore(r.address, r.account, "radius");
+            // The sessions inside a wider binding: no more than the table holds.
+            const size_t bound = plane.running_policy()->tracking.max_bindings;
+            const auto inside = ctx_.identity->open_sessions_within(c.prefix, bound + 1);
+            for (size_t i = 0; i < inside.size() && i < bound; ++i)
+                if (inside[i].address != c.prefix) restore(inside[i].address, inside[i].account, "radius");
+            if (inside.size() > bound)
+                std::cerr << "sekishod: bindings del " << c.prefix.to_string() << ": more than " << bound
+                          << " RADIUS sessions inside it; the rest come back at their next Start" << std::endl;
+        }
         for (const auto& b : ctx_.api_bindings->held()) restore(b.prefix, b.account, "api");
     }
     json body = {{"unbound", n}, {"prefix", c.prefix.to_string()}, {"restored", restored}};
@@ -885,12 +896,32 @@ void control_api::record_quarantines() {
 
 api_response control_api::accounts_list(const api_command& c) {
     auto& reg = *ctx_.plane->account_table();
+    // When and by whom each suspension was made, as operator.db keeps it (one read of the
+    // suspensions table: as many rows as accounts suspended).
+    std::unordered_map<std::string, suspension_record> recorded;
+    if (ctx_.decisions) {
+        try {
+            for (auto& r : ctx_.decisions->suspensions()) recorded.emplace(r.account, std::move(r));
+        } catch (const operator_state_error& e) {
+            return error(500, std::string("account list: ") + e.what());
+        }
+    }
+    const auto row = [&](uint32_t id, bool suspended) {
+        const std::string& name = *reg.name_of(id);
+        json a = {{"account", name}, {"suspended", suspended}};
+        if (const auto it = recorded.find(name); suspended && it != recorded.end()) {
+            a["since"] = it->second.since;
+            a["since_utc"] = utc_time_text(it->second.since);
+            a["caller"] = it->second.caller;
+            a["reason"] = it->second.reason;
+        }
+        return a;
+    };
     json out = json::array();
     if (c.only_suspended) {
-        for (uint32_t id : reg.suspended_ids()) out.push_back({{"account", *reg.name_of(id)}, {"suspended", true}});
+        for (uint32_t id : reg.suspended_ids()) out.push_back(row(id, true));
     } else {
-        for (uint32_t id = 1; id <= reg.size() && out.size() < 10000; ++id)
-            out.push_back({{"account", *reg.name_of(id)}, {"suspended", reg.suspended(id)}});
+        for (uint32_t id = 1; id <= reg.size() && out.size() < 10000; ++id) out.push_back(row(id, reg.suspended(id)));
     }
     return ok({{"accounts", out}, {"total", reg.size()}});
 }

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 -- who_held / held_between: one address's history, by time.
 CREATE INDEX IF NOT EXISTS sessions_by_address ON sessions (prefix, prefix_length, start_time);
--- the open row of an address (superseding) and open_bindings().
+-- the open row of an address (superseding), open_within() and open_bindings().
 CREATE INDEX IF NOT EXISTS sessions_open_by_address ON sessions (prefix, prefix_length) WHERE stop_time IS NULL;
 -- a session's rows (Start/Interim/Stop by Acct-Session-Id, unique per NAS).
 CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
@@ -121,6 +121,7 @@ struct binding_history::impl {
     statement* lengths = nullptr;
     statement* by_address = nullptr;
     statement* open_rows = nullptr;
+    statement* open_inside = nullptr;
     statement* purge = nullptr;
 };
 
@@ -193,6 +194,14 @@ void binding_history::impl::prepare_all() {
     static const std::string open_sql =
         std::string("SELECT ") + row_columns + " FROM sessions WHERE stop_time IS NULL ORDER BY start_time, id";
     open_rows = &prepare("list open sessions (SELECT FROM sessions WHERE stop_time IS NULL)", open_sql.c_str());
+    // BLOBs compare as memcmp: the addresses inside a prefix are the range
+    // [first, last] of equal-length blobs, a range of sessions_open_by_address.
+    static const std::string inside_sql = std::string("SELECT ") + row_columns +
+                                          " FROM sessions WHERE stop_time IS NULL AND prefix >= ?1 AND prefix <= ?2 "
+                                          "AND family = ?3 AND prefix_length >= ?4 ORDER BY prefix, prefix_length, id "
+                                          "LIMIT ?5";
+    open_inside = &prepare("list open sessions inside a prefix (SELECT FROM sessions BY prefix range)",
+                           inside_sql.c_str());
     purge = &prepare("purge old sessions (DELETE FROM sessions)",
                      "DELETE FROM sessions WHERE stop_time IS NOT NULL AND stop_time < ?1");
 }
@@ -429,6 +438,19 @@ std::vector<binding_record> binding_history::held_between(const ip_prefix& addre
 
 std::vector<binding_record> binding_history::who_held(const ip_prefix& address, int64_t time) const {
     return held_between(address, time, time);
+}
+
+std::vector<binding_record> binding_history::open_within(const ip_prefix& prefix, size_t limit) const {
+    impl& m = *impl_;
+    const unsigned bits = address_octets(prefix) * 8;
+    const unsigned len = std::min<unsigned>(prefix.length, bits);
+    const ip_prefix first = masked(prefix, len);
+    ip_prefix last = first;
+    for (unsigned bit = len; bit < bits; ++bit) last.bytes[bit / 8] |= static_cast<uint8_t>(0x80 >> (bit % 8));
+    const auto bounded = static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX));
+    m.open_inside->bind_address(1, first).bind_address(2, last).bind(3, int64_t{prefix.family}).bind(4, int64_t{len})
+        .bind(5, bounded);
+    return m.read_rows(*m.open_inside);
 }
 
 std::vector<binding_record> binding_history::open_bindings() const { return impl_->read_rows(*impl_->open_rows); }

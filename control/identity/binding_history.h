@@ -154,6 +154,12 @@ public:
     std::vector<binding_record> who_held(const ip_prefix& address, int64_t time) const;
     // Those active at any moment of [from, to].
     std::vector<binding_record> held_between(const ip_prefix& address, int64_t from, int64_t to) const;
+    // The open rows whose prefix lies within `prefix` (the prefix itself or
+    // longer ones inside it: the RADIUS /32s under an API /24, the delegated
+    // /56s under an IPv6 /40), ordered by address; at most `limit` rows (an
+    // index range scan over the open rows, so the cost follows the rows
+    // returned, not the table).
+    std::vector<binding_record> open_within(const ip_prefix& prefix, size_t limit) const;
     // Every open row, oldest first: what the data-plane subscriber table is
     // restored from at start (rows without an account bind nothing).
     std::vector<binding_record> open_bindings() const;

@@ -174,6 +174,13 @@ std::vector<binding_record> subscriber_identity::open_sessions_holding(const ip_
     return out;
 }
 
+std::vector<binding_record> subscriber_identity::open_sessions_within(const ip_prefix& prefix, size_t limit) const {
+    std::vector<binding_record> out;
+    for (auto& r : history_->open_within(prefix, limit))
+        if (!r.account.empty()) out.push_back(std::move(r));
+    return out;
+}
+
 const radius::listener_counters* subscriber_identity::radius_counters() const {
     return listener_ ? &listener_->counters() : nullptr;
 }

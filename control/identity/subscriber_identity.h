@@ -79,6 +79,11 @@ public:
     // contains it, of the durable or the in-memory history): what an API
     // binding of it overrides, what comes back when that binding goes.
     std::vector<binding_record> open_sessions_holding(const ip_prefix& address) const;
+    // The RADIUS sessions inside `prefix` now (open rows of that prefix or
+    // longer ones within it: the /32s under an API /24), at most `limit`,
+    // ordered by address: what comes back when an API binding wider than
+    // them goes.
+    std::vector<binding_record> open_sessions_within(const ip_prefix& prefix, size_t limit) const;
     // The RADIUS listener, or nullptr when radius.listen is not set.
     const radius::accounting_listener* listener() const { return listener_.get(); }
 

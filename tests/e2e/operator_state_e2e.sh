@@ -8,7 +8,9 @@
 # restart with the same --state-dir: the suspensions and the API bindings are back before the
 # first packet (the start-up log says so before the ports start; swaks from a suspended address
 # is refused at once), RADIUS moving the address underneath does not move the operator's
-# binding; deleting it gives the address back to the RADIUS session. A resume, kill -9, restart:
+# binding; deleting it gives the address back to the RADIUS session, and deleting an API /24 gives
+# the RADIUS sessions inside it theirs. `account list` says since when, by whom and why each
+# account is suspended. A resume, kill -9, restart:
 # resumed stays resumed and delivers. operator.db is 0640.
 #
 # Usage (root):  tests/e2e/operator_state_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
@@ -164,6 +166,23 @@ if smtp_from 198.51.100.7; then fail "alice delivered right after the restart"; 
 [ "$(suspended_count)" = 4 ] && pass "status: 4 suspended" || fail "status: $(suspended_count) suspended"
 ctl_expect 0 "status" status
 contains "status says it in words" "(4 suspended)"
+# When and by whom each was suspended, from operator.db, after the restart.
+"$ctl" --socket "$sock" --json account list --suspended >"$TMP/suspended.json"
+if /usr/bin/python3 - "$TMP/suspended.json" "$t" <<'PY'; then pass "account list: since, since_utc, caller and reason of each suspension"; else fail "account list --json: $(cat "$TMP/suspended.json")"; fi
+import json, sys, time
+accounts = {a["account"]: a for a in json.load(open(sys.argv[1]))["accounts"]}
+t = int(sys.argv[2])
+for name, a in accounts.items():
+    assert t <= a["since"] <= time.time() + 1, a
+    assert a["since_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a["since"])), a
+assert accounts["carol@example.jp"]["caller"] == "quarantine", accounts
+assert accounts["carol@example.jp"]["reason"] == "a content rule's quarantine verdict", accounts
+assert accounts["bob@example.jp"]["caller"] not in ("", "quarantine") and accounts["bob@example.jp"]["reason"] == "", accounts
+PY
+ctl_expect 0 "account list --suspended" account list --suspended
+carol_since=$(/usr/bin/python3 -c 'import json,sys; a=[a for a in json.load(open(sys.argv[1]))["accounts"] if a["account"]=="carol@example.jp"][0]; print(a["since_utc"], "(%d)" % a["since"])' "$TMP/suspended.json")
+contains "the CLI says when and why carol was suspended" "suspended since $carol_since by quarantine: a content rule's quarantine verdict"
+contains "and who suspended bob" "$(/usr/bin/python3 -c 'import json,sys; a=[a for a in json.load(open(sys.argv[1]))["accounts"] if a["account"]=="bob@example.jp"][0]; print("suspended since %s (%d) by %s" % (a["since_utc"], a["since"], a["caller"]))' "$TMP/suspended.json")"
 [ "$(bound_to 198.51.100.20/32)" = "erin@example.jp" ] && pass "the API binding .20 -> erin is back, over frank's RADIUS session" ||
   fail ".20 bound to '$(bound_to 198.51.100.20/32)' after the restart"
 [ "$(bound_to 203.0.113.50/32)" = "shop@example.jp" ] && pass "the forced API binding is back" || fail "203.0.113.50: '$(bound_to 203.0.113.50/32)'"
@@ -194,6 +213,20 @@ contains "the /32 API binding inside it keeps .20" "198.51.100.20/32 back to eri
 ctl_expect 0 "bindings del of the API binding" bindings del 198.51.100.20
 contains "the CLI says who has it back" "198.51.100.20/32 back to frank@example.jp (radius)"
 [ "$(bound_to 198.51.100.20/32)" = "frank@example.jp" ] && pass ".20 is frank's again" || fail ".20: '$(bound_to 198.51.100.20/32)'"
+
+# An API binding wider than RADIUS sessions: deleting it gives each session inside it its address back.
+session Start grace@example.jp s6 "Framed-IP-Address = 198.51.100.40" $((t + 20))
+session Start heidi@example.jp s7 "Framed-IP-Address = 198.51.100.41" $((t + 20))
+ctl_expect 0 "bindings add of the /24 over the sessions" bindings add 198.51.100.0/24 erin@example.jp --force
+[ "$(bound_to 198.51.100.40/32)" = "erin@example.jp" ] && pass "the /24 holds grace's .40 for erin" || fail ".40: '$(bound_to 198.51.100.40/32)'"
+ctl_expect 0 "bindings del of the /24" bindings del 198.51.100.0/24
+contains "the CLI says grace has .40 back" "198.51.100.40/32 back to grace@example.jp (radius)"
+contains "and heidi .41" "198.51.100.41/32 back to heidi@example.jp (radius)"
+[ "$(bound_to 198.51.100.40/32) $(bound_to 198.51.100.41/32) $(bound_to 198.51.100.20/32)" = \
+  "grace@example.jp heidi@example.jp frank@example.jp" ] && pass "bindings list: .40 grace, .41 heidi, .20 frank again" ||
+  fail "after the /24 went: .40 '$(bound_to 198.51.100.40/32)' .41 '$(bound_to 198.51.100.41/32)' .20 '$(bound_to 198.51.100.20/32)'"
+ctl_expect 0 "whois 198.51.100.41" whois 198.51.100.41
+contains "whois names heidi as bound now" "bound now to heidi@example.jp"
 
 # Resume, kill -9, restart: resumed stays resumed and delivers.
 ctl_expect 0 "account resume alice" account resume alice@example.jp

@@ -507,6 +507,34 @@ TEST_F(history_test, ipv6_prefix_contains_the_address) {
     EXPECT_EQ(accounts(h.who_held(addr("2001:db8:200::9"), t0)), strings{"carol@example.jp"});
 }
 
+TEST_F(history_test, open_within_lists_the_open_sessions_inside_a_prefix) {
+    binding_history h(db);
+    h.apply(update(binding_kind::start, "s1", t0, "alice@example.jp", "198.51.100.7", {"2001:db8:107::/56"}));
+    h.apply(update(binding_kind::start, "s2", t0, "bob@example.jp", "198.51.100.200", {"2001:db8:1ff::/56"}));
+    h.apply(update(binding_kind::start, "s3", t0, "carol@example.jp", "198.51.101.7", {"2001:db8:200::/56"}));
+    h.apply(update(binding_kind::start, "s4", t0, "dave@example.jp", "198.51.100.9"));
+    h.apply(update(binding_kind::stop, "s4", t0 + 10, "dave@example.jp", "198.51.100.9"));
+    const auto addresses = [](const std::vector<binding_record>& rows) {
+        strings out;
+        for (const auto& r : rows) out.push_back(r.address.to_string() + " " + r.account);
+        return out;
+    };
+    EXPECT_EQ(addresses(h.open_within(addr("198.51.100.0/24"), 100)),
+              (strings{"198.51.100.7/32 alice@example.jp", "198.51.100.200/32 bob@example.jp"}))
+        << "ordered by address; carol is outside, dave's session is closed";
+    EXPECT_EQ(addresses(h.open_within(addr("198.51.100.7/32"), 100)), strings{"198.51.100.7/32 alice@example.jp"});
+    EXPECT_EQ(addresses(h.open_within(addr("198.51.100.0/25"), 100)), strings{"198.51.100.7/32 alice@example.jp"});
+    EXPECT_EQ(addresses(h.open_within(addr("0.0.0.0/0"), 100)).size(), 3u) << "IPv4 only, not the IPv6 rows";
+    EXPECT_EQ(addresses(h.open_within(addr("2001:db8:100::/40"), 100)),
+              (strings{"2001:db8:107::/56 alice@example.jp", "2001:db8:1ff::/56 bob@example.jp"}));
+    EXPECT_TRUE(h.open_within(addr("2001:db8:107::/60"), 100).empty()) << "a /56 containing the /60 is not inside it";
+    EXPECT_EQ(addresses(h.open_within(addr("198.51.100.0/24"), 1)), strings{"198.51.100.7/32 alice@example.jp"})
+        << "bounded";
+    EXPECT_TRUE(h.open_within(addr("198.51.100.0/24"), 0).empty());
+    h.apply(update(binding_kind::stop, "s1", t0 + 20, "alice@example.jp", "198.51.100.7"));
+    EXPECT_EQ(addresses(h.open_within(addr("198.51.100.0/24"), 100)), strings{"198.51.100.200/32 bob@example.jp"});
+}
+
 TEST_F(history_test, a_new_holder_supersedes_a_lost_stop) {
     binding_history h(db);
     h.apply(update(binding_kind::start, "s1", t0, "alice@example.jp"));

@@ -403,6 +403,36 @@ TEST_F(identity_fixture, a_failed_commit_takes_the_polls_data_plane_changes_back
     EXPECT_EQ(counters().duplicate, 0u);
 }
 
+TEST_F(identity_fixture, an_api_binding_wider_than_sessions_gives_them_back_when_released) {
+    for (const bool history : {true, false}) {
+        SCOPED_TRACE(history ? "history database" : "in-memory history");
+        with_history = history;
+        fs::remove(db);
+        start();
+        EXPECT_TRUE(send(acct{1, "s1", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:107::", 56}}, {}, now - 100}));
+        EXPECT_TRUE(send(acct{1, "s2", "bob@example.jp", {"198.51.100.8"}, {}, {}, now - 90}));
+        EXPECT_TRUE(send(acct{1, "s3", "carol@example.jp", {"198.51.101.7"}, {}, {}, now - 80}));
+        const ip_prefix wide = addr("198.51.100.0/28");   // 16 entries of the 64
+        operator_table->hold(wide, "erin@example.jp");
+        operator_table->bind(wide, "erin@example.jp");
+        operator_table->hold(addr("2001:db8:100::/40"), "erin@example.jp");
+        EXPECT_TRUE(identity->open_sessions_holding(wide).empty()) << "no session holds the whole /28";
+        // Released: what bindings del restores, from the sessions inside.
+        operator_table->release(wide);
+        operator_table->unbind(wide);
+        for (const auto& r : identity->open_sessions_within(wide, 64)) operator_table->bind(r.address, r.account);
+        EXPECT_EQ(data_plane(), sorted({"198.51.100.7/32 alice@example.jp", "198.51.100.8/32 bob@example.jp",
+                                        "198.51.101.7/32 carol@example.jp", "2001:db8:107::/56 alice@example.jp"}));
+        const auto v6 = identity->open_sessions_within(addr("2001:db8:100::/40"), 64);
+        ASSERT_EQ(v6.size(), 1u);
+        EXPECT_EQ(v6[0].address.to_string(), "2001:db8:107::/56");
+        EXPECT_EQ(identity->open_sessions_within(wide, 1).size(), 1u) << "bounded";
+        EXPECT_TRUE(send(acct{2, "s2", "bob@example.jp", {"198.51.100.8"}, {}, {}, now - 70}));
+        ASSERT_EQ(identity->open_sessions_within(wide, 64).size(), 1u) << "bob's Stop closed his";
+        stop();
+    }
+}
+
 TEST_F(identity_fixture, without_a_history_database_the_same_rules_hold) {
     with_history = false;
     start();
