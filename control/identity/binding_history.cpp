@@ -135,15 +135,7 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
             // keep more of the index in memory (measured by bench/limits_bench).
             exec("set the checkpoint threshold (PRAGMA wal_autocheckpoint)", "PRAGMA wal_autocheckpoint=20000");
             exec("set the page cache (PRAGMA cache_size)", "PRAGMA cache_size=-131072");
-            exec("create the schema (CREATE TABLE sessions)", "BEGIN IMMEDIATE");
-            try {
-                exec("create the schema (CREATE TABLE sessions)", schema_sql);
-                exec("record the schema version (PRAGMA user_version)", "PRAGMA user_version=1");
-                exec("create the schema (COMMIT)", "COMMIT");
-            } catch (...) {
-                sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-                throw;
-            }
+            create_sqlite_schema<binding_history_error>(db, path, schema_sql, schema_version);
         }
         prepare_all();
     } catch (...) {

@@ -44,16 +44,7 @@ struct operator_state::impl {
         // control thread serves RADIUS and the API meanwhile.
         db = open_sqlite_store<store_error>(path, false, schema_version, "FULL", 100);
         try {
-            sqlite_exec<store_error>(db, path, "create the schema (BEGIN)", "BEGIN IMMEDIATE");
-            try {
-                sqlite_exec<store_error>(db, path, "create the schema (CREATE TABLE)", schema_sql);
-                sqlite_exec<store_error>(db, path, "record the schema version (PRAGMA user_version)",
-                                         "PRAGMA user_version=1");
-                sqlite_exec<store_error>(db, path, "create the schema (COMMIT)", "COMMIT");
-            } catch (...) {
-                sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-                throw;
-            }
+            create_sqlite_schema<store_error>(db, path, schema_sql, schema_version);
             insert_suspension = std::make_unique<statement>(
                 db, path, "record a suspension (INSERT INTO suspensions)",
                 "INSERT INTO suspensions (account, since, caller, reason) VALUES (?1, ?2, ?3, ?4) "

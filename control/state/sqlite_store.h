@@ -140,6 +140,24 @@ void sqlite_exec(sqlite3* db, const std::string& path, const char* step_name, co
     }
 }
 
+// Creates the store's tables if needed and records `schema_version`
+// (PRAGMA user_version), in one transaction: a store is either without a
+// schema or with all of it. `schema_sql`: CREATE ... IF NOT EXISTS
+// statements. Throws Error naming the step; the transaction rolled back.
+template <typename Error>
+void create_sqlite_schema(sqlite3* db, const std::string& path, const char* schema_sql, int64_t schema_version) {
+    sqlite_exec<Error>(db, path, "create the schema (BEGIN)", "BEGIN IMMEDIATE");
+    try {
+        sqlite_exec<Error>(db, path, "create the schema (CREATE TABLE)", schema_sql);
+        const std::string version = "PRAGMA user_version=" + std::to_string(schema_version);
+        sqlite_exec<Error>(db, path, "record the schema version (PRAGMA user_version)", version.c_str());
+        sqlite_exec<Error>(db, path, "create the schema (COMMIT)", "COMMIT");
+    } catch (...) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
 // Opens the store at `path`: read-write creates the file (store_file_mode),
 // narrows the mode of it and its -wal/-shm, switches to WAL (not for
 // ":memory:") and sets `synchronous` ("NORMAL", "FULL"); read-only opens an
