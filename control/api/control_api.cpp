@@ -372,7 +372,7 @@ void control_api::finish_change() {
     std::unique_ptr<change> ch = std::move(running_);
     const api_response r = commit_change(*ch, ch->result);
     if (ch->what == change::kind::reload) {
-        if (r.status == 200 && json::parse(r.body).value("unchanged", false)) {
+        if (r.status == 200 && ch->result.file_unchanged) {
             const policy_generation* now = history_->in_force();
             std::cerr << "sekishod: SIGHUP: policy file " << ctx_.policy_path << " unchanged; generation "
                       << ctx_.plane->generation() << " from " << (now ? describe(now->origin) : std::string("?"))
