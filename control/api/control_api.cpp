@@ -69,19 +69,12 @@ json prefix_diff(std::vector<ip_prefix> before, std::vector<ip_prefix> after) {
 // A limit as the diff shows it, every setting that makes it what it is:
 // "100 messages per 1h per address, applies to any, action tempfail".
 std::string limit_text(const limit_rule& l) {
-    auto duration = [](uint64_t ns) {
-        const uint64_t s = ns / 1'000'000'000ull;
-        if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
-        if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
-        if (ns % 1'000'000'000ull == 0) return std::to_string(s) + "s";
-        return std::to_string(ns / 1'000'000ull) + "ms";
-    };
     std::string t = std::to_string(l.max) + " " + to_string(l.measure);
-    if (l.measure != limit_measure::recipients_per_message) t += " per " + duration(l.window_ns);
+    if (l.measure != limit_measure::recipients_per_message) t += " per " + duration_text(l.window_ns);
     t += std::string(" per ") + to_string(l.scope) + ", applies to " + l.applies_to;
     if (l.measure == limit_measure::connections) t += ", burst " + std::to_string(l.burst);
     t += std::string(", action ") + to_string(l.action);
-    if (l.cooldown_ns != 0) t += ", cooldown " + duration(l.cooldown_ns);
+    if (l.cooldown_ns != 0) t += ", cooldown " + duration_text(l.cooldown_ns);
     return t;
 }
 

@@ -905,9 +905,6 @@ policy load_policy_file(const std::string& path) { return load_policy_text(read_
 
 namespace sekisho {
 
-namespace {
-
-// The largest unit that divides `ns` exactly: "90d", "10s", "500ms", "0".
 std::string duration_text(uint64_t ns) {
     if (ns == 0) return "0";
     static constexpr std::pair<uint64_t, const char*> units[] = {
@@ -917,6 +914,8 @@ std::string duration_text(uint64_t ns) {
         if (ns % scale == 0) return std::to_string(ns / scale) + unit;
     return std::to_string(ns) + "ns";
 }
+
+namespace {
 
 const char* fsync_text(events_fsync f) {
     switch (f) {

@@ -68,6 +68,10 @@ struct ip_prefix_hash {
 // prefix). On failure returns nullopt and sets `error`.
 std::optional<ip_prefix> parse_prefix(std::string_view text, std::string& error);
 
+// A duration as a policy writes it, in the largest unit that divides it
+// exactly: "90d", "1h", "10s", "500ms", "0".
+std::string duration_text(uint64_t ns);
+
 struct limit_rule {
     std::string name;
     std::string applies_to = "any";   // any | dynamic | static | group:NAME
