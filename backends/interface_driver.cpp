@@ -33,8 +33,8 @@ std::string veth_warning(const std::string& ifname, bool forwards_raw_frames) {
                " is a veth (a lab): TCP forwarded from it arrives with partial checksums and dies unless the "
                "sending peer's TX checksum offload is off (ethtool -K PEER tx off; README, lab mode on veth)";
     return "warning: " + ifname +
-           " is a veth (a lab): native XDP_TX (the resets) reaches the peer only when the peer has GRO on "
-           "(ethtool -K PEER gro on; docs/xdp.md)";
+           " is a veth (a lab): native XDP_TX (the resets) reaches the peer at once only when the peer has an "
+           "XDP program of its own; with GRO alone they wait for the peer's next frame (docs/xdp.md)";
 }
 
 }  // namespace sekisho
