@@ -14,6 +14,7 @@
 #include "control/binding_table.h"
 #include "control/build_version.h"
 #include "control/data_plane.h"
+#include "control/fleet/fleet_link.h"
 #include "control/identity/account_registry.h"
 #include "control/identity/operator_binding_table.h"
 #include "control/identity/subscriber_identity.h"
@@ -78,6 +79,7 @@ public:
     void restore_operator_state();
     void start_metrics(double first_apply_seconds);
     void start_api(const starting_policy& start);
+    void start_fleet();
     void run();
     nlohmann::json summary();
 
@@ -96,6 +98,7 @@ private:
     std::unique_ptr<metrics_exporter> metrics_;
     std::unique_ptr<api_server> api_;
     std::unique_ptr<control_api> control_;
+    std::unique_ptr<fleet_link> fleet_;
     std::unique_ptr<loop_signals> signals_;
 };
 
@@ -180,6 +183,21 @@ void serve_loop::start_api(const starting_policy& start) {
     if (!start.note.empty()) control_->audit_start(start.note);
 }
 
+// Fleet mode: after the operator state and the API (what comes back from the
+// fleet goes through them), before the backend forwards.
+void serve_loop::start_fleet() {
+    if (opt_.fleet_path.empty()) return;
+    fleet_context fc;
+    fc.plane = &plane_;
+    fc.decisions = decisions_.get();
+    fc.api_bindings = api_bindings_.get();
+    fc.control = control_.get();
+    fc.state_dir = opt_.state_dir;
+    fc.events_path = plane_.events().path();
+    fc.log = log_line;
+    fleet_ = std::make_unique<fleet_link>(read_fleet_config(opt_.fleet_path), fc);
+}
+
 // Starts the backend under the signal handlers, says where the daemon can be
 // reached, and turns until a stop signal.
 void serve_loop::run() {
@@ -205,6 +223,7 @@ void serve_loop::turn() {
     if (api_) api_->serve_pending([&](const api_request& r, api_reply reply) { control_->handle(r, std::move(reply)); });
     if (signals_->take_reload()) control_->reload();
     control_->poll();
+    if (fleet_) fleet_->poll();
     if (++turns_ % turns_per_refresh == 0) {
         control_->record_quarantines();
         backend_.refresh_counters();
@@ -239,6 +258,7 @@ control_snapshot serve_loop::snapshot() {
         c.binding_apply_errors = identity_->apply_errors();
     }
     c.start_time_seconds = started_at_;
+    if (fleet_) fleet_->add_to_snapshot(c);
     backend_.add_to_snapshot(c);
     return c;
 }
@@ -328,6 +348,7 @@ int serve(live_backend& backend, const serve_options& options, const starting_po
     loop.restore_operator_state();
     loop.start_metrics(first_apply_seconds);
     loop.start_api(start);
+    loop.start_fleet();
     loop.run();
     const nlohmann::json report = loop.summary();
     if (!options.summary_path.empty()) write_report(report, options.summary_path);

@@ -50,6 +50,9 @@ struct serve_options {
     // How many policy generations are kept before the one in force, for
     // rollback (--policy-history N); kept under <state_dir>/policy/.
     size_t policy_history_depth = policy_history::default_depth;
+    // Fleet mode (--fleet FILE, control/fleet/fleet_config.h); empty: this
+    // gateway stands alone and nothing of control/fleet runs.
+    std::string fleet_path;
     // The control API's listeners (--api-socket, --api-group, --api-tcp,
     // --api-cert, --api-key, --api-token-file); none when both unix_path and
     // tcp_listen are empty.

@@ -8,6 +8,7 @@ packages=(
   dpdk dpdk-dev libdpdk-dev libhyperscan-dev libbpf-dev libxdp-dev xdp-tools bpftool
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev libpcap-dev libyaml-dev nlohmann-json3-dev libmicrohttpd-dev libcurl4-openssl-dev
   libsqlite3-dev libssl-dev
+  postgresql-15 libpq-dev redis-server libhiredis-dev            # fleet mode (control/fleet) and its tests
   bash-completion                                                 # sekishoctl's completion and its test
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
   prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl openssl

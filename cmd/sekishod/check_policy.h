@@ -7,8 +7,9 @@
 
 namespace sekisho {
 
-// Prints one line saying what the policy holds and returns 0. Throws
-// policy_error with every problem as file:line: message.
-int run_check_policy(const std::string& path);
+// Prints one line saying what the policy holds (and one for the fleet file
+// when `fleet_path` is not empty) and returns 0. Throws policy_error with
+// every problem as file:line: message, fleet_config_error for the fleet file.
+int run_check_policy(const std::string& path, const std::string& fleet_path = "");
 
 }  // namespace sekisho

@@ -13,6 +13,7 @@
 #include "backends/live_options.h"
 #include "backends/xdp/xdp_live.h"
 #include "cmd/sekishod/check_policy.h"
+#include "control/fleet/fleet_config.h"
 #include "control/build_version.h"
 #include "control/identity/whois.h"
 #include "control/policy/policy.h"
@@ -21,18 +22,19 @@ namespace {
 
 constexpr const char* usage_text = R"(usage:
   sekishod --version
-  sekishod --check-policy FILE
+  sekishod --check-policy FILE [--fleet FILE]
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
   sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
            [--workers N] [--state-dir DIR] [--policy-history N] [--events FILE] [--summary FILE]
-           [--metrics ADDR:PORT] [-- EAL-ARGS...]
+           [--metrics ADDR:PORT] [--fleet FILE] [-- EAL-ARGS...]
   sekishod --backend xdp --policy FILE --access-if IF [--core-if IF] [--xdp-mode native|generic]
            [--xdp-keep-attached] [--xdp-pin-dir DIR] [--state-dir DIR] [--policy-history N] [--events FILE]
-           [--summary FILE] [--metrics ADDR:PORT]
+           [--summary FILE] [--metrics ADDR:PORT] [--fleet FILE]
 
   --version            print the version and build (git describe) and exit
-  --check-policy FILE  validate a policy; print every error as file:line: message
+  --check-policy FILE  validate a policy (and the --fleet file); print every error as
+                       file:line: message
   --whois ADDRESS      who held ADDRESS (or a prefix) at --at TIME (Unix seconds or
                        2026-11-23T12:00:00Z; default now), from the binding history
                        (--history DB, or the policy's history.database); exit 3 if nobody
@@ -58,6 +60,8 @@ constexpr const char* usage_text = R"(usage:
   --events FILE        JSON-lines event log (default: the policy's events.file,
                        /var/log/sekisho/events.jsonl; "-": standard output)
   --summary FILE       write the counters as JSON at exit
+  --fleet FILE         live: fleet mode, this gateway in a fleet sharing PostgreSQL and
+                       Redis (docs/fleet.md); without it the gateway stands alone
   --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics
   --api-socket PATH    serve the control API (docs/api.md) on a Unix socket, mode 0660
   --api-group GROUP    group owning the API socket
@@ -148,6 +152,7 @@ const std::map<std::string, flag_setter>& valued_flags() {
          }},
         {"--events", [](command_line& c, const std::string& v) { c.live.events_path = v; }},
         {"--summary", [](command_line& c, const std::string& v) { c.live.summary_path = v; }},
+        {"--fleet", [](command_line& c, const std::string& v) { c.live.fleet_path = v; }},
         {"--metrics", [](command_line& c, const std::string& v) { c.live.metrics_address = v; }},
         {"--api-socket", [](command_line& c, const std::string& v) { c.live.api.unix_path = v; }},
         {"--api-group", [](command_line& c, const std::string& v) { c.live.api.unix_group = v; }},
@@ -206,7 +211,7 @@ int run_live(const command_line& c) {
 
 // The mode the flags ask for, first match: --check-policy, --whois, --replay, live.
 int run(command_line c) {
-    if (!c.check_policy.empty()) return sekisho::run_check_policy(c.check_policy);
+    if (!c.check_policy.empty()) return sekisho::run_check_policy(c.check_policy, c.live.fleet_path);
     if (!c.whois.address.empty()) {
         if (c.whois.history_path.empty() && !c.live.policy_path.empty())
             c.whois.history_path = sekisho::load_policy_file(c.live.policy_path).identity.history_database;
@@ -245,6 +250,9 @@ int main(int argc, char** argv) {
         std::cerr << "sekishod: " << e.what() << "\n" << usage_text;
         return 2;
     } catch (const sekisho::policy_error& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+    } catch (const sekisho::fleet_config_error& e) {   // like an invalid policy: file:line: field: message
         std::cerr << e.what() << "\n";
         return 2;
     } catch (const std::exception& e) {
