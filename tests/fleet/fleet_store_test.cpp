@@ -74,6 +74,35 @@ TEST_F(FleetStores, PostgresUnreachableIsALostConnection) {
     }
 }
 
+// TCP to the fleet's PostgreSQL is TLS only: verify-full against the CA
+// connects encrypted; without TLS, or against another CA, it is refused.
+TEST_F(FleetStores, PostgresOverTcpIsTlsVerified) {
+    pg_connection pg(env("SEKISHO_TEST_PG_TLS_CONNINFO"));
+    pg_result r = pg.exec("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "read pg_stat_ssl");
+    ASSERT_EQ(PQntuples(r.get()), 1);
+    EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 0)), "t");
+    EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 1)).rfind("TLSv1.", 0), 0u);
+
+    std::ifstream in(env("SEKISHO_TEST_PG_TLS_CONNINFO"));
+    std::string tls_line;
+    std::getline(in, tls_line);
+    auto variant = [&](const std::string& from, const std::string& to) {
+        std::string line = tls_line;
+        line.replace(line.find(from), from.size(), to);
+        const std::string path = ::testing::TempDir() + "/variant.conninfo";
+        std::ofstream(path) << line << "\n";
+        chmod(path.c_str(), 0600);
+        return path;
+    };
+    EXPECT_THROW(pg_connection(variant("sslmode=verify-full", "sslmode=disable")), pg_error);
+    try {
+        pg_connection other(variant("/ca.pem", "/other-ca.pem"));
+        ADD_FAILURE() << "a server certificate from another CA was accepted";
+    } catch (const pg_error& e) {
+        EXPECT_NE(std::string(e.what()).find("certificate verify failed"), std::string::npos) << e.what();
+    }
+}
+
 TEST_F(FleetStores, RedisCommandsPipelineAndAuth) {
     redis_connection r(redis(), redis_password());
     EXPECT_EQ(std::string(r.command({"PING"})->str), "PONG");

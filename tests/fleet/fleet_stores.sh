@@ -5,7 +5,9 @@
 # fleet_stores_cleanup (on EXIT) stops both by PID and removes the directory.
 #
 #   fleet_stores_begin DIR      sets FLEET_DIR=DIR (created; chowned for the postgres user)
-#   fleet_start_postgres        initdb (log: $FLEET_DIR/pglog/postgres.log) + pg_ctl start; creates database sekisho and the roles
+#   fleet_start_postgres        initdb (log: $FLEET_DIR/pglog/postgres.log); also TCP on 127.0.0.1:
+#                               $FLEET_PG_PORT with TLS only (a test CA, $FLEET_DIR/tls/ca.pem;
+#                               $FLEET_DIR/gateway-tls.conninfo: sslmode=verify-full) + pg_ctl start; creates database sekisho and the roles
 #                               sekisho_gateway, sekisho_desk, sekisho_controller (docs/security.md);
 #                               writes $FLEET_DIR/<role>.conninfo (0640) for each; FLEET_PG_PID
 #   fleet_stop_postgres [MODE]  pg_ctl stop -m MODE (fast; immediate = a crash)
@@ -23,6 +25,7 @@ set -u
 FLEET_PG_BIN="${FLEET_PG_BIN:-/usr/lib/postgresql/15/bin}"
 FLEET_DIR=""
 FLEET_PG_PID=""
+FLEET_PG_PORT=""
 FLEET_REDIS_PID=""
 
 fleet_stores_available() {
@@ -40,26 +43,37 @@ fleet_stores_begin() {
 _fleet_pg() { runuser -u postgres -- "$@"; }
 
 fleet_psql() {
-  _fleet_pg "$FLEET_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$FLEET_DIR/pgsock" -d sekisho -c "$1"
+  _fleet_pg "$FLEET_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$FLEET_DIR/pgsock" -p "$FLEET_PG_PORT" -d sekisho -c "$1"
 }
 
 fleet_start_postgres() {
   if [ ! -f "$FLEET_DIR/pg/PG_VERSION" ]; then
     _fleet_pg "$FLEET_PG_BIN/initdb" -D "$FLEET_DIR/pg" -A trust -U postgres --no-sync >"$FLEET_DIR/initdb.log" 2>&1 ||
       { cat "$FLEET_DIR/initdb.log" >&2; return 1; }
+    _fleet_tls_files || return 1
+    FLEET_PG_PORT="$(_fleet_free_port)"
     cat >>"$FLEET_DIR/pg/postgresql.conf" <<CONF
-listen_addresses = ''
+listen_addresses = '127.0.0.1'
+port = $FLEET_PG_PORT
 unix_socket_directories = '$FLEET_DIR/pgsock'
+ssl = on
+ssl_cert_file = '$FLEET_DIR/tls/server.pem'
+ssl_key_file = '$FLEET_DIR/tls/server.key'
 fsync = on
 max_connections = 100
 log_min_messages = warning
 CONF
+    # TCP only with TLS: first match wins, so this line goes first.
+    { echo "hostnossl all all all reject"; cat "$FLEET_DIR/pg/pg_hba.conf"; } >"$FLEET_DIR/pg/pg_hba.new"
+    mv "$FLEET_DIR/pg/pg_hba.new" "$FLEET_DIR/pg/pg_hba.conf"
+    chown postgres "$FLEET_DIR/pg/pg_hba.conf"
   fi
+  FLEET_PG_PORT="$(sed -n 's/^port = //p' "$FLEET_DIR/pg/postgresql.conf")"
   _fleet_pg "$FLEET_PG_BIN/pg_ctl" -D "$FLEET_DIR/pg" -l "$FLEET_DIR/pglog/postgres.log" -w -t 30 start >/dev/null ||
     { tail -n 20 "$FLEET_DIR/pglog/postgres.log" >&2; return 1; }
   FLEET_PG_PID="$(head -n 1 "$FLEET_DIR/pg/postmaster.pid")"
   if [ ! -f "$FLEET_DIR/gateway.conninfo" ]; then
-    _fleet_pg "$FLEET_PG_BIN/psql" -X -q -h "$FLEET_DIR/pgsock" -d postgres -c "CREATE DATABASE sekisho" >/dev/null || return 1
+    _fleet_pg "$FLEET_PG_BIN/psql" -X -q -h "$FLEET_DIR/pgsock" -p "$FLEET_PG_PORT" -d postgres -c "CREATE DATABASE sekisho" >/dev/null || return 1
     local role
     for role in sekisho_gateway sekisho_desk sekisho_controller; do
       fleet_psql "CREATE ROLE $role LOGIN" >/dev/null || return 1
@@ -68,11 +82,38 @@ CONF
     # (CREATE ... IF NOT EXISTS) in the test cluster, so they may create in schema public.
     fleet_psql "GRANT ALL ON SCHEMA public TO sekisho_gateway, sekisho_controller" >/dev/null || return 1
     for role in gateway desk controller; do
-      printf 'host=%s dbname=sekisho user=sekisho_%s application_name=sekisho\n' "$FLEET_DIR/pgsock" "$role" \
+      printf 'host=%s port=%s dbname=sekisho user=sekisho_%s application_name=sekisho\n' "$FLEET_DIR/pgsock" "$FLEET_PG_PORT" "$role" \
         >"$FLEET_DIR/$role.conninfo"
       chmod 0640 "$FLEET_DIR/$role.conninfo"
     done
+    printf 'host=localhost hostaddr=127.0.0.1 port=%s dbname=sekisho user=sekisho_gateway sslmode=verify-full sslrootcert=%s\n' \
+      "$FLEET_PG_PORT" "$FLEET_DIR/tls/ca.pem" >"$FLEET_DIR/gateway-tls.conninfo"
+    chmod 0640 "$FLEET_DIR/gateway-tls.conninfo"
   fi
+}
+
+_fleet_free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+  done
+}
+
+# A test CA and a server certificate for localhost (the key readable by postgres only).
+_fleet_tls_files() {
+  mkdir -p "$FLEET_DIR/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sekisho test CA" \
+    -keyout "$FLEET_DIR/tls/ca.key" -out "$FLEET_DIR/tls/ca.pem" >/dev/null 2>&1 || return 1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" \
+    -keyout "$FLEET_DIR/tls/server.key" -out "$FLEET_DIR/tls/server.csr" >/dev/null 2>&1 || return 1
+  openssl x509 -req -in "$FLEET_DIR/tls/server.csr" -CA "$FLEET_DIR/tls/ca.pem" -CAkey "$FLEET_DIR/tls/ca.key" \
+    -CAcreateserial -days 2 -copy_extensions copy -out "$FLEET_DIR/tls/server.pem" >/dev/null 2>&1 || return 1
+  # Another CA, for a test that a server certificate it did not sign is refused.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+    -keyout "$FLEET_DIR/tls/other-ca.key" -out "$FLEET_DIR/tls/other-ca.pem" >/dev/null 2>&1 || return 1
+  chown postgres "$FLEET_DIR/tls/server.key"
+  chmod 0600 "$FLEET_DIR/tls/server.key"
 }
 
 fleet_stop_postgres() {
