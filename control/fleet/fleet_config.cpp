@@ -92,10 +92,14 @@ fleet_config read_fleet_config(const std::string& path) {
                     c.redis_address = scalar(rv, "redis.address");
                 else if (rk.scalar() == "password_file")
                     c.redis_password_file = scalar(rv, "redis.password_file");
+                else if (rk.scalar() == "tls_ca_file")
+                    c.redis_tls_ca_file = scalar(rv, "redis.tls_ca_file");
                 else
-                    fail(rk, "redis." + rk.scalar(), "unknown key (address, password_file)");
+                    fail(rk, "redis." + rk.scalar(), "unknown key (address, password_file, tls_ca_file)");
             }
             if (c.redis_address.empty()) fail(v, "redis.address", "missing (unix:/PATH or HOST:PORT)");
+            if (!c.redis_tls_ca_file.empty() && c.redis_address.rfind("unix:", 0) == 0)
+                fail(v, "redis.tls_ca_file", "TLS is for a HOST:PORT address; a Unix socket is local");
         } else if (key == "sync_interval") {
             const std::optional<uint64_t> ns = parse_duration(scalar(v, key));
             if (!ns || *ns < 10'000'000 || *ns > 60'000'000'000)

@@ -12,6 +12,7 @@
 //   redis:
 //     address: unix:/run/redis/redis-server.sock           # or HOST:PORT
 //     password_file: /etc/sekisho/fleet-redis.password     # optional
+//     tls_ca_file: /etc/sekisho/fleet-ca.pem               # optional: TLS to HOST:PORT
 //   sync_interval: 200ms           # how often deltas go out and fleet state comes back
 //   spool_limit: 1GiB              # local disk bound for what waits for a store
 //
@@ -44,6 +45,7 @@ struct fleet_config {
     std::string postgres_conninfo_file;  // empty: no PostgreSQL
     std::string redis_address;           // empty: no Redis
     std::string redis_password_file;     // empty: no AUTH
+    std::string redis_tls_ca_file;       // empty: plain TCP or a Unix socket; else TLS verified against it
     uint64_t sync_interval_ns = 200'000'000;
     uint64_t spool_limit_bytes = uint64_t{1} << 30;
 };

@@ -124,6 +124,36 @@ TEST_F(FleetStores, RedisCommandsPipelineAndAuth) {
     EXPECT_THROW(anonymous.command({"GET", "sekisho:test"}), redis_error);
 }
 
+// Redis over TCP with TLS, verified against the CA and the host name; the
+// same port refuses a client that trusts another CA or speaks plain TCP.
+TEST_F(FleetStores, RedisOverTlsIsVerified) {
+    const std::string tls = env("SEKISHO_TEST_REDIS_TLS");
+    const std::string port = tls.substr(tls.rfind(':'));
+    redis_connection r(redis_endpoint{"localhost" + port, redis_password(), env("SEKISHO_TEST_CA")});
+    EXPECT_TRUE(r.tls());
+    EXPECT_EQ(std::string(r.command({"PING"})->str), "PONG");
+    // A reply larger than one read, pipelined behind another.
+    r.append({"SET", "sekisho:big", std::string(100000, 'x')});
+    r.append({"GET", "sekisho:big"});
+    r.reply();
+    EXPECT_EQ(r.reply()->len, 100000u);
+
+    const std::string other_ca = env("SEKISHO_TEST_CA").substr(0, env("SEKISHO_TEST_CA").rfind('/')) + "/other-ca.pem";
+    try {
+        redis_connection bad(redis_endpoint{"localhost" + port, redis_password(), other_ca});
+        ADD_FAILURE() << "a certificate from another CA was accepted";
+    } catch (const redis_error& e) {
+        EXPECT_TRUE(e.connection_lost());
+        EXPECT_NE(std::string(e.what()).find("certificate verify failed"), std::string::npos) << e.what();
+    }
+    // The certificate names localhost, not 127.0.0.1.
+    EXPECT_THROW(redis_connection(redis_endpoint{tls, redis_password(), env("SEKISHO_TEST_CA")}), redis_error);
+    // Plain TCP to the TLS port: the handshake Redis expects never comes; the timeout ends it.
+    EXPECT_THROW(redis_connection(redis_endpoint{tls, redis_password(), "", std::chrono::milliseconds(300)}),
+                 redis_error);
+    EXPECT_THROW(redis_connection(redis_endpoint{redis(), "", env("SEKISHO_TEST_CA")}), redis_error);
+}
+
 TEST_F(FleetStores, RedisUnreachableIsALostConnection) {
     try {
         redis_connection r("unix:/nonexistent/redis.sock", "");

@@ -14,7 +14,8 @@
 #   fleet_kill_postgres         kill -9 of the postmaster (its children exit with it)
 #   fleet_psql SQL              psql as the superuser on database sekisho, tuples only
 #   fleet_start_redis           redis-server on $FLEET_DIR/redis.sock with a password (requirepass)
-#                               from $FLEET_DIR/redis.password (0640); FLEET_REDIS_PID
+#                               from $FLEET_DIR/redis.password (0640), and TLS on 127.0.0.1:
+#                               $FLEET_REDIS_TLS_PORT (the test CA; no plain TCP); FLEET_REDIS_PID
 #   fleet_kill_redis            kill -9 of redis-server
 #   fleet_redis_cli ARGS...     redis-cli on the socket, authenticated
 #   fleet_write_config FILE GATEWAY [GROUP]   a fleet file naming both stores
@@ -27,6 +28,7 @@ FLEET_DIR=""
 FLEET_PG_PID=""
 FLEET_PG_PORT=""
 FLEET_REDIS_PID=""
+FLEET_REDIS_TLS_PORT=""
 
 fleet_stores_available() {
   [ -x "$FLEET_PG_BIN/initdb" ] && [ -x "$FLEET_PG_BIN/pg_ctl" ] && command -v redis-server >/dev/null &&
@@ -138,7 +140,11 @@ fleet_start_redis() {
     head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$FLEET_DIR/redis.password"
     chmod 0640 "$FLEET_DIR/redis.password"
   fi
+  [ -f "$FLEET_DIR/tls/server.pem" ] || _fleet_tls_files || return 1
+  [ -n "${FLEET_REDIS_TLS_PORT:-}" ] || FLEET_REDIS_TLS_PORT="$(_fleet_free_port)"
   redis-server --port 0 --unixsocket "$FLEET_DIR/redis.sock" --unixsocketperm 700 \
+    --bind 127.0.0.1 --tls-port "$FLEET_REDIS_TLS_PORT" --tls-cert-file "$FLEET_DIR/tls/server.pem" \
+    --tls-key-file "$FLEET_DIR/tls/server.key" --tls-ca-cert-file "$FLEET_DIR/tls/ca.pem" --tls-auth-clients no \
     --requirepass "$(cat "$FLEET_DIR/redis.password")" --dir "$FLEET_DIR" --save '' --appendonly no \
     --logfile "$FLEET_DIR/redis.log" --daemonize no >/dev/null 2>&1 &
   FLEET_REDIS_PID=$!

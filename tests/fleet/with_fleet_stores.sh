@@ -6,6 +6,7 @@
 #   SEKISHO_TEST_PG_TLS_CONNINFO  the same role over TCP with TLS (sslmode=verify-full, the test CA)
 #   SEKISHO_TEST_REDIS         unix:/PATH of the Redis socket
 #   SEKISHO_TEST_REDIS_PASSWORD_FILE
+#   SEKISHO_TEST_REDIS_TLS     127.0.0.1:PORT of Redis's TLS port; SEKISHO_TEST_CA the CA file
 # Both are stopped and removed afterwards, whatever CMD did. Exit 77 (skip) when the servers
 # are not installed.
 set -u
@@ -21,4 +22,5 @@ fleet_start_redis || { echo "with_fleet_stores: redis-server did not start" >&2;
 export SEKISHO_TEST_PG_DIR="$FLEET_DIR" SEKISHO_TEST_PG_CONNINFO="$FLEET_DIR/gateway.conninfo"
 export SEKISHO_TEST_PG_TLS_CONNINFO="$FLEET_DIR/gateway-tls.conninfo"
 export SEKISHO_TEST_REDIS="unix:$FLEET_DIR/redis.sock" SEKISHO_TEST_REDIS_PASSWORD_FILE="$FLEET_DIR/redis.password"
+export SEKISHO_TEST_REDIS_TLS="127.0.0.1:$FLEET_REDIS_TLS_PORT" SEKISHO_TEST_CA="$FLEET_DIR/tls/ca.pem"
 "$@"

@@ -84,6 +84,8 @@ TEST_F(FleetConfig, MistakesNameFileLineAndField) {
         {"unknown postgres key", "gateway: g\npostgres:\n  host: x\n", file + ":3: postgres.host: unknown key"},
         {"syntax", "gateway: [\n", file + ":"},
         {"not a mapping", "- a\n", "not a YAML mapping"},
+        {"TLS on a Unix socket", "gateway: g\nredis:\n  address: unix:/run/r.sock\n  tls_ca_file: /ca.pem\n",
+         file + ":3: redis.tls_ca_file: TLS is for a HOST:PORT address"},
     };
     for (const bad_case& c : cases) EXPECT_NE(error_of(c.body).find(c.expected), std::string::npos)
         << c.description << ": " << error_of(c.body);
