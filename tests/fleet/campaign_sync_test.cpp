@@ -24,6 +24,7 @@
 
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/redis_connection.h"
+#include "control/observe/metrics.h"
 #include "dataplane/inspect/campaign_table.h"
 
 namespace sekisho {
@@ -245,6 +246,27 @@ TEST(CampaignSyncLayout, BitsRoundTripThroughRedisStrings) {
     EXPECT_EQ(bits_from_redis(s.data(), 10), (campaign_table::subscriber_bits{1, 1ull << 39, 0, 0, 0, 0}));
     EXPECT_EQ(campaign_key(3600'000'000'000ull, 5, 0xab), "sekisho:campaign:3600s:5:00000000000000ab");
     EXPECT_EQ(campaign_key(1500'000'000ull, (1u << 24) + 7, 1), "sekisho:campaign:1500ms:7:0000000000000001");
+}
+
+// The metrics of the fleet's links and campaign counting.
+TEST(CampaignSyncLayout, MetricsNameTheStoreAndTheConcern) {
+    control_snapshot s;
+    s.fleet_links.push_back({"redis", "campaign", true, 2, 1700000000.5});
+    s.fleet_campaign = true;
+    s.fleet_campaign_fingerprints_sent = 11;
+    s.fleet_campaign_fingerprints_fetched = 12;
+    s.fleet_campaign_merges = 13;
+    s.fleet_campaign_merge_overflows = 14;
+    const std::string text = render_metrics({}, s, apply_durations{});
+    for (const char* line : {"sekisho_fleet_link_up{store=\"redis\",concern=\"campaign\"} 1",
+                             "sekisho_fleet_link_downs_total{store=\"redis\",concern=\"campaign\"} 2",
+                             "sekisho_fleet_last_sync_timestamp_seconds{store=\"redis\",concern=\"campaign\"} 1700000000.5",
+                             "sekisho_fleet_campaign_fingerprints_total{direction=\"sent\"} 11",
+                             "sekisho_fleet_campaign_fingerprints_total{direction=\"fetched\"} 12",
+                             "sekisho_fleet_campaign_merges_total 13", "sekisho_fleet_campaign_merge_overflows_total 14"})
+        EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+    // Without fleet mode: none of them.
+    EXPECT_EQ(render_metrics({}, control_snapshot{}, apply_durations{}).find("sekisho_fleet_"), std::string::npos);
 }
 
 // A Redis server of the test's own, to kill and start again.
