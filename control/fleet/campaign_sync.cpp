@@ -167,6 +167,28 @@ void campaign_sync::poll(uint64_t now_ns, uint64_t window_ns) {
     wake_.notify_all();
 }
 
+bool campaign_sync::flush(uint64_t now_ns, uint64_t window_ns, std::chrono::milliseconds timeout) {
+    if (window_ns == 0) return true;
+    const uint64_t base = counters().syncs;
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    auto next_scan = std::chrono::steady_clock::now();
+    for (;;) {
+        if (counters().syncs > base) {
+            poll(now_ns, 0);   // merges what that sync brought back
+            return true;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= end) return false;
+        if (now >= next_scan) {
+            // A new snapshot: the thread drops one it cannot send (link down).
+            last_scan_ns_ = 0;
+            next_scan = now + std::chrono::milliseconds(100);
+        }
+        poll(now_ns, window_ns);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
 campaign_sync_counters campaign_sync::counters() const {
     std::lock_guard lock(mu_);
     return counters_;

@@ -42,6 +42,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -108,6 +109,13 @@ public:
     // window_ns = 0 (the policy counts no campaign subscribers): nothing is
     // sent. Never blocks beyond short mutex holds.
     void poll(uint64_t now_ns, uint64_t window_ns);
+
+    // Replay (sekishod --replay --fleet): one sync of the window of `now_ns`,
+    // waited for up to `timeout` on the calling thread: sends the table's
+    // bits of that window, then merges the fleet's. False when no sync
+    // completed in time (Redis unreachable): the table keeps its local counts.
+    // Never called in live mode, where the control thread must not wait.
+    bool flush(uint64_t now_ns, uint64_t window_ns, std::chrono::milliseconds timeout);
 
     campaign_sync_counters counters() const;
     nlohmann::json status() const;
