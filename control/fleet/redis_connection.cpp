@@ -93,7 +93,7 @@ void redis_connection::append(const std::vector<std::string>& args) {
 
 redis_reply redis_connection::reply() {
     const std::string name = pending_names_.empty() ? std::string("reply") : pending_names_.front();
-    if (!pending_names_.empty()) pending_names_.erase(pending_names_.begin());
+    if (!pending_names_.empty()) pending_names_.pop_front();
     void* raw = nullptr;
     if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) fail(name);
     redis_reply r(static_cast<redisReply*>(raw));

@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -62,7 +63,7 @@ private:
     [[noreturn]] void fail(const std::string& what);
     redisContext* ctx_ = nullptr;
     std::string address_;
-    std::vector<std::string> pending_names_;   // first words of appended commands, in order
+    std::deque<std::string> pending_names_;   // first words of appended commands, in order (FIFO)
 };
 
 }  // namespace sekisho
