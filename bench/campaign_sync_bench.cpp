@@ -108,7 +108,6 @@ double run_syncs(campaign_sync& sync, uint64_t now, uint64_t window_ns, uint64_t
         sync.poll(now + static_cast<uint64_t>(seconds_since(t0) * 1e9), window_ns);
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    sync.poll(now, 0);
     return seconds_since(t0);
 }
 

@@ -129,7 +129,7 @@ void campaign_sync::note(const std::string& line) {
     if (log_lines_.size() < max_log_lines) log_lines_.push_back(line);
 }
 
-void campaign_sync::poll(uint64_t now_ns, uint64_t window_ns) {
+void campaign_sync::merge_inbox() {
     std::vector<campaign_bits> in;
     std::vector<std::string> lines;
     {
@@ -150,15 +150,21 @@ void campaign_sync::poll(uint64_t now_ns, uint64_t window_ns) {
         counters_.merges += merged;
         counters_.merge_overflows += full;
     }
-    if (window_ns == 0) return;
+}
+
+void campaign_sync::poll(uint64_t now_ns, uint64_t window_ns) {
+    merge_inbox();
     if (last_scan_ns_ != 0 && now_ns - last_scan_ns_ < settings_.sync_interval_ns && now_ns >= last_scan_ns_) return;
     last_scan_ns_ = now_ns;
+    // window_ns 0: an empty snapshot all the same, so that the link is kept
+    // and watched (a policy that starts counting finds it up).
     snapshot s;
     s.window_ns = window_ns;
     s.window = campaign_table::window_index(now_ns, window_ns);
-    table_.for_each_active(s.window, [&](uint64_t fp, uint32_t w, uint32_t, const bits_t& bits) {
-        s.cells.push_back({fp, w, bits});
-    });
+    if (window_ns != 0)
+        table_.for_each_active(s.window, [&](uint64_t fp, uint32_t w, uint32_t, const bits_t& bits) {
+            s.cells.push_back({fp, w, bits});
+        });
     {
         std::lock_guard lock(mu_);
         if (outbox_) ++counters_.superseded;
@@ -174,7 +180,7 @@ bool campaign_sync::flush(uint64_t now_ns, uint64_t window_ns, std::chrono::mill
     auto next_scan = std::chrono::steady_clock::now();
     for (;;) {
         if (counters().syncs > base) {
-            poll(now_ns, 0);   // merges what that sync brought back
+            merge_inbox();   // what that sync brought back
             return true;
         }
         const auto now = std::chrono::steady_clock::now();
@@ -271,6 +277,18 @@ void campaign_sync::run() {
             note("fleet: campaign: redis link up (" + settings_.redis_address + ")");
             std::lock_guard lock(mu_);
             counters_.link_up = true;
+        }
+        if (s.window_ns == 0) {   // nothing to count: the link is only watched
+            try {
+                link->command({"PING"});
+                std::lock_guard lock(mu_);
+                counters_.last_sync_seconds = unix_now();
+            } catch (const std::exception& e) {
+                link_lost(e.what());
+                next_attempt = std::chrono::steady_clock::now() + backoff;
+                backoff = std::min(backoff * 2, backoff_last);
+            }
+            continue;
         }
         if (s.window_ns != known_window_ns || s.window != known_window) {
             known.clear();

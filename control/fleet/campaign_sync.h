@@ -74,7 +74,7 @@ struct campaign_bits {
 struct campaign_sync_counters {
     bool link_up = false;                 // gauge
     uint64_t link_downs = 0;              // connection lost or refused
-    uint64_t syncs = 0;                   // intervals completed against Redis
+    uint64_t syncs = 0;                   // intervals whose bits were exchanged with Redis
     uint64_t fingerprints_sent = 0;       // fingerprints with new bits sent
     uint64_t bits_sent = 0;
     uint64_t fingerprints_fetched = 0;    // fleet bitmaps read back
@@ -82,7 +82,7 @@ struct campaign_sync_counters {
     uint64_t merge_overflows = 0;         // fleet bits dropped: the local table was full
     uint64_t hot_truncated = 0;           // intervals whose hot set exceeded max_hot
     uint64_t superseded = 0;              // snapshots or fetched bits replaced before taken
-    double last_sync_seconds = 0;         // Unix time of the last completed sync (0: none yet)
+    double last_sync_seconds = 0;         // Unix time of the last completed sync or PING (0: none yet)
     std::string last_error;               // the last Redis error (never a credential)
 };
 
@@ -107,7 +107,8 @@ public:
     // Every control-thread turn: merges what came back, and once per
     // sync_interval hands the current window's cells to the thread.
     // window_ns = 0 (the policy counts no campaign subscribers): nothing is
-    // sent. Never blocks beyond short mutex holds.
+    // sent, the link is only kept and watched (PING). Never blocks beyond
+    // short mutex holds.
     void poll(uint64_t now_ns, uint64_t window_ns);
 
     // Replay (sekishod --replay --fleet): one sync of the window of `now_ns`,
@@ -127,6 +128,7 @@ private:
         std::vector<campaign_bits> cells;
     };
     void run();
+    void merge_inbox();                    // control thread: what came back, and the log lines
     void note(const std::string& line);   // a log line for the control thread to write
 
     campaign_sync_settings settings_;

@@ -231,6 +231,25 @@ TEST_F(CampaignSync, ResendIsIdempotent) {
     EXPECT_EQ(std::string(v->str, v->len), before);
 }
 
+// A policy that counts no campaign subscribers (window 0): nothing is sent,
+// and the link is kept and watched all the same.
+TEST_F(CampaignSync, WithoutSubscriberCountingTheLinkIsOnlyWatched) {
+    gateway a("a", redis_, password_, true);
+    a.send(bot(1), clock(), window_ns_);
+    const auto end = std::chrono::steady_clock::now() + 5s;
+    while (a.sync->counters().last_sync_seconds == 0 && std::chrono::steady_clock::now() < end) {
+        a.sync->poll(clock(), 0);
+        std::this_thread::sleep_for(10ms);
+    }
+    const campaign_sync_counters c = a.sync->counters();
+    EXPECT_TRUE(c.link_up);
+    EXPECT_GT(c.last_sync_seconds, 0);
+    EXPECT_EQ(c.syncs, 0u);
+    EXPECT_EQ(c.fingerprints_sent, 0u);
+    redis_connection r(redis_, password_);
+    EXPECT_EQ(r.command({"EXISTS", key()})->integer, 0);
+}
+
 // The Redis string layout: bit i of the bitmap is Redis bit offset i.
 TEST(CampaignSyncLayout, BitsRoundTripThroughRedisStrings) {
     campaign_table::subscriber_bits b{};
