@@ -9,7 +9,7 @@
 // - fleet detection delay: gateway A books the subscriber that takes the
 //   fleet over the threshold; the time until gateway B's table shows it, with
 //   sync_interval 100 ms.
-// Baseline in the same run: redis-benchmark-like raw SETBIT pipelined through
+// Baseline in the same run: the same SETBITs and EXPIREs pipelined raw through
 // the same hiredis connection (what Redis itself takes for those commands).
 //
 //   build/bench/campaign_sync_bench [--fingerprints N] [--short]
