@@ -6,9 +6,9 @@
 // - the sync thread: fingerprints per second sent to Redis (SETBIT pipelined,
 //   with the read-back), the first sync of a window with N campaign-like
 //   fingerprints (3 subscriber bits each) and a steady sync with nothing new;
-// - fleet detection delay: gateway A books the subscriber that takes the
-//   fleet over the threshold; the time until gateway B's table shows it, with
-//   sync_interval 100 ms.
+// - fleet detection delay: gateway A books a subscriber with a new bit (the
+//   one that would cross a threshold); the time until gateway B's table holds
+//   it, with sync_interval 100 ms.
 // Baseline in the same run: the same SETBITs and EXPIREs pipelined raw through
 // the same hiredis connection (what Redis itself takes for those commands).
 //
