@@ -31,6 +31,7 @@ namespace sekisho {
 
 class account_registry;
 class binding_table;
+class campaign_table;
 class compiled_policy;
 struct account_record;
 class event_log;
@@ -108,6 +109,9 @@ public:
     virtual binding_table* writable_bindings() { return nullptr; }
     // Subscribers' limit state; nullptr where the data plane cannot reach it (XDP).
     virtual subscriber_limit_state* limit_state() { return nullptr; }
+    // The workers' bulk-campaign counters (lock-free; the fleet merges its
+    // bits into them); nullptr where the data plane has none (XDP).
+    virtual campaign_table* campaigns() { return nullptr; }
 };
 
 }  // namespace sekisho

@@ -90,6 +90,7 @@ public:
     account_registry* account_table() override { return accounts_.get(); }
     binding_table* writable_bindings() override { return this; }
     subscriber_limit_state* limit_state() override { return this; }
+    campaign_table* campaigns() override { return campaigns_.get(); }
     // subscriber_limit_state: the request goes to every worker's box (live
     // mode's workers serve it between bursts, worker.h).
     bool post_limit_request(const limit_record_request& r) override;

@@ -7,7 +7,9 @@
 #include <rte_pause.h>
 #include <rte_ring.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +20,8 @@
 #include <string>
 #include <system_error>
 
+#include "control/fleet/campaign_sync.h"
+#include "control/fleet/fleet_config.h"
 #include "control/observe/counters_report.h"
 #include "backends/dpdk/eal_session.h"
 #include "backends/dpdk/dpdk_data_plane.h"
@@ -120,11 +124,16 @@ long pcapng_failing_block(const std::string& path, long from, bool swapped) {
 // end of the file, so a capture cut short or corrupt would replay its first
 // records and end "successfully". A frame longer than 65535 bytes is refused
 // too: net_pcap's 16-bit copy length would wrap (and crash the replay).
-// Returns the number of records. Throws std::runtime_error naming the file,
+// Returns the number of records, and in `span` the capture times of the first
+// and last (fleet mode's windows). Throws std::runtime_error naming the file,
 // the record (from 1), the byte offset where it starts and libpcap's reason;
 // or for a link type other than Ethernet. Costs one extra sequential read of
 // the file.
-uint64_t check_capture(const std::string& path) {
+struct capture_span {
+    uint64_t first_ns = 0, last_ns = 0;
+};
+
+uint64_t check_capture(const std::string& path, capture_span& span) {
     char err[PCAP_ERRBUF_SIZE] = {};
     pcap_t* p = pcap_open_offline(path.c_str(), err);
     if (p == nullptr) throw std::runtime_error(path + ": cannot read the capture: " + err);
@@ -151,7 +160,10 @@ uint64_t check_capture(const std::string& path) {
             reason = "a frame of " + std::to_string(header->caplen) + " bytes is longer than net_pcap carries (" +
                      std::to_string(UINT16_MAX) + ")";
         if (reason.empty()) {
-            ++records;
+            const uint64_t t = static_cast<uint64_t>(header->ts.tv_sec) * 1'000'000'000ull +
+                               static_cast<uint64_t>(header->ts.tv_usec) * 1000ull;
+            if (records++ == 0) span.first_ns = t;
+            span.last_ns = std::max(span.last_ns, t);
             continue;
         }
         const long at = pcapng && offset >= 0 ? pcapng_failing_block(path, offset, pcap_is_swapped(p) == 1) : offset;
@@ -326,10 +338,65 @@ void finish_workers(dpdk_data_plane& gw, std::atomic<bool>& input_done, replay_o
     gw.drain_events();
 }
 
+// Replay with --fleet: the campaign bitmaps of the capture's windows are
+// brought from the fleet's Redis before the first frame (so the replay counts
+// what the fleet had counted) and sent back after the last (so the next
+// gateway's replay counts this one's too). Redis unreachable: the replay
+// counts locally and says so on standard error and in summary.json.
+class replay_fleet {
+public:
+    replay_fleet(const std::string& path, const policy& pol, dpdk_data_plane& gw, const capture_span& span)
+        : config_(read_fleet_config(path)), span_(span) {
+        if (config_.redis_address.empty())
+            throw std::runtime_error(path + ": names no redis: a replay shares only campaign counts, through Redis");
+        if (pol.inspection.campaign_subscribers.max) window_ns_ = pol.inspection.campaign_subscribers.window_ns;
+        if (window_ns_ == 0) {
+            std::cerr << "sekishod: fleet: the policy counts no campaign subscribers; nothing to share\n";
+            return;
+        }
+        campaign_sync_settings cs;
+        cs.redis_address = config_.redis_address;
+        cs.redis_password_file = config_.redis_password_file;
+        cs.redis_tls_ca_file = config_.redis_tls_ca_file;
+        cs.sync_interval_ns = config_.sync_interval_ns;
+        sync_ = std::make_unique<campaign_sync>(cs, *gw.campaigns(),
+                                                [](const std::string& l) { std::cerr << "sekishod: " << l << "\n"; });
+        pulled_ = exchange("before the replay");
+    }
+    void push() {
+        if (sync_) pushed_ = exchange("after the replay");
+    }
+    nlohmann::json status() const {
+        nlohmann::json j = {{"gateway", config_.gateway}, {"pulled", pulled_}, {"pushed", pushed_}};
+        if (sync_) j["campaign"] = sync_->status();
+        return j;
+    }
+
+private:
+    // One sync per window the capture spans (first and last: a capture
+    // longer than a window has its middle windows' cells reclaimed anyway).
+    bool exchange(const char* when) {
+        bool ok = sync_->flush(span_.first_ns, window_ns_, timeout);
+        if (campaign_table::window_index(span_.last_ns, window_ns_) !=
+            campaign_table::window_index(span_.first_ns, window_ns_))
+            ok = sync_->flush(span_.last_ns, window_ns_, timeout) && ok;
+        if (!ok)
+            std::cerr << "sekishod: fleet: campaign counts not exchanged with Redis " << when
+                      << " (unreachable); the replay counts locally only\n";
+        return ok;
+    }
+    static constexpr std::chrono::milliseconds timeout{5000};
+    fleet_config config_;
+    capture_span span_;
+    uint64_t window_ns_ = 0;
+    std::unique_ptr<campaign_sync> sync_;
+    bool pulled_ = false, pushed_ = false;
+};
+
 // summary.json for a replay that read the whole capture, and the lines
 // printed for the operator.
 void write_replay_summary(const replay_options& opt, const policy& pol, dpdk_data_plane& gw,
-                          const std::string& out_dir) {
+                          const std::string& out_dir, const replay_fleet* fleet) {
     nlohmann::json report = counters_json(gw.all_counters());
     report["mode"] = "replay";
     report["capture"] = opt.capture;
@@ -338,6 +405,7 @@ void write_replay_summary(const replay_options& opt, const policy& pol, dpdk_dat
     report["workers"] = opt.workers;
     add_event_log_counters(report, gw.events());
     report["outputs"] = {{"to_core", "to-core.pcap"}, {"to_access", "to-access.pcap"}, {"events", "events.jsonl"}};
+    if (fleet) report["fleet"] = fleet->status();
     write_report(report, out_dir + "/summary.json");
     std::cout << "sekisho replay: " << opt.capture << " through " << opt.policy_path << " ("
               << to_string(pol.mode) << ", " << to_string(pol.action) << ", " << opt.workers << " worker"
@@ -355,7 +423,8 @@ int run_replay(const replay_options& opt) {
     const policy pol = load_policy_file(opt.policy_path);  // policy_error goes to the caller
     if (opt.workers == 0 || opt.workers >= RTE_MAX_LCORE)
         throw std::runtime_error("--workers must be between 1 and " + std::to_string(RTE_MAX_LCORE - 1));
-    const uint64_t capture_records = check_capture(opt.capture);
+    capture_span span;
+    const uint64_t capture_records = check_capture(opt.capture, span);
     const replay_paths paths = prepare_paths(opt);
 
     eal_session eal("sekishod", replay_eal_request(opt, paths));
@@ -371,6 +440,8 @@ int run_replay(const replay_options& opt) {
     cfg.packet_clock = true;
     std::filesystem::remove(cfg.events_path);
     dpdk_data_plane gw(pol, cfg);
+    std::unique_ptr<replay_fleet> fleet;
+    if (!opt.fleet_path.empty()) fleet = std::make_unique<replay_fleet>(opt.fleet_path, pol, gw, span);
 
     const uint16_t in_port = port_by_name("net_pcap_replay_in");
     const uint16_t out_port[ingress_count] = {port_by_name("net_pcap_to_access"), port_by_name("net_pcap_to_core")};
@@ -393,7 +464,8 @@ int run_replay(const replay_options& opt) {
                                  " read errors, " + std::to_string(in_stats.rx_nombuf) +
                                  " without an mbuf): the capture changed during the replay, or frames were lost; "
                                  "no summary written");
-    write_replay_summary(opt, pol, gw, paths.out_dir);
+    if (fleet) fleet->push();
+    write_replay_summary(opt, pol, gw, paths.out_dir, fleet.get());
     return 0;
 }
 

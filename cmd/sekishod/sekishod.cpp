@@ -2,6 +2,7 @@
 // mode they ask for, and the exit codes; each mode runs elsewhere:
 // --check-policy (check_policy.h), --whois (whois.h), --replay (replay.h),
 // live mode on DPDK (dpdk_live.h) or XDP (xdp_live.h).
+#include <csignal>
 #include <iostream>
 #include <map>
 #include <stdexcept>
@@ -24,7 +25,7 @@ constexpr const char* usage_text = R"(usage:
   sekishod --version
   sekishod --check-policy FILE [--fleet FILE]
   sekishod --whois ADDRESS [--at TIME] (--history DB | --policy FILE) [--json]
-  sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [-- EAL-ARGS...]
+  sekishod --replay CAPTURE --policy FILE --out DIR [--workers N] [--fleet FILE] [-- EAL-ARGS...]
   sekishod --policy FILE (--access-if IF --core-if IF [--if-driver D] | [--access-port ID --core-port ID])
            [--workers N] [--state-dir DIR] [--policy-history N] [--events FILE] [--summary FILE]
            [--metrics ADDR:PORT] [--fleet FILE] [-- EAL-ARGS...]
@@ -61,7 +62,8 @@ constexpr const char* usage_text = R"(usage:
                        /var/log/sekisho/events.jsonl; "-": standard output)
   --summary FILE       write the counters as JSON at exit
   --fleet FILE         live: fleet mode, this gateway in a fleet sharing PostgreSQL and
-                       Redis (docs/fleet.md); without it the gateway stands alone
+                       Redis (docs/fleet.md); without it the gateway stands alone;
+                       replay: campaign counts from the fleet's Redis before, back after
   --metrics ADDR:PORT  serve Prometheus metrics on http://ADDR:PORT/metrics
   --api-socket PATH    serve the control API (docs/api.md) on a Unix socket, mode 0660
   --api-group GROUP    group owning the API socket
@@ -227,6 +229,7 @@ int run(command_line c) {
         r.out_dir = c.out_dir;
         r.workers = c.have_workers ? c.live.workers : 1;
         r.eal_args = c.live.eal_args;
+        r.fleet_path = c.live.fleet_path;
         return sekisho::run_replay(r);
     }
     return run_live(c);
@@ -235,6 +238,9 @@ int run(command_line c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A write to a peer that went away (a fleet store, an API client) is an
+    // error for the writer to handle, never the daemon's end.
+    std::signal(SIGPIPE, SIG_IGN);
     try {
         const command_line c = parse_command_line(std::vector<std::string>(argv + 1, argv + argc));
         if (c.help) {

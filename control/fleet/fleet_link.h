@@ -26,6 +26,7 @@
 
 namespace sekisho {
 
+class campaign_sync;
 class control_api;
 class data_plane;
 class operator_binding_table;
@@ -67,6 +68,7 @@ public:
 private:
     fleet_config config_;
     fleet_context context_;
+    std::unique_ptr<campaign_sync> campaign_;   // Redis configured and a campaign table: fleet-wide campaigns
 };
 
 }  // namespace sekisho

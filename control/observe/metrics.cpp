@@ -228,6 +228,44 @@ void collect_radius_and_bindings(std::vector<MetricFamily>& out, const control_s
     out.push_back(std::move(apply_errors));
 }
 
+// Fleet mode: each store link per concern, and the fleet's campaign counting.
+void collect_fleet(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    if (!s.fleet_links.empty()) {
+        auto up = family("sekisho_fleet_link_up", "1 while the fleet store link of a concern is up.", MetricType::Gauge);
+        auto downs = family("sekisho_fleet_link_downs_total", "Times a fleet store link was lost or refused.",
+                            MetricType::Counter);
+        auto last = family("sekisho_fleet_last_sync_timestamp_seconds",
+                           "Unix time of a concern's last completed exchange with its store (0: none yet).",
+                           MetricType::Gauge);
+        for (const auto& l : s.fleet_links) {
+            const labels id = {{"store", l.store}, {"concern", l.concern}};
+            add(up, id, l.up ? 1 : 0);
+            add(downs, id, as_value(l.downs));
+            add(last, id, l.last_sync_seconds);
+        }
+        out.push_back(std::move(up));
+        out.push_back(std::move(downs));
+        out.push_back(std::move(last));
+    }
+    if (s.fleet_campaign) {
+        auto fps = family("sekisho_fleet_campaign_fingerprints_total",
+                          "Campaign fingerprints exchanged with the fleet's Redis, by direction (sent: with new "
+                          "subscriber bits; fetched: fleet bitmaps read back).",
+                          MetricType::Counter);
+        add(fps, {{"direction", "sent"}}, as_value(s.fleet_campaign_fingerprints_sent));
+        add(fps, {{"direction", "fetched"}}, as_value(s.fleet_campaign_fingerprints_fetched));
+        out.push_back(std::move(fps));
+        auto merges = family("sekisho_fleet_campaign_merges_total",
+                             "Local campaign cells that gained subscriber bits from the fleet.", MetricType::Counter);
+        add(merges, {}, as_value(s.fleet_campaign_merges));
+        out.push_back(std::move(merges));
+        auto overflows = family("sekisho_fleet_campaign_merge_overflows_total",
+                                "Fleet campaign bits dropped: the local campaign table was full.", MetricType::Counter);
+        add(overflows, {}, as_value(s.fleet_campaign_merge_overflows));
+        out.push_back(std::move(overflows));
+    }
+}
+
 void collect_start_and_applies(std::vector<MetricFamily>& out, const control_snapshot& s, const apply_durations& a) {
     auto build = family(build_info_family.name, build_info_family.help, MetricType::Gauge);
     add(build, {{"version", s.version}, {"build", s.build}, {"backend", s.backend}}, 1);
@@ -272,6 +310,7 @@ std::vector<MetricFamily> collect_families(const blocks& w, const control_snapsh
                            [](const worker_counters& b, size_t i) -> const counter& { return (*b.rule_matches)[i]; });
     collect_policy_and_tables(out, s);
     collect_radius_and_bindings(out, s);
+    collect_fleet(out, s);
     collect_start_and_applies(out, s, a);
     return out;
 }

@@ -66,6 +66,17 @@ struct control_snapshot {
     // frames the NIC or its driver lost before a worker saw them.
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
+    // Fleet mode: one entry per (store, concern) link.
+    struct fleet_link_state {
+        std::string store, concern;   // "redis", "campaign"
+        bool up = false;
+        uint64_t downs = 0;
+        double last_sync_seconds = 0;   // Unix time; 0: never
+    };
+    std::vector<fleet_link_state> fleet_links;
+    bool fleet_campaign = false;      // fleet-wide campaign counting runs
+    uint64_t fleet_campaign_fingerprints_sent = 0, fleet_campaign_fingerprints_fetched = 0;
+    uint64_t fleet_campaign_merges = 0, fleet_campaign_merge_overflows = 0;
 };
 
 // Policy applies by duration (sekisho_policy_apply_duration_seconds).

@@ -237,4 +237,62 @@ campaign_counts campaign_table::peek(uint64_t fingerprint, uint64_t subscriber_k
     return r;
 }
 
+bool campaign_table::read_cell(const fingerprint_cell& c, uint32_t window, uint64_t& fingerprint,
+                               uint32_t& cell_window, uint32_t& recipients, subscriber_bits& bits) {
+    fingerprint = std::atomic_ref<const uint64_t>(c.key).load(std::memory_order_acquire);
+    if (fingerprint == 0) return false;
+    const uint64_t count = std::atomic_ref<const uint64_t>(c.count).load(std::memory_order_acquire);
+    if (word_check(count) != check_of(mix64(fingerprint))) return false;   // free, or being reclaimed
+    cell_window = word_window(count);
+    if (window != any_window && cell_window != (window & window_mask)) return false;
+    recipients = word_count(count);
+    bool any = false;
+    for (unsigned i = 0; i < bitmap_words; ++i) {
+        const uint64_t w = std::atomic_ref<const uint64_t>(c.bits[i]).load(std::memory_order_relaxed);
+        bits[i] = (w != 0 && static_cast<uint32_t>(w >> bits_per_word) == cell_window) ? (w & bits_mask) : 0;
+        any = any || bits[i] != 0;
+    }
+    return any;
+}
+
+uint32_t campaign_table::estimate_of(const subscriber_bits& bits) {
+    unsigned zero = 0;
+    for (const uint64_t w : bits) zero += bits_per_word - static_cast<unsigned>(std::popcount(w & bits_mask));
+    return estimate(zero);
+}
+
+campaign_table::merge_result campaign_table::merge_subscriber_bits(uint64_t fingerprint, uint32_t window,
+                                                                   const subscriber_bits& bits) {
+    window &= window_mask;
+    booked b{};
+    fingerprint_cell* c = find_or_claim(fps_.get(), fp_mask_, fingerprint_probe, fingerprint, window, 0, b);
+    if (c == nullptr) {
+        merge_overflows_.fetch_add(1, std::memory_order_relaxed);
+        return merge_result::full;
+    }
+    if (b.window != window) return merge_result::stale;   // the cell counts a newer window
+    bool changed = false;
+    for (unsigned i = 0; i < bitmap_words; ++i) {
+        const uint64_t add = bits[i] & bits_mask;
+        if (add == 0) continue;
+        std::atomic_ref<uint64_t> w(c->bits[i]);
+        uint64_t old = w.load(std::memory_order_relaxed);
+        for (;;) {
+            uint64_t have = 0;
+            if (old != 0) {
+                const auto ow = static_cast<uint32_t>(old >> bits_per_word);
+                if (diff24(ow, window) > 0) break;   // a worker moved this word to a newer window
+                if (ow == window) have = old & bits_mask;
+            }
+            const uint64_t next = static_cast<uint64_t>(window) << bits_per_word | have | add;
+            if (next == old) break;
+            if (w.compare_exchange_weak(old, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+                changed = true;
+                break;
+            }
+        }
+    }
+    return changed ? merge_result::merged : merge_result::unchanged;
+}
+
 }  // namespace sekisho

@@ -52,10 +52,21 @@
 //   While the key is being swapped, an observer of the new key may not find
 //   it and take another cell: that key's counts are split for a moment.
 //
+// Fleet merging (control thread only, control/fleet/campaign_sync.h): the
+// bitmaps are mergeable, the OR of two gateways' bitmaps of one fingerprint
+// and window is the bitmap of the union of their subscribers, because the bit
+// a subscriber sets depends only on its key hash, which must be the same
+// function on every gateway (mail_tracker's: std::hash of the subscriber key's
+// bytes, libstdc++'s murmur hash with a fixed seed, never seeded per process). for_each_active() reads the cells of a
+// window; merge_subscriber_bits() ORs fleet bits into a cell's words by CAS,
+// as a worker's observe() does, so the workers' next threshold check sees the
+// fleet's estimate. Neither allocates nor locks; a worker never waits on them.
+//
 // The window length must be the same in every call on one table (it is the
 // policy's); windows are indexed modulo 2^24.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +108,41 @@ public:
     campaign_counts peek(uint64_t fingerprint, uint64_t subscriber_key_hash, uint64_t now_ns,
                          uint64_t window_ns) const;
 
+    // One fingerprint's bitmap: word i holds bits i*40 .. i*40+39 in its low
+    // 40 bits (bit b of the word is bitmap bit i*40+b).
+    using subscriber_bits = std::array<uint64_t, bitmap_words>;
+    static constexpr uint32_t any_window = UINT32_MAX;
+
+    // The window index of a time (modulo 2^24), as observe() computes it.
+    static uint32_t window_index(uint64_t now_ns, uint64_t window_ns) {
+        return window_ns ? static_cast<uint32_t>((now_ns / window_ns) & 0xffffff) : 0;
+    }
+
+    // Calls fn(fingerprint, window, recipients, bits) for every fingerprint
+    // cell whose counts are those of `window` (any_window: of whatever window
+    // each cell is in), with that window's bitmap. Relaxed atomic reads: a
+    // cell counted meanwhile may be seen before or after the update; a cell
+    // being reclaimed is skipped. Any thread; meant for the control thread.
+    template <typename Fn>
+    void for_each_active(uint32_t window, Fn&& fn) const {
+        for (uint32_t i = 0; i <= fp_mask_; ++i) {
+            uint64_t fingerprint = 0;
+            uint32_t w = 0, recipients = 0;
+            subscriber_bits bits{};
+            if (read_cell(fps_[i], window, fingerprint, w, recipients, bits)) fn(fingerprint, w, recipients, bits);
+        }
+    }
+
+    enum class merge_result { merged, unchanged, stale, full };
+    // ORs `bits` (of `window`) into the fingerprint's bitmap: creates its cell
+    // (with no recipients) if there is none; `stale` if the cell already
+    // counts a newer window (the bits are history); `full` (counted in
+    // merge_overflows) if no cell could be had. Safe alongside the workers.
+    merge_result merge_subscriber_bits(uint64_t fingerprint, uint32_t window, const subscriber_bits& bits);
+    uint64_t merge_overflows() const { return merge_overflows_.load(std::memory_order_relaxed); }
+    // The estimate of a bitmap (as observe() reports it).
+    static uint32_t estimate_of(const subscriber_bits& bits);
+
     uint64_t fingerprint_overflows() const { return fp_overflows_.load(std::memory_order_relaxed); }
     uint64_t pair_overflows() const { return pair_overflows_.load(std::memory_order_relaxed); }
     uint64_t reclaimed() const { return reclaimed_.load(std::memory_order_relaxed); }
@@ -131,6 +177,8 @@ private:
     const Cell* find(const Cell* cells, uint32_t mask, unsigned probe, uint64_t key) const;
     void set_subscriber(fingerprint_cell& c, uint64_t subscriber_key_hash, uint32_t window);
     static uint32_t subscribers_in(const fingerprint_cell& c, uint32_t window);
+    static bool read_cell(const fingerprint_cell& c, uint32_t window, uint64_t& fingerprint, uint32_t& cell_window,
+                          uint32_t& recipients, subscriber_bits& bits);
 
     std::unique_ptr<fingerprint_cell[]> fps_;
     std::unique_ptr<pair_cell[]> pairs_;
@@ -139,6 +187,7 @@ private:
     std::atomic<uint64_t> fp_overflows_{0};
     std::atomic<uint64_t> pair_overflows_{0};
     std::atomic<uint64_t> reclaimed_{0};
+    std::atomic<uint64_t> merge_overflows_{0};
 };
 
 }  // namespace sekisho

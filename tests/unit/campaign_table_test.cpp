@@ -292,5 +292,120 @@ TEST(campaign_table, one_or_two_workers_end_equal) {
         }
 }
 
+// Fleet merging: the bits of one fingerprint and window, as for_each_active reads them.
+campaign_table::subscriber_bits bits_of(const campaign_table& t, uint64_t fp, uint32_t window) {
+    campaign_table::subscriber_bits out{};
+    t.for_each_active(window, [&](uint64_t f, uint32_t, uint32_t, const campaign_table::subscriber_bits& b) {
+        if (f == fp) out = b;
+    });
+    return out;
+}
+
+TEST(campaign_table, merged_fleet_bits_give_the_union_estimate) {
+    // Three gateways, ten distinct subscribers each, one message: a threshold
+    // of 25 is crossed fleet-wide only.
+    campaign_table a(1024, 4096), b(1024, 4096), c(1024, 4096), all(1024, 4096);
+    const uint64_t fp = 0xfeedface12345678ull, now = window_start + 5 * s;
+    const uint32_t w = campaign_table::window_index(now, hour);
+    for (uint64_t i = 0; i < 10; ++i) {
+        EXPECT_LE(a.observe(fp, sub(i), 1, now, hour).subscribers, 10u);
+        EXPECT_LE(b.observe(fp, sub(100 + i), 1, now, hour).subscribers, 10u);
+        all.observe(fp, sub(i), 1, now, hour);
+        all.observe(fp, sub(100 + i), 1, now, hour);
+    }
+    EXPECT_EQ(c.merge_subscriber_bits(fp, w, bits_of(a, fp, w)), campaign_table::merge_result::merged);
+    EXPECT_EQ(c.merge_subscriber_bits(fp, w, bits_of(b, fp, w)), campaign_table::merge_result::merged);
+    // Merging the same bits again changes nothing (a resend is harmless).
+    EXPECT_EQ(c.merge_subscriber_bits(fp, w, bits_of(a, fp, w)), campaign_table::merge_result::unchanged);
+    // The merged cell has no recipients of its own until a message comes.
+    bool seen = false;
+    c.for_each_active(w, [&](uint64_t f, uint32_t cw, uint32_t recipients, const campaign_table::subscriber_bits&) {
+        seen = seen || (f == fp && cw == w && recipients == 0);
+    });
+    EXPECT_TRUE(seen);
+    campaign_counts last;
+    for (uint64_t i = 0; i < 10; ++i) {
+        last = c.observe(fp, sub(200 + i), 2, now + s, hour);
+        all.observe(fp, sub(200 + i), 2, now + s, hour);
+    }
+    EXPECT_EQ(last.recipients, 20u);   // recipients stay local and exact
+    EXPECT_EQ(last.subscribers, all.peek(fp, sub(0), now, hour).subscribers);   // the union's estimate
+    EXPECT_GT(last.subscribers, 25u);
+    EXPECT_EQ(bits_of(c, fp, w), bits_of(all, fp, w));
+    // A gateway without the fleet's bits stays below.
+    EXPECT_LE(a.peek(fp, sub(0), now, hour).subscribers, 10u);
+}
+
+TEST(campaign_table, merge_respects_windows) {
+    campaign_table t(1024, 4096);
+    const uint64_t fp = 42, now = window_start + 5 * s;
+    const uint32_t w = campaign_table::window_index(now, hour);
+    t.observe(fp, sub(1), 1, now, hour);
+    campaign_table::subscriber_bits other{};
+    other[3] = 1u << 7;
+    // Bits of the previous window are history: the cell is not touched.
+    EXPECT_EQ(t.merge_subscriber_bits(fp, w - 1, other), campaign_table::merge_result::stale);
+    EXPECT_EQ(t.peek(fp, sub(1), now, hour).subscribers, 1u);
+    EXPECT_EQ(bits_of(t, fp, w - 1), campaign_table::subscriber_bits{});
+    // for_each_active lists only the window asked for (or any).
+    unsigned n = 0;
+    t.for_each_active(w + 1, [&](uint64_t, uint32_t, uint32_t, const campaign_table::subscriber_bits&) { ++n; });
+    EXPECT_EQ(n, 0u);
+    t.for_each_active(campaign_table::any_window,
+                      [&](uint64_t, uint32_t cw, uint32_t, const campaign_table::subscriber_bits&) {
+                          EXPECT_EQ(cw, w);
+                          ++n;
+                      });
+    EXPECT_EQ(n, 1u);
+    // Bits of the next window move the cell on: the old window's counts read as empty there.
+    EXPECT_EQ(t.merge_subscriber_bits(fp, w + 1, other), campaign_table::merge_result::merged);
+    EXPECT_EQ(bits_of(t, fp, w + 1), other);
+    const campaign_counts c = t.observe(fp, sub(1), 1, now + hour, hour);
+    EXPECT_EQ(c.recipients, 1u);
+    EXPECT_EQ(c.subscribers, campaign_table::estimate_of(bits_of(t, fp, w + 1)));
+    EXPECT_GE(c.subscribers, 1u);
+    EXPECT_LE(c.subscribers, 2u);
+}
+
+TEST(campaign_table, merge_into_a_full_table_is_counted) {
+    campaign_table t(16, 16);
+    const uint64_t now = window_start + 5 * s;
+    const uint32_t w = campaign_table::window_index(now, hour);
+    for (uint64_t f = 1; f <= 16; ++f) t.observe(f, sub(f), 1, now, hour);
+    campaign_table::subscriber_bits bits{};
+    bits[0] = 1;
+    EXPECT_EQ(t.merge_subscriber_bits(1000, w, bits), campaign_table::merge_result::full);
+    EXPECT_EQ(t.merge_overflows(), 1u);
+    EXPECT_EQ(t.fingerprint_overflows(), 0u);   // the workers' own counter is not touched
+    // A known fingerprint still merges.
+    EXPECT_NE(t.merge_subscriber_bits(1, w, bits), campaign_table::merge_result::full);
+}
+
+TEST(campaign_table, merge_alongside_a_worker_loses_no_bit) {
+    // A worker observes subscribers while the control thread merges others:
+    // the end bitmap is the union of both.
+    campaign_table t(1024, 8192), reference(1024, 8192);
+    const uint64_t fp = 7, now = window_start + 5 * s;
+    const uint32_t w = campaign_table::window_index(now, hour);
+    std::vector<campaign_table::subscriber_bits> fleet;
+    for (uint64_t i = 0; i < 200; ++i) {
+        campaign_table one(16, 16);
+        one.observe(fp, sub(1000 + i), 1, now, hour);
+        fleet.push_back(bits_of(one, fp, w));
+        reference.observe(fp, sub(1000 + i), 1, now, hour);
+        reference.observe(fp, sub(i), 1, now, hour);
+    }
+    std::barrier sync(2);
+    std::thread worker([&] {
+        sync.arrive_and_wait();
+        for (uint64_t i = 0; i < 200; ++i) t.observe(fp, sub(i), 1, now, hour);
+    });
+    sync.arrive_and_wait();
+    for (const auto& b : fleet) t.merge_subscriber_bits(fp, w, b);
+    worker.join();
+    EXPECT_EQ(bits_of(t, fp, w), bits_of(reference, fp, w));
+    EXPECT_EQ(t.peek(fp, sub(0), now, hour).recipients, 200u);
+}
+
 }  // namespace
 }  // namespace sekisho
