@@ -228,6 +228,22 @@ void collect_radius_and_bindings(std::vector<MetricFamily>& out, const control_s
     out.push_back(std::move(apply_errors));
 }
 
+// Fleet mode's samples, one family per name (first help and type win).
+void collect_fleet(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    std::vector<MetricFamily> families;
+    for (const fleet_sample& f : s.fleet) {
+        auto it = std::find_if(families.begin(), families.end(), [&](const MetricFamily& m) { return m.name == f.family; });
+        if (it == families.end()) {
+            families.push_back(family(f.family, f.help, f.counter ? MetricType::Counter : MetricType::Gauge));
+            it = families.end() - 1;
+        }
+        labels l;
+        for (const auto& [k, v] : f.labels) l.push_back({k, v});
+        add(*it, std::move(l), f.value);
+    }
+    for (auto& f : families) out.push_back(std::move(f));
+}
+
 void collect_start_and_applies(std::vector<MetricFamily>& out, const control_snapshot& s, const apply_durations& a) {
     auto build = family(build_info_family.name, build_info_family.help, MetricType::Gauge);
     add(build, {{"version", s.version}, {"build", s.build}, {"backend", s.backend}}, 1);
@@ -273,6 +289,7 @@ std::vector<MetricFamily> collect_families(const blocks& w, const control_snapsh
     collect_policy_and_tables(out, s);
     collect_radius_and_bindings(out, s);
     collect_start_and_applies(out, s, a);
+    collect_fleet(out, s);
     return out;
 }
 

@@ -43,6 +43,18 @@ struct worker_counters;
 // and last the control thread's.
 using counter_source = std::function<std::vector<const worker_counters*>()>;
 
+// One sample of fleet mode's metrics (control/fleet/fleet_link.h): every
+// concern adds its own; samples of one family (sekisho_fleet_link_up with
+// labels store and concern, say) are rendered as one family, in the order
+// they came.
+struct fleet_sample {
+    std::string family;   // sekisho_fleet_...
+    std::string help;
+    bool counter = false; // else a gauge
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 0;
+};
+
 // What the control thread knows and the scraper may show.
 struct control_snapshot {
     // sekisho_build_info's labels: version, build (control/build_version.h), backend ("dpdk", "xdp").
@@ -66,6 +78,7 @@ struct control_snapshot {
     // frames the NIC or its driver lost before a worker saw them.
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
+    std::vector<fleet_sample> fleet;        // empty without --fleet
 };
 
 // Policy applies by duration (sekisho_policy_apply_duration_seconds).
