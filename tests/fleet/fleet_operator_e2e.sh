@@ -6,7 +6,9 @@
 # the command to the suspension in force on C, and to the refused swaks, is printed and must be
 # under 1 s); `account resume` on A, and she delivers through C again; kill -9 of C, a suspension
 # of bob on A while C is down, restart of C: alice (suspended again before the kill) and bob are
-# refused through C, from operator.db and from the fleet's log.
+# refused through C, from operator.db and from the fleet's log. The metrics say it (link up,
+# applied, published); PostgreSQL killed mid-run: A keeps the change in its outbox (backlog 1,
+# link down) and C has it once PostgreSQL is back, once.
 #
 # Usage (root):  tests/fleet/fleet_operator_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
@@ -21,7 +23,7 @@ source "$here/../e2e/e2e_common.sh"
 source "$here/fleet_stores.sh"
 
 fleet_stores_available || { echo "fleet_operator_e2e: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
-e2e_begin fleet_operator_e2e "${1:-${SEKISHOD:-}}" radclient swaks /usr/bin/python3
+e2e_begin fleet_operator_e2e "${1:-${SEKISHOD:-}}" radclient swaks curl /usr/bin/python3
 ctl="${2:-}"
 [ -x "$ctl" ] || { echo "fleet_operator_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
 ctl="$(realpath "$ctl")"
@@ -83,11 +85,12 @@ fleet_start_redis || abort "redis-server did not start"
 } >"$TMP/policy.yaml"
 
 run=0
+metrics_port=9131   # in each gateway's own namespace
 start_gateway() { # a | c
   run=$((run + 1))
   rm -f "$sock"
   e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
-    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml"
+    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
   local i
   for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
 }
@@ -110,6 +113,16 @@ is_suspended() { # ACCOUNT: on the current gateway
   "$ctl" --socket "$sock" --json account list --suspended 2>/dev/null |
     /usr/bin/python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in [a["account"] for a in json.load(sys.stdin)["accounts"]] else 1)' "$1"
 }
+metric() { # NAME{LABELS}: its value on the current gateway ("" when absent)
+  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
+    awk -v m="$1" '$1 == m { print $2 }'
+}
+wait_metric() { # NAME{LABELS} VALUE: at most 10 s
+  local i
+  for ((i = 0; i < 100; i++)); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+link='sekisho_fleet_link_up{store="postgres",concern="operator"}'
 now() { date +%s.%N; }
 elapsed() { /usr/bin/python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$2"; }
 under() { /usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
@@ -200,6 +213,30 @@ if smtp_from 198.51.100.130; then fail "bob delivered through C"; else pass "bob
   "alice@example.jp@gateway-a bob@example.jp@gateway-a" ] && pass "fleet_suspensions: alice and bob, from gateway-a" ||
   fail "fleet_suspensions: $(fleet_psql "SELECT * FROM fleet_suspensions")"
 
+wait_metric "$link" 1 && pass "C: $link 1" || fail "C: $link '$(metric "$link")'"
+wait_metric sekisho_fleet_operator_changes_applied_total 1 && pass "C applied bob's suspension after its restart (applied_total 1)" ||
+  fail "C: applied_total '$(metric sekisho_fleet_operator_changes_applied_total)'"
+lab_use a
+wait_metric sekisho_fleet_operator_changes_published_total 4 && pass "A published 4 changes" ||
+  fail "A: published_total '$(metric sekisho_fleet_operator_changes_published_total)'"
+
+# PostgreSQL killed mid-run: A keeps enforcing and queues; C gets the change once it is back.
+fleet_kill_postgres
+ctl_expect 0 "account suspend zed on A while PostgreSQL is down" account suspend zed@example.jp --create
+wait_metric sekisho_fleet_operator_outbox_backlog 1 && pass "A: one change waits in the outbox" ||
+  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
+wait_metric "$link" 0 && pass "A: $link 0 while PostgreSQL is down" || fail "A: $link '$(metric "$link")'"
+fleet_start_postgres || abort "PostgreSQL did not restart"
+lab_use c
+for ((i = 0; i < 100; i++)); do is_suspended zed@example.jp && break; sleep 0.1; done
+is_suspended zed@example.jp && pass "zed suspended on C once PostgreSQL is back" || fail "zed not suspended on C"
+lab_use a
+wait_metric sekisho_fleet_operator_outbox_backlog 0 && pass "A: the outbox is empty again" ||
+  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
+[ "$(fleet_psql "SELECT count(*) FROM operator_changes")" = 5 ] && pass "five changes in the fleet's log" ||
+  fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account FROM operator_changes ORDER BY id")"
+
+lab_use c
 e2e_stop_sekishod
 lab_use a
 e2e_stop_sekishod
