@@ -1,7 +1,7 @@
 #include "control/fleet/operator_sync.h"
 
 #include <sys/eventfd.h>
-#include <sys/select.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -260,24 +260,16 @@ void operator_sync::read_changes() {
 void operator_sync::wait(std::chrono::steady_clock::time_point until) {
     const auto now = std::chrono::steady_clock::now();
     if (stop_ || until <= now) return;
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(until - now);
-    fd_set fds;
-    FD_ZERO(&fds);
-    FD_SET(wake_fd_, &fds);
-    int top = wake_fd_;
-    const int sock = pg_ ? PQsocket(pg_->raw()) : -1;
-    if (sock >= 0) {
-        FD_SET(sock, &fds);
-        top = std::max(top, sock);
-    }
-    timeval tv{static_cast<time_t>(left.count() / 1'000'000), static_cast<suseconds_t>(left.count() % 1'000'000)};
-    const int rc = ::select(top + 1, &fds, nullptr, nullptr, &tv);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+    // poll(2), not select(2): the daemon's descriptors may pass FD_SETSIZE.
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {pg_ ? PQsocket(pg_->raw()) : -1, POLLIN, 0}};
+    const int rc = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, static_cast<int>(left));
     if (rc <= 0) return;
-    if (FD_ISSET(wake_fd_, &fds)) {
+    if (fds[0].revents & POLLIN) {
         uint64_t v = 0;
         [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &v, sizeof v);
     }
-    if (sock >= 0 && FD_ISSET(sock, &fds) && PQconsumeInput(pg_->raw()) == 0)
+    if (fds[1].fd >= 0 && fds[1].revents != 0 && PQconsumeInput(pg_->raw()) == 0)
         throw pg_error(std::string("postgres: the notification link broke: ") + PQerrorMessage(pg_->raw()), true);
 }
 
