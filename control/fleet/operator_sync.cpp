@@ -73,6 +73,7 @@ operator_sync::operator_sync(operator_sync_options options, operator_state& deci
     if (wake_fd_ < 0) throw std::runtime_error("fleet: operator sync: eventfd failed");
     decisions_.set_fleet_outbox(true);
     read_upto_ = decisions_.cursor();
+    applied_upto_ = read_upto_.last_id;
     poll();   // the outbox left by the last run goes to the thread first
     thread_ = std::thread([this] { run(); });
 }
@@ -175,6 +176,7 @@ void operator_sync::check_regression() {
              "change #" + std::to_string(g.cursor.last_id) + " and publishing the local suspensions it lacks";
     read_upto_ = g.cursor;
     std::lock_guard lock(mu_);
+    store_head_ = g.cursor.last_id;
     ++regressions_;
     incoming_.push_back(std::move(g));
 }
@@ -251,6 +253,7 @@ void operator_sync::read_changes() {
         for (auto& c : batch) incoming_.push_back(std::move(c));
         if (n < read_batch) {
             last_sync_ = unix_now();
+            store_head_ = read_upto_.last_id;
             return;
         }
     }
@@ -340,6 +343,7 @@ void operator_sync::apply(const fleet_change& c) {
     const std::string why = refusal_of(c);
     if (!why.empty()) {
         decisions_.set_cursor({c.id, c.change_id, c.at});
+        applied_upto_ = c.id;
         ++rejected_;
         if (options_.log)
             options_.log("fleet: operator change #" + std::to_string(c.id) + " from gateway " + c.origin + ": " + why +
@@ -347,6 +351,7 @@ void operator_sync::apply(const fleet_change& c) {
         return;
     }
     const fleet_apply result = decisions_.apply_fleet_change(c);
+    applied_upto_ = c.id;
     if (result == fleet_apply::superseded) {
         ++superseded_;
         return;
@@ -385,6 +390,7 @@ void operator_sync::apply(const fleet_change& c) {
 void operator_sync::reconcile(const regression& r) {
     if (options_.log) options_.log("fleet: operator state: WARNING: " + r.what);
     decisions_.set_cursor(r.cursor);
+    applied_upto_ = r.cursor.last_id;
     const std::unordered_set<std::string> in_store(r.store_suspended.begin(), r.store_suspended.end());
     size_t queued = 0;
     for (const suspension_record& s : decisions_.suspensions()) {
@@ -400,6 +406,11 @@ void operator_sync::reconcile(const regression& r) {
 uint64_t operator_sync::regressions() const {
     std::lock_guard lock(mu_);
     return regressions_;
+}
+
+int64_t operator_sync::lag() const {
+    std::lock_guard lock(mu_);
+    return std::max<int64_t>(0, store_head_ - applied_upto_);
 }
 
 bool operator_sync::link_up() const {
@@ -423,6 +434,9 @@ void operator_sync::add_to_snapshot(control_snapshot& s) const {
     s.fleet.push_back({"sekisho_fleet_last_sync_time_seconds",
                        "Unix time of the last complete exchange with the store (0: none since start).", false, link,
                        static_cast<double>(last_sync)});
+    s.fleet.push_back({"sekisho_fleet_operator_lag_changes",
+                       "Changes in the fleet's operator log (as of the last read) not applied here yet.", false, {},
+                       static_cast<double>(lag())});
     s.fleet.push_back({"sekisho_fleet_operator_changes_applied_total",
                        "Operator changes read from the fleet's log and applied here (this gateway's own included).",
                        true, {}, static_cast<double>(applied_)});
@@ -447,6 +461,7 @@ nlohmann::json operator_sync::status() const {
             {"applied_total", applied_},
             {"published_total", published_total_},
             {"outbox_backlog", backlog_},
+            {"lag_changes", std::max<int64_t>(0, store_head_ - applied_upto_)},
             {"superseded_total", superseded_},
             {"rejected_total", rejected_},
             {"store_regressions_total", regressions_},

@@ -104,6 +104,8 @@ public:
     uint64_t applied() const { return applied_; }
     uint64_t published() const { return published_total_; }
     uint64_t regressions() const;
+    // Changes in the fleet's log (as of the last complete read) not applied here yet.
+    int64_t lag() const;
     bool link_up() const;
 
 private:
@@ -142,11 +144,13 @@ private:
     std::deque<message> incoming_;                    // thread -> control thread
     bool link_up_ = false;
     int64_t last_sync_ = 0;          // Unix seconds of the last complete read
+    int64_t store_head_ = 0;         // the log's last id at that read
     uint64_t regressions_ = 0;
     std::string last_error_;
 
     // Control thread only.
     uint64_t outbox_writes_seen_ = UINT64_MAX;
+    int64_t applied_upto_ = 0;       // the durable cursor's id
     size_t backlog_ = 0;
     uint64_t applied_ = 0, published_total_ = 0, rejected_ = 0, superseded_ = 0, apply_failures_ = 0;
     std::string last_apply_error_;

@@ -176,6 +176,14 @@ TEST_F(OperatorSync, SuspensionOnAIsInForceOnBWithinASecondAndResumeLikewise) {
     EXPECT_EQ(a.audit_records().size(), 1u);   // B's resume only
     EXPECT_EQ(b.audit_records().size(), 1u);   // A's suspend only
     EXPECT_EQ(b.decisions->cursor().last_id, 2);
+    EXPECT_EQ(b.sync->lag(), 0);
+
+    // B's control thread stalls: its fleet thread has read A's change, the lag says so.
+    a.suspend("lagger@example.jp");
+    ASSERT_TRUE(turn_until({&a}, [&] { return b.sync->lag() == 1; }, 5s)) << b.sync->status().dump();
+    EXPECT_FALSE(b.suspended("lagger@example.jp"));
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.suspended("lagger@example.jp"); }, 1s));
+    EXPECT_EQ(b.sync->lag(), 0);
 }
 
 TEST_F(OperatorSync, OutboxSurvivesTheStoreKilledAndTheGatewayCrashed) {
