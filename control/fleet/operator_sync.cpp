@@ -19,6 +19,9 @@ namespace {
 
 constexpr size_t max_incoming = 10000;   // fleet changes waiting for poll()
 constexpr int read_batch = 1000;
+// Fleet changes applied per control-thread turn: each is an fsynced SQLite
+// transaction, and the turn also serves RADIUS and the API.
+constexpr size_t max_apply_per_poll = 64;
 constexpr auto backoff_first = std::chrono::milliseconds(100);
 constexpr auto backoff_last = std::chrono::milliseconds(5000);
 // Serialises the inserts into operator_changes: ids commit in id order.
@@ -110,6 +113,8 @@ void operator_sync::run() {
                 PQfreemem(n);
             }
             if (notified || std::chrono::steady_clock::now() >= next_read) {
+                // A store restored under a live link: the change read last is gone (one indexed read).
+                check_regression();
                 read_changes();
                 next_read = std::chrono::steady_clock::now() + options_.poll_interval;
             }
@@ -319,7 +324,12 @@ void operator_sync::poll() {
         }
     }
 
-    while (!incoming.empty()) {
+    for (size_t n = 0; !incoming.empty(); ++n) {
+        if (n == max_apply_per_poll) {   // the rest next turn, in order
+            std::lock_guard lock(mu_);
+            for (auto it = incoming.rbegin(); it != incoming.rend(); ++it) incoming_.push_front(std::move(*it));
+            break;
+        }
         try {
             if (const auto* c = std::get_if<fleet_change>(&incoming.front()))
                 apply(*c);

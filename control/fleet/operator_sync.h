@@ -32,8 +32,9 @@
 // A change of an account whose local change still waits in the outbox is
 // skipped: the local one will be published after it and win.
 //
-// A store that comes back OLDER than this gateway (the change it applied
-// last is missing or different: restored from a backup) never rolls the
+// A store that comes back OLDER than this gateway (the change it read last
+// is missing or different: restored from a backup; checked at every connect
+// and before every read) never rolls the
 // gateway back: logged loudly, counted (sekisho_fleet_operator_store_regressions_total),
 // the cursor moves to the last change in the store no later than the one
 // applied here, and every local suspension the store's fleet_suspensions
@@ -44,8 +45,10 @@
 // destructor on the control thread; the store I/O on the class's own thread.
 // They exchange through in-memory queues under one short lock. Bounds: at
 // most 10000 fleet changes wait for poll() (the thread stops reading until
-// they are applied); the outbox lives on disk (operator.db), unbounded but one
-// row per operator change.
+// they are applied), and poll() applies at most 64 per turn (each is an
+// fsynced SQLite transaction: a long catch-up does not stall the control
+// thread); the outbox lives on disk (operator.db), unbounded but one row per
+// operator change.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
