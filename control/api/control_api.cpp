@@ -845,7 +845,7 @@ api_response control_api::account_suspend(const api_command& c, const std::strin
     if (ctx_.decisions == nullptr) return error(503, "the operator state is not open; suspensions cannot change");
     try {
         if (suspend) ctx_.decisions->suspend({c.account, unix_now(), caller.empty() ? "in-process" : caller, ""});
-        else ctx_.decisions->resume(c.account);
+        else ctx_.decisions->resume(c.account, caller.empty() ? "in-process" : caller, unix_now());
     } catch (const operator_state_error& e) {
         return store_refusal(e, std::string("account ") + (suspend ? "suspend " : "resume ") + c.account);
     }

@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <system_error>
 
+#include "control/api/api_request.h"
 #include "control/data_plane.h"
 #include "control/fleet/campaign_sync.h"
+#include "control/fleet/operator_sync.h"
 #include "control/observe/metrics.h"
 #include "control/policy/policy.h"
 
@@ -30,6 +32,17 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         cs.sync_interval_ns = config_.sync_interval_ns;
         campaign_ = std::make_unique<campaign_sync>(cs, *context_.plane->campaigns(), context_.log);
     }
+    if (!config_.postgres_conninfo_file.empty() && context_.decisions && context_.plane) {
+        operator_sync_options o;
+        o.gateway = config_.gateway;
+        o.conninfo_file = config_.postgres_conninfo_file;
+        o.log = context_.log;
+        o.audit = [plane = context_.plane](nlohmann::json rec) {
+            rec["generation"] = plane->generation();
+            plane->audit(api_json_text(rec));
+        };
+        operator_sync_ = std::make_unique<operator_sync>(std::move(o), *context_.decisions, context_.plane->account_table());
+    }
 }
 
 fleet_link::~fleet_link() = default;
@@ -44,23 +57,33 @@ void fleet_link::poll() {
         const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
         campaign_->poll(now, subscribers.max ? subscribers.window_ns : 0);
     }
+    if (operator_sync_) operator_sync_->poll();
 }
 
 void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
     if (campaign_) {
         const campaign_sync_counters c = campaign_->counters();
-        snapshot.fleet_links.push_back({"redis", "campaign", c.link_up, c.link_downs, c.last_sync_seconds});
-        snapshot.fleet_campaign = true;
-        snapshot.fleet_campaign_fingerprints_sent = c.fingerprints_sent;
-        snapshot.fleet_campaign_fingerprints_fetched = c.fingerprints_fetched;
-        snapshot.fleet_campaign_merges = c.merges;
-        snapshot.fleet_campaign_merge_overflows = c.merge_overflows;
+        add_fleet_link_samples(snapshot.fleet, "redis", "campaign", c.link_up, c.link_downs, c.last_sync_seconds);
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_fingerprints_total",
+                                  "Campaign fingerprints exchanged with the fleet's Redis, by direction (sent: with "
+                                  "new subscriber bits; fetched: fleet bitmaps read back).",
+                                  true, {{"direction", "sent"}}, static_cast<double>(c.fingerprints_sent)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_fingerprints_total", "", true, {{"direction", "fetched"}},
+                                  static_cast<double>(c.fingerprints_fetched)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_merges_total",
+                                  "Local campaign cells that gained subscriber bits from the fleet.", true, {},
+                                  static_cast<double>(c.merges)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_merge_overflows_total",
+                                  "Fleet campaign bits dropped: the local campaign table was full.", true, {},
+                                  static_cast<double>(c.merge_overflows)});
     }
+    if (operator_sync_) operator_sync_->add_to_snapshot(snapshot);
 }
 
 nlohmann::json fleet_link::status() const {
     nlohmann::json j = {{"gateway", config_.gateway}, {"group", config_.group}};
     if (campaign_) j["campaign"] = campaign_->status();
+    if (operator_sync_) j["operator"] = operator_sync_->status();
     return j;
 }
 

@@ -31,6 +31,7 @@ class control_api;
 class data_plane;
 class operator_binding_table;
 class operator_state;
+class operator_sync;
 struct control_snapshot;
 
 // What of the daemon the fleet's concerns reach: all owned by serve(),
@@ -69,6 +70,7 @@ private:
     fleet_config config_;
     fleet_context context_;
     std::unique_ptr<campaign_sync> campaign_;   // Redis configured and a campaign table: fleet-wide campaigns
+    std::unique_ptr<operator_sync> operator_sync_;   // suspensions (operator_sync.h); null without PostgreSQL
 };
 
 }  // namespace sekisho

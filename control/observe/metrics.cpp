@@ -228,42 +228,36 @@ void collect_radius_and_bindings(std::vector<MetricFamily>& out, const control_s
     out.push_back(std::move(apply_errors));
 }
 
-// Fleet mode: each store link per concern, and the fleet's campaign counting.
+}  // namespace
+
+void add_fleet_link_samples(std::vector<fleet_sample>& out, const std::string& store, const std::string& concern,
+                            bool up, uint64_t downs, double last_sync_seconds) {
+    const std::vector<std::pair<std::string, std::string>> link = {{"store", store}, {"concern", concern}};
+    out.push_back({"sekisho_fleet_link_up", "1 while the fleet store link of a concern is up.", false, link,
+                   up ? 1.0 : 0.0});
+    out.push_back({"sekisho_fleet_link_downs_total", "Times a fleet store link was lost or refused.", true, link,
+                   static_cast<double>(downs)});
+    out.push_back({"sekisho_fleet_last_sync_timestamp_seconds",
+                   "Unix time of a concern's last completed exchange with its store (0: none yet).", false, link,
+                   last_sync_seconds});
+}
+
+namespace {
+
+// Fleet mode's samples, one family per name (first help and type win).
 void collect_fleet(std::vector<MetricFamily>& out, const control_snapshot& s) {
-    if (!s.fleet_links.empty()) {
-        auto up = family("sekisho_fleet_link_up", "1 while the fleet store link of a concern is up.", MetricType::Gauge);
-        auto downs = family("sekisho_fleet_link_downs_total", "Times a fleet store link was lost or refused.",
-                            MetricType::Counter);
-        auto last = family("sekisho_fleet_last_sync_timestamp_seconds",
-                           "Unix time of a concern's last completed exchange with its store (0: none yet).",
-                           MetricType::Gauge);
-        for (const auto& l : s.fleet_links) {
-            const labels id = {{"store", l.store}, {"concern", l.concern}};
-            add(up, id, l.up ? 1 : 0);
-            add(downs, id, as_value(l.downs));
-            add(last, id, l.last_sync_seconds);
+    std::vector<MetricFamily> families;
+    for (const fleet_sample& f : s.fleet) {
+        auto it = std::find_if(families.begin(), families.end(), [&](const MetricFamily& m) { return m.name == f.family; });
+        if (it == families.end()) {
+            families.push_back(family(f.family, f.help, f.counter ? MetricType::Counter : MetricType::Gauge));
+            it = families.end() - 1;
         }
-        out.push_back(std::move(up));
-        out.push_back(std::move(downs));
-        out.push_back(std::move(last));
+        labels l;
+        for (const auto& [k, v] : f.labels) l.push_back({k, v});
+        add(*it, std::move(l), f.value);
     }
-    if (s.fleet_campaign) {
-        auto fps = family("sekisho_fleet_campaign_fingerprints_total",
-                          "Campaign fingerprints exchanged with the fleet's Redis, by direction (sent: with new "
-                          "subscriber bits; fetched: fleet bitmaps read back).",
-                          MetricType::Counter);
-        add(fps, {{"direction", "sent"}}, as_value(s.fleet_campaign_fingerprints_sent));
-        add(fps, {{"direction", "fetched"}}, as_value(s.fleet_campaign_fingerprints_fetched));
-        out.push_back(std::move(fps));
-        auto merges = family("sekisho_fleet_campaign_merges_total",
-                             "Local campaign cells that gained subscriber bits from the fleet.", MetricType::Counter);
-        add(merges, {}, as_value(s.fleet_campaign_merges));
-        out.push_back(std::move(merges));
-        auto overflows = family("sekisho_fleet_campaign_merge_overflows_total",
-                                "Fleet campaign bits dropped: the local campaign table was full.", MetricType::Counter);
-        add(overflows, {}, as_value(s.fleet_campaign_merge_overflows));
-        out.push_back(std::move(overflows));
-    }
+    for (auto& f : families) out.push_back(std::move(f));
 }
 
 void collect_start_and_applies(std::vector<MetricFamily>& out, const control_snapshot& s, const apply_durations& a) {
@@ -310,8 +304,8 @@ std::vector<MetricFamily> collect_families(const blocks& w, const control_snapsh
                            [](const worker_counters& b, size_t i) -> const counter& { return (*b.rule_matches)[i]; });
     collect_policy_and_tables(out, s);
     collect_radius_and_bindings(out, s);
-    collect_fleet(out, s);
     collect_start_and_applies(out, s, a);
+    collect_fleet(out, s);
     return out;
 }
 

@@ -43,6 +43,24 @@ struct worker_counters;
 // and last the control thread's.
 using counter_source = std::function<std::vector<const worker_counters*>()>;
 
+// One sample of fleet mode's metrics (control/fleet/fleet_link.h): every
+// concern adds its own; samples of one family (sekisho_fleet_link_up with
+// labels store and concern, say) are rendered as one family, in the order
+// they came.
+struct fleet_sample {
+    std::string family;   // sekisho_fleet_...
+    std::string help;
+    bool counter = false; // else a gauge
+    std::vector<std::pair<std::string, std::string>> labels;
+    double value = 0;
+};
+
+// The three samples of one concern's store link, the same for every concern:
+// sekisho_fleet_link_up, sekisho_fleet_link_downs_total and
+// sekisho_fleet_last_sync_timestamp_seconds, labelled {store, concern}.
+void add_fleet_link_samples(std::vector<fleet_sample>& out, const std::string& store, const std::string& concern,
+                            bool up, uint64_t downs, double last_sync_seconds);
+
 // What the control thread knows and the scraper may show.
 struct control_snapshot {
     // sekisho_build_info's labels: version, build (control/build_version.h), backend ("dpdk", "xdp").
@@ -66,17 +84,7 @@ struct control_snapshot {
     // frames the NIC or its driver lost before a worker saw them.
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
-    // Fleet mode: one entry per (store, concern) link.
-    struct fleet_link_state {
-        std::string store, concern;   // "redis", "campaign"
-        bool up = false;
-        uint64_t downs = 0;
-        double last_sync_seconds = 0;   // Unix time; 0: never
-    };
-    std::vector<fleet_link_state> fleet_links;
-    bool fleet_campaign = false;      // fleet-wide campaign counting runs
-    uint64_t fleet_campaign_fingerprints_sent = 0, fleet_campaign_fingerprints_fetched = 0;
-    uint64_t fleet_campaign_merges = 0, fleet_campaign_merge_overflows = 0;
+    std::vector<fleet_sample> fleet;        // empty without --fleet
 };
 
 // Policy applies by duration (sekisho_policy_apply_duration_seconds).

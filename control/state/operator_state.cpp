@@ -1,6 +1,9 @@
 #include "control/state/operator_state.h"
 
 #include <sqlite3.h>
+#include <sys/random.h>
+
+#include <cstdio>
 
 #include "control/state/sqlite_store.h"
 
@@ -8,7 +11,7 @@ namespace sekisho {
 
 namespace {
 
-constexpr int64_t schema_version = 1;
+constexpr int64_t schema_version = 2;
 
 constexpr const char* schema_sql = R"(
 CREATE TABLE IF NOT EXISTS suspensions (
@@ -24,7 +27,35 @@ CREATE TABLE IF NOT EXISTS api_bindings (
   caller   TEXT    NOT NULL,
   overrode TEXT    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fleet_outbox (
+  seq       INTEGER PRIMARY KEY,
+  change_id TEXT    NOT NULL UNIQUE,
+  kind      TEXT    NOT NULL,
+  account   TEXT    NOT NULL,
+  caller    TEXT    NOT NULL,
+  reason    TEXT    NOT NULL,
+  at        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fleet_cursor (
+  one       INTEGER PRIMARY KEY CHECK (one = 1),
+  last_id   INTEGER NOT NULL,
+  change_id TEXT    NOT NULL,
+  at        INTEGER NOT NULL
+);
 )";
+
+// 128 random bits as 32 hex digits: a change's key in the fleet's log.
+std::string new_change_id() {
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        const ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n > 0) got += static_cast<size_t>(n);
+    }
+    char out[33];
+    for (size_t i = 0; i < sizeof b; ++i) std::snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return std::string(out, 32);
+}
 
 // A write that failed because another connection holds the lock is worth a
 // retry (503); anything else (a full disk, an I/O error) is not (500).
@@ -65,6 +96,23 @@ struct operator_state::impl {
             list_bindings = std::make_unique<statement>(
                 db, path, "list API bindings (SELECT FROM api_bindings)",
                 "SELECT prefix, account, since, caller, overrode FROM api_bindings ORDER BY since, rowid");
+            insert_outbox = std::make_unique<statement>(
+                db, path, "queue a change for the fleet (INSERT INTO fleet_outbox)",
+                "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                "ON CONFLICT (change_id) DO NOTHING");
+            delete_outbox = std::make_unique<statement>(db, path, "remove a published change (DELETE FROM fleet_outbox)",
+                                                        "DELETE FROM fleet_outbox WHERE change_id = ?1");
+            list_outbox = std::make_unique<statement>(
+                db, path, "list the changes for the fleet (SELECT FROM fleet_outbox)",
+                "SELECT change_id, kind, account, caller, reason, at FROM fleet_outbox ORDER BY seq");
+            pending_outbox = std::make_unique<statement>(
+                db, path, "look up a local change waiting for the fleet (SELECT FROM fleet_outbox)",
+                "SELECT 1 FROM fleet_outbox WHERE account = ?1");
+            read_cursor = std::make_unique<statement>(db, path, "read the fleet cursor (SELECT FROM fleet_cursor)",
+                                                      "SELECT last_id, change_id, at FROM fleet_cursor WHERE one = 1");
+            write_cursor = std::make_unique<statement>(
+                db, path, "record the fleet cursor (INSERT INTO fleet_cursor)",
+                "INSERT OR REPLACE INTO fleet_cursor (one, last_id, change_id, at) VALUES (1, ?1, ?2, ?3)");
         } catch (...) {
             close();
             throw;
@@ -79,6 +127,12 @@ struct operator_state::impl {
         insert_binding.reset();
         delete_binding.reset();
         list_bindings.reset();
+        insert_outbox.reset();
+        delete_outbox.reset();
+        list_outbox.reset();
+        pending_outbox.reset();
+        read_cursor.reset();
+        write_cursor.reset();
         sqlite3_close_v2(db);
         db = nullptr;
     }
@@ -89,8 +143,41 @@ struct operator_state::impl {
         return sqlite3_changes64(db);
     }
 
+    // Runs `body` in one write transaction: all of it is stored or none.
+    template <typename Body>
+    auto transaction(Body&& body) {
+        sqlite_exec<store_error>(db, path, "begin a change (BEGIN IMMEDIATE)", "BEGIN IMMEDIATE");
+        try {
+            auto result = body();
+            sqlite_exec<store_error>(db, path, "commit a change (COMMIT)", "COMMIT");
+            return result;
+        } catch (...) {
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+    void queue(const fleet_change& c) {
+        auto& st = *insert_outbox;
+        st.bind(1, c.change_id.empty() ? new_change_id() : c.change_id)
+            .bind(2, c.kind)
+            .bind(3, c.account)
+            .bind(4, c.caller)
+            .bind(5, c.reason)
+            .bind(6, c.at);
+        st.run();
+        ++outbox_writes;
+    }
+    void store_cursor(const fleet_cursor& c) {
+        auto& st = *write_cursor;
+        st.bind(1, c.last_id).bind(2, c.change_id).bind(3, c.at);
+        st.run();
+    }
+
     const std::string& path;
     sqlite3* db = nullptr;
+    bool outbox_on = false;
+    uint64_t outbox_writes = 0;
+    std::unique_ptr<statement> insert_outbox, delete_outbox, list_outbox, pending_outbox, read_cursor, write_cursor;
     std::unique_ptr<statement> insert_suspension, delete_suspension, find_suspension, list_suspensions;
     std::unique_ptr<statement> insert_binding, delete_binding, list_bindings;
 };
@@ -100,15 +187,96 @@ operator_state::operator_state(const std::string& path) : path_(path), impl_(std
 operator_state::~operator_state() = default;
 
 bool operator_state::suspend(const suspension_record& r) {
-    auto& st = *impl_->insert_suspension;
-    st.bind(1, r.account).bind(2, r.since).bind(3, r.caller).bind(4, r.reason);
+    const auto store = [&] {
+        auto& st = *impl_->insert_suspension;
+        st.bind(1, r.account).bind(2, r.since).bind(3, r.caller).bind(4, r.reason);
+        return impl_->change(st) > 0;
+    };
+    if (!impl_->outbox_on) return store();
+    return impl_->transaction([&] {
+        const bool changed = store();
+        impl_->queue({0, "", "suspend", r.account, "", r.caller, r.reason, r.since});
+        return changed;
+    });
+}
+
+bool operator_state::resume(const std::string& account, const std::string& caller, int64_t at) {
+    const auto store = [&] {
+        auto& st = *impl_->delete_suspension;
+        st.bind(1, account);
+        return impl_->change(st) > 0;
+    };
+    if (!impl_->outbox_on) return store();
+    return impl_->transaction([&] {
+        const bool changed = store();
+        impl_->queue({0, "", "resume", account, "", caller, "", at});
+        return changed;
+    });
+}
+
+void operator_state::set_fleet_outbox(bool on) { impl_->outbox_on = on; }
+
+std::vector<fleet_change> operator_state::outbox() const {
+    auto& st = *impl_->list_outbox;
+    std::vector<fleet_change> out;
+    while (st.step()) {
+        fleet_change c;
+        c.change_id = st.column_text(0);
+        c.kind = st.column_text(1);
+        c.account = st.column_text(2);
+        c.caller = st.column_text(3);
+        c.reason = st.column_text(4);
+        c.at = st.column_int(5);
+        out.push_back(std::move(c));
+    }
+    st.reset();
+    return out;
+}
+
+uint64_t operator_state::outbox_writes() const { return impl_->outbox_writes; }
+
+void operator_state::queue_outbox(const fleet_change& c) { impl_->queue(c); }
+
+bool operator_state::remove_from_outbox(const std::string& change_id) {
+    auto& st = *impl_->delete_outbox;
+    st.bind(1, change_id);
     return impl_->change(st) > 0;
 }
 
-bool operator_state::resume(const std::string& account) {
-    auto& st = *impl_->delete_suspension;
-    st.bind(1, account);
-    return impl_->change(st) > 0;
+fleet_cursor operator_state::cursor() const {
+    auto& st = *impl_->read_cursor;
+    fleet_cursor c;
+    if (st.step()) {
+        c.last_id = st.column_int(0);
+        c.change_id = st.column_text(1);
+        c.at = st.column_int(2);
+    }
+    st.reset();
+    return c;
+}
+
+void operator_state::set_cursor(const fleet_cursor& c) { impl_->store_cursor(c); }
+
+fleet_apply operator_state::apply_fleet_change(const fleet_change& c) {
+    return impl_->transaction([&] {
+        impl_->store_cursor({c.id, c.change_id, c.at});
+        auto& pending = *impl_->pending_outbox;
+        pending.bind(1, c.account);
+        const bool local_waits = pending.step();
+        pending.reset();
+        if (local_waits) return fleet_apply::superseded;
+        bool changed = false;
+        if (c.kind == "suspend") {
+            auto& st = *impl_->insert_suspension;
+            st.bind(1, c.account).bind(2, c.at).bind(3, c.caller).bind(4, c.reason);
+            changed = impl_->change(st) > 0;
+        } else {
+            auto& st = *impl_->delete_suspension;
+            st.bind(1, c.account);
+            changed = impl_->change(st) > 0;
+        }
+        return changed ? fleet_apply::changed : fleet_apply::unchanged;
+    });
 }
 
 bool operator_state::suspended(const std::string& account) const {

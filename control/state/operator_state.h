@@ -11,7 +11,7 @@
 // operator_state_error ("<file>: <SQL step>: <SQLite's message>") and changes
 // nothing; the caller then leaves the data plane as it was.
 //
-// Schema (user_version 1), for anyone with the sqlite3 shell:
+// Schema (user_version 1; 2 below), for anyone with the sqlite3 shell:
 //
 //   suspensions(account TEXT PRIMARY KEY,
 //               since INTEGER,     -- Unix seconds, when first suspended
@@ -23,6 +23,25 @@
 //                caller TEXT,
 //                overrode TEXT)     -- JSON array of what held the prefix when it
 //                                   -- was added: {account, source, session_id, nas}
+//
+// In fleet mode (control/fleet/operator_sync.h) two more tables (user_version
+// 2 adds them; a version-1 file gains them at open):
+//
+//   fleet_outbox(seq INTEGER PRIMARY KEY,   -- order of the local changes
+//                change_id TEXT UNIQUE,     -- random, made here: the fleet's idempotency key
+//                kind TEXT,                 -- "suspend" or "resume"
+//                account TEXT, caller TEXT, reason TEXT,
+//                at INTEGER)                -- Unix seconds of the operator's change
+//   fleet_cursor(one INTEGER PRIMARY KEY CHECK (one = 1),
+//                last_id INTEGER,           -- the fleet change log's id applied last
+//                change_id TEXT, at INTEGER)   -- that change's key and time
+//
+// With the outbox on (set_fleet_outbox), suspend() and resume() write their
+// outbox row in the same transaction as the suspension: a change that is in
+// force here is also queued for the fleet, across kill -9 and a store that is
+// down. A change that came from the fleet (apply_fleet_change) writes the
+// suspension and the cursor in one transaction and no outbox row: nothing is
+// published twice and nothing is applied twice.
 //
 // Threading: the control thread only (one connection, one writer). Each
 // change costs one fsync (milliseconds on a disk): operators' changes are
@@ -58,6 +77,31 @@ struct suspension_record {
     std::string reason;
 };
 
+// One operator change as the fleet's change log carries it.
+struct fleet_change {
+    int64_t id = 0;           // the fleet log's id (0: not published yet)
+    std::string change_id;    // unique per change: 32 hex digits made where it was made
+    std::string kind;         // "suspend" or "resume" (others are refused by the caller)
+    std::string account;
+    std::string origin;       // the gateway where it was made ("" in the outbox: this one)
+    std::string caller;
+    std::string reason;
+    int64_t at = 0;           // Unix seconds of the change
+};
+
+// Where this gateway is in the fleet's change log.
+struct fleet_cursor {
+    int64_t last_id = 0;
+    std::string change_id;
+    int64_t at = 0;
+};
+
+enum class fleet_apply {
+    changed,      // the suspension state changed: put it in force, audit it
+    unchanged,    // it was already so (this gateway's own change coming back)
+    superseded,   // a local change of the account waits in the outbox: it will come after, it wins
+};
+
 struct api_binding_record {
     ip_prefix prefix;
     std::string account;
@@ -80,8 +124,9 @@ public:
     // Records the suspension; an account already suspended keeps its first
     // record (since, caller). Returns true when it was not suspended before.
     bool suspend(const suspension_record& r);
-    // Removes the account's suspension; true when there was one.
-    bool resume(const std::string& account);
+    // Removes the account's suspension; true when there was one. `caller`
+    // and `at` (Unix seconds) go into the outbox row in fleet mode.
+    bool resume(const std::string& account, const std::string& caller = "", int64_t at = 0);
     bool suspended(const std::string& account) const;
     // Every suspension, by account name.
     std::vector<suspension_record> suspensions() const;
@@ -93,6 +138,30 @@ public:
     // Every API binding, oldest first. A row whose prefix does not parse
     // (edited by hand) throws, naming it.
     std::vector<api_binding_record> bindings() const;
+
+    // Fleet mode: from now on suspend() and resume() also queue their change
+    // in fleet_outbox, in the same transaction (even when the state did not
+    // change here: the operator's intent holds for the whole fleet).
+    void set_fleet_outbox(bool on);
+    // The changes waiting to be published, oldest first.
+    std::vector<fleet_change> outbox() const;
+    // How many outbox rows were written since open (the control thread's cue
+    // to hand a fresh copy to the fleet thread).
+    uint64_t outbox_writes() const;
+    // Queues `c` (its change_id set, or made here when empty) as a local change.
+    void queue_outbox(const fleet_change& c);
+    // Removes the row of `change_id` once the fleet's store committed it;
+    // true when there was one.
+    bool remove_from_outbox(const std::string& change_id);
+
+    fleet_cursor cursor() const;
+    // Sets the cursor alone (a change this build does not apply, a store
+    // that came back older: operator_sync.h).
+    void set_cursor(const fleet_cursor& c);
+    // A change read from the fleet's log, in one transaction: the suspension
+    // (or its removal) unless a local change of the same account waits in
+    // the outbox, and the cursor at c.id.
+    fleet_apply apply_fleet_change(const fleet_change& c);
 
     const std::string& path() const { return path_; }
 

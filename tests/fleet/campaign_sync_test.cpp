@@ -270,12 +270,11 @@ TEST(CampaignSyncLayout, BitsRoundTripThroughRedisStrings) {
 // The metrics of the fleet's links and campaign counting.
 TEST(CampaignSyncLayout, MetricsNameTheStoreAndTheConcern) {
     control_snapshot s;
-    s.fleet_links.push_back({"redis", "campaign", true, 2, 1700000000.5});
-    s.fleet_campaign = true;
-    s.fleet_campaign_fingerprints_sent = 11;
-    s.fleet_campaign_fingerprints_fetched = 12;
-    s.fleet_campaign_merges = 13;
-    s.fleet_campaign_merge_overflows = 14;
+    add_fleet_link_samples(s.fleet, "redis", "campaign", true, 2, 1700000000.5);
+    s.fleet.push_back({"sekisho_fleet_campaign_fingerprints_total", "h", true, {{"direction", "sent"}}, 11});
+    s.fleet.push_back({"sekisho_fleet_campaign_fingerprints_total", "", true, {{"direction", "fetched"}}, 12});
+    s.fleet.push_back({"sekisho_fleet_campaign_merges_total", "h", true, {}, 13});
+    s.fleet.push_back({"sekisho_fleet_campaign_merge_overflows_total", "h", true, {}, 14});
     const std::string text = render_metrics({}, s, apply_durations{});
     for (const char* line : {"sekisho_fleet_link_up{store=\"redis\",concern=\"campaign\"} 1",
                              "sekisho_fleet_link_downs_total{store=\"redis\",concern=\"campaign\"} 2",

@@ -43,9 +43,12 @@ fleet_stores_begin() {
 }
 
 _fleet_pg() { runuser -u postgres -- "$@"; }
+# The cluster's port (its Unix socket's name too), from its configuration: a
+# script that only sets FLEET_DIR (a test attaching to a running cluster) gets it.
+_fleet_pg_port() { echo "${FLEET_PG_PORT:-$(sed -n 's/^port = //p' "$FLEET_DIR/pg/postgresql.conf")}"; }
 
 fleet_psql() {
-  _fleet_pg "$FLEET_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$FLEET_DIR/pgsock" -p "$FLEET_PG_PORT" -d sekisho -c "$1"
+  _fleet_pg "$FLEET_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$FLEET_DIR/pgsock" -p "$(_fleet_pg_port)" -d sekisho -c "$1"
 }
 
 fleet_start_postgres() {

@@ -127,6 +127,33 @@ TEST(CounterNames, EveryCounterSetGivesWhatTheReleasePublished) {
     if (const char* out = std::getenv("SEKISHO_WRITE_PUBLISHED")) std::ofstream(out) << o.str();
 }
 
+// Fleet mode's concerns each add their samples; one family name is one family
+// (Prometheus refuses a family twice), its samples in the order they came.
+TEST(CounterNames, FleetSamplesOfOneFamilyRenderAsOneFamily) {
+    counter_blocks c;
+    control_snapshot s = full_snapshot();
+    const std::vector<std::pair<std::string, std::string>> pg = {{"store", "postgres"}, {"concern", "operator"}};
+    const std::vector<std::pair<std::string, std::string>> redis = {{"store", "redis"}, {"concern", "campaign"}};
+    s.fleet.push_back({"sekisho_fleet_link_up", "Link up.", false, pg, 1});
+    s.fleet.push_back({"sekisho_fleet_operator_changes_applied_total", "Applied.", true, {}, 7});
+    s.fleet.push_back({"sekisho_fleet_link_up", "Link up.", false, redis, 0});
+    const std::string text = render_metrics(c.view(), s, apply_durations{});
+    size_t types = 0;
+    for (size_t at = text.find("# TYPE sekisho_fleet_link_up gauge"); at != std::string::npos;
+         at = text.find("# TYPE sekisho_fleet_link_up gauge", at + 1))
+        ++types;
+    EXPECT_EQ(types, 1u) << text;
+    const size_t up = text.find("sekisho_fleet_link_up{store=\"postgres\",concern=\"operator\"} 1");
+    const size_t down = text.find("sekisho_fleet_link_up{store=\"redis\",concern=\"campaign\"} 0");
+    EXPECT_NE(up, std::string::npos) << text;
+    EXPECT_NE(down, std::string::npos) << text;
+    EXPECT_LT(up, down);
+    EXPECT_NE(text.find("# TYPE sekisho_fleet_operator_changes_applied_total counter\n"
+                        "sekisho_fleet_operator_changes_applied_total 7"),
+              std::string::npos)
+        << text;
+}
+
 // summary.json's numbers by path ("smtp.flows_created", "per_worker.0.busy_polls"), the zeros left out.
 void flatten(const json& j, const std::string& path, values& out) {
     if (j.is_object() || j.is_array()) {

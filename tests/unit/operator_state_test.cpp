@@ -204,9 +204,101 @@ TEST_F(operator_state_test, a_newer_schema_and_a_prefix_edited_by_hand_are_refus
         operator_state s(path);
         FAIL() << "opened a newer schema";
     } catch (const operator_state_error& e) {
-        EXPECT_NE(std::string(e.what()).find("version 7 is newer than this release reads (1)"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("version 7 is newer than this release reads (2)"), std::string::npos)
             << e.what();
     }
+}
+
+// Fleet mode: a local change and its outbox row are one transaction; a change
+// from the fleet writes the suspension and the cursor, never the outbox.
+TEST_F(operator_state_test, the_fleet_outbox_is_written_with_the_change_or_not_at_all) {
+    {
+        operator_state s(path);
+        s.suspend({"alice@example.jp", 1795400000, "uid 0", ""});
+        EXPECT_TRUE(s.outbox().empty());   // not in fleet mode: nothing queued
+        s.set_fleet_outbox(true);
+        s.suspend({"bob@example.jp", 1795400001, "uid 0", "spam"});
+        s.resume("alice@example.jp", "uid 1000", 1795400002);
+        s.resume("nobody@example.jp", "uid 1000", 1795400003);   // the fleet may have it suspended
+        const auto out = s.outbox();
+        ASSERT_EQ(out.size(), 3u);
+        EXPECT_EQ(out[0].kind, "suspend");
+        EXPECT_EQ(out[0].account, "bob@example.jp");
+        EXPECT_EQ(out[0].reason, "spam");
+        EXPECT_EQ(out[0].at, 1795400001);
+        EXPECT_EQ(out[1].kind, "resume");
+        EXPECT_EQ(out[1].caller, "uid 1000");
+        EXPECT_EQ(out[0].change_id.size(), 32u);
+        EXPECT_NE(out[0].change_id, out[1].change_id);
+        EXPECT_EQ(s.outbox_writes(), 3u);
+        EXPECT_TRUE(s.remove_from_outbox(out[0].change_id));
+        EXPECT_FALSE(s.remove_from_outbox(out[0].change_id));
+        s.queue_outbox(out[1]);   // the same key again: still one row
+        EXPECT_EQ(s.outbox().size(), 2u);
+    }
+    // The outbox row cannot be written: the suspension is not stored either.
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other,
+                           "CREATE TRIGGER refuse BEFORE INSERT ON fleet_outbox BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(other);
+    operator_state s(path);
+    s.set_fleet_outbox(true);
+    EXPECT_THROW(s.suspend({"carol@example.jp", 1795400004, "uid 0", ""}), operator_state_error);
+    EXPECT_FALSE(s.suspended("carol@example.jp"));
+    EXPECT_THROW(s.resume("bob@example.jp", "uid 0", 1795400005), operator_state_error);
+    EXPECT_TRUE(s.suspended("bob@example.jp"));
+    EXPECT_EQ(s.outbox().size(), 2u);
+}
+
+TEST_F(operator_state_test, a_fleet_change_stores_the_suspension_and_the_cursor_together) {
+    {
+        operator_state s(path);
+        s.set_fleet_outbox(true);
+        EXPECT_EQ(s.cursor().last_id, 0);
+        fleet_change c{7, "k7", "suspend", "mallory@example.jp", "gw-a", "uid 0", "spam", 1795400000};
+        EXPECT_EQ(s.apply_fleet_change(c), fleet_apply::changed);
+        EXPECT_EQ(s.apply_fleet_change(c), fleet_apply::unchanged);
+        EXPECT_TRUE(s.outbox().empty());   // no echo
+        const auto r = s.suspensions();
+        ASSERT_EQ(r.size(), 1u);
+        EXPECT_EQ(r[0].caller, "uid 0");
+        EXPECT_EQ(r[0].since, 1795400000);
+        // A local change of the account waits for the fleet: the fleet's older one is skipped.
+        s.resume("mallory@example.jp", "uid 1000", 1795400001);
+        fleet_change again{8, "k8", "suspend", "mallory@example.jp", "gw-b", "uid 0", "", 1795400000};
+        EXPECT_EQ(s.apply_fleet_change(again), fleet_apply::superseded);
+        EXPECT_FALSE(s.suspended("mallory@example.jp"));
+        EXPECT_EQ(s.cursor().last_id, 8);
+        fleet_change resume{9, "k9", "resume", "other@example.jp", "gw-b", "uid 0", "", 1795400002};
+        EXPECT_EQ(s.apply_fleet_change(resume), fleet_apply::unchanged);
+    }
+    operator_state reopened(path);
+    EXPECT_EQ(reopened.cursor().last_id, 9);
+    EXPECT_EQ(reopened.cursor().change_id, "k9");
+    EXPECT_EQ(reopened.cursor().at, 1795400002);
+}
+
+TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_its_rows) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT "
+                           "NULL, reason TEXT NOT NULL);"
+                           "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT "
+                           "NULL, caller TEXT NOT NULL, overrode TEXT NOT NULL);"
+                           "INSERT INTO suspensions VALUES ('alice@example.jp', 1795400000, 'uid 0', '');"
+                           "PRAGMA user_version=1;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    operator_state s(path);
+    EXPECT_EQ(suspended_names(s), (strings{"alice@example.jp"}));
+    s.set_fleet_outbox(true);
+    s.suspend({"bob@example.jp", 1795400001, "uid 0", ""});
+    EXPECT_EQ(s.outbox().size(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# fleet_operator_e2e.sh - a suspension (利用停止) made on one gateway holds on another, with real
+# clients: two live sekishod gateways (A and C, each in a netlab of its own: different NETLAB_IDs)
+# share one real PostgreSQL (fleet_stores.sh). RADIUS binds alice and bob behind both gateways;
+# `sekishoctl account suspend` on A, and alice's next swaks through C is refused (the time from
+# the command to the suspension in force on C, and to the refused swaks, is printed and must be
+# under 1 s); `account resume` on A, and she delivers through C again; kill -9 of C, a suspension
+# of bob on A while C is down, restart of C: alice (suspended again before the kill) and bob are
+# refused through C, from operator.db and from the fleet's log. The metrics say it (link up,
+# applied, published); PostgreSQL killed mid-run: A keeps the change in its outbox (backlog 1,
+# link down) and C has it once PostgreSQL is back, once.
+#
+# Usage (root):  tests/fleet/fleet_operator_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
+# Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
+set -u
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../e2e/netlab.sh
+source "$here/../e2e/netlab.sh"
+# shellcheck source=SCRIPTDIR/../e2e/e2e_common.sh
+source "$here/../e2e/e2e_common.sh"
+# shellcheck source=SCRIPTDIR/fleet_stores.sh
+source "$here/fleet_stores.sh"
+
+fleet_stores_available || { echo "fleet_operator_e2e: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
+e2e_begin fleet_operator_e2e "${1:-${SEKISHOD:-}}" radclient swaks curl /usr/bin/python3
+ctl="${2:-}"
+[ -x "$ctl" ] || { echo "fleet_operator_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
+ctl="$(realpath "$ctl")"
+
+# Two labs in one script: netlab.sh keeps one lab in its globals; lab_use swaps them.
+declare -A lab_ns_sub lab_ns_gw lab_ns_up lab_logdir lab_pids lab_daemon
+lab_current=""
+lab_save() {
+  [ -n "$lab_current" ] || return 0
+  lab_ns_sub[$lab_current]="$NETLAB_NS_SUB"
+  lab_ns_gw[$lab_current]="$NETLAB_NS_GW"
+  lab_ns_up[$lab_current]="$NETLAB_NS_UP"
+  lab_logdir[$lab_current]="$NETLAB_LOGDIR"
+  lab_pids[$lab_current]="${NETLAB_PIDS[*]}"
+  lab_daemon[$lab_current]="$daemon_pid"
+}
+lab_use() { # a | c
+  lab_save
+  lab_current="$1"
+  if [ -z "${lab_ns_gw[$1]:-}" ]; then
+    NETLAB_ID="$$$1"
+    NETLAB_NS_SUB="sekisho-sub-$NETLAB_ID" NETLAB_NS_GW="sekisho-gw-$NETLAB_ID" NETLAB_NS_UP="sekisho-up-$NETLAB_ID"
+    NETLAB_LOGDIR="$TMP/logs-$1"
+    NETLAB_PIDS=()
+    daemon_pid=""
+    lab_save
+  fi
+  NETLAB_NS_SUB="${lab_ns_sub[$1]}" NETLAB_NS_GW="${lab_ns_gw[$1]}" NETLAB_NS_UP="${lab_ns_up[$1]}"
+  NETLAB_LOGDIR="${lab_logdir[$1]}"
+  read -r -a NETLAB_PIDS <<<"${lab_pids[$1]}"
+  daemon_pid="${lab_daemon[$1]}"
+  sock="$TMP/api-$1.sock"
+}
+cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  local l
+  lab_save
+  for l in a c; do
+    if [ -n "${lab_ns_gw[$l]:-}" ]; then
+      lab_use "$l"
+      netlab_down
+    fi
+  done
+  fleet_stores_cleanup
+  if [ -n "${KEEP_TMP:-}" ]; then echo "fleet_operator_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+fleet_stores_begin "$TMP/stores"
+fleet_start_postgres || abort "PostgreSQL did not start"
+fleet_start_redis || abort "redis-server did not start"
+
+{
+  e2e_lab_policy
+  e2e_radius_section "$TMP/bindings.sqlite"
+  printf 'events:\n  aggregate_window: 0s\n'
+} >"$TMP/policy.yaml"
+
+run=0
+metrics_port=9131   # in each gateway's own namespace
+start_gateway() { # a | c
+  run=$((run + 1))
+  rm -f "$sock"
+  e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
+    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
+  local i
+  for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+}
+acct() { # ATTRIBUTES: radclient in the current gateway's namespace; fails unless answered
+  echo "$1" | timeout 20 ip netns exec "$NETLAB_NS_GW" radclient -x -r 1 -t 2 -S "$TMP/secret" \
+    127.0.0.1:1813 acct 2>&1 | grep -q "Received Accounting-Response"
+}
+t=$(($(date +%s) - 100))
+sessions() { # both accounts bound behind the current gateway
+  acct "Acct-Status-Type = Start, User-Name = \"alice@example.jp\", Acct-Session-Id = \"s1-$lab_current\", Framed-IP-Address = 198.51.100.7, NAS-IP-Address = 192.0.2.1, Event-Timestamp = $t" ||
+    fail "RADIUS Start of alice on $lab_current not answered"
+  acct "Acct-Status-Type = Start, User-Name = \"bob@example.jp\", Acct-Session-Id = \"s2-$lab_current\", Framed-IP-Address = 198.51.100.130, NAS-IP-Address = 192.0.2.1, Event-Timestamp = $t" ||
+    fail "RADIUS Start of bob on $lab_current not answered"
+}
+smtp_from() { # SOURCE: 0 when delivered through the current gateway
+  timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_RELAY_V4" --port 25 --timeout 5 \
+    --local-interface "$1" --from a@example.jp --to b@example.net --body hello >"$TMP/swaks.log" 2>&1
+}
+is_suspended() { # ACCOUNT: on the current gateway
+  "$ctl" --socket "$sock" --json account list --suspended 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in [a["account"] for a in json.load(sys.stdin)["accounts"]] else 1)' "$1"
+}
+metric() { # NAME{LABELS}: its value on the current gateway ("" when absent)
+  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
+    awk -v m="$1" '$1 == m { print $2 }'
+}
+wait_metric() { # NAME{LABELS} VALUE: at most 10 s
+  local i
+  for ((i = 0; i < 100; i++)); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+link='sekisho_fleet_link_up{store="postgres",concern="operator"}'
+now() { date +%s.%N; }
+elapsed() { /usr/bin/python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$2"; }
+under() { /usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
+# Until ACCOUNT is (want=0) or is not (want=1) suspended on the current gateway, at most 5 s.
+wait_state() { # ACCOUNT WANT
+  local i
+  for ((i = 0; i < 250; i++)); do
+    is_suspended "$1"
+    [ $? = "$2" ] && return 0
+    sleep 0.02
+  done
+  return 1
+}
+
+for l in a c; do
+  lab_use "$l"
+  sed "s|$TMP/bindings.sqlite|$TMP/bindings-$l.sqlite|" "$TMP/policy.yaml" >"$TMP/policy-$l.yaml"
+  fleet_write_config "$TMP/fleet-$l.yaml" "gateway-$l"
+  netlab_up --gateway || abort "lab $l setup failed"
+  netlab_start_sinks || abort "sinks of lab $l"
+  start_gateway "$l"
+  sessions
+  e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: gateway gateway-$l" 10 "sekishod $l"
+done
+
+lab_use c
+if smtp_from 198.51.100.7; then pass "alice delivers through C before the suspension"; else
+  fail "alice refused through C before anything: $(tail -n 3 "$TMP/swaks.log")"; fi
+
+# Suspend on A; in force on C.
+lab_use a
+t0=$(now)
+ctl_expect 0 "account suspend alice on A" account suspend alice@example.jp
+lab_use c
+if wait_state alice@example.jp 0; then
+  t1=$(now)
+  in_force=$(elapsed "$t0" "$t1")
+  if smtp_from 198.51.100.7; then fail "alice delivered through C after the suspension on A"; else
+    t2=$(now)
+    refused=$(elapsed "$t0" "$t2")
+    echo "suspension on A: in force on C after $in_force s; alice's swaks through C refused at $refused s"
+    under "$in_force" 1 && pass "in force on C within 1 s ($in_force s)" || fail "in force on C after $in_force s"
+    under "$refused" 1 && pass "alice's next swaks through C refused within 1 s ($refused s)" ||
+      fail "alice's swaks through C refused after $refused s (swaks itself takes part of it)"
+  fi
+else
+  fail "alice not suspended on C 5 s after the suspension on A"
+fi
+sleep 0.3
+if grep '"endpoint":"account_suspend"' "$TMP/events-c.jsonl" | grep '"account":"alice@example.jp"' |
+  grep -q '"origin_gateway":"gateway-a"'; then pass "C's audit trail names gateway-a as the origin"; else
+  fail "C's audit: $(grep account_suspend "$TMP/events-c.jsonl" | tail -n 1)"; fi
+
+# Resume on A; delivers through C again.
+lab_use a
+t0=$(now)
+ctl_expect 0 "account resume alice on A" account resume alice@example.jp
+lab_use c
+if wait_state alice@example.jp 1; then
+  resumed=$(elapsed "$t0" "$(now)")
+  echo "resumption on A: in force on C after $resumed s"
+  under "$resumed" 1 && pass "resumed on C within 1 s ($resumed s)" || fail "resumed on C after $resumed s"
+  if smtp_from 198.51.100.7; then pass "alice delivers through C after the resumption"; else
+    fail "alice refused through C after the resumption: $(tail -n 3 "$TMP/swaks.log")"; fi
+else
+  fail "alice still suspended on C 5 s after the resumption on A"
+fi
+
+# Suspended again; kill -9 of C; bob suspended on A while C is down; C restarts.
+lab_use a
+ctl_expect 0 "account suspend alice on A again" account suspend alice@example.jp
+lab_use c
+wait_state alice@example.jp 0 || fail "alice not suspended on C again"
+kill -9 "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+lab_use a
+ctl_expect 0 "account suspend bob on A while C is down" account suspend bob@example.jp
+lab_use c
+start_gateway c
+if smtp_from 198.51.100.7; then fail "alice delivered through C after its kill -9"; else
+  pass "alice still refused through C after kill -9 and a restart"; fi
+if wait_state bob@example.jp 0; then pass "bob (suspended while C was down) suspended on C after its restart"; else
+  fail "bob not suspended on C after its restart"; fi
+if smtp_from 198.51.100.130; then fail "bob delivered through C"; else pass "bob refused through C"; fi
+[ "$(fleet_psql "SELECT count(*) FROM operator_changes")" = 4 ] && pass "four changes in the fleet's log, none twice" ||
+  fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account FROM operator_changes ORDER BY id")"
+[ "$(fleet_psql "SELECT string_agg(account || '@' || origin_gateway, ' ' ORDER BY account) FROM fleet_suspensions")" = \
+  "alice@example.jp@gateway-a bob@example.jp@gateway-a" ] && pass "fleet_suspensions: alice and bob, from gateway-a" ||
+  fail "fleet_suspensions: $(fleet_psql "SELECT * FROM fleet_suspensions")"
+
+wait_metric "$link" 1 && pass "C: $link 1" || fail "C: $link '$(metric "$link")'"
+wait_metric sekisho_fleet_operator_changes_applied_total 1 && pass "C applied bob's suspension after its restart (applied_total 1)" ||
+  fail "C: applied_total '$(metric sekisho_fleet_operator_changes_applied_total)'"
+lab_use a
+wait_metric sekisho_fleet_operator_changes_published_total 4 && pass "A published 4 changes" ||
+  fail "A: published_total '$(metric sekisho_fleet_operator_changes_published_total)'"
+
+# PostgreSQL killed mid-run: A keeps enforcing and queues; C gets the change once it is back.
+fleet_kill_postgres
+ctl_expect 0 "account suspend zed on A while PostgreSQL is down" account suspend zed@example.jp --create
+wait_metric sekisho_fleet_operator_outbox_backlog 1 && pass "A: one change waits in the outbox" ||
+  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
+wait_metric "$link" 0 && pass "A: $link 0 while PostgreSQL is down" || fail "A: $link '$(metric "$link")'"
+fleet_start_postgres || abort "PostgreSQL did not restart"
+lab_use c
+for ((i = 0; i < 100; i++)); do is_suspended zed@example.jp && break; sleep 0.1; done
+is_suspended zed@example.jp && pass "zed suspended on C once PostgreSQL is back" || fail "zed not suspended on C"
+lab_use a
+wait_metric sekisho_fleet_operator_outbox_backlog 0 && pass "A: the outbox is empty again" ||
+  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
+[ "$(fleet_psql "SELECT count(*) FROM operator_changes")" = 5 ] && pass "five changes in the fleet's log" ||
+  fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account FROM operator_changes ORDER BY id")"
+
+lab_use c
+e2e_stop_sekishod
+lab_use a
+e2e_stop_sekishod
+e2e_end
