@@ -30,6 +30,7 @@ class control_api;
 class data_plane;
 class operator_binding_table;
 class operator_state;
+class policy_sync;
 struct control_snapshot;
 
 // What of the daemon the fleet's concerns reach: all owned by serve(),
@@ -67,6 +68,7 @@ public:
 private:
     fleet_config config_;
     fleet_context context_;
+    std::unique_ptr<policy_sync> policy_;   // with postgres: policy versions and fleet status
 };
 
 }  // namespace sekisho

@@ -241,6 +241,25 @@ void collect_start_and_applies(std::vector<MetricFamily>& out, const control_sna
     add(reload_failures, {}, as_value(s.policy_reload_failures));
     out.push_back(std::move(reload_failures));
 
+    if (!s.fleet_links.empty()) {
+        auto up = family("sekisho_fleet_link_up", "1 when the fleet's store is reachable, by store and concern.",
+                         MetricType::Gauge);
+        for (const auto& l : s.fleet_links) add(up, {{"store", l.store}, {"concern", l.concern}}, l.up ? 1 : 0);
+        out.push_back(std::move(up));
+    }
+    if (s.fleet_policy) {
+        auto version = family("sekisho_fleet_policy_version",
+                              "Fleet policy version in force (0: the generation in force is not the fleet's).",
+                              MetricType::Gauge);
+        add(version, {}, as_value(s.fleet_policy_version));
+        out.push_back(std::move(version));
+        auto refused = family("sekisho_fleet_policy_apply_failures_total",
+                              "Fleet policy versions this gateway refused; the previous generation keeps running.",
+                              MetricType::Counter);
+        add(refused, {}, as_value(s.fleet_policy_apply_failures));
+        out.push_back(std::move(refused));
+    }
+
     auto apply = family("sekisho_policy_apply_duration_seconds", "Time to validate, compile and publish a policy.",
                         MetricType::Histogram);
     ClientMetric h;

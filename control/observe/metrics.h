@@ -66,6 +66,17 @@ struct control_snapshot {
     // frames the NIC or its driver lost before a worker saw them.
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
+    // Fleet mode (control/fleet): each concern's link to its store
+    // (sekisho_fleet_link_up{store,concern}); empty without --fleet.
+    struct fleet_link_state {
+        std::string store, concern;
+        bool up = false;
+    };
+    std::vector<fleet_link_state> fleet_links;
+    // The fleet policy version in force (0: the generation in force is not
+    // the fleet's) and the fleet versions refused; only with fleet_policy.
+    bool fleet_policy = false;
+    uint64_t fleet_policy_version = 0, fleet_policy_apply_failures = 0;
 };
 
 // Policy applies by duration (sekisho_policy_apply_duration_seconds).
