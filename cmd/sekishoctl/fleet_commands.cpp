@@ -116,6 +116,8 @@ public:
             throw store_error("postgres: cannot connect (" + conninfo_file + "): " + m);
         }
         PQclear(PQexec(conn_, "SET TIME ZONE 'UTC'"));
+        // "relation ... already exists, skipping" and the like: nothing an operator acts on.
+        PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
     }
     ~store() {
         if (conn_) PQfinish(conn_);

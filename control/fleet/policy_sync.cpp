@@ -95,6 +95,8 @@ int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 }  // namespace
 
 void ensure_policy_columns(pg_connection& pg) {
+    // "column ... already exists, skipping" at every connect says nothing.
+    pg.exec("SET client_min_messages = warning", "quiet the schema notices");
     pg.exec("BEGIN", "begin the policy columns");
     try {
         pg.exec(fleet_sql::schema_lock, "lock the schema");
