@@ -257,6 +257,9 @@ int fleet_status(const command_request& r) {
                     state, health_text(g.health).c_str());
         if (!g.last_error.empty())
             std::printf("  %s: %s\n", escape_unprintable(g.gateway).c_str(), escape_unprintable(g.last_error).c_str());
+        if (const uint64_t older = health_value(g.health, "desired_older"))
+            std::printf("  %s: its group desires version %llu, older than the one it handled: not rolled back\n",
+                        escape_unprintable(g.gateway).c_str(), static_cast<unsigned long long>(older));
     }
     std::cout << rows.size() << " gateways, " << stale_count << " stale (no heartbeat for more than "
               << stale.count() / 1000.0 << "s); FLEET_V 0: the generation in force is not the fleet's\n";
@@ -347,8 +350,11 @@ void say(const std::string& line) { std::cerr << "sekishoctl: rollout: " << line
 std::map<std::string, json> await_canary(store& db, const rollout_options& o, uint64_t version) {
     const auto deadline = clock_type::now() + o.timeout;
     std::vector<std::string> live;
-    for (const auto& g : read_gateways(db, o.canary, o.stale))
+    for (const auto& g : read_gateways(db, o.canary, o.stale)) {
         if (!g.stale) live.push_back(g.gateway);
+        else say("canary gateway " + g.gateway + " is stale (last heartbeat " +
+                 std::to_string(static_cast<int64_t>(g.lag_seconds)) + "s ago): not waited for");
+    }
     if (live.empty())
         throw halted("no gateway of group " + o.canary + " has reported in the last " +
                      std::to_string(o.stale.count() / 1000) + "s: nothing to try version " + std::to_string(version) +

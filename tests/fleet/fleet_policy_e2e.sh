@@ -8,7 +8,8 @@
 #
 # Checks, in order:
 #   - fleet status (desk role) lists the three gateways with their group, generation 1, fleet
-#     version 0, lag under 2 s; a push with the desk role is refused by PostgreSQL (exit 1);
+#     version 0, lag under 2 s; a push with the desk role is refused by PostgreSQL (exit 1), one
+#     with a connection file others may read by sekishoctl (exit 2);
 #   - a rollout (a connection limit added) reaches the canary, then the default group: every
 #     gateway's sekishoctl status shows generation 2 from "fleet version N of group G";
 #   - a rollout of a policy the gateways refuse halts at the canary (exit 4, the refusal named);
@@ -16,6 +17,8 @@
 #   - a rollout whose canary blocks what its subscriber then sends (op25b enforce; blocked grows
 #     beyond --max-blocked-increase during the watch) halts (exit 4, says why); the default group
 #     keeps its version and keeps monitoring (SMTP from its subscriber to MX:25 is delivered);
+#   - a gateway killed (-9) is marked stale; restarted, it comes back with its fleet generation
+#     from the policy history and applies nothing again;
 #   - PostgreSQL killed: every gateway keeps its policy (the canary still resets SMTP to MX:25,
 #     sekisho_fleet_link_up{concern="policy"} 0); restarted: every heartbeat resumes (lag < 2 s);
 #   - the canary is rolled back by pushing the old text as a new version: monitor again.
@@ -156,6 +159,23 @@ else
   fail "a push with the desk role: exit $rc: $out"
 fi
 
+# Bad input: said, nothing pushed.
+cp "$controller" "$TMP/open.conninfo" && chmod 0644 "$TMP/open.conninfo"
+out="$(timeout 20 "$ctl" --fleet "$TMP/open.conninfo" fleet policy push "$TMP/limit.yaml" --group default 2>&1)"
+rc=$?
+if [ "$rc" = 2 ] && echo "$out" | grep -q "open.conninfo: readable or writable by others"; then
+  pass "a connection file readable by others is refused, named (exit 2)"
+else
+  fail "an open connection file: exit $rc: $out"
+fi
+out="$(timeout 20 "$ctl" --fleet "$controller" fleet rollout "$TMP/limit.yaml" --canary canary 2>&1)"
+rc=$?
+if [ "$rc" = 2 ] && echo "$out" | grep -q -- "--then GROUP"; then
+  pass "a rollout without --then: usage (exit 2)"
+else
+  fail "a rollout without --then: exit $rc: $out"
+fi
+
 # --- a rollout that goes through ----------------------------------------------------------------
 out="$(timeout 60 "$ctl" --fleet "$controller" fleet rollout "$TMP/limit.yaml" --canary canary --then default \
   --watch 2s --timeout 20s 2>&1)"
@@ -224,6 +244,26 @@ if smtp_from_sub edge-d1; then
   pass "edge-d1 still monitors: SMTP from its subscriber to MX:25 delivered"
 else
   fail "edge-d1: SMTP to MX:25 not delivered: $(tail -n 3 "$TMP/swaks-edge-d1.log")"
+fi
+
+# --- a gateway killed (-9): marked stale; restarted: its fleet generation back, nothing applied again
+kill -KILL "${pid_of[edge-d2]}"
+wait "${pid_of[edge-d2]}" 2>/dev/null
+sleep 2.5
+out="$(timeout 20 "$ctl" --fleet "$desk" fleet status --stale 2s 2>&1)"
+if echo "$out" | grep -E "^edge-d2 " | grep -q STALE && echo "$out" | grep -q "3 gateways, 1 stale"; then
+  pass "edge-d2 killed: fleet status marks it stale"
+else
+  fail "edge-d2 killed: fleet status: $out"
+fi
+start_gateway edge-d2
+wait_until 20 "edge-d2 restarted: heartbeat back (lag < 2 s)" field_is edge-d2 "r['lag_seconds'] < 2" True
+sleep 1
+got="$(gw_status edge-d2 "(j['generation'], j['policy']['in_force']['kind'], j['policy']['in_force']['fleet_version'])")"
+if [ "$got" = "(2, 'fleet', 2)" ] && ! grep -q "applying policy version" "$TMP/edge-d2/sekishod.log"; then
+  pass "edge-d2 restarted: generation 2 from fleet version 2 restored, not applied again"
+else
+  fail "edge-d2 restarted: $got; $(grep fleet "$TMP/edge-d2/sekishod.log" | head -n 3)"
 fi
 
 # --- PostgreSQL killed: the gateways keep their policy; back: the heartbeats resume -------------
