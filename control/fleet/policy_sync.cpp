@@ -128,7 +128,8 @@ struct policy_sync::shared {
     uint64_t desired = 0;          // the group's, as last read
     uint64_t refused_version = 0;
     uint64_t apply_failures = 0;
-    std::string last_error;
+    std::string last_error;        // the last outcome's refusal, "" once a version applied
+    std::string missing_version;   // the desired version is not in policy_versions
     bool link_up = false;
     int64_t last_sync = 0;
 };
@@ -232,7 +233,7 @@ json policy_sync::status() const {
             {"fleet_version_in_force", s_->fleet_version_in_force},
             {"handled_version", s_->handled},
             {"desired_version", s_->desired},
-            {"last_error", s_->last_error},
+            {"last_error", s_->missing_version.empty() ? s_->last_error : s_->missing_version},
             {"last_sync", s_->last_sync},
             {"apply_failures", s_->apply_failures}};
 }
@@ -294,7 +295,7 @@ void policy_sync::run() {
                 refused = s_->refused_version;
                 failures = s_->apply_failures;
                 in_flight = s_->in_flight || s_->to_apply.has_value();
-                last_error = s_->last_error;
+                last_error = s_->missing_version.empty() ? s_->last_error : s_->missing_version;
                 desired_before = s_->desired;
             }
             health["fleet_apply_failures"] = failures;
@@ -321,15 +322,15 @@ void policy_sync::run() {
                 if (PQntuples(d.get()) == 1) desired = std::stoull(PQgetvalue(d.get(), 0, 0));
             }
             std::optional<std::pair<uint64_t, std::string>> fetched;
+            std::string missing;
             if (desired > handled && !in_flight) {
                 pg_result v = pg->exec_params("SELECT text FROM policy_versions WHERE version = $1",
                                               {std::to_string(desired)}, "fetch the policy version");
-                if (PQntuples(v.get()) != 1)
-                    throw pg_error("postgres: group " + config_.group + " desires version " + std::to_string(desired) +
-                                       ", which policy_versions does not hold",
-                                   false);
-                fetched = std::make_pair(desired, std::string(PQgetvalue(v.get(), 0, 0)));
+                if (PQntuples(v.get()) == 1) fetched = std::make_pair(desired, std::string(PQgetvalue(v.get(), 0, 0)));
+                else missing = "group " + config_.group + " desires version " + std::to_string(desired) +
+                               ", which policy_versions does not hold; the policy in force stays";
             }
+            if (!missing.empty()) log_once("fleet: " + missing);
             if (desired != 0 && desired < handled)
                 log_once("fleet: group " + config_.group + " desires version " + std::to_string(desired) +
                          ", older than version " + std::to_string(handled) +
@@ -340,6 +341,7 @@ void policy_sync::run() {
                 s_->desired = desired;
                 s_->last_sync = unix_now();
                 if (fetched) s_->to_apply = std::move(fetched);
+                s_->missing_version = missing;   // reported at the next heartbeat, until it is found
             }
             backoff = first_backoff;
         } catch (const std::exception& e) {

@@ -12,7 +12,8 @@
 // older desired version never rolls the gateway back; PostgreSQL killed: the
 // policy stays, the link is reported down; PostgreSQL back: the heartbeat
 // resumes; sekishod restarted: the fleet generation is restored, neither the
-// applied nor the refused version is applied again.
+// applied nor the refused version is applied again; a desired version that
+// policy_versions does not hold is reported and changes nothing.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -325,6 +326,22 @@ TEST_F(PolicySync, AppliesNewerVersionsOnlyRefusesBadOnesOnceAndSurvivesTheStore
     EXPECT_EQ(status()["generation"], 3);
     EXPECT_EQ(status()["policy"]["op25b_mode"], "enforce");
     EXPECT_EQ(row()["last_error"], "");
+
+    // A desired version policy_versions does not hold (possible only without the
+    // foreign key, e.g. tables restored by hand): said, nothing changes; found again: cleared.
+    controller->exec("ALTER TABLE group_desired DROP CONSTRAINT group_desired_version_fkey", "drop the key");
+    desire(v3 + 1000);
+    ASSERT_TRUE(wait_for([&] {
+        return row().value("last_error", std::string()).find("desires version " + std::to_string(v3 + 1000) +
+                                                            ", which policy_versions does not hold") !=
+               std::string::npos;
+    })) << row();
+    EXPECT_EQ(status()["generation"], 3);
+    desire(v3);
+    ASSERT_TRUE(wait_for([&] { return row().value("last_error", std::string("?")).empty(); })) << row();
+    controller->exec("ALTER TABLE group_desired ADD CONSTRAINT group_desired_version_fkey FOREIGN KEY (version) "
+                     "REFERENCES policy_versions (version)",
+                     "restore the key");
 }
 
 }  // namespace
