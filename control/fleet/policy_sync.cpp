@@ -114,7 +114,6 @@ struct policy_sync::shared {
     std::condition_variable wake;
     bool stop = false;
     // control thread -> fleet thread: what the heartbeat reports.
-    bool view_ready = false;
     uint64_t generation = 0, fleet_version_in_force = 0;
     json counters = json::object();
     // fleet thread -> control thread: a version to apply.
@@ -182,7 +181,6 @@ void policy_sync::refresh_view() {
     s_->generation = generation;
     s_->fleet_version_in_force = fleet_version;
     s_->counters = std::move(counters);
-    s_->view_ready = true;
 }
 
 void policy_sync::poll() {

@@ -13,7 +13,8 @@
 #   - a rollout (a connection limit added) reaches the canary, then the default group: every
 #     gateway's sekishoctl status shows generation 2 from "fleet version N of group G";
 #   - a rollout of a policy the gateways refuse halts at the canary (exit 4, the refusal named);
-#     the canary keeps generation 2, the default group its version;
+#     the canary keeps generation 2, the default group its version; the audit trails hold each
+#     fleet apply, refused or not;
 #   - a rollout whose canary blocks what its subscriber then sends (op25b enforce; blocked grows
 #     beyond --max-blocked-increase during the watch) halts (exit 4, says why); the default group
 #     keeps its version and keeps monitoring (SMTP from its subscriber to MX:25 is delivered);
@@ -214,6 +215,20 @@ if [ "$got" = "(2, 1, 3, True)" ]; then
   pass "edge-c1 keeps generation 2 (version 1) and reports the refusal in last_error"
 else
   fail "edge-c1 after the refusal: $got: $(fleet_field edge-c1 r)"
+fi
+
+audited() { # GATEWAY STATUS: the fleet applies with STATUS in the gateway's audit trail
+  /usr/bin/python3 -c '
+import json, sys
+n = sum(1 for l in open(sys.argv[1]) if l.strip() and (lambda e: e.get("type") == "api_change" and
+        e.get("endpoint") == "fleet_policy_apply" and e.get("caller") == "fleet" and
+        e.get("status") == int(sys.argv[2]))(json.loads(l)))
+print(n)' "$TMP/$1/events.jsonl" "$2"
+}
+if [ "$(audited edge-c1 200)" = 1 ] && [ "$(audited edge-c1 422)" = 1 ] && [ "$(audited edge-d1 200)" = 1 ]; then
+  pass "the audit trail holds each fleet apply (edge-c1: one applied, one refused; edge-d1: one applied)"
+else
+  fail "audit trail: edge-c1 $(audited edge-c1 200)/$(audited edge-c1 422), edge-d1 $(audited edge-d1 200)"
 fi
 
 # --- a rollout whose canary's counters jump halts -----------------------------------------------
