@@ -9,8 +9,10 @@
 //   it grants SELECT on them to sekisho_gateway and sekisho_desk. A gateway
 //   never creates them: a gateway that owned them could write policy.
 // - The gateways (role sekisho_gateway) own the gateways table
-//   (ensure_fleet_schema) and add its policy columns; they grant SELECT on it
-//   to sekisho_desk and sekisho_controller (fleet status, rollout's watch).
+//   (ensure_fleet_schema) and add its policy columns when missing; the one
+//   that adds them grants SELECT on it to sekisho_desk and
+//   sekisho_controller (fleet status, rollout's watch). Columns present
+//   already are not altered (a table created by another role stays usable).
 // Every statement is idempotent; grants go only to roles that exist.
 //
 // policy_versions: every policy ever pushed, numbered by the store
@@ -55,5 +57,11 @@ inline constexpr const char* add_gateway_policy_columns =
     " IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sekisho_controller') THEN"
     "  GRANT SELECT ON gateways TO sekisho_controller; END IF;"
     " END $$";
+
+// How many of the four policy columns the gateways table has (4: nothing to add).
+inline constexpr const char* count_gateway_policy_columns =
+    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND table_name = 'gateways' AND column_name IN"
+    " ('generation_in_force', 'fleet_version_in_force', 'health', 'last_error')";
 
 }  // namespace sekisho::fleet_sql

@@ -100,6 +100,13 @@ void ensure_policy_columns(pg_connection& pg) {
     pg.exec("BEGIN", "begin the policy columns");
     try {
         pg.exec(fleet_sql::schema_lock, "lock the schema");
+        // Columns there already: nothing to alter, which only the table's owner may do
+        // (a deployment may have created the table with another role).
+        pg_result have = pg.exec(fleet_sql::count_gateway_policy_columns, "look for the gateways table's policy columns");
+        if (std::string(PQgetvalue(have.get(), 0, 0)) == "4") {
+            pg.exec("COMMIT", "commit the policy columns");
+            return;
+        }
         pg.exec(fleet_sql::add_gateway_policy_columns, "add the gateways table's policy columns");
         pg.exec("COMMIT", "commit the policy columns");
     } catch (...) {

@@ -40,6 +40,7 @@
 #include "control/data_plane.h"
 #include "control/fleet/pg_connection.h"
 #include "control/fleet/policy_schema.h"
+#include "control/fleet/policy_sync.h"
 #include "control/observe/event_log.h"
 #include "control/policy/policy.h"
 #include "control/serve_loop.h"
@@ -342,6 +343,24 @@ TEST_F(PolicySync, AppliesNewerVersionsOnlyRefusesBadOnesOnceAndSurvivesTheStore
     controller->exec("ALTER TABLE group_desired ADD CONSTRAINT group_desired_version_fkey FOREIGN KEY (version) "
                      "REFERENCES policy_versions (version)",
                      "restore the key");
+}
+
+// The gateways table's policy columns: added once, idempotent; a role that
+// does not own the table (here the controller) finds them and alters nothing.
+TEST_F(PolicySync, PolicyColumnsAreAddedOnceAndLeftAloneForOtherRoles) {
+    pg_connection gateway(env("SEKISHO_TEST_PG_CONNINFO"));
+    ensure_fleet_schema(gateway);
+    ensure_policy_columns(gateway);
+    ensure_policy_columns(gateway);
+    pg_result n = gateway.exec(fleet_sql::count_gateway_policy_columns, "count");
+    EXPECT_EQ(std::string(PQgetvalue(n.get(), 0, 0)), "4");
+    EXPECT_NO_THROW(ensure_policy_columns(*controller));
+    try {   // what the check spares it
+        controller->exec("ALTER TABLE gateways ADD COLUMN IF NOT EXISTS health jsonb", "alter as the controller");
+        ADD_FAILURE() << "the controller may alter the gateways table";
+    } catch (const pg_error& e) {
+        EXPECT_NE(std::string(e.what()).find("must be owner"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace
