@@ -1,11 +1,12 @@
-// sekishoctl: the operator CLI, a client of sekishod's control API (docs/api.md).
+// sekishoctl: the operator CLI, a client of sekishod's control API (docs/api.md)
+// and, for `fleet`, of the fleet's PostgreSQL (fleet_commands.h, docs/fleet.md).
 // Human tables by default, --json everywhere. Exit codes: 0 ok, 1 the daemon
 // could not be reached or failed, 2 usage, 3 not found, 4 rejected (bad input,
 // invalid policy, conflict), 5 unauthorised.
 //
 // Here the command line; the HTTP client is api_client.h, the commands
-// commands.h, what people read human_output.h (every text from the daemon
-// escaped there).
+// commands.h and fleet_commands.h, what people read human_output.h (every
+// text from the daemon escaped there).
 #include <curl/curl.h>
 
 #include <cctype>
