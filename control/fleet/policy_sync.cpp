@@ -59,7 +59,8 @@ uint64_t read_cursor(const std::string& path) {
     return v;
 }
 
-// temp + fsync + rename: the file holds the old version or the new one.
+// temp + fsync + rename + fsync of the directory: the file holds the old
+// version or the new one, whenever the machine stops.
 void write_cursor(const std::string& path, uint64_t version) {
     const std::string temp = path + ".tmp";
     const std::string text = std::to_string(version) + "\n";
@@ -72,6 +73,13 @@ void write_cursor(const std::string& path, uint64_t version) {
         ::unlink(temp.c_str());
         throw std::runtime_error(path + ": cannot write: " + std::strerror(ok ? errno : err));
     }
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) throw std::runtime_error(dir + ": cannot open to sync: " + std::strerror(errno));
+    const bool synced = ::fsync(dfd) == 0;
+    const int sync_err = errno;
+    ::close(dfd);
+    if (!synced) throw std::runtime_error(dir + ": fsync: " + std::strerror(sync_err));
 }
 
 // An apply's refusal as one line: the error and each "file:line: message".
@@ -142,7 +150,8 @@ struct policy_sync::shared {
 
 std::chrono::milliseconds policy_sync::heartbeat_interval(const fleet_config& config) {
     const auto ms = std::chrono::milliseconds(config.sync_interval_ns / 1'000'000);
-    return std::clamp(ms, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    // At least 100 ms: the control thread sums the workers' counters once per heartbeat.
+    return std::clamp(ms, std::chrono::milliseconds(100), std::chrono::milliseconds(1000));
 }
 
 policy_sync::policy_sync(const fleet_config& config, const fleet_context& context)

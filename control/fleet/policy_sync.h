@@ -1,7 +1,7 @@
 // Fleet mode's policy versions and fleet status through PostgreSQL
 // (docs/fleet.md, "Policy versions and fleet status").
 //
-// Its thread, every heartbeat (the fleet file's sync_interval, at most 1 s):
+// Its thread, every heartbeat (the fleet file's sync_interval, within 100 ms..1 s):
 // - upserts this gateway's row of the gateways table: group, build version,
 //   the generation in force, the fleet version in force (0 when the
 //   generation in force came from elsewhere: a file, the API, a rollback),
@@ -71,7 +71,7 @@ public:
     //  "last_error", "last_sync" (Unix seconds, 0: never), "apply_failures"}
     nlohmann::json status() const;
 
-    // The heartbeat interval: sync_interval, at most 1 s.
+    // The heartbeat interval: sync_interval, within 100 ms..1 s.
     static std::chrono::milliseconds heartbeat_interval(const fleet_config& config);
 
 private:
