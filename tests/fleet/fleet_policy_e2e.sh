@@ -151,6 +151,7 @@ done
 out="$(timeout 20 "$ctl" --fleet "$desk" fleet status 2>&1)"
 contains "fleet status (human): a row per gateway" "edge-d2"
 contains "fleet status (human): the totals" "3 gateways, 0 stale"
+echo "$out" | sed 's/^/    /'
 
 out="$(timeout 20 "$ctl" --fleet "$desk" fleet policy push "$TMP/limit.yaml" --group default 2>&1)"
 rc=$?
