@@ -1,11 +1,12 @@
-// sekishoctl: the operator CLI, a client of sekishod's control API (docs/api.md).
+// sekishoctl: the operator CLI, a client of sekishod's control API (docs/api.md)
+// and, for `fleet`, of the fleet's PostgreSQL (fleet_commands.h, docs/fleet.md).
 // Human tables by default, --json everywhere. Exit codes: 0 ok, 1 the daemon
 // could not be reached or failed, 2 usage, 3 not found, 4 rejected (bad input,
 // invalid policy, conflict), 5 unauthorised.
 //
 // Here the command line; the HTTP client is api_client.h, the commands
-// commands.h, what people read human_output.h (every text from the daemon
-// escaped there).
+// commands.h and fleet_commands.h, what people read human_output.h (every
+// text from the daemon escaped there).
 #include <curl/curl.h>
 
 #include <cctype>
@@ -16,6 +17,7 @@
 
 #include "cmd/sekishoctl/api_client.h"
 #include "cmd/sekishoctl/commands.h"
+#include "cmd/sekishoctl/fleet_commands.h"
 #include "control/api/untrusted_text.h"
 #include "control/build_version.h"
 
@@ -47,6 +49,12 @@ commands:
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
+fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, controller role to push):
+  fleet status [--stale 10s]               every gateway: group, generation, fleet version, lag, health
+  fleet policy push FILE --group G         a new policy version desired for group G
+  fleet rollout FILE --canary G --then G2 [--watch 30s] [--timeout 60s] [--max-increase 10]
+                [--max-blocked-increase N] push to G, wait for its gateways, watch their errors
+                and drops; halt (exit 4) when they jump, else push to G2
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised
@@ -126,6 +134,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (c.request.words.empty()) throw usage_error("a command is required");
+        if (c.request.words[0] == "fleet") return run_fleet_command(c.request);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         return run_command(c.client, c.request);
     } catch (const usage_error& e) {

@@ -160,6 +160,8 @@ struct control_api::change {
     std::string endpoint;   // audit: policy_apply, policy_rollback, policy_reload
     std::string caller;
     uint64_t rolled_back_to = 0;      // rollback: the generation whose text comes back
+    uint64_t fleet_version = 0;       // apply from the fleet: its policy version (origin kind fleet)
+    std::string group;                // apply from the fleet: the group it was desired for
     std::optional<api_reply> reply;   // none for a reload
     std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
     std::atomic<bool> done{false};
@@ -278,6 +280,11 @@ void control_api::start_next_change() {
                         g.origin.kind = "rollback";
                         g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
                         g.origin.rolled_back_to = ch.rolled_back_to;
+                    } else if (ch.fleet_version != 0) {
+                        g.origin.kind = "fleet";
+                        g.origin.caller = ch.caller;
+                        g.origin.fleet_version = ch.fleet_version;
+                        g.origin.group = ch.group;
                     } else {
                         g.origin.kind = "api";
                         g.origin.caller = ch.caller.empty() ? "in-process" : ch.caller;
@@ -403,6 +410,26 @@ void control_api::reload() {
     ch->caller = "SIGHUP";
     queue_change(std::move(ch));
 }
+
+void control_api::apply_fleet_policy(std::string text, uint64_t fleet_version, std::string group,
+                                     std::function<void(const api_response&)> done) {
+    auto ch = std::make_unique<change>();
+    ch->what = change::kind::apply;
+    ch->text = std::move(text);
+    ch->source = "fleet policy version " + std::to_string(fleet_version);
+    ch->endpoint = "fleet_policy_apply";
+    ch->caller = "fleet";
+    ch->fleet_version = fleet_version;
+    ch->group = group;
+    const std::string note = "fleet version " + std::to_string(fleet_version) + " of group " + group;
+    ch->reply = api_reply([this, note, done = std::move(done)](api_response r) {
+        audit(nullptr, "fleet_policy_apply", "fleet", r, note);
+        done(r);
+    });
+    queue_change(std::move(ch));
+}
+
+const policy_generation* control_api::policy_in_force() const { return history_->in_force(); }
 
 // ---------------------------------------------------------------- requests
 

@@ -48,6 +48,7 @@ namespace sekisho {
 class data_plane;
 struct api_command;
 struct policy;
+struct policy_generation;
 class policy_history;
 class subscriber_identity;
 class operator_state;
@@ -104,6 +105,18 @@ public:
     // force, or applied a file changed while sekishod was down) to the audit
     // trail: endpoint policy_start, caller sekishod, `note`.
     void audit_start(const std::string& note);
+    // Fleet mode (control/fleet/policy_sync.h): applies `text`, the fleet's
+    // policy version `fleet_version` desired for `group`, through the same
+    // path as an API apply (validated, compiled off the control thread,
+    // recorded in the policy history with origin kind "fleet", swapped in),
+    // queued behind the changes waiting. `done` gets the answer an API caller
+    // would get (200 with the generation, 409/422/500 refused: nothing
+    // changed), on the control thread; the change is audited as
+    // fleet_policy_apply by caller "fleet".
+    void apply_fleet_policy(std::string text, uint64_t fleet_version, std::string group,
+                            std::function<void(const api_response&)> done);
+    // The generation in force and its origin; null before the first start.
+    const policy_generation* policy_in_force() const;
     // SIGHUP reloads refused so far (invalid policy, start-only keys, a
     // compile or commit failure): sekisho_policy_reload_failures_total.
     uint64_t reload_failures() const { return reload_failures_; }

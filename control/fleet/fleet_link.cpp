@@ -10,6 +10,7 @@
 #include "control/data_plane.h"
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/operator_sync.h"
+#include "control/fleet/policy_sync.h"
 #include "control/observe/metrics.h"
 #include "control/policy/policy.h"
 
@@ -43,6 +44,7 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         };
         operator_sync_ = std::make_unique<operator_sync>(std::move(o), *context_.decisions, context_.plane->account_table());
     }
+    if (!config_.postgres_conninfo_file.empty()) policy_ = std::make_unique<policy_sync>(config_, context_);
 }
 
 fleet_link::~fleet_link() = default;
@@ -58,6 +60,7 @@ void fleet_link::poll() {
         campaign_->poll(now, subscribers.max ? subscribers.window_ns : 0);
     }
     if (operator_sync_) operator_sync_->poll();
+    if (policy_) policy_->poll();
 }
 
 void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
@@ -78,12 +81,14 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
                                   static_cast<double>(c.merge_overflows)});
     }
     if (operator_sync_) operator_sync_->add_to_snapshot(snapshot);
+    if (policy_) policy_->add_to_snapshot(snapshot);
 }
 
 nlohmann::json fleet_link::status() const {
     nlohmann::json j = {{"gateway", config_.gateway}, {"group", config_.group}};
     if (campaign_) j["campaign"] = campaign_->status();
     if (operator_sync_) j["operator"] = operator_sync_->status();
+    if (policy_) j["policy"] = policy_->status();
     return j;
 }
 

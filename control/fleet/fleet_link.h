@@ -32,6 +32,7 @@ class data_plane;
 class operator_binding_table;
 class operator_state;
 class operator_sync;
+class policy_sync;
 struct control_snapshot;
 
 // What of the daemon the fleet's concerns reach: all owned by serve(),
@@ -71,6 +72,7 @@ private:
     fleet_context context_;
     std::unique_ptr<campaign_sync> campaign_;   // Redis configured and a campaign table: fleet-wide campaigns
     std::unique_ptr<operator_sync> operator_sync_;   // suspensions (operator_sync.h); null without PostgreSQL
+    std::unique_ptr<policy_sync> policy_;   // with postgres: policy versions and fleet status
 };
 
 }  // namespace sekisho

@@ -114,16 +114,20 @@ policy_generation parse_entry(const std::string& path, uint64_t named) {
         g.origin.file = j.value("file", "");
         g.origin.caller = j.value("caller", "");
         g.origin.rolled_back_to = j.value("rolled_back_to", uint64_t{0});
+        g.origin.fleet_version = j.value("fleet_version", uint64_t{0});
+        g.origin.group = j.value("group", "");
     } catch (const json::exception& e) {
         throw policy_history_error(where + "missing or wrong field (" + e.what() + ")");
     }
-    if (g.origin.kind != "file" && g.origin.kind != "api" && g.origin.kind != "rollback")
+    if (g.origin.kind != "file" && g.origin.kind != "api" && g.origin.kind != "rollback" && g.origin.kind != "fleet")
         throw policy_history_error(where + "unknown kind '" + g.origin.kind + "'");
     if (g.origin.generation != named)
         throw policy_history_error(where + "holds generation " + std::to_string(g.origin.generation) +
                                    ", its name says " + std::to_string(named));
     if (g.origin.kind == "rollback" && (g.origin.rolled_back_to == 0 || g.origin.rolled_back_to >= named))
         throw policy_history_error(where + "a rollback to generation " + std::to_string(g.origin.rolled_back_to));
+    if (g.origin.kind == "fleet" && g.origin.fleet_version == 0)
+        throw policy_history_error(where + "a fleet generation without its fleet version");
     return g;
 }
 
@@ -148,6 +152,7 @@ std::string describe(const policy_origin& o) {
     if (o.kind == "file") return "file " + o.file;
     if (o.kind == "rollback")
         return "rollback to generation " + std::to_string(o.rolled_back_to) + " by " + o.caller;
+    if (o.kind == "fleet") return "fleet version " + std::to_string(o.fleet_version) + " of group " + o.group;
     return "API caller " + o.caller;
 }
 
@@ -157,6 +162,8 @@ json origin_json(const policy_origin& o) {
     if (!o.file.empty()) j["file"] = o.file;
     if (!o.caller.empty()) j["caller"] = o.caller;
     if (o.rolled_back_to != 0) j["rolled_back_to"] = o.rolled_back_to;
+    if (o.fleet_version != 0) j["fleet_version"] = o.fleet_version;
+    if (!o.group.empty()) j["group"] = o.group;
     return j;
 }
 

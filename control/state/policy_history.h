@@ -4,7 +4,7 @@
 //
 // On disk: one file per generation, "generation-<N>.json", holding the
 // policy's text and its origin (file, API or rollback; the file's path or
-// the API caller; generation; time), and "file.json", the policy file's path
+// the API caller, or the fleet's version and group; generation; time), and "file.json", the policy file's path
 // and content as last applied from the file (what SIGHUP and a restart
 // compare the file with). Every file is written to a temporary name, fsynced,
 // renamed and the directory fsynced: a crash at any moment leaves either the
@@ -40,18 +40,22 @@
 namespace sekisho {
 
 struct policy_origin {
-    std::string kind;              // "file", "api" or "rollback"
+    std::string kind;              // "file", "api", "rollback" or "fleet"
     std::string file;              // kind file: the policy file's path
     std::string caller;            // kind api, rollback: the API caller
     uint64_t generation = 0;
     int64_t time = 0;              // Unix seconds when it was put in force
     uint64_t rolled_back_to = 0;   // kind rollback: the generation whose text came back
+    uint64_t fleet_version = 0;    // kind fleet: the fleet's policy version (policy_versions.version)
+    std::string group;             // kind fleet: the gateway group it was desired for
 };
 
-// "file /etc/sekisho/policy.yaml", "API caller uid 0", "rollback to generation 3 by uid 0".
+// "file /etc/sekisho/policy.yaml", "API caller uid 0", "rollback to generation 3 by uid 0",
+// "fleet version 7 of group canary".
 std::string describe(const policy_origin& origin);
 // As the API and the history's files write it: kind, generation, time (and
-// time_utc, RFC 3339), description, and file, caller, rolled_back_to when set.
+// time_utc, RFC 3339), description, and file, caller, rolled_back_to,
+// fleet_version and group when set.
 nlohmann::json origin_json(const policy_origin& origin);
 
 struct policy_generation {

@@ -11,8 +11,9 @@
 #   - a command with subcommands: exactly its subcommands;
 #   - `events tail --type `: every event type the API accepts (control/observe/event_types.h);
 #   - each subcommand's flags and none of another's (events tail, policy apply, account list);
-#   - flag values (--by, --format), file names for policy apply, a global flag with its value
-#     before the command;
+#   - flag values (--by, --format), file names for policy apply and fleet rollout, a global flag
+#     with its value before the command (--socket, --fleet);
+#   - fleet: its subcommands and each one's flags;
 # and without bash-completion (plain bash): commands complete, no "command not found".
 set -u
 root="$(cd "${1:?usage: $0 SOURCE_ROOT}" && pwd)"
@@ -96,9 +97,15 @@ expect_none "sekishoctl account list --" --dry-run --type
 expect_exactly "sekishoctl top --by l" limit_exceeded
 expect_exactly "sekishoctl report --format " csv json
 
+expect_exactly "sekishoctl --fleet desk.conninfo fleet " policy rollout status
+expect_exactly "sekishoctl fleet status --" --stale --json
+expect_some "sekishoctl fleet rollout p.yaml --" --canary --then --watch --max-increase --max-blocked-increase
+expect_none "sekishoctl fleet status --" --canary --dry-run
+
 touch "$work/new-policy.yaml" "$work/notes.txt"
 expect_exactly "sekishoctl policy apply " new-policy.yaml
 expect_exactly "sekishoctl policy diff new" new-policy.yaml
+expect_exactly "sekishoctl fleet rollout new" new-policy.yaml
 
 if [ -s "$errors" ]; then fail "the completion wrote to standard error: $(head -n 3 "$errors")"; else pass "nothing on standard error"; fi
 

@@ -161,6 +161,51 @@ TEST_F(policy_history_test, a_damaged_entry_is_refused_naming_its_file) {
     EXPECT_EQ(numbers(policy_history(dir, 10)), (std::vector<uint64_t>{1, 2}));
 }
 
+// A generation from the fleet keeps its version and group across a reopen;
+// an entry of kind fleet without its version is refused (the gateway would
+// not know which fleet versions it handled).
+TEST_F(policy_history_test, a_fleet_generation_keeps_its_version_and_group) {
+    {
+        policy_history h(dir, 10);
+        put(h, "file", 1, "A");
+        policy_generation g;
+        g.origin.kind = "fleet";
+        g.origin.generation = 2;
+        g.origin.time = 1'800'000'002;
+        g.origin.caller = "fleet";
+        g.origin.fleet_version = 41;
+        g.origin.group = "canary";
+        g.text = "B";
+        h.write_entry(g);
+        h.settle(g, std::nullopt);
+    }
+    policy_history h(dir, 10);
+    ASSERT_NE(h.in_force(), nullptr);
+    EXPECT_EQ(h.in_force()->origin.kind, "fleet");
+    EXPECT_EQ(h.in_force()->origin.fleet_version, 41u);
+    EXPECT_EQ(h.in_force()->origin.group, "canary");
+    EXPECT_EQ(describe(h.in_force()->origin), "fleet version 41 of group canary");
+    ASSERT_TRUE(h.file_record().has_value());
+    EXPECT_EQ(h.file_record()->generation, 1u);   // the file record stays the file's
+
+    const std::string entry = dir + "/generation-2.json";
+    std::string whole = [&] {
+        std::ifstream in(entry);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    const size_t at = whole.find("\"fleet_version\":41");
+    ASSERT_NE(at, std::string::npos) << whole;
+    whole.replace(at, std::string("\"fleet_version\":41").size(), "\"fleet_version\":0");
+    std::ofstream(entry, std::ios::trunc) << whole;
+    try {
+        policy_history reopened(dir, 10);
+        ADD_FAILURE() << "a fleet generation without its version was read";
+    } catch (const policy_history_error& e) {
+        EXPECT_NE(std::string(e.what()).find("a fleet generation without its fleet version"), std::string::npos)
+            << e.what();
+    }
+}
+
 TEST_F(policy_history_test, a_crash_mid_write_leaves_the_state_before_it) {
     {
         policy_history h(dir, 10);

@@ -1,0 +1,30 @@
+// sekishoctl fleet: the fleet's policy versions and status, read from and
+// written to the fleet's PostgreSQL (docs/fleet.md, "Policy versions and
+// fleet status"), not through a daemon's API.
+//
+//   fleet status [--stale 10s]                      every gateway that ever reported
+//   fleet policy push FILE --group G [--author A]   a new version desired for G
+//   fleet rollout FILE --canary G --then G2 [--watch 30s] [--timeout 60s]
+//                 [--max-increase 10] [--max-blocked-increase N]
+//
+// The connection string comes from the credential file `--fleet FILE`
+// (refused when readable by others); its role decides what may be done:
+// the desk role reads (status), the controller role pushes (it also creates
+// and owns the policy tables). Nothing is validated here: each gateway
+// validates a version against its own running policy and files and reports
+// a refusal in last_error; `sekishod --check-policy FILE` checks a file
+// first, and a rollout's canary is the check that counts.
+//
+// Exit codes: 0 ok, 1 the store failed or could not be reached, 2 usage,
+// 4 a rollout halted (the reason printed; the rest keep their version).
+#pragma once
+
+#include "cmd/sekishoctl/commands.h"
+
+namespace sekisho::ctl {
+
+// Runs `request` (words[0] == "fleet"); returns the exit code. Throws
+// usage_error for words or flags the command does not take.
+int run_fleet_command(const command_request& request);
+
+}  // namespace sekisho::ctl
