@@ -196,6 +196,7 @@ void serve_loop::start_fleet() {
     fc.events_path = plane_.events().path();
     fc.log = log_line;
     fleet_ = std::make_unique<fleet_link>(read_fleet_config(opt_.fleet_path), fc);
+    control_->show_fleet_status([this] { return fleet_->status(); });
 }
 
 // Starts the backend under the signal handlers, says where the daemon can be

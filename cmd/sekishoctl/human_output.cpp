@@ -78,6 +78,16 @@ void print_status(const json& j) {
         std::cout << "no bindings or accounts (" << backend << "); ";
     std::cout << "events written " << j["events"]["written"] << ", lost "
               << j["events"]["ring_full"].get<uint64_t>() + j["events"]["write_errors"].get<uint64_t>() << "\n";
+    // Fleet mode: the gateway's name and group, and each shared concern's link.
+    const json fleet = j.value("fleet", json(nullptr));
+    if (fleet.is_object()) {
+        std::cout << "fleet: gateway " << shown(fleet["gateway"]) << ", group " << shown(fleet["group"]);
+        for (const auto& [concern, state] : fleet.items()) {
+            if (!state.is_object() || !state.contains("link_up")) continue;
+            std::cout << "; " << concern << " link " << (state["link_up"].get<bool>() ? "up" : "DOWN");
+        }
+        std::cout << "\n";
+    }
 }
 
 void print_policy(const json& j) {

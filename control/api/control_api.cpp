@@ -619,6 +619,7 @@ api_response control_api::status() {
         {"api", {{"requests", ctx_.server ? ctx_.server->requests() : 0},
                  {"unauthorised", ctx_.server ? ctx_.server->unauthorised() : 0},
                  {"queries_waiting", queries_.waiting()}}},
+        {"fleet", fleet_status_ ? fleet_status_() : json(nullptr)},
     });
 }
 

@@ -31,6 +31,8 @@
 // finished the work.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -105,6 +107,10 @@ public:
     // force, or applied a file changed while sekishod was down) to the audit
     // trail: endpoint policy_start, caller sekishod, `note`.
     void audit_start(const std::string& note);
+    // Fleet mode, once the fleet link exists (it is created after the API):
+    // `status` shows what `fleet_status` returns under "fleet" (null without).
+    // Control thread.
+    void show_fleet_status(std::function<nlohmann::json()> fleet_status) { fleet_status_ = std::move(fleet_status); }
     // Fleet mode (control/fleet/policy_sync.h): applies `text`, the fleet's
     // policy version `fleet_version` desired for `group`, through the same
     // path as an API apply (validated, compiled off the control thread,
@@ -127,6 +133,7 @@ public:
     api_response handle_and_wait(const api_request& request);
 
 private:
+    std::function<nlohmann::json()> fleet_status_;
     struct change;        // one policy change: apply, dry run, rollback or reload
     struct change_result;
 
