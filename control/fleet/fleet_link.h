@@ -27,6 +27,7 @@
 namespace sekisho {
 
 class control_api;
+class event_shipper;
 class data_plane;
 class operator_binding_table;
 class operator_state;
@@ -67,6 +68,7 @@ public:
 private:
     fleet_config config_;
     fleet_context context_;
+    std::unique_ptr<event_shipper> events_;   // with PostgreSQL and an event log file
 };
 
 }  // namespace sekisho

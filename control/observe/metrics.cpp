@@ -253,6 +253,48 @@ void collect_start_and_applies(std::vector<MetricFamily>& out, const control_sna
     out.push_back(std::move(apply));
 }
 
+// Fleet mode's links and the event shipper; nothing without fleet mode.
+void collect_fleet(std::vector<MetricFamily>& out, const control_snapshot& s) {
+    if (!s.fleet_links.empty()) {
+        auto up = family("sekisho_fleet_link_up", "1 while a fleet concern's link to its store is up, by store and concern.",
+                         MetricType::Gauge);
+        auto sync = family("sekisho_fleet_last_sync_seconds",
+                           "Unix time of a fleet concern's last successful exchange with its store (0: never).",
+                           MetricType::Gauge);
+        for (const auto& l : s.fleet_links) {
+            add(up, {{"store", l.store}, {"concern", l.concern}}, l.up ? 1 : 0);
+            add(sync, {{"store", l.store}, {"concern", l.concern}}, static_cast<double>(l.last_sync));
+        }
+        out.push_back(std::move(up));
+        out.push_back(std::move(sync));
+    }
+    if (!s.fleet_events) return;
+    auto shipped = family("sekisho_fleet_events_shipped_total",
+                          "Event log lines shipped into the fleet's PostgreSQL (one row each).", MetricType::Counter);
+    add(shipped, {}, as_value(s.fleet_events_shipped));
+    out.push_back(std::move(shipped));
+    auto bad = family("sekisho_fleet_events_bad_lines_total",
+                      "Event log lines shipped as a placeholder row, by reason: unparsable (not a JSON object), "
+                      "refused (PostgreSQL refused the line).",
+                      MetricType::Counter);
+    add(bad, {{reason_label, "unparsable"}}, as_value(s.fleet_events_unparsable));
+    add(bad, {{reason_label, "refused"}}, as_value(s.fleet_events_refused));
+    out.push_back(std::move(bad));
+    auto gaps = family("sekisho_fleet_events_gaps_total",
+                       "Times the event log rotated past the shipper's cursor: lines lost before they were shipped.",
+                       MetricType::Counter);
+    add(gaps, {}, as_value(s.fleet_events_gaps));
+    out.push_back(std::move(gaps));
+    auto backlog = family("sekisho_fleet_events_backlog_bytes",
+                          "Bytes of the event log not yet shipped into PostgreSQL.", MetricType::Gauge);
+    add(backlog, {}, as_value(s.fleet_events_backlog_bytes));
+    out.push_back(std::move(backlog));
+    auto lag = family("sekisho_fleet_events_lag_seconds",
+                      "Now minus the time of the oldest event not yet shipped; 0 when none waits.", MetricType::Gauge);
+    add(lag, {}, s.fleet_events_lag_seconds);
+    out.push_back(std::move(lag));
+}
+
 // Every family of the exposition, in its order.
 std::vector<MetricFamily> collect_families(const blocks& w, const control_snapshot& s, const apply_durations& a) {
     std::vector<MetricFamily> out;
@@ -273,6 +315,7 @@ std::vector<MetricFamily> collect_families(const blocks& w, const control_snapsh
     collect_policy_and_tables(out, s);
     collect_radius_and_bindings(out, s);
     collect_start_and_applies(out, s, a);
+    collect_fleet(out, s);
     return out;
 }
 

@@ -66,6 +66,19 @@ struct control_snapshot {
     // frames the NIC or its driver lost before a worker saw them.
     bool port_stats = false;
     uint64_t rx_missed[2] = {}, rx_nombuf[2] = {}, rx_errors[2] = {}, tx_errors[2] = {};
+    // Fleet mode (control/fleet/fleet_link.h), absent from the exposition
+    // without it: each concern's link to its store (labels store, concern).
+    struct fleet_link_sample {
+        std::string store, concern;
+        bool up = false;
+        int64_t last_sync = 0;   // Unix seconds; 0: never
+    };
+    std::vector<fleet_link_sample> fleet_links;
+    // The event shipper (control/fleet/event_shipper.h).
+    bool fleet_events = false;
+    uint64_t fleet_events_shipped = 0, fleet_events_unparsable = 0, fleet_events_refused = 0, fleet_events_gaps = 0;
+    uint64_t fleet_events_backlog_bytes = 0;
+    double fleet_events_lag_seconds = 0;
 };
 
 // Policy applies by duration (sekisho_policy_apply_duration_seconds).
