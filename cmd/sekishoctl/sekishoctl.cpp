@@ -16,6 +16,7 @@
 
 #include "cmd/sekishoctl/api_client.h"
 #include "cmd/sekishoctl/commands.h"
+#include "cmd/sekishoctl/fleet_query.h"
 #include "control/api/untrusted_text.h"
 #include "control/build_version.h"
 
@@ -47,6 +48,10 @@ commands:
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
+
+fleet (the fleet's PostgreSQL, docs/fleet.md; CONNINFO_FILE: the desk role's libpq connection string, 0600/0640):
+  --fleet CONNINFO_FILE events [--type T] [--address A[/LEN]] [--account A] [--gateway G]
+                               [--since TIME] [--until TIME] [-n N]   every gateway's events, newest N (50)
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised
@@ -56,6 +61,7 @@ struct command_line {
     bool help = false;
     bool version = false;
     api_client client;
+    std::string fleet;   // --fleet CONNINFO_FILE: ask the fleet's PostgreSQL instead
     command_request request;
 };
 
@@ -87,6 +93,8 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.client.url = value();
         } else if (a == "--token-file") {
             token_file = value();
+        } else if (a == "--fleet") {
+            c.fleet = value();
         } else if (a == "--cacert") {
             c.client.cacert = value();
         } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create") {
@@ -126,6 +134,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (c.request.words.empty()) throw usage_error("a command is required");
+        if (!c.fleet.empty()) return run_fleet_command(c.fleet, c.request);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         return run_command(c.client, c.request);
     } catch (const usage_error& e) {

@@ -462,6 +462,7 @@ void event_shipper::run() {
                 said_down = false;
             } catch (const std::exception& e) {
                 link_down(e.what());
+                measure_backlog();
                 if (!wait_for(backoff)) return;
                 backoff = std::min(backoff * 2, opt_.backoff_max_ns);
                 continue;
@@ -561,10 +562,26 @@ void event_shipper::run() {
                 std::lock_guard<std::mutex> g(mu_);
                 state_.last_error = e.what();
             }
+            measure_backlog();
             if (!wait_for(backoff)) return;
             backoff = std::min(backoff * 2, opt_.backoff_max_ns);
         }
     }
+}
+
+void event_shipper::measure_backlog() {
+    // The first line after the cursor gives the lag; the bytes after it the rest.
+    const follow_result next = follow_log(opt_.events_path, cursor_.position, 1, 1);
+    uint64_t bytes = next.backlog_bytes;
+    double lag = 0;
+    if (!next.lines.empty()) {
+        bytes += next.lines[0].text.size() + 1;
+        const std::vector<prepared_line> p = prepare(next, cursor_.last_time_ns);
+        lag = std::max(0.0, static_cast<double>(realtime_ns() / 1000) / 1e6 - static_cast<double>(p[0].time_us) / 1e6);
+    }
+    std::lock_guard<std::mutex> g(mu_);
+    state_.backlog_bytes = bytes;
+    state_.lag_seconds = lag;
 }
 
 }  // namespace sekisho

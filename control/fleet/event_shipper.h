@@ -125,6 +125,8 @@ private:
     void ship(pg_connection& pg, const std::vector<prepared_line>& lines);
     void ship_one_by_one(pg_connection& pg, std::vector<prepared_line>& lines);
     void ensure_partitions(pg_connection& pg, const std::vector<prepared_line>& lines);
+    // While the link is down: the backlog and the lag from the log alone.
+    void measure_backlog();
 
     event_shipper_options opt_;
     cursor_state cursor_;                 // the thread's
