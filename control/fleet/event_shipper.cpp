@@ -95,7 +95,6 @@ void ensure_event_tables(pg_connection& pg) {
                 "create events");
         pg.exec("CREATE INDEX IF NOT EXISTS events_address_time ON events (address, time)", "index events by address");
         pg.exec("CREATE INDEX IF NOT EXISTS events_account_time ON events (account, time)", "index events by account");
-        pg.exec("CREATE INDEX IF NOT EXISTS events_time ON events (time)", "index events by time");
         pg.exec("COMMIT", "commit the events schema");
     } catch (...) {
         PQclear(PQexec(pg.raw(), "ROLLBACK"));
