@@ -53,6 +53,10 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 // COPY's text format: backslash, tab, newline and carriage return escaped.
 void copy_field(std::string& out, const std::string& v) {
+    if (v.find_first_of("\\\t\n\r") == std::string::npos) {
+        out += v;
+        return;
+    }
     for (const char c : v) {
         switch (c) {
             case '\\': out += "\\\\"; break;
@@ -552,8 +556,12 @@ void event_shipper::run() {
                 state_.last_error.clear();
             }
             if (!more && !wait_for(opt_.sync_interval_ns)) return;
-        } catch (const pg_error& e) {
-            if (e.connection_lost() || !pg->ok()) {
+        } catch (const std::exception& e) {
+            const auto* pe = dynamic_cast<const pg_error*>(&e);
+            if (!pe) {
+                // Not the store's (memory, the file system): logged, retried after a pause; the thread lives on.
+                log(std::string("fleet: events: ") + e.what());
+            } else if (pe->connection_lost() || !pg->ok()) {
                 link_down(e.what());
             } else {
                 // A statement refused outside a batch (the schema, a partition): logged, retried after a pause.

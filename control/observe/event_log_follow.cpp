@@ -90,7 +90,6 @@ int64_t log_file_identity(const log_file& f) {
     if (!f.open()) return 0;
     uint64_t h = 0xcbf29ce484222325ull;
     auto mix = [&h](unsigned char c) { h = (h ^ c) * 0x100000001b3ull; };
-    for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>(f.inode >> (8 * i)));
     // The first line, at most its first 64 KiB (fixed once the line is whole).
     char buf[65536];
     ssize_t n;

@@ -69,12 +69,13 @@ bool holds(const log_file& f, const event_position& p);
 
 event_position position_in(const log_file& f, uint64_t offset);
 
-// The file's identity for as long as it exists under any name: a 63-bit hash
-// of its inode and its first line (complete once any line of the file is;
-// the file is append-only, so it never changes). Two files that share an
-// inode (one deleted, the number reused) differ by their first lines, which
-// carry the time of their first event in nanoseconds. 0 while the file has
-// no whole line.
+// The file's identity for as long as it exists under any name, or as a
+// copy: a 63-bit hash (FNV-1a) of its first line, at most its first 64 KiB
+// (complete once any line of the file is; the file is append-only, so it
+// never changes). Not the inode: a number is reused once a rotated file is
+// deleted, and a copy (logrotate's copytruncate) has a new one. Two files of
+// the log do not share a first line: it carries the time of their first
+// event in nanoseconds. 0 while the file has no whole line.
 int64_t log_file_identity(const log_file& f);
 
 // The event log's files as they are now, newest first: FILE, FILE.1, FILE.2

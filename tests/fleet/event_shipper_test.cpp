@@ -291,6 +291,19 @@ TEST_F(EventShipper, ALogRotatedPastTheCursorIsAGapShippedFromTheOldestFile) {
     EXPECT_EQ(rows(), 2u);
 }
 
+TEST_F(EventShipper, AnUnreadableCursorShipsFromTheStartAndSaysSo) {
+    const event_shipper_options o = options();
+    append(o.events_path, event_line(1) + "\n" + event_line(2) + "\n");
+    std::ofstream(o.cursor_path) << "not a cursor\n";
+    event_shipper s(o);
+    ASSERT_TRUE(eventually([&] { return s.state().shipped == 2; })) << s.status().dump();
+    bool said = false;
+    for (const std::string& l : s.take_log_lines())
+        said = said || l.find(o.cursor_path + ": not a cursor") != std::string::npos;
+    EXPECT_TRUE(said);
+    EXPECT_EQ(rows(), 2u);
+}
+
 TEST_F(EventShipper, RetentionDropsOldPartitionsOnly) {
     pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
     ensure_event_tables(pg);
@@ -373,6 +386,12 @@ TEST(EventLogFollow, LinesWithTheirOffsetsAcrossARotation) {
     const follow_result next = follow_log(path, one.end, 1, 1 << 20);
     ASSERT_EQ(next.lines.size(), 1u);
     EXPECT_EQ(next.lines[0].text, "{\"b\":2}");
+    // A copy (another inode) is the same file: its lines keep their keys.
+    fs::copy_file(path + ".1", dir + "/copy.jsonl");
+    fs::remove(path + ".1");
+    const follow_result copied = follow_log(dir + "/copy.jsonl", std::nullopt, 10, 1 << 20);
+    ASSERT_FALSE(copied.lines.empty());
+    EXPECT_EQ(copied.lines[0].file_id, first_id);
     fs::remove_all(dir);
 }
 
