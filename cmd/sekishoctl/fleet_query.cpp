@@ -14,6 +14,7 @@
 
 #include "cmd/sekishoctl/human_output.h"
 #include "control/api/untrusted_text.h"
+#include "control/observe/event_types.h"
 #include "control/utc_time.h"
 
 namespace sekisho::ctl {
@@ -75,6 +76,11 @@ int events(PGconn* pg, const command_request& rq) {
             throw usage_error("-n '" + escape_unprintable(*v) + "': a number of events, at most 9999999");
         n = std::stoull(*v);
     }
+    // A type that matches nothing would look like a quiet fleet: refused before asking. The
+    // shipper's placeholders (unparsable, refused) are types too.
+    if (const std::string* t = flag(rq, "--type"); t && !is_event_type(*t) && *t != "unparsable" && *t != "refused")
+        throw usage_error("--type '" + escape_unprintable(*t) + "' is not an event type (" + event_type_list() +
+                          ", unparsable, refused)");
     if (const std::string* a = flag(rq, "--address")) {
         // An address or a prefix; PostgreSQL's inet checks the rest.
         const std::string host = a->substr(0, a->find('/'));

@@ -182,6 +182,16 @@ out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events --address "$N
 [ "$(printf '%s\n' "$out" | grep -c "^$gateway .*op25b_block .*$NETLAB_SUB_V4_DYN")" = 3 ] &&
   pass "sekishoctl --fleet events --address -n 3: three lines naming the gateway" ||
   { fail "sekishoctl --fleet events --address -n 3"; echo "$out" | head -n 5 | sed 's/^/    /'; }
+out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events --type bogus 2>&1)"
+rc=$?
+[ "$rc" = 2 ] && echo "$out" | grep -q "'bogus' is not an event type" && pass "--fleet events --type bogus is a usage error" ||
+  fail "--fleet events --type bogus: exit $rc: $(echo "$out" | head -n 1)"
+chmod 0644 "$FLEET_DIR/desk.conninfo"
+out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events 2>&1)"
+rc=$?
+[ "$rc" = 2 ] && echo "$out" | grep -q "readable or writable by others" && pass "a conninfo file readable by others is refused" ||
+  fail "a conninfo file readable by others: exit $rc: $(echo "$out" | head -n 1)"
+chmod 0640 "$FLEET_DIR/desk.conninfo"
 out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/gateway.conninfo.missing" events 2>&1)"
 rc=$?
 [ "$rc" = 2 ] && echo "$out" | grep -q "gateway.conninfo.missing" && pass "a missing conninfo file is a usage error naming it" ||
