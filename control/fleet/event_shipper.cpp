@@ -369,6 +369,7 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
                             ") VALUES ($1, $2, $3, timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5, "
                             "$6::inet, $7, $8::jsonb) ON CONFLICT DO NOTHING";
     uint64_t inserted = 0;
+    std::vector<std::string> refusals;   // logged and counted once committed (a lost link retries the batch)
     pg.exec("BEGIN", "begin a batch line by line");
     try {
         for (prepared_line& l : lines) {
@@ -395,10 +396,9 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
                 l.account.reset();
                 l.line = json{{"refused", first_line(e.what())}, {"file", l.file_name}, {"offset", l.offset}}.dump(
                     -1, ' ', false, json::error_handler_t::replace);
-                log("fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
-                    ": PostgreSQL refused the line (" + first_line(e.what()) + "): shipped as type \"refused\"");
-                std::lock_guard<std::mutex> g(mu_);
-                ++state_.refused;
+                refusals.push_back("fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
+                                   ": PostgreSQL refused the line (" + first_line(e.what()) +
+                                   "): shipped as type \"refused\"");
             }
             pg.exec("SAVEPOINT line", "savepoint");
             try {
@@ -407,13 +407,16 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
             } catch (const pg_error& e) {
                 if (e.connection_lost()) throw;
                 pg.exec("ROLLBACK TO SAVEPOINT line", "roll back a refused line");
-                log("fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
-                    ": PostgreSQL refused even its placeholder (" + first_line(e.what()) + "): skipped");
+                refusals.back() = "fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
+                                  ": PostgreSQL refused the line and its placeholder (" + first_line(e.what()) +
+                                  "): skipped";
             }
         }
         pg.exec("COMMIT", "commit a batch line by line");
+        for (const std::string& r : refusals) log(r);
         std::lock_guard<std::mutex> g(mu_);
         state_.inserted += inserted;
+        state_.refused += refusals.size();
     } catch (...) {
         if (pg.ok()) PQclear(PQexec(pg.raw(), "ROLLBACK"));
         throw;
