@@ -67,6 +67,12 @@ metric() { # NAME-WITH-LABELS: its value, "" when absent
   netlab_exec_gw curl -sf "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null | awk -v n="$1" '$1 == n { print $2 }'
 }
 link_up='sekisho_fleet_link_up{store="postgres",concern="events"}'
+# verdict DESCRIPTION FAILURE COMMAND...: pass DESCRIPTION when COMMAND succeeds, else fail FAILURE.
+verdict() {
+  local ok="$1" ko="$2"
+  shift 2
+  if "$@"; then pass "$ok"; else fail "$ko"; fi
+}
 # Attempts to the MX on port 25 from the dynamic subscriber: each must fail fast (OP25B's reset).
 attempts() { # COUNT
   local i t0 blocked=0
@@ -97,14 +103,15 @@ e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-1.log" "fleet: events: PostgreSQL link
 
 # 1. Shipping while everything is up.
 n="$(attempts 8)"
-[ "$n" = 8 ] && pass "8 attempts to MX:25 blocked fast" || fail "only $n of 8 attempts blocked fast"
+verdict "8 attempts to MX:25 blocked fast" "only $n of 8 attempts blocked fast" [ "$n" = 8 ]
 wait_until 20 "the first events are rows in PostgreSQL ($(lines) lines)" rows_equal_lines
-[ "$(metric "$link_up")" = 1 ] && pass "link_up 1 while PostgreSQL is up" || fail "link_up '$(metric "$link_up")'"
+up="$(metric "$link_up")"
+verdict "link_up 1 while PostgreSQL is up" "link_up '$up' while PostgreSQL is up" [ "$up" = 1 ]
 
 # 2. PostgreSQL killed mid-run: enforcement goes on, the event log keeps the lines.
 fleet_kill_postgres
 n="$(attempts 8)"
-[ "$n" = 8 ] && pass "with PostgreSQL dead, 8 more attempts blocked fast" || fail "only $n of 8 blocked fast with PostgreSQL dead"
+verdict "with PostgreSQL dead, 8 more attempts blocked fast" "only $n of 8 blocked fast with PostgreSQL dead" [ "$n" = 8 ]
 link_down() { [ "$(metric "$link_up")" = 0 ]; }
 wait_until 15 "link_up 0 while PostgreSQL is dead" link_down
 # Measured at each reconnect attempt (backoff 100 ms doubling to 5 s) from the event log alone.
@@ -122,15 +129,16 @@ wait_until 15 "link_up 1 and backlog 0 again" link_back
 # 4. The gateway killed -9 and restarted: it goes on from its cursor.
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
-[ -f "$TMP/state/fleet/events.cursor" ] && pass "the cursor is on disk" || fail "no $TMP/state/fleet/events.cursor"
+verdict "the cursor is on disk" "no $TMP/state/fleet/events.cursor" [ -f "$TMP/state/fleet/events.cursor" ]
 start_daemon
 n="$(attempts 6)"
-[ "$n" = 6 ] && pass "after kill -9 and restart, 6 attempts blocked fast" || fail "only $n of 6 blocked after the restart"
+verdict "after kill -9 and restart, 6 attempts blocked fast" "only $n of 6 blocked after the restart" [ "$n" = 6 ]
 wait_until 30 "after sekishod's kill -9 and restart the rows equal the lines ($(lines))" rows_equal_lines
 shipped="$(metric sekisho_fleet_events_shipped_total)"
-[ -n "$shipped" ] && [ "$shipped" -lt "$(lines)" ] &&
-  pass "the restarted gateway shipped only what came after its cursor ($shipped of $(lines) lines)" ||
-  fail "the restarted gateway shipped '$shipped' lines of $(lines): not from its cursor"
+total="$(lines)"
+from_cursor() { [ -n "$shipped" ] && [ "$shipped" -lt "$total" ]; }
+verdict "the restarted gateway shipped only what came after its cursor ($shipped of $total lines)" \
+  "the restarted gateway shipped '$shipped' lines of $total: not from its cursor" from_cursor
 
 # 5. Exactly once: the same keys, the same lines.
 /usr/bin/python3 - "$events" >"$TMP/keys-file.txt" <<'PY'
@@ -170,31 +178,30 @@ else
   fail "rows and lines differ in content"
 fi
 op25b="$(grep -c '"type":"op25b_block"' "$events")"
-[ "$op25b" -ge 22 ] && pass "$op25b op25b_block lines in the event log" || fail "only $op25b op25b_block lines"
+verdict "$op25b op25b_block lines in the event log" "only $op25b op25b_block lines" [ "$op25b" -ge 22 ]
 
 # The desk asks PostgreSQL (its own role: SELECT on events, granted by the schema's owner).
 fleet_psql "GRANT SELECT ON events TO sekisho_desk" >/dev/null
-out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" --json events --type op25b_block -n 100000 2>&1)"
+fleet_ctl() { out="$(timeout 30 "$ctl" --fleet "$@" 2>&1)"; rc=$?; }
+fleet_ctl "$FLEET_DIR/desk.conninfo" --json events --type op25b_block -n 100000
 got="$(printf '%s\n' "$out" | grep -c "\"gateway\":\"$gateway\"")"
-[ "$got" = "$op25b" ] && pass "sekishoctl --fleet events --type op25b_block --json: all $got" ||
-  { fail "sekishoctl --fleet events: $got of $op25b"; echo "$out" | head -n 5 | sed 's/^/    /'; }
-out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events --address "$NETLAB_SUB_V4_DYN" -n 3 2>&1)"
-[ "$(printf '%s\n' "$out" | grep -c "^$gateway .*op25b_block .*$NETLAB_SUB_V4_DYN")" = 3 ] &&
-  pass "sekishoctl --fleet events --address -n 3: three lines naming the gateway" ||
-  { fail "sekishoctl --fleet events --address -n 3"; echo "$out" | head -n 5 | sed 's/^/    /'; }
-out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events --type bogus 2>&1)"
-rc=$?
-[ "$rc" = 2 ] && echo "$out" | grep -q "'bogus' is not an event type" && pass "--fleet events --type bogus is a usage error" ||
-  fail "--fleet events --type bogus: exit $rc: $(echo "$out" | head -n 1)"
+verdict "sekishoctl --fleet events --type op25b_block --json: all $got" "sekishoctl --fleet events: $got of $op25b: $(echo "$out" | head -n 2)" \
+  [ "$got" = "$op25b" ]
+fleet_ctl "$FLEET_DIR/desk.conninfo" events --address "$NETLAB_SUB_V4_DYN" -n 3
+got="$(printf '%s\n' "$out" | grep -c "^$gateway .*op25b_block .*$NETLAB_SUB_V4_DYN")"
+verdict "sekishoctl --fleet events --address -n 3: three lines naming the gateway" \
+  "sekishoctl --fleet events --address -n 3: $got lines: $(echo "$out" | head -n 2)" [ "$got" = 3 ]
+usage_error_says() { [ "$rc" = 2 ] && echo "$out" | grep -qF -- "$1"; }
+fleet_ctl "$FLEET_DIR/desk.conninfo" events --type bogus
+verdict "--fleet events --type bogus is a usage error" "--fleet events --type bogus: exit $rc: $(echo "$out" | head -n 1)" \
+  usage_error_says "'bogus' is not an event type"
 chmod 0644 "$FLEET_DIR/desk.conninfo"
-out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/desk.conninfo" events 2>&1)"
-rc=$?
-[ "$rc" = 2 ] && echo "$out" | grep -q "readable or writable by others" && pass "a conninfo file readable by others is refused" ||
-  fail "a conninfo file readable by others: exit $rc: $(echo "$out" | head -n 1)"
+fleet_ctl "$FLEET_DIR/desk.conninfo" events
+verdict "a conninfo file readable by others is refused" "a conninfo file readable by others: exit $rc: $(echo "$out" | head -n 1)" \
+  usage_error_says "readable or writable by others"
 chmod 0640 "$FLEET_DIR/desk.conninfo"
-out="$(timeout 30 "$ctl" --fleet "$FLEET_DIR/gateway.conninfo.missing" events 2>&1)"
-rc=$?
-[ "$rc" = 2 ] && echo "$out" | grep -q "gateway.conninfo.missing" && pass "a missing conninfo file is a usage error naming it" ||
-  fail "missing conninfo file: exit $rc: $out"
+fleet_ctl "$FLEET_DIR/gateway.conninfo.missing" events
+verdict "a missing conninfo file is a usage error naming it" "missing conninfo file: exit $rc: $out" \
+  usage_error_says "gateway.conninfo.missing"
 
 e2e_end
