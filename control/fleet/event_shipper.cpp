@@ -73,6 +73,95 @@ bool valid_address(const std::string& a) {
     return !a.empty() && (inet_pton(AF_INET, a.c_str(), buf) == 1 || inet_pton(AF_INET6, a.c_str(), buf) == 1);
 }
 
+// What the shipper takes from a line besides the line itself: the top-level
+// fields it puts into columns (the last of a repeated key wins, as in a
+// parsed object).
+struct line_fields {
+    std::optional<std::string> type, subscriber, src, account;
+    uint64_t first_ns = 0, time_ns = 0;
+};
+
+// Checks that `text` is one JSON object and takes its fields in one pass,
+// without building the object (SAX: the shipper's cost per line is this parse).
+class line_fields_reader : public nlohmann::json_sax<json> {
+public:
+    explicit line_fields_reader(line_fields& f) : f_(f) {}
+    bool null() override { return value(); }
+    bool boolean(bool) override { return value(); }
+    bool number_integer(number_integer_t) override { return value(); }
+    bool number_unsigned(number_unsigned_t v) override {
+        if (!value()) return false;
+        if (depth_ == 1 && key_ == "first_ns") f_.first_ns = v;
+        else if (depth_ == 1 && key_ == "time_ns") f_.time_ns = v;
+        return true;
+    }
+    bool number_float(number_float_t, const string_t&) override { return value(); }
+    bool string(string_t& v) override {
+        if (!value()) return false;
+        if (depth_ == 1) {
+            if (key_ == "type") f_.type = std::move(v);
+            else if (key_ == "subscriber") f_.subscriber = std::move(v);
+            else if (key_ == "src") f_.src = std::move(v);
+            else if (key_ == "account") f_.account = std::move(v);
+        }
+        return true;
+    }
+    bool binary(binary_t&) override { return value(); }
+    bool start_object(std::size_t) override {
+        if (depth_ == 0) {
+            if (objects_++ > 0) return false;   // one object, not two
+        } else {
+            value();
+        }
+        ++depth_;
+        return true;
+    }
+    bool key(string_t& k) override {
+        if (depth_ == 1) key_ = k;
+        return true;
+    }
+    bool end_object() override {
+        --depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override {
+        if (depth_ == 0) return false;   // an array is not an event
+        value();
+        ++depth_;
+        return true;
+    }
+    bool end_array() override {
+        --depth_;
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+    bool whole() const { return objects_ == 1 && depth_ == 0; }
+
+private:
+    // A value at the top level is not an object: refused. A value of another
+    // type under a key the shipper reads clears what that key said before.
+    bool value() {
+        if (depth_ == 0) return false;
+        if (depth_ == 1) {
+            if (key_ == "type") f_.type.reset();
+            else if (key_ == "subscriber") f_.subscriber.reset();
+            else if (key_ == "src") f_.src.reset();
+            else if (key_ == "account") f_.account.reset();
+            else if (key_ == "first_ns") f_.first_ns = 0;
+            else if (key_ == "time_ns") f_.time_ns = 0;
+        }
+        return true;
+    }
+    line_fields& f_;
+    int depth_ = 0, objects_ = 0;
+    std::string key_;
+};
+
+bool read_line_fields(const std::string& text, line_fields& f) {
+    line_fields_reader r(f);
+    return json::sax_parse(text, &r) && r.whole();
+}
+
 const char* const insert_columns = "gateway, file_id, line_offset, time, type, address, account, line";
 
 }  // namespace
@@ -259,15 +348,13 @@ std::vector<event_shipper::prepared_line> event_shipper::prepare(const follow_re
         p.offset = l.offset;
         p.file_name = l.file_name;
         uint64_t t = 0;
-        const json e = json::parse(l.text, nullptr, false);
-        if (e.is_object()) {
-            p.type = e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : "unknown";
-            for (const char* k : {"first_ns", "time_ns"})
-                if (t == 0 && e.contains(k) && e[k].is_number_unsigned()) t = e[k].get<uint64_t>();
-            for (const char* k : {"subscriber", "src"})
-                if (p.address.empty() && e.contains(k) && e[k].is_string() && valid_address(e[k].get<std::string>()))
-                    p.address = e[k].get<std::string>();
-            if (e.contains("account") && e["account"].is_string()) p.account = e["account"].get<std::string>();
+        line_fields f;
+        if (read_line_fields(l.text, f)) {
+            p.type = f.type ? *f.type : "unknown";
+            t = f.first_ns ? f.first_ns : f.time_ns;
+            if (f.subscriber && valid_address(*f.subscriber)) p.address = *f.subscriber;
+            else if (f.src && valid_address(*f.src)) p.address = *f.src;
+            p.account = f.account;
             p.line = l.text;
         } else {
             p.type = "unparsable";

@@ -141,6 +141,34 @@ TEST_F(EventShipper, EveryLineBecomesOneRowWithItsColumns) {
     EXPECT_EQ(p->offset, fs::file_size(o.events_path));
 }
 
+TEST_F(EventShipper, ColumnsComeFromTheTopLevelOnly) {
+    const event_shipper_options o = options();
+    const uint64_t now_ns = static_cast<uint64_t>(std::time(nullptr)) * 1'000'000'000ull;
+    const std::string t = std::to_string(now_ns);
+    append(o.events_path,
+           // account null, an address only inside a nested object, a repeated type (the last wins)
+           R"({"type":"x","account":null,"detail":{"src":"192.0.2.1","account":"inner"},"time_ns":)" + t +
+               R"(,"type":"limit_exceeded","subscriber":"not-an-address","src":"2001:db8::7"})" + "\n" +
+               // first_ns before time_ns; an array under account
+               R"({"first_ns":)" + std::to_string(now_ns - 5'000'000'000ull) + R"(,"time_ns":)" + t +
+               R"(,"account":["a"],"subscriber":"198.51.100.7"})" + "\n" +
+               // a top-level array and two objects on one line are not events
+               "[1,2]\n{} {}\n");
+    event_shipper s(o);
+    ASSERT_TRUE(eventually([&] { return s.state().shipped == 4; })) << s.status().dump();
+    const std::string g = "gateway = '" + gateway_ + "'";
+    EXPECT_EQ(number("SELECT count(*) FROM events WHERE " + g +
+                     " AND line_offset = 0 AND type = 'limit_exceeded' AND account IS NULL AND address = "
+                     "inet '2001:db8::7'"),
+              1u);
+    EXPECT_EQ(number("SELECT count(*) FROM events WHERE " + g +
+                     " AND type = 'unknown' AND account IS NULL AND address = inet '198.51.100.7' AND "
+                     "extract(epoch FROM time)::bigint = " + std::to_string(now_ns / 1'000'000'000ull - 5)),
+              1u);
+    EXPECT_EQ(number("SELECT count(*) FROM events WHERE " + g + " AND type = 'unparsable'"), 2u);
+    EXPECT_EQ(s.state().unparsable, 2u);
+}
+
 TEST_F(EventShipper, TheSameBatchSentTwiceInsertsNothingTwice) {
     const event_shipper_options o = options();
     std::string text;
