@@ -398,7 +398,8 @@ void event_shipper::ensure_partitions(pg_connection& pg, const std::vector<prepa
     }
 }
 
-void event_shipper::ship(pg_connection& pg, const std::vector<prepared_line>& lines) {
+void event_shipper::ship(pg_connection& pg, const std::vector<prepared_line>& lines,
+                         const std::function<void()>& while_inserting) {
     pg.exec("BEGIN", "begin a batch");
     try {
         pg_result started(PQexec(pg.raw(), "COPY events_stage FROM STDIN"));
@@ -436,12 +437,21 @@ void event_shipper::ship(pg_connection& pg, const std::vector<prepared_line>& li
             pg_result owned(r);
             pg.check(r, "copy a batch");
         }
-        pg_result ins = pg.exec_params(std::string("INSERT INTO events (") + insert_columns +
-                                           ") SELECT $1, file_id, line_offset, "
-                                           "timestamptz 'epoch' + time_us * interval '1 microsecond', type, address, "
-                                           "account, line FROM events_stage ON CONFLICT DO NOTHING",
-                                       {opt_.gateway}, "insert a batch");
-        const uint64_t inserted = std::strtoull(PQcmdTuples(ins.get()), nullptr, 10);
+        // Sent without waiting: the caller reads the next batch while PostgreSQL inserts this one.
+        const std::string insert = std::string("INSERT INTO events (") + insert_columns +
+                                   ") SELECT $1, file_id, line_offset, "
+                                   "timestamptz 'epoch' + time_us * interval '1 microsecond', type, address, "
+                                   "account, line FROM events_stage ON CONFLICT DO NOTHING";
+        const char* gateway = opt_.gateway.c_str();
+        if (PQsendQueryParams(pg.raw(), insert.c_str(), 1, nullptr, &gateway, nullptr, nullptr, 0) != 1)
+            throw pg_error(std::string("postgres: insert a batch: ") + PQerrorMessage(pg.raw()), !pg.ok());
+        if (while_inserting) while_inserting();
+        uint64_t inserted = 0;
+        for (PGresult* r; (r = PQgetResult(pg.raw())) != nullptr;) {
+            pg_result owned(r);
+            pg.check(r, "insert a batch");
+            inserted += std::strtoull(PQcmdTuples(r), nullptr, 10);
+        }
         pg.exec("COMMIT", "commit a batch");
         std::lock_guard<std::mutex> g(mu_);
         state_.inserted += inserted;
@@ -515,6 +525,7 @@ void event_shipper::run() {
     uint64_t backoff = opt_.backoff_min_ns;
     bool was_up = false, said_down = false;
     int64_t last_probe = 0;
+    std::optional<std::pair<follow_result, std::vector<prepared_line>>> ahead;
     auto link_down = [&](const std::string& why) {
         pg.reset();
         partitions_.clear();
@@ -575,7 +586,15 @@ void event_shipper::run() {
                 partitions_.clear();
                 maintained_day_ = day_of(now);
             }
-            const follow_result batch = follow_log(opt_.events_path, cursor_.position, opt_.batch_lines, opt_.batch_bytes);
+            follow_result batch;
+            std::vector<prepared_line> lines;
+            if (ahead) {   // read while PostgreSQL inserted the batch before
+                batch = std::move(ahead->first);
+                lines = std::move(ahead->second);
+                ahead.reset();
+            } else {
+                batch = follow_log(opt_.events_path, cursor_.position, opt_.batch_lines, opt_.batch_bytes);
+            }
             if (batch.gap) {
                 log("fleet: events: the event log rotated past the cursor " +
                     (cursor_.position ? cursor_.position->to_string() : std::string()) +
@@ -604,7 +623,7 @@ void event_shipper::run() {
                 if (!wait_for(opt_.sync_interval_ns)) return;
                 continue;
             }
-            std::vector<prepared_line> lines = prepare(batch, cursor_.last_time_ns);
+            if (lines.empty()) lines = prepare(batch, cursor_.last_time_ns);
             int64_t oldest = INT64_MAX;
             for (const prepared_line& l : lines) oldest = std::min(oldest, l.time_us);
             {
@@ -613,9 +632,18 @@ void event_shipper::run() {
                 state_.lag_seconds = std::max(0.0, static_cast<double>(realtime_ns() / 1000) / 1e6 -
                                                        static_cast<double>(oldest) / 1e6);
             }
+            // A full batch: the next one is read and prepared while PostgreSQL inserts this one,
+            // from where this one ends (a read that finds a gap or nothing is left to the next turn).
+            auto read_ahead = [&] {
+                if (!batch.full) return;
+                follow_result next = follow_log(opt_.events_path, batch.end, opt_.batch_lines, opt_.batch_bytes);
+                if (next.gap || next.lines.empty()) return;
+                std::vector<prepared_line> p = prepare(next, static_cast<uint64_t>(lines.back().time_us) * 1000);
+                ahead.emplace(std::move(next), std::move(p));
+            };
             ensure_partitions(*pg, lines);
             try {
-                ship(*pg, lines);
+                ship(*pg, lines, read_ahead);
             } catch (const pg_error& e) {
                 if (e.connection_lost()) throw;
                 partitions_.clear();   // a partition dropped by another gateway's retention
@@ -647,6 +675,7 @@ void event_shipper::run() {
             }
             if (!more && !wait_for(opt_.sync_interval_ns)) return;
         } catch (const std::exception& e) {
+            ahead.reset();
             const auto* pe = dynamic_cast<const pg_error*>(&e);
             if (!pe) {
                 // Not the store's (memory, the file system): logged, retried after a pause; the thread lives on.

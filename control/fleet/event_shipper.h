@@ -38,6 +38,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -123,7 +124,9 @@ private:
     bool wait_for(uint64_t ns);   // false when stopping
     void save_cursor(const cursor_state& c);
     std::vector<prepared_line> prepare(const follow_result& batch, uint64_t last_time_ns);
-    void ship(pg_connection& pg, const std::vector<prepared_line>& lines);
+    // One transaction: COPY, INSERT ... SELECT (while_inserting runs while
+    // PostgreSQL works on it), COMMIT. Throws pg_error.
+    void ship(pg_connection& pg, const std::vector<prepared_line>& lines, const std::function<void()>& while_inserting);
     void ship_one_by_one(pg_connection& pg, std::vector<prepared_line>& lines);
     void ensure_partitions(pg_connection& pg, const std::vector<prepared_line>& lines);
     // While the link is down: the backlog and the lag from the log alone.
