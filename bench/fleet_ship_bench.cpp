@@ -14,8 +14,9 @@
 // shipper's time runs from its start (connect, schema, partitions) to the
 // last line shipped. Self-checks (exit 1 on failure): every line exactly one
 // row for each gateway name (count and distinct keys), the shipper's own
-// counters (shipped = lines, nothing unparsable or refused), and a second
-// shipper over the same file without a cursor inserts nothing.
+// counters (shipped = lines, nothing unparsable or refused), a second
+// shipper over the same file without a cursor inserts nothing, and the
+// batches are faster than the baseline.
 //
 // Needs SEKISHO_TEST_PG_CONNINFO (with_fleet_stores.sh sets it); the last line
 // of the output is a JSON object with "bench":"fleet_ship".
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
 
     const double ship_rate = static_cast<double>(lines) / ship_s;
     const double baseline_rate = static_cast<double>(baseline_lines) / baseline_s;
+    check(ship_rate > baseline_rate, "batches slower than one INSERT per line");
     std::printf("fleet ship bench: %llu lines shipped in %.3f s (%.0f lines/s); baseline %llu single-row INSERTs in "
                 "%.3f s (%.0f rows/s); ratio %.1f\n",
                 static_cast<unsigned long long>(lines), ship_s, ship_rate,
