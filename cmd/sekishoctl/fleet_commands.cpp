@@ -1,4 +1,5 @@
 #include "cmd/sekishoctl/fleet_commands.h"
+#include "cmd/sekishoctl/fleet_query.h"
 
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -159,12 +160,6 @@ private:
     PGconn* conn_ = nullptr;
 };
 
-std::string conninfo_file(const command_request& r) {
-    const std::string f = flag_value(r, "--fleet");
-    if (f.empty()) throw usage_error("fleet commands need --fleet CONNINFO_FILE (a libpq connection string in a file)");
-    return f;
-}
-
 // ------------------------------------------------------------------ reading the gateways
 
 struct gateway_row {
@@ -227,11 +222,11 @@ std::string health_text(const json& h) {
     return b;
 }
 
-int fleet_status(const command_request& r) {
+int fleet_status(const std::string& conninfo, const command_request& r) {
     check_flags(r, {"--stale"});
     if (r.words.size() != 2) throw usage_error("usage: sekishoctl --fleet FILE fleet status [--stale 10s]");
     const auto stale = parse_duration("--stale", flag_value(r, "--stale", "10s"));
-    store db(conninfo_file(r));
+    store db(conninfo);
     const std::vector<gateway_row> rows = read_gateways(db, "", stale);
     if (r.as_json) {
         json out = json::array();
@@ -312,7 +307,7 @@ uint64_t push(store& db, const std::string& text, const std::string& group, cons
     }
 }
 
-int fleet_push(const command_request& r) {
+int fleet_push(const std::string& conninfo, const command_request& r) {
     check_flags(r, {"--group", "--author"});
     if (r.words.size() != 4 || !has_flag(r, "--group"))
         throw usage_error("usage: sekishoctl --fleet FILE fleet policy push FILE --group GROUP [--author NAME]");
@@ -320,7 +315,7 @@ int fleet_push(const command_request& r) {
     check_group("--group", group);
     const std::string text = read_policy(r.words[3]);
     const std::string author = author_of(r);
-    store db(conninfo_file(r));
+    store db(conninfo);
     const uint64_t v = push(db, text, group, author);
     if (r.as_json) std::cout << json{{"version", v}, {"group", group}}.dump() << "\n";
     else std::cout << "version " << v << " desired for group " << group
@@ -417,7 +412,7 @@ void watch_canary(store& db, const rollout_options& o, uint64_t version, const s
     }
 }
 
-int fleet_rollout(const command_request& r) {
+int fleet_rollout(const std::string& conninfo, const command_request& r) {
     check_flags(r, {"--canary", "--then", "--watch", "--timeout", "--stale", "--max-increase", "--max-blocked-increase",
                     "--author"});
     if (r.words.size() != 3 || !has_flag(r, "--canary") || !has_flag(r, "--then"))
@@ -438,7 +433,7 @@ int fleet_rollout(const command_request& r) {
         o.max_blocked_increase = parse_count("--max-blocked-increase", flag_value(r, "--max-blocked-increase"));
     const std::string text = read_policy(r.words[2]);
     const std::string author = author_of(r);
-    store db(conninfo_file(r));
+    store db(conninfo);
     const uint64_t canary_version = push(db, text, o.canary, author);
     say("version " + std::to_string(canary_version) + " desired for canary group " + o.canary);
     try {
@@ -467,11 +462,13 @@ int fleet_rollout(const command_request& r) {
 
 }  // namespace
 
-int run_fleet_command(const command_request& r) {
+int run_fleet_command(const std::string& conninfo, const command_request& r) {
+    if (r.words[0] == "events") return run_fleet_events(conninfo, r);
+    if (r.words[0] != "fleet") throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet and events");
     try {
-        if (r.words.size() >= 2 && r.words[1] == "status") return fleet_status(r);
-        if (r.words.size() >= 3 && r.words[1] == "policy" && r.words[2] == "push") return fleet_push(r);
-        if (r.words.size() >= 2 && r.words[1] == "rollout") return fleet_rollout(r);
+        if (r.words.size() >= 2 && r.words[1] == "status") return fleet_status(conninfo, r);
+        if (r.words.size() >= 3 && r.words[1] == "policy" && r.words[2] == "push") return fleet_push(conninfo, r);
+        if (r.words.size() >= 2 && r.words[1] == "rollout") return fleet_rollout(conninfo, r);
     } catch (const store_error& e) {
         std::cerr << "sekishoctl: " << e.what() << "\n";
         return 1;

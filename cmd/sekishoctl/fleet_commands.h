@@ -23,8 +23,10 @@
 
 namespace sekisho::ctl {
 
-// Runs `request` (words[0] == "fleet"); returns the exit code. Throws
-// usage_error for words or flags the command does not take.
-int run_fleet_command(const command_request& request);
+// Runs `request` (words[0] "fleet", or "events": fleet_query.h) against the
+// fleet's PostgreSQL reached with the connection string in `conninfo_file`
+// (--fleet); returns the exit code. Throws usage_error for words or flags the
+// command does not take.
+int run_fleet_command(const std::string& conninfo_file, const command_request& request);
 
 }  // namespace sekisho::ctl

@@ -18,6 +18,7 @@
 #include "cmd/sekishoctl/api_client.h"
 #include "cmd/sekishoctl/commands.h"
 #include "cmd/sekishoctl/fleet_commands.h"
+#include "cmd/sekishoctl/fleet_query.h"
 #include "control/api/untrusted_text.h"
 #include "control/build_version.h"
 
@@ -55,6 +56,8 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
   fleet rollout FILE --canary G --then G2 [--watch 30s] [--timeout 60s] [--max-increase 10]
                 [--max-blocked-increase N] push to G, wait for its gateways, watch their errors
                 and drops; halt (exit 4) when they jump, else push to G2
+  events [--type T] [--address A[/LEN]] [--account A] [--gateway G] [--since TIME] [--until TIME] [-n N]
+                                           every gateway's events, newest N (50)
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised
@@ -64,6 +67,7 @@ struct command_line {
     bool help = false;
     bool version = false;
     api_client client;
+    std::string fleet;   // --fleet CONNINFO_FILE: ask the fleet's PostgreSQL instead
     command_request request;
 };
 
@@ -95,6 +99,8 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.client.url = value();
         } else if (a == "--token-file") {
             token_file = value();
+        } else if (a == "--fleet") {
+            c.fleet = value();
         } else if (a == "--cacert") {
             c.client.cacert = value();
         } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create") {
@@ -134,7 +140,8 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (c.request.words.empty()) throw usage_error("a command is required");
-        if (c.request.words[0] == "fleet") return run_fleet_command(c.request);
+        if (!c.fleet.empty()) return run_fleet_command(c.fleet, c.request);
+        if (c.request.words[0] == "fleet") throw usage_error("fleet commands need --fleet CONNINFO_FILE (docs/fleet.md)");
         curl_global_init(CURL_GLOBAL_DEFAULT);
         return run_command(c.client, c.request);
     } catch (const usage_error& e) {

@@ -1,11 +1,6 @@
 #include "control/api/event_queries.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -18,6 +13,7 @@
 
 #include "control/api/api_request.h"
 #include "control/identity/binding_history.h"
+#include "control/observe/event_log_follow.h"
 #include "control/utc_time.h"
 
 namespace sekisho {
@@ -153,73 +149,6 @@ bool subscriber_in(const std::string& address, const events_query& q) {
     const auto a = parse_prefix(address, why);
     return a && p->contains(*a);
 }
-
-// A file of the event log opened for reading: its inode and size at open.
-struct log_file {
-    int fd = -1;
-    uint64_t inode = 0, size = 0;
-    explicit log_file(const std::string& path) {
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        struct stat st {};
-        if (fd >= 0 && ::fstat(fd, &st) == 0) {
-            inode = static_cast<uint64_t>(st.st_ino);
-            size = static_cast<uint64_t>(st.st_size);
-        } else if (fd >= 0) {
-            ::close(fd);
-            fd = -1;
-        }
-    }
-    ~log_file() {
-        if (fd >= 0) ::close(fd);
-    }
-    log_file(const log_file&) = delete;
-    log_file& operator=(const log_file&) = delete;
-    bool open() const { return fd >= 0; }
-};
-
-// Hands each whole line of `f` from `offset` on to `take` until it returns
-// false (that line is not taken), and returns the offset after the last line
-// taken. A last line without its newline is being written: not handed over,
-// not passed.
-uint64_t read_lines(const log_file& f, uint64_t offset, const std::function<bool(const std::string&)>& take) {
-    std::string pending;
-    char buf[65536];
-    uint64_t consumed = offset;   // up to the end of the last line handed over
-    uint64_t at = offset;
-    for (;;) {
-        const ssize_t n = ::pread(f.fd, buf, sizeof buf, static_cast<off_t>(at));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return consumed;
-        at += static_cast<uint64_t>(n);
-        size_t from = 0;
-        for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
-            if (buf[i] != '\n') continue;
-            pending.append(buf + from, i - from);
-            from = i + 1;
-            if (!pending.empty() && !take(pending)) return consumed;   // that line is left for the next reader
-            consumed += pending.size() + 1;
-            pending.clear();
-        }
-        pending.append(buf + from, static_cast<size_t>(n) - from);
-    }
-}
-
-// FNV-1a of the (at most) 64 bytes before `offset`: the check of a position.
-uint64_t bytes_before(const log_file& f, uint64_t offset) {
-    char buf[64];
-    const uint64_t from = offset > sizeof buf ? offset - sizeof buf : 0;
-    const ssize_t n = f.open() ? ::pread(f.fd, buf, offset - from, static_cast<off_t>(from)) : -1;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (ssize_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 0x100000001b3ull;
-    return n == static_cast<ssize_t>(offset - from) ? h : 0;
-}
-
-// `f` is the file `p` was taken in, and still holds what was read up to it.
-bool holds(const log_file& f, const event_position& p) {
-    return f.open() && f.inode == p.file && p.offset <= f.size && bytes_before(f, p.offset) == p.check;
-}
-
-event_position position_in(const log_file& f, uint64_t offset) { return {f.inode, offset, bytes_before(f, offset)}; }
 
 }  // namespace
 

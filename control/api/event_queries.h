@@ -16,6 +16,7 @@
 #include <string>
 
 #include "control/api/api_server.h"
+#include "control/observe/event_log_follow.h"
 #include "control/policy/policy.h"
 
 namespace sekisho {
@@ -24,19 +25,8 @@ namespace sekisho {
 // oldest first (a line cut by a crash is skipped).
 void for_each_event(const std::string& path, const std::function<void(const std::string&, const nlohmann::json&)>& f);
 
-// A place in the event log: the file (its inode), the byte offset after the
-// last whole line read, and a check of the bytes just before it (an inode
-// number is reused once a rotated file is deleted: the check tells a new
-// file from the one read). Following the log by position, not by time_ns,
-// sees every line once even though lines are not in time order (a
-// `repeated` line is written when its window closes, after later events).
-// Text form "INODE:OFFSET:CHECK" (the API's `position` and `after`).
-struct event_position {
-    uint64_t file = 0, offset = 0, check = 0;
-    std::string to_string() const {
-        return std::to_string(file) + ":" + std::to_string(offset) + ":" + std::to_string(check);
-    }
-};
+// event_position: control/observe/event_log_follow.h (the reader events and
+// the fleet's event shipper share).
 
 struct events_query {
     uint64_t n = 50;                  // without `after`: the newest n matching, answered oldest first

@@ -11,6 +11,7 @@
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/operator_sync.h"
 #include "control/fleet/policy_sync.h"
+#include "control/fleet/event_shipper.h"
 #include "control/observe/metrics.h"
 #include "control/policy/policy.h"
 
@@ -45,6 +46,15 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         operator_sync_ = std::make_unique<operator_sync>(std::move(o), *context_.decisions, context_.plane->account_table());
     }
     if (!config_.postgres_conninfo_file.empty()) policy_ = std::make_unique<policy_sync>(config_, context_);
+    if (!config_.postgres_conninfo_file.empty() && !context_.events_path.empty() && context_.events_path != "-") {
+        event_shipper_options o;
+        o.gateway = config_.gateway;
+        o.conninfo_file = config_.postgres_conninfo_file;
+        o.events_path = context_.events_path;
+        o.cursor_path = spool + "/events.cursor";
+        o.sync_interval_ns = config_.sync_interval_ns;
+        events_ = std::make_unique<event_shipper>(std::move(o));
+    }
 }
 
 fleet_link::~fleet_link() = default;
@@ -61,6 +71,8 @@ void fleet_link::poll() {
     }
     if (operator_sync_) operator_sync_->poll();
     if (policy_) policy_->poll();
+    if (events_ && context_.log)
+        for (const std::string& line : events_->take_log_lines()) context_.log(line);
 }
 
 void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
@@ -82,6 +94,30 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
     }
     if (operator_sync_) operator_sync_->add_to_snapshot(snapshot);
     if (policy_) policy_->add_to_snapshot(snapshot);
+    if (events_) {
+        const event_shipper_state e = events_->state();
+        add_fleet_link_samples(snapshot.fleet, "postgres", "events", e.link_up, e.reconnects,
+                               static_cast<double>(e.last_sync));
+        snapshot.fleet.push_back({"sekisho_fleet_events_shipped_total",
+                                  "Event log lines shipped into the fleet's PostgreSQL (one row each).", true, {},
+                                  static_cast<double>(e.shipped)});
+        snapshot.fleet.push_back({"sekisho_fleet_events_bad_lines_total",
+                                  "Event log lines shipped as a placeholder row, by reason: unparsable (not a JSON "
+                                  "object), refused (PostgreSQL refused the line).",
+                                  true, {{"reason", "unparsable"}}, static_cast<double>(e.unparsable)});
+        snapshot.fleet.push_back({"sekisho_fleet_events_bad_lines_total", "", true, {{"reason", "refused"}},
+                                  static_cast<double>(e.refused)});
+        snapshot.fleet.push_back({"sekisho_fleet_events_gaps_total",
+                                  "Times the event log rotated past the shipper's cursor: lines lost before they were "
+                                  "shipped.",
+                                  true, {}, static_cast<double>(e.gaps)});
+        snapshot.fleet.push_back({"sekisho_fleet_events_backlog_bytes",
+                                  "Bytes of the event log not yet shipped into PostgreSQL.", false, {},
+                                  static_cast<double>(e.backlog_bytes)});
+        snapshot.fleet.push_back({"sekisho_fleet_events_lag_seconds",
+                                  "Now minus the time of the oldest event not yet shipped; 0 when none waits.", false,
+                                  {}, e.lag_seconds});
+    }
 }
 
 nlohmann::json fleet_link::status() const {
@@ -89,6 +125,7 @@ nlohmann::json fleet_link::status() const {
     if (campaign_) j["campaign"] = campaign_->status();
     if (operator_sync_) j["operator"] = operator_sync_->status();
     if (policy_) j["policy"] = policy_->status();
+    if (events_) j["events"] = events_->status();
     return j;
 }
 

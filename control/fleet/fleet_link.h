@@ -28,6 +28,7 @@ namespace sekisho {
 
 class campaign_sync;
 class control_api;
+class event_shipper;
 class data_plane;
 class operator_binding_table;
 class operator_state;
@@ -73,6 +74,7 @@ private:
     std::unique_ptr<campaign_sync> campaign_;   // Redis configured and a campaign table: fleet-wide campaigns
     std::unique_ptr<operator_sync> operator_sync_;   // suspensions (operator_sync.h); null without PostgreSQL
     std::unique_ptr<policy_sync> policy_;   // with postgres: policy versions and fleet status
+    std::unique_ptr<event_shipper> events_;   // with PostgreSQL and an event log file
 };
 
 }  // namespace sekisho
