@@ -47,6 +47,7 @@
 #include "dataplane/worker_counters.h"
 #include "tests/support/free_port.h"
 #include "tests/support/lab_policy.h"
+#include "tests/support/local_http.h"
 
 namespace sekisho {
 namespace {
@@ -64,44 +65,6 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
     const auto until = std::chrono::steady_clock::now() + limit;
     while (!condition() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
     return condition();
-}
-
-std::string http_get(int fd, const std::string& target) {
-    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string out;
-    char buf[4096];
-    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    close(fd);
-    const size_t end = out.find("\r\n\r\n");
-    return end == std::string::npos ? "" : out.substr(end + 4);
-}
-
-std::string unix_get(const std::string& path, const std::string& target) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(fd);
-        return "";
-    }
-    return http_get(fd, target);
-}
-
-std::string tcp_get(uint16_t port, const std::string& target) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(fd);
-        return "";
-    }
-    return http_get(fd, target);
 }
 
 // A data plane that applies generations and counts, forwarding nothing.
@@ -235,8 +198,8 @@ protected:
             return json::object();
         }
     }
-    json status() { return json::parse(unix_get(opt.api.unix_path, "/v1/status"), nullptr, false); }
-    std::string metrics() { return tcp_get(metrics_port, "/metrics"); }
+    json status() { return json::parse(test::body_of(test::unix_get(opt.api.unix_path, "/v1/status")), nullptr, false); }
+    std::string metrics() { return test::body_of(test::tcp_get(metrics_port, "/metrics")); }
     // The exporter's snapshot follows within a few control-thread turns.
     bool has_metric(const std::string& line) {
         return wait_for([&] { return metrics().find(line + "\n") != std::string::npos; });

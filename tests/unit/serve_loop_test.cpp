@@ -45,6 +45,7 @@
 #include "dataplane/worker_counters.h"
 #include "tests/support/free_port.h"
 #include "tests/support/lab_policy.h"
+#include "tests/support/local_http.h"
 
 namespace sekisho {
 namespace {
@@ -57,49 +58,6 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
     const auto until = std::chrono::steady_clock::now() + limit;
     while (!condition() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
     return condition();
-}
-
-// The whole answer to one HTTP/1.1 GET (Connection: close) on a connected socket.
-std::string http_get(int fd, const std::string& target) {
-    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string out;
-    char buf[4096];
-    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    close(fd);
-    return out;
-}
-
-std::string unix_get(const std::string& path, const std::string& target) {
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(fd);
-        return "";
-    }
-    return http_get(fd, target);
-}
-
-std::string tcp_get(uint16_t port, const std::string& target) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        close(fd);
-        return "";
-    }
-    return http_get(fd, target);
-}
-
-std::string body_of(const std::string& answer) {
-    const size_t end = answer.find("\r\n\r\n");
-    return end == std::string::npos ? "" : answer.substr(end + 4);
 }
 
 bool handler_is_default(int sig) {
@@ -253,7 +211,7 @@ TEST_F(serve_loop_test, serves_reloads_on_sighup_and_summarises_after_the_backen
     EXPECT_FALSE(handler_is_default(SIGHUP));
 
     // The API, served by the loop while it turns.
-    const json status = json::parse(body_of(unix_get(opt.api.unix_path, "/v1/status")));
+    const json status = json::parse(test::body_of(test::unix_get(opt.api.unix_path, "/v1/status")));
     EXPECT_EQ(status["backend"], "test");
     EXPECT_EQ(status["generation"], 1);
     EXPECT_EQ(status["workers"], 2);
@@ -271,12 +229,12 @@ TEST_F(serve_loop_test, serves_reloads_on_sighup_and_summarises_after_the_backen
     std::raise(SIGHUP);
     ASSERT_TRUE(wait_for([&] { return backend.plane_.audits.load() == 2; }));
     EXPECT_EQ(backend.plane_.generation(), 2u);
-    EXPECT_EQ(json::parse(body_of(unix_get(opt.api.unix_path, "/v1/status")))["generation"], 2);
+    EXPECT_EQ(json::parse(test::body_of(test::unix_get(opt.api.unix_path, "/v1/status")))["generation"], 2);
 
     // The metrics follow every ~200 ms: generation, the new limit, and what the backend adds.
     std::string metrics;
     EXPECT_TRUE(wait_for([&] {
-        metrics = tcp_get(metrics_port, "/metrics");
+        metrics = test::tcp_get(metrics_port, "/metrics");
         return metrics.find("\nsekisho_policy_generation 2\n") != std::string::npos;
     })) << metrics;
     EXPECT_NE(metrics.find("sekisho_limit_hits_total{limit=\"msgs\"} 0"), std::string::npos) << metrics;
