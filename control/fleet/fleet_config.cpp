@@ -29,20 +29,6 @@ bool name_ok(const std::string& s) {
     return true;
 }
 
-// Byte sizes as the spool limit writes them: 512MiB, 1GiB, 100000000.
-std::optional<uint64_t> parse_size(const std::string& text) {
-    size_t digits = 0;
-    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-    if (digits == 0 || digits > 15) return std::nullopt;
-    const uint64_t n = std::stoull(text.substr(0, digits));
-    const std::string unit = text.substr(digits);
-    if (unit.empty() || unit == "B") return n;
-    if (unit == "KiB") return n << 10;
-    if (unit == "MiB") return n << 20;
-    if (unit == "GiB") return n << 30;
-    return std::nullopt;
-}
-
 }  // namespace
 
 fleet_config read_fleet_config(const std::string& path) {
@@ -105,13 +91,8 @@ fleet_config read_fleet_config(const std::string& path) {
             if (!ns || *ns < 10'000'000 || *ns > 60'000'000'000)
                 fail(v, key, "a duration from 10ms to 60s, not '" + v.scalar() + "'");
             c.sync_interval_ns = *ns;
-        } else if (key == "spool_limit") {
-            const std::optional<uint64_t> bytes = parse_size(scalar(v, key));
-            if (!bytes || *bytes < (uint64_t{1} << 20))
-                fail(v, key, "a size of at least 1MiB (B, KiB, MiB, GiB), not '" + v.scalar() + "'");
-            c.spool_limit_bytes = *bytes;
         } else {
-            fail(k, key, "unknown key (gateway, group, postgres, redis, sync_interval, spool_limit)");
+            fail(k, key, "unknown key (gateway, group, postgres, redis, sync_interval)");
         }
     }
     if (c.gateway.empty()) throw fleet_config_error(path + ": gateway: missing (this gateway's name in the fleet)");

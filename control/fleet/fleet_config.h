@@ -14,7 +14,6 @@
 //     password_file: /etc/sekisho/fleet-redis.password     # optional
 //     tls_ca_file: /etc/sekisho/fleet-ca.pem               # optional: TLS to HOST:PORT
 //   sync_interval: 200ms           # how often deltas go out and fleet state comes back
-//   spool_limit: 1GiB              # local disk bound for what waits for a store
 //
 // Credentials live only in the files named here, never on the command line,
 // in the environment of child processes or in events: a credential file
@@ -47,7 +46,6 @@ struct fleet_config {
     std::string redis_password_file;     // empty: no AUTH
     std::string redis_tls_ca_file;       // empty: plain TCP or a Unix socket; else TLS verified against it
     uint64_t sync_interval_ns = 200'000'000;
-    uint64_t spool_limit_bytes = uint64_t{1} << 30;
 };
 
 // Reads and checks `path`. Throws fleet_config_error.

@@ -46,13 +46,12 @@ TEST_F(FleetConfig, ReadsEveryKey) {
     const fleet_config c = read_fleet_config(fleet("gateway: edge-1\ngroup: canary\npostgres:\n  conninfo_file: " + pg() +
                                                    "\nredis:\n  address: 127.0.0.1:6379\n  password_file: " +
                                                    (dir_ / "redis.password").string() +
-                                                   "\nsync_interval: 100ms\nspool_limit: 64MiB\n"));
+                                                   "\nsync_interval: 100ms\n"));
     EXPECT_EQ(c.gateway, "edge-1");
     EXPECT_EQ(c.group, "canary");
     EXPECT_EQ(c.postgres_conninfo_file, pg());
     EXPECT_EQ(c.redis_address, "127.0.0.1:6379");
     EXPECT_EQ(c.sync_interval_ns, 100'000'000u);
-    EXPECT_EQ(c.spool_limit_bytes, uint64_t{64} << 20);
     EXPECT_EQ(read_credential_file((dir_ / "redis.password").string(), "x"), "secret");
 }
 
@@ -79,7 +78,8 @@ TEST_F(FleetConfig, MistakesNameFileLineAndField) {
         {"no store", "gateway: g\n", "neither postgres nor redis"},
         {"short interval", "gateway: g\nredis:\n  address: h:1\nsync_interval: 1ms\n",
          file + ":4: sync_interval: a duration from 10ms to 60s"},
-        {"small spool", "gateway: g\nredis:\n  address: h:1\nspool_limit: 10KiB\n", file + ":4: spool_limit:"},
+        {"a key this build does not have", "gateway: g\nredis:\n  address: h:1\nspool_limit: 1GiB\n",
+         file + ":4: spool_limit: unknown key"},
         {"redis without address", "gateway: g\nredis:\n  password_file: /x\n", "redis.address: missing"},
         {"unknown postgres key", "gateway: g\npostgres:\n  host: x\n", file + ":3: postgres.host: unknown key"},
         {"syntax", "gateway: [\n", file + ":"},

@@ -159,7 +159,9 @@ TEST(limit_cell, clear_while_workers_count_loses_no_later_booking) {
                 if (window_add(c, t, window, UINT32_MAX).booked && was_cleared) after.fetch_add(1);
             }
         });
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // Clear once bookings are in the cell (a sleep is no promise on a loaded
+    // machine: the workers may not have started), while they go on.
+    while (window_count(c, t, window) < 1000) std::this_thread::yield();
     clear_cell(c);
     cleared.store(true, std::memory_order_release);
     for (auto& w : workers) w.join();
