@@ -5,6 +5,8 @@
 # Also checks the shipped alert rules with promtool; sekisho_build_info names the version
 # `sekishod --version` prints; a SIGHUP with an invalid policy file counts in
 # sekisho_policy_reload_failures_total and fires the SekishoPolicyReloadFailed alert.
+# The daemon runs in fleet mode (a real PostgreSQL and Redis, tests/fleet/fleet_stores.sh), so the
+# exposition holds the fleet families too and the SekishoFleet* rules are checked against them.
 #
 # Usage (root):  tests/e2e/metrics_e2e.sh PATH/TO/sekishod SOURCE_ROOT
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab cannot be built here (skip).
@@ -17,7 +19,22 @@ source "$here/netlab.sh"
 source "$here/e2e_common.sh"
 
 root="${2:-$here/../..}"
+# shellcheck source=SCRIPTDIR/../fleet/fleet_stores.sh
+source "$root/tests/fleet/fleet_stores.sh"
 e2e_begin metrics_e2e "${1:-${SEKISHOD:-}}" prometheus promtool curl swaks /usr/bin/python3
+fleet_stores_available || { echo "metrics_e2e: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
+# shellcheck disable=SC2317  # called from the EXIT trap
+_metrics_cleanup() {
+  local rc=$?
+  fleet_stores_cleanup
+  (exit "$rc")
+  _e2e_cleanup
+}
+trap _metrics_cleanup EXIT
+fleet_stores_begin "$TMP/fleet"
+fleet_start_postgres || abort "PostgreSQL did not start"
+fleet_start_redis || abort "redis-server did not start"
+fleet_write_config "$TMP/fleet.yaml" edge-metrics-1
 
 # The shipped alert rules are valid.
 if promtool check rules "$root/configs/prometheus/sekisho-alerts.yml" >"$TMP/rules.log" 2>&1; then
@@ -41,7 +58,7 @@ netlab_up --gateway || abort "lab setup failed"
 netlab_start_sinks || abort "sinks"
 metrics_port=9108
 e2e_start_sekishod "$NETLAB_LOGDIR/sekishod.log" --policy "$TMP/policy.yaml" \
-  --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port"
+  --events "$TMP/events.jsonl" --metrics "127.0.0.1:$metrics_port" --fleet "$TMP/fleet.yaml"
 
 # Traffic: one SMTP connection OP25B blocks, and pings.
 timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_MX_V4" --port 25 --timeout 5 \
