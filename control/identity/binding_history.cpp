@@ -11,7 +11,7 @@ namespace sekisho {
 
 namespace {
 
-constexpr int schema_version = 1;
+constexpr int schema_version = 2;
 
 constexpr const char* schema_sql = R"(
 CREATE TABLE IF NOT EXISTS sessions (
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   nas_identifier TEXT    NOT NULL,
   start_time     INTEGER NOT NULL,
   stop_time      INTEGER,
-  stop_cause     TEXT
+  stop_cause     TEXT,
+  change_seq     INTEGER
 );
 -- who_held / held_between: one address's history, by time.
 CREATE INDEX IF NOT EXISTS sessions_by_address ON sessions (prefix, prefix_length, start_time);
@@ -37,6 +38,23 @@ CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions (nas) WHERE stop_time IS NULL;
 -- purge: closed rows by age.
 CREATE INDEX IF NOT EXISTS sessions_closed_by_stop ON sessions (stop_time) WHERE stop_time IS NOT NULL;
+-- The change sequence: every insert and every update of a row takes the
+-- next number of history_changes, in the same transaction, so a reader
+-- (the fleet's binding shipper) follows the changes by number. The counter
+-- lives apart from the rows so that it never goes back when rows are purged.
+CREATE TABLE IF NOT EXISTS history_changes (n INTEGER NOT NULL);
+INSERT INTO history_changes (n) SELECT COALESCE(MAX(id), 0) FROM sessions
+  WHERE NOT EXISTS (SELECT 1 FROM history_changes);
+CREATE INDEX IF NOT EXISTS sessions_by_change ON sessions (change_seq);
+CREATE TRIGGER IF NOT EXISTS sessions_changed_on_insert AFTER INSERT ON sessions BEGIN
+  UPDATE history_changes SET n = n + 1;
+  UPDATE sessions SET change_seq = (SELECT n FROM history_changes) WHERE id = NEW.id;
+END;
+CREATE TRIGGER IF NOT EXISTS sessions_changed_on_update
+  AFTER UPDATE OF account, session_id, nas, nas_identifier, start_time, stop_time, stop_cause ON sessions BEGIN
+  UPDATE history_changes SET n = n + 1;
+  UPDATE sessions SET change_seq = (SELECT n FROM history_changes) WHERE id = NEW.id;
+END;
 -- The prefix lengths in use per family: who_held probes only these.
 CREATE TABLE IF NOT EXISTS prefix_lengths (
   family        INTEGER NOT NULL,
@@ -79,6 +97,10 @@ struct binding_history::impl {
         return *stmts.back();
     }
     void prepare_all();
+    // A history of schema version 1 gains the change_seq column (each row
+    // numbered by its id: every row counts as changed once); the schema then
+    // adds the counter, index and triggers.
+    void add_change_sequence();
 
     // The decisions of binding_history::apply, appended to `changes`.
     void apply_one(const binding_update& u, std::vector<binding_change>& changes);
@@ -135,6 +157,7 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
             // keep more of the index in memory (measured by bench/limits_bench).
             exec("set the checkpoint threshold (PRAGMA wal_autocheckpoint)", "PRAGMA wal_autocheckpoint=20000");
             exec("set the page cache (PRAGMA cache_size)", "PRAGMA cache_size=-131072");
+            add_change_sequence();
             create_sqlite_schema<binding_history_error>(db, path, schema_sql, schema_version);
         }
         prepare_all();
@@ -142,6 +165,27 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
         stmts.clear();
         sqlite3_close_v2(db);
         db = nullptr;
+        throw;
+    }
+}
+
+void binding_history::impl::add_change_sequence() {
+    bool has_table = false, has_column = false;
+    {
+        statement columns(db, path, "read the sessions columns (PRAGMA table_info)", "PRAGMA table_info(sessions)");
+        while (columns.step()) {
+            has_table = true;
+            if (columns.column_text(1) == "change_seq") has_column = true;
+        }
+    }
+    if (!has_table || has_column) return;
+    exec("add the change sequence (BEGIN)", "BEGIN IMMEDIATE");
+    try {
+        exec("add the change sequence (ALTER TABLE sessions)", "ALTER TABLE sessions ADD COLUMN change_seq INTEGER");
+        exec("number the rows (UPDATE sessions SET change_seq)", "UPDATE sessions SET change_seq = id");
+        exec("add the change sequence (COMMIT)", "COMMIT");
+    } catch (...) {
+        rollback_quietly();
         throw;
     }
 }

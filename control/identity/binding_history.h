@@ -20,7 +20,7 @@
 // NAS was already answered for. That is the accepted price of not fsyncing
 // once per RADIUS packet (synchronous=FULL: one fsync per update).
 //
-// Schema (user_version 1), read by tests/radius/radclient_test.py and by
+// Schema (user_version 2), read by tests/radius/radclient_test.py and by
 // anyone with the sqlite3 shell:
 //
 //   sessions(id INTEGER PRIMARY KEY,
@@ -30,7 +30,18 @@
 //            account TEXT, session_id TEXT, nas TEXT, nas_identifier TEXT,
 //            start_time INTEGER,       -- Unix seconds
 //            stop_time INTEGER,        -- Unix seconds, NULL while the session is open
-//            stop_cause TEXT)          -- stop | accounting-on | accounting-off | superseded
+//            stop_cause TEXT,          -- stop | accounting-on | accounting-off | superseded
+//            change_seq INTEGER)       -- the number of the row's last change (below)
+//   history_changes(n INTEGER)         -- one row: the last change number given
+//
+// Every insert and every update of a row's fields takes the next change
+// number, by triggers in the same transaction as the change: a reader that
+// remembers the highest number it has seen (the fleet's binding shipper,
+// control/fleet/binding_shipper.h) finds every row changed since by
+// `change_seq > N`, and, SQLite having one writer, never sees a number
+// committed before a lower one. Purged rows are not changes: they go
+// without a number. A version 1 history is upgraded when opened for writing
+// (each existing row numbered by its id).
 //
 // One row per (session, address): a session with an IPv4 address and a
 // delegated IPv6 prefix has two rows. A binding is active at T when

@@ -617,11 +617,15 @@ TEST_F(history_test, wal_and_schema) {
         return v;
     };
     EXPECT_EQ(one("PRAGMA journal_mode"), "wal");
-    EXPECT_EQ(one("PRAGMA user_version"), "1");
+    EXPECT_EQ(one("PRAGMA user_version"), "2");
     EXPECT_EQ(one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'index' "
                   "AND name LIKE 'sessions_%' ORDER BY name)"),
-              "sessions_by_address,sessions_by_session,sessions_closed_by_stop,sessions_open_by_address,"
-              "sessions_open_by_nas");
+              "sessions_by_address,sessions_by_change,sessions_by_session,sessions_closed_by_stop,"
+              "sessions_open_by_address,sessions_open_by_nas");
+    // Every change numbered, by triggers: the fleet's binding shipper follows the numbers.
+    EXPECT_EQ(one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                  "ORDER BY name)"),
+              "sessions_changed_on_insert,sessions_changed_on_update");
     // Each query uses its index.
     auto plan = [&](const char* sql) {
         sqlite3_stmt* st = nullptr;
@@ -668,6 +672,43 @@ TEST_F(history_test, purge_keeps_open_and_recent_sessions) {
     EXPECT_EQ(h.purge_older_than(std::chrono::hours(24), now), 1u);
     EXPECT_EQ(h.open_bindings().size(), 1u);
     EXPECT_EQ(default_history_retention, std::chrono::hours(24 * 90));
+}
+
+// The change numbers the fleet's binding shipper follows: every insert and
+// every update takes the next one; a retransmission changes nothing and takes
+// none; a purge of the newest-numbered row does not set the counter back.
+TEST_F(history_test, every_change_takes_the_next_change_number) {
+    binding_history h(db);
+    auto numbers = [&] {
+        sqlite3* raw = nullptr;
+        sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(raw,
+                           "SELECT group_concat(session_id || '=' || change_seq, ',') FROM (SELECT session_id, "
+                           "change_seq FROM sessions ORDER BY id)",
+                           -1, &st, nullptr);
+        std::string v;
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            v = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(raw);
+        return v;
+    };
+    h.apply(update(binding_kind::start, "a", t0, "alice@example.jp", "198.51.100.1"));
+    h.apply(update(binding_kind::start, "b", t0 + 1, "bob@example.jp", "198.51.100.2"));
+    EXPECT_EQ(numbers(), "a=1,b=2");
+    h.apply(update(binding_kind::start, "a", t0, "alice@example.jp", "198.51.100.1"));   // retransmitted
+    EXPECT_EQ(numbers(), "a=1,b=2");
+    h.apply(update(binding_kind::stop, "a", t0 + 10, "alice@example.jp", "198.51.100.1"));
+    EXPECT_EQ(numbers(), "a=3,b=2");
+    // c supersedes b (b's Stop was lost): both change, in one transaction.
+    h.apply(update(binding_kind::start, "c", t0 + 20, "carol@example.jp", "198.51.100.2"));
+    EXPECT_EQ(numbers(), "a=3,b=4,c=5");
+    h.apply(update(binding_kind::stop, "c", t0 + 30, "carol@example.jp", "198.51.100.2"));
+    EXPECT_EQ(h.purge_older_than(std::chrono::seconds(0), t0 + 1000), 3u);
+    EXPECT_EQ(numbers(), "");
+    h.apply(update(binding_kind::start, "d", t0 + 2000, "dave@example.jp", "198.51.100.3"));
+    EXPECT_EQ(numbers(), "d=7");
 }
 
 TEST_F(history_test, batch_apply_is_one_transaction) {
@@ -720,7 +761,7 @@ TEST_F(history_test, errors_name_the_file_and_the_step) {
         ADD_FAILURE();
     } catch (const binding_history_error& e) {
         EXPECT_EQ(std::string(e.what()),
-                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (1)");
+                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (2)");
     }
 }
 
