@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -42,9 +43,13 @@ public:
             changed_ = std::make_unique<statement>(
                 db_, path_, "read the changed rows (SELECT FROM sessions BY change_seq)",
                 "SELECT id, family, prefix, prefix_length, account, session_id, nas, nas_identifier, start_time, "
-                "stop_time, stop_cause, change_seq FROM sessions WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2");
+                "stop_time, stop_cause, change_seq FROM sessions WHERE (change_seq, id) > (?1, ?2) "
+                "ORDER BY change_seq, id LIMIT ?3");
+            // Counted up to a bound: the count walks the index, and a long outage's backlog is
+            // reported as "at least" rather than paid for in full after every batch.
             backlog_ = std::make_unique<statement>(db_, path_, "count the changed rows (SELECT COUNT FROM sessions)",
-                                                   "SELECT COUNT(*) FROM sessions WHERE change_seq > ?1");
+                                                   "SELECT COUNT(*) FROM (SELECT 1 FROM sessions WHERE (change_seq, id) > "
+                                                   "(?1, ?2) LIMIT 1000000)");
             last_ = std::make_unique<statement>(db_, path_, "read the change counter (SELECT FROM history_changes)",
                                                 "SELECT MAX(n) FROM history_changes");
         } catch (...) {
@@ -65,10 +70,10 @@ public:
     history_reader& operator=(const history_reader&) = delete;
 
     template <typename Row>
-    std::vector<Row> changed_after(uint64_t cursor, size_t limit) {
+    std::vector<Row> changed_after(uint64_t seq, int64_t id, size_t limit) {
         std::vector<Row> out;
         statement& st = *changed_;
-        st.bind(1, static_cast<int64_t>(cursor)).bind(2, static_cast<int64_t>(limit));
+        st.bind(1, static_cast<int64_t>(seq)).bind(2, id).bind(3, static_cast<int64_t>(limit));
         try {
             while (st.step()) {
                 Row r;
@@ -96,12 +101,12 @@ public:
         st.reset();
         return out;
     }
-    uint64_t backlog(uint64_t cursor) { return one(*backlog_, static_cast<int64_t>(cursor)); }
-    uint64_t last_change() { return one(*last_, std::nullopt); }
+    uint64_t backlog(uint64_t seq, int64_t id) { return one(*backlog_, {static_cast<int64_t>(seq), id}); }
+    uint64_t last_change() { return one(*last_, {}); }
 
 private:
-    uint64_t one(statement& st, std::optional<int64_t> param) {
-        if (param) st.bind(1, *param);
+    uint64_t one(statement& st, std::vector<int64_t> params) {
+        for (size_t i = 0; i < params.size(); ++i) st.bind(static_cast<int>(i + 1), params[i]);
         uint64_t v = 0;
         try {
             if (st.step() && !st.column_null(0)) v = static_cast<uint64_t>(st.column_int(0));
@@ -196,17 +201,21 @@ binding_shipper::binding_shipper(binding_shipper_options options) : opt_(std::mo
     if (in) {
         std::string text;
         std::getline(in, text);
-        char* end = nullptr;
-        errno = 0;
-        const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
-        if (text.empty() || errno != 0 || end == nullptr || *end != '\0')
+        // "SEQ ID": the last history row shipped.
+        unsigned long long seq = 0;
+        long long id = 0;
+        char extra = 0;
+        if (std::sscanf(text.c_str(), "%llu %lld %c", &seq, &id, &extra) == 2 && id >= 0) {
+            cursor_ = seq;
+            cursor_id_ = id;
+        } else {
             log("fleet: bindings: " + opt_.cursor_path +
-                ": not a change number; shipping the history from its start (the rows already in PostgreSQL are not "
+                ": not \"CHANGE ID\"; shipping the history from its start (the rows already in PostgreSQL are not "
                 "changed twice)");
-        else
-            cursor_ = v;
+        }
     }
     state_.cursor = cursor_;
+    state_.cursor_id = cursor_id_;
     thread_ = std::thread([this] { run(); });
 }
 
@@ -228,7 +237,8 @@ nlohmann::json binding_shipper::status() const {
     const binding_shipper_state s = state();
     return {{"store", "postgres"},         {"link_up", s.link_up},       {"shipped", s.shipped},
             {"upserted", s.upserted},      {"batches", s.batches},       {"refused", s.refused},
-            {"backlog_rows", s.backlog_rows}, {"reconnects", s.reconnects}, {"cursor", s.cursor},
+            {"backlog_rows", s.backlog_rows}, {"reconnects", s.reconnects},
+            {"cursor", std::to_string(s.cursor) + " " + std::to_string(s.cursor_id)},
             {"last_sync", s.last_sync},    {"last_error", s.last_error}};
 }
 
@@ -264,9 +274,9 @@ bool binding_shipper::wait_for(uint64_t ns) {
     return !stop_;
 }
 
-void binding_shipper::save_cursor(uint64_t cursor) {
+void binding_shipper::save_cursor() {
     const std::string temp = opt_.cursor_path + ".tmp";
-    const std::string text = std::to_string(cursor) + "\n";
+    const std::string text = std::to_string(cursor_) + " " + std::to_string(cursor_id_) + "\n";
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     const int saved_errno = errno;
@@ -339,11 +349,15 @@ void binding_shipper::run() {
     std::unique_ptr<history_reader> history;
     uint64_t backoff = opt_.backoff_min_ns;
     bool was_up = false, said_down = false, said_history = false;
-    int64_t last_probe = 0;
-    auto set_backlog = [&] {
+    int64_t last_probe = 0, last_count = 0;
+    // At most once a second while shipping (each count walks the index); at once when asked.
+    auto set_backlog = [&](bool force) {
         if (!history) return;
+        const int64_t now = unix_now();
+        if (!force && now == last_count) return;
+        last_count = now;
         try {
-            const uint64_t b = history->backlog(cursor_);
+            const uint64_t b = history->backlog(cursor_, cursor_id_);
             std::lock_guard<std::mutex> g(mu_);
             state_.backlog_rows = b;
         } catch (const std::exception&) {
@@ -371,7 +385,8 @@ void binding_shipper::run() {
                         std::to_string(last) + ") is before the cursor (" + std::to_string(cursor_) +
                         "): a new history file; shipping it from its start");
                     cursor_ = 0;
-                    save_cursor(cursor_);
+                    cursor_id_ = 0;
+                    save_cursor();
                 }
                 said_history = false;
             } catch (const std::exception& e) {
@@ -386,7 +401,6 @@ void binding_shipper::run() {
                 continue;
             }
         }
-        set_backlog();
         if (!pg) {
             try {
                 pg = std::make_unique<pg_connection>(opt_.conninfo_file);
@@ -414,6 +428,7 @@ void binding_shipper::run() {
                         "); retrying, the binding history keeps the rows");
                 said_down = true;
                 was_up = false;
+                set_backlog(true);
                 if (!pause()) return;
                 continue;
             }
@@ -421,7 +436,7 @@ void binding_shipper::run() {
         try {
             std::vector<row> rows;
             try {
-                rows = history->changed_after<row>(cursor_, opt_.batch_rows);
+                rows = history->changed_after<row>(cursor_, cursor_id_, opt_.batch_rows);
             } catch (const binding_history_error& e) {
                 // The history, not the store: reopened at the next turn.
                 history.reset();
@@ -442,6 +457,7 @@ void binding_shipper::run() {
                 {
                     std::lock_guard<std::mutex> g(mu_);
                     state_.last_sync = now;
+                    state_.backlog_rows = 0;   // nothing after the cursor
                 }
                 if (!wait_for(opt_.sync_interval_ns)) return;
                 continue;
@@ -455,15 +471,17 @@ void binding_shipper::run() {
             }
             backoff = opt_.backoff_min_ns;
             cursor_ = rows.back().change_seq;
-            save_cursor(cursor_);
+            cursor_id_ = rows.back().id;
+            save_cursor();
             const bool more = rows.size() >= opt_.batch_rows;
-            set_backlog();
+            set_backlog(!more);
             {
                 std::lock_guard<std::mutex> g(mu_);
                 state_.shipped += rows.size();
                 state_.upserted += changed;
                 ++state_.batches;
                 state_.cursor = cursor_;
+                state_.cursor_id = cursor_id_;
                 state_.last_sync = unix_now();
                 state_.last_error.clear();
             }
@@ -481,6 +499,7 @@ void binding_shipper::run() {
                     "); retrying, the binding history keeps the rows");
                 said_down = true;
                 was_up = false;
+                set_backlog(true);
             } else {
                 log(std::string("fleet: bindings: ") + first_line(e.what()));
                 std::lock_guard<std::mutex> g(mu_);

@@ -4,12 +4,13 @@
 // whois and report answer across gateways (sekishoctl --fleet ... whois,
 // report; docs/fleet.md, "Who held an address, fleet-wide").
 //
-// The history is the queue: every insert and update of a history row takes
-// the next change number (change_seq) in the same SQLite transaction, and the
-// shipper follows the numbers from a durable cursor
-// (<state_dir>/fleet/bindings.cursor, the highest number shipped, written by
-// write + fsync + rename after the COMMIT only). A Stop that closes a row
-// after the row was shipped gives it a new number: the row is shipped again.
+// The history is the queue: every row a history transaction inserts or
+// updates carries that transaction's change number (change_seq), and the
+// shipper follows (change_seq, id) from a durable cursor
+// (<state_dir>/fleet/bindings.cursor, "CHANGE ID" of the last row shipped,
+// written by write + fsync + rename after the COMMIT only). A Stop that
+// closes a row after the row was shipped gives it a new number: the row is
+// shipped again.
 // While PostgreSQL is down the rows wait in the history; they go when it
 // returns (bounded by the history's own retention: rows purged before they
 // were shipped are not shipped; purges are not shipped either: PostgreSQL
@@ -64,16 +65,17 @@ struct binding_shipper_state {
     uint64_t upserted = 0;         // rows PostgreSQL inserted or changed (a replay changes none)
     uint64_t batches = 0;
     uint64_t refused = 0;          // rows PostgreSQL refused (logged, skipped)
-    uint64_t backlog_rows = 0;     // history rows changed after the cursor
+    uint64_t backlog_rows = 0;     // history rows changed after the cursor (counted up to 1,000,000)
     uint64_t reconnects = 0;
-    uint64_t cursor = 0;           // the highest change number shipped
+    uint64_t cursor = 0;           // the change number of the last row shipped
+    int64_t cursor_id = 0;         // and its history id
     int64_t last_sync = 0;         // Unix seconds of the last COMMIT or empty check with the link up
     std::string last_error;        // PostgreSQL's or the history's last message (never the connection string)
 };
 
 class binding_shipper {
 public:
-    // Reads the cursor (missing: 0, every row is shipped; unreadable: 0,
+    // Reads the cursor (missing: from the start, every row is shipped; unreadable: the same,
     // logged: the upsert makes the rows already there no-ops) and starts the
     // thread. A history file not there yet is waited for.
     explicit binding_shipper(binding_shipper_options options);
@@ -94,13 +96,14 @@ private:
     void run();
     void log(const std::string& line);
     bool wait_for(uint64_t ns);   // false when stopping
-    void save_cursor(uint64_t cursor);
+    void save_cursor();
     // One transaction; returns the rows PostgreSQL changed. Throws pg_error.
     uint64_t ship(pg_connection& pg, const std::vector<row>& rows);
     uint64_t ship_one_by_one(pg_connection& pg, const std::vector<row>& rows);
 
     binding_shipper_options opt_;
-    uint64_t cursor_ = 0;   // the thread's
+    uint64_t cursor_ = 0;      // the thread's: the last row shipped, (change_seq, id)
+    int64_t cursor_id_ = 0;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

@@ -38,23 +38,15 @@ CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions (nas) WHERE stop_time IS NULL;
 -- purge: closed rows by age.
 CREATE INDEX IF NOT EXISTS sessions_closed_by_stop ON sessions (stop_time) WHERE stop_time IS NOT NULL;
--- The change sequence: every insert and every update of a row takes the
--- next number of history_changes, in the same transaction, so a reader
--- (the fleet's binding shipper) follows the changes by number. The counter
--- lives apart from the rows so that it never goes back when rows are purged.
+-- The change sequence: each write transaction takes the next number of
+-- history_changes, and every row it inserts or updates carries that number
+-- in change_seq, so a reader (the fleet's binding shipper) follows the
+-- changes by (change_seq, id). The counter lives apart from the rows so that
+-- it never goes back when rows are purged.
 CREATE TABLE IF NOT EXISTS history_changes (n INTEGER NOT NULL);
 INSERT INTO history_changes (n) SELECT COALESCE(MAX(id), 0) FROM sessions
   WHERE NOT EXISTS (SELECT 1 FROM history_changes);
-CREATE INDEX IF NOT EXISTS sessions_by_change ON sessions (change_seq);
-CREATE TRIGGER IF NOT EXISTS sessions_changed_on_insert AFTER INSERT ON sessions BEGIN
-  UPDATE history_changes SET n = n + 1;
-  UPDATE sessions SET change_seq = (SELECT n FROM history_changes) WHERE id = NEW.id;
-END;
-CREATE TRIGGER IF NOT EXISTS sessions_changed_on_update
-  AFTER UPDATE OF account, session_id, nas, nas_identifier, start_time, stop_time, stop_cause ON sessions BEGIN
-  UPDATE history_changes SET n = n + 1;
-  UPDATE sessions SET change_seq = (SELECT n FROM history_changes) WHERE id = NEW.id;
-END;
+CREATE INDEX IF NOT EXISTS sessions_by_change ON sessions (change_seq, id);
 -- The prefix lengths in use per family: who_held probes only these.
 CREATE TABLE IF NOT EXISTS prefix_lengths (
   family        INTEGER NOT NULL,
@@ -145,6 +137,21 @@ struct binding_history::impl {
     statement* open_rows = nullptr;
     statement* open_inside = nullptr;
     statement* purge = nullptr;
+    statement* next_change = nullptr;
+    // The number of the write transaction in progress (begin_changes()).
+    int64_t change = 0;
+    // After BEGIN: takes the transaction's change number.
+    void begin_changes() {
+        auto& st = *next_change;
+        try {
+            if (!st.step()) throw binding_history_error(path + ": number the changes: history_changes has no row");
+            change = st.column_int(0);
+        } catch (...) {
+            st.reset();
+            throw;
+        }
+        st.reset();
+    }
 };
 
 binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
@@ -203,20 +210,20 @@ void binding_history::impl::prepare_all() {
                                 "SELECT MIN(start_time) FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
                                 "AND stop_time IS NULL AND start_time > ?3");
     supersede = &prepare("close the address's previous session (UPDATE sessions superseded)",
-                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded' "
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded', change_seq = ?4 "
                          "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL "
                          "RETURNING id, family, prefix, prefix_length, account");
     insert = &prepare("record a session (INSERT INTO sessions)",
                       "INSERT INTO sessions (family, prefix, prefix_length, account, session_id, nas, nas_identifier, "
-                      "start_time, stop_time, stop_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+                      "start_time, stop_time, stop_cause, change_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     note_length = &prepare("record the prefix length (INSERT INTO prefix_lengths)",
                            "INSERT OR IGNORE INTO prefix_lengths (family, prefix_length) VALUES (?1, ?2)");
     close_session = &prepare("close the session (UPDATE sessions stop)",
-                             "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop' "
+                             "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop', change_seq = ?4 "
                              "WHERE nas = ?1 AND session_id = ?2 AND stop_time IS NULL "
                              "RETURNING id, family, prefix, prefix_length, account");
     close_nas = &prepare("close the NAS's sessions (UPDATE sessions accounting-on/off)",
-                         "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3 "
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3, change_seq = ?4 "
                          "WHERE nas = ?1 AND stop_time IS NULL AND start_time <= ?2 "
                          "RETURNING id, family, prefix, prefix_length, account");
     lengths = &prepare("list prefix lengths (SELECT FROM prefix_lengths)",
@@ -238,6 +245,8 @@ void binding_history::impl::prepare_all() {
                                           "LIMIT ?5";
     open_inside = &prepare("list open sessions inside a prefix (SELECT FROM sessions BY prefix range)",
                            inside_sql.c_str());
+    next_change = &prepare("number the changes (UPDATE history_changes)",
+                           "UPDATE history_changes SET n = n + 1 RETURNING n");
     purge = &prepare("purge old sessions (DELETE FROM sessions)",
                      "DELETE FROM sessions WHERE stop_time IS NOT NULL AND stop_time < ?1");
 }
@@ -257,6 +266,7 @@ void binding_history::impl::insert_row(const binding_update& u, const ip_prefix&
     st.bind(4, u.account).bind(5, u.session_id).bind(6, u.nas()).bind(7, u.nas_identifier).bind(8, start);
     if (stop) st.bind(9, std::max(*stop, start)).bind(10, cause);
     else st.bind_null(9).bind_null(10);
+    st.bind(11, change);
     st.run();
     note_length->bind(1, int64_t{a.family}).bind(2, int64_t{a.length}).run();
 }
@@ -307,7 +317,7 @@ void binding_history::impl::open_or_record(const binding_update& u, const ip_pre
 
     // The previous holder's Stop was lost: it ended when this one began.
     std::vector<binding_change> superseded;
-    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin).bind(4, change);
     closed_rows_to_unbinds(*supersede, superseded);
     insert_row(u, a, begin, std::nullopt, nullptr);
     if (!u.account.empty()) changes.push_back({binding_change::action::bind, a, u.account});
@@ -328,7 +338,7 @@ void binding_history::impl::apply_one(const binding_update& u, std::vector<bindi
             break;
         }
         case binding_kind::stop: {
-            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t);
+            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t).bind(4, change);
             closed_rows_to_unbinds(*close_session, changes);
             const int64_t start = u.session_time ? t - static_cast<int64_t>(*u.session_time) : t;
             for (const auto& raw : u.addresses()) {
@@ -339,7 +349,7 @@ void binding_history::impl::apply_one(const binding_update& u, std::vector<bindi
         }
         case binding_kind::accounting_on:
         case binding_kind::accounting_off:
-            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind));
+            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind)).bind(4, change);
             closed_rows_to_unbinds(*close_nas, changes);
             break;
     }
@@ -387,6 +397,7 @@ std::vector<binding_change> binding_history::apply(std::span<const binding_updat
     m.begin->run();
     std::vector<binding_change> changes;
     try {
+        m.begin_changes();
         for (const auto& u : updates) m.apply_one(u, changes);
         m.commit->run();
     } catch (...) {
@@ -400,6 +411,12 @@ void binding_history::begin() {
     impl& m = *impl_;
     m.check_writable("begin");
     m.begin->run();
+    try {
+        m.begin_changes();
+    } catch (...) {
+        m.rollback_quietly();
+        throw;
+    }
 }
 
 std::vector<binding_change> binding_history::apply_in_savepoint(const binding_update& update) {

@@ -285,12 +285,11 @@ TEST_F(BindingShipper, AVersionOneHistoryIsUpgradedAndShippedWhole) {
         h.apply(radius(binding_kind::start, "s1", "alice", 7, 1'800'000'000));
         h.apply(radius(binding_kind::start, "s2", "bob", 8, 1'800'000'000));
     }
-    // Back to what a version 1 history was: no change_seq, no counter, no triggers.
+    // Back to what a version 1 history was: no change_seq, no counter.
     {
         sqlite3* db = nullptr;
         ASSERT_EQ(sqlite3_open(o.history_path.c_str(), &db), SQLITE_OK);
         ASSERT_EQ(sqlite3_exec(db,
-                               "DROP TRIGGER sessions_changed_on_insert; DROP TRIGGER sessions_changed_on_update;"
                                "DROP INDEX sessions_by_change; DROP TABLE history_changes;"
                                "ALTER TABLE sessions DROP COLUMN change_seq; PRAGMA user_version = 1;",
                                nullptr, nullptr, nullptr),
