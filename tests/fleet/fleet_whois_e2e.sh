@@ -10,7 +10,9 @@
 #   - `report` attributes each event to alice@gateway-a, nobody@gateway-a or bob@gateway-c exactly
 #     as the event logs' own times and the RADIUS times say (counted from the events files), and
 #     gateway A's own report (its control API) attributes A's events the same way, same columns;
-#   - the metrics: sekisho_fleet_link_up{store="postgres",concern="bindings"} 1, backlog 0.
+#   - the metrics: sekisho_fleet_link_up{store="postgres",concern="bindings"} 1, backlog 0;
+#   - C killed -9 and restarted goes on from its cursor: bob's Stop, after the restart, closes his
+#     row and is the only row C ships again (not carol's, shipped before the kill).
 #
 # Usage (root):  tests/fleet/fleet_whois_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
@@ -277,6 +279,39 @@ for l in a c; do
   [ -n "$shipped" ] && [ "$shipped" -ge 1 ] && pass "$l: sekisho_fleet_bindings_shipped_total $shipped" ||
     fail "$l: sekisho_fleet_bindings_shipped_total '$shipped'"
 done
+
+# C killed -9 and restarted: it goes on from its cursor (bob's Start is not sent again), and bob's
+# Stop, learned after the restart, closes his row.
+lab_use c
+# Another row on C first (carol, another address), shipped before the kill: a restart that
+# ignored its cursor would ship it again.
+acct "Acct-Status-Type = Start, User-Name = \"carol@example.jp\", Acct-Session-Id = \"s-carol\", Framed-IP-Address = 198.51.100.9, NAS-IP-Address = 192.0.2.1, Event-Timestamp = $(date +%s)" ||
+  fail "RADIUS Start of carol on c not answered"
+three_rows() { [ "$(fleet_psql "SELECT count(*) FROM bindings" 2>/dev/null)" = 3 ]; }
+wait_until 20 "carol's binding on C shipped" three_rows
+kill -9 "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+[ -f "$TMP/state-c/fleet/bindings.cursor" ] && pass "C: the bindings cursor is on disk" || fail "C: no bindings cursor"
+start_gateway c
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: bindings: PostgreSQL link up" 20 "sekishod c restarted"
+t_bob_stop=$(date +%s)
+radius Stop bob@example.jp s-bob "$t_bob_stop"
+bob_closed() {
+  [ "$(fleet_psql "SELECT coalesce(closed_by, 'open') || ' ' || coalesce(extract(epoch FROM stop)::bigint::text, '-') FROM bindings WHERE gateway = 'gateway-c' AND account = 'bob@example.jp'" 2>/dev/null)" = "stop $t_bob_stop" ]
+}
+wait_until 20 "after C's kill -9 and restart, bob's Stop closes his row" bob_closed
+# The metrics are refreshed each second: wait for the count, then check it stays.
+shipped_one() { [ "$(metric sekisho_fleet_bindings_shipped_total)" = 1 ]; }
+wait_until 10 "the restarted C counts one row shipped" shipped_one
+sleep 1.5
+shipped="$(metric sekisho_fleet_bindings_shipped_total)"
+[ "$shipped" = 1 ] && pass "the restarted C shipped only bob's Stop (shipped_total 1): from its cursor" ||
+  fail "the restarted C shipped '$shipped' rows: not from its cursor"
+[ "$(fleet_psql "SELECT count(*) FROM bindings")" = 3 ] && pass "still three rows in bindings" ||
+  fail "bindings: $(fleet_psql "SELECT gateway, history_id, account FROM bindings")"
+fleet_ctl whois "$addr" --at "$t2"
+[ "$rc" = 0 ] && echo "$out" | grep -q "held by bob@example.jp on gateway gateway-c .* to .*($t_bob_stop) (stop)" &&
+  pass "whois --at T2 after bob's Stop: bob on gateway-c until his Stop" || fail "whois --at T2 after the Stop: exit $rc: $out"
 
 lab_use c
 e2e_stop_sekishod
