@@ -8,15 +8,21 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
+#include <unistd.h>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
+#include <sys/wait.h>
 #include <thread>
 
 #include "control/fleet/binding_shipper.h"
+#include "control/fleet/event_shipper.h"
 #include "control/fleet/fleet_link.h"
 #include "control/fleet/pg_connection.h"
 #include "control/identity/binding_history.h"
@@ -347,6 +353,140 @@ TEST_F(BindingShipper, FleetLinkShowsTheShipperInMetricsAndStatus) {
     EXPECT_NE(text.find("sekisho_fleet_bindings_backlog_rows 0"), std::string::npos) << text;
     EXPECT_NE(text.find(R"(sekisho_fleet_last_sync_timestamp_seconds{store="postgres",concern="bindings"} )"),
               std::string::npos);
+}
+
+// The desk's queries over rows written here (no gateway): the attribution
+// rules one by one. sekishoctl is the real binary ($SEKISHOCTL, else next to
+// this test in the build tree).
+class FleetDeskQueries : public BindingShipper {
+protected:
+    static constexpr int64_t base = 1'800'000'000;   // 2027-01-15T08:00:00Z: no other test writes events then
+
+    std::string ctl() const {
+        if (!env("SEKISHOCTL").empty()) return env("SEKISHOCTL");
+        char self[4096] = {};
+        const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+        return fs::path(std::string(self, n > 0 ? static_cast<size_t>(n) : 0)).parent_path().parent_path() /
+               "cmd/sekishoctl/sekishoctl";
+    }
+    // Runs sekishoctl --fleet with ARGS; its standard output and exit code.
+    std::pair<std::string, int> run(const std::string& args) const {
+        const std::string cmd = ctl() + " --fleet " + env("SEKISHO_TEST_PG_CONNINFO") + " " + args + " 2>&1";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        std::string out;
+        std::array<char, 4096> buf{};
+        for (size_t n; p && (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+        const int status = p ? ::pclose(p) : -1;
+        return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+    }
+    void binding(const std::string& gw, int64_t id, const std::string& prefix, const std::string& account,
+                 int64_t start, std::optional<int64_t> stop) {
+        pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
+        pg.exec_params("INSERT INTO bindings (gateway, history_id, prefix, account, session_id, nas, nas_identifier, "
+                       "start, stop, closed_by, change_seq) VALUES ($1, $2, $3, $4, 's', 'nas', '', to_timestamp($5), "
+                       "to_timestamp(nullif($6, '')::bigint), CASE WHEN $6 = '' THEN NULL ELSE 'stop' END, 1)",
+                       {gw, std::to_string(id), prefix, account, std::to_string(base + start),
+                        stop ? std::to_string(base + *stop) : ""},
+                       "insert a binding");
+    }
+    void event(const std::string& gw, int64_t offset, const std::string& type, const std::string& address,
+               int64_t at, const std::string& stamped = "", const std::string& extra = "") {
+        pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
+        const std::string line = R"({"type":")" + type + R"(","src":")" + address + R"(","time_ns":)" +
+                                 std::to_string(base + at) + "000000000" + extra + "}";
+        pg.exec_params("INSERT INTO events (gateway, file_id, line_offset, time, type, address, account, line) VALUES "
+                       "($1, 1, $2, to_timestamp($3), $4, $5, nullif($6, ''), $7::jsonb)",
+                       {gw, std::to_string(offset), std::to_string(base + at), type, address, stamped, line},
+                       "insert an event");
+    }
+    void SetUp() override {
+        BindingShipper::SetUp();
+        if (IsSkipped()) return;
+        pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
+        pg.exec("SET client_min_messages = warning", "quiet");
+        ensure_binding_tables(pg);
+        ensure_event_tables(pg);
+        ensure_event_partition(pg, base);
+        const std::string x = gateway_ + "-x", y = gateway_ + "-y";
+        // 10.9.0.1 on x: alice until 2000, bob from 2000 (a handover in one second); on y (the same
+        // private address behind another edge) dave from 1000. A delegated IPv6 /56 to carol on x.
+        binding(x, 1, "10.9.0.1/32", "alice", 1000, 2000);
+        binding(x, 2, "10.9.0.1/32", "bob", 2000, std::nullopt);
+        binding(x, 3, "2001:db8:5::/56", "carol", 1000, std::nullopt);
+        binding(y, 1, "10.9.0.1/32", "dave", 1000, std::nullopt);
+        event(x, 0, "op25b_block", "10.9.0.1", 500);                 // nobody held it
+        event(x, 1, "op25b_block", "10.9.0.1", 1500);                // alice
+        event(x, 2, "op25b_block", "10.9.0.1", 2000);                // the handover's second: bob (the newer)
+        event(x, 3, "limit_exceeded", "10.9.0.1", 2500, "", R"(,"count":3)");   // bob, three
+        event(x, 4, "mail_session", "10.9.0.1", 2600, "", R"(,"messages":4)");  // bob's messages, no offence
+        event(x, 5, "op25b_block", "2001:db8:5:0:1::2", 1500);       // carol's /56
+        event(x, 6, "op25b_block", "10.9.0.77", 1500, "static-acct"); // no history row: the stamped account
+        event(x, 7, "api_change", "10.9.0.1", 1500);                 // nobody's event
+        event(y, 0, "op25b_block", "10.9.0.1", 1500);                // dave, on y
+    }
+};
+
+TEST_F(FleetDeskQueries, ReportAttributesEachEventToItsHolderOnItsGatewayAtItsSecond) {
+    const auto [out, rc] = run("--json report --since " + std::to_string(base) + " --until " + std::to_string(base + 3000));
+    ASSERT_EQ(rc, 0) << out;
+    const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << out;
+    std::set<std::string> got;
+    for (const auto& s : j["sources"])
+        if (s["gateway"].get<std::string>().rfind(gateway_, 0) == 0)
+            got.insert(s["gateway"].get<std::string>().substr(gateway_.size()) + " " +
+                       s["source_address"].get<std::string>() + " " +
+                       (s["account"].is_null() ? std::string("-") : s["account"].get<std::string>()) + " " +
+                       std::to_string(s["events"].get<uint64_t>()) + " " + std::to_string(s["messages"].get<uint64_t>()) +
+                       " " + std::to_string(s["first_seen"].get<int64_t>() - base) + ".." +
+                       std::to_string(s["last_seen"].get<int64_t>() - base));
+    const std::set<std::string> want = {
+        "-x 10.9.0.1 - 1 0 500..500",           "-x 10.9.0.1 alice 1 0 1500..1500",
+        "-x 10.9.0.1 bob 4 4 2000..2500",       "-x 2001:db8:5:0:1::2 carol 1 0 1500..1500",
+        "-x 10.9.0.77 static-acct 1 0 1500..1500", "-y 10.9.0.1 dave 1 0 1500..1500"};
+    EXPECT_EQ(got, want) << out;
+    // CSV: the gateway's own columns, then the gateway.
+    const auto [csv, rc2] = run("report --since " + std::to_string(base) + " --until " + std::to_string(base + 3000));
+    ASSERT_EQ(rc2, 0) << csv;
+    EXPECT_EQ(csv.substr(0, csv.find('\n')),
+              "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen,"
+              "first_seen_utc,last_seen_utc,gateway");
+    EXPECT_NE(csv.find("10.9.0.1,bob,4,1,3,0,4," + std::to_string(base + 2000) + "," + std::to_string(base + 2500) +
+                       ",2027-01-15T08:33:20Z,2027-01-15T08:41:40Z," + gateway_ + "-x\n"),
+              std::string::npos)
+        << csv;
+    // --until before the handover: bob's events are out of the period.
+    const auto [early, rc3] = run("--json report --since " + std::to_string(base) + " --until " + std::to_string(base + 1999));
+    ASSERT_EQ(rc3, 0);
+    EXPECT_EQ(early.find("\"bob\""), std::string::npos) << early;
+}
+
+TEST_F(FleetDeskQueries, WhoisNamesEveryGatewaysHolderAtTheSecond) {
+    auto holders = [&](const std::string& address, int64_t at) {
+        const auto [out, rc] = run("--json whois " + address + " --at " + std::to_string(base + at));
+        std::string h = std::to_string(rc);
+        const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+        if (j.is_object())
+            for (const auto& x : j["held_by"])
+                if (x["gateway"].get<std::string>().rfind(gateway_, 0) == 0)
+                    h += " " + x["account"].get<std::string>() + x["gateway"].get<std::string>().substr(gateway_.size());
+        return h;
+    };
+    EXPECT_EQ(holders("10.9.0.1", 1500), "0 alice-x dave-y");
+    EXPECT_EQ(holders("10.9.0.1", 2000), "0 alice-x dave-y bob-x");   // both ends included (by start), as the gateway's whois
+    EXPECT_EQ(holders("10.9.0.1", 500), "3");
+    EXPECT_EQ(holders("2001:db8:5:0:1::2", 1500), "0 carol-x");
+    EXPECT_EQ(holders("2001:db8:5::/64", 1500), "0 carol-x");         // a prefix inside the /56
+    EXPECT_EQ(holders("2001:db8:6::1", 1500), "3");
+    const auto [text, rc] = run("whois 10.9.0.1 --at " + std::to_string(base + 1500));
+    EXPECT_EQ(rc, 0);
+    EXPECT_NE(text.find("10.9.0.1/32 held by alice on gateway " + gateway_ + "-x (session s, NAS nas) from "
+                        "2027-01-15T08:16:40Z (1800001000) to 2027-01-15T08:33:20Z (1800002000) (stop)"),
+              std::string::npos)
+        << text;
+    const auto [bad, rc2] = run("whois 10.9.0.1 --at yesterday");
+    EXPECT_EQ(rc2, 2) << bad;
+    EXPECT_NE(bad.find("--at 'yesterday'"), std::string::npos) << bad;
 }
 
 }  // namespace
