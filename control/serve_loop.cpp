@@ -194,6 +194,7 @@ void serve_loop::start_fleet() {
     fc.control = control_.get();
     fc.state_dir = opt_.state_dir;
     fc.events_path = plane_.events().path();
+    fc.history_path = plane_.active_policy().identity.history_database;
     fc.log = log_line;
     fleet_ = std::make_unique<fleet_link>(read_fleet_config(opt_.fleet_path), fc);
     control_->show_fleet_status([this] { return fleet_->status(); });

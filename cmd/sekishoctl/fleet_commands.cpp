@@ -463,8 +463,9 @@ int fleet_rollout(const std::string& conninfo, const command_request& r) {
 }  // namespace
 
 int run_fleet_command(const std::string& conninfo, const command_request& r) {
-    if (r.words[0] == "events") return run_fleet_events(conninfo, r);
-    if (r.words[0] != "fleet") throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet and events");
+    if (r.words[0] == "events" || r.words[0] == "whois" || r.words[0] == "report") return run_fleet_events(conninfo, r);
+    if (r.words[0] != "fleet")
+        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet, events, whois and report");
     try {
         if (r.words.size() >= 2 && r.words[1] == "status") return fleet_status(conninfo, r);
         if (r.words.size() >= 3 && r.words[1] == "policy" && r.words[2] == "push") return fleet_push(conninfo, r);

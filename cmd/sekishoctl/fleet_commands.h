@@ -23,7 +23,7 @@
 
 namespace sekisho::ctl {
 
-// Runs `request` (words[0] "fleet", or "events": fleet_query.h) against the
+// Runs `request` (words[0] "fleet", or "events", "whois", "report": fleet_query.h) against the
 // fleet's PostgreSQL reached with the connection string in `conninfo_file`
 // (--fleet); returns the exit code. Throws usage_error for words or flags the
 // command does not take.

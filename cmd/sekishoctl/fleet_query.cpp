@@ -7,6 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <tuple>
+#include <map>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -127,17 +131,221 @@ int events(PGconn* pg, const command_request& rq) {
     return 0;
 }
 
+// Runs a query with text parameters; throws std::runtime_error naming `what`.
+std::unique_ptr<PGresult, result_deleter> query(PGconn* pg, const std::string& sql, const std::vector<std::string>& params,
+                                                const std::string& what) {
+    std::vector<const char*> values;
+    for (const auto& v : params) values.push_back(v.c_str());
+    std::unique_ptr<PGresult, result_deleter> r(PQexecParams(pg, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                                             values.data(), nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+        const std::string m = message(PQresultErrorMessage(r.get()));
+        // A fleet where no gateway has shipped bindings yet: said plainly.
+        if (m.find("relation \"bindings\" does not exist") != std::string::npos)
+            throw std::runtime_error("the fleet's PostgreSQL has no bindings table yet: no gateway with a binding "
+                                     "history has shipped to it (docs/fleet.md, \"Who held an address, fleet-wide\")");
+        throw std::runtime_error("the fleet's PostgreSQL refused the " + what + " query: " + escape_unprintable(m));
+    }
+    return r;
+}
+
+std::string text_at(PGresult* r, int row, int col) { return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col); }
+int64_t number_at(PGresult* r, int row, int col) { return std::strtoll(PQgetvalue(r, row, col), nullptr, 10); }
+
+void check_address(const std::string& flag_name, const std::string& a) {
+    const std::string host = a.substr(0, a.find('/'));
+    unsigned char b[16];
+    if (inet_pton(AF_INET, host.c_str(), b) != 1 && inet_pton(AF_INET6, host.c_str(), b) != 1)
+        throw usage_error(flag_name + " '" + escape_unprintable(a) + "' is not an IPv4 or IPv6 address or prefix");
+}
+
+// "2026-11-23T02:13:20Z (1795400000)": the desk's time and the machine's.
+std::string both_times(int64_t t) { return utc_time_text(t) + " (" + std::to_string(t) + ")"; }
+
+// Who held ADDRESS at TIME, on every gateway: the rows of `bindings`
+// (binding_shipper.h) whose prefix contains the address and whose
+// [start, stop] holds the second (both ends, as the gateway's own whois:
+// in a handover's second both holders are shown). Exit 3 when no row with
+// an account does.
+int whois(PGconn* pg, const command_request& rq) {
+    const char* usage = "--fleet FILE whois ADDRESS[/LEN] [--at TIME]";
+    if (rq.words.size() != 2) throw usage_error(std::string("usage: sekishoctl ") + usage);
+    for (const auto& [k, v] : rq.flags)
+        if (k != "--at") throw usage_error("unknown option '" + k + "' for this command");
+    const std::string& address = rq.words[1];
+    check_address("whois", address);
+    const int64_t at = time_flag(rq, "--at", static_cast<int64_t>(std::time(nullptr)));
+    auto r = query(pg,
+                   "SELECT gateway, host(prefix) || '/' || masklen(prefix), account, session_id, nas,"
+                   " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, '')"
+                   " FROM bindings WHERE prefix >>= $1::inet AND start <= to_timestamp($2::bigint)"
+                   " AND (stop IS NULL OR stop >= to_timestamp($2::bigint))"
+                   " ORDER BY start, gateway, history_id",
+                   {address, std::to_string(at)}, "whois");
+    json bindings = json::array(), held_by = json::array();
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        const bool open = PQgetisnull(r.get(), i, 6);
+        const int64_t start = number_at(r.get(), i, 5), stop = open ? 0 : number_at(r.get(), i, 6);
+        const std::string account = text_at(r.get(), i, 2), gateway = text_at(r.get(), i, 0);
+        json holder = {{"gateway", gateway}, {"account", account}};
+        if (!account.empty() && std::find(held_by.begin(), held_by.end(), holder) == held_by.end())
+            held_by.push_back(holder);
+        bindings.push_back({{"gateway", gateway},
+                            {"address", text_at(r.get(), i, 1)},
+                            {"account", account},
+                            {"session_id", text_at(r.get(), i, 3)},
+                            {"nas", text_at(r.get(), i, 4)},
+                            {"start", start},
+                            {"start_utc", utc_time_text(start)},
+                            {"stop", open ? json(nullptr) : json(stop)},
+                            {"stop_utc", open ? json(nullptr) : json(utc_time_text(stop))},
+                            {"stop_cause", text_at(r.get(), i, 7)}});
+    }
+    if (rq.as_json) {
+        std::cout << json{{"query", {{"address", address}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+                          {"bindings", bindings},
+                          {"held_by", held_by}}
+                         .dump(-1, ' ', false, json::error_handler_t::replace)
+                  << "\n";
+    } else if (bindings.empty()) {
+        std::cout << "no binding for " << escape_unprintable(address) << " at " << both_times(at)
+                  << " on any gateway of the fleet\n";
+    } else {
+        for (const json& b : bindings) {
+            const std::string account = b["account"].get<std::string>();
+            std::cout << b["address"].get<std::string>() << " held by "
+                      << (account.empty() ? std::string("nobody (a session without User-Name)")
+                                          : escape_unprintable(account))
+                      << " on gateway " << escape_unprintable(b["gateway"].get<std::string>()) << " (session "
+                      << escape_unprintable(b["session_id"].get<std::string>()) << ", NAS "
+                      << escape_unprintable(b["nas"].get<std::string>()) << ") from "
+                      << both_times(b["start"].get<int64_t>()) << " to "
+                      << (b["stop"].is_null() ? std::string("now (open)")
+                                              : both_times(b["stop"].get<int64_t>()) + " (" +
+                                                    b["stop_cause"].get<std::string>() + ")")
+                      << "\n";
+        }
+    }
+    return held_by.empty() ? 3 : 0;
+}
+
+// The offending addresses and accounts of the period, fleet-wide, with the
+// gateway's own report's columns (control/api/event_queries.cpp) and the
+// gateway last: each event is counted for the account that held its address
+// on its gateway at the event's own second (the `bindings` row whose prefix
+// contains the address and whose [start, stop] holds the second; in a
+// handover's second the newer session), else the account the gateway
+// stamped on the event (static and API bindings, which no history records),
+// else nobody. mail_session lines give the messages column only; api_change
+// lines and the shipper's placeholders are nobody's events.
+int report(PGconn* pg, const command_request& rq) {
+    const char* usage = "--fleet FILE report [--since TIME] [--until TIME] [--format csv|json]";
+    if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
+    for (const auto& [k, v] : rq.flags)
+        if (k != "--since" && k != "--until" && k != "--format")
+            throw usage_error("unknown option '" + k + "' for this command");
+    std::string format = rq.as_json ? "json" : "csv";
+    if (const std::string* f = flag(rq, "--format")) format = *f;
+    if (format != "csv" && format != "json")
+        throw usage_error("--format '" + escape_unprintable(format) + "': csv or json");
+    const int64_t since = time_flag(rq, "--since", 0);
+    const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
+    const bool has_bindings = [&] {
+        auto t = query(pg, "SELECT to_regclass('bindings') IS NOT NULL", {}, "report");
+        return std::string(PQgetvalue(t.get(), 0, 0)) == "t";
+    }();
+    // Without a bindings table (no gateway ships a history): the stamped accounts only.
+    const std::string holder =
+        has_bindings ? "coalesce((SELECT b.account FROM bindings b WHERE b.gateway = e.gateway"
+                       " AND b.prefix >>= e.address AND b.account <> ''"
+                       " AND b.start <= date_trunc('second', e.time)"
+                       " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
+                       " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)"
+                     : "e.account";
+    const std::string sql =
+        "SELECT gateway, address, holder, type, sum(n)::bigint, sum(msgs)::bigint, min(t)::bigint, max(t)::bigint FROM ("
+        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder + " AS holder, e.type,"
+        " CASE WHEN jsonb_typeof(e.line->'count') = 'number' THEN (e.line->>'count')::numeric ELSE 1 END AS n,"
+        " CASE WHEN jsonb_typeof(e.line->'messages') = 'number' THEN (e.line->>'messages')::numeric ELSE 0 END AS msgs,"
+        " floor(extract(epoch FROM e.time)) AS t"
+        " FROM events e WHERE e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
+        " AND e.type NOT IN ('api_change', 'unparsable', 'refused')"
+        ") attributed GROUP BY gateway, address, holder, type";
+    auto r = query(pg, sql, {std::to_string(since), std::to_string(until)}, "report");
+    struct row {
+        std::string gateway, address;
+        json account;
+        std::map<std::string, uint64_t> by_type;
+        uint64_t total = 0, messages = 0;
+        int64_t first = INT64_MAX, last = 0;
+        bool offending = false;
+    };
+    std::map<std::tuple<std::string, std::string, std::string, bool>, row> rows;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        const bool nobody = PQgetisnull(r.get(), i, 2);
+        row& rw = rows[{text_at(r.get(), i, 1), text_at(r.get(), i, 2), text_at(r.get(), i, 0), nobody}];
+        rw.gateway = text_at(r.get(), i, 0);
+        rw.address = text_at(r.get(), i, 1);
+        rw.account = nobody ? json(nullptr) : json(text_at(r.get(), i, 2));
+        const std::string type = text_at(r.get(), i, 3);
+        if (type == "mail_session") {
+            rw.messages += static_cast<uint64_t>(number_at(r.get(), i, 5));
+            continue;
+        }
+        const auto n = static_cast<uint64_t>(number_at(r.get(), i, 4));
+        rw.offending = true;
+        rw.by_type[type] += n;
+        rw.total += n;
+        rw.first = std::min(rw.first, number_at(r.get(), i, 6));
+        rw.last = std::max(rw.last, number_at(r.get(), i, 7));
+    }
+    if (format == "csv") {
+        std::cout << "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,"
+                     "last_seen,first_seen_utc,last_seen_utc,gateway\n";
+        for (const auto& [key, rw] : rows) {
+            if (!rw.offending) continue;
+            const row& x = rw;
+            auto get = [&x](const char* k) { auto it = x.by_type.find(k); return it == x.by_type.end() ? 0 : it->second; };
+            std::cout << escape_unprintable(rw.address) << ","
+                      << (rw.account.is_string() ? escape_unprintable(rw.account.get<std::string>()) : std::string())
+                      << "," << rw.total << "," << get("op25b_block") << "," << get("limit_exceeded") << ","
+                      << get("account_suspended") << "," << rw.messages << "," << rw.first << "," << rw.last << ","
+                      << utc_time_text(rw.first) << "," << utc_time_text(rw.last) << ","
+                      << escape_unprintable(rw.gateway) << "\n";
+        }
+        return 0;
+    }
+    json out = json::array();
+    for (const auto& [key, rw] : rows)
+        if (rw.offending)
+            out.push_back({{"source_address", rw.address}, {"account", rw.account}, {"gateway", rw.gateway},
+                           {"events", rw.total}, {"by_type", rw.by_type}, {"messages", rw.messages},
+                           {"first_seen", rw.first}, {"first_seen_utc", utc_time_text(rw.first)},
+                           {"last_seen", rw.last}, {"last_seen_utc", utc_time_text(rw.last)}});
+    std::cout << json{{"since", since},
+                      {"since_utc", utc_time_text(since)},
+                      {"until", until},
+                      {"until_utc", utc_time_text(until)},
+                      {"sources", out}}
+                     .dump(-1, ' ', false, json::error_handler_t::replace)
+              << "\n";
+    return 0;
+}
+
 }  // namespace
 
 int run_fleet_events(const std::string& conninfo_file, const command_request& request) {
-    if (request.words[0] != "events")
-        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are: events");
+    const std::string& what = request.words[0];
+    if (what != "events" && what != "whois" && what != "report")
+        throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report");
     const std::string conninfo = read_conninfo(conninfo_file) + " connect_timeout=5";
     std::unique_ptr<PGconn, conn_deleter> pg(PQconnectdb(conninfo.c_str()));
     if (PQstatus(pg.get()) != CONNECTION_OK)
         throw std::runtime_error("cannot reach the fleet's PostgreSQL (" + conninfo_file +
                                  "): " + message(PQerrorMessage(pg.get())));
     PQclear(PQexec(pg.get(), "SET TIME ZONE 'UTC'"));
+    if (what == "whois") return whois(pg.get(), request);
+    if (what == "report") return report(pg.get(), request);
     return events(pg.get(), request);
 }
 

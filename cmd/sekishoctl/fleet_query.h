@@ -1,6 +1,6 @@
 // sekishoctl --fleet CONNINFO_FILE: the abuse desk's questions asked of the
-// fleet's PostgreSQL directly (the events every gateway shipped there:
-// control/fleet/event_shipper.h), with the desk's read-only role, instead of
+// fleet's PostgreSQL directly (the events and binding histories every
+// gateway shipped there: control/fleet/event_shipper.h, binding_shipper.h), with the desk's read-only role, instead of
 // one gateway's control API.
 //
 // CONNINFO_FILE is a credential file (a libpq connection string with the
@@ -15,9 +15,16 @@
 
 namespace sekisho::ctl {
 
-// Runs `request` (events [--type T] [--address A] [--account ACCOUNT]
-// [--gateway G] [--since TIME] [--until TIME] [-n N]) against the fleet's
-// PostgreSQL. Throws usage_error for what it does not take.
+// Runs `request` against the fleet's PostgreSQL:
+//   events [--type T] [--address A] [--account ACCOUNT] [--gateway G]
+//          [--since TIME] [--until TIME] [-n N]
+//   whois ADDRESS[/LEN] [--at TIME]      every gateway's bindings of ADDRESS
+//          at TIME (the `bindings` table, control/fleet/binding_shipper.h);
+//          exit 3 when no account held it
+//   report [--since TIME] [--until TIME] [--format csv|json]   the
+//          offending addresses and accounts, each event attributed to the
+//          account that held its address on its gateway at its own time
+// Throws usage_error for what it does not take.
 int run_fleet_events(const std::string& conninfo_file, const command_request& request);
 
 }  // namespace sekisho::ctl

@@ -58,6 +58,10 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
                 and drops; halt (exit 4) when they jump, else push to G2
   events [--type T] [--address A[/LEN]] [--account A] [--gateway G] [--since TIME] [--until TIME] [-n N]
                                            every gateway's events, newest N (50)
+  whois ADDRESS [--at TIME]                who held ADDRESS at TIME on every gateway (exit 3: nobody)
+  report [--since TIME] [--until TIME] [--format csv|json]
+                                           offending addresses and accounts, fleet-wide, each event
+                                           attributed to its address's holder at its own time
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised

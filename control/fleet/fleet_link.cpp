@@ -8,6 +8,7 @@
 
 #include "control/api/api_request.h"
 #include "control/data_plane.h"
+#include "control/fleet/binding_shipper.h"
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/operator_sync.h"
 #include "control/fleet/policy_sync.h"
@@ -55,6 +56,16 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         o.sync_interval_ns = config_.sync_interval_ns;
         events_ = std::make_unique<event_shipper>(std::move(o));
     }
+    if (!config_.postgres_conninfo_file.empty() && !context_.history_path.empty() &&
+        context_.history_path != ":memory:") {
+        binding_shipper_options o;
+        o.gateway = config_.gateway;
+        o.conninfo_file = config_.postgres_conninfo_file;
+        o.history_path = context_.history_path;
+        o.cursor_path = spool + "/bindings.cursor";
+        o.sync_interval_ns = config_.sync_interval_ns;
+        bindings_ = std::make_unique<binding_shipper>(std::move(o));
+    }
 }
 
 fleet_link::~fleet_link() = default;
@@ -73,6 +84,8 @@ void fleet_link::poll() {
     if (policy_) policy_->poll();
     if (events_ && context_.log)
         for (const std::string& line : events_->take_log_lines()) context_.log(line);
+    if (bindings_ && context_.log)
+        for (const std::string& line : bindings_->take_log_lines()) context_.log(line);
 }
 
 void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
@@ -118,6 +131,21 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
                                   "Now minus the time of the oldest event not yet shipped; 0 when none waits.", false,
                                   {}, e.lag_seconds});
     }
+    if (bindings_) {
+        const binding_shipper_state b = bindings_->state();
+        add_fleet_link_samples(snapshot.fleet, "postgres", "bindings", b.link_up, b.reconnects,
+                               static_cast<double>(b.last_sync));
+        snapshot.fleet.push_back({"sekisho_fleet_bindings_shipped_total",
+                                  "Binding history rows shipped into the fleet's PostgreSQL (a row shipped again "
+                                  "after a change, or in a replayed batch, counts again).",
+                                  true, {}, static_cast<double>(b.shipped)});
+        snapshot.fleet.push_back({"sekisho_fleet_bindings_refused_total",
+                                  "Binding history rows PostgreSQL refused (logged with their history id, skipped).",
+                                  true, {}, static_cast<double>(b.refused)});
+        snapshot.fleet.push_back({"sekisho_fleet_bindings_backlog_rows",
+                                  "Binding history rows changed and not yet shipped into PostgreSQL.", false, {},
+                                  static_cast<double>(b.backlog_rows)});
+    }
 }
 
 nlohmann::json fleet_link::status() const {
@@ -126,6 +154,7 @@ nlohmann::json fleet_link::status() const {
     if (operator_sync_) j["operator"] = operator_sync_->status();
     if (policy_) j["policy"] = policy_->status();
     if (events_) j["events"] = events_->status();
+    if (bindings_) j["bindings"] = bindings_->status();
     return j;
 }
 

@@ -26,6 +26,7 @@
 
 namespace sekisho {
 
+class binding_shipper;
 class campaign_sync;
 class control_api;
 class event_shipper;
@@ -46,6 +47,7 @@ struct fleet_context {
     control_api* control = nullptr;
     std::string state_dir;     // <state_dir>/fleet/ is the fleet's local spool and cursors
     std::string events_path;   // the event log this gateway writes
+    std::string history_path;  // the binding history (SQLite) RADIUS writes; empty: none on disk
     std::function<void(const std::string&)> log;   // one line to standard error
 };
 
@@ -75,6 +77,7 @@ private:
     std::unique_ptr<operator_sync> operator_sync_;   // suspensions (operator_sync.h); null without PostgreSQL
     std::unique_ptr<policy_sync> policy_;   // with postgres: policy versions and fleet status
     std::unique_ptr<event_shipper> events_;   // with PostgreSQL and an event log file
+    std::unique_ptr<binding_shipper> bindings_;   // with PostgreSQL and a binding history file
 };
 
 }  // namespace sekisho

@@ -11,7 +11,7 @@ namespace sekisho {
 
 namespace {
 
-constexpr int schema_version = 1;
+constexpr int schema_version = 2;
 
 constexpr const char* schema_sql = R"(
 CREATE TABLE IF NOT EXISTS sessions (
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   nas_identifier TEXT    NOT NULL,
   start_time     INTEGER NOT NULL,
   stop_time      INTEGER,
-  stop_cause     TEXT
+  stop_cause     TEXT,
+  change_seq     INTEGER
 );
 -- who_held / held_between: one address's history, by time.
 CREATE INDEX IF NOT EXISTS sessions_by_address ON sessions (prefix, prefix_length, start_time);
@@ -37,6 +38,15 @@ CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions (nas) WHERE stop_time IS NULL;
 -- purge: closed rows by age.
 CREATE INDEX IF NOT EXISTS sessions_closed_by_stop ON sessions (stop_time) WHERE stop_time IS NOT NULL;
+-- The change sequence: each write transaction takes the next number of
+-- history_changes, and every row it inserts or updates carries that number
+-- in change_seq, so a reader (the fleet's binding shipper) follows the
+-- changes by (change_seq, id). The counter lives apart from the rows so that
+-- it never goes back when rows are purged.
+CREATE TABLE IF NOT EXISTS history_changes (n INTEGER NOT NULL);
+INSERT INTO history_changes (n) SELECT COALESCE(MAX(id), 0) FROM sessions
+  WHERE NOT EXISTS (SELECT 1 FROM history_changes);
+CREATE INDEX IF NOT EXISTS sessions_by_change ON sessions (change_seq, id);
 -- The prefix lengths in use per family: who_held probes only these.
 CREATE TABLE IF NOT EXISTS prefix_lengths (
   family        INTEGER NOT NULL,
@@ -79,6 +89,10 @@ struct binding_history::impl {
         return *stmts.back();
     }
     void prepare_all();
+    // A history of schema version 1 gains the change_seq column (each row
+    // numbered by its id: every row counts as changed once); the schema then
+    // adds the counter, index and triggers.
+    void add_change_sequence();
 
     // The decisions of binding_history::apply, appended to `changes`.
     void apply_one(const binding_update& u, std::vector<binding_change>& changes);
@@ -123,6 +137,21 @@ struct binding_history::impl {
     statement* open_rows = nullptr;
     statement* open_inside = nullptr;
     statement* purge = nullptr;
+    statement* next_change = nullptr;
+    // The number of the write transaction in progress (begin_changes()).
+    int64_t change = 0;
+    // After BEGIN: takes the transaction's change number.
+    void begin_changes() {
+        auto& st = *next_change;
+        try {
+            if (!st.step()) throw binding_history_error(path + ": number the changes: history_changes has no row");
+            change = st.column_int(0);
+        } catch (...) {
+            st.reset();
+            throw;
+        }
+        st.reset();
+    }
 };
 
 binding_history::impl::impl(const std::string& p, access mode) : path(p), read_only(mode == access::read_only) {
@@ -135,6 +164,7 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
             // keep more of the index in memory (measured by bench/limits_bench).
             exec("set the checkpoint threshold (PRAGMA wal_autocheckpoint)", "PRAGMA wal_autocheckpoint=20000");
             exec("set the page cache (PRAGMA cache_size)", "PRAGMA cache_size=-131072");
+            add_change_sequence();
             create_sqlite_schema<binding_history_error>(db, path, schema_sql, schema_version);
         }
         prepare_all();
@@ -142,6 +172,27 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
         stmts.clear();
         sqlite3_close_v2(db);
         db = nullptr;
+        throw;
+    }
+}
+
+void binding_history::impl::add_change_sequence() {
+    bool has_table = false, has_column = false;
+    {
+        statement columns(db, path, "read the sessions columns (PRAGMA table_info)", "PRAGMA table_info(sessions)");
+        while (columns.step()) {
+            has_table = true;
+            if (columns.column_text(1) == "change_seq") has_column = true;
+        }
+    }
+    if (!has_table || has_column) return;
+    exec("add the change sequence (BEGIN)", "BEGIN IMMEDIATE");
+    try {
+        exec("add the change sequence (ALTER TABLE sessions)", "ALTER TABLE sessions ADD COLUMN change_seq INTEGER");
+        exec("number the rows (UPDATE sessions SET change_seq)", "UPDATE sessions SET change_seq = id");
+        exec("add the change sequence (COMMIT)", "COMMIT");
+    } catch (...) {
+        rollback_quietly();
         throw;
     }
 }
@@ -159,20 +210,20 @@ void binding_history::impl::prepare_all() {
                                 "SELECT MIN(start_time) FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
                                 "AND stop_time IS NULL AND start_time > ?3");
     supersede = &prepare("close the address's previous session (UPDATE sessions superseded)",
-                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded' "
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded', change_seq = ?4 "
                          "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL "
                          "RETURNING id, family, prefix, prefix_length, account");
     insert = &prepare("record a session (INSERT INTO sessions)",
                       "INSERT INTO sessions (family, prefix, prefix_length, account, session_id, nas, nas_identifier, "
-                      "start_time, stop_time, stop_cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+                      "start_time, stop_time, stop_cause, change_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     note_length = &prepare("record the prefix length (INSERT INTO prefix_lengths)",
                            "INSERT OR IGNORE INTO prefix_lengths (family, prefix_length) VALUES (?1, ?2)");
     close_session = &prepare("close the session (UPDATE sessions stop)",
-                             "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop' "
+                             "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'stop', change_seq = ?4 "
                              "WHERE nas = ?1 AND session_id = ?2 AND stop_time IS NULL "
                              "RETURNING id, family, prefix, prefix_length, account");
     close_nas = &prepare("close the NAS's sessions (UPDATE sessions accounting-on/off)",
-                         "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3 "
+                         "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = ?3, change_seq = ?4 "
                          "WHERE nas = ?1 AND stop_time IS NULL AND start_time <= ?2 "
                          "RETURNING id, family, prefix, prefix_length, account");
     lengths = &prepare("list prefix lengths (SELECT FROM prefix_lengths)",
@@ -194,6 +245,8 @@ void binding_history::impl::prepare_all() {
                                           "LIMIT ?5";
     open_inside = &prepare("list open sessions inside a prefix (SELECT FROM sessions BY prefix range)",
                            inside_sql.c_str());
+    next_change = &prepare("number the changes (UPDATE history_changes)",
+                           "UPDATE history_changes SET n = n + 1 RETURNING n");
     purge = &prepare("purge old sessions (DELETE FROM sessions)",
                      "DELETE FROM sessions WHERE stop_time IS NOT NULL AND stop_time < ?1");
 }
@@ -213,6 +266,7 @@ void binding_history::impl::insert_row(const binding_update& u, const ip_prefix&
     st.bind(4, u.account).bind(5, u.session_id).bind(6, u.nas()).bind(7, u.nas_identifier).bind(8, start);
     if (stop) st.bind(9, std::max(*stop, start)).bind(10, cause);
     else st.bind_null(9).bind_null(10);
+    st.bind(11, change);
     st.run();
     note_length->bind(1, int64_t{a.family}).bind(2, int64_t{a.length}).run();
 }
@@ -263,7 +317,7 @@ void binding_history::impl::open_or_record(const binding_update& u, const ip_pre
 
     // The previous holder's Stop was lost: it ended when this one began.
     std::vector<binding_change> superseded;
-    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
+    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin).bind(4, change);
     closed_rows_to_unbinds(*supersede, superseded);
     insert_row(u, a, begin, std::nullopt, nullptr);
     if (!u.account.empty()) changes.push_back({binding_change::action::bind, a, u.account});
@@ -284,7 +338,7 @@ void binding_history::impl::apply_one(const binding_update& u, std::vector<bindi
             break;
         }
         case binding_kind::stop: {
-            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t);
+            close_session->bind(1, u.nas()).bind(2, u.session_id).bind(3, t).bind(4, change);
             closed_rows_to_unbinds(*close_session, changes);
             const int64_t start = u.session_time ? t - static_cast<int64_t>(*u.session_time) : t;
             for (const auto& raw : u.addresses()) {
@@ -295,7 +349,7 @@ void binding_history::impl::apply_one(const binding_update& u, std::vector<bindi
         }
         case binding_kind::accounting_on:
         case binding_kind::accounting_off:
-            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind));
+            close_nas->bind(1, u.nas()).bind(2, t).bind(3, to_string(u.kind)).bind(4, change);
             closed_rows_to_unbinds(*close_nas, changes);
             break;
     }
@@ -343,6 +397,7 @@ std::vector<binding_change> binding_history::apply(std::span<const binding_updat
     m.begin->run();
     std::vector<binding_change> changes;
     try {
+        m.begin_changes();
         for (const auto& u : updates) m.apply_one(u, changes);
         m.commit->run();
     } catch (...) {
@@ -356,6 +411,12 @@ void binding_history::begin() {
     impl& m = *impl_;
     m.check_writable("begin");
     m.begin->run();
+    try {
+        m.begin_changes();
+    } catch (...) {
+        m.rollback_quietly();
+        throw;
+    }
 }
 
 std::vector<binding_change> binding_history::apply_in_savepoint(const binding_update& update) {

@@ -617,11 +617,14 @@ TEST_F(history_test, wal_and_schema) {
         return v;
     };
     EXPECT_EQ(one("PRAGMA journal_mode"), "wal");
-    EXPECT_EQ(one("PRAGMA user_version"), "1");
+    EXPECT_EQ(one("PRAGMA user_version"), "2");
     EXPECT_EQ(one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'index' "
                   "AND name LIKE 'sessions_%' ORDER BY name)"),
-              "sessions_by_address,sessions_by_session,sessions_closed_by_stop,sessions_open_by_address,"
-              "sessions_open_by_nas");
+              "sessions_by_address,sessions_by_change,sessions_by_session,sessions_closed_by_stop,"
+              "sessions_open_by_address,sessions_open_by_nas");
+    // Changes numbered by the statements, not by triggers (a trigger's second write halved the rate).
+    EXPECT_EQ(one("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), "0");
+    EXPECT_EQ(one("SELECT n FROM history_changes"), "0");
     // Each query uses its index.
     auto plan = [&](const char* sql) {
         sqlite3_stmt* st = nullptr;
@@ -668,6 +671,57 @@ TEST_F(history_test, purge_keeps_open_and_recent_sessions) {
     EXPECT_EQ(h.purge_older_than(std::chrono::hours(24), now), 1u);
     EXPECT_EQ(h.open_bindings().size(), 1u);
     EXPECT_EQ(default_history_retention, std::chrono::hours(24 * 90));
+}
+
+// The change numbers the fleet's binding shipper follows: every write
+// transaction takes the next one and every row it writes carries it; a
+// retransmission writes no row; a purge of the newest-numbered rows does not
+// set the counter back.
+TEST_F(history_test, every_write_transaction_numbers_the_rows_it_writes) {
+    binding_history h(db);
+    auto numbers = [&] {
+        sqlite3* raw = nullptr;
+        sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(raw,
+                           "SELECT group_concat(session_id || '=' || change_seq, ',') FROM (SELECT session_id, "
+                           "change_seq FROM sessions ORDER BY id)",
+                           -1, &st, nullptr);
+        std::string v;
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            v = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(raw);
+        return v;
+    };
+    h.apply(update(binding_kind::start, "a", t0, "alice@example.jp", "198.51.100.1"));
+    h.apply(update(binding_kind::start, "b", t0 + 1, "bob@example.jp", "198.51.100.2"));
+    EXPECT_EQ(numbers(), "a=1,b=2");
+    h.apply(update(binding_kind::start, "a", t0, "alice@example.jp", "198.51.100.1"));   // retransmitted: transaction 3
+    EXPECT_EQ(numbers(), "a=1,b=2");
+    h.apply(update(binding_kind::stop, "a", t0 + 10, "alice@example.jp", "198.51.100.1"));
+    EXPECT_EQ(numbers(), "a=4,b=2");
+    // c supersedes b (b's Stop was lost): both rows written by one transaction.
+    h.apply(update(binding_kind::start, "c", t0 + 20, "carol@example.jp", "198.51.100.2"));
+    EXPECT_EQ(numbers(), "a=4,b=5,c=5");
+    // An Accounting-On closes every open row of the NAS: all with the transaction's number.
+    h.apply(update(binding_kind::start, "e", t0 + 21, "erin@example.jp", "198.51.100.4"));
+    h.apply(update(binding_kind::accounting_on, "", t0 + 30, "", std::nullopt));
+    EXPECT_EQ(numbers(), "a=4,b=5,c=7,e=7");
+    // The savepoint batch (the RADIUS listener's): one number for the batch.
+    h.begin();
+    h.apply_in_savepoint(update(binding_kind::start, "f", t0 + 40, "frank@example.jp", "198.51.100.5"));
+    h.release_savepoint();
+    h.apply_in_savepoint(update(binding_kind::start, "g", t0 + 40, "grace@example.jp", "198.51.100.6"));
+    h.release_savepoint();
+    h.commit();
+    EXPECT_EQ(numbers(), "a=4,b=5,c=7,e=7,f=8,g=8");
+    h.apply(update(binding_kind::stop, "f", t0 + 50, "frank@example.jp", "198.51.100.5"));
+    h.apply(update(binding_kind::stop, "g", t0 + 50, "grace@example.jp", "198.51.100.6"));
+    EXPECT_EQ(h.purge_older_than(std::chrono::seconds(0), t0 + 1000), 6u);
+    EXPECT_EQ(numbers(), "");
+    h.apply(update(binding_kind::start, "d", t0 + 2000, "dave@example.jp", "198.51.100.3"));
+    EXPECT_EQ(numbers(), "d=11");
 }
 
 TEST_F(history_test, batch_apply_is_one_transaction) {
@@ -720,7 +774,7 @@ TEST_F(history_test, errors_name_the_file_and_the_step) {
         ADD_FAILURE();
     } catch (const binding_history_error& e) {
         EXPECT_EQ(std::string(e.what()),
-                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (1)");
+                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (2)");
     }
 }
 
