@@ -42,7 +42,7 @@ std::string line_for(uint64_t i, uint64_t base_ns) {
     char buf[512];
     std::snprintf(buf, sizeof buf,
                   R"({"action":"reset","count":1,"dst":"203.0.113.25","dst_port":25,"generation":1,)"
-                  R"("ingress":"access","reason":"dynamic_to_mx","src":"10.%u.%u.%u","src_port":%u,)"
+                  R"("ingress":"access","reason":"dynamic_to_mx","src":"2001:db8:%x:%x::%x","src_port":%u,)"
                   R"("tcp_flags":2,"time_ns":%llu,"type":"op25b_block","worker":%u,"account":"user%u@example.jp"})",
                   static_cast<unsigned>(i >> 16 & 255), static_cast<unsigned>(i >> 8 & 255),
                   static_cast<unsigned>(i & 255), static_cast<unsigned>(1024 + i % 60000),
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
     for (uint64_t i = 0; i < baseline_lines; ++i) {
         const std::string text = line_for(i, base_ns);
         char src[32];
-        std::snprintf(src, sizeof src, "10.%u.%u.%u", static_cast<unsigned>(i >> 16 & 255),
+        std::snprintf(src, sizeof src, "2001:db8:%x:%x::%x", static_cast<unsigned>(i >> 16 & 255),
                       static_cast<unsigned>(i >> 8 & 255), static_cast<unsigned>(i & 255));
         pg.exec_params("INSERT INTO events (gateway, file_id, line_offset, time, type, address, account, line) "
                        "VALUES ($1, 1, $2, timestamptz 'epoch' + $3::bigint * interval '1 microsecond', "

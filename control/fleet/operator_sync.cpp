@@ -188,13 +188,13 @@ void operator_sync::check_regression() {
 }
 
 void operator_sync::publish_pending() {
-    std::vector<fleet_change> todo;
+    std::vector<fleet_change> unpublished;
     {
         std::lock_guard lock(mu_);
         for (const fleet_change& c : outbox_copy_)
-            if (!published_ids_.count(c.change_id)) todo.push_back(c);
+            if (!published_ids_.count(c.change_id)) unpublished.push_back(c);
     }
-    for (const fleet_change& c : todo) {
+    for (const fleet_change& c : unpublished) {
         if (stop_) return;
         pg_->exec("BEGIN", "begin publishing a change");
         try {

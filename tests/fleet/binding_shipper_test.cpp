@@ -47,14 +47,18 @@ bool eventually(const std::function<bool()>& f, int seconds = 30) {
     return f();
 }
 
-ip_prefix v4(uint32_t host) {
+// 2001:db8::HOST/128: a documentation address per host number, as many as the tests need.
+ip_prefix v6(uint32_t host) {
     ip_prefix p;
-    p.family = 4;
-    p.length = 32;
-    p.bytes[0] = 10;
-    p.bytes[1] = static_cast<uint8_t>(host >> 16);
-    p.bytes[2] = static_cast<uint8_t>(host >> 8);
-    p.bytes[3] = static_cast<uint8_t>(host);
+    p.family = 6;
+    p.length = 128;
+    p.bytes[0] = 0x20;
+    p.bytes[1] = 0x01;
+    p.bytes[2] = 0x0d;
+    p.bytes[3] = 0xb8;
+    p.bytes[13] = static_cast<uint8_t>(host >> 16);
+    p.bytes[14] = static_cast<uint8_t>(host >> 8);
+    p.bytes[15] = static_cast<uint8_t>(host);
     return p;
 }
 
@@ -64,7 +68,7 @@ binding_update radius(binding_kind kind, const std::string& session, const std::
     u.kind = kind;
     u.account = account;
     u.session_id = session;
-    u.ipv4 = v4(host);
+    u.ipv6_prefixes.push_back(v6(host));
     u.nas_address = "192.0.2.1";
     u.event_time = t;
     return u;
@@ -147,9 +151,9 @@ TEST_F(BindingShipper, EveryHistoryRowBecomesOneRowWithItsColumns) {
     EXPECT_EQ(text("SELECT account || ' ' || session_id || ' ' || nas || ' ' || host(prefix) || '/' || "
                    "masklen(prefix) || ' ' || extract(epoch FROM start)::bigint FROM bindings WHERE gateway = '" +
                    gateway_ + "' AND session_id = 's41'"),
-              "acct-41 s41 192.0.2.1 10.0.0.42/32 1800000041");
+              "acct-41 s41 192.0.2.1 2001:db8::2a/128 1800000041");
     // The containment the desk's queries use.
-    EXPECT_EQ(number("SELECT count(*) FROM bindings WHERE gateway = '" + gateway_ + "' AND prefix >>= '10.0.0.42'"),
+    EXPECT_EQ(number("SELECT count(*) FROM bindings WHERE gateway = '" + gateway_ + "' AND prefix >>= '2001:db8::2a'"),
               1u);
 }
 
@@ -408,21 +412,21 @@ protected:
         ensure_event_tables(pg);
         ensure_event_partition(pg, base);
         const std::string x = gateway_ + "-x", y = gateway_ + "-y";
-        // 10.9.0.1 on x: alice until 2000, bob from 2000 (a handover in one second); on y (the same
+        // 198.51.100.91 on x: alice until 2000, bob from 2000 (a handover in one second); on y (the same
         // private address behind another edge) dave from 1000. A delegated IPv6 /56 to carol on x.
-        binding(x, 1, "10.9.0.1/32", "alice", 1000, 2000);
-        binding(x, 2, "10.9.0.1/32", "bob", 2000, std::nullopt);
+        binding(x, 1, "198.51.100.91/32", "alice", 1000, 2000);
+        binding(x, 2, "198.51.100.91/32", "bob", 2000, std::nullopt);
         binding(x, 3, "2001:db8:5::/56", "carol", 1000, std::nullopt);
-        binding(y, 1, "10.9.0.1/32", "dave", 1000, std::nullopt);
-        event(x, 0, "op25b_block", "10.9.0.1", 500);                 // nobody held it
-        event(x, 1, "op25b_block", "10.9.0.1", 1500);                // alice
-        event(x, 2, "op25b_block", "10.9.0.1", 2000);                // the handover's second: bob (the newer)
-        event(x, 3, "limit_exceeded", "10.9.0.1", 2500, "", R"(,"count":3)");   // bob, three
-        event(x, 4, "mail_session", "10.9.0.1", 2600, "", R"(,"messages":4)");  // bob's messages, no offence
+        binding(y, 1, "198.51.100.91/32", "dave", 1000, std::nullopt);
+        event(x, 0, "op25b_block", "198.51.100.91", 500);                 // nobody held it
+        event(x, 1, "op25b_block", "198.51.100.91", 1500);                // alice
+        event(x, 2, "op25b_block", "198.51.100.91", 2000);                // the handover's second: bob (the newer)
+        event(x, 3, "limit_exceeded", "198.51.100.91", 2500, "", R"(,"count":3)");   // bob, three
+        event(x, 4, "mail_session", "198.51.100.91", 2600, "", R"(,"messages":4)");  // bob's messages, no offence
         event(x, 5, "op25b_block", "2001:db8:5:0:1::2", 1500);       // carol's /56
-        event(x, 6, "op25b_block", "10.9.0.77", 1500, "static-acct"); // no history row: the stamped account
-        event(x, 7, "api_change", "10.9.0.1", 1500);                 // nobody's event
-        event(y, 0, "op25b_block", "10.9.0.1", 1500);                // dave, on y
+        event(x, 6, "op25b_block", "198.51.100.77", 1500, "static-acct"); // no history row: the stamped account
+        event(x, 7, "api_change", "198.51.100.91", 1500);                 // nobody's event
+        event(y, 0, "op25b_block", "198.51.100.91", 1500);                // dave, on y
     }
 };
 
@@ -441,9 +445,9 @@ TEST_F(FleetDeskQueries, ReportAttributesEachEventToItsHolderOnItsGatewayAtItsSe
                        " " + std::to_string(s["first_seen"].get<int64_t>() - base) + ".." +
                        std::to_string(s["last_seen"].get<int64_t>() - base));
     const std::set<std::string> want = {
-        "-x 10.9.0.1 - 1 0 500..500",           "-x 10.9.0.1 alice 1 0 1500..1500",
-        "-x 10.9.0.1 bob 4 4 2000..2500",       "-x 2001:db8:5:0:1::2 carol 1 0 1500..1500",
-        "-x 10.9.0.77 static-acct 1 0 1500..1500", "-y 10.9.0.1 dave 1 0 1500..1500"};
+        "-x 198.51.100.91 - 1 0 500..500",           "-x 198.51.100.91 alice 1 0 1500..1500",
+        "-x 198.51.100.91 bob 4 4 2000..2500",       "-x 2001:db8:5:0:1::2 carol 1 0 1500..1500",
+        "-x 198.51.100.77 static-acct 1 0 1500..1500", "-y 198.51.100.91 dave 1 0 1500..1500"};
     EXPECT_EQ(got, want) << out;
     // CSV: the gateway's own columns, then the gateway.
     const auto [csv, rc2] = run("report --since " + std::to_string(base) + " --until " + std::to_string(base + 3000));
@@ -451,7 +455,7 @@ TEST_F(FleetDeskQueries, ReportAttributesEachEventToItsHolderOnItsGatewayAtItsSe
     EXPECT_EQ(csv.substr(0, csv.find('\n')),
               "source_address,account,events,op25b_blocks,limit_hits,suspended_refusals,messages,first_seen,last_seen,"
               "first_seen_utc,last_seen_utc,gateway");
-    EXPECT_NE(csv.find("10.9.0.1,bob,4,1,3,0,4," + std::to_string(base + 2000) + "," + std::to_string(base + 2500) +
+    EXPECT_NE(csv.find("198.51.100.91,bob,4,1,3,0,4," + std::to_string(base + 2000) + "," + std::to_string(base + 2500) +
                        ",2027-01-15T08:33:20Z,2027-01-15T08:41:40Z," + gateway_ + "-x\n"),
               std::string::npos)
         << csv;
@@ -472,19 +476,19 @@ TEST_F(FleetDeskQueries, WhoisNamesEveryGatewaysHolderAtTheSecond) {
                     h += " " + x["account"].get<std::string>() + x["gateway"].get<std::string>().substr(gateway_.size());
         return h;
     };
-    EXPECT_EQ(holders("10.9.0.1", 1500), "0 alice-x dave-y");
-    EXPECT_EQ(holders("10.9.0.1", 2000), "0 alice-x dave-y bob-x");   // both ends included (by start), as the gateway's whois
-    EXPECT_EQ(holders("10.9.0.1", 500), "3");
+    EXPECT_EQ(holders("198.51.100.91", 1500), "0 alice-x dave-y");
+    EXPECT_EQ(holders("198.51.100.91", 2000), "0 alice-x dave-y bob-x");   // both ends included (by start), as the gateway's whois
+    EXPECT_EQ(holders("198.51.100.91", 500), "3");
     EXPECT_EQ(holders("2001:db8:5:0:1::2", 1500), "0 carol-x");
     EXPECT_EQ(holders("2001:db8:5::/64", 1500), "0 carol-x");         // a prefix inside the /56
     EXPECT_EQ(holders("2001:db8:6::1", 1500), "3");
-    const auto [text, rc] = run("whois 10.9.0.1 --at " + std::to_string(base + 1500));
+    const auto [text, rc] = run("whois 198.51.100.91 --at " + std::to_string(base + 1500));
     EXPECT_EQ(rc, 0);
-    EXPECT_NE(text.find("10.9.0.1/32 held by alice on gateway " + gateway_ + "-x (session s, NAS nas) from "
+    EXPECT_NE(text.find("198.51.100.91/32 held by alice on gateway " + gateway_ + "-x (session s, NAS nas) from "
                         "2027-01-15T08:16:40Z (1800001000) to 2027-01-15T08:33:20Z (1800002000) (stop)"),
               std::string::npos)
         << text;
-    const auto [bad, rc2] = run("whois 10.9.0.1 --at yesterday");
+    const auto [bad, rc2] = run("whois 198.51.100.91 --at yesterday");
     EXPECT_EQ(rc2, 2) << bad;
     EXPECT_NE(bad.find("--at 'yesterday'"), std::string::npos) << bad;
 }

@@ -38,8 +38,8 @@ std::string env(const char* name) {
 // A JSON line like the gateway's (time_ns in this second, an address, an account).
 std::string event_line(uint64_t i, const std::string& type = "op25b_block") {
     const uint64_t now_ns = static_cast<uint64_t>(std::time(nullptr)) * 1'000'000'000ull;
-    return R"({"account":"acct-)" + std::to_string(i % 7) + R"(","count":1,"src":"10.0.)" + std::to_string(i % 200) +
-           "." + std::to_string(i % 250 + 1) + R"(","time_ns":)" + std::to_string(now_ns + i) + R"(,"type":")" + type +
+    return R"({"account":"acct-)" + std::to_string(i % 7) + R"(","count":1,"src":"198.51.100.)" +
+           std::to_string(i % 250 + 1) + R"(","time_ns":)" + std::to_string(now_ns + i) + R"(,"type":")" + type +
            R"("})";
 }
 
@@ -121,8 +121,8 @@ TEST_F(EventShipper, EveryLineBecomesOneRowWithItsColumns) {
     EXPECT_EQ(keys(), 12000u);
     // The columns of the first line: address, account, type, time from time_ns, the line as jsonb.
     EXPECT_EQ(number("SELECT count(*) FROM events WHERE gateway = '" + gateway_ +
-                     "' AND line_offset = 0 AND address = inet '10.0.0.1' AND account = 'acct-0' AND type = "
-                     "'op25b_block' AND line->>'src' = '10.0.0.1' AND abs(extract(epoch FROM time) - "
+                     "' AND line_offset = 0 AND address = inet '198.51.100.1' AND account = 'acct-0' AND type = "
+                     "'op25b_block' AND line->>'src' = '198.51.100.1' AND abs(extract(epoch FROM time) - "
                      "extract(epoch FROM now())) < 600"),
               1u);
     // The whois and report indexes exist.
