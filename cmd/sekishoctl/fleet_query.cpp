@@ -81,7 +81,7 @@ int events(PGconn* pg, const command_request& rq) {
         n = std::stoull(*v);
     }
     // A type that matches nothing would look like a quiet fleet: refused before asking. The
-    // shipper's placeholders (unparsable, refused) are types too.
+    // shipper's stand-in rows (unparsable, refused) are types too.
     if (const std::string* t = flag(rq, "--type"); t && !is_event_type(*t) && *t != "unparsable" && *t != "refused")
         throw usage_error("--type '" + escape_unprintable(*t) + "' is not an event type (" + event_type_list() +
                           ", unparsable, refused)");
@@ -237,7 +237,7 @@ int whois(PGconn* pg, const command_request& rq) {
 // handover's second the newer session), else the account the gateway
 // stamped on the event (static and API bindings, which no history records),
 // else nobody. mail_session lines give the messages column only; api_change
-// lines and the shipper's placeholders are nobody's events.
+// lines and the shipper's stand-in rows are nobody's events.
 int report(PGconn* pg, const command_request& rq) {
     const char* usage = "--fleet FILE report [--since TIME] [--until TIME] [--format csv|json]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);

@@ -505,7 +505,7 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
                 if (e.connection_lost()) throw;
                 pg.exec("ROLLBACK TO SAVEPOINT line", "roll back a refused line");
                 refusals.back() = "fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
-                                  ": PostgreSQL refused the line and its placeholder (" + first_line(e.what()) +
+                                  ": PostgreSQL refused the line and its stand-in row (" + first_line(e.what()) +
                                   "): skipped";
             }
         }

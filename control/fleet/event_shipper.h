@@ -23,7 +23,7 @@
 // refuses (e.g. a \u0000 escape, which jsonb does not take) goes in as type
 // "refused" with PostgreSQL's message, file and offset instead of the line.
 // Both are counted and logged, naming the file and offset: no line wedges
-// the shipper, none is dropped silently (a placeholder refused as well is
+// the shipper, none is dropped silently (a stand-in row refused as well is
 // skipped, and logged so).
 //
 // Threading: one thread of its own does all file reading and store I/O. The

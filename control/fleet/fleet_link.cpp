@@ -115,7 +115,7 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
                                   "Event log lines shipped into the fleet's PostgreSQL (one row each).", true, {},
                                   static_cast<double>(e.shipped)});
         snapshot.fleet.push_back({"sekisho_fleet_events_bad_lines_total",
-                                  "Event log lines shipped as a placeholder row, by reason: unparsable (not a JSON "
+                                  "Event log lines shipped as a stand-in row, by reason: unparsable (not a JSON "
                                   "object), refused (PostgreSQL refused the line).",
                                   true, {{"reason", "unparsable"}}, static_cast<double>(e.unparsable)});
         snapshot.fleet.push_back({"sekisho_fleet_events_bad_lines_total", "", true, {{"reason", "refused"}},

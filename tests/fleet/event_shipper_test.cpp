@@ -280,7 +280,7 @@ TEST_F(EventShipper, RotationWhileShippingShipsEveryFileOnce) {
     EXPECT_EQ(number("SELECT count(DISTINCT file_id) FROM events WHERE gateway = '" + gateway_ + "'"), files);
 }
 
-TEST_F(EventShipper, BadLinesBecomePlaceholdersAndDoNotWedgeTheShipper) {
+TEST_F(EventShipper, BadLinesBecomeStandInRowsAndDoNotWedgeTheShipper) {
     const event_shipper_options o = options();
     append(o.events_path, event_line(1) + "\n" + "{\"time_ns\":12, cut by a cra\n" + event_line(2) + "\n" +
                               R"({"time_ns":1700000000000000000,"type":"op25b_block","note":"a\u0000b"})" + "\n" +
