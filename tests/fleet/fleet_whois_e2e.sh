@@ -32,51 +32,10 @@ ctl="${2:-}"
 [ -x "$ctl" ] || { echo "fleet_whois_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
 ctl="$(realpath "$ctl")"
 
-# Two labs in one script: netlab.sh keeps one lab in its globals; lab_use swaps them.
-declare -A lab_ns_sub lab_ns_gw lab_ns_up lab_logdir lab_pids lab_daemon
-lab_current=""
-lab_save() {
-  [ -n "$lab_current" ] || return 0
-  lab_ns_sub[$lab_current]="$NETLAB_NS_SUB"
-  lab_ns_gw[$lab_current]="$NETLAB_NS_GW"
-  lab_ns_up[$lab_current]="$NETLAB_NS_UP"
-  lab_logdir[$lab_current]="$NETLAB_LOGDIR"
-  lab_pids[$lab_current]="${NETLAB_PIDS[*]}"
-  lab_daemon[$lab_current]="$daemon_pid"
-}
-lab_use() { # a | c
-  lab_save
-  lab_current="$1"
-  if [ -z "${lab_ns_gw[$1]:-}" ]; then
-    NETLAB_ID="$$$1"
-    NETLAB_NS_SUB="sekisho-sub-$NETLAB_ID" NETLAB_NS_GW="sekisho-gw-$NETLAB_ID" NETLAB_NS_UP="sekisho-up-$NETLAB_ID"
-    NETLAB_LOGDIR="$TMP/logs-$1"
-    NETLAB_PIDS=()
-    daemon_pid=""
-    lab_save
-  fi
-  NETLAB_NS_SUB="${lab_ns_sub[$1]}" NETLAB_NS_GW="${lab_ns_gw[$1]}" NETLAB_NS_UP="${lab_ns_up[$1]}"
-  NETLAB_LOGDIR="${lab_logdir[$1]}"
-  read -r -a NETLAB_PIDS <<<"${lab_pids[$1]}"
-  daemon_pid="${lab_daemon[$1]}"
-  sock="$TMP/api-$1.sock"
-}
-cleanup() {
-  local rc=$?
-  trap '' INT TERM
-  local l
-  lab_save
-  for l in a c; do
-    if [ -n "${lab_ns_gw[$l]:-}" ]; then
-      lab_use "$l"
-      netlab_down
-    fi
-  done
-  fleet_stores_cleanup
-  if [ -n "${KEEP_TMP:-}" ]; then echo "fleet_whois_e2e: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
+# Two labs in one script (fleet_labs.sh).
+# shellcheck source=SCRIPTDIR/fleet_labs.sh
+source "$here/fleet_labs.sh"
+trap fleet_labs_cleanup EXIT
 
 fleet_stores_begin "$TMP/stores"
 fleet_start_postgres || abort "PostgreSQL did not start"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# fleet_labs.sh - several gateway labs in one e2e script, each a netlab (tests/e2e/netlab.sh)
+# with a live sekishod of its own, sharing the fleet's stores (fleet_stores.sh). netlab.sh keeps
+# one lab in its globals; lab_use swaps them. Source after netlab.sh, e2e_common.sh and
+# fleet_stores.sh, after e2e_begin (TMP, E2E_NAME).
+#
+#   lab_use NAME          make lab NAME (created on first use: NETLAB_ID "$$NAME", logs in
+#                         $TMP/logs-NAME) the current one: NETLAB_*, daemon_pid, sock ($TMP/api-NAME.sock)
+#   lab_save              keep the current lab's globals (lab_use does it before switching)
+#   fleet_labs_cleanup    the EXIT trap: every lab down, the stores stopped, $TMP removed
+#                         (kept with KEEP_TMP=1), the script's exit status kept
+declare -A lab_ns_sub lab_ns_gw lab_ns_up lab_logdir lab_pids lab_daemon
+lab_current=""
+lab_save() {
+  [ -n "$lab_current" ] || return 0
+  lab_ns_sub[$lab_current]="$NETLAB_NS_SUB"
+  lab_ns_gw[$lab_current]="$NETLAB_NS_GW"
+  lab_ns_up[$lab_current]="$NETLAB_NS_UP"
+  lab_logdir[$lab_current]="$NETLAB_LOGDIR"
+  lab_pids[$lab_current]="${NETLAB_PIDS[*]}"
+  lab_daemon[$lab_current]="$daemon_pid"
+}
+lab_use() { # NAME
+  lab_save
+  lab_current="$1"
+  if [ -z "${lab_ns_gw[$1]:-}" ]; then
+    NETLAB_ID="$$$1"
+    NETLAB_NS_SUB="sekisho-sub-$NETLAB_ID" NETLAB_NS_GW="sekisho-gw-$NETLAB_ID" NETLAB_NS_UP="sekisho-up-$NETLAB_ID"
+    NETLAB_LOGDIR="$TMP/logs-$1"
+    NETLAB_PIDS=()
+    daemon_pid=""
+    lab_save
+  fi
+  NETLAB_NS_SUB="${lab_ns_sub[$1]}" NETLAB_NS_GW="${lab_ns_gw[$1]}" NETLAB_NS_UP="${lab_ns_up[$1]}"
+  NETLAB_LOGDIR="${lab_logdir[$1]}"
+  read -r -a NETLAB_PIDS <<<"${lab_pids[$1]}"
+  daemon_pid="${lab_daemon[$1]}"
+  # shellcheck disable=SC2034  # the scripts' sekishoctl calls use it
+  sock="$TMP/api-$1.sock"
+}
+# shellcheck disable=SC2317  # called from the EXIT trap
+fleet_labs_cleanup() {
+  local rc=$?
+  trap '' INT TERM
+  local l
+  lab_save
+  for l in "${!lab_ns_gw[@]}"; do
+    lab_use "$l"
+    netlab_down
+  done
+  fleet_stores_cleanup
+  if [ -n "${KEEP_TMP:-}" ]; then echo "$E2E_NAME: kept $TMP" >&2; elif [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
