@@ -220,11 +220,7 @@ binding_shipper::binding_shipper(binding_shipper_options options) : opt_(std::mo
 }
 
 binding_shipper::~binding_shipper() {
-    {
-        std::lock_guard<std::mutex> l(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
+    signals_.stop();
     if (thread_.joinable()) thread_.join();
 }
 
@@ -242,37 +238,9 @@ nlohmann::json binding_shipper::status() const {
             {"last_sync", s.last_sync},    {"last_error", s.last_error}};
 }
 
-std::vector<std::string> binding_shipper::take_log_lines() {
-    std::lock_guard<std::mutex> l(mu_);
-    std::vector<std::string> out;
-    out.swap(log_lines_);
-    if (log_dropped_) {
-        out.push_back("fleet: bindings: " + std::to_string(log_dropped_) + " more log lines dropped");
-        log_dropped_ = 0;
-    }
-    return out;
-}
+std::vector<std::string> binding_shipper::take_log_lines() { return signals_.take_log_lines(); }
 
-void binding_shipper::wake() {
-    {
-        std::lock_guard<std::mutex> l(mu_);
-        woken_ = true;
-    }
-    cv_.notify_all();
-}
-
-void binding_shipper::log(const std::string& line) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (log_lines_.size() < 100) log_lines_.push_back(line);
-    else ++log_dropped_;
-}
-
-bool binding_shipper::wait_for(uint64_t ns) {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::nanoseconds(ns), [this] { return stop_ || woken_; });
-    woken_ = false;
-    return !stop_;
-}
+void binding_shipper::wake() { signals_.wake(); }
 
 void binding_shipper::save_cursor() {
     const std::string temp = opt_.cursor_path + ".tmp";
@@ -370,10 +338,7 @@ void binding_shipper::run() {
         return true;
     };
     while (true) {
-        {
-            std::lock_guard<std::mutex> g(mu_);
-            if (stop_) return;
-        }
+        if (signals_.stopping()) return;
         if (!history) {
             try {
                 history = std::make_unique<history_reader>(opt_.history_path);

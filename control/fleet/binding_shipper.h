@@ -34,12 +34,13 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "control/fleet/fleet_thread_signals.h"
 
 namespace sekisho {
 
@@ -94,8 +95,8 @@ public:
 private:
     struct row;
     void run();
-    void log(const std::string& line);
-    bool wait_for(uint64_t ns);   // false when stopping
+    void log(const std::string& line) { signals_.log(line); }
+    bool wait_for(uint64_t ns) { return signals_.wait_for(ns); }   // false when stopping
     void save_cursor();
     // One transaction; returns the rows PostgreSQL changed. Throws pg_error.
     uint64_t ship(pg_connection& pg, const std::vector<row>& rows);
@@ -105,14 +106,12 @@ private:
     uint64_t cursor_ = 0;      // the thread's: the last row shipped, (change_seq, id)
     int64_t cursor_id_ = 0;
 
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
-    bool stop_ = false, woken_ = false;
+    fleet_thread_signals signals_{"fleet: bindings: "};
+    mutable std::mutex mu_;   // state_
     binding_shipper_state state_;
-    std::vector<std::string> log_lines_;
-    uint64_t log_dropped_ = 0;
 
     std::thread thread_;   // last: started when everything above exists
 };
 
 }  // namespace sekisho
+

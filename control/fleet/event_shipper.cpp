@@ -262,11 +262,7 @@ event_shipper::event_shipper(event_shipper_options options) : opt_(std::move(opt
 }
 
 event_shipper::~event_shipper() {
-    {
-        std::lock_guard<std::mutex> l(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
+    signals_.stop();
     if (thread_.joinable()) thread_.join();
 }
 
@@ -284,37 +280,9 @@ nlohmann::json event_shipper::status() const {
             {"cursor", s.cursor},         {"last_error", s.last_error}};
 }
 
-std::vector<std::string> event_shipper::take_log_lines() {
-    std::lock_guard<std::mutex> l(mu_);
-    std::vector<std::string> out;
-    out.swap(log_lines_);
-    if (log_dropped_) {
-        out.push_back("fleet: events: " + std::to_string(log_dropped_) + " more log lines dropped");
-        log_dropped_ = 0;
-    }
-    return out;
-}
+std::vector<std::string> event_shipper::take_log_lines() { return signals_.take_log_lines(); }
 
-void event_shipper::wake() {
-    {
-        std::lock_guard<std::mutex> l(mu_);
-        woken_ = true;
-    }
-    cv_.notify_all();
-}
-
-void event_shipper::log(const std::string& line) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (log_lines_.size() < 100) log_lines_.push_back(line);
-    else ++log_dropped_;
-}
-
-bool event_shipper::wait_for(uint64_t ns) {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::nanoseconds(ns), [this] { return stop_ || woken_; });
-    woken_ = false;
-    return !stop_;
-}
+void event_shipper::wake() { signals_.wake(); }
 
 void event_shipper::save_cursor(const cursor_state& c) {
     const std::string temp = opt_.cursor_path + ".tmp";
@@ -541,10 +509,7 @@ void event_shipper::run() {
         was_up = false;
     };
     while (true) {
-        {
-            std::lock_guard<std::mutex> g(mu_);
-            if (stop_) return;
-        }
+        if (signals_.stopping()) return;
         if (!pg) {
             try {
                 pg = std::make_unique<pg_connection>(opt_.conninfo_file);

@@ -36,7 +36,6 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -45,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "control/fleet/fleet_thread_signals.h"
 #include "control/observe/event_log_follow.h"
 
 namespace sekisho {
@@ -120,8 +120,8 @@ private:
     struct prepared_line;
 
     void run();
-    void log(const std::string& line);
-    bool wait_for(uint64_t ns);   // false when stopping
+    void log(const std::string& line) { signals_.log(line); }
+    bool wait_for(uint64_t ns) { return signals_.wait_for(ns); }   // false when stopping
     void save_cursor(const cursor_state& c);
     std::vector<prepared_line> prepare(const follow_result& batch, uint64_t last_time_ns);
     // One transaction: COPY, INSERT ... SELECT (while_inserting runs while
@@ -137,12 +137,9 @@ private:
     std::vector<int64_t> partitions_;     // days known to exist (the thread's)
     int64_t maintained_day_ = 0;          // the thread's: retention last run for this day
 
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
-    bool stop_ = false, woken_ = false;
+    fleet_thread_signals signals_{"fleet: events: "};
+    mutable std::mutex mu_;   // state_
     event_shipper_state state_;
-    std::vector<std::string> log_lines_;
-    uint64_t log_dropped_ = 0;
 
     std::thread thread_;   // last: started when everything above exists
 };
