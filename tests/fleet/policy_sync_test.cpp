@@ -46,6 +46,7 @@
 #include "control/serve_loop.h"
 #include "dataplane/worker_counters.h"
 #include "tests/support/free_port.h"
+#include "tests/support/plane_without_forwarding.h"
 #include "tests/support/lab_policy.h"
 #include "tests/support/local_http.h"
 
@@ -67,39 +68,6 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
     return condition();
 }
 
-// A data plane that applies generations and counts, forwarding nothing.
-class plane_without_forwarding final : public data_plane {
-public:
-    explicit plane_without_forwarding(const policy& pol) : policy_(std::make_shared<const policy>(pol)), log_(pol.events) {
-        blocks_.push_back(std::make_unique<worker_counters>());
-    }
-    const char* backend_name() const override { return "test"; }
-    uint64_t generation() const override { return generation_.load(); }
-    std::shared_ptr<const policy> running_policy() const override { return std::atomic_load(&policy_); }
-    std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation, bool) override {
-        auto p = std::make_unique<prepared_policy>();
-        p->pol = std::move(pol);
-        p->generation = generation;
-        return p;
-    }
-    uint64_t commit(std::unique_ptr<prepared_policy> p) override {
-        std::atomic_store(&policy_, p->pol);
-        generation_.store(p->generation);
-        return p->generation;
-    }
-    std::vector<const worker_counters*> all_counters() const override { return {blocks_[0].get()}; }
-    uint64_t tracked_flows() const override { return 0; }
-    const event_log& events() const override { return log_; }
-    void audit(std::string json_object) override { log_.add_record(std::move(json_object)); }
-    void set_generation(uint64_t g) { generation_.store(g); }
-
-private:
-    std::shared_ptr<const policy> policy_;
-    std::atomic<uint64_t> generation_{1};
-    event_log log_;
-    std::vector<std::unique_ptr<worker_counters>> blocks_;
-};
-
 class plain_backend final : public live_backend {
 public:
     explicit plain_backend(const policy& pol, uint64_t generation) : plane_(pol) { plane_.set_generation(generation); }
@@ -117,7 +85,7 @@ public:
     void add_to_summary(json& report) const override { report["backend"] = "test"; }
     std::string stop_note() const override { return ""; }
 
-    plane_without_forwarding plane_;
+    test::plane_without_forwarding plane_;
     std::atomic<bool> started{false};
 };
 

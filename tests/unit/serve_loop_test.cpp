@@ -46,6 +46,7 @@
 #include "tests/support/free_port.h"
 #include "tests/support/lab_policy.h"
 #include "tests/support/local_http.h"
+#include "tests/support/plane_without_forwarding.h"
 
 namespace sekisho {
 namespace {
@@ -83,61 +84,10 @@ event_record block_event(uint64_t generation) {
     return e;
 }
 
-// A data plane that applies generations and keeps an event log, forwarding nothing.
-class plane_without_forwarding final : public data_plane {
-public:
-    explicit plane_without_forwarding(const policy& pol)
-        : policy_(std::make_shared<const policy>(pol)), log_(pol.events) {
-        for (int i = 0; i < 3; ++i) blocks_.push_back(std::make_unique<worker_counters>());
-    }
-
-    const char* backend_name() const override { return "test"; }
-    uint64_t generation() const override { return generation_.load(); }
-    std::shared_ptr<const policy> running_policy() const override { return policy_; }
-    std::unique_ptr<prepared_policy> prepare(std::shared_ptr<const policy> pol, uint64_t generation,
-                                             bool) override {
-        auto p = std::make_unique<prepared_policy>();
-        p->pol = std::move(pol);
-        p->generation = generation;
-        return p;
-    }
-    uint64_t commit(std::unique_ptr<prepared_policy> p) override {
-        policy_ = p->pol;
-        generation_.store(p->generation);
-        return p->generation;
-    }
-    std::vector<const worker_counters*> all_counters() const override {
-        return {blocks_[0].get(), blocks_[1].get(), blocks_[2].get()};
-    }
-    uint64_t tracked_flows() const override { return 0; }
-    const event_log& events() const override { return log_; }
-    void audit(std::string json_object) override {
-        log_.add_record(std::move(json_object));
-        ++audits;
-    }
-
-    // One OP25B block, counted as the workers count it, into the log.
-    void block_one() {
-        blocks_[0]->port[0].rx_packets.add(1);
-        blocks_[0]->port[0].blocked.add(1);
-        const event_record e = block_event(generation());
-        log_.add(&e, 1, event_names{policy_.get(), nullptr});
-    }
-    void flush() { log_.flush_all(); }
-
-    std::atomic<int> audits{0};
-
-private:
-    std::shared_ptr<const policy> policy_;
-    std::atomic<uint64_t> generation_{1};
-    event_log log_;
-    std::vector<std::unique_ptr<worker_counters>> blocks_;
-};
-
 // What the loop asked of the backend, in order.
 class recording_backend final : public live_backend {
 public:
-    explicit recording_backend(const policy& pol) : plane_(pol) {}
+    explicit recording_backend(const policy& pol) : plane_(pol, 3) {}
 
     data_plane& plane() override { return plane_; }
     std::array<std::string, 2> side_names() const override { return {"test-access", "test-core"}; }
@@ -154,7 +104,7 @@ public:
         ++drains;
         if (stops == 0 && blocks_wanted.load() > 0) {
             blocks_wanted.fetch_sub(1);
-            plane_.block_one();
+            plane_.block_one(block_event(plane_.generation()));
         }
     }
     void refresh_counters() override { ++refreshes; }
@@ -162,13 +112,13 @@ public:
     void stop() override {
         ++stops;
         stopped_after_start = starts == 1;
-        plane_.block_one();   // the last event, arriving as forwarding stops
+        plane_.block_one(block_event(plane_.generation()));   // the last event, arriving as forwarding stops
         plane_.flush();
     }
     void add_to_summary(json& report) const override { report["backend"] = "test"; }
     std::string stop_note() const override { return ", test backend stopped"; }
 
-    plane_without_forwarding plane_;
+    test::plane_without_forwarding plane_;
     bool fail_start = false;
     std::atomic<bool> started{false};
     std::atomic<int> starts{0}, drains{0}, refreshes{0}, stops{0}, blocks_wanted{0};
