@@ -43,18 +43,10 @@ gateways=(edge-c1 edge-d1 edge-d2)
 declare -A group_of=([edge-c1]=canary [edge-d1]=default [edge-d2]=default)
 declare -A pid_of
 
-# One lab per gateway: netlab's functions act on the lab selected.
-select_lab() { # GATEWAY
-  NETLAB_ID="fp$$-${1#edge-}"
-  NETLAB_NS_SUB="sekisho-sub-${NETLAB_ID}"
-  NETLAB_NS_GW="sekisho-gw-${NETLAB_ID}"
-  NETLAB_NS_UP="sekisho-up-${NETLAB_ID}"
-}
-labs_down() {
-  local g
-  for g in "${gateways[@]}"; do select_lab "$g"; netlab_down; done
-}
-trap 'rc=$?; fleet_stores_cleanup; labs_down; (exit $rc); _e2e_cleanup' EXIT
+# One lab per gateway, named after it (fleet_labs.sh): netlab's functions act on the lab in use.
+# shellcheck source=SCRIPTDIR/fleet_labs.sh
+source "$here/fleet_labs.sh"
+trap fleet_labs_cleanup EXIT
 
 fleet_stores_begin "$TMP/stores"
 fleet_start_postgres || abort "PostgreSQL did not start"
@@ -76,7 +68,7 @@ controller="$FLEET_DIR/controller.conninfo"
 
 start_gateway() { # GATEWAY
   local g="$1"
-  select_lab "$g"
+  lab_use "$g"
   mkdir -p "$TMP/$g"
   cat >"$TMP/$g/fleet.yaml" <<EOF
 gateway: $g
@@ -90,16 +82,17 @@ EOF
     --xdp-pin-dir "$TMP/$g/no-pins" --events "$TMP/$g/events.jsonl" --metrics 127.0.0.1:9119 \
     --api-socket "$TMP/$g/api.sock" --fleet "$TMP/$g/fleet.yaml"
   pid_of[$g]=$NETLAB_LAST_PID
+  daemon_pid=$NETLAB_LAST_PID
 }
 
 for g in "${gateways[@]}"; do
-  select_lab "$g"
+  lab_use "$g"
   netlab_up --direct || abort "lab of $g: setup failed"
   netlab_start_sinks || abort "lab of $g: SMTP sinks did not start"
   start_gateway "$g"
 done
 for g in "${gateways[@]}"; do
-  select_lab "$g"
+  lab_use "$g"
   deadline=$(($(date +%s) + 30))
   until netlab_exec_sub ping -c 1 -W 1 "$NETLAB_MX_V4" >/dev/null 2>&1 && [ -S "$TMP/$g/api.sock" ]; do
     kill -0 "${pid_of[$g]}" 2>/dev/null || abort "sekishod of $g exited: $(tail -n 3 "$TMP/$g/sekishod.log")"
@@ -132,13 +125,13 @@ wait_until() { # SECONDS DESCRIPTION COMMAND...: pass once COMMAND succeeds, els
 }
 field_is() { [ "$(fleet_field "$1" "$2")" = "$3" ]; }
 smtp_from_sub() { # GATEWAY: swaks from the lab's dynamic subscriber to MX:25; its exit code
-  select_lab "$1"
+  lab_use "$1"
   timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks -4 --server "$NETLAB_MX_V4" --port 25 \
     --local-interface "$NETLAB_SUB_V4_DYN" --helo client.example.com --from a@example.com \
     --to b@example.net --timeout 5 >"$TMP/swaks-$1.log" 2>&1
 }
 metric_is() { # GATEWAY LINE
-  select_lab "$1"
+  lab_use "$1"
   netlab_exec_gw curl -s --max-time 5 http://127.0.0.1:9119/metrics | grep -qxF "$2"
 }
 
@@ -324,7 +317,7 @@ else
 fi
 
 for g in "${gateways[@]}"; do
-  daemon_pid="${pid_of[$g]}"
+  lab_use "$g"
   e2e_stop_sekishod || fail "sekishod of $g exited non-zero"
 done
 e2e_end
