@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "control/fleet/durable_file.h"
 #include "control/fleet/pg_connection.h"
 #include "control/identity/binding_history.h"
 #include "control/policy/policy.h"
@@ -243,25 +244,9 @@ std::vector<std::string> binding_shipper::take_log_lines() { return signals_.tak
 void binding_shipper::wake() { signals_.wake(); }
 
 void binding_shipper::save_cursor() {
-    const std::string temp = opt_.cursor_path + ".tmp";
-    const std::string text = std::to_string(cursor_) + " " + std::to_string(cursor_id_) + "\n";
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    const int saved_errno = errno;
-    if (fd >= 0) ::close(fd);
-    ok = ok && ::rename(temp.c_str(), opt_.cursor_path.c_str()) == 0;
-    if (!ok) {
-        // Not fatal: the next COMMIT saves it again; a restart meanwhile re-sends rows the upsert makes no-ops.
-        log("fleet: bindings: cannot save the cursor " + opt_.cursor_path + ": " +
-            std::strerror(ok ? errno : saved_errno));
-        return;
-    }
-    const std::string dir = opt_.cursor_path.substr(0, opt_.cursor_path.rfind('/') + 1);
-    const int d = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d >= 0) {
-        ::fsync(d);
-        ::close(d);
-    }
+    const std::string error = replace_file_durably(opt_.cursor_path, std::to_string(cursor_) + " " + std::to_string(cursor_id_) + "\n");
+    // Not fatal: the next COMMIT saves it again; a restart meanwhile re-sends rows the upsert makes no-ops.
+    if (!error.empty()) log("fleet: bindings: cannot save the cursor: " + error);
 }
 
 uint64_t binding_shipper::ship(pg_connection& pg, const std::vector<row>& rows) {

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "control/fleet/durable_file.h"
 #include "control/fleet/fleet_config.h"
 #include "control/fleet/pg_connection.h"
 
@@ -285,25 +286,10 @@ std::vector<std::string> event_shipper::take_log_lines() { return signals_.take_
 void event_shipper::wake() { signals_.wake(); }
 
 void event_shipper::save_cursor(const cursor_state& c) {
-    const std::string temp = opt_.cursor_path + ".tmp";
-    const std::string text = (c.position ? c.position->to_string() : std::string("0:0:0")) + " " +
-                             std::to_string(c.last_time_ns) + "\n";
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    const int saved_errno = errno;
-    if (fd >= 0) ::close(fd);
-    ok = ok && ::rename(temp.c_str(), opt_.cursor_path.c_str()) == 0;
-    if (!ok) {
-        // Not fatal: the next COMMIT saves it again; a restart meanwhile re-sends lines the keys make no-ops.
-        log("fleet: events: cannot save the cursor " + opt_.cursor_path + ": " + std::strerror(ok ? errno : saved_errno));
-        return;
-    }
-    const std::string dir = opt_.cursor_path.substr(0, opt_.cursor_path.rfind('/') + 1);
-    const int d = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d >= 0) {
-        ::fsync(d);
-        ::close(d);
-    }
+    const std::string error = replace_file_durably(opt_.cursor_path, (c.position ? c.position->to_string() : std::string("0:0:0")) + " " +
+                             std::to_string(c.last_time_ns) + "\n");
+    // Not fatal: the next COMMIT saves it again; a restart meanwhile re-sends lines the keys make no-ops.
+    if (!error.empty()) log("fleet: events: cannot save the cursor: " + error);
 }
 
 std::vector<event_shipper::prepared_line> event_shipper::prepare(const follow_result& batch, uint64_t last_time_ns) {
