@@ -5,13 +5,15 @@
 // bench_redis: a redis-server child on a Unix socket in a fresh /tmp
 // directory, password from a 0600 file there (never on a command line of
 // ours: redis-server's --requirepass is its own argv, in a directory only this
-// user reads), no persistence. The constructor waits until it answers PING
+// user reads), no persistence, killed with the bench's process however that ends
+// (PR_SET_PDEATHSIG). The constructor waits until it answers PING
 // (throws std::runtime_error after 5 s: not installed or not starting); the
 // destructor kills it (SIGKILL) and removes the directory. One instance per
 // bench; not copyable.
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +70,7 @@ public:
         std::filesystem::permissions(dir_ + "/password", std::filesystem::perms(0600));
         pid_ = fork();
         if (pid_ == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);   // a bench killed before its destructor takes it along
             const std::string sock = dir_ + "/redis.sock", log = dir_ + "/redis.log",
                               pw = "bench-" + std::to_string(getppid());
             execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock.c_str(), "--unixsocketperm",

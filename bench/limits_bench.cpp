@@ -106,6 +106,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -925,17 +926,32 @@ void push(F&& fn, ingress in, rte_mbuf** b, uint16_t n, uint64_t& anomalies) {
     settle(b, n, out, anomalies);
 }
 
+// The calling thread's CPU time, and its involuntary context switches so far.
+uint64_t thread_cpu_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+long involuntary_switches() {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_nivcsw;
+}
+
 // `passes` times: rewrite the groups (not timed), push the set (timed), then call `between`
 // (not timed; the tracked runs drain the event ring there, as the control thread does while
 // the workers run, so that a long run does not fill the ring).
 template <class F, class Between = void (*)()>
 run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint64_t& anomalies, F&& fn,
                Between&& between = [] {}) {
-    uint64_t cycles = 0;
+    uint64_t cycles = 0, cpu_ns = 0;
     const unsigned B = t.bursts();
     burst_output out;
+    const long switches0 = involuntary_switches();
     for (uint64_t p = 0; p < passes; ++p) {
         assign_pass(t.groups, fb, commit);
+        const uint64_t c0 = thread_cpu_ns();
         const uint64_t t0 = rte_rdtsc_precise();
         for (unsigned b = 0; b < B; ++b) {
             rte_mbuf** m = t.mbufs.data() + static_cast<size_t>(b) * burst_size;
@@ -946,9 +962,10 @@ run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint
             settle(m, burst_size, out, anomalies);
         }
         cycles += rte_rdtsc_precise() - t0;
+        cpu_ns += thread_cpu_ns() - c0;
         between();
     }
-    return {passes * t.mbufs.size(), cycles};
+    return {passes * t.mbufs.size(), cycles, cpu_ns, static_cast<uint64_t>(involuntary_switches() - switches0)};
 }
 
 // Opens every long-lived connection through the tracked pipeline: 64
@@ -1584,7 +1601,8 @@ bool run_fleet_pair(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_bo
 // Every repetition's figures of each variant.
 struct repeated_figures {
     std::vector<double> null_mpps, mpps, un_mpps, ratio, cpp, cpp_null, cpp_un, cpp_plain, cpp_plain_un;
-    std::vector<double> cpp_fleet_off, cpp_fleet_on, fleet_ratio, fleet_syncs;   // --fleet
+    std::vector<double> cpp_fleet_off, cpp_fleet_on, fleet_ratio, fleet_syncs;   // --fleet: wall (TSC)
+    std::vector<double> cpu_fleet_off, cpu_fleet_on, fleet_cpu_ratio;            // --fleet: thread CPU time
 };
 
 // One repetition's runs, in this order.
@@ -1691,6 +1709,7 @@ struct summary {
     double smtp_fraction = 0, per_smtp = 0, m_plain = 0, m_plain_un = 0;
     bool fleet = false;   // --fleet: the figures below are set
     double m_fleet_off = 0, m_fleet_on = 0, m_fleet_ratio = 0, fleet_ratio_spread = 0, m_fleet_syncs = 0;
+    double m_cpu_fleet_off = 0, m_cpu_fleet_on = 0, m_fleet_cpu_ratio = 0, fleet_cpu_ratio_spread = 0;
 };
 
 summary summarize(const repeated_figures& f, const run_plan& p) {
@@ -1713,6 +1732,10 @@ summary summarize(const repeated_figures& f, const run_plan& p) {
         s.m_fleet_ratio = median(f.fleet_ratio);
         s.fleet_ratio_spread = spread(f.fleet_ratio);
         s.m_fleet_syncs = median(f.fleet_syncs);
+        s.m_cpu_fleet_off = median(f.cpu_fleet_off);
+        s.m_cpu_fleet_on = median(f.cpu_fleet_on);
+        s.m_fleet_cpu_ratio = median(f.fleet_cpu_ratio);
+        s.fleet_cpu_ratio_spread = spread(f.fleet_cpu_ratio);
     }
     return s;
 }
@@ -1735,6 +1758,10 @@ void print_throughput(const summary& s, const repeated_figures& f, unsigned reps
                     "control thread running, %.0f syncs per run); ratio on/off %.3f (median of the repetitions' "
                     "ratios, spread %.1f%%)\n",
                     reps, s.m_fleet_off, s.m_fleet_on, s.m_fleet_syncs, s.m_fleet_ratio, 100 * s.fleet_ratio_spread);
+    if (s.fleet)
+        std::printf("fleet mode, on the worker thread's CPU clock (its own work, not the time others took from its "
+                    "CPU): %.1f cycles/pkt off, %.1f on; ratio on/off %.3f (spread %.1f%%)\n",
+                    s.m_cpu_fleet_off, s.m_cpu_fleet_on, s.m_fleet_cpu_ratio, 100 * s.fleet_cpu_ratio_spread);
 }
 
 // The RADIUS runs, against a fresh SQLite history in /tmp removed afterwards; prints their
@@ -1787,8 +1814,10 @@ void print_json(const summary& s, const memory_figures& mem, const radius_figure
         tables_thp ? "thp" : "4k", s.m_plain, s.m_plain_un);
     if (s.fleet)
         std::printf(",\"cycles_per_pkt_fleet_off\":%.1f,\"cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_ratio\":%.3f,"
-                    "\"fleet_ratio_spread\":%.3f,\"fleet_syncs_per_run\":%.0f",
-                    s.m_fleet_off, s.m_fleet_on, s.m_fleet_ratio, s.fleet_ratio_spread, s.m_fleet_syncs);
+                    "\"fleet_ratio_spread\":%.3f,\"fleet_syncs_per_run\":%.0f,\"cpu_cycles_per_pkt_fleet_off\":%.1f,"
+                    "\"cpu_cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_cpu_ratio\":%.3f",
+                    s.m_fleet_off, s.m_fleet_on, s.m_fleet_ratio, s.fleet_ratio_spread, s.m_fleet_syncs,
+                    s.m_cpu_fleet_off, s.m_cpu_fleet_on, s.m_fleet_cpu_ratio);
     std::printf("}\n");
 }
 
@@ -1820,10 +1849,15 @@ bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm
             f.cpp_fleet_on.push_back(fp.on.cycles_per_packet());
             f.fleet_ratio.push_back(fp.on.cycles_per_packet() / fp.off.cycles_per_packet());
             f.fleet_syncs.push_back(static_cast<double>(fp.syncs));
+            f.cpu_fleet_off.push_back(fp.off.cpu_cycles_per_packet(hz));
+            f.cpu_fleet_on.push_back(fp.on.cpu_cycles_per_packet(hz));
+            f.fleet_cpu_ratio.push_back(fp.on.cpu_cycles_per_packet(hz) / fp.off.cpu_cycles_per_packet(hz));
             std::printf("rep %u, fleet: tracked %.1f cycles/pkt off, %.1f on (%s first; %lu syncs, %lu cells gained "
-                        "fleet bits during it)\n",
+                        "fleet bits during it); on the worker's CPU clock %.1f off, %.1f on; preempted %lu off, %lu "
+                        "on\n",
                         r + 1, fp.off.cycles_per_packet(), fp.on.cycles_per_packet(), r % 2 ? "on" : "off", fp.syncs,
-                        fp.merges);
+                        fp.merges, fp.off.cpu_cycles_per_packet(hz), fp.on.cpu_cycles_per_packet(hz),
+                        fp.off.preempted, fp.on.preempted);
             std::fflush(stdout);
         }
     }
