@@ -1598,11 +1598,27 @@ bool run_fleet_pair(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_bo
     return ok;
 }
 
+// --fleet: the off and on figures in one clock, medians of the repetitions.
+struct fleet_medians {
+    double off = 0, on = 0, ratio = 0, ratio_spread = 0;   // cycles/pkt; on/off per repetition
+};
+
+// --fleet: each repetition's off and on cycles per packet in one clock.
+struct fleet_series {
+    std::vector<double> off, on, ratio;
+    void add(double off_cpp, double on_cpp) {
+        off.push_back(off_cpp);
+        on.push_back(on_cpp);
+        ratio.push_back(on_cpp / off_cpp);
+    }
+    fleet_medians medians() const { return {median(off), median(on), median(ratio), spread(ratio)}; }
+};
+
 // Every repetition's figures of each variant.
 struct repeated_figures {
     std::vector<double> null_mpps, mpps, un_mpps, ratio, cpp, cpp_null, cpp_un, cpp_plain, cpp_plain_un;
-    std::vector<double> cpp_fleet_off, cpp_fleet_on, fleet_ratio, fleet_syncs;   // --fleet: wall (TSC)
-    std::vector<double> cpu_fleet_off, cpu_fleet_on, fleet_cpu_ratio;            // --fleet: thread CPU time
+    fleet_series fleet_wall, fleet_cpu;   // --fleet: TSC (wall) and the worker thread's CPU clock
+    std::vector<double> fleet_syncs;      // --fleet: syncs during each "on" run
 };
 
 // One repetition's runs, in this order.
@@ -1708,8 +1724,8 @@ struct summary {
     double m_null = 0, m = 0, m_un = 0, m_ratio = 0, m_cpp = 0, m_cpp_un = 0, m_cpp_null = 0;
     double smtp_fraction = 0, per_smtp = 0, m_plain = 0, m_plain_un = 0;
     bool fleet = false;   // --fleet: the figures below are set
-    double m_fleet_off = 0, m_fleet_on = 0, m_fleet_ratio = 0, fleet_ratio_spread = 0, m_fleet_syncs = 0;
-    double m_cpu_fleet_off = 0, m_cpu_fleet_on = 0, m_fleet_cpu_ratio = 0, fleet_cpu_ratio_spread = 0;
+    fleet_medians fleet_wall, fleet_cpu;
+    double m_fleet_syncs = 0;
 };
 
 summary summarize(const repeated_figures& f, const run_plan& p) {
@@ -1725,17 +1741,11 @@ summary summarize(const repeated_figures& f, const run_plan& p) {
     s.per_smtp = (s.m_cpp - s.m_cpp_un) / s.smtp_fraction;
     s.m_plain = median(f.cpp_plain);
     s.m_plain_un = median(f.cpp_plain_un);
-    if (!f.fleet_ratio.empty()) {
+    if (!f.fleet_syncs.empty()) {
         s.fleet = true;
-        s.m_fleet_off = median(f.cpp_fleet_off);
-        s.m_fleet_on = median(f.cpp_fleet_on);
-        s.m_fleet_ratio = median(f.fleet_ratio);
-        s.fleet_ratio_spread = spread(f.fleet_ratio);
+        s.fleet_wall = f.fleet_wall.medians();
+        s.fleet_cpu = f.fleet_cpu.medians();
         s.m_fleet_syncs = median(f.fleet_syncs);
-        s.m_cpu_fleet_off = median(f.cpu_fleet_off);
-        s.m_cpu_fleet_on = median(f.cpu_fleet_on);
-        s.m_fleet_cpu_ratio = median(f.fleet_cpu_ratio);
-        s.fleet_cpu_ratio_spread = spread(f.fleet_cpu_ratio);
     }
     return s;
 }
@@ -1757,11 +1767,12 @@ void print_throughput(const summary& s, const repeated_figures& f, unsigned reps
         std::printf("fleet mode, median of %u: mixed, tracking + limits %.1f cycles/pkt off, %.1f on (a fleet link's "
                     "control thread running, %.0f syncs per run); ratio on/off %.3f (median of the repetitions' "
                     "ratios, spread %.1f%%)\n",
-                    reps, s.m_fleet_off, s.m_fleet_on, s.m_fleet_syncs, s.m_fleet_ratio, 100 * s.fleet_ratio_spread);
+                    reps, s.fleet_wall.off, s.fleet_wall.on, s.m_fleet_syncs, s.fleet_wall.ratio,
+                    100 * s.fleet_wall.ratio_spread);
     if (s.fleet)
         std::printf("fleet mode, on the worker thread's CPU clock (its own work, not the time others took from its "
                     "CPU): %.1f cycles/pkt off, %.1f on; ratio on/off %.3f (spread %.1f%%)\n",
-                    s.m_cpu_fleet_off, s.m_cpu_fleet_on, s.m_fleet_cpu_ratio, 100 * s.fleet_cpu_ratio_spread);
+                    s.fleet_cpu.off, s.fleet_cpu.on, s.fleet_cpu.ratio, 100 * s.fleet_cpu.ratio_spread);
 }
 
 // The RADIUS runs, against a fresh SQLite history in /tmp removed afterwards; prints their
@@ -1816,8 +1827,8 @@ void print_json(const summary& s, const memory_figures& mem, const radius_figure
         std::printf(",\"cycles_per_pkt_fleet_off\":%.1f,\"cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_ratio\":%.3f,"
                     "\"fleet_ratio_spread\":%.3f,\"fleet_syncs_per_run\":%.0f,\"cpu_cycles_per_pkt_fleet_off\":%.1f,"
                     "\"cpu_cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_cpu_ratio\":%.3f",
-                    s.m_fleet_off, s.m_fleet_on, s.m_fleet_ratio, s.fleet_ratio_spread, s.m_fleet_syncs,
-                    s.m_cpu_fleet_off, s.m_cpu_fleet_on, s.m_fleet_cpu_ratio);
+                    s.fleet_wall.off, s.fleet_wall.on, s.fleet_wall.ratio, s.fleet_wall.ratio_spread,
+                    s.m_fleet_syncs, s.fleet_cpu.off, s.fleet_cpu.on, s.fleet_cpu.ratio);
     std::printf("}\n");
 }
 
@@ -1845,13 +1856,9 @@ bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm
         if (redis && ok) {
             fleet_pair fp;
             ok &= run_fleet_pair(gw, v, plan, fb, o, *redis, r, fp);
-            f.cpp_fleet_off.push_back(fp.off.cycles_per_packet());
-            f.cpp_fleet_on.push_back(fp.on.cycles_per_packet());
-            f.fleet_ratio.push_back(fp.on.cycles_per_packet() / fp.off.cycles_per_packet());
+            f.fleet_wall.add(fp.off.cycles_per_packet(), fp.on.cycles_per_packet());
+            f.fleet_cpu.add(fp.off.cpu_cycles_per_packet(hz), fp.on.cpu_cycles_per_packet(hz));
             f.fleet_syncs.push_back(static_cast<double>(fp.syncs));
-            f.cpu_fleet_off.push_back(fp.off.cpu_cycles_per_packet(hz));
-            f.cpu_fleet_on.push_back(fp.on.cpu_cycles_per_packet(hz));
-            f.fleet_cpu_ratio.push_back(fp.on.cpu_cycles_per_packet(hz) / fp.off.cpu_cycles_per_packet(hz));
             std::printf("rep %u, fleet: tracked %.1f cycles/pkt off, %.1f on (%s first; %lu syncs, %lu cells gained "
                         "fleet bits during it); on the worker's CPU clock %.1f off, %.1f on; preempted %lu off, %lu "
                         "on\n",
