@@ -14,20 +14,30 @@
 // Baseline in the same run: the local suspension alone (the call on A, until
 // A's own registry has it: what a single gateway's API takes).
 //
+// Then the store killed midway: PostgreSQL is killed (kill -9, through
+// tests/fleet/fleet_stores.sh), N/4 more accounts (at least 5) are suspended on
+// A (each in force on A at once, queued in its outbox), and PostgreSQL is
+// started again; the catch-up figure is the time from its return until B has
+// them all (the links' reconnect backoff, 100 ms doubling, included).
+//
 //   tests/fleet/with_fleet_stores.sh build/bench/fleet_suspend_bench [--changes N] [--short]
 //     --changes N  suspensions (and as many resumptions); default 200
 //     --short      20 (CI: the self-checks run, the figures are rough)
 //
 // Self-checks (exit 1 on failure): every change arrived at B, exactly once
-// (each gateway applied 2N changes from the log, A published 2N, B audited
-// 2N, the log holds 2N rows of A's and no other), B ends with none of the
-// accounts suspended, and p99 < 1 s for suspensions and for resumptions.
+// (each gateway applied all 2N + N/4 changes from the log, A published them,
+// B audited them, the log holds them as A's rows and none of B's), B ends with
+// none of the first N accounts suspended and all of the last N/4, each of
+// those in force on A while the store was down, p99 < 1 s for suspensions and
+// for resumptions, and the catch-up within 10 s of the store's return.
 // The last line of the output is a JSON object with "bench":"fleet_suspend".
 #include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -99,6 +109,55 @@ bool turn_until(gateway& a, gateway& b, const std::function<bool()>& done, doubl
     return false;
 }
 
+// Runs `step` (a function of tests/fleet/fleet_stores.sh) on the cluster with_fleet_stores.sh
+// started; true when it succeeded.
+bool store_step(const std::string& step) {
+    const char* dir = std::getenv("SEKISHO_TEST_PG_DIR");
+    if (!dir || !*dir) return false;
+    // The script's status is the step's (sourcing the file may end on a false test).
+    const std::string script = "source '" SEKISHO_SOURCE_ROOT "/tests/fleet/fleet_stores.sh'; FLEET_DIR='" +
+                               std::string(dir) + "'; FLEET_PG_PID=\"$(head -n 1 \"$FLEET_DIR/pg/postmaster.pid\" " +
+                               "2>/dev/null)\"; " + step;
+    const pid_t pid = fork();
+    if (pid == 0) {
+        execlp("bash", "bash", "-c", script.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    int status = 0;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// The store killed with `accounts` to suspend while it is away: each suspended on A (and in force
+// there at once), then the store started again; the seconds from its return until B has them all.
+// A negative figure after a FAIL line when a step failed or B did not catch up within 10 s.
+double catch_up(gateway& a, gateway& b, const std::vector<std::string>& accounts, bench::self_checks& checks) {
+    if (!store_step("fleet_kill_postgres")) {
+        checks.check(false, "PostgreSQL could not be killed (SEKISHO_TEST_PG_DIR)");
+        return -1;
+    }
+    unsigned enforced = 0;
+    for (const std::string& acc : accounts) {
+        a.suspend(acc);
+        enforced += a.suspended(acc) ? 1 : 0;
+    }
+    checks.check(enforced == accounts.size(), "suspensions not in force on A while the store was down");
+    turn_until(a, b, [] { return false; }, 0.5);   // the links notice, their backoff grows
+    if (!store_step("fleet_start_postgres")) {
+        checks.check(false, "PostgreSQL did not start again");
+        return -1;
+    }
+    const auto t0 = wall_clock::now();
+    auto all_on_b = [&] {
+        for (const std::string& acc : accounts)
+            if (!b.suspended(acc)) return false;
+        return true;
+    };
+    const bool ok = turn_until(a, b, all_on_b, 10);
+    const double took = seconds_since(t0);
+    checks.check(ok, "B did not have the suspensions made while the store was down within 10 s of its return");
+    return ok ? took : -1;
+}
+
 struct timings {
     std::vector<double> fleet_ms, local_ms;
 };
@@ -141,7 +200,7 @@ int run(unsigned n, const char* conninfo);
 
 int main(int argc, char** argv) {
     unsigned n = 200;
-    for (int i = 1; i < argc; ++i) {
+    for (int i = 1; i < argc; ++i) {  // N: the sequential changes; the store-down batch is N/4
         const std::string arg = argv[i];
         if (arg == "--short")
             n = 20;
@@ -175,18 +234,24 @@ int run(unsigned n, const char* conninfo) {
     std::filesystem::create_directories(dir);
     bench::self_checks checks;
     timings sus, res;
+    double catch_up_s = -1;
+    const unsigned down_batch = std::max(5u, n / 4);
     try {
         const std::string name_a = "bench-a-" + tag, name_b = "bench-b-" + tag;
         std::vector<std::string> accounts;
         for (unsigned i = 0; i < n; ++i) accounts.push_back("bench" + tag + "-" + std::to_string(i) + "@example.jp");
+        std::vector<std::string> while_down;
+        for (unsigned i = 0; i < down_batch; ++i)
+            while_down.push_back("bench" + tag + "-down-" + std::to_string(i) + "@example.jp");
         {
             gateway a(name_a, dir, conninfo), b(name_b, dir, conninfo);
             checks.check(turn_until(a, b, [&] { return a.sync().link_up() && b.sync().link_up(); }, 10),
                          "the gateways' links did not come up within 10 s");
-            if (!checks.failed() && run_changes(a, b, accounts, true, sus, checks))
-                run_changes(a, b, accounts, false, res, checks);
+            if (!checks.failed() && run_changes(a, b, accounts, true, sus, checks) &&
+                run_changes(a, b, accounts, false, res, checks))
+                catch_up_s = catch_up(a, b, while_down, checks);
             // Every change once on both, and nothing more (an echo or a duplicate would show by now).
-            const uint64_t want = 2ull * n;
+            const uint64_t want = 2ull * n + down_batch;
             turn_until(a, b, [&] { return a.sync().applied() >= want && b.sync().applied() >= want; }, 5);
             turn_until(a, b, [] { return false; }, 1);
             checks.check(a.sync().published() == want, "A published " + std::to_string(a.sync().published()) +
@@ -200,6 +265,9 @@ int run(unsigned n, const char* conninfo) {
             unsigned left = 0;
             for (const std::string& acc : accounts) left += b.suspended(acc) ? 1 : 0;
             checks.check(left == 0, std::to_string(left) + " accounts still suspended on B after their resumption");
+            unsigned missing = 0;
+            for (const std::string& acc : while_down) missing += b.suspended(acc) ? 0 : 1;
+            checks.check(missing == 0, std::to_string(missing) + " suspensions made while the store was down not on B");
             pg_connection pg(conninfo);
             checks.check(number(pg, "SELECT count(*) FROM operator_changes WHERE gateway = $1", name_a) == want,
                          "the change log does not hold exactly A's " + std::to_string(want) + " changes");
@@ -215,15 +283,19 @@ int run(unsigned n, const char* conninfo) {
 
     print_line("suspensions", sus);
     print_line("resumptions", res);
+    std::printf("store killed: %u suspensions made on A while PostgreSQL was down, all in force on B %.3f s after "
+                "it returned (reconnect backoff included)\n",
+                down_batch, catch_up_s);
     checks.check(percentile(sus.fleet_ms, 99) < 1000, "suspension p99 not under 1 s");
     checks.check(percentile(res.fleet_ms, 99) < 1000, "resumption p99 not under 1 s");
     std::printf("{\"bench\":\"fleet_suspend\",\"changes\":%u,\"suspend_p50_ms\":%.1f,\"suspend_p99_ms\":%.1f,"
                 "\"suspend_max_ms\":%.1f,\"resume_p50_ms\":%.1f,\"resume_p99_ms\":%.1f,\"resume_max_ms\":%.1f,"
                 "\"local_suspend_p50_ms\":%.2f,\"local_suspend_p99_ms\":%.2f,\"control_turn_ms\":10,"
-                "\"self_check\":%s}\n",
+                "\"store_down_changes\":%u,\"catch_up_after_store_return_s\":%.3f,\"self_check\":%s}\n",
                 n, percentile(sus.fleet_ms, 50), percentile(sus.fleet_ms, 99), percentile(sus.fleet_ms, 100),
                 percentile(res.fleet_ms, 50), percentile(res.fleet_ms, 99), percentile(res.fleet_ms, 100),
-                percentile(sus.local_ms, 50), percentile(sus.local_ms, 99), checks.failed() ? "false" : "true");
+                percentile(sus.local_ms, 50), percentile(sus.local_ms, 99), down_batch, catch_up_s,
+                checks.failed() ? "false" : "true");
     return checks.failed() ? 1 : 0;
 }
 
