@@ -3,9 +3,8 @@
 // redis-server of the bench's own.
 //
 // bench_redis: a redis-server child on a Unix socket in a fresh /tmp
-// directory, password from a 0600 file there (never on a command line of
-// ours: redis-server's --requirepass is its own argv, in a directory only this
-// user reads), no persistence, killed with the bench's process however that ends
+// directory (0700), its password only in 0600 files there (the clients' password
+// file and the server's config file: never on a command line), no persistence, killed with the bench's process however that ends
 // (PR_SET_PDEATHSIG). The constructor waits until it answers PING
 // (throws std::runtime_error after 5 s: not installed or not starting); the
 // destructor kills it (SIGKILL) and removes the directory. One instance per
@@ -66,16 +65,18 @@ public:
         char tmpl[] = "/tmp/sekisho-fleet-bench.XXXXXX";
         if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("bench_redis: cannot create a directory in /tmp");
         dir_ = tmpl;
-        std::ofstream(dir_ + "/password") << "bench-" << getpid() << "\n";
-        std::filesystem::permissions(dir_ + "/password", std::filesystem::perms(0600));
+        const std::string password = "bench-" + std::to_string(getpid());
+        std::ofstream(dir_ + "/password") << password << "\n";
+        std::ofstream(dir_ + "/redis.conf") << "port 0\nunixsocket " << dir_ << "/redis.sock\nunixsocketperm 700\n"
+                                            << "requirepass " << password << "\ndir " << dir_ << "\nsave \"\"\n"
+                                            << "appendonly no\nlogfile " << dir_ << "/redis.log\n";
+        for (const char* f : {"/password", "/redis.conf"})
+            std::filesystem::permissions(dir_ + f, std::filesystem::perms(0600));
+        const std::string conf = dir_ + "/redis.conf";
         pid_ = fork();
         if (pid_ == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);   // a bench killed before its destructor takes it along
-            const std::string sock = dir_ + "/redis.sock", log = dir_ + "/redis.log",
-                              pw = "bench-" + std::to_string(getppid());
-            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock.c_str(), "--unixsocketperm",
-                   "700", "--requirepass", pw.c_str(), "--dir", dir_.c_str(), "--save", "", "--appendonly", "no",
-                   "--logfile", log.c_str(), static_cast<char*>(nullptr));
+            execlp("redis-server", "redis-server", conf.c_str(), static_cast<char*>(nullptr));
             _exit(127);
         }
         for (int i = 0; i < 200; ++i) {
