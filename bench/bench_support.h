@@ -164,10 +164,17 @@ inline uint64_t null_sink = 0;
 
 struct run_result {
     uint64_t packets = 0;
-    uint64_t cycles = 0;
+    uint64_t cycles = 0;          // TSC cycles of the timed part: wall time, preemption included
+    uint64_t thread_cpu_ns = 0;   // the same part on the thread's CPU clock (0: not measured)
+    uint64_t preempted = 0;       // involuntary context switches meanwhile (with thread_cpu_ns)
     double seconds(uint64_t hz) const { return static_cast<double>(cycles) / static_cast<double>(hz); }
     double mpps(uint64_t hz) const { return static_cast<double>(packets) / seconds(hz) / 1e6; }
     double cycles_per_packet() const { return static_cast<double>(cycles) / static_cast<double>(packets); }
+    // The thread's own CPU time per packet in TSC cycles: what the worker spent, not what others
+    // took from its CPU.
+    double cpu_cycles_per_packet(uint64_t hz) const {
+        return static_cast<double>(thread_cpu_ns) * 1e-9 * static_cast<double>(hz) / static_cast<double>(packets);
+    }
 };
 
 inline double median(std::vector<double> v) {

@@ -13,22 +13,18 @@
 // the same hiredis connection (what Redis itself takes for those commands).
 //
 //   build/bench/campaign_sync_bench [--fingerprints N] [--short]
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench/fleet_bench_support.h"
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/redis_connection.h"
 #include "dataplane/inspect/campaign_table.h"
@@ -37,10 +33,8 @@ namespace {
 
 using namespace sekisho;
 using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point t0) {
-    return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
+using bench::bench_redis;
+using bench::seconds_since;
 
 uint64_t realtime_ns() {
     timespec ts{};
@@ -49,48 +43,6 @@ uint64_t realtime_ns() {
 }
 
 uint64_t sub(uint64_t i) { return 0x5b5b0000'00000000ull + i * 0x9e3779b97f4a7c15ull; }
-
-class bench_redis {
-public:
-    bench_redis() {
-        char tmpl[] = "/tmp/sekisho-campaign-bench.XXXXXX";
-        dir_ = mkdtemp(tmpl);
-        std::ofstream(dir_ + "/password") << "bench-" << getpid() << "\n";
-        std::filesystem::permissions(dir_ + "/password", std::filesystem::perms(0600));
-        pid_ = fork();
-        if (pid_ == 0) {
-            const std::string sock = dir_ + "/redis.sock", log = dir_ + "/redis.log",
-                              pw = "bench-" + std::to_string(getppid());
-            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock.c_str(), "--unixsocketperm",
-                   "700", "--requirepass", pw.c_str(), "--dir", dir_.c_str(), "--save", "", "--appendonly", "no",
-                   "--logfile", log.c_str(), static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            try {
-                redis_connection r(address(), password_file());
-                r.command({"PING"});
-                return;
-            } catch (const std::exception&) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(25));
-            }
-        }
-        throw std::runtime_error("redis-server did not start (is it installed?)");
-    }
-    ~bench_redis() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-        }
-        std::filesystem::remove_all(dir_);
-    }
-    std::string address() const { return "unix:" + dir_ + "/redis.sock"; }
-    std::string password_file() const { return dir_ + "/password"; }
-
-private:
-    std::string dir_;
-    pid_t pid_ = -1;
-};
 
 campaign_sync_settings settings(const bench_redis& r, uint64_t interval_ns) {
     campaign_sync_settings s;

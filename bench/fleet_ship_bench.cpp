@@ -31,10 +31,12 @@
 #include <string>
 #include <thread>
 
+#include "bench/fleet_bench_support.h"
 #include "control/fleet/event_shipper.h"
 #include "control/fleet/pg_connection.h"
 
 using namespace sekisho;
+using bench::seconds_since;
 
 namespace {
 
@@ -51,21 +53,12 @@ std::string line_for(uint64_t i, uint64_t base_ns) {
     return buf;
 }
 
-bool failed = false;
-void check(bool ok, const std::string& what) {
-    if (!ok) {
-        std::fprintf(stderr, "FAIL %s\n", what.c_str());
-        failed = true;
-    }
-}
+bench::self_checks checks;
+void check(bool ok, const std::string& what) { checks.check(ok, what); }
 
 uint64_t number(pg_connection& pg, const std::string& sql) {
     sekisho::pg_result r = pg.exec(sql, "bench query");
     return std::strtoull(PQgetvalue(r.get(), 0, 0), nullptr, 10);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -164,6 +157,6 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"fleet_ship\",\"lines\":%llu,\"lines_per_sec\":%.0f,\"baseline_rows\":%llu,"
                 "\"baseline_rows_per_sec\":%.0f,\"ratio\":%.2f,\"self_check\":%s}\n",
                 static_cast<unsigned long long>(lines), ship_rate, static_cast<unsigned long long>(baseline_lines),
-                baseline_rate, ship_rate / baseline_rate, failed ? "false" : "true");
-    return failed ? 1 : 0;
+                baseline_rate, ship_rate / baseline_rate, checks.failed() ? "false" : "true");
+    return checks.failed() ? 1 : 0;
 }

@@ -82,6 +82,18 @@
 //          --pages P        thp (default) | 4k, as in op25b_bench: the frame mbufs
 //          --tables P       thp (default) | 4k: the EAL's memory, where the lookup
 //                           tables are (see memfd_create below)
+//          --fleet          fleet mode on vs off (docs/performance.md, "Fleet mode"): each
+//                           repetition also runs the tracked pipeline over the mixed set
+//                           twice back to back, alone ("off") and while a control thread on
+//                           another CPU runs a fleet link ("on"; fleet_control below:
+//                           campaign_sync to a redis-server this bench starts, 100 ms
+//                           batches, a peer gateway's bits merged back into the campaign
+//                           table the workers use), alternating which goes first. Same
+//                           self-checks, plus: the link synced during every "on" run and
+//                           brought fleet bits back.
+//          --short          100k subscribers, 10k connections, 4M packets, 2 repetitions,
+//                           no big table, 10k RADIUS updates (2k over UDP), 1 GiB: every
+//                           self-check runs, the figures are rough (options after it override)
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -94,6 +106,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -110,6 +123,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -131,6 +145,9 @@
 #include "dataplane/worker_counters.h"
 #include "tests/support/frame_builder.h"
 #include "bench_support.h"
+#include "bench/fleet_bench_support.h"
+#include "control/fleet/campaign_sync.h"
+#include "dataplane/inspect/campaign_table.h"
 
 // Without hugepages the EAL backs its memory with a memfd (shared memory),
 // which transparent huge pages do not cover unless shmem THP is enabled
@@ -170,6 +187,7 @@ struct options {
     unsigned memory_mb = 4096;
     bool thp = true;         // frame mbufs on transparent huge pages
     bool tables_thp = true;  // the EAL's memory (tables) on transparent huge pages
+    bool fleet = false;      // also a tracked run per repetition with a fleet link running (--fleet)
 };
 
 // ------------------------------------------------------------ subscribers --
@@ -450,6 +468,9 @@ std::vector<seg_spec> group_segments(gtype t, size_t body) {
 }
 
 // What one exchange must make the tracker count.
+// What a number of groups must produce. The only events the traffic may raise are the
+// mail_session events of the connections that end (one per churn group: established, then
+// closed); a block, a limit hit or any other event is a failure of the run.
 struct expectation {
     uint64_t commands = 0, messages = 0, recipients = 0, rejected = 0, created = 0, ended = 0;
     void add(gtype t) {
@@ -852,7 +873,7 @@ bool check_tracked(const char* name, const view& a, const view& b, uint64_t pack
         {"blocked", b.blocked - a.blocked, 0},
         {"limited", b.limited - a.limited, 0},
         {"malformed", b.malformed - a.malformed, 0},
-        {"events", b.events - a.events, 0},
+        {"events (mail_session, one per ended connection)", b.events - a.events, times * e.ended},
         {"events_ring_full", b.ring_full - a.ring_full, 0},
         {"smtp_commands", b.commands - a.commands, times * e.commands},
         {"smtp_messages", b.messages - a.messages, times * e.messages},
@@ -905,14 +926,32 @@ void push(F&& fn, ingress in, rte_mbuf** b, uint16_t n, uint64_t& anomalies) {
     settle(b, n, out, anomalies);
 }
 
-// `passes` times: rewrite the groups (not timed), push the set (timed).
-template <class F>
-run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint64_t& anomalies, F&& fn) {
-    uint64_t cycles = 0;
+// The calling thread's CPU time, and its involuntary context switches so far.
+uint64_t thread_cpu_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+long involuntary_switches() {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_nivcsw;
+}
+
+// `passes` times: rewrite the groups (not timed), push the set (timed), then call `between`
+// (not timed; the tracked runs drain the event ring there, as the control thread does while
+// the workers run, so that a long run does not fill the ring).
+template <class F, class Between = void (*)()>
+run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint64_t& anomalies, F&& fn,
+               Between&& between = [] {}) {
+    uint64_t cycles = 0, cpu_ns = 0;
     const unsigned B = t.bursts();
     burst_output out;
+    const long switches0 = involuntary_switches();
     for (uint64_t p = 0; p < passes; ++p) {
         assign_pass(t.groups, fb, commit);
+        const uint64_t c0 = thread_cpu_ns();
         const uint64_t t0 = rte_rdtsc_precise();
         for (unsigned b = 0; b < B; ++b) {
             rte_mbuf** m = t.mbufs.data() + static_cast<size_t>(b) * burst_size;
@@ -923,8 +962,10 @@ run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint
             settle(m, burst_size, out, anomalies);
         }
         cycles += rte_rdtsc_precise() - t0;
+        cpu_ns += thread_cpu_ns() - c0;
+        between();
     }
-    return {passes * t.mbufs.size(), cycles};
+    return {passes * t.mbufs.size(), cycles, cpu_ns, static_cast<uint64_t>(involuntary_switches() - switches0)};
 }
 
 // Opens every long-lived connection through the tracked pipeline: 64
@@ -1393,7 +1434,7 @@ run_plan plan_runs(traffic_set& mixed, traffic_set& plain, const options& o) {
 bool warm_up(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb, const options& o) {
     uint64_t anomalies = 0;
     const view v0 = read_view(v.tc);
-    run(p.mixed, 4, fb, true, anomalies, v.tracked_fn());
+    run(p.mixed, 4, fb, true, anomalies, v.tracked_fn(), [&] { gw.drain_events(); });
     const bool ok = check_tracked("warm-up", v0, read_view(v.tc), 4 * p.frames, 4, p.mixed.expect,
                                   gw.tracked_flows(), o.flows, anomalies);
     run(p.mixed, 2, fb, false, anomalies, v.untracked_fn());
@@ -1401,9 +1442,183 @@ bool warm_up(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb,
     return ok;
 }
 
+// ------------------------------------------------------------ fleet mode --
+
+uint64_t realtime_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// What a gateway's control thread does for fleet mode while the workers run, as far as they
+// can feel it: every 10 ms (sekishod's turn) it polls a campaign_sync on the gateway's own
+// campaign table (the one the workers' content stage counts in), whose thread exchanges the
+// table's bits with Redis every 100 ms (the shortest batch period of docs/fleet.md) and brings
+// the fleet's bits back into that table by CAS. A peer gateway's campaign_sync runs on the same
+// thread with other subscribers of the same fingerprints, so every sync sends new bits and
+// merges some back. Both gateways gain 16 subscribers a turn (as content verdicts would).
+//
+// Threading: the constructor starts the control thread and returns when both links have
+// synced once (throws after 10 s); the control thread, and the sync threads it creates, run on
+// every CPU but `worker_cpu` (if there is another): the workers' lcore is theirs, as in
+// sekishod. Counters are read while it runs; the destructor stops and joins it.
+class fleet_control {
+public:
+    // `first_subscriber`: where this instance's subscriber numbers start (each instance its own,
+    // so that every sync carries bits Redis has not seen).
+    fleet_control(campaign_table& table, const bench_redis& redis, int worker_cpu, uint64_t first_subscriber)
+        : table_(table), redis_(redis), worker_cpu_(worker_cpu), first_(first_subscriber), thread_([this] { run(); }) {
+        const auto t0 = wall_clock::now();
+        while (syncs_.load() < 1 || peer_syncs_.load() < 1) {
+            if (seconds_since(t0) > 10 || failed_.load()) {
+                stop_ = true;
+                thread_.join();
+                throw std::runtime_error("fleet_control: the campaign links did not sync within 10 s: " +
+                                         error());
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+    ~fleet_control() {
+        stop_ = true;
+        thread_.join();
+    }
+    fleet_control(const fleet_control&) = delete;
+    fleet_control& operator=(const fleet_control&) = delete;
+
+    uint64_t syncs() const { return syncs_.load(); }
+    uint64_t bits_sent() const { return bits_sent_.load(); }
+    uint64_t merges() const { return merges_.load(); }
+    bool link_up() const { return link_up_.load(); }
+    bool other_cpu() const { return other_cpu_.load(); }
+    std::string error() const {
+        std::lock_guard lock(mu_);
+        return error_;
+    }
+
+private:
+    static constexpr uint64_t window_ns = 3600'000'000'000ull;
+    static constexpr uint64_t fingerprints = 512;
+
+    void run() {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) == 0) {
+            cpu_set_t others;
+            CPU_ZERO(&others);
+            for (int c = 0; c < CPU_SETSIZE; ++c)
+                if (c != worker_cpu_) CPU_SET(c, &others);
+            // Every online CPU but the worker's; the EAL left this thread on the worker's only.
+            if (sched_setaffinity(0, sizeof others, &others) == 0) other_cpu_ = sched_getcpu() != worker_cpu_;
+        }
+        try {
+            campaign_sync_settings cs;
+            cs.redis_address = redis_.address();
+            cs.redis_password_file = redis_.password_file();
+            cs.sync_interval_ns = 100'000'000;
+            auto log = [this](const std::string& line) {
+                std::lock_guard lock(mu_);
+                error_ = line;
+            };
+            campaign_table peer_table(1u << 12, 1u << 16);
+            campaign_sync local(cs, table_, log), peer(cs, peer_table, log);
+            uint64_t next = first_;
+            while (!stop_) {
+                const uint64_t now = realtime_ns();
+                for (int i = 0; i < 16; ++i, ++next) {
+                    const uint64_t fp = 0xf1ee700000000000ull + next % fingerprints;
+                    table_.observe(fp, mix64(2 * next), 1, now, window_ns);
+                    peer_table.observe(fp, mix64(2 * next + 1), 1, now, window_ns);
+                }
+                local.poll(now, window_ns);
+                peer.poll(now, window_ns);
+                const campaign_sync_counters& c = local.counters();
+                syncs_ = c.syncs;
+                bits_sent_ = c.bits_sent;
+                merges_ = c.merges;
+                link_up_ = c.link_up;
+                peer_syncs_ = peer.counters().syncs;
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        } catch (const std::exception& e) {
+            std::lock_guard lock(mu_);
+            error_ = e.what();
+            failed_ = true;
+        }
+    }
+
+    campaign_table& table_;
+    const bench_redis& redis_;
+    const int worker_cpu_;
+    const uint64_t first_;
+    std::atomic<bool> stop_{false}, failed_{false}, link_up_{false}, other_cpu_{false};
+    std::atomic<uint64_t> syncs_{0}, peer_syncs_{0}, bits_sent_{0}, merges_{0};
+    mutable std::mutex mu_;
+    std::string error_;
+    std::thread thread_;   // last: started once everything it uses is constructed
+};
+
+// A fleet on/off pair of runs.
+struct fleet_pair {
+    run_result off, on;
+    uint64_t syncs = 0, merges = 0;   // during the "on" run
+};
+
+// The tracked pipeline over the mixed set twice, back to back, each checked like the tracked
+// run: once alone ("off") and once while a fleet_control runs ("on"); in repetition `n`'s
+// order (even: off first), so that neither always runs second. The "on" run must see the link
+// sync and bring fleet bits back (else its figure says nothing).
+bool run_fleet_pair(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb, const options& o,
+                    const bench_redis& redis, unsigned n, fleet_pair& r) {
+    auto tracked = [&](const char* name, run_result& out) {
+        const view v0 = read_view(v.tc);
+        uint64_t an = 0;
+        out = run(p.mixed, p.passes, fb, true, an, v.tracked_fn(), [&] { gw.drain_events(); });
+        return check_tracked(name, v0, read_view(v.tc), p.packets, p.passes, p.mixed.expect, gw.tracked_flows(),
+                             o.flows, an);
+    };
+    bool ok = true;
+    if (n % 2 == 0) ok &= tracked("tracked, fleet off", r.off);
+    {
+        fleet_control fleet(*gw.campaigns(), redis, sched_getcpu(), uint64_t{n} << 32);
+        const uint64_t s0 = fleet.syncs(), m0 = fleet.merges();
+        ok &= tracked("tracked, fleet on", r.on);
+        r.syncs = fleet.syncs() - s0;
+        r.merges = fleet.merges() - m0;
+        if (r.syncs == 0 || r.merges == 0 || !fleet.link_up()) {
+            std::fprintf(stderr, "FAIL fleet on: %lu syncs and %lu cells merged during the run, link %s%s\n", r.syncs,
+                         r.merges, fleet.link_up() ? "up" : "down",
+                         fleet.error().empty() ? "" : (": " + fleet.error()).c_str());
+            ok = false;
+        }
+        if (!fleet.other_cpu())
+            std::printf("fleet on: no CPU but the worker's: the control thread shares it (the figure includes that)\n");
+    }
+    if (n % 2 == 1) ok &= tracked("tracked, fleet off", r.off);
+    return ok;
+}
+
+// --fleet: the off and on figures in one clock, medians of the repetitions.
+struct fleet_medians {
+    double off = 0, on = 0, ratio = 0, ratio_spread = 0;   // cycles/pkt; on/off per repetition
+};
+
+// --fleet: each repetition's off and on cycles per packet in one clock.
+struct fleet_series {
+    std::vector<double> off, on, ratio;
+    void add(double off_cpp, double on_cpp) {
+        off.push_back(off_cpp);
+        on.push_back(on_cpp);
+        ratio.push_back(on_cpp / off_cpp);
+    }
+    fleet_medians medians() const { return {median(off), median(on), median(ratio), spread(ratio)}; }
+};
+
 // Every repetition's figures of each variant.
 struct repeated_figures {
     std::vector<double> null_mpps, mpps, un_mpps, ratio, cpp, cpp_null, cpp_un, cpp_plain, cpp_plain_un;
+    fleet_series fleet_wall, fleet_cpu;   // --fleet: TSC (wall) and the worker thread's CPU clock
+    std::vector<double> fleet_syncs;      // --fleet: syncs during each "on" run
 };
 
 // One repetition's runs, in this order.
@@ -1425,10 +1640,9 @@ bool run_repetition(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_bo
 
     view v0 = read_view(v.tc);
     an = 0;
-    r.tracked = run(p.mixed, p.passes, fb, true, an, v.tracked_fn());
+    r.tracked = run(p.mixed, p.passes, fb, true, an, v.tracked_fn(), [&] { gw.drain_events(); });
     ok &= check_tracked("tracked", v0, read_view(v.tc), p.packets, p.passes, p.mixed.expect, gw.tracked_flows(),
                         o.flows, an);
-    gw.drain_events();
 
     const view u0 = read_view(v.uc);
     an = 0;
@@ -1442,7 +1656,7 @@ bool run_repetition(dpdk_data_plane& gw, variants& v, const run_plan& p, flow_bo
 
     v0 = read_view(v.tc);
     an = 0;
-    r.plain_tracked = run(p.plain, p.plain_passes, fb, false, an, v.tracked_fn());
+    r.plain_tracked = run(p.plain, p.plain_passes, fb, false, an, v.tracked_fn(), [&] { gw.drain_events(); });
     ok &= check_tracked("tracked, non-mail", v0, read_view(v.tc), p.plain_passes * p.frames, 0, expectation{},
                         gw.tracked_flows(), o.flows, an);
     r.plain_untracked = run(p.plain, p.plain_passes, fb, false, an, v.untracked_fn());
@@ -1509,6 +1723,9 @@ bool check_account_cells(dpdk_data_plane& gw, const compiled_policy& cp, flow_bo
 struct summary {
     double m_null = 0, m = 0, m_un = 0, m_ratio = 0, m_cpp = 0, m_cpp_un = 0, m_cpp_null = 0;
     double smtp_fraction = 0, per_smtp = 0, m_plain = 0, m_plain_un = 0;
+    bool fleet = false;   // --fleet: the figures below are set
+    fleet_medians fleet_wall, fleet_cpu;
+    double m_fleet_syncs = 0;
 };
 
 summary summarize(const repeated_figures& f, const run_plan& p) {
@@ -1524,6 +1741,12 @@ summary summarize(const repeated_figures& f, const run_plan& p) {
     s.per_smtp = (s.m_cpp - s.m_cpp_un) / s.smtp_fraction;
     s.m_plain = median(f.cpp_plain);
     s.m_plain_un = median(f.cpp_plain_un);
+    if (!f.fleet_syncs.empty()) {
+        s.fleet = true;
+        s.fleet_wall = f.fleet_wall.medians();
+        s.fleet_cpu = f.fleet_cpu.medians();
+        s.m_fleet_syncs = median(f.fleet_syncs);
+    }
     return s;
 }
 
@@ -1540,6 +1763,16 @@ void print_throughput(const summary& s, const repeated_figures& f, unsigned reps
                 s.m_plain, s.m_plain_un, s.m_plain - s.m_plain_un, (s.m_plain - s.m_plain_un) * burst_size);
     std::printf("spread (max-min)/median: null %.1f%%, tracked %.1f%%, untracked %.1f%%\n", 100 * spread(f.null_mpps),
                 100 * spread(f.mpps), 100 * spread(f.un_mpps));
+    if (s.fleet)
+        std::printf("fleet mode, median of %u: mixed, tracking + limits %.1f cycles/pkt off, %.1f on (a fleet link's "
+                    "control thread running, %.0f syncs per run); ratio on/off %.3f (median of the repetitions' "
+                    "ratios, spread %.1f%%)\n",
+                    reps, s.fleet_wall.off, s.fleet_wall.on, s.m_fleet_syncs, s.fleet_wall.ratio,
+                    100 * s.fleet_wall.ratio_spread);
+    if (s.fleet)
+        std::printf("fleet mode, on the worker thread's CPU clock (its own work, not the time others took from its "
+                    "CPU): %.1f cycles/pkt off, %.1f on; ratio on/off %.3f (spread %.1f%%)\n",
+                    s.fleet_cpu.off, s.fleet_cpu.on, s.fleet_cpu.ratio, 100 * s.fleet_cpu.ratio_spread);
 }
 
 // The RADIUS runs, against a fresh SQLite history in /tmp removed afterwards; prints their
@@ -1584,18 +1817,25 @@ void print_json(const summary& s, const memory_figures& mem, const radius_figure
         "\"smtp_share\":%.3f,\"bindings\":%u,\"big_table_bindings\":%u,\"big_table_fit\":%s,"
         "\"bytes_per_binding_big\":%.1f,\"lookup_ns_big\":%.0f,\"bytes_per_limit_record\":%.1f,"
         "\"addresses_per_update\":%.2f,\"bindings_per_sec_udp\":%.0f,\"tables\":\"%s\","
-        "\"cycles_per_pkt_nonmail_tracked\":%.1f,\"cycles_per_pkt_nonmail_untracked\":%.1f}\n",
+        "\"cycles_per_pkt_nonmail_tracked\":%.1f,\"cycles_per_pkt_nonmail_untracked\":%.1f",
         s.m, s.m_null, s.m_ratio, s.m_cpp, o.flows, o.subscribers, mem.subscribers.bytes_per_binding,
         mem.bytes_per_flow, rf.dp_per_s, rf.history_per_s, json_escape(cpu).c_str(), s.m_un, s.m_cpp_un,
         s.per_smtp, s.smtp_fraction, bound, o.big_table, mem.big.fit ? "true" : "false",
         mem.big.bytes_per_binding, mem.big.lookup_ns, mem.bytes_per_record, per_update, rf.udp_per_s,
         tables_thp ? "thp" : "4k", s.m_plain, s.m_plain_un);
+    if (s.fleet)
+        std::printf(",\"cycles_per_pkt_fleet_off\":%.1f,\"cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_ratio\":%.3f,"
+                    "\"fleet_ratio_spread\":%.3f,\"fleet_syncs_per_run\":%.0f,\"cpu_cycles_per_pkt_fleet_off\":%.1f,"
+                    "\"cpu_cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_cpu_ratio\":%.3f",
+                    s.fleet_wall.off, s.fleet_wall.on, s.fleet_wall.ratio, s.fleet_wall.ratio_spread,
+                    s.m_fleet_syncs, s.fleet_cpu.off, s.fleet_cpu.on, s.fleet_cpu.ratio);
+    std::printf("}\n");
 }
 
 // The throughput runs over the long-lived connections, opened first: every repetition
 // checked; the medians printed and kept in `s`. False (after printing what failed) if a check failed.
 bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm, const eal_tables& tables,
-                        const options& o, std::mt19937_64& rng, summary& s) {
+                        const options& o, const bench_redis* redis, std::mt19937_64& rng, summary& s) {
     const uint64_t hz = rte_get_tsc_hz();
     const uint32_t f6 = o.flows / 5, f4 = o.flows - f6;
     flow_book fb(f4, f6, o.subscribers);
@@ -1613,6 +1853,20 @@ bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm
         repetition rep;
         ok &= run_repetition(gw, v, plan, fb, o, rep);
         record_repetition(rep, r, hz, f);
+        if (redis && ok) {
+            fleet_pair fp;
+            ok &= run_fleet_pair(gw, v, plan, fb, o, *redis, r, fp);
+            f.fleet_wall.add(fp.off.cycles_per_packet(), fp.on.cycles_per_packet());
+            f.fleet_cpu.add(fp.off.cpu_cycles_per_packet(hz), fp.on.cpu_cycles_per_packet(hz));
+            f.fleet_syncs.push_back(static_cast<double>(fp.syncs));
+            std::printf("rep %u, fleet: tracked %.1f cycles/pkt off, %.1f on (%s first; %lu syncs, %lu cells gained "
+                        "fleet bits during it); on the worker's CPU clock %.1f off, %.1f on; preempted %lu off, %lu "
+                        "on\n",
+                        r + 1, fp.off.cycles_per_packet(), fp.on.cycles_per_packet(), r % 2 ? "on" : "off", fp.syncs,
+                        fp.merges, fp.off.cpu_cycles_per_packet(hz), fp.on.cpu_cycles_per_packet(hz),
+                        fp.off.preempted, fp.on.preempted);
+            std::fflush(stdout);
+        }
     }
     ok &= check_account_cells(gw, v.cp, fb, run_hour);
     if (!ok) return false;
@@ -1623,7 +1877,7 @@ bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm
     return true;
 }
 
-int bench_main(const options& o) {
+int bench_main(const options& o, const bench_redis* redis) {
     const uint64_t hz = rte_get_tsc_hz();
     const std::string cpu = cpu_model();
     std::printf("limits bench: cpu \"%s\", TSC %.3f GHz, lcore %u, EAL memory %u MiB (--no-huge)\n", cpu.c_str(),
@@ -1650,7 +1904,7 @@ int bench_main(const options& o) {
 
     // ---- 1. throughput ----
     summary s;
-    if (!measure_throughput(gw, v, fm, tables, o, rng, s)) {
+    if (!measure_throughput(gw, v, fm, tables, o, redis, rng, s)) {
         std::fprintf(stderr, "limits bench: the pipeline did not do what the traffic requires; no figures\n");
         return 1;
     }
@@ -1670,6 +1924,15 @@ int bench_main(const options& o) {
 bool parse_options(int argc, char** argv, options& o) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
+        if (a == "--fleet") {
+            o.fleet = true;
+            continue;
+        }
+        if (a == "--short") {  // the self-checks on a small gateway; the figures are rough
+            o.packets = 4ull << 20, o.reps = 2, o.subscribers = 100000, o.flows = 10000;
+            o.big_table = 0, o.radius = 10000, o.udp = 2000, o.memory_mb = 1024;
+            continue;
+        }
         if (i + 1 >= argc) return false;
         if (a == "--pages" || a == "--tables") {
             const std::string v = argv[++i];
@@ -1714,15 +1977,23 @@ int main(int argc, char** argv) {
     options o;
     if (!parse_options(argc, argv, o)) {
         std::fprintf(stderr,
-                     "usage: %s [--packets N] [--reps N] [--subscribers N] [--flows N] [--frames N]\n"
+                     "usage: %s [--short] [--fleet] [--packets N] [--reps N] [--subscribers N] [--flows N] [--frames N]\n"
                      "       [--smtp-share PCT] [--big-table N] [--radius N] [--udp N] [--memory MB]\n"
                      "       [--pages thp|4k] [--tables thp|4k]\n"
                      "(flows <= subscribers / 5; subscribers + 2 x radius + udp < 4M)\n",
                      argv[0]);
         return 2;
     }
+    // Started before the EAL pins this thread to lcore 0: the child runs on any CPU.
+    std::unique_ptr<bench_redis> redis;
+    try {
+        if (o.fleet) redis = std::make_unique<bench_redis>();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "limits bench: --fleet: %s\n", e.what());
+        return 1;
+    }
     refuse_memfd = o.tables_thp;
     const bool eal_up = init_eal("limits-bench", o.memory_mb);
     refuse_memfd = false;
-    return run_on_eal("limits bench", eal_up, [&] { return bench_main(o); });
+    return run_on_eal("limits bench", eal_up, [&] { return bench_main(o, redis.get()); });
 }
