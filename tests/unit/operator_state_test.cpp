@@ -281,19 +281,25 @@ TEST_F(operator_state_test, a_fleet_change_stores_the_suspension_and_the_cursor_
     EXPECT_EQ(reopened.cursor().at, 1795400002);
 }
 
-TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_its_rows) {
+// The tables of schema version 1, as an earlier release wrote them.
+constexpr const char* version_1_tables =
+    "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT NULL, reason TEXT "
+    "NOT NULL);"
+    "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT NULL, caller TEXT "
+    "NOT NULL, overrode TEXT NOT NULL);";
+
+// Writes a file of an earlier release: `sql` run on a new database at `path`.
+void write_old_file(const std::string& path, const std::string& sql) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT "
-                           "NULL, reason TEXT NOT NULL);"
-                           "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT "
-                           "NULL, caller TEXT NOT NULL, overrode TEXT NOT NULL);"
-                           "INSERT INTO suspensions VALUES ('alice@example.jp', 1795400000, 'uid 0', '');"
-                           "PRAGMA user_version=1;",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
+}
+
+TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_its_rows) {
+    write_old_file(path, std::string(version_1_tables) +
+                             "INSERT INTO suspensions VALUES ('alice@example.jp', 1795400000, 'uid 0', '');"
+                             "PRAGMA user_version=1;");
     operator_state s(path);
     EXPECT_EQ(suspended_names(s), (strings{"alice@example.jp"}));
     s.set_fleet_outbox(true);
@@ -304,24 +310,15 @@ TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_it
 // Version 2 had the outbox without the binding and reset columns: a queued
 // suspension survives the upgrade, and a binding then queues its prefix.
 TEST_F(operator_state_test, a_version_2_outbox_gains_the_prefix_and_detail_columns_and_keeps_its_rows) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT "
-                           "NULL, reason TEXT NOT NULL);"
-                           "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT "
-                           "NULL, caller TEXT NOT NULL, overrode TEXT NOT NULL);"
-                           "CREATE TABLE fleet_outbox (seq INTEGER PRIMARY KEY, change_id TEXT NOT NULL UNIQUE, kind TEXT "
-                           "NOT NULL, account TEXT NOT NULL, caller TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT "
-                           "NULL);"
-                           "CREATE TABLE fleet_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT NULL, "
-                           "change_id TEXT NOT NULL, at INTEGER NOT NULL);"
-                           "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at) VALUES "
-                           "('k1', 'suspend', 'alice@example.jp', 'uid 0', 'spam', 1795400000);"
-                           "PRAGMA user_version=2;",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
+    write_old_file(path, std::string(version_1_tables) +
+                             "CREATE TABLE fleet_outbox (seq INTEGER PRIMARY KEY, change_id TEXT NOT NULL UNIQUE, kind "
+                             "TEXT NOT NULL, account TEXT NOT NULL, caller TEXT NOT NULL, reason TEXT NOT NULL, at "
+                             "INTEGER NOT NULL);"
+                             "CREATE TABLE fleet_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT "
+                             "NULL, change_id TEXT NOT NULL, at INTEGER NOT NULL);"
+                             "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at) VALUES "
+                             "('k1', 'suspend', 'alice@example.jp', 'uid 0', 'spam', 1795400000);"
+                             "PRAGMA user_version=2;");
     {
         operator_state s(path);
         s.set_fleet_outbox(true);
