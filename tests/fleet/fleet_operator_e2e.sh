@@ -8,7 +8,9 @@
 # of bob on A while C is down, restart of C: alice (suspended again before the kill) and bob are
 # refused through C, from operator.db and from the fleet's log. The metrics say it (link up,
 # applied, published); PostgreSQL killed mid-run: A keeps the change in its outbox (backlog 1,
-# link down) and C has it once PostgreSQL is back, once.
+# link down) and C has it once PostgreSQL is back, once. An API binding (`bindings add`) on A
+# is in force on C within 1 s (bob's address attributed to a suspended account: refused through
+# C); deleted on C, bob's RADIUS session holds the address again on both.
 #
 # Usage (root):  tests/fleet/fleet_operator_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
@@ -194,6 +196,52 @@ wait_metric sekisho_fleet_operator_outbox_backlog 0 && pass "A: the outbox is em
   fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
 [ "$(fleet_psql "SELECT count(*) FROM operator_changes")" = 5 ] && pass "five changes in the fleet's log" ||
   fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account FROM operator_changes ORDER BY id")"
+
+# An API binding made on A is in force on C: bob resumed, then bob's address (his RADIUS
+# session's) bound on A to zed (suspended): bob's swaks through C is attributed to zed and
+# refused; the binding deleted on C: bob's session holds the address again on A and C.
+bound_to() { # ADDRESS/LEN ACCOUNT: the current gateway's table binds it so
+  "$ctl" --socket "$sock" --json bindings list --account "$2" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in [b["prefix"] for b in json.load(sys.stdin)["bindings"]] else 1)' "$1"
+}
+wait_bound() { # ADDRESS/LEN ACCOUNT: at most 5 s
+  local i
+  for ((i = 0; i < 250; i++)); do bound_to "$1" "$2" && return 0; sleep 0.02; done
+  return 1
+}
+lab_use a
+ctl_expect 0 "account resume bob on A" account resume bob@example.jp
+lab_use c
+wait_state bob@example.jp 1 || fail "bob still suspended on C"
+if smtp_from 198.51.100.130; then pass "bob delivers through C after the resumption"; else
+  fail "bob refused through C after the resumption: $(tail -n 3 "$TMP/swaks.log")"; fi
+lab_use a
+t0=$(now)
+ctl_expect 0 "bindings add bob's address to zed on A" bindings add 198.51.100.130/32 zed@example.jp
+lab_use c
+if wait_bound 198.51.100.130/32 zed@example.jp; then
+  bound=$(elapsed "$t0" "$(now)")
+  echo "API binding on A: in force on C after $bound s"
+  under "$bound" 1 && pass "the binding is in force on C within 1 s ($bound s)" || fail "bound on C after $bound s"
+  if smtp_from 198.51.100.130; then fail "bob's address delivered through C while bound to suspended zed"; else
+    pass "bob's address through C is zed's now: refused (zed is suspended)"; fi
+else
+  fail "198.51.100.130/32 not bound to zed on C 5 s after bindings add on A"
+fi
+sleep 0.3
+if grep '"endpoint":"bindings_add"' "$TMP/events-c.jsonl" | grep -q '"origin_gateway":"gateway-a"'; then
+  pass "C's audit trail names gateway-a as the binding's origin"; else
+  fail "C's audit: $(grep bindings_add "$TMP/events-c.jsonl" | tail -n 1)"; fi
+ctl_expect 0 "bindings del on C" bindings del 198.51.100.130/32
+if smtp_from 198.51.100.130; then pass "bob delivers through C again (his RADIUS session holds the address)"; else
+  fail "bob refused through C after bindings del: $(tail -n 3 "$TMP/swaks.log")"; fi
+lab_use a
+if wait_bound 198.51.100.130/32 bob@example.jp; then pass "on A too the address is bob's again (RADIUS)"; else
+  fail "A: 198.51.100.130/32 not bob's after the deletion on C"; fi
+# (ids are not dense: PostgreSQL's kill above lost its cached sequence values)
+[ "$(fleet_psql "SELECT string_agg(gateway || ':' || kind, ' ' ORDER BY id) FROM (SELECT id, gateway, kind FROM operator_changes ORDER BY id OFFSET 5) l")" = \
+  "gateway-a:resume gateway-a:bind gateway-c:unbind" ] && pass "the log: resume, bind on A, unbind on C; none twice" ||
+  fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account, prefix FROM operator_changes ORDER BY id")"
 
 lab_use c
 e2e_stop_sekishod
