@@ -10,7 +10,8 @@
 # applied, published); PostgreSQL killed mid-run: A keeps the change in its outbox (backlog 1,
 # link down) and C has it once PostgreSQL is back, once. An API binding (`bindings add`) on A
 # is in force on C within 1 s (bob's address attributed to a suspended account: refused through
-# C); deleted on C, bob's RADIUS session holds the address again on both.
+# C); deleted on C, bob's RADIUS session holds the address again on both. A limit reset on A
+# lets an account limited through C send through C again.
 #
 # Usage (root):  tests/fleet/fleet_operator_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
@@ -43,6 +44,9 @@ fleet_start_redis || abort "redis-server did not start"
   e2e_lab_policy
   e2e_radius_section "$TMP/bindings.sqlite"
   printf 'events:\n  aggregate_window: 0s\n'
+  # One message per 10 minutes for dora's account (the limit reset step at the end).
+  printf 'account_groups:\n  capped: [dora@example.jp]\n'
+  printf 'limits:\n  - {name: msgs-capped, measure: messages, scope: account, max: 1, window: 10m, applies_to: "group:capped"}\n'
 } >"$TMP/policy.yaml"
 
 run=0
@@ -242,6 +246,44 @@ if wait_bound 198.51.100.130/32 bob@example.jp; then pass "on A too the address 
 [ "$(fleet_psql "SELECT string_agg(gateway || ':' || kind, ' ' ORDER BY id) FROM (SELECT id, gateway, kind FROM operator_changes ORDER BY id OFFSET 5) l")" = \
   "gateway-a:resume gateway-a:bind gateway-c:unbind" ] && pass "the log: resume, bind on A, unbind on C; none twice" ||
   fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account, prefix FROM operator_changes ORDER BY id")"
+
+# A limit reset made on A lets the account send again through C: bob's address bound on A to
+# dora (one message per 10 minutes); her second message through C is refused; `limits reset`
+# on A clears C's count within 1 s and her next message through C is delivered.
+sent_count() { # ACCOUNT: msgs-capped's count on the current gateway
+  "$ctl" --socket "$sock" --json limits show "$1" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; print([l["count"] for l in json.load(sys.stdin)["limits"] if l["limit"] == "msgs-capped"][0])'
+}
+lab_use a
+ctl_expect 0 "bindings add bob's address to dora on A" bindings add 198.51.100.130/32 dora@example.jp
+lab_use c
+wait_bound 198.51.100.130/32 dora@example.jp || fail "198.51.100.130/32 not bound to dora on C"
+if smtp_from 198.51.100.130; then pass "dora's first message through C delivered"; else
+  fail "dora's first message through C refused: $(tail -n 3 "$TMP/swaks.log")"; fi
+if smtp_from 198.51.100.130; then fail "dora's second message through C delivered (limit 1 per 10 minutes)"; else
+  pass "dora's second message through C refused by msgs-capped"; fi
+[ "$(sent_count dora@example.jp)" = 1 ] && pass "C counts one message of dora's" ||
+  fail "C: msgs-capped count '$(sent_count dora@example.jp)'"
+lab_use a
+t0=$(now)
+ctl_expect 0 "limits reset dora on A" limits reset dora@example.jp
+lab_use c
+for ((i = 0; i < 250; i++)); do [ "$(sent_count dora@example.jp)" = 0 ] && break; sleep 0.02; done
+if [ "$(sent_count dora@example.jp)" = 0 ]; then
+  reset_in=$(elapsed "$t0" "$(now)")
+  echo "limit reset on A: done on C after $reset_in s"
+  under "$reset_in" 1 && pass "the reset is done on C within 1 s ($reset_in s)" || fail "reset on C after $reset_in s"
+else
+  fail "C: msgs-capped count of dora '$(sent_count dora@example.jp)' 5 s after the reset on A"
+fi
+if smtp_from 198.51.100.130; then pass "dora delivers through C again after the reset on A"; else
+  fail "dora refused through C after the reset on A: $(tail -n 3 "$TMP/swaks.log")"; fi
+sleep 0.3
+if grep '"endpoint":"limits_reset"' "$TMP/events-c.jsonl" | grep -q '"origin_gateway":"gateway-a"'; then
+  pass "C's audit trail names gateway-a as the reset's origin"; else
+  fail "C's audit: $(grep limits_reset "$TMP/events-c.jsonl" | tail -n 1)"; fi
+[ "$(fleet_psql "SELECT count(*) FROM operator_changes WHERE kind = 'limits_reset'")" = 1 ] &&
+  pass "one reset in the fleet's log" || fail "resets: $(fleet_psql "SELECT * FROM operator_changes WHERE kind = 'limits_reset'")"
 
 lab_use c
 e2e_stop_sekishod
