@@ -258,14 +258,13 @@ void operator_sync::publish_pending() {
                 "insert into operator_changes");
             if (PQntuples(ins.get()) == 1) {   // not a resend
                 const std::string id = PQgetvalue(ins.get(), 0, 0);
-                if (c.kind != "suspend" && c.kind != "resume") {
-                    // Bindings and resets: the log alone.
-                } else if (c.kind == "suspend")
+                // The current state of suspensions; bindings and resets are in the log alone.
+                if (c.kind == "suspend")
                     pg_->exec_params("INSERT INTO fleet_suspensions (account, since, caller, reason, origin_gateway) "
                                      "VALUES ($1, to_timestamp($2), $3, $4, $5) ON CONFLICT (account) DO NOTHING",
                                      {c.account, std::to_string(c.at), c.caller, c.reason, options_.gateway},
                                      "record the suspension in fleet_suspensions");
-                else
+                else if (c.kind == "resume")
                     pg_->exec_params("DELETE FROM fleet_suspensions WHERE account = $1", {c.account},
                                      "remove the suspension from fleet_suspensions");
                 pg_->exec_params("SELECT pg_notify('sekisho_operator', $1)", {id}, "notify the fleet");
