@@ -15,7 +15,10 @@ namespace sekisho {
 
 dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config& config)
     : config_(config), policy_(std::make_shared<const policy>(pol)) {
-    pool_ = rte_pktmbuf_pool_create("sk_mbufs", config.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    if (config.instance.size() > 4)
+        throw std::runtime_error("data plane instance name '" + config.instance + "' is longer than 4 characters");
+    pool_ = rte_pktmbuf_pool_create(("sk_mbufs" + config.instance).c_str(), config.mbufs, 256, 0,
+                                    RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (") + std::to_string(config.mbufs) +
                                  " mbufs): " + rte_strerror(rte_errno) + "; give EAL more memory (-m)");
@@ -25,7 +28,8 @@ dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config
     // Subscriber identity and limit state. Their sizes come from the policy
     // the daemon starts with (tracking.*); changing them needs a restart.
     accounts_ = std::make_unique<account_registry>(pol.tracking.max_accounts);
-    subscribers_ = std::make_unique<subscriber_table>("sk_subscribers", pol.tracking.max_bindings, store_->qsbr());
+    subscribers_ = std::make_unique<subscriber_table>(("sk_subscribers" + config.instance).c_str(),
+                                                      pol.tracking.max_bindings, store_->qsbr());
     accounts_->apply_groups(pol);
     for (const static_binding& b : pol.bindings) bind(b.prefix, b.account);
 
@@ -39,15 +43,16 @@ dpdk_data_plane::dpdk_data_plane(const policy& pol, const dpdk_data_plane_config
     mail.flows = pol.tracking.flows_per_worker;
     mail.subscriber_records = pol.tracking.subscribers_per_worker;
     mail.flow_idle_timeout_ns = pol.tracking.flow_idle_timeout_ns;
+    mail.instance = config.instance;
 
     const packet_clock clock = config.packet_clock ? packet_clock::from_packet_timestamps() : packet_clock::live();
     for (unsigned w = 0; w <= config.workers; ++w) counters_.push_back(std::make_unique<worker_counters>());
     for (unsigned w = 0; w < config.workers; ++w) {
-        const std::string name = "sk_events_" + std::to_string(w);
+        const std::string name = "sk_events" + config.instance + "_" + std::to_string(w);
         rings_.push_back(std::make_unique<event_ring>(name.c_str(), config.event_ring_capacity));
         rings_raw_.push_back(rings_.back().get());
         inspectors_.push_back(std::make_unique<content_inspector>(w, pol.inspection.flows_per_worker, campaigns_.get(),
-                                                                  *counters_[w]));
+                                                                  *counters_[w], config.instance));
         trackers_.push_back(std::make_unique<mail_tracker>(w, mail, pool_, *counters_[w], rings_.back().get(),
                                                            inspectors_.back().get()));
         pipelines_.push_back(std::make_unique<pipeline>(w, pool_, *counters_[w], rings_.back().get(), clock,

@@ -36,6 +36,10 @@ struct dpdk_data_plane_config {
     std::string events_path = "-";   // empty: the policy's events.file
     bool packet_clock = false;   // replay: capture timestamps are the clock
     uint64_t first_generation = 1;   // the policy it is built with runs as this (restored from the history)
+    // Appended to the names of its DPDK objects (mbuf pool, subscriber table,
+    // event rings), which are unique per process: several planes in one
+    // process (tests of a fleet) each need their own. At most 4 characters.
+    std::string instance;
 };
 
 class dpdk_data_plane final : public data_plane, public binding_table, public subscriber_limit_state {

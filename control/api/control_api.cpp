@@ -552,7 +552,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
         }
         case api_endpoint::bindings_list: return reply(bindings_list(c));
         case api_endpoint::bindings_add: return reply(bindings_add(c, r.caller));
-        case api_endpoint::bindings_del: return reply(bindings_del(c));
+        case api_endpoint::bindings_del: return reply(bindings_del(c, r.caller));
         case api_endpoint::whois: return whois(c, std::move(reply));
         case api_endpoint::accounts_list: return reply(accounts_list(c));
         case api_endpoint::account_suspend: return reply(account_suspend(c, r.caller, true));
@@ -571,8 +571,28 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
         case api_endpoint::report:
             return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, until = c.until,
                                                  csv = c.csv] { return query_report(path, history, since, until, csv); });
-        case api_endpoint::limits_show:
-        case api_endpoint::limits_reset: return limits_.handle(c, std::move(reply));
+        case api_endpoint::limits_show: return limits_.handle(c, std::move(reply));
+        case api_endpoint::limits_reset:
+            if (ctx_.decisions == nullptr || !ctx_.decisions->fleet_outbox()) return limits_.handle(c, std::move(reply));
+            // Fleet mode: a reset the workers did here is queued for every gateway.
+            return limits_.handle(c, api_reply([this, c, caller = r.caller, reply = std::move(reply)](api_response a) {
+                if (a.status == 200) {
+                    try {
+                        ctx_.decisions->queue_outbox({0, "", "limits_reset", c.by_address ? "" : c.account, "",
+                                                      caller.empty() ? "in-process" : caller, "", unix_now(),
+                                                      c.by_address ? c.prefix.to_string() : "", c.limit_name});
+                    } catch (const operator_state_error& e) {
+                        std::cerr << "sekishod: limits reset: done here, not queued for the fleet: " << e.what()
+                                  << std::endl;
+                        json body = json::parse(a.body, nullptr, false);
+                        if (body.is_object()) {
+                            body["fleet"] = std::string("not queued for the other gateways: ") + e.what();
+                            a.body = api_json_text(body);
+                        }
+                    }
+                }
+                reply(std::move(a));
+            }));
         case api_endpoint::top:
             return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, by = c.by,
                                                  window = c.window_text] {
@@ -679,10 +699,9 @@ std::string ranges_text(const policy& pol) {
 }  // namespace
 
 api_response control_api::bindings_add(const api_command& c, const std::string& caller) {
-    data_plane& plane = *ctx_.plane;
     if (ctx_.decisions == nullptr || ctx_.api_bindings == nullptr)
         return error(503, "the operator state is not open; bindings cannot be added");
-    const std::shared_ptr<const policy> pol = plane.running_policy();
+    const std::shared_ptr<const policy> pol = ctx_.plane->running_policy();
     // A prefix outside every subscriber range is most likely a typo.
     const auto in = [&](const std::vector<ip_prefix>& ranges) {
         return std::any_of(ranges.begin(), ranges.end(), [&](const ip_prefix& r) { return r.contains(c.prefix); });
@@ -695,16 +714,31 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
                                                 {"prefix", c.prefix.to_string()},
                                                 {"ranges", {{"dynamic", prefix_texts(pol->dynamic_ranges)},
                                                             {"static", prefix_texts(pol->static_ranges)}}}})};
+    return add_api_binding(c, caller, nullptr, nullptr);
+}
+
+api_response control_api::add_api_binding(const api_command& c, const std::string& caller, const fleet_change* fleet,
+                                           fleet_apply* outcome) {
+    data_plane& plane = *ctx_.plane;
+    const std::shared_ptr<const policy> pol = plane.running_policy();
+    // A fleet change refused here is still read: the cursor moves past it.
+    const auto refuse = [&](api_response r) {
+        if (fleet) {
+            ctx_.decisions->set_cursor({fleet->id, fleet->change_id, fleet->at});
+            *outcome = fleet_apply::unchanged;
+        }
+        return r;
+    };
     account_registry& reg = *plane.account_table();
     std::vector<uint32_t> holder_ids;
     try {
         holder_ids = plane.writable_bindings()->holders(c.prefix);   // throws when too wide
     } catch (const std::exception& e) {
-        return error(409, e.what());
+        return refuse(error(409, e.what()));
     }
     if (!reg.knows(c.account) && reg.size() >= reg.capacity())
-        return error(409, "account registry full (" + std::to_string(reg.capacity()) + " accounts): cannot bind " +
-                              c.prefix.to_string());
+        return refuse(error(409, "account registry full (" + std::to_string(reg.capacity()) + " accounts): cannot bind " +
+                                     c.prefix.to_string()));
     // What the binding overrides: per account holding entries of the prefix now, where that
     // binding came from (this API, the policy's static bindings, else a RADIUS session).
     json overrode = json::array();
@@ -742,13 +776,23 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
     }
     // Stored first: what is answered is on disk.
     std::optional<api_binding_record> previous;   // the API binding of this prefix it replaces
+    std::string change_id;                        // its row in the fleet's outbox, if any
     try {
         if (ctx_.api_bindings->held_at(c.prefix))
             for (auto& r : ctx_.decisions->bindings())
                 if (r.prefix == c.prefix) previous = std::move(r);
-        ctx_.decisions->add_binding({c.prefix, c.account, unix_now(), caller.empty() ? "in-process" : caller,
-                                     overrode.dump()});
+        if (fleet) {
+            fleet_change stored = *fleet;
+            stored.detail = overrode.dump();
+            *outcome = ctx_.decisions->apply_fleet_change(stored);
+            if (*outcome != fleet_apply::changed)
+                return ok({{"bound", 0}, {"prefix", c.prefix.to_string()}, {"account", c.account}, {"unchanged", true}});
+        } else {
+            change_id = ctx_.decisions->add_binding(
+                {c.prefix, c.account, unix_now(), caller.empty() ? "in-process" : caller, overrode.dump()});
+        }
     } catch (const operator_state_error& e) {
+        if (fleet) throw;   // operator_sync retries it, in order
         return store_refusal(e, "bindings add " + c.prefix.to_string());
     }
     binding_table::undo_log undo;
@@ -757,13 +801,16 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
         ctx_.api_bindings->hold(c.prefix, c.account);
         n = ctx_.api_bindings->bind(c.prefix, c.account, undo);
     } catch (const std::exception& e) {
-        // The table is full: the data plane as it was, and the store too.
+        // The table is full: the data plane as it was.
         plane.writable_bindings()->undo_bindings(undo);
         if (previous) ctx_.api_bindings->hold(c.prefix, previous->account);
         else ctx_.api_bindings->release(c.prefix);
+        if (fleet) return error(409, std::string(e.what()) + "; stored: bound at the next start");
+        // A local binding: the store as it was too, and nothing for the fleet.
         try {
-            if (previous) ctx_.decisions->add_binding(*previous);
-            else ctx_.decisions->remove_binding(c.prefix);
+            if (!change_id.empty()) ctx_.decisions->remove_from_outbox(change_id);
+            if (previous) ctx_.decisions->add_binding(*previous, false);
+            else ctx_.decisions->remove_binding(c.prefix, false);
         } catch (const std::exception& s) {
             return error(500, std::string(e.what()) + "; and the operator state could not be put back (" + s.what() +
                                   "): it binds " + c.prefix.to_string() + " at the next start");
@@ -775,7 +822,7 @@ api_response control_api::bindings_add(const api_command& c, const std::string& 
     return ok(body);
 }
 
-api_response control_api::bindings_del(const api_command& c) {
+api_response control_api::bindings_del(const api_command& c, const std::string& caller) {
     data_plane& plane = *ctx_.plane;
     // Through the operator's table: the entries other API bindings hold stay theirs.
     binding_table* table = ctx_.api_bindings ? static_cast<binding_table*>(ctx_.api_bindings) : plane.writable_bindings();
@@ -794,14 +841,28 @@ api_response control_api::bindings_del(const api_command& c) {
             if (b.prefix.overlaps(c.prefix))
                 return error(409, c.prefix.to_string() + " overlaps the API binding " + b.prefix.to_string() + " of " +
                                       b.account + "; delete that binding (bindings del " + b.prefix.to_string() + ")");
-    if (api_binding) {
+    return remove_api_binding(c, caller, nullptr, nullptr);
+}
+
+api_response control_api::remove_api_binding(const api_command& c, const std::string& caller, const fleet_change* fleet,
+                                              fleet_apply* outcome) {
+    data_plane& plane = *ctx_.plane;
+    binding_table* table = ctx_.api_bindings ? static_cast<binding_table*>(ctx_.api_bindings) : plane.writable_bindings();
+    bool api_binding = ctx_.api_bindings && ctx_.api_bindings->held_at(c.prefix) != nullptr;
+    if (fleet) {
+        // Only the API binding is the fleet's: what RADIUS bound here stays.
+        *outcome = ctx_.decisions->apply_fleet_change(*fleet);   // throws: operator_sync retries it, in order
+        if (*outcome != fleet_apply::changed)
+            return ok({{"unbound", 0}, {"prefix", c.prefix.to_string()}, {"restored", json::array()}, {"unchanged", true}});
+        api_binding = true;
+    } else if (api_binding) {
         try {
-            ctx_.decisions->remove_binding(c.prefix);
+            ctx_.decisions->remove_binding(c.prefix, true, caller.empty() ? "in-process" : caller, unix_now());
         } catch (const operator_state_error& e) {
             return store_refusal(e, "bindings del " + c.prefix.to_string());
         }
-        ctx_.api_bindings->release(c.prefix);
     }
+    if (api_binding) ctx_.api_bindings->release(c.prefix);
     const uint32_t n = table->unbind(c.prefix);
     // What held the prefix under the API binding comes back: the policy's static bindings, the
     // RADIUS sessions holding it or inside it, then other API bindings overlapping it (they win).
@@ -835,6 +896,44 @@ api_response control_api::bindings_del(const api_command& c) {
     json body = {{"unbound", n}, {"prefix", c.prefix.to_string()}, {"restored", restored}};
     if (!api_binding) body["api_binding"] = false;
     return ok(body);
+}
+
+api_response control_api::apply_fleet_binding(const fleet_change& c, fleet_apply& outcome) {
+    outcome = fleet_apply::unchanged;
+    std::string why;
+    const std::optional<ip_prefix> prefix = parse_prefix(c.prefix, why);
+    if (!prefix || ctx_.decisions == nullptr || ctx_.api_bindings == nullptr) {
+        if (ctx_.decisions) ctx_.decisions->set_cursor({c.id, c.change_id, c.at});
+        return error(400, !prefix ? "prefix '" + c.prefix + "': " + why : std::string("no API bindings here"));
+    }
+    api_command cmd;
+    cmd.endpoint = c.kind == "bind" ? api_endpoint::bindings_add : api_endpoint::bindings_del;
+    cmd.prefix = *prefix;
+    cmd.account = c.account;
+    return c.kind == "bind" ? add_api_binding(cmd, c.caller, &c, &outcome)
+                            : remove_api_binding(cmd, c.caller, &c, &outcome);
+}
+
+void control_api::apply_fleet_reset(const fleet_change& c, api_reply done) {
+    api_command cmd;
+    cmd.endpoint = api_endpoint::limits_reset;
+    cmd.limit_name = c.detail;
+    if (c.prefix.empty()) {
+        cmd.account = c.account;
+    } else {
+        std::string why;
+        const std::optional<ip_prefix> address = parse_prefix(c.prefix, why);
+        if (!address) return done(error(400, "address '" + c.prefix + "': " + why));
+        cmd.prefix = *address;
+        cmd.by_address = true;
+    }
+    limits_.handle(cmd, std::move(done));
+}
+
+int64_t control_api::limit_horizon_s() const {
+    uint64_t longest = 0;
+    for (const limit_rule& l : ctx_.plane->running_policy()->limits) longest = std::max(longest, l.window_ns + l.cooldown_ns);
+    return static_cast<int64_t>((longest + 999'999'999ull) / 1'000'000'000ull);
 }
 
 void control_api::whois(const api_command& c, api_reply reply) {

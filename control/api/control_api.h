@@ -55,6 +55,8 @@ class policy_history;
 class subscriber_identity;
 class operator_state;
 class operator_binding_table;
+struct fleet_change;
+enum class fleet_apply;
 
 struct control_context {
     data_plane* plane = nullptr;             // the DPDK data plane or the XDP program
@@ -121,6 +123,25 @@ public:
     // fleet_policy_apply by caller "fleet".
     void apply_fleet_policy(std::string text, uint64_t fleet_version, std::string group,
                             std::function<void(const api_response&)> done);
+    // Fleet mode (control/fleet/operator_sync.h), control thread: an API
+    // binding change (kind bind or unbind) read from the fleet's log, put in
+    // force through the same path as bindings add / bindings del: the
+    // table's checks, then durable (operator_state::apply_fleet_change: the
+    // binding and the cursor in one transaction, no outbox row), then the
+    // binding table (API bindings win over RADIUS; a removal gives back what
+    // held the prefix). The answer is what an API caller would get (its body
+    // names what was overrode or restored); `outcome` says whether it changed
+    // anything. A refusal before the store step (a prefix too wide here, the
+    // account registry full) stores the cursor alone; a table that fills up
+    // after it keeps the binding stored (bound at the next start) and answers 409.
+    api_response apply_fleet_binding(const fleet_change& c, fleet_apply& outcome);
+    // Fleet mode, control thread: a limit reset made at another gateway
+    // (kind limits_reset), through the same limits handler as the API's;
+    // `done` gets the answer, now or from a later poll(). Not published again.
+    void apply_fleet_reset(const fleet_change& c, api_reply done);
+    // The longest limit window plus cool-down in the running policy, in
+    // seconds: a reset older than that clears nothing it was meant to clear.
+    int64_t limit_horizon_s() const;
     // The generation in force and its origin; null before the first start.
     const policy_generation* policy_in_force() const;
     // SIGHUP reloads refused so far (invalid policy, start-only keys, a
@@ -149,7 +170,14 @@ private:
     api_response policy_show();
     api_response bindings_list(const api_command& c);
     api_response bindings_add(const api_command& c, const std::string& caller);
-    api_response bindings_del(const api_command& c);
+    api_response bindings_del(const api_command& c, const std::string& caller);
+    // The part of bindings add / del after the request's own checks; `fleet`
+    // non-null: a change read from the fleet's log (stored with the cursor,
+    // not published), `outcome` set.
+    api_response add_api_binding(const api_command& c, const std::string& caller, const fleet_change* fleet,
+                                 fleet_apply* outcome);
+    api_response remove_api_binding(const api_command& c, const std::string& caller, const fleet_change* fleet,
+                                    fleet_apply* outcome);
     void whois(const api_command& c, api_reply reply);
     api_response account_suspend(const api_command& c, const std::string& caller, bool suspend);
     api_response accounts_list(const api_command& c);

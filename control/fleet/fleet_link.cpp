@@ -44,6 +44,7 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
             rec["generation"] = plane->generation();
             plane->audit(api_json_text(rec));
         };
+        o.control = context_.control;
         operator_sync_ = std::make_unique<operator_sync>(std::move(o), *context_.decisions, context_.plane->account_table());
     }
     if (!config_.postgres_conninfo_file.empty()) policy_ = std::make_unique<policy_sync>(config_, context_);

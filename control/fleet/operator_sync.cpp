@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "control/api/control_api.h"
 #include "control/fleet/pg_connection.h"
 #include "control/identity/account_registry.h"
 #include "control/observe/metrics.h"
@@ -29,14 +30,60 @@ constexpr const char* change_lock = "SELECT pg_advisory_xact_lock(x'736b6f706572
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
-// What a fleet change may carry: an account name as RADIUS and the API accept it.
-std::string refusal_of(const fleet_change& c) {
-    if (c.kind != "suspend" && c.kind != "resume") return "kind '" + c.kind + "' is not applied by this build";
-    if (c.account.empty()) return "no account";
-    if (c.account.size() > 253) return "account name longer than 253 bytes";
-    for (unsigned char ch : c.account)
+std::string account_refusal(const std::string& account) {
+    if (account.empty()) return "no account";
+    if (account.size() > 253) return "account name longer than 253 bytes";
+    for (unsigned char ch : account)
         if (ch < 0x20 || ch == 0x7f) return "account name with a control character";
     return "";
+}
+
+// What a fleet change may carry: an account name as RADIUS and the API
+// accept it, a prefix (an address for a reset) that parses, a limit name
+// without control characters. "" when it may be applied.
+std::string refusal_of(const fleet_change& c, bool bindings_here) {
+    const bool known = c.kind == "suspend" || c.kind == "resume" || c.kind == "bind" || c.kind == "unbind" ||
+                       c.kind == "limits_reset";
+    if (!known) return "kind '" + c.kind + "' is not applied by this build";
+    if (c.kind == "suspend" || c.kind == "resume") return account_refusal(c.account);
+    if (!bindings_here) return "kind '" + c.kind + "' needs the data plane's bindings and limits (not with this backend)";
+    std::string why;
+    if (c.kind == "bind" || c.kind == "unbind") {
+        if (!parse_prefix(c.prefix, why)) return "prefix '" + c.prefix + "': " + why;
+        return c.kind == "bind" ? account_refusal(c.account) : "";
+    }
+    if (c.prefix.empty() == c.account.empty()) return "a limit reset names an address or an account, not " +
+                                                      std::string(c.prefix.empty() ? "neither" : "both");
+    if (!c.prefix.empty()) {
+        const auto a = parse_prefix(c.prefix, why);
+        if (!a) return "address '" + c.prefix + "': " + why;
+        if (a->length != (a->family == 4 ? 32 : 128)) return "address '" + c.prefix + "' is a prefix, not one address";
+    } else if (const std::string w = account_refusal(c.account); !w.empty()) {
+        return w;
+    }
+    for (unsigned char ch : c.detail)
+        if (ch < 0x20 || ch == 0x7f) return "limit name with a control character";
+    return "";
+}
+
+// The audit record of a fleet change applied here: as the API's for the
+// same endpoint, with the origin gateway and the log's id.
+nlohmann::json audit_record(const fleet_change& c, const char* endpoint, int status) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    nlohmann::json rec = {
+        {"time_ns", static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
+        {"type", "api_change"},
+        {"endpoint", endpoint},
+        {"caller", c.caller},
+        {"status", status},
+        {"origin_gateway", c.origin},
+        {"fleet_change", c.id}};
+    if (!c.account.empty()) rec["account"] = c.account;
+    if (!c.prefix.empty()) rec[c.kind == "limits_reset" ? "address" : "prefix"] = c.prefix;
+    if (c.kind == "limits_reset") rec["limit"] = c.detail.empty() ? nlohmann::json("*") : nlohmann::json(c.detail);
+    if (!c.reason.empty()) rec["reason"] = c.reason;
+    return rec;
 }
 
 }  // namespace
@@ -199,21 +246,25 @@ void operator_sync::publish_pending() {
         pg_->exec("BEGIN", "begin publishing a change");
         try {
             pg_->exec(change_lock, "lock the change log");
-            const nlohmann::json payload = {{"reason", c.reason}};
+            nlohmann::json payload = nlohmann::json::object();
+            if (c.kind == "suspend" || c.kind == "resume") payload["reason"] = c.reason;
+            if (c.kind == "limits_reset") payload["limit"] = c.detail;
             pg_result ins = pg_->exec_params(
-                "INSERT INTO operator_changes (change_id, kind, account, payload, gateway, caller, at) "
-                "VALUES ($1, $2, $3, $4::jsonb, $5, $6, to_timestamp($7)) "
+                "INSERT INTO operator_changes (change_id, kind, account, prefix, payload, gateway, caller, at) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, to_timestamp($8)) "
                 "ON CONFLICT (change_id) DO NOTHING RETURNING id",
-                {c.change_id, c.kind, c.account, payload.dump(), options_.gateway, c.caller, std::to_string(c.at)},
+                {c.change_id, c.kind, c.account, c.prefix, payload.dump(), options_.gateway, c.caller,
+                 std::to_string(c.at)},
                 "insert into operator_changes");
             if (PQntuples(ins.get()) == 1) {   // not a resend
                 const std::string id = PQgetvalue(ins.get(), 0, 0);
+                // The current state of suspensions; bindings and resets are in the log alone.
                 if (c.kind == "suspend")
                     pg_->exec_params("INSERT INTO fleet_suspensions (account, since, caller, reason, origin_gateway) "
                                      "VALUES ($1, to_timestamp($2), $3, $4, $5) ON CONFLICT (account) DO NOTHING",
                                      {c.account, std::to_string(c.at), c.caller, c.reason, options_.gateway},
                                      "record the suspension in fleet_suspensions");
-                else
+                else if (c.kind == "resume")
                     pg_->exec_params("DELETE FROM fleet_suspensions WHERE account = $1", {c.account},
                                      "remove the suspension from fleet_suspensions");
                 pg_->exec_params("SELECT pg_notify('sekisho_operator', $1)", {id}, "notify the fleet");
@@ -237,7 +288,8 @@ void operator_sync::read_changes() {
         }
         pg_result r = pg_->exec_params(
             "SELECT id, change_id, kind, account, coalesce(payload->>'reason', ''), gateway, caller, "
-            "extract(epoch FROM at)::bigint FROM operator_changes WHERE id > $1 ORDER BY id LIMIT " +
+            "extract(epoch FROM at)::bigint, prefix, coalesce(payload->>'limit', '') "
+            "FROM operator_changes WHERE id > $1 ORDER BY id LIMIT " +
                 std::to_string(read_batch),
             {std::to_string(read_upto_.last_id)}, "read operator_changes");
         const int n = PQntuples(r.get());
@@ -252,6 +304,8 @@ void operator_sync::read_changes() {
             c.origin = PQgetvalue(r.get(), i, 5);
             c.caller = PQgetvalue(r.get(), i, 6);
             c.at = std::stoll(PQgetvalue(r.get(), i, 7));
+            c.prefix = PQgetvalue(r.get(), i, 8);
+            c.detail = PQgetvalue(r.get(), i, 9);
             batch.push_back(std::move(c));
         }
         if (n > 0) read_upto_ = {batch.back().id, batch.back().change_id, batch.back().at};
@@ -351,7 +405,7 @@ void operator_sync::poll() {
 }
 
 void operator_sync::apply(const fleet_change& c) {
-    const std::string why = refusal_of(c);
+    const std::string why = refusal_of(c, options_.control != nullptr);
     if (!why.empty()) {
         decisions_.set_cursor({c.id, c.change_id, c.at});
         applied_upto_ = c.id;
@@ -361,6 +415,8 @@ void operator_sync::apply(const fleet_change& c) {
                          ": skipped");
         return;
     }
+    if (c.kind == "bind" || c.kind == "unbind") return apply_binding(c);
+    if (c.kind == "limits_reset") return apply_reset(c);
     const fleet_apply result = decisions_.apply_fleet_change(c);
     applied_upto_ = c.id;
     if (result == fleet_apply::superseded) {
@@ -381,21 +437,61 @@ void operator_sync::apply(const fleet_change& c) {
             accounts_->set_suspended(id, suspend);
         }
     }
-    if (options_.audit) {
-        timespec ts{};
-        clock_gettime(CLOCK_REALTIME, &ts);
-        nlohmann::json rec = {
-            {"time_ns", static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec)},
-            {"type", "api_change"},
-            {"endpoint", suspend ? "account_suspend" : "account_resume"},
-            {"caller", c.caller},
-            {"status", 200},
-            {"account", c.account},
-            {"origin_gateway", c.origin},
-            {"fleet_change", c.id}};
-        if (!c.reason.empty()) rec["reason"] = c.reason;
-        options_.audit(std::move(rec));
+    if (options_.audit) options_.audit(audit_record(c, suspend ? "account_suspend" : "account_resume", 200));
+}
+
+void operator_sync::apply_binding(const fleet_change& c) {
+    fleet_apply result = fleet_apply::unchanged;
+    const api_response r = options_.control->apply_fleet_binding(c, result);   // stores the cursor
+    applied_upto_ = c.id;
+    if (result == fleet_apply::superseded) {
+        ++superseded_;
+        return;
     }
+    if (r.status != 200) {
+        ++apply_failures_;
+        const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+        const std::string error = body.is_object() ? body.value("error", r.body) : r.body;
+        last_apply_error_ = error;
+        if (options_.log)
+            options_.log("fleet: operator change #" + std::to_string(c.id) + " from gateway " + c.origin + ": " + c.kind +
+                         " " + c.prefix + ": " + error);
+    } else {
+        ++applied_;
+    }
+    if (result != fleet_apply::changed || !options_.audit) return;
+    nlohmann::json rec = audit_record(c, c.kind == "bind" ? "bindings_add" : "bindings_del", r.status);
+    const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+    for (const char* key : {"overrode", "restored", "error"})
+        if (body.is_object() && body.contains(key) && !body[key].empty()) rec[key] = body[key];
+    options_.audit(std::move(rec));
+}
+
+void operator_sync::apply_reset(const fleet_change& c) {
+    decisions_.set_cursor({c.id, c.change_id, c.at});   // at most once: a crash after this loses the reset only
+    applied_upto_ = c.id;
+    // This gateway's own reset coming back: done here when it was made.
+    if (c.origin == options_.gateway) return;
+    const int64_t age = unix_now() - c.at;
+    if (age > options_.control->limit_horizon_s()) {
+        ++resets_expired_;
+        return;
+    }
+    ++applied_;
+    // The answer may come from a later turn (by address: the workers serve it); it
+    // holds no pointer to this object.
+    options_.control->apply_fleet_reset(
+        c, api_reply([c, audit = options_.audit, log = options_.log](api_response r) {
+            if (r.status != 200 && r.status != 404 && log)
+                log("fleet: operator change #" + std::to_string(c.id) + " from gateway " + c.origin +
+                    ": limits reset: " + r.body);
+            // 404: no such account or limit here: nothing to reset, nothing to audit.
+            if (r.status == 404 || !audit) return;
+            nlohmann::json rec = audit_record(c, "limits_reset", r.status);
+            const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+            if (body.is_object() && body.contains("reset")) rec["reset"] = body["reset"];
+            audit(std::move(rec));
+        }));
 }
 
 void operator_sync::reconcile(const regression& r) {
@@ -406,7 +502,7 @@ void operator_sync::reconcile(const regression& r) {
     size_t queued = 0;
     for (const suspension_record& s : decisions_.suspensions()) {
         if (in_store.count(s.account)) continue;
-        decisions_.queue_outbox({0, "", "suspend", s.account, "", s.caller, s.reason, s.since});
+        decisions_.queue_outbox({0, "", "suspend", s.account, "", s.caller, s.reason, s.since, "", ""});
         ++queued;
     }
     if (options_.log)
@@ -456,6 +552,9 @@ void operator_sync::add_to_snapshot(control_snapshot& s) const {
     s.fleet.push_back({"sekisho_fleet_operator_changes_rejected_total",
                        "Fleet operator changes skipped: a kind this build does not apply or a bad account name.", true,
                        {}, static_cast<double>(rejected_)});
+    s.fleet.push_back({"sekisho_fleet_operator_resets_expired_total",
+                       "Fleet limit resets not applied here: older than the longest limit window and cool-down.", true,
+                       {}, static_cast<double>(resets_expired_)});
     s.fleet.push_back({"sekisho_fleet_operator_store_regressions_total",
                        "Times the fleet's store came back older than this gateway (never rolled back).", true, {},
                        static_cast<double>(regressions)});
@@ -471,6 +570,7 @@ nlohmann::json operator_sync::status() const {
             {"lag_changes", std::max<int64_t>(0, store_head_ - applied_upto_)},
             {"superseded_total", superseded_},
             {"rejected_total", rejected_},
+            {"resets_expired_total", resets_expired_},
             {"store_regressions_total", regressions_},
             {"apply_failures_total", apply_failures_},
             {"last_error", last_error_}};

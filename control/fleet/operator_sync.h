@@ -1,6 +1,22 @@
 // Operator state shared by the fleet through PostgreSQL: a suspension
-// (利用停止) or its removal made at any gateway is in force at every gateway
-// within about a second (docs/fleet.md, "Operator state across the fleet").
+// (利用停止) or its removal, an API binding or its removal, made at any
+// gateway is in force at every gateway within about a second, and a limit
+// reset made at any gateway resets the subscriber's (account's) limits at
+// every gateway (docs/fleet.md, "Operator state across the fleet").
+//
+// Kinds in the log: suspend, resume (account; payload {"reason"}), bind
+// (prefix, account), unbind (prefix), limits_reset (account or address in
+// prefix; payload {"limit"}: "" every limit). Each kind has one apply path,
+// the local API's: suspensions through operator_state and the account
+// registry, bindings through control_api::apply_fleet_binding (the bindings
+// handler's store and table steps), resets through
+// control_api::apply_fleet_reset (the limits handler).
+//
+// A limit reset is an action, not a state: applied at most once (the cursor
+// is stored before the workers reset), never at the gateway where it was made
+// (it was done there), and skipped when it is older than the running
+// policy's longest limit window plus cool-down (it would clear only what was
+// counted after it: sekisho_fleet_operator_resets_expired_total).
 //
 // The fleet's tables (ensure_operator_tables):
 //   operator_changes   the ordered change log: id (bigserial: the order every
@@ -70,6 +86,7 @@
 namespace sekisho {
 
 class account_registry;
+class control_api;
 class pg_connection;
 struct control_snapshot;
 
@@ -84,6 +101,11 @@ struct operator_sync_options {
     // Writes one audit record (the control API's trail); fleet_link adds the
     // policy generation. May be empty.
     std::function<void(nlohmann::json)> audit;
+    // The control API whose bindings and limits handlers put binding changes
+    // and limit resets in force (control_api::apply_fleet_binding,
+    // apply_fleet_reset). Null: those kinds are rejected (no data plane
+    // bindings), suspensions still apply.
+    control_api* control = nullptr;
 };
 
 class operator_sync {
@@ -128,6 +150,8 @@ private:
     void wait(std::chrono::steady_clock::time_point until);
     void wake();
     void apply(const fleet_change& c);
+    void apply_binding(const fleet_change& c);
+    void apply_reset(const fleet_change& c);
     void reconcile(const regression& r);
 
     operator_sync_options options_;
@@ -157,6 +181,7 @@ private:
     int64_t applied_upto_ = 0;       // the durable cursor's id
     size_t backlog_ = 0;
     uint64_t applied_ = 0, published_total_ = 0, rejected_ = 0, superseded_ = 0, apply_failures_ = 0;
+    uint64_t resets_expired_ = 0;
     std::string last_apply_error_;
 
     std::atomic<bool> stop_{false};

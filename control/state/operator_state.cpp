@@ -11,7 +11,7 @@ namespace sekisho {
 
 namespace {
 
-constexpr int64_t schema_version = 2;
+constexpr int64_t schema_version = 3;
 
 constexpr const char* schema_sql = R"(
 CREATE TABLE IF NOT EXISTS suspensions (
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS fleet_outbox (
   account   TEXT    NOT NULL,
   caller    TEXT    NOT NULL,
   reason    TEXT    NOT NULL,
-  at        INTEGER NOT NULL
+  at        INTEGER NOT NULL,
+  prefix    TEXT    NOT NULL DEFAULT '',
+  detail    TEXT    NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS fleet_cursor (
   one       INTEGER PRIMARY KEY CHECK (one = 1),
@@ -76,6 +78,7 @@ struct operator_state::impl {
         db = open_sqlite_store<store_error>(path, false, schema_version, "FULL", 100);
         try {
             create_sqlite_schema<store_error>(db, path, schema_sql, schema_version);
+            add_outbox_columns();
             insert_suspension = std::make_unique<statement>(
                 db, path, "record a suspension (INSERT INTO suspensions)",
                 "INSERT INTO suspensions (account, since, caller, reason) VALUES (?1, ?2, ?3, ?4) "
@@ -98,16 +101,21 @@ struct operator_state::impl {
                 "SELECT prefix, account, since, caller, overrode FROM api_bindings ORDER BY since, rowid");
             insert_outbox = std::make_unique<statement>(
                 db, path, "queue a change for the fleet (INSERT INTO fleet_outbox)",
-                "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-                "ON CONFLICT (change_id) DO NOTHING");
+                "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at, prefix, detail) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (change_id) DO NOTHING");
             delete_outbox = std::make_unique<statement>(db, path, "remove a published change (DELETE FROM fleet_outbox)",
                                                         "DELETE FROM fleet_outbox WHERE change_id = ?1");
             list_outbox = std::make_unique<statement>(
                 db, path, "list the changes for the fleet (SELECT FROM fleet_outbox)",
-                "SELECT change_id, kind, account, caller, reason, at FROM fleet_outbox ORDER BY seq");
+                "SELECT change_id, kind, account, caller, reason, at, prefix, detail FROM fleet_outbox ORDER BY seq");
             pending_outbox = std::make_unique<statement>(
                 db, path, "look up a local change waiting for the fleet (SELECT FROM fleet_outbox)",
-                "SELECT 1 FROM fleet_outbox WHERE account = ?1");
+                "SELECT 1 FROM fleet_outbox WHERE account = ?1 AND kind IN ('suspend', 'resume')");
+            pending_binding = std::make_unique<statement>(
+                db, path, "look up a local binding change waiting for the fleet (SELECT FROM fleet_outbox)",
+                "SELECT 1 FROM fleet_outbox WHERE prefix = ?1 AND kind IN ('bind', 'unbind')");
+            find_binding = std::make_unique<statement>(db, path, "look up an API binding (SELECT FROM api_bindings)",
+                                                       "SELECT account FROM api_bindings WHERE prefix = ?1");
             read_cursor = std::make_unique<statement>(db, path, "read the fleet cursor (SELECT FROM fleet_cursor)",
                                                       "SELECT last_id, change_id, at FROM fleet_cursor WHERE one = 1");
             write_cursor = std::make_unique<statement>(
@@ -131,6 +139,8 @@ struct operator_state::impl {
         delete_outbox.reset();
         list_outbox.reset();
         pending_outbox.reset();
+        pending_binding.reset();
+        find_binding.reset();
         read_cursor.reset();
         write_cursor.reset();
         sqlite3_close_v2(db);
@@ -156,6 +166,24 @@ struct operator_state::impl {
             throw;
         }
     }
+    // A file of schema version 2 has the outbox without the columns of the
+    // binding and limit reset changes: added once, in one transaction.
+    void add_outbox_columns() {
+        bool has_prefix = false;
+        {
+            statement info(db, path, "read the outbox's columns (PRAGMA table_info)", "PRAGMA table_info(fleet_outbox)");
+            while (info.step())
+                if (info.column_text(1) == "prefix") has_prefix = true;
+        }
+        if (has_prefix) return;
+        transaction([&] {
+            sqlite_exec<store_error>(db, path, "add the outbox's prefix column (ALTER TABLE fleet_outbox)",
+                                     "ALTER TABLE fleet_outbox ADD COLUMN prefix TEXT NOT NULL DEFAULT ''");
+            sqlite_exec<store_error>(db, path, "add the outbox's detail column (ALTER TABLE fleet_outbox)",
+                                     "ALTER TABLE fleet_outbox ADD COLUMN detail TEXT NOT NULL DEFAULT ''");
+            return 0;
+        });
+    }
     void queue(const fleet_change& c) {
         auto& st = *insert_outbox;
         st.bind(1, c.change_id.empty() ? new_change_id() : c.change_id)
@@ -163,7 +191,9 @@ struct operator_state::impl {
             .bind(3, c.account)
             .bind(4, c.caller)
             .bind(5, c.reason)
-            .bind(6, c.at);
+            .bind(6, c.at)
+            .bind(7, c.prefix)
+            .bind(8, c.detail);
         st.run();
         ++outbox_writes;
     }
@@ -177,7 +207,8 @@ struct operator_state::impl {
     sqlite3* db = nullptr;
     bool outbox_on = false;
     uint64_t outbox_writes = 0;
-    std::unique_ptr<statement> insert_outbox, delete_outbox, list_outbox, pending_outbox, read_cursor, write_cursor;
+    std::unique_ptr<statement> insert_outbox, delete_outbox, list_outbox, pending_outbox, pending_binding, find_binding,
+        read_cursor, write_cursor;
     std::unique_ptr<statement> insert_suspension, delete_suspension, find_suspension, list_suspensions;
     std::unique_ptr<statement> insert_binding, delete_binding, list_bindings;
 };
@@ -195,7 +226,7 @@ bool operator_state::suspend(const suspension_record& r) {
     if (!impl_->outbox_on) return store();
     return impl_->transaction([&] {
         const bool changed = store();
-        impl_->queue({0, "", "suspend", r.account, "", r.caller, r.reason, r.since});
+        impl_->queue({0, "", "suspend", r.account, "", r.caller, r.reason, r.since, "", ""});
         return changed;
     });
 }
@@ -209,12 +240,14 @@ bool operator_state::resume(const std::string& account, const std::string& calle
     if (!impl_->outbox_on) return store();
     return impl_->transaction([&] {
         const bool changed = store();
-        impl_->queue({0, "", "resume", account, "", caller, "", at});
+        impl_->queue({0, "", "resume", account, "", caller, "", at, "", ""});
         return changed;
     });
 }
 
 void operator_state::set_fleet_outbox(bool on) { impl_->outbox_on = on; }
+
+bool operator_state::fleet_outbox() const { return impl_->outbox_on; }
 
 std::vector<fleet_change> operator_state::outbox() const {
     auto& st = *impl_->list_outbox;
@@ -227,6 +260,8 @@ std::vector<fleet_change> operator_state::outbox() const {
         c.caller = st.column_text(3);
         c.reason = st.column_text(4);
         c.at = st.column_int(5);
+        c.prefix = st.column_text(6);
+        c.detail = st.column_text(7);
         out.push_back(std::move(c));
     }
     st.reset();
@@ -260,8 +295,9 @@ void operator_state::set_cursor(const fleet_cursor& c) { impl_->store_cursor(c);
 fleet_apply operator_state::apply_fleet_change(const fleet_change& c) {
     return impl_->transaction([&] {
         impl_->store_cursor({c.id, c.change_id, c.at});
-        auto& pending = *impl_->pending_outbox;
-        pending.bind(1, c.account);
+        const bool binding = c.kind == "bind" || c.kind == "unbind";
+        auto& pending = binding ? *impl_->pending_binding : *impl_->pending_outbox;
+        pending.bind(1, binding ? c.prefix : c.account);
         const bool local_waits = pending.step();
         pending.reset();
         if (local_waits) return fleet_apply::superseded;
@@ -270,9 +306,25 @@ fleet_apply operator_state::apply_fleet_change(const fleet_change& c) {
             auto& st = *impl_->insert_suspension;
             st.bind(1, c.account).bind(2, c.at).bind(3, c.caller).bind(4, c.reason);
             changed = impl_->change(st) > 0;
-        } else {
+        } else if (c.kind == "resume") {
             auto& st = *impl_->delete_suspension;
             st.bind(1, c.account);
+            changed = impl_->change(st) > 0;
+        } else if (c.kind == "bind") {
+            auto& find = *impl_->find_binding;
+            find.bind(1, c.prefix);
+            const bool same = find.step() && find.column_text(0) == c.account;
+            find.reset();
+            if (!same) {
+                auto& st = *impl_->insert_binding;
+                st.bind(1, c.prefix).bind(2, c.account).bind(3, c.at).bind(4, c.caller).bind(5,
+                                                                                           c.detail.empty() ? "[]" : c.detail);
+                impl_->change(st);
+                changed = true;
+            }
+        } else if (c.kind == "unbind") {
+            auto& st = *impl_->delete_binding;
+            st.bind(1, c.prefix);
             changed = impl_->change(st) > 0;
         }
         return changed ? fleet_apply::changed : fleet_apply::unchanged;
@@ -295,16 +347,36 @@ std::vector<suspension_record> operator_state::suspensions() const {
     return out;
 }
 
-void operator_state::add_binding(const api_binding_record& r) {
-    auto& st = *impl_->insert_binding;
-    st.bind(1, r.prefix.to_string()).bind(2, r.account).bind(3, r.since).bind(4, r.caller).bind(5, r.overrode);
-    impl_->change(st);
+std::string operator_state::add_binding(const api_binding_record& r, bool publish) {
+    const auto store = [&] {
+        auto& st = *impl_->insert_binding;
+        st.bind(1, r.prefix.to_string()).bind(2, r.account).bind(3, r.since).bind(4, r.caller).bind(5, r.overrode);
+        impl_->change(st);
+    };
+    if (!impl_->outbox_on || !publish) {
+        store();
+        return "";
+    }
+    return impl_->transaction([&] {
+        store();
+        const std::string id = new_change_id();
+        impl_->queue({0, id, "bind", r.account, "", r.caller, "", r.since, r.prefix.to_string(), ""});
+        return id;
+    });
 }
 
-bool operator_state::remove_binding(const ip_prefix& prefix) {
-    auto& st = *impl_->delete_binding;
-    st.bind(1, prefix.to_string());
-    return impl_->change(st) > 0;
+bool operator_state::remove_binding(const ip_prefix& prefix, bool publish, const std::string& caller, int64_t at) {
+    const auto store = [&] {
+        auto& st = *impl_->delete_binding;
+        st.bind(1, prefix.to_string());
+        return impl_->change(st) > 0;
+    };
+    if (!impl_->outbox_on || !publish) return store();
+    return impl_->transaction([&] {
+        const bool removed = store();
+        impl_->queue({0, "", "unbind", "", "", caller, "", at, prefix.to_string(), ""});
+        return removed;
+    });
 }
 
 std::vector<api_binding_record> operator_state::bindings() const {

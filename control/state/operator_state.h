@@ -25,22 +25,27 @@
 //                                   -- was added: {account, source, session_id, nas}
 //
 // In fleet mode (control/fleet/operator_sync.h) two more tables (user_version
-// 2 adds them; a version-1 file gains them at open):
+// 2 adds them; a version-1 file gains them at open; version 3 adds the
+// outbox's prefix and detail columns, which a version-2 file gains at open):
 //
 //   fleet_outbox(seq INTEGER PRIMARY KEY,   -- order of the local changes
 //                change_id TEXT UNIQUE,     -- random, made here: the fleet's idempotency key
-//                kind TEXT,                 -- "suspend" or "resume"
+//                kind TEXT,                 -- suspend, resume, bind, unbind, limits_reset
 //                account TEXT, caller TEXT, reason TEXT,
-//                at INTEGER)                -- Unix seconds of the operator's change
+//                at INTEGER,                -- Unix seconds of the operator's change
+//                prefix TEXT,               -- bind, unbind: the prefix; limits_reset: the address
+//                detail TEXT)               -- limits_reset: the limit's name ("" every limit)
 //   fleet_cursor(one INTEGER PRIMARY KEY CHECK (one = 1),
 //                last_id INTEGER,           -- the fleet change log's id applied last
 //                change_id TEXT, at INTEGER)   -- that change's key and time
 //
-// With the outbox on (set_fleet_outbox), suspend() and resume() write their
-// outbox row in the same transaction as the suspension: a change that is in
-// force here is also queued for the fleet, across kill -9 and a store that is
-// down. A change that came from the fleet (apply_fleet_change) writes the
-// suspension and the cursor in one transaction and no outbox row: nothing is
+// With the outbox on (set_fleet_outbox), suspend(), resume(), add_binding()
+// and remove_binding() write their outbox row in the same transaction as the
+// change: a change that is in force here is also queued for the fleet, across
+// kill -9 and a store that is down. A limit reset is an action, not a state:
+// the control API queues it (queue_outbox) once the workers did it. A change
+// that came from the fleet (apply_fleet_change) writes the suspension or the
+// binding and the cursor in one transaction and no outbox row: nothing is
 // published twice and nothing is applied twice.
 //
 // Threading: the control thread only (one connection, one writer). Each
@@ -81,12 +86,15 @@ struct suspension_record {
 struct fleet_change {
     int64_t id = 0;           // the fleet log's id (0: not published yet)
     std::string change_id;    // unique per change: 32 hex digits made where it was made
-    std::string kind;         // "suspend" or "resume" (others are refused by the caller)
-    std::string account;
+    std::string kind;         // suspend, resume, bind, unbind, limits_reset (others are refused by the caller)
+    std::string account;      // bind, suspend, resume; limits_reset by account
+
     std::string origin;       // the gateway where it was made ("" in the outbox: this one)
     std::string caller;
     std::string reason;
     int64_t at = 0;           // Unix seconds of the change
+    std::string prefix;       // bind, unbind: the prefix; limits_reset by address: the address (/32, /128)
+    std::string detail;       // limits_reset: the limit's name ("": every limit); bind: what it overrode (JSON)
 };
 
 // Where this gateway is in the fleet's change log.
@@ -97,9 +105,9 @@ struct fleet_cursor {
 };
 
 enum class fleet_apply {
-    changed,      // the suspension state changed: put it in force, audit it
+    changed,      // the suspension or binding changed: put it in force, audit it
     unchanged,    // it was already so (this gateway's own change coming back)
-    superseded,   // a local change of the account waits in the outbox: it will come after, it wins
+    superseded,   // a local change of the account (prefix) waits in the outbox: it will come after, it wins
 };
 
 struct api_binding_record {
@@ -131,10 +139,16 @@ public:
     // Every suspension, by account name.
     std::vector<suspension_record> suspensions() const;
 
-    // Records the binding of r.prefix (replacing one of the same prefix).
-    void add_binding(const api_binding_record& r);
-    // Removes the binding of exactly `prefix`; true when there was one.
-    bool remove_binding(const ip_prefix& prefix);
+    // Records the binding of r.prefix (replacing one of the same prefix). In
+    // fleet mode, with `publish`, also queues the change (kind bind) in the
+    // same transaction and returns its change_id ("" otherwise): a caller
+    // that takes the binding back (the table was full) removes that row and
+    // stores the previous state with `publish` false.
+    std::string add_binding(const api_binding_record& r, bool publish = true);
+    // Removes the binding of exactly `prefix`; true when there was one. In
+    // fleet mode, with `publish`, also queues the change (kind unbind,
+    // `caller`, `at` Unix seconds) in the same transaction.
+    bool remove_binding(const ip_prefix& prefix, bool publish = true, const std::string& caller = "", int64_t at = 0);
     // Every API binding, oldest first. A row whose prefix does not parse
     // (edited by hand) throws, naming it.
     std::vector<api_binding_record> bindings() const;
@@ -143,6 +157,7 @@ public:
     // in fleet_outbox, in the same transaction (even when the state did not
     // change here: the operator's intent holds for the whole fleet).
     void set_fleet_outbox(bool on);
+    bool fleet_outbox() const;
     // The changes waiting to be published, oldest first.
     std::vector<fleet_change> outbox() const;
     // How many outbox rows were written since open (the control thread's cue
@@ -160,7 +175,9 @@ public:
     void set_cursor(const fleet_cursor& c);
     // A change read from the fleet's log, in one transaction: the suspension
     // (or its removal) unless a local change of the same account waits in
-    // the outbox, and the cursor at c.id.
+    // the outbox, the API binding (or its removal: kinds bind, unbind)
+    // unless a local change of the same prefix waits, and the cursor at c.id.
+    // Any other kind stores the cursor alone.
     fleet_apply apply_fleet_change(const fleet_change& c);
 
     const std::string& path() const { return path_; }

@@ -257,11 +257,11 @@ private:
 };
 
 content_inspector::content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns,
-                                     worker_counters& counters)
+                                     worker_counters& counters, const std::string& instance)
     : worker_id_(worker_id),
       campaigns_(campaigns),
       counters_(counters),
-      table_(new bounded_table<flow_key, state>(("sk_inspect_" + std::to_string(worker_id)).c_str(), capacity)) {
+      table_(new bounded_table<flow_key, state>(("sk_inspect" + instance + "_" + std::to_string(worker_id)).c_str(), capacity)) {
     converters_.open_all();  // iconv_open allocates: never on the data path
 }
 

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "dataplane/bounded_table.h"
 #include "dataplane/compiled_policy.h"
@@ -69,7 +70,10 @@ struct message_context {
 
 class content_inspector {
 public:
-    content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns, worker_counters& counters);
+    // `instance`: appended to its table's name (unique per process), as
+    // dpdk_data_plane_config::instance.
+    content_inspector(unsigned worker_id, uint32_t capacity, campaign_table* campaigns, worker_counters& counters,
+                      const std::string& instance = "");
     ~content_inspector();
 
     bool active(const compiled_policy& p) const { return p.inspection().enabled; }

@@ -129,8 +129,8 @@ mail_tracker::mail_tracker(unsigned worker_id, const mail_state& state, rte_memp
       counters_(counters),
       events_(events),
       inspector_(inspector),
-      flows_(("sk_flows_" + std::to_string(worker_id)).c_str(), state.flows),
-      subscribers_(("sk_sublim_" + std::to_string(worker_id)).c_str(), state.subscriber_records) {}
+      flows_(("sk_flows" + state.instance + "_" + std::to_string(worker_id)).c_str(), state.flows),
+      subscribers_(("sk_sublim" + state.instance + "_" + std::to_string(worker_id)).c_str(), state.subscriber_records) {}
 
 // The worker's limit record for `key`, looked up (and created) once per segment.
 mail_tracker::subscriber_limits* mail_tracker::record(context& ctx, const subscriber_key& key,

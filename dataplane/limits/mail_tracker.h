@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "dataplane/bounded_table.h"
 #include "dataplane/compiled_policy.h"
@@ -73,6 +74,7 @@ struct mail_state {
     uint32_t flows = 65536;               // per worker
     uint32_t subscriber_records = 262144; // per worker
     uint64_t flow_idle_timeout_ns = 300'000'000'000ull;
+    std::string instance;                 // appended to the tables' names (dpdk_data_plane_config::instance)
 };
 
 class mail_tracker {

@@ -2,22 +2,36 @@
 // its own operator.db and account registry, sharing the real PostgreSQL that
 // with_fleet_stores.sh started (SEKISHO_TEST_PG_*). The store is stopped,
 // killed, restarted and restored from a dump through tests/fleet/fleet_stores.sh.
+// For API bindings and limit resets each gateway also has the real DPDK data
+// plane (no ports: its binding table and limit cells) and the real control
+// API, called as sekishoctl's requests are.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "backends/dpdk/dpdk_data_plane.h"
+#include "control/api/control_api.h"
 #include "control/fleet/operator_sync.h"
 #include "control/identity/account_registry.h"
+#include "control/identity/operator_binding_table.h"
+#include "control/policy/policy.h"
 #include "control/state/operator_state.h"
+#include "dataplane/compiled_policy.h"
+#include "dataplane/limits/mail_limits.h"
+#include "tests/support/lab_policy.h"
 
 namespace sekisho {
 namespace {
@@ -30,9 +44,15 @@ std::string env(const char* name) {
     return v ? v : "";
 }
 
+// A file of this process in the test's temporary directory (other test
+// processes, of other worktrees too, may share it).
+std::string temp_file(const std::string& name) {
+    return ::testing::TempDir() + "/operator-sync-" + std::to_string(getpid()) + "-" + name;
+}
+
 // Runs `script` with fleet_stores.sh sourced on the test's cluster; returns the exit status.
 int stores(const std::string& script) {
-    const std::string file = ::testing::TempDir() + "/operator-sync-stores.sh";
+    const std::string file = temp_file("stores.sh");
     {
         std::ofstream f(file);
         f << "source " SEKISHO_SOURCE_ROOT "/tests/fleet/fleet_stores.sh\n"
@@ -45,7 +65,7 @@ int stores(const std::string& script) {
 
 // The first value psql prints for `sql`, as the superuser.
 std::string psql_value(const std::string& sql) {
-    const std::string out = ::testing::TempDir() + "/psql.out";
+    const std::string out = temp_file("psql.out");
     EXPECT_EQ(stores("fleet_psql \"" + sql + "\" >" + out), 0) << sql;
     std::string v;
     if (FILE* f = std::fopen(out.c_str(), "r")) {
@@ -57,15 +77,48 @@ std::string psql_value(const std::string& sql) {
     return v;
 }
 
-// One gateway: its operator.db, its accounts, its fleet link for operator state.
+// The policy of the gateways with a data plane: one account-scope limit.
+const std::string plane_policy = std::string(test::lab_policy_text) +
+                                 "limits:\n  - {name: msgs-account, measure: messages, scope: account, max: 5, "
+                                 "window: 10m}\n";
+
+// One gateway: its operator.db, its accounts, its fleet link for operator state;
+// with_api: its data plane and control API too (the accounts are the plane's).
 struct gateway {
-    gateway(const std::string& name, const std::string& dir, std::chrono::milliseconds fallback = 1000ms)
-        : name(name), db(dir + "/" + name + "-operator.db"), fallback(fallback) {
-        accounts = std::make_unique<account_registry>(1024);
+    gateway(const std::string& name, const std::string& dir, std::chrono::milliseconds fallback = 1000ms,
+            bool with_api = false)
+        : name(name), dir(dir), db(dir + "/" + name + "-operator.db"), fallback(fallback), with_api(with_api) {
+        if (!with_api) accounts_owned = std::make_unique<account_registry>(1024);
         open();
     }
+    ~gateway() { crash(); }
     void open() {
         decisions = std::make_unique<operator_state>(db);
+        if (with_api) {
+            // As serve(): the plane, the operator's table over it, the API bindings restored.
+            const policy pol = load_policy_text(plane_policy, name + ".yaml");
+            dpdk_data_plane_config cfg;
+            cfg.mbufs = 1024;
+            cfg.event_ring_capacity = 1024;
+            cfg.events_path = dir + "/" + name + "-events.jsonl";
+            cfg.first_generation = test::next_generation();
+            cfg.instance = name.substr(name.size() - 1);   // gw-a, gw-b: one plane each in this process
+            plane = std::make_unique<dpdk_data_plane>(pol, cfg);
+            api_bindings = std::make_unique<operator_binding_table>(*plane);
+            for (const auto& r : decisions->bindings()) {
+                api_bindings->hold(r.prefix, r.account);
+                api_bindings->bind(r.prefix, r.account);
+            }
+            control_context cc;
+            cc.plane = plane.get();
+            cc.decisions = decisions.get();
+            cc.api_bindings = api_bindings.get();
+            cc.policy_path = name + ".yaml";
+            cc.events_path = cfg.events_path;
+            cc.started = clock_type::now();
+            api = std::make_unique<control_api>(cc, plane_policy);
+        }
+        accounts = with_api ? plane->account_table() : accounts_owned.get();
         for (const auto& s : decisions->suspensions()) accounts->set_suspended(accounts->id_of(s.account), true);
         operator_sync_options o;
         o.gateway = name;
@@ -76,12 +129,51 @@ struct gateway {
             std::lock_guard lock(mu);
             audits.push_back(std::move(rec));
         };
-        sync = std::make_unique<operator_sync>(std::move(o), *decisions, accounts.get());
+        o.control = api.get();
+        sync = std::make_unique<operator_sync>(std::move(o), *decisions, accounts);
     }
     // What sekishod's process loses at kill -9: everything in memory, not operator.db.
     void crash() {
         sync.reset();
+        api.reset();
+        api_bindings.reset();
+        plane.reset();
         decisions.reset();
+    }
+    // A request as sekishoctl sends it, answered by the control API.
+    api_response call(const std::string& method, const std::string& path, const std::string& body = "",
+                      std::map<std::string, std::string> query = {}) {
+        return api->handle_and_wait(api_request{method, path, std::move(query), body, "uid 0 (operator-" + name + ")"});
+    }
+    // The account the data plane's binding table holds `address` for ("" none).
+    std::string bound(const char* address) {
+        std::string why;
+        const ip_prefix p = *parse_prefix(address, why);
+        const std::string* n = accounts->name_of(plane->subscriber_bindings()->lookup(subscriber_key::v4(p.v4())));
+        return n ? *n : "";
+    }
+    // The account-scope limit's cell of `account` here (the one the workers count in).
+    limit_cell& account_cell(const std::string& account) {
+        const compiled_limit& l = plane->limit_state()->compiled().limit(0);
+        return plane->limit_state()->account_limits(accounts->id_of(account))->cells[l.slot];
+    }
+    uint32_t sent(const std::string& account) {
+        const compiled_limit& l = plane->limit_state()->compiled().limit(0);
+        return window_count(account_cell(account), now_ns(), l.window_ns);
+    }
+    void count_messages(const std::string& account, uint32_t n) {
+        const compiled_limit& l = plane->limit_state()->compiled().limit(0);
+        window_add(account_cell(account), now_ns(), l.window_ns, 5, n);
+    }
+    static uint64_t now_ns() {
+        timespec ts{};
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+    }
+    size_t audits_of(const std::string& endpoint) {
+        std::lock_guard lock(mu);
+        return static_cast<size_t>(std::count_if(audits.begin(), audits.end(),
+                                                 [&](const nlohmann::json& a) { return a["endpoint"] == endpoint; }));
     }
     // What the control API does for `account suspend` / `resume`: durable, then in force.
     void suspend(const std::string& account) {
@@ -98,10 +190,15 @@ struct gateway {
         return audits;
     }
 
-    std::string name, db;
+    std::string name, dir, db;
     std::chrono::milliseconds fallback;
-    std::unique_ptr<account_registry> accounts;
+    bool with_api;
+    std::unique_ptr<account_registry> accounts_owned;
+    account_registry* accounts = nullptr;
     std::unique_ptr<operator_state> decisions;
+    std::unique_ptr<dpdk_data_plane> plane;
+    std::unique_ptr<operator_binding_table> api_bindings;
+    std::unique_ptr<control_api> api;
     std::unique_ptr<operator_sync> sync;
     std::mutex mu;
     std::vector<nlohmann::json> audits;
@@ -120,8 +217,10 @@ protected:
     bool turn_until(std::vector<gateway*> gws, const std::function<bool()>& done, std::chrono::milliseconds limit) {
         const auto end = clock_type::now() + limit;
         while (clock_type::now() < end) {
-            for (gateway* g : gws)
+            for (gateway* g : gws) {
                 if (g->sync) g->sync->poll();
+                if (g->api) g->api->poll();
+            }
             if (done()) return true;
             std::this_thread::sleep_for(10ms);
         }
@@ -322,6 +421,197 @@ TEST_F(OperatorSync, ALongCatchUpIsAppliedASliceATurnInOrder) {
     EXPECT_FALSE(b.suspended("acct-99"));
     EXPECT_TRUE(b.suspended("acct-100"));
     EXPECT_EQ(b.decisions->suspensions().size(), 1u);
+}
+
+TEST_F(OperatorSync, ApiBindingOnAIsInForceOnBWithinASecondAndItsRemovalLikewise) {
+    gateway a("gw-a", dir, 20s, true), b("gw-b", dir, 20s, true);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.sync->link_up() && b.sync->link_up(); }, 10s));
+
+    const auto t0 = clock_type::now();
+    api_response r = a.call("POST", "/v1/bindings", R"({"prefix": "198.51.100.7/32", "account": "moved@example.jp"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(a.bound("198.51.100.7"), "moved@example.jp");
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.bound("198.51.100.7") == "moved@example.jp"; }, 5s));
+    const double took = std::chrono::duration<double>(clock_type::now() - t0).count();
+    std::printf("API binding on gw-a in force on gw-b after %.3f s\n", took);
+    EXPECT_LT(took, 1.0);
+    // Durable on B (restored at its next start), held (RADIUS does not override it), audited naming A.
+    const auto stored = b.decisions->bindings();
+    ASSERT_EQ(stored.size(), 1u);
+    EXPECT_EQ(stored[0].prefix.to_string(), "198.51.100.7/32");
+    EXPECT_EQ(stored[0].account, "moved@example.jp");
+    EXPECT_EQ(stored[0].caller, "uid 0 (operator-gw-a)");
+    ASSERT_NE(b.api_bindings->held_at(stored[0].prefix), nullptr);
+    const auto audits = b.audit_records();
+    ASSERT_EQ(audits.size(), 1u);
+    EXPECT_EQ(audits[0]["endpoint"], "bindings_add");
+    EXPECT_EQ(audits[0]["origin_gateway"], "gw-a");
+    EXPECT_EQ(audits[0]["prefix"], "198.51.100.7/32");
+    EXPECT_EQ(audits[0]["account"], "moved@example.jp");
+
+    // Removed on B: gone on A too.
+    const auto t1 = clock_type::now();
+    r = b.call("DELETE", "/v1/bindings", "", {{"prefix", "198.51.100.7/32"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(b.bound("198.51.100.7"), "");
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.bound("198.51.100.7").empty(); }, 5s));
+    const double took_del = std::chrono::duration<double>(clock_type::now() - t1).count();
+    std::printf("API binding removal on gw-b in force on gw-a after %.3f s\n", took_del);
+    EXPECT_LT(took_del, 1.0);
+    EXPECT_TRUE(a.decisions->bindings().empty());
+    EXPECT_EQ(a.api_bindings->held().size(), 0u);
+
+    // No echo: two changes, each published once; each gateway audited only the other's.
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.sync->applied() == 2 && b.sync->applied() == 2; }, 5s));
+    turn_until({&a, &b}, [] { return false; }, 1000ms);
+    EXPECT_EQ(psql_value("SELECT string_agg(gateway || ':' || kind || ':' || prefix || ':' || account, ',' ORDER BY id) "
+                         "FROM operator_changes"),
+              "gw-a:bind:198.51.100.7/32:moved@example.jp,gw-b:unbind:198.51.100.7/32:");
+    EXPECT_EQ(a.audit_records().size(), 1u);
+    EXPECT_EQ(a.audits_of("bindings_del"), 1u);
+    EXPECT_EQ(b.audit_records().size(), 1u);
+    EXPECT_TRUE(a.decisions->outbox().empty());
+    EXPECT_TRUE(b.decisions->outbox().empty());
+}
+
+// PostgreSQL killed while A binds and B is killed (-9) and restarted: B
+// catches up from its cursor; a replayed outbox row changes nothing twice.
+TEST_F(OperatorSync, ABindingMadeWhileTheStoreIsDownReachesARestartedGatewayOnce) {
+    gateway a("gw-a", dir, 1000ms, true), b("gw-b", dir, 1000ms, true);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.sync->link_up() && b.sync->link_up(); }, 10s));
+    ASSERT_EQ(stores("fleet_kill_postgres"), 0);
+    api_response r = a.call("POST", "/v1/bindings", R"({"prefix": "198.51.100.9/32", "account": "nas-wrong@example.jp"})");
+    ASSERT_EQ(r.status, 200) << r.body;   // in force here, queued for the fleet
+    EXPECT_EQ(a.bound("198.51.100.9"), "nas-wrong@example.jp");
+    const std::vector<fleet_change> queued = a.decisions->outbox();
+    ASSERT_EQ(queued.size(), 1u);
+    EXPECT_EQ(queued[0].kind, "bind");
+    EXPECT_EQ(queued[0].prefix, "198.51.100.9/32");
+    turn_until({&a, &b}, [] { return false; }, 500ms);
+    EXPECT_EQ(b.bound("198.51.100.9"), "");
+    b.crash();   // kill -9 of B while the store is down
+    ASSERT_EQ(stores("fleet_start_postgres"), 0);
+    b.open();
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.bound("198.51.100.9") == "nas-wrong@example.jp"; }, 20s));
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.decisions->outbox().empty(); }, 5s));
+    EXPECT_EQ(b.decisions->bindings().size(), 1u);
+
+    // A restarts with the row sent again (a crash between the COMMIT and the outbox delete).
+    a.crash();
+    {
+        operator_state s(a.db);
+        s.queue_outbox(queued[0]);
+    }
+    a.open();
+    EXPECT_EQ(a.bound("198.51.100.9"), "nas-wrong@example.jp");   // restored from operator.db
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.decisions->outbox().empty(); }, 5s));
+    turn_until({&a, &b}, [] { return false; }, 1500ms);
+    EXPECT_EQ(psql_value("SELECT count(*) FROM operator_changes"), "1");
+    EXPECT_EQ(b.audits_of("bindings_add"), 1u);
+
+    // B restarts once more: it applies nothing again (the cursor), the binding is in force from its file.
+    const int64_t cursor = b.decisions->cursor().last_id;
+    const size_t audited = b.audit_records().size();
+    b.crash();
+    b.open();
+    EXPECT_EQ(b.bound("198.51.100.9"), "nas-wrong@example.jp");
+    turn_until({&a, &b}, [] { return false; }, 1500ms);
+    EXPECT_EQ(b.sync->applied(), 0u);
+    EXPECT_EQ(b.decisions->cursor().last_id, cursor);
+    EXPECT_EQ(b.audit_records().size(), audited);
+}
+
+// A reset on A clears B's cell once (not A's again); one made while PostgreSQL is down reaches
+// B when it is back; B restarted finds an old reset (skipped) and a fresh one (done).
+TEST_F(OperatorSync, ALimitResetOnAResetsTheAccountOnBOnceAndAnOldOneIsSkipped) {
+    gateway a("gw-a", dir, 20s, true), b("gw-b", dir, 20s, true);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.sync->link_up() && b.sync->link_up(); }, 10s));
+    // The account sent 4 messages through A and 4 through B (the workers' counting, done here).
+    a.count_messages("heavy@example.jp", 4);
+    b.count_messages("heavy@example.jp", 4);
+    ASSERT_EQ(b.sent("heavy@example.jp"), 4u);
+
+    const auto t0 = clock_type::now();
+    api_response r = a.call("POST", "/v1/limits/reset", R"({"account": "heavy@example.jp"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(a.sent("heavy@example.jp"), 0u);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.sent("heavy@example.jp") == 0; }, 5s));
+    const double took = std::chrono::duration<double>(clock_type::now() - t0).count();
+    std::printf("limit reset on gw-a in force on gw-b after %.3f s\n", took);
+    EXPECT_LT(took, 1.0);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.audits_of("limits_reset") == 1; }, 2s));
+    const auto audits = b.audit_records();
+    EXPECT_EQ(audits.back()["origin_gateway"], "gw-a");
+    EXPECT_EQ(audits.back()["account"], "heavy@example.jp");
+    EXPECT_EQ(audits.back()["limit"], "*");
+
+    // The account sends again on both; A's own reset came back to A and did not clear it,
+    // and B does not apply it twice.
+    a.count_messages("heavy@example.jp", 3);
+    b.count_messages("heavy@example.jp", 3);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.decisions->cursor().last_id == 1; }, 5s));
+    turn_until({&a, &b}, [] { return false; }, 1500ms);
+    EXPECT_EQ(a.sent("heavy@example.jp"), 3u);
+    EXPECT_EQ(b.sent("heavy@example.jp"), 3u);
+    EXPECT_EQ(a.audits_of("limits_reset"), 0u);
+    EXPECT_EQ(psql_value("SELECT count(*) FROM operator_changes WHERE kind = 'limits_reset'"), "1");
+
+    // PostgreSQL killed: A's reset of the one limit is done on A and waits in A's outbox;
+    // B has it once the store is back.
+    ASSERT_EQ(stores("fleet_kill_postgres"), 0);
+    r = a.call("POST", "/v1/limits/reset", R"({"account": "heavy@example.jp", "limit": "msgs-account"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(a.sent("heavy@example.jp"), 0u);
+    turn_until({&a, &b}, [] { return false; }, 500ms);
+    EXPECT_EQ(b.sent("heavy@example.jp"), 3u);
+    ASSERT_EQ(a.decisions->outbox().size(), 1u);
+    EXPECT_EQ(a.decisions->outbox()[0].detail, "msgs-account");
+    ASSERT_EQ(stores("fleet_start_postgres"), 0);
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return b.sent("heavy@example.jp") == 0; }, 20s));
+    ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.decisions->outbox().empty() && b.audits_of("limits_reset") == 2; },
+                           5s));
+    EXPECT_EQ(b.audit_records().back()["limit"], "msgs-account");
+
+    // B restarts (its cells are new) and finds a reset older than the longest window
+    // (10 minutes) that it had not read: skipped, counted; a fresh one is applied.
+    b.crash();
+    ASSERT_EQ(stores("fleet_psql \"INSERT INTO operator_changes (change_id, kind, account, payload, gateway, caller, at) "
+                     "VALUES ('old-reset', 'limits_reset', 'heavy@example.jp', '{}', 'gw-z', 'desk', "
+                     "now() - interval '11 minutes')\" >/dev/null"),
+              0);
+    b.open();
+    b.count_messages("heavy@example.jp", 2);
+    // (ids are not dense: the kill above lost PostgreSQL's cached sequence values)
+    const int64_t old_id = std::stoll(psql_value("SELECT id FROM operator_changes WHERE change_id = 'old-reset'"));
+    ASSERT_TRUE(turn_until({&b}, [&] { return b.decisions->cursor().last_id == old_id; }, 5s));
+    EXPECT_EQ(b.sync->status()["resets_expired_total"], 1);
+    EXPECT_EQ(b.sent("heavy@example.jp"), 2u);
+    ASSERT_EQ(stores("fleet_psql \"INSERT INTO operator_changes (change_id, kind, account, payload, gateway, caller, at) "
+                     "VALUES ('new-reset', 'limits_reset', 'heavy@example.jp', '{\\\"limit\\\": \\\"msgs-account\\\"}', "
+                     "'gw-z', 'desk', now()); SELECT pg_notify('sekisho_operator', 'new')\" >/dev/null"),
+              0);
+    ASSERT_TRUE(turn_until({&b}, [&] { return b.sent("heavy@example.jp") == 0; }, 5s));
+    // The trail (a file in sekishod) holds the earlier two resets too; the old one is not in it.
+    ASSERT_TRUE(turn_until({&b}, [&] { return b.audits_of("limits_reset") == 3; }, 2s));
+    EXPECT_EQ(b.audit_records().back()["limit"], "msgs-account");
+    EXPECT_EQ(b.audit_records().back()["fleet_change"],
+              std::stoll(psql_value("SELECT id FROM operator_changes WHERE change_id = 'new-reset'")));
+}
+
+TEST_F(OperatorSync, BadBindingAndResetChangesAreSkippedNamedAndCounted) {
+    gateway b("gw-b", dir, 1000ms, true);
+    ASSERT_TRUE(turn_until({&b}, [&] { return b.sync->link_up(); }, 10s));
+    ASSERT_EQ(stores("fleet_psql \"INSERT INTO operator_changes (change_id, kind, account, prefix, gateway, caller, at) VALUES "
+                     "('b1', 'bind', 'x@example.jp', '198.51.100.300/32', 'gw-z', 'desk', now()), "
+                     "('b2', 'bind', '', '198.51.100.20/32', 'gw-z', 'desk', now()), "
+                     "('b3', 'limits_reset', 'x@example.jp', '198.51.100.20/32', 'gw-z', 'desk', now()), "
+                     "('b4', 'limits_reset', '', '198.51.100.0/24', 'gw-z', 'desk', now()), "
+                     "('b5', 'bind', 'ok@example.jp', '198.51.100.21/32', 'gw-z', 'desk', now())\" >/dev/null"),
+              0);
+    ASSERT_TRUE(turn_until({&b}, [&] { return b.bound("198.51.100.21") == "ok@example.jp"; }, 5s));
+    EXPECT_EQ(b.sync->status()["rejected_total"], 4);
+    EXPECT_EQ(b.decisions->cursor().last_id, 5);
+    EXPECT_EQ(b.decisions->bindings().size(), 1u);
 }
 
 }  // namespace

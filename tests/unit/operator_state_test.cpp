@@ -204,7 +204,7 @@ TEST_F(operator_state_test, a_newer_schema_and_a_prefix_edited_by_hand_are_refus
         operator_state s(path);
         FAIL() << "opened a newer schema";
     } catch (const operator_state_error& e) {
-        EXPECT_NE(std::string(e.what()).find("version 7 is newer than this release reads (2)"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("version 7 is newer than this release reads (3)"), std::string::npos)
             << e.what();
     }
 }
@@ -281,24 +281,88 @@ TEST_F(operator_state_test, a_fleet_change_stores_the_suspension_and_the_cursor_
     EXPECT_EQ(reopened.cursor().at, 1795400002);
 }
 
-TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_its_rows) {
+// The tables of schema version 1, as an earlier release wrote them.
+constexpr const char* version_1_tables =
+    "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT NULL, reason TEXT "
+    "NOT NULL);"
+    "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT NULL, caller TEXT "
+    "NOT NULL, overrode TEXT NOT NULL);";
+
+// Writes a file of an earlier release: `sql` run on a new database at `path`.
+void write_old_file(const std::string& path, const std::string& sql) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE suspensions (account TEXT PRIMARY KEY, since INTEGER NOT NULL, caller TEXT NOT "
-                           "NULL, reason TEXT NOT NULL);"
-                           "CREATE TABLE api_bindings (prefix TEXT PRIMARY KEY, account TEXT NOT NULL, since INTEGER NOT "
-                           "NULL, caller TEXT NOT NULL, overrode TEXT NOT NULL);"
-                           "INSERT INTO suspensions VALUES ('alice@example.jp', 1795400000, 'uid 0', '');"
-                           "PRAGMA user_version=1;",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
+}
+
+TEST_F(operator_state_test, a_version_1_file_gains_the_fleet_tables_and_keeps_its_rows) {
+    write_old_file(path, std::string(version_1_tables) +
+                             "INSERT INTO suspensions VALUES ('alice@example.jp', 1795400000, 'uid 0', '');"
+                             "PRAGMA user_version=1;");
     operator_state s(path);
     EXPECT_EQ(suspended_names(s), (strings{"alice@example.jp"}));
     s.set_fleet_outbox(true);
     s.suspend({"bob@example.jp", 1795400001, "uid 0", ""});
     EXPECT_EQ(s.outbox().size(), 1u);
+}
+
+// Version 2 had the outbox without the binding and reset columns: a queued
+// suspension survives the upgrade, and a binding then queues its prefix.
+TEST_F(operator_state_test, a_version_2_outbox_gains_the_prefix_and_detail_columns_and_keeps_its_rows) {
+    write_old_file(path, std::string(version_1_tables) +
+                             "CREATE TABLE fleet_outbox (seq INTEGER PRIMARY KEY, change_id TEXT NOT NULL UNIQUE, kind "
+                             "TEXT NOT NULL, account TEXT NOT NULL, caller TEXT NOT NULL, reason TEXT NOT NULL, at "
+                             "INTEGER NOT NULL);"
+                             "CREATE TABLE fleet_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), last_id INTEGER NOT "
+                             "NULL, change_id TEXT NOT NULL, at INTEGER NOT NULL);"
+                             "INSERT INTO fleet_outbox (change_id, kind, account, caller, reason, at) VALUES "
+                             "('k1', 'suspend', 'alice@example.jp', 'uid 0', 'spam', 1795400000);"
+                             "PRAGMA user_version=2;");
+    {
+        operator_state s(path);
+        s.set_fleet_outbox(true);
+        const std::string id = s.add_binding({addr("198.51.100.7/32"), "bob@example.jp", 1795400001, "uid 0", "[]"});
+        EXPECT_EQ(id.size(), 32u);
+        EXPECT_TRUE(s.remove_binding(addr("198.51.100.7/32"), true, "uid 0", 1795400002));
+        // Taken back (the table was full): neither the binding nor a change for the fleet.
+        const std::string undone = s.add_binding({addr("198.51.100.8/32"), "carol@example.jp", 1795400003, "uid 0", "[]"});
+        EXPECT_TRUE(s.remove_from_outbox(undone));
+        EXPECT_TRUE(s.remove_binding(addr("198.51.100.8/32"), false));
+    }
+    operator_state s(path);   // opened again: the columns are added once
+    const std::vector<fleet_change> out = s.outbox();
+    ASSERT_EQ(out.size(), 3u);
+    EXPECT_EQ(out[0].change_id, "k1");
+    EXPECT_EQ(out[0].prefix, "");
+    EXPECT_EQ(out[1].kind, "bind");
+    EXPECT_EQ(out[1].prefix, "198.51.100.7/32");
+    EXPECT_EQ(out[1].account, "bob@example.jp");
+    EXPECT_EQ(out[2].kind, "unbind");
+    EXPECT_EQ(out[2].prefix, "198.51.100.7/32");
+    EXPECT_EQ(out[2].at, 1795400002);
+    EXPECT_TRUE(s.bindings().empty());
+}
+
+// A binding change from the fleet: stored with the cursor; a local change of the
+// same prefix still waiting wins; the same binding again changes nothing.
+TEST_F(operator_state_test, a_fleet_binding_change_is_stored_with_the_cursor_unless_a_local_one_waits) {
+    operator_state s(path);
+    s.set_fleet_outbox(true);
+    fleet_change bind{1, "c1", "bind", "dave@example.jp", "gw-z", "desk", "", 1795400010, "198.51.100.9/32", "[]"};
+    EXPECT_EQ(s.apply_fleet_change(bind), fleet_apply::changed);
+    EXPECT_EQ(s.cursor().last_id, 1);
+    ASSERT_EQ(s.bindings().size(), 1u);
+    EXPECT_EQ(s.bindings()[0].account, "dave@example.jp");
+    EXPECT_TRUE(s.outbox().empty());   // no echo
+    bind.id = 2;
+    bind.change_id = "c2";
+    EXPECT_EQ(s.apply_fleet_change(bind), fleet_apply::unchanged);
+    s.add_binding({addr("198.51.100.9/32"), "erin@example.jp", 1795400011, "uid 0", "[]"});
+    fleet_change unbind{3, "c3", "unbind", "", "gw-z", "desk", "", 1795400012, "198.51.100.9/32", ""};
+    EXPECT_EQ(s.apply_fleet_change(unbind), fleet_apply::superseded);
+    EXPECT_EQ(s.bindings()[0].account, "erin@example.jp");
+    EXPECT_EQ(s.cursor().last_id, 3);
 }
 
 }  // namespace
