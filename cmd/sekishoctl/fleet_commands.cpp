@@ -63,20 +63,6 @@ void check_flags(const command_request& r, std::initializer_list<const char*> al
     }
 }
 
-// "30s", "500ms", "2m", "1h" or plain seconds.
-std::chrono::milliseconds parse_duration(const std::string& flag, const std::string& text) {
-    uint64_t n = 0;
-    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    const std::string unit(ptr, text.data() + text.size());
-    if (ec != std::errc() || ptr == text.data()) throw usage_error(flag + " '" + escape_unprintable(text) + "': not a duration (30s, 500ms, 2m)");
-    if (unit == "ms") return std::chrono::milliseconds(n);
-    if (unit.empty() || unit == "s") return std::chrono::seconds(n);
-    if (unit == "m") return std::chrono::minutes(n);
-    if (unit == "h") return std::chrono::hours(n);
-    throw usage_error(flag + " '" + escape_unprintable(text) + "': unknown unit '" + escape_unprintable(unit) +
-                      "' (ms, s, m, h)");
-}
-
 uint64_t parse_count(const std::string& flag, const std::string& text) {
     uint64_t n = 0;
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
@@ -462,10 +448,24 @@ int fleet_rollout(const std::string& conninfo, const command_request& r) {
 
 }  // namespace
 
+std::chrono::milliseconds parse_duration(const std::string& flag, const std::string& text) {
+    uint64_t n = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    const std::string unit(ptr, text.data() + text.size());
+    if (ec != std::errc() || ptr == text.data()) throw usage_error(flag + " '" + escape_unprintable(text) + "': not a duration (30s, 500ms, 2m)");
+    if (unit == "ms") return std::chrono::milliseconds(n);
+    if (unit.empty() || unit == "s") return std::chrono::seconds(n);
+    if (unit == "m") return std::chrono::minutes(n);
+    if (unit == "h") return std::chrono::hours(n);
+    throw usage_error(flag + " '" + escape_unprintable(text) + "': unknown unit '" + escape_unprintable(unit) +
+                      "' (ms, s, m, h)");
+}
+
 int run_fleet_command(const std::string& conninfo, const command_request& r) {
-    if (r.words[0] == "events" || r.words[0] == "whois" || r.words[0] == "report") return run_fleet_events(conninfo, r);
+    if (r.words[0] == "events" || r.words[0] == "whois" || r.words[0] == "report" || r.words[0] == "top")
+        return run_fleet_events(conninfo, r);
     if (r.words[0] != "fleet")
-        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet, events, whois and report");
+        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet, events, whois, report and top");
     try {
         if (r.words.size() >= 2 && r.words[1] == "status") return fleet_status(conninfo, r);
         if (r.words.size() >= 3 && r.words[1] == "policy" && r.words[2] == "push") return fleet_push(conninfo, r);

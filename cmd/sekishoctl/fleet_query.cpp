@@ -13,9 +13,11 @@
 #include <map>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
+#include "cmd/sekishoctl/fleet_commands.h"
 #include "cmd/sekishoctl/human_output.h"
 #include "control/api/untrusted_text.h"
 #include "control/observe/event_types.h"
@@ -229,6 +231,23 @@ int whois(PGconn* pg, const command_request& rq) {
     return held_by.empty() ? 3 : 0;
 }
 
+// The SQL expression for the account that held event `e`'s address on its
+// gateway at the event's own second (the `bindings` row whose prefix
+// contains the address and whose [start, stop] holds the second; in a
+// handover's second the newer session), else the account the gateway
+// stamped on the event (static and API bindings, which no history records),
+// else NULL (nobody). report and top attribute by it.
+std::string holder_expression(PGconn* pg, const std::string& what) {
+    auto t = query(pg, "SELECT to_regclass('bindings') IS NOT NULL", {}, what);
+    // Without a bindings table (no gateway ships a history): the stamped accounts only.
+    if (std::string(PQgetvalue(t.get(), 0, 0)) != "t") return "e.account";
+    return "coalesce((SELECT b.account FROM bindings b WHERE b.gateway = e.gateway"
+           " AND b.prefix >>= e.address AND b.account <> ''"
+           " AND b.start <= date_trunc('second', e.time)"
+           " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
+           " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)";
+}
+
 // The offending addresses and accounts of the period, fleet-wide, with the
 // gateway's own report's columns (control/api/event_queries.cpp) and the
 // gateway last: each event is counted for the account that held its address
@@ -250,18 +269,7 @@ int report(PGconn* pg, const command_request& rq) {
         throw usage_error("--format '" + escape_unprintable(format) + "': csv or json");
     const int64_t since = time_flag(rq, "--since", 0);
     const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
-    const bool has_bindings = [&] {
-        auto t = query(pg, "SELECT to_regclass('bindings') IS NOT NULL", {}, "report");
-        return std::string(PQgetvalue(t.get(), 0, 0)) == "t";
-    }();
-    // Without a bindings table (no gateway ships a history): the stamped accounts only.
-    const std::string holder =
-        has_bindings ? "coalesce((SELECT b.account FROM bindings b WHERE b.gateway = e.gateway"
-                       " AND b.prefix >>= e.address AND b.account <> ''"
-                       " AND b.start <= date_trunc('second', e.time)"
-                       " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
-                       " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)"
-                     : "e.account";
+    const std::string holder = holder_expression(pg, "report");
     const std::string sql =
         "SELECT gateway, address, holder, type, sum(n)::bigint, sum(msgs)::bigint, min(t)::bigint, max(t)::bigint FROM ("
         " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder + " AS holder, e.type,"
@@ -332,12 +340,96 @@ int report(PGconn* pg, const command_request& rq) {
     return 0;
 }
 
+// The top 20 holders of the window [TIME - WINDOW, TIME] fleet-wide, by what
+// the local top counts (docs/api.md, /v1/top): an account's events are
+// summed over every gateway and address it used (one row per account, with
+// its gateways and addresses); an event nobody held counts for its address
+// on its own gateway (the same private address behind two edges is two
+// subscribers). Attribution as report's (holder_expression).
+int top(PGconn* pg, const command_request& rq) {
+    const char* usage = "--fleet FILE top [--window 1h] [--until TIME] [--by messages|recipients|rejected_recipients|"
+                        "sessions|events|op25b_block|limit_exceeded|account_suspended|score]";
+    if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
+    for (const auto& [k, v] : rq.flags)
+        if (k != "--window" && k != "--until" && k != "--by")
+            throw usage_error("unknown option '" + k + "' for this command");
+    const std::string window_text = flag(rq, "--window") ? *flag(rq, "--window") : "1h";
+    const int64_t window = parse_duration("--window", window_text).count() / 1000;
+    if (window <= 0) throw usage_error("--window '" + escape_unprintable(window_text) + "': at least one second");
+    const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
+    const std::string by = flag(rq, "--by") ? *flag(rq, "--by") : "messages";
+    // What one row adds, and which rows count: the local top's rules.
+    const std::string count = "CASE WHEN jsonb_typeof(e.line->'count') = 'number' THEN (e.line->>'count')::numeric ELSE 1 END";
+    std::string add, which;
+    if (by == "messages" || by == "recipients" || by == "rejected_recipients") {
+        add = "CASE WHEN jsonb_typeof(e.line->'" + by + "') = 'number' THEN (e.line->>'" + by + "')::numeric ELSE 0 END";
+        which = "e.type = 'mail_session'";
+    } else if (by == "sessions") {
+        add = count;
+        which = "e.type = 'mail_session'";
+    } else if (by == "score") {
+        // the content verdicts' scores; negative scores count as 0
+        add = "CASE WHEN jsonb_typeof(e.line->'score') = 'number' THEN greatest((e.line->>'score')::numeric, 0) "
+              "ELSE 0 END * " + count;
+        which = "e.type = 'content_verdict'";
+    } else if (by == "events") {
+        add = count;
+        which = "e.type NOT IN ('mail_session', 'api_change', 'unparsable', 'refused')";
+    } else if (by == "op25b_block" || by == "limit_exceeded" || by == "account_suspended") {
+        add = count;
+        which = "e.type = '" + by + "'";
+    } else {
+        throw usage_error("--by '" + escape_unprintable(by) + "': messages, recipients, rejected_recipients, sessions, "
+                          "events, op25b_block, limit_exceeded, account_suspended or score");
+    }
+    const std::string sql =
+        "SELECT gateway, address, holder, floor(sum(n))::bigint FROM ("
+        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(pg, "top") + " AS holder, " +
+        add + " AS n FROM events e WHERE " + which +
+        " AND e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
+        ") attributed GROUP BY gateway, address, holder";
+    auto r = query(pg, sql, {std::to_string(until - window), std::to_string(until)}, "top");
+    struct score_row {
+        json account;
+        std::set<std::string> gateways, subscribers;
+        uint64_t count = 0;
+    };
+    // An account's row: its name; nobody's: the gateway and the address.
+    std::map<std::pair<std::string, std::string>, score_row> rows;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        const std::string gateway = text_at(r.get(), i, 0), address = text_at(r.get(), i, 1);
+        const bool nobody = PQgetisnull(r.get(), i, 2);
+        score_row& s = rows[nobody ? std::pair(gateway, address) : std::pair(std::string(), text_at(r.get(), i, 2))];
+        s.account = nobody ? json(nullptr) : json(text_at(r.get(), i, 2));
+        s.gateways.insert(gateway);
+        if (!address.empty()) s.subscribers.insert(address);
+        s.count += static_cast<uint64_t>(number_at(r.get(), i, 3));
+    }
+    std::vector<const score_row*> v;
+    for (const auto& [k, s] : rows)
+        if (s.count > 0) v.push_back(&s);
+    std::stable_sort(v.begin(), v.end(), [](const score_row* a, const score_row* b) { return a->count > b->count; });
+    json out = json::array();
+    for (size_t i = 0; i < v.size() && i < 20; ++i)
+        out.push_back({{"account", v[i]->account},
+                       {"subscribers", v[i]->subscribers},
+                       {"gateways", v[i]->gateways},
+                       {"count", v[i]->count}});
+    const json answer = {{"window", window_text}, {"until", until}, {"until_utc", utc_time_text(until)}, {"by", by},
+                         {"top", out}};
+    if (rq.as_json)
+        std::cout << answer.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else
+        print_fleet_top(answer);
+    return 0;
+}
+
 }  // namespace
 
 int run_fleet_events(const std::string& conninfo_file, const command_request& request) {
     const std::string& what = request.words[0];
-    if (what != "events" && what != "whois" && what != "report")
-        throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report");
+    if (what != "events" && what != "whois" && what != "report" && what != "top")
+        throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report, top");
     const std::string conninfo = read_conninfo(conninfo_file) + " connect_timeout=5";
     std::unique_ptr<PGconn, conn_deleter> pg(PQconnectdb(conninfo.c_str()));
     if (PQstatus(pg.get()) != CONNECTION_OK)
@@ -346,6 +438,7 @@ int run_fleet_events(const std::string& conninfo_file, const command_request& re
     PQclear(PQexec(pg.get(), "SET TIME ZONE 'UTC'"));
     if (what == "whois") return whois(pg.get(), request);
     if (what == "report") return report(pg.get(), request);
+    if (what == "top") return top(pg.get(), request);
     return events(pg.get(), request);
 }
 

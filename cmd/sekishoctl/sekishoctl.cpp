@@ -62,6 +62,8 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
   report [--since TIME] [--until TIME] [--format csv|json]
                                            offending addresses and accounts, fleet-wide, each event
                                            attributed to its address's holder at its own time
+  top [--window 1h] [--until TIME] [--by ...]  as top, fleet-wide: one row per account (summed over its
+                                           gateways and addresses), its gateways listed
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -491,6 +492,99 @@ TEST_F(FleetDeskQueries, WhoisNamesEveryGatewaysHolderAtTheSecond) {
     const auto [bad, rc2] = run("whois 198.51.100.91 --at yesterday");
     EXPECT_EQ(rc2, 2) << bad;
     EXPECT_NE(bad.find("--at 'yesterday'"), std::string::npos) << bad;
+}
+
+// top across the fleet, over events the real event shipper shipped from two
+// gateways' logs: an account's events on both gateways are one row, summed
+// (mallory: 3 on a, 2 on c, ranks above bob's 4 on a, which each gateway's
+// own top would not show); nobody's events are one row per gateway and
+// address; the log shipped twice changes nothing; a PostgreSQL that is down
+// is an error, not an empty ranking.
+TEST_F(FleetDeskQueries, TopSumsAnAccountOnceOverEveryGateway) {
+    const int64_t t0 = base + 10'000'000;   // 2027-05-11: an hour of its own
+    const std::string a = gateway_ + "-a", c = gateway_ + "-c";
+    binding(a, 11, "198.51.100.21/32", "mallory", t0 - base - 60, std::nullopt);   // a's history: mallory
+    auto line = [&](const std::string& type, const std::string& src, int64_t at, const std::string& more) {
+        return R"({"type":")" + type + R"(","src":")" + src + R"(","time_ns":)" + std::to_string(t0 + at) +
+               "000000000" + more + "}\n";
+    };
+    const std::string log_a = line("op25b_block", "198.51.100.21", -10, R"(,"count":100)") +   // before the window
+                              line("op25b_block", "198.51.100.21", 100, R"(,"count":3)") +     // mallory by the history
+                              line("op25b_block", "198.51.100.22", 200, R"(,"account":"bob","count":4)") +
+                              line("op25b_block", "198.51.100.23", 300, "") +                   // nobody
+                              line("content_verdict", "198.51.100.21", 400, R"(,"score":7)") +
+                              line("limit_exceeded", "198.51.100.22", 500, R"(,"account":"bob","count":2)") +
+                              line("mail_session", "198.51.100.22", 600, R"(,"account":"bob","messages":2)") +
+                              line("op25b_block", "198.51.100.22", 3601, R"(,"account":"bob","count":50)");   // after
+    const std::string log_c = line("op25b_block", "203.0.113.5", 100, R"(,"account":"mallory","count":2)") +
+                              line("op25b_block", "198.51.100.23", 300, "") +   // the same address, another edge
+                              line("content_verdict", "203.0.113.5", 400, R"(,"account":"mallory","score":5,"count":2)") +
+                              line("content_verdict", "203.0.113.5", 410, R"(,"account":"mallory","score":-9)") +
+                              line("mail_session", "203.0.113.5", 600, R"(,"account":"mallory","messages":6)");
+    auto ship = [&](const std::string& gw, const std::string& log, const std::string& name) {
+        event_shipper_options o;
+        o.gateway = gw;
+        o.conninfo_file = env("SEKISHO_TEST_PG_CONNINFO");
+        o.events_path = dir_ + "/" + name + ".jsonl";
+        o.cursor_path = dir_ + "/" + name + ".cursor";
+        o.sync_interval_ns = 20'000'000;
+        std::ofstream(o.events_path, std::ios::app) << log;
+        std::ifstream in(o.events_path);
+        const auto lines = static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+        event_shipper s(o);   // the whole file when there is no cursor
+        ASSERT_TRUE(eventually([&] { return s.state().shipped == lines && s.state().batches > 0; }))
+            << s.status().dump();
+    };
+    ship(a, log_a, "a");
+    ship(c, log_c, "c");
+    const std::string window = " --window 1h --until " + std::to_string(t0 + 3600);
+    auto ranking = [&](const std::string& by) {
+        const auto [out, rc] = run("--json top --by " + by + window);
+        std::string got = "rc=" + std::to_string(rc);
+        const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+        if (!j.is_object()) return got + " " + out;
+        for (const auto& r : j["top"]) {
+            got += " " + (r["account"].is_null() ? std::string("-") : r["account"].get<std::string>()) + ":" +
+                   std::to_string(r["count"].get<uint64_t>()) + "@";
+            for (const auto& g : r["gateways"]) got += g.get<std::string>().substr(gateway_.size());
+            for (const auto& x : r["subscribers"]) got += "," + x.get<std::string>();
+        }
+        return got;
+    };
+    const std::string blocked = "rc=0 mallory:5@-a-c,198.51.100.21,203.0.113.5 bob:4@-a,198.51.100.22 "
+                                "-:1@-a,198.51.100.23 -:1@-c,198.51.100.23";
+    EXPECT_EQ(ranking("op25b_block"), blocked);
+    EXPECT_EQ(ranking("limit_exceeded"), "rc=0 bob:2@-a,198.51.100.22");
+    EXPECT_EQ(ranking("score"), "rc=0 mallory:17@-a-c,198.51.100.21,203.0.113.5");   // 7 + 5*2, -9 counts 0
+    EXPECT_EQ(ranking("messages"), "rc=0 mallory:6@-c,203.0.113.5 bob:2@-a,198.51.100.22");
+    EXPECT_EQ(ranking("events"),
+              "rc=0 mallory:9@-a-c,198.51.100.21,203.0.113.5 bob:6@-a,198.51.100.22 -:1@-a,198.51.100.23 "
+              "-:1@-c,198.51.100.23");
+    // The human table: the local top's columns, one row per account, its gateways.
+    const auto [text, rc] = run("top --by op25b_block" + window);
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(text.substr(0, text.find('\n')).find("ACCOUNT"), 0u) << text;
+    EXPECT_NE(text.find("198.51.100.21,203.0.113.5"), std::string::npos) << text;
+    EXPECT_NE(text.find(a + "," + c), std::string::npos) << text;
+    // The replay: a's log shipped again from no cursor inserts nothing; the ranking stays.
+    fs::remove(dir_ + "/a.cursor");
+    ship(a, "", "a");
+    EXPECT_EQ(number("SELECT count(*) FROM events WHERE gateway = '" + a + "'"), 8u);
+    EXPECT_EQ(ranking("op25b_block"), blocked);
+    // Bad input names the option and the value.
+    const auto [bad_by, rc2] = run("top --by blocked" + window);
+    EXPECT_EQ(rc2, 2);
+    EXPECT_NE(bad_by.find("--by 'blocked'"), std::string::npos) << bad_by;
+    const auto [bad_window, rc3] = run("top --window 0s");
+    EXPECT_EQ(rc3, 2);
+    EXPECT_NE(bad_window.find("--window '0s'"), std::string::npos) << bad_window;
+    // PostgreSQL killed: exit 1 and the reason, never an empty ranking; back: the same answer.
+    ASSERT_EQ(pg_ctl("-m immediate stop"), 0);
+    const auto [down, rc4] = run("--json top --by op25b_block" + window);
+    EXPECT_EQ(rc4, 1) << down;
+    EXPECT_NE(down.find("cannot reach the fleet's PostgreSQL"), std::string::npos) << down;
+    ASSERT_EQ(pg_ctl("start"), 0);
+    EXPECT_EQ(ranking("op25b_block"), blocked);
 }
 
 }  // namespace
