@@ -164,12 +164,108 @@ void check_address(const std::string& flag_name, const std::string& a) {
 // "2026-11-23T02:13:20Z (1795400000)": the desk's time and the machine's.
 std::string both_times(int64_t t) { return utc_time_text(t) + " (" + std::to_string(t) + ")"; }
 
+// Where who-held-what comes from (--bindings-source): the gateways' own
+// binding histories shipped into `bindings` (binding_shipper.h, the
+// default), or the ISP's FreeRADIUS accounting table (`radacct` as
+// FreeRADIUS's PostgreSQL schema.sql defines it and its queries.conf writes
+// it; --radacct-table names another, e.g. a postgres_fdw foreign table of the
+// RADIUS database). radacct knows no gateway: an address has one holder
+// fleet-wide at a time, whichever edge it was seen behind.
+struct binding_source {
+    bool given = false;   // --bindings-source or --radacct-table on the command line
+    bool radacct = false;
+    std::string table = "bindings";
+};
+
+// A table name the SQL may carry as is: NAME or SCHEMA.NAME, each [A-Za-z_][A-Za-z0-9_]*.
+bool plain_table_name(const std::string& t) {
+    auto identifier = [](const std::string& x) {
+        if (x.empty() || x.size() > 63 || (x[0] >= '0' && x[0] <= '9')) return false;
+        return std::all_of(x.begin(), x.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    };
+    const size_t dot = t.find('.');
+    if (dot == std::string::npos) return identifier(t);
+    return identifier(t.substr(0, dot)) && identifier(t.substr(dot + 1));
+}
+
+// Reads and removes --bindings-source and --radacct-table from `rq`.
+binding_source take_binding_source(command_request& rq) {
+    binding_source src;
+    std::string table;
+    for (auto it = rq.flags.begin(); it != rq.flags.end();) {
+        if (it->first == "--bindings-source") {
+            if (it->second != "gateways" && it->second != "radacct")
+                throw usage_error("--bindings-source '" + escape_unprintable(it->second) +
+                                  "': gateways (the bindings the gateways shipped) or radacct (FreeRADIUS's table)");
+            src.radacct = it->second == "radacct";
+        } else if (it->first == "--radacct-table") {
+            table = it->second;
+            if (!plain_table_name(table))
+                throw usage_error("--radacct-table '" + escape_unprintable(table) +
+                                  "': a table name, NAME or SCHEMA.NAME of letters, digits and _");
+        } else {
+            ++it;
+            continue;
+        }
+        src.given = true;
+        it = rq.flags.erase(it);
+    }
+    if (!table.empty() && !src.radacct) throw usage_error("--radacct-table needs --bindings-source radacct");
+    if (src.radacct) src.table = table.empty() ? "radacct" : table;
+    return src;
+}
+
+// The source's rows as one SQL row set with the columns of `bindings`:
+// gateway (NULL from radacct), history_id, prefix, account, session_id, nas,
+// start, stop, closed_by, and last_update (radacct's last interim; NULL for
+// the gateways'). A radacct session holds each address it carries
+// (FramedIPAddress, FramedIPv6Address, FramedIPv6Prefix,
+// DelegatedIPv6Prefix) from AcctStartTime to AcctStopTime (closed_by: its
+// Acct-Terminate-Cause, else "stop"); one whose Stop never came holds it
+// until the next session of the same address starts (closed_by
+// "superseded", as the gateways' history says), else it is open.
+std::string binding_rows(const binding_source& src) {
+    if (!src.radacct)
+        return "SELECT gateway, history_id, prefix, account, session_id, nas, start, stop, closed_by,"
+               " NULL::timestamptz AS last_update FROM bindings";
+    std::string sql;
+    for (const char* col : {"framedipaddress", "framedipv6address", "framedipv6prefix", "delegatedipv6prefix"}) {
+        const std::string c = col;
+        if (!sql.empty()) sql += " UNION ALL ";
+        sql += "SELECT NULL::text AS gateway, r.radacctid AS history_id, r." + c +
+               " AS prefix, coalesce(r.username, '') AS account, r.acctsessionid AS session_id,"
+               " host(r.nasipaddress) AS nas, r.acctstarttime AS start, coalesce(r.acctstoptime, s.next_start) AS stop,"
+               " CASE WHEN r.acctstoptime IS NOT NULL THEN coalesce(nullif(r.acctterminatecause, ''), 'stop')"
+               " WHEN s.next_start IS NOT NULL THEN 'superseded' END AS closed_by, r.acctupdatetime AS last_update"
+               " FROM " + src.table + " r LEFT JOIN LATERAL (SELECT min(n.acctstarttime) AS next_start FROM " +
+               src.table + " n WHERE n." + c + " = r." + c +
+               " AND n.acctstarttime > r.acctstarttime) s ON r.acctstoptime IS NULL"
+               " WHERE r." + c + " IS NOT NULL AND r.acctstarttime IS NOT NULL";
+    }
+    return sql;
+}
+
+// Whether the source's table is there. A missing radacct table is an error
+// naming it; a missing `bindings` is a fleet where no gateway shipped a
+// history yet (false).
+bool binding_source_present(PGconn* pg, const binding_source& src, const std::string& what) {
+    auto t = query(pg, "SELECT to_regclass($1) IS NOT NULL", {src.table}, what);
+    const bool present = std::string(PQgetvalue(t.get(), 0, 0)) == "t";
+    if (!present && src.radacct)
+        throw std::runtime_error("--bindings-source radacct: no table '" + src.table +
+                                 "' in the fleet's database (FreeRADIUS's PostgreSQL schema.sql creates radacct; "
+                                 "--radacct-table names another)");
+    return present;
+}
+
 // Who held ADDRESS at TIME, on every gateway: the rows of `bindings`
 // (binding_shipper.h) whose prefix contains the address and whose
 // [start, stop] holds the second (both ends, as the gateway's own whois:
 // in a handover's second both holders are shown). Exit 3 when no row with
 // an account does.
-int whois(PGconn* pg, const command_request& rq) {
+int whois(PGconn* pg, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE whois ADDRESS[/LEN] [--at TIME]";
     if (rq.words.size() != 2) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -177,10 +273,12 @@ int whois(PGconn* pg, const command_request& rq) {
     const std::string& address = rq.words[1];
     check_address("whois", address);
     const int64_t at = time_flag(rq, "--at", static_cast<int64_t>(std::time(nullptr)));
+    binding_source_present(pg, src, "whois");
     auto r = query(pg,
                    "SELECT gateway, host(prefix) || '/' || masklen(prefix), account, session_id, nas,"
-                   " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, '')"
-                   " FROM bindings WHERE prefix >>= $1::inet AND start <= to_timestamp($2::bigint)"
+                   " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, ''),"
+                   " extract(epoch FROM last_update)::bigint"
+                   " FROM (" + binding_rows(src) + ") b WHERE prefix >>= $1::inet AND start <= to_timestamp($2::bigint)"
                    " AND (stop IS NULL OR stop >= to_timestamp($2::bigint))"
                    " ORDER BY start, gateway, history_id",
                    {address, std::to_string(at)}, "whois");
@@ -189,10 +287,11 @@ int whois(PGconn* pg, const command_request& rq) {
         const bool open = PQgetisnull(r.get(), i, 6);
         const int64_t start = number_at(r.get(), i, 5), stop = open ? 0 : number_at(r.get(), i, 6);
         const std::string account = text_at(r.get(), i, 2), gateway = text_at(r.get(), i, 0);
-        json holder = {{"gateway", gateway}, {"account", account}};
+        const json gw = src.radacct ? json(nullptr) : json(gateway);
+        json holder = {{"gateway", gw}, {"account", account}};
         if (!account.empty() && std::find(held_by.begin(), held_by.end(), holder) == held_by.end())
             held_by.push_back(holder);
-        bindings.push_back({{"gateway", gateway},
+        bindings.push_back({{"gateway", gw},
                             {"address", text_at(r.get(), i, 1)},
                             {"account", account},
                             {"session_id", text_at(r.get(), i, 3)},
@@ -202,23 +301,28 @@ int whois(PGconn* pg, const command_request& rq) {
                             {"stop", open ? json(nullptr) : json(stop)},
                             {"stop_utc", open ? json(nullptr) : json(utc_time_text(stop))},
                             {"stop_cause", text_at(r.get(), i, 7)}});
+        if (src.radacct)   // the session's last word: its interim, or its Start or Stop
+            bindings.back()["last_update"] = PQgetisnull(r.get(), i, 8) ? json(nullptr) : json(number_at(r.get(), i, 8));
     }
     if (rq.as_json) {
-        std::cout << json{{"query", {{"address", address}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+        std::cout << json{{"query", {{"address", address}, {"at", at}, {"at_utc", utc_time_text(at)},
+                                     {"source", src.radacct ? "radacct" : "gateways"}}},
                           {"bindings", bindings},
                           {"held_by", held_by}}
                          .dump(-1, ' ', false, json::error_handler_t::replace)
                   << "\n";
     } else if (bindings.empty()) {
         std::cout << "no binding for " << escape_unprintable(address) << " at " << both_times(at)
-                  << " on any gateway of the fleet\n";
+                  << (src.radacct ? " in " + src.table : std::string(" on any gateway of the fleet")) << "\n";
     } else {
         for (const json& b : bindings) {
             const std::string account = b["account"].get<std::string>();
             std::cout << b["address"].get<std::string>() << " held by "
                       << (account.empty() ? std::string("nobody (a session without User-Name)")
                                           : escape_unprintable(account))
-                      << " on gateway " << escape_unprintable(b["gateway"].get<std::string>()) << " (session "
+                      << (src.radacct ? std::string(" in ") + src.table
+                                      : " on gateway " + escape_unprintable(b["gateway"].get<std::string>()))
+                      << " (session "
                       << escape_unprintable(b["session_id"].get<std::string>()) << ", NAS "
                       << escape_unprintable(b["nas"].get<std::string>()) << ") from "
                       << both_times(b["start"].get<int64_t>()) << " to "
@@ -237,12 +341,12 @@ int whois(PGconn* pg, const command_request& rq) {
 // handover's second the newer session), else the account the gateway
 // stamped on the event (static and API bindings, which no history records),
 // else NULL (nobody). report and top attribute by it.
-std::string holder_expression(PGconn* pg, const std::string& what) {
-    auto t = query(pg, "SELECT to_regclass('bindings') IS NOT NULL", {}, what);
+std::string holder_expression(PGconn* pg, const binding_source& src, const std::string& what) {
     // Without a bindings table (no gateway ships a history): the stamped accounts only.
-    if (std::string(PQgetvalue(t.get(), 0, 0)) != "t") return "e.account";
-    return "coalesce((SELECT b.account FROM bindings b WHERE b.gateway = e.gateway"
-           " AND b.prefix >>= e.address AND b.account <> ''"
+    if (!binding_source_present(pg, src, what)) return "e.account";
+    return "coalesce((SELECT b.account FROM (" + binding_rows(src) + ") b WHERE " +
+           (src.radacct ? "" : "b.gateway = e.gateway AND ") +
+           "b.prefix >>= e.address AND b.account <> ''"
            " AND b.start <= date_trunc('second', e.time)"
            " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
            " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)";
@@ -257,7 +361,7 @@ std::string holder_expression(PGconn* pg, const std::string& what) {
 // stamped on the event (static and API bindings, which no history records),
 // else nobody. mail_session lines give the messages column only; api_change
 // lines and the shipper's stand-in rows are nobody's events.
-int report(PGconn* pg, const command_request& rq) {
+int report(PGconn* pg, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE report [--since TIME] [--until TIME] [--format csv|json]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -269,7 +373,7 @@ int report(PGconn* pg, const command_request& rq) {
         throw usage_error("--format '" + escape_unprintable(format) + "': csv or json");
     const int64_t since = time_flag(rq, "--since", 0);
     const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
-    const std::string holder = holder_expression(pg, "report");
+    const std::string holder = holder_expression(pg, src, "report");
     const std::string sql =
         "SELECT gateway, address, holder, type, sum(n)::bigint, sum(msgs)::bigint, min(t)::bigint, max(t)::bigint FROM ("
         " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder + " AS holder, e.type,"
@@ -346,7 +450,7 @@ int report(PGconn* pg, const command_request& rq) {
 // its gateways and addresses); an event nobody held counts for its address
 // on its own gateway (the same private address behind two edges is two
 // subscribers). Attribution as report's (holder_expression).
-int top(PGconn* pg, const command_request& rq) {
+int top(PGconn* pg, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE top [--window 1h] [--until TIME] [--by messages|recipients|rejected_recipients|"
                         "sessions|events|op25b_block|limit_exceeded|account_suspended|score]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
@@ -384,7 +488,7 @@ int top(PGconn* pg, const command_request& rq) {
     }
     const std::string sql =
         "SELECT gateway, address, holder, floor(sum(n))::bigint FROM ("
-        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(pg, "top") + " AS holder, " +
+        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(pg, src, "top") + " AS holder, " +
         add + " AS n FROM events e WHERE " + which +
         " AND e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
         ") attributed GROUP BY gateway, address, holder";
@@ -430,16 +534,19 @@ int run_fleet_events(const std::string& conninfo_file, const command_request& re
     const std::string& what = request.words[0];
     if (what != "events" && what != "whois" && what != "report" && what != "top")
         throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report, top");
+    command_request rq = request;
+    const binding_source src = take_binding_source(rq);
+    if (what == "events" && src.given) throw usage_error("--bindings-source: for whois, report and top");
     const std::string conninfo = read_conninfo(conninfo_file) + " connect_timeout=5";
     std::unique_ptr<PGconn, conn_deleter> pg(PQconnectdb(conninfo.c_str()));
     if (PQstatus(pg.get()) != CONNECTION_OK)
         throw std::runtime_error("cannot reach the fleet's PostgreSQL (" + conninfo_file +
                                  "): " + message(PQerrorMessage(pg.get())));
     PQclear(PQexec(pg.get(), "SET TIME ZONE 'UTC'"));
-    if (what == "whois") return whois(pg.get(), request);
-    if (what == "report") return report(pg.get(), request);
-    if (what == "top") return top(pg.get(), request);
-    return events(pg.get(), request);
+    if (what == "events") return events(pg.get(), rq);
+    if (what == "whois") return whois(pg.get(), rq, src);
+    if (what == "report") return report(pg.get(), rq, src);
+    return top(pg.get(), rq, src);
 }
 
 }  // namespace sekisho::ctl

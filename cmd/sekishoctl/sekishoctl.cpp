@@ -64,6 +64,8 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
                                            attributed to its address's holder at its own time
   top [--window 1h] [--until TIME] [--by ...]  as top, fleet-wide: one row per account (summed over its
                                            gateways and addresses), its gateways listed
+  whois, report, top: --bindings-source radacct [--radacct-table T]  who held what from the ISP's
+                                           FreeRADIUS accounting table instead of the gateways' bindings
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised

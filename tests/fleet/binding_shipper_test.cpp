@@ -587,5 +587,124 @@ TEST_F(FleetDeskQueries, TopSumsAnAccountOnceOverEveryGateway) {
     EXPECT_EQ(ranking("op25b_block"), blocked);
 }
 
+// whois, report and top from the ISP's own FreeRADIUS radacct table
+// (--bindings-source radacct): the real schema Debian's freeradius-config
+// ships, rows written by the statements of its queries.conf (Start, Interim,
+// Stop; a session still open; one whose Stop was lost, superseded by the
+// next session of its address; a Start sent again after the Stop).
+TEST_F(FleetDeskQueries, RadacctAnswersWhoisReportAndTop) {
+    const std::string schema = "/etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql";
+    std::ifstream in(schema);
+    ASSERT_TRUE(in) << schema << " missing: install freeradius-config (scripts/setup.sh)";
+    pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
+    pg.exec("SET client_min_messages = warning", "quiet");
+    if (text("SELECT to_regclass('radacct') IS NULL") == "t")
+        pg.exec(std::string(std::istreambuf_iterator<char>(in), {}), "FreeRADIUS's schema.sql");
+    const int64_t t0 = base + 20'000'000;
+    auto at = [&](int64_t s) { return std::to_string(t0 + s); };
+    // queries.conf's accounting start, interim-update and stop statements.
+    auto start = [&](const std::string& unique, const std::string& user, const std::string& ip,
+                     const std::string& delegated, int64_t s) {
+        pg.exec_params(
+            "INSERT INTO radacct (AcctSessionId, AcctUniqueId, UserName, Realm, NASIPAddress, NASPortId, NASPortType,"
+            " AcctStartTime, AcctUpdateTime, AcctStopTime, AcctSessionTime, AcctAuthentic, ConnectInfo_start,"
+            " ConnectInfo_Stop, AcctInputOctets, AcctOutputOctets, CalledStationId, CallingStationId,"
+            " AcctTerminateCause, ServiceType, FramedProtocol, FramedIpAddress, FramedIpv6Address, FramedIpv6Prefix,"
+            " FramedInterfaceId, DelegatedIpv6Prefix) VALUES ($1, $2, $3, NULL, '192.0.2.1', NULL, 'Virtual',"
+            " TO_TIMESTAMP($4), TO_TIMESTAMP($4), NULL, 0, 'RADIUS', '', NULL, 0, 0, '', '', NULL, 'Framed-User',"
+            " 'PPP', NULLIF($5, '')::inet, NULL, NULL, NULL, NULLIF($6, '')::inet)"
+            " ON CONFLICT (AcctUniqueId) DO UPDATE SET AcctStartTime = TO_TIMESTAMP($4),"
+            " AcctUpdateTime = TO_TIMESTAMP($4), ConnectInfo_start = ''"
+            " WHERE radacct.AcctUniqueId = $2 AND radacct.AcctStopTime IS NULL",
+            {"sess-" + unique, unique, user, at(s), ip, delegated}, "accounting start");
+    };
+    auto interim = [&](const std::string& unique, int64_t s) {
+        pg.exec_params("UPDATE radacct SET AcctInterval = ($2::bigint - EXTRACT(EPOCH FROM (COALESCE(AcctUpdateTime,"
+                       " AcctStartTime)))), AcctUpdateTime = TO_TIMESTAMP($2) WHERE AcctUniqueId = $1"
+                       " AND AcctStopTime IS NULL",
+                       {unique, at(s)}, "accounting interim-update");
+    };
+    auto stop = [&](const std::string& unique, int64_t s, const std::string& cause) {
+        pg.exec_params("UPDATE radacct SET AcctStopTime = TO_TIMESTAMP($2), AcctUpdateTime = TO_TIMESTAMP($2),"
+                       " AcctSessionTime = ($2::bigint - EXTRACT(EPOCH FROM(AcctStartTime))),"
+                       " AcctTerminateCause = $3 WHERE AcctUniqueId = $1 AND AcctStopTime IS NULL",
+                       {unique, at(s), cause}, "accounting stop");
+    };
+    const std::string u = gateway_;   // unique ids of this run
+    start(u + "-alice", "alice", "192.0.2.50", "2001:db8:50::/56", 0);
+    interim(u + "-alice", 600);
+    stop(u + "-alice", 1000, "User-Request");
+    start(u + "-alice", "alice", "192.0.2.50", "2001:db8:50::/56", 0);   // the Start again: changes nothing
+    start(u + "-bob", "bob", "192.0.2.50", "", 1000);                     // the same second: a handover
+    interim(u + "-bob", 1600);                                             // open: no Stop yet
+    start(u + "-carol", "carol", "192.0.2.60", "", 0);
+    interim(u + "-carol", 300);                                            // her Stop is lost
+    start(u + "-dave", "dave", "192.0.2.60", "", 2000);                    // the address's next session
+
+    auto holders = [&](const std::string& address, int64_t s, const std::string& source) {
+        const auto [out, rc] = run("--json whois " + address + " --at " + at(s) + source);
+        std::string h = std::to_string(rc);
+        const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+        if (!j.is_object()) return h + " " + out;
+        for (const auto& b : j["bindings"])
+            h += " " + b["account"].get<std::string>() + "(" + b["stop_cause"].get<std::string>() + ")";
+        return h;
+    };
+    const std::string radacct = " --bindings-source radacct";
+    EXPECT_EQ(holders("192.0.2.50", 500, radacct), "0 alice(User-Request)");
+    EXPECT_EQ(holders("192.0.2.50", 1000, radacct), "0 alice(User-Request) bob()");   // both ends included
+    EXPECT_EQ(holders("192.0.2.50", 90000, radacct), "0 bob()");
+    EXPECT_EQ(holders("2001:db8:50:1::9", 500, radacct), "0 alice(User-Request)");   // in her delegated /56
+    EXPECT_EQ(holders("2001:db8:50:1::9", 1500, radacct), "3");
+    EXPECT_EQ(holders("192.0.2.60", 1500, radacct), "0 carol(superseded)");            // held until the next Start
+    EXPECT_EQ(holders("192.0.2.60", 2000, radacct), "0 carol(superseded) dave()");
+    EXPECT_EQ(holders("192.0.2.60", 2500, radacct), "0 dave()");
+    EXPECT_EQ(holders("192.0.2.50", 500, ""), "3");   // the gateways' bindings know nothing of it
+    // JSON: no gateway, the session's last interim.
+    const auto [j1, rc1] = run("--json whois 192.0.2.60 --at " + at(1500) + radacct + " --radacct-table public.radacct");
+    ASSERT_EQ(rc1, 0) << j1;
+    const nlohmann::json carol = nlohmann::json::parse(j1, nullptr, false);
+    ASSERT_TRUE(carol.is_object()) << j1;
+    EXPECT_TRUE(carol["bindings"][0]["gateway"].is_null()) << j1;
+    EXPECT_EQ(carol["bindings"][0]["last_update"], t0 + 300) << j1;
+    EXPECT_EQ(carol["bindings"][0]["stop"], t0 + 2000) << j1;
+    EXPECT_EQ(carol["query"]["source"], "radacct") << j1;
+
+    // report and top attribute each event to the radacct holder at its second, whatever its gateway.
+    const std::string x = gateway_ + "-rx", y = gateway_ + "-ry";
+    ensure_event_partition(pg, t0);
+    event(x, 100, "op25b_block", "192.0.2.50", t0 - base + 500);    // alice
+    event(y, 100, "op25b_block", "192.0.2.50", t0 - base + 1500);   // bob, seen behind another edge
+    event(x, 101, "op25b_block", "192.0.2.60", t0 - base + 1500);   // carol, Stop lost
+    event(x, 102, "op25b_block", "192.0.2.60", t0 - base + 2500);   // dave
+    event(y, 101, "op25b_block", "192.0.2.70", t0 - base + 2500, "stamped");   // no session: the stamped account
+    const auto [rep, rc2] = run("--json report --since " + at(0) + " --until " + at(3000) + radacct);
+    ASSERT_EQ(rc2, 0) << rep;
+    const nlohmann::json r = nlohmann::json::parse(rep, nullptr, false);
+    ASSERT_TRUE(r.is_object()) << rep;
+    std::set<std::string> got;
+    for (const auto& s : r["sources"])
+        got.insert(s["gateway"].get<std::string>().substr(gateway_.size()) + " " + s["source_address"].get<std::string>() +
+                   " " + (s["account"].is_null() ? std::string("-") : s["account"].get<std::string>()));
+    EXPECT_EQ(got, (std::set<std::string>{"-rx 192.0.2.50 alice", "-ry 192.0.2.50 bob", "-rx 192.0.2.60 carol",
+                                          "-rx 192.0.2.60 dave", "-ry 192.0.2.70 stamped"}))
+        << rep;
+    const auto [topj, rc3] = run("--json top --by op25b_block --window 3000s --until " + at(3000) + radacct);
+    ASSERT_EQ(rc3, 0) << topj;
+    EXPECT_NE(topj.find(R"({"account":"bob","count":1,"gateways":[")" + y + R"("],"subscribers":["192.0.2.50"]})"),
+              std::string::npos)
+        << topj;
+    // Bad input: named.
+    const auto [bad, rc4] = run("whois 192.0.2.50 --bindings-source radacct --radacct-table 'radacct;x'");
+    EXPECT_EQ(rc4, 2);
+    EXPECT_NE(bad.find("--radacct-table 'radacct;x'"), std::string::npos) << bad;
+    const auto [missing, rc5] = run("whois 192.0.2.50 --bindings-source radacct --radacct-table nosuch");
+    EXPECT_EQ(rc5, 1);
+    EXPECT_NE(missing.find("no table 'nosuch'"), std::string::npos) << missing;
+    const auto [bad2, rc6] = run("whois 192.0.2.50 --bindings-source freeradius");
+    EXPECT_EQ(rc6, 2);
+    EXPECT_NE(bad2.find("--bindings-source 'freeradius'"), std::string::npos) << bad2;
+}
+
 }  // namespace
 }  // namespace sekisho
