@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "control/api/untrusted_text.h"
+#include "control/fleet/fleet_schema.h"
 #include "control/fleet/policy_schema.h"
 
 namespace sekisho::ctl {
@@ -273,7 +274,11 @@ uint64_t push(store& db, const std::string& text, const std::string& group, cons
     db.exec_script("BEGIN", "begin");
     try {
         db.exec_script(fleet_sql::schema_lock, "lock the schema");
-        db.exec_script(fleet_sql::create_policy_tables, "create the policy tables");
+        // Created here unless there (a DBA's `fleet schema` made them: no CREATE needed then).
+        store::result have = db.exec(fleet_sql::objects_present, {"policy_versions,group_desired"},
+                                     "look for the policy tables");
+        if (std::string(PQgetvalue(have.get(), 0, 0)) != "2")
+            db.exec_script(fleet_sql::create_policy_tables, "create the policy tables");
         store::result v = db.exec(
             "INSERT INTO policy_versions (grp, text, author) VALUES ($1, $2, $3 || ' as ' || session_user)"
             " RETURNING version",
