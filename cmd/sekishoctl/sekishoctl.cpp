@@ -56,6 +56,8 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
   fleet rollout FILE --canary G --then G2 [--watch 30s] [--timeout 60s] [--max-increase 10]
                 [--max-blocked-increase N] push to G, wait for its gateways, watch their errors
                 and drops; halt (exit 4) when they jump, else push to G2
+  fleet schema [--apply]                   the DBA's setup (an owner's conninfo): print, or create, every
+                                           fleet table and grant the three roles what they need
   events [--type T] [--address A[/LEN]] [--account A] [--gateway G] [--since TIME] [--until TIME] [-n N]
                                            every gateway's events, newest N (50)
   whois ADDRESS [--at TIME]                who held ADDRESS at TIME on every gateway (exit 3: nobody)
@@ -111,7 +113,8 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.fleet = value();
         } else if (a == "--cacert") {
             c.client.cacert = value();
-        } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create") {
+        } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create" ||
+                   a == "--apply") {
             c.request.flags.emplace_back(a, "");
         } else if (a.rfind("--", 0) == 0 || a == "-n") {
             c.request.flags.emplace_back(a, value());
