@@ -162,8 +162,8 @@ struct binding_shipper::row {
 
 void ensure_binding_tables(pg_connection& pg) {
     // A lock of its own: not the fleet schema's.
-    ensure_objects(pg, "SELECT pg_advisory_xact_lock(x'7365736b69736f62'::bigint)", fleet_sql::binding_objects,
-                   fleet_sql::binding_object_count, fleet_sql::create_binding_tables, "bindings");
+    ensure_objects(pg, "SELECT pg_advisory_xact_lock(x'7365736b69736f62'::bigint)", fleet_sql::binding_tables,
+                   "bindings");
 }
 
 binding_shipper::binding_shipper(binding_shipper_options options) : opt_(std::move(options)) {

@@ -167,8 +167,7 @@ const char* const insert_columns = "gateway, file_id, line_offset, time, type, a
 }  // namespace
 
 void ensure_event_tables(pg_connection& pg) {
-    ensure_objects(pg, fleet_sql::events_lock, fleet_sql::event_objects, fleet_sql::event_object_count,
-                   fleet_sql::create_event_tables, "events");
+    ensure_objects(pg, fleet_sql::events_lock, fleet_sql::event_tables, "events");
 }
 
 std::string ensure_event_partition(pg_connection& pg, int64_t t) {

@@ -46,10 +46,16 @@ inline constexpr const char* objects_present =
     " + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
     "  WHERE n.nspname = current_schema() AND p.proname = ANY (string_to_array($1, ',')))";
 
+// A concern's objects: their names (comma-separated, for objects_present),
+// how many, and the statements that create them.
+struct concern_objects {
+    const char* names;
+    int count;
+    const char* create;
+};
+
 // fleet_meta (the schema version) and gateways (one row per gateway:
 // ensure_fleet_schema; policy_schema.h adds the policy columns).
-inline constexpr const char* meta_objects = "fleet_meta,gateways";
-inline constexpr int meta_object_count = 2;
 inline constexpr const char* create_meta_tables =
     "CREATE TABLE IF NOT EXISTS fleet_meta (key text PRIMARY KEY, value text NOT NULL);"
     "CREATE TABLE IF NOT EXISTS gateways ("
@@ -58,11 +64,10 @@ inline constexpr const char* create_meta_tables =
     " version text NOT NULL DEFAULT '',"
     " first_seen timestamptz NOT NULL DEFAULT now(),"
     " last_seen timestamptz NOT NULL DEFAULT now())";
+inline constexpr concern_objects meta_tables = {"fleet_meta,gateways", 2, create_meta_tables};
 
 // The operator log every gateway applies, and the suspensions in force
 // (operator_sync.h).
-inline constexpr const char* operator_objects = "operator_changes,fleet_suspensions";
-inline constexpr int operator_object_count = 2;
 inline constexpr const char* create_operator_tables =
     "CREATE TABLE IF NOT EXISTS operator_changes ("
     " id bigserial PRIMARY KEY,"
@@ -80,6 +85,8 @@ inline constexpr const char* create_operator_tables =
     " caller text NOT NULL,"
     " reason text NOT NULL,"
     " origin_gateway text NOT NULL)";
+inline constexpr concern_objects operator_tables = {"operator_changes,fleet_suspensions", 2,
+                                                     create_operator_tables};
 
 // Serialises the events schema's changes (partitions) between gateways.
 inline constexpr const char* events_lock = "SELECT pg_advisory_xact_lock(x'7365736b69736f65'::bigint)";
@@ -91,9 +98,6 @@ inline constexpr const char* events_lock = "SELECT pg_advisory_xact_lock(x'73657
 // (events_pYYYYMMDD) and drop those of days before keep_from, and nothing
 // else; SECURITY DEFINER with the creator's search path, so that a gateway
 // role without CREATE can keep the partitions as the table's owner would.
-inline constexpr const char* event_objects =
-    "events,events_address_time,events_account_time,sekisho_event_partition,sekisho_drop_event_partitions";
-inline constexpr int event_object_count = 5;
 inline constexpr const char* create_event_tables =
     "CREATE TABLE IF NOT EXISTS events ("
     " gateway text NOT NULL,"
@@ -131,11 +135,12 @@ inline constexpr const char* create_event_tables =
     "  RETURN n;"
     " END $f$;"
     "REVOKE ALL ON FUNCTION sekisho_event_partition(date), sekisho_drop_event_partitions(date) FROM PUBLIC";
+inline constexpr concern_objects event_tables = {
+    "events,events_address_time,events_account_time,sekisho_event_partition,sekisho_drop_event_partitions", 5,
+    create_event_tables};
 
 // The fleet's binding history (binding_shipper.h): one row per row of a
 // gateway's history; GiST on prefix for whois (prefix >>= address).
-inline constexpr const char* binding_objects = "bindings,bindings_prefix,bindings_gateway_start";
-inline constexpr int binding_object_count = 3;
 inline constexpr const char* create_binding_tables =
     "CREATE TABLE IF NOT EXISTS bindings ("
     " gateway text NOT NULL,"
@@ -153,6 +158,8 @@ inline constexpr const char* create_binding_tables =
     " PRIMARY KEY (gateway, history_id));"
     "CREATE INDEX IF NOT EXISTS bindings_prefix ON bindings USING gist (prefix inet_ops);"
     "CREATE INDEX IF NOT EXISTS bindings_gateway_start ON bindings (gateway, start)";
+inline constexpr concern_objects binding_tables = {"bindings,bindings_prefix,bindings_gateway_start", 3,
+                                                    create_binding_tables};
 
 // The three roles' privileges on every table above and the policy tables
 // (run by their owner, after they exist).

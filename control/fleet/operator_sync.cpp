@@ -43,8 +43,7 @@ std::string refusal_of(const fleet_change& c) {
 }  // namespace
 
 void ensure_operator_tables(pg_connection& pg) {
-    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::operator_objects, fleet_sql::operator_object_count,
-                   fleet_sql::create_operator_tables, "operator");
+    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::operator_tables, "operator");
 }
 
 operator_sync::operator_sync(operator_sync_options options, operator_state& decisions, account_registry* accounts)

@@ -61,14 +61,16 @@ pg_result pg_connection::exec_params(const std::string& sql, const std::vector<s
     return r;
 }
 
-void ensure_objects(pg_connection& pg, const char* lock, const char* objects, int count, const char* create,
+void ensure_objects(pg_connection& pg, const char* lock, const fleet_sql::concern_objects& objects,
                     const std::string& what) {
     pg.exec("BEGIN", "begin the " + what + " schema");
     try {
         // Serialises gateways starting together: one creates, the others find it.
         pg.exec(lock, "lock the " + what + " schema");
-        pg_result have = pg.exec_params(fleet_sql::objects_present, {objects}, "look for the " + what + " tables");
-        if (std::stoi(PQgetvalue(have.get(), 0, 0)) < count) pg.exec(create, "create the " + what + " tables");
+        pg_result have =
+            pg.exec_params(fleet_sql::objects_present, {objects.names}, "look for the " + what + " tables");
+        if (std::stoi(PQgetvalue(have.get(), 0, 0)) < objects.count)
+            pg.exec(objects.create, "create the " + what + " tables");
         pg.exec("COMMIT", "commit the " + what + " schema");
     } catch (...) {
         PQclear(PQexec(pg.raw(), "ROLLBACK"));
@@ -77,8 +79,7 @@ void ensure_objects(pg_connection& pg, const char* lock, const char* objects, in
 }
 
 void ensure_fleet_schema(pg_connection& pg) {
-    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::meta_objects, fleet_sql::meta_object_count,
-                   fleet_sql::create_meta_tables, "fleet");
+    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::meta_tables, "fleet");
     pg_result v = pg.exec("SELECT value FROM fleet_meta WHERE key = 'schema_version'", "read the schema version");
     if (PQntuples(v.get()) == 1) {
         const int have = std::stoi(PQgetvalue(v.get(), 0, 0));

@@ -71,12 +71,11 @@ private:
 // The schema version this build writes; stored in fleet_meta (fleet_schema.h).
 constexpr int fleet_schema_version = fleet_sql::schema_version;
 
-// Creates a concern's tables (`create`, fleet_schema.h) unless every one of
-// `objects` (comma-separated; `count` of them) is there already, in one
-// transaction under the advisory lock `lock`. A role without CREATE on the
-// schema (a DBA created the objects: `sekishoctl fleet schema`) thus runs
-// no DDL. Throws pg_error; `what` names the concern in it.
-void ensure_objects(pg_connection& pg, const char* lock, const char* objects, int count, const char* create,
+// Creates a concern's objects (fleet_schema.h) unless every one is there
+// already, in one transaction under the advisory lock `lock`. A role without
+// CREATE on the schema (a DBA created the objects: `sekishoctl fleet schema`)
+// thus runs no DDL. Throws pg_error; `what` names the concern in it.
+void ensure_objects(pg_connection& pg, const char* lock, const fleet_sql::concern_objects& objects,
                     const std::string& what);
 
 // Creates what is missing of the fleet schema, in one transaction. Throws

@@ -28,25 +28,16 @@
 #include "control/fleet/pg_connection.h"
 #include "control/identity/binding_history.h"
 #include "control/observe/metrics.h"
+#include "tests/support/fleet_test_env.h"
 
 namespace sekisho {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
+using test::env;
 
-bool eventually(const std::function<bool()>& f, int seconds = 30) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-        if (f()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return f();
-}
+using test::eventually;
 
 // 2001:db8::HOST/128: a documentation address per host number, as many as the tests need.
 ip_prefix v6(uint32_t host) {
@@ -376,13 +367,7 @@ protected:
     }
     // Runs sekishoctl --fleet with ARGS; its standard output and exit code.
     std::pair<std::string, int> run(const std::string& args) const {
-        const std::string cmd = ctl() + " --fleet " + env("SEKISHO_TEST_PG_CONNINFO") + " " + args + " 2>&1";
-        FILE* p = ::popen(cmd.c_str(), "r");
-        std::string out;
-        std::array<char, 4096> buf{};
-        for (size_t n; p && (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-        const int status = p ? ::pclose(p) : -1;
-        return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+        return test::run_command(ctl() + " --fleet " + env("SEKISHO_TEST_PG_CONNINFO") + " " + args);
     }
     void binding(const std::string& gw, int64_t id, const std::string& prefix, const std::string& account,
                  int64_t start, std::optional<int64_t> stop) {

@@ -28,25 +28,16 @@
 #include "control/fleet/policy_sync.h"
 #include "control/identity/binding_history.h"
 #include "control/policy/policy.h"
+#include "tests/support/fleet_test_env.h"
 
 namespace sekisho {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
+using test::env;
 
-bool eventually(const std::function<bool()>& f, int seconds = 30) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-        if (f()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return f();
-}
+using test::eventually;
 
 class FleetSchema : public ::testing::Test {
 protected:
@@ -86,12 +77,18 @@ protected:
     std::pair<std::string, int> ctl(const std::string& args) const {
         std::string bin = env("SEKISHOCTL");
         if (bin.empty()) bin = (fs::canonical("/proc/self/exe").parent_path().parent_path() / "cmd/sekishoctl/sekishoctl");
-        FILE* p = ::popen((bin + " " + args + " 2>&1").c_str(), "r");
-        std::string out;
-        std::array<char, 4096> buf{};
-        for (size_t n; p && (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-        const int status = p ? ::pclose(p) : -1;
-        return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+        return test::run_command(bin + " " + args);
+    }
+
+    // A shipper's options as gateway gw-dba with the role of `conninfo_file`; its cursor <dir>/NAME.cursor.
+    template <class Options>
+    Options shipper_options(const std::string& conninfo_file, const std::string& name) const {
+        Options o;
+        o.gateway = "gw-dba";
+        o.conninfo_file = conninfo_file;
+        o.cursor_path = dir_ + "/" + name + ".cursor";
+        o.sync_interval_ns = 20'000'000;
+        return o;
     }
 
     // The error of `sql` run as the role of `conninfo_file`; "" when it succeeded.
@@ -141,12 +138,8 @@ TEST_F(FleetSchema, GatewaysDeskAndControllerWorkWithoutCreateAfterTheDbaSetup) 
         ensure_policy_columns(pg);
     }
     // The event shipper: today's partition through the function, every line a row.
-    event_shipper_options eo;
-    eo.gateway = "gw-dba";
-    eo.conninfo_file = gateway;
+    auto eo = shipper_options<event_shipper_options>(gateway, "events");
     eo.events_path = dir_ + "/events.jsonl";
-    eo.cursor_path = dir_ + "/events.cursor";
-    eo.sync_interval_ns = 20'000'000;
     {
         const std::string now_ns = std::to_string(static_cast<uint64_t>(std::time(nullptr)) * 1'000'000'000ull);
         std::ofstream log(eo.events_path);
@@ -158,12 +151,8 @@ TEST_F(FleetSchema, GatewaysDeskAndControllerWorkWithoutCreateAfterTheDbaSetup) 
         ASSERT_TRUE(eventually([&] { return s.state().shipped == 3; })) << s.status().dump();
     }
     // The binding shipper: a Start and its Stop, upserted.
-    binding_shipper_options bo;
-    bo.gateway = "gw-dba";
-    bo.conninfo_file = gateway;
+    auto bo = shipper_options<binding_shipper_options>(gateway, "bindings");
     bo.history_path = dir_ + "/history.db";
-    bo.cursor_path = dir_ + "/bindings.cursor";
-    bo.sync_interval_ns = 20'000'000;
     {
         binding_history h(bo.history_path);
         binding_update u;
