@@ -11,7 +11,7 @@ packages=(
   postgresql-15 libpq-dev redis-server libhiredis-dev            # fleet mode (control/fleet) and its tests
   bash-completion                                                 # sekishoctl's completion and its test
   tcpdump tshark iproute2 ethtool iputils-ping netcat-openbsd postfix swaks
-  prometheus freeradius-utils python3-scapy libio-socket-inet6-perl curl openssl
+  prometheus freeradius-utils freeradius freeradius-postgresql python3-scapy libio-socket-inet6-perl curl openssl
   spamassassin
 )
 

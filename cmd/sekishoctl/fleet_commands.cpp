@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "control/api/untrusted_text.h"
+#include "control/fleet/fleet_schema.h"
 #include "control/fleet/policy_schema.h"
 
 namespace sekisho::ctl {
@@ -61,20 +62,6 @@ void check_flags(const command_request& r, std::initializer_list<const char*> al
         for (const char* a : allowed) ok = ok || k == a;
         if (!ok) throw usage_error("unknown option '" + k + "' for this fleet command");
     }
-}
-
-// "30s", "500ms", "2m", "1h" or plain seconds.
-std::chrono::milliseconds parse_duration(const std::string& flag, const std::string& text) {
-    uint64_t n = 0;
-    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    const std::string unit(ptr, text.data() + text.size());
-    if (ec != std::errc() || ptr == text.data()) throw usage_error(flag + " '" + escape_unprintable(text) + "': not a duration (30s, 500ms, 2m)");
-    if (unit == "ms") return std::chrono::milliseconds(n);
-    if (unit.empty() || unit == "s") return std::chrono::seconds(n);
-    if (unit == "m") return std::chrono::minutes(n);
-    if (unit == "h") return std::chrono::hours(n);
-    throw usage_error(flag + " '" + escape_unprintable(text) + "': unknown unit '" + escape_unprintable(unit) +
-                      "' (ms, s, m, h)");
 }
 
 uint64_t parse_count(const std::string& flag, const std::string& text) {
@@ -287,7 +274,11 @@ uint64_t push(store& db, const std::string& text, const std::string& group, cons
     db.exec_script("BEGIN", "begin");
     try {
         db.exec_script(fleet_sql::schema_lock, "lock the schema");
-        db.exec_script(fleet_sql::create_policy_tables, "create the policy tables");
+        // Created here unless there (a DBA's `fleet schema` made them: no CREATE needed then).
+        store::result have = db.exec(fleet_sql::objects_present, {"policy_versions,group_desired"},
+                                     "look for the policy tables");
+        if (std::string(PQgetvalue(have.get(), 0, 0)) != "2")
+            db.exec_script(fleet_sql::create_policy_tables, "create the policy tables");
         store::result v = db.exec(
             "INSERT INTO policy_versions (grp, text, author) VALUES ($1, $2, $3 || ' as ' || session_user)"
             " RETURNING version",
@@ -305,6 +296,67 @@ uint64_t push(store& db, const std::string& text, const std::string& group, cons
         }
         throw;
     }
+}
+
+// The whole fleet schema as one script, in the order its objects need each
+// other (fleet_schema.h, policy_schema.h): what `fleet schema` prints and,
+// with --apply, runs in one transaction.
+std::vector<std::pair<std::string, const char*>> schema_script() {
+    static const std::string record_version = "INSERT INTO fleet_meta VALUES ('schema_version', '" +
+                                              std::to_string(fleet_sql::schema_version) +
+                                              "') ON CONFLICT (key) DO NOTHING";
+    return {{"lock the schema", fleet_sql::schema_lock},
+            {"create fleet_meta and gateways", fleet_sql::create_meta_tables},
+            {"add the gateways table's policy columns", fleet_sql::add_gateway_policy_columns},
+            {"record the schema version", record_version.c_str()},
+            {"create the operator tables", fleet_sql::create_operator_tables},
+            {"create the events table and its partition functions", fleet_sql::create_event_tables},
+            {"create the bindings table", fleet_sql::create_binding_tables},
+            {"create the policy tables", fleet_sql::create_policy_tables},
+            {"grant the roles", fleet_sql::grant_roles}};
+}
+
+// fleet schema [--apply]: the DBA's least-privilege setup. Without --apply
+// the SQL is printed (for review, or psql); with it, it runs as the
+// connecting role (the tables' owner to be), in one transaction, and says
+// which of the three roles are missing (they get nothing until they exist
+// and the command runs again).
+int fleet_schema(const std::string& conninfo, const command_request& r) {
+    check_flags(r, {"--apply"});
+    if (r.words.size() != 2) throw usage_error("usage: sekishoctl --fleet ADMIN_CONNINFO_FILE fleet schema [--apply]");
+    if (!has_flag(r, "--apply")) {
+        std::cout << "BEGIN;\n";
+        for (const auto& [what, sql] : schema_script()) {
+            // One statement a line: the texts join theirs with ';' and a keyword, never ';' and a space.
+            std::string text = sql;
+            for (size_t i = text.find(';'); i != std::string::npos; i = text.find(';', i + 1))
+                if (i + 1 < text.size() && text[i + 1] >= 'A' && text[i + 1] <= 'Z') text.insert(i + 1, "\n");
+            std::cout << "-- " << what << "\n" << text << ";\n";
+        }
+        std::cout << "COMMIT;\n";
+        return 0;
+    }
+    store db(conninfo);
+    db.exec_script("BEGIN", "begin");
+    try {
+        for (const auto& [what, sql] : schema_script()) db.exec_script(sql, what);
+        db.exec_script("COMMIT", "commit");
+    } catch (...) {
+        try {
+            db.exec_script("ROLLBACK", "rollback");
+        } catch (const std::exception&) {
+        }
+        throw;
+    }
+    store::result missing = db.exec("SELECT string_agg(r, ', ' ORDER BY r) FROM unnest(string_to_array($1, ',')) r"
+                                    " WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
+                                    {fleet_sql::fleet_roles}, "look for the roles");
+    std::cout << "fleet schema version " << fleet_sql::schema_version << " in place; roles granted";
+    if (!PQgetisnull(missing.get(), 0, 0))
+        std::cout << "; missing, granted nothing: " << PQgetvalue(missing.get(), 0, 0)
+                  << " (CREATE ROLE ... LOGIN, then run this again)";
+    std::cout << "\n";
+    return 0;
 }
 
 int fleet_push(const std::string& conninfo, const command_request& r) {
@@ -462,19 +514,34 @@ int fleet_rollout(const std::string& conninfo, const command_request& r) {
 
 }  // namespace
 
+std::chrono::milliseconds parse_duration(const std::string& flag, const std::string& text) {
+    uint64_t n = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    const std::string unit(ptr, text.data() + text.size());
+    if (ec != std::errc() || ptr == text.data()) throw usage_error(flag + " '" + escape_unprintable(text) + "': not a duration (30s, 500ms, 2m)");
+    if (unit == "ms") return std::chrono::milliseconds(n);
+    if (unit.empty() || unit == "s") return std::chrono::seconds(n);
+    if (unit == "m") return std::chrono::minutes(n);
+    if (unit == "h") return std::chrono::hours(n);
+    throw usage_error(flag + " '" + escape_unprintable(text) + "': unknown unit '" + escape_unprintable(unit) +
+                      "' (ms, s, m, h)");
+}
+
 int run_fleet_command(const std::string& conninfo, const command_request& r) {
-    if (r.words[0] == "events" || r.words[0] == "whois" || r.words[0] == "report") return run_fleet_events(conninfo, r);
+    if (r.words[0] == "events" || r.words[0] == "whois" || r.words[0] == "report" || r.words[0] == "top")
+        return run_fleet_events(conninfo, r);
     if (r.words[0] != "fleet")
-        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet, events, whois and report");
+        throw usage_error("--fleet: the commands asked of the fleet's PostgreSQL are fleet, events, whois, report and top");
     try {
         if (r.words.size() >= 2 && r.words[1] == "status") return fleet_status(conninfo, r);
         if (r.words.size() >= 3 && r.words[1] == "policy" && r.words[2] == "push") return fleet_push(conninfo, r);
         if (r.words.size() >= 2 && r.words[1] == "rollout") return fleet_rollout(conninfo, r);
+        if (r.words.size() >= 2 && r.words[1] == "schema") return fleet_schema(conninfo, r);
     } catch (const store_error& e) {
         std::cerr << "sekishoctl: " << e.what() << "\n";
         return 1;
     }
-    throw usage_error("fleet commands: status, policy push, rollout");
+    throw usage_error("fleet commands: status, policy push, rollout, schema");
 }
 
 }  // namespace sekisho::ctl

@@ -19,14 +19,21 @@
 // 4 a rollout halted (the reason printed; the rest keep their version).
 #pragma once
 
+#include <chrono>
+#include <string>
+
 #include "cmd/sekishoctl/commands.h"
 
 namespace sekisho::ctl {
 
-// Runs `request` (words[0] "fleet", or "events", "whois", "report": fleet_query.h) against the
+// Runs `request` (words[0] "fleet", or "events", "whois", "report", "top": fleet_query.h) against the
 // fleet's PostgreSQL reached with the connection string in `conninfo_file`
 // (--fleet); returns the exit code. Throws usage_error for words or flags the
 // command does not take.
 int run_fleet_command(const std::string& conninfo_file, const command_request& request);
+
+// A duration option's value: "30s", "500ms", "2m", "1h" or plain seconds.
+// Throws usage_error naming `flag` and the text.
+std::chrono::milliseconds parse_duration(const std::string& flag, const std::string& text);
 
 }  // namespace sekisho::ctl

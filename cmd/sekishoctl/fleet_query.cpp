@@ -13,9 +13,11 @@
 #include <map>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
+#include "cmd/sekishoctl/fleet_commands.h"
 #include "cmd/sekishoctl/human_output.h"
 #include "control/api/untrusted_text.h"
 #include "control/observe/event_types.h"
@@ -162,12 +164,108 @@ void check_address(const std::string& flag_name, const std::string& a) {
 // "2026-11-23T02:13:20Z (1795400000)": the desk's time and the machine's.
 std::string both_times(int64_t t) { return utc_time_text(t) + " (" + std::to_string(t) + ")"; }
 
+// Where who-held-what comes from (--bindings-source): the gateways' own
+// binding histories shipped into `bindings` (binding_shipper.h, the
+// default), or the ISP's FreeRADIUS accounting table (`radacct` as
+// FreeRADIUS's PostgreSQL schema.sql defines it and its queries.conf writes
+// it; --radacct-table names another, e.g. a postgres_fdw foreign table of the
+// RADIUS database). radacct knows no gateway: an address has one holder
+// fleet-wide at a time, whichever edge it was seen behind.
+struct binding_source {
+    bool given = false;   // --bindings-source or --radacct-table on the command line
+    bool radacct = false;
+    std::string table = "bindings";
+};
+
+// A table name the SQL may carry as is: NAME or SCHEMA.NAME, each [A-Za-z_][A-Za-z0-9_]*.
+bool plain_table_name(const std::string& t) {
+    auto identifier = [](const std::string& x) {
+        if (x.empty() || x.size() > 63 || (x[0] >= '0' && x[0] <= '9')) return false;
+        return std::all_of(x.begin(), x.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    };
+    const size_t dot = t.find('.');
+    if (dot == std::string::npos) return identifier(t);
+    return identifier(t.substr(0, dot)) && identifier(t.substr(dot + 1));
+}
+
+// Reads and removes --bindings-source and --radacct-table from `rq`.
+binding_source take_binding_source(command_request& rq) {
+    binding_source src;
+    std::string table;
+    for (auto it = rq.flags.begin(); it != rq.flags.end();) {
+        if (it->first == "--bindings-source") {
+            if (it->second != "gateways" && it->second != "radacct")
+                throw usage_error("--bindings-source '" + escape_unprintable(it->second) +
+                                  "': gateways (the bindings the gateways shipped) or radacct (FreeRADIUS's table)");
+            src.radacct = it->second == "radacct";
+        } else if (it->first == "--radacct-table") {
+            table = it->second;
+            if (!plain_table_name(table))
+                throw usage_error("--radacct-table '" + escape_unprintable(table) +
+                                  "': a table name, NAME or SCHEMA.NAME of letters, digits and _");
+        } else {
+            ++it;
+            continue;
+        }
+        src.given = true;
+        it = rq.flags.erase(it);
+    }
+    if (!table.empty() && !src.radacct) throw usage_error("--radacct-table needs --bindings-source radacct");
+    if (src.radacct) src.table = table.empty() ? "radacct" : table;
+    return src;
+}
+
+// The source's rows as one SQL row set with the columns of `bindings`:
+// gateway (NULL from radacct), history_id, prefix, account, session_id, nas,
+// start, stop, closed_by, and last_update (radacct's last interim; NULL for
+// the gateways'). A radacct session holds each address it carries
+// (FramedIPAddress, FramedIPv6Address, FramedIPv6Prefix,
+// DelegatedIPv6Prefix) from AcctStartTime to AcctStopTime (closed_by: its
+// Acct-Terminate-Cause, else "stop"); one whose Stop never came holds it
+// until the next session of the same address starts (closed_by
+// "superseded", as the gateways' history says), else it is open.
+std::string binding_rows(const binding_source& src) {
+    if (!src.radacct)
+        return "SELECT gateway, history_id, prefix, account, session_id, nas, start, stop, closed_by,"
+               " NULL::timestamptz AS last_update FROM bindings";
+    std::string sql;
+    for (const char* col : {"framedipaddress", "framedipv6address", "framedipv6prefix", "delegatedipv6prefix"}) {
+        const std::string c = col;
+        if (!sql.empty()) sql += " UNION ALL ";
+        sql += "SELECT NULL::text AS gateway, r.radacctid AS history_id, r." + c +
+               " AS prefix, coalesce(r.username, '') AS account, r.acctsessionid AS session_id,"
+               " host(r.nasipaddress) AS nas, r.acctstarttime AS start, coalesce(r.acctstoptime, s.next_start) AS stop,"
+               " CASE WHEN r.acctstoptime IS NOT NULL THEN coalesce(nullif(r.acctterminatecause, ''), 'stop')"
+               " WHEN s.next_start IS NOT NULL THEN 'superseded' END AS closed_by, r.acctupdatetime AS last_update"
+               " FROM " + src.table + " r LEFT JOIN LATERAL (SELECT min(n.acctstarttime) AS next_start FROM " +
+               src.table + " n WHERE n." + c + " = r." + c +
+               " AND n.acctstarttime > r.acctstarttime) s ON r.acctstoptime IS NULL"
+               " WHERE r." + c + " IS NOT NULL AND r.acctstarttime IS NOT NULL";
+    }
+    return sql;
+}
+
+// Whether the source's table is there. A missing radacct table is an error
+// naming it; a missing `bindings` is a fleet where no gateway shipped a
+// history yet (false).
+bool binding_source_present(PGconn* pg, const binding_source& src, const std::string& what) {
+    auto t = query(pg, "SELECT to_regclass($1) IS NOT NULL", {src.table}, what);
+    const bool present = std::string(PQgetvalue(t.get(), 0, 0)) == "t";
+    if (!present && src.radacct)
+        throw std::runtime_error("--bindings-source radacct: no table '" + src.table +
+                                 "' in the fleet's database (FreeRADIUS's PostgreSQL schema.sql creates radacct; "
+                                 "--radacct-table names another)");
+    return present;
+}
+
 // Who held ADDRESS at TIME, on every gateway: the rows of `bindings`
 // (binding_shipper.h) whose prefix contains the address and whose
 // [start, stop] holds the second (both ends, as the gateway's own whois:
 // in a handover's second both holders are shown). Exit 3 when no row with
 // an account does.
-int whois(PGconn* pg, const command_request& rq) {
+int whois(PGconn* pg, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE whois ADDRESS[/LEN] [--at TIME]";
     if (rq.words.size() != 2) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -175,10 +273,12 @@ int whois(PGconn* pg, const command_request& rq) {
     const std::string& address = rq.words[1];
     check_address("whois", address);
     const int64_t at = time_flag(rq, "--at", static_cast<int64_t>(std::time(nullptr)));
+    binding_source_present(pg, src, "whois");
     auto r = query(pg,
                    "SELECT gateway, host(prefix) || '/' || masklen(prefix), account, session_id, nas,"
-                   " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, '')"
-                   " FROM bindings WHERE prefix >>= $1::inet AND start <= to_timestamp($2::bigint)"
+                   " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, ''),"
+                   " extract(epoch FROM last_update)::bigint"
+                   " FROM (" + binding_rows(src) + ") b WHERE prefix >>= $1::inet AND start <= to_timestamp($2::bigint)"
                    " AND (stop IS NULL OR stop >= to_timestamp($2::bigint))"
                    " ORDER BY start, gateway, history_id",
                    {address, std::to_string(at)}, "whois");
@@ -187,10 +287,11 @@ int whois(PGconn* pg, const command_request& rq) {
         const bool open = PQgetisnull(r.get(), i, 6);
         const int64_t start = number_at(r.get(), i, 5), stop = open ? 0 : number_at(r.get(), i, 6);
         const std::string account = text_at(r.get(), i, 2), gateway = text_at(r.get(), i, 0);
-        json holder = {{"gateway", gateway}, {"account", account}};
+        const json gw = src.radacct ? json(nullptr) : json(gateway);
+        json holder = {{"gateway", gw}, {"account", account}};
         if (!account.empty() && std::find(held_by.begin(), held_by.end(), holder) == held_by.end())
             held_by.push_back(holder);
-        bindings.push_back({{"gateway", gateway},
+        bindings.push_back({{"gateway", gw},
                             {"address", text_at(r.get(), i, 1)},
                             {"account", account},
                             {"session_id", text_at(r.get(), i, 3)},
@@ -200,23 +301,28 @@ int whois(PGconn* pg, const command_request& rq) {
                             {"stop", open ? json(nullptr) : json(stop)},
                             {"stop_utc", open ? json(nullptr) : json(utc_time_text(stop))},
                             {"stop_cause", text_at(r.get(), i, 7)}});
+        if (src.radacct)   // the session's last word: its interim, or its Start or Stop
+            bindings.back()["last_update"] = PQgetisnull(r.get(), i, 8) ? json(nullptr) : json(number_at(r.get(), i, 8));
     }
     if (rq.as_json) {
-        std::cout << json{{"query", {{"address", address}, {"at", at}, {"at_utc", utc_time_text(at)}}},
+        std::cout << json{{"query", {{"address", address}, {"at", at}, {"at_utc", utc_time_text(at)},
+                                     {"source", src.radacct ? "radacct" : "gateways"}}},
                           {"bindings", bindings},
                           {"held_by", held_by}}
                          .dump(-1, ' ', false, json::error_handler_t::replace)
                   << "\n";
     } else if (bindings.empty()) {
         std::cout << "no binding for " << escape_unprintable(address) << " at " << both_times(at)
-                  << " on any gateway of the fleet\n";
+                  << (src.radacct ? " in " + src.table : std::string(" on any gateway of the fleet")) << "\n";
     } else {
         for (const json& b : bindings) {
             const std::string account = b["account"].get<std::string>();
             std::cout << b["address"].get<std::string>() << " held by "
                       << (account.empty() ? std::string("nobody (a session without User-Name)")
                                           : escape_unprintable(account))
-                      << " on gateway " << escape_unprintable(b["gateway"].get<std::string>()) << " (session "
+                      << (src.radacct ? std::string(" in ") + src.table
+                                      : " on gateway " + escape_unprintable(b["gateway"].get<std::string>()))
+                      << " (session "
                       << escape_unprintable(b["session_id"].get<std::string>()) << ", NAS "
                       << escape_unprintable(b["nas"].get<std::string>()) << ") from "
                       << both_times(b["start"].get<int64_t>()) << " to "
@@ -229,6 +335,23 @@ int whois(PGconn* pg, const command_request& rq) {
     return held_by.empty() ? 3 : 0;
 }
 
+// The SQL expression for the account that held event `e`'s address on its
+// gateway at the event's own second (the `bindings` row whose prefix
+// contains the address and whose [start, stop] holds the second; in a
+// handover's second the newer session), else the account the gateway
+// stamped on the event (static and API bindings, which no history records),
+// else NULL (nobody). report and top attribute by it.
+std::string holder_expression(PGconn* pg, const binding_source& src, const std::string& what) {
+    // Without a bindings table (no gateway ships a history): the stamped accounts only.
+    if (!binding_source_present(pg, src, what)) return "e.account";
+    return "coalesce((SELECT b.account FROM (" + binding_rows(src) + ") b WHERE " +
+           (src.radacct ? "" : "b.gateway = e.gateway AND ") +
+           "b.prefix >>= e.address AND b.account <> ''"
+           " AND b.start <= date_trunc('second', e.time)"
+           " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
+           " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)";
+}
+
 // The offending addresses and accounts of the period, fleet-wide, with the
 // gateway's own report's columns (control/api/event_queries.cpp) and the
 // gateway last: each event is counted for the account that held its address
@@ -238,7 +361,7 @@ int whois(PGconn* pg, const command_request& rq) {
 // stamped on the event (static and API bindings, which no history records),
 // else nobody. mail_session lines give the messages column only; api_change
 // lines and the shipper's stand-in rows are nobody's events.
-int report(PGconn* pg, const command_request& rq) {
+int report(PGconn* pg, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE report [--since TIME] [--until TIME] [--format csv|json]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -250,18 +373,7 @@ int report(PGconn* pg, const command_request& rq) {
         throw usage_error("--format '" + escape_unprintable(format) + "': csv or json");
     const int64_t since = time_flag(rq, "--since", 0);
     const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
-    const bool has_bindings = [&] {
-        auto t = query(pg, "SELECT to_regclass('bindings') IS NOT NULL", {}, "report");
-        return std::string(PQgetvalue(t.get(), 0, 0)) == "t";
-    }();
-    // Without a bindings table (no gateway ships a history): the stamped accounts only.
-    const std::string holder =
-        has_bindings ? "coalesce((SELECT b.account FROM bindings b WHERE b.gateway = e.gateway"
-                       " AND b.prefix >>= e.address AND b.account <> ''"
-                       " AND b.start <= date_trunc('second', e.time)"
-                       " AND (b.stop IS NULL OR b.stop >= date_trunc('second', e.time))"
-                       " ORDER BY b.start DESC, b.history_id DESC LIMIT 1), e.account)"
-                     : "e.account";
+    const std::string holder = holder_expression(pg, src, "report");
     const std::string sql =
         "SELECT gateway, address, holder, type, sum(n)::bigint, sum(msgs)::bigint, min(t)::bigint, max(t)::bigint FROM ("
         " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder + " AS holder, e.type,"
@@ -332,21 +444,109 @@ int report(PGconn* pg, const command_request& rq) {
     return 0;
 }
 
+// The top 20 holders of the window [TIME - WINDOW, TIME] fleet-wide, by what
+// the local top counts (docs/api.md, /v1/top): an account's events are
+// summed over every gateway and address it used (one row per account, with
+// its gateways and addresses); an event nobody held counts for its address
+// on its own gateway (the same private address behind two edges is two
+// subscribers). Attribution as report's (holder_expression).
+int top(PGconn* pg, const command_request& rq, const binding_source& src) {
+    const char* usage = "--fleet FILE top [--window 1h] [--until TIME] [--by messages|recipients|rejected_recipients|"
+                        "sessions|events|op25b_block|limit_exceeded|account_suspended|score]";
+    if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
+    for (const auto& [k, v] : rq.flags)
+        if (k != "--window" && k != "--until" && k != "--by")
+            throw usage_error("unknown option '" + k + "' for this command");
+    const std::string window_text = flag(rq, "--window") ? *flag(rq, "--window") : "1h";
+    const int64_t window = parse_duration("--window", window_text).count() / 1000;
+    if (window <= 0) throw usage_error("--window '" + escape_unprintable(window_text) + "': at least one second");
+    const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
+    const std::string by = flag(rq, "--by") ? *flag(rq, "--by") : "messages";
+    // What one row adds, and which rows count: the local top's rules.
+    const std::string count = "CASE WHEN jsonb_typeof(e.line->'count') = 'number' THEN (e.line->>'count')::numeric ELSE 1 END";
+    std::string add, which;
+    if (by == "messages" || by == "recipients" || by == "rejected_recipients") {
+        add = "CASE WHEN jsonb_typeof(e.line->'" + by + "') = 'number' THEN (e.line->>'" + by + "')::numeric ELSE 0 END";
+        which = "e.type = 'mail_session'";
+    } else if (by == "sessions") {
+        add = count;
+        which = "e.type = 'mail_session'";
+    } else if (by == "score") {
+        // the content verdicts' scores; negative scores count as 0
+        add = "CASE WHEN jsonb_typeof(e.line->'score') = 'number' THEN greatest((e.line->>'score')::numeric, 0) "
+              "ELSE 0 END * " + count;
+        which = "e.type = 'content_verdict'";
+    } else if (by == "events") {
+        add = count;
+        which = "e.type NOT IN ('mail_session', 'api_change', 'unparsable', 'refused')";
+    } else if (by == "op25b_block" || by == "limit_exceeded" || by == "account_suspended") {
+        add = count;
+        which = "e.type = '" + by + "'";
+    } else {
+        throw usage_error("--by '" + escape_unprintable(by) + "': messages, recipients, rejected_recipients, sessions, "
+                          "events, op25b_block, limit_exceeded, account_suspended or score");
+    }
+    const std::string sql =
+        "SELECT gateway, address, holder, floor(sum(n))::bigint FROM ("
+        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(pg, src, "top") + " AS holder, " +
+        add + " AS n FROM events e WHERE " + which +
+        " AND e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
+        ") attributed GROUP BY gateway, address, holder";
+    auto r = query(pg, sql, {std::to_string(until - window), std::to_string(until)}, "top");
+    struct score_row {
+        json account;
+        std::set<std::string> gateways, subscribers;
+        uint64_t count = 0;
+    };
+    // An account's row: its name; nobody's: the gateway and the address.
+    std::map<std::pair<std::string, std::string>, score_row> rows;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        const std::string gateway = text_at(r.get(), i, 0), address = text_at(r.get(), i, 1);
+        const bool nobody = PQgetisnull(r.get(), i, 2);
+        score_row& s = rows[nobody ? std::pair(gateway, address) : std::pair(std::string(), text_at(r.get(), i, 2))];
+        s.account = nobody ? json(nullptr) : json(text_at(r.get(), i, 2));
+        s.gateways.insert(gateway);
+        if (!address.empty()) s.subscribers.insert(address);
+        s.count += static_cast<uint64_t>(number_at(r.get(), i, 3));
+    }
+    std::vector<const score_row*> v;
+    for (const auto& [k, s] : rows)
+        if (s.count > 0) v.push_back(&s);
+    std::stable_sort(v.begin(), v.end(), [](const score_row* a, const score_row* b) { return a->count > b->count; });
+    json out = json::array();
+    for (size_t i = 0; i < v.size() && i < 20; ++i)
+        out.push_back({{"account", v[i]->account},
+                       {"subscribers", v[i]->subscribers},
+                       {"gateways", v[i]->gateways},
+                       {"count", v[i]->count}});
+    const json answer = {{"window", window_text}, {"until", until}, {"until_utc", utc_time_text(until)}, {"by", by},
+                         {"top", out}};
+    if (rq.as_json)
+        std::cout << answer.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    else
+        print_fleet_top(answer);
+    return 0;
+}
+
 }  // namespace
 
 int run_fleet_events(const std::string& conninfo_file, const command_request& request) {
     const std::string& what = request.words[0];
-    if (what != "events" && what != "whois" && what != "report")
-        throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report");
+    if (what != "events" && what != "whois" && what != "report" && what != "top")
+        throw usage_error("--fleet: the questions asked of the fleet's PostgreSQL are: events, whois, report, top");
+    command_request rq = request;
+    const binding_source src = take_binding_source(rq);
+    if (what == "events" && src.given) throw usage_error("--bindings-source: for whois, report and top");
     const std::string conninfo = read_conninfo(conninfo_file) + " connect_timeout=5";
     std::unique_ptr<PGconn, conn_deleter> pg(PQconnectdb(conninfo.c_str()));
     if (PQstatus(pg.get()) != CONNECTION_OK)
         throw std::runtime_error("cannot reach the fleet's PostgreSQL (" + conninfo_file +
                                  "): " + message(PQerrorMessage(pg.get())));
     PQclear(PQexec(pg.get(), "SET TIME ZONE 'UTC'"));
-    if (what == "whois") return whois(pg.get(), request);
-    if (what == "report") return report(pg.get(), request);
-    return events(pg.get(), request);
+    if (what == "events") return events(pg.get(), rq);
+    if (what == "whois") return whois(pg.get(), rq, src);
+    if (what == "report") return report(pg.get(), rq, src);
+    return top(pg.get(), rq, src);
 }
 
 }  // namespace sekisho::ctl

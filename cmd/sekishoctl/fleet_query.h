@@ -24,6 +24,12 @@ namespace sekisho::ctl {
 //   report [--since TIME] [--until TIME] [--format csv|json]   the
 //          offending addresses and accounts, each event attributed to the
 //          account that held its address on its gateway at its own time
+//   top [--window 1h] [--until TIME] [--by WHAT]   the local top's ranking
+//          over every gateway's events of [TIME - WINDOW, TIME]: one row per
+//          account, summed over the gateways and addresses it used
+// whois, report and top take --bindings-source radacct [--radacct-table T]:
+// who held what from the ISP's FreeRADIUS accounting table (its PostgreSQL
+// schema) in the fleet's database instead of the gateways' `bindings`.
 // Throws usage_error for what it does not take.
 int run_fleet_events(const std::string& conninfo_file, const command_request& request);
 

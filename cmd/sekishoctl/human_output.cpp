@@ -346,4 +346,18 @@ void print_top(const json& j) {
                   << shown(t["count"]) << "\n";
 }
 
+void print_fleet_top(const json& j) {
+    std::cout << std::left << std::setw(32) << "ACCOUNT" << std::setw(12) << "COUNT" << std::setw(40) << "SUBSCRIBERS"
+              << "GATEWAYS\n";
+    auto joined = [](const json& list) {
+        std::string s;
+        for (const auto& x : list) s += (s.empty() ? "" : ",") + shown(x);
+        return s;
+    };
+    for (const auto& t : j["top"])
+        std::cout << std::left << std::setw(32) << (t["account"].is_null() ? std::string("-") : shown(t["account"]))
+                  << std::setw(12) << shown(t["count"]) << std::setw(40) << joined(t["subscribers"])
+                  << joined(t["gateways"]) << "\n";
+}
+
 }  // namespace sekisho::ctl

@@ -45,6 +45,8 @@ void print_accounts(const nlohmann::json& list, bool only_suspended);
 // One event-log line (its fields came from the network and the API: each through shown()).
 void print_event(const nlohmann::json& event);
 void print_top(const nlohmann::json& top);
+// --fleet top: one row per account (its addresses and gateways listed), or per gateway and address for nobody's.
+void print_fleet_top(const nlohmann::json& top);
 // limits show: each limit's count against its maximum, cool-down and whether it is tripped;
 // limits reset: what was cleared, with the readings from before.
 void print_limits(const nlohmann::json& limits);

@@ -56,12 +56,18 @@ fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, control
   fleet rollout FILE --canary G --then G2 [--watch 30s] [--timeout 60s] [--max-increase 10]
                 [--max-blocked-increase N] push to G, wait for its gateways, watch their errors
                 and drops; halt (exit 4) when they jump, else push to G2
+  fleet schema [--apply]                   the DBA's setup (an owner's conninfo): print, or create, every
+                                           fleet table and grant the three roles what they need
   events [--type T] [--address A[/LEN]] [--account A] [--gateway G] [--since TIME] [--until TIME] [-n N]
                                            every gateway's events, newest N (50)
   whois ADDRESS [--at TIME]                who held ADDRESS at TIME on every gateway (exit 3: nobody)
   report [--since TIME] [--until TIME] [--format csv|json]
                                            offending addresses and accounts, fleet-wide, each event
                                            attributed to its address's holder at its own time
+  top [--window 1h] [--until TIME] [--by ...]  as top, fleet-wide: one row per account (summed over its
+                                           gateways and addresses), its gateways listed
+  whois, report, top: --bindings-source radacct [--radacct-table T]  who held what from the ISP's
+                                           FreeRADIUS accounting table instead of the gateways' bindings
 TIME: Unix seconds or 2026-11-23T12:00:00Z. Socket default: $SEKISHO_SOCKET or /run/sekisho/api.sock
 exit codes: 0 ok, 1 daemon unreachable or failed, 2 usage, 3 not found, 4 rejected (also: not
             served by this backend), 5 unauthorised
@@ -107,7 +113,8 @@ command_line parse_command_line(const std::vector<std::string>& args) {
             c.fleet = value();
         } else if (a == "--cacert") {
             c.client.cacert = value();
-        } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create") {
+        } else if (a == "--dry-run" || a == "-f" || a == "--suspended" || a == "--force" || a == "--create" ||
+                   a == "--apply") {
             c.request.flags.emplace_back(a, "");
         } else if (a.rfind("--", 0) == 0 || a == "-n") {
             c.request.flags.emplace_back(a, value());

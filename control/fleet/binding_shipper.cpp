@@ -162,39 +162,9 @@ struct binding_shipper::row {
 };
 
 void ensure_binding_tables(pg_connection& pg) {
-    pg.exec("BEGIN", "begin the bindings schema");
-    try {
-        // Serialises gateways starting together (a key of its own).
-        pg.exec("SELECT pg_advisory_xact_lock(x'7365736b69736f62'::bigint)", "lock the bindings schema");
-        // One row per row of a gateway's history: (gateway, history_id) is
-        // the key; stop is NULL while the binding is open; change_seq is the
-        // history's change number of what the row says.
-        pg.exec("CREATE TABLE IF NOT EXISTS bindings ("
-                " gateway text NOT NULL,"
-                " history_id bigint NOT NULL,"
-                " prefix cidr NOT NULL,"
-                " account text NOT NULL,"
-                " session_id text NOT NULL,"
-                " nas text NOT NULL,"
-                " nas_identifier text NOT NULL,"
-                " start timestamptz NOT NULL,"
-                " stop timestamptz,"
-                " closed_by text,"
-                " change_seq bigint NOT NULL,"
-                " shipped_at timestamptz NOT NULL DEFAULT now(),"
-                " PRIMARY KEY (gateway, history_id))",
-                "create bindings");
-        // whois and report: the rows whose prefix contains an address (GiST
-        // answers >>=), then by time.
-        pg.exec("CREATE INDEX IF NOT EXISTS bindings_prefix ON bindings USING gist (prefix inet_ops)",
-                "index bindings by prefix");
-        pg.exec("CREATE INDEX IF NOT EXISTS bindings_gateway_start ON bindings (gateway, start)",
-                "index bindings by gateway and start");
-        pg.exec("COMMIT", "commit the bindings schema");
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    // A lock of its own: not the fleet schema's.
+    ensure_objects(pg, "SELECT pg_advisory_xact_lock(x'7365736b69736f62'::bigint)", fleet_sql::binding_tables,
+                   "bindings");
 }
 
 binding_shipper::binding_shipper(binding_shipper_options options) : opt_(std::move(options)) {

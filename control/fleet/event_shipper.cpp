@@ -168,67 +168,22 @@ const char* const insert_columns = "gateway, file_id, line_offset, time, type, a
 }  // namespace
 
 void ensure_event_tables(pg_connection& pg) {
-    pg.exec("BEGIN", "begin the events schema");
-    try {
-        // Serialises gateways starting together (a key of its own: not the fleet schema's).
-        pg.exec("SELECT pg_advisory_xact_lock(x'7365736b69736f65'::bigint)", "lock the events schema");
-        // The key is the line's place: its gateway, its file's identity and
-        // offset; `time` is in it because a partitioned table's unique keys
-        // carry the partition key (a line's time never changes).
-        pg.exec("CREATE TABLE IF NOT EXISTS events ("
-                " gateway text NOT NULL,"
-                " file_id bigint NOT NULL,"
-                " line_offset bigint NOT NULL,"
-                " time timestamptz NOT NULL,"
-                " type text NOT NULL,"
-                " address inet,"
-                " account text,"
-                " line jsonb NOT NULL,"
-                " PRIMARY KEY (gateway, file_id, line_offset, time)"
-                ") PARTITION BY RANGE (time)",
-                "create events");
-        pg.exec("CREATE INDEX IF NOT EXISTS events_address_time ON events (address, time)", "index events by address");
-        pg.exec("CREATE INDEX IF NOT EXISTS events_account_time ON events (account, time)", "index events by account");
-        pg.exec("COMMIT", "commit the events schema");
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    ensure_objects(pg, fleet_sql::events_lock, fleet_sql::event_tables, "events");
 }
 
 std::string ensure_event_partition(pg_connection& pg, int64_t t) {
-    const int64_t start = day_of(t) * day_seconds;
-    const std::string name = "events_p" + day_text(start, "%Y%m%d");
-    pg.exec("BEGIN", "begin a partition");
-    try {
-        pg.exec("SELECT pg_advisory_xact_lock(x'7365736b69736f65'::bigint)", "lock the events schema");
-        pg.exec("CREATE TABLE IF NOT EXISTS " + name + " PARTITION OF events FOR VALUES FROM ('" +
-                    day_text(start, "%Y-%m-%d") + " 00:00:00+00') TO ('" + day_text(start + day_seconds, "%Y-%m-%d") +
-                    " 00:00:00+00')",
-                "create partition " + name);
-        pg.exec("COMMIT", "commit partition " + name);
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
-    return name;
+    // Through the schema's function (fleet_schema.h): a gateway without CREATE may call it.
+    pg_result r = pg.exec_params("SELECT sekisho_event_partition($1::date)",
+                                 {day_text(day_of(t) * day_seconds, "%Y-%m-%d")}, "create the partition of a day");
+    return PQgetvalue(r.get(), 0, 0);
 }
 
 int drop_old_event_partitions(pg_connection& pg, int64_t now, uint32_t days) {
-    // Partitions whose day ended before the first day kept: events_pYYYYMMDD < events_p<first kept>.
-    const std::string keep_from = "events_p" + day_text((day_of(now) - static_cast<int64_t>(days)) * day_seconds, "%Y%m%d");
+    // Partitions whose day ended before the first day kept, through the schema's function (fleet_schema.h).
     pg_result r = pg.exec_params(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]{8}$' AND c.relname < $1 "
-        "ORDER BY c.relname",
-        {keep_from}, "list old partitions");
-    int dropped = 0;
-    for (int i = 0; i < PQntuples(r.get()); ++i) {
-        const std::string name = PQgetvalue(r.get(), i, 0);
-        pg.exec("DROP TABLE IF EXISTS " + name, "drop partition " + name);
-        ++dropped;
-    }
-    return dropped;
+        "SELECT sekisho_drop_event_partitions($1::date)",
+        {day_text((day_of(now) - static_cast<int64_t>(days)) * day_seconds, "%Y-%m-%d")}, "drop old partitions");
+    return std::stoi(PQgetvalue(r.get(), 0, 0));
 }
 
 struct event_shipper::prepared_line {

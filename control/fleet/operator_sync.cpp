@@ -11,6 +11,7 @@
 
 #include "control/api/control_api.h"
 #include "control/fleet/pg_connection.h"
+#include "control/fleet/policy_schema.h"
 #include "control/identity/account_registry.h"
 #include "control/observe/metrics.h"
 
@@ -89,32 +90,7 @@ nlohmann::json audit_record(const fleet_change& c, const char* endpoint, int sta
 }  // namespace
 
 void ensure_operator_tables(pg_connection& pg) {
-    pg.exec("BEGIN", "begin the operator tables' transaction");
-    try {
-        pg.exec("SELECT pg_advisory_xact_lock(x'7365736b69736f'::bigint)", "lock the schema");
-        pg.exec("CREATE TABLE IF NOT EXISTS operator_changes ("
-                " id bigserial PRIMARY KEY,"
-                " change_id text NOT NULL UNIQUE,"
-                " kind text NOT NULL,"
-                " account text NOT NULL DEFAULT '',"
-                " prefix text NOT NULL DEFAULT '',"
-                " payload jsonb NOT NULL DEFAULT '{}',"
-                " gateway text NOT NULL,"
-                " caller text NOT NULL,"
-                " at timestamptz NOT NULL)",
-                "create operator_changes");
-        pg.exec("CREATE TABLE IF NOT EXISTS fleet_suspensions ("
-                " account text PRIMARY KEY,"
-                " since timestamptz NOT NULL,"
-                " caller text NOT NULL,"
-                " reason text NOT NULL,"
-                " origin_gateway text NOT NULL)",
-                "create fleet_suspensions");
-        pg.exec("COMMIT", "commit the operator tables");
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::operator_tables, "operator");
 }
 
 operator_sync::operator_sync(operator_sync_options options, operator_state& decisions, account_registry* accounts)

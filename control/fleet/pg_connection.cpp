@@ -3,6 +3,7 @@
 #include <string>
 
 #include "control/fleet/fleet_config.h"
+#include "control/fleet/policy_schema.h"
 
 namespace sekisho {
 
@@ -60,37 +61,38 @@ pg_result pg_connection::exec_params(const std::string& sql, const std::vector<s
     return r;
 }
 
-void ensure_fleet_schema(pg_connection& pg) {
-    pg.exec("BEGIN", "begin the schema transaction");
+void ensure_objects(pg_connection& pg, const char* lock, const fleet_sql::concern_objects& objects,
+                    const std::string& what) {
+    pg.exec("BEGIN", "begin the " + what + " schema");
     try {
         // Serialises gateways starting together: one creates, the others find it.
-        pg.exec("SELECT pg_advisory_xact_lock(x'7365736b69736f'::bigint)", "lock the schema");
-        pg.exec("CREATE TABLE IF NOT EXISTS fleet_meta (key text PRIMARY KEY, value text NOT NULL)",
-                "create fleet_meta");
-        pg_result v = pg.exec("SELECT value FROM fleet_meta WHERE key = 'schema_version'", "read the schema version");
-        if (PQntuples(v.get()) == 1) {
-            const int have = std::stoi(PQgetvalue(v.get(), 0, 0));
-            if (have > fleet_schema_version)
-                throw pg_error("postgres: the fleet schema is version " + std::to_string(have) +
-                                   ", newer than this build's " + std::to_string(fleet_schema_version) +
-                                   ": upgrade sekishod",
-                               false);
-        }
-        pg.exec("CREATE TABLE IF NOT EXISTS gateways ("
-                " gateway text PRIMARY KEY,"
-                " grp text NOT NULL,"
-                " version text NOT NULL DEFAULT '',"
-                " first_seen timestamptz NOT NULL DEFAULT now(),"
-                " last_seen timestamptz NOT NULL DEFAULT now())",
-                "create gateways");
-        pg.exec("INSERT INTO fleet_meta VALUES ('schema_version', '" + std::to_string(fleet_schema_version) +
-                    "') ON CONFLICT (key) DO NOTHING",
-                "record the schema version");
-        pg.exec("COMMIT", "commit the schema");
+        pg.exec(lock, "lock the " + what + " schema");
+        pg_result have =
+            pg.exec_params(fleet_sql::objects_present, {objects.names}, "look for the " + what + " tables");
+        if (std::stoi(PQgetvalue(have.get(), 0, 0)) < objects.count)
+            pg.exec(objects.create, "create the " + what + " tables");
+        pg.exec("COMMIT", "commit the " + what + " schema");
     } catch (...) {
         PQclear(PQexec(pg.raw(), "ROLLBACK"));
         throw;
     }
+}
+
+void ensure_fleet_schema(pg_connection& pg) {
+    ensure_objects(pg, fleet_sql::schema_lock, fleet_sql::meta_tables, "fleet");
+    pg_result v = pg.exec("SELECT value FROM fleet_meta WHERE key = 'schema_version'", "read the schema version");
+    if (PQntuples(v.get()) == 1) {
+        const int have = std::stoi(PQgetvalue(v.get(), 0, 0));
+        if (have > fleet_schema_version)
+            throw pg_error("postgres: the fleet schema is version " + std::to_string(have) +
+                               ", newer than this build's " + std::to_string(fleet_schema_version) +
+                               ": upgrade sekishod",
+                           false);
+        return;
+    }
+    pg.exec("INSERT INTO fleet_meta VALUES ('schema_version', '" + std::to_string(fleet_schema_version) +
+                "') ON CONFLICT (key) DO NOTHING",
+            "record the schema version");
 }
 
 }  // namespace sekisho

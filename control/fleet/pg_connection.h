@@ -15,6 +15,8 @@
 // Threading: one thread at a time per connection.
 #pragma once
 
+#include "control/fleet/fleet_schema.h"
+
 #include <libpq-fe.h>
 
 #include <memory>
@@ -66,8 +68,15 @@ private:
     PGconn* conn_ = nullptr;
 };
 
-// The schema version this build writes; stored in fleet_meta.
-constexpr int fleet_schema_version = 1;
+// The schema version this build writes; stored in fleet_meta (fleet_schema.h).
+constexpr int fleet_schema_version = fleet_sql::schema_version;
+
+// Creates a concern's objects (fleet_schema.h) unless every one is there
+// already, in one transaction under the advisory lock `lock`. A role without
+// CREATE on the schema (a DBA created the objects: `sekishoctl fleet schema`)
+// thus runs no DDL. Throws pg_error; `what` names the concern in it.
+void ensure_objects(pg_connection& pg, const char* lock, const fleet_sql::concern_objects& objects,
+                    const std::string& what);
 
 // Creates what is missing of the fleet schema, in one transaction. Throws
 // pg_error, also for a database whose schema version is newer than this build's.

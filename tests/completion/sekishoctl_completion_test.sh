@@ -97,7 +97,9 @@ expect_none "sekishoctl account list --" --dry-run --type
 expect_exactly "sekishoctl top --by l" limit_exceeded
 expect_exactly "sekishoctl report --format " csv json
 
-expect_exactly "sekishoctl --fleet desk.conninfo fleet " policy rollout status
+expect_exactly "sekishoctl --fleet desk.conninfo fleet " policy rollout schema status
+expect_exactly "sekishoctl --fleet admin.conninfo fleet schema --" --apply --json
+expect_exactly "sekishoctl --fleet desk.conninfo whois 192.0.2.1 --bindings-source " gateways radacct
 expect_exactly "sekishoctl fleet status --" --stale --json
 expect_some "sekishoctl fleet rollout p.yaml --" --canary --then --watch --max-increase --max-blocked-increase
 expect_none "sekishoctl fleet status --" --canary --dry-run

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -27,25 +28,16 @@
 #include "control/fleet/pg_connection.h"
 #include "control/identity/binding_history.h"
 #include "control/observe/metrics.h"
+#include "tests/support/fleet_test_env.h"
 
 namespace sekisho {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
+using test::env;
 
-bool eventually(const std::function<bool()>& f, int seconds = 30) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-        if (f()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return f();
-}
+using test::eventually;
 
 // 2001:db8::HOST/128: a documentation address per host number, as many as the tests need.
 ip_prefix v6(uint32_t host) {
@@ -375,13 +367,7 @@ protected:
     }
     // Runs sekishoctl --fleet with ARGS; its standard output and exit code.
     std::pair<std::string, int> run(const std::string& args) const {
-        const std::string cmd = ctl() + " --fleet " + env("SEKISHO_TEST_PG_CONNINFO") + " " + args + " 2>&1";
-        FILE* p = ::popen(cmd.c_str(), "r");
-        std::string out;
-        std::array<char, 4096> buf{};
-        for (size_t n; p && (n = std::fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
-        const int status = p ? ::pclose(p) : -1;
-        return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+        return test::run_command(ctl() + " --fleet " + env("SEKISHO_TEST_PG_CONNINFO") + " " + args);
     }
     void binding(const std::string& gw, int64_t id, const std::string& prefix, const std::string& account,
                  int64_t start, std::optional<int64_t> stop) {
@@ -491,6 +477,218 @@ TEST_F(FleetDeskQueries, WhoisNamesEveryGatewaysHolderAtTheSecond) {
     const auto [bad, rc2] = run("whois 198.51.100.91 --at yesterday");
     EXPECT_EQ(rc2, 2) << bad;
     EXPECT_NE(bad.find("--at 'yesterday'"), std::string::npos) << bad;
+}
+
+// top across the fleet, over events the real event shipper shipped from two
+// gateways' logs: an account's events on both gateways are one row, summed
+// (mallory: 3 on a, 2 on c, ranks above bob's 4 on a, which each gateway's
+// own top would not show); nobody's events are one row per gateway and
+// address; the log shipped twice changes nothing; a PostgreSQL that is down
+// is an error, not an empty ranking.
+TEST_F(FleetDeskQueries, TopSumsAnAccountOnceOverEveryGateway) {
+    const int64_t t0 = base + 10'000'000;   // 2027-05-11: an hour of its own
+    const std::string a = gateway_ + "-a", c = gateway_ + "-c";
+    binding(a, 11, "198.51.100.21/32", "mallory", t0 - base - 60, std::nullopt);   // a's history: mallory
+    auto line = [&](const std::string& type, const std::string& src, int64_t at, const std::string& more) {
+        return R"({"type":")" + type + R"(","src":")" + src + R"(","time_ns":)" + std::to_string(t0 + at) +
+               "000000000" + more + "}\n";
+    };
+    const std::string log_a = line("op25b_block", "198.51.100.21", -10, R"(,"count":100)") +   // before the window
+                              line("op25b_block", "198.51.100.21", 100, R"(,"count":3)") +     // mallory by the history
+                              line("op25b_block", "198.51.100.22", 200, R"(,"account":"bob","count":4)") +
+                              line("op25b_block", "198.51.100.23", 300, "") +                   // nobody
+                              line("content_verdict", "198.51.100.21", 400, R"(,"score":7)") +
+                              line("limit_exceeded", "198.51.100.22", 500, R"(,"account":"bob","count":2)") +
+                              line("mail_session", "198.51.100.22", 600, R"(,"account":"bob","messages":2)") +
+                              line("op25b_block", "198.51.100.22", 3601, R"(,"account":"bob","count":50)");   // after
+    const std::string log_c = line("op25b_block", "203.0.113.5", 100, R"(,"account":"mallory","count":2)") +
+                              line("op25b_block", "198.51.100.23", 300, "") +   // the same address, another edge
+                              line("content_verdict", "203.0.113.5", 400, R"(,"account":"mallory","score":5,"count":2)") +
+                              line("content_verdict", "203.0.113.5", 410, R"(,"account":"mallory","score":-9)") +
+                              line("mail_session", "203.0.113.5", 600, R"(,"account":"mallory","messages":6)");
+    auto ship = [&](const std::string& gw, const std::string& log, const std::string& name) {
+        event_shipper_options o;
+        o.gateway = gw;
+        o.conninfo_file = env("SEKISHO_TEST_PG_CONNINFO");
+        o.events_path = dir_ + "/" + name + ".jsonl";
+        o.cursor_path = dir_ + "/" + name + ".cursor";
+        o.sync_interval_ns = 20'000'000;
+        std::ofstream(o.events_path, std::ios::app) << log;
+        std::ifstream in(o.events_path);
+        const auto lines = static_cast<uint64_t>(std::count(std::istreambuf_iterator<char>(in), {}, '\n'));
+        event_shipper s(o);   // the whole file when there is no cursor
+        ASSERT_TRUE(eventually([&] { return s.state().shipped == lines && s.state().batches > 0; }))
+            << s.status().dump();
+    };
+    ship(a, log_a, "a");
+    ship(c, log_c, "c");
+    const std::string window = " --window 1h --until " + std::to_string(t0 + 3600);
+    auto ranking = [&](const std::string& by) {
+        const auto [out, rc] = run("--json top --by " + by + window);
+        std::string got = "rc=" + std::to_string(rc);
+        const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+        if (!j.is_object()) return got + " " + out;
+        for (const auto& r : j["top"]) {
+            got += " " + (r["account"].is_null() ? std::string("-") : r["account"].get<std::string>()) + ":" +
+                   std::to_string(r["count"].get<uint64_t>()) + "@";
+            for (const auto& g : r["gateways"]) got += g.get<std::string>().substr(gateway_.size());
+            for (const auto& x : r["subscribers"]) got += "," + x.get<std::string>();
+        }
+        return got;
+    };
+    const std::string blocked = "rc=0 mallory:5@-a-c,198.51.100.21,203.0.113.5 bob:4@-a,198.51.100.22 "
+                                "-:1@-a,198.51.100.23 -:1@-c,198.51.100.23";
+    EXPECT_EQ(ranking("op25b_block"), blocked);
+    EXPECT_EQ(ranking("limit_exceeded"), "rc=0 bob:2@-a,198.51.100.22");
+    EXPECT_EQ(ranking("score"), "rc=0 mallory:17@-a-c,198.51.100.21,203.0.113.5");   // 7 + 5*2, -9 counts 0
+    EXPECT_EQ(ranking("messages"), "rc=0 mallory:6@-c,203.0.113.5 bob:2@-a,198.51.100.22");
+    EXPECT_EQ(ranking("events"),
+              "rc=0 mallory:9@-a-c,198.51.100.21,203.0.113.5 bob:6@-a,198.51.100.22 -:1@-a,198.51.100.23 "
+              "-:1@-c,198.51.100.23");
+    // The human table: the local top's columns, one row per account, its gateways.
+    const auto [text, rc] = run("top --by op25b_block" + window);
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(text.substr(0, text.find('\n')).find("ACCOUNT"), 0u) << text;
+    EXPECT_NE(text.find("198.51.100.21,203.0.113.5"), std::string::npos) << text;
+    EXPECT_NE(text.find(a + "," + c), std::string::npos) << text;
+    // The replay: a's log shipped again from no cursor inserts nothing; the ranking stays.
+    fs::remove(dir_ + "/a.cursor");
+    ship(a, "", "a");
+    EXPECT_EQ(number("SELECT count(*) FROM events WHERE gateway = '" + a + "'"), 8u);
+    EXPECT_EQ(ranking("op25b_block"), blocked);
+    // Bad input names the option and the value.
+    const auto [bad_by, rc2] = run("top --by blocked" + window);
+    EXPECT_EQ(rc2, 2);
+    EXPECT_NE(bad_by.find("--by 'blocked'"), std::string::npos) << bad_by;
+    const auto [bad_window, rc3] = run("top --window 0s");
+    EXPECT_EQ(rc3, 2);
+    EXPECT_NE(bad_window.find("--window '0s'"), std::string::npos) << bad_window;
+    // PostgreSQL killed: exit 1 and the reason, never an empty ranking; back: the same answer.
+    ASSERT_EQ(pg_ctl("-m immediate stop"), 0);
+    const auto [down, rc4] = run("--json top --by op25b_block" + window);
+    EXPECT_EQ(rc4, 1) << down;
+    EXPECT_NE(down.find("cannot reach the fleet's PostgreSQL"), std::string::npos) << down;
+    ASSERT_EQ(pg_ctl("start"), 0);
+    EXPECT_EQ(ranking("op25b_block"), blocked);
+}
+
+// whois, report and top from the ISP's own FreeRADIUS radacct table
+// (--bindings-source radacct): the real schema Debian's freeradius-config
+// ships, rows written by the statements of its queries.conf (Start, Interim,
+// Stop; a session still open; one whose Stop was lost, superseded by the
+// next session of its address; a Start sent again after the Stop).
+TEST_F(FleetDeskQueries, RadacctAnswersWhoisReportAndTop) {
+    const std::string schema = "/etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql";
+    std::ifstream in(schema);
+    ASSERT_TRUE(in) << schema << " missing: install freeradius-config (scripts/setup.sh)";
+    pg_connection pg(env("SEKISHO_TEST_PG_CONNINFO"));
+    pg.exec("SET client_min_messages = warning", "quiet");
+    if (text("SELECT to_regclass('radacct') IS NULL") == "t")
+        pg.exec(std::string(std::istreambuf_iterator<char>(in), {}), "FreeRADIUS's schema.sql");
+    const int64_t t0 = base + 20'000'000;
+    auto at = [&](int64_t s) { return std::to_string(t0 + s); };
+    // queries.conf's accounting start, interim-update and stop statements.
+    auto start = [&](const std::string& unique, const std::string& user, const std::string& ip,
+                     const std::string& delegated, int64_t s) {
+        pg.exec_params(
+            "INSERT INTO radacct (AcctSessionId, AcctUniqueId, UserName, Realm, NASIPAddress, NASPortId, NASPortType,"
+            " AcctStartTime, AcctUpdateTime, AcctStopTime, AcctSessionTime, AcctAuthentic, ConnectInfo_start,"
+            " ConnectInfo_Stop, AcctInputOctets, AcctOutputOctets, CalledStationId, CallingStationId,"
+            " AcctTerminateCause, ServiceType, FramedProtocol, FramedIpAddress, FramedIpv6Address, FramedIpv6Prefix,"
+            " FramedInterfaceId, DelegatedIpv6Prefix) VALUES ($1, $2, $3, NULL, '192.0.2.1', NULL, 'Virtual',"
+            " TO_TIMESTAMP($4), TO_TIMESTAMP($4), NULL, 0, 'RADIUS', '', NULL, 0, 0, '', '', NULL, 'Framed-User',"
+            " 'PPP', NULLIF($5, '')::inet, NULL, NULL, NULL, NULLIF($6, '')::inet)"
+            " ON CONFLICT (AcctUniqueId) DO UPDATE SET AcctStartTime = TO_TIMESTAMP($4),"
+            " AcctUpdateTime = TO_TIMESTAMP($4), ConnectInfo_start = ''"
+            " WHERE radacct.AcctUniqueId = $2 AND radacct.AcctStopTime IS NULL",
+            {"sess-" + unique, unique, user, at(s), ip, delegated}, "accounting start");
+    };
+    auto interim = [&](const std::string& unique, int64_t s) {
+        pg.exec_params("UPDATE radacct SET AcctInterval = ($2::bigint - EXTRACT(EPOCH FROM (COALESCE(AcctUpdateTime,"
+                       " AcctStartTime)))), AcctUpdateTime = TO_TIMESTAMP($2) WHERE AcctUniqueId = $1"
+                       " AND AcctStopTime IS NULL",
+                       {unique, at(s)}, "accounting interim-update");
+    };
+    auto stop = [&](const std::string& unique, int64_t s, const std::string& cause) {
+        pg.exec_params("UPDATE radacct SET AcctStopTime = TO_TIMESTAMP($2), AcctUpdateTime = TO_TIMESTAMP($2),"
+                       " AcctSessionTime = ($2::bigint - EXTRACT(EPOCH FROM(AcctStartTime))),"
+                       " AcctTerminateCause = $3 WHERE AcctUniqueId = $1 AND AcctStopTime IS NULL",
+                       {unique, at(s), cause}, "accounting stop");
+    };
+    const std::string u = gateway_;   // unique ids of this run
+    start(u + "-alice", "alice", "192.0.2.50", "2001:db8:50::/56", 0);
+    interim(u + "-alice", 600);
+    stop(u + "-alice", 1000, "User-Request");
+    start(u + "-alice", "alice", "192.0.2.50", "2001:db8:50::/56", 0);   // the Start again: changes nothing
+    start(u + "-bob", "bob", "192.0.2.50", "", 1000);                     // the same second: a handover
+    interim(u + "-bob", 1600);                                             // open: no Stop yet
+    start(u + "-carol", "carol", "192.0.2.60", "", 0);
+    interim(u + "-carol", 300);                                            // her Stop is lost
+    start(u + "-dave", "dave", "192.0.2.60", "", 2000);                    // the address's next session
+
+    auto holders = [&](const std::string& address, int64_t s, const std::string& source) {
+        const auto [out, rc] = run("--json whois " + address + " --at " + at(s) + source);
+        std::string h = std::to_string(rc);
+        const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+        if (!j.is_object()) return h + " " + out;
+        for (const auto& b : j["bindings"])
+            h += " " + b["account"].get<std::string>() + "(" + b["stop_cause"].get<std::string>() + ")";
+        return h;
+    };
+    const std::string radacct = " --bindings-source radacct";
+    EXPECT_EQ(holders("192.0.2.50", 500, radacct), "0 alice(User-Request)");
+    EXPECT_EQ(holders("192.0.2.50", 1000, radacct), "0 alice(User-Request) bob()");   // both ends included
+    EXPECT_EQ(holders("192.0.2.50", 90000, radacct), "0 bob()");
+    EXPECT_EQ(holders("2001:db8:50:1::9", 500, radacct), "0 alice(User-Request)");   // in her delegated /56
+    EXPECT_EQ(holders("2001:db8:50:1::9", 1500, radacct), "3");
+    EXPECT_EQ(holders("192.0.2.60", 1500, radacct), "0 carol(superseded)");            // held until the next Start
+    EXPECT_EQ(holders("192.0.2.60", 2000, radacct), "0 carol(superseded) dave()");
+    EXPECT_EQ(holders("192.0.2.60", 2500, radacct), "0 dave()");
+    EXPECT_EQ(holders("192.0.2.50", 500, ""), "3");   // the gateways' bindings know nothing of it
+    // JSON: no gateway, the session's last interim.
+    const auto [j1, rc1] = run("--json whois 192.0.2.60 --at " + at(1500) + radacct + " --radacct-table public.radacct");
+    ASSERT_EQ(rc1, 0) << j1;
+    const nlohmann::json carol = nlohmann::json::parse(j1, nullptr, false);
+    ASSERT_TRUE(carol.is_object()) << j1;
+    EXPECT_TRUE(carol["bindings"][0]["gateway"].is_null()) << j1;
+    EXPECT_EQ(carol["bindings"][0]["last_update"], t0 + 300) << j1;
+    EXPECT_EQ(carol["bindings"][0]["stop"], t0 + 2000) << j1;
+    EXPECT_EQ(carol["query"]["source"], "radacct") << j1;
+
+    // report and top attribute each event to the radacct holder at its second, whatever its gateway.
+    const std::string x = gateway_ + "-rx", y = gateway_ + "-ry";
+    ensure_event_partition(pg, t0);
+    event(x, 100, "op25b_block", "192.0.2.50", t0 - base + 500);    // alice
+    event(y, 100, "op25b_block", "192.0.2.50", t0 - base + 1500);   // bob, seen behind another edge
+    event(x, 101, "op25b_block", "192.0.2.60", t0 - base + 1500);   // carol, Stop lost
+    event(x, 102, "op25b_block", "192.0.2.60", t0 - base + 2500);   // dave
+    event(y, 101, "op25b_block", "192.0.2.70", t0 - base + 2500, "stamped");   // no session: the stamped account
+    const auto [rep, rc2] = run("--json report --since " + at(0) + " --until " + at(3000) + radacct);
+    ASSERT_EQ(rc2, 0) << rep;
+    const nlohmann::json r = nlohmann::json::parse(rep, nullptr, false);
+    ASSERT_TRUE(r.is_object()) << rep;
+    std::set<std::string> got;
+    for (const auto& s : r["sources"])
+        got.insert(s["gateway"].get<std::string>().substr(gateway_.size()) + " " + s["source_address"].get<std::string>() +
+                   " " + (s["account"].is_null() ? std::string("-") : s["account"].get<std::string>()));
+    EXPECT_EQ(got, (std::set<std::string>{"-rx 192.0.2.50 alice", "-ry 192.0.2.50 bob", "-rx 192.0.2.60 carol",
+                                          "-rx 192.0.2.60 dave", "-ry 192.0.2.70 stamped"}))
+        << rep;
+    const auto [topj, rc3] = run("--json top --by op25b_block --window 3000s --until " + at(3000) + radacct);
+    ASSERT_EQ(rc3, 0) << topj;
+    EXPECT_NE(topj.find(R"({"account":"bob","count":1,"gateways":[")" + y + R"("],"subscribers":["192.0.2.50"]})"),
+              std::string::npos)
+        << topj;
+    // Bad input: named.
+    const auto [bad, rc4] = run("whois 192.0.2.50 --bindings-source radacct --radacct-table 'radacct;x'");
+    EXPECT_EQ(rc4, 2);
+    EXPECT_NE(bad.find("--radacct-table 'radacct;x'"), std::string::npos) << bad;
+    const auto [missing, rc5] = run("whois 192.0.2.50 --bindings-source radacct --radacct-table nosuch");
+    EXPECT_EQ(rc5, 1);
+    EXPECT_NE(missing.find("no table 'nosuch'"), std::string::npos) << missing;
+    const auto [bad2, rc6] = run("whois 192.0.2.50 --bindings-source freeradius");
+    EXPECT_EQ(rc6, 2);
+    EXPECT_NE(bad2.find("--bindings-source 'freeradius'"), std::string::npos) << bad2;
 }
 
 }  // namespace

@@ -24,16 +24,14 @@
 #include "control/observe/event_log.h"
 #include "control/observe/event_log_follow.h"
 #include "control/observe/metrics.h"
+#include "tests/support/fleet_test_env.h"
 
 namespace sekisho {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
+using test::env;
 
 // A JSON line like the gateway's (time_ns in this second, an address, an account).
 std::string event_line(uint64_t i, const std::string& type = "op25b_block") {
@@ -48,14 +46,7 @@ void append(const std::string& path, const std::string& text) {
     out << text;
 }
 
-bool eventually(const std::function<bool()>& f, int seconds = 30) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-        if (f()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return f();
-}
+using test::eventually;
 
 class EventShipper : public ::testing::Test {
 protected:
