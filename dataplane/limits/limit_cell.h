@@ -117,6 +117,16 @@ inline uint32_t fleet_share_count(const uint64_t& share, uint64_t now_ns, uint64
     return static_cast<uint32_t>(word >> 32) == count_window_index(now_ns, window_ns) ? static_cast<uint32_t>(word) : 0;
 }
 
+// window_add for a cell the other gateways count in too: their share of the
+// window takes its part of `max`. The count returned is the fleet's (own +
+// share); not booked when it would pass `max`.
+inline window_result window_add_shared(limit_cell& c, const uint64_t& share, uint64_t now_ns, uint64_t window_ns,
+                                       uint32_t max, uint32_t n = 1) {
+    const uint32_t others = fleet_share_count(share, now_ns, window_ns);
+    const window_result w = window_add(c, now_ns, window_ns, max > others ? max - others : 0, n);
+    return {w.count + others, w.booked};
+}
+
 inline bool in_cooldown(limit_cell& c, uint64_t now_ns) {
     return std::atomic_ref<uint64_t>(c.cooldown_until_ns).load(std::memory_order_relaxed) > now_ns;
 }
