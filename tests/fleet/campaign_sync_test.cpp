@@ -24,6 +24,7 @@
 
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/redis_connection.h"
+#include "own_redis.h"
 #include "control/observe/metrics.h"
 #include "dataplane/inspect/campaign_table.h"
 
@@ -287,55 +288,12 @@ TEST(CampaignSyncLayout, MetricsNameTheStoreAndTheConcern) {
     EXPECT_EQ(render_metrics({}, control_snapshot{}, apply_durations{}).find("sekisho_fleet_"), std::string::npos);
 }
 
-// A Redis server of the test's own, to kill and start again.
-class own_redis {
-public:
-    explicit own_redis(std::string dir) : dir_(std::move(dir)) {
-        std::filesystem::create_directories(dir_);
-        std::ofstream(dir_ + "/password") << "campaign-test-password-" << getpid() << "\n";
-        chmod((dir_ + "/password").c_str(), 0600);
-    }
-    ~own_redis() { kill9(); std::filesystem::remove_all(dir_); }
-    std::string address() const { return "unix:" + dir_ + "/redis.sock"; }
-    std::string password_file() const { return dir_ + "/password"; }
-    bool start() {
-        std::string password;
-        std::ifstream(password_file()) >> password;
-        pid_ = fork();
-        if (pid_ == 0) {
-            const std::string sock = dir_ + "/redis.sock", log = dir_ + "/redis.log";
-            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock.c_str(), "--unixsocketperm",
-                   "700", "--requirepass", password.c_str(), "--dir", dir_.c_str(), "--save", "", "--appendonly", "no",
-                   "--logfile", log.c_str(), static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            try {
-                redis_connection r(address(), password_file());
-                if (std::string(r.command({"PING"})->str) == "PONG") return true;
-            } catch (const std::exception&) {
-            }
-            std::this_thread::sleep_for(25ms);
-        }
-        return false;
-    }
-    void kill9() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-    }
-
-private:
-    std::string dir_;
-    pid_t pid_ = -1;
-};
-
 // Redis killed mid-run: every gateway counts on locally (nothing waits);
 // the link is counted down; a new, empty Redis comes up: the gateways send
 // their window's bits again and the fleet sees the whole campaign.
 TEST_F(CampaignSync, RedisKilledMidRunThenFleetDetectionResumes) {
-    own_redis server(::testing::TempDir() + "/campaign-redis-" + std::to_string(getpid()));
+    own_redis server(::testing::TempDir() + "/campaign-redis-" + std::to_string(getpid()),
+                     "campaign-test-password");
     ASSERT_TRUE(server.start());
     gateway a("a", server.address(), server.password_file(), true), b("b", server.address(), server.password_file(), true),
         c("c", server.address(), server.password_file(), true);
@@ -384,7 +342,8 @@ TEST_F(CampaignSync, RedisKilledMidRunThenFleetDetectionResumes) {
 
 // A Redis that refuses (wrong password): counted down, never a success.
 TEST_F(CampaignSync, RefusedCredentialsKeepTheLinkDown) {
-    own_redis server(::testing::TempDir() + "/campaign-redis-auth-" + std::to_string(getpid()));
+    own_redis server(::testing::TempDir() + "/campaign-redis-auth-" + std::to_string(getpid()),
+                     "campaign-test-password");
     ASSERT_TRUE(server.start());
     const std::string wrong = ::testing::TempDir() + "/wrong-password-" + std::to_string(getpid());
     std::ofstream(wrong) << "not-the-password\n";
