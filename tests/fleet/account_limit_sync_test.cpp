@@ -12,8 +12,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,23 +27,13 @@
 #include "control/policy/policy.h"
 #include "control/policy/policy_compiler.h"
 #include "dataplane/compiled_policy.h"
+#include "fleet_sync_fixture.h"
 #include "own_redis.h"
 
 namespace sekisho {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
-
-uint64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 const std::string account = "alice@example.net";
 const std::string bystander = "bob@example.net";
@@ -88,53 +76,19 @@ struct gateway {
     }
 };
 
-class AccountLimitSync : public ::testing::Test {
+class AccountLimitSync : public fleet_sync_fixture<gateway> {
 protected:
     void SetUp() override {
-        if (redis_.empty()) GTEST_SKIP() << "run through with_fleet_stores.sh";
-        // Each test its own window length, hence its own keys in the shared Redis.
-        const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-        window_s_ = 3600 + std::hash<std::string>{}(test) % 100000;
-        const uint64_t window_ns = window_s_ * 1'000'000'000ull;
-        start_ = realtime_ns();
-        now_ = start_;
-        if (window_ns - now_ % window_ns < 120'000'000'000ull) now_ += 120'000'000'000ull;
+        fleet_sync_fixture::SetUp();
         policy_ = "limits:\n  - {name: msgs-fleet, measure: messages, scope: account, max: 5, window: " +
                   std::to_string(window_s_) + "s}\n";
     }
-    uint64_t clock() const { return now_ + (realtime_ns() - start_); }
-    uint64_t window_ns() const { return window_s_ * 1'000'000'000ull; }
+    void turn(gateway& g) override { g.sync->poll(clock(), *g.policy); }
     std::string key(const std::string& who = account) const {
-        return account_limit_key("msgs-fleet", window_ns(), count_window_index(clock(), window_ns()), who);
+        return account_limit_key("msgs-fleet", window_ns_, count_window_index(clock(), window_ns_), who);
     }
-
-    // Every gateway's control-thread turn (10 ms) until `done` or the timeout.
-    bool pump(const std::vector<gateway*>& gws, const std::function<bool()>& done,
-              std::chrono::milliseconds timeout = 5000ms) {
-        const auto end = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            for (gateway* g : gws)
-                if (g->sync) {
-                    const auto t0 = std::chrono::steady_clock::now();
-                    g->sync->poll(clock(), *g->policy);
-                    slowest_poll_ = std::max(slowest_poll_, std::chrono::steady_clock::now() - t0);
-                }
-            if (done()) return true;
-            if (std::chrono::steady_clock::now() > end) return false;
-            std::this_thread::sleep_for(10ms);
-        }
-    }
-    // Every gateway's next `rounds` completed syncs (two: what one sent has
-    // been read back by the others, and the shares are stored).
-    bool settle(const std::vector<gateway*>& gws, uint64_t rounds = 3) {
-        std::vector<uint64_t> base;
-        for (gateway* g : gws) base.push_back(g->sync->counters().syncs);
-        return pump(gws, [&] {
-            for (size_t i = 0; i < gws.size(); ++i)
-                if (gws[i]->sync->counters().syncs < base[i] + rounds) return false;
-            return true;
-        });
-    }
+    // Three syncs: what one gateway sent is read back by the others and stored.
+    bool settle(const std::vector<gateway*>& gws) { return fleet_sync_fixture::settle(gws, 3); }
     // The hash's fields as Redis holds them.
     std::map<std::string, std::string> fields(const std::string& k) {
         redis_connection r(redis_, password_);
@@ -146,11 +100,7 @@ protected:
         return out;
     }
 
-    uint64_t window_s_ = 0, now_ = 0, start_ = 0;
     std::string policy_;
-    std::chrono::steady_clock::duration slowest_poll_{};
-    std::string redis_ = env("SEKISHO_TEST_REDIS");
-    std::string password_ = env("SEKISHO_TEST_REDIS_PASSWORD_FILE");
 };
 
 // The sequence: 3 on A, then B (where the account has sent nothing yet)

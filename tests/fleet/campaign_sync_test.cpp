@@ -24,6 +24,7 @@
 
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/redis_connection.h"
+#include "fleet_sync_fixture.h"
 #include "own_redis.h"
 #include "control/observe/metrics.h"
 #include "dataplane/inspect/campaign_table.h"
@@ -32,17 +33,6 @@ namespace sekisho {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
-
-uint64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // The subscriber key hash of bot i (distinct per bot, as mail_tracker's would be).
 uint64_t bot(uint64_t i) { return 0x5b5b0000'00000000ull + i * 0x9e3779b97f4a7c15ull; }
@@ -75,61 +65,14 @@ struct gateway {
     }
 };
 
-class CampaignSync : public ::testing::Test {
+class CampaignSync : public fleet_sync_fixture<gateway> {
 protected:
-    void SetUp() override {
-        if (env("SEKISHO_TEST_REDIS").empty()) GTEST_SKIP() << "run through with_fleet_stores.sh";
-        // Each test its own window length: its own keys in the shared Redis.
-        const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-        window_ns_ = (3600 + std::hash<std::string>{}(test) % 100000) * 1'000'000'000ull;
-        start_ = realtime_ns();
-        now_ = start_;
-        // Far enough from the window's end for the test to run inside it.
-        if (window_ns_ - now_ % window_ns_ < 120'000'000'000ull) now_ += 120'000'000'000ull;
-    }
-
-    // The gateways' clock: the test's instant, advanced by real time (so
-    // that sync_interval passes between scans).
-    uint64_t clock() const { return now_ + (realtime_ns() - start_); }
+    void turn(gateway& g) override { g.sync->poll(clock(), window_ns_); }
     uint32_t window() const { return campaign_table::window_index(now_, window_ns_); }
     std::string key() const { return campaign_key(window_ns_, window(), fingerprint); }
 
-    // Every gateway's control-thread turn (10 ms) until `done` or the timeout.
-    bool pump(const std::vector<gateway*>& gws, const std::function<bool()>& done,
-              std::chrono::milliseconds timeout = 5000ms) {
-        const auto end = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            for (gateway* g : gws)
-                if (g->sync) {
-                    const auto t0 = std::chrono::steady_clock::now();
-                    g->sync->poll(clock(), window_ns_);
-                    slowest_poll_ = std::max(slowest_poll_, std::chrono::steady_clock::now() - t0);
-                }
-            if (done()) return true;
-            if (std::chrono::steady_clock::now() > end) return false;
-            std::this_thread::sleep_for(10ms);
-        }
-    }
-    // Waits for every gateway's next completed sync (two, so that what one
-    // sent has been read back by the others).
-    bool settle(const std::vector<gateway*>& gws, uint64_t rounds = 2) {
-        std::vector<uint64_t> base;
-        for (gateway* g : gws) base.push_back(g->sync->counters().syncs);
-        return pump(gws, [&] {
-            for (size_t i = 0; i < gws.size(); ++i)
-                if (gws[i]->sync->counters().syncs < base[i] + rounds) return false;
-            return true;
-        });
-    }
-
     uint32_t estimate(gateway& g) { return g.table->peek(fingerprint, bot(0), clock(), window_ns_).subscribers; }
 
-    uint64_t window_ns_ = 0;
-    uint64_t now_ = 0;
-    uint64_t start_ = 0;
-    std::chrono::steady_clock::duration slowest_poll_{};
-    std::string redis_ = env("SEKISHO_TEST_REDIS");
-    std::string password_ = env("SEKISHO_TEST_REDIS_PASSWORD_FILE");
 };
 
 // 30 bots, 10 behind each of three gateways, one message each in turn: the
