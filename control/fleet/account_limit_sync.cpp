@@ -2,8 +2,6 @@
 #include "control/fleet/account_limit_sync.h"
 
 #include <nlohmann/json.hpp>
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <charconv>
@@ -314,12 +312,7 @@ nlohmann::json account_limit_sync::status() const {
 }
 
 void account_limit_sync::run() {
-    // A write to a Redis that died raises SIGPIPE, whose default kills the
-    // daemon: blocked on this thread, the write fails with EPIPE instead.
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    block_sigpipe_on_this_thread();
     redis_side side(settings_, signals_);
     uint64_t bad_logged = 0;
     while (signals_.wait_for(settings_.sync_interval_ns)) {
