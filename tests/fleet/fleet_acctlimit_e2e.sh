@@ -35,15 +35,9 @@ fleet_start_redis || abort "redis-server did not start"
   printf 'limits:\n  - {name: msgs-fleet, measure: messages, scope: account, max: 3, window: 1d, action: tempfail}\n'
 } >"$TMP/policy.yaml"
 
-run=0
 metrics_port=9132   # in each gateway's own namespace
-start_gateway() { # a | c
-  run=$((run + 1))
-  rm -f "$sock"
-  e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
-    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
-  local i
-  for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+start_gateway() { # a | c: up, in the fleet, alice bound behind it
+  lab_start_gateway "$1"
   e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: gateway gateway-$1" 10 "sekishod $1"
   bind_alice
 }
@@ -57,14 +51,10 @@ smtp() { # 0 when alice's message is delivered through the current gateway
   timeout 20 ip netns exec "$NETLAB_NS_SUB" swaks --server "$NETLAB_RELAY_V4" --port 25 --timeout 5 \
     --local-interface 198.51.100.7 --from a@example.jp --to b@example.net --body hello >"$TMP/swaks.log" 2>&1
 }
-metric() { # NAME{LABELS}: its value on the current gateway ("" when absent)
-  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
-    awk -v m="$1" '$1 == m { print $2 }'
-}
 wait_metric_at_least() { # NAME{LABELS} VALUE: at most 10 s
   local i v
   for ((i = 0; i < 100; i++)); do
-    v="$(metric "$1")"
+    v="$(lab_metric "$1")"
     [ -n "$v" ] && awk -v v="$v" -v w="$2" 'BEGIN { exit !(v + 0 >= w + 0) }' && return 0
     sleep 0.1
   done
@@ -93,7 +83,7 @@ for l in a c; do
 done
 
 lab_use a
-wait_metric_at_least "$link" 1 && pass "A: $link 1" || fail "A: $link '$(metric "$link")'"
+wait_metric_at_least "$link" 1 && pass "A: $link 1" || fail "A: $link '$(lab_metric "$link")'"
 delivered "alice's 1st message through A"
 delivered "alice's 2nd message through A"
 settle
@@ -104,23 +94,23 @@ settle
 lab_use a
 refused "alice's 4th message through A"
 wait_metric_at_least sekisho_fleet_account_limit_shared_accounts 1 && pass "A: an account shared" ||
-  fail "A: shared_accounts '$(metric sekisho_fleet_account_limit_shared_accounts)'"
+  fail "A: shared_accounts '$(lab_metric sekisho_fleet_account_limit_shared_accounts)'"
 wait_metric_at_least sekisho_fleet_account_limit_syncs_total 5 && pass "A: syncs counted" ||
-  fail "A: syncs '$(metric sekisho_fleet_account_limit_syncs_total)'"
+  fail "A: syncs '$(lab_metric sekisho_fleet_account_limit_syncs_total)'"
 [ "$(fleet_redis_cli --scan --pattern 'sekisho:acct:1d:*:msgs-fleet:a:alice@example.jp' | wc -l)" = 1 ] &&
   pass "one hash for alice's window in Redis" || fail "Redis keys: $(fleet_redis_cli --scan --pattern 'sekisho:acct:*')"
 
 # Redis killed: the limit holds on both gateways.
 fleet_kill_redis
-for ((i = 0; i < 100; i++)); do [ "$(metric "$link")" = 0 ] && break; sleep 0.1; done
-[ "$(metric "$link")" = 0 ] && pass "A: $link 0 while Redis is down" || fail "A: $link '$(metric "$link")'"
+for ((i = 0; i < 100; i++)); do [ "$(lab_metric "$link")" = 0 ] && break; sleep 0.1; done
+[ "$(lab_metric "$link")" = 0 ] && pass "A: $link 0 while Redis is down" || fail "A: $link '$(lab_metric "$link")'"
 refused "alice through A while Redis is down"
 lab_use c
 refused "alice through C while Redis is down"
 fleet_start_redis || abort "redis-server did not restart"
 lab_use a
-for ((i = 0; i < 100; i++)); do [ "$(metric "$link")" = 1 ] && break; sleep 0.1; done
-[ "$(metric "$link")" = 1 ] && pass "A: $link 1 again" || fail "A: $link '$(metric "$link")'"
+for ((i = 0; i < 100; i++)); do [ "$(lab_metric "$link")" = 1 ] && break; sleep 0.1; done
+[ "$(lab_metric "$link")" = 1 ] && pass "A: $link 1 again" || fail "A: $link '$(lab_metric "$link")'"
 
 # kill -9 of C and a restart: its local counts are gone, its count in Redis is not.
 lab_use c
@@ -128,7 +118,7 @@ settle
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
 start_gateway c
-for ((i = 0; i < 100; i++)); do [ "$(metric "$link")" = 1 ] && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do [ "$(lab_metric "$link")" = 1 ] && break; sleep 0.1; done
 settle
 refused "alice through C after its kill -9 and a restart"
 
