@@ -116,6 +116,10 @@ public:
     // One exchange; throws redis_error when the link fails midway.
     result exchange(const snapshot& s) {
         result out;
+        if (s.limits.empty()) {   // no shared limit in the policy: the link is only watched
+            link_->command({"PING"});
+            return out;
+        }
         const std::string ttl =
             std::to_string(std::max<uint64_t>(1, (2 * max_window(s) + 999'999'999) / 1'000'000'000));
         std::vector<std::string> prefixes;
@@ -269,9 +273,10 @@ void account_limit_sync::poll(uint64_t now_ns, const compiled_policy& policy) {
     store_shares(policy);
     if (last_scan_ns_ != 0 && now_ns >= last_scan_ns_ && now_ns - last_scan_ns_ < settings_.sync_interval_ns) return;
     last_scan_ns_ = now_ns;
+    // No shared limit: an empty snapshot all the same, so that the link is
+    // kept and watched (a policy that adds one finds it up).
     snapshot s;
     s.limits = shared_limits(policy);
-    if (s.limits.empty()) return;
     for (const shared_limit& l : s.limits) s.windows.push_back(count_window_index(now_ns, l.window_ns));
     for (uint32_t id = 1; id <= accounts_.size(); ++id) {
         const account_record& rec = accounts_.records()[id];

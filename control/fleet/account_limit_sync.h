@@ -120,8 +120,9 @@ public:
 
     // Every control-thread turn (now_ns: Unix time, the workers' packet
     // clock): stores the shares that came back, and once per sync_interval
-    // hands the current windows' counts to the thread. A policy with no
-    // shared limit sends nothing. A new policy generation clears every
+    // hands the current windows' counts to the thread (live mode only: a
+    // replay counts alone). A policy with no shared limit sends nothing;
+    // the link is only watched (PING). A new policy generation clears every
     // account's shares first (its limits may sit in other cells). Never
     // blocks beyond short mutex holds.
     void poll(uint64_t now_ns, const compiled_policy& policy);

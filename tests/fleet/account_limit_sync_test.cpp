@@ -252,6 +252,16 @@ TEST_F(AccountLimitSync, BadFieldsAreCountedAndIgnored) {
     EXPECT_TRUE(said);
 }
 
+// A policy without a shared limit (a connection rate stays per gateway):
+// nothing is written, the link is only watched.
+TEST_F(AccountLimitSync, WithoutSharedLimitsTheLinkIsOnlyWatched) {
+    gateway a("gw-a", "limits:\n  - {name: conn-acct, measure: connections, scope: account, max: 5, window: 10s}\n",
+              redis_, password_);
+    ASSERT_TRUE(pump({&a}, [&] { return a.sync->counters().link_up && a.sync->counters().syncs >= 2; }));
+    EXPECT_EQ(a.sync->counters().counts_sent, 0u);
+    EXPECT_EQ(a.sync->counters().counts_fetched, 0u);
+}
+
 TEST(AccountLimitLayout, OnlyAccountWindowLimitsAreShared) {
     const auto pol = compile_policy(
         load_policy_text(std::string(test::lab_policy_text) +
