@@ -2,8 +2,6 @@
 #include "control/fleet/campaign_sync.h"
 
 #include <nlohmann/json.hpp>
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <bit>
@@ -14,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "control/fleet/fleet_thread_signals.h"
 #include "control/fleet/redis_connection.h"
 
 namespace sekisho {
@@ -219,13 +218,7 @@ nlohmann::json campaign_sync::status() const {
 }
 
 void campaign_sync::run() {
-    // A write to a Redis that died raises SIGPIPE, whose default kills the
-    // daemon: blocked on this thread, the write fails with EPIPE instead and
-    // hiredis reports a lost connection.
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    block_sigpipe_on_this_thread();
     std::unique_ptr<redis_connection> link;
     auto backoff = backoff_first;
     auto next_attempt = std::chrono::steady_clock::now();

@@ -8,6 +8,8 @@
 
 #include "control/api/api_request.h"
 #include "control/data_plane.h"
+#include "control/identity/account_registry.h"
+#include "control/fleet/account_limit_sync.h"
 #include "control/fleet/binding_shipper.h"
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/operator_sync.h"
@@ -34,6 +36,14 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         cs.redis_tls_ca_file = config_.redis_tls_ca_file;
         cs.sync_interval_ns = config_.sync_interval_ns;
         campaign_ = std::make_unique<campaign_sync>(cs, *context_.plane->campaigns(), context_.log);
+    }
+    if (!config_.redis_address.empty() && context_.plane != nullptr && context_.plane->account_table() != nullptr &&
+        context_.plane->limit_state() != nullptr) {
+        account_limit_sync_settings as;
+        as.gateway = config_.gateway;
+        as.redis = redis_endpoint_of(config_);
+        as.sync_interval_ns = config_.sync_interval_ns;
+        account_limits_ = std::make_unique<account_limit_sync>(as, *context_.plane->account_table(), context_.log);
     }
     if (!config_.postgres_conninfo_file.empty() && context_.decisions && context_.plane) {
         operator_sync_options o;
@@ -71,16 +81,24 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
 
 fleet_link::~fleet_link() = default;
 
+namespace {
+// Unix time in ns: the workers' packet clock in live mode, whose windows the
+// shared counts are aligned to.
+uint64_t wall_clock_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
 void fleet_link::poll() {
     if (campaign_) {
         // The running policy's subscriber window (0: it counts no campaign subscribers).
         const std::shared_ptr<const policy> p = context_.plane->running_policy();
         const windowed_score& subscribers = p->inspection.campaign_subscribers;
-        timespec ts{};
-        clock_gettime(CLOCK_REALTIME, &ts);
-        const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-        campaign_->poll(now, subscribers.max ? subscribers.window_ns : 0);
+        campaign_->poll(wall_clock_ns(), subscribers.max ? subscribers.window_ns : 0);
     }
+    if (account_limits_) account_limits_->poll(wall_clock_ns(), context_.plane->limit_state()->compiled());
     if (operator_sync_) operator_sync_->poll();
     if (policy_) policy_->poll();
     if (events_ && context_.log)
@@ -105,6 +123,23 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
         snapshot.fleet.push_back({"sekisho_fleet_campaign_merge_overflows_total",
                                   "Fleet campaign bits dropped: the local campaign table was full.", true, {},
                                   static_cast<double>(c.merge_overflows)});
+    }
+    if (account_limits_) {
+        const account_limit_sync_counters c = account_limits_->counters();
+        add_fleet_link_samples(snapshot.fleet, "redis", "account_limits", c.link_up, c.link_downs,
+                               c.last_sync_seconds);
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_syncs_total",
+                                  "Intervals whose account-scope window counts were exchanged with the fleet's Redis.",
+                                  true, {}, static_cast<double>(c.syncs)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_counts_total",
+                                  "Account window counts exchanged with the fleet's Redis, by direction (sent: a "
+                                  "changed count written; fetched: an account's fleet counts read back).",
+                                  true, {{"direction", "sent"}}, static_cast<double>(c.counts_sent)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_counts_total", "", true, {{"direction", "fetched"}},
+                                  static_cast<double>(c.counts_fetched)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_shared_accounts",
+                                  "Accounts whose limits the last sync gave a share of the other gateways' counts.",
+                                  false, {}, static_cast<double>(c.accounts_shared)});
     }
     if (operator_sync_) operator_sync_->add_to_snapshot(snapshot);
     if (policy_) policy_->add_to_snapshot(snapshot);
@@ -151,6 +186,7 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
 
 nlohmann::json fleet_link::status() const {
     nlohmann::json j = {{"gateway", config_.gateway}, {"group", config_.group}};
+    if (account_limits_) j["account_limits"] = account_limits_->status();
     if (campaign_) j["campaign"] = campaign_->status();
     if (operator_sync_) j["operator"] = operator_sync_->status();
     if (policy_) j["policy"] = policy_->status();

@@ -26,6 +26,7 @@
 
 namespace sekisho {
 
+class account_limit_sync;
 class binding_shipper;
 class campaign_sync;
 class control_api;
@@ -73,6 +74,7 @@ public:
 private:
     fleet_config config_;
     fleet_context context_;
+    std::unique_ptr<account_limit_sync> account_limits_;   // Redis configured and account limit cells
     std::unique_ptr<campaign_sync> campaign_;   // Redis configured and a campaign table: fleet-wide campaigns
     std::unique_ptr<operator_sync> operator_sync_;   // suspensions (operator_sync.h); null without PostgreSQL
     std::unique_ptr<policy_sync> policy_;   // with postgres: policy versions and fleet status

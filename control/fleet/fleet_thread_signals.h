@@ -7,6 +7,9 @@
 // thread; one mutex of its own, held briefly.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -15,6 +18,16 @@
 #include <vector>
 
 namespace sekisho {
+
+// A write to a store that died raises SIGPIPE, whose default kills the
+// daemon: a fleet thread blocks it for itself when it starts, so the write
+// fails with EPIPE and the link is counted down instead.
+inline void block_sigpipe_on_this_thread() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+}
 
 class fleet_thread_signals {
 public:

@@ -40,6 +40,12 @@ inline bool gcra_take(limit_cell& c, uint64_t now_ns, uint64_t interval_ns, uint
     }
 }
 
+// The index of the window holding `now_ns`, modulo 2^32 (what a cell's word
+// and a fleet share carry).
+inline uint32_t count_window_index(uint64_t now_ns, uint64_t window_ns) {
+    return static_cast<uint32_t>((now_ns / window_ns) & 0xffffffffull);
+}
+
 // Fixed window: adds `n` to the current window's count if the result stays
 // within `max`; returns the count after the attempt and whether it was booked.
 struct window_result {
@@ -68,7 +74,7 @@ inline window_result window_add(limit_cell& c, uint64_t now_ns, uint64_t window_
 // window_add; an older one as 0).
 inline uint32_t window_count(const limit_cell& c, uint64_t now_ns, uint64_t window_ns) {
     const uint64_t word = std::atomic_ref<const uint64_t>(c.word).load(std::memory_order_relaxed);
-    const uint32_t index = static_cast<uint32_t>((now_ns / window_ns) & 0xffffffffull);
+    const uint32_t index = count_window_index(now_ns, window_ns);
     return static_cast<int32_t>(static_cast<uint32_t>(word >> 32) - index) >= 0 ? static_cast<uint32_t>(word) : 0;
 }
 // GCRA: requests booked ahead of `now_ns`, i.e. how full the burst is
@@ -92,6 +98,33 @@ inline uint64_t cooldown_until(const limit_cell& c) {
 inline void clear_cell(limit_cell& c) {
     std::atomic_ref<uint64_t>(c.word).store(0, std::memory_order_relaxed);
     std::atomic_ref<uint64_t>(c.cooldown_until_ns).store(0, std::memory_order_relaxed);
+}
+
+// Fleet mode (account scope, count per window): the count of the account's
+// other gateways in one window, as one word (window index << 32 | count) so
+// that a share from an older window counts as 0 without anyone clearing it.
+// The control thread stores it (relaxed, whole word); the workers load it
+// (relaxed) and refuse when their own count plus the share passes the max.
+inline uint64_t fleet_share_word(uint32_t window, uint32_t count) {
+    return static_cast<uint64_t>(window) << 32 | count;
+}
+inline void store_fleet_share(uint64_t& share, uint32_t window, uint32_t count) {
+    std::atomic_ref<uint64_t>(share).store(fleet_share_word(window, count), std::memory_order_relaxed);
+}
+// The share in the window of `now_ns`; 0 when it was counted in another one.
+inline uint32_t fleet_share_count(const uint64_t& share, uint64_t now_ns, uint64_t window_ns) {
+    const uint64_t word = std::atomic_ref<const uint64_t>(share).load(std::memory_order_relaxed);
+    return static_cast<uint32_t>(word >> 32) == count_window_index(now_ns, window_ns) ? static_cast<uint32_t>(word) : 0;
+}
+
+// window_add for a cell the other gateways count in too: their share of the
+// window takes its part of `max`. The count returned is the fleet's (own +
+// share); not booked when it would pass `max`.
+inline window_result window_add_shared(limit_cell& c, const uint64_t& share, uint64_t now_ns, uint64_t window_ns,
+                                       uint32_t max, uint32_t n = 1) {
+    const uint32_t others = fleet_share_count(share, now_ns, window_ns);
+    const window_result w = window_add(c, now_ns, window_ns, max > others ? max - others : 0, n);
+    return {w.count + others, w.booked};
 }
 
 inline bool in_cooldown(limit_cell& c, uint64_t now_ns) {

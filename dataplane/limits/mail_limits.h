@@ -57,6 +57,12 @@ struct alignas(64) account_record {
     uint32_t groups = 0;      // bit per account group (control plane writes)
     uint32_t suspended = 0;   // 利用停止: nonzero refuses every SMTP connection (control API)
     limit_cell cells[max_account_limit_slots];
+    // Fleet mode: per cell, what the account's other gateways counted in the
+    // same window (fleet_share_word in limit_cell.h; 0 without a fleet). The
+    // control thread writes it, the workers add it to their own count.
+    uint64_t fleet_share[max_account_limit_slots] = {};
 };
+// Two cache lines, with or without the fleet's shares.
+static_assert(sizeof(account_record) == 128);
 
 }  // namespace sekisho

@@ -173,6 +173,11 @@ limit_cell* mail_tracker::cell_for(const compiled_limit& l, context& ctx) {
     return nullptr;
 }
 
+const uint64_t* mail_tracker::fleet_share(const compiled_limit& l, const context& ctx) const {
+    if (l.scope != limit_scope::account || ctx.account == 0 || ctx.account >= state_.max_accounts) return nullptr;
+    return &state_.accounts[ctx.account].fleet_share[l.slot];
+}
+
 // The end of a message (before its end-of-data marker goes on): its content
 // verdict, the subscriber's score over its window, and what they lead to.
 limit_action mail_tracker::judge_message(const compiled_policy& policy, context& ctx) {
@@ -259,14 +264,22 @@ limit_action mail_tracker::check(const compiled_policy& policy, limit_measure m,
                 exceeded = true;
             } else if (m == limit_measure::connections) {
                 exceeded = !gcra_take(*cell, ctx.now_ns, l.gcra_interval_ns, l.gcra_tolerance_ns);
-            } else if (l.action == limit_action::monitor) {
-                // Nothing is refused: keep counting past max so events carry the real count.
-                count = window_add(*cell, ctx.now_ns, l.window_ns, UINT32_MAX).count;
-                exceeded = count > l.max;
             } else {
-                const window_result w = window_add(*cell, ctx.now_ns, l.window_ns, l.max);
-                count = w.booked ? w.count : w.count + 1;
-                exceeded = !w.booked;
+                // Fleet mode: what the account's other gateways counted in
+                // this window takes its part of the max (exact locally, the
+                // share as of the last sync); events carry the fleet's count.
+                const uint64_t* share = fleet_share(l, ctx);
+                if (l.action == limit_action::monitor) {
+                    // Nothing is refused: keep counting past max so events carry the real count.
+                    count = window_add(*cell, ctx.now_ns, l.window_ns, UINT32_MAX).count +
+                            (share ? fleet_share_count(*share, ctx.now_ns, l.window_ns) : 0);
+                    exceeded = count > l.max;
+                } else {
+                    const window_result w = share ? window_add_shared(*cell, *share, ctx.now_ns, l.window_ns, l.max)
+                                                  : window_add(*cell, ctx.now_ns, l.window_ns, l.max);
+                    count = w.booked ? w.count : w.count + 1;
+                    exceeded = !w.booked;
+                }
             }
             // A refusal inside the cooldown does not extend it: a client retrying
             // more often than the cooldown must still get through after it.

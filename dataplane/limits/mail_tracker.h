@@ -117,6 +117,10 @@ private:
 
     limit_action check(const compiled_policy& policy, limit_measure m, context& ctx);
     limit_cell* cell_for(const compiled_limit& l, context& ctx);
+    // Account scope: the account's share of the other gateways' counts
+    // (mail_limits.h fleet_share); nullptr for the other scopes and unbound
+    // addresses.
+    const uint64_t* fleet_share(const compiled_limit& l, const context& ctx) const;
     void emit(const compiled_policy& policy, event_type type, unsigned limit, const context& ctx, uint32_t count,
               uint8_t flags = 0);
     void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);

@@ -24,6 +24,8 @@
 
 #include "control/fleet/campaign_sync.h"
 #include "control/fleet/redis_connection.h"
+#include "fleet_sync_fixture.h"
+#include "own_redis.h"
 #include "control/observe/metrics.h"
 #include "dataplane/inspect/campaign_table.h"
 
@@ -31,17 +33,6 @@ namespace sekisho {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
-
-uint64_t realtime_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // The subscriber key hash of bot i (distinct per bot, as mail_tracker's would be).
 uint64_t bot(uint64_t i) { return 0x5b5b0000'00000000ull + i * 0x9e3779b97f4a7c15ull; }
@@ -74,61 +65,14 @@ struct gateway {
     }
 };
 
-class CampaignSync : public ::testing::Test {
+class CampaignSync : public fleet_sync_fixture<gateway> {
 protected:
-    void SetUp() override {
-        if (env("SEKISHO_TEST_REDIS").empty()) GTEST_SKIP() << "run through with_fleet_stores.sh";
-        // Each test its own window length: its own keys in the shared Redis.
-        const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-        window_ns_ = (3600 + std::hash<std::string>{}(test) % 100000) * 1'000'000'000ull;
-        start_ = realtime_ns();
-        now_ = start_;
-        // Far enough from the window's end for the test to run inside it.
-        if (window_ns_ - now_ % window_ns_ < 120'000'000'000ull) now_ += 120'000'000'000ull;
-    }
-
-    // The gateways' clock: the test's instant, advanced by real time (so
-    // that sync_interval passes between scans).
-    uint64_t clock() const { return now_ + (realtime_ns() - start_); }
+    void turn(gateway& g) override { g.sync->poll(clock(), window_ns_); }
     uint32_t window() const { return campaign_table::window_index(now_, window_ns_); }
     std::string key() const { return campaign_key(window_ns_, window(), fingerprint); }
 
-    // Every gateway's control-thread turn (10 ms) until `done` or the timeout.
-    bool pump(const std::vector<gateway*>& gws, const std::function<bool()>& done,
-              std::chrono::milliseconds timeout = 5000ms) {
-        const auto end = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            for (gateway* g : gws)
-                if (g->sync) {
-                    const auto t0 = std::chrono::steady_clock::now();
-                    g->sync->poll(clock(), window_ns_);
-                    slowest_poll_ = std::max(slowest_poll_, std::chrono::steady_clock::now() - t0);
-                }
-            if (done()) return true;
-            if (std::chrono::steady_clock::now() > end) return false;
-            std::this_thread::sleep_for(10ms);
-        }
-    }
-    // Waits for every gateway's next completed sync (two, so that what one
-    // sent has been read back by the others).
-    bool settle(const std::vector<gateway*>& gws, uint64_t rounds = 2) {
-        std::vector<uint64_t> base;
-        for (gateway* g : gws) base.push_back(g->sync->counters().syncs);
-        return pump(gws, [&] {
-            for (size_t i = 0; i < gws.size(); ++i)
-                if (gws[i]->sync->counters().syncs < base[i] + rounds) return false;
-            return true;
-        });
-    }
-
     uint32_t estimate(gateway& g) { return g.table->peek(fingerprint, bot(0), clock(), window_ns_).subscribers; }
 
-    uint64_t window_ns_ = 0;
-    uint64_t now_ = 0;
-    uint64_t start_ = 0;
-    std::chrono::steady_clock::duration slowest_poll_{};
-    std::string redis_ = env("SEKISHO_TEST_REDIS");
-    std::string password_ = env("SEKISHO_TEST_REDIS_PASSWORD_FILE");
 };
 
 // 30 bots, 10 behind each of three gateways, one message each in turn: the
@@ -287,55 +231,12 @@ TEST(CampaignSyncLayout, MetricsNameTheStoreAndTheConcern) {
     EXPECT_EQ(render_metrics({}, control_snapshot{}, apply_durations{}).find("sekisho_fleet_"), std::string::npos);
 }
 
-// A Redis server of the test's own, to kill and start again.
-class own_redis {
-public:
-    explicit own_redis(std::string dir) : dir_(std::move(dir)) {
-        std::filesystem::create_directories(dir_);
-        std::ofstream(dir_ + "/password") << "campaign-test-password-" << getpid() << "\n";
-        chmod((dir_ + "/password").c_str(), 0600);
-    }
-    ~own_redis() { kill9(); std::filesystem::remove_all(dir_); }
-    std::string address() const { return "unix:" + dir_ + "/redis.sock"; }
-    std::string password_file() const { return dir_ + "/password"; }
-    bool start() {
-        std::string password;
-        std::ifstream(password_file()) >> password;
-        pid_ = fork();
-        if (pid_ == 0) {
-            const std::string sock = dir_ + "/redis.sock", log = dir_ + "/redis.log";
-            execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock.c_str(), "--unixsocketperm",
-                   "700", "--requirepass", password.c_str(), "--dir", dir_.c_str(), "--save", "", "--appendonly", "no",
-                   "--logfile", log.c_str(), static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            try {
-                redis_connection r(address(), password_file());
-                if (std::string(r.command({"PING"})->str) == "PONG") return true;
-            } catch (const std::exception&) {
-            }
-            std::this_thread::sleep_for(25ms);
-        }
-        return false;
-    }
-    void kill9() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGKILL);
-        waitpid(pid_, nullptr, 0);
-        pid_ = -1;
-    }
-
-private:
-    std::string dir_;
-    pid_t pid_ = -1;
-};
-
 // Redis killed mid-run: every gateway counts on locally (nothing waits);
 // the link is counted down; a new, empty Redis comes up: the gateways send
 // their window's bits again and the fleet sees the whole campaign.
 TEST_F(CampaignSync, RedisKilledMidRunThenFleetDetectionResumes) {
-    own_redis server(::testing::TempDir() + "/campaign-redis-" + std::to_string(getpid()));
+    own_redis server(::testing::TempDir() + "/campaign-redis-" + std::to_string(getpid()),
+                     "campaign-test-password");
     ASSERT_TRUE(server.start());
     gateway a("a", server.address(), server.password_file(), true), b("b", server.address(), server.password_file(), true),
         c("c", server.address(), server.password_file(), true);
@@ -384,7 +285,8 @@ TEST_F(CampaignSync, RedisKilledMidRunThenFleetDetectionResumes) {
 
 // A Redis that refuses (wrong password): counted down, never a success.
 TEST_F(CampaignSync, RefusedCredentialsKeepTheLinkDown) {
-    own_redis server(::testing::TempDir() + "/campaign-redis-auth-" + std::to_string(getpid()));
+    own_redis server(::testing::TempDir() + "/campaign-redis-auth-" + std::to_string(getpid()),
+                     "campaign-test-password");
     ASSERT_TRUE(server.start());
     const std::string wrong = ::testing::TempDir() + "/wrong-password-" + std::to_string(getpid());
     std::ofstream(wrong) << "not-the-password\n";

@@ -7,6 +7,11 @@
 #   lab_use NAME          make lab NAME (created on first use: NETLAB_ID "$$NAME", logs in
 #                         $TMP/logs-NAME) the current one: NETLAB_*, daemon_pid, sock ($TMP/api-NAME.sock)
 #   lab_save              keep the current lab's globals (lab_use does it before switching)
+#   lab_start_gateway N   sekishod in the current lab from $TMP/policy-N.yaml and $TMP/fleet-N.yaml
+#                         (events $TMP/events-N.jsonl, state $TMP/state-N, API on $sock, metrics on
+#                         127.0.0.1:$metrics_port in the lab's gateway namespace); its log is
+#                         $NETLAB_LOGDIR/sekishod-$run.log, $run counting the script's starts
+#   lab_metric NAME       a metric's value (NAME{LABELS} as exposed) on the current gateway, "" if absent
 #   fleet_labs_cleanup    the EXIT trap: every lab down, the stores stopped, $TMP removed
 #                         (kept with KEEP_TMP=1), the script's exit status kept
 declare -A lab_ns_sub lab_ns_gw lab_ns_up lab_logdir lab_pids lab_daemon
@@ -37,6 +42,21 @@ lab_use() { # NAME
   daemon_pid="${lab_daemon[$1]}"
   # shellcheck disable=SC2034  # the scripts' sekishoctl calls use it
   sock="$TMP/api-$1.sock"
+}
+run=0
+# shellcheck disable=SC2154  # metrics_port: each script picks its own
+lab_start_gateway() { # NAME
+  run=$((run + 1))
+  rm -f "$sock"
+  e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
+    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
+  local i
+  for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+}
+# shellcheck disable=SC2154  # metrics_port: each script picks its own
+lab_metric() { # NAME{LABELS}
+  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
+    awk -v m="$1" '$1 == m { print $2 }'
 }
 # shellcheck disable=SC2317  # called from the EXIT trap
 fleet_labs_cleanup() {

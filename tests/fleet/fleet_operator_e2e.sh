@@ -49,16 +49,7 @@ fleet_start_redis || abort "redis-server did not start"
   printf 'limits:\n  - {name: msgs-capped, measure: messages, scope: account, max: 1, window: 10m, applies_to: "group:capped"}\n'
 } >"$TMP/policy.yaml"
 
-run=0
 metrics_port=9131   # in each gateway's own namespace
-start_gateway() { # a | c
-  run=$((run + 1))
-  rm -f "$sock"
-  e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
-    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
-  local i
-  for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
-}
 acct() { # ATTRIBUTES: radclient in the current gateway's namespace; fails unless answered
   echo "$1" | timeout 20 ip netns exec "$NETLAB_NS_GW" radclient -x -r 1 -t 2 -S "$TMP/secret" \
     127.0.0.1:1813 acct 2>&1 | grep -q "Received Accounting-Response"
@@ -78,13 +69,9 @@ is_suspended() { # ACCOUNT: on the current gateway
   "$ctl" --socket "$sock" --json account list --suspended 2>/dev/null |
     /usr/bin/python3 -c 'import json,sys; sys.exit(0 if sys.argv[1] in [a["account"] for a in json.load(sys.stdin)["accounts"]] else 1)' "$1"
 }
-metric() { # NAME{LABELS}: its value on the current gateway ("" when absent)
-  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
-    awk -v m="$1" '$1 == m { print $2 }'
-}
 wait_metric() { # NAME{LABELS} VALUE: at most 10 s
   local i
-  for ((i = 0; i < 100; i++)); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do [ "$(lab_metric "$1")" = "$2" ] && return 0; sleep 0.1; done
   return 1
 }
 link='sekisho_fleet_link_up{store="postgres",concern="operator"}'
@@ -108,7 +95,7 @@ for l in a c; do
   fleet_write_config "$TMP/fleet-$l.yaml" "gateway-$l"
   netlab_up --gateway || abort "lab $l setup failed"
   netlab_start_sinks || abort "sinks of lab $l"
-  start_gateway "$l"
+  lab_start_gateway "$l"
   sessions
   e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: gateway gateway-$l" 10 "sekishod $l"
 done
@@ -166,7 +153,7 @@ wait "$daemon_pid" 2>/dev/null
 lab_use a
 ctl_expect 0 "account suspend bob on A while C is down" account suspend bob@example.jp
 lab_use c
-start_gateway c
+lab_start_gateway c
 if smtp_from 198.51.100.7; then fail "alice delivered through C after its kill -9"; else
   pass "alice still refused through C after kill -9 and a restart"; fi
 if wait_state bob@example.jp 0; then pass "bob (suspended while C was down) suspended on C after its restart"; else
@@ -178,26 +165,26 @@ if smtp_from 198.51.100.130; then fail "bob delivered through C"; else pass "bob
   "alice@example.jp@gateway-a bob@example.jp@gateway-a" ] && pass "fleet_suspensions: alice and bob, from gateway-a" ||
   fail "fleet_suspensions: $(fleet_psql "SELECT * FROM fleet_suspensions")"
 
-wait_metric "$link" 1 && pass "C: $link 1" || fail "C: $link '$(metric "$link")'"
+wait_metric "$link" 1 && pass "C: $link 1" || fail "C: $link '$(lab_metric "$link")'"
 wait_metric sekisho_fleet_operator_changes_applied_total 1 && pass "C applied bob's suspension after its restart (applied_total 1)" ||
-  fail "C: applied_total '$(metric sekisho_fleet_operator_changes_applied_total)'"
+  fail "C: applied_total '$(lab_metric sekisho_fleet_operator_changes_applied_total)'"
 lab_use a
 wait_metric sekisho_fleet_operator_changes_published_total 4 && pass "A published 4 changes" ||
-  fail "A: published_total '$(metric sekisho_fleet_operator_changes_published_total)'"
+  fail "A: published_total '$(lab_metric sekisho_fleet_operator_changes_published_total)'"
 
 # PostgreSQL killed mid-run: A keeps enforcing and queues; C gets the change once it is back.
 fleet_kill_postgres
 ctl_expect 0 "account suspend zed on A while PostgreSQL is down" account suspend zed@example.jp --create
 wait_metric sekisho_fleet_operator_outbox_backlog 1 && pass "A: one change waits in the outbox" ||
-  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
-wait_metric "$link" 0 && pass "A: $link 0 while PostgreSQL is down" || fail "A: $link '$(metric "$link")'"
+  fail "A: outbox_backlog '$(lab_metric sekisho_fleet_operator_outbox_backlog)'"
+wait_metric "$link" 0 && pass "A: $link 0 while PostgreSQL is down" || fail "A: $link '$(lab_metric "$link")'"
 fleet_start_postgres || abort "PostgreSQL did not restart"
 lab_use c
 for ((i = 0; i < 100; i++)); do is_suspended zed@example.jp && break; sleep 0.1; done
 is_suspended zed@example.jp && pass "zed suspended on C once PostgreSQL is back" || fail "zed not suspended on C"
 lab_use a
 wait_metric sekisho_fleet_operator_outbox_backlog 0 && pass "A: the outbox is empty again" ||
-  fail "A: outbox_backlog '$(metric sekisho_fleet_operator_outbox_backlog)'"
+  fail "A: outbox_backlog '$(lab_metric sekisho_fleet_operator_outbox_backlog)'"
 [ "$(fleet_psql "SELECT count(*) FROM operator_changes")" = 5 ] && pass "five changes in the fleet's log" ||
   fail "operator_changes: $(fleet_psql "SELECT id, gateway, kind, account FROM operator_changes ORDER BY id")"
 

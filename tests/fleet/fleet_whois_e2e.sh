@@ -46,16 +46,7 @@ fleet_start_postgres || abort "PostgreSQL did not start"
   printf 'events:\n  aggregate_window: 0s\n'
 } >"$TMP/policy.yaml"
 
-run=0
 metrics_port=9133   # in each gateway's own namespace
-start_gateway() { # a | c
-  run=$((run + 1))
-  rm -f "$sock"
-  e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-$run.log" --policy "$TMP/policy-$1.yaml" --events "$TMP/events-$1.jsonl" \
-    --api-socket "$sock" --state-dir "$TMP/state-$1" --fleet "$TMP/fleet-$1.yaml" --metrics "127.0.0.1:$metrics_port"
-  local i
-  for ((i = 0; i < 50; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
-}
 acct() { # ATTRIBUTES: radclient in the current gateway's namespace; fails unless answered
   echo "$1" | timeout 20 ip netns exec "$NETLAB_NS_GW" radclient -x -r 1 -t 2 -S "$TMP/secret" \
     127.0.0.1:1813 acct 2>&1 | grep -q "Received Accounting-Response"
@@ -77,10 +68,6 @@ attempts() { # COUNT
   done
   [ "$blocked" = "$1" ] && pass "$1 attempts through $lab_current blocked fast" || fail "only $blocked of $1 blocked through $lab_current"
 }
-metric() { # NAME{LABELS}: its value on the current gateway ("" when absent)
-  timeout 5 ip netns exec "$NETLAB_NS_GW" curl -sf "http://127.0.0.1:$metrics_port/metrics" |
-    awk -v m="$1" '$1 == m { print $2 }'
-}
 wait_until() { # SECONDS WHAT COMMAND...: true once COMMAND succeeds
   local deadline=$(($(date +%s) + $1)) what="$2"
   shift 2
@@ -100,7 +87,7 @@ for l in a c; do
     >"$TMP/fleet-$l.yaml"
   netlab_up --gateway || abort "lab $l setup failed"
   netlab_start_sinks || abort "sinks of lab $l"
-  start_gateway "$l"
+  lab_start_gateway "$l"
   e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: bindings: PostgreSQL link up" 20 "sekishod $l"
 done
 
@@ -128,13 +115,13 @@ lab_use c
 t_bob=$(date +%s)
 radius Start bob@example.jp s-bob "$t_bob"
 bindings_link='sekisho_fleet_link_up{store="postgres",concern="bindings"}'
-backlog_waits() { [ "$(metric sekisho_fleet_bindings_backlog_rows)" = 1 ] && [ "$(metric "$bindings_link")" = 0 ]; }
+backlog_waits() { [ "$(lab_metric sekisho_fleet_bindings_backlog_rows)" = 1 ] && [ "$(lab_metric "$bindings_link")" = 0 ]; }
 wait_until 15 "C: bob's binding waits in the history while PostgreSQL is down (backlog 1, link 0)" backlog_waits
 next_second
 attempts 3
 t2=$(date +%s)
 fleet_start_postgres || abort "PostgreSQL did not restart"
-caught_up() { [ "$(metric sekisho_fleet_bindings_backlog_rows)" = 0 ] && [ "$(metric "$bindings_link")" = 1 ]; }
+caught_up() { [ "$(lab_metric sekisho_fleet_bindings_backlog_rows)" = 0 ] && [ "$(lab_metric "$bindings_link")" = 1 ]; }
 wait_until 30 "C: after PostgreSQL's restart the backlog drains (backlog 0, link 1)" caught_up
 
 # Everything shipped: two binding rows, the events of both gateways.
@@ -233,8 +220,8 @@ cmp -s "$TMP/local-a.txt" "$TMP/fleet-a.txt" && pass "gateway A's own report agr
 
 for l in a c; do
   lab_use "$l"
-  [ "$(metric "$bindings_link")" = 1 ] && pass "$l: $bindings_link 1" || fail "$l: $bindings_link '$(metric "$bindings_link")'"
-  shipped="$(metric sekisho_fleet_bindings_shipped_total)"
+  [ "$(lab_metric "$bindings_link")" = 1 ] && pass "$l: $bindings_link 1" || fail "$l: $bindings_link '$(lab_metric "$bindings_link")'"
+  shipped="$(lab_metric sekisho_fleet_bindings_shipped_total)"
   [ -n "$shipped" ] && [ "$shipped" -ge 1 ] && pass "$l: sekisho_fleet_bindings_shipped_total $shipped" ||
     fail "$l: sekisho_fleet_bindings_shipped_total '$shipped'"
 done
@@ -251,7 +238,7 @@ wait_until 20 "carol's binding on C shipped" three_rows
 kill -9 "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
 [ -f "$TMP/state-c/fleet/bindings.cursor" ] && pass "C: the bindings cursor is on disk" || fail "C: no bindings cursor"
-start_gateway c
+lab_start_gateway c
 e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-$run.log" "fleet: bindings: PostgreSQL link up" 20 "sekishod c restarted"
 t_bob_stop=$(date +%s)
 radius Stop bob@example.jp s-bob "$t_bob_stop"
@@ -260,10 +247,10 @@ bob_closed() {
 }
 wait_until 20 "after C's kill -9 and restart, bob's Stop closes his row" bob_closed
 # The metrics are refreshed each second: wait for the count, then check it stays.
-shipped_one() { [ "$(metric sekisho_fleet_bindings_shipped_total)" = 1 ]; }
+shipped_one() { [ "$(lab_metric sekisho_fleet_bindings_shipped_total)" = 1 ]; }
 wait_until 10 "the restarted C counts one row shipped" shipped_one
 sleep 1.5
-shipped="$(metric sekisho_fleet_bindings_shipped_total)"
+shipped="$(lab_metric sekisho_fleet_bindings_shipped_total)"
 [ "$shipped" = 1 ] && pass "the restarted C shipped only bob's Stop (shipped_total 1): from its cursor" ||
   fail "the restarted C shipped '$shipped' rows: not from its cursor"
 [ "$(fleet_psql "SELECT count(*) FROM bindings")" = 3 ] && pass "still three rows in bindings" ||

@@ -269,6 +269,9 @@ struct account_setup {
     uint32_t id;
     uint32_t groups = 0;   // account group bits (the order of account_groups)
     bool suspended = false;
+    // Fleet mode: per account limit slot, what the other gateways counted in
+    // the window the fixture starts in (the control thread's fleet_share).
+    std::vector<std::pair<uint8_t, uint32_t>> fleet_shares = {};
 };
 
 struct fixture {
@@ -363,6 +366,28 @@ std::vector<fixture> fixtures() {
         {{"flows_created", 3}, {"commands", 4 + 3 + 6}, {"messages", 6}, {"tempfails_sent", 2}},
         3,
         {{dyn4a, 1}, {dyn4b, 1}},
+    });
+
+    std::vector<step> next_window = open_session(1);
+    next_window.front().after(11000);
+    t.push_back({
+        "messages_tempfail_by_account_with_fleet_share",
+        "messages, account scope, fleet mode: the account's other gateways sent 2 of its 3 in this window, so "
+        "its second MAIL FROM here is refused with the fleet's count; in the next window that share is stale "
+        "(counts 0) and two messages pass",
+        "limits:\n  - {name: msgs-account, measure: messages, scope: account, max: 3, window: 10s}\n",
+        {{dyn4a, 40001}, {dyn4b, 40002}},
+        {open_session(0), client(0, mail_from), server(0, mail_ok), client(0, rset), server(0, rset_ok),
+         client(0, mail_from)
+             .replaced_by(tempfail_for_client_segment())
+             .raises({limit_hit("msgs-account", limit_action::tempfail, 4, 1), session_end(2, 0, 0, 1)}),
+         next_window,
+         client(1, mail_from), server(1, mail_ok), client(1, rset), server(1, rset_ok),
+         client(1, mail_from), server(1, mail_ok)},
+        {{"flows_created", 2}, {"commands", 4 + 4}, {"messages", 4}, {"tempfails_sent", 1}},
+        2,
+        {{dyn4a, 1}, {dyn4b, 1}},
+        {{1, 0, false, {{0, 2}}}},
     });
 
     t.push_back({
@@ -727,6 +752,11 @@ public:
         for (const account_setup& a : f.accounts) {
             accounts_[a.id].groups = a.groups;
             accounts_[a.id].suspended = a.suspended ? 1 : 0;
+            for (const auto& [slot, count] : a.fleet_shares)
+                for (unsigned i = 0; i < policy_->limit_count(); ++i)
+                    if (policy_->limit(i).scope == limit_scope::account && policy_->limit(i).slot == slot)
+                        store_fleet_share(accounts_[a.id].fleet_share[slot],
+                                          count_window_index(base_ns, policy_->limit(i).window_ns), count);
         }
         mail_state st;
         st.subscribers = &subscribers_;
