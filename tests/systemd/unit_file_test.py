@@ -177,7 +177,18 @@ class Install(unittest.TestCase):
                     proc = subprocess.run(["systemd-analyze", "--man=no", "verify", copy],
                                           capture_output=True, text=True, timeout=60)
                     self.assertEqual(proc.returncode, 0, proc.stderr)
-                    self.assertEqual((proc.stdout + proc.stderr).strip(), "", "verify warned")
+                    # verify also loads the units ours is ordered against (network-online.target
+                    # and what hangs off it) and repeats the host's own warnings about them
+                    # (Debian's freeradius.service: MemoryLimit=): those are not ours.
+                    ours = [line for line in (proc.stdout + proc.stderr).splitlines()
+                            if line.strip() and not self.host_unit_warning(line)]
+                    self.assertEqual(ours, [], "verify warned")
+
+    @staticmethod
+    def host_unit_warning(line):
+        """A warning verify prints about a unit file the host installed, not about ours."""
+        host_dirs = ("/lib/systemd/system/", "/usr/lib/systemd/system/", "/etc/systemd/system/")
+        return line.startswith(host_dirs) and "sekishod" not in line
 
     def test_the_unit_runs_hardened(self):
         unit = Unit(self.unit_path("/usr"))
