@@ -63,6 +63,9 @@ struct gateway {
                                                         [this](const std::string& l) { log.push_back(l); });
         }
     }
+    // On a Redis of the test's own (own_redis.h).
+    gateway(std::string n, const std::string& policy_text, const own_redis& server)
+        : gateway(std::move(n), policy_text, server.address(), server.password_file()) {}
     void use_policy(const std::string& text) {
         policy = compile_policy(load_policy_text(std::string(test::lab_policy_text) + text, name + ".yaml"),
                                 test::next_generation());
@@ -95,6 +98,12 @@ protected:
                   std::to_string(window_s_) + "s}\n";
     }
     void turn(gateway& g) override { g.sync->poll(clock(), *g.policy); }
+    // `n` MAIL FROMs of `who` on `g`, all booked.
+    bool booked(gateway& g, int n, const std::string& who = account) {
+        for (int i = 0; i < n; ++i)
+            if (!g.send(clock(), who)) return false;
+        return true;
+    }
     std::string key(const std::string& who = account) const {
         return account_limit_key("msgs-fleet", window_ns_, count_window_index(clock(), window_ns_), who);
     }
@@ -186,9 +195,8 @@ TEST_F(AccountLimitSync, ResendAfterALostLinkChangesNothing) {
 TEST_F(AccountLimitSync, RedisKilledLocalLimitsHoldSharesResume) {
     own_redis server(::testing::TempDir() + "/acct-redis-" + std::to_string(getpid()), "acct-test-password");
     ASSERT_TRUE(server.start());
-    gateway a("gw-a", policy_, server.address(), server.password_file()),
-        b("gw-b", policy_, server.address(), server.password_file());
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.send(clock()));
+    gateway a("gw-a", policy_, server), b("gw-b", policy_, server);
+    ASSERT_TRUE(booked(a, 3));
     ASSERT_TRUE(b.send(clock()));
     ASSERT_TRUE(settle({&a, &b}));
     ASSERT_EQ(a.share(clock()), 1u);
@@ -279,8 +287,7 @@ TEST_F(AccountLimitSync, WithoutSharedLimitsTheLinkIsOnlyWatched) {
 // fleet's 5 count anew, and the 6th after the reset is refused again.
 TEST_F(AccountLimitSync, ResetOnEveryGatewayLetsTheAccountSendAgain) {
     gateway a("gw-a", policy_, redis_, password_), b("gw-b", policy_, redis_, password_);
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.send(clock()));
-    for (int i = 0; i < 2; ++i) ASSERT_TRUE(b.send(clock()));
+    ASSERT_TRUE(booked(a, 3) && booked(b, 2));
     ASSERT_TRUE(settle({&a, &b}));
     ASSERT_FALSE(a.send(clock()));
     ASSERT_FALSE(b.send(clock()));
@@ -316,7 +323,7 @@ TEST_F(AccountLimitSync, ASnapshotFromBeforeTheResetIsNotSentAfterIt) {
     for (int n = 0; n < 12; ++n) {
         const std::string who = "user" + std::to_string(n) + "@example.net";
         b.accounts->id_of(who);
-        for (int i = 0; i < 4; ++i) ASSERT_TRUE(a.send(clock(), who));
+        ASSERT_TRUE(booked(a, 4, who));
         std::this_thread::sleep_for(60ms);   // past sync_interval: the next poll scans
         a.sync->poll(clock(), *a.policy);     // the snapshot holding who's 4
         if (n % 2) std::this_thread::sleep_for(std::chrono::milliseconds(n));   // let the thread take it, or not
@@ -336,10 +343,8 @@ TEST_F(AccountLimitSync, ASnapshotFromBeforeTheResetIsNotSentAfterIt) {
 TEST_F(AccountLimitSync, RedisDownAtTheResetDeletesWhenBack) {
     own_redis server(::testing::TempDir() + "/acct-reset-redis-" + std::to_string(getpid()), "acct-test-password");
     ASSERT_TRUE(server.start());
-    gateway a("gw-a", policy_, server.address(), server.password_file()),
-        b("gw-b", policy_, server.address(), server.password_file());
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.send(clock()));
-    for (int i = 0; i < 2; ++i) ASSERT_TRUE(b.send(clock()));
+    gateway a("gw-a", policy_, server), b("gw-b", policy_, server);
+    ASSERT_TRUE(booked(a, 3) && booked(b, 2));
     ASSERT_TRUE(settle({&a, &b}));
     ASSERT_EQ(a.share(clock()), 2u);
     {
