@@ -297,7 +297,7 @@ std::string limits_subject(const json& j) {
 }
 void print_limit_table(const json& limits) {
     std::cout << std::left << std::setw(24) << "LIMIT" << std::setw(9) << "SCOPE" << std::setw(24) << "MEASURE"
-              << std::setw(12) << "COUNT/MAX" << std::setw(34) << "COOLDOWN" << "STATE\n";
+              << std::setw(12) << "COUNT/MAX" << std::setw(8) << "FLEET" << std::setw(34) << "COOLDOWN" << "STATE\n";
     for (const auto& l : limits) {
         const std::string cooldown =
             l["cooldown_until"].is_null()
@@ -309,7 +309,9 @@ void print_limit_table(const json& limits) {
                                                              : "ok (does not apply)";
         std::cout << std::left << std::setw(24) << shown(l["limit"]) << std::setw(9) << shown(l["scope"])
                   << std::setw(24) << shown(l["measure"]) + (l.contains("rate") ? " (burst)" : "") << std::setw(12)
-                  << shown(l["count"]) + "/" + shown(l["max"]) << std::setw(34) << cooldown << state << "\n";
+                  << shown(l["count"]) + "/" + shown(l["max"]) << std::setw(8)
+                  << (l.contains("fleet_share") ? "+" + shown(l["fleet_share"]) : std::string("-")) << std::setw(34)
+                  << cooldown << state << "\n";
     }
 }
 }  // namespace

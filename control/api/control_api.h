@@ -113,6 +113,10 @@ public:
     // `status` shows what `fleet_status` returns under "fleet" (null without).
     // Control thread.
     void show_fleet_status(std::function<nlohmann::json()> fleet_status) { fleet_status_ = std::move(fleet_status); }
+    // Fleet mode: told of every limits reset that cleared account cells, the
+    // API's and the fleet's (limit_desk::on_account_reset); empty: nobody.
+    // Control thread.
+    void on_account_limits_reset(limit_desk::account_reset_fn fn) { limits_.on_account_reset(std::move(fn)); }
     // Fleet mode (control/fleet/policy_sync.h): applies `text`, the fleet's
     // policy version `fleet_version` desired for `group`, through the same
     // path as an API apply (validated, compiled off the control thread,

@@ -59,9 +59,10 @@ cell_place place_of(const compiled_limit& l, uint32_t account) {
 
 // One limit's reading from its cells (none: no state; several: one record per worker that saw
 // the subscriber): count against max and cool-down of the record nearest to tripping, the total
-// count over the records when there are several.
+// count over the records when there are several. `share`: an account cell's fleet share word
+// (mail_limits.h), nullptr for the other cells.
 json reading(const limit_rule& rule, const compiled_limit& l, const std::vector<const limit_cell*>& cells,
-             uint64_t now_ns) {
+             const uint64_t* share, uint64_t now_ns) {
     json j = {{"limit", rule.name},
               {"measure", to_string(rule.measure)},
               {"scope", to_string(rule.scope)},
@@ -80,7 +81,10 @@ json reading(const limit_rule& rule, const compiled_limit& l, const std::vector<
     }
     const uint32_t max = rate ? rule.burst : rule.max;
     const bool cooling = until > now_ns;
+    // The other gateways' count in this window (0 without a fleet), added to the own by the workers.
+    const uint32_t others = share && !rate ? fleet_share_count(*share, now_ns, l.window_ns) : 0;
     j["count"] = count;
+    if (share && !rate) j["fleet_share"] = others;
     j["max"] = max;
     if (rate) j["rate"] = std::to_string(rule.max) + " per " + std::to_string(rule.window_ns / 1'000'000'000ull) + " s";
     j["tracked"] = !cells.empty();
@@ -91,7 +95,7 @@ json reading(const limit_rule& rule, const compiled_limit& l, const std::vector<
     j["cooldown_s"] = cooling ? static_cast<double>(until - now_ns) / 1e9 : 0.0;
     j["cooldown_until"] = cooling ? json(utc_time_text(static_cast<int64_t>(until / 1'000'000'000ull))) : json(nullptr);
     j["cooldown_until_unix"] = cooling ? json(until / 1'000'000'000ull) : json(nullptr);
-    j["tripped"] = cooling || count >= max;
+    j["tripped"] = cooling || uint64_t{count} + others >= max;
     return j;
 }
 
@@ -191,6 +195,7 @@ api_response limit_desk::answer(const pending& p, const std::vector<limit_record
     const uint32_t groups = acct ? std::atomic_ref<uint32_t>(acct->groups).load(std::memory_order_relaxed) : 0;
 
     json limits = json::array(), cleared = json::array();
+    uint32_t account_cells = 0;   // cleared by this reset
     for (unsigned i = 0; i < compiled.limit_count() && i < pol->limits.size(); ++i) {
         const compiled_limit& l = compiled.limit(i);
         const limit_rule& rule = pol->limits[i];
@@ -210,11 +215,15 @@ api_response limit_desk::answer(const pending& p, const std::vector<limit_record
                 if (rec.found) cells.push_back(&rec.cells[at.index]);
             }
         }
-        json j = reading(rule, l, cells, now_ns);
+        const uint64_t* share = at.at == cell_place::where::account && acct ? &acct->fleet_share[at.index] : nullptr;
+        json j = reading(rule, l, cells, share, now_ns);
         if (c.by_address) j["applies"] = compiled.limit_applies(i, cls, groups);
         const bool selected = c.limit_name.empty() || c.limit_name == rule.name;
         if (reset && selected) {
-            if (at.at == cell_place::where::account && acct) clear_cell(acct->cells[at.index]);
+            if (at.at == cell_place::where::account && acct) {
+                reset_account_cell(*acct, at.index);
+                account_cells |= 1u << at.index;
+            }
             cleared.push_back(rule.name);
         }
         limits.push_back(std::move(j));
@@ -225,6 +234,7 @@ api_response limit_desk::answer(const pending& p, const std::vector<limit_record
                  {"limits", limits}};
     if (c.by_address) body["address"] = address_text(c.prefix);
     if (reset) body["reset"] = cleared;   // the readings are from before the reset
+    if (account_cells != 0 && account_reset_) account_reset_(p.account, account_cells, now_ns, compiled);
     return {200, api_json_text(body)};
 }
 

@@ -15,6 +15,13 @@
 //    and cleared in place (limit_cell.h).
 //  - by account: the account scope limits only (the others are per address:
 //    ask by address).
+// Fleet mode (account scope, counted per window): each such reading shows the
+// other gateways' count stored for the account (`fleet_share`), which the
+// workers add to the account's own count; `tripped` judges the sum. A reset
+// of an account cell clears its share too, then tells the account reset
+// listener (account_limit_sync, so that the fleet's hash is deleted), with
+// the cells cleared; a reset by address clears the share of the account
+// bound to the address now, the address and prefix cells have none.
 // One worker request runs at a time; others wait in order (at most
 // max_waiting, then 503). A request the workers do not answer within
 // answer_timeout (no worker running) is answered 503.
@@ -24,6 +31,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <optional>
 
 #include "control/api/api_request.h"
@@ -32,11 +40,20 @@
 
 namespace sekisho {
 
+class compiled_policy;
 class data_plane;
 
 class limit_desk {
 public:
     explicit limit_desk(data_plane& plane) : plane_(plane) {}
+
+    // After a reset cleared account cells: the account's id, a bit per
+    // account_record cell cleared, the reset's Unix time, the policy the
+    // workers count under. Control thread; must not block.
+    using account_reset_fn =
+        std::function<void(uint32_t account, uint32_t cells, uint64_t now_ns, const compiled_policy& policy)>;
+    // Fleet mode, once the fleet link exists; empty: nobody is told.
+    void on_account_reset(account_reset_fn fn) { account_reset_ = std::move(fn); }
 
     // limits_show or limits_reset; answers through `reply`, now or from poll().
     void handle(const api_command& c, api_reply reply);
@@ -58,6 +75,7 @@ private:
     api_response answer(const pending& p, const std::vector<limit_record_answer>* records);
 
     data_plane& plane_;
+    account_reset_fn account_reset_;
     std::optional<pending> running_;
     std::deque<pending> waiting_;
 };

@@ -108,6 +108,14 @@ public:
         tried_ = true;
     }
 
+    // Deletes the hashes of reset accounts (pipelined); throws redis_error
+    // when the link fails midway (the caller keeps them for the next try).
+    void remove(const std::vector<std::string>& keys) {
+        for (const std::string& key : keys) link_->append({"DEL", key});
+        for (size_t i = 0; i < keys.size(); ++i) link_->reply();
+        for (const std::string& key : keys) sent_.erase(key);   // Redis no longer holds them
+    }
+
     struct result {
         std::vector<share> shares;
         uint64_t sent = 0, fetched = 0, bad_fields = 0;
@@ -170,9 +178,11 @@ public:
         }
         for (const auto& [k, account] : fetch) link_->append({"HGETALL", prefixes[k] + ":a:" + account});
         std::vector<std::pair<uint32_t, std::string>> now_hot;
+        std::vector<std::string> lost;   // keys whose field of this process is not what was written
         for (const auto& [k, account] : fetch) {
             const redis_reply r = link_->reply();
             uint64_t others = 0;
+            std::optional<uint32_t> mine;
             for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 const redisReply* name = r->element[i];
                 const std::optional<uint32_t> v = parse_count(r->element[i + 1]);
@@ -180,16 +190,22 @@ public:
                     ++out.bad_fields;
                     continue;
                 }
-                if (name->type == REDIS_REPLY_STRING && field_ == std::string_view(name->str, name->len)) continue;
+                if (name->type == REDIS_REPLY_STRING && field_ == std::string_view(name->str, name->len)) {
+                    mine = v;
+                    continue;
+                }
                 others += *v;
             }
             ++out.fetched;
             const shared_limit& l = s.limits[k];
             const auto own = local[k].find(account);
             const uint64_t total = others + (own == local[k].end() ? 0 : own->second);
-            if (others != 0)
-                out.shares.push_back({l.name, l.window_ns, s.windows[k], account,
-                                      static_cast<uint32_t>(std::min<uint64_t>(others, UINT32_MAX))});
+            // Deleted by a reset (another gateway's DEL) or lost with Redis's
+            // data: written again at the next exchange.
+            if (own != local[k].end() && mine != own->second) lost.push_back(prefixes[k] + ":a:" + account);
+            // 0 included: a hash emptied by a reset takes the share back.
+            out.shares.push_back({l.name, l.window_ns, s.windows[k], account,
+                                  static_cast<uint32_t>(std::min<uint64_t>(others, UINT32_MAX))});
             if (total != 0 && total * 2 >= l.max && !hot[k].count(account)) now_hot.emplace_back(k, account);
         }
         // 3. Accounts that reached half their max join the window's hot set.
@@ -199,6 +215,7 @@ public:
         }
         for (size_t i = 0; i < 2 * now_hot.size(); ++i) link_->reply();
         for (const auto& [key, value] : wrote) sent_[key] = value;
+        for (const std::string& key : lost) sent_.erase(key);
         return out;
     }
 
@@ -252,7 +269,7 @@ void account_limit_sync::store_shares(const compiled_policy& policy) {
         if (l == limits.end() || !accounts_.knows(s.account)) continue;
         const uint32_t id = accounts_.id_of(s.account);
         store_fleet_share(accounts_.records()[id].fleet_share[l->slot], s.window, s.others);
-        ++applied;
+        applied += s.others != 0;
     }
     std::lock_guard lock(mu_);
     counters_.shares_applied += applied;
@@ -288,8 +305,44 @@ void account_limit_sync::poll(uint64_t now_ns, const compiled_policy& policy) {
     {
         std::lock_guard lock(mu_);
         if (outbox_) ++counters_.superseded;
+        s.resets = resets_;
         outbox_ = std::move(s);
     }
+    signals_.wake();
+}
+
+void account_limit_sync::account_reset(uint32_t account, uint32_t slots, uint64_t now_ns,
+                                       const compiled_policy& policy) {
+    const std::string* name = accounts_.name_of(account);
+    if (name == nullptr) return;
+    std::vector<std::string> keys;
+    for (const shared_limit& l : shared_limits(policy))
+        if (l.slot < 32 && (slots >> l.slot & 1u) != 0)
+            keys.push_back(account_limit_key(l.name, l.window_ns, count_window_index(now_ns, l.window_ns), *name));
+    if (keys.empty()) return;
+    uint64_t dropped = 0;
+    {
+        std::lock_guard lock(mu_);
+        // Counted before the reset: neither sent nor stored after it.
+        if (outbox_) ++counters_.superseded;
+        outbox_.reset();
+        inbox_.clear();
+        ++resets_;
+        ++counters_.resets;
+        for (std::string& key : keys) {
+            if (deletes_.size() >= max_pending_deletes) {
+                ++dropped;
+                continue;
+            }
+            deletes_.push_back(std::move(key));
+        }
+        counters_.reset_deletes_dropped += dropped;
+        counters_.reset_deletes_pending = deletes_.size();
+    }
+    if (dropped != 0 && log_)
+        log_("fleet: account limits: " + std::to_string(dropped) + " reset delete(s) of account " + *name +
+             " dropped: " + std::to_string(max_pending_deletes) +
+             " wait for the redis link already; the other gateways count its old share until the window ends");
     signals_.wake();
 }
 
@@ -311,6 +364,10 @@ nlohmann::json account_limit_sync::status() const {
                         {"bad_fields", c.bad_fields},
                         {"hot_truncated", c.hot_truncated},
                         {"superseded", c.superseded},
+                        {"resets", c.resets},
+                        {"reset_deletes", c.reset_deletes},
+                        {"reset_deletes_dropped", c.reset_deletes_dropped},
+                        {"reset_deletes_pending", c.reset_deletes_pending},
                         {"last_sync_seconds", c.last_sync_seconds}};
     if (!c.last_error.empty()) j["last_error"] = c.last_error;
     return j;
@@ -322,12 +379,37 @@ void account_limit_sync::run() {
     uint64_t bad_logged = 0;
     while (signals_.wait_for(settings_.sync_interval_ns)) {
         std::optional<snapshot> s;
+        std::vector<std::string> deletes;
         {
             std::lock_guard lock(mu_);
             s.swap(outbox_);
+            deletes.swap(deletes_);
         }
-        if (!s || !side.connect(counters_, mu_)) continue;
+        // Deletes wait for the link, in front of those queued since.
+        const auto keep = [&] {
+            std::lock_guard lock(mu_);
+            const size_t room = max_pending_deletes - std::min(max_pending_deletes, deletes_.size());
+            if (deletes.size() > room) {
+                counters_.reset_deletes_dropped += deletes.size() - room;
+                deletes.resize(room);
+            }
+            deletes_.insert(deletes_.begin(), deletes.begin(), deletes.end());
+            counters_.reset_deletes_pending = deletes_.size();
+        };
+        if (!s && deletes.empty()) continue;
+        if (!side.connect(counters_, mu_)) {
+            keep();
+            continue;
+        }
         try {
+            if (!deletes.empty()) {
+                side.remove(deletes);
+                std::lock_guard lock(mu_);
+                counters_.reset_deletes += deletes.size();
+                counters_.reset_deletes_pending = deletes_.size();
+                deletes.clear();
+            }
+            if (!s) continue;
             redis_side::result r = side.exchange(*s);
             timespec ts{};
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -343,10 +425,12 @@ void account_limit_sync::run() {
             counters_.last_sync_seconds = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
             // One sync's shares (bounded by one snapshot's accounts plus
             // max_hot per limit): newer ones replace those not taken yet.
-            if (!inbox_.empty()) ++counters_.superseded;
-            inbox_ = std::move(r.shares);
+            // Read before a reset the control thread made since: stale.
+            if (!inbox_.empty() || s->resets != resets_) ++counters_.superseded;
+            if (s->resets == resets_) inbox_ = std::move(r.shares);
         } catch (const std::exception& e) {
             side.lost(e.what(), counters_, mu_);
+            keep();
         }
     }
 }

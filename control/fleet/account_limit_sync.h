@@ -41,6 +41,27 @@
 // below half the max an account's share reaches only the gateways it sends
 // through.
 //
+// A `limits reset` of an account (made here, or applied from the fleet by
+// operator_sync on every gateway) clears the account's cells and its stored
+// shares of the limits reset (limit_desk), then calls account_reset(): the
+// hashes of the current window of those limits are deleted (DEL), so that no
+// gateway's count from before the reset is read back as a share. Every
+// gateway applying the same reset deletes them again: harmless, DEL of a
+// missing key is nothing. The order that makes it enough, all on one thread:
+// the snapshot not yet taken by the thread is discarded (it may hold counts
+// from before the reset); a snapshot the thread is already sending is
+// written before the DEL, which removes it; the thread deletes before it
+// takes the next snapshot, which poll() takes after the reset; the shares
+// read back by an exchange that began before the reset are discarded, not
+// stored. A gateway that has not applied the reset yet may write its old
+// count again once (it changed, or its HGETALL shows Redis lost its field);
+// its own DEL, when the reset reaches it, removes that too. Shares follow
+// the hashes: an account whose hash holds no other gateway's count gets a
+// share of 0. Redis down at the reset: the local reset holds at once (cells
+// and shares cleared); the deletes wait, bounded (max_pending_deletes,
+// beyond counted as dropped and logged), and are done first when the link
+// is back, before any count is sent.
+//
 // Redis down, slow or refusing: local limits go on exactly as before; the
 // shares already stored stay in force until their window ends (then count
 // 0). The link is counted down, the thread reconnects with backoff (100 ms
@@ -105,6 +126,10 @@ struct account_limit_sync_counters {
     uint64_t bad_fields = 0;              // hash fields that are not a count (ignored, logged)
     uint64_t hot_truncated = 0;           // intervals whose hot set exceeded max_hot
     uint64_t superseded = 0;              // snapshots or shares replaced before taken
+    uint64_t resets = 0;                  // account resets of shared limits (account_reset)
+    uint64_t reset_deletes = 0;           // hashes deleted for them (DEL, whether or not present)
+    uint64_t reset_deletes_dropped = 0;   // deletes not done: more than max_pending_deletes waited
+    uint64_t reset_deletes_pending = 0;   // gauge: deletes waiting for the link
     double last_sync_seconds = 0;         // Unix time of the last completed sync (0: none yet)
     std::string last_error;               // the last Redis error (never a credential)
 };
@@ -127,6 +152,15 @@ public:
     // blocks beyond short mutex holds.
     void poll(uint64_t now_ns, const compiled_policy& policy);
 
+    // Control thread, after limit_desk cleared the account's cells and
+    // shares of `slots` (a bit per account_record cell) at `now_ns`, under
+    // `policy`: the shared limits among them have their current window's
+    // hash of the account deleted (the order above). Never blocks beyond a
+    // short mutex hold; limits not shared are ignored.
+    void account_reset(uint32_t account, uint32_t slots, uint64_t now_ns, const compiled_policy& policy);
+
+    static constexpr size_t max_pending_deletes = 4096;
+
     account_limit_sync_counters counters() const;
     nlohmann::json status() const;
 
@@ -140,6 +174,7 @@ private:
         std::vector<shared_limit> limits;
         std::vector<uint32_t> windows;   // per limit: its window index now
         std::vector<count> counts;
+        uint64_t resets = 0;             // account resets before it was taken
     };
     struct share {
         std::string limit;
@@ -162,6 +197,8 @@ private:
     fleet_thread_signals signals_{"fleet: account limits: "};
     mutable std::mutex mu_;
     std::optional<snapshot> outbox_;   // control -> thread (one, the newest)
+    std::vector<std::string> deletes_; // control -> thread: hashes to delete before the next snapshot
+    uint64_t resets_ = 0;              // account resets so far: shares of an older snapshot are stale
     std::vector<share> inbox_;         // thread -> control (one sync's shares)
     account_limit_sync_counters counters_;
 

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "control/api/api_request.h"
+#include "control/api/control_api.h"
 #include "control/data_plane.h"
 #include "control/identity/account_registry.h"
 #include "control/fleet/account_limit_sync.h"
@@ -44,6 +45,12 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         as.redis = redis_endpoint_of(config_);
         as.sync_interval_ns = config_.sync_interval_ns;
         account_limits_ = std::make_unique<account_limit_sync>(as, *context_.plane->account_table(), context_.log);
+        if (context_.control)
+            context_.control->on_account_limits_reset(
+                [sync = account_limits_.get()](uint32_t account, uint32_t cells, uint64_t now_ns,
+                                               const compiled_policy& policy) {
+                    sync->account_reset(account, cells, now_ns, policy);
+                });
     }
     if (!config_.postgres_conninfo_file.empty() && context_.decisions && context_.plane) {
         operator_sync_options o;
@@ -79,7 +86,9 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
     }
 }
 
-fleet_link::~fleet_link() = default;
+fleet_link::~fleet_link() {
+    if (account_limits_ && context_.control) context_.control->on_account_limits_reset(nullptr);
+}
 
 namespace {
 // Unix time in ns: the workers' packet clock in live mode, whose windows the
@@ -140,6 +149,18 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
         snapshot.fleet.push_back({"sekisho_fleet_account_limit_shared_accounts",
                                   "Accounts whose limits the last sync gave a share of the other gateways' counts.",
                                   false, {}, static_cast<double>(c.accounts_shared)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_resets_total",
+                                  "Limit resets of an account that cleared its shares of the fleet's counts.", true,
+                                  {}, static_cast<double>(c.resets)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_reset_deletes_total",
+                                  "Fleet count hashes of reset accounts, by outcome (deleted in Redis; dropped: more "
+                                  "than the bound waited for the link).",
+                                  true, {{"outcome", "deleted"}}, static_cast<double>(c.reset_deletes)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_reset_deletes_total", "", true,
+                                  {{"outcome", "dropped"}}, static_cast<double>(c.reset_deletes_dropped)});
+        snapshot.fleet.push_back({"sekisho_fleet_account_limit_reset_deletes_pending",
+                                  "Fleet count hashes of reset accounts waiting for the Redis link to be deleted.",
+                                  false, {}, static_cast<double>(c.reset_deletes_pending)});
     }
     if (operator_sync_) operator_sync_->add_to_snapshot(snapshot);
     if (policy_) policy_->add_to_snapshot(snapshot);

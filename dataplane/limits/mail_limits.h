@@ -65,4 +65,13 @@ struct alignas(64) account_record {
 // Two cache lines, with or without the fleet's shares.
 static_assert(sizeof(account_record) == 128);
 
+// A limits reset of one account cell (control thread): its count and
+// cool-down, and the other gateways' share stored for it, so that the
+// workers judge the account from 0 at once (the fleet's own copy of the
+// counts is account_limit_sync's to delete).
+inline void reset_account_cell(account_record& r, unsigned slot) {
+    clear_cell(r.cells[slot]);
+    store_fleet_share(r.fleet_share[slot], 0, 0);
+}
+
 }  // namespace sekisho

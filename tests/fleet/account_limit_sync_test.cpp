@@ -8,7 +8,10 @@
 // link sends the whole window again: nothing changes), Redis killed mid-run
 // (local limits and the frozen shares hold; shares resume when it is back),
 // a gateway restarted (kill -9: its local counts are gone, its sent count is
-// not), a new policy (no old share counts), bad fields in Redis.
+// not), a new policy (no old share counts), bad fields in Redis; a limit
+// reset applied on every gateway (the account sends again; a snapshot from
+// before the reset is not sent after it; Redis down at the reset: the
+// hashes are deleted when it is back).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -60,6 +63,9 @@ struct gateway {
                                                         [this](const std::string& l) { log.push_back(l); });
         }
     }
+    // On a Redis of the test's own (own_redis.h).
+    gateway(std::string n, const std::string& policy_text, const own_redis& server)
+        : gateway(std::move(n), policy_text, server.address(), server.password_file()) {}
     void use_policy(const std::string& text) {
         policy = compile_policy(load_policy_text(std::string(test::lab_policy_text) + text, name + ".yaml"),
                                 test::next_generation());
@@ -69,6 +75,14 @@ struct gateway {
         const compiled_limit& l = policy->limit(0);
         account_record& r = accounts->records()[accounts->id_of(who)];
         return window_add_shared(r.cells[l.slot], r.fleet_share[l.slot], now, l.window_ns, l.max).booked;
+    }
+    // A limits reset of `who`'s limit 0 as limit_desk makes it (by the API
+    // here, or applied from the fleet's log by operator_sync).
+    void reset(uint64_t now, const std::string& who = account) {
+        const compiled_limit& l = policy->limit(0);
+        const uint32_t id = accounts->id_of(who);
+        reset_account_cell(accounts->records()[id], l.slot);
+        sync->account_reset(id, 1u << l.slot, now, *policy);
     }
     uint32_t share(uint64_t now, const std::string& who = account) {
         const compiled_limit& l = policy->limit(0);
@@ -84,6 +98,12 @@ protected:
                   std::to_string(window_s_) + "s}\n";
     }
     void turn(gateway& g) override { g.sync->poll(clock(), *g.policy); }
+    // `n` MAIL FROMs of `who` on `g`, all booked.
+    bool booked(gateway& g, int n, const std::string& who = account) {
+        for (int i = 0; i < n; ++i)
+            if (!g.send(clock(), who)) return false;
+        return true;
+    }
     std::string key(const std::string& who = account) const {
         return account_limit_key("msgs-fleet", window_ns_, count_window_index(clock(), window_ns_), who);
     }
@@ -175,9 +195,8 @@ TEST_F(AccountLimitSync, ResendAfterALostLinkChangesNothing) {
 TEST_F(AccountLimitSync, RedisKilledLocalLimitsHoldSharesResume) {
     own_redis server(::testing::TempDir() + "/acct-redis-" + std::to_string(getpid()), "acct-test-password");
     ASSERT_TRUE(server.start());
-    gateway a("gw-a", policy_, server.address(), server.password_file()),
-        b("gw-b", policy_, server.address(), server.password_file());
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.send(clock()));
+    gateway a("gw-a", policy_, server), b("gw-b", policy_, server);
+    ASSERT_TRUE(booked(a, 3));
     ASSERT_TRUE(b.send(clock()));
     ASSERT_TRUE(settle({&a, &b}));
     ASSERT_EQ(a.share(clock()), 1u);
@@ -260,6 +279,101 @@ TEST_F(AccountLimitSync, WithoutSharedLimitsTheLinkIsOnlyWatched) {
     ASSERT_TRUE(pump({&a}, [&] { return a.sync->counters().link_up && a.sync->counters().syncs >= 2; }));
     EXPECT_EQ(a.sync->counters().counts_sent, 0u);
     EXPECT_EQ(a.sync->counters().counts_fetched, 0u);
+}
+
+// An account at its fleet max over A (3) and B (2): refused on both. The
+// reset applied on both gateways (as every gateway applies the fleet's
+// reset) clears the shares and the hash: each accepts again at once, the
+// fleet's 5 count anew, and the 6th after the reset is refused again.
+TEST_F(AccountLimitSync, ResetOnEveryGatewayLetsTheAccountSendAgain) {
+    gateway a("gw-a", policy_, redis_, password_), b("gw-b", policy_, redis_, password_);
+    ASSERT_TRUE(booked(a, 3) && booked(b, 2));
+    ASSERT_TRUE(settle({&a, &b}));
+    ASSERT_FALSE(a.send(clock()));
+    ASSERT_FALSE(b.send(clock()));
+    a.reset(clock());
+    EXPECT_EQ(a.share(clock()), 0u) << "the reset left A's share of the fleet";
+    b.reset(clock());
+    ASSERT_TRUE(pump({&a, &b}, [&] {
+        return a.sync->counters().reset_deletes >= 1 && b.sync->counters().reset_deletes >= 1;
+    })) << "the hash was not deleted";
+    ASSERT_TRUE(settle({&a, &b}));
+    EXPECT_EQ(a.share(clock()), 0u) << "the old counts came back as A's share";
+    EXPECT_EQ(b.share(clock()), 0u) << "the old counts came back as B's share";
+    EXPECT_TRUE(fields(key()).empty()) << "Redis still holds counts from before the reset";
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(a.send(clock())) << "A refused message " << i + 1 << " after the reset";
+    ASSERT_TRUE(settle({&a, &b}));
+    EXPECT_TRUE(b.send(clock()));
+    EXPECT_TRUE(b.send(clock()));
+    EXPECT_FALSE(b.send(clock())) << "the 6th after the reset was booked: the shares did not resume";
+    ASSERT_TRUE(settle({&a, &b}));
+    EXPECT_FALSE(a.send(clock()));
+    EXPECT_EQ(a.share(clock()), 2u);
+    EXPECT_EQ(a.sync->counters().resets, 1u);
+    EXPECT_EQ(a.sync->status()["reset_deletes"].get<uint64_t>(), a.sync->counters().reset_deletes);
+}
+
+// A snapshot taken before a reset (the scan of the very same turn) is never
+// written after the DEL: whether the thread took it already (written, then
+// deleted) or not (discarded), Redis ends with nothing of A's old count and B
+// shares nothing of it. Several accounts, to meet both orders.
+TEST_F(AccountLimitSync, ASnapshotFromBeforeTheResetIsNotSentAfterIt) {
+    gateway a("gw-a", policy_, redis_, password_), b("gw-b", policy_, redis_, password_);
+    ASSERT_TRUE(pump({&a, &b}, [&] { return a.sync->counters().link_up && b.sync->counters().link_up; }));
+    for (int n = 0; n < 12; ++n) {
+        const std::string who = "user" + std::to_string(n) + "@example.net";
+        b.accounts->id_of(who);
+        ASSERT_TRUE(booked(a, 4, who));
+        std::this_thread::sleep_for(60ms);   // past sync_interval: the next poll scans
+        a.sync->poll(clock(), *a.policy);     // the snapshot holding who's 4
+        if (n % 2) std::this_thread::sleep_for(std::chrono::milliseconds(n));   // let the thread take it, or not
+        a.reset(clock(), who);
+        ASSERT_TRUE(settle({&a, &b}));
+        EXPECT_TRUE(fields(key(who)).empty()) << who << ": a count from before the reset is in Redis";
+        EXPECT_EQ(b.share(clock(), who), 0u) << who;
+        EXPECT_TRUE(a.send(clock(), who)) << who;
+    }
+    EXPECT_GE(a.sync->counters().reset_deletes, 12u);
+}
+
+// Redis down at the reset (its data kept: saved, killed, started again from
+// the dump): the local reset holds at once, the deletes wait and are done
+// when the link is back, before any count is sent; the old counts never
+// come back as a share.
+TEST_F(AccountLimitSync, RedisDownAtTheResetDeletesWhenBack) {
+    own_redis server(::testing::TempDir() + "/acct-reset-redis-" + std::to_string(getpid()), "acct-test-password");
+    ASSERT_TRUE(server.start());
+    gateway a("gw-a", policy_, server), b("gw-b", policy_, server);
+    ASSERT_TRUE(booked(a, 3) && booked(b, 2));
+    ASSERT_TRUE(settle({&a, &b}));
+    ASSERT_EQ(a.share(clock()), 2u);
+    {
+        redis_connection r(server.address(), server.password_file());
+        ASSERT_EQ(std::string(r.command({"SAVE"})->str), "OK");
+    }
+    server.kill9();
+    ASSERT_TRUE(pump({&a, &b}, [&] { return !a.sync->counters().link_up && !b.sync->counters().link_up; }));
+    a.reset(clock());
+    b.reset(clock());
+    EXPECT_TRUE(a.send(clock())) << "the local reset did not hold while Redis was down";
+    ASSERT_TRUE(pump({&a, &b}, [] { return false; }, 200ms) == false);
+    EXPECT_EQ(a.sync->counters().reset_deletes_pending, 1u);
+    EXPECT_EQ(a.sync->counters().reset_deletes, 0u);
+    EXPECT_LT(slowest_poll_, 20ms) << "poll() waited on the dead link";
+    ASSERT_TRUE(server.start());
+    {
+        redis_connection r(server.address(), server.password_file());
+        ASSERT_EQ(r.command({"HLEN", key()})->integer, 2) << "the dump did not bring the old counts back";
+    }
+    ASSERT_TRUE(pump({&a, &b}, [&] {
+        return a.sync->counters().reset_deletes >= 1 && b.sync->counters().reset_deletes >= 1;
+    }, 15000ms)) << "the deletes were not done when Redis came back";
+    ASSERT_TRUE(settle({&a, &b}));
+    EXPECT_EQ(a.sync->counters().reset_deletes_pending, 0u);
+    EXPECT_EQ(a.share(clock()), 0u) << "B's count from before the reset came back";
+    EXPECT_EQ(b.share(clock()), 1u) << "B does not see A's 1 from after the reset";
+    redis_connection r(server.address(), server.password_file());
+    EXPECT_EQ(r.command({"HLEN", key()})->integer, 1) << "only A's count from after the reset";
 }
 
 TEST(AccountLimitLayout, OnlyAccountWindowLimitsAreShared) {

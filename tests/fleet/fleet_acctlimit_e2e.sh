@@ -6,7 +6,10 @@
 # the 4th is refused through C and through A; without the fleet each gateway would allow 3. Redis
 # killed: the limit still holds on both (local counts and the shares they had); kill -9 of C and
 # a restart: alice is still refused through C (its count before the kill stays in Redis under its
-# old process). The metrics say it (link up, syncs, accounts shared).
+# old process). The metrics say it (link up, syncs, accounts shared). `limits show` on C names
+# the fleet's share (JSON fleet_share, the FLEET column); `sekishoctl limits reset` on A (the fleet
+# file carries PostgreSQL too: operator_sync brings the reset to C) clears the shares and the
+# hash everywhere, and alice sends again through C.
 #
 # Usage (root):  tests/fleet/fleet_acctlimit_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or the servers are missing (skip).
@@ -21,12 +24,16 @@ source "$here/../e2e/e2e_common.sh"
 source "$here/fleet_stores.sh"
 
 fleet_stores_available || { echo "fleet_acctlimit_e2e: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
-e2e_begin fleet_acctlimit_e2e "${1:-${SEKISHOD:-}}" radclient swaks curl
+e2e_begin fleet_acctlimit_e2e "${1:-${SEKISHOD:-}}" radclient swaks curl /usr/bin/python3
+ctl="${2:-}"
+[ -x "$ctl" ] || { echo "fleet_acctlimit_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
+ctl="$(realpath "$ctl")"
 # shellcheck source=SCRIPTDIR/fleet_labs.sh
 source "$here/fleet_labs.sh"
 trap fleet_labs_cleanup EXIT
 
 fleet_stores_begin "$TMP/stores"
+fleet_start_postgres || abort "PostgreSQL did not start"
 fleet_start_redis || abort "redis-server did not start"
 
 {
@@ -75,8 +82,7 @@ refused() { # WHAT
 for l in a c; do
   lab_use "$l"
   sed "s|$TMP/bindings.sqlite|$TMP/bindings-$l.sqlite|" "$TMP/policy.yaml" >"$TMP/policy-$l.yaml"
-  fleet_write_config "$TMP/fleet-$l.yaml" "gateway-$l"
-  sed -i '/^postgres:/d; /conninfo_file:/d' "$TMP/fleet-$l.yaml"   # Redis only
+  fleet_write_config "$TMP/fleet-$l.yaml" "gateway-$l"   # PostgreSQL (limit resets) and Redis
   netlab_up --gateway || abort "lab $l setup failed"
   netlab_start_sinks || abort "sinks of lab $l"
   start_gateway "$l"
@@ -121,6 +127,45 @@ start_gateway c
 for ((i = 0; i < 100; i++)); do [ "$(lab_metric "$link")" = 1 ] && break; sleep 0.1; done
 settle
 refused "alice through C after its kill -9 and a restart"
+
+# Why alice is refused, on C: her own count 0 (new process), the fleet's share 3 (A's 2, C's 1
+# from before the kill).
+limit_of() { # FIELD: msgs-fleet's FIELD of alice on the current gateway
+  "$ctl" --socket "$sock" --json limits show alice@example.jp 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; print([l[sys.argv[1]] for l in json.load(sys.stdin)["limits"] if l["limit"] == "msgs-fleet"][0])' "$1"
+}
+[ "$(limit_of fleet_share)" = 3 ] && [ "$(limit_of count)" = 0 ] && [ "$(limit_of tripped)" = True ] &&
+  pass "C: limits show alice: count 0, fleet_share 3, tripped" ||
+  fail "C: limits show alice: count '$(limit_of count)' fleet_share '$(limit_of fleet_share)' tripped '$(limit_of tripped)'"
+ctl_expect 0 "limits show alice on C (human)" limits show alice@example.jp
+contains "the FLEET column shows the share" "+3"
+
+# The reset on A reaches C through PostgreSQL; each clears alice's shares and deletes her hash.
+lab_use a
+ctl_expect 0 "limits reset alice on A" limits reset alice@example.jp
+[ "$(limit_of fleet_share)" = 0 ] && pass "A: alice's fleet share cleared by the reset" ||
+  fail "A: fleet_share '$(limit_of fleet_share)' after the reset"
+lab_use c
+applied_on_c() { grep '"endpoint":"limits_reset"' "$TMP/events-c.jsonl" | grep -q '"origin_gateway":"gateway-a"'; }
+for ((i = 0; i < 100; i++)); do applied_on_c && [ "$(limit_of fleet_share)" = 0 ] && break; sleep 0.05; done
+applied_on_c && [ "$(limit_of fleet_share)" = 0 ] && pass "C: alice's fleet share cleared by the reset made on A" ||
+  fail "C: fleet_share '$(limit_of fleet_share)' 5 s after the reset on A"
+settle
+delivered "alice's message through C after the reset on A"
+lab_use a
+wait_metric_at_least sekisho_fleet_account_limit_resets_total 1 && pass "A: a reset of shares counted" ||
+  fail "A: resets '$(lab_metric sekisho_fleet_account_limit_resets_total)'"
+wait_metric_at_least 'sekisho_fleet_account_limit_reset_deletes_total{outcome="deleted"}' 1 &&
+  pass "A: the hash deleted" || fail "A: deletes '$(lab_metric 'sekisho_fleet_account_limit_reset_deletes_total{outcome="deleted"}')'"
+settle
+h="$(fleet_redis_cli --scan --pattern 'sekisho:acct:1d:*:msgs-fleet:a:alice@example.jp')"
+[ "$(fleet_redis_cli HLEN "$h")" = 1 ] && pass "Redis: one count of alice's, from after the reset" ||
+  fail "Redis: $(fleet_redis_cli HGETALL "$h" | tr '\n' ' ')"
+delivered "alice's 2nd message after the reset, through A"
+delivered "alice's 3rd message after the reset, through A"
+settle
+lab_use c
+refused "alice's 4th message after the reset, through C"
 
 e2e_stop_sekishod
 lab_use a
