@@ -7,7 +7,9 @@
 // it prints nanoseconds per booking of each and their ratio. The records are
 // laid out as the registry's (account_record, 128 bytes).
 //
-// Usage: account_share_bench [--accounts N] [--visits N] [--reps N]
+// Usage: account_share_bench [--short] [--accounts N] [--visits N] [--reps N]
+//   --short   256k accounts, 2M visits, 3 reps: the self-check, rough figures
+// Last line: JSON ("bench":"account_share").
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_support.h"
 #include "dataplane/limits/limit_cell.h"
 #include "dataplane/limits/mail_limits.h"
 
@@ -44,14 +47,18 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
     uint64_t accounts = 1u << 20, visits = 1u << 24, reps = 7;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        const uint64_t v = std::strtoull(argv[i + 1], nullptr, 10);
-        if (a == "--accounts" && v > 0) accounts = v;
+        if (a == "--short") {
+            accounts = 1u << 18, visits = 1u << 21, reps = 3;
+            continue;
+        }
+        const uint64_t v = i + 1 < argc ? std::strtoull(argv[++i], nullptr, 10) : 0;
+        if (a == "--accounts" && v > 0 && v <= (1u << 24)) accounts = v;
         else if (a == "--visits" && v > 0) visits = v;
         else if (a == "--reps" && v > 0) reps = v;
         else {
-            std::fprintf(stderr, "usage: %s [--accounts N] [--visits N] [--reps N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--short] [--accounts N (<= 16M)] [--visits N] [--reps N]\n", argv[0]);
             return 2;
         }
     }
@@ -85,5 +92,9 @@ int main(int argc, char** argv) {
     std::printf("window_add          %.2f ns/booking\n", p);
     std::printf("window_add_shared   %.2f ns/booking\n", s);
     std::printf("ratio shared/plain  %.3f\n", s / p);
+    std::printf("{\"bench\":\"account_share\",\"ns_window_add\":%.2f,\"ns_window_add_shared\":%.2f,"
+                "\"ratio_shared_to_plain\":%.3f,\"accounts\":%llu,\"visits\":%llu,\"reps\":%llu,\"cpu\":\"%s\"}\n",
+                p, s, s / p, static_cast<unsigned long long>(accounts), static_cast<unsigned long long>(visits),
+                static_cast<unsigned long long>(reps), sekisho::bench::json_escape(sekisho::bench::cpu_model()).c_str());
     return 0;
 }

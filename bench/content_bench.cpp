@@ -600,14 +600,15 @@ bool parse_options(int argc, char** argv, options& o) {
     static const std::set<std::string> phases = {"inspected", "interleaved", "interleaved-many", "raw", "raw-decoded", "decode", "fingerprint", "regex"};
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--reps" && i + 1 < argc) o.reps = static_cast<unsigned>(std::atoi(argv[++i]));
+        if (a == "--short") o.reps = 3, o.min_ms = 20;  // every self-check; the figures are rough
+        else if (a == "--reps" && i + 1 < argc) o.reps = static_cast<unsigned>(std::atoi(argv[++i]));
         else if (a == "--min-ms" && i + 1 < argc) o.min_ms = static_cast<unsigned>(std::atoi(argv[++i]));
         else if (a == "--only" && i + 1 < argc && phases.count(argv[i + 1])) o.only = argv[++i];
         else if (a == "--seconds" && i + 1 < argc) o.only_seconds = std::atof(argv[++i]);
         else if (a == "--message" && i + 1 < argc) o.only_message = argv[++i];
         else {
             std::fprintf(stderr,
-                         "usage: %s [--reps N] [--min-ms N] [--only inspected|interleaved|interleaved-many|raw|raw-decoded|decode|fingerprint|regex "
+                         "usage: %s [--short] [--reps N] [--min-ms N] [--only inspected|interleaved|interleaved-many|raw|raw-decoded|decode|fingerprint|regex "
                          "[--seconds S] [--message NAME]]\n",
                          argv[0]);
             return false;

@@ -165,12 +165,15 @@ int main(int argc, char** argv) {
     unsigned reps = 3;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--repeat" && i + 1 < argc) {
+        if (a == "--short") {  // the least BPF_PROG_TEST_RUN repeat, one repetition
+            repeat = 1'000'000;
+            reps = 1;
+        } else if (a == "--repeat" && i + 1 < argc) {
             repeat = std::stoul(argv[++i]);
         } else if (a == "--reps" && i + 1 < argc) {
             reps = static_cast<unsigned>(std::stoul(argv[++i]));
         } else {
-            std::fprintf(stderr, "usage: %s [--repeat N (>= 1000000)] [--reps N]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--short] [--repeat N (>= 1000000)] [--reps N]\n", argv[0]);
             return 2;
         }
     }
