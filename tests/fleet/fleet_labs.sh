@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
 # fleet_labs.sh - several gateway labs in one e2e script, each a netlab (tests/e2e/netlab.sh)
 # with a live sekishod of its own, sharing the fleet's stores (fleet_stores.sh). netlab.sh keeps
-# one lab in its globals; lab_use swaps them. Source after netlab.sh, e2e_common.sh and
-# fleet_stores.sh, after e2e_begin (TMP, E2E_NAME).
+# one lab in its globals; lab_use swaps them. Sources netlab.sh, e2e_common.sh and fleet_stores.sh.
 #
+#   fleet_e2e_begin NAME SEKISHOD SEKISHOCTL TOOL...
+#                         the scripts' common start: skips (77) without the stores' servers or a
+#                         TOOL, e2e_begin (TMP, E2E_NAME), ctl (sekishoctl's absolute path), and
+#                         fleet_labs_cleanup as the EXIT trap
 #   lab_use NAME          make lab NAME (created on first use: NETLAB_ID "$$NAME", logs in
 #                         $TMP/logs-NAME) the current one: NETLAB_*, daemon_pid, sock ($TMP/api-NAME.sock)
 #   lab_save              keep the current lab's globals (lab_use does it before switching)
-#   lab_start_gateway N   sekishod in the current lab from $TMP/policy-N.yaml and $TMP/fleet-N.yaml
-#                         (events $TMP/events-N.jsonl, state $TMP/state-N, API on $sock, metrics on
-#                         127.0.0.1:$metrics_port in the lab's gateway namespace); its log is
-#                         $NETLAB_LOGDIR/sekishod-$run.log, $run counting the script's starts
-#   lab_metric NAME       a metric's value (NAME{LABELS} as exposed) on the current gateway, "" if absent
 #   fleet_labs_cleanup    the EXIT trap: every lab down, the stores stopped, $TMP removed
 #                         (kept with KEEP_TMP=1), the script's exit status kept
+_fleet_labs_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../e2e/netlab.sh
+source "$_fleet_labs_here/../e2e/netlab.sh"
+# shellcheck source=SCRIPTDIR/../e2e/e2e_common.sh
+source "$_fleet_labs_here/../e2e/e2e_common.sh"
+# shellcheck source=SCRIPTDIR/fleet_stores.sh
+source "$_fleet_labs_here/fleet_stores.sh"
+
+fleet_e2e_begin() { # NAME SEKISHOD SEKISHOCTL TOOL...
+  local name="$1" daemon="$2" cli="$3"
+  shift 3
+  fleet_stores_available || { echo "$name: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
+  e2e_begin "$name" "$daemon" "$@"
+  [ -x "$cli" ] || { echo "$name: sekishoctl not executable: '$cli'" >&2; exit 1; }
+  ctl="$(realpath "$cli")"
+  trap fleet_labs_cleanup EXIT
+}
+
 declare -A lab_ns_sub lab_ns_gw lab_ns_up lab_logdir lab_pids lab_daemon
 lab_current=""
 lab_save() {

@@ -18,23 +18,9 @@
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=SCRIPTDIR/../e2e/netlab.sh
-source "$here/../e2e/netlab.sh"
-# shellcheck source=SCRIPTDIR/../e2e/e2e_common.sh
-source "$here/../e2e/e2e_common.sh"
-# shellcheck source=SCRIPTDIR/fleet_stores.sh
-source "$here/fleet_stores.sh"
-
-fleet_stores_available || { echo "fleet_operator_e2e: PostgreSQL 15 or redis-server not installed (skipping)" >&2; exit 77; }
-e2e_begin fleet_operator_e2e "${1:-${SEKISHOD:-}}" radclient swaks curl /usr/bin/python3
-ctl="${2:-}"
-[ -x "$ctl" ] || { echo "fleet_operator_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
-ctl="$(realpath "$ctl")"
-
-# Two labs in one script (fleet_labs.sh).
 # shellcheck source=SCRIPTDIR/fleet_labs.sh
 source "$here/fleet_labs.sh"
-trap fleet_labs_cleanup EXIT
+fleet_e2e_begin fleet_operator_e2e "${1:-${SEKISHOD:-}}" "${2:-}" radclient swaks curl /usr/bin/python3
 
 fleet_stores_begin "$TMP/stores"
 fleet_start_postgres || abort "PostgreSQL did not start"

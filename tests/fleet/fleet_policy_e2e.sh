@@ -26,27 +26,13 @@
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=SCRIPTDIR/../e2e/netlab.sh
-source "$here/../e2e/netlab.sh"
-# shellcheck source=SCRIPTDIR/../e2e/e2e_common.sh
-source "$here/../e2e/e2e_common.sh"
-# shellcheck source=SCRIPTDIR/fleet_stores.sh
-source "$here/fleet_stores.sh"
-
-fleet_stores_available || { echo "fleet_policy_e2e: PostgreSQL 15 not installed (skipping)" >&2; exit 77; }
-e2e_begin fleet_policy_e2e "${1:-${SEKISHOD:-}}" swaks curl /usr/sbin/smtp-sink /usr/bin/python3
-ctl="${2:-}"
-[ -x "$ctl" ] || { echo "fleet_policy_e2e: sekishoctl not executable: '$ctl'" >&2; exit 1; }
-ctl="$(realpath "$ctl")"
+# shellcheck source=SCRIPTDIR/fleet_labs.sh
+source "$here/fleet_labs.sh"
+fleet_e2e_begin fleet_policy_e2e "${1:-${SEKISHOD:-}}" "${2:-}" swaks curl /usr/sbin/smtp-sink /usr/bin/python3
 
 gateways=(edge-c1 edge-d1 edge-d2)
 declare -A group_of=([edge-c1]=canary [edge-d1]=default [edge-d2]=default)
 declare -A pid_of
-
-# One lab per gateway, named after it (fleet_labs.sh): netlab's functions act on the lab in use.
-# shellcheck source=SCRIPTDIR/fleet_labs.sh
-source "$here/fleet_labs.sh"
-trap fleet_labs_cleanup EXIT
 
 fleet_stores_begin "$TMP/stores"
 fleet_start_postgres || abort "PostgreSQL did not start"
