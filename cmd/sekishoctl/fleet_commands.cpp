@@ -1,5 +1,6 @@
 #include "cmd/sekishoctl/fleet_commands.h"
 #include "cmd/sekishoctl/fleet_query.h"
+#include "cmd/sekishoctl/fleet_store.h"
 
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -31,11 +32,6 @@ namespace {
 
 using nlohmann::json;
 using clock_type = std::chrono::steady_clock;
-
-// A store failure: exit 1.
-struct store_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 // A rollout that stopped by itself: exit 4.
 struct halted : std::runtime_error {
@@ -79,74 +75,6 @@ void check_group(const std::string& flag, const std::string& g) {
     if (!ok) throw usage_error(flag + " '" + escape_unprintable(g) + "': a group is 1..63 of [A-Za-z0-9._-]");
 }
 
-// The connection string from a credential file: refused when others may read it.
-std::string read_conninfo(const std::string& path) {
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0) throw usage_error("--fleet " + path + ": cannot stat: " + std::strerror(errno));
-    if ((st.st_mode & 007) != 0)
-        throw usage_error("--fleet " + path + ": readable or writable by others: it holds credentials; chmod o-rwx");
-    std::string text = read_text_file(path);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    if (text.empty()) throw usage_error("--fleet " + path + ": empty");
-    return text;
-}
-
-class store {
-public:
-    explicit store(const std::string& conninfo_file) {
-        std::string conninfo = read_conninfo(conninfo_file);
-        if (conninfo.find("connect_timeout") == std::string::npos) conninfo += " connect_timeout=5";
-        conn_ = PQconnectdb(conninfo.c_str());
-        if (PQstatus(conn_) != CONNECTION_OK) {
-            const std::string m = trimmed(PQerrorMessage(conn_));
-            PQfinish(conn_);
-            conn_ = nullptr;
-            throw store_error("postgres: cannot connect (" + conninfo_file + "): " + m);
-        }
-        PQclear(PQexec(conn_, "SET TIME ZONE 'UTC'"));
-        // "relation ... already exists, skipping" and the like: nothing an operator acts on.
-        PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
-    }
-    ~store() {
-        if (conn_) PQfinish(conn_);
-    }
-    store(const store&) = delete;
-    store& operator=(const store&) = delete;
-
-    using result = std::unique_ptr<PGresult, void (*)(PGresult*)>;
-    result exec(const std::string& sql, const std::vector<std::string>& params, const std::string& step) {
-        std::vector<const char*> values;
-        for (const auto& p : params) values.push_back(p.c_str());
-        result r(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                              nullptr, 0),
-                 PQclear);
-        const ExecStatusType s = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-        if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
-            throw store_error("postgres: " + step + ": " +
-                              trimmed(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_)));
-        return r;
-    }
-    // Statements without parameters (several may be given at once).
-    void exec_script(const std::string& sql, const std::string& step) {
-        result r(PQexec(conn_, sql.c_str()), PQclear);
-        const ExecStatusType s = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-        if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
-            throw store_error("postgres: " + step + ": " +
-                              trimmed(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_)));
-    }
-    bool has_table(const std::string& name) {
-        result r = exec("SELECT to_regclass($1) IS NOT NULL", {name}, "look for " + name);
-        return std::string(PQgetvalue(r.get(), 0, 0)) == "t";
-    }
-
-private:
-    static std::string trimmed(std::string m) {
-        while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-        return escape_unprintable(m);
-    }
-    PGconn* conn_ = nullptr;
-};
-
 // ------------------------------------------------------------------ reading the gateways
 
 struct gateway_row {
@@ -162,7 +90,7 @@ uint64_t health_value(const json& h, const char* key) {
 }
 
 // Every gateway (of `group` when not empty), ordered by group and name.
-std::vector<gateway_row> read_gateways(store& db, const std::string& group, std::chrono::milliseconds stale) {
+std::vector<gateway_row> read_gateways(fleet_store& db, const std::string& group, std::chrono::milliseconds stale) {
     std::vector<gateway_row> rows;
     if (!db.has_table("gateways")) return rows;
     const bool desired = db.has_table("group_desired");
@@ -172,7 +100,7 @@ std::vector<gateway_row> read_gateways(store& db, const std::string& group, std:
         (desired ? "coalesce(d.version, 0) FROM gateways g LEFT JOIN group_desired d ON d.grp = g.grp"
                  : "0 FROM gateways g") +
         " WHERE $1 = '' OR g.grp = $1 ORDER BY g.grp, g.gateway";
-    store::result r = db.exec(sql, {group}, "read the gateways");
+    fleet_store::result r = db.exec(sql, {group}, "read the gateways");
     for (int i = 0; i < PQntuples(r.get()); ++i) {
         gateway_row g;
         g.gateway = PQgetvalue(r.get(), i, 0);
@@ -213,7 +141,7 @@ int fleet_status(const std::string& conninfo, const command_request& r) {
     check_flags(r, {"--stale"});
     if (r.words.size() != 2) throw usage_error("usage: sekishoctl --fleet FILE fleet status [--stale 10s]");
     const auto stale = parse_duration("--stale", flag_value(r, "--stale", "10s"));
-    store db(conninfo);
+    fleet_store db(conninfo);
     const std::vector<gateway_row> rows = read_gateways(db, "", stale);
     if (r.as_json) {
         json out = json::array();
@@ -270,16 +198,16 @@ std::string read_policy(const std::string& path) {
 
 // Creates the policy tables when missing (the controller owns them), then
 // records `text` as a new version desired for `group`, in one transaction.
-uint64_t push(store& db, const std::string& text, const std::string& group, const std::string& author) {
+uint64_t push(fleet_store& db, const std::string& text, const std::string& group, const std::string& author) {
     db.exec_script("BEGIN", "begin");
     try {
         db.exec_script(fleet_sql::schema_lock, "lock the schema");
         // Created here unless there (a DBA's `fleet schema` made them: no CREATE needed then).
-        store::result have = db.exec(fleet_sql::objects_present, {"policy_versions,group_desired"},
+        fleet_store::result have = db.exec(fleet_sql::objects_present, {"policy_versions,group_desired"},
                                      "look for the policy tables");
         if (std::string(PQgetvalue(have.get(), 0, 0)) != "2")
             db.exec_script(fleet_sql::create_policy_tables, "create the policy tables");
-        store::result v = db.exec(
+        fleet_store::result v = db.exec(
             "INSERT INTO policy_versions (grp, text, author) VALUES ($1, $2, $3 || ' as ' || session_user)"
             " RETURNING version",
             {group, text, author}, "record the policy version");
@@ -336,7 +264,7 @@ int fleet_schema(const std::string& conninfo, const command_request& r) {
         std::cout << "COMMIT;\n";
         return 0;
     }
-    store db(conninfo);
+    fleet_store db(conninfo);
     db.exec_script("BEGIN", "begin");
     try {
         for (const auto& [what, sql] : schema_script()) db.exec_script(sql, what);
@@ -348,7 +276,7 @@ int fleet_schema(const std::string& conninfo, const command_request& r) {
         }
         throw;
     }
-    store::result missing = db.exec("SELECT string_agg(r, ', ' ORDER BY r) FROM unnest(string_to_array($1, ',')) r"
+    fleet_store::result missing = db.exec("SELECT string_agg(r, ', ' ORDER BY r) FROM unnest(string_to_array($1, ',')) r"
                                     " WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)",
                                     {fleet_sql::fleet_roles}, "look for the roles");
     std::cout << "fleet schema version " << fleet_sql::schema_version << " in place; roles granted";
@@ -367,7 +295,7 @@ int fleet_push(const std::string& conninfo, const command_request& r) {
     check_group("--group", group);
     const std::string text = read_policy(r.words[3]);
     const std::string author = author_of(r);
-    store db(conninfo);
+    fleet_store db(conninfo);
     const uint64_t v = push(db, text, group, author);
     if (r.as_json) std::cout << json{{"version", v}, {"group", group}}.dump() << "\n";
     else std::cout << "version " << v << " desired for group " << group
@@ -394,7 +322,7 @@ void say(const std::string& line) { std::cerr << "sekishoctl: rollout: " << line
 
 // Waits until every live canary gateway reports `version` in force; halts on
 // a refusal or at the timeout. Returns each gateway's health then.
-std::map<std::string, json> await_canary(store& db, const rollout_options& o, uint64_t version) {
+std::map<std::string, json> await_canary(fleet_store& db, const rollout_options& o, uint64_t version) {
     const auto deadline = clock_type::now() + o.timeout;
     std::vector<std::string> live;
     for (const auto& g : read_gateways(db, o.canary, o.stale)) {
@@ -428,7 +356,7 @@ std::map<std::string, json> await_canary(store& db, const rollout_options& o, ui
 // Watches the canary for `o.watch`; halts when a gateway's errors and drops
 // (or its blocks, when bounded) grow beyond the bound, when it stops
 // reporting, restarts or leaves the version.
-void watch_canary(store& db, const rollout_options& o, uint64_t version, const std::map<std::string, json>& base) {
+void watch_canary(fleet_store& db, const rollout_options& o, uint64_t version, const std::map<std::string, json>& base) {
     const auto end = clock_type::now() + o.watch;
     for (;;) {
         std::map<std::string, bool> seen;
@@ -485,7 +413,7 @@ int fleet_rollout(const std::string& conninfo, const command_request& r) {
         o.max_blocked_increase = parse_count("--max-blocked-increase", flag_value(r, "--max-blocked-increase"));
     const std::string text = read_policy(r.words[2]);
     const std::string author = author_of(r);
-    store db(conninfo);
+    fleet_store db(conninfo);
     const uint64_t canary_version = push(db, text, o.canary, author);
     say("version " + std::to_string(canary_version) + " desired for canary group " + o.canary);
     try {

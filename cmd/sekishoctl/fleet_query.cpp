@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cmd/sekishoctl/fleet_commands.h"
+#include "cmd/sekishoctl/fleet_store.h"
 #include "cmd/sekishoctl/human_output.h"
 #include "control/api/untrusted_text.h"
 #include "control/observe/event_types.h"
@@ -28,31 +29,6 @@ namespace sekisho::ctl {
 namespace {
 
 using nlohmann::json;
-
-// The connection string from a credential file: refused if others may read or write it.
-std::string read_conninfo(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) throw usage_error("--fleet " + path + ": cannot read the file");
-    if (st.st_mode & 007)
-        throw usage_error("--fleet " + path + ": readable or writable by others; a credential file must be 0600 or 0640");
-    std::string text = read_text_file(path);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
-    if (text.empty()) throw usage_error("--fleet " + path + ": empty");
-    return text;
-}
-
-struct conn_deleter {
-    void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct result_deleter {
-    void operator()(PGresult* r) const { PQclear(r); }
-};
-
-std::string message(const char* m) {
-    std::string s = m ? m : "";
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    return s;
-}
 
 const std::string* flag(const command_request& rq, const std::string& name) {
     for (const auto& [k, v] : rq.flags)
@@ -68,7 +44,21 @@ int64_t time_flag(const command_request& rq, const char* name, int64_t fallback)
     return *t;
 }
 
-int events(PGconn* pg, const command_request& rq) {
+// Runs a query with text parameters; throws store_error naming `what`.
+fleet_store::result query(fleet_store& db, const std::string& sql, const std::vector<std::string>& params,
+                          const std::string& what) {
+    try {
+        return db.exec(sql, params, "the " + what + " query");
+    } catch (const store_error& e) {
+        // A fleet where no gateway has shipped bindings yet: said plainly.
+        if (std::string(e.what()).find("relation \"bindings\" does not exist") != std::string::npos)
+            throw store_error("the fleet's PostgreSQL has no bindings table yet: no gateway with a binding "
+                              "history has shipped to it (docs/fleet.md, \"Who held an address, fleet-wide\")");
+        throw;
+    }
+}
+
+int events(fleet_store& db, const command_request& rq) {
     const char* usage = "--fleet FILE events [--type T] [--address A[/LEN]] [--account A] [--gateway G] "
                         "[--since TIME] [--until TIME] [-n N]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
@@ -113,12 +103,7 @@ int events(PGconn* pg, const command_request& rq) {
                               std::to_string(since),
                               std::to_string(until),
                               std::to_string(n)};
-    const char* values[7];
-    for (int i = 0; i < 7; ++i) values[i] = p[i].c_str();
-    std::unique_ptr<PGresult, result_deleter> r(PQexecParams(pg, sql.c_str(), 7, nullptr, values, nullptr, nullptr, 0));
-    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
-        throw std::runtime_error("the fleet's PostgreSQL refused the events query: " +
-                                 message(PQresultErrorMessage(r.get())));
+    const auto r = query(db, sql, {std::begin(p), std::end(p)}, "events");
     for (int i = 0; i < PQntuples(r.get()); ++i) {
         json e = json::parse(PQgetvalue(r.get(), i, 1), nullptr, false);
         if (!e.is_object()) continue;
@@ -133,26 +118,6 @@ int events(PGconn* pg, const command_request& rq) {
     return 0;
 }
 
-// Runs a query with text parameters; throws std::runtime_error naming `what`.
-std::unique_ptr<PGresult, result_deleter> query(PGconn* pg, const std::string& sql, const std::vector<std::string>& params,
-                                                const std::string& what) {
-    std::vector<const char*> values;
-    for (const auto& v : params) values.push_back(v.c_str());
-    std::unique_ptr<PGresult, result_deleter> r(PQexecParams(pg, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                                             values.data(), nullptr, nullptr, 0));
-    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
-        const std::string m = message(PQresultErrorMessage(r.get()));
-        // A fleet where no gateway has shipped bindings yet: said plainly.
-        if (m.find("relation \"bindings\" does not exist") != std::string::npos)
-            throw std::runtime_error("the fleet's PostgreSQL has no bindings table yet: no gateway with a binding "
-                                     "history has shipped to it (docs/fleet.md, \"Who held an address, fleet-wide\")");
-        throw std::runtime_error("the fleet's PostgreSQL refused the " + what + " query: " + escape_unprintable(m));
-    }
-    return r;
-}
-
-std::string text_at(PGresult* r, int row, int col) { return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col); }
-int64_t number_at(PGresult* r, int row, int col) { return std::strtoll(PQgetvalue(r, row, col), nullptr, 10); }
 
 void check_address(const std::string& flag_name, const std::string& a) {
     const std::string host = a.substr(0, a.find('/'));
@@ -250,8 +215,8 @@ std::string binding_rows(const binding_source& src) {
 // Whether the source's table is there. A missing radacct table is an error
 // naming it; a missing `bindings` is a fleet where no gateway shipped a
 // history yet (false).
-bool binding_source_present(PGconn* pg, const binding_source& src, const std::string& what) {
-    auto t = query(pg, "SELECT to_regclass($1) IS NOT NULL", {src.table}, what);
+bool binding_source_present(fleet_store& db, const binding_source& src, const std::string& what) {
+    auto t = query(db, "SELECT to_regclass($1) IS NOT NULL", {src.table}, what);
     const bool present = std::string(PQgetvalue(t.get(), 0, 0)) == "t";
     if (!present && src.radacct)
         throw std::runtime_error("--bindings-source radacct: no table '" + src.table +
@@ -265,7 +230,7 @@ bool binding_source_present(PGconn* pg, const binding_source& src, const std::st
 // [start, stop] holds the second (both ends, as the gateway's own whois:
 // in a handover's second both holders are shown). Exit 3 when no row with
 // an account does.
-int whois(PGconn* pg, const command_request& rq, const binding_source& src) {
+int whois(fleet_store& db, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE whois ADDRESS[/LEN] [--at TIME]";
     if (rq.words.size() != 2) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -273,8 +238,8 @@ int whois(PGconn* pg, const command_request& rq, const binding_source& src) {
     const std::string& address = rq.words[1];
     check_address("whois", address);
     const int64_t at = time_flag(rq, "--at", static_cast<int64_t>(std::time(nullptr)));
-    binding_source_present(pg, src, "whois");
-    auto r = query(pg,
+    binding_source_present(db, src, "whois");
+    auto r = query(db,
                    "SELECT gateway, host(prefix) || '/' || masklen(prefix), account, session_id, nas,"
                    " extract(epoch FROM start)::bigint, extract(epoch FROM stop)::bigint, coalesce(closed_by, ''),"
                    " extract(epoch FROM last_update)::bigint"
@@ -341,9 +306,9 @@ int whois(PGconn* pg, const command_request& rq, const binding_source& src) {
 // handover's second the newer session), else the account the gateway
 // stamped on the event (static and API bindings, which no history records),
 // else NULL (nobody). report and top attribute by it.
-std::string holder_expression(PGconn* pg, const binding_source& src, const std::string& what) {
+std::string holder_expression(fleet_store& db, const binding_source& src, const std::string& what) {
     // Without a bindings table (no gateway ships a history): the stamped accounts only.
-    if (!binding_source_present(pg, src, what)) return "e.account";
+    if (!binding_source_present(db, src, what)) return "e.account";
     return "coalesce((SELECT b.account FROM (" + binding_rows(src) + ") b WHERE " +
            (src.radacct ? "" : "b.gateway = e.gateway AND ") +
            "b.prefix >>= e.address AND b.account <> ''"
@@ -361,7 +326,7 @@ std::string holder_expression(PGconn* pg, const binding_source& src, const std::
 // stamped on the event (static and API bindings, which no history records),
 // else nobody. mail_session lines give the messages column only; api_change
 // lines and the shipper's stand-in rows are nobody's events.
-int report(PGconn* pg, const command_request& rq, const binding_source& src) {
+int report(fleet_store& db, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE report [--since TIME] [--until TIME] [--format csv|json]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
     for (const auto& [k, v] : rq.flags)
@@ -373,7 +338,7 @@ int report(PGconn* pg, const command_request& rq, const binding_source& src) {
         throw usage_error("--format '" + escape_unprintable(format) + "': csv or json");
     const int64_t since = time_flag(rq, "--since", 0);
     const int64_t until = time_flag(rq, "--until", static_cast<int64_t>(std::time(nullptr)));
-    const std::string holder = holder_expression(pg, src, "report");
+    const std::string holder = holder_expression(db, src, "report");
     const std::string sql =
         "SELECT gateway, address, holder, type, sum(n)::bigint, sum(msgs)::bigint, min(t)::bigint, max(t)::bigint FROM ("
         " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder + " AS holder, e.type,"
@@ -383,7 +348,7 @@ int report(PGconn* pg, const command_request& rq, const binding_source& src) {
         " FROM events e WHERE e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
         " AND e.type NOT IN ('api_change', 'unparsable', 'refused')"
         ") attributed GROUP BY gateway, address, holder, type";
-    auto r = query(pg, sql, {std::to_string(since), std::to_string(until)}, "report");
+    auto r = query(db, sql, {std::to_string(since), std::to_string(until)}, "report");
     struct row {
         std::string gateway, address;
         json account;
@@ -450,7 +415,7 @@ int report(PGconn* pg, const command_request& rq, const binding_source& src) {
 // its gateways and addresses); an event nobody held counts for its address
 // on its own gateway (the same private address behind two edges is two
 // subscribers). Attribution as report's (holder_expression).
-int top(PGconn* pg, const command_request& rq, const binding_source& src) {
+int top(fleet_store& db, const command_request& rq, const binding_source& src) {
     const char* usage = "--fleet FILE top [--window 1h] [--until TIME] [--by messages|recipients|rejected_recipients|"
                         "sessions|events|op25b_block|limit_exceeded|account_suspended|score]";
     if (rq.words.size() != 1) throw usage_error(std::string("usage: sekishoctl ") + usage);
@@ -488,11 +453,11 @@ int top(PGconn* pg, const command_request& rq, const binding_source& src) {
     }
     const std::string sql =
         "SELECT gateway, address, holder, floor(sum(n))::bigint FROM ("
-        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(pg, src, "top") + " AS holder, " +
+        " SELECT e.gateway, coalesce(host(e.address), '') AS address, " + holder_expression(db, src, "top") + " AS holder, " +
         add + " AS n FROM events e WHERE " + which +
         " AND e.time >= to_timestamp($1::bigint) AND e.time < to_timestamp($2::bigint + 1)"
         ") attributed GROUP BY gateway, address, holder";
-    auto r = query(pg, sql, {std::to_string(until - window), std::to_string(until)}, "top");
+    auto r = query(db, sql, {std::to_string(until - window), std::to_string(until)}, "top");
     struct score_row {
         json account;
         std::set<std::string> gateways, subscribers;
@@ -537,16 +502,11 @@ int run_fleet_events(const std::string& conninfo_file, const command_request& re
     command_request rq = request;
     const binding_source src = take_binding_source(rq);
     if (what == "events" && src.given) throw usage_error("--bindings-source: for whois, report and top");
-    const std::string conninfo = read_conninfo(conninfo_file) + " connect_timeout=5";
-    std::unique_ptr<PGconn, conn_deleter> pg(PQconnectdb(conninfo.c_str()));
-    if (PQstatus(pg.get()) != CONNECTION_OK)
-        throw std::runtime_error("cannot reach the fleet's PostgreSQL (" + conninfo_file +
-                                 "): " + message(PQerrorMessage(pg.get())));
-    PQclear(PQexec(pg.get(), "SET TIME ZONE 'UTC'"));
-    if (what == "events") return events(pg.get(), rq);
-    if (what == "whois") return whois(pg.get(), rq, src);
-    if (what == "report") return report(pg.get(), rq, src);
-    return top(pg.get(), rq, src);
+    fleet_store db(conninfo_file);
+    if (what == "events") return events(db, rq);
+    if (what == "whois") return whois(db, rq, src);
+    if (what == "report") return report(db, rq, src);
+    return top(db, rq, src);
 }
 
 }  // namespace sekisho::ctl
