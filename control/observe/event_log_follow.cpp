@@ -111,12 +111,18 @@ int64_t log_file_identity(const log_file& f) {
 
 std::vector<std::unique_ptr<log_file>> open_log_files(const std::string& path, size_t max_files) {
     std::vector<std::unique_ptr<log_file>> files;
+    unsigned missing_in_a_row = 0;
     for (size_t i = 0; i < max_files; ++i) {
         auto f = std::make_unique<log_file>(i == 0 ? path : path + "." + std::to_string(i));
         if (!f->open()) {
-            if (i == 0) continue;   // FILE itself may be missing for a moment (rotation): look at FILE.1 on
-            break;
+            // A rotation renames FILE.keep-1 to FILE.keep first and FILE to FILE.1
+            // last, so while it runs one name at a time is missing (the hole moves
+            // towards FILE): look past one missing name; two in a row are the end.
+            missing_in_a_row++;
+            if (missing_in_a_row == 2) break;
+            continue;
         }
+        missing_in_a_row = 0;
         bool seen = false;
         for (const auto& g : files) seen = seen || g->inode == f->inode;
         if (!seen) files.push_back(std::move(f));

@@ -79,9 +79,12 @@ event_position position_in(const log_file& f, uint64_t offset);
 int64_t log_file_identity(const log_file& f);
 
 // The event log's files as they are now, newest first: FILE, FILE.1, FILE.2
-// ... up to the first name missing (at most `max_files`). A rotation while
-// they are opened shows one file under two names: it is listed once, at its
-// first (newer) place, so the order stays newest first.
+// ... up to two names missing in a row (at most `max_files`). A rotation
+// while they are opened shows one file under two names: it is listed once, at
+// its first (newer) place, so the order stays newest first; and it leaves one
+// name missing for a moment (FILE.1 between its renames to FILE.2 and from
+// FILE): the files after it are listed all the same, so a reader whose
+// position is in an older file does not take it for lost.
 std::vector<std::unique_ptr<log_file>> open_log_files(const std::string& path, size_t max_files = 1024);
 
 // One line read by follow_log: where it starts and what it says.
