@@ -223,44 +223,29 @@ uint64_t binding_shipper::ship(pg_connection& pg, const std::vector<row>& rows) 
     json batch = json::array();
     for (const row& r : rows) batch.push_back(r.to_json());
     const std::string text = batch.dump(-1, ' ', false, json::error_handler_t::replace);
-    pg.exec("BEGIN", "begin a batch of bindings");
-    try {
+    return pg.in_transaction("a batch of bindings", [&] {
         pg_result r = pg.exec_params(upsert_sql, {opt_.gateway, text}, "upsert a batch of bindings");
-        const uint64_t n = std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
-        pg.exec("COMMIT", "commit a batch of bindings");
-        return n;
-    } catch (...) {
-        if (pg.ok()) PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+        return static_cast<uint64_t>(std::strtoull(PQcmdTuples(r.get()), nullptr, 10));
+    });
 }
 
 uint64_t binding_shipper::ship_one_by_one(pg_connection& pg, const std::vector<row>& rows) {
     uint64_t n = 0;
     std::vector<std::string> refusals;   // logged and counted once committed (a lost link retries the batch)
-    pg.exec("BEGIN", "begin a batch of bindings row by row");
-    try {
+    pg.in_transaction("a batch of bindings row by row", [&] {
         for (const row& r : rows) {
             const std::string one = json::array({r.to_json()}).dump(-1, ' ', false, json::error_handler_t::replace);
-            pg.exec("SAVEPOINT binding", "savepoint");
-            try {
+            const auto refused = pg.refusal_in_savepoint([&] {
                 pg_result res = pg.exec_params(upsert_sql, {opt_.gateway, one},
                                                "upsert history row " + std::to_string(r.id));
                 n += std::strtoull(PQcmdTuples(res.get()), nullptr, 10);
-                pg.exec("RELEASE SAVEPOINT binding", "release");
-            } catch (const pg_error& e) {
-                if (e.connection_lost()) throw;
-                pg.exec("ROLLBACK TO SAVEPOINT binding", "roll back a refused row");
+            });
+            if (refused)
                 refusals.push_back("fleet: bindings: " + opt_.history_path + ": history row " + std::to_string(r.id) +
                                    " (change " + std::to_string(r.change_seq) + "): PostgreSQL refused it (" +
-                                   first_line(e.what()) + "): skipped");
-            }
+                                   first_line(refused->what()) + "): skipped");
         }
-        pg.exec("COMMIT", "commit a batch of bindings row by row");
-    } catch (...) {
-        if (pg.ok()) PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    });
     for (const std::string& line : refusals) log(line);
     std::lock_guard<std::mutex> g(mu_);
     state_.refused += refusals.size();

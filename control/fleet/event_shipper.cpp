@@ -309,8 +309,7 @@ void event_shipper::ensure_partitions(pg_connection& pg, const std::vector<prepa
 
 void event_shipper::ship(pg_connection& pg, const std::vector<prepared_line>& lines,
                          const std::function<void()>& while_inserting) {
-    pg.exec("BEGIN", "begin a batch");
-    try {
+    const uint64_t inserted = pg.in_transaction("a batch", [&] {
         pg_result started(PQexec(pg.raw(), "COPY events_stage FROM STDIN"));
         pg.check(started.get(), "copy a batch");
         std::string buf;
@@ -355,19 +354,16 @@ void event_shipper::ship(pg_connection& pg, const std::vector<prepared_line>& li
         if (PQsendQueryParams(pg.raw(), insert.c_str(), 1, nullptr, &gateway, nullptr, nullptr, 0) != 1)
             throw pg_error(std::string("postgres: insert a batch: ") + PQerrorMessage(pg.raw()), !pg.ok());
         if (while_inserting) while_inserting();
-        uint64_t inserted = 0;
+        uint64_t n = 0;
         for (PGresult* r; (r = PQgetResult(pg.raw())) != nullptr;) {
             pg_result owned(r);
             pg.check(r, "insert a batch");
-            inserted += std::strtoull(PQcmdTuples(r), nullptr, 10);
+            n += std::strtoull(PQcmdTuples(r), nullptr, 10);
         }
-        pg.exec("COMMIT", "commit a batch");
-        std::lock_guard<std::mutex> g(mu_);
-        state_.inserted += inserted;
-    } catch (...) {
-        if (pg.ok()) PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+        return n;
+    });
+    std::lock_guard<std::mutex> g(mu_);
+    state_.inserted += inserted;
 }
 
 void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line>& lines) {
@@ -376,8 +372,7 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
                             "$6::inet, $7, $8::jsonb) ON CONFLICT DO NOTHING";
     uint64_t inserted = 0;
     std::vector<std::string> refusals;   // logged and counted once committed (a lost link retries the batch)
-    pg.exec("BEGIN", "begin a batch line by line");
-    try {
+    pg.in_transaction("a batch line by line", [&] {
         for (prepared_line& l : lines) {
             auto insert = [&](const prepared_line& p) {
                 const std::string id = std::to_string(p.file_id), off = std::to_string(p.offset),
@@ -389,44 +384,26 @@ void event_shipper::ship_one_by_one(pg_connection& pg, std::vector<prepared_line
                 pg.check(r.get(), "insert " + p.file_name + " at offset " + std::to_string(p.offset));
                 inserted += std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
             };
-            pg.exec("SAVEPOINT line", "savepoint");
-            try {
-                insert(l);
-                pg.exec("RELEASE SAVEPOINT line", "release");
-                continue;
-            } catch (const pg_error& e) {
-                if (e.connection_lost()) throw;
-                pg.exec("ROLLBACK TO SAVEPOINT line", "roll back a refused line");
-                l.type = "refused";
-                l.address.clear();
-                l.account.reset();
-                l.line = json{{"refused", first_line(e.what())}, {"file", l.file_name}, {"offset", l.offset}}.dump(
-                    -1, ' ', false, json::error_handler_t::replace);
-                refusals.push_back("fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
-                                   ": PostgreSQL refused the line (" + first_line(e.what()) +
-                                   "): shipped as type \"refused\"");
-            }
-            pg.exec("SAVEPOINT line", "savepoint");
-            try {
-                insert(l);
-                pg.exec("RELEASE SAVEPOINT line", "release");
-            } catch (const pg_error& e) {
-                if (e.connection_lost()) throw;
-                pg.exec("ROLLBACK TO SAVEPOINT line", "roll back a refused line");
+            const auto refused = pg.refusal_in_savepoint([&] { insert(l); });
+            if (!refused) continue;
+            l.type = "refused";
+            l.address.clear();
+            l.account.reset();
+            l.line = json{{"refused", first_line(refused->what())}, {"file", l.file_name}, {"offset", l.offset}}.dump(
+                -1, ' ', false, json::error_handler_t::replace);
+            refusals.push_back("fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
+                               ": PostgreSQL refused the line (" + first_line(refused->what()) +
+                               "): shipped as type \"refused\"");
+            if (const auto again = pg.refusal_in_savepoint([&] { insert(l); }))
                 refusals.back() = "fleet: events: " + l.file_name + " at offset " + std::to_string(l.offset) +
-                                  ": PostgreSQL refused the line and its stand-in row (" + first_line(e.what()) +
+                                  ": PostgreSQL refused the line and its stand-in row (" + first_line(again->what()) +
                                   "): skipped";
-            }
         }
-        pg.exec("COMMIT", "commit a batch line by line");
-        for (const std::string& r : refusals) log(r);
-        std::lock_guard<std::mutex> g(mu_);
-        state_.inserted += inserted;
-        state_.refused += refusals.size();
-    } catch (...) {
-        if (pg.ok()) PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    });
+    for (const std::string& r : refusals) log(r);
+    std::lock_guard<std::mutex> g(mu_);
+    state_.inserted += inserted;
+    state_.refused += refusals.size();
 }
 
 void event_shipper::run() {

@@ -219,8 +219,7 @@ void operator_sync::publish_pending() {
     }
     for (const fleet_change& c : unpublished) {
         if (stop_) return;
-        pg_->exec("BEGIN", "begin publishing a change");
-        try {
+        pg_->in_transaction("publishing a change", [&] {
             pg_->exec(change_lock, "lock the change log");
             nlohmann::json payload = nlohmann::json::object();
             if (c.kind == "suspend" || c.kind == "resume") payload["reason"] = c.reason;
@@ -245,11 +244,7 @@ void operator_sync::publish_pending() {
                                      "remove the suspension from fleet_suspensions");
                 pg_->exec_params("SELECT pg_notify('sekisho_operator', $1)", {id}, "notify the fleet");
             }
-            pg_->exec("COMMIT", "commit the change");
-        } catch (...) {
-            if (pg_->ok()) PQclear(PQexec(pg_->raw(), "ROLLBACK"));
-            throw;
-        }
+        });
         std::lock_guard lock(mu_);
         published_ids_.insert(c.change_id);
         published_.push_back(c.change_id);

@@ -63,19 +63,14 @@ pg_result pg_connection::exec_params(const std::string& sql, const std::vector<s
 
 void ensure_objects(pg_connection& pg, const char* lock, const fleet_sql::concern_objects& objects,
                     const std::string& what) {
-    pg.exec("BEGIN", "begin the " + what + " schema");
-    try {
+    pg.in_transaction("the " + what + " schema", [&] {
         // Serialises gateways starting together: one creates, the others find it.
         pg.exec(lock, "lock the " + what + " schema");
         pg_result have =
             pg.exec_params(fleet_sql::objects_present, {objects.names}, "look for the " + what + " tables");
         if (std::stoi(PQgetvalue(have.get(), 0, 0)) < objects.count)
             pg.exec(objects.create, "create the " + what + " tables");
-        pg.exec("COMMIT", "commit the " + what + " schema");
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+    });
 }
 
 void ensure_fleet_schema(pg_connection& pg) {

@@ -20,8 +20,10 @@
 #include <libpq-fe.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace sekisho {
@@ -63,6 +65,45 @@ public:
 
     // Throws pg_error for `r` unless its status is one of the successes.
     void check(const PGresult* r, const std::string& step);
+
+    // Runs `body` in one transaction (BEGIN, body, COMMIT; errors name "begin
+    // WHAT", "commit WHAT") and returns what it returns. Any exception rolls
+    // the transaction back (when the link is still up) and is thrown again.
+    template <class F>
+    std::invoke_result_t<F> in_transaction(const std::string& what, F&& body) {
+        exec("BEGIN", "begin " + what);
+        try {
+            if constexpr (std::is_void_v<std::invoke_result_t<F>>) {
+                body();
+                exec("COMMIT", "commit " + what);
+            } else {
+                auto r = body();
+                exec("COMMIT", "commit " + what);
+                return r;
+            }
+        } catch (...) {
+            if (ok()) PQclear(PQexec(conn_, "ROLLBACK"));
+            throw;
+        }
+    }
+
+    // Inside a transaction: runs `body` under a savepoint. Returns nothing when
+    // it succeeded; PostgreSQL's refusal of it (after rolling back to the
+    // savepoint, so the transaction goes on) when it was refused. A lost
+    // connection, or any other exception, is thrown.
+    template <class F>
+    std::optional<pg_error> refusal_in_savepoint(F&& body) {
+        exec("SAVEPOINT row", "savepoint");
+        try {
+            body();
+            exec("RELEASE SAVEPOINT row", "release the savepoint");
+            return std::nullopt;
+        } catch (const pg_error& e) {
+            if (e.connection_lost()) throw;
+            exec("ROLLBACK TO SAVEPOINT row", "roll back a refused row");
+            return e;
+        }
+    }
 
 private:
     PGconn* conn_ = nullptr;

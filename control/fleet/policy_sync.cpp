@@ -105,22 +105,14 @@ int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 void ensure_policy_columns(pg_connection& pg) {
     // "column ... already exists, skipping" at every connect says nothing.
     pg.exec("SET client_min_messages = warning", "quiet the schema notices");
-    pg.exec("BEGIN", "begin the policy columns");
-    try {
+    pg.in_transaction("the policy columns", [&] {
         pg.exec(fleet_sql::schema_lock, "lock the schema");
         // Columns there already: nothing to alter, which only the table's owner may do
         // (a deployment may have created the table with another role).
         pg_result have = pg.exec(fleet_sql::count_gateway_policy_columns, "look for the gateways table's policy columns");
-        if (std::string(PQgetvalue(have.get(), 0, 0)) == "4") {
-            pg.exec("COMMIT", "commit the policy columns");
-            return;
-        }
-        pg.exec(fleet_sql::add_gateway_policy_columns, "add the gateways table's policy columns");
-        pg.exec("COMMIT", "commit the policy columns");
-    } catch (...) {
-        PQclear(PQexec(pg.raw(), "ROLLBACK"));
-        throw;
-    }
+        if (std::string(PQgetvalue(have.get(), 0, 0)) != "4")
+            pg.exec(fleet_sql::add_gateway_policy_columns, "add the gateways table's policy columns");
+    });
 }
 
 // What the two threads exchange; every field under `m`.
