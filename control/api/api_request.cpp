@@ -424,8 +424,8 @@ refusal read_top(const api_request& r, int64_t now, api_command& c) {
 refusal read_campaigns(const api_request& r, api_command& c) {
     std::string why;
     const auto n = unsigned_arg(r, "n", 20, api_max_campaigns, why);
-    if (!n) return error(400, why);
-    if (*n == 0) return error(400, "argument 'n': '0' is not a number from 1 to " + std::to_string(api_max_campaigns));
+    if (!n || *n == 0)
+        return error(400, "argument 'n': '" + arg(r, "n") + "' is not a number from 1 to " + std::to_string(api_max_campaigns));
     c.n = *n;
     const auto min = unsigned_arg(r, "min_subscribers", 0, campaign_table::max_subscribers, why);
     if (!min) return error(400, why);
