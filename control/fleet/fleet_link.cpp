@@ -135,6 +135,12 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
         snapshot.fleet.push_back({"sekisho_fleet_campaign_merge_overflows_total",
                                   "Fleet campaign bits dropped: the local campaign table was full.", true, {},
                                   static_cast<double>(c.merge_overflows)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_recipients_sent_total",
+                                  "Changed recipients counts of a fingerprint written to the fleet's Redis (HSET).",
+                                  true, {}, static_cast<double>(c.recipients_sent)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_bad_fields_total",
+                                  "Fields of the fleet's campaign recipients hashes that are not a count (ignored).",
+                                  true, {}, static_cast<double>(c.bad_fields)});
     }
     if (account_limits_) {
         const account_limit_sync_counters c = account_limits_->counters();

@@ -143,6 +143,8 @@ fs="$(view fleet_subscribers)"
 [ "$fs" != absent ] && [ "$fs" -ge 29 ] 2>/dev/null && [ "$fs" -ge "$(view subscribers)" ] &&
   pass "campaigns: fleet subscribers $fs (30 bits), at least the table's $(view subscribers)" ||
   fail "campaigns: fleet_subscribers '$fs', subscribers '$(view subscribers)'"
+wait_metric sekisho_fleet_campaign_recipients_sent_total 'v >= 1' 5 && pass "recipients writes counted" ||
+  fail "sekisho_fleet_campaign_recipients_sent_total: '$(metric sekisho_fleet_campaign_recipients_sent_total)'"
 ctl_expect 0 "campaigns (human)" campaigns --min-subscribers 20
 contains "the fingerprint's line" "$fp"
 contains "the fleet's columns" "FLEET_RECIPIENTS"
