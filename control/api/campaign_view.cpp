@@ -2,7 +2,6 @@
 #include "control/api/campaign_view.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 #include <unordered_map>
 
@@ -18,12 +17,6 @@ struct row {
     uint32_t fleet_subscribers = 0;
     uint32_t most() const { return std::max(subscribers, fleet_subscribers); }
 };
-
-std::string hex16(uint64_t v) {
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-    return buf;
-}
 
 nlohmann::json threshold(const windowed_score& s) {
     if (!s.max) return nullptr;
@@ -74,7 +67,7 @@ nlohmann::json campaign_view(const campaign_table& table, const inspection_setti
                       });
     for (size_t i = 0; i < shown; ++i) {
         const row& r = rows[i];
-        nlohmann::json j = {{"fingerprint", hex16(r.fingerprint)},
+        nlohmann::json j = {{"fingerprint", fingerprint_hex(r.fingerprint)},
                             {"subscribers", r.subscribers},
                             {"recipients", r.recipients},
                             {"over_subscribers", subs.max != 0 && r.subscribers > subs.max}};

@@ -32,13 +32,7 @@ double unix_now() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-std::string hex16(uint64_t v) {
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-    return buf;
-}
-
-bool parse_hex16(const char* s, size_t len, uint64_t& out) {
+bool parse_fingerprint_hex(const char* s, size_t len, uint64_t& out) {
     if (len != 16) return false;
     uint64_t v = 0;
     for (size_t i = 0; i < len; ++i) {
@@ -83,6 +77,12 @@ std::string ttl_seconds(uint64_t window_ns) {
 
 }  // namespace
 
+std::string fingerprint_hex(uint64_t fingerprint) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fingerprint));
+    return buf;
+}
+
 std::string campaign_key_prefix(uint64_t window_ns, uint32_t window) {
     const std::string length = window_ns % 1'000'000'000 == 0 ? std::to_string(window_ns / 1'000'000'000) + "s"
                                                                : std::to_string(window_ns / 1'000'000) + "ms";
@@ -90,7 +90,7 @@ std::string campaign_key_prefix(uint64_t window_ns, uint32_t window) {
 }
 
 std::string campaign_key(uint64_t window_ns, uint32_t window, uint64_t fingerprint) {
-    return campaign_key_prefix(window_ns, window) + ":" + hex16(fingerprint);
+    return campaign_key_prefix(window_ns, window) + ":" + fingerprint_hex(fingerprint);
 }
 
 std::string bits_to_redis(const bits_t& bits) {
@@ -324,7 +324,7 @@ void campaign_sync::run() {
             for (const campaign_bits& c : s.cells) {
                 local[c.fingerprint] = c.bits;
                 local_rcpt[c.fingerprint] = c.recipients;
-                const std::string rcpt_key = prefix + ":" + hex16(c.fingerprint) + ":rcpt";
+                const std::string rcpt_key = prefix + ":" + fingerprint_hex(c.fingerprint) + ":rcpt";
                 const auto was = rcpt_sent.find(c.fingerprint);
                 if (c.recipients != 0 && (was == rcpt_sent.end() || was->second != c.recipients)) {
                     link->append({"HSET", rcpt_key, field, std::to_string(c.recipients)});
@@ -334,7 +334,7 @@ void campaign_sync::run() {
                 }
                 const bits_t fresh = and_not(c.bits, known[c.fingerprint]);
                 if (!any(fresh)) continue;
-                const std::string key = prefix + ":" + hex16(c.fingerprint);
+                const std::string key = prefix + ":" + fingerprint_hex(c.fingerprint);
                 for (unsigned i = 0; i < campaign_table::bitmap_bits; ++i)
                     if (fresh[i / word_bits] >> (i % word_bits) & 1) {
                         link->append({"SETBIT", key, std::to_string(i), "1"});
@@ -359,15 +359,15 @@ void campaign_sync::run() {
                 for (size_t i = 0; i < members->elements; ++i) {
                     uint64_t fp = 0;
                     const redisReply* m = members->element[i];
-                    if (m->type != REDIS_REPLY_STRING || !parse_hex16(m->str, m->len, fp)) continue;
+                    if (m->type != REDIS_REPLY_STRING || !parse_fingerprint_hex(m->str, m->len, fp)) continue;
                     hot.insert(fp);
                     if (fetching.insert(fp).second) fetch.push_back(fp);
                 }
             }
             // 2. The fleet's bitmaps and recipients of those.
             for (const uint64_t fp : fetch) {
-                link->append({"GET", prefix + ":" + hex16(fp)});
-                link->append({"HGETALL", prefix + ":" + hex16(fp) + ":rcpt"});
+                link->append({"GET", prefix + ":" + fingerprint_hex(fp)});
+                link->append({"HGETALL", prefix + ":" + fingerprint_hex(fp) + ":rcpt"});
             }
             std::vector<campaign_bits> back;
             std::vector<campaign_fleet_figure> figures;
@@ -392,7 +392,7 @@ void campaign_sync::run() {
             // 3. Fingerprints that became fleet-hot.
             if (!now_hot.empty()) {
                 std::vector<std::string> sadd{"SADD", hot_key};
-                for (const uint64_t fp : now_hot) sadd.push_back(hex16(fp));
+                for (const uint64_t fp : now_hot) sadd.push_back(fingerprint_hex(fp));
                 link->append(sadd);
                 link->append({"EXPIRE", hot_key, ttl});
                 link->reply();

@@ -123,6 +123,8 @@ struct campaign_sync_counters {
 // Key names (shared by every gateway): the window length in seconds, or in
 // milliseconds when not whole seconds, then the window index.
 std::string campaign_key_prefix(uint64_t window_ns, uint32_t window);
+// A fingerprint as keys, events (content_verdict) and the campaign view spell it: 16 hex digits.
+std::string fingerprint_hex(uint64_t fingerprint);
 std::string campaign_key(uint64_t window_ns, uint32_t window, uint64_t fingerprint);
 // A Redis string of the bitmap (bit i at Redis bit offset i) and back; a
 // shorter string is zero-padded, a longer one's extra bits ignored.
