@@ -6,7 +6,8 @@
 # subscriber; Redis killed: mail flows, the verdict holds, the link is reported down; a new, empty
 # Redis: the link comes back and the gateway sends its window's bits again. The recipients: the
 # gateway's own count of the fingerprint in its field of the Redis hash, another gateway's field
-# summed in, and `sekishoctl campaigns` showing both (the fleet's figures beside the local ones).
+# summed in, and `sekishoctl campaigns` showing both (the fleet's figures beside the local ones);
+# after kill -9 of sekishod and a restart, the old process's count stays in the fleet's sum.
 #
 # Usage (root):  tests/fleet/campaign_live_e2e.sh PATH/TO/sekishod PATH/TO/sekishoctl
 # Exit status: 0 all checks passed, 1 a check failed, 77 the lab or Redis is not available (skip).
@@ -191,6 +192,22 @@ until [[ "$(own_rcpt)" =~ ^edge-live-1/[0-9a-f]{16}\ 3$ ]] || [ "$(date +%s)" -g
 last="$(metric 'sekisho_fleet_last_sync_timestamp_seconds{store="redis",concern="campaign"}')"
 /usr/bin/python3 -c "import sys,time; sys.exit(0 if abs(time.time() - float(sys.argv[1])) < 5 else 1)" "$last" &&
   pass "last sync is recent ($last)" || fail "last sync: '$last'"
+
+# 6. kill -9 of sekishod and a restart: the new process counts from zero in a new field (a new boot
+#    id); the old process's count (3) stays its own field, so the fleet's recipients keep it.
+kill -9 "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null
+e2e_start_sekishod "$NETLAB_LOGDIR/sekishod-2.log" --policy "$TMP/policy.yaml" --fleet "$TMP/fleet.yaml" \
+  --events "$TMP/events.jsonl" --metrics 127.0.0.1:9108 --api-socket "$sock"
+e2e_wait_for_log "$NETLAB_LOGDIR/sekishod-2.log" "fleet: campaign: redis link up" 10 "sekishod after kill -9"
+send 4 || fail "message after the restart not sent"
+deadline=$(($(date +%s) + 5))
+until [ "$(view fleet_recipients)" = 4 ] || [ "$(date +%s)" -ge "$deadline" ]; do sleep 0.1; done
+[ "$(view fleet_recipients)" = 4 ] && [ "$(view recipients)" = 1 ] &&
+  pass "after kill -9: local recipients 1 (new process), fleet 4 (the old field's 3 kept)" ||
+  fail "after kill -9: recipients '$(view recipients)', fleet_recipients '$(view fleet_recipients)'"
+[ "$(fleet_redis_cli HLEN "$key:rcpt")" = 2 ] && pass "two fields: the old process's and the new one's" ||
+  fail "fields after the restart: $(own_rcpt)"
 
 e2e_stop_sekishod && pass "sekishod exited 0" || fail "sekishod exit status"
 e2e_end
