@@ -234,6 +234,7 @@ void campaign_sync::run() {
     const std::string field =
         settings_.recipients_field.empty() ? boot_field(settings_.gateway) : settings_.recipients_field;
     const size_t max_figures = size_t{table_.fingerprint_capacity()} + settings_.max_hot;
+    unsigned bad_logged = 0;   // the first few hashes with fields that are not counts are named in the log
     std::unique_ptr<redis_connection> link;
     auto backoff = backoff_first;
     auto next_attempt = std::chrono::steady_clock::now();
@@ -373,11 +374,13 @@ void campaign_sync::run() {
             std::vector<campaign_fleet_figure> figures;
             std::vector<uint64_t> now_hot;
             uint64_t bad_fields = 0;
+            std::string bad_key;
             for (const uint64_t fp : fetch) {
                 const redis_reply r = link->reply();
                 const redis_reply h = link->reply();
                 const count_fields rcpt = sum_count_fields(h.get(), field);
                 bad_fields += rcpt.bad;
+                if (rcpt.bad && bad_key.empty()) bad_key = prefix + ":" + fingerprint_hex(fp) + ":rcpt";
                 const auto own = local_rcpt.find(fp);
                 const uint32_t own_rcpt = own != local_rcpt.end() ? own->second : rcpt.mine.value_or(0);
                 // Lost with Redis's data (a restart without persistence): written again next time.
@@ -404,6 +407,12 @@ void campaign_sync::run() {
                 if (figures_.size() < max_figures || figures_.count(f.fingerprint)) figures_[f.fingerprint] = f;
             counters_.recipients_sent += rcpt_changed.size();
             counters_.bad_fields += bad_fields;
+            if (bad_fields && bad_logged < 8 && log_lines_.size() < max_log_lines) {
+                ++bad_logged;
+                log_lines_.push_back("fleet: campaign: " + std::to_string(bad_fields) +
+                                     " field(s) of recipients hashes are not counts (first: " + bad_key +
+                                     "); ignored");
+            }
             ++counters_.syncs;
             counters_.fingerprints_sent += sent.size();
             counters_.bits_sent += bits_sent;

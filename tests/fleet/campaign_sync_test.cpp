@@ -392,6 +392,9 @@ TEST_F(CampaignSync, RecipientsResentChangeNothing) {
     a.send(bot(0), clock(), window_ns_);
     ASSERT_TRUE(pump({&a}, [&] { return fleet_recipients(a) == 18u; }));
     EXPECT_GE(a.sync->counters().bad_fields, 1u);
+    bool named = false;
+    for (const std::string& l : a.log) named = named || l.find(rcpt_key() + "); ignored") != std::string::npos;
+    EXPECT_TRUE(named) << "the log does not name the hash with a bad field";
 }
 
 // A gateway restarted (its process gone, kill -9 or not: a new boot id)
