@@ -325,9 +325,9 @@ void campaign_sync::run() {
             for (const campaign_bits& c : s.cells) {
                 local[c.fingerprint] = c.bits;
                 local_rcpt[c.fingerprint] = c.recipients;
-                const std::string rcpt_key = prefix + ":" + fingerprint_hex(c.fingerprint) + ":rcpt";
                 const auto was = rcpt_sent.find(c.fingerprint);
                 if (c.recipients != 0 && (was == rcpt_sent.end() || was->second != c.recipients)) {
+                    const std::string rcpt_key = prefix + ":" + fingerprint_hex(c.fingerprint) + ":rcpt";
                     link->append({"HSET", rcpt_key, field, std::to_string(c.recipients)});
                     link->append({"EXPIRE", rcpt_key, ttl});
                     replies += 2;
