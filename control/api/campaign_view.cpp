@@ -15,7 +15,8 @@ struct row {
     uint32_t recipients = 0;
     const campaign_fleet_figure* fleet = nullptr;
     uint32_t fleet_subscribers = 0;
-    uint32_t most() const { return std::max(subscribers, fleet_subscribers); }
+    uint32_t judged = 0;   // the table's estimate, fleet bits included: what the workers compare
+    uint32_t most() const { return std::max({subscribers, fleet_subscribers, judged}); }
 };
 
 nlohmann::json threshold(const windowed_score& s) {
@@ -44,17 +45,25 @@ nlohmann::json campaign_view(const campaign_table& table, const inspection_setti
 
     std::vector<row> rows;
     std::unordered_map<uint64_t, size_t> at;
+    std::vector<campaign_table::subscriber_bits> table_bits;
     table.for_each_active(window, [&](uint64_t fp, uint32_t, uint32_t recipients, const campaign_table::subscriber_bits& bits) {
         at[fp] = rows.size();
-        rows.push_back({fp, campaign_table::estimate_of(bits), recipients, nullptr, 0});
+        const uint32_t judged = campaign_table::estimate_of(bits);
+        rows.push_back({fp, judged, recipients, nullptr, 0, judged});
+        table_bits.push_back(bits);
     });
     if (fleet != nullptr)
         for (const campaign_fleet_figure& f : *fleet) {
             if (f.window != window) continue;
             const auto it = at.find(f.fingerprint);
-            row& r = it != at.end() ? rows[it->second] : rows.emplace_back(row{f.fingerprint, 0, 0, nullptr, 0});
+            row& r = it != at.end() ? rows[it->second] : rows.emplace_back(row{f.fingerprint, 0, 0, nullptr, 0, 0});
             r.fleet = &f;
             r.fleet_subscribers = campaign_table::estimate_of(f.bits);
+            if (it != at.end()) {   // this gateway's own: the table's bits without those the fleet brought
+                campaign_table::subscriber_bits own = table_bits[it->second];
+                for (size_t i = 0; i < own.size(); ++i) own[i] &= ~f.merged[i];
+                r.subscribers = campaign_table::estimate_of(own);
+            }
         }
     std::erase_if(rows, [&](const row& r) { return r.most() < min_subscribers; });
     out["matching"] = rows.size();
@@ -70,7 +79,7 @@ nlohmann::json campaign_view(const campaign_table& table, const inspection_setti
         nlohmann::json j = {{"fingerprint", fingerprint_hex(r.fingerprint)},
                             {"subscribers", r.subscribers},
                             {"recipients", r.recipients},
-                            {"over_subscribers", subs.max != 0 && r.subscribers > subs.max}};
+                            {"over_subscribers", subs.max != 0 && r.judged > subs.max}};
         if (fleet != nullptr) {
             j["fleet_subscribers"] = r.fleet ? nlohmann::json(r.fleet_subscribers) : nlohmann::json(nullptr);
             j["fleet_recipients"] = r.fleet ? nlohmann::json(r.fleet->recipients) : nlohmann::json(nullptr);

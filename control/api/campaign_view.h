@@ -3,14 +3,15 @@
 // first, with this gateway's counts and, in fleet mode, the fleet's as
 // campaign_sync last read them from Redis.
 //
-// Per fingerprint: the fingerprint (16 hex digits), `subscribers` (the
-// table's estimate: the one the workers compare with
-// inspection.campaign.subscribers, which holds the fleet's bits merged in),
+// Per fingerprint: the fingerprint (16 hex digits), `subscribers` (this
+// gateway's own estimate: the table's bitmap without the bits the fleet
+// alone brought, campaign_fleet_figure::merged; a lower bound),
 // `recipients` (this gateway's, exact), in fleet mode `fleet_subscribers`
 // (the estimate of the fleet's ORed bitmap) and `fleet_recipients` (every
 // gateway's counts summed; null: not read back yet), and
-// `over_subscribers` (the table's estimate is over the threshold: what the
-// workers flag). The per-subscriber recipients threshold
+// `over_subscribers` (the table's estimate, fleet bits merged in, is over
+// inspection.campaign.subscribers: what the workers flag). Most
+// subscribers first: the largest of the three estimates. The per-subscriber recipients threshold
 // (inspection.campaign.recipients) is per (fingerprint, subscriber) and not
 // listed: the view names no subscriber. Only fingerprints and counts: no
 // address, account or message text (docs/inspection.md).

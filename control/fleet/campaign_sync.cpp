@@ -387,7 +387,7 @@ void campaign_sync::run() {
                 if (own != local_rcpt.end() && own_rcpt != 0 && rcpt.mine != own_rcpt) rcpt_sent.erase(fp);
                 if (r->type != REDIS_REPLY_STRING) continue;   // expired meanwhile
                 const bits_t fleet = bits_from_redis(r->str, r->len);
-                figures.push_back({fp, s.window, fleet, rcpt.others + own_rcpt});
+                figures.push_back({fp, s.window, fleet, rcpt.others + own_rcpt, and_not(fleet, local[fp])});
                 or_into(known[fp], fleet);
                 if (popcount(fleet) >= 2 && !hot.count(fp)) now_hot.push_back(fp);
                 if (any(and_not(fleet, local[fp]))) back.push_back({fp, s.window, fleet});
@@ -403,8 +403,16 @@ void campaign_sync::run() {
             }
             for (const uint64_t fp : sent) or_into(known[fp], local[fp]);
             std::lock_guard lock(mu_);
-            for (const campaign_fleet_figure& f : figures)
-                if (figures_.size() < max_figures || figures_.count(f.fingerprint)) figures_[f.fingerprint] = f;
+            for (const campaign_fleet_figure& f : figures) {
+                const auto it = figures_.find(f.fingerprint);
+                if (it == figures_.end()) {
+                    if (figures_.size() < max_figures) figures_.emplace(f.fingerprint, f);
+                    continue;
+                }
+                const bits_t merged = it->second.merged;
+                it->second = f;
+                or_into(it->second.merged, merged);
+            }
             counters_.recipients_sent += rcpt_changed.size();
             counters_.bad_fields += bad_fields;
             if (bad_fields && bad_logged < 8 && log_lines_.size() < max_log_lines) {

@@ -100,6 +100,11 @@ struct campaign_fleet_figure {
     uint32_t window = 0;
     campaign_table::subscriber_bits bits{};   // the fleet's bitmap (every gateway's ORed)
     uint64_t recipients = 0;                  // every gateway process's recipients, summed
+    // The bits this gateway's table got from the fleet alone (absent from its
+    // table when merged): the table's bits without them are this gateway's own
+    // subscribers (a lower bound: a local subscriber whose bit the fleet had
+    // brought first is not told apart).
+    campaign_table::subscriber_bits merged{};
 };
 
 // Counters, for metrics and status (monotonic unless said).

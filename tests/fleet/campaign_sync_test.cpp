@@ -113,6 +113,18 @@ TEST_F(CampaignSync, ThirtyBotsOverThreeGatewaysAreDetectedFleetWideNotPerGatewa
     const uint32_t union_estimate = all.peek(fingerprint, bot(0), clock(), window_ns_).subscribers;
     EXPECT_GT(union_estimate, threshold);
     for (gateway* g : fleet) EXPECT_EQ(estimate(*g), union_estimate) << g->name;
+    // The bits each gateway got from the fleet alone are in its figure: the
+    // table's bits without them are its own 10 (give or take a shared bit).
+    for (gateway* g : fleet) {
+        campaign_table::subscriber_bits own{};
+        g->table->for_each_active(window(), [&](uint64_t fp, uint32_t, uint32_t, const campaign_table::subscriber_bits& b) {
+            if (fp == fingerprint) own = b;
+        });
+        for (const campaign_fleet_figure& f : g->sync->fleet_figures())
+            for (size_t i = 0; f.fingerprint == fingerprint && i < own.size(); ++i) own[i] &= ~f.merged[i];
+        EXPECT_LE(campaign_table::estimate_of(own), 10u) << g->name;
+        EXPECT_GE(campaign_table::estimate_of(own), 8u) << g->name;
+    }
     // Recipients stay local and exact: 10 messages of 3 recipients each.
     for (gateway* g : fleet) EXPECT_EQ(g->table->peek(fingerprint, bot(0), clock(), window_ns_).recipients, 30u);
     // Redis holds the union, with the expiry of two windows.

@@ -100,6 +100,32 @@ TEST(campaign_view, FleetColumnsFromTheFleetFigures) {
     EXPECT_EQ(campaign_view(t, counting(20), now_ns, &fleet, 20, 5)["matching"], 2);
 }
 
+// Once the fleet's bits are merged into the table, the table's estimate is
+// the fleet's; the view's own column leaves out the bits the fleet brought.
+TEST(campaign_view, OwnSubscribersLeaveOutTheMergedFleetBits) {
+    campaign_table t(1024, 4096), elsewhere(1024, 4096), own(1024, 4096);
+    send(t, 0xa1, 2);
+    send(own, 0xa1, 2);
+    send(elsewhere, 0xa1, 28, 200);
+    const uint32_t w = campaign_table::window_index(now_ns, window_ns);
+    campaign_table::subscriber_bits fleet_bits{}, own_bits{};
+    elsewhere.for_each_active(w, [&](uint64_t, uint32_t, uint32_t, const campaign_table::subscriber_bits& b) { fleet_bits = b; });
+    t.for_each_active(w, [&](uint64_t, uint32_t, uint32_t, const campaign_table::subscriber_bits& b) { own_bits = b; });
+    campaign_table::subscriber_bits merged{}, all = fleet_bits;
+    for (size_t i = 0; i < merged.size(); ++i) {
+        merged[i] = fleet_bits[i] & ~own_bits[i];
+        all[i] |= own_bits[i];
+    }
+    ASSERT_EQ(t.merge_subscriber_bits(0xa1, w, fleet_bits), campaign_table::merge_result::merged);
+    const std::vector<campaign_fleet_figure> fleet{{0xa1, w, all, 60, merged}};
+    const nlohmann::json j = campaign_view(t, counting(25), now_ns, &fleet, 20, 0);
+    ASSERT_EQ(j["campaigns"].size(), 1u);
+    EXPECT_EQ(j["campaigns"][0]["subscribers"], estimate(own, 0xa1));
+    EXPECT_EQ(j["campaigns"][0]["fleet_subscribers"], estimate(t, 0xa1));
+    EXPECT_GT(estimate(t, 0xa1), 25u);
+    EXPECT_TRUE(j["campaigns"][0]["over_subscribers"].get<bool>());   // judged on the merged table, as the workers do
+}
+
 TEST(campaign_view, WithoutCampaignCountingAnEmptyListSaysSo) {
     campaign_table t(1024, 4096);
     send(t, 0xa1, 4);
