@@ -355,6 +355,8 @@ public:
             return;
         }
         campaign_sync_settings cs;
+        cs.gateway = config_.gateway;
+        cs.recipients_field = config_.gateway + "/replay";
         cs.redis_address = config_.redis_address;
         cs.redis_password_file = config_.redis_password_file;
         cs.redis_tls_ca_file = config_.redis_tls_ca_file;

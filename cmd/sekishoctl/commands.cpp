@@ -273,6 +273,14 @@ int top(const command& c) {
     return c.show(c.client().call("GET", q), print_top);
 }
 
+int campaigns(const command& c) {
+    c.want(1, "campaigns [--min-subscribers N] [-n N]");
+    c.check_flags({"--min-subscribers", "-n"});
+    const std::string q = "/v1/campaigns?n=" + url_escape(c.flag_or("-n", "20")) +
+                          "&min_subscribers=" + url_escape(c.flag_or("--min-subscribers", "0"));
+    return c.show(c.client().call("GET", q), print_campaigns);
+}
+
 // CSV for people (escaped, line breaks kept); with --json the JSON as it came.
 int report(const command& c) {
     c.want(1, "report [--since TIME] [--until TIME] [--format csv|json]");
@@ -302,6 +310,7 @@ int run_command(const api_client& client, const command_request& request) {
     if (cmd == "top") return top(c);
     if (cmd == "limits") return limits(c, sub);
     if (cmd == "report") return report(c);
+    if (cmd == "campaigns") return campaigns(c);
     throw usage_error("unknown command '" + cmd + "'");
 }
 

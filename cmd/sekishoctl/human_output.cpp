@@ -348,6 +348,29 @@ void print_top(const json& j) {
                   << shown(t["count"]) << "\n";
 }
 
+void print_campaigns(const json& j) {
+    if (!j.value("counting", false)) {
+        std::cout << "the policy counts no campaigns (inspection.campaign.subscribers / .recipients, docs/inspection.md)\n";
+        return;
+    }
+    const bool fleet = j.value("fleet", false);
+    const json& max = j["thresholds"]["subscribers"];
+    std::cout << "window " << shown(j["window_s"]) << " s; subscribers threshold "
+              << (max.is_null() ? std::string("off") : shown(max["max"])) << "; " << shown(j["campaigns"].size()) << " of "
+              << shown(j["matching"]) << " fingerprints\n";
+    std::cout << std::left << std::setw(18) << "FINGERPRINT" << std::setw(13) << "SUBSCRIBERS" << std::setw(12)
+              << "RECIPIENTS";
+    if (fleet) std::cout << std::setw(19) << "FLEET_SUBSCRIBERS" << std::setw(18) << "FLEET_RECIPIENTS";
+    std::cout << "OVER\n";
+    auto or_dash = [](const json& v) { return v.is_null() ? std::string("-") : shown(v); };
+    for (const auto& c : j["campaigns"]) {
+        std::cout << std::left << std::setw(18) << shown(c["fingerprint"]) << std::setw(13) << shown(c["subscribers"])
+                  << std::setw(12) << shown(c["recipients"]);
+        if (fleet) std::cout << std::setw(19) << or_dash(c["fleet_subscribers"]) << std::setw(18) << or_dash(c["fleet_recipients"]);
+        std::cout << (c.value("over_subscribers", false) ? "yes" : "no") << "\n";
+    }
+}
+
 void print_fleet_top(const json& j) {
     std::cout << std::left << std::setw(32) << "ACCOUNT" << std::setw(12) << "COUNT" << std::setw(40) << "SUBSCRIBERS"
               << "GATEWAYS\n";

@@ -45,6 +45,8 @@ void print_accounts(const nlohmann::json& list, bool only_suspended);
 // One event-log line (its fields came from the network and the API: each through shown()).
 void print_event(const nlohmann::json& event);
 void print_top(const nlohmann::json& top);
+// GET /v1/campaigns: one line per fingerprint; the FLEET columns when the daemon is in fleet mode.
+void print_campaigns(const nlohmann::json& campaigns);
 // --fleet top: one row per account (its addresses and gateways listed), or per gateway and address for nobody's.
 void print_fleet_top(const nlohmann::json& top);
 // limits show: each limit's count against its maximum, cool-down and whether it is tripped;

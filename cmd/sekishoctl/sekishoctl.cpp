@@ -50,6 +50,9 @@ commands:
   events tail [-f] [-n N] [--type T] [--subscriber ADDR] [--account A]
   top [--window 1h] [--by messages|recipients|rejected_recipients|sessions|events|op25b_block|limit_exceeded|account_suspended|score]
   report [--since TIME] [--until TIME] [--format csv|json]
+  campaigns [--min-subscribers N] [-n N]   the current window's message fingerprints, most subscribers
+                                           first (N: 20, at most 1000); counts only, never addresses;
+                                           a gateway in fleet mode adds the fleet's figures
 fleet (the fleet's PostgreSQL; --fleet CONNINFO_FILE: desk role to read, controller role to push):
   fleet status [--stale 10s]               every gateway: group, generation, fleet version, lag, health
   fleet policy push FILE --group G         a new policy version desired for group G

@@ -7,6 +7,7 @@
 
 #include "control/api/untrusted_text.h"
 #include "control/utc_time.h"
+#include "dataplane/inspect/campaign_table.h"
 
 namespace sekisho {
 
@@ -179,6 +180,7 @@ const char* to_string(api_endpoint e) {
         case api_endpoint::report: return "report";
         case api_endpoint::top: return "top";
         case api_endpoint::limits_show: return "limits_show";
+        case api_endpoint::campaigns: return "campaigns";
         case api_endpoint::limits_reset: return "limits_reset";
     }
     return "?";
@@ -201,6 +203,7 @@ std::optional<api_endpoint> api_endpoint_of(const std::string& m, const std::str
     if (p == "/v1/top" && m == "GET") return api_endpoint::top;
     if (p == "/v1/limits" && m == "GET") return api_endpoint::limits_show;
     if (p == "/v1/limits/reset" && m == "POST") return api_endpoint::limits_reset;
+    if (p == "/v1/campaigns" && m == "GET") return api_endpoint::campaigns;
     return std::nullopt;
 }
 
@@ -418,6 +421,18 @@ refusal read_top(const api_request& r, int64_t now, api_command& c) {
     return std::nullopt;
 }
 
+refusal read_campaigns(const api_request& r, api_command& c) {
+    std::string why;
+    const auto n = unsigned_arg(r, "n", 20, api_max_campaigns, why);
+    if (!n || *n == 0)
+        return error(400, "argument 'n': '" + arg(r, "n") + "' is not a number from 1 to " + std::to_string(api_max_campaigns));
+    c.n = *n;
+    const auto min = unsigned_arg(r, "min_subscribers", 0, campaign_table::max_subscribers, why);
+    if (!min) return error(400, why);
+    c.min_subscribers = static_cast<uint32_t>(*min);
+    return std::nullopt;
+}
+
 // The endpoint's own arguments and body, read into `c`.
 refusal read_endpoint_arguments(const api_request& r, int64_t now, api_command& c) {
     switch (c.endpoint) {
@@ -446,6 +461,7 @@ refusal read_endpoint_arguments(const api_request& r, int64_t now, api_command& 
         case api_endpoint::top: return read_top(r, now, c);
         case api_endpoint::limits_show: return read_limits_show(r, c);
         case api_endpoint::limits_reset: return read_limits_reset(r, c);
+        case api_endpoint::campaigns: return read_campaigns(r, c);
     }
     return std::nullopt;
 }

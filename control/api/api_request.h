@@ -41,6 +41,7 @@ enum class api_endpoint : uint8_t {
     top,              // GET /v1/top                    ?window=&by=
     limits_show,      // GET /v1/limits                 ?address=A | ?account=NAME
     limits_reset,     // POST /v1/limits/reset          {"address"|"account": ..., "limit": NAME (optional)}
+    campaigns,        // GET /v1/campaigns              ?n=&min_subscribers=
 };
 const char* to_string(api_endpoint e);
 
@@ -103,7 +104,13 @@ struct api_command {
     // by account (account); limits_reset: one limit by its policy name, or every limit (empty).
     bool by_address = false;
     std::string limit_name;
+    // campaigns: at most `n` fingerprints (1..api_max_campaigns, default 20), those with at
+    // least min_subscribers subscribers (this gateway's or the fleet's estimate).
+    uint32_t min_subscribers = 0;
 };
+
+// The most fingerprints GET /v1/campaigns lists.
+constexpr uint64_t api_max_campaigns = 1000;
 
 // The JSON text the API sends: bytes that are not UTF-8 (a client's path or argument echoed in an
 // error, a policy's comments) become U+FFFD, where nlohmann::json's dump() would throw and turn a

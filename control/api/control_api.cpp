@@ -11,6 +11,7 @@
 
 #include "control/identity/account_registry.h"
 #include "control/api/api_request.h"
+#include "control/api/campaign_view.h"
 #include "control/policy/content_rules_compile.h"
 #include "control/observe/counters_report.h"
 #include "control/binding_table.h"
@@ -572,6 +573,7 @@ void control_api::dispatch(const api_command& c, const api_request& r, api_reply
             return post_query(std::move(reply), [path, history = durable_history_path(ctx_), since = c.since, until = c.until,
                                                  csv = c.csv] { return query_report(path, history, since, until, csv); });
         case api_endpoint::limits_show: return limits_.handle(c, std::move(reply));
+        case api_endpoint::campaigns: return reply(campaigns(c));
         case api_endpoint::limits_reset:
             if (ctx_.decisions == nullptr || !ctx_.decisions->fleet_outbox()) return limits_.handle(c, std::move(reply));
             // Fleet mode: a reset the workers did here is queued for every gateway.
@@ -641,6 +643,18 @@ api_response control_api::status() {
                  {"queries_waiting", queries_.waiting()}}},
         {"fleet", fleet_status_ ? fleet_status_() : json(nullptr)},
     });
+}
+
+api_response control_api::campaigns(const api_command& c) {
+    const campaign_table* table = ctx_.plane->campaigns();
+    if (table == nullptr) return error(501, "this backend keeps no campaign table (the DPDK data plane does)");
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const uint64_t now_ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+    std::vector<campaign_fleet_figure> fleet;
+    if (fleet_campaigns_) fleet = fleet_campaigns_();
+    return ok(campaign_view(*table, ctx_.plane->running_policy()->inspection, now_ns,
+                            fleet_campaigns_ ? &fleet : nullptr, c.n, c.min_subscribers));
 }
 
 api_response control_api::policy_show() {

@@ -56,6 +56,7 @@ class subscriber_identity;
 class operator_state;
 class operator_binding_table;
 struct fleet_change;
+struct campaign_fleet_figure;
 enum class fleet_apply;
 
 struct control_context {
@@ -113,6 +114,12 @@ public:
     // `status` shows what `fleet_status` returns under "fleet" (null without).
     // Control thread.
     void show_fleet_status(std::function<nlohmann::json()> fleet_status) { fleet_status_ = std::move(fleet_status); }
+    // Fleet mode with Redis: GET /v1/campaigns adds the fleet's figures that
+    // `fleet_campaigns` returns (campaign_sync::fleet_figures: a copy under a
+    // short mutex hold, no store I/O). Control thread.
+    void show_fleet_campaigns(std::function<std::vector<campaign_fleet_figure>()> fleet_campaigns) {
+        fleet_campaigns_ = std::move(fleet_campaigns);
+    }
     // Fleet mode: told of every limits reset that cleared account cells, the
     // API's and the fleet's (limit_desk::on_account_reset); empty: nobody.
     // Control thread.
@@ -159,6 +166,7 @@ public:
 
 private:
     std::function<nlohmann::json()> fleet_status_;
+    std::function<std::vector<campaign_fleet_figure>()> fleet_campaigns_;
     struct change;        // one policy change: apply, dry run, rollback or reload
     struct change_result;
 
@@ -171,6 +179,7 @@ private:
     api_response commit_change(change& ch, change_result& result);
 
     api_response status();
+    api_response campaigns(const api_command& c);
     api_response policy_show();
     api_response bindings_list(const api_command& c);
     api_response bindings_add(const api_command& c, const std::string& caller);

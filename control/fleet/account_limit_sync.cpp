@@ -4,16 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "control/fleet/redis_count_fields.h"
 #include "control/identity/account_registry.h"
 #include "control/policy/policy.h"
 #include "dataplane/compiled_policy.h"
@@ -32,15 +30,6 @@ bool counted_per_window(limit_measure m) {
 
 std::string limit_prefix(const std::string& limit, uint64_t window_ns, uint32_t window) {
     return "sekisho:acct:" + duration_text(window_ns) + ":" + std::to_string(window) + ":" + limit;
-}
-
-// A field's value: a count as this concern writes it, else nothing.
-std::optional<uint32_t> parse_count(const redisReply* r) {
-    if (r == nullptr || r->type != REDIS_REPLY_STRING) return std::nullopt;
-    uint32_t v = 0;
-    const auto [end, ec] = std::from_chars(r->str, r->str + r->len, v);
-    if (ec != std::errc() || end != r->str + r->len) return std::nullopt;
-    return v;
 }
 
 }  // namespace
@@ -65,12 +54,7 @@ std::string account_limit_key(const std::string& limit, uint64_t window_ns, uint
 class account_limit_sync::redis_side {
 public:
     redis_side(const account_limit_sync_settings& settings, fleet_thread_signals& signals)
-        : settings_(settings), signals_(signals) {
-        std::random_device rd;
-        char boot[17];
-        std::snprintf(boot, sizeof boot, "%08x%08x", rd(), rd());
-        field_ = settings_.gateway + "/" + boot;
-    }
+        : settings_(settings), signals_(signals), field_(boot_field(settings_.gateway)) {}
 
     // False while the link is down and its backoff not over.
     bool connect(account_limit_sync_counters& c, std::mutex& mu) {
@@ -181,21 +165,10 @@ public:
         std::vector<std::string> lost;   // keys whose field of this process is not what was written
         for (const auto& [k, account] : fetch) {
             const redis_reply r = link_->reply();
-            uint64_t others = 0;
-            std::optional<uint32_t> mine;
-            for (size_t i = 0; i + 1 < r->elements; i += 2) {
-                const redisReply* name = r->element[i];
-                const std::optional<uint32_t> v = parse_count(r->element[i + 1]);
-                if (!v) {
-                    ++out.bad_fields;
-                    continue;
-                }
-                if (name->type == REDIS_REPLY_STRING && field_ == std::string_view(name->str, name->len)) {
-                    mine = v;
-                    continue;
-                }
-                others += *v;
-            }
+            const count_fields fields = sum_count_fields(r.get(), field_);
+            out.bad_fields += fields.bad;
+            const uint64_t others = fields.others;
+            const std::optional<uint32_t> mine = fields.mine;
             ++out.fetched;
             const shared_limit& l = s.limits[k];
             const auto own = local[k].find(account);

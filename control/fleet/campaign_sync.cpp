@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "control/fleet/fleet_thread_signals.h"
+#include "control/fleet/redis_count_fields.h"
 #include "control/fleet/redis_connection.h"
 
 namespace sekisho {
@@ -31,13 +32,7 @@ double unix_now() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-std::string hex16(uint64_t v) {
-    char buf[17];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-    return buf;
-}
-
-bool parse_hex16(const char* s, size_t len, uint64_t& out) {
+bool parse_fingerprint_hex(const char* s, size_t len, uint64_t& out) {
     if (len != 16) return false;
     uint64_t v = 0;
     for (size_t i = 0; i < len; ++i) {
@@ -82,6 +77,12 @@ std::string ttl_seconds(uint64_t window_ns) {
 
 }  // namespace
 
+std::string fingerprint_hex(uint64_t fingerprint) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fingerprint));
+    return buf;
+}
+
 std::string campaign_key_prefix(uint64_t window_ns, uint32_t window) {
     const std::string length = window_ns % 1'000'000'000 == 0 ? std::to_string(window_ns / 1'000'000'000) + "s"
                                                                : std::to_string(window_ns / 1'000'000) + "ms";
@@ -89,7 +90,7 @@ std::string campaign_key_prefix(uint64_t window_ns, uint32_t window) {
 }
 
 std::string campaign_key(uint64_t window_ns, uint32_t window, uint64_t fingerprint) {
-    return campaign_key_prefix(window_ns, window) + ":" + hex16(fingerprint);
+    return campaign_key_prefix(window_ns, window) + ":" + fingerprint_hex(fingerprint);
 }
 
 std::string bits_to_redis(const bits_t& bits) {
@@ -161,8 +162,8 @@ void campaign_sync::poll(uint64_t now_ns, uint64_t window_ns) {
     s.window_ns = window_ns;
     s.window = campaign_table::window_index(now_ns, window_ns);
     if (window_ns != 0)
-        table_.for_each_active(s.window, [&](uint64_t fp, uint32_t w, uint32_t, const bits_t& bits) {
-            s.cells.push_back({fp, w, bits});
+        table_.for_each_active(s.window, [&](uint64_t fp, uint32_t w, uint32_t recipients, const bits_t& bits) {
+            s.cells.push_back({fp, w, bits, recipients});
         });
     {
         std::lock_guard lock(mu_);
@@ -212,13 +213,28 @@ nlohmann::json campaign_sync::status() const {
                         {"merge_overflows", c.merge_overflows},
                         {"hot_truncated", c.hot_truncated},
                         {"superseded", c.superseded},
+                        {"recipients_sent", c.recipients_sent},
+                        {"bad_fields", c.bad_fields},
                         {"last_sync_seconds", c.last_sync_seconds}};
     if (!c.last_error.empty()) j["last_error"] = c.last_error;
     return j;
 }
 
+std::vector<campaign_fleet_figure> campaign_sync::fleet_figures() const {
+    std::lock_guard lock(mu_);
+    std::vector<campaign_fleet_figure> out;
+    out.reserve(figures_.size());
+    for (const auto& [fp, f] : figures_) out.push_back(f);
+    return out;
+}
+
 void campaign_sync::run() {
     block_sigpipe_on_this_thread();
+    // This process's field of the recipients hashes (a restart gets a new one).
+    const std::string field =
+        settings_.recipients_field.empty() ? boot_field(settings_.gateway) : settings_.recipients_field;
+    const size_t max_figures = size_t{table_.fingerprint_capacity()} + settings_.max_hot;
+    unsigned bad_logged = 0;   // the first few hashes with fields that are not counts are named in the log
     std::unique_ptr<redis_connection> link;
     auto backoff = backoff_first;
     auto next_attempt = std::chrono::steady_clock::now();
@@ -228,10 +244,14 @@ void campaign_sync::run() {
     std::unordered_map<uint64_t, bits_t> known;
     uint64_t known_window_ns = 0;
     uint32_t known_window = 0;
+    // The recipients counts Redis holds of this process, by fingerprint, for
+    // the window being sent: written again when they change or Redis lost them.
+    std::unordered_map<uint64_t, uint32_t> rcpt_sent;
 
     auto link_lost = [&](const std::string& why) {
         link.reset();
         known.clear();
+        rcpt_sent.clear();
         std::lock_guard lock(mu_);
         counters_.link_up = false;
         counters_.last_error = why;
@@ -286,23 +306,36 @@ void campaign_sync::run() {
         }
         if (s.window_ns != known_window_ns || s.window != known_window) {
             known.clear();
+            rcpt_sent.clear();
             known_window_ns = s.window_ns;
             known_window = s.window;
+            std::lock_guard lock(mu_);
+            figures_.clear();
         }
         try {
             const std::string prefix = campaign_key_prefix(s.window_ns, s.window);
             const std::string hot_key = prefix + ":hot";
             const std::string ttl = ttl_seconds(s.window_ns);
             // 1. The bits Redis does not hold yet, one SETBIT each, and the hot set.
-            std::vector<uint64_t> sent;
+            std::vector<uint64_t> sent, rcpt_changed;
             std::unordered_map<uint64_t, bits_t> local;
+            std::unordered_map<uint64_t, uint32_t> local_rcpt;
             uint64_t bits_sent = 0;
             size_t replies = 0;
             for (const campaign_bits& c : s.cells) {
                 local[c.fingerprint] = c.bits;
+                local_rcpt[c.fingerprint] = c.recipients;
+                const auto was = rcpt_sent.find(c.fingerprint);
+                if (c.recipients != 0 && (was == rcpt_sent.end() || was->second != c.recipients)) {
+                    const std::string rcpt_key = prefix + ":" + fingerprint_hex(c.fingerprint) + ":rcpt";
+                    link->append({"HSET", rcpt_key, field, std::to_string(c.recipients)});
+                    link->append({"EXPIRE", rcpt_key, ttl});
+                    replies += 2;
+                    rcpt_changed.push_back(c.fingerprint);
+                }
                 const bits_t fresh = and_not(c.bits, known[c.fingerprint]);
                 if (!any(fresh)) continue;
-                const std::string key = prefix + ":" + hex16(c.fingerprint);
+                const std::string key = prefix + ":" + fingerprint_hex(c.fingerprint);
                 for (unsigned i = 0; i < campaign_table::bitmap_bits; ++i)
                     if (fresh[i / word_bits] >> (i % word_bits) & 1) {
                         link->append({"SETBIT", key, std::to_string(i), "1"});
@@ -316,27 +349,45 @@ void campaign_sync::run() {
             link->append({"SCARD", hot_key});
             link->append({"SRANDMEMBER", hot_key, std::to_string(settings_.max_hot)});
             for (size_t i = 0; i < replies; ++i) link->reply();
+            for (const uint64_t fp : rcpt_changed) rcpt_sent[fp] = local_rcpt[fp];
             const long long hot_size = link->reply()->integer;
             std::vector<uint64_t> fetch = sent;
             std::unordered_set<uint64_t> hot, fetching(sent.begin(), sent.end());
+            for (const uint64_t fp : rcpt_changed)
+                if (fetching.insert(fp).second) fetch.push_back(fp);
             {
                 const redis_reply members = link->reply();
                 for (size_t i = 0; i < members->elements; ++i) {
                     uint64_t fp = 0;
                     const redisReply* m = members->element[i];
-                    if (m->type != REDIS_REPLY_STRING || !parse_hex16(m->str, m->len, fp)) continue;
+                    if (m->type != REDIS_REPLY_STRING || !parse_fingerprint_hex(m->str, m->len, fp)) continue;
                     hot.insert(fp);
                     if (fetching.insert(fp).second) fetch.push_back(fp);
                 }
             }
-            // 2. The fleet's bitmaps of those.
-            for (const uint64_t fp : fetch) link->append({"GET", prefix + ":" + hex16(fp)});
+            // 2. The fleet's bitmaps and recipients of those.
+            for (const uint64_t fp : fetch) {
+                link->append({"GET", prefix + ":" + fingerprint_hex(fp)});
+                link->append({"HGETALL", prefix + ":" + fingerprint_hex(fp) + ":rcpt"});
+            }
             std::vector<campaign_bits> back;
+            std::vector<campaign_fleet_figure> figures;
             std::vector<uint64_t> now_hot;
+            uint64_t bad_fields = 0;
+            std::string bad_key;
             for (const uint64_t fp : fetch) {
                 const redis_reply r = link->reply();
+                const redis_reply h = link->reply();
+                const count_fields rcpt = sum_count_fields(h.get(), field);
+                bad_fields += rcpt.bad;
+                if (rcpt.bad && bad_key.empty()) bad_key = prefix + ":" + fingerprint_hex(fp) + ":rcpt";
+                const auto own = local_rcpt.find(fp);
+                const uint32_t own_rcpt = own != local_rcpt.end() ? own->second : rcpt.mine.value_or(0);
+                // Lost with Redis's data (a restart without persistence): written again next time.
+                if (own != local_rcpt.end() && own_rcpt != 0 && rcpt.mine != own_rcpt) rcpt_sent.erase(fp);
                 if (r->type != REDIS_REPLY_STRING) continue;   // expired meanwhile
                 const bits_t fleet = bits_from_redis(r->str, r->len);
+                figures.push_back({fp, s.window, fleet, rcpt.others + own_rcpt, and_not(fleet, local[fp])});
                 or_into(known[fp], fleet);
                 if (popcount(fleet) >= 2 && !hot.count(fp)) now_hot.push_back(fp);
                 if (any(and_not(fleet, local[fp]))) back.push_back({fp, s.window, fleet});
@@ -344,7 +395,7 @@ void campaign_sync::run() {
             // 3. Fingerprints that became fleet-hot.
             if (!now_hot.empty()) {
                 std::vector<std::string> sadd{"SADD", hot_key};
-                for (const uint64_t fp : now_hot) sadd.push_back(hex16(fp));
+                for (const uint64_t fp : now_hot) sadd.push_back(fingerprint_hex(fp));
                 link->append(sadd);
                 link->append({"EXPIRE", hot_key, ttl});
                 link->reply();
@@ -352,6 +403,24 @@ void campaign_sync::run() {
             }
             for (const uint64_t fp : sent) or_into(known[fp], local[fp]);
             std::lock_guard lock(mu_);
+            for (const campaign_fleet_figure& f : figures) {
+                const auto it = figures_.find(f.fingerprint);
+                if (it == figures_.end()) {
+                    if (figures_.size() < max_figures) figures_.emplace(f.fingerprint, f);
+                    continue;
+                }
+                const bits_t merged = it->second.merged;
+                it->second = f;
+                or_into(it->second.merged, merged);
+            }
+            counters_.recipients_sent += rcpt_changed.size();
+            counters_.bad_fields += bad_fields;
+            if (bad_fields && bad_logged < 8 && log_lines_.size() < max_log_lines) {
+                ++bad_logged;
+                log_lines_.push_back("fleet: campaign: " + std::to_string(bad_fields) +
+                                     " field(s) of recipients hashes are not counts (first: " + bad_key +
+                                     "); ignored");
+            }
             ++counters_.syncs;
             counters_.fingerprints_sent += sent.size();
             counters_.bits_sent += bits_sent;

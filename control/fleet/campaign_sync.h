@@ -21,11 +21,26 @@
 //   for the control thread.
 // - The control thread's next poll() merges them (merge_subscriber_bits):
 //   the workers' next message of that fingerprint sees the fleet's estimate.
+// - Pipelined with the SETBITs, the thread writes this gateway's exact count
+//   of the fingerprint's recipients in the window, when it changed, with
+//   HSET into the hash `<bitmap key>:rcpt`, field `<gateway>/<boot id>`
+//   (redis_count_fields.h; EXPIRE two windows): a resend sets the same
+//   value, a restarted gateway's earlier count stays a field of its own.
+//   For the fingerprints whose bitmaps it reads back (those it sent bits of
+//   or recipients of, and the hot set) it reads the hash too (HGETALL): the
+//   fleet's recipients are the other fields' sum plus this process's own
+//   count. The fleet figures (bitmap and recipients) of the current window
+//   are kept for the campaign view (fleet_figures()); no threshold uses
+//   the fleet's recipients.
 // Exact and local: recipients, per-subscriber recipients and this gateway's
 // own subscribers (the workers count them as before, the fleet adds bits,
-// never removes one). Eventually consistent: the fleet's subscribers, within
-// one to two sync_intervals (the sender's push, then the reader's pull).
-// Recipients are not shared: no threshold counts them fleet-wide.
+// never removes one). The per-(fingerprint, subscriber) recipients (the
+// campaign.recipients threshold) are never shared: a subscriber's traffic
+// crosses one edge, so the local count is the whole count. Eventually
+// consistent: the fleet's subscribers and recipients, within one to two
+// sync_intervals (the sender's push, then the reader's pull); the fleet's
+// recipients of a fingerprint that is neither hot nor changed here are as of
+// the last time it was.
 //
 // Redis down, slow or refusing: local detection goes on untouched (nothing
 // waits on the thread); the link is counted down, the thread reconnects with
@@ -50,6 +65,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "dataplane/inspect/campaign_table.h"
@@ -57,6 +73,11 @@
 namespace sekisho {
 
 struct campaign_sync_settings {
+    std::string gateway;              // this gateway's name: its recipients' hash field
+    // The recipients hash field; empty: `<gateway>/<boot id>` (a new one per
+    // process). A replay names a fixed one, so replaying the same capture
+    // again sets the same field to the same count instead of adding a field.
+    std::string recipients_field;
     std::string redis_address;        // unix:/PATH or HOST:PORT
     std::string redis_password_file;  // empty: no AUTH
     std::string redis_tls_ca_file;    // empty: no TLS (redis_connection.h)
@@ -69,6 +90,21 @@ struct campaign_bits {
     uint64_t fingerprint = 0;
     uint32_t window = 0;              // index modulo 2^24 (campaign_table::window_index)
     campaign_table::subscriber_bits bits{};
+    uint32_t recipients = 0;          // this gateway's, exact (snapshots; 0 in what comes back)
+};
+
+// The fleet's figures of one fingerprint in the current window, as last read
+// from Redis: for the campaign view (control_api's GET /v1/campaigns).
+struct campaign_fleet_figure {
+    uint64_t fingerprint = 0;
+    uint32_t window = 0;
+    campaign_table::subscriber_bits bits{};   // the fleet's bitmap (every gateway's ORed)
+    uint64_t recipients = 0;                  // every gateway process's recipients, summed
+    // The bits this gateway's table got from the fleet alone (absent from its
+    // table when merged): the table's bits without them are this gateway's own
+    // subscribers (a lower bound: a local subscriber whose bit the fleet had
+    // brought first is not told apart).
+    campaign_table::subscriber_bits merged{};
 };
 
 // Counters, for metrics and status (monotonic unless said).
@@ -83,6 +119,8 @@ struct campaign_sync_counters {
     uint64_t merge_overflows = 0;         // fleet bits dropped: the local table was full
     uint64_t hot_truncated = 0;           // intervals whose hot set exceeded max_hot
     uint64_t superseded = 0;              // snapshots or fetched bits replaced before taken
+    uint64_t recipients_sent = 0;         // HSETs of a changed recipients count
+    uint64_t bad_fields = 0;              // recipients hash fields that are not a count (ignored)
     double last_sync_seconds = 0;         // Unix time of the last completed sync or PING (0: none yet)
     std::string last_error;               // the last Redis error (never a credential)
 };
@@ -90,6 +128,8 @@ struct campaign_sync_counters {
 // Key names (shared by every gateway): the window length in seconds, or in
 // milliseconds when not whole seconds, then the window index.
 std::string campaign_key_prefix(uint64_t window_ns, uint32_t window);
+// A fingerprint as keys, events (content_verdict) and the campaign view spell it: 16 hex digits.
+std::string fingerprint_hex(uint64_t fingerprint);
 std::string campaign_key(uint64_t window_ns, uint32_t window, uint64_t fingerprint);
 // A Redis string of the bitmap (bit i at Redis bit offset i) and back; a
 // shorter string is zero-padded, a longer one's extra bits ignored.
@@ -121,6 +161,10 @@ public:
 
     campaign_sync_counters counters() const;
     nlohmann::json status() const;
+    // The fleet's figures of the fingerprints read back in the window being
+    // sent (at most the table's fingerprint capacity plus max_hot; emptied
+    // when the window turns). Any thread; a copy under a short mutex hold.
+    std::vector<campaign_fleet_figure> fleet_figures() const;
 
 private:
     struct snapshot {
@@ -144,6 +188,8 @@ private:
     std::vector<campaign_bits> inbox_;      // thread -> control (bounded by max_hot + one snapshot)
     campaign_sync_counters counters_;
     std::vector<std::string> log_lines_;    // thread -> control (bounded: 64)
+    // thread -> any reader: the window's fleet figures, by fingerprint
+    std::unordered_map<uint64_t, campaign_fleet_figure> figures_;
 
     std::thread thread_;
 };

@@ -32,11 +32,13 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
         context_.log("fleet: gateway " + config_.gateway + " in group " + config_.group + " (" + config_.path + ")");
     if (!config_.redis_address.empty() && context_.plane != nullptr && context_.plane->campaigns() != nullptr) {
         campaign_sync_settings cs;
+        cs.gateway = config_.gateway;
         cs.redis_address = config_.redis_address;
         cs.redis_password_file = config_.redis_password_file;
         cs.redis_tls_ca_file = config_.redis_tls_ca_file;
         cs.sync_interval_ns = config_.sync_interval_ns;
         campaign_ = std::make_unique<campaign_sync>(cs, *context_.plane->campaigns(), context_.log);
+        if (context_.control) context_.control->show_fleet_campaigns([this] { return campaign_->fleet_figures(); });
     }
     if (!config_.redis_address.empty() && context_.plane != nullptr && context_.plane->account_table() != nullptr &&
         context_.plane->limit_state() != nullptr) {
@@ -88,6 +90,7 @@ fleet_link::fleet_link(fleet_config config, fleet_context context)
 
 fleet_link::~fleet_link() {
     if (account_limits_ && context_.control) context_.control->on_account_limits_reset(nullptr);
+    if (campaign_ && context_.control) context_.control->show_fleet_campaigns(nullptr);
 }
 
 namespace {
@@ -132,6 +135,12 @@ void fleet_link::add_to_snapshot(control_snapshot& snapshot) const {
         snapshot.fleet.push_back({"sekisho_fleet_campaign_merge_overflows_total",
                                   "Fleet campaign bits dropped: the local campaign table was full.", true, {},
                                   static_cast<double>(c.merge_overflows)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_recipients_sent_total",
+                                  "Changed recipients counts of a fingerprint written to the fleet's Redis (HSET).",
+                                  true, {}, static_cast<double>(c.recipients_sent)});
+        snapshot.fleet.push_back({"sekisho_fleet_campaign_bad_fields_total",
+                                  "Fields of the fleet's campaign recipients hashes that are not a count (ignored).",
+                                  true, {}, static_cast<double>(c.bad_fields)});
     }
     if (account_limits_) {
         const account_limit_sync_counters c = account_limits_->counters();

@@ -96,6 +96,10 @@ expect_none "sekishoctl policy apply --" --type --suspended --by
 expect_none "sekishoctl account list --" --dry-run --type
 expect_exactly "sekishoctl top --by l" limit_exceeded
 expect_exactly "sekishoctl report --format " csv json
+expect_some "sekishoctl " campaigns
+expect_exactly "sekishoctl campaigns -" --min-subscribers -n --json
+expect_exactly "sekishoctl campaigns --min-subscribers 3 --" --min-subscribers --json
+expect_none "sekishoctl campaigns --" --since --type --by
 
 expect_exactly "sekishoctl --fleet desk.conninfo fleet " policy rollout schema status
 expect_exactly "sekishoctl --fleet admin.conninfo fleet schema --" --apply --json

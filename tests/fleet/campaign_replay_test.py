@@ -131,15 +131,23 @@ class CampaignAcrossTheFleet(unittest.TestCase):
         self.assertGreater(sb["fleet"]["campaign"]["merges"], 0, "the second gateway merged nothing")
         self.assertGreater(sc["fleet"]["campaign"]["merges"], 0, "the third gateway merged nothing")
         # Redis holds the fleet's bitmap of the message: 30 subscribers, give or take a shared bit.
-        keys = [k for k in redis_cli("--scan", "--pattern", "sekisho:campaign:3600s:*").split() if not k.endswith(":hot")]
+        keys = [k for k in redis_cli("--scan", "--pattern", "sekisho:campaign:3600s:*").split()
+                if not k.endswith(":hot") and not k.endswith(":rcpt")]
         self.assertEqual(len(keys), 1, keys)
         bits = int(redis_cli("BITCOUNT", keys[0]))
         self.assertGreaterEqual(bits, 26)
         self.assertLessEqual(bits, 30)
-        # The same gateway replayed again: everything resent, nothing changes.
+        # Each replay's recipients of the message (10 subscribers, 2 recipients each) in its
+        # gateway's fixed replay field.
+        def recipients():
+            words = redis_cli("HGETALL", keys[0] + ":rcpt").split()
+            return dict(zip(words[0::2], words[1::2]))
+        self.assertEqual(recipients(), {"edge-0/replay": "20", "edge-1/replay": "20", "edge-2/replay": "20"})
+        # The same gateway replayed again: everything resent, nothing changes (bits and recipients).
         before = redis_cli("--no-raw", "GET", keys[0])
         self.replay(0, "fleet0-again", self.fleet[0])
         self.assertEqual(redis_cli("--no-raw", "GET", keys[0]), before)
+        self.assertEqual(recipients(), {"edge-0/replay": "20", "edge-1/replay": "20", "edge-2/replay": "20"})
 
     def test_3_redis_unreachable_counts_locally(self):
         dead = os.path.join(self.tmp.name, "dead.yaml")

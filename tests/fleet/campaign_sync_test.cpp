@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,7 @@ struct gateway {
         table = std::make_unique<campaign_table>(1024, 4096);
         if (fleet) {
             campaign_sync_settings s;
+            s.gateway = name;
             s.redis_address = redis;
             s.redis_password_file = password;
             s.sync_interval_ns = 50'000'000;
@@ -72,6 +74,14 @@ protected:
     std::string key() const { return campaign_key(window_ns_, window(), fingerprint); }
 
     uint32_t estimate(gateway& g) { return g.table->peek(fingerprint, bot(0), clock(), window_ns_).subscribers; }
+    uint32_t local_recipients(gateway& g) { return g.table->peek(fingerprint, bot(0), clock(), window_ns_).recipients; }
+    // The fleet's recipients of the fingerprint as g last read them; nullopt: none read yet.
+    static std::optional<uint64_t> fleet_recipients(const gateway& g) {
+        for (const campaign_fleet_figure& f : g.sync->fleet_figures())
+            if (f.fingerprint == fingerprint) return f.recipients;
+        return std::nullopt;
+    }
+    std::string rcpt_key() const { return key() + ":rcpt"; }
 
 };
 
@@ -103,6 +113,18 @@ TEST_F(CampaignSync, ThirtyBotsOverThreeGatewaysAreDetectedFleetWideNotPerGatewa
     const uint32_t union_estimate = all.peek(fingerprint, bot(0), clock(), window_ns_).subscribers;
     EXPECT_GT(union_estimate, threshold);
     for (gateway* g : fleet) EXPECT_EQ(estimate(*g), union_estimate) << g->name;
+    // The bits each gateway got from the fleet alone are in its figure: the
+    // table's bits without them are its own 10 (give or take a shared bit).
+    for (gateway* g : fleet) {
+        campaign_table::subscriber_bits own{};
+        g->table->for_each_active(window(), [&](uint64_t fp, uint32_t, uint32_t, const campaign_table::subscriber_bits& b) {
+            if (fp == fingerprint) own = b;
+        });
+        for (const campaign_fleet_figure& f : g->sync->fleet_figures())
+            for (size_t i = 0; f.fingerprint == fingerprint && i < own.size(); ++i) own[i] &= ~f.merged[i];
+        EXPECT_LE(campaign_table::estimate_of(own), 10u) << g->name;
+        EXPECT_GE(campaign_table::estimate_of(own), 8u) << g->name;
+    }
     // Recipients stay local and exact: 10 messages of 3 recipients each.
     for (gateway* g : fleet) EXPECT_EQ(g->table->peek(fingerprint, bot(0), clock(), window_ns_).recipients, 30u);
     // Redis holds the union, with the expiry of two windows.
@@ -271,6 +293,13 @@ TEST_F(CampaignSync, RedisKilledMidRunThenFleetDetectionResumes) {
     const campaign_counts next = c.send(bot(29), clock(), window_ns_);
     EXPECT_GT(next.subscribers, threshold);
     EXPECT_EQ(c.detections, 1u);
+    // Recipients counted locally while Redis was down (3 per message), then
+    // the fleet's sum of them all from the new Redis: 10 + 10 + 11 messages.
+    EXPECT_EQ(local_recipients(a), 30u);
+    EXPECT_EQ(local_recipients(b), 30u);
+    EXPECT_EQ(local_recipients(c), 33u);
+    ASSERT_TRUE(pump({&a, &b, &c}, [&] { return fleet_recipients(c) == 93u && fleet_recipients(a) == 93u; }, 5000ms))
+        << "fleet recipients did not resume: c reads " << fleet_recipients(c).value_or(0);
     for (gateway* g : {&a, &b, &c}) {
         EXPECT_TRUE(g->sync->counters().link_up) << g->name;
         bool said_down = false, said_up = false;
@@ -300,6 +329,104 @@ TEST_F(CampaignSync, RefusedCredentialsKeepTheLinkDown) {
     EXPECT_EQ(a.sync->counters().link_downs, 1u);   // one outage, however many retries
     EXPECT_EQ(a.sync->status()["last_error"].get<std::string>().find("not-the-password"), std::string::npos);
     std::filesystem::remove(wrong);
+}
+
+// Recipients of one fingerprint counted on two gateways: each keeps its own
+// exact count, and reads the fleet's, the sum, from its hash field and the
+// other gateway's.
+TEST_F(CampaignSync, FleetRecipientsAreTheSumOfEveryGatewaysCount) {
+    gateway a("a", redis_, password_, true), b("b", redis_, password_, true);
+    for (uint64_t i = 0; i < 4; ++i) a.send(bot(i), clock(), window_ns_);    // 12 recipients
+    for (uint64_t i = 4; i < 9; ++i) b.send(bot(i), clock(), window_ns_);    // 15
+    ASSERT_TRUE(pump({&a, &b}, [&] { return fleet_recipients(a) == 27u && fleet_recipients(b) == 27u; }))
+        << "a reads " << fleet_recipients(a).value_or(0) << ", b reads " << fleet_recipients(b).value_or(0);
+    EXPECT_EQ(local_recipients(a), 12u);   // local stays exact and local
+    EXPECT_EQ(local_recipients(b), 15u);
+    redis_connection r(redis_, password_);
+    const redis_reply h = r.command({"HGETALL", rcpt_key()});
+    ASSERT_EQ(h->elements, 4u);   // one field per gateway process: a/<boot id>, b/<boot id>
+    uint64_t sum = 0;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const std::string name(h->element[i]->str, h->element[i]->len);
+        EXPECT_TRUE(name.rfind("a/", 0) == 0 || name.rfind("b/", 0) == 0) << name;
+        EXPECT_EQ(name.size(), 2u + 16u) << name;
+        sum += std::stoull(std::string(h->element[i + 1]->str, h->element[i + 1]->len));
+    }
+    EXPECT_EQ(sum, 27u);
+    const long long ttl = r.command({"TTL", rcpt_key()})->integer;
+    EXPECT_GT(ttl, static_cast<long long>(window_ns_ / 1'000'000'000));
+    EXPECT_LE(ttl, static_cast<long long>(2 * window_ns_ / 1'000'000'000));
+    // More of it on a: the count is set again (not added), the sum follows.
+    a.send(bot(20), clock(), window_ns_);
+    ASSERT_TRUE(pump({&a, &b}, [&] { return fleet_recipients(a) == 30u && fleet_recipients(b) == 30u; }));
+    // The fleet figure carries the union's bitmap too.
+    for (const campaign_fleet_figure& f : a.sync->fleet_figures()) {
+        if (f.fingerprint == fingerprint) {
+            EXPECT_EQ(campaign_table::estimate_of(f.bits), estimate(a));
+        }
+    }
+    EXPECT_EQ(a.sync->counters().bad_fields, 0u);
+    EXPECT_EQ(a.sync->status()["recipients_sent"].get<uint64_t>(), 2u);
+}
+
+// The same counts sent twice (the link lost and back, or a replay of the
+// same capture under its fixed field) set the same field to the same value.
+TEST_F(CampaignSync, RecipientsResentChangeNothing) {
+    redis_connection r(redis_, password_);
+    campaign_table t(1024, 4096);
+    for (uint64_t i = 0; i < 5; ++i) t.observe(fingerprint, bot(i), 3, clock(), window_ns_);
+    for (int run = 0; run < 2; ++run) {
+        campaign_sync_settings s;
+        s.gateway = "replayer";
+        s.recipients_field = "replayer/replay";
+        s.redis_address = redis_;
+        s.redis_password_file = password_;
+        s.sync_interval_ns = 50'000'000;
+        campaign_sync sync(s, t, nullptr);
+        const auto end = std::chrono::steady_clock::now() + 5s;
+        while (sync.counters().syncs < 3 && std::chrono::steady_clock::now() < end) {
+            sync.poll(clock(), window_ns_);
+            std::this_thread::sleep_for(10ms);
+        }
+        ASSERT_GE(sync.counters().syncs, 3u);
+        EXPECT_EQ(sync.counters().recipients_sent, 1u) << "an unchanged count was written again";
+        const auto figures = sync.fleet_figures();
+        ASSERT_EQ(figures.size(), 1u);
+        EXPECT_EQ(figures[0].recipients, 15u) << "run " << run;
+        EXPECT_EQ(r.command({"HLEN", rcpt_key()})->integer, 1);
+        const redis_reply v = r.command({"HGET", rcpt_key(), "replayer/replay"});
+        ASSERT_EQ(v->type, REDIS_REPLY_STRING);
+        EXPECT_EQ(std::string(v->str, v->len), "15");
+    }
+    // A field that is not a count (someone else's write) is ignored and counted.
+    r.command({"HSET", rcpt_key(), "intruder/0", "many"});
+    gateway a("a", redis_, password_, true);
+    a.send(bot(0), clock(), window_ns_);
+    ASSERT_TRUE(pump({&a}, [&] { return fleet_recipients(a) == 18u; }));
+    EXPECT_GE(a.sync->counters().bad_fields, 1u);
+    bool named = false;
+    for (const std::string& l : a.log) named = named || l.find(rcpt_key() + "); ignored") != std::string::npos;
+    EXPECT_TRUE(named) << "the log does not name the hash with a bad field";
+}
+
+// A gateway restarted (its process gone, kill -9 or not: a new boot id)
+// starts counting from zero; what it counted before stays its earlier
+// field, so the fleet's sum keeps it.
+TEST_F(CampaignSync, ARestartedGatewayKeepsItsEarlierCountInTheFleetSum) {
+    gateway b("b", redis_, password_, true);
+    for (uint64_t i = 0; i < 2; ++i) b.send(bot(100 + i), clock(), window_ns_);   // 6
+    {
+        gateway a("a", redis_, password_, true);
+        for (uint64_t i = 0; i < 4; ++i) a.send(bot(i), clock(), window_ns_);   // 12
+        ASSERT_TRUE(pump({&a, &b}, [&] { return fleet_recipients(b) == 18u; }));
+    }
+    gateway again("a", redis_, password_, true);   // a new process, a new table
+    again.send(bot(50), clock(), window_ns_);       // 3
+    ASSERT_TRUE(pump({&again, &b}, [&] { return fleet_recipients(again) == 21u && fleet_recipients(b) == 21u; }))
+        << "the restarted gateway reads " << fleet_recipients(again).value_or(0);
+    EXPECT_EQ(local_recipients(again), 3u);
+    redis_connection r(redis_, password_);
+    EXPECT_EQ(r.command({"HLEN", rcpt_key()})->integer, 3);   // a's two processes and b
 }
 
 }  // namespace

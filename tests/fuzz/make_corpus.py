@@ -231,6 +231,7 @@ def api():
         "report_csv": "GET\n/v1/report?since=2026-11-01T00:00:00Z&until=1795000000&format=csv\n",
         "top": "GET\n/v1/top?window=90m&by=score\n",
         "top_days": "GET\n/v1/top?window=7d&by=limit_exceeded\n",
+        "campaigns": "GET\n/v1/campaigns?n=1000&min_subscribers=25\n",
         "bad_json": "POST\n/v1/bindings\n{\"prefix\": 7, \"account\": [\"x\"]",
         "unknown": "PUT\n/v1/nothing?x\n",
         # Targets as sent: the server decodes them (make_api_request), NULs and ESCs included.

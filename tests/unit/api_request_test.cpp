@@ -87,6 +87,25 @@ TEST(api_request, arguments) {
     EXPECT_EQ(refused(req("GET", "/v1/top", {{"by", "bytes"}})).first, 400);
 }
 
+TEST(api_request, campaigns_arguments_are_bounded) {
+    const api_command d = accepted(req("GET", "/v1/campaigns"));
+    EXPECT_EQ(d.endpoint, api_endpoint::campaigns);
+    EXPECT_EQ(d.n, 20u);
+    EXPECT_EQ(d.min_subscribers, 0u);
+    const api_command c = accepted(req("GET", "/v1/campaigns", {{"n", "1000"}, {"min_subscribers", "25"}}));
+    EXPECT_EQ(c.n, 1000u);
+    EXPECT_EQ(c.min_subscribers, 25u);
+    EXPECT_EQ(refused(req("GET", "/v1/campaigns", {{"n", "1001"}})).second,
+              "argument 'n': '1001' is not a number from 1 to 1000");
+    EXPECT_EQ(refused(req("GET", "/v1/campaigns", {{"n", "0"}})).second,
+              "argument 'n': '0' is not a number from 1 to 1000");
+    EXPECT_EQ(refused(req("GET", "/v1/campaigns", {{"min_subscribers", "-1"}})).second,
+              "argument 'min_subscribers': '-1' is not a number from 0 to 1315");
+    EXPECT_EQ(refused(req("POST", "/v1/campaigns")).first, 404);
+    EXPECT_FALSE(changes_state(api_endpoint::campaigns));
+    EXPECT_FALSE(reads_event_log(api_endpoint::campaigns));
+}
+
 TEST(api_request, top_window_that_overflows_is_refused) {
     // 213504 days do not fit in 64-bit nanoseconds; parse_duration used to wrap them to ~3 hours.
     EXPECT_EQ(refused(req("GET", "/v1/top", {{"window", "213504d"}})).second,
