@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "control/fleet/reconnect_backoff.h"
 #include "control/fleet/redis_count_fields.h"
 #include "control/identity/account_registry.h"
 #include "control/policy/policy.h"
@@ -20,9 +21,6 @@
 namespace sekisho {
 
 namespace {
-
-constexpr auto backoff_first = std::chrono::milliseconds(100);
-constexpr auto backoff_last = std::chrono::milliseconds(5000);
 
 bool counted_per_window(limit_measure m) {
     return m == limit_measure::messages || m == limit_measure::recipients || m == limit_measure::rejected_recipients;
@@ -59,7 +57,7 @@ public:
     // False while the link is down and its backoff not over.
     bool connect(account_limit_sync_counters& c, std::mutex& mu) {
         if (link_) return true;
-        if (std::chrono::steady_clock::now() < next_attempt_) return false;
+        if (!backoff_.due()) return false;
         try {
             link_ = std::make_unique<redis_connection>(settings_.redis);
             link_->command({"PING"});
@@ -67,7 +65,7 @@ public:
             lost(e.what(), c, mu);
             return false;
         }
-        backoff_ = backoff_first;
+        backoff_.succeeded();
         was_up_ = true;
         signals_.log("fleet: account limits: redis link up (" + settings_.redis.address + ")");
         std::lock_guard lock(mu);
@@ -78,8 +76,7 @@ public:
     void lost(const std::string& why, account_limit_sync_counters& c, std::mutex& mu) {
         link_.reset();
         sent_.clear();   // Redis may have lost them: the next exchange sends every count
-        next_attempt_ = std::chrono::steady_clock::now() + backoff_;
-        backoff_ = std::min(backoff_ * 2, backoff_last);
+        backoff_.failed();
         std::lock_guard lock(mu);
         c.link_up = false;
         c.last_error = why;
@@ -203,8 +200,7 @@ private:
     fleet_thread_signals& signals_;
     std::string field_;                      // <gateway>/<boot id>
     std::unique_ptr<redis_connection> link_;
-    std::chrono::milliseconds backoff_ = backoff_first;
-    std::chrono::steady_clock::time_point next_attempt_{};
+    reconnect_backoff backoff_;
     bool was_up_ = false, tried_ = false;
     std::unordered_map<std::string, uint32_t> sent_;   // key -> the count Redis holds from this process
     std::string sent_epoch_;                           // the windows sent_ is about

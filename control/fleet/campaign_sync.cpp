@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "control/fleet/fleet_thread_signals.h"
+#include "control/fleet/reconnect_backoff.h"
 #include "control/fleet/redis_count_fields.h"
 #include "control/fleet/redis_connection.h"
 
@@ -23,8 +24,6 @@ namespace {
 using bits_t = campaign_table::subscriber_bits;
 constexpr unsigned word_bits = campaign_table::bits_per_word;
 constexpr size_t max_log_lines = 64;
-constexpr auto backoff_first = std::chrono::milliseconds(100);
-constexpr auto backoff_last = std::chrono::milliseconds(5000);
 
 double unix_now() {
     timespec ts{};
@@ -236,8 +235,7 @@ void campaign_sync::run() {
     const size_t max_figures = size_t{table_.fingerprint_capacity()} + settings_.max_hot;
     unsigned bad_logged = 0;   // the first few hashes with fields that are not counts are named in the log
     std::unique_ptr<redis_connection> link;
-    auto backoff = backoff_first;
-    auto next_attempt = std::chrono::steady_clock::now();
+    reconnect_backoff backoff;
     bool was_up = false, ever_tried = false;
     // What Redis holds already, for the window being sent: bits this gateway
     // sent and fleet bits read back. Dropped with the link or the window.
@@ -248,8 +246,10 @@ void campaign_sync::run() {
     // the window being sent: written again when they change or Redis lost them.
     std::unordered_map<uint64_t, uint32_t> rcpt_sent;
 
+    // Also schedules the next connect.
     auto link_lost = [&](const std::string& why) {
         link.reset();
+        backoff.failed();
         known.clear();
         rcpt_sent.clear();
         std::lock_guard lock(mu_);
@@ -275,18 +275,16 @@ void campaign_sync::run() {
             outbox_.reset();
         }
         if (!link) {
-            if (std::chrono::steady_clock::now() < next_attempt) continue;
+            if (!backoff.due()) continue;
             try {
                 link = std::make_unique<redis_connection>(redis_endpoint{
                     settings_.redis_address, settings_.redis_password_file, settings_.redis_tls_ca_file});
                 link->command({"PING"});
             } catch (const std::exception& e) {
                 link_lost(e.what());
-                next_attempt = std::chrono::steady_clock::now() + backoff;
-                backoff = std::min(backoff * 2, backoff_last);
                 continue;
             }
-            backoff = backoff_first;
+            backoff.succeeded();
             was_up = ever_tried = true;
             note("fleet: campaign: redis link up (" + settings_.redis_address + ")");
             std::lock_guard lock(mu_);
@@ -299,8 +297,6 @@ void campaign_sync::run() {
                 counters_.last_sync_seconds = unix_now();
             } catch (const std::exception& e) {
                 link_lost(e.what());
-                next_attempt = std::chrono::steady_clock::now() + backoff;
-                backoff = std::min(backoff * 2, backoff_last);
             }
             continue;
         }
@@ -432,14 +428,8 @@ void campaign_sync::run() {
             // holds the union: what they lack comes back next interval).
             if (!inbox_.empty()) ++counters_.superseded;
             inbox_ = std::move(back);
-        } catch (const redis_error& e) {
+        } catch (const std::exception& e) {   // redis_error, or a reply not as expected
             link_lost(e.what());
-            next_attempt = std::chrono::steady_clock::now() + backoff;
-            backoff = std::min(backoff * 2, backoff_last);
-        } catch (const std::exception& e) {
-            link_lost(e.what());
-            next_attempt = std::chrono::steady_clock::now() + backoff;
-            backoff = std::min(backoff * 2, backoff_last);
         }
     }
 }
