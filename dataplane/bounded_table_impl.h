@@ -1,83 +1,180 @@
 // Template definitions for bounded_table.h.
 #pragma once
 
-#include <type_traits>
-
-#include <rte_errno.h>
-#include <rte_hash.h>
-
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+#include <rte_malloc.h>
+#include <rte_prefetch.h>
 
 #include "dataplane/key_hash.h"
 
 namespace sekisho {
 
-template <typename Key, typename Record>
-bounded_table<Key, Record>::bounded_table(const char* name, uint32_t capacity)
-    : capacity_(capacity) {
-    rte_hash_parameters params{};
-    params.name = name;
-    params.entries = capacity + capacity / 4 + 64;  // cuckoo headroom
-    params.key_len = sizeof(Key);
-    params.hash_func = key_hash_crc;   // not rte_hash_crc: it loads misaligned keys (key_hash.h)
-    params.socket_id = SOCKET_ID_ANY;
-    hash_ = rte_hash_create(&params);
-    if (hash_ == nullptr)
-        throw std::runtime_error(std::string("cannot create table ") + name + ": " + rte_strerror(rte_errno));
-    slot_count_ = static_cast<uint32_t>(rte_hash_max_key_id(hash_)) + 1;
-    slots_.reset(new slot[slot_count_]);
+template <typename Key>
+uint32_t crc_key_hash::operator()(const Key& key) const {
+    return key_hash_crc(&key, sizeof(Key), 0x5e4b15u);
 }
 
-template <typename Key, typename Record>
-bounded_table<Key, Record>::~bounded_table() {
-    rte_hash_free(hash_);
+template <typename Key, typename Record, typename Hash>
+bounded_table<Key, Record, Hash>::bounded_table(const char* name, uint32_t capacity) : capacity_(capacity) {
+    if (capacity == 0 || capacity > (1u << 30))
+        throw std::runtime_error(std::string("table ") + name + ": capacity " + std::to_string(capacity) +
+                                 " outside 1..2^30");
+    // At least twice the capacity's entries, a power of two of buckets.
+    const uint64_t wanted = (2ull * capacity + bucket_entries - 1) / bucket_entries;
+    uint64_t count = 1;
+    while (count < wanted) count <<= 1;
+    mask_ = static_cast<uint32_t>(count - 1);
+    buckets_ = static_cast<bucket*>(rte_zmalloc(name, count * sizeof(bucket), 64));
+    if (buckets_ == nullptr)
+        throw std::runtime_error(std::string("cannot create table ") + name + ": " + std::to_string(count * 64) +
+                                 " bytes of bucket memory not available from the EAL heap");
+    slots_.reset(new slot[capacity]);
+    free_.reset(new uint32_t[capacity]);
+    for (uint32_t i = 0; i < capacity; ++i) free_[i] = capacity - 1 - i;   // slot 0 taken first
+    free_count_ = capacity;
 }
 
-template <typename Key, typename Record>
-Record* bounded_table<Key, Record>::find(const Key& key) {
-    const int32_t pos = rte_hash_lookup(hash_, &key);
+template <typename Key, typename Record, typename Hash>
+bounded_table<Key, Record, Hash>::~bounded_table() {
+    rte_free(buckets_);
+}
+
+template <typename Key, typename Record, typename Hash>
+uint32_t bounded_table<Key, Record, Hash>::hash_of(const Key& key) {
+    static_assert(std::has_unique_object_representations_v<Key>, "keys are compared bytewise: no padding");
+    return Hash{}(key);
+}
+
+template <typename Key, typename Record, typename Hash>
+int32_t bounded_table<Key, Record, Hash>::locate(const Key& key, uint32_t hash) const {
+    const uint32_t tag = tag_of(hash);
+    uint32_t b = hash & mask_;
+    for (uint32_t probes = 0; probes <= mask_; ++probes, b = (b + 1) & mask_) {
+        const bucket& bk = buckets_[b];
+        for (unsigned e = 0; e < bucket_entries; ++e)
+            if (bk.tag[e] == tag && std::memcmp(&slots_[bk.slot[e]].key, &key, sizeof(Key)) == 0)
+                return static_cast<int32_t>(bk.slot[e]);
+        if (bk.passed == 0) return -1;
+    }
+    return -1;
+}
+
+template <typename Key, typename Record, typename Hash>
+Record* bounded_table<Key, Record, Hash>::find(const Key& key) {
+    const int32_t pos = locate(key, hash_of(key));
     return pos < 0 ? nullptr : &slots_[pos].record;
 }
 
-template <typename Key, typename Record>
-Record* bounded_table<Key, Record>::insert(const Key& key) {
-    if (used_ >= capacity_) return nullptr;
-    const int32_t pos = rte_hash_add_key(hash_, &key);
-    if (pos < 0) return nullptr;
+template <typename Key, typename Record, typename Hash>
+void bounded_table<Key, Record, Hash>::lookup_bulk(const Key* const* keys, uint32_t n, lookup_hint* hints) {
+    for (; n > lookup_bulk_max; n -= lookup_bulk_max, keys += lookup_bulk_max, hints += lookup_bulk_max)
+        lookup_bulk(keys, lookup_bulk_max, hints);
+    uint32_t hashes[lookup_bulk_max];
+    for (uint32_t i = 0; i < n; ++i) {
+        hashes[i] = hash_of(*keys[i]);
+        rte_prefetch0(&buckets_[hashes[i] & mask_]);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        const int32_t pos = locate(*keys[i], hashes[i]);
+        hints[i] = {pos, generation_};
+        if (pos < 0) continue;
+        const uintptr_t first = reinterpret_cast<uintptr_t>(&slots_[pos]);
+        for (uintptr_t line = first & ~uintptr_t{63}; line < first + sizeof(slot); line += 64)
+            rte_prefetch0(reinterpret_cast<const void*>(line));
+    }
+}
+
+template <typename Key, typename Record, typename Hash>
+Record* bounded_table<Key, Record, Hash>::find(const Key& key, const lookup_hint& hint) {
+    if (hint.position >= 0) {
+        slot& s = slots_[hint.position];
+        if (s.used && std::memcmp(&s.key, &key, sizeof(Key)) == 0) return &s.record;
+    } else if (hint.generation == generation_) {
+        return nullptr;
+    }
+    return find(key);
+}
+
+template <typename Key, typename Record, typename Hash>
+Record* bounded_table<Key, Record, Hash>::insert(const Key& key) {
+    const uint32_t hash = hash_of(key);
+    int32_t pos = locate(key, hash);
+    if (pos < 0) {
+        if (used_ >= capacity_ || free_count_ == 0) return nullptr;
+        const uint32_t tag = tag_of(hash);
+        // The first bucket with a free entry from home on; every bucket passed
+        // counts one more key beyond it. There is one: at most half the
+        // entries are taken.
+        uint32_t b = hash & mask_;
+        for (;;) {
+            bucket& bk = buckets_[b];
+            unsigned e = 0;
+            while (e < bucket_entries && bk.tag[e] != 0) ++e;
+            if (e < bucket_entries) {
+                pos = static_cast<int32_t>(free_[--free_count_]);
+                bk.tag[e] = tag;
+                bk.slot[e] = static_cast<uint32_t>(pos);
+                break;
+            }
+            ++bk.passed;
+            b = (b + 1) & mask_;
+        }
+        ++used_;
+        ++generation_;
+    }
     slot& s = slots_[pos];
-    if (!s.used) ++used_;
     s.used = true;
     s.key = key;
     s.record = Record{};
     return &s.record;
 }
 
-template <typename Key, typename Record>
-void bounded_table<Key, Record>::erase(const Key& key) {
-    const int32_t pos = rte_hash_del_key(hash_, &key);
-    if (pos < 0) return;
-    slots_[pos].used = false;
-    --used_;
+// Frees `key`'s entry (it lives in slot `slot_index`) and lowers the passed
+// counts of the buckets before it.
+template <typename Key, typename Record, typename Hash>
+void bounded_table<Key, Record, Hash>::release(const Key&, uint32_t hash, uint32_t slot_index) {
+    uint32_t b = hash & mask_;
+    for (;;) {
+        bucket& bk = buckets_[b];
+        for (unsigned e = 0; e < bucket_entries; ++e)
+            if (bk.tag[e] != 0 && bk.slot[e] == slot_index) {
+                bk.tag[e] = 0;
+                slots_[slot_index].used = false;
+                free_[free_count_++] = slot_index;
+                --used_;
+                return;
+            }
+        --bk.passed;
+        b = (b + 1) & mask_;
+    }
 }
 
-template <typename Key, typename Record>
+template <typename Key, typename Record, typename Hash>
+void bounded_table<Key, Record, Hash>::erase(const Key& key) {
+    const uint32_t hash = hash_of(key);
+    const int32_t pos = locate(key, hash);
+    if (pos >= 0) release(key, hash, static_cast<uint32_t>(pos));
+}
+
+template <typename Key, typename Record, typename Hash>
 template <typename Pred>
-uint32_t bounded_table<Key, Record>::sweep(uint32_t budget, Pred expired) {
-    const uint32_t n = slot_count_;
+uint32_t bounded_table<Key, Record, Hash>::sweep(uint32_t budget, Pred expired) {
     uint32_t removed = 0;
     for (uint32_t i = 0; i < budget; ++i) {
-        slot& s = slots_[hand_];
-        hand_ = hand_ + 1 == n ? 0 : hand_ + 1;
+        const uint32_t at = hand_;
+        slot& s = slots_[at];
+        hand_ = hand_ + 1 == capacity_ ? 0 : hand_ + 1;
         bool gone;
         if constexpr (std::is_invocable_v<Pred, const Key&, Record&>)
             gone = s.used && expired(s.key, s.record);
         else
             gone = s.used && expired(s.record);
         if (gone) {
-            rte_hash_del_key(hash_, &s.key);
-            s.used = false;
-            --used_;
+            release(s.key, hash_of(s.key), at);
             ++removed;
         }
     }

@@ -79,10 +79,10 @@ pipeline::pipeline(unsigned worker_id, rte_mempool* reply_pool, worker_counters&
       clock_(clock), mail_(mail) {}
 
 void pipeline::emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
-                          block_reason reason, const rte_mbuf* m) {
+                          block_reason reason, uint64_t now_ns) {
     if (events_ == nullptr) return;
     event_record e{};
-    e.time_ns = clock_.now_ns(m);
+    e.time_ns = now_ns;
     e.generation = policy.generation();
     e.type = policy.mode() == op25b_mode::enforce ? event_type::op25b_block : event_type::op25b_monitor;
     e.reason = static_cast<uint8_t>(reason);
@@ -110,85 +110,149 @@ void pipeline::send_reset(const parsed_packet& p, ingress in, burst_output& out)
     if (injector_.inject_reset(p, in, out)) counters_.port[static_cast<unsigned>(in)].resets_sent.add();
 }
 
+// One burst's running totals, and the frames it frees at the end.
+struct pipeline::burst_tally {
+    rte_mbuf* dropped[burst_size];
+    uint16_t n_dropped = 0;
+    uint16_t forwarded = 0;   // received frames sent on (out.forward also holds injections)
+    uint64_t rx_bytes = 0;
+    uint64_t now_ns = 0;      // the burst's "now", read once (live clock)
+    bool have_now = false;
+};
+
+// Live, "now" is read once per burst (a TSC read and a division per frame cost
+// more than the burst's frames are apart); from a capture, each frame's own
+// timestamp.
+inline uint64_t pipeline::now_of(burst_tally& t, const rte_mbuf* m) const {
+    if (clock_.timestamp_offset >= 0) return clock_.now_ns(m);
+    if (!t.have_now) {
+        t.now_ns = clock_.now_ns(m);
+        t.have_now = true;
+    }
+    return t.now_ns;
+}
+
+// Parses and classifies one frame, counting what the parse says.
+__rte_always_inline op25b_outcome pipeline::classify(const compiled_policy& policy, ingress in, rte_mbuf* m, parsed_packet& p,
+                                        burst_tally& t) {
+    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
+    t.rx_bytes += m->pkt_len;
+    // Headers are read from the first segment only; a frame whose headers
+    // spill into a second segment parses as truncated.
+    parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p);
+    if (p.kind == frame_kind::non_ip) pc.non_ip.add();
+    if (p.fragment) pc.fragments.add();
+    const op25b_outcome outcome = classify_op25b(p, in, policy);
+    if (p.kind == frame_kind::malformed) {
+        pc.malformed.add();
+        counters_.malformed_by_reason[static_cast<unsigned>(p.error)].add();
+    }
+    return outcome;
+}
+
+// Acts on one classified frame: forwards it, hands it to the mail tracker
+// (`mail_index`: its index in a burst the tracker prepared; -1: not the
+// tracker's), or blocks it.
+__rte_always_inline void pipeline::act(const compiled_policy& policy, ingress in, rte_mbuf* m, const parsed_packet& p,
+                          op25b_outcome outcome, int mail_index, burst_tally& t, burst_output& out) {
+    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
+    const bool enforce = policy.mode() == op25b_mode::enforce;
+    switch (outcome) {
+    case op25b_outcome::pass:
+        if (mail_index >= 0 &&
+            !mail_->handle(policy, p, in, now_of(t, m), out, static_cast<uint16_t>(mail_index))) {
+            pc.limited.add();
+            t.dropped[t.n_dropped++] = m;
+            return;
+        }
+        out.forward[out.n_forward++] = m;
+        ++t.forwarded;
+        return;
+    case op25b_outcome::drop_malformed:
+        if (!enforce) {  // monitor mode changes no traffic at all
+            out.forward[out.n_forward++] = m;
+            ++t.forwarded;
+            return;
+        }
+        pc.malformed_dropped.add();
+        t.dropped[t.n_dropped++] = m;
+        return;
+    case op25b_outcome::block_port:
+    case op25b_outcome::block_incomplete_fragment:
+        break;
+    }
+
+    const block_reason reason =
+        outcome == op25b_outcome::block_port ? block_reason::op25b_port : block_reason::op25b_incomplete_fragment;
+    (*counters_.blocked_by_dst_port)[p.dst_port].add();
+    emit_event(policy, p, in, reason, now_of(t, m));
+    if (!enforce) {
+        pc.monitored.add();
+        // The rollout question is which connections would be blocked: a flag test per frame.
+        if ((p.tcp_flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn) pc.monitored_connections.add();
+        counters_.monitored_by_reason[static_cast<unsigned>(reason)].add();
+        out.forward[out.n_forward++] = m;
+        ++t.forwarded;
+        return;
+    }
+    pc.blocked.add();
+    counters_.blocked_by_reason[static_cast<unsigned>(reason)].add();
+    if (policy.action() == op25b_action::reset) send_reset(p, in, out);
+    t.dropped[t.n_dropped++] = m;
+}
+
 void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkts, uint16_t n,
                        burst_output& out) {
     constexpr uint16_t prefetch_ahead = 3;
-    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
-    rte_mbuf* dropped[burst_size];
-    uint16_t n_dropped = 0;
-    uint64_t rx_bytes = 0;
-    uint16_t forwarded = 0;   // received frames sent on (out.forward also holds injections)
-    const bool enforce = policy.mode() == op25b_mode::enforce;
-
+    if (n > burst_size) n = burst_size;
+    burst_tally t;
     for (uint16_t i = 0; i < n && i < prefetch_ahead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
 
-    for (uint16_t i = 0; i < n; ++i) {
-        if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
-        rte_mbuf* m = pkts[i];
-        rx_bytes += m->pkt_len;
-
-        // Headers are read from the first segment only; a frame whose headers
-        // spill into a second segment parses as truncated.
-        parsed_packet p;
-        parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p);
-        if (p.kind == frame_kind::non_ip) pc.non_ip.add();
-        if (p.fragment) pc.fragments.add();
-
-        const op25b_outcome outcome = classify_op25b(p, in, policy);
-        if (p.kind == frame_kind::malformed) {
-            pc.malformed.add();
-            counters_.malformed_by_reason[static_cast<unsigned>(p.error)].add();
+    if (mail_ == nullptr) {
+        // Stateless: each frame classified and acted on in one go.
+        for (uint16_t i = 0; i < n; ++i) {
+            if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
+            parsed_packet p;
+            const op25b_outcome outcome = classify(policy, in, pkts[i], p, t);
+            act(policy, in, pkts[i], p, outcome, -1, t, out);
         }
-        switch (outcome) {
-        case op25b_outcome::pass:
-            if (mail_ != nullptr && mail_tracker::wants(p, in, policy) &&
-                !mail_->handle(policy, p, in, clock_.now_ns(m), out)) {
-                pc.limited.add();
-                dropped[n_dropped++] = m;
-                continue;
+    } else {
+        // Pass 1 classifies the whole burst and marks the mail tracker's
+        // frames; the tracker looks up all their flows at once (prepare), then
+        // pass 2 acts on each frame in the order received.
+        // parse_frame() sets every field: the parses need no initialising first.
+        union unset_parse {
+            unset_parse() {}
+            parsed_packet p;
+        };
+        unset_parse parsed[burst_size];
+        op25b_outcome outcome[burst_size];
+        uint16_t mail[burst_size];   // the tracker's frames, by index
+        uint16_t n_mail = 0;
+        for (uint16_t i = 0; i < n; ++i) {
+            if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
+            outcome[i] = classify(policy, in, pkts[i], parsed[i].p, t);
+            if (outcome[i] == op25b_outcome::pass && mail_tracker::wants(parsed[i].p, in, policy)) mail[n_mail++] = i;
+        }
+        if (n_mail == 0) {
+            for (uint16_t i = 0; i < n; ++i) act(policy, in, pkts[i], parsed[i].p, outcome[i], -1, t, out);
+        } else {
+            const parsed_packet* frames[burst_size];
+            for (uint16_t j = 0; j < n_mail; ++j) frames[j] = &parsed[mail[j]].p;
+            mail_->prepare(policy, in, frames, n_mail);
+            for (uint16_t i = 0, next = 0; i < n; ++i) {
+                const bool mine = next < n_mail && mail[next] == i;
+                act(policy, in, pkts[i], parsed[i].p, outcome[i], mine ? next++ : -1, t, out);
             }
-            out.forward[out.n_forward++] = m;
-            ++forwarded;
-            continue;
-        case op25b_outcome::drop_malformed:
-            if (!enforce) {  // monitor mode changes no traffic at all
-                out.forward[out.n_forward++] = m;
-                ++forwarded;
-                continue;
-            }
-            pc.malformed_dropped.add();
-            dropped[n_dropped++] = m;
-            continue;
-        case op25b_outcome::block_port:
-        case op25b_outcome::block_incomplete_fragment:
-            break;
         }
-
-        const block_reason reason = outcome == op25b_outcome::block_port
-                                        ? block_reason::op25b_port
-                                        : block_reason::op25b_incomplete_fragment;
-        (*counters_.blocked_by_dst_port)[p.dst_port].add();
-        emit_event(policy, p, in, reason, m);
-        if (!enforce) {
-            pc.monitored.add();
-            // The rollout question is which connections would be blocked: a flag test per frame.
-            if ((p.tcp_flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn) pc.monitored_connections.add();
-            counters_.monitored_by_reason[static_cast<unsigned>(reason)].add();
-            out.forward[out.n_forward++] = m;
-            ++forwarded;
-            continue;
-        }
-        pc.blocked.add();
-        counters_.blocked_by_reason[static_cast<unsigned>(reason)].add();
-        if (policy.action() == op25b_action::reset) send_reset(p, in, out);
-        dropped[n_dropped++] = m;
+        if (n) mail_->sweep(policy, now_of(t, pkts[n - 1]));
     }
 
-    if (mail_ != nullptr && n) mail_->sweep(policy, clock_.now_ns(pkts[n - 1]));
+    port_counters& pc = counters_.port[static_cast<unsigned>(in)];
     pc.rx_packets.add(n);
-    pc.rx_bytes.add(rx_bytes);
-    pc.forwarded.add(forwarded);
-    if (n_dropped) rte_pktmbuf_free_bulk(dropped, n_dropped);
+    pc.rx_bytes.add(t.rx_bytes);
+    pc.forwarded.add(t.forwarded);
+    if (t.n_dropped) rte_pktmbuf_free_bulk(t.dropped, t.n_dropped);
 }
 
 }  // namespace sekisho

@@ -93,8 +93,13 @@ public:
                  burst_output& out);
 
 private:
+    struct burst_tally;
+    uint64_t now_of(burst_tally& t, const rte_mbuf* m) const;
+    op25b_outcome classify(const compiled_policy& policy, ingress in, rte_mbuf* m, parsed_packet& p, burst_tally& t);
+    void act(const compiled_policy& policy, ingress in, rte_mbuf* m, const parsed_packet& p, op25b_outcome outcome,
+             int mail_index, burst_tally& t, burst_output& out);
     void emit_event(const compiled_policy& policy, const parsed_packet& p, ingress in,
-                    block_reason reason, const rte_mbuf* m);
+                    block_reason reason, uint64_t now_ns);
     void send_reset(const parsed_packet& p, ingress in, burst_output& out);
 
     unsigned worker_id_;

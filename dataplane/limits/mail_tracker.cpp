@@ -6,6 +6,8 @@
 #include <string_view>
 #include <string>
 
+#include <rte_prefetch.h>
+
 #include "dataplane/subscriber_affinity.h"
 
 namespace sekisho {
@@ -43,6 +45,14 @@ flow_key make_flow_key(const parsed_packet& p, ingress in) {
 
 uint32_t payload_len(const parsed_packet& p) { return static_cast<uint32_t>(p.l4_len - p.tcp_header_len); }
 
+// Segments that open a connection or carry bytes from the client are the
+// ones that may count against a limit of the client's address.
+bool may_count(const parsed_packet& p, ingress in) {
+    if (in != ingress::access) return false;
+    const bool syn_only = (p.tcp_flags & tcp_flag::syn) && !(p.tcp_flags & tcp_flag::ack);
+    return syn_only || payload_len(p) > 0;
+}
+
 }  // namespace
 
 // One segment's view of the subscriber and its connection.
@@ -56,6 +66,7 @@ struct mail_tracker::context {
     subscriber_class cls = subscriber_class::none;
     mail_flow* flow = nullptr;
     flow_key key;
+    const lookup_hint* address_hint = nullptr;     // prepare()'s lookup of `address`
     subscriber_limits* address_state = nullptr;   // looked up on first use
     subscriber_limits* prefix_state = nullptr;
     bool address_looked = false, prefix_looked = false;
@@ -134,10 +145,11 @@ mail_tracker::mail_tracker(unsigned worker_id, const mail_state& state, rte_memp
 
 // The worker's limit record for `key`, looked up (and created) once per segment.
 mail_tracker::subscriber_limits* mail_tracker::record(context& ctx, const subscriber_key& key,
-                                                      subscriber_limits*& cached, bool& looked) {
+                                                      subscriber_limits*& cached, bool& looked,
+                                                      const lookup_hint* hint) {
     if (!looked) {
         looked = true;
-        cached = subscribers_.find(key);
+        cached = hint ? subscribers_.find(key, *hint) : subscribers_.find(key);
         if (cached == nullptr) {
             cached = subscribers_.insert(key);
             if (cached == nullptr) counters_.mail.subscriber_state_full.add();
@@ -148,13 +160,15 @@ mail_tracker::subscriber_limits* mail_tracker::record(context& ctx, const subscr
 }
 
 mail_tracker::subscriber_limits* mail_tracker::prefix_record(context& ctx) {
-    return record(ctx, ctx.prefix, ctx.prefix_state, ctx.prefix_looked);
+    // An IPv4 subscriber's prefix is its address: prepare()'s lookup serves both.
+    const lookup_hint* hint = ctx.address_hint && ctx.prefix == ctx.address ? ctx.address_hint : nullptr;
+    return record(ctx, ctx.prefix, ctx.prefix_state, ctx.prefix_looked, hint);
 }
 
 limit_cell* mail_tracker::cell_for(const compiled_limit& l, context& ctx) {
     switch (l.scope) {
     case limit_scope::address: {
-        subscriber_limits* r = record(ctx, ctx.address, ctx.address_state, ctx.address_looked);
+        subscriber_limits* r = record(ctx, ctx.address, ctx.address_state, ctx.address_looked, ctx.address_hint);
         return r ? &r->cells[l.slot] : nullptr;
     }
     case limit_scope::prefix: {
@@ -476,16 +490,74 @@ void mail_tracker::feed(mail_flow& f, const parsed_packet& p, ingress in, observ
     if (was_inspectable && f.smtp.tls()) counters_.mail.tls.add();
 }
 
+void mail_tracker::prepare(const compiled_policy& policy, ingress in, const parsed_packet* const* segments,
+                           uint16_t n) {
+    burst_lookups& b = burst_;
+    if (n > burst_size) n = burst_size;
+    b.count = n;
+    const flow_key* flow_keys[burst_size];
+    const subscriber_key* address_keys[burst_size];
+    uint16_t with_address[burst_size];
+    uint16_t addresses = 0;
+    const bool limits = policy.has_limits();
+    const uint8_t prefix_length = policy.ipv6_prefix_length();
+    for (uint16_t k = 0; k < n; ++k) {
+        const parsed_packet& p = *segments[k];
+        b.flow_keys[k] = make_flow_key(p, in);
+        flow_keys[k] = &b.flow_keys[k];
+        b.address_keys[k] = subscriber_key_of(p, in, 128);
+        // An IPv4 subscriber's prefix is its address.
+        b.prefix_keys[k] = p.ip_version == 6 ? subscriber_key_of(p, in, prefix_length) : b.address_keys[k];
+        b.has_address_hint[k] = limits && may_count(p, in);
+        if (b.has_address_hint[k]) {
+            address_keys[addresses] = &b.address_keys[k];
+            with_address[addresses++] = k;
+        }
+    }
+    flows_.lookup_bulk(flow_keys, n, b.flow_hints);
+    lookup_hint hints[burst_size];
+    subscribers_.lookup_bulk(address_keys, addresses, hints);
+    for (uint16_t j = 0; j < addresses; ++j) b.address_hints[with_address[j]] = hints[j];
+    prefetch_account(b, 0);
+    prefetch_account(b, 1);
+}
+
+// The account record of the prepared segment k, if its flow was found: it is
+// the next miss of that segment, and only the flow knows which.
+void mail_tracker::prefetch_account(const burst_lookups& b, uint16_t k) {
+    if (k >= b.count) return;
+    const mail_flow* f = flows_.hinted(b.flow_hints[k]);
+    if (f && f->account != 0 && f->account < state_.max_accounts) rte_prefetch0(&state_.accounts[f->account]);
+}
+
 bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p, ingress in, uint64_t now_ns,
                           burst_output& out) {
-    const flow_key key = make_flow_key(p, in);
+    context ctx{p, in, now_ns, subscriber_key_of(p, in, 128), subscriber_key_of(p, in, policy.ipv6_prefix_length())};
+    ctx.key = make_flow_key(p, in);
+    return handle_segment(policy, ctx, out, nullptr);
+}
+
+bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p, ingress in, uint64_t now_ns,
+                          burst_output& out, uint16_t k) {
+    const burst_lookups& b = burst_;
+    prefetch_account(b, static_cast<uint16_t>(k + 2));
+    context ctx{p, in, now_ns, b.address_keys[k], b.prefix_keys[k]};
+    ctx.key = b.flow_keys[k];
+    if (b.has_address_hint[k]) ctx.address_hint = &b.address_hints[k];
+    return handle_segment(policy, ctx, out, &b.flow_hints[k]);
+}
+
+bool mail_tracker::handle_segment(const compiled_policy& policy, context& ctx, burst_output& out,
+                                  const lookup_hint* flow_hint) {
+    const parsed_packet& p = ctx.p;
+    const ingress in = ctx.in;
+    const uint64_t now_ns = ctx.now_ns;
+    const flow_key& key = ctx.key;
     const bool from_client = in == ingress::access;
     const uint8_t flags = p.tcp_flags;
     const bool syn_only = (flags & tcp_flag::syn) && !(flags & tcp_flag::ack);
 
-    context ctx{p, in, now_ns, subscriber_key_of(p, in, 128), subscriber_key_of(p, in, policy.ipv6_prefix_length())};
-    ctx.key = key;
-    mail_flow* f = flows_.find(key);
+    mail_flow* f = flow_hint ? flows_.find(key, *flow_hint) : flows_.find(key);
 
     if (from_client && syn_only) {
         if (f == nullptr) {

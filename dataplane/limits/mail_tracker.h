@@ -95,6 +95,18 @@ public:
     bool handle(const compiled_policy& policy, const parsed_packet& p, ingress in, uint64_t now_ns,
                 burst_output& out);
 
+    // A burst in two passes, as the pipeline drives it: prepare() looks up the
+    // flow and the client's limit record of each of the burst's `n` segments
+    // for the tracker (wants() holds; n <= burst_size) at once
+    // (bounded_table::lookup_bulk: the misses of the whole burst overlap
+    // instead of following each other); then handle(..., k) judges the k-th
+    // of them, k = 0..n-1 in order, exactly as handle() above would (the
+    // lookups are hints, confirmed or redone). The parses stay where they
+    // are until the last handle() of the burst.
+    void prepare(const compiled_policy& policy, ingress in, const parsed_packet* const* segments, uint16_t n);
+    bool handle(const compiled_policy& policy, const parsed_packet& p, ingress in, uint64_t now_ns,
+                burst_output& out, uint16_t k);
+
     // Ages flows and idle subscriber state a little at a time; call per burst.
     void sweep(const compiled_policy& policy, uint64_t now_ns);
 
@@ -125,7 +137,8 @@ private:
               uint8_t flags = 0);
     void emit_verdict(const compiled_policy& policy, const context& ctx, const message_verdict& v, score_action a);
     limit_action judge_message(const compiled_policy& policy, context& ctx);
-    subscriber_limits* record(context& ctx, const subscriber_key& key, subscriber_limits*& cached, bool& looked);
+    subscriber_limits* record(context& ctx, const subscriber_key& key, subscriber_limits*& cached, bool& looked,
+                              const lookup_hint* hint = nullptr);
     subscriber_limits* prefix_record(context& ctx);
     event_record new_event(const compiled_policy& policy, event_type type, const context& ctx) const;
     void push(const event_record& e);
@@ -139,6 +152,20 @@ private:
     void end_flow(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns);
     void report_session(const compiled_policy& policy, const flow_key& key, mail_flow& f, uint64_t now_ns);
     void terminate(const compiled_policy& policy, context& ctx);
+    bool handle_segment(const compiled_policy& policy, context& ctx, burst_output& out, const lookup_hint* flow_hint);
+
+    // What prepare() looked up, by the segment's place k in the burst: the
+    // flow key and its hint; the subscriber's address and prefix keys; the
+    // address's hint when the segment may count against a limit.
+    struct burst_lookups {
+        flow_key flow_keys[burst_size];
+        lookup_hint flow_hints[burst_size];
+        subscriber_key address_keys[burst_size], prefix_keys[burst_size];
+        lookup_hint address_hints[burst_size];
+        bool has_address_hint[burst_size];
+        uint16_t count = 0;
+    };
+    void prefetch_account(const burst_lookups& b, uint16_t k);
 
     unsigned worker_id_;
     mail_state state_;
@@ -149,6 +176,7 @@ private:
     bounded_table<flow_key, mail_flow> flows_;
     bounded_table<subscriber_key, subscriber_limits> subscribers_;
     uint64_t next_sweep_ns_ = 0;
+    burst_lookups burst_;
 };
 
 }  // namespace sekisho

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -740,8 +741,11 @@ bytes bytes_of(const rte_mbuf* m) {
 // One fixture's tracker and everything around it, as a worker has them.
 class tracker_run {
 public:
-    tracker_run(const fixture& f, rte_mempool* pool)
+    // `through_burst`: each segment goes through the pipeline's burst calls
+    // (prepare() with that one segment, then handle(..., 0)) instead of handle().
+    tracker_run(const fixture& f, rte_mempool* pool, bool through_burst = false)
         : f_(f),
+          through_burst_(through_burst),
           policy_(compile_policy(load_policy_text(base_policy + f.policy, f.name + ".yaml"), test::next_generation())),
           subscribers_(unique_name("sk_mt_subs").c_str(), 64, nullptr),
           accounts_(8),
@@ -783,7 +787,14 @@ public:
         ASSERT_TRUE(mail_tracker::wants(p, in, *policy_));
 
         burst_output out;
-        const bool pass = tracker_->handle(*policy_, p, in, now_, out);
+        bool pass;
+        if (through_burst_) {
+            const parsed_packet* burst[] = {&p};
+            tracker_->prepare(*policy_, in, burst, 1);
+            pass = tracker_->handle(*policy_, p, in, now_, out, 0);
+        } else {
+            pass = tracker_->handle(*policy_, p, in, now_, out);
+        }
         const verdict got = out.n_forward + out.n_reply ? verdict::replaced
                             : pass                          ? verdict::forwarded
                                                             : verdict::dropped;
@@ -907,6 +918,7 @@ private:
     }
 
     const fixture& f_;
+    const bool through_burst_;
     std::unique_ptr<compiled_policy> policy_;
     worker_counters counters_;
     subscriber_table subscribers_;
@@ -922,20 +934,158 @@ private:
 
 class mail_tracker_fixture : public ::testing::TestWithParam<fixture> {};
 
-TEST_P(mail_tracker_fixture, segment_by_segment) {
-    const fixture& f = GetParam();
+void run_fixture(const fixture& f, bool through_burst) {
     SCOPED_TRACE(f.description);
     mbuf_pool mbufs(1023);
     ASSERT_NE(mbufs.pool, nullptr);
     {
-        tracker_run run(f, mbufs.pool);
+        tracker_run run(f, mbufs.pool, through_burst);
         for (size_t i = 0; i < f.script.size(); ++i) {
             run.run(f.script[i], i);
-            if (HasFatalFailure()) return;
+            if (::testing::Test::HasFatalFailure()) return;
         }
         run.check_counters();
     }
     EXPECT_EQ(rte_mempool_avail_count(mbufs.pool), 1023u) << "an mbuf leaked";
+}
+
+TEST_P(mail_tracker_fixture, segment_by_segment) { run_fixture(GetParam(), false); }
+
+// The same table through the calls the pipeline makes (prepare, then handle
+// by place in the burst): the same verdicts, injections, events and counters.
+TEST_P(mail_tracker_fixture, segment_by_segment_through_the_burst_calls) { run_fixture(GetParam(), true); }
+
+// The burst calls against handle(), over bursts of many segments: random
+// SMTP dialogues on connections that share 4-tuples (a RST, then a new SYN on
+// the same tuple), limits that reset connections, and tables of 4 flows and 4
+// limit records, so that within one burst flows are created, ended, refused
+// for want of room and recreated after prepare() looked them up. Every
+// segment's verdict and injections, the events and the counters must be the
+// same either way.
+TEST(mail_tracker_burst, many_segments_a_burst_judged_as_one_at_a_time) {
+    const std::string policy_text =
+        base_policy +
+        "limits:\n"
+        "  - {name: conn-rate, measure: connections, max: 20, window: 10s, burst: 20, action: drop-syn}\n"
+        "  - {name: msgs-addr, measure: messages, max: 3, window: 60s, action: reset}\n"
+        "  - {name: rcpt-account, measure: recipients, scope: account, max: 12, window: 60s, action: tempfail}\n";
+    const auto policy = compile_policy(load_policy_text(policy_text, "burst.yaml"), test::next_generation());
+    const std::vector<connection> conns = {
+        {dyn4a, 40001}, {dyn4a, 40002}, {dyn4b, 40003}, {"2001:db8:100:1::7", 40004, test::mx6, 587},
+        {dyn4a, 40001}, {"2001:db8:100:1::7", 40004, test::mx6, 587},   // the first and fourth tuples again
+        {"198.51.100.9", 40005}, {"198.51.100.10", 40006},
+    };
+    struct gateway {
+        worker_counters counters;
+        subscriber_table subscribers{unique_name("sk_mtb_subs").c_str(), 64, nullptr};
+        std::vector<account_record> accounts = std::vector<account_record>(8);
+        event_ring ring{unique_name("sk_mtb_ev").c_str(), 4096};
+        std::unique_ptr<mail_tracker> tracker;
+        gateway(rte_mempool* pool) {
+            EXPECT_TRUE(subscribers.bind(subscriber_key::v4(0xC6336407), 1));   // dyn4a
+            EXPECT_TRUE(subscribers.bind(subscriber_key::v4(0xC6336408), 1));   // dyn4b: the same account
+            mail_state st;
+            st.subscribers = &subscribers;
+            st.accounts = accounts.data();
+            st.max_accounts = static_cast<uint32_t>(accounts.size());
+            st.flows = 4;
+            st.subscriber_records = 4;
+            tracker = std::make_unique<mail_tracker>(0, st, pool, counters, &ring);
+        }
+    };
+    mbuf_pool mbufs(4095);
+    ASSERT_NE(mbufs.pool, nullptr);
+    {
+        gateway one(mbufs.pool), burst(mbufs.pool);
+        std::vector<connection_state> states(conns.size());
+        std::vector<int> stage(conns.size(), 0);
+        std::mt19937 rng(20261207);
+        // The next segment of connection c's dialogue, and where it leaves it.
+        auto next_step = [&](size_t c) {
+            const unsigned k = static_cast<unsigned>(c);
+            int& at = stage[c];
+            if (at > 0 && rng() % 23 == 0) {   // the client resets; a new SYN follows on the same tuple
+                at = 0;
+                return step{k, side::client, rst | ack, ""};
+            }
+            switch (at++) {
+            case 0: states[c] = connection_state{}; return step{k, side::client, syn, ""};
+            case 1: return step{k, side::server, syn | ack, ""};
+            case 2: return step{k, side::client, ack, ""};
+            case 3: return step{k, side::server, psh | ack, greeting};
+            case 4: return step{k, side::client, psh | ack, ehlo};
+            case 5: return step{k, side::server, psh | ack, ehlo_reply};
+            case 6: return step{k, side::client, psh | ack, mail_from};
+            case 7: return step{k, side::server, psh | ack, mail_ok};
+            case 8: return step{k, side::client, psh | ack, rcpt_to(static_cast<int>(rng() % 9))};
+            case 9: return step{k, side::server, psh | ack, rng() % 3 ? std::string(rcpt_ok) : rejected(1)};
+            case 10: return step{k, side::client, psh | ack, rset};
+            default: at = 6; return step{k, side::server, psh | ack, rset_ok};
+            }
+        };
+        uint64_t now = base_ns;
+        unsigned segments = 0, multi = 0;
+        for (int round = 0; round < 600; ++round) {
+            // One burst: segments from one side, of connections picked at random.
+            const side from = rng() % 2 ? side::client : side::server;
+            const unsigned want = 1 + rng() % 24;
+            std::vector<bytes> frames;
+            for (unsigned tries = 0; frames.size() < want && tries < 200; ++tries) {
+                const size_t c = rng() % conns.size();
+                const int saved = stage[c];
+                step s = next_step(c);
+                if (s.from != from) {
+                    stage[c] = saved;   // not this burst's side: the dialogue waits
+                    continue;
+                }
+                frames.push_back(make_segment(conns[c], states[c], s).frame);
+            }
+            if (frames.empty()) continue;
+            now += 1'000'000ull * (1 + rng() % 400);
+            const ingress in = from == side::client ? ingress::access : ingress::core;
+            std::vector<parsed_packet> parsed(frames.size());
+            std::vector<const parsed_packet*> mine;
+            for (size_t i = 0; i < frames.size(); ++i) {
+                ASSERT_EQ(parse_frame(frames[i].data(), static_cast<uint32_t>(frames[i].size()), parsed[i]),
+                          frame_kind::ip_tcp);
+                mine.push_back(&parsed[i]);
+            }
+            burst.tracker->prepare(*policy, in, mine.data(), static_cast<uint16_t>(mine.size()));
+            for (size_t i = 0; i < frames.size(); ++i) {
+                burst_output a, b;
+                const bool pass_a = one.tracker->handle(*policy, parsed[i], in, now, a);
+                const bool pass_b = burst.tracker->handle(*policy, parsed[i], in, now, b, static_cast<uint16_t>(i));
+                EXPECT_EQ(pass_a, pass_b) << "round " << round << ", segment " << i;
+                std::vector<bytes> out_a, out_b;
+                for (uint16_t j = 0; j < a.n_forward; ++j) out_a.push_back(bytes_of(a.forward[j]));
+                for (uint16_t j = 0; j < a.n_reply; ++j) out_a.push_back(bytes_of(a.reply[j]));
+                for (uint16_t j = 0; j < b.n_forward; ++j) out_b.push_back(bytes_of(b.forward[j]));
+                for (uint16_t j = 0; j < b.n_reply; ++j) out_b.push_back(bytes_of(b.reply[j]));
+                EXPECT_EQ(out_a, out_b) << "round " << round << ", segment " << i;
+                rte_pktmbuf_free_bulk(a.forward, a.n_forward);
+                rte_pktmbuf_free_bulk(a.reply, a.n_reply);
+                rte_pktmbuf_free_bulk(b.forward, b.n_forward);
+                rte_pktmbuf_free_bulk(b.reply, b.n_reply);
+                if (::testing::Test::HasFailure()) return;
+            }
+            one.tracker->sweep(*policy, now);
+            burst.tracker->sweep(*policy, now);
+            segments += static_cast<unsigned>(frames.size());
+            multi += frames.size() > 1;
+        }
+        EXPECT_GT(segments, 2000u);
+        EXPECT_GT(multi, 300u);
+        for (const auto& [name, field] : mail_counter_fields)
+            EXPECT_EQ((one.counters.mail.*field).load(), (burst.counters.mail.*field).load()) << name;
+        EXPECT_GT(one.counters.mail.flow_table_full.load(), 0u) << "the table was never full: the test lost its edge";
+        EXPECT_GT(one.counters.mail.resets_sent.load(), 0u) << "no limit reset a connection";
+        std::vector<event_record> ea(4096), eb(4096);
+        const unsigned na = one.ring.pop(ea.data(), 4096), nb = burst.ring.pop(eb.data(), 4096);
+        ASSERT_EQ(na, nb);
+        EXPECT_GT(na, 0u);
+        for (unsigned i = 0; i < na; ++i) EXPECT_EQ(std::memcmp(&ea[i], &eb[i], sizeof(event_record)), 0) << "event " << i;
+    }
+    EXPECT_EQ(rte_mempool_avail_count(mbufs.pool), 4095u) << "an mbuf leaked";
 }
 
 // An injection the pool has no mbuf for is counted as a reset failure on the

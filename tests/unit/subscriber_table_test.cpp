@@ -4,7 +4,10 @@
 #include <rte_rcu_qsbr.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
+#include <random>
+#include <string>
 
 #include "dataplane/bounded_table.h"
 #include "dataplane/bounded_table_impl.h"
@@ -85,6 +88,106 @@ TEST(bounded_table, find_of_a_key_at_an_odd_address) {
         EXPECT_EQ(*found, 7u);
     }
 }
+
+// The table against a std::map over random inserts, erases, finds, sweeps and
+// bulk lookups with their hints, at several capacities (one slot to a
+// thousand), full most of the time: keys drawn from a small space so that
+// the same keys come and go and probe chains form, break and re-form.
+// Every key hashed to one of three buckets: chains that run over many buckets
+// and wrap around the end, so that probing and its bookkeeping are what the
+// test exercises, not luck.
+struct three_buckets_hash {
+    uint32_t operator()(const subscriber_key& k) const { return k.addr[3] % 3u * 0x9e3779b1u; }
+};
+
+template <typename Hash>
+void behaves_as_a_map(const char* name) {
+    for (uint32_t capacity : {1u, 7u, 64u, 1000u}) {
+        SCOPED_TRACE(std::string(name) + ", capacity " + std::to_string(capacity));
+        bounded_table<subscriber_key, uint64_t, Hash> t((name + std::to_string(capacity)).c_str(), capacity);
+        std::map<uint32_t, uint64_t> model;
+        std::mt19937 rng(capacity);
+        const uint32_t space = capacity * 3 + 5;
+        auto key = [](uint32_t k) { return subscriber_key::v4(0xC6336400 + k); };
+        uint64_t stamp = 0;
+        for (int op = 0; op < 20000; ++op) {
+            const uint32_t k = rng() % space;
+            switch (rng() % 6) {
+            case 0:
+            case 1: {
+                uint64_t* r = t.insert(key(k));
+                const bool had = model.count(k) != 0;
+                if (!had && model.size() >= capacity) {
+                    ASSERT_EQ(r, nullptr) << "insert into a full table";
+                } else {
+                    ASSERT_NE(r, nullptr) << k;
+                    EXPECT_EQ(*r, 0u) << "a fresh record";
+                    *r = model[k] = ++stamp;
+                }
+                break;
+            }
+            case 2:
+                t.erase(key(k));
+                model.erase(k);
+                break;
+            case 3: {
+                uint64_t* r = t.find(key(k));
+                ASSERT_EQ(r != nullptr, model.count(k) != 0) << k;
+                if (r) {
+                    EXPECT_EQ(*r, model[k]);
+                }
+                break;
+            }
+            case 4: {   // a burst: bulk lookups, then changes, then the hinted finds
+                subscriber_key keys[40];
+                const subscriber_key* ptrs[40];
+                lookup_hint hints[40];
+                const unsigned n = 1 + rng() % 40;
+                for (unsigned i = 0; i < n; ++i) keys[i] = key(rng() % space), ptrs[i] = &keys[i];
+                t.lookup_bulk(ptrs, n, hints);
+                for (unsigned i = 0; i < n; ++i) {
+                    if (rng() % 3 == 0) {   // the burst changes the table between lookup and use
+                        const uint32_t c = rng() % space;
+                        if (rng() % 2) {
+                            t.erase(key(c));
+                            model.erase(c);
+                        } else if (uint64_t* r = t.insert(key(c))) {
+                            *r = model[c] = ++stamp;
+                        }
+                    }
+                    const uint32_t k2 = (keys[i].addr[0] << 24 | keys[i].addr[1] << 16 | keys[i].addr[2] << 8 |
+                                         keys[i].addr[3]) - 0xC6336400;
+                    uint64_t* r = t.find(keys[i], hints[i]);
+                    ASSERT_EQ(r != nullptr, model.count(k2) != 0) << k2;
+                    if (r) {
+                        EXPECT_EQ(*r, model[k2]);
+                    }
+                }
+                break;
+            }
+            default: {   // a sweep removing odd stamps
+                const uint32_t removed = t.sweep(1 + rng() % 16, [&](uint64_t& v) { return v % 2 == 1; });
+                uint32_t gone = 0;
+                for (auto it = model.begin(); it != model.end();)
+                    if (!t.find(key(it->first))) it = model.erase(it), ++gone;
+                    else ++it;
+                EXPECT_EQ(removed, gone);
+                break;
+            }
+            }
+            ASSERT_EQ(t.size(), model.size()) << "after op " << op;
+        }
+        for (const auto& [k, v] : model) {
+            uint64_t* r = t.find(key(k));
+            ASSERT_NE(r, nullptr);
+            EXPECT_EQ(*r, v);
+        }
+    }
+}
+
+TEST(bounded_table, behaves_as_a_map_bounded_by_its_capacity) { behaves_as_a_map<crc_key_hash>("bt_test_map_"); }
+
+TEST(bounded_table, behaves_as_a_map_when_every_key_collides) { behaves_as_a_map<three_buckets_hash>("bt_test_coll_"); }
 
 }  // namespace
 }  // namespace sekisho
