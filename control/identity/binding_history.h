@@ -143,18 +143,25 @@ public:
     // nothing; the changes of all of them, in order.
     std::vector<binding_change> apply(std::span<const binding_update> updates);
 
-    // A batch with each update undoable on its own (the RADIUS listener's
-    // poll: one transaction, and an update whose data-plane step fails is
-    // taken back alone):
+    // A batch of updates in one transaction (the RADIUS listener's poll):
     //   begin();
-    //   per update: changes = apply_in_savepoint(u); apply them to the data
-    //     plane; then release_savepoint() (kept), or rollback_to_savepoint()
-    //     (as if never applied);
+    //   per update, either
+    //   - changes = apply_in_savepoint(u); apply them to the data plane;
+    //     then release_savepoint() (kept), or rollback_to_savepoint() (as if
+    //     never applied): each update undoable on its own; or
+    //   - changes = apply_in_batch(u): no savepoint (a SAVEPOINT per update
+    //     copies every page it first touches; measured in
+    //     docs/performance.md). An update that fails in it, or whose
+    //     data-plane step fails, can only be taken back with the whole batch
+    //     (rollback()): the caller re-runs the others (subscriber_identity
+    //     does, each in a savepoint) when it wants them kept;
     //   commit() (or rollback()).
-    // apply_in_savepoint() that throws has already rolled its savepoint back.
-    // commit() that throws has rolled the whole batch back. One batch at a
-    // time; control thread only.
+    // apply_in_savepoint() that throws has already rolled its savepoint back;
+    // apply_in_batch() that throws leaves the batch holding part of the
+    // update: roll it back. commit() that throws has rolled the whole batch
+    // back. One batch at a time; control thread only.
     void begin();
+    std::vector<binding_change> apply_in_batch(const binding_update& update);
     std::vector<binding_change> apply_in_savepoint(const binding_update& update);
     void release_savepoint();
     void rollback_to_savepoint();
