@@ -285,7 +285,55 @@ TEST_F(history_test, the_same_sequences_in_one_batch_and_in_savepoints) {
             EXPECT_EQ(got, want);
         }
         EXPECT_EQ(all_rows(db), c.rows);
+
+        // The batch without savepoints (subscriber_identity's): one commit.
+        fs::remove(db);
+        fs::remove(db + "-wal");
+        fs::remove(db + "-shm");
+        {
+            binding_history h(db);
+            h.begin();
+            strings got;
+            for (const auto& u : updates) {
+                const auto changes = changes_text(h.apply_in_batch(u));
+                got.insert(got.end(), changes.begin(), changes.end());
+            }
+            h.commit();
+            EXPECT_EQ(got, want);
+        }
+        EXPECT_EQ(all_rows(db), c.rows);
     }
+}
+
+// The prefix lengths who_held probes are written once per length; one
+// written by a batch that was rolled back is written again by the next.
+TEST_F(history_test, a_prefix_length_of_a_rolled_back_batch_is_recorded_again) {
+    binding_history h(db);
+    h.begin();
+    h.apply_in_batch(start("s1", 0, "alice", {"2001:db8:100::/48"}));
+    h.rollback();
+    h.begin();
+    h.apply_in_batch(start("s2", 10, "bob", {"2001:db8:200::/48"}));
+    h.apply_in_savepoint(start("s3", 20, "carol", {"2001:db8:300::/44"}));
+    h.rollback_to_savepoint();
+    h.apply_in_batch(start("s4", 30, "dave", {"2001:db8:400::/44"}));
+    h.commit();
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:200::1/128"), t0 + 40)), strings{"bob"});
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:400::1/128"), t0 + 40)), strings{"dave"});
+    EXPECT_TRUE(h.who_held(addr("2001:db8:100::1/128"), t0 + 40).empty());
+    // Another writer (the sqlite3 shell) empties prefix_lengths: the next batch reads it afresh.
+    {
+        sqlite3* raw = nullptr;
+        ASSERT_EQ(sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+        EXPECT_EQ(sqlite3_exec(raw, "DELETE FROM prefix_lengths", nullptr, nullptr, nullptr), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    h.apply(start("s5", 50, "erin", {"2001:db8:500::/48"}));
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:500::1/128"), t0 + 60)), strings{"erin"});
+    EXPECT_THROW(binding_history(db, binding_history::access::read_only).apply_in_batch(start("s6", 70, "x", {})),
+                 binding_history_error);
+    EXPECT_THROW(h.apply_in_batch(start("s6", 70, "frank", {"198.51.100.9"})), binding_history_error)
+        << "no batch open";
 }
 
 TEST_F(history_test, a_rolled_back_batch_leaves_nothing) {
