@@ -263,45 +263,36 @@ TEST_F(history_test, the_same_sequences_in_one_batch_and_in_savepoints) {
         }
         EXPECT_EQ(all_rows(db), c.rows);
 
-        // The listener's way: a savepoint per update, each one also taken
-        // back once before it is applied for good; one commit.
-        fs::remove(db);
-        fs::remove(db + "-wal");
-        fs::remove(db + "-shm");
-        {
-            binding_history h(db);
-            h.begin();
-            strings got;
-            for (const auto& u : updates) {
-                h.apply_in_savepoint(u);
-                h.rollback_to_savepoint();
-                const auto changes = changes_text(h.apply_in_savepoint(u));
-                h.release_savepoint();
-                got.insert(got.end(), changes.begin(), changes.end());
+        // One batch, one commit, each update applied by `apply_one`.
+        auto in_one_batch = [&](auto apply_one) {
+            fs::remove(db);
+            fs::remove(db + "-wal");
+            fs::remove(db + "-shm");
+            {
+                binding_history h(db);
+                h.begin();
+                strings got;
+                for (const auto& u : updates) {
+                    const auto changes = changes_text(apply_one(h, u));
+                    got.insert(got.end(), changes.begin(), changes.end());
+                }
+                EXPECT_TRUE(h.in_transaction());
+                h.commit();
+                EXPECT_FALSE(h.in_transaction());
+                EXPECT_EQ(got, want);
             }
-            EXPECT_TRUE(h.in_transaction());
-            h.commit();
-            EXPECT_FALSE(h.in_transaction());
-            EXPECT_EQ(got, want);
-        }
-        EXPECT_EQ(all_rows(db), c.rows);
-
-        // The batch without savepoints (subscriber_identity's): one commit.
-        fs::remove(db);
-        fs::remove(db + "-wal");
-        fs::remove(db + "-shm");
-        {
-            binding_history h(db);
-            h.begin();
-            strings got;
-            for (const auto& u : updates) {
-                const auto changes = changes_text(h.apply_in_batch(u));
-                got.insert(got.end(), changes.begin(), changes.end());
-            }
-            h.commit();
-            EXPECT_EQ(got, want);
-        }
-        EXPECT_EQ(all_rows(db), c.rows);
+            EXPECT_EQ(all_rows(db), c.rows);
+        };
+        // In savepoints, each update also taken back once before it is applied for good.
+        in_one_batch([](binding_history& h, const binding_update& u) {
+            h.apply_in_savepoint(u);
+            h.rollback_to_savepoint();
+            auto changes = h.apply_in_savepoint(u);
+            h.release_savepoint();
+            return changes;
+        });
+        // Without savepoints (subscriber_identity's way).
+        in_one_batch([](binding_history& h, const binding_update& u) { return h.apply_in_batch(u); });
     }
 }
 
