@@ -60,9 +60,9 @@
 //  3. RADIUS bindings per second: Accounting-Start updates (binding_update,
 //     as the RADIUS parser hands them on) bound in the data plane alone
 //     (dpdk_data_plane::bind per address); then through subscriber_identity as
-//     sekishod runs it (the history decides in a SAVEPOINT per update, the
-//     data plane follows with an undo log), one commit per batch of 256 (the
-//     listener's set_commit batching), into a fresh SQLite file in /tmp;
+//     sekishod runs it (the history decides, the data plane follows with the
+//     batch's undo log), one commit per batch of 256 (the listener's
+//     set_commit batching), into a fresh SQLite file in /tmp;
 //     then, with --udp N, real Accounting-Request datagrams from a client
 //     thread through radius::accounting_listener on 127.0.0.1, answered after
 //     the commit.
@@ -1110,6 +1110,11 @@ void radius_udp(subscriber_identity& identity, uint32_t first, uint32_t n, radiu
 
     const int sock = ::socket(AF_INET, SOCK_DGRAM, 0);
     if (sock < 0) throw std::runtime_error("radius client: socket failed");
+    // Room for a whole window of responses (each datagram costs ~1 KiB of
+    // buffer): with the default (~208 KiB) a client thread descheduled on a
+    // loaded machine lost answers the listener had sent.
+    const int client_buffer = 4 << 20;
+    ::setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &client_buffer, sizeof client_buffer);
     sockaddr_in to{};
     to.sin_family = AF_INET;
     to.sin_port = htons(listener.port());

@@ -28,8 +28,9 @@ namespace {
 using nlohmann::json;
 using statement = sqlite_statement<binding_history_error>;
 
-// The history's schema version that has change_seq (binding_history.cpp).
-constexpr int64_t history_schema_version = 2;
+// The newest history schema this reader knows (binding_history.cpp): change_seq
+// since version 2; version 3 changed only indexes.
+constexpr int64_t history_schema_version = 3;
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 

@@ -11,7 +11,7 @@ namespace sekisho {
 
 namespace {
 
-constexpr int schema_version = 2;
+constexpr int schema_version = 3;
 
 constexpr const char* schema_sql = R"(
 CREATE TABLE IF NOT EXISTS sessions (
@@ -28,10 +28,15 @@ CREATE TABLE IF NOT EXISTS sessions (
   stop_cause     TEXT,
   change_seq     INTEGER
 );
--- who_held / held_between: one address's history, by time.
-CREATE INDEX IF NOT EXISTS sessions_by_address ON sessions (prefix, prefix_length, start_time);
--- the open row of an address (superseding), open_within() and open_bindings().
-CREATE INDEX IF NOT EXISTS sessions_open_by_address ON sessions (prefix, prefix_length) WHERE stop_time IS NULL;
+-- One index by address for its whole history and its open rows: who_held /
+-- held_between, the open row of an address (superseding) and open_within()
+-- filter stop_time in the index. Version 2 had a second, partial index for
+-- the open rows: each RADIUS Start wrote both, each at a random place (the
+-- addresses), so a commit dirtied twice the pages. Upgraded here, in the
+-- schema's transaction.
+DROP INDEX IF EXISTS sessions_open_by_address;
+DROP INDEX IF EXISTS sessions_by_address;
+CREATE INDEX IF NOT EXISTS sessions_by_address_span ON sessions (prefix, prefix_length, start_time, stop_time);
 -- a session's rows (Start/Interim/Stop by Acct-Session-Id, unique per NAS).
 CREATE INDEX IF NOT EXISTS sessions_by_session ON sessions (nas, session_id);
 -- Accounting-On/Off: every open row of one NAS.
@@ -113,6 +118,7 @@ struct binding_history::impl {
     // the whole transaction back by itself (SQLITE_FULL, SQLITE_IOERR).
     bool in_transaction() const { return sqlite3_get_autocommit(db) == 0; }
     void rollback_quietly() noexcept {
+        forget_lengths();
         if (in_transaction()) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     }
 
@@ -126,8 +132,8 @@ struct binding_history::impl {
     statement* release = nullptr;
     statement* rollback_to = nullptr;
     statement* find_session_row = nullptr;
-    statement* later_open_start = nullptr;
-    statement* supersede = nullptr;
+    statement* open_of_address = nullptr;
+    statement* supersede_row = nullptr;
     statement* insert = nullptr;
     statement* note_length = nullptr;
     statement* close_session = nullptr;
@@ -138,10 +144,23 @@ struct binding_history::impl {
     statement* open_inside = nullptr;
     statement* purge = nullptr;
     statement* next_change = nullptr;
+    // The (family, prefix length) pairs prefix_lengths holds, as read in this
+    // connection's transactions: insert_row() writes a pair only when it is
+    // not here. Forgotten whenever anything is rolled back (a rolled-back
+    // insert took its pair with it); refilled from the table when needed.
+    std::vector<std::pair<int64_t, int64_t>> lengths_known;
+    bool lengths_loaded = false;
+    statement* all_lengths = nullptr;
+    void forget_lengths() {
+        lengths_known.clear();
+        lengths_loaded = false;
+    }
+    void note_prefix_length(const ip_prefix& a);
     // The number of the write transaction in progress (begin_changes()).
     int64_t change = 0;
     // After BEGIN: takes the transaction's change number.
     void begin_changes() {
+        forget_lengths();   // other writers (the sqlite3 shell) may have changed the table since
         auto& st = *next_change;
         try {
             if (!st.step()) throw binding_history_error(path + ": number the changes: history_changes has no row");
@@ -164,6 +183,11 @@ binding_history::impl::impl(const std::string& p, access mode) : path(p), read_o
             // keep more of the index in memory (measured by bench/limits_bench).
             exec("set the checkpoint threshold (PRAGMA wal_autocheckpoint)", "PRAGMA wal_autocheckpoint=20000");
             exec("set the page cache (PRAGMA cache_size)", "PRAGMA cache_size=-131072");
+            // Savepoints and multi-row statements keep the pages they change in a
+            // statement journal; past 64 KiB SQLite spills it to a temporary file,
+            // a write per page (most of the system time of a batch). In memory it
+            // is a copy per page, freed when the batch ends.
+            exec("keep statement journals in memory (PRAGMA temp_store)", "PRAGMA temp_store=MEMORY");
             add_change_sequence();
             create_sqlite_schema<binding_history_error>(db, path, schema_sql, schema_version);
         }
@@ -206,16 +230,17 @@ void binding_history::impl::prepare_all() {
     find_session_row = &prepare("look up the session's row (SELECT FROM sessions BY nas, session_id, prefix)",
                                 "SELECT 1 FROM sessions WHERE nas = ?1 AND session_id = ?2 AND prefix = ?3 "
                                 "AND prefix_length = ?4 LIMIT 1");
-    later_open_start = &prepare("look up a later open row (SELECT FROM sessions BY prefix)",
-                                "SELECT MIN(start_time) FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
-                                "AND stop_time IS NULL AND start_time > ?3");
-    supersede = &prepare("close the address's previous session (UPDATE sessions superseded)",
-                         "UPDATE sessions SET stop_time = MAX(start_time, ?3), stop_cause = 'superseded', change_seq = ?4 "
-                         "WHERE prefix = ?1 AND prefix_length = ?2 AND stop_time IS NULL "
-                         "RETURNING id, family, prefix, prefix_length, account");
+    open_of_address = &prepare("look up the address's open rows (SELECT FROM sessions BY prefix)",
+                               "SELECT id, start_time, account FROM sessions WHERE prefix = ?1 AND prefix_length = ?2 "
+                               "AND stop_time IS NULL");
+    supersede_row = &prepare("close the address's previous session (UPDATE sessions superseded)",
+                             "UPDATE sessions SET stop_time = MAX(start_time, ?2), stop_cause = 'superseded', "
+                             "change_seq = ?3 WHERE id = ?1");
     insert = &prepare("record a session (INSERT INTO sessions)",
                       "INSERT INTO sessions (family, prefix, prefix_length, account, session_id, nas, nas_identifier, "
                       "start_time, stop_time, stop_cause, change_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    all_lengths = &prepare("read the prefix lengths (SELECT FROM prefix_lengths)",
+                           "SELECT family, prefix_length FROM prefix_lengths");
     note_length = &prepare("record the prefix length (INSERT INTO prefix_lengths)",
                            "INSERT OR IGNORE INTO prefix_lengths (family, prefix_length) VALUES (?1, ?2)");
     close_session = &prepare("close the session (UPDATE sessions stop)",
@@ -268,7 +293,26 @@ void binding_history::impl::insert_row(const binding_update& u, const ip_prefix&
     else st.bind_null(9).bind_null(10);
     st.bind(11, change);
     st.run();
-    note_length->bind(1, int64_t{a.family}).bind(2, int64_t{a.length}).run();
+    note_prefix_length(a);
+}
+
+void binding_history::impl::note_prefix_length(const ip_prefix& a) {
+    const std::pair<int64_t, int64_t> key{a.family, a.length};
+    if (!lengths_loaded) {
+        auto& st = *all_lengths;
+        try {
+            while (st.step()) lengths_known.emplace_back(st.column_int(0), st.column_int(1));
+        } catch (...) {
+            st.reset();
+            lengths_known.clear();
+            throw;
+        }
+        st.reset();
+        lengths_loaded = true;
+    }
+    if (std::find(lengths_known.begin(), lengths_known.end(), key) != lengths_known.end()) return;
+    note_length->bind(1, key.first).bind(2, key.second).run();
+    lengths_known.push_back(key);
 }
 
 void binding_history::impl::closed_rows_to_unbinds(statement& st, std::vector<binding_change>& changes) {
@@ -301,27 +345,42 @@ void binding_history::impl::closed_rows_to_unbinds(statement& st, std::vector<bi
 
 void binding_history::impl::open_or_record(const binding_update& u, const ip_prefix& a, int64_t begin,
                                            std::vector<binding_change>& changes) {
-    // A later session already holds the address (this update arrived late):
-    // this one ended when that one began, and the data plane keeps the later.
-    auto& later = *later_open_start;
-    later.bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin);
-    std::optional<int64_t> until;
+    // The address's open rows, read once: what decides between "late" and
+    // "supersede", and the rows a supersede closes (the same transaction:
+    // nothing else writes in between).
+    struct open_row {
+        int64_t id, start;
+        std::string account;
+    };
+    std::vector<open_row> open;
+    auto& st = *open_of_address;
+    st.bind_address(1, a).bind(2, int64_t{a.length});
     try {
-        if (later.step() && !later.column_null(0)) until = later.column_int(0);
+        while (st.step()) open.push_back({st.column_int(0), st.column_int(1), st.column_text(2)});
     } catch (...) {
-        later.reset();
+        st.reset();
         throw;
     }
-    later.reset();
+    st.reset();
+
+    // A later session already holds the address (this update arrived late):
+    // this one ended when that one began, and the data plane keeps the later.
+    std::optional<int64_t> until;
+    for (const open_row& r : open)
+        if (r.start > begin && (!until || r.start < *until)) until = r.start;
     if (until) return insert_row(u, a, begin, until, "superseded");
 
     // The previous holder's Stop was lost: it ended when this one began.
-    std::vector<binding_change> superseded;
-    supersede->bind_address(1, a).bind(2, int64_t{a.length}).bind(3, begin).bind(4, change);
-    closed_rows_to_unbinds(*supersede, superseded);
+    // Unbinds in the rows' own order (the order they were opened).
+    std::sort(open.begin(), open.end(), [](const open_row& x, const open_row& y) { return x.id < y.id; });
+    for (const open_row& r : open) supersede_row->bind(1, r.id).bind(2, begin).bind(3, change).run();
     insert_row(u, a, begin, std::nullopt, nullptr);
-    if (!u.account.empty()) changes.push_back({binding_change::action::bind, a, u.account});
-    else changes.insert(changes.end(), superseded.begin(), superseded.end());
+    if (!u.account.empty()) {
+        changes.push_back({binding_change::action::bind, a, u.account});
+        return;
+    }
+    for (open_row& r : open)
+        if (!r.account.empty()) changes.push_back({binding_change::action::unbind, a, std::move(r.account)});
 }
 
 void binding_history::impl::apply_one(const binding_update& u, std::vector<binding_change>& changes) {
@@ -419,6 +478,16 @@ void binding_history::begin() {
     }
 }
 
+std::vector<binding_change> binding_history::apply_in_batch(const binding_update& update) {
+    impl& m = *impl_;
+    m.check_writable("apply");
+    if (!m.in_transaction())
+        throw binding_history_error(m.path + ": apply in the batch: no batch open (begin() first, or SQLite rolled it back)");
+    std::vector<binding_change> changes;
+    m.apply_one(update, changes);
+    return changes;
+}
+
 std::vector<binding_change> binding_history::apply_in_savepoint(const binding_update& update) {
     impl& m = *impl_;
     m.check_writable("apply");
@@ -443,6 +512,7 @@ void binding_history::rollback_to_savepoint() {
     impl& m = *impl_;
     // ROLLBACK TO keeps the savepoint open; RELEASE closes it. When SQLite
     // already rolled the whole transaction back there is no savepoint left.
+    m.forget_lengths();
     if (!m.in_transaction()) return;
     m.rollback_to->run();
     m.release->run();

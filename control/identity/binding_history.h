@@ -20,7 +20,7 @@
 // NAS was already answered for. That is the accepted price of not fsyncing
 // once per RADIUS packet (synchronous=FULL: one fsync per update).
 //
-// Schema (user_version 2), read by tests/radius/radclient_test.py and by
+// Schema (user_version 3), read by tests/radius/radclient_test.py and by
 // anyone with the sqlite3 shell:
 //
 //   sessions(id INTEGER PRIMARY KEY,
@@ -42,8 +42,11 @@
 // having one writer, never sees a number committed before a lower one.
 // Numbered in the statements, not by triggers: a trigger's second write of
 // each row halved the insert rate. Purged rows are not changes: they go
-// without a number. A version 1 history is upgraded when opened for writing
-// (each existing row numbered by its id). Rows written by other programs
+// without a number. An older history is upgraded when opened for writing:
+// version 1 gains change_seq (each existing row numbered by its id);
+// version 2 had a second index by address for the open rows, replaced by
+// one index by address whose entries carry stop_time (version 3: the rows
+// and their numbers unchanged). Read-only, versions 2 and 3 answer alike. Rows written by other programs
 // (the sqlite3 shell) carry no new number: the shipper does not see them.
 
 // One row per (session, address): a session with an IPv4 address and a
@@ -143,18 +146,25 @@ public:
     // nothing; the changes of all of them, in order.
     std::vector<binding_change> apply(std::span<const binding_update> updates);
 
-    // A batch with each update undoable on its own (the RADIUS listener's
-    // poll: one transaction, and an update whose data-plane step fails is
-    // taken back alone):
+    // A batch of updates in one transaction (the RADIUS listener's poll):
     //   begin();
-    //   per update: changes = apply_in_savepoint(u); apply them to the data
-    //     plane; then release_savepoint() (kept), or rollback_to_savepoint()
-    //     (as if never applied);
+    //   per update, either
+    //   - changes = apply_in_savepoint(u); apply them to the data plane;
+    //     then release_savepoint() (kept), or rollback_to_savepoint() (as if
+    //     never applied): each update undoable on its own; or
+    //   - changes = apply_in_batch(u): no savepoint (a SAVEPOINT per update
+    //     copies every page it first touches; measured in
+    //     docs/performance.md). An update that fails in it, or whose
+    //     data-plane step fails, can only be taken back with the whole batch
+    //     (rollback()): the caller re-runs the others (subscriber_identity
+    //     does, each in a savepoint) when it wants them kept;
     //   commit() (or rollback()).
-    // apply_in_savepoint() that throws has already rolled its savepoint back.
-    // commit() that throws has rolled the whole batch back. One batch at a
-    // time; control thread only.
+    // apply_in_savepoint() that throws has already rolled its savepoint back;
+    // apply_in_batch() that throws leaves the batch holding part of the
+    // update: roll it back. commit() that throws has rolled the whole batch
+    // back. One batch at a time; control thread only.
     void begin();
+    std::vector<binding_change> apply_in_batch(const binding_update& update);
     std::vector<binding_change> apply_in_savepoint(const binding_update& update);
     void release_savepoint();
     void rollback_to_savepoint();
@@ -170,9 +180,10 @@ public:
     std::vector<binding_record> held_between(const ip_prefix& address, int64_t from, int64_t to) const;
     // The open rows whose prefix lies within `prefix` (the prefix itself or
     // longer ones inside it: the RADIUS /32s under an API /24, the delegated
-    // /56s under an IPv6 /40), ordered by address; at most `limit` rows (an
-    // index range scan over the open rows, so the cost follows the rows
-    // returned, not the table).
+    // /56s under an IPv6 /40), ordered by address; at most `limit` rows (a
+    // range scan of the index by address, which holds stop_time: the cost
+    // follows the index entries of the addresses passed, open and closed,
+    // not the table).
     std::vector<binding_record> open_within(const ip_prefix& prefix, size_t limit) const;
     // Every open row, oldest first: what the data-plane subscriber table is
     // restored from at start (rows without an account bind nothing).

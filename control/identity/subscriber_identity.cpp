@@ -107,30 +107,59 @@ bool subscriber_identity::apply(const binding_update& u) {
         }
         batch_open_ = true;
     }
-    const std::vector<binding_change> changes = [&] {
-        try {
-            return history_->apply_in_savepoint(u);   // rolled back to its savepoint when it throws
-        } catch (const std::exception&) {
-            ++apply_errors_;
-            throw;
-        }
-    }();
-    binding_table::undo_log undo_log;
+    // The fast way: no savepoint, the data-plane changes into the batch's
+    // undo log. What fails takes the batch back and re-runs the others.
+    const size_t undo_mark = batch_undo_.entries.size();
     try {
-        apply_changes(changes, undo_log);
-        history_->release_savepoint();
-    } catch (const std::exception&) {
+        apply_changes(history_->apply_in_batch(u), batch_undo_);
+    } catch (const std::exception& e) {
         ++apply_errors_;
-        undo(undo_log, std::string("a failed ") + to_string(u.kind));
-        try {
-            history_->rollback_to_savepoint();
-        } catch (const std::exception& r) {
-            if (log_) log_(std::string("history: ") + r.what());
-        }
+        replay_without(u, undo_mark, e.what());
         throw;
     }
-    batch_undo_.entries.insert(batch_undo_.entries.end(), undo_log.entries.begin(), undo_log.entries.end());
+    batch_updates_.push_back(u);
     return true;
+}
+
+void subscriber_identity::replay_without(const binding_update& failed, size_t undo_mark, const std::string& why) {
+    // The failed update's own data-plane changes first (its entries are the
+    // last in the log), then the batch's; the history's batch goes whole.
+    binding_table::undo_log own;
+    own.entries.assign(batch_undo_.entries.begin() + static_cast<std::ptrdiff_t>(undo_mark), batch_undo_.entries.end());
+    batch_undo_.entries.resize(undo_mark);
+    undo(own, std::string("a failed ") + to_string(failed.kind));
+    undo(batch_undo_, std::string("a failed ") + to_string(failed.kind) + " (the rest of its batch is re-applied)");
+    batch_undo_.entries.clear();
+    history_->rollback();
+    // The others again, each in its own savepoint as before: the same rows,
+    // the same changes (the history and the table are back where the batch
+    // began). If even that fails, the batch is lost: commit() reports it and
+    // the NASes retransmit.
+    std::vector<binding_update> again;
+    again.swap(batch_updates_);
+    try {
+        history_->begin();
+        for (const binding_update& p : again) {
+            const std::vector<binding_change> changes = history_->apply_in_savepoint(p);
+            binding_table::undo_log log;
+            try {
+                apply_changes(changes, log);
+            } catch (...) {
+                undo(log, "a re-applied update");
+                throw;
+            }
+            history_->release_savepoint();
+            batch_undo_.entries.insert(batch_undo_.entries.end(), log.entries.begin(), log.entries.end());
+            batch_updates_.push_back(p);
+        }
+    } catch (const std::exception& e) {
+        ++apply_errors_;
+        undo(batch_undo_, "a batch that could not be re-applied");
+        batch_undo_.entries.clear();
+        batch_updates_.clear();
+        history_->rollback();   // commit() finds no transaction: the batch is reported lost
+        if (log_) log_("history: the batch could not be re-applied after " + why + ": " + e.what());
+    }
 }
 
 bool subscriber_identity::commit() {
@@ -139,6 +168,8 @@ bool subscriber_identity::commit() {
     if (!history_->in_transaction()) {
         ++apply_errors_;
         undo(batch_undo_, "a batch SQLite rolled back");
+        batch_undo_.entries.clear();
+        batch_updates_.clear();
         throw std::runtime_error("history: the transaction of this poll was rolled back after an error; "
                                  "its updates are not stored");
     }
@@ -147,9 +178,12 @@ bool subscriber_identity::commit() {
     } catch (const std::exception&) {
         ++apply_errors_;
         undo(batch_undo_, "a failed commit");
+        batch_undo_.entries.clear();
+        batch_updates_.clear();
         throw;
     }
     batch_undo_.entries.clear();
+    batch_updates_.clear();
     return true;
 }
 

@@ -3,20 +3,24 @@
 // binding history.
 //
 // The history decides, the data plane follows: each accounting update goes
-// to binding_history::apply_in_savepoint(), which applies the ordering rules
-// (binding_history.h) and returns the data-plane changes they imply; exactly
-// those are applied to the subscriber table. Without history.database the
-// same rules run on a history in memory (":memory:"), so RADIUS behaves the
-// same, only forgetting at exit.
+// to the binding history (binding_history::apply_in_batch()), which applies
+// the ordering rules (binding_history.h) and returns the data-plane changes
+// they imply; exactly those are applied to the subscriber table. Without
+// history.database the same rules run on a history in memory (":memory:"),
+// so RADIUS behaves the same, only forgetting at exit.
 //
 // One RADIUS packet is applied whole or not at all, data plane and history
 // alike: every address is checked bindable first (else the packet is
-// refused: radius::update_refused, counted bad_address, not answered); the
-// history's rows of one update are written inside a SAVEPOINT and its
-// data-plane changes with an undo log, so a failure midway (the table or the
-// account registry full) takes both back. The updates of one listener poll
-// are committed together; if that COMMIT fails, the poll's data-plane
-// changes are undone too. A NAS is answered only after the commit (RFC 2866:
+// refused: radius::update_refused, counted bad_address, not answered). The
+// updates of one listener poll share one transaction and one data-plane
+// undo log, without a savepoint per update (a savepoint copies every page
+// it first touches); when an update fails midway (a history error, the
+// table or the account registry full), the whole batch is taken back, data
+// plane and history, and its other updates are applied again, each in a
+// savepoint as they would have been alone: the failed one is as if never
+// sent, the others are kept, with the same rows and changes. The updates of
+// one poll are committed together; if that COMMIT fails, the poll's
+// data-plane changes are undone too. A NAS is answered only after the commit (RFC 2866:
 // the response means the record is stored); one not answered retransmits.
 //
 // At start the open bindings of the history are restored into the data
@@ -100,6 +104,11 @@ public:
 private:
     void apply_changes(const std::vector<binding_change>& changes, binding_table::undo_log& undo);
     void undo(binding_table::undo_log& undo, const std::string& why);
+    // After `failed` could not be applied (its data-plane changes are the
+    // batch log's entries from `undo_mark` on): takes the batch back and
+    // applies its other updates again. When that fails too, the batch is
+    // lost (rolled back; commit() throws and no NAS is answered).
+    void replay_without(const binding_update& failed, size_t undo_mark, const std::string& why);
 
     binding_table& table_;
     identity_config config_;
@@ -109,6 +118,7 @@ private:
     std::unique_ptr<radius::accounting_listener> listener_;
     bool batch_open_ = false;                // begin() called, commit() not yet
     binding_table::undo_log batch_undo_;   // the data-plane changes not yet committed
+    std::vector<binding_update> batch_updates_;   // the updates of the batch, for a re-run
     std::chrono::seconds retention_{0};
     uint64_t restored_ = 0, apply_errors_ = 0;
     std::chrono::steady_clock::time_point next_purge_;

@@ -263,29 +263,68 @@ TEST_F(history_test, the_same_sequences_in_one_batch_and_in_savepoints) {
         }
         EXPECT_EQ(all_rows(db), c.rows);
 
-        // The listener's way: a savepoint per update, each one also taken
-        // back once before it is applied for good; one commit.
-        fs::remove(db);
-        fs::remove(db + "-wal");
-        fs::remove(db + "-shm");
-        {
-            binding_history h(db);
-            h.begin();
-            strings got;
-            for (const auto& u : updates) {
-                h.apply_in_savepoint(u);
-                h.rollback_to_savepoint();
-                const auto changes = changes_text(h.apply_in_savepoint(u));
-                h.release_savepoint();
-                got.insert(got.end(), changes.begin(), changes.end());
+        // One batch, one commit, each update applied by `apply_one`.
+        auto in_one_batch = [&](auto apply_one) {
+            fs::remove(db);
+            fs::remove(db + "-wal");
+            fs::remove(db + "-shm");
+            {
+                binding_history h(db);
+                h.begin();
+                strings got;
+                for (const auto& u : updates) {
+                    const auto changes = changes_text(apply_one(h, u));
+                    got.insert(got.end(), changes.begin(), changes.end());
+                }
+                EXPECT_TRUE(h.in_transaction());
+                h.commit();
+                EXPECT_FALSE(h.in_transaction());
+                EXPECT_EQ(got, want);
             }
-            EXPECT_TRUE(h.in_transaction());
-            h.commit();
-            EXPECT_FALSE(h.in_transaction());
-            EXPECT_EQ(got, want);
-        }
-        EXPECT_EQ(all_rows(db), c.rows);
+            EXPECT_EQ(all_rows(db), c.rows);
+        };
+        // In savepoints, each update also taken back once before it is applied for good.
+        in_one_batch([](binding_history& h, const binding_update& u) {
+            h.apply_in_savepoint(u);
+            h.rollback_to_savepoint();
+            auto changes = h.apply_in_savepoint(u);
+            h.release_savepoint();
+            return changes;
+        });
+        // Without savepoints (subscriber_identity's way).
+        in_one_batch([](binding_history& h, const binding_update& u) { return h.apply_in_batch(u); });
     }
+}
+
+// The prefix lengths who_held probes are written once per length; one
+// written by a batch that was rolled back is written again by the next.
+TEST_F(history_test, a_prefix_length_of_a_rolled_back_batch_is_recorded_again) {
+    binding_history h(db);
+    h.begin();
+    h.apply_in_batch(start("s1", 0, "alice", {"2001:db8:100::/48"}));
+    h.rollback();
+    h.begin();
+    h.apply_in_batch(start("s2", 10, "bob", {"2001:db8:200::/48"}));
+    h.apply_in_savepoint(start("s3", 20, "carol", {"2001:db8:300::/44"}));
+    h.rollback_to_savepoint();
+    h.apply_in_batch(start("s4", 30, "dave", {"2001:db8:400::/44"}));
+    h.commit();
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:200::1/128"), t0 + 40)), strings{"bob"});
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:400::1/128"), t0 + 40)), strings{"dave"});
+    EXPECT_TRUE(h.who_held(addr("2001:db8:100::1/128"), t0 + 40).empty());
+    // Another writer (the sqlite3 shell) empties prefix_lengths: the next batch reads it afresh.
+    {
+        sqlite3* raw = nullptr;
+        ASSERT_EQ(sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+        EXPECT_EQ(sqlite3_exec(raw, "DELETE FROM prefix_lengths", nullptr, nullptr, nullptr), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    h.apply(start("s5", 50, "erin", {"2001:db8:500::/48"}));
+    EXPECT_EQ(accounts(h.who_held(addr("2001:db8:500::1/128"), t0 + 60)), strings{"erin"});
+    EXPECT_THROW(binding_history(db, binding_history::access::read_only).apply_in_batch(start("s6", 70, "x", {})),
+                 binding_history_error);
+    EXPECT_THROW(h.apply_in_batch(start("s6", 70, "frank", {"198.51.100.9"})), binding_history_error)
+        << "no batch open";
 }
 
 TEST_F(history_test, a_rolled_back_batch_leaves_nothing) {
@@ -617,11 +656,11 @@ TEST_F(history_test, wal_and_schema) {
         return v;
     };
     EXPECT_EQ(one("PRAGMA journal_mode"), "wal");
-    EXPECT_EQ(one("PRAGMA user_version"), "2");
+    EXPECT_EQ(one("PRAGMA user_version"), "3");
     EXPECT_EQ(one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'index' "
                   "AND name LIKE 'sessions_%' ORDER BY name)"),
-              "sessions_by_address,sessions_by_change,sessions_by_session,sessions_closed_by_stop,"
-              "sessions_open_by_address,sessions_open_by_nas");
+              "sessions_by_address_span,sessions_by_change,sessions_by_session,sessions_closed_by_stop,"
+              "sessions_open_by_nas");
     // Changes numbered by the statements, not by triggers (a trigger's second write halved the rate).
     EXPECT_EQ(one("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), "0");
     EXPECT_EQ(one("SELECT n FROM history_changes"), "0");
@@ -637,7 +676,16 @@ TEST_F(history_test, wal_and_schema) {
     };
     EXPECT_NE(plan("SELECT * FROM sessions WHERE prefix = x'c6336407' AND prefix_length = 32 AND start_time <= 5 "
                    "AND (stop_time IS NULL OR stop_time >= 5)")
-                  .find("USING INDEX sessions_by_address"),
+                  .find("USING INDEX sessions_by_address_span"),
+              std::string::npos);
+    // The open rows of an address and of a range: the same index, stop_time read from it.
+    EXPECT_NE(plan("SELECT id, start_time, account FROM sessions WHERE prefix = x'c6336407' AND prefix_length = 32 "
+                   "AND stop_time IS NULL")
+                  .find("USING INDEX sessions_by_address_span (prefix=? AND prefix_length=?)"),
+              std::string::npos);
+    EXPECT_NE(plan("SELECT * FROM sessions WHERE stop_time IS NULL AND prefix >= x'c6336400' AND prefix <= x'c63364ff' "
+                   "AND family = 4 AND prefix_length >= 24 ORDER BY prefix, prefix_length, id LIMIT 10")
+                  .find("USING INDEX sessions_by_address_span (prefix>? AND prefix<?)"),
               std::string::npos);
     EXPECT_NE(plan("UPDATE sessions SET stop_time = 1 WHERE nas = '192.0.2.1' AND stop_time IS NULL").find("sessions_open_by_nas"),
               std::string::npos);
@@ -647,6 +695,69 @@ TEST_F(history_test, wal_and_schema) {
                   .find("sessions_by_"),
               std::string::npos);
     sqlite3_close(raw);
+}
+
+// A version 2 history (two indexes by address, one for the open rows) is
+// read as it is, and upgraded when opened for writing: the same answers.
+TEST_F(history_test, a_version_2_history_is_upgraded_and_answers_the_same) {
+    {
+        binding_history h(db);
+        h.apply(start("s1", 0, "alice", {"198.51.100.7", "2001:db8:107::/56"}));
+        h.apply(start("s2", 10, "bob", {"198.51.100.8"}));
+        h.apply(start("s3", 20, "carol", {"198.51.100.7"}));   // supersedes alice's .7
+        h.apply(stop("s2", 30, "bob", {"198.51.100.8"}));
+    }
+    {
+        sqlite3* raw = nullptr;
+        ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(raw,
+                               "DROP INDEX sessions_by_address_span;"
+                               "CREATE INDEX sessions_by_address ON sessions (prefix, prefix_length, start_time);"
+                               "CREATE INDEX sessions_open_by_address ON sessions (prefix, prefix_length) "
+                               "WHERE stop_time IS NULL; PRAGMA user_version = 2;",
+                               nullptr, nullptr, nullptr),
+                  SQLITE_OK)
+            << sqlite3_errmsg(raw);
+        sqlite3_close(raw);
+    }
+    auto answers = [](binding_history& h) {
+        strings out;
+        for (const char* a : {"198.51.100.7", "198.51.100.8", "2001:db8:107::1"})
+            for (const int64_t t : {5, 15, 25, 35}) {
+                std::string line = std::string(a) + "@" + std::to_string(t) + ":";
+                for (const auto& r : h.who_held(addr(a), t0 + t)) line += " " + r.account;
+                out.push_back(line);
+            }
+        for (const auto& r : h.open_bindings()) out.push_back("open " + r.address.to_string() + " " + r.account);
+        for (const auto& r : h.open_within(addr("198.51.100.0/24"), 10)) out.push_back("within " + r.address.to_string());
+        return out;
+    };
+    strings before;
+    {
+        binding_history reader(db, binding_history::access::read_only);
+        before = answers(reader);
+    }
+    EXPECT_EQ(before.size(), 15u);
+    const strings rows = all_rows(db);
+    binding_history h(db);   // for writing: upgraded
+    EXPECT_EQ(answers(h), before);
+    EXPECT_EQ(all_rows(db), rows);
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw,
+                                 "SELECT (SELECT user_version FROM pragma_user_version) || ' ' || group_concat(name, ',') "
+                                 "FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE "
+                                 "'sessions_%address%' ORDER BY name)",
+                                 -1, &st, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))), "3 sessions_by_address_span");
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    // And it goes on: dave takes .8.
+    h.apply(start("s4", 40, "dave", {"198.51.100.8"}));
+    EXPECT_EQ(accounts(h.who_held(addr("198.51.100.8"), t0 + 45)), strings{"dave"});
 }
 
 TEST_F(history_test, purge_keeps_open_and_recent_sessions) {
@@ -774,7 +885,7 @@ TEST_F(history_test, errors_name_the_file_and_the_step) {
         ADD_FAILURE();
     } catch (const binding_history_error& e) {
         EXPECT_EQ(std::string(e.what()),
-                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (2)");
+                  db + ": read the schema version (PRAGMA user_version): version 7 is newer than this release reads (3)");
     }
 }
 

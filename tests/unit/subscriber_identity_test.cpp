@@ -4,11 +4,17 @@
 // history. After every step the data plane must hold exactly what the
 // history's open rows say: resent, reordered and lost accounting, a packet
 // with an address too wide, the table full midway through a Start, a failed
-// COMMIT, RADIUS without a history database, a restart.
+// COMMIT, RADIUS without a history database, a restart. A poll's updates
+// share one transaction without a savepoint each: an update failing midway
+// through a batch, a Start resent after its commit, a kill -9 between the
+// commit and the answer.
 #include "control/identity/subscriber_identity.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -470,6 +476,188 @@ TEST_F(identity_fixture, a_restart_restores_exactly_the_open_bindings) {
     struct stat st {};
     ASSERT_EQ(::stat(db.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0640u) << "who held which address: not world-readable";
+}
+
+// An update as the RADIUS parser hands it on, from NAS 192.0.2.1.
+binding_update update(binding_kind kind, const char* session, const char* account, int64_t t,
+                      std::vector<const char*> addresses) {
+    binding_update u;
+    u.kind = kind;
+    u.session_id = session;
+    u.account = account;
+    u.nas_address = "192.0.2.1";
+    u.event_time = t;
+    u.event_time_from_packet = true;
+    for (const char* a : addresses) {
+        const ip_prefix p = addr(a);
+        if (p.family == 4) u.ipv4 = p;
+        else u.ipv6_prefixes.push_back(p);
+    }
+    return u;
+}
+
+// Every row of the history for `addresses`, as text: who, which session,
+// from, to, why it closed.
+strings history_rows(binding_history& h, const std::vector<const char*>& addresses, int64_t until) {
+    strings out;
+    for (const char* a : addresses)
+        for (const auto& r : h.held_between(addr(a), 0, until))
+            out.push_back(r.address.to_string() + " " + r.account + " " + r.session_id + " " + std::to_string(r.start) +
+                          ".." + (r.stop ? std::to_string(*r.stop) : std::string("open")) + " " + r.stop_cause);
+    return out;
+}
+
+// (MAX(change_seq), COUNT(*)) of the file: what the fleet's binding shipper follows.
+std::pair<int64_t, int64_t> change_state(const std::string& db) {
+    sqlite3* c = nullptr;
+    std::pair<int64_t, int64_t> out{-1, -1};
+    if (sqlite3_open_v2(db.c_str(), &c, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(c, "SELECT MAX(change_seq), COUNT(*) FROM sessions", -1, &st, nullptr) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            out = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)};
+        sqlite3_finalize(st);
+    }
+    sqlite3_close_v2(c);
+    return out;
+}
+
+// A poll's updates share one transaction without a savepoint each: when one
+// fails midway (the table full), the batch is taken back and the others
+// applied again, so the history and the data plane hold exactly what they
+// would had the failed update never been sent.
+TEST_F(identity_fixture, an_update_failing_midway_through_a_batch_takes_back_only_itself) {
+    const std::vector<const char*> addresses{"198.51.100.7", "198.51.100.8", "198.51.100.9", "2001:db8:140::/50"};
+    const std::vector<binding_update> batch{
+        update(binding_kind::start, "s2", "carol@example.jp", now - 90, {"198.51.100.8"}),
+        update(binding_kind::stop, "s1", "bob@example.jp", now - 85, {"198.51.100.7"}),
+        // .7 and a /50 (64 more /56 entries): one too many for the 64-binding table.
+        update(binding_kind::start, "s3", "alice@example.jp", now - 80, {"198.51.100.7", "2001:db8:140::/50"}),
+        update(binding_kind::start, "s4", "dave@example.jp", now - 70, {"198.51.100.9"}),
+        update(binding_kind::start, "s5", "erin@example.jp", now - 60, {"198.51.100.7"}),
+    };
+    strings rows[2], table[2];
+    std::pair<int64_t, int64_t> changes[2];
+    for (const bool with_failure : {true, false}) {
+        SCOPED_TRACE(with_failure ? "the batch with the failing update" : "the same batch without it");
+        stop();
+        fs::remove(db);
+        start();
+        EXPECT_TRUE(send(acct{1, "s1", "bob@example.jp", {"198.51.100.7"}, {}, {}, now - 100}));
+        for (size_t i = 0; i < batch.size(); ++i) {
+            if (i == 2) {
+                if (with_failure) {
+                    EXPECT_THROW(identity->apply(batch[i]), std::runtime_error);
+                }
+                continue;
+            }
+            EXPECT_TRUE(identity->apply(batch[i])) << i;
+        }
+        EXPECT_TRUE(identity->commit());
+        EXPECT_EQ(identity->apply_errors(), with_failure ? 1u : 0u);
+        rows[with_failure] = history_rows(*identity->history(), addresses, now);
+        table[with_failure] = data_plane();
+        changes[with_failure] = change_state(db);
+        EXPECT_EQ(history_open(), data_plane());
+    }
+    EXPECT_EQ(rows[true], rows[false]);
+    EXPECT_EQ(table[true], table[false]);
+    EXPECT_EQ(changes[true], changes[false]) << "the same change numbers for the shipper";
+    EXPECT_EQ(table[true], (strings{"198.51.100.7/32 erin@example.jp", "198.51.100.8/32 carol@example.jp",
+                                    "198.51.100.9/32 dave@example.jp"}));
+    EXPECT_EQ(rows[true].size(), 4u) << testing::PrintToString(rows[true]);
+}
+
+// An update that fails first in a batch, and one that fails after others
+// failed: each taken back alone, the rest committed.
+TEST_F(identity_fixture, several_failing_updates_in_one_batch_leave_the_rest) {
+    start();
+    const binding_update too_big = update(binding_kind::start, "s9", "mallory@example.jp", now - 95,
+                                          {"198.51.100.9", "2001:db8:140::/50"});
+    EXPECT_THROW(identity->apply(too_big), std::runtime_error);
+    EXPECT_TRUE(identity->apply(update(binding_kind::start, "s1", "bob@example.jp", now - 90, {"198.51.100.7"})));
+    EXPECT_THROW(identity->apply(too_big), std::runtime_error);
+    EXPECT_TRUE(identity->apply(update(binding_kind::start, "s2", "carol@example.jp", now - 80, {"198.51.100.8"})));
+    EXPECT_THROW(identity->apply(too_big), std::runtime_error);
+    EXPECT_TRUE(identity->commit());
+    EXPECT_EQ(data_plane(), (strings{"198.51.100.7/32 bob@example.jp", "198.51.100.8/32 carol@example.jp"}));
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_TRUE(identity->history()->held_between(addr("198.51.100.9"), 0, now).empty());
+    EXPECT_EQ(identity->apply_errors(), 3u);
+}
+
+// The same Accounting-Start resent after its batch committed (the NAS lost
+// the answer and the duplicate cache forgot it): no row, no change number,
+// no data-plane change.
+TEST_F(identity_fixture, a_start_resent_after_its_commit_changes_nothing) {
+    start();
+    const binding_update alice =
+        update(binding_kind::start, "s1", "alice@example.jp", now - 100, {"198.51.100.7", "2001:db8:107::/56"});
+    const binding_update bob = update(binding_kind::start, "s2", "bob@example.jp", now - 90, {"198.51.100.8"});
+    EXPECT_TRUE(identity->apply(alice));
+    EXPECT_TRUE(identity->apply(bob));
+    EXPECT_TRUE(identity->commit());
+    const std::vector<const char*> addresses{"198.51.100.7", "198.51.100.8", "2001:db8:107::/56"};
+    const strings rows = history_rows(*identity->history(), addresses, now);
+    const strings table = data_plane();
+    const auto changes = change_state(db);
+    // Resent alone, then both again in one batch with a Stop of bob between.
+    EXPECT_TRUE(identity->apply(alice));
+    EXPECT_TRUE(identity->commit());
+    EXPECT_EQ(history_rows(*identity->history(), addresses, now), rows);
+    EXPECT_EQ(data_plane(), table);
+    EXPECT_EQ(change_state(db).second, changes.second) << "no row written";
+    EXPECT_TRUE(identity->apply(bob));
+    EXPECT_TRUE(identity->apply(update(binding_kind::stop, "s2", "bob@example.jp", now - 50, {"198.51.100.8"})));
+    EXPECT_TRUE(identity->apply(bob));
+    EXPECT_TRUE(identity->apply(alice));
+    EXPECT_TRUE(identity->commit());
+    EXPECT_EQ(data_plane(), strings({"198.51.100.7/32 alice@example.jp", "2001:db8:107::/56 alice@example.jp"}))
+        << "bob's Start after his Stop does not open the session again";
+    EXPECT_EQ(history_open(), data_plane());
+    EXPECT_EQ(change_state(db).second, changes.second) << "only bob's row closed, nothing added";
+}
+
+// kill -9 after the COMMIT and before the answer: the NAS resends, and the
+// restarted gateway ends where an uninterrupted one would.
+TEST_F(identity_fixture, a_kill_between_commit_and_answer_then_the_resent_start_gives_the_same_result) {
+    const acct alice{1, "s1", "alice@example.jp", {"198.51.100.7"}, {{"2001:db8:107::", 56}}, {}, now - 100};
+    // Uninterrupted: the reference.
+    start();
+    EXPECT_TRUE(send(alice));
+    const strings table = data_plane();
+    const strings rows = history_rows(*identity->history(), {"198.51.100.7", "2001:db8:107::/56"}, now);
+    const auto changes = change_state(db);
+    stop();
+    fs::remove(db);
+    // A process that stores the Start as sekishod's poll does (one batch,
+    // committed) and dies by SIGKILL before it answers.
+    const binding_update u =
+        update(binding_kind::start, "s1", "alice@example.jp", now - 100, {"198.51.100.7", "2001:db8:107::/56"});
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        try {
+            binding_history h(db);
+            h.begin();
+            h.apply_in_batch(u);
+            h.commit();
+        } catch (...) {
+            _exit(1);
+        }
+        ::raise(SIGKILL);
+        _exit(2);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    start();
+    EXPECT_EQ(data_plane(), table) << "restored from the committed row";
+    EXPECT_TRUE(send(alice)) << "the NAS's retransmission is answered";
+    EXPECT_EQ(data_plane(), table);
+    EXPECT_EQ(history_rows(*identity->history(), {"198.51.100.7", "2001:db8:107::/56"}, now), rows);
+    EXPECT_EQ(change_state(db), changes);
+    EXPECT_EQ(history_open(), data_plane());
 }
 
 }  // namespace
