@@ -99,6 +99,41 @@ std::string read_file(const std::string& path) {
     return s.str();
 }
 
+// One frame `repeat` times through the XDP program (one BPF_PROG_TEST_RUN: the kernel's mean
+// ns per run) and through the DPDK classifier (parse_frame + classify_op25b, steady_clock).
+struct frame_timing {
+    double xdp_ns = 0, dpdk_ns = 0;
+    uint32_t xdp_action = 0;
+    op25b_outcome dpdk = op25b_outcome::pass;
+};
+
+frame_timing time_frame(xdp_backend& backend, const compiled_policy& compiled, const std::vector<uint8_t>& f,
+                        unsigned long repeat) {
+    frame_timing t;
+    bpf_test_run_opts o{};
+    o.sz = sizeof o;
+    o.data_in = f.data();
+    o.data_size_in = static_cast<__u32>(f.size());
+    o.repeat = static_cast<int>(repeat);
+    if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
+        throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
+    t.xdp_ns = static_cast<double>(o.duration);
+    t.xdp_action = o.retval;
+    backend.drain_events([](const event_record&) {});
+
+    const uint32_t len = static_cast<uint32_t>(f.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned long k = 0; k < repeat; ++k) {
+        parsed_packet p;
+        parse_frame(f.data(), len, p);
+        t.dpdk = classify_op25b(p, ingress::access, compiled);
+        bench::null_sink += static_cast<uint64_t>(t.dpdk);
+    }
+    t.dpdk_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+                static_cast<double>(repeat);
+    return t;
+}
+
 // The policy of op25b_bench's frames (the same prefixes), enforce, drop.
 policy op25b_sets_policy(uint32_t prefixes) {
     policy pol;
@@ -146,31 +181,13 @@ set_result run_set(xdp_backend& backend, const compiled_policy& compiled, const 
     set_result r;
     double xdp_sum = 0, dpdk_sum = 0;
     for (size_t i = 0; i < frames; ++i) {
-        const auto& f = set.frames[i];
-        bpf_test_run_opts o{};
-        o.sz = sizeof o;
-        o.data_in = f.data();
-        o.data_size_in = static_cast<__u32>(f.size());
-        o.repeat = static_cast<int>(repeat);
-        if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
-            throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
-        xdp_sum += static_cast<double>(o.duration);
-        backend.drain_events([](const event_record&) {});
-        const uint32_t len = static_cast<uint32_t>(f.size());
-        op25b_outcome last = op25b_outcome::pass;
-        const auto t0 = std::chrono::steady_clock::now();
-        for (unsigned long k = 0; k < repeat; ++k) {
-            parsed_packet p;
-            parse_frame(f.data(), len, p);
-            last = classify_op25b(p, ingress::access, compiled);
-            bench::null_sink += static_cast<uint64_t>(last);
-        }
-        dpdk_sum += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
-                    static_cast<double>(repeat);
-        const bool xdp_drops = o.retval == 1, dpdk_blocks = last != op25b_outcome::pass;
+        const frame_timing t = time_frame(backend, compiled, set.frames[i], repeat);
+        xdp_sum += t.xdp_ns;
+        dpdk_sum += t.dpdk_ns;
+        const bool xdp_drops = t.xdp_action == 1, dpdk_blocks = t.dpdk != op25b_outcome::pass;
         r.xdp_drops += xdp_drops;
         r.dpdk_blocks += dpdk_blocks;
-        if (xdp_drops != dpdk_blocks || xdp_drops != (set.smtp[i] == 1) || (o.retval != 1 && o.retval != 2))
+        if (xdp_drops != dpdk_blocks || xdp_drops != (set.smtp[i] == 1) || (t.xdp_action != 1 && t.xdp_action != 2))
             r.agree = false;
     }
     r.xdp_ns = xdp_sum / static_cast<double>(frames);
@@ -244,30 +261,11 @@ int run(unsigned long repeat, unsigned reps, uint32_t set_prefixes, size_t set_f
     std::vector<op25b_outcome> dpdk_outcome(set.size());
     for (unsigned r = 0; r < reps; ++r) {
         for (size_t i = 0; i < set.size(); ++i) {
-            const auto& f = set[i].bytes;
-            bpf_test_run_opts o{};
-            o.sz = sizeof o;
-            o.data_in = f.data();
-            o.data_size_in = static_cast<__u32>(f.size());
-            o.repeat = static_cast<int>(repeat);
-            if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
-                throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
-            xdp_ns[i].push_back(static_cast<double>(o.duration));
-            xdp_action[i] = o.retval;
-            backend.drain_events([](const event_record&) {});
-
-            const uint32_t len = static_cast<uint32_t>(f.size());
-            op25b_outcome last = op25b_outcome::pass;
-            const auto t0 = std::chrono::steady_clock::now();
-            for (unsigned long k = 0; k < repeat; ++k) {
-                parsed_packet p;
-                parse_frame(f.data(), len, p);
-                last = classify_op25b(p, ingress::access, *compiled);
-                bench::null_sink += static_cast<uint64_t>(last);
-            }
-            const auto t1 = std::chrono::steady_clock::now();
-            dpdk_ns[i].push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(repeat));
-            dpdk_outcome[i] = last;
+            const frame_timing t = time_frame(backend, *compiled, set[i].bytes, repeat);
+            xdp_ns[i].push_back(t.xdp_ns);
+            xdp_action[i] = t.xdp_action;
+            dpdk_ns[i].push_back(t.dpdk_ns);
+            dpdk_outcome[i] = t.dpdk;
         }
     }
 
