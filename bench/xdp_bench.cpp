@@ -314,7 +314,7 @@ int main(int argc, char** argv) {
             repeat = 1'000'000;
             reps = 1;
             set_repeat = 1000;
-            set_frames = 64;
+            set_frames = 32;
         } else if (a == "--prefixes" && i + 1 < argc) {
             set_prefixes = static_cast<uint32_t>(std::stoul(argv[++i]));
         } else if (a == "--set-frames" && i + 1 < argc) {
