@@ -11,8 +11,7 @@
 // (--no-huge, its own --file-prefix, client role); this process's EAL takes
 // forwarder_eal_args() (server role, a --file-prefix of its own, not
 // --no-shconf: net_memif needs the multi-process channel). The memif socket
-// lives in a temporary directory. Needs no hugepages; runs as any user that
-// may create a Unix socket.
+// lives in a temporary directory. Needs no hugepages (run as root here).
 //
 // A run: the generator sends `passes` times the chosen set of frames (retrying
 // what its TX ring refuses, so exactly passes * set size leave), while it
@@ -21,7 +20,10 @@
 // received) until every frame sent was received, timing each turn with the
 // TSC; the cost of the forwarder is the cycles of the turns that received
 // frames divided by the frames received, as dpdk-testpmd's
-// --record-core-cycles counts. The frame source is pluggable: a hook may
+// --record-core-cycles counts, leaving out (and counting) the turns that took
+// longer than preempted_turn: the machine's other work had the CPU. The
+// generator should keep the forwarder busy: forwarder_result::busy_share()
+// says whether it did. The frame source is pluggable: a hook may
 // rewrite a set's mbufs (in the generator) before each pass.
 //
 // Threading: one forwarder thread (the EAL main lcore) calls everything here.
