@@ -213,11 +213,18 @@ inline std::string json_escape(const std::string& s) {
     return o;
 }
 
-// The EAL as the benches run it: no hugepages, no PCI, no shared config, one
-// lcore (0), `memory_mb` of --no-huge memory. False if it did not start.
-inline bool init_eal(const char* program, unsigned memory_mb) {
-    std::vector<std::string> args = {program, "--no-huge", "-m", std::to_string(memory_mb), "--no-shconf",
-                                     "--no-pci", "-l", "0", "--no-telemetry", "--log-level=lib.eal:error"};
+// The EAL as the benches run it: no hugepages, no PCI, one lcore (0),
+// `memory_mb` of --no-huge memory, and no shared config unless `ports` is
+// given: then those arguments (a --file-prefix and the vdevs of memif_pair.h,
+// which needs the multi-process channel) stand in for --no-shconf. False if it
+// did not start.
+inline bool init_eal(const char* program, unsigned memory_mb, const std::vector<std::string>& ports = {}) {
+    std::vector<std::string> args = {program, "--no-huge", "-m", std::to_string(memory_mb), "--no-pci", "-l", "0",
+                                     "--no-telemetry", "--log-level=lib.eal:error"};
+    if (ports.empty())
+        args.push_back("--no-shconf");
+    else
+        args.insert(args.end(), ports.begin(), ports.end());
     static std::vector<std::string> keep;  // rte_eal_init may keep pointers into argv
     keep = args;
     std::vector<char*> argv;

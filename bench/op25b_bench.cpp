@@ -1,5 +1,8 @@
-// OP25B benchmark: pushes pre-built mbuf bursts through the worker pipeline in
-// memory (no I/O) with 1M dynamic IPv4 prefixes, for
+// OP25B benchmark, in two parts over the same frames and policy (1M dynamic
+// IPv4 prefixes; bench/op25b_frames.h):
+//
+// 1. In memory, no I/O: pushes pre-built mbuf bursts through the worker
+// pipeline, for
 //   (a) non-mail traffic, and
 //   (b) a mix with 10% SMTP SYNs (half from dynamic sources: blocked and
 //       answered with a RST; half from static sources: passed), IPv4 and IPv6,
@@ -13,9 +16,23 @@
 // the null forwarder pays exactly the same bookkeeping. RST mbufs the pipeline
 // injects are freed after each burst (what the TX path would do).
 //
+// 2. Through real poll-mode drivers (bench/memif_pair.h; --memif off skips
+// it): a generator process on the second CPU sends the same sets over
+// net_memif to this process, which forwards them back (a) with the bench's io
+// forwarder (rx_burst -> tx_burst, the baseline) and (b) with the live
+// worker's own turn (worker_turn: rx_burst, pipeline::process, transmit).
+// The figure is the forwarder's cost: TSC cycles of its turns that received
+// frames / frames (dpdk-testpmd --record-core-cycles), turns preempted by the
+// machine's other work left out and counted; io and Sekisho alternate in
+// short runs within each repetition. Every frame is accounted for: the
+// pipeline's counters as in part 1, and what the generator got back on each
+// link, frame for frame and byte for byte, against what the forwarder sent
+// (or counted as refused by a full TX ring).
+//
 // Human-readable lines first; the last line is one JSON object.
 //
-// Options: --short        4M packets, 1 repetition, 100k prefixes: every self-check, rough figures
+// Options: --short        4M packets (1M through memif), 1 repetition, 100k prefixes: every
+//                         self-check, rough figures
 //          --packets N    per run (default 64M)
 //          --reps N       repetitions (default 5)
 //          --prefixes N   dynamic IPv4 /24s (default 1,000,000)
@@ -25,13 +42,15 @@
 //                         pages, as on a hugepage deployment; 4k: in the EAL's
 //                         --no-huge memory, one mbuf per 4 KiB page, where TLB
 //                         misses dominate both the pipeline and the null run.
+//          --memif on|off the runs through net_memif (default on; needs no hugepages)
+//          --memif-packets N  per variant and repetition through memif (default 4M)
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
-#include <arpa/inet.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -40,6 +59,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -48,20 +68,21 @@
 #include "dataplane/compiled_policy.h"
 #include "dataplane/event_ring.h"
 #include "dataplane/pipeline.h"
-#include "tests/support/frame_builder.h"
+#include "dataplane/policy_store.h"
+#include "dataplane/worker.h"
 #include "dataplane/worker_counters.h"
 #include "bench_support.h"
+#include "memif_pair.h"
+#include "op25b_frames.h"
 
 namespace {
 
 using namespace sekisho;
 using namespace sekisho::bench;
-using sekisho::test::frame_builder;
 
 // Frames per set (--frames, a multiple of burst_size): large enough that the
 // branch predictor cannot learn the sequence, small enough to stay in L2.
 unsigned frames_per_set = 4096;
-constexpr uint32_t multiplier = 2654435761u;  // odd: a bijection on the /24 space
 
 struct options {
     uint64_t packets = 64ull << 20;
@@ -70,83 +91,9 @@ struct options {
     unsigned frames = 4096;
     std::string encap = "mixed";
     bool thp = true;
+    bool memif = true;                     // the runs through net_memif too
+    uint64_t memif_packets = 4ull << 20;   // per variant and repetition through memif
 };
-
-// ---------------------------------------------------------------- addresses --
-
-// The i-th dynamic /24 (host order, host part zero); distinct for i < 2^24 and
-// spread over the whole IPv4 space.
-uint32_t dynamic24(uint32_t i) { return ((i * multiplier) & 0xffffffu) << 8; }
-
-// Static exemptions: a /28 inside each of the first `static28_count` dynamic
-// /24s (at .128/28), the longest-prefix case (tbl8).
-constexpr uint32_t static28_count = 1000;
-
-std::string ip4_string(uint32_t host_order) {
-    in_addr a{};
-    a.s_addr = htonl(host_order);
-    char buf[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &a, buf, sizeof buf);
-    return buf;
-}
-
-std::string ip6_string(const std::array<uint8_t, 16>& b) {
-    char buf[INET6_ADDRSTRLEN];
-    inet_ntop(AF_INET6, b.data(), buf, sizeof buf);
-    return buf;
-}
-
-// IPv6: dynamic pools 2400:<k>00::/40 (k < 64), static /56 customers inside
-// them at 2400:<k>00:<j>00::/56 for j in 0x80..0x8f (byte 5 of the address).
-constexpr unsigned dynamic6_count = 64, static6_per_pool = 16;
-
-std::array<uint8_t, 16> v6_dynamic_pool(unsigned k) {
-    std::array<uint8_t, 16> a{};
-    a[0] = 0x24;
-    a[1] = 0x00;
-    a[2] = static_cast<uint8_t>(k);
-    a[3] = 0x00;
-    return a;
-}
-std::array<uint8_t, 16> v6_static56(unsigned k, unsigned j) {
-    auto a = v6_dynamic_pool(k);
-    a[5] = static_cast<uint8_t>(0x80 + j);  // the /40 is bytes 0-4, the /56 bytes 0-6
-    return a;
-}
-
-// --------------------------------------------------------------- the policy --
-
-std::unique_ptr<compiled_policy> build_policy(uint32_t prefixes, double& seconds) {
-    policy_capacity cap;
-    cap.subscriber_prefixes4 = prefixes + static28_count + 16;
-    cap.tbl8_groups4 = static28_count;  // one per /24 holding a longer prefix
-    cap.subscriber_prefixes6 = dynamic6_count * (1 + static6_per_pool);
-    cap.tbl8_groups6 = dynamic6_count * ((40 - 24 + 7) / 8 + static6_per_pool * ((56 - 24 + 7) / 8));
-    cap.relay_prefixes4 = 4;
-    cap.relay_prefixes6 = 4;
-
-    const auto t0 = std::chrono::steady_clock::now();
-    auto p = std::make_unique<compiled_policy>(1, cap);
-    for (uint32_t i = 0; i < prefixes; ++i) p->add_subscriber4(dynamic24(i), 24, subscriber_class::dynamic);
-    for (uint32_t i = 0; i < static28_count; ++i)
-        p->add_subscriber4(dynamic24(i) | 0x80, 28, subscriber_class::static_);
-    for (unsigned k = 0; k < dynamic6_count; ++k) {
-        p->add_subscriber6(v6_dynamic_pool(k).data(), 40, subscriber_class::dynamic);
-        for (unsigned j = 0; j < static6_per_pool; ++j)
-            p->add_subscriber6(v6_static56(k, j).data(), 56, subscriber_class::static_);
-    }
-    // The ISP's own submission relays (not hit by the traffic below).
-    p->add_relay4(test::ip4_host("192.0.2.25"), 32);
-    p->add_relay4(test::ip4_host("192.0.2.26"), 32);
-    p->add_relay6(test::ip6("2001:db8:25::25").data(), 128);
-    p->set_blocked_port(25);
-    p->set_mode(op25b_mode::enforce);
-    p->set_action(op25b_action::reset);
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return p;
-}
-
-// --------------------------------------------------------------- the frames --
 
 struct frame_set {
     std::vector<rte_mbuf*> mbufs;
@@ -154,139 +101,15 @@ struct frame_set {
     uint64_t bytes = 0;
 };
 
-class traffic {
-public:
-    traffic(uint32_t prefixes, std::string encap) : prefixes_(prefixes), encap_(std::move(encap)) {}
-
-    // A subscriber source address inside a dynamic /24, outside its static /28.
-    std::string dynamic_src4() {
-        const uint32_t i = pick(prefixes_);
-        uint32_t host = 1 + pick(126);  // .1 - .126: below the .128/28
-        return ip4_string(dynamic24(i) | host);
-    }
-    std::string static_src4() {
-        const uint32_t i = pick(std::min(static28_count, prefixes_));
-        return ip4_string(dynamic24(i) | 0x80 | (1 + pick(14)));
-    }
-    std::string dynamic_src6() {
-        auto a = v6_dynamic_pool(pick(dynamic6_count));
-        a[5] = static_cast<uint8_t>(pick(0x80));  // outside the static /56s
-        a[6] = static_cast<uint8_t>(pick(256));
-        a[15] = static_cast<uint8_t>(1 + pick(254));
-        return ip6_string(a);
-    }
-    std::string static_src6() {
-        auto a = v6_static56(pick(dynamic6_count), pick(static6_per_pool));
-        a[7] = static_cast<uint8_t>(pick(256));
-        a[15] = static_cast<uint8_t>(1 + pick(254));
-        return ip6_string(a);
-    }
-    // Somewhere on the Internet, not a relay.
-    std::string remote4() { return ip4_string(0x0b000000u + pick(0x40000000u)); }
-    std::string remote6() {
-        std::array<uint8_t, 16> a{};
-        a[0] = 0x2a;
-        a[1] = 0x03;
-        for (unsigned b = 2; b < 16; ++b) a[b] = static_cast<uint8_t>(pick(256));
-        return ip6_string(a);
-    }
-
-    // Layer 2, --encap: plain Ethernet, one VLAN tag, PPPoE session, or
-    // "mixed": 60% plain, 20% VLAN, 20% PPPoE, in random order.
-    void encapsulate(frame_builder& f) {
-        if (encap_ == "vlan") f.vlan(100);
-        if (encap_ == "pppoe") f.pppoe(static_cast<uint16_t>(1 + pick(60000)));
-        if (encap_ != "mixed") return;
-        const uint32_t r = pick(100);
-        if (r < 20)
-            f.vlan(static_cast<uint16_t>(100 + pick(100)));
-        else if (r < 40)
-            f.pppoe(static_cast<uint16_t>(1 + pick(60000)));
-    }
-
-    // Non-mail: 60% IPv4 / 40% IPv6; 75% TCP (443, 80), 25% UDP (443, 53);
-    // 60% minimum-size, 15% 100-600 bytes, 25% full-size frames.
-    test::bytes nonmail() {
-        frame_builder f;
-        encapsulate(f);
-        const bool v4 = pick(100) < 60;
-        const bool dyn = pick(100) < 80;
-        if (v4)
-            f.ipv4(dyn ? dynamic_src4() : static_src4(), remote4());
-        else
-            f.ipv6(dyn ? dynamic_src6() : static_src6(), remote6());
-        const uint16_t sport = static_cast<uint16_t>(32768 + pick(28000));
-        if (pick(100) < 75) {
-            f.tcp(sport, pick(100) < 70 ? 443 : 80)
-                .flags(pick(100) < 5 ? test::tcp_flags_syn : test::tcp_flags_ack)
-                .seq(static_cast<uint32_t>(rng_()))
-                .ack(static_cast<uint32_t>(rng_()));
-        } else {
-            f.udp(sport, pick(100) < 80 ? 443 : 53);
-        }
-        const uint32_t size_class = pick(100);
-        const size_t header = f.build().size();
-        size_t target = 60;
-        if (size_class >= 85)
-            target = 1514;
-        else if (size_class >= 60)
-            target = 100 + pick(500);
-        if (target > header) f.payload(target - header);
-        f.pad_to(60);
-        return f.build();
-    }
-
-    // An SMTP SYN (with the usual 20 bytes of options) to port 25.
-    test::bytes smtp_syn(bool dynamic_source, bool v4) {
-        frame_builder f;
-        encapsulate(f);
-        if (v4)
-            f.ipv4(dynamic_source ? dynamic_src4() : static_src4(), remote4());
-        else
-            f.ipv6(dynamic_source ? dynamic_src6() : static_src6(), remote6());
-        f.tcp(static_cast<uint16_t>(32768 + pick(28000)), 25)
-            .flags(test::tcp_flags_syn)
-            .seq(static_cast<uint32_t>(rng_()))
-            .tcp_options({2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7})
-            .pad_to(60);
-        return f.build();
-    }
-
-    std::mt19937_64& rng() { return rng_; }
-
-private:
-    uint32_t pick(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
-
-    uint32_t prefixes_;
-    std::string encap_;
-    std::mt19937_64 rng_{20261123};
-};
-
-frame_set make_set(rte_mempool* pool, traffic& t, bool with_smtp) {
-    struct entry {
-        test::bytes frame;
-        int smtp;  // 0 none, 1 dynamic, 2 static
-    };
-    std::vector<entry> frames;
-    frames.reserve(frames_per_set);
-    const unsigned smtp = with_smtp ? frames_per_set / 10 : 0;  // 10%
-    for (unsigned i = 0; i < smtp; ++i) {
-        const bool dynamic_source = i % 2 == 0;
-        const bool v4 = i % 4 < 2;  // both families, both classes
-        frames.push_back({t.smtp_syn(dynamic_source, v4), dynamic_source ? 1 : 2});
-    }
-    while (frames.size() < frames_per_set) frames.push_back({t.nonmail(), 0});
-    std::shuffle(frames.begin(), frames.end(), t.rng());  // no pattern for the branch predictor
-
+frame_set to_mbufs(rte_mempool* pool, const frame_bytes& b) {
     frame_set s;
-    for (const auto& e : frames) {
-        s.mbufs.push_back(to_mbuf(pool, e.frame));
-        s.bytes += e.frame.size();
-        if (e.smtp == 1) ++s.smtp_dynamic;
-        if (e.smtp == 2) ++s.smtp_static;
-    }
+    for (const auto& f : b.frames) s.mbufs.push_back(to_mbuf(pool, f));
+    s.smtp_dynamic = b.smtp_dynamic;
+    s.smtp_static = b.smtp_static;
+    s.bytes = b.bytes;
     return s;
 }
+
 
 // ------------------------------------------------------------------ the runs --
 
@@ -391,9 +214,8 @@ struct frame_sets {
     frame_set nonmail, mixed;
 };
 
-frame_sets make_sets(rte_mempool* pool, const options& opt) {
-    traffic t(opt.prefixes, opt.encap);
-    frame_sets s{make_set(pool, t, false), make_set(pool, t, true)};
+frame_sets make_sets(rte_mempool* pool, const op25b_frames& bytes) {
+    frame_sets s{to_mbufs(pool, bytes.nonmail), to_mbufs(pool, bytes.mixed)};
     std::printf("frames: %u per set, mean %lu bytes (non-mail) / %lu bytes (mixed: %lu SMTP SYNs from "
                 "dynamic, %lu from static sources)\n",
                 frames_per_set, s.nonmail.bytes / frames_per_set, s.mixed.bytes / frames_per_set,
@@ -402,15 +224,20 @@ frame_sets make_sets(rte_mempool* pool, const options& opt) {
 }
 
 // The pipeline under test with its counters, its event ring and the policy it applies.
+// The policy is published in a policy_store, as the live worker reads it; `policy` stays
+// writable for the action switch between runs (no run is in flight then).
 struct bench_pipeline {
-    std::unique_ptr<compiled_policy> policy;
+    compiled_policy* policy;
+    policy_store store{1};
     worker_counters counters;
     event_ring events;
     pipeline pipe;
 
     bench_pipeline(std::unique_ptr<compiled_policy> p, rte_mempool* replies)
-        : policy(std::move(p)), events("bench_events", 4096),
-          pipe(0, replies, counters, &events, packet_clock::live()) {}
+        : policy(p.get()), events("bench_events", 4096),
+          pipe(0, replies, counters, &events, packet_clock::live()) {
+        store.publish(std::move(p));
+    }
 
     // `passes` over `s` through the pipeline, the event ring drained after each pass.
     run_result push(frame_set& s, uint64_t passes) {
@@ -485,9 +312,10 @@ bool measure_repetition(bench_pipeline& bp, frame_sets& s, uint64_t passes, unsi
 }
 
 // The medians over the repetitions, then the same figures as one JSON line, for scripts.
-void print_figures(const repeated_figures& f, unsigned reps, const std::string& cpu) {
+std::string print_figures(const repeated_figures& f, unsigned reps) {
     const double m_null = median(f.null_mpps), m_nonmail = median(f.nonmail_mpps), m_mixed = median(f.mixed_mpps);
     const double m_rn = median(f.ratio_nonmail), m_rm = median(f.ratio_mixed), m_cpp = median(f.cpp_mixed);
+    std::printf("in memory, no I/O (pre-built mbufs, no PMD):\n");
     std::printf("median of %u: null forwarder %.2f Mpps (%.1f TSC cycles/pkt; %.2f Mpps over the mixed set)\n",
                 reps, m_null, median(f.cpp_null), median(f.null_mixed_mpps));
     std::printf("median of %u: non-mail %.2f Mpps (%.1f cycles/pkt), ratio to null %.3f (goal >= 0.8)\n", reps,
@@ -500,12 +328,275 @@ void print_figures(const repeated_figures& f, unsigned reps, const std::string& 
                 median(f.cpp_nonmail) - median(f.cpp_null), m_cpp - median(f.cpp_null));
     std::printf("spread (max-min)/median: null %.1f%%, non-mail %.1f%%, mixed %.1f%%\n", 100 * spread(f.null_mpps),
                 100 * spread(f.nonmail_mpps), 100 * spread(f.mixed_mpps));
-    std::printf("{\"bench\":\"op25b\",\"mpps_nonmail\":%.3f,\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,"
-                "\"ratio_nonmail\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,\"cpu\":\"%s\"}\n",
-                m_nonmail, m_mixed, m_null, m_rn, m_rm, m_cpp, json_escape(cpu).c_str());
+    char json[512];
+    std::snprintf(json, sizeof json,
+                  "\"bench\":\"op25b\",\"mpps_nonmail\":%.3f,\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,"
+                  "\"ratio_nonmail\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,"
+                  "\"cycles_per_pkt_nonmail\":%.1f,\"cycles_per_pkt_null\":%.1f",
+                  m_nonmail, m_mixed, m_null, m_rn, m_rm, m_cpp, median(f.cpp_nonmail), median(f.cpp_null));
+    return json;
 }
 
-int bench_main(const options& opt) {
+// ------------------------------------------------ through real PMDs (net_memif) --
+
+// The generator's frame sets, by index.
+constexpr unsigned nonmail_set = 0, mixed_set = 1;
+
+// What the forwarder's ports transmitted (access 0, core 1).
+struct tx_view {
+    uint64_t tx[2], bytes[2], drops[2];
+};
+tx_view read_tx(const worker_counters& c) {
+    tx_view v{};
+    for (unsigned side = 0; side < 2; ++side) {
+        v.tx[side] = c.port[side].tx_packets.load();
+        v.bytes[side] = c.port[side].tx_bytes.load();
+        v.drops[side] = c.port[side].tx_full_drops.load();
+    }
+    return v;
+}
+
+// Every frame accounted for: the generator sent `packets`; what the forwarder
+// had for the core link (`expect_core` frames, `expect_core_bytes` bytes) and
+// for the access link (`expect_access` RSTs) either left and came back to the
+// generator, byte for byte, or was refused by a full TX ring and counted.
+bool check_pmd(const char* name, const generator_report& g, const tx_view& a, const tx_view& b, uint64_t packets,
+               uint64_t expect_core, uint64_t expect_core_bytes, uint64_t expect_access) {
+    uint64_t tx[2], bytes[2], drops[2];
+    for (unsigned side = 0; side < 2; ++side) {
+        tx[side] = b.tx[side] - a.tx[side];
+        bytes[side] = b.bytes[side] - a.bytes[side];
+        drops[side] = b.drops[side] - a.drops[side];
+    }
+    const bool ok = g.sent == packets && tx[1] + drops[1] == expect_core && tx[0] + drops[0] == expect_access &&
+                    g.back[1] == tx[1] && g.back_bytes[1] == bytes[1] && g.back[0] == tx[0] &&
+                    g.back_bytes[0] == bytes[0] && (drops[1] != 0 || bytes[1] == expect_core_bytes);
+    if (!ok)
+        std::fprintf(stderr,
+                     "FAIL %s (memif): generator sent %lu (want %lu); core: forwarder sent %lu + refused %lu "
+                     "(want %lu), %lu bytes (want %lu), generator got %lu (%lu bytes); access: forwarder sent %lu + "
+                     "refused %lu (want %lu), generator got %lu (%lu bytes)\n",
+                     name, g.sent, packets, tx[1], drops[1], expect_core, bytes[1], expect_core_bytes, g.back[1],
+                     g.back_bytes[1], tx[0], drops[0], expect_access, g.back[0], g.back_bytes[0]);
+    return ok;
+}
+
+// One memif run's figures with what the generator and the TX rings reported.
+struct pmd_run {
+    forwarder_result r;
+    generator_report g;
+    uint64_t tx_drops = 0;
+
+    void merge(const pmd_run& o) {
+        r.merge(o.r);
+        g.sent += o.g.sent;
+        g.tx_refused += o.g.tx_refused;
+        tx_drops += o.tx_drops;
+    }
+};
+
+// The forwarder under test, twice on the same ports: the bench's io forwarder
+// (memif_pair::io_turn), and the live worker's own turn (worker_turn: the
+// policy from the store, pipeline::process between rx_burst and tx_burst,
+// transmit, the RCU quiescent state) with the bench's pipeline.
+class pmd_bench {
+public:
+    pmd_bench(memif_pair& pair, bench_pipeline& bp) : pair_(pair), bp_(bp) {
+        w_.id = 0;
+        w_.port[0] = pair.access_port();
+        w_.port[1] = pair.core_port();
+        w_.queue = 0;
+        w_.pipe = &bp.pipe;
+        w_.store = &bp.store;
+        w_.counters = &bp.counters;
+        bp.store.register_reader(0);
+    }
+    ~pmd_bench() { bp_.store.unregister_reader(0); }
+    pmd_bench(const pmd_bench&) = delete;
+    pmd_bench& operator=(const pmd_bench&) = delete;
+
+    bool io(const char* name, const frame_bytes& fb, unsigned set, uint64_t passes, pmd_run& out) {
+        const tx_view t0 = read_tx(io_counters_);
+        out.r = pair_.run(set, passes, [&] { return pair_.io_turn(io_counters_); }, [] {});
+        const tx_view t1 = read_tx(io_counters_);
+        out.g = pair_.collect(t1.tx[0] - t0.tx[0], t1.tx[1] - t0.tx[1]);
+        out.tx_drops = t1.drops[0] + t1.drops[1] - t0.drops[0] - t0.drops[1];
+        const uint64_t packets = passes * fb.frames.size();
+        return check_pmd(name, out.g, t0, t1, packets, packets, passes * fb.bytes, 0);
+    }
+
+    bool sekisho(const char* name, const frame_bytes& fb, unsigned set, uint64_t passes, pmd_run& out) {
+        const counter_view c0 = read_counters(bp_.counters);
+        const tx_view t0 = read_tx(bp_.counters);
+        // The event consumer is the control thread's work: drained aside, its time not counted.
+        const auto drain = [&] {
+            while (bp_.events.pop(drained_, 256) != 0) {
+            }
+        };
+        out.r = pair_.run(set, passes, [&] { return worker_turn(w_, rx_, out_); }, drain);
+        drain();
+        const tx_view t1 = read_tx(bp_.counters);
+        out.g = pair_.collect(t1.tx[0] - t0.tx[0], t1.tx[1] - t0.tx[1]);
+        out.tx_drops = t1.drops[0] + t1.drops[1] - t0.drops[0] - t0.drops[1];
+        const uint64_t packets = passes * fb.frames.size(), blocked = passes * fb.smtp_dynamic;
+        const bool counted = check(name, c0, read_counters(bp_.counters), packets, blocked, true);
+        return check_pmd(name, out.g, t0, t1, packets, packets - blocked, passes * (fb.bytes - fb.smtp_dynamic_bytes),
+                         blocked) &&
+               counted;
+    }
+
+private:
+    memif_pair& pair_;
+    bench_pipeline& bp_;
+    worker_counters io_counters_;
+    live_worker w_;
+    rte_mbuf* rx_[burst_size];
+    burst_output out_;
+    event_record drained_[256];
+};
+
+// Per variant, one figure per repetition.
+struct pmd_variant {
+    std::vector<double> cpp, median_turn, mpps;
+};
+
+struct pmd_figures {
+    pmd_variant io_nonmail, io_mixed, nonmail, mixed;
+    std::vector<double> ratio_nonmail, ratio_mixed, ratio_nonmail_median, ratio_mixed_median;
+    double min_busy = 1, min_burst = burst_size;
+    uint64_t gen_refused = 0, tx_drops = 0, preempted_turns = 0, busy_turns = 0;
+
+    void add(const pmd_run& p, pmd_variant& v, uint64_t hz) {
+        v.cpp.push_back(p.r.cycles_per_packet());
+        v.median_turn.push_back(p.r.median_turn_cost());
+        v.mpps.push_back(p.r.mpps(hz));
+        preempted_turns += p.r.preempted_turns;
+        busy_turns += p.r.busy_turns;
+        min_busy = std::min(min_busy, p.r.busy_share());
+        min_burst = std::min(min_burst, p.r.packets_per_busy_turn());
+        gen_refused += p.g.tx_refused;
+        tx_drops += p.tx_drops;
+    }
+};
+
+void print_pmd_run(const char* what, const pmd_run& p, uint64_t hz) {
+    std::printf("  %-17s %6.1f cycles/pkt (median turn %6.1f; %7.1f with the %lu preempted turns)  %6.2f Mpps  busy "
+                "%5.1f%%  %4.1f pkts/busy turn  generator refused %lu (resent)  forwarder TX refused %lu\n",
+                what, p.r.cycles_per_packet(), p.r.median_turn_cost(), p.r.raw_cycles_per_packet(), p.r.preempted_turns,
+                p.r.mpps(hz), 100 * p.r.busy_share(), p.r.packets_per_busy_turn(), p.g.tx_refused, p.tx_drops);
+}
+
+// Runs per variant in a repetition: io and Sekisho alternate in short runs, so that both see
+// the same load from the machine's other work.
+constexpr unsigned pmd_rounds = 4;
+
+// The runs through net_memif: a checked warm-up, then per repetition pmd_rounds times io and
+// Sekisho over the non-mail set, io and Sekisho over the mixed set. Returns the JSON keys, or ""
+// when a check failed.
+std::string measure_pmd(memif_pair& pair, bench_pipeline& bp, const op25b_frames& fb, const options& opt,
+                        uint64_t hz) {
+    const uint64_t passes = std::max<uint64_t>(1, opt.memif_packets / pmd_rounds / frames_per_set);
+    std::printf("through net_memif (a generator process on its own lcore, real rx_burst/tx_burst): %u x %lu packets "
+                "per variant and repetition, %u repetitions; cycles of the forwarder's turns that received frames "
+                "/ frames, turns preempted (> %.0f us) left out\n",
+                pmd_rounds, passes * frames_per_set, opt.reps, memif_pair::preempted_turn * 1e6);
+    pmd_bench b(pair, bp);
+    pmd_run p;
+    bp.policy->set_action(op25b_action::reset);
+    bool ok = b.io("warm-up io", fb.mixed, mixed_set, 8, p) && b.sekisho("warm-up memif mixed", fb.mixed, mixed_set, 8, p);
+    pmd_figures f;
+    for (unsigned r = 0; r < opt.reps && ok; ++r) {
+        pmd_run io_n, se_n, io_m, se_m;
+        for (unsigned k = 0; k < pmd_rounds && ok; ++k) {
+            pmd_run a, c, d, e;
+            ok = b.io("io non-mail", fb.nonmail, nonmail_set, passes, a) &&
+                 b.sekisho("memif non-mail", fb.nonmail, nonmail_set, passes, c) &&
+                 b.io("io mixed", fb.mixed, mixed_set, passes, d) &&
+                 b.sekisho("memif mixed", fb.mixed, mixed_set, passes, e);
+            io_n.merge(a);
+            se_n.merge(c);
+            io_m.merge(d);
+            se_m.merge(e);
+        }
+        if (!ok) break;
+        f.add(io_n, f.io_nonmail, hz);
+        f.add(se_n, f.nonmail, hz);
+        f.add(io_m, f.io_mixed, hz);
+        f.add(se_m, f.mixed, hz);
+        f.ratio_nonmail.push_back(io_n.r.cycles_per_packet() / se_n.r.cycles_per_packet());
+        f.ratio_mixed.push_back(io_m.r.cycles_per_packet() / se_m.r.cycles_per_packet());
+        f.ratio_nonmail_median.push_back(io_n.r.median_turn_cost() / se_n.r.median_turn_cost());
+        f.ratio_mixed_median.push_back(io_m.r.median_turn_cost() / se_m.r.median_turn_cost());
+        std::printf("memif rep %u:\n", r + 1);
+        print_pmd_run("io non-mail", io_n, hz);
+        print_pmd_run("Sekisho non-mail", se_n, hz);
+        print_pmd_run("io mixed", io_m, hz);
+        print_pmd_run("Sekisho mixed", se_m, hz);
+        std::fflush(stdout);
+    }
+    if (!ok) return "";
+    const unsigned reps = opt.reps;
+    const double rn = median(f.ratio_nonmail), rm = median(f.ratio_mixed);
+    std::printf("through net_memif, median of %u: io %.1f cycles/pkt (%.2f Mpps) non-mail, %.1f (%.2f Mpps) mixed\n",
+                reps, median(f.io_nonmail.cpp), median(f.io_nonmail.mpps), median(f.io_mixed.cpp),
+                median(f.io_mixed.mpps));
+    std::printf("through net_memif, median of %u: Sekisho %.1f cycles/pkt (%.2f Mpps) non-mail, %.1f (%.2f Mpps) "
+                "mixed\n",
+                reps, median(f.nonmail.cpp), median(f.nonmail.mpps), median(f.mixed.cpp), median(f.mixed.mpps));
+    std::printf("through net_memif, median of %u: ratio io/Sekisho cycles %.3f non-mail (goal >= 0.9: %s), %.3f "
+                "mixed (goal >= 0.8: %s)\n",
+                reps, rn, rn >= 0.9 ? "met" : "not met", rm, rm >= 0.8 ? "met" : "not met");
+    std::printf("through net_memif, median turn: io %.1f / Sekisho %.1f cycles/pkt non-mail (ratio %.3f), io %.1f / "
+                "Sekisho %.1f mixed (ratio %.3f)\n",
+                median(f.io_nonmail.median_turn), median(f.nonmail.median_turn), median(f.ratio_nonmail_median),
+                median(f.io_mixed.median_turn), median(f.mixed.median_turn), median(f.ratio_mixed_median));
+    std::printf("spread (max-min)/median: ratio non-mail %.1f%%, mixed %.1f%%; cycles io %.1f%%, Sekisho non-mail "
+                "%.1f%%, mixed %.1f%%\n",
+                100 * spread(f.ratio_nonmail), 100 * spread(f.ratio_mixed), 100 * spread(f.io_nonmail.cpp),
+                100 * spread(f.nonmail.cpp), 100 * spread(f.mixed.cpp));
+    std::printf("forwarder busy share at least %.1f%%, at least %.1f frames per busy turn, %lu of %lu busy turns "
+                "preempted; generator TX refused %lu (resent), forwarder TX refused %lu (counted, freed)\n",
+                100 * f.min_busy, f.min_burst, f.preempted_turns, f.busy_turns, f.gen_refused, f.tx_drops);
+    char json[1536];
+    std::snprintf(json, sizeof json,
+                  ",\"ratio_io_nonmail\":%.3f,\"ratio_io_mixed\":%.3f,\"cycles_per_pkt_io\":%.1f,"
+                  "\"cycles_per_pkt_io_mixed\":%.1f,\"cycles_per_pkt_pmd_nonmail\":%.1f,"
+                  "\"cycles_per_pkt_pmd_mixed\":%.1f,\"mpps_pmd_io\":%.3f,\"mpps_pmd_io_mixed\":%.3f,"
+                  "\"mpps_pmd_nonmail\":%.3f,\"mpps_pmd_mixed\":%.3f,\"spread_ratio_io_nonmail\":%.3f,"
+                  "\"spread_ratio_io_mixed\":%.3f,\"ratio_io_nonmail_median_turn\":%.3f,"
+                  "\"ratio_io_mixed_median_turn\":%.3f,\"cycles_per_pkt_io_median_turn\":%.1f,"
+                  "\"cycles_per_pkt_pmd_nonmail_median_turn\":%.1f,\"cycles_per_pkt_pmd_mixed_median_turn\":%.1f,"
+                  "\"pmd_busy_share_min\":%.3f,\"pmd_preempted_turns\":%lu,\"pmd_generator_refused\":%lu,"
+                  "\"pmd_tx_refused\":%lu",
+                  rn, rm, median(f.io_nonmail.cpp), median(f.io_mixed.cpp), median(f.nonmail.cpp), median(f.mixed.cpp),
+                  median(f.io_nonmail.mpps), median(f.io_mixed.mpps), median(f.nonmail.mpps), median(f.mixed.mpps),
+                  spread(f.ratio_nonmail), spread(f.ratio_mixed), median(f.ratio_nonmail_median),
+                  median(f.ratio_mixed_median), median(f.io_nonmail.median_turn), median(f.nonmail.median_turn),
+                  median(f.mixed.median_turn), f.min_busy, f.preempted_turns, f.gen_refused, f.tx_drops);
+    return json;
+}
+
+// Through the memif pair: the forwarder's RX mbufs (on transparent huge pages as the frames'),
+// the ports, the runs. Returns the JSON keys, "" when a check failed.
+std::string pmd_part(memif_pair& pair, bench_pipeline& bp, const op25b_frames& fb, const options& opt, uint64_t hz) {
+    thp_region rx_mem;
+    bool rx_thp = false;
+    rte_mempool* rx_pool = frame_pool("bench_rx", 8191, opt.thp, rx_mem, rx_thp);
+    std::string json;
+    try {
+        pair.start_ports(rx_pool);
+        json = measure_pmd(pair, bp, fb, opt, hz);
+    } catch (...) {
+        pair.shutdown();
+        rte_mempool_free(rx_pool);
+        throw;
+    }
+    pair.shutdown();
+    rte_mempool_free(rx_pool);
+    return json;
+}
+
+int bench_main(const options& opt, const op25b_frames& bytes, memif_pair* pair) {
     const uint64_t hz = rte_get_tsc_hz();
     const std::string cpu = cpu_model();
     std::printf("op25b bench: cpu \"%s\", TSC %.3f GHz, lcore %u\n", cpu.c_str(), static_cast<double>(hz) / 1e9,
@@ -513,11 +604,11 @@ int bench_main(const options& opt) {
     std::unique_ptr<compiled_policy> policy = policy_for(opt);
     mbuf_pools pools;
     make_pools(opt, pools);
-    frame_sets sets = make_sets(pools.frames, opt);
+    frame_sets sets = make_sets(pools.frames, bytes);
     bench_pipeline bp(std::move(policy), pools.replies);
 
     const uint64_t passes = std::max<uint64_t>(1, opt.packets / frames_per_set);
-    std::printf("runs: %lu packets each, %u repetitions, interleaved\n", passes * frames_per_set, opt.reps);
+    std::printf("in-memory runs: %lu packets each, %u repetitions, interleaved\n", passes * frames_per_set, opt.reps);
     bool ok = warm_up(bp, sets);
     repeated_figures f;
     for (unsigned r = 0; r < opt.reps && ok; ++r) ok &= measure_repetition(bp, sets, passes, r, hz, f);
@@ -525,11 +616,19 @@ int bench_main(const options& opt) {
         std::fprintf(stderr, "op25b bench: the pipeline did not do what the frames require; no figures\n");
         return 1;
     }
-    print_figures(f, opt.reps, cpu);
+    std::string json = print_figures(f, opt.reps);
+    if (pair != nullptr) {
+        const std::string pmd = pmd_part(*pair, bp, bytes, opt, hz);
+        if (pmd.empty()) {
+            std::fprintf(stderr, "op25b bench: a run through net_memif lost or miscounted frames; no figures\n");
+            return 1;
+        }
+        json += pmd;
+    }
+    std::printf("{%s,\"cpu\":\"%s\"}\n", json.c_str(), json_escape(cpu).c_str());
 
     for (rte_mbuf* m : sets.nonmail.mbufs) rte_pktmbuf_free(m);
     for (rte_mbuf* m : sets.mixed.mbufs) rte_pktmbuf_free(m);
-    bp.policy.reset();
     rte_mempool_free(pools.frames);
     rte_mempool_free(pools.replies);
     return 0;
@@ -539,7 +638,7 @@ bool parse_options(int argc, char** argv, options& opt) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--short") {  // every self-check on a small set; the figures are rough
-            opt.packets = 4ull << 20, opt.reps = 1, opt.prefixes = 100000;
+            opt.packets = 4ull << 20, opt.reps = 1, opt.prefixes = 100000, opt.memif_packets = 1ull << 20;
             continue;
         }
         if (i + 1 >= argc) return false;
@@ -547,6 +646,12 @@ bool parse_options(int argc, char** argv, options& opt) {
             const std::string v = argv[++i];
             if (v != "thp" && v != "4k") return false;
             opt.thp = v == "thp";
+            continue;
+        }
+        if (a == "--memif") {
+            const std::string v = argv[++i];
+            if (v != "on" && v != "off") return false;
+            opt.memif = v == "on";
             continue;
         }
         if (a == "--encap") {
@@ -558,6 +663,8 @@ bool parse_options(int argc, char** argv, options& opt) {
         const uint64_t v = std::strtoull(argv[++i], nullptr, 10);
         if (a == "--packets" && v > 0)
             opt.packets = v;
+        else if (a == "--memif-packets" && v > 0)
+            opt.memif_packets = v;
         else if (a == "--reps" && v > 0)
             opt.reps = static_cast<unsigned>(v);
         else if (a == "--prefixes" && v > 0 && v <= (1u << 24) - static28_count)
@@ -579,9 +686,23 @@ int main(int argc, char** argv) {
     if (!parsed) {
         std::fprintf(stderr,
                      "usage: %s [--short] [--packets N] [--reps N] [--prefixes N] [--frames N]\n"
-                     "       [--encap plain|vlan|pppoe|mixed] [--pages thp|4k]\n",
+                     "       [--encap plain|vlan|pppoe|mixed] [--pages thp|4k] [--memif on|off] [--memif-packets N]\n",
                      argv[0]);
         return 2;
     }
-    return run_on_eal("op25b bench", init_eal("op25b-bench", 2048), [&] { return bench_main(opt); });
+    // The frames first (no EAL needed): the memif generator is forked with them before this
+    // process starts its EAL, on the second CPU when there is one.
+    const op25b_frames bytes = make_op25b_frames(opt.prefixes, opt.encap, frames_per_set);
+    std::optional<memif_pair> pair;
+    try {
+        if (opt.memif)
+            pair.emplace(generator_frames{{bytes.nonmail.frames, bytes.mixed.frames}, {}},
+                         sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1u : 0u, 512);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "op25b bench: %s\n", e.what());
+        return 1;
+    }
+    const std::vector<std::string> ports = pair ? pair->forwarder_eal_args() : std::vector<std::string>{};
+    return run_on_eal("op25b bench", init_eal("op25b-bench", 2048, ports),
+                      [&] { return bench_main(opt, bytes, pair ? &*pair : nullptr); });
 }

@@ -15,10 +15,22 @@
 //         (rte_fib/rte_fib6), timed with steady_clock: the classifier the DPDK
 //         data plane runs for the same decision (no mbufs, no counters).
 // Each figure is the median of --reps interleaved repetitions; the mean over
-// the frames is ns per packet of the mixed set. Last line: JSON.
+// the frames is ns per packet of the mixed set.
+//
+// Then the OP25B sets (bench/op25b_frames.h: the same non-mail and mixed
+// frames as op25b_bench, for a policy of --prefixes dynamic /24s built from
+// the same prefixes; drop instead of reset, as above): per frame one
+// BPF_PROG_TEST_RUN with repeat = --set-repeat, and as many parse_frame +
+// classify_op25b; the mean over the first --set-frames frames of each set (a
+// random sample: the sets are shuffled; a BPF_PROG_TEST_RUN call costs
+// milliseconds of set-up on a busy machine), median over the repetitions. The XDP program's LPM maps hold 262,144 prefixes, so the
+// default is op25b_bench --short's 100,000. Each frame repeats on its own
+// buffer: warmer caches than a stream of distinct frames. Last line: JSON.
 #include <bpf/bpf.h>
+#include <rte_cycles.h>
 #include <net/if.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -35,6 +47,7 @@
 #include "tests/support/frame_builder.h"
 #include "tests/support/lab_policy.h"
 #include "backends/xdp/xdp_backend.h"
+#include "op25b_frames.h"
 
 #ifndef SEKISHO_SOURCE_ROOT
 #error "SEKISHO_SOURCE_ROOT must name the source tree (bench/meson.build sets it)"
@@ -86,7 +99,152 @@ std::string read_file(const std::string& path) {
     return s.str();
 }
 
-int run(unsigned long repeat, unsigned reps) {
+// One frame `repeat` times through the XDP program (one BPF_PROG_TEST_RUN: the kernel's mean
+// ns per run) and through the DPDK classifier (parse_frame + classify_op25b, steady_clock).
+struct frame_timing {
+    double xdp_ns = 0, dpdk_ns = 0;
+    uint32_t xdp_action = 0;
+    op25b_outcome dpdk = op25b_outcome::pass;
+};
+
+frame_timing time_frame(xdp_backend& backend, const compiled_policy& compiled, const std::vector<uint8_t>& f,
+                        unsigned long repeat) {
+    frame_timing t;
+    bpf_test_run_opts o{};
+    o.sz = sizeof o;
+    o.data_in = f.data();
+    o.data_size_in = static_cast<__u32>(f.size());
+    o.repeat = static_cast<int>(repeat);
+    if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
+        throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
+    t.xdp_ns = static_cast<double>(o.duration);
+    t.xdp_action = o.retval;
+    backend.drain_events([](const event_record&) {});
+
+    const uint32_t len = static_cast<uint32_t>(f.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned long k = 0; k < repeat; ++k) {
+        parsed_packet p;
+        parse_frame(f.data(), len, p);
+        t.dpdk = classify_op25b(p, ingress::access, compiled);
+        bench::null_sink += static_cast<uint64_t>(t.dpdk);
+    }
+    t.dpdk_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+                static_cast<double>(repeat);
+    return t;
+}
+
+// The policy of op25b_bench's frames (the same prefixes), enforce, drop.
+policy op25b_sets_policy(uint32_t prefixes) {
+    policy pol;
+    pol.source = "op25b_frames.h";
+    pol.smtp_ports = {25};
+    pol.mode = op25b_mode::enforce;
+    pol.action = op25b_action::drop;
+    const auto v4 = [](uint32_t a, uint8_t len) {
+        ip_prefix p;
+        p.family = 4;
+        p.length = len;
+        p.bytes[0] = static_cast<uint8_t>(a >> 24);
+        p.bytes[1] = static_cast<uint8_t>(a >> 16);
+        p.bytes[2] = static_cast<uint8_t>(a >> 8);
+        p.bytes[3] = static_cast<uint8_t>(a);
+        return p;
+    };
+    const auto v6 = [](const std::array<uint8_t, 16>& a, uint8_t len) {
+        ip_prefix p;
+        p.family = 6;
+        p.length = len;
+        p.bytes = a;
+        return p;
+    };
+    const auto ranges = [&](subscriber_class c) -> std::vector<ip_prefix>& {
+        return c == subscriber_class::dynamic ? pol.dynamic_ranges : pol.static_ranges;
+    };
+    bench::for_each_op25b_prefix(
+        prefixes, [&](uint32_t a, uint8_t len, subscriber_class c) { ranges(c).push_back(v4(a, len)); },
+        [&](const std::array<uint8_t, 16>& a, uint8_t len, subscriber_class c) { ranges(c).push_back(v6(a, len)); },
+        [&](uint32_t a, uint8_t len) { pol.relays.push_back(v4(a, len)); },
+        [&](const std::array<uint8_t, 16>& a, uint8_t len) { pol.relays.push_back(v6(a, len)); });
+    return pol;
+}
+
+struct set_result {
+    double xdp_ns = 0, dpdk_ns = 0;  // mean per frame over the set
+    uint64_t xdp_drops = 0, dpdk_blocks = 0;
+    bool agree = true;
+};
+
+// One pass over `set`: each frame `repeat` times through the XDP program and through the DPDK classifier.
+set_result run_set(xdp_backend& backend, const compiled_policy& compiled, const bench::frame_bytes& set,
+                   size_t frames, unsigned long repeat) {
+    set_result r;
+    double xdp_sum = 0, dpdk_sum = 0;
+    for (size_t i = 0; i < frames; ++i) {
+        const frame_timing t = time_frame(backend, compiled, set.frames[i], repeat);
+        xdp_sum += t.xdp_ns;
+        dpdk_sum += t.dpdk_ns;
+        const bool xdp_drops = t.xdp_action == 1, dpdk_blocks = t.dpdk != op25b_outcome::pass;
+        r.xdp_drops += xdp_drops;
+        r.dpdk_blocks += dpdk_blocks;
+        if (xdp_drops != dpdk_blocks || xdp_drops != (set.smtp[i] == 1) || (t.xdp_action != 1 && t.xdp_action != 2))
+            r.agree = false;
+    }
+    r.xdp_ns = xdp_sum / static_cast<double>(frames);
+    r.dpdk_ns = dpdk_sum / static_cast<double>(frames);
+    return r;
+}
+
+// The OP25B sets through both paths; returns the JSON keys, "" when a verdict was not what the frames require.
+std::string run_op25b_sets(uint32_t prefixes, size_t frames, unsigned long repeat, unsigned reps, double tsc_ghz) {
+    const bench::op25b_frames sets = bench::make_op25b_frames(prefixes, "mixed", 4096);
+    const policy pol = op25b_sets_policy(prefixes);
+    xdp_backend backend;
+    backend.apply(pol);
+    backend.set_interface_role(if_nametoindex("lo"), ingress::access);
+    // A generation of its own: DPDK table names carry it, and the lab policy's tables still exist.
+    const auto compiled = compile_policy(pol, 1u << 20);
+    uint64_t blocked = 0;  // of the mixed set's sample
+    for (size_t i = 0; i < frames; ++i) blocked += sets.mixed.smtp[i] == 1;
+    std::printf("op25b sets (bench/op25b_frames.h): %u dynamic /24s, the first %zu of 4096 frames per set (%lu SMTP "
+                "SYNs from dynamic sources in the mixed one), each frame %lu times per repetition, %u repetitions\n",
+                prefixes, frames, blocked, repeat, reps);
+    std::vector<double> xn, dn, xm, dm;
+    for (unsigned r = 0; r < reps; ++r) {
+        const set_result n = run_set(backend, *compiled, sets.nonmail, frames, repeat);
+        const set_result m = run_set(backend, *compiled, sets.mixed, frames, repeat);
+        const bool ok = n.agree && m.agree && n.xdp_drops == 0 && m.xdp_drops == blocked;
+        if (!ok) {
+            std::fprintf(stderr,
+                         "xdp bench: op25b sets: XDP dropped %lu non-mail and %lu mixed frames (want 0 and %lu), the "
+                         "DPDK classifier blocked %lu and %lu; verdicts %s\n",
+                         n.xdp_drops, m.xdp_drops, blocked, n.dpdk_blocks, m.dpdk_blocks,
+                         n.agree && m.agree ? "agree" : "differ");
+            return "";
+        }
+        xn.push_back(n.xdp_ns);
+        dn.push_back(n.dpdk_ns);
+        xm.push_back(m.xdp_ns);
+        dm.push_back(m.dpdk_ns);
+        std::printf("rep %u: non-mail XDP %.1f ns/pkt, DPDK classifier %.1f | mixed XDP %.1f, DPDK classifier %.1f\n",
+                    r + 1, n.xdp_ns, n.dpdk_ns, m.xdp_ns, m.dpdk_ns);
+    }
+    using bench::median;
+    using bench::spread;
+    std::printf("median of %u: non-mail XDP %.1f ns/pkt (%.0f TSC cycles), DPDK classifier %.1f ns; mixed XDP %.1f "
+                "ns/pkt (%.0f cycles), DPDK classifier %.1f ns; spread XDP %.1f%% / %.1f%%\n",
+                reps, median(xn), median(xn) * tsc_ghz, median(dn), median(xm), median(xm) * tsc_ghz, median(dm),
+                100 * spread(xn), 100 * spread(xm));
+    char json[512];
+    std::snprintf(json, sizeof json,
+                  ",\"xdp_ns_per_pkt_nonmail\":%.2f,\"xdp_ns_per_pkt_mixed\":%.2f,\"xdp_cycles_per_pkt_nonmail\":%.1f,"
+                  "\"xdp_cycles_per_pkt_mixed\":%.1f,\"dpdk_classifier_ns_per_pkt_nonmail\":%.2f,"
+                  "\"dpdk_classifier_ns_per_pkt_mixed\":%.2f,\"op25b_sets_prefixes\":%u,\"op25b_sets_frames\":%zu",
+                  median(xn), median(xm), median(xn) * tsc_ghz, median(xm) * tsc_ghz, median(dn), median(dm), prefixes, frames);
+    return json;
+}
+
+int run(unsigned long repeat, unsigned reps, uint32_t set_prefixes, size_t set_frames, unsigned long set_repeat) {
     const std::string path = std::string(SEKISHO_SOURCE_ROOT) + "/configs/op25b-drop.yaml";
     const policy pol = load_policy_text(read_file(path), path);
     xdp_backend backend;
@@ -103,30 +261,11 @@ int run(unsigned long repeat, unsigned reps) {
     std::vector<op25b_outcome> dpdk_outcome(set.size());
     for (unsigned r = 0; r < reps; ++r) {
         for (size_t i = 0; i < set.size(); ++i) {
-            const auto& f = set[i].bytes;
-            bpf_test_run_opts o{};
-            o.sz = sizeof o;
-            o.data_in = f.data();
-            o.data_size_in = static_cast<__u32>(f.size());
-            o.repeat = static_cast<int>(repeat);
-            if (bpf_prog_test_run_opts(backend.program_fd(), &o) != 0)
-                throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
-            xdp_ns[i].push_back(static_cast<double>(o.duration));
-            xdp_action[i] = o.retval;
-            backend.drain_events([](const event_record&) {});
-
-            const uint32_t len = static_cast<uint32_t>(f.size());
-            op25b_outcome last = op25b_outcome::pass;
-            const auto t0 = std::chrono::steady_clock::now();
-            for (unsigned long k = 0; k < repeat; ++k) {
-                parsed_packet p;
-                parse_frame(f.data(), len, p);
-                last = classify_op25b(p, ingress::access, *compiled);
-                bench::null_sink += static_cast<uint64_t>(last);
-            }
-            const auto t1 = std::chrono::steady_clock::now();
-            dpdk_ns[i].push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(repeat));
-            dpdk_outcome[i] = last;
+            const frame_timing t = time_frame(backend, *compiled, set[i].bytes, repeat);
+            xdp_ns[i].push_back(t.xdp_ns);
+            xdp_action[i] = t.xdp_action;
+            dpdk_ns[i].push_back(t.dpdk_ns);
+            dpdk_outcome[i] = t.dpdk;
         }
     }
 
@@ -152,9 +291,12 @@ int run(unsigned long repeat, unsigned reps) {
     std::printf("mean over the %zu frames: XDP %.1f ns/pkt (BPF_PROG_TEST_RUN, %.2f Mpps on one core), "
                 "DPDK classifier %.1f ns/pkt (%.2f Mpps); XDP/DPDK ratio %.2f\n",
                 set.size(), xdp_mean, 1e3 / xdp_mean, dpdk_mean, 1e3 / dpdk_mean, xdp_mean / dpdk_mean);
+    const std::string sets_json = run_op25b_sets(set_prefixes, set_frames, set_repeat, reps, static_cast<double>(rte_get_tsc_hz()) / 1e9);
+    if (sets_json.empty()) return 1;
     std::printf("{\"bench\":\"xdp\",\"xdp_ns_per_pkt\":%.2f,\"dpdk_classifier_ns_per_pkt\":%.2f,\"ratio_xdp_to_dpdk\":%.3f,"
-                "\"repeat\":%lu,\"reps\":%u,\"frames\":%zu,\"cpu\":\"%s\"}\n",
-                xdp_mean, dpdk_mean, xdp_mean / dpdk_mean, repeat, reps, set.size(), bench::json_escape(cpu).c_str());
+                "\"repeat\":%lu,\"reps\":%u,\"frames\":%zu%s,\"cpu\":\"%s\"}\n",
+                xdp_mean, dpdk_mean, xdp_mean / dpdk_mean, repeat, reps, set.size(), sets_json.c_str(),
+                bench::json_escape(cpu).c_str());
     return 0;
 }
 
@@ -163,17 +305,31 @@ int run(unsigned long repeat, unsigned reps) {
 int main(int argc, char** argv) {
     unsigned long repeat = 1'000'000;
     unsigned reps = 3;
+    uint32_t set_prefixes = 100000;
+    unsigned long set_repeat = 10000;
+    size_t set_frames = 512;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--short") {  // the least BPF_PROG_TEST_RUN repeat, one repetition
             repeat = 1'000'000;
             reps = 1;
+            set_repeat = 1000;
+            set_frames = 32;
+        } else if (a == "--prefixes" && i + 1 < argc) {
+            set_prefixes = static_cast<uint32_t>(std::stoul(argv[++i]));
+        } else if (a == "--set-frames" && i + 1 < argc) {
+            set_frames = std::stoul(argv[++i]);
+        } else if (a == "--set-repeat" && i + 1 < argc) {
+            set_repeat = std::stoul(argv[++i]);
         } else if (a == "--repeat" && i + 1 < argc) {
             repeat = std::stoul(argv[++i]);
         } else if (a == "--reps" && i + 1 < argc) {
             reps = static_cast<unsigned>(std::stoul(argv[++i]));
         } else {
-            std::fprintf(stderr, "usage: %s [--short] [--repeat N (>= 1000000)] [--reps N]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s [--short] [--repeat N (>= 1000000)] [--reps N] [--prefixes N (<= 250000)] "
+                         "[--set-frames N (<= 4096)] [--set-repeat N]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -181,5 +337,13 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "xdp bench: --repeat must be between 1e6 and 2e9, --reps at least 1\n");
         return 2;
     }
-    return bench::run_on_eal("xdp bench", bench::init_eal("xdp-bench", 512), [&] { return run(repeat, reps); });
+    // The XDP program's LPM maps hold 262,144 prefixes per family; the sets' policy adds 1,000 static /28s.
+    if (set_prefixes == 0 || set_prefixes > 250000 || set_repeat == 0 || set_repeat > 1'000'000'000ul ||
+        set_frames == 0 || set_frames > 4096) {
+        std::fprintf(stderr, "xdp bench: --prefixes must be between 1 and 250000, --set-frames between 1 and 4096, "
+                             "--set-repeat between 1 and 1e9\n");
+        return 2;
+    }
+    return bench::run_on_eal("xdp bench", bench::init_eal("xdp-bench", 1024),
+                             [&] { return run(repeat, reps, set_prefixes, set_frames, set_repeat); });
 }

@@ -22,6 +22,16 @@ struct live_worker {
     const std::atomic<bool>* stop = nullptr;
 };
 
+// One turn of the worker's loop: a burst of up to burst_size frames from each
+// port (access, then core) through the pipeline under the policy in force and
+// out (forwarded frames through the other port, injected replies back out of
+// the ingress one), then the RCU quiescent state and the support desk's
+// pending request. Returns the frames received (0: an idle turn). `rx` holds
+// burst_size pointers; `out` is scratch. The live loop below and the
+// benchmarks that measure it through real ports run exactly this. The caller
+// must be registered as reader w.id of w.store.
+unsigned worker_turn(live_worker& w, rte_mbuf** rx, burst_output& out);
+
 // rte_eal_remote_launch entry point; `arg` is a live_worker*.
 int run_live_worker(void* arg);
 
