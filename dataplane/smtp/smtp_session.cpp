@@ -831,6 +831,18 @@ size_t smtp_session::feed_server(const uint8_t* data, size_t len, smtp_observer&
     };
     size_t i = 0;
     while (i < len && inspecting()) {
+        // A reply line's code and separator taken whole when the segment holds
+        // them (the usual case), with the same effect as byte by byte.
+        if (s_state_ == reply_state::digit0 && len - i >= 4) {
+            const uint8_t d0 = data[i], d1 = data[i + 1], d2 = data[i + 2], sep = data[i + 3];
+            if (d0 >= '2' && d0 <= '5' && is_digit(d1) && is_digit(d2) && (sep == '-' || sep == ' ' || sep == '\r')) {
+                s_code_ = static_cast<uint16_t>((d0 - '0') * 100 + (d1 - '0') * 10 + (d2 - '0'));
+                s_state_ = sep == '-' ? reply_state::text_more : reply_state::text_last;
+                s_line_len_ = static_cast<uint16_t>(std::min<size_t>(UINT16_MAX, s_line_len_ + 4u));
+                i += 4;
+                continue;
+            }
+        }
         if (s_state_ == reply_state::text_more || s_state_ == reply_state::text_last) {
             const void* lf = std::memchr(data + i, '\n', len - i);
             const size_t end = lf ? static_cast<size_t>(static_cast<const uint8_t*>(lf) - data) : len;
