@@ -1774,7 +1774,7 @@ void print_throughput(const summary& s, const repeated_figures& f, unsigned reps
                 "tracking + limits %.1f cycles/pkt, OP25B only %.1f: %.0f cycles per SMTP segment\n",
                 s.m_cpu_cpp, s.m_cpu_cpp_un, s.per_smtp_cpu);
     std::printf("non-mail only: %.1f cycles/pkt tracked, %.1f untracked: %.1f cycles/pkt (%.0f per burst) with no "
-                "SMTP at all, mostly mail_tracker::sweep (64 flow + 64 limit-record slots per burst)\n",
+                "SMTP at all (wants() on every frame, the clock-paced sweep of the flow and limit tables)\n",
                 s.m_plain, s.m_plain_un, s.m_plain - s.m_plain_un, (s.m_plain - s.m_plain_un) * burst_size);
     std::printf("spread (max-min)/median: null %.1f%%, tracked %.1f%%, untracked %.1f%%\n", 100 * spread(f.null_mpps),
                 100 * spread(f.mpps), 100 * spread(f.un_mpps));

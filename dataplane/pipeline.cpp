@@ -217,9 +217,12 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
             act(policy, in, pkts[i], p, outcome, -1, t, out);
         }
     } else {
-        // Pass 1 classifies the whole burst and marks the mail tracker's
-        // frames; the tracker looks up all their flows at once (prepare), then
-        // pass 2 acts on each frame in the order received.
+        // Frames are classified and acted on in one go until the first one
+        // for the mail tracker; from there on, pass 1 classifies the rest of
+        // the burst and marks the tracker's frames, the tracker looks up all
+        // their flows at once (prepare), and pass 2 acts on those frames in
+        // the order received. A burst without mail costs what the stateless
+        // loop costs.
         // parse_frame() sets every field: the parses need no initialising first.
         union unset_parse {
             unset_parse() {}
@@ -229,20 +232,32 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
         op25b_outcome outcome[burst_size];
         uint16_t mail[burst_size];   // the tracker's frames, by index
         uint16_t n_mail = 0;
-        for (uint16_t i = 0; i < n; ++i) {
+        uint16_t i = 0;
+        for (; i < n; ++i) {
+            if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
+            parsed_packet p;
+            const op25b_outcome o = classify(policy, in, pkts[i], p, t);
+            if (o == op25b_outcome::pass && mail_tracker::wants(p, in, policy)) {
+                parsed[i].p = p;
+                outcome[i] = o;
+                mail[n_mail++] = i;
+                break;
+            }
+            act(policy, in, pkts[i], p, o, -1, t, out);
+        }
+        const uint16_t deferred = i;
+        for (++i; i < n; ++i) {
             if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
             outcome[i] = classify(policy, in, pkts[i], parsed[i].p, t);
             if (outcome[i] == op25b_outcome::pass && mail_tracker::wants(parsed[i].p, in, policy)) mail[n_mail++] = i;
         }
-        if (n_mail == 0) {
-            for (uint16_t i = 0; i < n; ++i) act(policy, in, pkts[i], parsed[i].p, outcome[i], -1, t, out);
-        } else {
+        if (n_mail) {
             const parsed_packet* frames[burst_size];
             for (uint16_t j = 0; j < n_mail; ++j) frames[j] = &parsed[mail[j]].p;
             mail_->prepare(policy, in, frames, n_mail);
-            for (uint16_t i = 0, next = 0; i < n; ++i) {
-                const bool mine = next < n_mail && mail[next] == i;
-                act(policy, in, pkts[i], parsed[i].p, outcome[i], mine ? next++ : -1, t, out);
+            for (uint16_t k = deferred, next = 0; k < n; ++k) {
+                const bool mine = next < n_mail && mail[next] == k;
+                act(policy, in, pkts[k], parsed[k].p, outcome[k], mine ? next++ : -1, t, out);
             }
         }
         if (n) mail_->sweep(policy, now_of(t, pkts[n - 1]));
