@@ -60,12 +60,13 @@ struct mail_tracker::context {
     const parsed_packet& p;
     ingress in;
     uint64_t now_ns;
-    subscriber_key address, prefix;
+    const subscriber_key& address;   // the keys live in the caller's frame or in burst_lookups
+    const subscriber_key& prefix;
+    const flow_key& key;
     uint32_t account = 0;
     uint32_t groups = 0;
     subscriber_class cls = subscriber_class::none;
     mail_flow* flow = nullptr;
-    flow_key key;
     const lookup_hint* address_hint = nullptr;     // prepare()'s lookup of `address`
     subscriber_limits* address_state = nullptr;   // looked up on first use
     subscriber_limits* prefix_state = nullptr;
@@ -532,8 +533,10 @@ void mail_tracker::prefetch_account(const burst_lookups& b, uint16_t k) {
 
 bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p, ingress in, uint64_t now_ns,
                           burst_output& out) {
-    context ctx{p, in, now_ns, subscriber_key_of(p, in, 128), subscriber_key_of(p, in, policy.ipv6_prefix_length())};
-    ctx.key = make_flow_key(p, in);
+    const subscriber_key address = subscriber_key_of(p, in, 128);
+    const subscriber_key prefix = subscriber_key_of(p, in, policy.ipv6_prefix_length());
+    const flow_key key = make_flow_key(p, in);
+    context ctx{p, in, now_ns, address, prefix, key};
     return handle_segment(policy, ctx, out, nullptr);
 }
 
@@ -541,8 +544,7 @@ bool mail_tracker::handle(const compiled_policy& policy, const parsed_packet& p,
                           burst_output& out, uint16_t k) {
     const burst_lookups& b = burst_;
     prefetch_account(b, static_cast<uint16_t>(k + 2));
-    context ctx{p, in, now_ns, b.address_keys[k], b.prefix_keys[k]};
-    ctx.key = b.flow_keys[k];
+    context ctx{p, in, now_ns, b.address_keys[k], b.prefix_keys[k], b.flow_keys[k]};
     if (b.has_address_hint[k]) ctx.address_hint = &b.address_hints[k];
     return handle_segment(policy, ctx, out, &b.flow_hints[k]);
 }
