@@ -326,21 +326,24 @@ void smtp_session::start_domain() {
     c_flags_ &= ~(cf_domain_nonempty | cf_pending_dot | cf_inner_dot);
 }
 
-// Folds one domain byte, holding back a '.' until something follows it so that
-// a trailing dot is not part of the hash (smtp_domain_hash does the same).
-void smtp_session::fold_domain(uint8_t c) {
-    if (c_flags_ & cf_pending_dot) {
-        c_hash_ = hash_step(c_hash_, '.');
-        c_flags_ |= cf_inner_dot | cf_domain_nonempty;
+// Folds one domain byte into hash `h` and flags `f`, holding back a '.' until
+// something follows it so that a trailing dot is not part of the hash
+// (smtp_domain_hash does the same).
+static inline void fold_domain_byte(uint32_t& h, uint32_t& f, uint8_t c) {
+    if (f & cf_pending_dot) {
+        h = hash_step(h, '.');
+        f |= cf_inner_dot | cf_domain_nonempty;
     }
     if (c == '.') {
-        c_flags_ |= cf_pending_dot;
+        f |= cf_pending_dot;
         return;
     }
-    c_flags_ &= ~cf_pending_dot;
-    c_hash_ = hash_step(c_hash_, c);
-    c_flags_ |= cf_domain_nonempty;
+    f &= ~cf_pending_dot;
+    h = hash_step(h, c);
+    f |= cf_domain_nonempty;
 }
+
+void smtp_session::fold_domain(uint8_t c) { fold_domain_byte(c_hash_, c_flags_, c); }
 
 size_t smtp_session::path_run(const uint8_t* p, size_t i, size_t n) {
     // The bytes that mean something to a path outside quotes, as a table: one load a byte.
@@ -354,22 +357,9 @@ size_t smtp_session::path_run(const uint8_t* p, size_t i, size_t n) {
     if (!(c_flags_ & cf_at)) {
         while (i < n && !ends_run(p[i])) ++i;
     } else {
-        // fold_domain() on locals: the session's fields are not reloaded after every byte.
+        // On locals: the session's fields are not reloaded after every byte.
         uint32_t h = c_hash_, f = c_flags_;
-        for (; i < n && !ends_run(p[i]); ++i) {
-            const uint8_t c = p[i];
-            if (f & cf_pending_dot) {
-                h = hash_step(h, '.');
-                f |= cf_inner_dot | cf_domain_nonempty;
-            }
-            if (c == '.') {
-                f |= cf_pending_dot;
-                continue;
-            }
-            f &= ~cf_pending_dot;
-            h = hash_step(h, c);
-            f |= cf_domain_nonempty;
-        }
+        for (; i < n && !ends_run(p[i]); ++i) fold_domain_byte(h, f, p[i]);
         c_hash_ = h;
         c_flags_ = f;
     }

@@ -738,6 +738,17 @@ bytes bytes_of(const rte_mbuf* m) {
     return bytes(d, d + m->data_len);
 }
 
+// A tracker's state with `slots` flows and `slots` limit records.
+mail_state small_tables(const subscriber_table& subscribers, std::vector<account_record>& accounts, uint32_t slots) {
+    mail_state st;
+    st.subscribers = &subscribers;
+    st.accounts = accounts.data();
+    st.max_accounts = static_cast<uint32_t>(accounts.size());
+    st.flows = slots;
+    st.subscriber_records = slots;
+    return st;
+}
+
 // One fixture's tracker and everything around it, as a worker has them.
 class tracker_run {
 public:
@@ -762,13 +773,8 @@ public:
                         store_fleet_share(accounts_[a.id].fleet_share[slot],
                                           count_window_index(base_ns, policy_->limit(i).window_ns), count);
         }
-        mail_state st;
-        st.subscribers = &subscribers_;
-        st.accounts = accounts_.data();
-        st.max_accounts = static_cast<uint32_t>(accounts_.size());
-        st.flows = 64;
-        st.subscriber_records = 64;
-        tracker_ = std::make_unique<mail_tracker>(0, st, pool, counters_, &ring_, &inspector_);
+        tracker_ = std::make_unique<mail_tracker>(0, small_tables(subscribers_, accounts_, 64), pool, counters_, &ring_,
+                                                  &inspector_);
     }
 
     // Feeds one step; checks its verdict, its injections and its events.
@@ -984,13 +990,7 @@ TEST(mail_tracker_burst, many_segments_a_burst_judged_as_one_at_a_time) {
         gateway(rte_mempool* pool) {
             EXPECT_TRUE(subscribers.bind(subscriber_key::v4(0xC6336407), 1));   // dyn4a
             EXPECT_TRUE(subscribers.bind(subscriber_key::v4(0xC6336408), 1));   // dyn4b: the same account
-            mail_state st;
-            st.subscribers = &subscribers;
-            st.accounts = accounts.data();
-            st.max_accounts = static_cast<uint32_t>(accounts.size());
-            st.flows = 4;
-            st.subscriber_records = 4;
-            tracker = std::make_unique<mail_tracker>(0, st, pool, counters, &ring);
+            tracker = std::make_unique<mail_tracker>(0, small_tables(subscribers, accounts, 4), pool, counters, &ring);
         }
     };
     mbuf_pool mbufs(4095);
