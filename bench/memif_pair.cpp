@@ -115,10 +115,10 @@ private:
         }
     }
 
-    // `passes` times the set, in bursts, onto the access link. The PMD frees
-    // (copies then frees) what it takes, so each mbuf's refcount is raised
-    // first and the set stays ours.
-    // A set with burst sides: each burst onto its link, once the frames before it are back.
+    // `passes` times the set, in bursts, onto the access link (a set with burst
+    // sides: each burst onto its own link, once the frames before it are back).
+    // The PMD frees (copies then frees) what it takes, so each mbuf's refcount
+    // is raised first and the set stays ours.
     void send(unsigned set, uint64_t passes) {
         std::vector<rte_mbuf*>& v = sets_.at(set);
         const std::vector<uint8_t>* sides =
