@@ -50,6 +50,32 @@
 //     untracked pipeline over a set with no SMTP at all: the difference is
 //     what tracking costs when there is nothing to track (the per-burst
 //     sweep of the flow and limit-record tables).
+//     Then the same tracked mixed set through real poll-mode drivers
+//     (bench/memif_pair.h; --memif off skips it, and --fleet unless --memif
+//     on): a generator process on the second CPU sends the set over
+//     net_memif, each burst onto the link of its side (access bursts onto the
+//     access link, replies onto the core link), one burst in flight so that the
+//     forwarder receives them in the set's order (a reply after its command).
+//     This process forwards them back (a) with the bench's io forwarder (the
+//     baseline) and (b) with the live worker's turn (worker_turn) over the
+//     gateway's tracked pipeline, on the same ports, alternating in short runs;
+//     the figure is the forwarder's TSC cycles of its turns that received
+//     frames / frames, as in op25b_bench. The generator rewrites its own copy
+//     of the frames before each pass (the memif_pair hook) exactly as the
+//     in-memory runs do: it was forked with its own copy of the connections as
+//     of the fork and, before its first pass, brings them to where this
+//     process's stand (the handshakes and the tracked passes run before: a
+//     count fixed by the options, which this process checks before its first
+//     memif run), then advances them pass by pass as this process advances
+//     its own (assign_pass without writing: the frames it receives were
+//     rewritten by the generator). The io forwarder's passes get the rewrite
+//     on scratch copies. Because the generator is forked before the EAL starts
+//     and the mbufs exist only after, every frame set is built as bytes before
+//     the fork (traffic_plan: same seed, same order of draws as before) and
+//     put into mbufs on each side. Self-checks per tracked run as in memory
+//     (the tracker's exact counts, no uninspectable session, 100k flows), and
+//     every frame the generator sent came back, from the link it belongs to,
+//     byte for byte, none refused by a full TX ring.
 //  2. Memory, measured with rte_malloc_get_socket_stats (and glibc's
 //     mallinfo2 for the C++ arrays) around building each table: the
 //     subscriber table with 1M bindings and with --big-table (10M) bindings
@@ -91,9 +117,13 @@
 //                           table the workers use), alternating which goes first. Same
 //                           self-checks, plus: the link synced during every "on" run and
 //                           brought fleet bits back.
+//          --memif on|off   the tracked set through net_memif too (default on; off with
+//                           --fleet unless given; needs no hugepages)
+//          --memif-packets N  per forwarder and repetition through memif (default 4M)
 //          --short          100k subscribers, 10k connections, 4M packets, 2 repetitions,
-//                           no big table, 10k RADIUS updates (2k over UDP), 1 GiB: every
-//                           self-check runs, the figures are rough (options after it override)
+//                           no big table, 10k RADIUS updates (2k over UDP), 1 GiB, 256k
+//                           packets through memif: every self-check runs, the figures are
+//                           rough (options after it override)
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -124,6 +154,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -146,6 +177,8 @@
 #include "tests/support/frame_builder.h"
 #include "bench_support.h"
 #include "bench/fleet_bench_support.h"
+#include "bench/memif_pair.h"
+#include "dataplane/worker.h"
 #include "control/fleet/campaign_sync.h"
 #include "dataplane/inspect/campaign_table.h"
 
@@ -188,6 +221,8 @@ struct options {
     bool thp = true;         // frame mbufs on transparent huge pages
     bool tables_thp = true;  // the EAL's memory (tables) on transparent huge pages
     bool fleet = false;      // also a tracked run per repetition with a fleet link running (--fleet)
+    int memif = -1;          // the tracked set through net_memif: 1 on, 0 off, -1 unset (on unless --fleet)
+    uint64_t memif_packets = 4ull << 20;  // per forwarder and repetition through memif
 };
 
 // ------------------------------------------------------------ subscribers --
@@ -529,13 +564,31 @@ struct seg {
     bool from_client;
 };
 
-seg make_seg(rte_mempool* pool, const seg_spec& s, uint8_t family, l2_choice access, l2_choice core) {
-    rte_mbuf* m = to_mbuf(pool, template_frame(s, family, access, core));
+// A segment's template frame as bytes, `frame` its index in its set; `where` (the seg without
+// its mbuf) what rewrite() needs to know about it.
+struct seg_bytes {
+    uint32_t frame;
+    seg where;
+};
+
+seg_bytes make_seg_bytes(std::vector<tb::bytes>& frames, const seg_spec& s, uint8_t family, l2_choice access,
+                         l2_choice core) {
+    frames.push_back(template_frame(s, family, access, core));
+    const tb::bytes& f = frames.back();
     parsed_packet p;
-    parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, p);
+    parse_frame(f.data(), static_cast<uint32_t>(f.size()), p);
     if (p.kind != frame_kind::ip_tcp || p.ip_version != family)
         throw std::runtime_error("an SMTP template frame does not parse as TCP");
-    return {m, p.l3_offset, p.l4_offset, static_cast<uint16_t>(s.payload.size()), family, s.flags, s.from_client};
+    return {static_cast<uint32_t>(frames.size() - 1),
+            {nullptr, p.l3_offset, p.l4_offset, static_cast<uint16_t>(s.payload.size()), family, s.flags,
+             s.from_client}};
+}
+
+seg make_seg(rte_mempool* pool, const seg_spec& s, uint8_t family, l2_choice access, l2_choice core) {
+    std::vector<tb::bytes> one;
+    seg r = make_seg_bytes(one, s, family, access, core).where;
+    r.m = to_mbuf(pool, one[0]);
+    return r;
 }
 
 struct group {
@@ -543,6 +596,27 @@ struct group {
     uint8_t family;
     std::vector<seg> segs;
 };
+
+struct group_bytes {
+    gtype type;
+    uint8_t family;
+    std::vector<seg_bytes> segs;
+};
+
+// `groups` over the frames of a set in mbufs (`mbufs[i]`: the set's frame i).
+std::vector<group> groups_on(const std::vector<group_bytes>& groups, rte_mbuf* const* mbufs) {
+    std::vector<group> r;
+    r.reserve(groups.size());
+    for (const group_bytes& gb : groups) {
+        group g{gb.type, gb.family, {}};
+        for (const seg_bytes& sb : gb.segs) {
+            g.segs.push_back(sb.where);
+            g.segs.back().m = mbufs[sb.frame];
+        }
+        r.push_back(std::move(g));
+    }
+    return r;
+}
 
 // One TCP connection as both ends number it.
 struct endpoint {
@@ -552,6 +626,18 @@ struct endpoint {
     uint32_t messages = 0;                  // MAIL FROMs the tracked runs sent on it
 };
 
+// Segment `s`'s sequence and acknowledgement numbers on the connection, which
+// it advances past the segment.
+struct seq_ack {
+    uint32_t seq, ack;
+};
+seq_ack advance(const seg& s, endpoint& e) {
+    uint32_t& next = s.from_client ? e.cseq : e.sseq;
+    const seq_ack n{next, (s.flags & tcp_flag::ack) ? (s.from_client ? e.sseq : e.cseq) : 0};
+    next += s.payload + ((s.flags & tcp_flag::syn) ? 1 : 0) + ((s.flags & tcp_flag::fin) ? 1 : 0);
+    return n;
+}
+
 // Gives segment `s` the connection's addresses, ports and next numbers, and
 // advances them past it; recomputes the checksums.
 void rewrite(const seg& s, endpoint& e) {
@@ -560,10 +646,7 @@ void rewrite(const seg& s, endpoint& e) {
     uint8_t* tcp = d + s.l4;
     const uint8_t* src = s.from_client ? e.sub.data() : e.srv.data();
     const uint8_t* dst = s.from_client ? e.srv.data() : e.sub.data();
-    uint32_t& next = s.from_client ? e.cseq : e.sseq;
-    const uint32_t seq = next;
-    const uint32_t ack = (s.flags & tcp_flag::ack) ? (s.from_client ? e.sseq : e.cseq) : 0;
-    next += s.payload + ((s.flags & tcp_flag::syn) ? 1 : 0) + ((s.flags & tcp_flag::fin) ? 1 : 0);
+    const auto [seq, ack] = advance(s, e);
 
     size_t tcp_len;
     uint32_t pseudo;
@@ -616,6 +699,7 @@ public:
 
     uint32_t cursor4 = 0, cursor6 = 0;
     uint64_t churn_n = 0;
+    uint64_t passes_committed = 0;  // assign_pass calls that advanced the connections
 
 private:
     static endpoint make(uint8_t family, uint32_t subscriber, uint16_t sport, uint64_t salt) {
@@ -648,14 +732,17 @@ private:
 
 // Gives every group of the set its connection for the next pass. `commit`:
 // the tracked run, which advances the connections; otherwise the same writes
-// go to scratch copies.
-void assign_pass(std::vector<group>& groups, flow_book& fb, bool commit) {
+// go to scratch copies. `write` false: the connections advance as with
+// commit, the frames are left alone (the frames went out of a memif
+// generator, which rewrote its own copies: measure_memif below).
+void assign_pass(std::vector<group>& groups, flow_book& fb, bool commit, bool write = true) {
     uint32_t c4 = fb.cursor4, c6 = fb.cursor6;
     uint64_t n = fb.churn_n;
     for (group& g : groups) {
         if (g.type == gtype::churn) {
             endpoint e = fb.churn(g.family, n++);
-            for (const seg& s : g.segs) rewrite(s, e);
+            if (write)
+                for (const seg& s : g.segs) rewrite(s, e);
             continue;
         }
         uint32_t& c = g.family == 4 ? c4 : c6;
@@ -663,13 +750,18 @@ void assign_pass(std::vector<group>& groups, flow_book& fb, bool commit) {
         c = c + 1 == fb.count(g.family) ? 0 : c + 1;
         endpoint scratch = real;
         endpoint& e = commit ? real : scratch;
-        for (const seg& s : g.segs) rewrite(s, e);
+        for (const seg& s : g.segs)
+            if (write)
+                rewrite(s, e);
+            else
+                advance(s, e);
         ++e.messages;  // every exchange on a long-lived connection has one MAIL FROM
     }
     if (commit) {
         fb.cursor4 = c4;
         fb.cursor6 = c6;
         fb.churn_n = n;
+        ++fb.passes_committed;
     }
 }
 
@@ -729,6 +821,17 @@ private:
     std::mt19937_64& rng_;
 };
 
+// A frame set as bytes: made before the EAL starts, so that the memif generator (forked
+// before it) sends exactly these frames.
+struct traffic_bytes {
+    std::vector<tb::bytes> frames;   // bursts of burst_size, in order
+    std::vector<ingress> burst_in;   // per burst
+    std::vector<group_bytes> groups;
+    expectation expect;              // per pass
+    unsigned groups_by_type[gtype_count] = {};
+    uint64_t smtp_frames = 0, bytes = 0;
+};
+
 struct traffic_set {
     std::vector<rte_mbuf*> mbufs;    // bursts of burst_size, in order
     std::vector<ingress> burst_in;   // per burst
@@ -739,18 +842,30 @@ struct traffic_set {
     unsigned bursts() const { return static_cast<unsigned>(burst_in.size()); }
 };
 
+traffic_set to_mbufs(rte_mempool* pool, const traffic_bytes& tb) {
+    traffic_set t;
+    for (const auto& f : tb.frames) t.mbufs.push_back(to_mbuf(pool, f));
+    t.burst_in = tb.burst_in;
+    t.groups = groups_on(tb.groups, t.mbufs.data());
+    t.expect = tb.expect;
+    std::copy(std::begin(tb.groups_by_type), std::end(tb.groups_by_type), std::begin(t.groups_by_type));
+    t.smtp_frames = tb.smtp_frames;
+    t.bytes = tb.bytes;
+    return t;
+}
+
 // The measured frame set: bursts alternate access (even) and core (odd).
 // Each group's segments go to increasing bursts of their direction (a reply
 // always in a later burst than its command), scattered over the set, at most
 // `cap` SMTP frames a burst; the rest of each burst is other traffic, and
 // each burst's frames are shuffled.
-traffic_set make_mixed_set(rte_mempool* pool, const options& o, unsigned share, const flow_book& fb,
-                           std::mt19937_64& rng) {
-    traffic_set t;
+traffic_bytes make_mixed_set(const options& o, unsigned share, const flow_book& fb, std::mt19937_64& rng) {
+    traffic_bytes t;
     const unsigned B = o.frames / burst_size;
     const unsigned target = o.frames * share / 100;
     const unsigned cap = std::min<unsigned>(burst_size, (burst_size * share * 2 + 99) / 100 + 2);
-    std::vector<std::vector<rte_mbuf*>> placed(B);
+    std::vector<tb::bytes> made;                 // in the order made
+    std::vector<std::vector<uint32_t>> placed(B);  // per burst, indices into `made`
     unsigned smtp = 0, failures = 0, long4 = 0, long6 = 0;
     while (smtp < target && failures < 1000) {
         const unsigned w = static_cast<unsigned>(rng() % 10);
@@ -786,12 +901,12 @@ traffic_set make_mixed_set(rte_mempool* pool, const options& o, unsigned share, 
             ++failures;
             continue;
         }
-        group g{type, family, {}};
+        group_bytes g{type, family, {}};
         const l2_choice access = pick_l2(rng, true), core = pick_l2(rng, false);
         for (size_t k = 0; k < specs.size(); ++k) {
-            g.segs.push_back(make_seg(pool, specs[k], family, access, core));
-            placed[at[k]].push_back(g.segs.back().m);
-            t.bytes += g.segs.back().m->pkt_len;
+            g.segs.push_back(make_seg_bytes(made, specs[k], family, access, core));
+            placed[at[k]].push_back(g.segs.back().frame);
+            t.bytes += made.back().size();
         }
         smtp += static_cast<unsigned>(specs.size());
         if (type != gtype::churn) ++longs;
@@ -802,20 +917,27 @@ traffic_set make_mixed_set(rte_mempool* pool, const options& o, unsigned share, 
     t.smtp_frames = smtp;
 
     nonmail_gen gen(o.subscribers, rng);
+    std::vector<uint32_t> order;  // the set's frames, as indices into `made`
     for (unsigned b = 0; b < B; ++b) {
         const ingress in = b % 2 == 0 ? ingress::access : ingress::core;
-        std::vector<rte_mbuf*> frames = placed[b];
+        std::vector<uint32_t> frames = placed[b];
         while (frames.size() < burst_size) {
-            rte_mbuf* m = to_mbuf(pool, gen.frame(in));
-            t.bytes += m->pkt_len;
-            frames.push_back(m);
+            made.push_back(gen.frame(in));
+            t.bytes += made.back().size();
+            frames.push_back(static_cast<uint32_t>(made.size() - 1));
         }
         // Keep each group's order within a burst irrelevant: a group has at
         // most one segment per burst, so any order of the burst is causal.
         std::shuffle(frames.begin(), frames.end(), rng);
-        t.mbufs.insert(t.mbufs.end(), frames.begin(), frames.end());
+        order.insert(order.end(), frames.begin(), frames.end());
         t.burst_in.push_back(in);
     }
+    std::vector<uint32_t> position(made.size());
+    for (uint32_t i = 0; i < order.size(); ++i) position[order[i]] = i;
+    for (group_bytes& g : t.groups)
+        for (seg_bytes& sb : g.segs) sb.frame = position[sb.frame];
+    t.frames.reserve(order.size());
+    for (uint32_t i : order) t.frames.push_back(std::move(made[i]));
     return t;
 }
 
@@ -968,18 +1090,42 @@ run_result run(traffic_set& t, uint64_t passes, flow_book& fb, bool commit, uint
     return {passes * t.mbufs.size(), cycles, cpu_ns, static_cast<uint64_t>(involuntary_switches() - switches0)};
 }
 
+// The layer 2 of the 64 handshake templates per family (IPv4, IPv6) that open_flows pushes,
+// drawn before the frame sets (the order the frames have always been drawn in).
+constexpr unsigned open_templates = 64;
+using open_l2 = std::array<std::vector<std::pair<l2_choice, l2_choice>>, 2>;  // (access, core)
+open_l2 draw_open_l2(std::mt19937_64& rng) {
+    open_l2 r;
+    for (auto& family : r)
+        for (unsigned j = 0; j < open_templates; ++j) {
+            const l2_choice access = pick_l2(rng, true), core = pick_l2(rng, false);
+            family.emplace_back(access, core);
+        }
+    return r;
+}
+
+// What opening the long-lived connections does to their numbers (open_flows), without frames.
+void advance_opened(flow_book& fb) {
+    const auto specs = group_segments(gtype::open, 0);
+    for (uint8_t family : {uint8_t{4}, uint8_t{6}})
+        for (uint32_t k = 0; k < fb.count(family); ++k)
+            for (const auto& sp : specs)
+                advance({nullptr, 0, 0, static_cast<uint16_t>(sp.payload.size()), family, sp.flags, sp.from_client},
+                        fb.long_flow(family, k));
+}
+
 // Opens every long-lived connection through the tracked pipeline: 64
 // template handshakes per family, rewritten for 64 connections at a time and
 // pushed phase by phase (all SYNs, then all SYN-ACKs, ...).
 template <class F>
-void open_flows(rte_mempool* pool, flow_book& fb, std::mt19937_64& rng, uint64_t& anomalies, F&& fn) {
-    constexpr unsigned K = 64;
+void open_flows(rte_mempool* pool, flow_book& fb, const open_l2& l2, uint64_t& anomalies, F&& fn) {
+    constexpr unsigned K = open_templates;
     const auto specs = group_segments(gtype::open, 0);
     for (uint8_t family : {uint8_t{4}, uint8_t{6}}) {
         std::vector<group> templates;
         for (unsigned j = 0; j < K; ++j) {
             group g{gtype::open, family, {}};
-            const l2_choice access = pick_l2(rng, true), core = pick_l2(rng, false);
+            const auto [access, core] = l2[family == 4 ? 0 : 1][j];
             for (const auto& s : specs) g.segs.push_back(make_seg(pool, s, family, access, core));
             templates.push_back(std::move(g));
         }
@@ -1385,11 +1531,11 @@ void make_frame_pool(const options& o, frame_memory& m) {
 // Opens the long-lived connections through the tracked pipeline and checks that it did
 // exactly that; prints how long it took.
 bool open_long_flows(dpdk_data_plane& gw, variants& v, const options& o, rte_mempool* pool, flow_book& fb,
-                     std::mt19937_64& rng) {
+                     const open_l2& l2) {
     uint64_t anomalies = 0;
     const view v0 = read_view(v.tc);
     const auto t0 = std::chrono::steady_clock::now();
-    open_flows(pool, fb, rng, anomalies, v.tracked_fn());
+    open_flows(pool, fb, l2, anomalies, v.tracked_fn());
     const double open_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     expectation e;
     e.add(gtype::open);
@@ -1822,7 +1968,7 @@ radius_figures measure_radius(dpdk_data_plane& gw, const options& o, bool& ok) {
 
 // The figures as one JSON line, for scripts.
 void print_json(const summary& s, const memory_figures& mem, const radius_figures& rf, const options& o,
-                uint32_t bound, bool tables_thp, const std::string& cpu) {
+                uint32_t bound, bool tables_thp, const std::string& cpu, const std::string& memif_keys) {
     const double per_update = static_cast<double>(rf.addresses) / rf.updates;
     std::printf(
         "{\"bench\":\"limits\",\"mpps_mixed\":%.3f,\"null_mpps\":%.3f,\"ratio_mixed\":%.3f,\"cycles_per_pkt_mixed\":%.1f,"
@@ -1845,22 +1991,249 @@ void print_json(const summary& s, const memory_figures& mem, const radius_figure
                     "\"cpu_cycles_per_pkt_fleet_on\":%.1f,\"fleet_on_off_cpu_ratio\":%.3f",
                     s.fleet_wall.off, s.fleet_wall.on, s.fleet_wall.ratio, s.fleet_wall.ratio_spread,
                     s.m_fleet_syncs, s.fleet_cpu.off, s.fleet_cpu.on, s.fleet_cpu.ratio);
-    std::printf("}\n");
+    std::printf("%s}\n", memif_keys.c_str());
+}
+
+// ----------------------------------------------- through real PMDs (net_memif) --
+
+// The frames of the throughput runs, drawn before the EAL starts, because the memif generator
+// is forked with them before it (memif_pair.h): the connections' first numbers, the handshake
+// templates' layer 2, the mixed set and the set without SMTP, from the same seed in the same
+// order as ever (so the in-memory runs see the frames they always saw).
+struct traffic_plan {
+    flow_book fb;
+    open_l2 l2;
+    traffic_bytes mixed, plain;
+
+    explicit traffic_plan(const options& o) : fb(o.flows - o.flows / 5, o.flows / 5, o.subscribers) {
+        std::mt19937_64 rng(20261123);
+        l2 = draw_open_l2(rng);
+        mixed = make_mixed_set(o, o.smtp_share, fb, rng);
+        // The same kind of traffic without SMTP: what tracking costs when there
+        // is nothing to track (wants() on every frame, sweep() on every burst).
+        plain = make_mixed_set(o, 0, fb, rng);
+    }
+};
+
+// The generator's frame sets, by index: the mixed set for the tracked pipeline, and the same
+// frames for the io forwarder.
+constexpr unsigned tracked_set = 0, io_set = 1;
+
+// Tracked passes over the mixed set before the memif runs: the warm-up's and every
+// repetition's (three per repetition with --fleet: the fleet pair's two).
+uint64_t passes_before_memif(const options& o) {
+    const uint64_t passes = std::max<uint64_t>(1, o.packets / o.frames);
+    return 4 + uint64_t{o.reps} * passes * (o.fleet ? 3 : 1);
+}
+
+// The generator's rewrite (memif_pair's before_pass hook, run in the generator process): its
+// own copy of the connections as of the fork, brought before its first pass to where the
+// forwarder's stand when the memif runs start (open_flows' handshakes and `catch_up` tracked
+// passes: the forwarder checks that count before its first run), then advanced pass by pass as
+// assign_pass advances the forwarder's: the tracked set's passes advance the connections, the
+// io forwarder's get the same rewrite on scratch copies (as the null forwarder's in memory).
+struct generator_rewrite {
+    flow_book fb;
+    std::vector<group_bytes> groups;
+    uint64_t catch_up;
+    bool caught_up = false;
+    std::vector<group> live[2];  // `groups` over the generator's mbufs, per set
+
+    void operator()(unsigned set, rte_mbuf* const* mbufs) {
+        std::vector<group>& g = live[set];
+        if (g.empty()) g = groups_on(groups, mbufs);
+        if (!caught_up) {
+            advance_opened(fb);
+            for (uint64_t k = 0; k < catch_up; ++k) assign_pass(g, fb, true, false);
+            caught_up = true;
+        }
+        assign_pass(g, fb, set == tracked_set);
+    }
+};
+
+// What the memif generator sends: the mixed set twice (tracked, io), each burst onto the link
+// of its side (access bursts onto the access link, replies onto the core link), in order.
+generator_frames tracked_generator_frames(const options& o, const traffic_plan& tp) {
+    auto rw = std::make_shared<generator_rewrite>(generator_rewrite{tp.fb, tp.mixed.groups, passes_before_memif(o)});
+    std::vector<uint8_t> sides;
+    for (ingress in : tp.mixed.burst_in) sides.push_back(in == ingress::access ? 0 : 1);
+    return generator_frames{{tp.mixed.frames, tp.mixed.frames},
+                            [rw](unsigned set, uint64_t, rte_mbuf* const* mbufs, size_t) { (*rw)(set, mbufs); },
+                            {sides, sides}};
+}
+
+// Every frame the generator sent came back: what arrived from the access link left on the
+// core link and the rest on the access link, nothing refused by a full TX ring, and the
+// generator got each frame back, byte for byte.
+bool check_wire(const char* name, const generator_report& g, const tx_view& a, const tx_view& b, uint64_t packets,
+                uint64_t to_core, uint64_t bytes) {
+    uint64_t tx[2], tx_bytes[2], drops = 0;
+    for (unsigned side = 0; side < 2; ++side) {
+        tx[side] = b.tx[side] - a.tx[side];
+        tx_bytes[side] = b.bytes[side] - a.bytes[side];
+        drops += b.drops[side] - a.drops[side];
+    }
+    const bool ok = g.sent == packets && drops == 0 && tx[1] == to_core && tx[0] == packets - to_core &&
+                    g.back[0] == tx[0] && g.back[1] == tx[1] && g.back_bytes[0] == tx_bytes[0] &&
+                    g.back_bytes[1] == tx_bytes[1] && tx_bytes[0] + tx_bytes[1] == bytes;
+    if (!ok)
+        std::fprintf(stderr,
+                     "FAIL %s (memif): generator sent %lu (want %lu); forwarder sent %lu to core (want %lu), %lu to "
+                     "access (want %lu), %lu bytes (want %lu), TX refused %lu; generator got %lu on core, %lu on "
+                     "access\n",
+                     name, g.sent, packets, tx[1], to_core, tx[0], packets - to_core, tx_bytes[0] + tx_bytes[1], bytes,
+                     drops, g.back[1], g.back[0]);
+    return ok;
+}
+
+// The two forwarders on the same ports: the bench's io forwarder, and the live worker's turn
+// (worker_turn) with the gateway's tracked pipeline, its policy store and counters.
+class memif_bench {
+public:
+    memif_bench(memif_pair& pair, dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb,
+                const options& o)
+        : pair_(pair), gw_(gw), v_(v), p_(p), fb_(fb), o_(o) {
+        w_.id = 0;
+        w_.port[0] = pair.access_port();
+        w_.port[1] = pair.core_port();
+        w_.queue = 0;
+        w_.pipe = &v.tracked;
+        w_.store = &gw.store();
+        w_.counters = &v.tc;
+        gw.store().register_reader(0);
+        for (ingress in : p.mixed.burst_in) access_frames_ += in == ingress::access ? burst_size : 0;
+    }
+    ~memif_bench() { gw_.store().unregister_reader(0); }
+    memif_bench(const memif_bench&) = delete;
+    memif_bench& operator=(const memif_bench&) = delete;
+
+    bool io(const char* name, uint64_t passes, pmd_run& out) {
+        const tx_view t0 = read_tx(io_counters_);
+        out.r = pair_.run(io_set, passes, [&] { return pair_.io_turn(io_counters_); }, [] {});
+        return settle(name, passes, t0, read_tx(io_counters_), out);
+    }
+
+    // The tracked pipeline over `passes` passes of the mixed set, checked as in memory; the
+    // forwarder's connections advance as the generator's (it rewrote the frames).
+    bool tracked(const char* name, uint64_t passes, pmd_run& out) {
+        for (uint64_t k = 0; k < passes; ++k) assign_pass(p_.mixed.groups, fb_, true, false);
+        const view v0 = read_view(v_.tc);
+        const tx_view t0 = read_tx(v_.tc);
+        // The event consumer is the control thread's work: drained aside, its time not counted.
+        out.r = pair_.run(tracked_set, passes, [&] { return worker_turn(w_, rx_, out_); },
+                          [&] { gw_.drain_events(); });
+        gw_.drain_events();
+        const bool counted = check_tracked(name, v0, read_view(v_.tc), passes * p_.frames, passes, p_.mixed.expect,
+                                           gw_.tracked_flows(), o_.flows, 0);
+        return settle(name, passes, t0, read_tx(v_.tc), out) && counted;
+    }
+
+private:
+    bool settle(const char* name, uint64_t passes, const tx_view& t0, const tx_view& t1, pmd_run& out) {
+        out.g = pair_.collect(t1.tx[0] - t0.tx[0], t1.tx[1] - t0.tx[1]);
+        out.tx_drops = t1.drops[0] + t1.drops[1] - t0.drops[0] - t0.drops[1];
+        return check_wire(name, out.g, t0, t1, passes * p_.frames, passes * access_frames_, passes * p_.mixed.bytes);
+    }
+
+    memif_pair& pair_;
+    dpdk_data_plane& gw_;
+    variants& v_;
+    const run_plan& p_;
+    flow_book& fb_;
+    const options& o_;
+    uint64_t access_frames_ = 0;
+    worker_counters io_counters_;
+    live_worker w_;
+    rte_mbuf* rx_[burst_size];
+    burst_output out_;
+};
+
+struct memif_figures : pmd_totals {
+    pmd_variant io, tracked;
+    std::vector<double> ratio, ratio_median_turn;
+};
+
+// Runs per forwarder in a repetition: io and tracked alternate in short runs, so that both
+// see the same load from the machine's other work.
+constexpr unsigned memif_rounds = 4;
+
+// The runs through net_memif: a checked warm-up, then per repetition memif_rounds times io and
+// tracked over the mixed set. Returns the JSON keys, or "" when a check failed.
+std::string measure_memif(memif_pair& pair, dpdk_data_plane& gw, variants& v, const run_plan& p, flow_book& fb,
+                          const options& o) {
+    const uint64_t hz = rte_get_tsc_hz();
+    if (fb.passes_committed != passes_before_memif(o)) {
+        std::fprintf(stderr, "FAIL memif: %lu tracked passes before the memif runs, the generator was told %lu\n",
+                     fb.passes_committed, passes_before_memif(o));
+        return "";
+    }
+    const uint64_t passes = std::max<uint64_t>(1, o.memif_packets / memif_rounds / p.frames);
+    std::printf("through net_memif (a generator process on its own lcore, real rx_burst/tx_burst; the set's bursts "
+                "onto their own link, one burst in flight so that replies follow their commands): %u x %lu packets "
+                "per forwarder and repetition, %u repetitions; cycles of the forwarder's turns that received frames "
+                "/ frames, turns preempted (> %.0f us) left out\n",
+                memif_rounds, passes * p.frames, o.reps, memif_pair::preempted_turn * 1e6);
+    memif_bench b(pair, gw, v, p, fb, o);
+    pmd_run w;
+    bool ok = b.io("memif warm-up io", 2, w) && b.tracked("memif warm-up tracked", 4, w);
+    memif_figures f;
+    for (unsigned r = 0; r < o.reps && ok; ++r) {
+        pmd_run io, tr;
+        for (unsigned k = 0; k < memif_rounds && ok; ++k) {
+            pmd_run a, c;
+            ok = b.io("memif io", passes, a) && b.tracked("memif tracked", passes, c);
+            io.merge(a);
+            tr.merge(c);
+        }
+        if (!ok) break;
+        f.add(io, f.io, hz);
+        f.add(tr, f.tracked, hz);
+        f.ratio.push_back(io.r.cycles_per_packet() / tr.r.cycles_per_packet());
+        f.ratio_median_turn.push_back(io.r.median_turn_cost() / tr.r.median_turn_cost());
+        std::printf("memif rep %u:\n", r + 1);
+        print_pmd_run("io, mixed set", io, hz);
+        print_pmd_run("tracked, mixed", tr, hz);
+        std::fflush(stdout);
+    }
+    if (!ok) return "";
+    const double ratio = median(f.ratio);
+    std::printf("through net_memif, median of %u: io %.1f cycles/pkt (%.2f Mpps), tracking + limits %.1f cycles/pkt "
+                "(%.2f Mpps); ratio io/tracked cycles %.3f (goal >= 0.6: %s)\n",
+                o.reps, median(f.io.cpp), median(f.io.mpps), median(f.tracked.cpp), median(f.tracked.mpps), ratio,
+                ratio >= 0.6 ? "met" : "not met");
+    std::printf("through net_memif, median turn: io %.1f / tracked %.1f cycles/pkt (ratio %.3f)\n",
+                median(f.io.median_turn), median(f.tracked.median_turn), median(f.ratio_median_turn));
+    std::printf("spread (max-min)/median: ratio %.1f%%; cycles io %.1f%%, tracked %.1f%%\n", 100 * spread(f.ratio),
+                100 * spread(f.io.cpp), 100 * spread(f.tracked.cpp));
+    std::printf("forwarder busy share at least %.1f%% (one burst in flight), %lu of %lu busy turns preempted; "
+                "generator TX refused %lu (resent)\n",
+                100 * f.min_busy, f.preempted_turns, f.busy_turns, f.gen_refused);
+    char json[768];
+    std::snprintf(json, sizeof json,
+                  ",\"ratio_io_tracked\":%.3f,\"cycles_per_pkt_io_tracked_set\":%.1f,\"cycles_per_pkt_pmd_tracked\":%.1f,"
+                  "\"mpps_pmd_tracked\":%.3f,\"mpps_pmd_io_tracked_set\":%.3f,\"spread_ratio_io_tracked\":%.3f,"
+                  "\"spread_cycles_pmd_tracked\":%.3f,\"ratio_io_tracked_median_turn\":%.3f,"
+                  "\"cycles_per_pkt_io_tracked_set_median_turn\":%.1f,\"cycles_per_pkt_pmd_tracked_median_turn\":%.1f,"
+                  "\"pmd_tracked_busy_share_min\":%.3f,\"pmd_tracked_preempted_turns\":%lu",
+                  ratio, median(f.io.cpp), median(f.tracked.cpp), median(f.tracked.mpps), median(f.io.mpps),
+                  spread(f.ratio), spread(f.tracked.cpp), median(f.ratio_median_turn), median(f.io.median_turn),
+                  median(f.tracked.median_turn), f.min_busy, f.preempted_turns);
+    return json;
 }
 
 // The throughput runs over the long-lived connections, opened first: every repetition
 // checked; the medians printed and kept in `s`. False (after printing what failed) if a check failed.
+// Then, with `pair`, the tracked set through net_memif (measure_memif), its JSON keys in
+// `memif_json`.
 bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm, const eal_tables& tables,
-                        const options& o, const bench_redis* redis, std::mt19937_64& rng, summary& s) {
+                        const options& o, const bench_redis* redis, traffic_plan& tp, memif_pair* pair, summary& s,
+                        std::string& memif_json) {
     const uint64_t hz = rte_get_tsc_hz();
-    const uint32_t f6 = o.flows / 5, f4 = o.flows - f6;
-    flow_book fb(f4, f6, o.subscribers);
+    flow_book& fb = tp.fb;
     const int64_t run_hour = current_hour();
-    bool ok = open_long_flows(gw, v, o, fm.pool, fb, rng);
-    traffic_set mixed = make_mixed_set(fm.pool, o, o.smtp_share, fb, rng);
-    // The same kind of traffic without SMTP: what tracking costs when there
-    // is nothing to track (wants() on every frame, sweep() on every burst).
-    traffic_set plain = make_mixed_set(fm.pool, o, 0, fb, rng);
+    bool ok = open_long_flows(gw, v, o, fm.pool, fb, tp.l2);
+    traffic_set mixed = to_mbufs(fm.pool, tp.mixed);
+    traffic_set plain = to_mbufs(fm.pool, tp.plain);
     print_frames(mixed, fm, tables, o);
     const run_plan plan = plan_runs(mixed, plain, o);
     ok &= warm_up(gw, v, plan, fb, o);
@@ -1884,21 +2257,27 @@ bool measure_throughput(dpdk_data_plane& gw, variants& v, const frame_memory& fm
             std::fflush(stdout);
         }
     }
-    ok &= check_account_cells(gw, v.cp, fb, run_hour);
     if (!ok) return false;
     s = summarize(f, plan);
     print_throughput(s, f, o.reps);
+    if (pair != nullptr) {
+        memif_json = measure_on_ports(*pair, o.thp, [&] { return measure_memif(*pair, gw, v, plan, fb, o); });
+        if (memif_json.empty()) {
+            std::fprintf(stderr, "limits bench: a run through net_memif miscounted or lost frames\n");
+            return false;
+        }
+    }
+    if (!check_account_cells(gw, v.cp, fb, run_hour)) return false;
     for (rte_mbuf* mb : mixed.mbufs) rte_pktmbuf_free(mb);
     for (rte_mbuf* mb : plain.mbufs) rte_pktmbuf_free(mb);
     return true;
 }
 
-int bench_main(const options& o, const bench_redis* redis) {
+int bench_main(const options& o, const bench_redis* redis, traffic_plan& tp, memif_pair* pair) {
     const uint64_t hz = rte_get_tsc_hz();
     const std::string cpu = cpu_model();
     std::printf("limits bench: cpu \"%s\", TSC %.3f GHz, lcore %u, EAL memory %u MiB (--no-huge)\n", cpu.c_str(),
                 static_cast<double>(hz) / 1e9, rte_lcore_id(), o.memory_mb);
-    std::mt19937_64 rng(20261123);
     const eal_tables tables = advise_tables(o);
 
     // ---- 2. memory (first, in an empty heap) ----
@@ -1920,7 +2299,8 @@ int bench_main(const options& o, const bench_redis* redis) {
 
     // ---- 1. throughput ----
     summary s;
-    if (!measure_throughput(gw, v, fm, tables, o, redis, rng, s)) {
+    std::string memif_json;
+    if (!measure_throughput(gw, v, fm, tables, o, redis, tp, pair, s, memif_json)) {
         std::fprintf(stderr, "limits bench: the pipeline did not do what the traffic requires; no figures\n");
         return 1;
     }
@@ -1932,7 +2312,7 @@ int bench_main(const options& o, const bench_redis* redis) {
         std::fprintf(stderr, "limits bench: RADIUS bindings were not all applied; no figures\n");
         return 1;
     }
-    print_json(s, mem, rf, o, bound, tables.advised != 0, cpu);
+    print_json(s, mem, rf, o, bound, tables.advised != 0, cpu, memif_json);
     rte_mempool_free(fm.pool);
     return 0;
 }
@@ -1946,10 +2326,16 @@ bool parse_options(int argc, char** argv, options& o) {
         }
         if (a == "--short") {  // the self-checks on a small gateway; the figures are rough
             o.packets = 4ull << 20, o.reps = 2, o.subscribers = 100000, o.flows = 10000;
-            o.big_table = 0, o.radius = 10000, o.udp = 2000, o.memory_mb = 1024;
+            o.big_table = 0, o.radius = 10000, o.udp = 2000, o.memory_mb = 1024, o.memif_packets = 256ull << 10;
             continue;
         }
         if (i + 1 >= argc) return false;
+        if (a == "--memif") {
+            const std::string v = argv[++i];
+            if (v != "on" && v != "off") return false;
+            o.memif = v == "on";
+            continue;
+        }
         if (a == "--pages" || a == "--tables") {
             const std::string v = argv[++i];
             if (v != "thp" && v != "4k") return false;
@@ -1977,9 +2363,12 @@ bool parse_options(int argc, char** argv, options& o) {
             o.udp = static_cast<uint32_t>(v);
         else if (a == "--memory" && v >= 1024)
             o.memory_mb = static_cast<unsigned>(v);
+        else if (a == "--memif-packets" && v > 0)
+            o.memif_packets = v;
         else
             return false;
     }
+    if (o.memif < 0) o.memif = !o.fleet;
     // Long-lived connections come from distinct bound subscribers: IPv4 from
     // i = 4k+1, IPv6 from i = 8k; new RADIUS subscribers follow the bound ones.
     const uint64_t f6 = o.flows / 5, f4 = o.flows - f6;
@@ -1995,7 +2384,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: %s [--short] [--fleet] [--packets N] [--reps N] [--subscribers N] [--flows N] [--frames N]\n"
                      "       [--smtp-share PCT] [--big-table N] [--radius N] [--udp N] [--memory MB]\n"
-                     "       [--pages thp|4k] [--tables thp|4k]\n"
+                     "       [--pages thp|4k] [--tables thp|4k] [--memif on|off] [--memif-packets N]\n"
                      "(flows <= subscribers / 5; subscribers + 2 x radius + udp < 4M)\n",
                      argv[0]);
         return 2;
@@ -2008,8 +2397,19 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "limits bench: --fleet: %s\n", e.what());
         return 1;
     }
+    // The frames first (no EAL needed): the memif generator is forked with them before this
+    // process starts its EAL, on the second CPU when there is one.
+    traffic_plan tp(o);
+    std::optional<memif_pair> pair;
+    try {
+        if (o.memif) pair.emplace(tracked_generator_frames(o, tp), sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1u : 0u, 512);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "limits bench: %s\n", e.what());
+        return 1;
+    }
+    const std::vector<std::string> ports = pair ? pair->forwarder_eal_args() : std::vector<std::string>{};
     refuse_memfd = o.tables_thp;
-    const bool eal_up = init_eal("limits-bench", o.memory_mb);
+    const bool eal_up = init_eal("limits-bench", o.memory_mb, ports);
     refuse_memfd = false;
-    return run_on_eal("limits bench", eal_up, [&] { return bench_main(o, redis.get()); });
+    return run_on_eal("limits bench", eal_up, [&] { return bench_main(o, redis.get(), tp, pair ? &*pair : nullptr); });
 }

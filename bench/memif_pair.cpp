@@ -115,23 +115,45 @@ private:
         }
     }
 
-    // `passes` times the set, in bursts, onto the access link. The PMD frees
-    // (copies then frees) what it takes, so each mbuf's refcount is raised
-    // first and the set stays ours.
+    // `passes` times the set, in bursts, onto the access link (a set with burst
+    // sides: each burst onto its own link, once the frames before it are back).
+    // The PMD frees (copies then frees) what it takes, so each mbuf's refcount
+    // is raised first and the set stays ours.
     void send(unsigned set, uint64_t passes) {
         std::vector<rte_mbuf*>& v = sets_.at(set);
+        const std::vector<uint8_t>* sides =
+            set < frames_.burst_sides.size() && !frames_.burst_sides[set].empty() ? &frames_.burst_sides[set] : nullptr;
         for (uint64_t pass = 0; pass < passes; ++pass) {
             if (frames_.before_pass) frames_.before_pass(set, pass, v.data(), v.size());
             for (size_t off = 0; off < v.size(); off += burst_size) {
                 const uint16_t k = static_cast<uint16_t>(std::min<size_t>(burst_size, v.size() - off));
+                const unsigned side = sides ? (*sides)[off / burst_size] : 0;
+                if (sides) wait_in_flight();
                 for (uint16_t i = 0; i < k; ++i) rte_mbuf_refcnt_update(v[off + i], 1);
                 uint16_t done = 0;
                 while (done < k) {
-                    done += rte_eth_tx_burst(port_[0], 0, v.data() + off + done, k - done);
+                    done += rte_eth_tx_burst(port_[side], 0, v.data() + off + done, k - done);
                     if (done < k) rep_.tx_refused += k - done;
                     drain();
                 }
                 rep_.sent += k;
+            }
+        }
+    }
+
+    // Drains until every frame sent so far is back, or nothing came back for a second (the
+    // forwarder lost some: the run's accounting will say so).
+    void wait_in_flight() {
+        auto last_change = clock_type::now();
+        uint64_t last_total = rep_.back[0] + rep_.back[1];
+        while (last_total < rep_.sent) {
+            drain();
+            const uint64_t total = rep_.back[0] + rep_.back[1];
+            if (total != last_total) {
+                last_total = total;
+                last_change = clock_type::now();
+            } else if (clock_type::now() - last_change > std::chrono::seconds(1) || getppid() == 1) {
+                return;
             }
         }
     }
@@ -223,10 +245,40 @@ private:
 
 }  // namespace
 
+tx_view read_tx(const worker_counters& c) {
+    tx_view v{};
+    for (unsigned side = 0; side < 2; ++side) {
+        v.tx[side] = c.port[side].tx_packets.load();
+        v.bytes[side] = c.port[side].tx_bytes.load();
+        v.drops[side] = c.port[side].tx_full_drops.load();
+    }
+    return v;
+}
+
+void print_pmd_run(const char* what, const pmd_run& p, uint64_t hz) {
+    std::printf("  %-17s %6.1f cycles/pkt (median turn %6.1f; %7.1f with the %lu preempted turns)  %6.2f Mpps  busy "
+                "%5.1f%%  %4.1f pkts/busy turn  generator refused %lu (resent)  forwarder TX refused %lu\n",
+                what, p.r.cycles_per_packet(), p.r.median_turn_cost(), p.r.raw_cycles_per_packet(), p.r.preempted_turns,
+                p.r.mpps(hz), 100 * p.r.busy_share(), p.r.packets_per_busy_turn(), p.g.tx_refused, p.tx_drops);
+}
+
 memif_pair::memif_pair(generator_frames frames, unsigned generator_lcore, unsigned generator_memory_mb) {
     for (const auto& s : frames.sets) {
         if (s.empty()) throw std::runtime_error("memif pair: an empty frame set");
         set_sizes_.push_back(s.size());
+    }
+    if (frames.burst_sides.size() > frames.sets.size())
+        throw std::runtime_error("memif pair: burst sides for a set that does not exist");
+    for (size_t i = 0; i < frames.burst_sides.size(); ++i) {
+        const auto& sides = frames.burst_sides[i];
+        if (sides.empty()) continue;
+        if (frames.sets[i].size() != sides.size() * burst_size)
+            throw std::runtime_error("memif pair: set " + std::to_string(i) + " has " +
+                                     std::to_string(frames.sets[i].size()) + " frames, its burst sides " +
+                                     std::to_string(sides.size()) + " bursts");
+        if (std::any_of(sides.begin(), sides.end(), [](uint8_t x) { return x > 1; }))
+            throw std::runtime_error("memif pair: a burst side other than 0 (access) or 1 (core) in set " +
+                                     std::to_string(i));
     }
     char tmpl[] = "/tmp/sekisho-memif-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) throw std::runtime_error(std::string("memif pair: mkdtemp: ") + std::strerror(errno));

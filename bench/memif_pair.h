@@ -24,7 +24,8 @@
 // longer than preempted_turn: the machine's other work had the CPU. The
 // generator should keep the forwarder busy: forwarder_result::busy_share()
 // says whether it did. The frame source is pluggable: a hook may
-// rewrite a set's mbufs (in the generator) before each pass.
+// rewrite a set's mbufs (in the generator) before each pass, and a set may go
+// out both ways, bursts in order (generator_frames::burst_sides).
 //
 // Threading: one forwarder thread (the EAL main lcore) calls everything here.
 // The destructor stops the generator (by its PID: asked to quit, killed after
@@ -45,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.h"
 #include "dataplane/pipeline.h"
 #include "dataplane/worker_counters.h"
 #include "tests/support/frame_builder.h"
@@ -57,9 +59,17 @@ namespace sekisho::bench {
 // What the generator sends. `sets[i]` is one set of frames; `before_pass`, if
 // set, is called in the generator before each pass over a set with that set's
 // mbufs (in order), which it may rewrite in place (same length or shorter).
+// `burst_sides[i]`, if given and not empty, sends set i in both directions: one
+// entry per burst of burst_size frames (the set a multiple of it), 0 onto the
+// access link, 1 onto the core link; such a set is sent in order across the
+// links: a burst leaves only once every frame sent before it has come back
+// (one burst in flight), so the forwarder receives the bursts in the set's
+// order, as stateful traffic needs (a reply after its command). A set without
+// sides goes onto the access link, bursts back to back.
 struct generator_frames {
     std::vector<std::vector<test::bytes>> sets;
     std::function<void(unsigned set, uint64_t pass, rte_mbuf* const* mbufs, size_t n)> before_pass;
+    std::vector<std::vector<uint8_t>> burst_sides;
 };
 
 // The forwarder's side of one run.
@@ -127,6 +137,52 @@ struct generator_report {
     uint64_t back[2] = {};        // frames received back on the access (0) and core (1) links
     uint64_t back_bytes[2] = {};
 };
+
+// What a forwarder's ports transmitted (access 0, core 1), from its counters.
+struct tx_view {
+    uint64_t tx[2], bytes[2], drops[2];
+};
+tx_view read_tx(const worker_counters& c);
+
+// One run's figures with what the generator and the forwarder's TX rings reported.
+struct pmd_run {
+    forwarder_result r;
+    generator_report g;
+    uint64_t tx_drops = 0;
+
+    void merge(const pmd_run& o) {
+        r.merge(o.r);
+        g.sent += o.g.sent;
+        g.tx_refused += o.g.tx_refused;
+        tx_drops += o.tx_drops;
+    }
+};
+
+// One forwarder's figures, one per repetition.
+struct pmd_variant {
+    std::vector<double> cpp, median_turn, mpps;
+};
+
+// Over a bench's memif runs: each forwarder's figures per repetition (add) and the totals.
+struct pmd_totals {
+    double min_busy = 1, min_burst = burst_size;
+    uint64_t gen_refused = 0, tx_drops = 0, preempted_turns = 0, busy_turns = 0;
+
+    void add(const pmd_run& p, pmd_variant& v, uint64_t hz) {
+        v.cpp.push_back(p.r.cycles_per_packet());
+        v.median_turn.push_back(p.r.median_turn_cost());
+        v.mpps.push_back(p.r.mpps(hz));
+        preempted_turns += p.r.preempted_turns;
+        busy_turns += p.r.busy_turns;
+        min_busy = std::min(min_busy, p.r.busy_share());
+        min_burst = std::min(min_burst, p.r.packets_per_busy_turn());
+        gen_refused += p.g.tx_refused;
+        tx_drops += p.tx_drops;
+    }
+};
+
+// One line of a run's figures, labelled `what`.
+void print_pmd_run(const char* what, const pmd_run& p, uint64_t hz);
 
 struct memif_control;  // the shared page between the two processes
 
@@ -240,6 +296,27 @@ forwarder_result memif_pair::run(unsigned set, uint64_t passes, Turn&& turn, Asi
         throw std::runtime_error("memif run: the forwarder received " + std::to_string(r.packets) + " frames, " +
                                  std::to_string(expect) + " were sent");
     return r;
+}
+
+// Starts the pair's ports with an RX pool of their own (8191 mbufs, on transparent huge pages
+// if `thp` and granted), returns what `measure()` returns, then shuts the pair down and frees
+// the pool, also when `measure` threw. Once per pair (shutdown stops the generator).
+template <class Measure>
+auto measure_on_ports(memif_pair& pair, bool thp, Measure&& measure) -> decltype(measure()) {
+    thp_region rx_mem;
+    bool rx_thp = false;
+    rte_mempool* rx_pool = frame_pool("bench_rx", 8191, thp, rx_mem, rx_thp);
+    try {
+        pair.start_ports(rx_pool);
+        auto r = measure();
+        pair.shutdown();
+        rte_mempool_free(rx_pool);
+        return r;
+    } catch (...) {
+        pair.shutdown();
+        rte_mempool_free(rx_pool);
+        throw;
+    }
 }
 
 }  // namespace sekisho::bench

@@ -342,20 +342,6 @@ std::string print_figures(const repeated_figures& f, unsigned reps) {
 // The generator's frame sets, by index.
 constexpr unsigned nonmail_set = 0, mixed_set = 1;
 
-// What the forwarder's ports transmitted (access 0, core 1).
-struct tx_view {
-    uint64_t tx[2], bytes[2], drops[2];
-};
-tx_view read_tx(const worker_counters& c) {
-    tx_view v{};
-    for (unsigned side = 0; side < 2; ++side) {
-        v.tx[side] = c.port[side].tx_packets.load();
-        v.bytes[side] = c.port[side].tx_bytes.load();
-        v.drops[side] = c.port[side].tx_full_drops.load();
-    }
-    return v;
-}
-
 // Every frame accounted for: the generator sent `packets`; what the forwarder
 // had for the core link (`expect_core` frames, `expect_core_bytes` bytes) and
 // for the access link (`expect_access` RSTs) either left and came back to the
@@ -380,20 +366,6 @@ bool check_pmd(const char* name, const generator_report& g, const tx_view& a, co
                      g.back_bytes[1], tx[0], drops[0], expect_access, g.back[0], g.back_bytes[0]);
     return ok;
 }
-
-// One memif run's figures with what the generator and the TX rings reported.
-struct pmd_run {
-    forwarder_result r;
-    generator_report g;
-    uint64_t tx_drops = 0;
-
-    void merge(const pmd_run& o) {
-        r.merge(o.r);
-        g.sent += o.g.sent;
-        g.tx_refused += o.g.tx_refused;
-        tx_drops += o.tx_drops;
-    }
-};
 
 // The forwarder under test, twice on the same ports: the bench's io forwarder
 // (memif_pair::io_turn), and the live worker's own turn (worker_turn: the
@@ -455,36 +427,10 @@ private:
     event_record drained_[256];
 };
 
-// Per variant, one figure per repetition.
-struct pmd_variant {
-    std::vector<double> cpp, median_turn, mpps;
-};
-
-struct pmd_figures {
+struct pmd_figures : pmd_totals {
     pmd_variant io_nonmail, io_mixed, nonmail, mixed;
     std::vector<double> ratio_nonmail, ratio_mixed, ratio_nonmail_median, ratio_mixed_median;
-    double min_busy = 1, min_burst = burst_size;
-    uint64_t gen_refused = 0, tx_drops = 0, preempted_turns = 0, busy_turns = 0;
-
-    void add(const pmd_run& p, pmd_variant& v, uint64_t hz) {
-        v.cpp.push_back(p.r.cycles_per_packet());
-        v.median_turn.push_back(p.r.median_turn_cost());
-        v.mpps.push_back(p.r.mpps(hz));
-        preempted_turns += p.r.preempted_turns;
-        busy_turns += p.r.busy_turns;
-        min_busy = std::min(min_busy, p.r.busy_share());
-        min_burst = std::min(min_burst, p.r.packets_per_busy_turn());
-        gen_refused += p.g.tx_refused;
-        tx_drops += p.tx_drops;
-    }
 };
-
-void print_pmd_run(const char* what, const pmd_run& p, uint64_t hz) {
-    std::printf("  %-17s %6.1f cycles/pkt (median turn %6.1f; %7.1f with the %lu preempted turns)  %6.2f Mpps  busy "
-                "%5.1f%%  %4.1f pkts/busy turn  generator refused %lu (resent)  forwarder TX refused %lu\n",
-                what, p.r.cycles_per_packet(), p.r.median_turn_cost(), p.r.raw_cycles_per_packet(), p.r.preempted_turns,
-                p.r.mpps(hz), 100 * p.r.busy_share(), p.r.packets_per_busy_turn(), p.g.tx_refused, p.tx_drops);
-}
 
 // Runs per variant in a repetition: io and Sekisho alternate in short runs, so that both see
 // the same load from the machine's other work.
@@ -576,26 +522,6 @@ std::string measure_pmd(memif_pair& pair, bench_pipeline& bp, const op25b_frames
     return json;
 }
 
-// Through the memif pair: the forwarder's RX mbufs (on transparent huge pages as the frames'),
-// the ports, the runs. Returns the JSON keys, "" when a check failed.
-std::string pmd_part(memif_pair& pair, bench_pipeline& bp, const op25b_frames& fb, const options& opt, uint64_t hz) {
-    thp_region rx_mem;
-    bool rx_thp = false;
-    rte_mempool* rx_pool = frame_pool("bench_rx", 8191, opt.thp, rx_mem, rx_thp);
-    std::string json;
-    try {
-        pair.start_ports(rx_pool);
-        json = measure_pmd(pair, bp, fb, opt, hz);
-    } catch (...) {
-        pair.shutdown();
-        rte_mempool_free(rx_pool);
-        throw;
-    }
-    pair.shutdown();
-    rte_mempool_free(rx_pool);
-    return json;
-}
-
 int bench_main(const options& opt, const op25b_frames& bytes, memif_pair* pair) {
     const uint64_t hz = rte_get_tsc_hz();
     const std::string cpu = cpu_model();
@@ -618,7 +544,7 @@ int bench_main(const options& opt, const op25b_frames& bytes, memif_pair* pair) 
     }
     std::string json = print_figures(f, opt.reps);
     if (pair != nullptr) {
-        const std::string pmd = pmd_part(*pair, bp, bytes, opt, hz);
+        const std::string pmd = measure_on_ports(*pair, opt.thp, [&] { return measure_pmd(*pair, bp, bytes, opt, hz); });
         if (pmd.empty()) {
             std::fprintf(stderr, "op25b bench: a run through net_memif lost or miscounted frames; no figures\n");
             return 1;
