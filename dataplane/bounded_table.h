@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 namespace sekisho {
@@ -56,7 +57,7 @@ public:
     // nullptr when the table is full.
     Record* insert(const Key& key);
     void erase(const Key& key);
-    uint32_t size() const { return used_; }
+    uint32_t size() const { return capacity_ - free_count_; }
     uint32_t capacity() const { return capacity_; }
 
     // A burst's lookups in two passes (lookup_bulk_max keys at a time): every
@@ -98,18 +99,19 @@ private:
     };
     static uint32_t hash_of(const Key& key);
     static uint32_t tag_of(uint32_t hash) { return hash | 1u; }
+    // Keys are equal when their bytes are (hash_of() asserts they have no padding).
+    static bool same_key(const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof(Key)) == 0; }
     // The slot holding `key`, or -1.
     int32_t locate(const Key& key, uint32_t hash) const;
-    void release(const Key& key, uint32_t hash, uint32_t slot_index);
+    void release(uint32_t hash, uint32_t slot_index);
 
     uint32_t capacity_;
-    uint32_t used_ = 0;
     uint32_t hand_ = 0;
     uint32_t generation_ = 0;   // inserts so far (lookup_hint)
     uint32_t mask_ = 0;         // bucket count - 1
     bucket* buckets_ = nullptr;
     std::unique_ptr<slot[]> slots_;
-    std::unique_ptr<uint32_t[]> free_;   // free slot numbers, a stack
+    std::unique_ptr<uint32_t[]> free_;   // free slot numbers, a stack; the rest are in use
     uint32_t free_count_ = 0;
 };
 

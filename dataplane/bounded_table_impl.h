@@ -56,7 +56,7 @@ int32_t bounded_table<Key, Record, Hash>::locate(const Key& key, uint32_t hash) 
     for (uint32_t probes = 0; probes <= mask_; ++probes, b = (b + 1) & mask_) {
         const bucket& bk = buckets_[b];
         for (unsigned e = 0; e < bucket_entries; ++e)
-            if (bk.tag[e] == tag && std::memcmp(&slots_[bk.slot[e]].key, &key, sizeof(Key)) == 0)
+            if (bk.tag[e] == tag && same_key(slots_[bk.slot[e]].key, key))
                 return static_cast<int32_t>(bk.slot[e]);
         if (bk.passed == 0) return -1;
     }
@@ -92,7 +92,7 @@ template <typename Key, typename Record, typename Hash>
 Record* bounded_table<Key, Record, Hash>::find(const Key& key, const lookup_hint& hint) {
     if (hint.position >= 0) {
         slot& s = slots_[hint.position];
-        if (s.used && std::memcmp(&s.key, &key, sizeof(Key)) == 0) return &s.record;
+        if (s.used && same_key(s.key, key)) return &s.record;
     } else if (hint.generation == generation_) {
         return nullptr;
     }
@@ -104,7 +104,7 @@ Record* bounded_table<Key, Record, Hash>::insert(const Key& key) {
     const uint32_t hash = hash_of(key);
     int32_t pos = locate(key, hash);
     if (pos < 0) {
-        if (used_ >= capacity_ || free_count_ == 0) return nullptr;
+        if (free_count_ == 0) return nullptr;
         const uint32_t tag = tag_of(hash);
         // The first bucket with a free entry from home on; every bucket passed
         // counts one more key beyond it. There is one: at most half the
@@ -123,7 +123,6 @@ Record* bounded_table<Key, Record, Hash>::insert(const Key& key) {
             ++bk.passed;
             b = (b + 1) & mask_;
         }
-        ++used_;
         ++generation_;
     }
     slot& s = slots_[pos];
@@ -133,10 +132,10 @@ Record* bounded_table<Key, Record, Hash>::insert(const Key& key) {
     return &s.record;
 }
 
-// Frees `key`'s entry (it lives in slot `slot_index`) and lowers the passed
-// counts of the buckets before it.
+// Frees the entry of the key with `hash` that lives in slot `slot_index`, and
+// lowers the passed counts of the buckets before it.
 template <typename Key, typename Record, typename Hash>
-void bounded_table<Key, Record, Hash>::release(const Key&, uint32_t hash, uint32_t slot_index) {
+void bounded_table<Key, Record, Hash>::release(uint32_t hash, uint32_t slot_index) {
     uint32_t b = hash & mask_;
     for (;;) {
         bucket& bk = buckets_[b];
@@ -145,7 +144,6 @@ void bounded_table<Key, Record, Hash>::release(const Key&, uint32_t hash, uint32
                 bk.tag[e] = 0;
                 slots_[slot_index].used = false;
                 free_[free_count_++] = slot_index;
-                --used_;
                 return;
             }
         --bk.passed;
@@ -157,7 +155,7 @@ template <typename Key, typename Record, typename Hash>
 void bounded_table<Key, Record, Hash>::erase(const Key& key) {
     const uint32_t hash = hash_of(key);
     const int32_t pos = locate(key, hash);
-    if (pos >= 0) release(key, hash, static_cast<uint32_t>(pos));
+    if (pos >= 0) release(hash, static_cast<uint32_t>(pos));
 }
 
 template <typename Key, typename Record, typename Hash>
@@ -174,7 +172,7 @@ uint32_t bounded_table<Key, Record, Hash>::sweep(uint32_t budget, Pred expired) 
         else
             gone = s.used && expired(s.record);
         if (gone) {
-            release(s.key, hash_of(s.key), at);
+            release(hash_of(s.key), at);
             ++removed;
         }
     }
