@@ -208,60 +208,50 @@ void pipeline::process(const compiled_policy& policy, ingress in, rte_mbuf** pkt
     burst_tally t;
     for (uint16_t i = 0; i < n && i < prefetch_ahead; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
 
-    if (mail_ == nullptr) {
-        // Stateless: each frame classified and acted on in one go.
-        for (uint16_t i = 0; i < n; ++i) {
-            if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
-            parsed_packet p;
-            const op25b_outcome outcome = classify(policy, in, pkts[i], p, t);
-            act(policy, in, pkts[i], p, outcome, -1, t, out);
+    // Frames are classified and acted on in one go, up to the first one for
+    // the mail tracker (a burst without mail, or a gateway without tracking,
+    // never stops). From that frame on, pass 1 classifies the rest of the
+    // burst and marks the tracker's frames, the tracker looks up all their
+    // flows at once (prepare), and pass 2 acts on those frames in the order
+    // received.
+    // parse_frame() sets every field: the deferred parses need no initialising first.
+    union unset_parse {
+        unset_parse() {}
+        parsed_packet p;
+    };
+    unset_parse parsed[burst_size];
+    op25b_outcome outcome[burst_size];
+    uint16_t mail[burst_size];   // the tracker's frames, by index
+    uint16_t n_mail = 0;
+    uint16_t i = 0;
+    for (; i < n; ++i) {
+        if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
+        parsed_packet p;
+        const op25b_outcome o = classify(policy, in, pkts[i], p, t);
+        if (mail_ != nullptr && o == op25b_outcome::pass && mail_tracker::wants(p, in, policy)) {
+            parsed[i].p = p;
+            outcome[i] = o;
+            mail[n_mail++] = i;
+            break;
         }
-    } else {
-        // Frames are classified and acted on in one go until the first one
-        // for the mail tracker; from there on, pass 1 classifies the rest of
-        // the burst and marks the tracker's frames, the tracker looks up all
-        // their flows at once (prepare), and pass 2 acts on those frames in
-        // the order received. A burst without mail costs what the stateless
-        // loop costs.
-        // parse_frame() sets every field: the parses need no initialising first.
-        union unset_parse {
-            unset_parse() {}
-            parsed_packet p;
-        };
-        unset_parse parsed[burst_size];
-        op25b_outcome outcome[burst_size];
-        uint16_t mail[burst_size];   // the tracker's frames, by index
-        uint16_t n_mail = 0;
-        uint16_t i = 0;
-        for (; i < n; ++i) {
-            if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
-            parsed_packet p;
-            const op25b_outcome o = classify(policy, in, pkts[i], p, t);
-            if (o == op25b_outcome::pass && mail_tracker::wants(p, in, policy)) {
-                parsed[i].p = p;
-                outcome[i] = o;
-                mail[n_mail++] = i;
-                break;
-            }
-            act(policy, in, pkts[i], p, o, -1, t, out);
-        }
+        act(policy, in, pkts[i], p, o, -1, t, out);
+    }
+    if (n_mail) {
         const uint16_t deferred = i;
         for (++i; i < n; ++i) {
             if (i + prefetch_ahead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + prefetch_ahead], void*));
             outcome[i] = classify(policy, in, pkts[i], parsed[i].p, t);
             if (outcome[i] == op25b_outcome::pass && mail_tracker::wants(parsed[i].p, in, policy)) mail[n_mail++] = i;
         }
-        if (n_mail) {
-            const parsed_packet* frames[burst_size];
-            for (uint16_t j = 0; j < n_mail; ++j) frames[j] = &parsed[mail[j]].p;
-            mail_->prepare(policy, in, frames, n_mail);
-            for (uint16_t k = deferred, next = 0; k < n; ++k) {
-                const bool mine = next < n_mail && mail[next] == k;
-                act(policy, in, pkts[k], parsed[k].p, outcome[k], mine ? next++ : -1, t, out);
-            }
+        const parsed_packet* frames[burst_size];
+        for (uint16_t j = 0; j < n_mail; ++j) frames[j] = &parsed[mail[j]].p;
+        mail_->prepare(policy, in, frames, n_mail);
+        for (uint16_t k = deferred, next = 0; k < n; ++k) {
+            const bool mine = next < n_mail && mail[next] == k;
+            act(policy, in, pkts[k], parsed[k].p, outcome[k], mine ? next++ : -1, t, out);
         }
-        if (n) mail_->sweep(policy, now_of(t, pkts[n - 1]));
     }
+    if (mail_ != nullptr && n) mail_->sweep(policy, now_of(t, pkts[n - 1]));
 
     port_counters& pc = counters_.port[static_cast<unsigned>(in)];
     pc.rx_packets.add(n);
