@@ -45,12 +45,13 @@ flow_key make_flow_key(const parsed_packet& p, ingress in) {
 
 uint32_t payload_len(const parsed_packet& p) { return static_cast<uint32_t>(p.l4_len - p.tcp_header_len); }
 
+// A connection's opening SYN (not the SYN-ACK).
+bool is_syn_only(const parsed_packet& p) { return (p.tcp_flags & tcp_flag::syn) && !(p.tcp_flags & tcp_flag::ack); }
+
 // Segments that open a connection or carry bytes from the client are the
 // ones that may count against a limit of the client's address.
 bool may_count(const parsed_packet& p, ingress in) {
-    if (in != ingress::access) return false;
-    const bool syn_only = (p.tcp_flags & tcp_flag::syn) && !(p.tcp_flags & tcp_flag::ack);
-    return syn_only || payload_len(p) > 0;
+    return in == ingress::access && (is_syn_only(p) || payload_len(p) > 0);
 }
 
 }  // namespace
@@ -410,7 +411,7 @@ void mail_tracker::inject(const context& ctx, toward to, uint32_t seq, uint32_t 
 bool mail_tracker::act(const compiled_policy& policy, limit_action a, context& ctx, burst_output& out) {
     const parsed_packet& p = ctx.p;
     const bool from_client = ctx.in == ingress::access;
-    const bool syn_only = (p.tcp_flags & tcp_flag::syn) && !(p.tcp_flags & tcp_flag::ack);
+    const bool syn_only = is_syn_only(p);
     const uint32_t len = payload_len(p);
     constexpr toward to_client = toward::client, to_server = toward::server;
 
@@ -557,7 +558,7 @@ bool mail_tracker::handle_segment(const compiled_policy& policy, context& ctx, b
     const flow_key& key = ctx.key;
     const bool from_client = in == ingress::access;
     const uint8_t flags = p.tcp_flags;
-    const bool syn_only = (flags & tcp_flag::syn) && !(flags & tcp_flag::ack);
+    const bool syn_only = is_syn_only(p);
 
     mail_flow* f = flow_hint ? flows_.find(key, *flow_hint) : flows_.find(key);
 
