@@ -261,7 +261,7 @@ size_t smtp_session::client_line(const uint8_t* p, size_t i, size_t n, smtp_obse
     }
     while (i < n) {
         if (c_state_ == arg_state::keyword_lead && p[i] != ' ') {
-            const std::string_view kw = static_cast<smtp_command>(c_cmd_) == smtp_command::mail ? "from:" : "to:";
+            const std::string_view kw = path_keyword();
             size_t k = 0;
             while (k < kw.size() && i + k < n && ascii_lower(p[i + k]) == static_cast<uint8_t>(kw[k])) ++k;
             if (k == kw.size()) {
@@ -276,14 +276,12 @@ size_t smtp_session::client_line(const uint8_t* p, size_t i, size_t n, smtp_obse
         // (ESMTP parameters and the like) up to the line's end, and a path's
         // bytes outside quotes (its domain folded into the hash).
         if (c_state_ == arg_state::skip || (c_state_ == arg_state::path && !(c_flags_ & (cf_quote | cf_escape)))) {
-            const size_t from = i;
+            size_t end = i;
             if (c_state_ == arg_state::skip)
-                while (i < n && p[i] != '\r' && p[i] != '\n') ++i;
+                while (end < n && p[end] != '\r' && p[end] != '\n') ++end;
             else
-                i = path_run(p, i, n);
-            const size_t run = i - from;
-            i = from;
-            if (run) take(run);
+                end = path_run(p, i, n);
+            if (end > i) take(end - i);
             if (i == n) break;
         }
         const uint8_t c = p[i++];
@@ -404,7 +402,7 @@ void smtp_session::line_byte(uint8_t c) {
         c_word_len_ = 0;
         [[fallthrough]];
     case arg_state::keyword: {
-        const std::string_view kw = static_cast<smtp_command>(c_cmd_) == smtp_command::mail ? "from:" : "to:";
+        const std::string_view kw = path_keyword();
         if (ascii_lower(c) != static_cast<uint8_t>(kw[c_word_len_])) {
             c_flags_ |= cf_bad;
             c_state_ = arg_state::skip;

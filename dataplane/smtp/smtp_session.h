@@ -213,6 +213,10 @@ private:
     size_t client_data(const uint8_t* p, size_t i, size_t n, smtp_observer& obs);
     size_t client_chunk(const uint8_t* p, size_t i, size_t n, smtp_observer& obs);
     void line_byte(uint8_t c);
+    // What precedes the path of the current command: "from:" (MAIL) or "to:" (RCPT).
+    std::string_view path_keyword() const {
+        return static_cast<smtp_command>(c_cmd_) == smtp_command::mail ? "from:" : "to:";
+    }
     // A run of path bytes outside quotes from p[i], up to the next byte that
     // means something to the path (or n): the domain's bytes folded into its
     // hash. Returns where the run ended.
