@@ -128,15 +128,14 @@ void subscriber_identity::replay_without(const binding_update& failed, size_t un
     own.entries.assign(batch_undo_.entries.begin() + static_cast<std::ptrdiff_t>(undo_mark), batch_undo_.entries.end());
     batch_undo_.entries.resize(undo_mark);
     undo(own, std::string("a failed ") + to_string(failed.kind));
-    undo(batch_undo_, std::string("a failed ") + to_string(failed.kind) + " (the rest of its batch is re-applied)");
-    batch_undo_.entries.clear();
+    std::vector<binding_update> again;
+    again.swap(batch_updates_);
+    take_back_batch(std::string("a failed ") + to_string(failed.kind) + " (the rest of its batch is re-applied)");
     history_->rollback();
     // The others again, each in its own savepoint as before: the same rows,
     // the same changes (the history and the table are back where the batch
     // began). If even that fails, the batch is lost: commit() reports it and
     // the NASes retransmit.
-    std::vector<binding_update> again;
-    again.swap(batch_updates_);
     try {
         history_->begin();
         for (const binding_update& p : again) {
@@ -154,9 +153,7 @@ void subscriber_identity::replay_without(const binding_update& failed, size_t un
         }
     } catch (const std::exception& e) {
         ++apply_errors_;
-        undo(batch_undo_, "a batch that could not be re-applied");
-        batch_undo_.entries.clear();
-        batch_updates_.clear();
+        take_back_batch("a batch that could not be re-applied");
         history_->rollback();   // commit() finds no transaction: the batch is reported lost
         if (log_) log_("history: the batch could not be re-applied after " + why + ": " + e.what());
     }
@@ -167,9 +164,7 @@ bool subscriber_identity::commit() {
     batch_open_ = false;
     if (!history_->in_transaction()) {
         ++apply_errors_;
-        undo(batch_undo_, "a batch SQLite rolled back");
-        batch_undo_.entries.clear();
-        batch_updates_.clear();
+        take_back_batch("a batch SQLite rolled back");
         throw std::runtime_error("history: the transaction of this poll was rolled back after an error; "
                                  "its updates are not stored");
     }
@@ -177,14 +172,21 @@ bool subscriber_identity::commit() {
         history_->commit();   // rolled back when it throws
     } catch (const std::exception&) {
         ++apply_errors_;
-        undo(batch_undo_, "a failed commit");
-        batch_undo_.entries.clear();
-        batch_updates_.clear();
+        take_back_batch("a failed commit");
         throw;
     }
+    forget_batch();
+    return true;
+}
+
+void subscriber_identity::take_back_batch(const std::string& why) {
+    undo(batch_undo_, why);
+    forget_batch();
+}
+
+void subscriber_identity::forget_batch() {
     batch_undo_.entries.clear();
     batch_updates_.clear();
-    return true;
 }
 
 void subscriber_identity::poll() {

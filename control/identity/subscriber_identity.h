@@ -109,6 +109,10 @@ private:
     // applies its other updates again. When that fails too, the batch is
     // lost (rolled back; commit() throws and no NAS is answered).
     void replay_without(const binding_update& failed, size_t undo_mark, const std::string& why);
+    // The open batch's data-plane changes undone (`why` for the log), and the batch forgotten.
+    void take_back_batch(const std::string& why);
+    // The open batch forgotten: committed, or taken back.
+    void forget_batch();
 
     binding_table& table_;
     identity_config config_;
