@@ -3,6 +3,7 @@
 // FILE.1 missing while older files are there. A position in an older file is
 // read on from, with no gap; two names missing in a row end the list.
 #include "control/observe/event_log_follow.h"
+#include "tests/support/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -17,15 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/sekisho-follow-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
 void append(const fs::path& p, const std::string& line) { std::ofstream(p, std::ios::app) << line << "\n"; }
 
 std::vector<std::string> texts(const follow_result& r) {
@@ -35,7 +27,7 @@ std::vector<std::string> texts(const follow_result& r) {
 }
 
 TEST(EventLogFollow, ReadsOnThroughARotationCaughtHalfway) {
-    temp_dir d;
+    const test::temp_dir d("follow");
     const fs::path log = d.path / "events.jsonl";
     auto numbered = [&](int i) { return d.path / ("events.jsonl." + std::to_string(i)); };
     append(log, R"({"n":1})");

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dataplane/op25b_classifier.h"
+#include "tests/support/temp_dir.h"
 
 namespace sekisho {
 namespace {
@@ -68,18 +69,6 @@ event_record session(const char* src, uint64_t time_ns, uint32_t messages, uint3
     return e;
 }
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string t = (fs::temp_directory_path() / "sekisho-events-XXXXXX").string();
-        path = mkdtemp(t.data());
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
 std::vector<json> lines_of(const fs::path& p) {
     std::vector<json> out;
     std::ifstream in(p);
@@ -107,7 +96,7 @@ void expect_balanced(const event_log& log) {
 }
 
 TEST(EventLog, WithoutAggregationEachEventIsOneLineWithCountOne) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     {
         event_log log(aggregating(f, 0));
@@ -135,7 +124,7 @@ TEST(EventLog, WithoutAggregationEachEventIsOneLineWithCountOne) {
 
 // The control plane's audit records: written at once as given, never held in a window.
 TEST(EventLog, ARecordIsOneLineAtOnceEvenWhileAggregating) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     add(log, block("198.51.100.7", t0));
@@ -161,7 +150,7 @@ TEST(EventLog, ARecordIsOneLineAtOnceEvenWhileAggregating) {
 // The first event of a key is written at once (an operator sees it when it
 // happens); the repeats within the window follow as one line when it closes.
 TEST(EventLog, TheFirstEventAtOnceItsRepeatsAsOneLineWithACount) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     for (int i = 0; i < 5; ++i) {
@@ -197,7 +186,7 @@ TEST(EventLog, TheFirstEventAtOnceItsRepeatsAsOneLineWithACount) {
 
 // A key with no repeat in its window: one line, no `repeated` line after it.
 TEST(EventLog, AWindowWithoutRepeatsWritesNoSecondLine) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     add(log, block("198.51.100.7", t0));
@@ -214,7 +203,7 @@ TEST(EventLog, AWindowWithoutRepeatsWritesNoSecondLine) {
 // Monitor mode: one SMTP session is many frames (its SYN, then every segment it sends), one
 // connection; two sessions, two connections.
 TEST(EventLog, MergedBlocksCountTheConnectionsTheirSynsBegan) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     constexpr uint8_t syn = 0x02, ack = 0x10, psh = 0x08;
@@ -239,7 +228,7 @@ TEST(EventLog, MergedBlocksCountTheConnectionsTheirSynsBegan) {
 }
 
 TEST(EventLog, AMonitoredLimitCountsTheConnectionsOfItsFirstHits) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     for (int i = 0; i < 4; ++i) {
@@ -269,7 +258,7 @@ TEST(EventLog, AMonitoredLimitCountsTheConnectionsOfItsFirstHits) {
 }
 
 TEST(EventLog, MergedSessionsSumWhatTheyCarried) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     {
         event_log log(aggregating(f));
@@ -305,7 +294,7 @@ TEST(EventLog, MergedSessionsSumWhatTheyCarried) {
 }
 
 TEST(EventLog, AnUnmergedSessionCarriesItsOwnCounts) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     {
         event_log log(aggregating(f, 0));
@@ -320,7 +309,7 @@ TEST(EventLog, AnUnmergedSessionCarriesItsOwnCounts) {
 }
 
 TEST(EventLog, DifferentSubscribersTypesReasonsAndGenerationsAreNotMerged) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f));
     add(log, block("198.51.100.7", t0));
@@ -359,7 +348,7 @@ TEST(EventLog, DifferentSubscribersTypesReasonsAndGenerationsAreNotMerged) {
 }
 
 TEST(EventLog, TheWindowEndsByTheEventsOwnClock) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f, 10 * s));
     add(log, block("198.51.100.7", t0));
@@ -392,7 +381,7 @@ TEST(EventLog, TheWindowEndsByTheEventsOwnClock) {
 }
 
 TEST(EventLog, ALiveClockClosesWindowsWithoutNewEvents) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     uint64_t now = t0;
     event_log log(aggregating(f, 10 * s), [&] { return now; });
@@ -407,7 +396,7 @@ TEST(EventLog, ALiveClockClosesWindowsWithoutNewEvents) {
 }
 
 TEST(EventLog, PendingKeysAreBoundedAndOverflowIsCounted) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     events_config c = aggregating(f, 60 * s);
     c.max_pending = 4;
@@ -435,7 +424,7 @@ TEST(EventLog, PendingKeysAreBoundedAndOverflowIsCounted) {
 }
 
 TEST(EventLog, RotatesBySizeAndKeepsTheNewestFiles) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     events_config c = aggregating(f, 0);
     c.rotate_bytes = 1000;
@@ -463,7 +452,7 @@ TEST(EventLog, RotatesBySizeAndKeepsTheNewestFiles) {
 }
 
 TEST(EventLog, RotatesByTimeSinceTheFileWasOpened) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     uint64_t mono = 1000 * s;
     events_config c = aggregating(f, 0);
@@ -498,7 +487,7 @@ TEST(EventLog, RotatesByTimeSinceTheFileWasOpened) {
 }
 
 TEST(EventLog, KeepZeroDeletesTheRotatedFile) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     events_config c = aggregating(f, 0);
     c.rotate_bytes = 4096;
@@ -511,7 +500,7 @@ TEST(EventLog, KeepZeroDeletesTheRotatedFile) {
 }
 
 TEST(EventLog, RotationDeletesFilesAboveKeepLeftByAnEarlierLargerKeep) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     for (int i = 1; i <= 5; ++i) std::ofstream(f.string() + "." + std::to_string(i)) << "{}\n";
     events_config c = aggregating(f, 0);
@@ -526,7 +515,7 @@ TEST(EventLog, RotationDeletesFilesAboveKeepLeftByAnEarlierLargerKeep) {
 
 TEST(EventLog, EveryFsyncPolicyWrites) {
     for (events_fsync mode : {events_fsync::never, events_fsync::rotate, events_fsync::interval, events_fsync::every}) {
-        temp_dir d;
+        const test::temp_dir d("events");
         const fs::path f = d.path / "events.jsonl";
         events_config c = aggregating(f, 0);
         c.fsync = mode;
@@ -571,7 +560,7 @@ TEST(EventLog, AFullDiskLosesAggregatedEventsByTheirCount) {
 // every event from then on is a counted loss (never a line into the deleted
 // file), and the log keeps trying until the directory is back.
 TEST(EventLog, KeepsTryingWhileTheDirectoryIsGone) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path dir = d.path / "log";
     fs::create_directory(dir);
     const fs::path f = dir / "events.jsonl";
@@ -595,7 +584,7 @@ TEST(EventLog, KeepsTryingWhileTheDirectoryIsGone) {
 }
 
 TEST(EventLog, FollowsTheFileDeletedUnderneath) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f, 0));
     for (int i = 0; i < 3; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
@@ -628,7 +617,7 @@ TEST(EventLog, FollowsTheFileDeletedUnderneath) {
 // Events waiting in an aggregation window when the file goes are written to
 // the new file when the window closes: nothing is lost.
 TEST(EventLog, AggregatedEventsOutliveTheDeletedFile) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     event_log log(aggregating(f, 10 * s));
     for (int i = 0; i < 4; ++i) add(log, block("198.51.100.7", t0 + static_cast<uint64_t>(i)));
@@ -651,7 +640,7 @@ TEST(EventLog, AggregatedEventsOutliveTheDeletedFile) {
 // away (and "create" puts a new one in its place); the lines written before
 // stay in the moved file, the next ones go to the path.
 TEST(EventLog, FollowsTheFileMovedAwayAndReplaced) {
-    temp_dir d;
+    const test::temp_dir d("events");
     const fs::path f = d.path / "events.jsonl";
     events_config c = aggregating(f, 0);
     c.fsync = events_fsync::rotate;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "control/identity/binding_history.h"
+#include "tests/support/temp_dir.h"
 
 namespace sekisho {
 namespace {
@@ -22,15 +23,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr int64_t t0 = 1795438000;   // 2026-11-23T...Z
-
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/sekisho-event-queries-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
 
 std::string block_line(int64_t t, const char* src, int port, uint64_t count = 1) {
     return json{{"type", "op25b_block"}, {"src", src}, {"src_port", port}, {"time_ns", uint64_t(t) * 1'000'000'000ull},
@@ -58,7 +50,7 @@ binding_update session(binding_kind kind, const char* id, int64_t t, const char*
 
 // alice holds .7 from t0+100 to t0+200, bob from t0+300 (open).
 struct attribution_test : ::testing::Test {
-    temp_dir d;
+    const test::temp_dir d{"event-queries"};
     fs::path log = d.path / "events.jsonl";
     std::string db = (d.path / "bindings.sqlite").string();
     void SetUp() override {
@@ -151,7 +143,7 @@ std::vector<int> ports(const json& answer) {
 }
 
 TEST(EventQueries, ASubscriberPrefixMatchesTheAddressesInIt) {
-    temp_dir d;
+    const test::temp_dir d("event-queries");
     const fs::path log = d.path / "events.jsonl";
     append(log, block_line(t0, "2001:db8:100:1100::7", 1) + "\n" + block_line(t0 + 1, "2001:db8:100:1200::7", 2) + "\n" +
                     block_line(t0 + 2, "2001:db8:100:11ff:1::9", 3) + "\n" + block_line(t0 + 3, "198.51.100.7", 4) + "\n");
@@ -169,7 +161,7 @@ TEST(EventQueries, ASubscriberPrefixMatchesTheAddressesInIt) {
 }
 
 TEST(EventQueries, FollowsTheLogByPositionNotByTime) {
-    temp_dir d;
+    const test::temp_dir d("event-queries");
     const fs::path log = d.path / "events.jsonl";
     append(log, block_line(t0, "198.51.100.7", 1) + "\n" + block_line(t0 + 5, "198.51.100.7", 2) + "\n");
     events_query q;
