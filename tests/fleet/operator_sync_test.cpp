@@ -525,6 +525,14 @@ TEST_F(OperatorSync, ABindingMadeWhileTheStoreIsDownReachesARestartedGatewayOnce
 // B when it is back; B restarted finds an old reset (skipped) and a fresh one (done).
 TEST_F(OperatorSync, ALimitResetOnAResetsTheAccountOnBOnceAndAnOldOneIsSkipped) {
     gateway a("gw-a", dir, 20s, true), b("gw-b", dir, 20s, true);
+    // The counts live in windows aligned on the epoch (the limit's 10 minutes): a window that
+    // ends midway empties every cell the test expects to hold its counts. The sequence below
+    // takes at most about a minute, so it starts with at least 90 s of its window left.
+    {
+        const uint64_t window_ns = a.plane->limit_state()->compiled().limit(0).window_ns;
+        const uint64_t left_ns = window_ns - gateway::now_ns() % window_ns;
+        if (left_ns < 90'000'000'000ull) std::this_thread::sleep_for(std::chrono::nanoseconds(left_ns + 1'000'000'000ull));
+    }
     ASSERT_TRUE(turn_until({&a, &b}, [&] { return a.sync->link_up() && b.sync->link_up(); }, 10s));
     // The account sent 4 messages through A and 4 through B (the workers' counting, done here).
     a.count_messages("heavy@example.jp", 4);
